@@ -1,0 +1,55 @@
+# devagent: `make demo` provisions a demo environment; `make test` runs the whole suite.
+# Both install what they need (Debian packages, the Python environment, a running Docker Engine, the offline
+# base image) and work on a fresh Debian 12 machine as root.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# torch is only for the tests' real torch probe (the CLI and the agent never import it); 2.13.0 is the CPU wheel.
+TORCH  ?= torch==2.13.0
+
+.PHONY: help deps venv docker base-image test test-fast demo demo-clean bench clean
+
+help:
+	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
+	@echo "make test        run the whole test suite (installs what it needs)"
+	@echo "make test-fast   unit tests only (no Docker)"
+	@echo "make base-image  build the offline base image devagent-base:bookworm"
+	@echo "make bench       run the benchmarks"
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]' '$(TORCH)'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+docker: deps
+	@bash scripts/ensure-docker.sh
+
+base-image: docker
+	@bash scripts/build-base-image.sh
+
+test: venv base-image
+	$(PY) -m pytest
+
+test-fast: venv
+	$(PY) -m pytest -m "not docker"
+
+demo: venv base-image
+	@bash scripts/demo.sh
+
+demo-clean: venv
+	@DEVAGENT_HOME=$(CURDIR)/build/demo/home DEVAGENT_SSH_CONFIG=$(CURDIR)/build/demo/ssh_config \
+		$(VENV)/bin/devagent down demo || true
+
+bench: venv base-image
+	$(PY) benchmarks/up_bench.py
+	$(PY) benchmarks/agent_bench.py --quick
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .hypothesis

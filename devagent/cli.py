@@ -1,0 +1,258 @@
+"""The command line: the only module that imports click. Each command parses, calls one library function,
+and renders the result. Heavy modules (docker, paramiko) are imported inside the commands that need them, so
+`devagent --help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from devagent import __version__
+from devagent.errors import DevagentError, ExitStatus
+
+JSON_VERSION = 1
+
+
+def _echo_step(text: str) -> None:
+    click.echo(text, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="devagent")
+def cli() -> None:
+    """Secure SSH-ready PyTorch dev containers for VS Code Remote-SSH, with a lab notebook that keeps itself.
+
+    \b
+    devagent up NAME       provision an environment and its ssh alias NAME
+    ssh NAME               log in (VS Code: Remote-SSH → Connect to Host → NAME)
+    devagent down NAME     remove the container, the alias and the pinned key; files stay
+    """
+
+
+# -- host side --------------------------------------------------------------------------------------------------
+
+
+def _provisioner() -> Any:
+    from devagent.host.engine import Engine
+    from devagent.host.paths import Paths
+    from devagent.host.provision import Provisioner
+
+    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=_echo_step)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--base-image", default=None, metavar="IMAGE",
+              help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
+@click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Host folder mounted at ~/workspace; created when missing; kept by `down`.")
+@click.option("--gpus", default="none", show_default=True, help="none, all, indexes (0,1) or GPU UUIDs.")
+@click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
+@click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
+@click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")
+@click.option("--pids", default="4096", show_default=True, help="Process limit.")
+@click.option("--user", "login_user", default="dev", show_default=True, help="Login user inside (never root).")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your existing ed25519 private key [default: one devagent makes in DEVAGENT_HOME].")
+@click.option("--sshd-profile", type=click.Choice(["strict", "compat"]), default=None,
+              help="strict: post-quantum key exchange only (OpenSSH >= 8.5); compat adds curve25519 "
+              "[default: strict when your ssh is >= 8.5].")
+@click.option("--notebook", default=None, metavar="PATH",
+              help="Notebook path, relative to the workspace [default: lab-notebook.md].")
+@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
+def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str, cpus: str | None, shm_size: str,
+       pids: str, login_user: str, identity: Path | None, sshd_profile: str | None, notebook: str | None,
+       recreate: bool) -> None:
+    """Provision environment NAME and the ssh alias NAME, and prove the login."""
+    from devagent.core import spec as s
+    from devagent.core.sshd import profile_for_client
+    from devagent.host.openssh import client_version
+
+    env = s.EnvSpec(
+        name=s.validate_name(name),
+        base_image=base_image or s.DEFAULT_BASE_IMAGE,
+        workspace=str(Path(workspace).resolve()),
+        user=s.validate_user(login_user),
+        uid=os.getuid() or 1000,
+        gpus=s.parse_gpus(gpus),
+        limits=s.Limits(memory=s.parse_size(memory, option="--memory"), cpus=s.parse_cpus(cpus) if cpus else None,
+                        shm_size=s.parse_size(shm_size, option="--shm-size"), pids=s.parse_pids(pids)),
+        sshd_profile=sshd_profile or profile_for_client(client_version()),
+    )
+    if notebook is not None and (Path(notebook).is_absolute() or ".." in Path(notebook).parts):
+        raise DevagentError(f"--notebook {notebook!r} must be a path inside the workspace",
+                            hint="e.g. --notebook notes/lab-notebook.md", status=ExitStatus.USAGE)
+    launch = shlex.join(["devagent", *sys.argv[1:]]) if sys.argv[1:2] == ["up"] else f"devagent up {name}"
+    result = _provisioner().up(env, identity=identity.resolve() if identity else None, recreate=recreate,
+                               launch_command=launch,
+                               notebook=f"/home/{env.user}/workspace/{notebook}" if notebook else None)
+    verb = "replaced" if result.recreated else ("created" if result.created else "verified")
+    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}")
+    click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
+    click.echo(f"✔ ssh alias {result.name} (host key pinned)")
+    click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    click.echo(f"  workspace {result.workspace} → /home/{result.user}/workspace")
+    click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
+
+
+@cli.command()
+@click.argument("name")
+def down(name: str) -> None:
+    """Remove environment NAME: container, ssh alias, pinned and host keys. Workspace files are kept."""
+    from devagent.core.spec import validate_name
+
+    for item in _provisioner().down(validate_name(name)):
+        click.echo(f"✔ removed {item}")
+
+
+@cli.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+def ls_command(as_json: bool) -> None:
+    """List environments (Docker's labels are the source of truth)."""
+    rows = _provisioner().ls()
+    if as_json:
+        click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
+        return
+    if not rows:
+        click.echo("no environments; create one with: devagent up NAME")
+        return
+    click.echo(f"{'NAME':20} {'STATE':10} {'PORT':>6}  {'USER':8} {'GPUS':8} WORKSPACE")
+    for r in rows:
+        click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['port'] or '-'!s:>6}  {r['user']!s:8} "
+                   f"{r['gpus']!s:8} {r['workspace']}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(name: str, command: tuple[str, ...]) -> None:
+    """Log in to NAME with the real OpenSSH client through the alias (`devagent ssh NAME -- CMD`)."""
+    from devagent.core.spec import validate_name
+    from devagent.host.paths import Paths
+
+    validate_name(name)
+    argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
+    try:
+        os.execvp("ssh", argv)
+    except FileNotFoundError:
+        raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
+                            hint="install it: apt-get install openssh-client") from None
+
+
+@cli.group()
+def image() -> None:
+    """The derived image (base image + login user + sshd + devagent)."""
+
+
+@image.command(name="build")
+@click.option("--base-image", default=None, metavar="IMAGE", help="[default: the official PyTorch image]")
+@click.option("--user", "login_user", default="dev", show_default=True)
+def image_build(base_image: str | None, login_user: str) -> None:
+    """Build (or find cached) the derived image for a base image and login user."""
+    from devagent.core import spec as s
+    from devagent.host.image import build_image
+
+    from devagent.host.engine import Engine
+
+    tag, built = build_image(Engine(), base_image=base_image or s.DEFAULT_BASE_IMAGE,
+                             user=s.validate_user(login_user), uid=os.getuid() or 1000, report=_echo_step)
+    click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}")
+
+
+# -- container side ---------------------------------------------------------------------------------------------
+
+
+@cli.command(hidden=False)
+@click.option("--sshd-config", default="/etc/devagent/sshd_config.strict", show_default=True)
+@click.option("--workspace", type=click.Path(path_type=Path), default=None,
+              help="[default: $DEVAGENT_WORKSPACE or the current folder]")
+@click.option("--notebook", type=click.Path(path_type=Path), default=None,
+              help="[default: <workspace>/lab-notebook.md]")
+@click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
+def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, polling: bool | None) -> int:
+    """(Inside the container) the main process: sshd, the save watcher, the notebook."""
+    import logging
+
+    from devagent.container.agent import AgentConfig, run
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ws = workspace or Path(os.environ.get("DEVAGENT_WORKSPACE", "."))
+    return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
+                           polling=polling or None))
+
+
+@cli.command(name="gpu-check")
+@click.option("--notebook", type=click.Path(path_type=Path), default=None,
+              help="[default: <workspace>/lab-notebook.md]")
+@click.option("--no-notebook", is_flag=True, help="Only print; append nothing.")
+@click.option("--python", default=None, help="The interpreter whose torch to probe [default: python3 on PATH].")
+def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> None:
+    """(Inside the container) check the GPUs (NVML, torch, nvidia-smi) and append the result to the notebook."""
+    from datetime import datetime, timezone
+
+    from devagent.container.gpucheck import run_gpu_check
+    from devagent.core.gpu import render_gpu_check
+
+    check = run_gpu_check(python=python)
+    entry = render_gpu_check(check, now=datetime.now(timezone.utc).astimezone())
+    click.echo(entry.strip("\n"))
+    if not no_notebook:
+        from devagent.container.notebook_writer import NotebookWriter
+
+        path = notebook or Path(os.environ.get("DEVAGENT_WORKSPACE", ".")) / "lab-notebook.md"
+        NotebookWriter(path, header="# Lab notebook\n").append(entry)
+        click.echo(f"appended to {path}", err=True)
+
+
+@cli.command(hidden=True)
+def ready() -> None:
+    """(Inside the container) mark the environment as committed by `up`, and print the uid."""
+    from devagent.container.agent import mark_ready
+
+    mark_ready()
+    click.echo(os.getuid())
+
+
+@cli.command(name="sshd-config")
+@click.option("--profile", type=click.Choice(["strict", "compat"]), required=True)
+@click.option("--user", "login_user", required=True)
+@click.option("--port", type=int, required=True)
+def sshd_config_command(profile: str, login_user: str, port: int) -> None:
+    """(Inside the image build) print the hardened sshd_config for this image's OpenSSH."""
+    from devagent.container.agent import supported_algorithms
+    from devagent.core.sshd import render_sshd_config
+
+    try:
+        text = render_sshd_config(profile=profile, user=login_user, port=port, supported=supported_algorithms())
+    except ValueError as exc:
+        raise DevagentError(str(exc), status=ExitStatus.IMAGE_BUILD_FAILED,
+                            hint="use a base image with OpenSSH >= 8.5, or --sshd-profile compat") from None
+    click.echo(text, nl=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turn DevagentError into its message and exit status."""
+    try:
+        result = cli.main(args=argv, prog_name="devagent", standalone_mode=False)
+    except DevagentError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return int(exc.status)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    return int(result) if isinstance(result, int) else 0

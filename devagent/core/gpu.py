@@ -1,0 +1,362 @@
+"""The GPU check as plain data, and its rendering as one lab-notebook entry.
+
+Pure: no I/O, no clock, no environment read. The container side (devagent/container/gpucheck.py) fills these
+reports from NVML, from the user's own torch (in a subprocess) and from `nvidia-smi`; this module only turns
+them into Markdown.
+
+>>> from datetime import datetime
+>>> check = GpuCheck(nvml=NvmlReport(available=False, error="NVML Shared Library Not Found"),
+...                  torch=TorchReport(ok=True, python="/usr/bin/python3", version="2.13.0+cpu"))
+>>> summary_line(check)
+'GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu · 0.0 s'
+>>> render_gpu_check(check, now=datetime(2026, 11, 27, 14, 2)).splitlines()[1]
+'## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu'
+"""
+
+# ruff: noqa: RUF001, RUF002, RUF003 -- "2 × A100" is the notebook's own notation, the multiplication sign on purpose
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+GIB = 1024**3
+
+
+class GpuProcess(NamedTuple):
+    """A process holding memory on a GPU, as NVML reports it (pids are the host's when run in a container)."""
+
+    pid: int
+    used_memory: int | None  # bytes; None where the driver does not say (e.g. WDDM, some MIG setups)
+    name: str | None  # None where NVML cannot name it (typically: a process outside this container)
+
+
+class TorchDevice(NamedTuple):
+    """One device as torch sees it: `get_device_name(i)`, `get_device_properties(i).total_memory`."""
+
+    name: str
+    total_memory: int  # bytes
+
+
+@dataclass(frozen=True)
+class NvmlGpu:
+    """One GPU as NVML sees it. Every field NVML could not read is None (NVMLError_NotSupported and kin)."""
+
+    index: int
+    name: str | None = None
+    uuid: str | None = None
+    memory_total: int | None = None  # bytes
+    memory_used: int | None = None  # bytes
+    utilization_gpu: int | None = None  # percent over NVML's last sample period
+    processes: tuple[GpuProcess, ...] = ()
+
+
+@dataclass(frozen=True)
+class NvmlReport:
+    """What NVML says about the machine; available=False (with the error) where NVML could not start."""
+
+    available: bool
+    error: str | None = None
+    driver_version: str | None = None  # "550.54.15"
+    cuda_driver_version: str | None = None  # newest CUDA the driver supports: "12.8" (see cuda_version_text)
+    gpus: tuple[NvmlGpu, ...] = ()
+
+
+@dataclass(frozen=True)
+class TorchReport:
+    """What the user's own torch says, probed in the user's interpreter.
+
+    ok=False means no report came back (torch missing, the interpreter failed or timed out); error says why.
+    ok=True with an error means torch answered but a CUDA query inside the probe failed.
+    """
+
+    ok: bool
+    error: str | None = None
+    python: str = ""  # the interpreter that was probed
+    version: str | None = None  # torch.__version__, "2.8.0+cu128"
+    cuda_build: str | None = None  # torch.version.cuda; None for a CPU-only build
+    is_available: bool = False  # torch.cuda.is_available()
+    device_count: int = 0  # torch.cuda.device_count()
+    devices: tuple[TorchDevice, ...] = ()
+
+
+@dataclass(frozen=True)
+class GpuCheck:
+    """One GPU check: NVML's view, torch's view, the raw `nvidia-smi` output (None without the tool)."""
+
+    nvml: NvmlReport
+    torch: TorchReport
+    nvidia_smi: str | None = None
+    elapsed_s: float = 0.0
+
+
+NO_GPU_WARNING = (
+    "> **No GPU visible.** Training will run on the CPU. "
+    "To train on a GPU, start the environment with `--gpus` (e.g. `devagent up NAME --gpus all`) "
+    "on a host whose Docker Engine has the NVIDIA runtime (NVIDIA Container Toolkit); "
+    "`nvidia-smi` in the container should then list the GPUs."
+)
+WRONG_PYTHON_HINT = "If this is not the interpreter you train with, set `DEVAGENT_PYTHON` to it."
+
+
+def cuda_version_text(version: int) -> str:
+    """Render NVML's/CUDA's integer version as people write it.
+
+    >>> cuda_version_text(12080), cuda_version_text(11040), cuda_version_text(12020)
+    ('12.8', '11.4', '12.2')
+    """
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def gib(n: int) -> str:
+    """Bytes as GiB with one decimal.
+
+    >>> gib(85_029_158_912)
+    '79.2 GiB'
+    """
+    return f"{n / GIB:.1f} GiB"
+
+
+def render_gpu_check(check: GpuCheck, *, now: datetime) -> str:
+    """Render CHECK as one notebook entry: starts with "\\n## ", ends with exactly one "\\n"."""
+    blocks = [f"## {now:%Y-%m-%d %H:%M} · {_headline(check)}", *_warnings(check), _nvml_block(check.nvml)]
+    if check.torch.ok:
+        blocks.append(_torch_table(check.torch))
+    blocks.append(f"_Checked in {check.elapsed_s:.1f} s._")
+    if check.nvidia_smi is not None:
+        blocks.append(_details("nvidia-smi", check.nvidia_smi))
+    return "\n" + "\n\n".join(block for block in blocks if block) + "\n"
+
+
+def summary_line(check: GpuCheck) -> str:
+    """One line for the console: the entry's heading without the date, plus how long the check took."""
+    return f"{_headline(check)} · {check.elapsed_s:.1f} s"
+
+
+# --- the heading --------------------------------------------------------------------------------------------
+
+
+def _headline(check: GpuCheck) -> str:
+    nvml, torch = check.nvml, check.torch
+    parts = ["GPU check", _status(check)]
+    if nvml.available and nvml.driver_version:
+        parts.append(f"driver {_inline(nvml.driver_version)}")
+    if nvml.available and nvml.cuda_driver_version:
+        parts.append(f"CUDA {_inline(nvml.cuda_driver_version)}")
+    parts.append(f"torch {_inline(torch.version or '?')}" if torch.ok else "torch check failed")
+    return " · ".join(parts)
+
+
+def _status(check: GpuCheck) -> str:
+    nvml_gpus = _nvml_gpus(check.nvml)
+    if nvml_gpus:
+        label = _group([(gpu.name, gpu.memory_total) for gpu in nvml_gpus])
+        if _torch_uses_gpu(check.torch):
+            return f"✅ {label}"
+        if check.torch.ok:
+            return f"⚠️ {label} not usable by torch — training will run on the CPU"
+        return f"⚠️ {label}"
+    if _torch_uses_gpu(check.torch):
+        # NVML missing (e.g. libnvidia-ml not mounted) while CUDA works: torch's view is the one that matters.
+        return "✅ " + _group([(device.name, device.total_memory) for device in check.torch.devices])
+    return "⚠️ no GPU — training will run on the CPU"
+
+
+def _group(gpus: list[tuple[str | None, int | None]]) -> str:
+    """Identical GPUs (same name and memory) as "2 × NAME (79.2 GiB)", groups in order of first appearance."""
+    counts: dict[tuple[str | None, int | None], int] = {}
+    for key in gpus:
+        counts[key] = counts.get(key, 0) + 1
+    labels = []
+    for (name, memory), count in counts.items():
+        label = f"{count} × {_inline(name or 'unknown GPU')}"
+        labels.append(label + (f" ({gib(memory)})" if memory is not None else ""))
+    return ", ".join(labels)
+
+
+# --- warnings -----------------------------------------------------------------------------------------------
+
+
+def _warnings(check: GpuCheck) -> list[str]:
+    nvml_gpus, torch = _nvml_gpus(check.nvml), check.torch
+    warnings = []
+    if not nvml_gpus and not _torch_uses_gpu(torch):
+        warnings.append(NO_GPU_WARNING)
+    if nvml_gpus and torch.ok and not _torch_uses_gpu(torch):
+        warnings.append(_mismatch_warning(check.nvml, torch))
+    elif nvml_gpus and _torch_uses_gpu(torch) and torch.device_count < len(nvml_gpus):
+        warnings.append(
+            f"> **torch sees {torch.device_count} of the {len(nvml_gpus)} GPUs NVML lists.** "
+            "Check `CUDA_VISIBLE_DEVICES`."
+        )
+    if not torch.ok:
+        failed = _quote_error("**torch check failed.**", torch.error or "no report", WRONG_PYTHON_HINT)
+        warnings.append(failed)
+    elif torch.error:
+        warnings.append(_quote_error("**torch reported an error.**", torch.error))
+    return warnings
+
+
+def _mismatch_warning(nvml: NvmlReport, torch: TorchReport) -> str:
+    count = len(_nvml_gpus(nvml))
+    text = (
+        f"> **torch cannot use the GPU{'s' if count != 1 else ''}.** NVML lists {count} "
+        f"GPU{'s' if count != 1 else ''}, but `torch.cuda.is_available()` is {torch.is_available} in "
+        f"{_code(torch.python)}: training will run on the CPU. "
+    )
+    driver_cuda = nvml.cuda_driver_version
+    if torch.cuda_build is None:
+        wanted = f" for CUDA {_inline(driver_cuda)} or older" if driver_cuda else ""
+        version = _inline(torch.version or "?")
+        text += f"This torch ({version}) is a CPU-only build: install a CUDA build{wanted}."
+    elif driver_cuda and _newer(torch.cuda_build, driver_cuda):
+        text += (
+            f"This torch is built for CUDA {_inline(torch.cuda_build)}, newer than the driver supports "
+            f"(CUDA {_inline(driver_cuda)}): install a torch built for CUDA {_inline(driver_cuda)} or older, "
+            "or update the driver."
+        )
+    else:
+        text += (
+            "Check `CUDA_VISIBLE_DEVICES` and the error from "
+            "`python -c \"import torch; torch.cuda.init()\"`."
+        )
+    return text
+
+
+def _newer(version: str, than: str) -> bool:
+    """Whether dotted VERSION is newer than THAN; unreadable versions never count as newer."""
+    try:
+        return tuple(int(p) for p in version.split(".")) > tuple(int(p) for p in than.split("."))
+    except ValueError:
+        return False
+
+
+def _quote_error(title: str, error: str, hint: str | None = None) -> str:
+    """A blockquote: TITLE, the error's first line, any further lines in a fenced block, then HINT."""
+    first, *rest = re.split(r"\r\n|\r|\n", error.strip())
+    lines = [f"{title} {_inline(first)}".rstrip()]
+    if "".join(rest).strip():
+        lines += ["", *_fenced("\n".join(rest).strip("\n"))]
+    if hint:
+        lines += ["", hint]
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+# --- body blocks --------------------------------------------------------------------------------------------
+
+
+def _nvml_block(nvml: NvmlReport) -> str:
+    if not nvml.available:
+        return f"**NVML:** not available — {_inline(nvml.error or 'unknown error')}"
+    facts = [f"driver {nvml.driver_version or '?'}", f"CUDA {nvml.cuda_driver_version or '?'}"]
+    count = len(nvml.gpus)
+    facts.append(f"{count} GPU{'s' if count != 1 else ''}")
+    block = "**NVML:** " + _inline(" · ".join(facts))
+    if nvml.error:
+        block += f" — {_inline(nvml.error)}"
+    if not nvml.gpus:
+        return block
+    rows = [
+        [
+            str(gpu.index),
+            gpu.name or "?",
+            gpu.uuid or "?",
+            _memory(gpu.memory_used, gpu.memory_total),
+            f"{gpu.utilization_gpu} %" if gpu.utilization_gpu is not None else "?",
+            ", ".join(_process(p) for p in gpu.processes) or "—",
+        ]
+        for gpu in nvml.gpus
+    ]
+    header = ["GPU", "name", "UUID", "memory used / total", "utilisation", "processes"]
+    return block + "\n\n" + _table(header, rows)
+
+
+def _memory(used: int | None, total: int | None) -> str:
+    if used is None and total is None:
+        return "?"
+    used_text = f"{used / GIB:.1f}" if used is not None else "?"
+    total_text = gib(total) if total is not None else "? GiB"
+    return f"{used_text} / {total_text}"
+
+
+def _process(process: GpuProcess) -> str:
+    text = str(process.pid)
+    if process.name:
+        text += f" {process.name}"
+    if process.used_memory is not None:
+        text += f" ({gib(process.used_memory)})"
+    return text
+
+
+def _torch_table(torch: TorchReport) -> str:
+    rows = [
+        ["python", _code(torch.python)],
+        ["version", torch.version or "?"],
+        ["CUDA build", torch.cuda_build or "none (CPU-only build)"],
+        ["`torch.cuda.is_available()`", str(torch.is_available)],
+        ["`torch.cuda.device_count()`", str(torch.device_count)],
+    ]
+    rows += [[f"device {i}", f"{device.name} · {gib(device.total_memory)}"] for i, device in
+             enumerate(torch.devices)]
+    return _table(["torch", "result"], rows)
+
+
+def _details(summary: str, text: str) -> str:
+    body = "\n".join(_fenced(text.strip("\r\n")))
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+
+
+# --- Markdown helpers ---------------------------------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [_row(header), "|" + "---|" * len(header)]
+    lines += [_row([_cell(cell) for cell in row]) for row in rows]
+    return "\n".join(lines)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _cell(text: str) -> str:
+    """A table cell: one line, every `|` escaped (GFM honours `\\|` inside code spans too)."""
+    return _inline(text).replace("|", "\\|")
+
+
+def _inline(text: str) -> str:
+    """Outside text (GPU names, errors, paths) on one line: a newline there would end a heading or a row."""
+    return " ".join(text.split())
+
+
+def _code(text: str) -> str:
+    """An inline code span that survives backticks in TEXT.
+
+    >>> _code("/usr/bin/python3"), _code("a`b")
+    ('`/usr/bin/python3`', '``a`b``')
+    """
+    text = _inline(text)
+    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fenced(text: str) -> list[str]:
+    """TEXT verbatim in a ```text fence, longer than any backtick run inside so nothing can close it early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    # Markdown ends a line at \r too; a bare \r left in would end a blockquote early.
+    return [f"{fence}text", *re.split(r"\r\n|\r|\n", text), fence]
+
+
+# --- shared predicates --------------------------------------------------------------------------------------
+
+
+def _nvml_gpus(nvml: NvmlReport) -> tuple[NvmlGpu, ...]:
+    return nvml.gpus if nvml.available else ()
+
+
+def _torch_uses_gpu(torch: TorchReport) -> bool:
+    return torch.ok and torch.is_available and torch.device_count > 0

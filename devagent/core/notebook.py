@@ -1,0 +1,235 @@
+"""The lab notebook as plain data, rendered to Markdown by pure functions.
+
+Pure: no I/O, no clock, no environment read. Times come in as arguments.
+
+A notebook is a header (how the environment was made) followed by entries. An *entry* is text that starts
+with ``"\\n## "`` and ends with exactly one ``"\\n"``, so appending entries one after another always leaves the
+file on an entry boundary, and each entry is separated from what came before by a blank line.
+
+>>> e = entry(heading(datetime(2026, 11, 27, 14, 2), "GPU check", "✅ 2 × A100"), "driver 550.54")
+>>> e
+'\\n## 2026-11-27 14:02 · GPU check · ✅ 2 × A100\\ndriver 550.54\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+SEPARATOR = " · "
+ENTRY_PREFIX = "\n## "
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """How an environment was made: everything the notebook header records.
+
+    ``mounts`` holds ``(host_path, container_path, mode)`` triples, mode being ``"rw"`` or ``"ro"``;
+    ``created`` is an ISO-8601 time; ``base_digest`` is ``None`` for a local base image that has no digest.
+    """
+
+    name: str
+    user: str
+    image: str
+    base_image: str
+    base_digest: str | None
+    launch_command: str  # the exact `devagent up ...` command line
+    mounts: tuple[tuple[str, str, str], ...]
+    limits: str
+    gpus: str
+    ssh_alias: str
+    devagent_version: str
+    created: str
+
+    def to_json(self) -> str:
+        """One line of JSON; ``LaunchContext.from_json(ctx.to_json()) == ctx``."""
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> LaunchContext:
+        """Read what ``to_json`` wrote. Unknown keys are ignored (a newer devagent may add some);
+        a missing key raises ``ValueError``."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("launch context: expected a JSON object")
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ValueError(f"launch context: missing {', '.join(missing)}")
+        values: dict[str, Any] = {n: data[n] for n in names}
+        values["mounts"] = tuple((str(h), str(c), str(m)) for h, c, m in values["mounts"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SaveRecord:
+    """One save of a watched file, as the journal keeps it.
+
+    ``path`` is relative to the workspace with ``/`` separators; ``time`` is ISO-8601;
+    ``lines_added``/``lines_removed`` compare with the content at the previous save.
+    """
+
+    time: str
+    path: str
+    sha256: str
+    lines_added: int
+    lines_removed: int
+
+    def to_json(self) -> str:
+        """One line of JSON without a newline."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> SaveRecord:
+        data = json.loads(text)
+        return cls(
+            time=str(data["time"]),
+            path=str(data["path"]),
+            sha256=str(data["sha256"]),
+            lines_added=int(data["lines_added"]),
+            lines_removed=int(data["lines_removed"]),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Markdown escaping. Values land inside a GFM table: a `|` would end the cell (escape it as `\|`, which GFM and
+# VS Code's markdown-it both accept even inside code spans) and a newline would end the table.
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.splitlines()) if value else ""
+
+
+def md_text(value: str) -> str:
+    r"""Escape VALUE so it shows literally in a Markdown table cell.
+
+    >>> md_text("a|b *c* `d`")
+    'a\\|b \\*c\\* \\`d\\`'
+    """
+    return re.sub(r"([\\`*_\[\]<>|#!~])", r"\\\1", _one_line(value))
+
+
+def md_code(value: str) -> str:
+    r"""VALUE as an inline code span that survives backticks and pipes inside a table cell.
+
+    The fence is one backtick longer than the longest run of backticks inside (CommonMark's rule).
+
+    >>> md_code("echo `date` | wc")
+    '``echo `date` \\| wc``'
+    """
+    text = _one_line(value)
+    if not text:
+        return ""  # `` would be literal backticks, not an empty code span
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    # CommonMark strips one space from each side when both sides have one (and not everything is a space):
+    # pad, so that stripping gives back the value. A backtick at either end needs the pad to not join the fence.
+    spaced = text.startswith(" ") and text.endswith(" ") and text.strip(" ")
+    if text.startswith("`") or text.endswith("`") or spaced:
+        text = f" {text} "
+    return f"{fence}{text}{fence}".replace("|", "\\|")
+
+
+def _row(label: str, value: str) -> str:
+    return f"| {label} | {value} |"
+
+
+def render_header(ctx: LaunchContext) -> str:
+    """The notebook's first lines: a title and a table recording how the environment was made.
+
+    Ends with exactly one newline, so the first entry follows after a blank line.
+
+    >>> print(render_header(LaunchContext("dev", "dev", "devagent/dev:3f2a", "debian:12", None,
+    ...     "devagent up dev", (("./code", "/workspace", "rw"),), "32g", "none", "dev", "0.1.0",
+    ...     "2026-11-27T14:00:00+00:00")).splitlines()[0])
+    # Lab notebook — dev
+    """
+    if ctx.base_digest:
+        base = md_code(f"{ctx.base_image}@{ctx.base_digest}")
+    else:
+        base = f"{md_code(ctx.base_image)} (local image, no registry digest)"
+    mounts = "<br>".join(
+        f"{md_code(host)} → {md_code(container)} ({md_text(mode)})" for host, container, mode in ctx.mounts
+    ) or "none"
+    lines = [
+        f"# Lab notebook — {md_text(ctx.name)}",
+        "",
+        _row("environment", md_text(ctx.name)),
+        "|---|---|",
+        _row("image", f"{md_code(ctx.image)} · base {base}"),
+        _row("launched", md_code(ctx.launch_command)),
+        _row("mounts", mounts),
+        _row("limits", md_text(ctx.limits)),
+        _row("GPUs", md_text(ctx.gpus)),
+        _row("login", f"{md_code('ssh ' + ctx.ssh_alias)} as {md_text(ctx.user)}"),
+        _row("devagent", md_text(ctx.devagent_version)),
+        _row("created", md_text(ctx.created)),
+        "",
+        "_devagent only appends below this line and never changes what is already here; "
+        "write your own notes anywhere._",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def format_timestamp(dt: datetime) -> str:
+    """The time in an entry heading, to the minute.
+
+    >>> format_timestamp(datetime(2026, 11, 27, 14, 2, 59))
+    '2026-11-27 14:02'
+    """
+    return dt.strftime("%Y-%m-%d %H:%M")
+
+
+def heading(when: datetime, *parts: str) -> str:
+    """An entry heading: the time, then PARTS, joined by `` · ``.
+
+    >>> heading(datetime(2026, 11, 27, 14, 5), "run 3", "train.py", "✅ exit 0")
+    '2026-11-27 14:05 · run 3 · train.py · ✅ exit 0'
+    """
+    return SEPARATOR.join([format_timestamp(when), *(_one_line(p) for p in parts if p)])
+
+
+def entry(heading: str, body: str) -> str:
+    """One notebook entry: starts with ``"\\n## "``, ends with exactly one ``"\\n"``.
+
+    The heading is kept to one line; blank lines around the body are dropped.
+
+    >>> entry("2026-11-27 14:02 · note", "\\nsome text\\n\\n")
+    '\\n## 2026-11-27 14:02 · note\\nsome text\\n'
+    >>> entry("2026-11-27 14:02 · note", "")
+    '\\n## 2026-11-27 14:02 · note\\n'
+    """
+    text = ENTRY_PREFIX + _one_line(heading).strip() + "\n"
+    body = body.strip("\n")
+    if body:
+        text += body + "\n"
+    return text
+
+
+def is_entry(text: str) -> bool:
+    """Whether TEXT has the shape of an entry (what ``entry`` returns)."""
+    return text.startswith(ENTRY_PREFIX) and text.endswith("\n") and not text.endswith("\n\n")
+
+
+def render_edits_since(saves: Iterable[SaveRecord]) -> str:
+    """Summarise saves per file, in the order files were first saved; +/− add up over the saves.
+
+    >>> render_edits_since([SaveRecord("t1", "train.py", "a", 3, 1), SaveRecord("t2", "model.py", "b", 1, 0),
+    ...                     SaveRecord("t3", "train.py", "c", 1, 1)])
+    'train.py saved 2× (+4/−2), model.py saved 1× (+1/−0)'
+    >>> render_edits_since([])
+    'no saves'
+    """
+    totals: dict[str, list[int]] = {}
+    for save in saves:
+        count_added_removed = totals.setdefault(save.path, [0, 0, 0])
+        count_added_removed[0] += 1
+        count_added_removed[1] += save.lines_added
+        count_added_removed[2] += save.lines_removed
+    if not totals:
+        return "no saves"
+    return ", ".join(f"{path} saved {n}× (+{added}/−{removed})" for path, (n, added, removed) in totals.items())

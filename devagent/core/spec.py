@@ -1,0 +1,183 @@
+"""What an environment is, as plain data, and the validation of everything a user types for it.
+
+Pure: no I/O, no clock, no environment read. Every rejection is a DevagentError(status=USAGE) that names the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from devagent.errors import DevagentError, ExitStatus
+
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+GPU_UUID_RE = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]{8,}$")
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
+
+DEFAULT_CPUS = 8
+DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
+OFFLINE_BASE_IMAGE = "devagent-base:bookworm"
+SSHD_PORT = 2222  # inside the container: sshd runs as the login user, so the port must be >= 1024
+CONTAINER_WORKSPACE = "/workspace"
+LABEL_PREFIX = "devagent."
+
+
+def validate_name(name: str) -> str:
+    """Return NAME if it is a valid environment name (it becomes a container name and an ssh alias).
+
+    >>> validate_name("pytorch-dev")
+    'pytorch-dev'
+    """
+    if not NAME_RE.fullmatch(name):
+        raise DevagentError(
+            f"invalid environment name {name!r}",
+            hint="use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit",
+            status=ExitStatus.USAGE,
+        )
+    return name
+
+
+def validate_user(user: str) -> str:
+    if not USER_RE.fullmatch(user) or user == "root":
+        raise DevagentError(
+            f"invalid login user {user!r}",
+            hint="use a lowercase POSIX user name other than root, e.g. --user dev",
+            status=ExitStatus.USAGE,
+        )
+    return user
+
+
+def parse_size(text: str, *, option: str) -> int:
+    """Parse a Docker-style size ('32g', '512m', '1024') into bytes.
+
+    >>> parse_size("8g", option="--shm-size")
+    8589934592
+    """
+    m = SIZE_RE.fullmatch(text.strip())
+    if not m:
+        raise DevagentError(
+            f"{option}: cannot read size {text!r}",
+            hint=f"write a number with an optional unit b, k, m or g, e.g. {option} 8g",
+            status=ExitStatus.USAGE,
+        )
+    number, unit = float(m.group(1)), m.group(2).lower()
+    factor = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+    value = int(number * factor)
+    if value <= 0:
+        raise DevagentError(f"{option}: size must be positive, not {text!r}", hint=f"e.g. {option} 8g",
+                            status=ExitStatus.USAGE)
+    return value
+
+
+def format_size(n: int) -> str:
+    """Render bytes the way Docker users write them.
+
+    >>> format_size(8589934592), format_size(1536 * 1024**2)
+    ('8g', '1536m')
+    """
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def parse_cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise DevagentError(f"--cpus: {text!r} is not a positive number", hint="e.g. --cpus 8 or --cpus 0.5",
+                            status=ExitStatus.USAGE)
+    return value
+
+
+def parse_pids(text: str) -> int:
+    if not text.isdigit() or int(text) < 64:
+        raise DevagentError(f"--pids: {text!r} is not a whole number of at least 64",
+                            hint="DataLoader workers need room: e.g. --pids 4096", status=ExitStatus.USAGE)
+    return int(text)
+
+
+@dataclass(frozen=True)
+class GpuRequest:
+    """Which GPUs an environment gets: none, all, or a list of indexes or UUIDs (never mixed)."""
+
+    mode: str  # "none" | "all" | "list"
+    devices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return {"none": "none", "all": "all"}.get(self.mode, ",".join(self.devices))
+
+
+def parse_gpus(text: str) -> GpuRequest:
+    """Parse --gpus: 'none', 'all', '0,1' or 'GPU-<uuid>,...'.
+
+    >>> parse_gpus("0,1")
+    GpuRequest(mode='list', devices=('0', '1'))
+    """
+    value = text.strip()
+    if value.lower() in ("", "none"):
+        return GpuRequest("none")
+    if value.lower() == "all":
+        return GpuRequest("all")
+    items = tuple(item.strip() for item in value.split(","))
+    hint = "use none, all, indexes like 0,1 or UUIDs from `nvidia-smi -L` like GPU-5c3f…"
+    if any(not item for item in items):
+        raise DevagentError(f"--gpus: empty item in {text!r}", hint=hint, status=ExitStatus.USAGE)
+    is_index = [item.isdigit() for item in items]
+    is_uuid = [bool(GPU_UUID_RE.fullmatch(item)) for item in items]
+    if not (all(is_index) or all(is_uuid)):
+        bad = [item for item, a, b in zip(items, is_index, is_uuid, strict=True) if not (a or b)]
+        problem = f"not a GPU index or UUID: {', '.join(bad)}" if bad else "indexes and UUIDs mixed"
+        raise DevagentError(f"--gpus: {problem}", hint=hint, status=ExitStatus.USAGE)
+    if len(set(items)) != len(items):
+        raise DevagentError(f"--gpus: a GPU is listed twice in {text!r}", hint=hint, status=ExitStatus.USAGE)
+    return GpuRequest("list", items)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits. Defaults suit PyTorch DataLoader workers (shared memory, many processes)."""
+
+    memory: int = 16 * 1024**3
+    cpus: float | None = None  # None: min(8, the engine's CPUs), resolved by the host side
+    shm_size: int = 2 * 1024**3
+    pids: int = 4096
+
+    def describe(self) -> str:
+        cpus = "all" if self.cpus is None else f"{self.cpus:g}"
+        return f"memory {format_size(self.memory)} · {cpus} cpus · shm {format_size(self.shm_size)} · pids {self.pids}"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Everything `devagent up` needs to know about one environment."""
+
+    name: str
+    base_image: str
+    workspace: str  # absolute host path
+    user: str = "dev"
+    uid: int = 1000
+    gpus: GpuRequest = field(default_factory=lambda: GpuRequest("none"))
+    limits: Limits = field(default_factory=Limits)
+    sshd_profile: str = "strict"  # "strict" | "compat"
+
+    @property
+    def home(self) -> str:
+        return f"/home/{self.user}"
+
+    def labels(self, *, version: str, image: str) -> dict[str, str]:
+        """The labels every Docker object of this environment carries; Docker is the source of truth."""
+        return {
+            f"{LABEL_PREFIX}managed": "true",
+            f"{LABEL_PREFIX}name": self.name,
+            f"{LABEL_PREFIX}user": self.user,
+            f"{LABEL_PREFIX}workspace": self.workspace,
+            f"{LABEL_PREFIX}gpus": self.gpus.describe(),
+            f"{LABEL_PREFIX}base-image": self.base_image,
+            f"{LABEL_PREFIX}image": image,
+            f"{LABEL_PREFIX}sshd-profile": self.sshd_profile,
+            f"{LABEL_PREFIX}version": version,
+        }

@@ -1,0 +1,122 @@
+"""The hardened sshd configuration, rendered from a profile and the algorithms the image's OpenSSH supports.
+
+Two profiles:
+- ``strict``: post-quantum hybrid key exchange only (sntrup761/mlkem768). ssh-audit reports no failure and no
+  warning. Needs OpenSSH >= 8.5 on the client (VS Code uses the local ssh).
+- ``compat``: adds curve25519 key exchange for older clients and for paramiko; ssh-audit reports no failure.
+
+sshd runs as the login user (rootless), so: a high port, ``UsePAM no``, ``PidFile none``, host key owned by the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PROFILES = ("strict", "compat")
+
+STRICT_KEX = ("mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com")
+COMPAT_EXTRA_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+CIPHERS = (
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-128-etm@openssh.com")
+HOST_KEY_ALGORITHMS = ("ssh-ed25519",)
+PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
+
+CONFIG_DIR = "/etc/devagent"
+HOST_KEY_PATH = f"{CONFIG_DIR}/ssh_host_ed25519_key"
+AUTHORIZED_KEYS_PATH = f"{CONFIG_DIR}/authorized_keys"
+LAUNCH_CONTEXT_PATH = f"{CONFIG_DIR}/launch.json"
+
+
+def config_path(profile: str) -> str:
+    return f"{CONFIG_DIR}/sshd_config.{profile}"
+
+
+@dataclass(frozen=True)
+class Supported:
+    """What the image's OpenSSH offers (`ssh -Q kex|cipher|mac`)."""
+
+    kex: tuple[str, ...]
+    ciphers: tuple[str, ...]
+    macs: tuple[str, ...]
+
+
+def kex_for(profile: str, supported: Supported) -> tuple[str, ...]:
+    """Key exchange algorithms for PROFILE, in preference order, limited to what the server supports.
+
+    >>> kex_for("strict", Supported(kex=("curve25519-sha256", "sntrup761x25519-sha512@openssh.com"), ciphers=(), macs=()))
+    ('sntrup761x25519-sha512@openssh.com',)
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown sshd profile {profile!r}")
+    wanted = STRICT_KEX + (COMPAT_EXTRA_KEX if profile == "compat" else ())
+    return tuple(k for k in wanted if k in supported.kex)
+
+
+def render_sshd_config(*, profile: str, user: str, port: int, supported: Supported) -> str:
+    """The sshd_config text for one profile. Raises ValueError when the server cannot do the profile."""
+    kex = kex_for(profile, supported)
+    ciphers = tuple(c for c in CIPHERS if c in supported.ciphers)
+    macs = tuple(m for m in MACS if m in supported.macs)
+    if not kex or not ciphers or not macs:
+        raise ValueError(f"this OpenSSH server cannot do the {profile} profile (kex {kex}, ciphers {ciphers})")
+    lines = [
+        f"# devagent sshd configuration, profile {profile}. Rendered by devagent at image build; do not edit.",
+        "# sshd runs as the login user (rootless): no PAM, no privilege separation, a high port.",
+        f"Port {port}",
+        f"HostKey {HOST_KEY_PATH}",
+        "PidFile none",
+        "UsePAM no",
+        "StrictModes yes",
+        f"AllowUsers {user}",
+        "PermitRootLogin no",
+        "AuthenticationMethods publickey",
+        "PubkeyAuthentication yes",
+        f"AuthorizedKeysFile {AUTHORIZED_KEYS_PATH}",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "HostbasedAuthentication no",
+        "PermitEmptyPasswords no",
+        "PermitUserEnvironment no",
+        "MaxAuthTries 3",
+        "LoginGraceTime 30",
+        # Docker's proxy makes every client one address: keep MaxStartups global, never per source.
+        "MaxStartups 20:30:100",
+        "ClientAliveInterval 30",
+        "ClientAliveCountMax 4",
+        "UseDNS no",
+        "PrintMotd no",
+        "PermitTTY yes",
+        # VS Code Remote-SSH forwards a local port (ssh -D / -L) or a socket; nothing else is needed.
+        "AllowTcpForwarding local",
+        "AllowStreamLocalForwarding local",
+        "AllowAgentForwarding no",
+        "X11Forwarding no",
+        "PermitTunnel no",
+        "GatewayPorts no",
+        "Subsystem sftp internal-sftp",
+        f"KexAlgorithms {','.join(kex)}",
+        f"Ciphers {','.join(ciphers)}",
+        f"MACs {','.join(macs)}",
+        f"HostKeyAlgorithms {','.join(HOST_KEY_ALGORITHMS)}",
+        f"PubkeyAcceptedAlgorithms {','.join(PUBKEY_ALGORITHMS)}",
+        "LogLevel INFO",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def profile_for_client(client_version: tuple[int, int] | None) -> str:
+    """The default profile for a local OpenSSH client: strict from 8.5 (post-quantum kex), compat before.
+
+    >>> profile_for_client((9, 2)), profile_for_client((8, 4)), profile_for_client(None)
+    ('strict', 'compat', 'compat')
+    """
+    if client_version is None:
+        return "compat"
+    return "strict" if client_version >= (8, 5) else "compat"

@@ -1,0 +1,50 @@
+"""The one error type users meet, and the exit codes it maps to (see docs/reference/exit-codes.md)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit codes. Documented in docs/reference/exit-codes.md; pinned by tests/test_exit_codes.py."""
+
+    OK = 0
+    ERROR = 1  # an unexpected error (a bug): a traceback is shown
+    USAGE = 2  # bad command line or bad input (invalid name, size, GPU list, workspace)
+    DOCKER_UNAVAILABLE = 3  # no Docker Engine answers
+    DOCKER_PERMISSION = 4  # the engine's socket exists but this user may not use it
+    IMAGE_MISSING = 5  # the base image is not present and cannot be pulled
+    IMAGE_BUILD_FAILED = 6  # building the derived image failed
+    CONTAINER_FAILED = 7  # the container exited or never became ready
+    GPU_UNAVAILABLE = 8  # GPUs requested but the engine has no NVIDIA runtime / no such GPU
+    SSH_CONFIG = 9  # the user's ssh config does not parse, already defines the name, or overrides devagent
+    LOGIN_FAILED = 10  # the key login could not be proven
+    NOT_FOUND = 11  # no environment of that name
+    CONFLICT = 12  # the name is taken by something devagent did not make, or up's options differ
+    NOTEBOOK = 13  # the lab notebook could not be written
+    INTERRUPTED = 130  # Ctrl-C; everything was rolled back
+
+
+class DevagentError(Exception):
+    """A failure the user can cause or meet: a message, a hint that names the fix, and an exit status.
+
+    >>> str(DevagentError("no Docker Engine answers", hint="start it: sudo systemctl start docker",
+    ...                   status=ExitStatus.DOCKER_UNAVAILABLE))
+    'no Docker Engine answers\\n  hint: start it: sudo systemctl start docker'
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, status: ExitStatus = ExitStatus.ERROR,
+                 details: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.status = status
+        self.details = details
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.details:
+            text += "\n" + "\n".join("  | " + line for line in self.details.rstrip("\n").splitlines())
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text

@@ -1,0 +1,103 @@
+"""Crash-safe file replacement and a cross-process lock for the files devagent shares with the user."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+from devagent.errors import DevagentError, ExitStatus
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create PATH and its missing parents with mode 0700; leave existing folders as they are."""
+    missing: list[Path] = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another devagent made it meanwhile
+            folder.mkdir(mode=0o700)
+            folder.chmod(0o700)  # mkdir's mode is cut by the umask
+
+
+def atomic_write(path: Path | str, data: bytes, *, mode: int | None = None) -> Path:
+    """Replace the file at PATH with DATA so a reader sees the old or the new bytes, never a mix.
+
+    A symlink is followed to its final target and the target is replaced (the link stays a link). The file
+    keeps its mode; a new file gets 0600 (or MODE when given). Returns the path actually written.
+    """
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o600
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+    # The rename is only durable once the folder's entry is on disk.
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target
+
+
+class FileLock:
+    """An exclusive `flock` on PATH for a `with` block; waits up to TIMEOUT seconds for another devagent.
+
+    The kernel drops the lock when its holder exits, so a crashed devagent never leaves a stale lock behind.
+    Not re-entrant: do not nest two FileLocks on one path in one process.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 30.0, purpose: str = "the ssh config") -> None:
+        self.path = path
+        self.timeout = timeout
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    def __enter__(self) -> FileLock:
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise DevagentError(
+                        f"another devagent has been changing {self.purpose} for more than {self.timeout:g} s "
+                        f"(it holds {self.path})",
+                        hint="wait for the other devagent command to finish, then run this one again",
+                        status=ExitStatus.SSH_CONFIG,
+                    ) from None
+                time.sleep(0.05)
+        self._fd = fd
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,264 @@
+"""The one module that talks to Docker (the docker SDK). The rest of devagent sees `Engine` and plain data.
+
+Errors from the SDK become DevagentErrors that say what to do; nothing else in devagent imports docker.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+
+from devagent.core.spec import LABEL_PREFIX, GpuRequest
+from devagent.errors import DevagentError, ExitStatus
+
+MANAGED = f"{LABEL_PREFIX}managed=true"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str  # created | running | exited | ...
+    labels: Mapping[str, str]
+    host_port: int | None
+    image: str
+    created: str
+    exit_code: int | None
+
+
+@dataclass(frozen=True)
+class ArchiveFile:
+    path: str  # relative to the archive's destination folder
+    data: bytes
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+
+
+def _explain_connection_error(exc: Exception) -> DevagentError:
+    text = str(exc)
+    if "Permission denied" in text or "PermissionError" in text:
+        return DevagentError(
+            "you may not use the Docker Engine's socket (permission denied)",
+            hint="add yourself to the docker group (sudo usermod -aG docker $USER, then log in again) "
+            "or run devagent as a user who may use Docker",
+            status=ExitStatus.DOCKER_PERMISSION,
+            details=text,
+        )
+    return DevagentError(
+        "no Docker Engine answers",
+        hint="start it (sudo systemctl start docker, or `make docker` in the devagent repo), "
+        "or point DOCKER_HOST at a running engine",
+        status=ExitStatus.DOCKER_UNAVAILABLE,
+        details=text,
+    )
+
+
+def gpu_device_requests(gpus: GpuRequest) -> list[docker.types.DeviceRequest]:
+    if gpus.mode == "none":
+        return []
+    if gpus.mode == "all":
+        return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=list(gpus.devices), capabilities=[["gpu"]])]
+
+
+def _is_gpu_runtime_error(text: str) -> bool:
+    return "could not select device driver" in text or "nvidia-container-cli" in text or (
+        "unknown or invalid runtime name: nvidia" in text
+    )
+
+
+class Engine:
+    """A Docker Engine. One SDK client per Engine (for remote engines each new client costs a round trip)."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        if client is None:
+            try:
+                client = docker.from_env()
+                client.ping()
+            except docker.errors.DockerException as exc:
+                raise _explain_connection_error(exc) from None
+        self._client = client
+
+    # -- images ---------------------------------------------------------------------------------------------
+
+    def cpu_count(self) -> int:
+        return int(self._client.info().get("NCPU") or 1)
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return str(self._client.images.get(ref).id)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def image_digest(self, ref: str) -> str:
+        """The base image's digest (repo digest when pulled, content id when imported or built)."""
+        image = self._client.images.get(ref)
+        digests = image.attrs.get("RepoDigests") or []
+        return str(digests[0].split("@", 1)[1]) if digests else str(image.id)
+
+    def pull(self, ref: str) -> str | None:
+        try:
+            return str(self._client.images.pull(ref).id)
+        except docker.errors.DockerException:
+            return None
+
+    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+        """Build CONTEXT into TAG, streaming progress lines to ON_LINE."""
+        log: list[str] = []
+        try:
+            for chunk in self._client.api.build(
+                path=str(context), tag=tag, labels=dict(labels), rm=True, forcerm=True, decode=True, pull=False
+            ):
+                if "stream" in chunk:
+                    for line in str(chunk["stream"]).splitlines():
+                        # Step lines show progress; Docker's bookkeeping lines are noise to a user.
+                        if line.strip() and not line.startswith((" ---> ", "Removing intermediate")):
+                            log.append(line)
+                            on_line(line)
+                if "error" in chunk:
+                    raise DevagentError(
+                        f"building image {tag} failed: {str(chunk['error']).strip()}",
+                        hint="read the build output above; the base image must be Debian/Ubuntu-based with python3",
+                        status=ExitStatus.IMAGE_BUILD_FAILED,
+                        details="\n".join(log[-15:]),
+                    )
+        except docker.errors.APIError as exc:
+            raise DevagentError(f"building image {tag} failed: {exc.explanation or exc}",
+                                status=ExitStatus.IMAGE_BUILD_FAILED,
+                                hint="check the base image and the Docker Engine's log") from None
+
+    # -- containers -----------------------------------------------------------------------------------------
+
+    def _info(self, c: Any) -> ContainerInfo:
+        ports = (c.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        host_port = None
+        for bindings in ports.values():
+            for b in bindings or []:
+                if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
+                    host_port = int(b["HostPort"])
+        state = c.attrs.get("State") or {}
+        return ContainerInfo(
+            id=c.id, name=c.name, status=c.status, labels=c.labels or {}, host_port=host_port,
+            image=(c.attrs.get("Config") or {}).get("Image", ""), created=c.attrs.get("Created", ""),
+            exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+        )
+
+    def get(self, name: str) -> ContainerInfo | None:
+        try:
+            c = self._client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        return self._info(c)
+
+    def list_managed(self) -> list[ContainerInfo]:
+        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED})]
+
+    def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
+               container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
+               shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+        """Create (not start) a hardened container. Returns its id."""
+        try:
+            c = self._client.containers.create(
+                image=image, name=name, command=command, user=user, labels=dict(labels),
+                hostname=name, init=True, detach=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+                ports={f"{container_port}/tcp": ("127.0.0.1", None)},
+                volumes={host: {"bind": inside, "mode": mode} for host, inside, mode in mounts},
+                mem_limit=memory, memswap_limit=memory, nano_cpus=int(cpus * 1e9),
+                shm_size=shm_size, pids_limit=pids,
+                device_requests=gpu_device_requests(gpus),
+                environment=dict(environment),
+                restart_policy={"Name": "no"},
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise DevagentError(f"a container named {name!r} already exists",
+                                    hint=f"choose another name, or remove it: docker rm -f {name}",
+                                    status=ExitStatus.CONFLICT) from None
+            if exc.status_code == 400:  # the engine refused an option: its words name the limit
+                raise DevagentError(f"the Docker Engine refused the container: {exc.explanation}",
+                                    hint="adjust the option it names (e.g. --cpus, --memory, --shm-size)",
+                                    status=ExitStatus.USAGE) from None
+            raise
+        return str(c.id)
+
+    def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
+        """Copy files into a (created, not yet started) container, with owners and modes set in the tar."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for f in files:
+                info = tarfile.TarInfo(f.path)
+                info.size, info.mode, info.uid, info.gid = len(f.data), f.mode, f.uid, f.gid
+                tar.addfile(info, io.BytesIO(f.data))
+        self._client.api.put_archive(container_id, dest, buf.getvalue())
+
+    def start(self, container_id: str) -> ContainerInfo:
+        try:
+            self._client.api.start(container_id)
+        except docker.errors.APIError as exc:
+            text = str(exc.explanation or exc)
+            if _is_gpu_runtime_error(text):
+                raise DevagentError(
+                    "GPUs were requested but this Docker Engine cannot give them (no NVIDIA runtime)",
+                    hint="install the NVIDIA Container Toolkit on the server and restart Docker, "
+                    "or run without GPUs: --gpus none",
+                    status=ExitStatus.GPU_UNAVAILABLE, details=text,
+                ) from None
+            raise DevagentError(f"the container did not start: {text}", status=ExitStatus.CONTAINER_FAILED,
+                                hint="check the options and the Docker Engine's log") from None
+        info = self.get(container_id)
+        assert info is not None
+        return info
+
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        try:
+            return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
+        except docker.errors.NotFound:
+            return ""
+
+    def remove(self, container_id: str) -> None:
+        """Force-remove a container; a missing one is fine."""
+        try:
+            self._client.api.remove_container(container_id, force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "is already in progress" not in str(exc):
+                raise
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        try:
+            self._client.api.stop(container_id, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+
+    def rename(self, container_id: str, name: str) -> None:
+        self._client.api.rename(container_id, name)
+
+    def top_users(self, container_id: str) -> list[tuple[str, str]]:
+        """(uid, command) of every process in the container, as the host's kernel sees them."""
+        top = self._client.api.top(container_id, ps_args="-o pid,uid,args")
+        titles = [t.upper() for t in top["Titles"]]
+        i_uid, i_cmd = titles.index("UID"), titles.index("COMMAND")
+        return [(row[i_uid], row[i_cmd]) for row in top["Processes"] or []]
+
+    def user_uid(self, container_id: str, user: str) -> int | None:
+        """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""
+        stream, _ = self._client.api.get_archive(container_id, "/etc/passwd")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+            member = tar.extractfile("passwd")
+            text = member.read().decode() if member else ""
+        for line in text.splitlines():
+            parts = line.split(":")
+            if len(parts) > 3 and parts[0] == user:
+                return int(parts[2])
+        return None

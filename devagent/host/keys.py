@@ -1,0 +1,69 @@
+"""ed25519 keys, generated with `cryptography` (paramiko cannot generate ed25519 keys).
+
+The user key is made once in DEVAGENT_HOME (or named with --identity); each environment gets its own host key,
+made here on the client, put into the container before it starts, and pinned in devagent's known_hosts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from devagent.errors import DevagentError, ExitStatus
+
+
+def _generate(comment: str) -> tuple[bytes, str]:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, f"{public.decode()} {comment}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def ensure_keypair(path: Path, comment: str) -> str:
+    """Return the public key line of the ed25519 key at PATH, generating it (and PATH.pub) when missing."""
+    pub = path.with_name(path.name + ".pub")
+    if path.exists() and pub.exists():
+        return pub.read_text().strip()
+    if path.exists():
+        return public_line(path)
+    private, public = _generate(comment)
+    _write_private(path, private)
+    pub.write_text(public + "\n")
+    return public
+
+
+def public_line(private_key: Path) -> str:
+    """The public key line of an existing OpenSSH private key; refuses keys that are not ed25519."""
+    try:
+        key = serialization.load_ssh_private_key(private_key.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise DevagentError(f"identity file {private_key} does not exist", status=ExitStatus.USAGE,
+                            hint="name an existing ed25519 private key, or leave --identity out") from None
+    except (ValueError, TypeError) as exc:
+        raise DevagentError(f"cannot read identity file {private_key}: {exc}", status=ExitStatus.USAGE,
+                            hint="use an unencrypted OpenSSH ed25519 key (ssh-keygen -t ed25519), "
+                            "or leave --identity out") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise DevagentError(f"identity file {private_key} is not an ed25519 key", status=ExitStatus.USAGE,
+                            hint="the hardened sshd accepts ed25519 keys only: ssh-keygen -t ed25519")
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return public.decode()
+
+
+def read_private(path: Path) -> bytes:
+    return path.read_bytes()

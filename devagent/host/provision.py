@@ -1,0 +1,305 @@
+"""`up`, `down` and `ls` as library calls: the CLI parses, these do, the CLI renders.
+
+`up` is one transaction — create → inject keys → start → wait for sshd → prove the login → write the ssh config →
+prove the login through the alias — undone in reverse on any failure, Ctrl-C included: a failed `up` leaves no
+container, no ssh entry, no pinned key behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import devagent
+from devagent.core import sshd
+from devagent.core.notebook import LaunchContext
+from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec
+from devagent.core.sshhost import HostEntry
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host import keys
+from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
+from devagent.host.image import build_image
+from devagent.host.openssh import login_through_alias
+from devagent.host.paths import Paths
+from devagent.host.ssh_config import SshConfig
+from devagent.host.ssh_login import prove_login, wait_for_banner
+
+Report = Callable[[str], None]
+READY_TIMEOUT = 60.0
+READY_COMMAND = ("devagent", "ready")
+AGENT_FILES = frozenset({"lab-notebook.md", "lab-notebook.assets", ".devagent"})
+
+
+@dataclass
+class UpResult:
+    name: str
+    image: str
+    image_built: bool
+    port: int
+    user: str
+    uid: int
+    created: bool
+    recreated: bool
+    workspace: str
+    notes: list[str] = field(default_factory=list)
+
+
+def spec_hash(spec: EnvSpec, notebook: str | None) -> str:
+    """What the container was made from, minus the image (a devagent upgrade must not force --recreate)."""
+    text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
+                       spec.sshd_profile, notebook], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _container_user_home(spec: EnvSpec) -> str:
+    return f"/home/{spec.user}"
+
+
+def _check_workspace(path: Path, uid: int) -> None:
+    """Create the workspace when missing; refuse one the login user could not write."""
+    if not path.exists():
+        path.mkdir(parents=True)
+        if os.getuid() == 0:
+            os.chown(path, uid, uid)
+        return
+    if not path.is_dir():
+        raise DevagentError(f"workspace {path} is not a folder", status=ExitStatus.USAGE,
+                            hint="pass --workspace a folder (it is created when missing)")
+    st = path.stat()
+    writable = (st.st_uid == uid and st.st_mode & stat.S_IWUSR) or st.st_mode & stat.S_IWOTH
+    if not writable:
+        raise DevagentError(
+            f"workspace {path} is not writable by uid {uid}, the login user inside the container",
+            status=ExitStatus.USAGE,
+            hint=f"give it to that user (chown -R {uid} {path}) or pass --workspace a folder you own",
+        )
+
+
+
+def _remove_created_workspace(path: Path) -> None:
+    """Undo a workspace this up created, unless someone put their own files there meanwhile."""
+    if path.is_dir() and set(os.listdir(path)) <= AGENT_FILES:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class Provisioner:
+    """Host-side operations over one engine, one set of paths and the user's ssh config."""
+
+    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None) -> None:
+        self.engine, self.paths, self.report = engine, paths, report
+        self.ssh_config = SshConfig(paths)
+
+    # -- up -------------------------------------------------------------------------------------------------
+
+    def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
+           launch_command: str = "", notebook: str | None = None) -> UpResult:
+        if spec.limits.cpus is None:
+            spec = dataclasses.replace(spec, limits=dataclasses.replace(
+                spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
+        self.ssh_config.check_user_config(spec.name)
+        existing = self.engine.get(spec.name)
+        if existing is not None and existing.labels.get("devagent.managed") != "true":
+            raise DevagentError(f"a container named {spec.name!r} exists and devagent did not make it",
+                                status=ExitStatus.CONFLICT,
+                                hint=f"choose another name, or remove it yourself: docker rm -f {spec.name}")
+        identity_path = identity or self.paths.identity
+        user_public = (keys.public_line(identity_path) if identity
+                       else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
+        wanted_hash = spec_hash(spec, notebook)
+        if existing is not None and not recreate:
+            if existing.labels.get("devagent.spec-hash") != wanted_hash:
+                raise DevagentError(
+                    f"environment {spec.name!r} exists with other options",
+                    status=ExitStatus.CONFLICT,
+                    hint=f"run `devagent up {spec.name} --recreate ...` to replace it (alias, host key and "
+                    "workspace files are kept), or repeat the options it was made with (devagent ls)",
+                )
+            return self._reuse(spec, existing, identity_path)
+
+        image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
+                                       report=self.report)
+        if not built:
+            self.report(f"image {image_tag} (cached)")
+        result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
+                              identity=identity_path, user_public=user_public, replacing=existing,
+                              wanted_hash=wanted_hash, launch_command=launch_command, notebook=notebook)
+        result.image_built = built
+        return result
+
+    def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
+                replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
+                notebook: str | None) -> UpResult:
+        undo: list[Callable[[], None]] = []
+        host_key_path = self.paths.host_key(spec.name)
+        new_host_key = not host_key_path.exists()
+        host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
+        if new_host_key:
+            undo.append(lambda: self._forget_host_key(spec.name))
+        home = _container_user_home(spec)
+        inside_workspace = f"{home}/workspace"
+        temp_name = f"{spec.name}-new-{secrets.token_hex(3)}" if replacing else spec.name
+        try:
+            workspace = Path(spec.workspace)
+            if not workspace.exists():
+                undo.append(lambda: _remove_created_workspace(workspace))
+            _check_workspace(workspace, spec.uid)
+            labels = {**spec.labels(version=devagent.__version__, image=image_tag),
+                      "devagent.spec-hash": wanted_hash}
+            command = ["devagent", "agent", "--sshd-config", sshd.config_path(spec.sshd_profile)]
+            if notebook:
+                command += ["--notebook", notebook]
+            self.report("creating container")
+            # Registered before the call: a Ctrl-C between Docker creating it and us hearing back still undoes it.
+            undo.append(lambda: self.engine.remove(temp_name))
+            cid = self.engine.create(
+                name=temp_name, image=image_tag, command=command, user=spec.user, labels=labels,
+                container_port=SSHD_PORT, mounts=[(spec.workspace, inside_workspace, "rw")],
+                memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
+                pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
+            )
+            uid = self.engine.user_uid(cid, spec.user) or spec.uid
+            context = LaunchContext(
+                name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
+                base_digest=base_digest, launch_command=launch_command,
+                mounts=((spec.workspace, inside_workspace, "rw"),), limits=spec.limits.describe(),
+                gpus=spec.gpus.describe(), ssh_alias=spec.name, devagent_version=devagent.__version__,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            )
+            self.engine.put_files(cid, sshd.CONFIG_DIR, [
+                ArchiveFile("ssh_host_ed25519_key", host_key_path.read_bytes(), 0o600, uid, uid),
+                ArchiveFile("ssh_host_ed25519_key.pub", (host_public + "\n").encode(), 0o644, uid, uid),
+                ArchiveFile("authorized_keys", (user_public + "\n").encode(), 0o644),
+                ArchiveFile("launch.json", context.to_json().encode(), 0o644),
+            ])
+            self.report("starting container")
+            info = self.engine.start(cid)
+            if info.host_port is None:
+                raise DevagentError("Docker published no port for sshd", status=ExitStatus.CONTAINER_FAILED)
+            port = info.host_port
+            wait_for_banner(port, timeout=READY_TIMEOUT, still_starting=lambda: self._still_starting(cid, spec))
+            self._prove(spec, port=port, identity=identity, host_public=host_public)
+
+            entry = HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
+                              known_hosts_file=str(self.paths.known_hosts))
+            previous_port = replacing.host_port if replacing else None
+            if replacing and previous_port:
+                old = HostEntry(name=spec.name, port=previous_port, user=spec.user,
+                                identity_file=str(identity), known_hosts_file=str(self.paths.known_hosts))
+                undo.append(lambda: self.ssh_config.install(old, host_public))
+            else:
+                undo.append(lambda: self.ssh_config.remove(spec.name))
+            self.ssh_config.install(entry, host_public)
+            self.ssh_config.verify_effective(entry)
+            # `devagent ready` prints the uid and tells the agent that up has committed: only then does it
+            # write to the notebook, so a failed up leaves no entry behind.
+            login_uid = login_through_alias(self.paths.user_ssh_config, spec.name, remote_command=READY_COMMAND)
+            if login_uid == 0:
+                raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
+            if replacing:
+                self.report(f"replacing container {replacing.name}")
+                self.engine.remove(replacing.id)
+                self.engine.rename(cid, spec.name)
+        except BaseException as exc:
+            for step in reversed(undo):
+                try:
+                    step()
+                except Exception as undo_exc:  # keep undoing; the first error is the one to show
+                    self.report(f"rollback step failed: {undo_exc}")
+            if isinstance(exc, KeyboardInterrupt):
+                raise DevagentError("interrupted; everything `up` had made is removed again",
+                                    status=ExitStatus.INTERRUPTED) from None
+            raise
+        return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
+                        created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _reuse(self, spec: EnvSpec, existing: ContainerInfo, identity: Path) -> UpResult:
+        """`up` on an environment that exists with the same options: start it if stopped, re-verify."""
+        info = existing
+        if existing.status != "running":
+            self.report(f"starting stopped container {spec.name}")
+            info = self.engine.start(existing.id)
+        assert info.host_port is not None
+        host_public = keys.ensure_keypair(self.paths.host_key(spec.name), comment=f"devagent-host-{spec.name}")
+        wait_for_banner(info.host_port, timeout=READY_TIMEOUT,
+                        still_starting=lambda: self._still_starting(existing.id, spec))
+        self._prove(spec, port=info.host_port, identity=identity, host_public=host_public)
+        entry = HostEntry(name=spec.name, port=info.host_port, user=spec.user, identity_file=str(identity),
+                          known_hosts_file=str(self.paths.known_hosts))
+        if self.ssh_config.needs_update(entry, host_public):
+            self.ssh_config.install(entry, host_public)
+        self.ssh_config.verify_effective(entry)
+        uid = login_through_alias(self.paths.user_ssh_config, spec.name, remote_command=READY_COMMAND)
+        notes = []
+        current = existing.labels.get("devagent.image")
+        if current and current != existing.image:
+            notes.append(f"the container runs {existing.image}; `--recreate` would move it to {current}")
+        return UpResult(name=spec.name, image=existing.image, image_built=False, port=info.host_port,
+                        user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace,
+                        notes=notes)
+
+    def _prove(self, spec: EnvSpec, *, port: int, identity: Path, host_public: str) -> None:
+        """The paramiko proof against the pinned key (skipped where paramiko lacks the profile's kex)."""
+        uid = prove_login(port=port, user=spec.user, identity=identity, host_public_key=host_public)
+        if uid is None:
+            self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
+        elif uid == 0:
+            raise DevagentError("the key login landed as root", status=ExitStatus.LOGIN_FAILED)
+
+    def _still_starting(self, cid: str, spec: EnvSpec) -> None:
+        info = self.engine.get(cid)
+        if info is None or info.status in ("exited", "dead"):
+            code = info.exit_code if info else None
+            raise DevagentError(
+                f"the container exited while starting (exit code {code})",
+                status=ExitStatus.CONTAINER_FAILED, details=self.engine.logs(cid, tail=20) or "(it printed nothing)",
+                hint="the lines above are the container's last log lines; an exit code of 137 means it ran out "
+                "of memory (raise --memory)",
+            )
+
+    def _forget_host_key(self, name: str) -> None:
+        for p in (self.paths.host_key(name), self.paths.host_key(name).with_name(f"{name}_ed25519.pub")):
+            p.unlink(missing_ok=True)
+
+    # -- down / ls --------------------------------------------------------------------------------------------
+
+    def down(self, name: str) -> list[str]:
+        """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay."""
+        removed: list[str] = []
+        info = self.engine.get(name)
+        if info is not None:
+            if info.labels.get("devagent.managed") != "true":
+                raise DevagentError(f"the container {name!r} was not made by devagent; leaving it alone",
+                                    status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
+            self.engine.remove(info.id)
+            removed.append(f"container {name}")
+        if self.ssh_config.remove(name):
+            removed.append(f"ssh alias {name} and its pinned host key")
+        if self.paths.host_key(name).exists():
+            self._forget_host_key(name)
+            removed.append("host key")
+        if not removed:
+            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                                hint="`devagent ls` lists the environments")
+        return removed
+
+    def ls(self) -> list[dict[str, object]]:
+        aliases = set(self.ssh_config.names())
+        rows: list[dict[str, object]] = []
+        for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
+            name = c.labels.get("devagent.name", c.name)
+            rows.append({
+                "name": name, "state": c.status, "port": c.host_port, "user": c.labels.get("devagent.user"),
+                "image": c.image, "gpus": c.labels.get("devagent.gpus"),
+                "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
+                "created": c.created,
+            })
+        return rows

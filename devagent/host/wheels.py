@@ -1,0 +1,118 @@
+"""The wheels carried into the image's build context, made from what this machine already has installed.
+
+devagent's own wheel is built from its package folder (works for editable installs too) with container-side
+requirements only; each container-side dependency is repacked from its installed files (RECORD). No package index
+is asked, so `devagent up` works on air-gapped servers, and the container runs the versions the host runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata as md
+import re
+import zipfile
+from pathlib import Path
+
+import devagent
+
+CONTAINER_REQUIREMENTS = ("click", "watchdog", "nvidia-ml-py")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _record_line(arcname: str, data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{arcname},sha256={digest},{len(data)}"
+
+
+def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str) -> None:
+    """Write a wheel with a fresh RECORD; fixed timestamps so the same files give the same bytes."""
+    record = [_record_line(name, data) for name, data in sorted(files.items())]
+    record.append(f"{dist_info}/RECORD,,")
+    files = {**files, f"{dist_info}/RECORD": ("\n".join(record) + "\n").encode()}
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[name])
+
+
+def build_devagent_wheel(dest: Path) -> Path:
+    """devagent's own wheel, from the source of the running package."""
+    pkg = Path(devagent.__file__).parent
+    version = devagent.__version__
+    dist_info = f"devagent-{version}.dist-info"
+    files: dict[str, bytes] = {}
+    for src in sorted(pkg.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed"):
+            files[f"devagent/{src.relative_to(pkg).as_posix()}"] = src.read_bytes()
+    requires = "".join(f"Requires-Dist: {r}\n" for r in CONTAINER_REQUIREMENTS)
+    files[f"{dist_info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: devagent\nVersion: {version}\nRequires-Python: >=3.10\n{requires}"
+    ).encode()
+    files[f"{dist_info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: devagent\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist_info}/entry_points.txt"] = b"[console_scripts]\ndevagent = devagent.cli:main\n"
+    path = dest / f"devagent-{version}-py3-none-any.whl"
+    _write_wheel(path, files, dist_info)
+    return path
+
+
+def repack_installed(name: str, dest: Path) -> Path:
+    """Repack an installed distribution into a wheel from the files its RECORD lists."""
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        raise RuntimeError(f"{name} is not installed next to devagent; reinstall devagent") from None
+    listed = dist.files or []
+    dist_info = next((str(f).split("/")[0] for f in listed if str(f).endswith(".dist-info/METADATA")), None)
+    if dist_info is None:
+        raise RuntimeError(f"cannot find the metadata of installed {name}")
+    files: dict[str, bytes] = {}
+    for f in listed:
+        rel = str(f)
+        # Scripts live outside site-packages (../../bin); pip recreates them from entry_points.txt.
+        if rel.startswith("..") or "__pycache__" in rel or rel.endswith((".pyc", "/RECORD", "/INSTALLER")):
+            continue
+        if rel.endswith(("/REQUESTED", "/direct_url.json")):
+            continue
+        located = Path(str(f.locate()))
+        if located.is_file():
+            files[rel] = located.read_bytes()
+    wheel_meta = files.get(f"{dist_info}/WHEEL", b"").decode()
+    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    tag = tags[0] if tags else "py3-none-any"
+    path = dest / f"{_normalize(dist.metadata['Name'])}-{dist.version}-{tag}.whl"
+    _write_wheel(path, files, dist_info)
+    return path
+
+
+def _requirement_closure(roots: tuple[str, ...]) -> list[str]:
+    """Installed names needed by ROOTS, following unconditional Requires-Dist lines."""
+    seen: list[str] = []
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if _normalize(name) in (_normalize(s) for s in seen):
+            continue
+        seen.append(name)
+        for req in md.requires(name) or []:
+            if ";" in req:  # markers (extras, other platforms): not needed in a Linux container
+                continue
+            todo.append(re.split(r"[\s<>=!~\[(]", req, maxsplit=1)[0])
+    return seen
+
+
+def build_wheelhouse(dest: Path) -> list[Path]:
+    """Write devagent's wheel and its container-side dependencies' wheels into DEST."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = [build_devagent_wheel(dest)]
+    wheels += [repack_installed(name, dest) for name in _requirement_closure(CONTAINER_REQUIREMENTS)]
+    return wheels
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,134 @@
+"""Integration tests against the real Docker Engine, the offline base image and the real OpenSSH client.
+
+Everything a test creates carries a per-run name prefix and is force-removed at the end of the session. In CI
+(CI=true) a missing engine or base image is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BASE_IMAGE = "devagent-base:bookworm"
+RUN_PREFIX = f"t{secrets.token_hex(2)}-"
+
+pytestmark = pytest.mark.docker
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI runs every test this machine can run: `make test` sets it up)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[object]:
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means no engine
+        _unavailable(f"no Docker Engine: {exc}")
+    try:
+        client.images.get(BASE_IMAGE)
+    except Exception:  # noqa: BLE001
+        _unavailable(f"the offline base image {BASE_IMAGE} is missing: run `make base-image`")
+    yield client
+    for c in client.containers.list(all=True, filters={"label": "devagent.managed=true"}):
+        if c.name.startswith(RUN_PREFIX):
+            c.remove(force=True)
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@dataclass
+class Env:
+    """One isolated user: HOME, DEVAGENT_HOME and DEVAGENT_SSH_CONFIG in a temp folder."""
+
+    root: Path
+
+    @property
+    def environ(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(HOME=str(self.root), DEVAGENT_HOME=str(self.home),
+                   DEVAGENT_SSH_CONFIG=str(self.ssh_config))
+        return env
+
+    @property
+    def home(self) -> Path:
+        return self.root / ".ssh" / "devagent"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / ".ssh" / "config"
+
+    def workspace(self, name: str) -> Path:
+        return self.root / "workspaces" / name
+
+    def devagent(self, *args: str, timeout: float = 300, check: bool = False) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "devagent", *args], capture_output=True, text=True,
+                              env=self.environ, timeout=timeout, check=False)
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"devagent {' '.join(args)} failed ({proc.returncode}):\n{result.output}")
+        return result
+
+    def up(self, name: str, *extra: str, check: bool = True) -> Result:
+        return self.devagent("up", name, "--base-image", BASE_IMAGE, "--workspace", str(self.workspace(name)),
+                             "--memory", "2g", *extra, check=check)
+
+    def ssh(self, name: str, *command: str, options: tuple[str, ...] = (), timeout: float = 60) -> Result:
+        proc = subprocess.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", *options, name, *command],
+                              capture_output=True, text=True, env=self.environ, timeout=timeout, check=False)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def env(tmp_path: Path, docker_client: object) -> Env:
+    root = tmp_path / "user"
+    (root / ".ssh").mkdir(parents=True, mode=0o700)
+    return Env(root)
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    return f"{RUN_PREFIX}{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def built_image(docker_client: object, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Build the derived image once for the session, so each test's `up` measures the rest."""
+    root = tmp_path_factory.mktemp("builder")
+    (root / ".ssh").mkdir(mode=0o700)
+    result = Env(root).devagent("image", "build", "--base-image", BASE_IMAGE, check=True, timeout=900)
+    return result.stdout.split()[2]
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: float = 0.2,
+             message: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)

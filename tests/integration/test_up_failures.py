@@ -1,0 +1,132 @@
+"""Every failure a user can cause or meet during `up`: a clear message, a documented exit code, and nothing
+left behind — no container, no ssh entry, no pinned key, no host key."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import BASE_IMAGE, Env, wait_for
+
+pytestmark = pytest.mark.docker
+
+
+def assert_nothing_left(env: Env, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    leftovers = [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(name)]
+    assert leftovers == []
+    if env.ssh_config.exists():
+        assert "devagent" not in env.ssh_config.read_text()
+    managed = env.home / "ssh_config"
+    assert not managed.exists() or name not in managed.read_text()
+    known = env.home / "known_hosts"
+    assert not known.exists() or name not in known.read_text()
+    assert not list((env.home / "hostkeys").glob(f"{name}*")) if (env.home / "hostkeys").exists() else True
+    assert not env.workspace(name).exists()
+
+
+def test_gpus_on_an_engine_without_the_nvidia_runtime_fail_clearly_and_leave_nothing(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    result = env.up(name, "--gpus", "all", check=False)
+    assert result.returncode == 8
+    assert "Error: GPUs were requested but this Docker Engine cannot give them (no NVIDIA runtime)" in result.stderr
+    assert "could not select device driver" in result.stderr
+    assert "hint: install the NVIDIA Container Toolkit" in result.stderr
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_a_container_that_exits_while_starting_shows_its_exit_code_and_leaves_nothing(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    # 8 MiB is below what Python needs to start the agent: the kernel kills it (exit 137).
+    result = env.devagent("up", name, "--base-image", BASE_IMAGE, "--workspace", str(env.workspace(name)),
+                          "--memory", "8m")
+    assert result.returncode == 7
+    assert "Error: the container exited while starting (exit code 137)" in result.stderr
+    assert "raise --memory" in result.stderr
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_a_missing_base_image_names_how_to_get_it(env: Env, name: str, docker_client) -> None:
+    result = env.devagent("up", name, "--base-image", "devagent-missing:none", "--workspace",
+                          str(env.workspace(name)))
+    assert result.returncode == 5
+    assert "Error: the base image devagent-missing:none is not here and could not be pulled" in result.stderr
+    assert "make base-image" in result.stderr
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_a_user_ssh_config_that_does_not_parse_is_refused_untouched(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    env.ssh_config.write_text("Host box\n  Port notanumber\n")
+    before = env.ssh_config.read_bytes()
+    result = env.up(name, check=False)
+    assert result.returncode == 9
+    assert "Bad port 'notanumber'" in result.stderr
+    assert env.ssh_config.read_bytes() == before
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_a_user_ssh_config_that_already_defines_the_name_is_refused_untouched(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    env.ssh_config.write_text(f"Host {name}\n  HostName example.invalid\n")
+    before = env.ssh_config.read_bytes()
+    result = env.up(name, check=False)
+    assert result.returncode == 9
+    assert f"your ssh config already defines Host {name}" in result.stderr
+    assert env.ssh_config.read_bytes() == before
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_ctrl_c_in_the_middle_of_up_rolls_everything_back(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devagent", "up", name, "--base-image", BASE_IMAGE,
+         "--workspace", str(env.workspace(name)), "--memory", "2g"],
+        env=env.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Interrupt once the container exists: the middle of the transaction.
+        wait_for(lambda: any(c.name == name for c in docker_client.containers.list(all=True)),
+                 timeout=120, interval=0.05, message="the container to be created")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted; everything `up` had made is removed again" in stderr
+    assert_nothing_left(env, name, docker_client)
+
+
+def test_no_docker_engine_is_exit_3_with_a_hint(env: Env) -> None:
+    result = subprocess.run([sys.executable, "-m", "devagent", "ls"], capture_output=True, text=True,
+                            env={**env.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"}, check=False)
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: no Docker Engine answers")
+    assert "hint: start it" in result.stderr
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to run the CLI as another user")
+def test_no_permission_on_the_docker_socket_is_exit_4_with_a_hint(env: Env) -> None:
+    env.root.chmod(0o755)
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-m", "devagent", "ls"], capture_output=True, text=True,
+                            env={**env.environ, "DOCKER_HOST": "unix:///var/run/docker.sock"}, check=False,
+                            cwd="/")
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.startswith("Error: you may not use the Docker Engine's socket (permission denied)")
+    assert "docker group" in result.stderr
+
+
+def test_an_invalid_name_is_refused_before_anything_happens(env: Env) -> None:
+    result = env.devagent("up", "Bad Name!")
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: invalid environment name 'Bad Name!'")
+    assert not env.home.exists()

@@ -1,0 +1,58 @@
+"""The command line's contract: fast help, errors as messages with hints and documented exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from devagent.cli import main
+from devagent.errors import DevagentError, ExitStatus
+
+
+def test_help_imports_neither_docker_nor_paramiko() -> None:
+    code = ("import sys; from devagent.cli import main; rc = main(['--help']); "
+            "print(rc, sorted(m for m in ('docker', 'paramiko', 'sshconf', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == "devagent, version 0.1.0\n"
+
+
+def test_an_invalid_name_is_a_usage_error_with_the_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "Bad_Name"]) == ExitStatus.USAGE
+    err = capsys.readouterr().err
+    assert err == ("Error: invalid environment name 'Bad_Name'\n"
+                   "  hint: use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter "
+                   "or digit\n")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["up", "x", "--gpus", "first"], "Error: --gpus: not a GPU index or UUID: first\n"),
+    (["up", "x", "--memory", "lots"], "Error: --memory: cannot read size 'lots'\n"),
+    (["up", "x", "--user", "root"], "Error: invalid login user 'root'\n"),
+    (["up", "x", "--notebook", "/etc/passwd"], "Error: --notebook '/etc/passwd' must be a path inside the workspace\n"),
+])
+def test_bad_options_are_refused_before_docker_is_asked(args: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == ExitStatus.USAGE
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_an_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "x", "--frobnicate"]) == ExitStatus.USAGE
+    assert "Error: No such option '--frobnicate'" in capsys.readouterr().err
+
+
+def test_a_devagent_error_renders_its_details_and_hint() -> None:
+    err = DevagentError("it broke", hint="do this", details="line 1\nline 2", status=ExitStatus.CONFLICT)
+    assert str(err) == "it broke\n  | line 1\n  | line 2\n  hint: do this"
+
+
+def test_exit_codes_are_distinct() -> None:
+    values = [s.value for s in ExitStatus]
+    assert len(values) == len(set(values))

@@ -1,0 +1,103 @@
+"""The pure core: names, sizes, GPU lists, limits, labels."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devagent.core.spec import (
+    EnvSpec,
+    GpuRequest,
+    Limits,
+    format_size,
+    parse_cpus,
+    parse_gpus,
+    parse_pids,
+    parse_size,
+    validate_name,
+    validate_user,
+)
+from devagent.errors import DevagentError, ExitStatus
+
+
+@pytest.mark.parametrize("name", ["a", "pytorch-dev", "exp_01.v2", "0day", "a" * 63])
+def test_valid_names_are_accepted(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "Dev", "-dev", ".dev", "a b", "a" * 64, "dev/x", "dév", "dev\n"])
+def test_invalid_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        validate_name(name)
+    assert err.value.status == ExitStatus.USAGE
+    assert err.value.message == f"invalid environment name {name!r}"
+    assert err.value.hint and "lowercase letters" in err.value.hint
+
+
+def test_root_is_never_the_login_user() -> None:
+    with pytest.raises(DevagentError, match="invalid login user 'root'"):
+        validate_user("root")
+    assert validate_user("dev") == "dev"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("8g", 8 * 1024**3), ("512m", 512 * 1024**2), ("1024", 1024),
+                                                ("1.5g", int(1.5 * 1024**3)), ("64K", 64 * 1024)])
+def test_sizes_read_like_docker(text: str, expected: int) -> None:
+    assert parse_size(text, option="--memory") == expected
+
+
+@pytest.mark.parametrize("text", ["", "lots", "8gb", "-1g", "0", "8 t"])
+def test_unreadable_sizes_name_the_option_and_an_example(text: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        parse_size(text, option="--shm-size")
+    assert err.value.status == ExitStatus.USAGE
+    assert err.value.message.startswith("--shm-size: ")
+    assert err.value.hint and "--shm-size 8g" in err.value.hint
+
+
+@given(st.integers(min_value=1, max_value=2**40))
+def test_format_size_round_trips(n: int) -> None:
+    assert parse_size(format_size(n), option="--memory") == n
+
+
+def test_gpu_requests_by_keyword_index_and_uuid() -> None:
+    assert parse_gpus("none") == GpuRequest("none")
+    assert parse_gpus("all") == GpuRequest("all")
+    assert parse_gpus("0, 1") == GpuRequest("list", ("0", "1"))
+    uuid = "GPU-5c3f2a1b-1111-2222-3333-444455556666"
+    assert parse_gpus(uuid).devices == (uuid,)
+    assert parse_gpus("0,1").describe() == "0,1"
+
+
+@pytest.mark.parametrize(("text", "problem"), [("0,GPU-5c3f2a1b-1111", "indexes and UUIDs mixed"),
+                                               ("0,,1", "empty item"), ("gpu0", "not a GPU index or UUID: gpu0"),
+                                               ("1,1", "a GPU is listed twice")])
+def test_bad_gpu_lists_are_refused(text: str, problem: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        parse_gpus(text)
+    assert problem in err.value.message
+    assert err.value.status == ExitStatus.USAGE
+
+
+def test_cpus_and_pids_must_be_sensible() -> None:
+    assert parse_cpus("0.5") == 0.5
+    assert parse_pids("4096") == 4096
+    for bad in ("0", "-2", "many"):
+        with pytest.raises(DevagentError, match="--cpus"):
+            parse_cpus(bad)
+    for bad in ("10", "x", "-1"):
+        with pytest.raises(DevagentError, match="--pids"):
+            parse_pids(bad)
+
+
+def test_limits_describe_themselves_for_the_notebook() -> None:
+    assert Limits(memory=32 * 1024**3, cpus=8, shm_size=8 * 1024**3, pids=4096).describe() == (
+        "memory 32g · 8 cpus · shm 8g · pids 4096")
+
+
+def test_every_label_is_namespaced_and_names_the_environment() -> None:
+    spec = EnvSpec(name="exp", base_image="img", workspace="/w")
+    labels = spec.labels(version="0.1.0", image="devagent/env:abc")
+    assert all(key.startswith("devagent.") for key in labels)
+    assert labels["devagent.name"] == "exp" and labels["devagent.managed"] == "true"
