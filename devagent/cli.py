@@ -173,7 +173,7 @@ def image_build(base_image: str | None, login_user: str) -> None:
 @cli.command(hidden=False)
 @click.option("--sshd-config", default="/etc/devagent/sshd_config.strict", show_default=True)
 @click.option("--workspace", type=click.Path(path_type=Path), default=None,
-              help="[default: $DEVAGENT_WORKSPACE or the current folder]")
+              help="[default: $DEVAGENT_WORKSPACE, else ~/workspace]")
 @click.option("--notebook", type=click.Path(path_type=Path), default=None,
               help="[default: <workspace>/lab-notebook.md]")
 @click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
@@ -185,14 +185,16 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, polli
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    ws = workspace or Path(os.environ.get("DEVAGENT_WORKSPACE", "."))
+    from devagent.container.agent import default_workspace
+
+    ws = workspace or default_workspace()
     return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
                            polling=polling or None))
 
 
 @cli.command(name="gpu-check")
 @click.option("--notebook", type=click.Path(path_type=Path), default=None,
-              help="[default: <workspace>/lab-notebook.md]")
+              help="[default: the notebook the running agent writes]")
 @click.option("--no-notebook", is_flag=True, help="Only print; append nothing.")
 @click.option("--python", default=None, help="The interpreter whose torch to probe [default: python3 on PATH].")
 def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> None:
@@ -206,20 +208,15 @@ def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> N
     entry = render_gpu_check(check, now=datetime.now(timezone.utc).astimezone())
     click.echo(entry.strip("\n"))
     if not no_notebook:
-        from devagent.container.notebook_writer import NotebookWriter
+        from devagent.container.agent import open_notebook, running_notebook
 
-        path = notebook or Path(os.environ.get("DEVAGENT_WORKSPACE", ".")) / "lab-notebook.md"
-        NotebookWriter(path, header="# Lab notebook\n").append(entry)
+        path = notebook or running_notebook()
+        writer = open_notebook(path)
+        writer.append(entry)
+        if writer.pending:
+            raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                                hint="free disk space or make the workspace writable, then run it again")
         click.echo(f"appended to {path}", err=True)
-
-
-@cli.command(hidden=True)
-def ready() -> None:
-    """(Inside the container) mark the environment as committed by `up`, and print the uid."""
-    from devagent.container.agent import mark_ready
-
-    mark_ready()
-    click.echo(os.getuid())
 
 
 @cli.command(name="sshd-config")
@@ -229,13 +226,15 @@ def ready() -> None:
 def sshd_config_command(profile: str, login_user: str, port: int) -> None:
     """(Inside the image build) print the hardened sshd_config for this image's OpenSSH."""
     from devagent.container.agent import supported_algorithms
-    from devagent.core.sshd import render_sshd_config
+    from devagent.core.sshd import render_sshd_config, session_env
 
     try:
-        text = render_sshd_config(profile=profile, user=login_user, port=port, supported=supported_algorithms())
+        text = render_sshd_config(profile=profile, user=login_user, port=port, supported=supported_algorithms(),
+                                  env=session_env(os.environ))
     except ValueError as exc:
         raise DevagentError(str(exc), status=ExitStatus.IMAGE_BUILD_FAILED,
-                            hint="use a base image with OpenSSH >= 8.5, or --sshd-profile compat") from None
+                            hint="use a base image whose OpenSSH is 8.5 or newer (the image carries both "
+                            "profiles, so the strict one must be possible)") from None
     click.echo(text, nl=False)
 
 

@@ -109,3 +109,15 @@ def test_the_wheelhouse_is_reproducible_and_installs_offline_without_host_depend
     help_out = subprocess.run([target / "bin" / "devagent", "--help"], capture_output=True, text=True, check=True)
     assert "up" in help_out.stdout
     assert sys.prefix != str(target)
+
+
+def test_ssh_sessions_get_the_images_path_and_cuda_variables_but_nothing_unsafe() -> None:
+    from devagent.core.sshd import session_env
+
+    env = session_env({"PATH": "/opt/conda/bin:/usr/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64",
+                       "NVIDIA_VISIBLE_DEVICES": "all", "HOSTNAME": "builder", "HOME": "/root",
+                       "CUDA_HOME": 'evil"quote', "PYTORCH_VERSION": "2.8.0", "EMPTY": ""})
+    assert env == {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "NVIDIA_VISIBLE_DEVICES": "all",
+                   "PATH": "/opt/conda/bin:/usr/bin", "PYTORCH_VERSION": "2.8.0"}
+    text = render_sshd_config(profile="strict", user="dev", port=2222, supported=BOOKWORM, env=env)
+    assert option(text, "SetEnv").startswith('LD_LIBRARY_PATH="/usr/local/nvidia/lib64" NVIDIA_VISIBLE_DEVICES="all"')

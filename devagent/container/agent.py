@@ -7,6 +7,7 @@ It never runs as root, and imports only the standard library, click, watchdog an
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -97,15 +98,26 @@ class AgentConfig:
         return self.notebook or self.workspace / "lab-notebook.md"
 
 
+def state_dir() -> Path:
+    return Path.home() / ".cache" / "devagent"
+
+
+def default_workspace() -> Path:
+    """$DEVAGENT_WORKSPACE (set in the image), else ~/workspace (ssh sessions do not see the image's env)."""
+    return Path(os.environ.get("DEVAGENT_WORKSPACE") or Path.home() / "workspace")
+
+
+def running_notebook() -> Path:
+    """The notebook the running agent writes (it records it at start), for commands run over ssh."""
+    try:
+        return Path(json.loads((state_dir() / "agent.json").read_text())["notebook"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return default_workspace() / "lab-notebook.md"
+
+
 def ready_flag() -> Path:
-    """Exists once `devagent up` has proven the login through the alias (see `devagent ready`)."""
-    return Path.home() / ".cache" / "devagent" / "ready"
-
-
-def mark_ready() -> None:
-    flag = ready_flag()
-    flag.parent.mkdir(parents=True, exist_ok=True)
-    flag.touch()
+    """Exists once `devagent up` has proven the login through the alias (host/provision.py READY_COMMAND)."""
+    return state_dir() / "ready"
 
 
 def _wait_ready(stop: threading.Event, poll: float = 0.2) -> bool:
@@ -130,6 +142,9 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: stop.set())
 
+    state_dir().mkdir(parents=True, exist_ok=True)
+    (state_dir() / "agent.json").write_text(json.dumps({"workspace": str(config.workspace),
+                                                         "notebook": str(config.notebook_path)}))
     sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
     sshd_proc.start()
 
@@ -164,17 +179,21 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     return 0
 
 
-def _open_notebook(config: AgentConfig):  # type: ignore[no-untyped-def]
+def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)):  # type: ignore[no-untyped-def]
+    """The notebook writer, with the header rendered from the launch context `up` put into the container."""
     from devagent.container.notebook_writer import NotebookWriter
     from devagent.core.notebook import LaunchContext, render_header
 
     try:
-        ctx = LaunchContext.from_json(config.launch_context.read_text())
+        header = render_header(LaunchContext.from_json(launch_context.read_text()))
     except FileNotFoundError:
-        log.warning("no launch context at %s: the notebook header will be minimal", config.launch_context)
-        ctx = None
-    header = render_header(ctx) if ctx else "# Lab notebook\n"
-    writer = NotebookWriter(config.notebook_path, header)
+        log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
+        header = "# Lab notebook\n"
+    return NotebookWriter(path, header)
+
+
+def _open_notebook(config: AgentConfig):  # type: ignore[no-untyped-def]
+    writer = open_notebook(config.notebook_path, config.launch_context)
     try:
         writer.ensure_header()
     except OSError as exc:

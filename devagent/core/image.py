@@ -92,14 +92,15 @@ RUN python3 -m venv {AGENT_VENV}; \\
     rm -rf /tmp/devagent-wheels; \\
     ln -sf {AGENT_VENV}/bin/devagent /usr/local/bin/devagent
 
-# Hardened sshd configurations, checked by sshd itself (-t) with a throw-away key.
+# Hardened sshd configurations, checked by sshd itself (-t) with a throw-away key. They hand the image's
+# environment (PATH, CUDA variables, ...) to ssh sessions, which would otherwise get a bare PATH.
+ENV DEVAGENT_WORKSPACE={home}/workspace
 RUN mkdir -p /run/sshd; \\
     ssh-keygen -q -t ed25519 -N '' -f /tmp/devagent-testkey; \\
     {profiles}; \\
     rm -f /tmp/devagent-testkey /tmp/devagent-testkey.pub; \\
     chmod 644 {sshd.CONFIG_DIR}/sshd_config.*
 
-ENV DEVAGENT_WORKSPACE={home}/workspace
 USER {user}
 WORKDIR {home}/workspace
 EXPOSE {port}

@@ -10,6 +10,8 @@ sshd runs as the login user (rootless), so: a high port, ``UsePAM no``, ``PidFil
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 PROFILES = ("strict", "compat")
@@ -32,6 +34,24 @@ CONFIG_DIR = "/etc/devagent"
 HOST_KEY_PATH = f"{CONFIG_DIR}/ssh_host_ed25519_key"
 AUTHORIZED_KEYS_PATH = f"{CONFIG_DIR}/authorized_keys"
 LAUNCH_CONTEXT_PATH = f"{CONFIG_DIR}/launch.json"
+
+
+# The image's own environment that ssh sessions should see (sshd gives sessions a bare PATH otherwise):
+# `ssh NAME python train.py` must find the image's python (/opt/conda/bin, /opt/venv/bin) and its CUDA libraries.
+SESSION_ENV_NAMES = ("PATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "DEVAGENT_WORKSPACE")
+SESSION_ENV_PREFIXES = ("NVIDIA_", "CUDA_", "NV_", "PYTORCH_", "CONDA_", "TORCH_")
+_SAFE_ENV_VALUE = re.compile(r'[^"\\\n\r]*')
+
+
+def session_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ENVIRON (the image's, read at build) that ssh sessions get through SetEnv.
+
+    >>> session_env({"PATH": "/opt/conda/bin:/usr/bin", "HOSTNAME": "x", "NVIDIA_VISIBLE_DEVICES": "all"})
+    {'NVIDIA_VISIBLE_DEVICES': 'all', 'PATH': '/opt/conda/bin:/usr/bin'}
+    """
+    chosen = {k: v for k, v in environ.items() if k in SESSION_ENV_NAMES or k.startswith(SESSION_ENV_PREFIXES)}
+    # A value sshd could not quote safely is left out rather than mangled.
+    return {k: v for k, v in sorted(chosen.items()) if v and _SAFE_ENV_VALUE.fullmatch(v)}
 
 
 def config_path(profile: str) -> str:
@@ -59,7 +79,8 @@ def kex_for(profile: str, supported: Supported) -> tuple[str, ...]:
     return tuple(k for k in wanted if k in supported.kex)
 
 
-def render_sshd_config(*, profile: str, user: str, port: int, supported: Supported) -> str:
+def render_sshd_config(*, profile: str, user: str, port: int, supported: Supported,
+                       env: Mapping[str, str] | None = None) -> str:
     """The sshd_config text for one profile. Raises ValueError when the server cannot do the profile."""
     kex = kex_for(profile, supported)
     ciphers = tuple(c for c in CIPHERS if c in supported.ciphers)
@@ -108,6 +129,8 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
         f"PubkeyAcceptedAlgorithms {','.join(PUBKEY_ALGORITHMS)}",
         "LogLevel INFO",
     ]
+    if env:
+        lines.append("SetEnv " + " ".join(f'{k}="{v}"' for k, v in env.items()))
     return "\n".join(lines) + "\n"
 
 

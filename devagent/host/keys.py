@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.atomic import ensure_private_dir
 
 
 def _generate(comment: str) -> tuple[bytes, str]:
@@ -24,7 +25,7 @@ def _generate(comment: str) -> tuple[bytes, str]:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:

@@ -1,10 +1,16 @@
-"""The real OpenSSH client: its version, and a login through the written alias."""
+"""OpenSSH from the outside: the local client's version, sshd's banner, and a login through the written alias.
+
+Docker's proxy accepts connections before sshd listens, so a TCP connect proves nothing: readiness is the banner.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devagent.errors import DevagentError, ExitStatus
@@ -20,6 +26,16 @@ def client_version(ssh: str = "ssh") -> tuple[int, int] | None:
     out = subprocess.run([ssh, "-V"], capture_output=True, text=True, check=False)
     m = re.search(r"OpenSSH_(\d+)\.(\d+)", out.stderr + out.stdout)
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
+    """Whether an sshd banner ('SSH-2.0-OpenSSH_9.2p1 Debian-2') names OpenSSH VERSION or newer.
+
+    >>> openssh_at_least("SSH-2.0-OpenSSH_9.2p1 Debian-2", (9, 9)), openssh_at_least("SSH-2.0-OpenSSH_10.0", (9, 9))
+    (False, True)
+    """
+    m = re.search(r"OpenSSH_(\d+)\.(\d+)", banner)
+    return bool(m) and (int(m.group(1)), int(m.group(2))) >= version
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),
@@ -39,3 +55,32 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
             hint=f"run `ssh -v -F {config} {name}` to see why; `docker logs {name}` shows sshd's side",
         )
     return int(out.stdout.strip())
+
+
+def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], None],
+                    host: str = "127.0.0.1") -> str:
+    """Return sshd's banner ('SSH-2.0-OpenSSH_9.2') once it answers on HOST:PORT.
+
+    STILL_STARTING is called between tries; it raises when the container has exited.
+    """
+    deadline = time.monotonic() + timeout
+    # Loopback connects are cheap, and every 50 ms of sleep shows in up's time.
+    delay = 0.02
+    last_error = "no answer"
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                s.settimeout(2)
+                data = s.recv(256)
+                if data.startswith(b"SSH-"):
+                    return data.split(b"\r\n", 1)[0].decode(errors="replace")
+                last_error = "connection closed before the banner" if not data else f"unexpected {data[:20]!r}"
+        except OSError as exc:
+            last_error = str(exc)
+        still_starting()
+        if time.monotonic() >= deadline:
+            raise DevagentError(f"sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s ({last_error})",
+                                status=ExitStatus.CONTAINER_FAILED,
+                                hint="the container's log (docker logs NAME) shows what the agent and sshd said")
+        time.sleep(delay)
+        delay = min(delay * 1.2, 0.2)

@@ -28,14 +28,15 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.image import build_image
-from devagent.host.openssh import login_through_alias
+from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
 from devagent.host.ssh_config import SshConfig
-from devagent.host.ssh_login import prove_login, wait_for_banner
 
 Report = Callable[[str], None]
 READY_TIMEOUT = 60.0
-READY_COMMAND = ("devagent", "ready")
+# Prints the uid and tells the agent that up has committed (container/agent.py ready_flag()). Plain sh: a
+# Python start-up inside the container would cost a quarter of a second on every up.
+READY_COMMAND = ("mkdir -p ~/.cache/devagent && touch ~/.cache/devagent/ready && id -u",)
 AGENT_FILES = frozenset({"lab-notebook.md", "lab-notebook.assets", ".devagent"})
 
 
@@ -64,16 +65,12 @@ def _container_user_home(spec: EnvSpec) -> str:
     return f"/home/{spec.user}"
 
 
-def _check_workspace(path: Path, uid: int) -> None:
-    """Create the workspace when missing; refuse one the login user could not write."""
-    if not path.exists():
-        path.mkdir(parents=True)
+def _prepare_workspace(path: Path, uid: int, *, created: bool) -> None:
+    """Give a workspace this up created to the login user; refuse an existing one that user could not write."""
+    if created:
         if os.getuid() == 0:
             os.chown(path, uid, uid)
         return
-    if not path.is_dir():
-        raise DevagentError(f"workspace {path} is not a folder", status=ExitStatus.USAGE,
-                            hint="pass --workspace a folder (it is created when missing)")
     st = path.stat()
     writable = (st.st_uid == uid and st.st_mode & stat.S_IWUSR) or st.st_mode & stat.S_IWOTH
     if not writable:
@@ -82,7 +79,6 @@ def _check_workspace(path: Path, uid: int) -> None:
             status=ExitStatus.USAGE,
             hint=f"give it to that user (chown -R {uid} {path}) or pass --workspace a folder you own",
         )
-
 
 
 def _remove_created_workspace(path: Path) -> None:
@@ -149,9 +145,13 @@ class Provisioner:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}" if replacing else spec.name
         try:
             workspace = Path(spec.workspace)
-            if not workspace.exists():
+            created_workspace = not workspace.exists()
+            if created_workspace:
                 undo.append(lambda: _remove_created_workspace(workspace))
-            _check_workspace(workspace, spec.uid)
+                workspace.mkdir(parents=True)
+            elif not workspace.is_dir():
+                raise DevagentError(f"workspace {workspace} is not a folder", status=ExitStatus.USAGE,
+                                    hint="pass --workspace a folder (it is created when missing)")
             labels = {**spec.labels(version=devagent.__version__, image=image_tag),
                       "devagent.spec-hash": wanted_hash}
             command = ["devagent", "agent", "--sshd-config", sshd.config_path(spec.sshd_profile)]
@@ -166,7 +166,9 @@ class Provisioner:
                 memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
                 pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
             )
+            # The base image may already have had the user, with another uid: ask the container.
             uid = self.engine.user_uid(cid, spec.user) or spec.uid
+            _prepare_workspace(workspace, uid, created=created_workspace)
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command,
@@ -185,9 +187,7 @@ class Provisioner:
             if info.host_port is None:
                 raise DevagentError("Docker published no port for sshd", status=ExitStatus.CONTAINER_FAILED)
             port = info.host_port
-            wait_for_banner(port, timeout=READY_TIMEOUT, still_starting=lambda: self._still_starting(cid, spec))
-            self._prove(spec, port=port, identity=identity, host_public=host_public)
-
+            # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
             entry = HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
                               known_hosts_file=str(self.paths.known_hosts))
             previous_port = replacing.host_port if replacing else None
@@ -199,7 +199,10 @@ class Provisioner:
                 undo.append(lambda: self.ssh_config.remove(spec.name))
             self.ssh_config.install(entry, host_public)
             self.ssh_config.verify_effective(entry)
-            # `devagent ready` prints the uid and tells the agent that up has committed: only then does it
+            banner = wait_for_banner(port, timeout=READY_TIMEOUT,
+                                     still_starting=lambda: self._still_starting(cid, spec))
+            self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
+            # READY_COMMAND prints the uid and tells the agent that up has committed: only then does it
             # write to the notebook, so a failed up leaves no entry behind.
             login_uid = login_through_alias(self.paths.user_ssh_config, spec.name, remote_command=READY_COMMAND)
             if login_uid == 0:
@@ -229,9 +232,9 @@ class Provisioner:
             info = self.engine.start(existing.id)
         assert info.host_port is not None
         host_public = keys.ensure_keypair(self.paths.host_key(spec.name), comment=f"devagent-host-{spec.name}")
-        wait_for_banner(info.host_port, timeout=READY_TIMEOUT,
-                        still_starting=lambda: self._still_starting(existing.id, spec))
-        self._prove(spec, port=info.host_port, identity=identity, host_public=host_public)
+        banner = wait_for_banner(info.host_port, timeout=READY_TIMEOUT,
+                                 still_starting=lambda: self._still_starting(existing.id, spec))
+        self._prove(spec, banner=banner, port=info.host_port, identity=identity, host_public=host_public)
         entry = HostEntry(name=spec.name, port=info.host_port, user=spec.user, identity_file=str(identity),
                           known_hosts_file=str(self.paths.known_hosts))
         if self.ssh_config.needs_update(entry, host_public):
@@ -246,8 +249,16 @@ class Provisioner:
                         user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace,
                         notes=notes)
 
-    def _prove(self, spec: EnvSpec, *, port: int, identity: Path, host_public: str) -> None:
-        """The paramiko proof against the pinned key (skipped where paramiko lacks the profile's kex)."""
+    def _prove(self, spec: EnvSpec, *, banner: str, port: int, identity: Path, host_public: str) -> None:
+        """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange.
+
+        paramiko has mlkem768x25519 but no sntrup761: the strict profile on OpenSSH < 9.9 (no mlkem) leaves it
+        nothing to speak, and the login is then proven by the OpenSSH client through the alias alone.
+        """
+        if spec.sshd_profile == "strict" and not openssh_at_least(banner, (9, 9)):
+            return
+        from devagent.host.ssh_login import prove_login  # paramiko costs 150 ms to import: only when used
+
         uid = prove_login(port=port, user=spec.user, identity=identity, host_public_key=host_public)
         if uid is None:
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")

@@ -1,17 +1,13 @@
-"""Readiness and the key-login proof: the one module that imports paramiko.
+"""The key-login proof: the one module that imports paramiko.
 
-Wait for sshd's banner (Docker's proxy accepts connections before sshd listens, so a TCP connect proves nothing),
-then log in with the user key against the pinned host key: unknown keys are rejected, an authentication failure
-is never retried (a retry loop trips sshd's MaxStartups).
+Log in with the user key against the pinned host key: unknown keys are rejected, an authentication failure is
+never retried (a retry loop trips sshd's MaxStartups).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
@@ -19,34 +15,6 @@ import paramiko
 from devagent.errors import DevagentError, ExitStatus
 
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
-
-
-def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], None],
-                    host: str = "127.0.0.1") -> str:
-    """Return sshd's banner ('SSH-2.0-OpenSSH_9.2') once it answers on HOST:PORT.
-
-    STILL_STARTING is called between tries; it raises when the container has exited.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    last_error = "no answer"
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.settimeout(2)
-                data = s.recv(256)
-                if data.startswith(b"SSH-"):
-                    return data.split(b"\r\n", 1)[0].decode(errors="replace")
-                last_error = "connection closed before the banner" if not data else f"unexpected {data[:20]!r}"
-        except OSError as exc:
-            last_error = str(exc)
-        still_starting()
-        if time.monotonic() >= deadline:
-            raise DevagentError(f"sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s ({last_error})",
-                                status=ExitStatus.CONTAINER_FAILED,
-                                hint="the container's log (docker logs NAME) shows what the agent and sshd said")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
 
 
 def prove_login(*, port: int, user: str, identity: Path, host_public_key: str, timeout: float = 15.0,

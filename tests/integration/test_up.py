@@ -113,6 +113,11 @@ class TestAProvisionedEnvironment:
         assert mine[0]["state"] == "running" and mine[0]["ssh_alias"] == name and mine[0]["user"] == "dev"
         assert isinstance(mine[0]["port"], int)
 
+    def test_ssh_sessions_find_the_images_python_and_torch(self, env: Env, name: str, up) -> None:
+        result = env.ssh(name, "python -c 'import torch; print(torch.__version__)'; echo $DEVAGENT_WORKSPACE")
+        assert result.returncode == 0, result.output
+        assert result.stdout.split() == ["2.13.0+cpu", "/home/dev/workspace"]
+
     def test_devagent_ssh_runs_a_command_through_the_alias(self, env: Env, name: str, up) -> None:
         result = env.devagent("ssh", name, "--", "echo", "hi-from-$(whoami)")
         assert result.returncode == 0, result.output

@@ -1,0 +1,114 @@
+"""Time `devagent up` on a built image, up to the proven login, against the floor measured in the same run.
+
+Floor: a plain `docker run` of the same image (sshd with a mounted host key and authorized key) plus the first
+OpenSSH login that succeeds. Target: devagent up <= 1.5x the floor. Also times `devagent --help` (target
+well under 0.25 s) against a bare `python -c pass`.
+
+    .venv/bin/python benchmarks/up_bench.py [--rounds 5] [--base-image devagent-base:bookworm]
+
+It reports; it does not gate. Runs alternate (floor, devagent, floor, ...) so that machine noise hits both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEVAGENT = [sys.executable, "-m", "devagent"]
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=check, cwd=REPO)
+
+
+def floor_once(image: str, keydir: Path, name: str) -> float:
+    """docker run + the first successful OpenSSH login, in seconds."""
+    start = time.perf_counter()
+    cid = run(["docker", "run", "-d", "--name", name, "--user", "dev", "-p", "127.0.0.1::2222",
+               "-v", f"{keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro",
+               "-v", f"{keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro",
+               image, "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/devagent/sshd_config.strict"]).stdout.strip()
+    try:
+        port = run(["docker", "port", cid, "2222/tcp"]).stdout.split(":")[-1].strip()
+        while True:
+            login = run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", str(keydir / "user"),
+                         "-p", port, "dev@127.0.0.1", "true"], check=False)
+            if login.returncode == 0:
+                return time.perf_counter() - start
+            if time.perf_counter() - start > 60:
+                raise RuntimeError(f"floor login never succeeded: {login.stderr}")
+            time.sleep(0.02)
+    finally:
+        run(["docker", "rm", "-f", cid], check=False)
+
+
+def devagent_once(env: dict[str, str], base: str, workspace: Path, name: str) -> float:
+    start = time.perf_counter()
+    result = run([*DEVAGENT, "up", name, "--base-image", base, "--workspace", str(workspace), "--memory", "2g"],
+                 env=env, check=False)
+    elapsed = time.perf_counter() - start
+    run([*DEVAGENT, "down", name], env=env, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"devagent up failed:\n{result.stderr}")
+    return elapsed
+
+
+def median_time(cmd: list[str], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        run(cmd)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--base-image", default="devagent-base:bookworm")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="devagent-bench-") as tmp:
+        root = Path(tmp)
+        (root / ".ssh").mkdir(mode=0o700)
+        env = {**os.environ, "HOME": str(root), "DEVAGENT_HOME": str(root / "dh"),
+               "DEVAGENT_SSH_CONFIG": str(root / ".ssh" / "config")}
+        image = run([*DEVAGENT, "image", "build", "--base-image", args.base_image], env=env).stdout.split()[2]
+        keydir = root / "keys"
+        keydir.mkdir()
+        for key in ("host", "user"):
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
+        os.chown(keydir / "host", 1000, 1000)
+        (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
+        prefix = f"bench-{secrets.token_hex(2)}"
+        # One unmeasured round each: warm the page cache and Docker's layer cache.
+        floor_once(image, keydir, f"{prefix}-warm")
+        devagent_once(env, args.base_image, root / "ws-warm", f"{prefix}-warm")
+        floors, ups = [], []
+        for i in range(args.rounds):
+            floors.append(floor_once(image, keydir, f"{prefix}-floor{i}"))
+            ups.append(devagent_once(env, args.base_image, root / f"ws{i}", f"{prefix}-up{i}"))
+
+    help_time = median_time([*DEVAGENT, "--help"], 7)
+    python_floor = median_time([sys.executable, "-c", "pass"], 7)
+    f, u = statistics.median(floors), statistics.median(ups)
+    print(f"{'figure':44} {'median':>9} {'floor':>9} {'ratio':>7}  target")
+    print(f"{'devagent up (built image) → proven login':44} {u:8.2f}s {f:8.2f}s {u / f:6.2f}x  <= 1.5x")
+    print(f"{'devagent --help':44} {help_time:8.3f}s {python_floor:8.3f}s {help_time / python_floor:6.2f}x  "
+          f"< 0.25 s absolute")
+    print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{x:.2f}' for x in floors)}; "
+          f"up runs: {', '.join(f'{x:.2f}' for x in ups)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

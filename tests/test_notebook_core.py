@@ -1,0 +1,190 @@
+"""The notebook's pure core: header, entries, edit summaries."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devagent.core.notebook import (
+    LaunchContext,
+    SaveRecord,
+    entry,
+    format_timestamp,
+    heading,
+    is_entry,
+    md_code,
+    md_text,
+    render_edits_since,
+    render_header,
+)
+
+
+def make_context(**changes: object) -> LaunchContext:
+    values: dict[str, object] = {
+        "name": "pytorch-dev",
+        "user": "dev",
+        "image": "devagent/pytorch-dev:3f2a9c1",
+        "base_image": "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime",
+        "base_digest": "sha256:" + "ab" * 32,
+        "launch_command": "devagent up pytorch-dev --gpus 0,1 --memory 32g --cpus 8 --workspace ./code",
+        "mounts": (("/home/ana/code", "/workspace", "rw"), ("/data/imagenet", "/data", "ro")),
+        "limits": "memory 32g · 8 cpus · shm 8g · pids 4096",
+        "gpus": "0,1",
+        "ssh_alias": "pytorch-dev",
+        "devagent_version": "0.1.0",
+        "created": "2026-11-27T14:00:00+00:00",
+    }
+    values.update(changes)
+    return LaunchContext(**values)  # type: ignore[arg-type]
+
+
+def table_rows(header: str) -> list[str]:
+    return [line for line in header.splitlines() if line.startswith("|")]
+
+
+def cells(row: str) -> list[str]:
+    """Split a GFM table row the way GFM does: on pipes not escaped with a backslash."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+class TestHeader:
+    def test_the_header_starts_with_the_title_and_records_how_the_environment_was_made(self) -> None:
+        header = render_header(make_context())
+        assert header.startswith("# Lab notebook — pytorch-dev\n\n| environment | pytorch-dev |\n|---|---|\n")
+        rows = {cells(r)[0]: cells(r)[1] for r in table_rows(header)[2:]}
+        assert rows == {
+            "image": "`devagent/pytorch-dev:3f2a9c1` · base "
+            "`pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime@sha256:" + "ab" * 32 + "`",
+            "launched": "`devagent up pytorch-dev --gpus 0,1 --memory 32g --cpus 8 --workspace ./code`",
+            "mounts": "`/home/ana/code` → `/workspace` (rw)<br>`/data/imagenet` → `/data` (ro)",
+            "limits": "memory 32g · 8 cpus · shm 8g · pids 4096",
+            "GPUs": "0,1",
+            "login": "`ssh pytorch-dev` as dev",
+            "devagent": "0.1.0",
+            "created": "2026-11-27T14:00:00+00:00",
+        }
+
+    def test_the_header_ends_with_an_italic_line_saying_devagent_only_appends(self) -> None:
+        header = render_header(make_context())
+        assert header.endswith(
+            "\n\n_devagent only appends below this line and never changes what is already here; "
+            "write your own notes anywhere._\n"
+        )
+
+    def test_a_local_base_image_without_a_digest_says_so(self) -> None:
+        header = render_header(make_context(base_image="devagent-base:bookworm", base_digest=None))
+        assert "base `devagent-base:bookworm` (local image, no registry digest) |" in header
+
+    def test_pipes_and_backticks_in_the_launch_command_cannot_break_the_table(self) -> None:
+        header = render_header(make_context(launch_command="devagent up x --env A=`id -u` | tee log"))
+        launched = next(r for r in table_rows(header) if r.startswith("| launched |"))
+        assert launched == "| launched | ``devagent up x --env A=`id -u` \\| tee log`` |"
+        assert len(cells(launched)) == 2
+
+    def test_a_value_ending_in_a_backtick_is_padded_so_the_code_span_closes(self) -> None:
+        assert md_code("say `hi`") == "`` say `hi` ``"
+
+    def test_markdown_in_plain_values_is_shown_literally(self) -> None:
+        header = render_header(make_context(limits="*fast* | [x](y) <b>"))
+        limits = next(r for r in table_rows(header) if r.startswith("| limits |"))
+        assert limits == r"| limits | \*fast\* \| \[x\](y) \<b\> |"
+
+    def test_a_newline_in_a_value_cannot_end_the_table(self) -> None:
+        header = render_header(make_context(gpus="0\n| evil | row |"))
+        assert len(table_rows(header)) == 10
+        assert all(len(cells(r)) == 2 for r in table_rows(header))
+
+    def test_every_table_row_has_exactly_two_cells_for_any_values(self) -> None:
+        @given(st.text(), st.text(), st.text())
+        def check(command: str, limits: str, host_path: str) -> None:
+            header = render_header(make_context(launch_command=command, limits=limits,
+                                                mounts=((host_path, "/workspace", "rw"),)))
+            rows = table_rows(header)
+            assert len(rows) == 10
+            assert all(len(cells(r)) == 2 for r in rows)
+
+        check()
+
+    @given(st.text())
+    def test_md_code_shows_the_value_as_commonmark_reads_a_code_span_in_a_table_cell(self, value: str) -> None:
+        if not " ".join(value.splitlines()):
+            assert md_code(value) == ""
+            return
+        span = md_code(value).replace("\\|", "|")
+        fence = re.match(r"`+", span)
+        assert fence is not None
+        inner = span[fence.end():-fence.end()]
+        if inner.startswith(" ") and inner.endswith(" ") and inner.strip(" "):
+            inner = inner[1:-1]
+        assert inner == " ".join(value.splitlines())
+
+    def test_md_text_escapes_a_backslash_before_a_pipe(self) -> None:
+        assert md_text("a\\|b") == "a\\\\\\|b"
+
+
+class TestLaunchContextJson:
+    def test_it_round_trips_through_json(self) -> None:
+        ctx = make_context()
+        assert LaunchContext.from_json(ctx.to_json()) == ctx
+
+    def test_a_missing_field_is_named(self) -> None:
+        with pytest.raises(ValueError, match="launch context: missing gpus, ssh_alias"):
+            LaunchContext.from_json(
+                make_context().to_json().replace('"gpus"', '"x1"').replace('"ssh_alias"', '"x2"'))
+
+    def test_unknown_fields_from_a_newer_devagent_are_ignored(self) -> None:
+        text = make_context().to_json()[:-1] + ', "future": 1}'
+        assert LaunchContext.from_json(text) == make_context()
+
+
+class TestEntries:
+    def test_an_entry_starts_with_a_level_two_heading_after_a_blank_line_and_ends_with_one_newline(self) -> None:
+        text = entry("2026-11-27 14:02 · GPU check · ✅ 2 × A100", "\n\ndriver 550.54\n\n\n")
+        assert text == "\n## 2026-11-27 14:02 · GPU check · ✅ 2 × A100\ndriver 550.54\n"
+        assert is_entry(text)
+
+    def test_a_heading_is_kept_to_one_line(self) -> None:
+        assert entry("run 3\ntrain.py", "") == "\n## run 3 train.py\n"
+
+    def test_the_heading_joins_the_minute_and_the_parts_with_middle_dots(self) -> None:
+        when = datetime(2026, 11, 27, 14, 2, 59, tzinfo=timezone(timedelta(hours=1)))
+        assert heading(when, "GPU check", "", "✅ ok") == "2026-11-27 14:02 · GPU check · ✅ ok"
+        assert format_timestamp(when) == "2026-11-27 14:02"
+
+    @given(st.text(), st.text())
+    def test_any_heading_and_body_make_a_well_formed_entry(self, title: str, body: str) -> None:
+        text = entry(title, body)
+        assert is_entry(text)
+        assert text.count("\n## ") >= 1 and text.index("\n## ") == 0
+
+    @given(st.lists(st.tuples(st.text(), st.text()), min_size=1))
+    def test_entries_appended_after_a_header_keep_every_heading_on_its_own_line(
+        self, items: list[tuple[str, str]]
+    ) -> None:
+        text = render_header(make_context()) + "".join(entry(f"h{i} {t}", b) for i, (t, b) in enumerate(items))
+        for i in range(len(items)):
+            assert re.search(rf"\n\n## h{i}[ \n]", text)
+
+
+class TestEditsSummary:
+    def test_saves_are_counted_per_file_in_order_of_first_save_with_lines_summed(self) -> None:
+        saves = [
+            SaveRecord("2026-11-27T14:00:00", "train.py", "a", 2, 1),
+            SaveRecord("2026-11-27T14:01:00", "model.py", "b", 1, 0),
+            SaveRecord("2026-11-27T14:02:00", "train.py", "c", 1, 1),
+            SaveRecord("2026-11-27T14:03:00", "train.py", "d", 1, 0),
+        ]
+        assert render_edits_since(saves) == "train.py saved 3× (+4/−2), model.py saved 1× (+1/−0)"
+
+    def test_no_saves_says_so(self) -> None:
+        assert render_edits_since([]) == "no saves"
+
+    def test_a_save_record_round_trips_through_one_json_line(self) -> None:
+        record = SaveRecord("2026-11-27T14:00:00.000+00:00", "src/train.py", "f" * 64, 3, 0)
+        line = record.to_json()
+        assert "\n" not in line
+        assert SaveRecord.from_json(line) == record

@@ -1,0 +1,369 @@
+"""Appending to the lab notebook: whole entries only, across processes, under a full or read-only disk."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import multiprocessing
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devagent.container import notebook_writer
+from devagent.container.notebook_writer import NotebookWriter
+from devagent.core.notebook import entry
+
+HEADER = "# Lab notebook — test\n\n| environment | test |\n|---|---|\n\n_devagent only appends below this line._\n"
+
+
+def make_entry(i: int, body: str = "") -> str:
+    return entry(f"2026-11-27 14:{i % 60:02d} · note {i}", body or f"body of entry {i}")
+
+
+@pytest.fixture
+def notebook(tmp_path: Path) -> NotebookWriter:
+    return NotebookWriter(tmp_path / "lab-notebook.md", HEADER)
+
+
+class TestAppending:
+    def test_the_first_entry_creates_the_file_with_the_header_then_the_entry(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        assert notebook.path.read_text() == HEADER + make_entry(1)
+
+    def test_entries_follow_each_other_separated_by_a_blank_line(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        notebook.append(make_entry(2))
+        assert notebook.path.read_text().endswith("body of entry 1\n\n## 2026-11-27 14:02 · note 2\nbody of entry 2\n")
+
+    def test_a_deleted_notebook_is_started_again_with_the_header(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        notebook.path.unlink()
+        notebook.append(make_entry(2))
+        assert notebook.path.read_text() == HEADER + make_entry(2)
+
+    def test_an_emptied_notebook_gets_the_header_again(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        notebook.path.write_text("")
+        notebook.append(make_entry(2))
+        assert notebook.path.read_text() == HEADER + make_entry(2)
+
+    def test_the_users_own_text_between_entries_is_kept_byte_for_byte(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        with notebook.path.open("a") as f:
+            f.write("**Observations:** loss plateaued after epoch 3.\n  trailing spaces  \n")
+        notebook.append(make_entry(2))
+        assert notebook.path.read_text() == (
+            HEADER + make_entry(1) + "**Observations:** loss plateaued after epoch 3.\n  trailing spaces  \n"
+            + make_entry(2)
+        )
+
+    def test_user_text_without_a_final_newline_gets_one_before_the_next_entry(self, notebook: NotebookWriter) -> None:
+        notebook.append(make_entry(1))
+        with notebook.path.open("a") as f:
+            f.write("**Next:** try lr 1e-4")
+        notebook.append(make_entry(2))
+        assert notebook.path.read_text() == HEADER + make_entry(1) + "**Next:** try lr 1e-4\n" + make_entry(2)
+
+    def test_a_notebook_the_user_started_by_hand_gets_no_header(self, notebook: NotebookWriter) -> None:
+        notebook.path.write_text("# My experiments\n")
+        notebook.append(make_entry(1))
+        assert notebook.path.read_text() == "# My experiments\n" + make_entry(1)
+
+    def test_ensure_header_writes_the_header_only_into_a_missing_or_empty_file(
+        self, notebook: NotebookWriter
+    ) -> None:
+        assert notebook.ensure_header()
+        assert notebook.ensure_header()
+        assert notebook.path.read_text() == HEADER
+
+    def test_text_that_is_not_an_entry_is_refused(self, notebook: NotebookWriter) -> None:
+        with pytest.raises(ValueError, match="not a notebook entry"):
+            notebook.append("## no leading newline\n")
+        assert not notebook.path.exists()
+
+    def test_the_assets_folder_sits_beside_the_notebook_named_after_it(self, notebook: NotebookWriter) -> None:
+        assert notebook.assets_dir == notebook.path.parent / "lab-notebook.assets"
+
+
+class TestFailedWrites:
+    def test_a_failed_fsync_truncates_back_and_keeps_the_entry_pending(
+        self, notebook: NotebookWriter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        notebook.append(make_entry(1))
+        before = notebook.path.read_bytes()
+
+        def failing_fsync(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(notebook_writer.os, "fsync", failing_fsync)
+        with caplog.at_level(logging.WARNING, logger="devagent.notebook"):
+            notebook.append(make_entry(2))
+        assert notebook.path.read_bytes() == before
+        assert notebook.pending == 1
+        assert caplog.messages == [
+            f"lab notebook {notebook.path}: could not write 1 entry (Input/output error); kept in memory and "
+            "retried at the next entry — check the disk"
+        ]
+        monkeypatch.undo()
+        notebook.append(make_entry(3))
+        assert notebook.pending == 0
+        assert notebook.path.read_text() == HEADER + make_entry(1) + make_entry(2) + make_entry(3)
+
+    def test_an_unwritable_folder_keeps_entries_pending_without_raising(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def failing_open(*args: object, **kwargs: object) -> int:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        notebook = NotebookWriter(tmp_path / "lab-notebook.md", HEADER)
+        monkeypatch.setattr(notebook_writer.os, "open", failing_open)
+        notebook.append(make_entry(1))
+        notebook.append(make_entry(2))
+        assert notebook.pending == 2
+        assert not notebook.flush_pending()
+        monkeypatch.undo()
+        assert notebook.flush_pending()
+        assert notebook.path.read_text() == HEADER + make_entry(1) + make_entry(2)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, so the disk can really fill up; unmounted afterwards."""
+    mountpoint = tmp_path / "tmpfs"
+    mountpoint.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(mountpoint)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {result.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Fill the file system holding FOLDER until ENOSPC; return the filler file."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        try:
+            while True:
+                f.write(b"\0")  # the last few bytes of the last page
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+class TestRealDisk:
+    def test_a_full_disk_leaves_the_file_on_an_entry_boundary_and_the_entry_lands_once_space_is_freed(
+        self, small_tmpfs: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        notebook = NotebookWriter(small_tmpfs / "lab-notebook.md", HEADER)
+        notebook.append(make_entry(1))
+        before = notebook.path.read_bytes()
+        filler = fill_disk(small_tmpfs)
+        # Larger than the room left in the notebook's last page: the write starts, then the disk is full.
+        big = make_entry(2, "x" * 20_000)
+        with caplog.at_level(logging.WARNING, logger="devagent.notebook"):
+            notebook.append(big)
+        assert notebook.path.read_bytes() == before
+        assert notebook.pending == 1
+        assert "No space left on device" in caplog.text and "free some disk space" in caplog.text
+
+        filler.unlink()
+        notebook.append(make_entry(3))
+        assert notebook.pending == 0
+        assert notebook.path.read_text() == HEADER + make_entry(1) + big + make_entry(3)
+
+    def test_a_write_that_only_partly_fits_is_undone(self, small_tmpfs: Path) -> None:
+        notebook = NotebookWriter(small_tmpfs / "lab-notebook.md", HEADER)
+        notebook.append(make_entry(1, "y" * 1000))  # the notebook's page now has ~3 KiB free
+        filler = fill_disk(small_tmpfs)
+        size = notebook.path.stat().st_size
+        fd = os.open(notebook.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            partial = os.write(fd, b"z" * 8192)  # proves a raw write would have left part of an entry
+        finally:
+            os.ftruncate(fd, size)
+            os.close(fd)
+        assert 0 < partial < 8192
+        notebook.append(make_entry(2, "z" * 8192))
+        assert notebook.path.stat().st_size == size
+        filler.unlink()
+        assert notebook.flush_pending()
+        assert notebook.path.read_text().endswith(make_entry(2, "z" * 8192))
+
+    def test_a_read_only_remount_keeps_entries_pending_until_it_is_writable_again(self, small_tmpfs: Path) -> None:
+        notebook = NotebookWriter(small_tmpfs / "lab-notebook.md", HEADER)
+        notebook.append(make_entry(1))
+        subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
+        try:
+            notebook.append(make_entry(2))
+            notebook.append(make_entry(3))
+            assert notebook.pending == 2
+        finally:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_tmpfs)], check=True)
+        assert notebook.flush_pending()
+        assert notebook.path.read_text() == HEADER + make_entry(1) + make_entry(2) + make_entry(3)
+
+    def test_a_new_notebook_on_a_nearly_full_disk_is_not_left_with_a_half_header(self, small_tmpfs: Path) -> None:
+        spare = small_tmpfs / "spare"
+        spare.write_bytes(b"\0" * 4096)
+        filler = fill_disk(small_tmpfs)
+        spare.unlink()  # one page free: less than the header
+        header = HEADER * 60
+        assert len(header.encode()) > 4096
+        notebook = NotebookWriter(small_tmpfs / "lab-notebook.md", header)
+        notebook.append(make_entry(1))
+        assert notebook.path.read_bytes() == b""
+        assert notebook.pending == 1
+        filler.unlink()
+        assert notebook.flush_pending()
+        assert notebook.path.read_text() == header + make_entry(1)
+
+
+def _writer_process(path: str, worker: int, count: int, go: Any = None) -> None:
+    writer = NotebookWriter(Path(path), HEADER)
+    if go is not None:
+        go.wait()  # all processes start together, so the first appends race for the header
+    for i in range(count):
+        # Multi-line bodies of varying size so interleaving would show.
+        writer.append(entry(f"w{worker} e{i}", "\n".join(f"w{worker} e{i} line {k}" for k in range(i % 7 + 1))))
+    assert writer.pending == 0
+
+
+def split_entries(text: str) -> tuple[str, list[str]]:
+    """The text before the first entry, and the entries (bodies in these tests never contain a heading)."""
+    head, *rest = text.split("\n## ")
+    return head, ["\n## " + chunk for chunk in rest]
+
+
+class TestConcurrency:
+    @pytest.mark.slow
+    def test_eight_processes_appending_500_entries_each_leave_4000_whole_entries_and_one_header(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "lab-notebook.md"
+        ctx = multiprocessing.get_context("spawn")
+        go = ctx.Barrier(8)
+        procs = [ctx.Process(target=_writer_process, args=(str(path), w, 500, go)) for w in range(8)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0] * 8
+
+        text = path.read_text()
+        assert text.count("# Lab notebook") == 1
+        head, entries = split_entries(text)
+        assert head == HEADER
+        assert len(entries) == 4000
+        expected = {
+            entry(f"w{w} e{i}", "\n".join(f"w{w} e{i} line {k}" for k in range(i % 7 + 1)))
+            for w in range(8) for i in range(500)
+        }
+        assert set(entries) == expected
+        for w in range(8):  # each process's entries stay in its own order
+            mine = [e for e in entries if e.startswith(f"\n## w{w} ")]
+            assert [e.split()[2] for e in mine] == [f"e{i}" for i in range(500)]
+
+    def test_a_writer_waiting_for_the_lock_on_a_deleted_notebook_starts_the_new_one_with_a_header(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        path = tmp_path / "lab-notebook.md"
+        NotebookWriter(path, HEADER).append(make_entry(1))
+        real_flock = fcntl.flock
+        waiting = threading.Event()
+
+        def signalling_flock(fd: int, op: int) -> None:
+            waiting.set()
+            real_flock(fd, op)
+
+        held = os.open(path, os.O_RDWR)
+        real_flock(held, fcntl.LOCK_EX)  # another writer holds the lock...
+        monkeypatch.setattr(notebook_writer.fcntl, "flock", signalling_flock)
+        writer = threading.Thread(target=NotebookWriter(path, HEADER).append, args=(make_entry(2),))
+        writer.start()
+        try:
+            assert waiting.wait(10)  # ...while ours has opened the file and waits for the lock
+            path.unlink()  # the user deletes the notebook
+        finally:
+            os.close(held)
+        writer.join(10)
+        assert path.read_text() == HEADER + make_entry(2)
+
+
+# --- property: whatever entries and user edits come, bytes already in the file never change -----------------
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("entry"), st.text(max_size=20), st.text(max_size=60)),
+        st.tuples(st.just("user"), st.text(max_size=40), st.just("")),
+    ),
+    max_size=12,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=150)
+@given(ops)
+def test_for_any_entries_and_user_edits_at_the_end_existing_bytes_never_change(
+    steps: list[tuple[str, str, str]]
+) -> None:
+    folder = Path(tempfile.mkdtemp())
+    try:
+        writer = NotebookWriter(folder / "lab-notebook.md", HEADER)
+        expected = b""  # what the file must hold: a model of the rules
+        for kind, a, b in steps:
+            before = writer.path.read_bytes() if writer.path.exists() else b""
+            if kind == "entry":
+                writer.append(entry(a, b))
+                if not expected:
+                    expected += HEADER.encode()
+                elif not expected.endswith(b"\n"):
+                    expected += b"\n"
+                expected += entry(a, b).encode()
+            else:
+                with writer.path.open("ab") as f:
+                    f.write(a.encode())
+                expected += a.encode()
+            after = writer.path.read_bytes()
+            assert after.startswith(before)
+            assert after == expected
+        assert writer.pending == 0
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_entries_from_four_threads_in_one_process_do_not_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "lab-notebook.md"
+    tag = uuid.uuid4().hex[:6]
+
+    def work(n: int) -> None:
+        w = NotebookWriter(path, HEADER)
+        for i in range(200):
+            w.append(entry(f"{tag} t{n} {i}", "x" * (i * 37 % 900)))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    head, entries = split_entries(path.read_text())
+    assert head == HEADER
+    assert sorted(entries) == sorted(entry(f"{tag} t{n} {i}", "x" * (i * 37 % 900))
+                                     for n in range(4) for i in range(200))

@@ -1,0 +1,552 @@
+"""Save detection: handlers driven by hand-made watchdog events, then real observers with real editors."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from watchdog.events import (
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileClosedNoWriteEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileOpenedEvent,
+)
+
+from devagent.container import watcher as watcher_module
+from devagent.container.journal import Journal
+from devagent.container.watcher import SaveHandler, Watcher, glob_to_regex, is_temp_name, start_watcher
+from devagent.core.notebook import SaveRecord
+
+NOW = datetime(2026, 11, 27, 14, 2, tzinfo=timezone.utc)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class CountingJournal(Journal):
+    """A real journal that also counts how often it was asked to check a file."""
+
+    def __init__(self, workspace: Path) -> None:
+        super().__init__(workspace)
+        self.checks: list[str] = []
+
+    def record_save(self, path: Path, now: datetime) -> SaveRecord | None:
+        self.checks.append(self.relative(path))
+        return super().record_save(path, now)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    workspace = tmp_path / "code"
+    workspace.mkdir()
+    (workspace / "train.py").write_text("import torch\nlr = 1e-3\n")
+    return workspace
+
+
+@pytest.fixture
+def journal(ws: Path) -> CountingJournal:
+    j = CountingJournal(ws)
+    j.baseline(ws / "train.py")
+    return j
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def handler(ws: Path, journal: CountingJournal, clock: FakeClock) -> SaveHandler:
+    return SaveHandler(journal, root=ws, clock=clock, now=lambda: NOW)
+
+
+def settle(handler: SaveHandler, clock: FakeClock) -> list[SaveRecord]:
+    clock.advance(handler.debounce + 0.01)
+    return handler.run_due()
+
+
+def p(ws: Path, name: str) -> str:
+    return str(ws / name)
+
+
+class TestHandlerWithHandMadeEvents:
+    def test_an_in_place_save_is_a_modified_then_closed_event_and_records_one_save(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "train.py").write_text("import torch\nlr = 3e-4\nepochs = 10\n")
+        handler.dispatch(FileOpenedEvent(p(ws, "train.py")))
+        handler.dispatch(FileModifiedEvent(p(ws, "train.py")))
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        assert settle(handler, clock) == [
+            SaveRecord(NOW.isoformat(timespec="milliseconds"), "train.py", journal.saves_since(0)[0].sha256, 2, 1)
+        ]
+
+    def test_a_rename_save_is_a_move_onto_the_path_and_records_one_save(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "train.py___jb_tmp___").write_text("import torch\nlr = 3e-4\n")
+        for event in (FileCreatedEvent(p(ws, "train.py___jb_tmp___")),
+                      FileClosedEvent(p(ws, "train.py___jb_tmp___")),
+                      FileMovedEvent(p(ws, "train.py"), p(ws, "train.py___jb_old___"))):
+            handler.dispatch(event)
+        os.replace(ws / "train.py___jb_tmp___", ws / "train.py")
+        handler.dispatch(FileMovedEvent(p(ws, "train.py___jb_tmp___"), p(ws, "train.py")))
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 1)]
+        assert journal.checks == ["train.py"]
+
+    def test_vims_full_save_sequence_records_exactly_one_save(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        os.replace(ws / "train.py", ws / "train.py~")
+        (ws / "train.py").write_text("import torch\nlr = 1e-3\nwarmup = 100\n")
+        for event in (
+            FileCreatedEvent(p(ws, "4913")), FileClosedEvent(p(ws, "4913")), FileDeletedEvent(p(ws, "4913")),
+            FileMovedEvent(p(ws, "train.py"), p(ws, "train.py~")),
+            FileCreatedEvent(p(ws, "train.py")), FileModifiedEvent(p(ws, "train.py")),
+            FileClosedEvent(p(ws, "train.py")), FileDeletedEvent(p(ws, "train.py~")),
+            DirModifiedEvent(str(ws)),
+        ):
+            handler.dispatch(event)
+        (ws / "train.py~").unlink()
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 0)]
+        assert journal.checks == ["train.py"]
+
+    def test_touch_is_checked_but_records_nothing_because_the_content_is_unchanged(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        os.utime(ws / "train.py")
+        handler.dispatch(FileOpenedEvent(p(ws, "train.py")))
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        assert settle(handler, clock) == []
+        assert journal.checks == ["train.py"]
+        assert len(journal) == 0
+
+    def test_running_a_script_opens_and_closes_it_without_writing_and_is_not_even_checked(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        handler.dispatch(FileOpenedEvent(p(ws, "train.py")))
+        handler.dispatch(FileClosedNoWriteEvent(p(ws, "train.py")))
+        assert settle(handler, clock) == []
+        assert journal.checks == []
+
+    @pytest.mark.parametrize("name", [
+        "train.py~", ".train.py.swp", ".train.py.swx", "4913", ".#train.py", "train.py.tmp",
+        "train.py___jb_tmp___", "train.py___jb_old___", ".train.py.kate-swp", "sedX1y2Z3",
+    ])
+    def test_editors_temporary_files_are_ignored(
+        self, ws: Path, journal: CountingJournal, clock: FakeClock, name: str
+    ) -> None:
+        # Include everything, so only the temp-name rule can keep these out.
+        handler = SaveHandler(journal, root=ws, clock=clock, include_globs=("**",))
+        (ws / name).write_text("x = 1\n")
+        handler.dispatch(FileClosedEvent(p(ws, name)))
+        handler.dispatch(FileMovedEvent(p(ws, "other"), p(ws, name)))
+        assert is_temp_name(name)
+        assert settle(handler, clock) == []
+        assert journal.checks == []
+
+    @pytest.mark.parametrize("folder", [".git", ".venv", "node_modules", "data", "checkpoints", "wandb",
+                                        ".devagent", "lab-notebook.assets", "src/__pycache__", "pkg/.venv/lib"])
+    def test_files_in_excluded_folders_are_ignored_at_any_depth(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock, folder: str
+    ) -> None:
+        (ws / folder).mkdir(parents=True, exist_ok=True)
+        (ws / folder / "mod.py").write_text("x = 1\n")
+        handler.dispatch(FileClosedEvent(str(ws / folder / "mod.py")))
+        assert settle(handler, clock) == []
+        assert journal.checks == []
+
+    def test_files_that_match_no_include_glob_are_ignored(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "notes.md").write_text("hi\n")
+        handler.dispatch(FileClosedEvent(p(ws, "notes.md")))
+        assert settle(handler, clock) == []
+        assert journal.checks == []
+
+    def test_directory_events_and_files_outside_the_root_are_ignored(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        (tmp_path / "elsewhere.py").write_text("x = 1\n")
+        handler.dispatch(DirMovedEvent(p(ws, "old"), p(ws, "pkg.py")))
+        handler.dispatch(FileClosedEvent(str(tmp_path / "elsewhere.py")))
+        handler.dispatch(FileMovedEvent(p(ws, "train.py"), ""))  # moved out of the tree
+        assert settle(handler, clock) == []
+        assert journal.checks == []
+
+    def test_a_modification_without_a_close_is_not_a_save_on_inotify_but_is_on_polling(
+        self, ws: Path, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "train.py").write_text("import torch\nlr = 5e-4\n")
+        inotify = SaveHandler(journal, root=ws, clock=clock)
+        inotify.dispatch(FileModifiedEvent(p(ws, "train.py")))
+        assert settle(inotify, clock) == []
+        polling = SaveHandler(journal, root=ws, clock=clock, polling=True)
+        polling.dispatch(FileModifiedEvent(p(ws, "train.py")))
+        assert [r.path for r in settle(polling, clock)] == ["train.py"]
+
+    def test_a_creation_alone_is_checked_because_a_file_in_a_new_folder_may_be_written_before_it_is_watched(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "pkg").mkdir()
+        (ws / "pkg" / "util.py").write_text("def f():\n    return 1\n")
+        handler.dispatch(FileCreatedEvent(p(ws, "pkg/util.py")))
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("pkg/util.py", 2, 0)]
+
+    def test_renaming_a_watched_file_is_not_a_save_and_its_next_save_diffs_against_the_old_name(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        os.rename(ws / "train.py", ws / "main.py")
+        handler.dispatch(FileMovedEvent(p(ws, "train.py"), p(ws, "main.py")))
+        assert settle(handler, clock) == []
+        assert journal.checks == ["main.py"]
+        with (ws / "main.py").open("a") as f:
+            f.write("epochs = 3\n")
+        handler.dispatch(FileClosedEvent(p(ws, "main.py")))
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("main.py", 1, 0)]
+
+    def test_a_burst_of_events_gives_one_check_at_its_trailing_edge(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        for i in range(10):
+            (ws / "train.py").write_text(f"import torch\nlr = {i}\n")
+            handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+            clock.advance(0.05)  # each event inside the quiet period of the one before
+            assert handler.run_due() == []
+        clock.advance(handler.debounce - 0.05 - 0.001)
+        assert handler.run_due() == []  # still within 0.2 s of the last event
+        clock.advance(0.002)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in handler.run_due()] == [("train.py", 1, 1)]
+        assert journal.checks == ["train.py"]
+        assert (ws / "train.py").read_bytes() == (ws / ".devagent" / "snapshots").joinpath(
+            next(iter(os.listdir(ws / ".devagent" / "snapshots")))).read_bytes()
+
+    def test_debounce_is_per_path(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        (ws / "model.py").write_text("class Net: ...\n")
+        handler.dispatch(FileClosedEvent(p(ws, "model.py")))
+        clock.advance(0.15)
+        (ws / "train.py").write_text("import torch\n")
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        clock.advance(0.1)
+        assert [r.path for r in handler.run_due()] == ["model.py"]
+        clock.advance(0.15)
+        assert [r.path for r in handler.run_due()] == ["train.py"]
+
+    def test_a_file_deleted_before_its_check_records_nothing(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        (ws / "train.py").unlink()
+        assert settle(handler, clock) == []
+        assert journal.checks == ["train.py"]
+
+    def test_a_journal_that_cannot_be_written_is_logged_and_the_handler_carries_on(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def full_disk(*args: object, **kwargs: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("devagent.container.journal.locked_append", full_disk)
+        (ws / "train.py").write_text("changed\n")
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
+            assert settle(handler, clock) == []
+        assert caplog.messages == [f"could not record a save of {ws / 'train.py'}: [Errno 28] No space left on device"]
+
+    def test_globs_match_from_the_workspace_root(self) -> None:
+        rx = glob_to_regex("**/*.py")
+        assert [bool(rx.match(s)) for s in ("a.py", "a/b/c.py", "a.pyc", "a/b.py/c")] == [True, True, False, False]
+        assert bool(glob_to_regex("configs/*.yaml").match("configs/a.yaml"))
+        assert not glob_to_regex("configs/*.yaml").match("configs/x/a.yaml")
+
+
+# --- real observers ----------------------------------------------------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
+    """Poll CONDITION until it holds; fail after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def running(ws: Path) -> Iterator[tuple[Watcher, CountingJournal]]:
+    journal = CountingJournal(ws)
+    w = start_watcher(ws, journal, debounce=0.05)
+    assert w.baseline_done.wait(10)
+    try:
+        yield w, journal
+    finally:
+        w.stop()
+
+
+def quiet_for(journal: Journal, count: int, seconds: float = 0.3) -> None:
+    """Nothing more than COUNT saves shows up within SECONDS (a check that extra saves do not appear)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert len(journal) <= count
+        time.sleep(0.02)
+
+
+def vim(args: list[str], cwd: Path) -> None:
+    subprocess.run(["vim", "-u", "NONE", "-N", "-n", "-es", *args], cwd=cwd, check=True, timeout=30,
+                   stdin=subprocess.DEVNULL)
+
+
+needs_vim = pytest.mark.skipif(shutil.which("vim") is None, reason="vim is not installed")
+
+
+class TestRealObserver:
+    def test_the_first_save_after_start_counts_only_the_lines_it_changed(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        w, journal = running
+        assert w.mode == "inotify"
+        with (ws / "train.py").open("a") as f:
+            f.write("epochs = 10\n")
+        wait_for(lambda: len(journal) == 1)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+
+    def test_in_place_writes_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+        _, journal = running
+        (ws / "src").mkdir()
+        (ws / "src" / "model.py").write_text("class Net: ...\n")
+        wait_for(lambda: len(journal) == 1)
+        (ws / "src" / "model.py").write_text("class Net:\n    pass\n")
+        wait_for(lambda: len(journal) == 2)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("src/model.py", 1, 0), ("src/model.py", 2, 1)]
+
+    def test_os_replace_rename_saves_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+        _, journal = running
+        (ws / ".train.py.tmp").write_text("import torch\nlr = 3e-4\n")
+        os.replace(ws / ".train.py.tmp", ws / "train.py")
+        wait_for(lambda: len(journal) == 1)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
+
+    def test_a_file_moved_in_from_outside_the_workspace_is_recorded(
+        self, ws: Path, tmp_path: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        _, journal = running
+        (tmp_path / "eval.py").write_text("print('eval')\n")
+        os.replace(tmp_path / "eval.py", ws / "eval.py")
+        wait_for(lambda: len(journal) == 1)
+        assert journal.saves_since(0)[0].path == "eval.py"
+
+    def test_a_folder_moved_in_from_outside_records_each_of_its_files(
+        self, ws: Path, tmp_path: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        _, journal = running
+        (tmp_path / "pkg" / "sub").mkdir(parents=True)
+        (tmp_path / "pkg" / "a.py").write_text("a = 1\n")
+        (tmp_path / "pkg" / "sub" / "b.py").write_text("b = 2\n")
+        os.replace(tmp_path / "pkg", ws / "pkg")
+        wait_for(lambda: len(journal) == 2)
+        assert sorted(r.path for r in journal.saves_since(0)) == ["pkg/a.py", "pkg/sub/b.py"]
+
+    def test_renaming_a_folder_inside_the_workspace_records_nothing(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        _, journal = running
+        (ws / "pkg").mkdir()
+        (ws / "pkg" / "a.py").write_text("a = 1\n")
+        wait_for(lambda: len(journal) == 1)
+        os.rename(ws / "pkg", ws / "lib")
+        wait_for(lambda: journal.checks[-1:] == ["lib/a.py"])
+        (ws / "marker.py").write_text("x = 1\n")  # once this is recorded, everything before it was handled
+        wait_for(lambda: len(journal) == 2)
+        assert [r.path for r in journal.saves_since(0)] == ["pkg/a.py", "marker.py"]
+
+    def test_sed_in_place_is_recorded_once(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+        _, journal = running
+        subprocess.run(["sed", "-i", "s/1e-3/3e-4/", "train.py"], cwd=ws, check=True)
+        wait_for(lambda: len(journal) == 1)
+        quiet_for(journal, 1)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
+        assert journal.checks == ["train.py"]
+
+    @needs_vim
+    def test_vim_writing_in_place_is_recorded_once(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+        _, journal = running
+        # Under /tmp vim skips its backup ('backupskip') and writes in place.
+        vim(["-c", "normal Goepochs = 10", "-c", "wq", "train.py"], ws)
+        wait_for(lambda: len(journal) == 1)
+        quiet_for(journal, 1)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+
+    @needs_vim
+    @pytest.mark.parametrize("options", ["backupskip=", "backupskip= backupcopy=no writebackup"])
+    def test_vims_rename_save_through_a_backup_file_is_recorded_once(
+        self, ws: Path, running: tuple[Watcher, CountingJournal], options: str
+    ) -> None:
+        _, journal = running
+        inode = (ws / "train.py").stat().st_ino
+        vim(["-c", f"set {options}", "-c", "normal Goepochs = 10", "-c", "wq", "train.py"], ws)
+        assert (ws / "train.py").stat().st_ino != inode  # vim really wrote a new file
+        wait_for(lambda: len(journal) == 1)
+        quiet_for(journal, 1)
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+        assert journal.checks == ["train.py"]
+
+    def test_touch_and_running_the_script_record_nothing(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        w, journal = running
+        subprocess.run(["touch", "train.py"], cwd=ws, check=True)
+        subprocess.run([sys.executable, "-c", "open('train.py').read()"], cwd=ws, check=True)
+        wait_for(lambda: journal.checks == ["train.py"])  # touch closes after write: checked, then dropped
+        (ws / "marker.py").write_text("x = 1\n")  # events arrive in order: once this is in, the rest was seen
+        wait_for(lambda: len(journal) == 1)
+        assert [r.path for r in journal.saves_since(0)] == ["marker.py"]
+
+    def test_twenty_quick_saves_of_one_file_can_collapse_but_the_last_content_is_recorded(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
+        _, journal = running
+        for i in range(20):
+            (ws / "train.py").write_text(f"import torch\nlr = {i}\n")
+        final = (ws / "train.py").read_bytes()
+        wait_for(lambda: len(journal) >= 1 and journal.saves_since(0)[-1].sha256 == _sha(final))
+        assert not (ws / "lab-notebook.md").exists()  # the watcher writes the journal only
+
+    def test_stop_checks_saves_still_in_their_quiet_period(self, ws: Path) -> None:
+        journal = CountingJournal(ws)
+        w = start_watcher(ws, journal, debounce=30.0, baseline=False)
+        (ws / "train.py").write_text("changed\n")
+        wait_for(lambda: w.handler.waiting == 1)
+        w.stop()
+        assert [r.path for r in journal.saves_since(0)] == ["train.py"]
+
+    def test_the_journal_survives_a_restart_and_the_next_diff_uses_the_last_content(self, ws: Path) -> None:
+        journal = CountingJournal(ws)
+        w = start_watcher(ws, journal, debounce=0.05)
+        assert w.baseline_done.wait(10)
+        (ws / "train.py").write_text("a\nb\nc\n")
+        wait_for(lambda: len(journal) == 1)
+        w.stop()
+        (ws / "train.py").write_text("a\nB\nc\n")  # edited while the agent was down: not a save we saw
+        again = CountingJournal(ws)
+        assert len(again) == 1
+        w = start_watcher(ws, again, debounce=0.05)
+        try:
+            assert w.baseline_done.wait(10)
+            (ws / "train.py").write_text("a\nB\nc\nd\n")
+            wait_for(lambda: len(again) == 2)
+        finally:
+            w.stop()
+        # The first save replaced both lines of the baseline with three; the second is diffed against the
+        # first (the journal's last content), so it includes the edit made while the agent was down.
+        assert [(r.lines_added, r.lines_removed) for r in again.saves_since(0)] == [(3, 2), (2, 1)]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class TestPolling:
+    def test_forced_polling_records_in_place_and_rename_saves(self, ws: Path) -> None:
+        journal = CountingJournal(ws)
+        w = start_watcher(ws, journal, polling=True, poll_interval=0.1, debounce=0.05)
+        try:
+            assert w.mode == "polling"
+            assert w.baseline_done.wait(10)
+            (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+            wait_for(lambda: len(journal) == 1)
+            (ws / "tmp-save").write_text("import torch\nlr = 3e-4\nepochs = 3\n")
+            os.replace(ws / "tmp-save", ws / "train.py")
+            wait_for(lambda: len(journal) == 2)
+        finally:
+            w.stop()
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 1), ("train.py", 1, 0)]
+
+    def test_polling_does_not_walk_excluded_folders(self, ws: Path) -> None:
+        (ws / ".venv" / "lib").mkdir(parents=True)
+        (ws / "src").mkdir()
+        scandir = watcher_module._scandir_without(frozenset(watcher_module.DEFAULT_EXCLUDE_DIRS))
+        assert sorted(e.name for e in scandir(str(ws))) == ["src", "train.py"]
+
+    def test_when_inotify_runs_out_of_watches_it_falls_back_to_polling_and_says_so(
+        self, ws: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def out_of_watches(root: Path, handler: SaveHandler) -> None:
+            raise OSError(errno.ENOSPC, "inotify watch limit reached")
+
+        monkeypatch.setattr(watcher_module, "_start_inotify", out_of_watches)
+        journal = CountingJournal(ws)
+        with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
+            w = start_watcher(ws, journal, poll_interval=0.1, debounce=0.05)
+        try:
+            assert w.mode == "polling"
+            assert caplog.messages == [
+                f"inotify is not available for {ws} (inotify watch limit reached); watching by polling every "
+                "0.1s instead. To use inotify, raise the limit on the host: "
+                "sudo sysctl fs.inotify.max_user_watches=524288"
+            ]
+            (ws / "train.py").write_text("changed\n")
+            wait_for(lambda: len(journal) == 1)
+        finally:
+            w.stop()
+
+    def test_an_inotify_failure_while_adding_watches_stops_the_half_started_observer(
+        self, ws: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from watchdog.observers import inotify  # noqa: PLC0415
+
+        created = []
+
+        class FailingObserver(inotify.InotifyObserver):
+            def __init__(self, **kwargs: object) -> None:
+                super().__init__(**kwargs)  # type: ignore[arg-type]
+                created.append(self)
+
+            def start(self) -> None:
+                raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+        monkeypatch.setattr(inotify, "InotifyObserver", FailingObserver)
+        w = start_watcher(ws, CountingJournal(ws), poll_interval=0.1, baseline=False)
+        try:
+            assert w.mode == "polling"
+            assert len(created) == 1
+            assert not created[0]._inotify_fd.is_alive()
+        finally:
+            w.stop()
+
+    def test_forcing_inotify_raises_instead_of_falling_back(
+        self, ws: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def unavailable(root: Path, handler: SaveHandler) -> None:
+            raise OSError(errno.ENOSYS, "inotify unavailable")
+
+        monkeypatch.setattr(watcher_module, "_start_inotify", unavailable)
+        with pytest.raises(OSError, match="inotify unavailable"):
+            start_watcher(ws, CountingJournal(ws), polling=False)
