@@ -64,7 +64,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-# --- workspaces -----------------------------------------------------------------------------------------------
+# --- workspaces ---------------------------------------------------------------------------------------------
 
 
 def build_big_tree(root: Path) -> dict[str, int]:
@@ -91,7 +91,7 @@ def build_big_tree(root: Path) -> dict[str, int]:
     return counts
 
 
-# --- save latency ----------------------------------------------------------------------------------------------
+# --- save latency -------------------------------------------------------------------------------------------
 
 
 def latency_with_watcher(ws: Path, saves: int) -> list[float]:
@@ -112,10 +112,10 @@ def latency_with_watcher(ws: Path, saves: int) -> list[float]:
             data = f"# save {i}\nlr = {i}e-4\n".encode()
             start = time.perf_counter()
             path.write_bytes(data)
+            digest = sha(data)
             with cond:
-                cond.wait_for(lambda d=sha(data): d in arrived, timeout=5)
-                if sha(data) in arrived:
-                    latencies.append(arrived[sha(data)] - start)
+                if cond.wait_for(lambda d=digest: d in arrived, timeout=5):
+                    latencies.append(arrived[digest] - start)
     finally:
         watcher.stop()
     return latencies
@@ -153,7 +153,7 @@ def latency_bare_observer(ws: Path, saves: int) -> list[float]:
     return latencies
 
 
-# --- child processes: idle CPU and RSS --------------------------------------------------------------------------
+# --- child processes: idle CPU and RSS ----------------------------------------------------------------------
 
 CHILD_WATCHER = """
 import json, resource, sys, time
@@ -191,18 +191,22 @@ print(json.dumps({{"cpu": c1 - c0, "wall": t1 - t0, "rss": rss}}))
 
 
 def run_child(code: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def bare_import_rss() -> int:
-    code = ("import watchdog.observers\n"
-            "print(int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS:')).split()[1]) * 1024)")
+    code = (
+        "import watchdog.observers\n"
+        "print(int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS:')).split()[1]) * 1024)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip())
 
 
-# --- start-up ---------------------------------------------------------------------------------------------------
+# --- start-up -----------------------------------------------------------------------------------------------
 
 
 def time_it(fn: Callable[[], object]) -> float:
@@ -231,7 +235,7 @@ def startup(root: Path, runs: int = 3) -> tuple[list[float], float]:
     return times, first_baseline
 
 
-# --- 1,000 saves ------------------------------------------------------------------------------------------------
+# --- 1,000 saves --------------------------------------------------------------------------------------------
 
 
 def many_saves(ws: Path, total: int = 1000, seconds: float = 10.0, files: int = 100) -> dict[str, float]:
@@ -275,13 +279,25 @@ def many_saves(ws: Path, total: int = 1000, seconds: float = 10.0, files: int = 
     }
 
 
-# --- report -----------------------------------------------------------------------------------------------------
+# --- report -------------------------------------------------------------------------------------------------
 
 
 def print_table(rows: list[Row]) -> None:
     headers = ("figure", "measured", "floor", "ratio", "target", "")
-    table = [headers, *[(r.figure, r.measured, r.floor, r.ratio, r.target,
-                         {True: "ok", False: "MISS", None: "info"}[r.ok]) for r in rows]]
+    table = [
+        headers,
+        *[
+            (
+                r.figure,
+                r.measured,
+                r.floor,
+                r.ratio,
+                r.target,
+                {True: "ok", False: "MISS", None: "info"}[r.ok],
+            )
+            for r in rows
+        ],
+    ]
     widths = [max(len(str(line[i])) for line in table) for i in range(len(headers))]
     for n, line in enumerate(table):
         print("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -307,14 +323,33 @@ def main() -> int:
             (ws / f"file{f}.py").write_text("# start\n")
         floor_lat = latency_bare_observer(ws, saves)
         lat = latency_with_watcher(ws, saves)
-        p50, p95, f50, f95 = (percentile(lat, 50), percentile(lat, 95), percentile(floor_lat, 50),
-                              percentile(floor_lat, 95))
+        p50, p95, f50, f95 = (
+            percentile(lat, 50),
+            percentile(lat, 95),
+            percentile(floor_lat, 50),
+            percentile(floor_lat, 95),
+        )
         target = DEBOUNCE + 0.050
-        rows.append(Row(f"save→journal latency p50, {len(lat)}/{saves} saves", f"{p50 * 1e3:.1f} ms",
-                        f"{f50 * 1e3:.2f} ms", f"{p50 / f50:.0f}×", "(debounce 200 ms)", None))
-        rows.append(Row("save→journal latency p95", f"{p95 * 1e3:.1f} ms", f"{f95 * 1e3:.2f} ms",
-                        f"{p95 / f95:.0f}× (debounce + {(p95 - DEBOUNCE) * 1e3:.1f} ms)",
-                        f"≤ {target * 1e3:.0f} ms", p95 <= target and len(lat) == saves))
+        rows.append(
+            Row(
+                f"save→journal latency p50, {len(lat)}/{saves} saves",
+                f"{p50 * 1e3:.1f} ms",
+                f"{f50 * 1e3:.2f} ms",
+                f"{p50 / f50:.0f}×",
+                "(debounce 200 ms)",
+                None,
+            )
+        )
+        rows.append(
+            Row(
+                "save→journal latency p95",
+                f"{p95 * 1e3:.1f} ms",
+                f"{f95 * 1e3:.2f} ms",
+                f"{p95 / f95:.0f}× (debounce + {(p95 - DEBOUNCE) * 1e3:.1f} ms)",
+                f"≤ {target * 1e3:.0f} ms",
+                p95 <= target and len(lat) == saves,
+            )
+        )
         print("latency done", flush=True)
 
         # start-up on 50,000 files
@@ -325,11 +360,26 @@ def main() -> int:
         start_times, first_baseline = startup(big)
         w_med, s_med = statistics.median(walk_times), statistics.median(start_times)
         print(f"big workspace: {total_files:,} files: {', '.join(f'{v:,} {k}' for k, v in counts.items())}")
-        rows.append(Row(f"start-up on {total_files:,} files (median of 3)",
-                        f"{s_med * 1e3:.0f} ms", f"{w_med * 1e3:.0f} ms (os.walk)", f"{s_med / w_med:.2f}×",
-                        "≤ 2000 ms", s_med <= 2.0))
-        rows.append(Row("  then baseline of 2,000 unseen .py (background)",
-                        f"{first_baseline * 1e3:.0f} ms", "", "", "", None))
+        rows.append(
+            Row(
+                f"start-up on {total_files:,} files (median of 3)",
+                f"{s_med * 1e3:.0f} ms",
+                f"{w_med * 1e3:.0f} ms (os.walk)",
+                f"{s_med / w_med:.2f}×",
+                "≤ 2000 ms",
+                s_med <= 2.0,
+            )
+        )
+        rows.append(
+            Row(
+                "  then baseline of 2,000 unseen .py (background)",
+                f"{first_baseline * 1e3:.0f} ms",
+                "",
+                "",
+                "",
+                None,
+            )
+        )
         print("start-up done", flush=True)
 
         # idle CPU and RSS of a process running only the watcher (on the big tree)
@@ -337,24 +387,44 @@ def main() -> int:
         mine = run_child(CHILD_WATCHER.format(repo=str(REPO), ws=str(big), measure=measure))
         bare = run_child(CHILD_BARE.format(ws=str(big), measure=measure))
         cpu, bare_cpu = mine["cpu"] / mine["wall"] * 100, bare["cpu"] / bare["wall"] * 100
-        rows.append(Row(f"idle CPU over {idle_seconds} s, on the big workspace", f"{cpu:.4f} %",
-                        f"{bare_cpu:.4f} % (bare observer)",
-                        f"{cpu / bare_cpu:.2f}×" if bare_cpu else "—", "≤ 0.1 %", cpu <= 0.1))
+        rows.append(
+            Row(
+                f"idle CPU over {idle_seconds} s, on the big workspace",
+                f"{cpu:.4f} %",
+                f"{bare_cpu:.4f} % (bare observer)",
+                f"{cpu / bare_cpu:.2f}×" if bare_cpu else "—",
+                "≤ 0.1 %",
+                cpu <= 0.1,
+            )
+        )
         floor_rss = bare_import_rss()
-        rows.append(Row("RSS of a process running only the watcher", f"{mine['rss'] / 2**20:.1f} MiB",
-                        f"{floor_rss / 2**20:.1f} MiB (import only)",
-                        f"{mine['rss'] / floor_rss:.2f}×", "≤ 40 MiB", mine["rss"] <= 40 * 2**20))
+        rows.append(
+            Row(
+                "RSS of a process running only the watcher",
+                f"{mine['rss'] / 2**20:.1f} MiB",
+                f"{floor_rss / 2**20:.1f} MiB (import only)",
+                f"{mine['rss'] / floor_rss:.2f}×",
+                "≤ 40 MiB",
+                mine["rss"] <= 40 * 2**20,
+            )
+        )
         print("idle done", flush=True)
 
         # 1,000 saves in 10 s
         ws2 = scratch / "many"
         ws2.mkdir()
         result = many_saves(ws2)
-        rows.append(Row(f"{result['writes']:.0f} saves in {result['elapsed']:.1f} s across 100 files",
-                        f"{result['lost']:.0f} lost, {result['duplicated']:.0f} dup, {result['unexpected']:.0f} extra",
-                        f"{result['writes']:.0f} writes", f"{result['records']:.0f} records",
-                        "0 lost, 0 duplicated",
-                        result["lost"] == 0 and result["duplicated"] == 0 and result["unexpected"] == 0))
+        rows.append(
+            Row(
+                f"{result['writes']:.0f} saves in {result['elapsed']:.1f} s across 100 files",
+                f"{result['lost']:.0f} lost, {result['duplicated']:.0f} dup, "
+                f"{result['unexpected']:.0f} extra",
+                f"{result['writes']:.0f} writes",
+                f"{result['records']:.0f} records",
+                "0 lost, 0 duplicated",
+                result["lost"] == 0 and result["duplicated"] == 0 and result["unexpected"] == 0,
+            )
+        )
         print()
         print_table(rows)
     finally:
@@ -365,6 +435,6 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         main()
-    except Exception as exc:  # noqa: BLE001 - it reports, it does not gate
+    except Exception as exc:  # it reports, it does not gate
         print(f"benchmark failed: {exc!r}", file=sys.stderr)
     sys.exit(0)

@@ -101,8 +101,9 @@ class TestHeader:
     def test_every_table_row_has_exactly_two_cells_for_any_values(self) -> None:
         @given(st.text(), st.text(), st.text())
         def check(command: str, limits: str, host_path: str) -> None:
-            header = render_header(make_context(launch_command=command, limits=limits,
-                                                mounts=((host_path, "/workspace", "rw"),)))
+            header = render_header(
+                make_context(launch_command=command, limits=limits, mounts=((host_path, "/workspace", "rw"),))
+            )
             rows = table_rows(header)
             assert len(rows) == 10
             assert all(len(cells(r)) == 2 for r in rows)
@@ -110,14 +111,16 @@ class TestHeader:
         check()
 
     @given(st.text())
-    def test_md_code_shows_the_value_as_commonmark_reads_a_code_span_in_a_table_cell(self, value: str) -> None:
+    def test_md_code_shows_the_value_as_commonmark_reads_a_code_span_in_a_table_cell(
+        self, value: str
+    ) -> None:
         if not " ".join(value.splitlines()):
             assert md_code(value) == ""
             return
         span = md_code(value).replace("\\|", "|")
         fence = re.match(r"`+", span)
         assert fence is not None
-        inner = span[fence.end():-fence.end()]
+        inner = span[fence.end() : -fence.end()]
         if inner.startswith(" ") and inner.endswith(" ") and inner.strip(" "):
             inner = inner[1:-1]
         assert inner == " ".join(value.splitlines())
@@ -134,7 +137,8 @@ class TestLaunchContextJson:
     def test_a_missing_field_is_named(self) -> None:
         with pytest.raises(ValueError, match="launch context: missing gpus, ssh_alias"):
             LaunchContext.from_json(
-                make_context().to_json().replace('"gpus"', '"x1"').replace('"ssh_alias"', '"x2"'))
+                make_context().to_json().replace('"gpus"', '"x1"').replace('"ssh_alias"', '"x2"')
+            )
 
     def test_unknown_fields_from_a_newer_devagent_are_ignored(self) -> None:
         text = make_context().to_json()[:-1] + ', "future": 1}'
@@ -142,7 +146,9 @@ class TestLaunchContextJson:
 
 
 class TestEntries:
-    def test_an_entry_starts_with_a_level_two_heading_after_a_blank_line_and_ends_with_one_newline(self) -> None:
+    def test_an_entry_starts_with_a_level_two_heading_after_a_blank_line_and_ends_with_one_newline(
+        self,
+    ) -> None:
         text = entry("2026-11-27 14:02 · GPU check · ✅ 2 × A100", "\n\ndriver 550.54\n\n\n")
         assert text == "\n## 2026-11-27 14:02 · GPU check · ✅ 2 × A100\ndriver 550.54\n"
         assert is_entry(text)
@@ -165,7 +171,9 @@ class TestEntries:
     def test_entries_appended_after_a_header_keep_every_heading_on_its_own_line(
         self, items: list[tuple[str, str]]
     ) -> None:
-        text = render_header(make_context()) + "".join(entry(f"h{i} {t}", b) for i, (t, b) in enumerate(items))
+        text = render_header(make_context()) + "".join(
+            entry(f"h{i} {t}", b) for i, (t, b) in enumerate(items)
+        )
         for i in range(len(items)):
             assert re.search(rf"\n\n## h{i}[ \n]", text)
 

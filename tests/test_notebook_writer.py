@@ -24,7 +24,9 @@ from devagent.container import notebook_writer
 from devagent.container.notebook_writer import NotebookWriter
 from devagent.core.notebook import entry
 
-HEADER = "# Lab notebook — test\n\n| environment | test |\n|---|---|\n\n_devagent only appends below this line._\n"
+HEADER = (
+    "# Lab notebook — test\n\n| environment | test |\n|---|---|\n\n_devagent only appends below this line._\n"
+)
 
 
 def make_entry(i: int, body: str = "") -> str:
@@ -37,14 +39,18 @@ def notebook(tmp_path: Path) -> NotebookWriter:
 
 
 class TestAppending:
-    def test_the_first_entry_creates_the_file_with_the_header_then_the_entry(self, notebook: NotebookWriter) -> None:
+    def test_the_first_entry_creates_the_file_with_the_header_then_the_entry(
+        self, notebook: NotebookWriter
+    ) -> None:
         notebook.append(make_entry(1))
         assert notebook.path.read_text() == HEADER + make_entry(1)
 
     def test_entries_follow_each_other_separated_by_a_blank_line(self, notebook: NotebookWriter) -> None:
         notebook.append(make_entry(1))
         notebook.append(make_entry(2))
-        assert notebook.path.read_text().endswith("body of entry 1\n\n## 2026-11-27 14:02 · note 2\nbody of entry 2\n")
+        assert notebook.path.read_text().endswith(
+            "body of entry 1\n\n## 2026-11-27 14:02 · note 2\nbody of entry 2\n"
+        )
 
     def test_a_deleted_notebook_is_started_again_with_the_header(self, notebook: NotebookWriter) -> None:
         notebook.append(make_entry(1))
@@ -64,11 +70,15 @@ class TestAppending:
             f.write("**Observations:** loss plateaued after epoch 3.\n  trailing spaces  \n")
         notebook.append(make_entry(2))
         assert notebook.path.read_text() == (
-            HEADER + make_entry(1) + "**Observations:** loss plateaued after epoch 3.\n  trailing spaces  \n"
+            HEADER
+            + make_entry(1)
+            + "**Observations:** loss plateaued after epoch 3.\n  trailing spaces  \n"
             + make_entry(2)
         )
 
-    def test_user_text_without_a_final_newline_gets_one_before_the_next_entry(self, notebook: NotebookWriter) -> None:
+    def test_user_text_without_a_final_newline_gets_one_before_the_next_entry(
+        self, notebook: NotebookWriter
+    ) -> None:
         notebook.append(make_entry(1))
         with notebook.path.open("a") as f:
             f.write("**Next:** try lr 1e-4")
@@ -92,7 +102,9 @@ class TestAppending:
             notebook.append("## no leading newline\n")
         assert not notebook.path.exists()
 
-    def test_the_assets_folder_sits_beside_the_notebook_named_after_it(self, notebook: NotebookWriter) -> None:
+    def test_the_assets_folder_sits_beside_the_notebook_named_after_it(
+        self, notebook: NotebookWriter
+    ) -> None:
         assert notebook.assets_dir == notebook.path.parent / "lab-notebook.assets"
 
 
@@ -142,8 +154,12 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs, so the disk can really fill up; unmounted afterwards."""
     mountpoint = tmp_path / "tmpfs"
     mountpoint.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(mountpoint)],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {result.stderr.strip()}")
     try:
@@ -208,7 +224,9 @@ class TestRealDisk:
         assert notebook.flush_pending()
         assert notebook.path.read_text().endswith(make_entry(2, "z" * 8192))
 
-    def test_a_read_only_remount_keeps_entries_pending_until_it_is_writable_again(self, small_tmpfs: Path) -> None:
+    def test_a_read_only_remount_keeps_entries_pending_until_it_is_writable_again(
+        self, small_tmpfs: Path
+    ) -> None:
         notebook = NotebookWriter(small_tmpfs / "lab-notebook.md", HEADER)
         notebook.append(make_entry(1))
         subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
@@ -221,7 +239,9 @@ class TestRealDisk:
         assert notebook.flush_pending()
         assert notebook.path.read_text() == HEADER + make_entry(1) + make_entry(2) + make_entry(3)
 
-    def test_a_new_notebook_on_a_nearly_full_disk_is_not_left_with_a_half_header(self, small_tmpfs: Path) -> None:
+    def test_a_new_notebook_on_a_nearly_full_disk_is_not_left_with_a_half_header(
+        self, small_tmpfs: Path
+    ) -> None:
         spare = small_tmpfs / "spare"
         spare.write_bytes(b"\0" * 4096)
         filler = fill_disk(small_tmpfs)
@@ -243,7 +263,9 @@ def _writer_process(path: str, worker: int, count: int, go: Any = None) -> None:
         go.wait()  # all processes start together, so the first appends race for the header
     for i in range(count):
         # Multi-line bodies of varying size so interleaving would show.
-        writer.append(entry(f"w{worker} e{i}", "\n".join(f"w{worker} e{i} line {k}" for k in range(i % 7 + 1))))
+        writer.append(
+            entry(f"w{worker} e{i}", "\n".join(f"w{worker} e{i} line {k}" for k in range(i % 7 + 1)))
+        )
     assert writer.pending == 0
 
 
@@ -275,7 +297,8 @@ class TestConcurrency:
         assert len(entries) == 4000
         expected = {
             entry(f"w{w} e{i}", "\n".join(f"w{w} e{i} line {k}" for k in range(i % 7 + 1)))
-            for w in range(8) for i in range(500)
+            for w in range(8)
+            for i in range(500)
         }
         assert set(entries) == expected
         for w in range(8):  # each process's entries stay in its own order
@@ -322,7 +345,7 @@ ops = st.lists(
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=150)
 @given(ops)
 def test_for_any_entries_and_user_edits_at_the_end_existing_bytes_never_change(
-    steps: list[tuple[str, str, str]]
+    steps: list[tuple[str, str, str]],
 ) -> None:
     folder = Path(tempfile.mkdtemp())
     try:
@@ -365,5 +388,6 @@ def test_entries_from_four_threads_in_one_process_do_not_interleave(tmp_path: Pa
         t.join()
     head, entries = split_entries(path.read_text())
     assert head == HEADER
-    assert sorted(entries) == sorted(entry(f"{tag} t{n} {i}", "x" * (i * 37 % 900))
-                                     for n in range(4) for i in range(200))
+    assert sorted(entries) == sorted(
+        entry(f"{tag} t{n} {i}", "x" * (i * 37 % 900)) for n in range(4) for i in range(200)
+    )

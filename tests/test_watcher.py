@@ -101,20 +101,26 @@ class TestHandlerWithHandMadeEvents:
         handler.dispatch(FileModifiedEvent(p(ws, "train.py")))
         handler.dispatch(FileClosedEvent(p(ws, "train.py")))
         assert settle(handler, clock) == [
-            SaveRecord(NOW.isoformat(timespec="milliseconds"), "train.py", journal.saves_since(0)[0].sha256, 2, 1)
+            SaveRecord(
+                NOW.isoformat(timespec="milliseconds"), "train.py", journal.saves_since(0)[0].sha256, 2, 1
+            )
         ]
 
     def test_a_rename_save_is_a_move_onto_the_path_and_records_one_save(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
     ) -> None:
         (ws / "train.py___jb_tmp___").write_text("import torch\nlr = 3e-4\n")
-        for event in (FileCreatedEvent(p(ws, "train.py___jb_tmp___")),
-                      FileClosedEvent(p(ws, "train.py___jb_tmp___")),
-                      FileMovedEvent(p(ws, "train.py"), p(ws, "train.py___jb_old___"))):
+        for event in (
+            FileCreatedEvent(p(ws, "train.py___jb_tmp___")),
+            FileClosedEvent(p(ws, "train.py___jb_tmp___")),
+            FileMovedEvent(p(ws, "train.py"), p(ws, "train.py___jb_old___")),
+        ):
             handler.dispatch(event)
         os.replace(ws / "train.py___jb_tmp___", ws / "train.py")
         handler.dispatch(FileMovedEvent(p(ws, "train.py___jb_tmp___"), p(ws, "train.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 1)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
+            ("train.py", 1, 1)
+        ]
         assert journal.checks == ["train.py"]
 
     def test_vims_full_save_sequence_records_exactly_one_save(
@@ -123,15 +129,21 @@ class TestHandlerWithHandMadeEvents:
         os.replace(ws / "train.py", ws / "train.py~")
         (ws / "train.py").write_text("import torch\nlr = 1e-3\nwarmup = 100\n")
         for event in (
-            FileCreatedEvent(p(ws, "4913")), FileClosedEvent(p(ws, "4913")), FileDeletedEvent(p(ws, "4913")),
+            FileCreatedEvent(p(ws, "4913")),
+            FileClosedEvent(p(ws, "4913")),
+            FileDeletedEvent(p(ws, "4913")),
             FileMovedEvent(p(ws, "train.py"), p(ws, "train.py~")),
-            FileCreatedEvent(p(ws, "train.py")), FileModifiedEvent(p(ws, "train.py")),
-            FileClosedEvent(p(ws, "train.py")), FileDeletedEvent(p(ws, "train.py~")),
+            FileCreatedEvent(p(ws, "train.py")),
+            FileModifiedEvent(p(ws, "train.py")),
+            FileClosedEvent(p(ws, "train.py")),
+            FileDeletedEvent(p(ws, "train.py~")),
             DirModifiedEvent(str(ws)),
         ):
             handler.dispatch(event)
         (ws / "train.py~").unlink()
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
+            ("train.py", 1, 0)
+        ]
         assert journal.checks == ["train.py"]
 
     def test_touch_is_checked_but_records_nothing_because_the_content_is_unchanged(
@@ -152,10 +164,21 @@ class TestHandlerWithHandMadeEvents:
         assert settle(handler, clock) == []
         assert journal.checks == []
 
-    @pytest.mark.parametrize("name", [
-        "train.py~", ".train.py.swp", ".train.py.swx", "4913", ".#train.py", "train.py.tmp",
-        "train.py___jb_tmp___", "train.py___jb_old___", ".train.py.kate-swp", "sedX1y2Z3",
-    ])
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "train.py~",
+            ".train.py.swp",
+            ".train.py.swx",
+            "4913",
+            ".#train.py",
+            "train.py.tmp",
+            "train.py___jb_tmp___",
+            "train.py___jb_old___",
+            ".train.py.kate-swp",
+            "sedX1y2Z3",
+        ],
+    )
     def test_editors_temporary_files_are_ignored(
         self, ws: Path, journal: CountingJournal, clock: FakeClock, name: str
     ) -> None:
@@ -168,8 +191,21 @@ class TestHandlerWithHandMadeEvents:
         assert settle(handler, clock) == []
         assert journal.checks == []
 
-    @pytest.mark.parametrize("folder", [".git", ".venv", "node_modules", "data", "checkpoints", "wandb",
-                                        ".devagent", "lab-notebook.assets", "src/__pycache__", "pkg/.venv/lib"])
+    @pytest.mark.parametrize(
+        "folder",
+        [
+            ".git",
+            ".venv",
+            "node_modules",
+            "data",
+            "checkpoints",
+            "wandb",
+            ".devagent",
+            "lab-notebook.assets",
+            "src/__pycache__",
+            "pkg/.venv/lib",
+        ],
+    )
     def test_files_in_excluded_folders_are_ignored_at_any_depth(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock, folder: str
     ) -> None:
@@ -214,7 +250,9 @@ class TestHandlerWithHandMadeEvents:
         (ws / "pkg").mkdir()
         (ws / "pkg" / "util.py").write_text("def f():\n    return 1\n")
         handler.dispatch(FileCreatedEvent(p(ws, "pkg/util.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("pkg/util.py", 2, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
+            ("pkg/util.py", 2, 0)
+        ]
 
     def test_renaming_a_watched_file_is_not_a_save_and_its_next_save_diffs_against_the_old_name(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
@@ -226,7 +264,9 @@ class TestHandlerWithHandMadeEvents:
         with (ws / "main.py").open("a") as f:
             f.write("epochs = 3\n")
         handler.dispatch(FileClosedEvent(p(ws, "main.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("main.py", 1, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
+            ("main.py", 1, 0)
+        ]
 
     def test_a_burst_of_events_gives_one_check_at_its_trailing_edge(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
@@ -242,7 +282,8 @@ class TestHandlerWithHandMadeEvents:
         assert [(r.path, r.lines_added, r.lines_removed) for r in handler.run_due()] == [("train.py", 1, 1)]
         assert journal.checks == ["train.py"]
         assert (ws / "train.py").read_bytes() == (ws / ".devagent" / "snapshots").joinpath(
-            next(iter(os.listdir(ws / ".devagent" / "snapshots")))).read_bytes()
+            next(iter(os.listdir(ws / ".devagent" / "snapshots")))
+        ).read_bytes()
 
     def test_debounce_is_per_path(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
@@ -266,8 +307,12 @@ class TestHandlerWithHandMadeEvents:
         assert journal.checks == ["train.py"]
 
     def test_a_journal_that_cannot_be_written_is_logged_and_the_handler_carries_on(
-        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock,
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        self,
+        ws: Path,
+        handler: SaveHandler,
+        clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
     ) -> None:
         def full_disk(*args: object, **kwargs: object) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -277,16 +322,27 @@ class TestHandlerWithHandMadeEvents:
         handler.dispatch(FileClosedEvent(p(ws, "train.py")))
         with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
             assert settle(handler, clock) == []
-        assert caplog.messages == [f"could not record a save of {ws / 'train.py'}: [Errno 28] No space left on device"]
+        assert caplog.messages == [
+            f"could not record a save of {ws / 'train.py'}: [Errno 28] No space left on device"
+        ]
+        monkeypatch.undo()  # space freed: the next save of the file is recorded
+        (ws / "train.py").write_text("changed again\n")
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        assert [r.path for r in settle(handler, clock)] == ["train.py"]
 
     def test_globs_match_from_the_workspace_root(self) -> None:
         rx = glob_to_regex("**/*.py")
-        assert [bool(rx.match(s)) for s in ("a.py", "a/b/c.py", "a.pyc", "a/b.py/c")] == [True, True, False, False]
+        assert [bool(rx.match(s)) for s in ("a.py", "a/b/c.py", "a.pyc", "a/b.py/c")] == [
+            True,
+            True,
+            False,
+            False,
+        ]
         assert bool(glob_to_regex("configs/*.yaml").match("configs/a.yaml"))
         assert not glob_to_regex("configs/*.yaml").match("configs/x/a.yaml")
 
 
-# --- real observers ----------------------------------------------------------------------------------------------
+# --- real observers -----------------------------------------------------------------------------------------
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
@@ -318,8 +374,13 @@ def quiet_for(journal: Journal, count: int, seconds: float = 0.3) -> None:
 
 
 def vim(args: list[str], cwd: Path) -> None:
-    subprocess.run(["vim", "-u", "NONE", "-N", "-n", "-es", *args], cwd=cwd, check=True, timeout=30,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["vim", "-u", "NONE", "-N", "-n", "-es", *args],
+        cwd=cwd,
+        check=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 needs_vim = pytest.mark.skipif(shutil.which("vim") is None, reason="vim is not installed")
@@ -334,7 +395,9 @@ class TestRealObserver:
         with (ws / "train.py").open("a") as f:
             f.write("epochs = 10\n")
         wait_for(lambda: len(journal) == 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 0)
+        ]
 
     def test_in_place_writes_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
         _, journal = running
@@ -344,14 +407,20 @@ class TestRealObserver:
         (ws / "src" / "model.py").write_text("class Net:\n    pass\n")
         wait_for(lambda: len(journal) == 2)
         assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("src/model.py", 1, 0), ("src/model.py", 2, 1)]
+            ("src/model.py", 1, 0),
+            ("src/model.py", 2, 1),
+        ]
 
-    def test_os_replace_rename_saves_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+    def test_os_replace_rename_saves_are_recorded(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
         _, journal = running
         (ws / ".train.py.tmp").write_text("import torch\nlr = 3e-4\n")
         os.replace(ws / ".train.py.tmp", ws / "train.py")
         wait_for(lambda: len(journal) == 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 1)
+        ]
 
     def test_a_file_moved_in_from_outside_the_workspace_is_recorded(
         self, ws: Path, tmp_path: Path, running: tuple[Watcher, CountingJournal]
@@ -391,17 +460,23 @@ class TestRealObserver:
         subprocess.run(["sed", "-i", "s/1e-3/3e-4/", "train.py"], cwd=ws, check=True)
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 1)
+        ]
         assert journal.checks == ["train.py"]
 
     @needs_vim
-    def test_vim_writing_in_place_is_recorded_once(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
+    def test_vim_writing_in_place_is_recorded_once(
+        self, ws: Path, running: tuple[Watcher, CountingJournal]
+    ) -> None:
         _, journal = running
         # Under /tmp vim skips its backup ('backupskip') and writes in place.
         vim(["-c", "normal Goepochs = 10", "-c", "wq", "train.py"], ws)
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 0)
+        ]
 
     @needs_vim
     @pytest.mark.parametrize("options", ["backupskip=", "backupskip= backupcopy=no writebackup"])
@@ -414,13 +489,15 @@ class TestRealObserver:
         assert (ws / "train.py").stat().st_ino != inode  # vim really wrote a new file
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
+            ("train.py", 1, 0)
+        ]
         assert journal.checks == ["train.py"]
 
     def test_touch_and_running_the_script_record_nothing(
         self, ws: Path, running: tuple[Watcher, CountingJournal]
     ) -> None:
-        w, journal = running
+        _, journal = running
         subprocess.run(["touch", "train.py"], cwd=ws, check=True)
         subprocess.run([sys.executable, "-c", "open('train.py').read()"], cwd=ws, check=True)
         wait_for(lambda: journal.checks == ["train.py"])  # touch closes after write: checked, then dropped
@@ -487,7 +564,9 @@ class TestPolling:
         finally:
             w.stop()
         assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 1), ("train.py", 1, 0)]
+            ("train.py", 1, 1),
+            ("train.py", 1, 0),
+        ]
 
     def test_polling_does_not_walk_excluded_folders(self, ws: Path) -> None:
         (ws / ".venv" / "lib").mkdir(parents=True)

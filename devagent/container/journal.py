@@ -54,10 +54,12 @@ class Journal:
         self._lock = threading.RLock()
         self._records: list[SaveRecord] = []
         self._read_offset = 0  # bytes of saves.jsonl already parsed into _records
-        self._last_hash: dict[str, str | None] = {}  # relative path -> sha256 of its snapshot (None: none yet)
+        self._last_hash: dict[
+            str, str | None
+        ] = {}  # relative path -> sha256 of its snapshot (None: none yet)
         self._refresh()
 
-    # -- reading ------------------------------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """How many saves are recorded; remember it and pass it to ``saves_since`` later."""
@@ -95,7 +97,7 @@ class Journal:
                 logger.warning("save journal %s: skipping an unreadable line (%s)", self.path, exc)
         self._read_offset += end
 
-    # -- recording ----------------------------------------------------------------------------------------------
+    # -- recording -------------------------------------------------------------------------------------------
 
     def relative(self, path: Path) -> str:
         """PATH relative to the workspace, with ``/`` separators. Raises ``ValueError`` outside it."""
@@ -137,8 +139,13 @@ class Journal:
             if digest == previous_hash:
                 return None
             added, removed = count_changed_lines(previous or b"", content)
-            record = SaveRecord(time=now.isoformat(timespec="milliseconds"), path=rel, sha256=digest,
-                                lines_added=added, lines_removed=removed)
+            record = SaveRecord(
+                time=now.isoformat(timespec="milliseconds"),
+                path=rel,
+                sha256=digest,
+                lines_added=added,
+                lines_removed=removed,
+            )
             self.prepare()
             locked_append(self.path, (record.to_json() + "\n").encode("utf-8"))
             self._refresh()  # reads our line back, after any line another process appended before it
@@ -208,7 +215,9 @@ class Journal:
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         ignore = self.state_dir / ".gitignore"
         if not ignore.exists():
-            ignore.write_text("# devagent's own state (save journal, snapshots); not part of your project\n*\n")
+            ignore.write_text(
+                "# devagent's own state (save journal, snapshots); not part of your project\n*\n"
+            )
 
 
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:

@@ -1,9 +1,10 @@
 """Append-only writes to the lab notebook, safe across processes, containers and a full disk.
 
-Every write is: build the bytes in memory, take an exclusive ``flock`` on the file, one ``os.write`` at the end,
-``fsync``. If anything fails on the way (ENOSPC, EROFS, EIO, ...) the file is truncated back to its size before
-the write, so it always ends on an entry boundary, and the entry waits in memory until the next append or
-``flush_pending()``. Existing bytes are never rewritten or reordered: the user may edit the file freely.
+Every write is: build the bytes in memory, take an exclusive ``flock`` on the file, one ``os.write`` at
+the end, ``fsync``. If anything fails on the way (ENOSPC, EROFS, EIO, ...) the file is truncated back to its
+size before the write, so it always ends on an entry boundary, and the entry waits in memory until the next
+append or ``flush_pending()``. Existing bytes are never rewritten or reordered: the user may edit the file
+freely.
 
 >>> from pathlib import Path; import tempfile
 >>> nb = NotebookWriter(Path(tempfile.mkdtemp()) / "lab-notebook.md", "# Lab notebook — demo\\n")
@@ -84,12 +85,17 @@ def _truncate_back(fd: int, size: int, path: Path) -> None:
     try:
         os.ftruncate(fd, size)
     except OSError as exc:
-        logger.error("could not truncate %s back to %d bytes after a failed write (%s): the file may end "
-                     "with a partial entry", path, size, exc.strerror or exc)
+        logger.error(
+            "could not truncate %s back to %d bytes after a failed write (%s): the file may end "
+            "with a partial entry",
+            path,
+            size,
+            exc.strerror or exc,
+        )
 
 
 class NotebookWriter:
-    """Appends entries to one notebook file; keeps entries that could not be written and retries them in order.
+    """Appends entries to one notebook file; keeps entries that could not be written, retries them in order.
 
     ``header`` is written first whenever the file is missing or empty (the user may delete the notebook: the
     next entry starts a new one). Entries must have the shape ``devagent.core.notebook.entry`` gives them.
@@ -123,13 +129,15 @@ class NotebookWriter:
         return True
 
     def append(self, entry: str) -> None:
-        """Append ENTRY after any pending entries. Never raises for a write failure: it logs a warning and keeps
-        the entry pending (see ``pending``, ``flush_pending``).
+        """Append ENTRY after any pending entries. Never raises for a write failure: it logs a warning and
+        keeps the entry pending (see ``pending``, ``flush_pending``).
 
         Raises ``ValueError`` if ENTRY does not start with ``"\\n## "`` and end with a newline (a bug).
         """
         if not (entry.startswith("\n## ") and entry.endswith("\n")):
-            raise ValueError(f"not a notebook entry (must start with '\\n## ' and end with a newline): {entry!r}")
+            raise ValueError(
+                f"not a notebook entry (must start with '\\n## ' and end with a newline): {entry!r}"
+            )
         with self._lock:
             self._pending.append(entry)
             self._flush_locked()
@@ -142,7 +150,7 @@ class NotebookWriter:
     def _flush_locked(self) -> bool:
         if not self._pending:
             return True
-        # All pending entries in one write: each is whole, so the batch is whole, and a failure undoes all of it.
+        # All pending entries in one write: each is whole, so the batch is whole; a failure undoes all of it.
         data = self._encode("".join(self._pending))
         try:
             locked_append(self.path, data, header=self._encode(self.header))
@@ -150,7 +158,9 @@ class NotebookWriter:
             self._warn(exc, f"{len(self._pending)} entr{'y' if len(self._pending) == 1 else 'ies'}")
             return False
         if len(self._pending) > 1:
-            logger.info("lab notebook %s: wrote %d entries that had been waiting", self.path, len(self._pending))
+            logger.info(
+                "lab notebook %s: wrote %d entries that had been waiting", self.path, len(self._pending)
+            )
         self._pending.clear()
         return True
 
@@ -163,8 +173,13 @@ class NotebookWriter:
             errno.EACCES: f"let this user write to {self.path.parent}",
             errno.EPERM: f"let this user write to {self.path.parent}",
         }.get(exc.errno or 0, "check the disk")
-        logger.warning("lab notebook %s: could not write %s (%s); kept in memory and retried at the next entry "
-                       "— %s", self.path, what, reason, hint)
+        logger.warning(
+            "lab notebook %s: could not write %s (%s); kept in memory and retried at the next entry — %s",
+            self.path,
+            what,
+            reason,
+            hint,
+        )
 
     @staticmethod
     def _encode(text: str) -> bytes:

@@ -3,15 +3,16 @@
 What counts as a save (watchdog 7.1 on Linux):
 
 - a close-after-write of the path (``FileClosedEvent``): VS Code and most tools write in place;
-- a move onto the path (``FileMovedEvent`` whose ``dest_path`` is it): JetBrains, ``sed -i`` and ``os.replace``
-  write a temporary file and rename it over the original; no event names the target as ``src_path``;
+- a move onto the path (``FileMovedEvent`` whose ``dest_path`` is it): JetBrains, ``sed -i`` and
+  ``os.replace`` write a temporary file and rename it over the original; no event names the target as
+  ``src_path``;
 - a creation: a file written before inotify watched its new folder, or moved in from outside the tree;
 - on the polling observer, which sees no close events: also a modification.
 
-vim's default save renames the original to ``file~``, writes a new ``file`` and closes it: a close-after-write.
+vim's default save renames the original to ``file~``, writes a new ``file`` and closes it: a close.
 Editors' temporary names are ignored, events for one path within ``debounce`` seconds give one check at the
-trailing edge, and the check is by content hash in the journal, so ``touch`` and ``python x.py`` (open and close
-without writing) record nothing. The watcher only writes the journal, never the notebook.
+trailing edge, and the check is by content hash in the journal, so ``touch`` and ``python x.py`` (open
+and close without writing) record nothing. The watcher only writes the journal, never the notebook.
 
 >>> from pathlib import Path; import tempfile
 >>> from devagent.container.journal import Journal
@@ -52,13 +53,26 @@ logger = logging.getLogger("devagent.watcher")
 
 DEFAULT_INCLUDE = ("**/*.py",)
 DEFAULT_EXCLUDE_DIRS = (
-    ".git", ".venv", "venv", "env", "__pycache__", ".mypy_cache", ".pytest_cache", "node_modules",
-    "data", "datasets", "checkpoints", "wandb", "runs", ".devagent", "lab-notebook.assets",
+    ".git",
+    ".venv",
+    "venv",
+    "env",
+    "__pycache__",
+    ".mypy_cache",
+    ".pytest_cache",
+    "node_modules",
+    "data",
+    "datasets",
+    "checkpoints",
+    "wandb",
+    "runs",
+    ".devagent",
+    "lab-notebook.assets",
 )
 
-# Editors' temporary and backup names. vim: swap files, `file~` backups and its write test `4913` (it counts up
-# by 123 when that name is taken); emacs: `.#file` lock links; JetBrains: `file___jb_tmp___`/`___jb_old___`;
-# kate: `.file.kate-swp`; GNU sed -i: `sedXXXXXX`; many tools: `*.tmp`.
+# Editors' temporary and backup names. vim: swap files, `file~` backups and its write test `4913` (it
+# counts up by 123 when that name is taken); emacs: `.#file` lock links; JetBrains: `file___jb_tmp___` and
+# `___jb_old___`; kate: `.file.kate-swp`; GNU sed -i: `sedXXXXXX`; many tools: `*.tmp`.
 TEMP_NAME_RE = re.compile(
     r"""( \.sw[a-p]$ | \.swx$ | ~$ | ^\d+$ | ^\.\# | \.tmp$ | ___jb_(tmp|old)___$ | ^\..*\.kate-swp$
         | ^sed[A-Za-z0-9]{6}$ )""",
@@ -69,7 +83,7 @@ TEMP_NAME_RE = re.compile(
 def is_temp_name(name: str) -> bool:
     """Whether NAME is an editor's temporary or backup file.
 
-    >>> [is_temp_name(n) for n in ("train.py", "train.py~", ".train.py.swp", "4913", "sedA1b2C3", ".#train.py")]
+    >>> [is_temp_name(n) for n in ("train.py", "train.py~", ".x.py.swp", "4913", "sedA1b2C3", ".#train.py")]
     [False, True, True, True, True, True]
     """
     return bool(TEMP_NAME_RE.search(name))
@@ -110,9 +124,9 @@ def _local_now() -> datetime:
 class SaveHandler(FileSystemEventHandler):
     """Turns watchdog events into save checks: filter, debounce per path, then ``journal.record_save``.
 
-    Drive it with hand-made events and a fake clock, then ``run_due()``; or ``start()`` its worker thread, which
-    runs each check at the trailing edge of a burst. ``polling=True`` also treats modifications as saves (the
-    polling observer has no close events).
+    Drive it with hand-made events and a fake clock, then ``run_due()``; or ``start()`` its worker thread,
+    which runs each check at the trailing edge of a burst. ``polling=True`` also treats modifications as
+    saves (the polling observer has no close events).
 
     >>> from watchdog.events import FileClosedEvent
     >>> h = SaveHandler(None, root=Path("/ws"), clock=lambda: 0.0)
@@ -149,7 +163,7 @@ class SaveHandler(FileSystemEventHandler):
         self._worker: threading.Thread | None = None
         self._stopping = False
 
-    # -- filtering ----------------------------------------------------------------------------------------------
+    # -- filtering -------------------------------------------------------------------------------------------
 
     def is_watched(self, path: str) -> bool:
         """Whether PATH (absolute) is a file we track: under the root, not in an excluded folder, not an
@@ -184,7 +198,11 @@ class SaveHandler(FileSystemEventHandler):
         path = self.save_candidate(event)
         if path is None:
             return
-        if isinstance(event, FileMovedEvent) and event.src_path and self.is_watched(os.fsdecode(event.src_path)):
+        if (
+            isinstance(event, FileMovedEvent)
+            and event.src_path
+            and self.is_watched(os.fsdecode(event.src_path))
+        ):
             # `mv a.py b.py` or a renamed folder: same content under a new name is not a save.
             try:
                 self.journal.move(Path(os.fsdecode(event.src_path)), Path(path))
@@ -201,7 +219,7 @@ class SaveHandler(FileSystemEventHandler):
         with self._cond:
             return len(self._deadlines)
 
-    # -- checking -----------------------------------------------------------------------------------------------
+    # -- checking --------------------------------------------------------------------------------------------
 
     def due_paths(self, now: float | None = None) -> list[str]:
         """Take the paths whose quiet period is over (all of them when NOW is ``inf``)."""
@@ -238,7 +256,7 @@ class SaveHandler(FileSystemEventHandler):
                 self.on_save(record)
         return record
 
-    # -- worker thread ------------------------------------------------------------------------------------------
+    # -- worker thread ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Run checks on a daemon thread as their quiet periods end."""
@@ -310,18 +328,25 @@ def start_watcher(
     ``polling=None`` uses inotify and falls back to polling (logged) when inotify is unavailable or out of
     watches; ``True`` forces polling (network mounts, where inotify sees nothing); ``False`` forces inotify.
     With ``baseline``, a background thread remembers the current content of every watched file the journal has
-    not seen, so that a first save counts only the lines it changed (``Watcher.baseline_done`` is set when done).
+    not seen, so that a first save counts only the lines it changed (``Watcher.baseline_done`` is set after).
     """
     root = Path(os.path.abspath(root))
     exclude = tuple(exclude_dirs)
     started = time.time()
 
     def make_handler(is_polling: bool) -> SaveHandler:
-        return SaveHandler(journal, root=root, include_globs=include_globs, exclude_dirs=exclude,
-                           debounce=debounce, polling=is_polling, on_save=on_save)
+        return SaveHandler(
+            journal,
+            root=root,
+            include_globs=include_globs,
+            exclude_dirs=exclude,
+            debounce=debounce,
+            polling=is_polling,
+            on_save=on_save,
+        )
 
     try:
-        # Before watching: creating it under a running recursive watch only adds noise (and a watchdog warning).
+        # Before watching: creating it under a running recursive watch adds noise (and a watchdog warning).
         journal.prepare()
     except OSError as exc:
         logger.warning("save journal: cannot create %s (%s)", journal.state_dir, exc.strerror or exc)
@@ -333,19 +358,27 @@ def start_watcher(
         except OSError as exc:
             if polling is False:
                 raise
-            logger.warning("inotify is not available for %s (%s); watching by polling every %gs instead. %s",
-                           root, exc.strerror or exc, poll_interval, _inotify_hint(exc))
+            logger.warning(
+                "inotify is not available for %s (%s); watching by polling every %gs instead. %s",
+                root,
+                exc.strerror or exc,
+                poll_interval,
+                _inotify_hint(exc),
+            )
     if watcher is None:
         handler = make_handler(True)
-        observer = PollingObserverVFS(os.stat, _scandir_without(frozenset(exclude)), polling_interval=poll_interval)
+        observer = PollingObserverVFS(
+            os.stat, _scandir_without(frozenset(exclude)), polling_interval=poll_interval
+        )
         observer.schedule(handler, str(root), recursive=True)
         observer.start()
         watcher = Watcher(observer, handler, "polling")
     watcher.handler.start()
     logger.info("watching %s for saves (%s)", root, watcher.mode)
     if baseline:
-        threading.Thread(target=_baseline, args=(watcher, journal, root, started), name="devagent-baseline",
-                         daemon=True).start()
+        threading.Thread(
+            target=_baseline, args=(watcher, journal, root, started), name="devagent-baseline", daemon=True
+        ).start()
     else:
         watcher.baseline_done.set()
     return watcher
@@ -374,7 +407,7 @@ def _stop_quietly(observer: BaseObserver) -> None:
         observer.stop()
         if observer.is_alive():
             observer.join()
-    except Exception:  # noqa: BLE001 - cleanup after a failed start; the original error matters
+    except Exception:  # cleanup after a failed start; the original error matters
         logger.debug("stopping a failed inotify observer", exc_info=True)
 
 
@@ -388,7 +421,7 @@ def _inotify_hint(exc: OSError) -> str:
 
 def _scandir_without(exclude: frozenset[str]) -> Callable[[str | None], Iterator[os.DirEntry[str]]]:
     """``os.scandir`` that hides excluded folders and links to folders, so the polling observer never walks
-    .venv or data/ and, like inotify, does not follow links (a link to a dataset would be walked every poll)."""
+    .venv or data/ and, like inotify, does not follow links (a linked dataset would be walked each poll)."""
 
     def hidden(e: os.DirEntry[str]) -> bool:
         return e.is_dir() and (e.name in exclude or e.is_symlink())
@@ -401,7 +434,7 @@ def _scandir_without(exclude: frozenset[str]) -> Callable[[str | None], Iterator
 
 
 def iter_watched_files(root: Path, handler: SaveHandler) -> Iterator[Path]:
-    """Every file under ROOT the handler would treat as a save, skipping excluded folders without entering them."""
+    """Every file under ROOT the handler watches; excluded folders are skipped without entering them."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in handler.exclude_dirs]
         for name in filenames:
@@ -424,7 +457,9 @@ def _baseline(watcher: Watcher, journal: Journal, root: Path, started: float) ->
             except OSError as exc:
                 logger.debug("baseline of %s skipped: %s", path, exc)
         pruned = journal.prune_snapshots(seen, older_than=started)
-        logger.info("save baseline: %d files, %d new snapshots, %d stale ones removed", len(seen), stored, pruned)
+        logger.info(
+            "save baseline: %d files, %d new snapshots, %d stale ones removed", len(seen), stored, pruned
+        )
     except Exception:
         logger.exception("save baseline failed; first saves of unseen files will count all their lines")
     finally:

@@ -3,8 +3,8 @@
 Pure: no I/O, no clock, no environment read. Times come in as arguments.
 
 A notebook is a header (how the environment was made) followed by entries. An *entry* is text that starts
-with ``"\\n## "`` and ends with exactly one ``"\\n"``, so appending entries one after another always leaves the
-file on an entry boundary, and each entry is separated from what came before by a blank line.
+with ``"\\n## "`` and ends with exactly one ``"\\n"``, so appending entries one after another always
+leaves the file on an entry boundary, and each entry is separated from what came before by a blank line.
 
 >>> e = entry(heading(datetime(2026, 11, 27, 14, 2), "GPU check", "✅ 2 × A100"), "driver 550.54")
 >>> e
@@ -95,9 +95,9 @@ class SaveRecord:
         )
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Markdown escaping. Values land inside a GFM table: a `|` would end the cell (escape it as `\|`, which GFM and
-# VS Code's markdown-it both accept even inside code spans) and a newline would end the table.
+# ------------------------------------------------------------------------------------------------------------
+# Markdown escaping. Values land inside a GFM table: a `|` would end the cell (escape it as `\|`, which GFM
+# and VS Code's markdown-it both accept even inside code spans) and a newline would end the table.
 
 
 def _one_line(value: str) -> str:
@@ -127,7 +127,7 @@ def md_code(value: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     # CommonMark strips one space from each side when both sides have one (and not everything is a space):
-    # pad, so that stripping gives back the value. A backtick at either end needs the pad to not join the fence.
+    # pad, so that stripping gives back the value. A backtick at either end needs the pad to stay apart.
     spaced = text.startswith(" ") and text.endswith(" ") and text.strip(" ")
     if text.startswith("`") or text.endswith("`") or spaced:
         text = f" {text} "
@@ -152,9 +152,13 @@ def render_header(ctx: LaunchContext) -> str:
         base = md_code(f"{ctx.base_image}@{ctx.base_digest}")
     else:
         base = f"{md_code(ctx.base_image)} (local image, no registry digest)"
-    mounts = "<br>".join(
-        f"{md_code(host)} → {md_code(container)} ({md_text(mode)})" for host, container, mode in ctx.mounts
-    ) or "none"
+    mounts = (
+        "<br>".join(
+            f"{md_code(host)} → {md_code(container)} ({md_text(mode)})"
+            for host, container, mode in ctx.mounts
+        )
+        or "none"
+    )
     lines = [
         f"# Lab notebook — {md_text(ctx.name)}",
         "",
@@ -232,4 +236,6 @@ def render_edits_since(saves: Iterable[SaveRecord]) -> str:
         count_added_removed[2] += save.lines_removed
     if not totals:
         return "no saves"
-    return ", ".join(f"{path} saved {n}× (+{added}/−{removed})" for path, (n, added, removed) in totals.items())
+    return ", ".join(
+        f"{path} saved {n}× (+{added}/−{removed})" for path, (n, added, removed) in totals.items()
+    )
