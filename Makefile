@@ -22,7 +22,6 @@ deps:
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' '$(TORCH)'
 	touch $@
 

@@ -181,7 +181,13 @@ MEASURE = """
 def cpu():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-time.sleep(1)  # let start-up settle
+# Let start-up settle: the baseline's reads queue events the observer works through after it ends.
+settle_until = time.monotonic() + 20
+while time.monotonic() < settle_until:
+    before = cpu()
+    time.sleep(0.5)
+    if cpu() - before < 0.0005:
+        break
 c0, t0 = cpu(), time.monotonic()
 time.sleep({seconds})
 c1, t1 = cpu(), time.monotonic()

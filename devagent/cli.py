@@ -55,7 +55,7 @@ def _provisioner() -> Any:
 @click.option("--gpus", default="none", show_default=True, help="none, all, indexes (0,1) or GPU UUIDs.")
 @click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
 @click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
-@click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")
+@click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")  # noqa: S108
 @click.option("--pids", default="4096", show_default=True, help="Process limit.")
 @click.option("--user", "login_user", default="dev", show_default=True, help="Login user inside (never root).")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -97,8 +97,6 @@ def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str
     click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
     click.echo(f"✔ ssh alias {result.name} (host key pinned)")
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
-    for note in result.notes:
-        click.echo(f"  note: {note}")
     click.echo(f"  workspace {result.workspace} → /home/{result.user}/workspace")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
 
@@ -141,7 +139,7 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
     validate_name(name)
     argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
     try:
-        os.execvp("ssh", argv)
+        os.execvp("ssh", argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
     except FileNotFoundError:
         raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
                             hint="install it: apt-get install openssh-client") from None
@@ -158,9 +156,8 @@ def image() -> None:
 def image_build(base_image: str | None, login_user: str) -> None:
     """Build (or find cached) the derived image for a base image and login user."""
     from devagent.core import spec as s
-    from devagent.host.image import build_image
-
     from devagent.host.engine import Engine
+    from devagent.host.image import build_image
 
     tag, built = build_image(Engine(), base_image=base_image or s.DEFAULT_BASE_IMAGE,
                              user=s.validate_user(login_user), uid=os.getuid() or 1000, report=_echo_step)
@@ -201,15 +198,16 @@ def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> N
     """(Inside the container) check the GPUs (NVML, torch, nvidia-smi) and append the result to the notebook."""
     from datetime import datetime, timezone
 
+    from devagent.container.agent import open_notebook, running_notebook, save_gpu_check
     from devagent.container.gpucheck import run_gpu_check
     from devagent.core.gpu import render_gpu_check
 
+    now = datetime.now(timezone.utc).astimezone()
     check = run_gpu_check(python=python)
-    entry = render_gpu_check(check, now=datetime.now(timezone.utc).astimezone())
+    save_gpu_check(check, now)
+    entry = render_gpu_check(check, now=now)
     click.echo(entry.strip("\n"))
     if not no_notebook:
-        from devagent.container.agent import open_notebook, running_notebook
-
         path = notebook or running_notebook()
         writer = open_notebook(path)
         writer.append(entry)

@@ -143,9 +143,7 @@ def broken_links(page: Path) -> list[str]:
     for target in relative_links(page):
         file, _, anchor = target.partition("#")
         linked = (page.parent / file) if file else page
-        if not linked.exists():
-            broken.append(target)
-        elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
+        if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in anchors(linked)):
             broken.append(target)
     return broken
 

@@ -1,6 +1,6 @@
 """The GPU check: its notebook entry from hand-made reports, and the real probes on this GPU-less machine."""
 
-# ruff: noqa: RUF001, RUF003 -- "2 × A100" is the notebook's own notation, the multiplication sign on purpose
+
 
 from __future__ import annotations
 

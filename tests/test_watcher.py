@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from watchdog.events import (
     DirModifiedEvent,
     DirMovedEvent,
@@ -28,7 +30,7 @@ from watchdog.events import (
 )
 
 from devagent.container import watcher as watcher_module
-from devagent.container.journal import Journal
+from devagent.container.journal import Journal, count_changed_lines
 from devagent.container.watcher import SaveHandler, Watcher, glob_to_regex, is_temp_name, start_watcher
 from devagent.core.notebook import SaveRecord
 
@@ -101,9 +103,7 @@ class TestHandlerWithHandMadeEvents:
         handler.dispatch(FileModifiedEvent(p(ws, "train.py")))
         handler.dispatch(FileClosedEvent(p(ws, "train.py")))
         assert settle(handler, clock) == [
-            SaveRecord(
-                NOW.isoformat(timespec="milliseconds"), "train.py", journal.saves_since(0)[0].sha256, 2, 1
-            )
+            SaveRecord(NOW.isoformat(timespec="milliseconds"), "train.py", journal.saves_since(0)[0].sha256, 2, 1)
         ]
 
     def test_a_rename_save_is_a_move_onto_the_path_and_records_one_save(
@@ -118,9 +118,7 @@ class TestHandlerWithHandMadeEvents:
             handler.dispatch(event)
         os.replace(ws / "train.py___jb_tmp___", ws / "train.py")
         handler.dispatch(FileMovedEvent(p(ws, "train.py___jb_tmp___"), p(ws, "train.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
-            ("train.py", 1, 1)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 1)]
         assert journal.checks == ["train.py"]
 
     def test_vims_full_save_sequence_records_exactly_one_save(
@@ -141,9 +139,7 @@ class TestHandlerWithHandMadeEvents:
         ):
             handler.dispatch(event)
         (ws / "train.py~").unlink()
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
-            ("train.py", 1, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("train.py", 1, 0)]
         assert journal.checks == ["train.py"]
 
     def test_touch_is_checked_but_records_nothing_because_the_content_is_unchanged(
@@ -250,9 +246,7 @@ class TestHandlerWithHandMadeEvents:
         (ws / "pkg").mkdir()
         (ws / "pkg" / "util.py").write_text("def f():\n    return 1\n")
         handler.dispatch(FileCreatedEvent(p(ws, "pkg/util.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
-            ("pkg/util.py", 2, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("pkg/util.py", 2, 0)]
 
     def test_renaming_a_watched_file_is_not_a_save_and_its_next_save_diffs_against_the_old_name(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
@@ -264,9 +258,7 @@ class TestHandlerWithHandMadeEvents:
         with (ws / "main.py").open("a") as f:
             f.write("epochs = 3\n")
         handler.dispatch(FileClosedEvent(p(ws, "main.py")))
-        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [
-            ("main.py", 1, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in settle(handler, clock)] == [("main.py", 1, 0)]
 
     def test_a_burst_of_events_gives_one_check_at_its_trailing_edge(
         self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
@@ -322,9 +314,7 @@ class TestHandlerWithHandMadeEvents:
         handler.dispatch(FileClosedEvent(p(ws, "train.py")))
         with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
             assert settle(handler, clock) == []
-        assert caplog.messages == [
-            f"could not record a save of {ws / 'train.py'}: [Errno 28] No space left on device"
-        ]
+        assert caplog.messages == [f"could not record a save of {ws / 'train.py'}: [Errno 28] No space left on device"]
         monkeypatch.undo()  # space freed: the next save of the file is recorded
         (ws / "train.py").write_text("changed again\n")
         handler.dispatch(FileClosedEvent(p(ws, "train.py")))
@@ -395,9 +385,7 @@ class TestRealObserver:
         with (ws / "train.py").open("a") as f:
             f.write("epochs = 10\n")
         wait_for(lambda: len(journal) == 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
 
     def test_in_place_writes_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
         _, journal = running
@@ -411,16 +399,12 @@ class TestRealObserver:
             ("src/model.py", 2, 1),
         ]
 
-    def test_os_replace_rename_saves_are_recorded(
-        self, ws: Path, running: tuple[Watcher, CountingJournal]
-    ) -> None:
+    def test_os_replace_rename_saves_are_recorded(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
         _, journal = running
         (ws / ".train.py.tmp").write_text("import torch\nlr = 3e-4\n")
         os.replace(ws / ".train.py.tmp", ws / "train.py")
         wait_for(lambda: len(journal) == 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 1)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
 
     def test_a_file_moved_in_from_outside_the_workspace_is_recorded(
         self, ws: Path, tmp_path: Path, running: tuple[Watcher, CountingJournal]
@@ -460,23 +444,17 @@ class TestRealObserver:
         subprocess.run(["sed", "-i", "s/1e-3/3e-4/", "train.py"], cwd=ws, check=True)
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 1)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 1)]
         assert journal.checks == ["train.py"]
 
     @needs_vim
-    def test_vim_writing_in_place_is_recorded_once(
-        self, ws: Path, running: tuple[Watcher, CountingJournal]
-    ) -> None:
+    def test_vim_writing_in_place_is_recorded_once(self, ws: Path, running: tuple[Watcher, CountingJournal]) -> None:
         _, journal = running
         # Under /tmp vim skips its backup ('backupskip') and writes in place.
         vim(["-c", "normal Goepochs = 10", "-c", "wq", "train.py"], ws)
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
 
     @needs_vim
     @pytest.mark.parametrize("options", ["backupskip=", "backupskip= backupcopy=no writebackup"])
@@ -489,9 +467,7 @@ class TestRealObserver:
         assert (ws / "train.py").stat().st_ino != inode  # vim really wrote a new file
         wait_for(lambda: len(journal) == 1)
         quiet_for(journal, 1)
-        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [
-            ("train.py", 1, 0)
-        ]
+        assert [(r.path, r.lines_added, r.lines_removed) for r in journal.saves_since(0)] == [("train.py", 1, 0)]
         assert journal.checks == ["train.py"]
 
     def test_touch_and_running_the_script_record_nothing(
@@ -599,7 +575,7 @@ class TestPolling:
     def test_an_inotify_failure_while_adding_watches_stops_the_half_started_observer(
         self, ws: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from watchdog.observers import inotify  # noqa: PLC0415
+        from watchdog.observers import inotify
 
         created = []
 
@@ -620,12 +596,87 @@ class TestPolling:
         finally:
             w.stop()
 
-    def test_forcing_inotify_raises_instead_of_falling_back(
-        self, ws: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_a_missing_folder_is_reported_as_missing_not_as_inotify_trouble(self, tmp_path: Path) -> None:
+        with pytest.raises(FileNotFoundError, match="the folder to watch does not exist"):
+            start_watcher(tmp_path / "gone", Journal(tmp_path / "gone"))
+
+    def test_forcing_inotify_raises_instead_of_falling_back(self, ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def unavailable(root: Path, handler: SaveHandler) -> None:
             raise OSError(errno.ENOSYS, "inotify unavailable")
 
         monkeypatch.setattr(watcher_module, "_start_inotify", unavailable)
         with pytest.raises(OSError, match="inotify unavailable"):
             start_watcher(ws, CountingJournal(ws), polling=False)
+
+
+class TestJournal:
+    def test_a_save_is_recorded_only_when_the_content_changed(self, ws: Path) -> None:
+        journal = Journal(ws)
+        first = journal.record_save(ws / "train.py", NOW)
+        assert first is not None and (first.lines_added, first.lines_removed) == (2, 0)  # never seen: all new
+        assert journal.record_save(ws / "train.py", NOW) is None
+        (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+        second = journal.record_save(ws / "train.py", NOW)
+        assert second is not None and (second.lines_added, second.lines_removed) == (1, 1)
+
+    def test_its_state_is_read_back_from_disk_by_a_new_journal(self, ws: Path) -> None:
+        journal = Journal(ws)
+        journal.baseline(ws / "train.py")
+        (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+        recorded = journal.record_save(ws / "train.py", NOW)
+        again = Journal(ws)
+        assert again.saves_since(0) == [recorded]
+        assert again.record_save(ws / "train.py", NOW) is None  # same content as the last save
+        assert (ws / ".devagent" / ".gitignore").read_text().endswith("\n*\n")
+
+    def test_saves_since_takes_an_index_or_a_time(self, ws: Path) -> None:
+        journal = Journal(ws)
+        for minute in range(3):
+            (ws / "train.py").write_text(f"step = {minute}\n")
+            journal.record_save(ws / "train.py", NOW.replace(minute=minute))
+        assert [r.time[11:16] for r in journal.saves_since(1)] == ["14:01", "14:02"]
+        assert [r.time[11:16] for r in journal.saves_since(NOW.replace(minute=1))] == ["14:02"]
+        assert [r.time[11:16] for r in journal.saves_since("2026-11-27T14:00:30+00:00")] == ["14:01", "14:02"]
+
+    def test_lines_another_process_appends_are_seen_and_a_torn_line_is_skipped(
+        self, ws: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        journal = Journal(ws)
+        journal.record_save(ws / "train.py", NOW)
+        other = SaveRecord("2026-11-27T14:05:00.000+00:00", "model.py", "0" * 64, 1, 0)
+        with journal.path.open("a") as f:
+            f.write(other.to_json() + "\n" + '{"time": "2026-11-27T14:06')  # a crash mid-line
+        assert [r.path for r in journal.saves_since(0)] == ["train.py", "model.py"]
+        (ws / "train.py").write_text("changed\n")
+        with caplog.at_level(logging.WARNING, logger="devagent.journal"):
+            journal.record_save(ws / "train.py", NOW)
+        assert [r.path for r in journal.saves_since(0)] == ["train.py", "model.py", "train.py"]
+        assert len(caplog.records) == 1 and "skipping an unreadable line" in caplog.messages[0]
+
+    def test_repetitive_lines_do_not_inflate_the_counts(self) -> None:
+        # difflib's autojunk would treat these frequent lines as junk and report 150 lines changed.
+        lines = ["def f():", "    pass", ""] * 100
+        changed = list(lines)
+        changed[151] = "    return 1"
+        before, after = ("\n".join(x).encode() for x in (lines, changed))
+        assert count_changed_lines(before, after) == (1, 1)
+
+    def test_snapshots_of_files_that_are_gone_are_pruned(self, ws: Path) -> None:
+        journal = Journal(ws)
+        (ws / "old.py").write_text("x = 1\n")
+        journal.baseline(ws / "old.py")
+        journal.baseline(ws / "train.py")
+        assert len(os.listdir(journal.snapshots_dir)) == 2
+        assert journal.prune_snapshots({"train.py"}, older_than=time.time() + 1) == 1
+        assert journal.knows(ws / "train.py") and not journal.knows(ws / "old.py")
+
+    @given(
+        st.lists(st.sampled_from(["a", "b", "", "    pass"]), max_size=40),
+        st.lists(st.sampled_from(["a", "b", "", "    pass"]), max_size=40),
+    )
+    def test_line_counts_always_add_up_to_the_change_in_length(self, old: list[str], new: list[str]) -> None:
+        before, after = ("".join(line + "\n" for line in x).encode() for x in (old, new))
+        added, removed = count_changed_lines(before, after)
+        assert added - removed == len(new) - len(old)
+        assert 0 <= added <= len(new) and 0 <= removed <= len(old)
+        assert count_changed_lines(before, before) == (0, 0)

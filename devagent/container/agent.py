@@ -7,6 +7,7 @@ It never runs as root, and imports only the standard library, click, watchdog an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,11 +15,19 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from devagent.container.gpucheck import run_gpu_check
+from devagent.container.notebook_writer import NotebookWriter
 from devagent.core import sshd
+from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
+from devagent.core.notebook import LaunchContext, render_header
+
+if TYPE_CHECKING:
+    from devagent.container.watcher import Watcher
 
 log = logging.getLogger("devagent.agent")
 
@@ -91,7 +100,6 @@ class AgentConfig:
     launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)
     polling: bool | None = None
     python: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def notebook_path(self) -> Path:
@@ -99,11 +107,12 @@ class AgentConfig:
 
 
 def state_dir() -> Path:
+    """The agent's own small state, in the container's home (it outlives restarts, not --recreate)."""
     return Path.home() / ".cache" / "devagent"
 
 
 def default_workspace() -> Path:
-    """$DEVAGENT_WORKSPACE (set in the image), else ~/workspace (ssh sessions do not see the image's env)."""
+    """$DEVAGENT_WORKSPACE (set in the image and handed to ssh sessions), else ~/workspace."""
     return Path(os.environ.get("DEVAGENT_WORKSPACE") or Path.home() / "workspace")
 
 
@@ -120,12 +129,28 @@ def ready_flag() -> Path:
     return state_dir() / "ready"
 
 
-def _wait_ready(stop: threading.Event, poll: float = 0.2) -> bool:
-    """Wait until `up` commits; the notebook is the user's, so a failed `up` must not write to it."""
-    while not ready_flag().exists():
-        if stop.wait(poll):
-            return False
-    return True
+def gpu_cache() -> Path:
+    """The last GPU check, as JSON: run summaries read it instead of probing (never on a save path)."""
+    return state_dir() / "gpu-check.json"
+
+
+def save_gpu_check(check: GpuCheck, now: datetime) -> None:
+    data = {"time": now.isoformat(timespec="seconds"), "summary": summary_line(check),
+            "check": dataclasses.asdict(check)}
+    tmp = gpu_cache().with_suffix(".tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, gpu_cache())
+
+
+def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)) -> NotebookWriter:
+    """The notebook writer, with the header rendered from the launch context `up` put into the container."""
+    try:
+        header = render_header(LaunchContext.from_json(launch_context.read_text()))
+    except FileNotFoundError:
+        log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
+        header = "# Lab notebook\n"
+    return NotebookWriter(path, header)
 
 
 def _now() -> datetime:
@@ -137,73 +162,56 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     if os.getuid() == 0:
         log.error("refusing to run as root: the agent and sshd run as the login user")
         return 1
-    stop = stop or threading.Event()
+    stopping = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: stop.set())
+            signal.signal(sig, lambda signum, frame: stopping.set())
 
     state_dir().mkdir(parents=True, exist_ok=True)
     (state_dir() / "agent.json").write_text(json.dumps({"workspace": str(config.workspace),
                                                          "notebook": str(config.notebook_path)}))
     sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
     sshd_proc.start()
-
     watcher = _start_watcher(config)
-    notebook_box: list[object] = []
-
-    def notebook_work() -> None:
-        check = _gpu_check(config)  # runs while up is still proving the login
-        if not _wait_ready(stop):
-            return
-        notebook = _open_notebook(config)
-        notebook_box.append(notebook)
-        if check is not None:
-            _append(notebook, render_gpu_entry(check))
-        # Entries kept back by a full or read-only disk are retried until they land.
-        while not stop.wait(30):
-            if notebook.pending:
-                notebook.flush_pending()
-
-    threading.Thread(target=notebook_work, name="notebook", daemon=True).start()
+    notebook = open_notebook(config.notebook_path, config.launch_context)
+    worker = threading.Thread(target=_notebook_work, args=(config, notebook, stopping), name="notebook",
+                              daemon=True)
+    worker.start()
 
     log.info("agent ready: workspace %s, notebook %s", config.workspace, config.notebook_path)
-    stop.wait()
+    stopping.wait()
     log.info("stopping")
     if watcher is not None:
         watcher.stop()
     sshd_proc.stop()
-    for notebook in notebook_box:
-        if notebook.pending:  # type: ignore[attr-defined]
-            notebook.flush_pending()  # type: ignore[attr-defined]
+    if notebook.pending:
+        notebook.flush_pending()
     log.info("stopped")
     return 0
 
 
-def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)):  # type: ignore[no-untyped-def]
-    """The notebook writer, with the header rendered from the launch context `up` put into the container."""
-    from devagent.container.notebook_writer import NotebookWriter
-    from devagent.core.notebook import LaunchContext, render_header
-
+def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> None:
+    """GPU check at start, then the notebook, once `up` has committed; then retry kept-back entries."""
+    check = _gpu_check(config)  # runs while up is still proving the login
+    # The notebook is the user's: a failed `up` must not write to it, so wait for up's commit.
+    while not ready_flag().exists():
+        if stopping.wait(0.2):
+            return
     try:
-        header = render_header(LaunchContext.from_json(launch_context.read_text()))
-    except FileNotFoundError:
-        log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
-        header = "# Lab notebook\n"
-    return NotebookWriter(path, header)
-
-
-def _open_notebook(config: AgentConfig):  # type: ignore[no-untyped-def]
-    writer = open_notebook(config.notebook_path, config.launch_context)
-    try:
-        writer.ensure_header()
+        notebook.ensure_header()
+        if check is not None:
+            notebook.append(render_gpu_check(check, now=_now()))
     except OSError as exc:
         log.error("cannot write the notebook %s: %s", config.notebook_path, exc)
-    return writer
+    # Entries kept back by a full or read-only disk are retried until they land.
+    while not stopping.wait(30):
+        if notebook.pending:
+            notebook.flush_pending()
 
 
-def _start_watcher(config: AgentConfig):  # type: ignore[no-untyped-def]
+def _start_watcher(config: AgentConfig) -> Watcher | None:
     from devagent.container.journal import Journal
-    from devagent.container.watcher import start_watcher
+    from devagent.container.watcher import start_watcher  # watchdog: only the agent needs it
 
     try:
         watcher = start_watcher(config.workspace, Journal(config.workspace), polling=config.polling)
@@ -214,27 +222,12 @@ def _start_watcher(config: AgentConfig):  # type: ignore[no-untyped-def]
     return watcher
 
 
-def _gpu_check(config: AgentConfig):  # type: ignore[no-untyped-def]
-    from devagent.container.gpucheck import run_gpu_check
-    from devagent.core.gpu import summary_line
-
+def _gpu_check(config: AgentConfig) -> GpuCheck | None:
     try:
         check = run_gpu_check(python=config.python)
-    except Exception:
+    except Exception:  # a failed probe must not take sshd down with it
         log.exception("the GPU check failed")
         return None
     log.info("GPU check: %s", summary_line(check))
+    save_gpu_check(check, _now())
     return check
-
-
-def render_gpu_entry(check) -> str:  # type: ignore[no-untyped-def]
-    from devagent.core.gpu import render_gpu_check
-
-    return render_gpu_check(check, now=_now())
-
-
-def _append(notebook, entry: str) -> None:  # type: ignore[no-untyped-def]
-    try:
-        notebook.append(entry)
-    except Exception:
-        log.exception("could not append to the notebook")

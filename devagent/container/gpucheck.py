@@ -4,8 +4,10 @@ Never imports torch: the agent's own environment has no torch, and the torch tha
 user trains with, so it is probed in a subprocess of that interpreter. Nothing here raises for a missing GPU,
 driver, torch or tool; every failure becomes a field of the report (devagent/core/gpu.py), which renders it.
 
->>> check = run_gpu_check()                                                # doctest: +SKIP
->>> print(render_gpu_check(check, now=datetime.now()))                     # doctest: +SKIP
+Usage (what the agent and `devagent gpu-check` do)::
+
+    check = run_gpu_check()
+    entry = render_gpu_check(check, now=datetime.now())
 """
 
 from __future__ import annotations

@@ -54,9 +54,7 @@ class Journal:
         self._lock = threading.RLock()
         self._records: list[SaveRecord] = []
         self._read_offset = 0  # bytes of saves.jsonl already parsed into _records
-        self._last_hash: dict[
-            str, str | None
-        ] = {}  # relative path -> sha256 of its snapshot (None: none yet)
+        self._last_hash: dict[str, str | None] = {}  # relative path -> sha256 of its snapshot (None: none yet)
         self._refresh()
 
     # -- reading ---------------------------------------------------------------------------------------------
@@ -116,7 +114,8 @@ class Journal:
         so that its first save counts only the lines that save changed. Returns True if it stored one."""
         with self._lock:
             rel = self.relative(path)
-            if self._previous(rel)[0] is not None:
+            # Existence only: on a restart this runs for every watched file, and reading them all is waste.
+            if self._last_hash.get(rel) is not None or (self.snapshots_dir / _key(rel)).exists():
                 return False
             try:
                 content = Path(path).read_bytes()
@@ -215,9 +214,7 @@ class Journal:
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         ignore = self.state_dir / ".gitignore"
         if not ignore.exists():
-            ignore.write_text(
-                "# devagent's own state (save journal, snapshots); not part of your project\n*\n"
-            )
+            ignore.write_text("# devagent's own state (save journal, snapshots); not part of your project\n*\n")
 
 
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
@@ -228,6 +225,15 @@ def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
     """
     old = before.decode("utf-8", errors="replace").splitlines()
     new = after.decode("utf-8", errors="replace").splitlines()
+    # An edit is usually in one place: drop the common head and tail first, so that the matcher (quadratic on
+    # repetitive text) sees only the changed middle.
+    head = 0
+    while head < min(len(old), len(new)) and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    old, new = old[head : len(old) - tail], new[head : len(new) - tail]
     added = removed = 0
     # autojunk=False: the heuristic treats frequent lines (blank lines in code) as junk and overcounts.
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():

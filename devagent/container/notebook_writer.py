@@ -170,6 +170,7 @@ class NotebookWriter:
             errno.ENOSPC: "free some disk space",
             errno.EDQUOT: "free some space within your disk quota",
             errno.EROFS: "the folder is mounted read-only; remount it read-write",
+            errno.ENOENT: f"the folder {self.path.parent} does not exist",
             errno.EACCES: f"let this user write to {self.path.parent}",
             errno.EPERM: f"let this user write to {self.path.parent}",
         }.get(exc.errno or 0, "check the disk")

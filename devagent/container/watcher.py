@@ -331,6 +331,9 @@ def start_watcher(
     not seen, so that a first save counts only the lines it changed (``Watcher.baseline_done`` is set after).
     """
     root = Path(os.path.abspath(root))
+    if not root.is_dir():
+        # Say so plainly: the inotify failure would otherwise read as "inotify unavailable".
+        raise FileNotFoundError(errno.ENOENT, "the folder to watch does not exist", str(root))
     exclude = tuple(exclude_dirs)
     started = time.time()
 
@@ -387,7 +390,7 @@ def start_watcher(
 def _start_inotify(root: Path, handler: SaveHandler) -> BaseObserver:
     # Imported here: on a system without inotify the import itself may fail, and that means "poll".
     try:
-        from watchdog.observers.inotify import InotifyObserver  # noqa: PLC0415
+        from watchdog.observers.inotify import InotifyObserver
     except ImportError as exc:
         raise OSError(errno.ENOSYS, f"inotify unavailable: {exc}") from exc
     # generate_full_events: a file moved in from outside the tree arrives as a move with an empty source

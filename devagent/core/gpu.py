@@ -13,7 +13,7 @@ them into Markdown.
 '## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu'
 """
 
-# ruff: noqa: RUF001, RUF002, RUF003 -- "2 × A100" is the notebook's own notation, the multiplication sign on purpose
+
 
 from __future__ import annotations
 

@@ -70,7 +70,8 @@ RUN missing=""; \\
     [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"; \\
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$missing python3-venv"; \\
     if [ -n "$missing" ]; then \\
-      command -v apt-get >/dev/null || {{ echo "devagent: base image needs$missing and has no apt-get" >&2; exit 1; }}; \\
+      command -v apt-get >/dev/null \\
+        || {{ echo "devagent: base image needs$missing and has no apt-get" >&2; exit 1; }}; \\
       apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing; \\
       rm -rf /var/lib/apt/lists/*; \\
     fi; \\

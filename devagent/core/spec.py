@@ -19,7 +19,6 @@ DEFAULT_CPUS = 8
 DEFAULT_BASE_IMAGE = "pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime"
 OFFLINE_BASE_IMAGE = "devagent-base:bookworm"
 SSHD_PORT = 2222  # inside the container: sshd runs as the login user, so the port must be >= 1024
-CONTAINER_WORKSPACE = "/workspace"
 LABEL_PREFIX = "devagent."
 
 
@@ -167,6 +166,11 @@ class EnvSpec:
     @property
     def home(self) -> str:
         return f"/home/{self.user}"
+
+    @property
+    def inside_workspace(self) -> str:
+        """Where the workspace is mounted in the container."""
+        return f"{self.home}/workspace"
 
     def labels(self, *, version: str, image: str) -> dict[str, str]:
         """The labels every Docker object of this environment carries; Docker is the source of truth."""

@@ -70,7 +70,8 @@ class Supported:
 def kex_for(profile: str, supported: Supported) -> tuple[str, ...]:
     """Key exchange algorithms for PROFILE, in preference order, limited to what the server supports.
 
-    >>> kex_for("strict", Supported(kex=("curve25519-sha256", "sntrup761x25519-sha512@openssh.com"), ciphers=(), macs=()))
+    >>> server = Supported(kex=("curve25519-sha256", "sntrup761x25519-sha512@openssh.com"), ciphers=(), macs=())
+    >>> kex_for("strict", server)
     ('sntrup761x25519-sha512@openssh.com',)
     """
     if profile not in PROFILES:

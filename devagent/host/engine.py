@@ -235,12 +235,6 @@ class Engine:
             if "is already in progress" not in str(exc):
                 raise
 
-    def stop(self, container_id: str, timeout: int = 10) -> None:
-        try:
-            self._client.api.stop(container_id, timeout=timeout)
-        except docker.errors.NotFound:
-            pass
-
     def rename(self, container_id: str, name: str) -> None:
         self._client.api.rename(container_id, name)
 

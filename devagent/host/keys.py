@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.atomic import ensure_private_dir
+from devagent.host.atomic import FileLock, ensure_private_dir
 
 
 def _generate(comment: str) -> tuple[bytes, str]:
@@ -26,7 +26,7 @@ def _generate(comment: str) -> tuple[bytes, str]:
 
 def _write_private(path: Path, data: bytes) -> None:
     ensure_private_dir(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -36,16 +36,23 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def ensure_keypair(path: Path, comment: str) -> str:
-    """Return the public key line of the ed25519 key at PATH, generating it (and PATH.pub) when missing."""
+    """Return the public key line of the ed25519 key at PATH, generating it (and PATH.pub) when missing.
+
+    Several devagents may start at once (ten `up`s in parallel): the key is made under a lock beside it, so
+    exactly one key exists and every container gets that one.
+    """
     pub = path.with_name(path.name + ".pub")
     if path.exists() and pub.exists():
         return pub.read_text().strip()
-    if path.exists():
-        return public_line(path)
-    private, public = _generate(comment)
-    _write_private(path, private)
-    pub.write_text(public + "\n")
-    return public
+    with FileLock(path.with_name(".keys.lock"), purpose="the keys"):
+        if path.exists() and pub.exists():
+            return pub.read_text().strip()
+        if path.exists():
+            return public_line(path)
+        private, public = _generate(comment)
+        _write_private(path, private)
+        pub.write_text(public + "\n")
+        return public
 
 
 def public_line(private_key: Path) -> str:

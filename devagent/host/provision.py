@@ -1,8 +1,8 @@
 """`up`, `down` and `ls` as library calls: the CLI parses, these do, the CLI renders.
 
-`up` is one transaction — create → inject keys → start → wait for sshd → prove the login → write the ssh config →
-prove the login through the alias — undone in reverse on any failure, Ctrl-C included: a failed `up` leaves no
-container, no ssh entry, no pinned key behind.
+`up` is one transaction — create → inject keys → start → write the ssh config (while sshd boots) → wait for
+sshd's banner → prove the login → prove it again through the alias — undone in reverse on any failure, Ctrl-C
+included: a failed `up` leaves no container, no ssh entry, no pinned key behind.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,7 +51,6 @@ class UpResult:
     created: bool
     recreated: bool
     workspace: str
-    notes: list[str] = field(default_factory=list)
 
 
 def spec_hash(spec: EnvSpec, notebook: str | None) -> str:
@@ -59,10 +58,6 @@ def spec_hash(spec: EnvSpec, notebook: str | None) -> str:
     text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
                        spec.sshd_profile, notebook], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _container_user_home(spec: EnvSpec) -> str:
-    return f"/home/{spec.user}"
 
 
 def _prepare_workspace(path: Path, uid: int, *, created: bool) -> None:
@@ -85,6 +80,35 @@ def _remove_created_workspace(path: Path) -> None:
     """Undo a workspace this up created, unless someone put their own files there meanwhile."""
     if path.is_dir() and set(os.listdir(path)) <= AGENT_FILES:
         shutil.rmtree(path, ignore_errors=True)
+
+
+class Transaction:
+    """Undo steps, run in reverse when the block fails — Ctrl-C included (pipx's preserve_venv, as a class).
+
+    Every step is attempted even if an earlier one fails; the first error is the one the user sees.
+    """
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self._undo: list[Callable[[], None]] = []
+
+    def on_failure(self, step: Callable[[], None]) -> None:
+        self._undo.append(step)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            return
+        for step in reversed(self._undo):
+            try:
+                step()
+            except Exception as undo_exc:  # keep undoing
+                self.report(f"rollback step failed: {undo_exc}")
+        if issubclass(exc_type, KeyboardInterrupt):
+            raise DevagentError("interrupted; everything `up` had made is removed again",
+                                status=ExitStatus.INTERRUPTED) from None
 
 
 class Provisioner:
@@ -134,35 +158,24 @@ class Provisioner:
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
                 notebook: str | None) -> UpResult:
-        undo: list[Callable[[], None]] = []
-        host_key_path = self.paths.host_key(spec.name)
-        new_host_key = not host_key_path.exists()
-        host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
-        if new_host_key:
-            undo.append(lambda: self._forget_host_key(spec.name))
-        home = _container_user_home(spec)
-        inside_workspace = f"{home}/workspace"
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}" if replacing else spec.name
-        try:
-            workspace = Path(spec.workspace)
-            created_workspace = not workspace.exists()
-            if created_workspace:
-                undo.append(lambda: _remove_created_workspace(workspace))
-                workspace.mkdir(parents=True)
-            elif not workspace.is_dir():
-                raise DevagentError(f"workspace {workspace} is not a folder", status=ExitStatus.USAGE,
-                                    hint="pass --workspace a folder (it is created when missing)")
-            labels = {**spec.labels(version=devagent.__version__, image=image_tag),
-                      "devagent.spec-hash": wanted_hash}
+        with Transaction(self.report) as tx:
+            host_key_path = self.paths.host_key(spec.name)
+            if not host_key_path.exists():
+                tx.on_failure(lambda: self._forget_host_key(spec.name))
+            host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
+            workspace, created_workspace = self._workspace(tx, Path(spec.workspace))
             command = ["devagent", "agent", "--sshd-config", sshd.config_path(spec.sshd_profile)]
             if notebook:
                 command += ["--notebook", notebook]
             self.report("creating container")
             # Registered before the call: a Ctrl-C between Docker creating it and us hearing back still undoes it.
-            undo.append(lambda: self.engine.remove(temp_name))
+            tx.on_failure(lambda: self.engine.remove(temp_name))
             cid = self.engine.create(
-                name=temp_name, image=image_tag, command=command, user=spec.user, labels=labels,
-                container_port=SSHD_PORT, mounts=[(spec.workspace, inside_workspace, "rw")],
+                name=temp_name, image=image_tag, command=command, user=spec.user,
+                labels={**spec.labels(version=devagent.__version__, image=image_tag),
+                        "devagent.spec-hash": wanted_hash},
+                container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                 memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
                 pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
             )
@@ -172,7 +185,7 @@ class Provisioner:
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command,
-                mounts=((spec.workspace, inside_workspace, "rw"),), limits=spec.limits.describe(),
+                mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=spec.gpus.describe(), ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
@@ -183,46 +196,54 @@ class Provisioner:
                 ArchiveFile("launch.json", context.to_json().encode(), 0o644),
             ])
             self.report("starting container")
-            info = self.engine.start(cid)
-            if info.host_port is None:
+            port = self.engine.start(cid).host_port
+            if port is None:
                 raise DevagentError("Docker published no port for sshd", status=ExitStatus.CONTAINER_FAILED)
-            port = info.host_port
             # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
-            entry = HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
-                              known_hosts_file=str(self.paths.known_hosts))
-            previous_port = replacing.host_port if replacing else None
-            if replacing and previous_port:
-                old = HostEntry(name=spec.name, port=previous_port, user=spec.user,
-                                identity_file=str(identity), known_hosts_file=str(self.paths.known_hosts))
-                undo.append(lambda: self.ssh_config.install(old, host_public))
-            else:
-                undo.append(lambda: self.ssh_config.remove(spec.name))
-            self.ssh_config.install(entry, host_public)
-            self.ssh_config.verify_effective(entry)
+            self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
             banner = wait_for_banner(port, timeout=READY_TIMEOUT,
                                      still_starting=lambda: self._still_starting(cid, spec))
             self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
-            # READY_COMMAND prints the uid and tells the agent that up has committed: only then does it
-            # write to the notebook, so a failed up leaves no entry behind.
-            login_uid = login_through_alias(self.paths.user_ssh_config, spec.name, remote_command=READY_COMMAND)
-            if login_uid == 0:
-                raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
+            login_uid = self._prove_alias(spec.name)
             if replacing:
                 self.report(f"replacing container {replacing.name}")
                 self.engine.remove(replacing.id)
                 self.engine.rename(cid, spec.name)
-        except BaseException as exc:
-            for step in reversed(undo):
-                try:
-                    step()
-                except Exception as undo_exc:  # keep undoing; the first error is the one to show
-                    self.report(f"rollback step failed: {undo_exc}")
-            if isinstance(exc, KeyboardInterrupt):
-                raise DevagentError("interrupted; everything `up` had made is removed again",
-                                    status=ExitStatus.INTERRUPTED) from None
-            raise
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _workspace(self, tx: Transaction, workspace: Path) -> tuple[Path, bool]:
+        """The workspace folder, made (and undone on failure) when missing. Returns (path, created)."""
+        if workspace.exists():
+            if not workspace.is_dir():
+                raise DevagentError(f"workspace {workspace} is not a folder", status=ExitStatus.USAGE,
+                                    hint="pass --workspace a folder (it is created when missing)")
+            return workspace, False
+        tx.on_failure(lambda: _remove_created_workspace(workspace))
+        workspace.mkdir(parents=True)
+        return workspace, True
+
+    def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,
+                     replacing: ContainerInfo | None) -> None:
+        """Write the Host block, pin the key, include devagent's config; check that ssh -G sees our values."""
+        def entry(port: int) -> HostEntry:
+            return HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
+                             known_hosts_file=str(self.paths.known_hosts))
+
+        if replacing and replacing.host_port:
+            old = entry(replacing.host_port)
+            tx.on_failure(lambda: self.ssh_config.install(old, host_public))
+        else:
+            tx.on_failure(lambda: self.ssh_config.remove(spec.name))
+        self.ssh_config.install(entry(port), host_public)
+        self.ssh_config.verify_effective(entry(port))
+
+    def _prove_alias(self, name: str) -> int:
+        """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed."""
+        uid = login_through_alias(self.paths.user_ssh_config, name, remote_command=READY_COMMAND)
+        if uid == 0:
+            raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
+        return uid
 
     def _reuse(self, spec: EnvSpec, existing: ContainerInfo, identity: Path) -> UpResult:
         """`up` on an environment that exists with the same options: start it if stopped, re-verify."""
@@ -240,14 +261,9 @@ class Provisioner:
         if self.ssh_config.needs_update(entry, host_public):
             self.ssh_config.install(entry, host_public)
         self.ssh_config.verify_effective(entry)
-        uid = login_through_alias(self.paths.user_ssh_config, spec.name, remote_command=READY_COMMAND)
-        notes = []
-        current = existing.labels.get("devagent.image")
-        if current and current != existing.image:
-            notes.append(f"the container runs {existing.image}; `--recreate` would move it to {current}")
+        uid = self._prove_alias(spec.name)
         return UpResult(name=spec.name, image=existing.image, image_built=False, port=info.host_port,
-                        user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace,
-                        notes=notes)
+                        user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace)
 
     def _prove(self, spec: EnvSpec, *, banner: str, port: int, identity: Path, host_public: str) -> None:
         """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange.

@@ -36,11 +36,11 @@ def docker_client() -> Iterator[object]:
     try:
         client = docker.from_env()
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means no engine
+    except Exception as exc:
         _unavailable(f"no Docker Engine: {exc}")
     try:
         client.images.get(BASE_IMAGE)
-    except Exception:  # noqa: BLE001
+    except Exception:
         _unavailable(f"the offline base image {BASE_IMAGE} is missing: run `make base-image`")
     yield client
     for c in client.containers.list(all=True, filters={"label": "devagent.managed=true"}):

@@ -66,6 +66,10 @@ def test_gpu_check_on_demand_appends_a_second_entry(env: Env, name: str, up) -> 
     assert result.returncode == 0, result.output
     assert "GPU check · ⚠️ no GPU" in result.stdout
     assert notebook_text(up).count("· GPU check ·") == 2
+    cache = env.ssh(name, "cat ~/.cache/devagent/gpu-check.json")
+    cached = json.loads(cache.stdout)
+    assert cached["summary"].startswith("GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu")
+    assert cached["check"]["torch"]["version"] == "2.13.0+cpu"
 
 
 def test_the_agent_restarts_sshd_when_it_dies(env: Env, name: str, up, docker_client) -> None:

@@ -1,0 +1,66 @@
+"""The agent's parts that need no container: the supervisor and the commit gate."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from devagent.container import agent
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_supervisor_restarts_a_child_that_exits_and_stops_it_on_request(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    child = agent.Supervised("child", [sys.executable, "-c",
+                                       f"open({str(starts)!r}, 'a').write('x'); import time; time.sleep(0.05)"],
+                             max_backoff=0.1)
+    child.start()
+    wait_until(lambda: starts.exists() and len(starts.read_text()) >= 3)
+    child.stop()
+    assert child.restarts >= 2
+    count = len(starts.read_text())
+    time.sleep(0.3)
+    assert len(starts.read_text()) == count  # stopped means no more restarts
+
+
+def test_the_supervisor_terminates_a_long_running_child(tmp_path: Path) -> None:
+    child = agent.Supervised("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    child.start()
+    wait_until(lambda: child.pid is not None)
+    started = time.monotonic()
+    child.stop()
+    assert time.monotonic() - started < 5
+    assert child.restarts == 0
+
+
+def test_the_agent_refuses_to_run_as_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(agent.os, "getuid", lambda: 0)
+    assert agent.run(agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent")) == 1
+
+
+def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
+    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
+                               launch_context=tmp_path / "no-launch.json")
+    notebook = agent.open_notebook(config.notebook_path, config.launch_context)
+    stopping = threading.Event()
+    worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
+    worker.start()
+    time.sleep(0.5)
+    assert not config.notebook_path.exists()
+    agent.ready_flag().parent.mkdir(parents=True, exist_ok=True)
+    agent.ready_flag().touch()
+    wait_until(config.notebook_path.exists)
+    stopping.set()
+    worker.join(5)
+    assert config.notebook_path.read_text() == "# Lab notebook\n"
