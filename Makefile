@@ -30,8 +30,9 @@ venv: deps $(VENV)/.installed
 docker: deps
 	@bash scripts/ensure-docker.sh
 
-base-image: docker
-	@bash scripts/build-base-image.sh
+# The venv's pip collects the torch wheels (Debian's own python3 has no pip module).
+base-image: docker venv
+	@PYTHON=$(CURDIR)/$(PY) bash scripts/build-base-image.sh
 
 test: venv base-image
 	$(PY) -m pytest

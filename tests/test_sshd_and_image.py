@@ -12,7 +12,7 @@ import pytest
 
 from devagent.core.image import ImageSpec
 from devagent.core.sshd import Supported, kex_for, profile_for_client, render_sshd_config
-from devagent.host.wheels import build_wheelhouse
+from devagent.host.wheels import build_wheelhouse, payload_fingerprint
 
 BOOKWORM = Supported(
     kex=("curve25519-sha256", "curve25519-sha256@libssh.org", "sntrup761x25519-sha512",
@@ -67,7 +67,7 @@ def test_the_default_profile_follows_the_local_client() -> None:
 
 def spec(**overrides: object) -> ImageSpec:
     values: dict[str, object] = dict(base_image="devagent-base:bookworm", base_id="sha256:abc", user="dev",
-                                     uid=1000, sshd_port=2222, wheel_hashes=(("devagent.whl", "11"),))
+                                     uid=1000, sshd_port=2222, payload=(("devagent==0.1.0", "11"),))
     values.update(overrides)
     return ImageSpec(**values)  # type: ignore[arg-type]
 
@@ -76,7 +76,7 @@ def test_an_unchanged_spec_gives_the_same_tag_and_any_change_a_new_one() -> None
     assert spec().tag == spec().tag
     assert spec().tag.startswith("devagent/env:")
     others = [spec(base_id="sha256:def"), spec(user="alice"), spec(uid=1001),
-              spec(wheel_hashes=(("devagent.whl", "22"),))]
+              spec(payload=(("devagent==0.1.0", "22"),))]
     assert len({s.tag for s in others} | {spec().tag}) == 5
 
 
@@ -86,6 +86,12 @@ def test_the_dockerfile_installs_from_carried_wheels_only_and_runs_the_agent_as_
     assert text.rstrip().endswith('CMD ["devagent", "agent"]')
     assert "\nUSER dev\n" in text
     assert "rm -f /etc/ssh/ssh_host_*" in text  # no host key baked into the image
+
+
+def test_the_payload_fingerprint_changes_with_the_source_and_names_every_carried_wheel() -> None:
+    names = [name.split("==")[0] for name, _ in payload_fingerprint()]
+    assert sorted(names) == ["click", "devagent", "nvidia_ml_py", "watchdog"]
+    assert payload_fingerprint() == payload_fingerprint()
 
 
 def test_the_wheelhouse_is_reproducible_and_installs_offline_without_host_dependencies(tmp_path: Path) -> None:

@@ -218,8 +218,7 @@ def _start_watcher(config: AgentConfig) -> Watcher | None:
     except OSError as exc:
         log.error("save detection is off: %s", exc)
         return None
-    log.info("watching %s for saves (%s)", config.workspace, watcher.mode)
-    return watcher
+    return watcher  # the watcher logs its own mode (inotify or polling)
 
 
 def _gpu_check(config: AgentConfig) -> GpuCheck | None:

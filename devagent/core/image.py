@@ -24,7 +24,7 @@ class ImageSpec:
     user: str
     uid: int
     sshd_port: int
-    wheel_hashes: tuple[tuple[str, str], ...]  # (file name, sha256) of every wheel in the context
+    payload: tuple[tuple[str, str], ...]  # (name, sha256) of devagent and each wheel it carries
 
     def dockerfile(self) -> str:
         return render_dockerfile(self)
@@ -33,7 +33,7 @@ class ImageSpec:
         h = hashlib.sha256()
         h.update(self.dockerfile().encode())
         h.update(self.base_id.encode())
-        for name, digest in sorted(self.wheel_hashes):
+        for name, digest in sorted(self.payload):
             h.update(f"{name}={digest}\n".encode())
         return h.hexdigest()[:12]
 

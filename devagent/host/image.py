@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import devagent
-from devagent.core.image import ImageSpec
+from devagent.core.image import WHEELS_DIR, ImageSpec
 from devagent.core.spec import OFFLINE_BASE_IMAGE, SSHD_PORT
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
-from devagent.host.wheels import build_wheelhouse, file_sha256
+from devagent.host.wheels import build_wheelhouse, payload_fingerprint
 
 
 def base_image_id(engine: Engine, ref: str, report: Callable[[str], None]) -> str:
@@ -36,13 +36,13 @@ def build_image(engine: Engine, *, base_image: str, user: str, uid: int,
                 report: Callable[[str], None]) -> tuple[str, bool]:
     """Return (tag, built): the content-hash tag, and whether this call had to build it."""
     base_id = base_image_id(engine, base_image, report)
+    spec = ImageSpec(base_image=base_image, base_id=base_id, user=user, uid=uid, sshd_port=SSHD_PORT,
+                     payload=payload_fingerprint())
+    if engine.image_id(spec.tag) is not None:
+        return spec.tag, False
     with tempfile.TemporaryDirectory(prefix="devagent-build-") as tmp:
         context = Path(tmp)
-        wheels = build_wheelhouse(context / "wheels")
-        spec = ImageSpec(base_image=base_image, base_id=base_id, user=user, uid=uid, sshd_port=SSHD_PORT,
-                         wheel_hashes=tuple((w.name, file_sha256(w)) for w in wheels))
-        if engine.image_id(spec.tag) is not None:
-            return spec.tag, False
+        build_wheelhouse(context / WHEELS_DIR)
         (context / "Dockerfile").write_text(spec.dockerfile())
         report(f"building image {spec.tag} from {base_image}")
         engine.build(context, spec.tag, spec.labels(devagent.__version__), on_line=lambda line: report(f"  {line}"))

@@ -114,5 +114,20 @@ def build_wheelhouse(dest: Path) -> list[Path]:
     return wheels
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def payload_fingerprint() -> tuple[tuple[str, str], ...]:
+    """What the wheelhouse would hold, as (name, sha256) pairs, without building it.
+
+    devagent's own source files, and each dependency's version and RECORD (which lists a hash of every
+    installed file): the same pairs mean the same wheels, so a cached image is found without zipping anything.
+    """
+    pkg = Path(devagent.__file__).parent
+    source = hashlib.sha256()
+    for src in sorted(pkg.rglob("*")):
+        if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed"):
+            source.update(src.relative_to(pkg).as_posix().encode() + b"\0" + src.read_bytes() + b"\0")
+    pairs = [(f"devagent=={devagent.__version__}", source.hexdigest())]
+    for name in _requirement_closure(CONTAINER_REQUIREMENTS):
+        dist = md.distribution(name)
+        record = dist.read_text("RECORD") or ""
+        pairs.append((f"{_normalize(name)}=={dist.version}", hashlib.sha256(record.encode()).hexdigest()))
+    return tuple(pairs)

@@ -43,9 +43,15 @@ def docker_client() -> Iterator[object]:
     except Exception:
         _unavailable(f"the offline base image {BASE_IMAGE} is missing: run `make base-image`")
     yield client
-    for c in client.containers.list(all=True, filters={"label": "devagent.managed=true"}):
-        if c.name.startswith(RUN_PREFIX):
-            c.remove(force=True)
+    for name in container_names(client, RUN_PREFIX):
+        client.api.remove_container(name, force=True)
+
+
+def container_names(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Names of all containers starting with PREFIX, from one list call (no per-container inspect that
+    could race with a container going away)."""
+    rows = client.api.containers(all=True, filters={"name": prefix})
+    return sorted(n.lstrip("/") for row in rows for n in row["Names"] if n.lstrip("/").startswith(prefix))
 
 
 @dataclass

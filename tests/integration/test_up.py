@@ -10,18 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.conftest import Env, wait_for
+from tests.integration.conftest import Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-def _container(docker_client, name):  # type: ignore[no-untyped-def]
-    import docker.errors
-
-    try:
-        return docker_client.containers.get(name)
-    except docker.errors.NotFound:
-        return None
 
 
 def _free_port() -> int:
@@ -151,7 +142,7 @@ class TestAProvisionedEnvironment:
         login = env.ssh(name, "true", options=("-o", "StrictHostKeyChecking=yes"))
         assert login.returncode == 0, login.output
         assert "HOST IDENTIFICATION HAS CHANGED" not in login.stderr
-        assert [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(name)] == [name]
+        assert container_names(docker_client, name) == [name]
 
 
 def test_down_removes_everything_it_made_and_keeps_the_workspace(env: Env, name: str, built_image: str,
@@ -162,7 +153,7 @@ def test_down_removes_everything_it_made_and_keeps_the_workspace(env: Env, name:
     assert env.ssh(name, "echo data > ~/workspace/result.txt").returncode == 0
     result = env.devagent("down", name, check=True)
     assert f"✔ removed container {name}" in result.stdout
-    assert _container(docker_client, name) is None
+    assert container_names(docker_client, name) == []
     assert env.ssh_config.read_bytes() == original
     assert not (env.home / "ssh_config").exists() or name not in (env.home / "ssh_config").read_text()
     assert name not in (env.home / "known_hosts").read_text()

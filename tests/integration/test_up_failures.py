@@ -10,14 +10,13 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import BASE_IMAGE, Env, wait_for
+from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
 
 
 def assert_nothing_left(env: Env, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
-    leftovers = [c.name for c in docker_client.containers.list(all=True) if c.name.startswith(name)]
-    assert leftovers == []
+    assert container_names(docker_client, name) == []
     if env.ssh_config.exists():
         assert "devagent" not in env.ssh_config.read_text()
     managed = env.home / "ssh_config"
@@ -93,7 +92,7 @@ def test_ctrl_c_in_the_middle_of_up_rolls_everything_back(
         env=env.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Interrupt once the container exists: the middle of the transaction.
-        wait_for(lambda: any(c.name == name for c in docker_client.containers.list(all=True)),
+        wait_for(lambda: name in container_names(docker_client, name),
                  timeout=120, interval=0.05, message="the container to be created")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
