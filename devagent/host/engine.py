@@ -172,7 +172,9 @@ class Engine:
                 hostname=name, init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
                 ports={f"{container_port}/tcp": ("127.0.0.1", None)},
-                volumes={host: {"bind": inside, "mode": mode} for host, inside, mode in mounts},
+                # Mount objects, not "host:inside:mode" strings: a ':' or ',' in a path stays a path.
+                mounts=[docker.types.Mount(target=inside, source=host, type="bind", read_only=mode == "ro")
+                        for host, inside, mode in mounts],
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(cpus * 1e9),
                 shm_size=shm_size, pids_limit=pids,
                 device_requests=gpu_device_requests(gpus),
@@ -224,6 +226,13 @@ class Engine:
             return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
         except docker.errors.NotFound:
             return ""
+
+    def remove_if_labelled(self, name: str, key: str, value: str) -> None:
+        """Force-remove the container NAME only if it carries the label KEY=VALUE (so it is the one we made)."""
+        rows = self._client.api.containers(all=True, filters={"name": name, "label": f"{key}={value}"})
+        for row in rows:
+            if f"/{name}" in row.get("Names", []):
+                self.remove(row["Id"])
 
     def remove(self, container_id: str) -> None:
         """Force-remove a container; a missing one is fine."""

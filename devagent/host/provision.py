@@ -37,6 +37,7 @@ READY_TIMEOUT = 60.0
 # Prints the uid and tells the agent that up has committed (container/agent.py ready_flag()). Plain sh: a
 # Python start-up inside the container would cost a quarter of a second on every up.
 READY_COMMAND = ("mkdir -p ~/.cache/devagent && touch ~/.cache/devagent/ready && id -u",)
+UP_ID_LABEL = "devagent.up-id"
 AGENT_FILES = frozenset({"lab-notebook.md", "lab-notebook.assets", ".devagent"})
 
 
@@ -169,12 +170,14 @@ class Provisioner:
             if notebook:
                 command += ["--notebook", notebook]
             self.report("creating container")
-            # Registered before the call: a Ctrl-C between Docker creating it and us hearing back still undoes it.
-            tx.on_failure(lambda: self.engine.remove(temp_name))
+            # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
+            # it; by this up's own id label, so a concurrent up that won the name keeps its container.
+            up_id = secrets.token_hex(8)
+            tx.on_failure(lambda: self.engine.remove_if_labelled(temp_name, UP_ID_LABEL, up_id))
             cid = self.engine.create(
                 name=temp_name, image=image_tag, command=command, user=spec.user,
                 labels={**spec.labels(version=devagent.__version__, image=image_tag),
-                        "devagent.spec-hash": wanted_hash},
+                        "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id},
                 container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                 memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
                 pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},

@@ -179,3 +179,34 @@ def test_ten_concurrent_ups_of_different_names_all_land_in_the_config(env: Env, 
     finally:
         with ThreadPoolExecutor(max_workers=10) as pool:
             list(pool.map(lambda n: env.devagent("down", n), names))
+
+
+def test_an_existing_ed25519_identity_can_be_used_instead_of_devagents_key(
+    env: Env, name: str, built_image: str, tmp_path
+) -> None:
+    key = tmp_path / "my key"  # a space in the path, too
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    try:
+        env.up(name, "--identity", str(key))
+        assert f'IdentityFile "{key}"' in (env.home / "ssh_config").read_text()
+        assert env.ssh(name, "true").returncode == 0
+        assert not (env.home / "id_ed25519").exists()
+    finally:
+        env.devagent("down", name)
+
+
+def test_up_starts_a_stopped_environment_and_the_agent_checks_the_gpus_again(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    try:
+        env.up(name)
+        notebook = env.workspace(name) / "lab-notebook.md"
+        wait_for(lambda: notebook.exists() and "GPU check" in notebook.read_text(), message="the first GPU check")
+        docker_client.containers.get(name).stop(timeout=20)
+        again = env.up(name)
+        assert f"✔ container {name} verified" in again.stdout
+        assert env.ssh(name, "true").returncode == 0
+        wait_for(lambda: notebook.read_text().count("· GPU check ·") == 2, message="the GPU check after restart")
+        assert notebook.read_text().count("# Lab notebook") == 1
+    finally:
+        env.devagent("down", name)

@@ -129,3 +129,35 @@ def test_an_invalid_name_is_refused_before_anything_happens(env: Env) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("Error: invalid environment name 'Bad Name!'")
     assert not env.home.exists()
+
+
+def test_two_concurrent_ups_of_one_name_leave_one_working_environment(
+    env: Env, name: str, built_image: str, docker_client
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda _: env.up(name, check=False), range(2)))
+        codes = sorted(r.returncode for r in results)
+        # The loser either meets the winner's container (12) or finds it and verifies it (0).
+        assert codes in ([0, 0], [0, 12]), [r.output for r in results]
+        assert container_names(docker_client, name) == [name]
+        assert env.ssh(name, "true").returncode == 0
+    finally:
+        env.devagent("down", name)
+
+
+def test_a_container_devagent_did_not_make_is_never_touched(env: Env, name: str, built_image: str,
+                                                             docker_client) -> None:
+    docker_client.containers.create(BASE_IMAGE, name=name, command=["sleep", "1"])
+    try:
+        up = env.up(name, check=False)
+        assert up.returncode == 12
+        assert f"Error: a container named {name!r} exists and devagent did not make it" in up.stderr
+        down = env.devagent("down", name)
+        assert down.returncode == 12
+        assert f"Error: the container {name!r} was not made by devagent; leaving it alone" in down.stderr
+        assert container_names(docker_client, name) == [name]
+    finally:
+        docker_client.api.remove_container(name, force=True)
