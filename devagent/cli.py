@@ -65,10 +65,15 @@ def _provisioner() -> Any:
               "[default: strict when your ssh is >= 8.5].")
 @click.option("--notebook", default=None, metavar="PATH",
               help="Notebook path, relative to the workspace [default: lab-notebook.md].")
+@click.option("--watch", multiple=True, metavar="GLOB",
+              help="Training scripts whose saves are journaled, relative to the workspace; repeatable "
+              "[default: **/*.py].")
+@click.option("--poll-saves", is_flag=True,
+              help="Detect saves by polling (workspaces on network mounts, where inotify does not fire).")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str, cpus: str | None, shm_size: str,
        pids: str, login_user: str, identity: Path | None, sshd_profile: str | None, notebook: str | None,
-       recreate: bool) -> None:
+       watch: tuple[str, ...], poll_saves: bool, recreate: bool) -> None:
     """Provision environment NAME and the ssh alias NAME, and prove the login."""
     from devagent.core import spec as s
     from devagent.core.sshd import profile_for_client
@@ -84,14 +89,12 @@ def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str
         limits=s.Limits(memory=s.parse_size(memory, option="--memory"), cpus=s.parse_cpus(cpus) if cpus else None,
                         shm_size=s.parse_size(shm_size, option="--shm-size"), pids=s.parse_pids(pids)),
         sshd_profile=sshd_profile or profile_for_client(client_version()),
+        agent=s.AgentOptions(notebook=s.validate_notebook_path(notebook) if notebook is not None else None,
+                             watch=watch, polling=poll_saves),
     )
-    if notebook is not None and (Path(notebook).is_absolute() or ".." in Path(notebook).parts):
-        raise DevagentError(f"--notebook {notebook!r} must be a path inside the workspace",
-                            hint="e.g. --notebook notes/lab-notebook.md", status=ExitStatus.USAGE)
     launch = shlex.join(["devagent", *sys.argv[1:]]) if sys.argv[1:2] == ["up"] else f"devagent up {name}"
     result = _provisioner().up(env, identity=identity.resolve() if identity else None, recreate=recreate,
-                               launch_command=launch,
-                               notebook=f"/home/{env.user}/workspace/{notebook}" if notebook else None)
+                               launch_command=launch)
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
     click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}")
     click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
@@ -173,8 +176,10 @@ def image_build(base_image: str | None, login_user: str) -> None:
               help="[default: $DEVAGENT_WORKSPACE, else ~/workspace]")
 @click.option("--notebook", type=click.Path(path_type=Path), default=None,
               help="[default: <workspace>/lab-notebook.md]")
+@click.option("--watch", multiple=True, metavar="GLOB", help="Training scripts to watch [default: **/*.py].")
 @click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
-def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, polling: bool | None) -> int:
+def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch: tuple[str, ...],
+          polling: bool | None) -> int:
     """(Inside the container) the main process: sshd, the save watcher, the notebook."""
     import logging
 
@@ -186,7 +191,7 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, polli
 
     ws = workspace or default_workspace()
     return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
-                           polling=polling or None))
+                           polling=polling or None, watch=watch))
 
 
 @cli.command(name="gpu-check")

@@ -100,6 +100,7 @@ class AgentConfig:
     launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)
     polling: bool | None = None
     python: str | None = None
+    watch: tuple[str, ...] = ()  # globs; empty: the watcher's default (**/*.py)
 
     @property
     def notebook_path(self) -> Path:
@@ -214,7 +215,8 @@ def _start_watcher(config: AgentConfig) -> Watcher | None:
     from devagent.container.watcher import start_watcher  # watchdog: only the agent needs it
 
     try:
-        watcher = start_watcher(config.workspace, Journal(config.workspace), polling=config.polling)
+        globs = {"include_globs": config.watch} if config.watch else {}
+        watcher = start_watcher(config.workspace, Journal(config.workspace), polling=config.polling, **globs)
     except OSError as exc:
         log.error("save detection is off: %s", exc)
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from devagent.errors import DevagentError, ExitStatus
 
@@ -151,6 +152,40 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AgentOptions:
+    """How the agent inside keeps the notebook: where it is, which files count as training scripts, how saves
+    are detected (polling for network mounts where inotify does not fire)."""
+
+    notebook: str | None = None  # relative to the workspace; default lab-notebook.md
+    watch: tuple[str, ...] = ()  # globs; default **/*.py
+    polling: bool = False
+
+    def command(self, *, sshd_config: str, inside_workspace: str) -> list[str]:
+        """The container's main command.
+
+        >>> AgentOptions(watch=("src/**/*.py",), polling=True).command(sshd_config="/c", inside_workspace="/w")
+        ['devagent', 'agent', '--sshd-config', '/c', '--watch', 'src/**/*.py', '--polling']
+        """
+        argv = ["devagent", "agent", "--sshd-config", sshd_config]
+        if self.notebook:
+            argv += ["--notebook", f"{inside_workspace}/{self.notebook}"]
+        for glob in self.watch:
+            argv += ["--watch", glob]
+        if self.polling:
+            argv.append("--polling")
+        return argv
+
+
+def validate_notebook_path(path: str) -> str:
+    """A notebook path must stay inside the workspace."""
+    parts = PurePosixPath(path).parts
+    if not parts or PurePosixPath(path).is_absolute() or ".." in parts:
+        raise DevagentError(f"--notebook {path!r} must be a path inside the workspace",
+                            hint="e.g. --notebook notes/lab-notebook.md", status=ExitStatus.USAGE)
+    return path
+
+
+@dataclass(frozen=True)
 class EnvSpec:
     """Everything `devagent up` needs to know about one environment."""
 
@@ -162,6 +197,7 @@ class EnvSpec:
     gpus: GpuRequest = field(default_factory=lambda: GpuRequest("none"))
     limits: Limits = field(default_factory=Limits)
     sshd_profile: str = "strict"  # "strict" | "compat"
+    agent: AgentOptions = field(default_factory=AgentOptions)
 
     @property
     def home(self) -> str:

@@ -54,10 +54,10 @@ class UpResult:
     workspace: str
 
 
-def spec_hash(spec: EnvSpec, notebook: str | None) -> str:
+def spec_hash(spec: EnvSpec) -> str:
     """What the container was made from, minus the image (a devagent upgrade must not force --recreate)."""
     text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
-                       spec.sshd_profile, notebook], sort_keys=True)
+                       spec.sshd_profile, dataclasses.astuple(spec.agent)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -122,7 +122,7 @@ class Provisioner:
     # -- up -------------------------------------------------------------------------------------------------
 
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
-           launch_command: str = "", notebook: str | None = None) -> UpResult:
+           launch_command: str = "") -> UpResult:
         if spec.limits.cpus is None:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
@@ -135,7 +135,7 @@ class Provisioner:
         identity_path = identity or self.paths.identity
         user_public = (keys.public_line(identity_path) if identity
                        else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
-        wanted_hash = spec_hash(spec, notebook)
+        wanted_hash = spec_hash(spec)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
                 raise DevagentError(
@@ -152,13 +152,12 @@ class Provisioner:
             self.report(f"image {image_tag} (cached)")
         result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
                               identity=identity_path, user_public=user_public, replacing=existing,
-                              wanted_hash=wanted_hash, launch_command=launch_command, notebook=notebook)
+                              wanted_hash=wanted_hash, launch_command=launch_command)
         result.image_built = built
         return result
 
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
-                replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
-                notebook: str | None) -> UpResult:
+                replacing: ContainerInfo | None, wanted_hash: str, launch_command: str) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}" if replacing else spec.name
         with Transaction(self.report) as tx:
             host_key_path = self.paths.host_key(spec.name)
@@ -166,9 +165,8 @@ class Provisioner:
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
             workspace, created_workspace = self._workspace(tx, Path(spec.workspace))
-            command = ["devagent", "agent", "--sshd-config", sshd.config_path(spec.sshd_profile)]
-            if notebook:
-                command += ["--notebook", notebook]
+            command = spec.agent.command(sshd_config=sshd.config_path(spec.sshd_profile),
+                                         inside_workspace=spec.inside_workspace)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
             # it; by this up's own id label, so a concurrent up that won the name keeps its container.

@@ -97,3 +97,20 @@ def test_no_process_in_the_container_is_root(env: Env, name: str, up, docker_cli
     env.ssh(name, "sleep 2 & true")
     rows = docker_client.containers.get(name).top(ps_args="-o pid,uid,args")["Processes"]
     assert rows and [r for r in rows if r[1] == "0"] == []
+
+
+def test_watch_globs_and_polling_are_passed_to_the_agent(env: Env, name: str, built_image: str,
+                                                         docker_client) -> None:
+    env.up(name, "--watch", "src/**/*.py", "--poll-saves")
+    try:
+        assert "polling" in docker_client.containers.get(name).logs().decode()
+        assert env.ssh(name, "cd ~/workspace && mkdir -p src && echo 'a = 1' > src/model.py "
+                             "&& echo 'b = 2' > other.py").returncode == 0
+        journal = env.workspace(name) / ".devagent" / "saves.jsonl"
+        wait_for(lambda: journal.exists() and "src/model.py" in journal.read_text(), timeout=30,
+                 message="the polled save")
+        paths = [json.loads(line)["path"] for line in journal.read_text().splitlines()]
+        assert paths == ["src/model.py"]
+        assert env.up(name, check=False).returncode == 12  # other agent options: a different environment
+    finally:
+        env.devagent("down", name)
