@@ -54,10 +54,14 @@ class UpResult:
     workspace: str
 
 
-def spec_hash(spec: EnvSpec) -> str:
-    """What the container was made from, minus the image (a devagent upgrade must not force --recreate)."""
+def spec_hash(spec: EnvSpec, user_public: str) -> str:
+    """What the container was made from, minus the image (a devagent upgrade must not force --recreate).
+
+    The user's public key is part of it: the container's authorized_keys holds it.
+    """
     text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
-                       spec.sshd_profile, dataclasses.astuple(spec.agent)], sort_keys=True)
+                       spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]],
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -135,7 +139,7 @@ class Provisioner:
         identity_path = identity or self.paths.identity
         user_public = (keys.public_line(identity_path) if identity
                        else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
-        wanted_hash = spec_hash(spec)
+        wanted_hash = spec_hash(spec, user_public)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
                 raise DevagentError(
