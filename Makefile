@@ -8,13 +8,14 @@ PY     := $(VENV)/bin/python
 # torch is only for the tests' real torch probe (the CLI and the agent never import it); 2.13.0 is the CPU wheel.
 TORCH  ?= torch==2.13.0
 
-.PHONY: help deps venv docker base-image test test-fast demo demo-clean bench clean
+.PHONY: help deps venv docker base-image test test-fast lint demo demo-clean bench clean
 
 help:
 	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
 	@echo "make test        run the whole test suite (installs what it needs)"
 	@echo "make test-fast   unit tests only (no Docker)"
 	@echo "make base-image  build the offline base image devagent-base:bookworm"
+	@echo "make lint        ruff and mypy"
 	@echo "make bench       run the benchmarks"
 
 deps:
@@ -39,6 +40,11 @@ test: venv base-image
 
 test-fast: venv
 	$(PY) -m pytest -m "not docker"
+
+lint: venv
+	$(PY) -m pip install -q -e '.[lint]'
+	$(VENV)/bin/ruff check devagent tests benchmarks scripts
+	$(VENV)/bin/mypy devagent
 
 demo: venv base-image
 	@bash scripts/demo.sh

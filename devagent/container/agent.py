@@ -212,11 +212,11 @@ def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: thre
 
 def _start_watcher(config: AgentConfig) -> Watcher | None:
     from devagent.container.journal import Journal
-    from devagent.container.watcher import start_watcher  # watchdog: only the agent needs it
+    from devagent.container.watcher import DEFAULT_INCLUDE, start_watcher  # watchdog: only the agent needs it
 
     try:
-        globs = {"include_globs": config.watch} if config.watch else {}
-        watcher = start_watcher(config.workspace, Journal(config.workspace), polling=config.polling, **globs)
+        watcher = start_watcher(config.workspace, Journal(config.workspace), polling=config.polling,
+                                include_globs=config.watch or DEFAULT_INCLUDE)
     except OSError as exc:
         log.error("save detection is off: %s", exc)
         return None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 try:
-    import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type information
+    import pynvml  # nvidia-ml-py ships no type information (mypy: ignore_missing_imports)
 except ImportError:  # a declared dependency; without it the check still reports torch and nvidia-smi
     pynvml = None
 

@@ -223,7 +223,7 @@ class Engine:
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         try:
-            return self._client.api.logs(container_id, tail=tail).decode(errors="replace")
+            return str(self._client.api.logs(container_id, tail=tail).decode(errors="replace"))
         except docker.errors.NotFound:
             return ""
 

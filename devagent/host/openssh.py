@@ -35,7 +35,7 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
     (False, True)
     """
     m = re.search(r"OpenSSH_(\d+)\.(\d+)", banner)
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= version
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= version
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),

@@ -95,9 +95,9 @@ class Transaction:
 
     def __init__(self, report: Report) -> None:
         self.report = report
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], object]] = []
 
-    def on_failure(self, step: Callable[[], None]) -> None:
+    def on_failure(self, step: Callable[[], object]) -> None:
         self._undo.append(step)
 
     def __enter__(self) -> Transaction:
