@@ -247,13 +247,6 @@ class Engine:
     def rename(self, container_id: str, name: str) -> None:
         self._client.api.rename(container_id, name)
 
-    def top_users(self, container_id: str) -> list[tuple[str, str]]:
-        """(uid, command) of every process in the container, as the host's kernel sees them."""
-        top = self._client.api.top(container_id, ps_args="-o pid,uid,args")
-        titles = [t.upper() for t in top["Titles"]]
-        i_uid, i_cmd = titles.index("UID"), titles.index("COMMAND")
-        return [(row[i_uid], row[i_cmd]) for row in top["Processes"] or []]
-
     def user_uid(self, container_id: str, user: str) -> int | None:
         """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""
         stream, _ = self._client.api.get_archive(container_id, "/etc/passwd")

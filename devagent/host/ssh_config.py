@@ -163,11 +163,6 @@ class SshConfig:
 
     # -- public API ------------------------------------------------------------------------------------------
 
-    def entry(self, name: str, port: int, user: str) -> HostEntry:
-        """The HostEntry for NAME with devagent's key and known_hosts."""
-        return HostEntry(name=name, port=port, user=user, identity_file=str(self.paths.identity),
-                         known_hosts_file=str(self.paths.known_hosts))
-
     def include_line(self) -> str:
         """The one line devagent adds to the user's config (no line ending)."""
         managed = check_path("Include", str(self.paths.managed_ssh_config), glob=True)
