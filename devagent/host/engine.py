@@ -105,11 +105,20 @@ class Engine:
         digests = image.attrs.get("RepoDigests") or []
         return str(digests[0].split("@", 1)[1]) if digests else str(image.id)
 
-    def pull(self, ref: str) -> str | None:
+    def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
+        """Pull REF, reporting each layer once it is done. Returns (image id or None, the engine's last word)."""
+        last = ""
         try:
-            return str(self._client.images.pull(ref).id)
-        except docker.errors.DockerException:
-            return None
+            # The SDK splits REF into repository and tag (or digest), registry ports included.
+            for event in self._client.api.pull(ref, stream=True, decode=True):
+                if "error" in event:
+                    return None, str(event["error"])
+                last = str(event.get("status", ""))
+                if last in ("Pull complete", "Already exists") or last.startswith(("Digest:", "Status:")):
+                    on_line(f"{event.get('id', '')} {last}".strip())
+        except docker.errors.DockerException as exc:
+            return None, str(getattr(exc, "explanation", None) or exc)
+        return self.image_id(ref), last
 
     def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
         """Build CONTEXT into TAG, streaming progress lines to ON_LINE."""

@@ -23,11 +23,11 @@ def base_image_id(engine: Engine, ref: str, report: Callable[[str], None]) -> st
         raise DevagentError(f"the offline base image {ref} is not built", status=ExitStatus.IMAGE_MISSING,
                             hint="build it with `make base-image` in the devagent repo")
     report(f"pulling base image {ref}")
-    pulled = engine.pull(ref)
+    pulled, said = engine.pull(ref, on_line=lambda line: report(f"  {line}"))
     if pulled:
         return pulled
     raise DevagentError(f"the base image {ref} is not here and could not be pulled",
-                        status=ExitStatus.IMAGE_MISSING,
+                        status=ExitStatus.IMAGE_MISSING, details=said or None,
                         hint=f"pull or load it (docker pull {ref} / docker load -i FILE), or use the offline "
                         f"base: `make base-image`, then --base-image {OFFLINE_BASE_IMAGE}")
 

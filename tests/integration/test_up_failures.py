@@ -51,10 +51,13 @@ def test_a_container_that_exits_while_starting_shows_its_exit_code_and_leaves_no
 
 
 def test_a_missing_base_image_names_how_to_get_it(env: Env, name: str, docker_client) -> None:
-    result = env.devagent("up", name, "--base-image", "devagent-missing:none", "--workspace",
-                          str(env.workspace(name)))
+    # A registry on 127.0.0.1 that is not there: the engine's pull is refused at once, and nothing leaves
+    # this machine.
+    missing = "127.0.0.1:1/devagent-missing:none"
+    result = env.devagent("up", name, "--base-image", missing, "--workspace", str(env.workspace(name)))
     assert result.returncode == 5
-    assert "Error: the base image devagent-missing:none is not here and could not be pulled" in result.stderr
+    assert f"Error: the base image {missing} is not here and could not be pulled" in result.stderr
+    assert "connection refused" in result.stderr
     assert "make base-image" in result.stderr
     assert_nothing_left(env, name, docker_client)
 
