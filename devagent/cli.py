@@ -100,7 +100,7 @@ def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str
     click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
     click.echo(f"✔ ssh alias {result.name} (host key pinned)")
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
-    click.echo(f"  workspace {result.workspace} → /home/{result.user}/workspace")
+    click.echo(f"  workspace {result.workspace} → {env.inside_workspace}")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
 
 

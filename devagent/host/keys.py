@@ -6,14 +6,13 @@ made here on the client, put into the container before it starts, and pinned in 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.atomic import FileLock, ensure_private_dir
+from devagent.host.atomic import FileLock, atomic_write, ensure_private_dir
 
 
 def _generate(comment: str) -> tuple[bytes, str]:
@@ -22,17 +21,6 @@ def _generate(comment: str) -> tuple[bytes, str]:
                                 serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, f"{public.decode()} {comment}"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    ensure_private_dir(path.parent)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def ensure_keypair(path: Path, comment: str) -> str:
@@ -50,8 +38,9 @@ def ensure_keypair(path: Path, comment: str) -> str:
         if path.exists():
             return public_line(path)
         private, public = _generate(comment)
-        _write_private(path, private)
-        pub.write_text(public + "\n")
+        ensure_private_dir(path.parent)
+        atomic_write(path, private, mode=0o600)
+        atomic_write(pub, (public + "\n").encode(), mode=0o644)
         return public
 
 

@@ -41,15 +41,18 @@ def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str) -> None:
             zf.writestr(info, files[name])
 
 
+def _source_files() -> list[tuple[str, bytes]]:
+    """(path relative to the package, bytes) of every file of the running devagent package that ships."""
+    pkg = Path(devagent.__file__).parent
+    return [(src.relative_to(pkg).as_posix(), src.read_bytes()) for src in sorted(pkg.rglob("*"))
+            if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed")]
+
+
 def build_devagent_wheel(dest: Path) -> Path:
     """devagent's own wheel, from the source of the running package."""
-    pkg = Path(devagent.__file__).parent
     version = devagent.__version__
     dist_info = f"devagent-{version}.dist-info"
-    files: dict[str, bytes] = {}
-    for src in sorted(pkg.rglob("*")):
-        if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed"):
-            files[f"devagent/{src.relative_to(pkg).as_posix()}"] = src.read_bytes()
+    files = {f"devagent/{rel}": data for rel, data in _source_files()}
     requires = "".join(f"Requires-Dist: {r}\n" for r in CONTAINER_REQUIREMENTS)
     files[f"{dist_info}/METADATA"] = (
         f"Metadata-Version: 2.1\nName: devagent\nVersion: {version}\nRequires-Python: >=3.10\n{requires}"
@@ -120,11 +123,9 @@ def payload_fingerprint() -> tuple[tuple[str, str], ...]:
     devagent's own source files, and each dependency's version and RECORD (which lists a hash of every
     installed file): the same pairs mean the same wheels, so a cached image is found without zipping anything.
     """
-    pkg = Path(devagent.__file__).parent
     source = hashlib.sha256()
-    for src in sorted(pkg.rglob("*")):
-        if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed"):
-            source.update(src.relative_to(pkg).as_posix().encode() + b"\0" + src.read_bytes() + b"\0")
+    for rel, data in _source_files():
+        source.update(rel.encode() + b"\0" + data + b"\0")
     pairs = [(f"devagent=={devagent.__version__}", source.hexdigest())]
     for name in _requirement_closure(CONTAINER_REQUIREMENTS):
         dist = md.distribution(name)
