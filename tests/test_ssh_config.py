@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,42 @@ class TestFileLock:
             pass
         with FileLock(tmp_path / ".lock", timeout=0.1):
             pass
+
+    def test_the_status_and_the_wait_notice_are_the_callers(self, tmp_path: Path) -> None:
+        waits: list[str] = []
+        with FileLock(tmp_path / ".lock"):
+            error = raised(FileLock(tmp_path / ".lock", timeout=0.2, purpose="environment 'a'",
+                                    status=ExitStatus.CONFLICT, on_wait=lambda: waits.append("w")).__enter__)
+        assert error.status == ExitStatus.CONFLICT
+        assert "changing environment 'a' for more than 0.2 s" in str(error)
+        assert waits == ["w"]  # once, however long it waited
+
+    def test_a_discarded_lock_file_is_removed_and_a_waiter_locks_the_path_anew(self, tmp_path: Path) -> None:
+        import threading
+
+        lock = tmp_path / ".lock"
+        waiting = threading.Event()
+        holder_b: list[int] = []
+
+        def second() -> None:
+            with FileLock(lock, timeout=10, on_wait=waiting.set):
+                holder_b.append(lock.stat().st_ino)  # the path exists again, and B holds it
+                time.sleep(0.5)
+
+        with FileLock(lock) as first:
+            first.discard()
+            thread = threading.Thread(target=second)
+            thread.start()
+            assert waiting.wait(5)  # B opened the old file and waits on it
+        # A has unlinked the file B was waiting on; B must not count that as holding the path.
+        deadline = time.monotonic() + 5
+        while not holder_b and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert holder_b, "the waiter never took the lock"
+        third = raised(FileLock(lock, timeout=0.1).__enter__)  # so a third one cannot take it at the same time
+        assert third.status == ExitStatus.SSH_CONFIG
+        thread.join()
+        assert lock.exists()  # B did not discard it
 
 
 # -- devagent's own files ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -65,39 +66,66 @@ class FileLock:
     """An exclusive `flock` on PATH for a `with` block; waits up to TIMEOUT seconds for another devagent.
 
     The kernel drops the lock when its holder exits, so a crashed devagent never leaves a stale lock behind.
+    The holder may `discard()` the lock file: it is unlinked while still locked, and a waiter that then wins the
+    lock on the unlinked file notices (the path no longer names its inode) and locks the path anew.
     Not re-entrant: do not nest two FileLocks on one path in one process.
     """
 
-    def __init__(self, path: Path, *, timeout: float = 30.0, purpose: str = "the ssh config") -> None:
+    def __init__(self, path: Path, *, timeout: float = 30.0, purpose: str = "the ssh config",
+                 status: ExitStatus = ExitStatus.SSH_CONFIG, on_wait: Callable[[], object] | None = None) -> None:
         self.path = path
         self.timeout = timeout
         self.purpose = purpose
+        self.status = status
+        self.on_wait = on_wait  # called once, when the lock is held by another process
         self._fd: int | None = None
+        self._discard = False
 
     def __enter__(self) -> FileLock:
         ensure_private_dir(self.path.parent)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + self.timeout
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if self._lock(fd, deadline) and self._still_the_path(fd):
+                self._fd = fd
+                return self
+            os.close(fd)  # locked a file its holder discarded: open the path again
+
+    def _lock(self, fd: int, deadline: float) -> bool:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except BlockingIOError:
+                if self.on_wait is not None:
+                    self.on_wait()
+                    self.on_wait = None
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise DevagentError(
                         f"another devagent has been changing {self.purpose} for more than {self.timeout:g} s "
                         f"(it holds {self.path})",
                         hint="wait for the other devagent command to finish, then run this one again",
-                        status=ExitStatus.SSH_CONFIG,
+                        status=self.status,
                     ) from None
                 time.sleep(0.05)
-        self._fd = fd
-        return self
+
+    def _still_the_path(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def discard(self) -> None:
+        """Remove the lock file when the block ends (the state it guarded is gone)."""
+        self._discard = True
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._fd is not None:
+            if self._discard:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

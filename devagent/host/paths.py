@@ -44,6 +44,10 @@ class Paths:
         """Held while the ssh config, the managed config or known_hosts change (across processes)."""
         return self.home / ".lock"
 
+    def env_lock(self, name: str) -> Path:
+        """Held by `up` and `down` of NAME for their whole run: two of them on one environment take turns."""
+        return self.home / "locks" / f"{name}.lock"
+
     @property
     def backups(self) -> Path:
         return self.home / "backups"

@@ -7,6 +7,7 @@ included: a failed `up` leaves no container, no ssh entry, no pinned key behind.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,6 +27,7 @@ from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys
+from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.image import build_image
 from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
@@ -34,6 +36,8 @@ from devagent.host.ssh_config import SshConfig
 
 Report = Callable[[str], None]
 READY_TIMEOUT = 60.0
+# How long `up`/`down` wait for another devagent working on the same environment (an image build takes minutes).
+ENV_LOCK_TIMEOUT = 900.0
 # Prints the uid and tells the agent that up has committed (container/agent.py ready_flag()). Plain sh: a
 # Python start-up inside the container would cost a quarter of a second on every up.
 READY_COMMAND = ("mkdir -p ~/.cache/devagent && touch ~/.cache/devagent/ready && id -u",)
@@ -81,12 +85,6 @@ def _prepare_workspace(path: Path, uid: int, *, created: bool) -> None:
         )
 
 
-def _remove_created_workspace(path: Path) -> None:
-    """Undo a workspace this up created, unless someone put their own files there meanwhile."""
-    if path.is_dir() and set(os.listdir(path)) <= AGENT_FILES:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 class Transaction:
     """Undo steps, run in reverse when the block fails — Ctrl-C included (pipx's preserve_venv, as a class).
 
@@ -125,8 +123,24 @@ class Provisioner:
 
     # -- up -------------------------------------------------------------------------------------------------
 
+    def _env_lock(self, name: str) -> FileLock:
+        """One `up` or `down` per environment at a time: a second one waits, then sees what the first made."""
+        return FileLock(self.paths.env_lock(name), timeout=ENV_LOCK_TIMEOUT, purpose=f"environment {name!r}",
+                        status=ExitStatus.CONFLICT,
+                        on_wait=lambda: self.report(f"waiting for another devagent working on {name!r}"))
+
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
            launch_command: str = "") -> UpResult:
+        with self._env_lock(spec.name) as lock:
+            try:
+                return self._up(spec, identity=identity, recreate=recreate, launch_command=launch_command)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one the user sees
+                    if self.engine.get(spec.name) is None:  # nothing is left for the lock to guard
+                        lock.discard()
+                raise
+
+    def _up(self, spec: EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str) -> UpResult:
         if spec.limits.cpus is None:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
@@ -168,7 +182,14 @@ class Provisioner:
             if not host_key_path.exists():
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
-            workspace, created_workspace = self._workspace(tx, Path(spec.workspace))
+            workspace, created_workspace = self._workspace(Path(spec.workspace))
+            name_taken = False  # by a concurrent up elsewhere, which may be mounting this very workspace
+
+            def undo_workspace() -> None:
+                if created_workspace and not name_taken:
+                    self._remove_created_workspace(workspace)
+
+            tx.on_failure(undo_workspace)
             command = spec.agent.command(sshd_config=sshd.config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace)
             self.report("creating container")
@@ -176,14 +197,18 @@ class Provisioner:
             # it; by this up's own id label, so a concurrent up that won the name keeps its container.
             up_id = secrets.token_hex(8)
             tx.on_failure(lambda: self.engine.remove_if_labelled(temp_name, UP_ID_LABEL, up_id))
-            cid = self.engine.create(
-                name=temp_name, image=image_tag, command=command, user=spec.user,
-                labels={**spec.labels(version=devagent.__version__, image=image_tag),
-                        "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id},
-                container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
-                memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
-            )
+            try:
+                cid = self.engine.create(
+                    name=temp_name, image=image_tag, command=command, user=spec.user,
+                    labels={**spec.labels(version=devagent.__version__, image=image_tag),
+                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id},
+                    container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
+                    memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
+                    pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
+                )
+            except DevagentError as exc:
+                name_taken = exc.status == ExitStatus.CONFLICT
+                raise
             # The base image may already have had the user, with another uid: ask the container.
             uid = self.engine.user_uid(cid, spec.user) or spec.uid
             _prepare_workspace(workspace, uid, created=created_workspace)
@@ -217,16 +242,26 @@ class Provisioner:
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
-    def _workspace(self, tx: Transaction, workspace: Path) -> tuple[Path, bool]:
-        """The workspace folder, made (and undone on failure) when missing. Returns (path, created)."""
+    def _workspace(self, workspace: Path) -> tuple[Path, bool]:
+        """The workspace folder, made when missing. Returns (path, created)."""
         if workspace.exists():
             if not workspace.is_dir():
                 raise DevagentError(f"workspace {workspace} is not a folder", status=ExitStatus.USAGE,
                                     hint="pass --workspace a folder (it is created when missing)")
             return workspace, False
-        tx.on_failure(lambda: _remove_created_workspace(workspace))
-        workspace.mkdir(parents=True)
+        try:
+            workspace.mkdir(parents=True)
+        except FileExistsError:  # another devagent made it meanwhile: it is theirs to undo, not ours
+            return self._workspace(workspace)
         return workspace, True
+
+    def _remove_created_workspace(self, path: Path) -> None:
+        """Undo a workspace this up created, unless another environment mounts it (one that won a race for the
+        name, say) or someone put their own files there meanwhile."""
+        if any(c.labels.get("devagent.workspace") == str(path) for c in self.engine.list_managed()):
+            return
+        if path.is_dir() and set(os.listdir(path)) <= AGENT_FILES:
+            shutil.rmtree(path, ignore_errors=True)
 
     def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,
                      replacing: ContainerInfo | None) -> None:
@@ -305,6 +340,11 @@ class Provisioner:
 
     def down(self, name: str) -> list[str]:
         """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay."""
+        with self._env_lock(name) as lock:
+            lock.discard()
+            return self._down(name)
+
+    def _down(self, name: str) -> list[str]:
         removed: list[str] = []
         info = self.engine.get(name)
         if info is not None:

@@ -86,6 +86,10 @@ class Env:
     def ssh_config(self) -> Path:
         return self.root / ".ssh" / "config"
 
+    def paths_lock(self, name: str) -> Path:
+        """The per-environment lock `up` and `down` hold."""
+        return self.home / "locks" / f"{name}.lock"
+
     def workspace(self, name: str) -> Path:
         return self.root / "workspaces" / name
 

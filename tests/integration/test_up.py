@@ -158,6 +158,7 @@ def test_down_removes_everything_it_made_and_keeps_the_workspace(env: Env, name:
     assert not (env.home / "ssh_config").exists() or name not in (env.home / "ssh_config").read_text()
     assert name not in (env.home / "known_hosts").read_text()
     assert not list((env.home / "hostkeys").glob(f"{name}*"))
+    assert not env.paths_lock(name).exists()
     assert (env.workspace(name) / "result.txt").read_text() == "data\n"
     again = env.devagent("down", name)
     assert again.returncode == 11

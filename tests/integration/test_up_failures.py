@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -134,7 +135,7 @@ def test_an_invalid_name_is_refused_before_anything_happens(env: Env) -> None:
     assert not env.home.exists()
 
 
-def test_two_concurrent_ups_of_one_name_leave_one_working_environment(
+def test_two_concurrent_ups_of_one_name_take_turns_and_both_succeed(
     env: Env, name: str, built_image: str, docker_client
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
@@ -142,13 +143,38 @@ def test_two_concurrent_ups_of_one_name_leave_one_working_environment(
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(lambda _: env.up(name, check=False), range(2)))
-        codes = sorted(r.returncode for r in results)
-        # The loser either meets the winner's container (12) or finds it and verifies it (0).
-        assert codes in ([0, 0], [0, 12]), [r.output for r in results]
+        # One makes the environment; the other waits for it (the per-environment lock), then verifies it.
+        assert [r.returncode for r in results] == [0, 0], [r.output for r in results]
+        assert sum(f"container {name} created" in r.stdout for r in results) == 1, [r.output for r in results]
         assert container_names(docker_client, name) == [name]
         assert env.ssh(name, "true").returncode == 0
     finally:
         env.devagent("down", name)
+
+
+def test_two_users_racing_for_one_name_and_workspace_leave_one_working_environment(
+    env: Env, tmp_path: Path, name: str, built_image: str, docker_client
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = Env(tmp_path / "other")  # another DEVAGENT_HOME: no shared lock, only the engine decides
+    (other.root / ".ssh").mkdir(parents=True, mode=0o700)
+    workspace = str(env.workspace(name))
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(lambda user: user.devagent(
+                "up", name, "--base-image", BASE_IMAGE, "--workspace", workspace, "--memory", "2g"), (env, other)))
+        codes = sorted(r.returncode for r in results)
+        # The loser meets the winner's container: a conflict with its fix, and nothing of the winner's undone.
+        assert codes == [0, 12], [r.output for r in results]
+        loser = results[[r.returncode for r in results].index(12)]
+        assert f"a container named {name!r}" in loser.stderr
+        winner = (env, other)[[r.returncode for r in results].index(0)]
+        assert container_names(docker_client, name) == [name]
+        assert winner.ssh(name, "test -w ~/workspace").returncode == 0
+    finally:
+        for user in (env, other):
+            user.devagent("down", name)
 
 
 def test_a_container_devagent_did_not_make_is_never_touched(env: Env, name: str, built_image: str,
