@@ -47,11 +47,12 @@ def _provisioner() -> Any:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", required=False)
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Host folder mounted at ~/workspace; created when missing; kept by `down`.")
+              help="Host folder mounted at ~/workspace; created when missing; kept by `down`. Its devagent.toml, "
+              "if any, gives the defaults for every other option.")
 @click.option("--gpus", default="none", show_default=True, help="none, all, indexes (0,1) or GPU UUIDs.")
 @click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
 @click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
@@ -68,31 +69,59 @@ def _provisioner() -> Any:
 @click.option("--watch", multiple=True, metavar="GLOB",
               help="Training scripts whose saves are journaled, relative to the workspace; repeatable "
               "[default: **/*.py].")
-@click.option("--poll-saves", is_flag=True,
+@click.option("--poll-saves", is_flag=True, default=None,
               help="Detect saves by polling (workspaces on network mounts, where inotify does not fire).")
+@click.option("--vscode", is_flag=True, default=None,
+              help="Put devagent's snippets and tasks into the workspace's .vscode/ (a tasks.json of yours is "
+              "merged by label, never overwritten).")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
-def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str, cpus: str | None, shm_size: str,
-       pids: str, login_user: str, identity: Path | None, sshd_profile: str | None, notebook: str | None,
-       watch: tuple[str, ...], poll_saves: bool, recreate: bool) -> None:
-    """Provision environment NAME and the ssh alias NAME, and prove the login."""
+@click.pass_context
+def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool,
+       **options: Any) -> None:
+    """Provision environment NAME and the ssh alias NAME, and prove the login.
+
+    Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults."""
+    from click.core import ParameterSource
+
     from devagent.core import spec as s
+    from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
     from devagent.core.sshd import profile_for_client
     from devagent.host.openssh import client_version
 
+    folder = Path(workspace).resolve()
+    config_file = folder / CONFIG_FILE
+    config = (parse_config(config_file.read_text(encoding="utf-8"), source=str(config_file))
+              if config_file.is_file() else UpConfig())
+    # An option left at its default yields to the file; one the user typed wins over it.
+    given = {("user" if key == "login_user" else key): (value if ctx.get_parameter_source(key)
+                                                          is not ParameterSource.DEFAULT else None)
+             for key, value in options.items()}
+    v = merge(config, {**given, "name": name})
+    defaults = {("user" if key == "login_user" else key): value for key, value in options.items()}
+    def pick(key: str) -> Any:
+        return v[key] if v.get(key) is not None else defaults.get(key)
+
+    if v["name"] is None:
+        raise DevagentError("no environment name", status=ExitStatus.USAGE,
+                            hint=f"give one (devagent up NAME) or set name = \"...\" in {config_file}")
+    notebook = pick("notebook")
     env = s.EnvSpec(
-        name=s.validate_name(name),
-        base_image=base_image or s.DEFAULT_BASE_IMAGE,
-        workspace=str(Path(workspace).resolve()),
-        user=s.validate_user(login_user),
+        name=s.validate_name(str(v["name"])),
+        base_image=pick("base_image") or s.DEFAULT_BASE_IMAGE,
+        workspace=str(folder),
+        user=s.validate_user(pick("user")),
         uid=os.getuid() or 1000,
-        gpus=s.parse_gpus(gpus),
-        limits=s.Limits(memory=s.parse_size(memory, option="--memory"), cpus=s.parse_cpus(cpus) if cpus else None,
-                        shm_size=s.parse_size(shm_size, option="--shm-size"), pids=s.parse_pids(pids)),
-        sshd_profile=sshd_profile or profile_for_client(client_version()),
+        gpus=s.parse_gpus(pick("gpus")),
+        limits=s.Limits(memory=s.parse_size(pick("memory"), option="--memory"),
+                        cpus=s.parse_cpus(pick("cpus")) if pick("cpus") else None,
+                        shm_size=s.parse_size(pick("shm_size"), option="--shm-size"), pids=s.parse_pids(pick("pids"))),
+        sshd_profile=pick("sshd_profile") or profile_for_client(client_version()),
         agent=s.AgentOptions(notebook=s.validate_notebook_path(notebook) if notebook is not None else None,
-                             watch=watch, polling=poll_saves),
+                             watch=tuple(pick("watch") or ()), polling=bool(pick("poll_saves"))),
     )
-    launch = shlex.join(["devagent", *sys.argv[1:]]) if sys.argv[1:2] == ["up"] else f"devagent up {name}"
+    launch = shlex.join(["devagent", *sys.argv[1:]]) if sys.argv[1:2] == ["up"] else f"devagent up {env.name}"
+    if config_file.is_file():
+        launch += f"  # with {CONFIG_FILE}"
     result = _provisioner().up(env, identity=identity.resolve() if identity else None, recreate=recreate,
                                launch_command=launch)
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
@@ -102,6 +131,66 @@ def up(name: str, base_image: str | None, workspace: str, gpus: str, memory: str
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
     click.echo(f"  workspace {result.workspace} → {env.inside_workspace}")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
+    if pick("vscode"):
+        from devagent.host.vscode_files import place_vscode_files
+
+        try:
+            for line in place_vscode_files(folder):
+                click.echo(f"  {line}")
+        except OSError as exc:  # the environment is up; only the convenience files are missing
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
+                                status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
+                                ) from None
+
+
+@cli.command()
+@click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write devagent.toml into.")
+def init(workspace: Path) -> None:
+    """Write a commented devagent.toml into the workspace: commit it, and `devagent up` gives everyone the same
+    environment."""
+    from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
+
+    path = workspace.resolve() / CONFIG_FILE
+    try:
+        with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
+            f.write(INIT_TEMPLATE)
+    except FileExistsError:
+        raise DevagentError(f"{path} exists; left as is", status=ExitStatus.CONFLICT,
+                            hint="edit it, or move it away and run init again") from None
+    except OSError as exc:
+        raise DevagentError(f"cannot write {path}: {exc.strerror or exc}", status=ExitStatus.USAGE,
+                            hint="pass --workspace a folder you can write") from None
+    click.echo(f"✔ wrote {path}: uncomment what this code needs, then commit it")
+
+
+@cli.command()
+@click.argument("name")
+def code(name: str) -> None:
+    """Open VS Code on environment NAME's workspace over Remote-SSH (or print how, when `code` is missing)."""
+    import shutil
+    import subprocess
+
+    from devagent.core.spec import inside_workspace, validate_name
+    from devagent.core.vscode import code_command, remote_uri
+
+    validate_name(name)
+    row = next((r for r in _provisioner().ls() if r["name"] == name), None)
+    if row is None:
+        raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                            hint=f"make it first: devagent up {name}")
+    path = inside_workspace(str(row["user"]))
+    command = code_command(name, path)
+    if shutil.which("code") is None:
+        click.echo("VS Code's `code` command is not on the PATH. Open the environment with:")
+        click.echo(f"  {shlex.join(command)}")
+        click.echo(f"  or the link {remote_uri(name, path)}")
+        click.echo("  or in VS Code: Remote-SSH → Connect to Host → " + name)
+        return
+    opened = subprocess.run(command, check=False)
+    if opened.returncode != 0:
+        raise DevagentError(f"`{shlex.join(command)}` exited with {opened.returncode}", status=ExitStatus.USAGE,
+                            hint=f"open it by hand: {remote_uri(name, path)}")
 
 
 @cli.command()
@@ -194,6 +283,18 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch
                            polling=polling or None, watch=watch))
 
 
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="[default: the environment's notebook, else the nearest lab-notebook.md above here]")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(notebook: Path | None, command: tuple[str, ...]) -> int:
+    """Run COMMAND as given (`devagent run -- python train.py --lr 3e-4`) and append its run section to the lab
+    notebook. Its output streams through unchanged; its exit status is devagent's exit status."""
+    from devagent.container.run import wrapped_run
+
+    return wrapped_run(list(command), cwd=Path.cwd(), notebook=notebook)
+
+
 @cli.command(name="gpu-check")
 @click.option("--notebook", type=click.Path(path_type=Path), default=None,
               help="[default: the notebook the running agent writes]")
@@ -239,6 +340,33 @@ def sshd_config_command(profile: str, login_user: str, port: int) -> None:
                             hint="use a base image whose OpenSSH is 8.5 or newer (the image carries both "
                             "profiles, so the strict one must be possible)") from None
     click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+def doctor(name: str | None, as_json: bool) -> None:
+    """Check what VS Code Remote-SSH needs, item by item with a fix for each.
+
+    Without NAME: the Docker Engine, the OpenSSH client, devagent's Include line, file permissions and VS Code's
+    remote.SSH.configFile. With NAME also: the container, `ssh -G NAME`, and, logged in through the alias, what
+    Remote-SSH needs inside. Exits 0 only when every check passes or is skipped, else 14.
+    """
+    from devagent.core import doctor as d
+    from devagent.core.spec import validate_name
+    from devagent.host.doctor import run_checks
+    from devagent.host.paths import Paths
+
+    checks = run_checks(Paths.from_environ(), name=validate_name(name) if name is not None else None,
+                        environ=os.environ)
+    if as_json:
+        click.echo(json.dumps(d.envelope(checks), indent=2))
+    else:
+        for line in d.render(checks):
+            click.echo(line)
+        click.echo(d.summary(checks))
+    if not d.passed(checks):
+        click.get_current_context().exit(int(ExitStatus.DOCTOR_FAILED))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ class ExitStatus(enum.IntEnum):
     NOT_FOUND = 11  # no environment of that name
     CONFLICT = 12  # the name is taken by something devagent did not make, or up's options differ
     NOTEBOOK = 13  # the lab notebook could not be written
+    DOCTOR_FAILED = 14  # `devagent doctor`: at least one check failed (each names its fix)
     INTERRUPTED = 130  # Ctrl-C; everything was rolled back
 
 

@@ -144,12 +144,15 @@ def save_gpu_check(check: GpuCheck, now: datetime) -> None:
     os.replace(tmp, gpu_cache())
 
 
-def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)) -> NotebookWriter:
-    """The notebook writer, with the header rendered from the launch context `up` put into the container."""
+def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH), *,
+                  outside_ok: bool = False) -> NotebookWriter:
+    """The notebook writer, with the header rendered from the launch context `up` put into the container.
+    OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment)."""
     try:
         header = render_header(LaunchContext.from_json(launch_context.read_text()))
     except FileNotFoundError:
-        log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
+        if not outside_ok:
+            log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
         header = "# Lab notebook\n"
     return NotebookWriter(path, header)
 
@@ -178,6 +181,9 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     worker = threading.Thread(target=_notebook_work, args=(config, notebook, stopping), name="notebook",
                               daemon=True)
     worker.start()
+    observer = threading.Thread(target=_observe_runs, args=(config, watcher, stopping), name="observer",
+                                daemon=True)
+    observer.start()
 
     log.info("agent ready: workspace %s, notebook %s", config.workspace, config.notebook_path)
     stopping.wait()
@@ -208,6 +214,20 @@ def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: thre
     while not stopping.wait(30):
         if notebook.pending:
             notebook.flush_pending()
+
+
+def _observe_runs(config: AgentConfig, watcher: Watcher | None, stopping: threading.Event) -> None:
+    """Runs nobody wrapped get a section too (observer.py), once `up` has committed."""
+    from devagent.container.observer import RunObserver
+    from devagent.container.run import RunPlace
+    from devagent.container.watcher import DEFAULT_INCLUDE, SaveHandler
+
+    while not ready_flag().exists():
+        if stopping.wait(0.2):
+            return
+    handler = watcher.handler if watcher is not None else SaveHandler(
+        None, root=config.workspace, include_globs=config.watch or DEFAULT_INCLUDE)  # type: ignore[arg-type]
+    RunObserver(RunPlace(config.workspace, config.notebook_path), is_watched=handler.is_watched).run(stopping)
 
 
 def _start_watcher(config: AgentConfig) -> Watcher | None:

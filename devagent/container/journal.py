@@ -65,17 +65,20 @@ class Journal:
             self._refresh()
             return len(self._records)
 
-    def saves_since(self, since: int | datetime | str = 0) -> list[SaveRecord]:
+    def saves_since(self, since: int | datetime | str = 0, *, until: datetime | None = None) -> list[SaveRecord]:
         """Saves after SINCE: an index into the journal (``len(journal)`` taken earlier), or a time
-        (``datetime`` or ISO string; a naive time is taken as local time), exclusive.
+        (``datetime`` or ISO string; a naive time is taken as local time), exclusive; and not after UNTIL.
         For example ``mark = len(journal)`` when a run starts, ``journal.saves_since(mark)`` when it ends.
         """
         with self._lock:
             self._refresh()
-            if isinstance(since, int):
-                return self._records[since:]
-            after = _as_aware(datetime.fromisoformat(since) if isinstance(since, str) else since)
-            return [r for r in self._records if _as_aware(datetime.fromisoformat(r.time)) > after]
+            records = self._records[since:] if isinstance(since, int) else self._records
+            if not isinstance(since, int):
+                after = _as_aware(datetime.fromisoformat(since) if isinstance(since, str) else since)
+                records = [r for r in records if _as_aware(datetime.fromisoformat(r.time)) > after]
+            if until is not None:
+                records = [r for r in records if _as_aware(datetime.fromisoformat(r.time)) <= _as_aware(until)]
+            return records
 
     def _refresh(self) -> None:
         # Read only what was appended since last time, and only whole lines: a writer may be mid-append.

@@ -14,6 +14,7 @@ from devagent.core import sshd
 
 IMAGE_REPOSITORY = "devagent/env"
 AGENT_VENV = "/opt/devagent/venv"
+LAB_DIR = "/opt/devagent/lab"  # devagent/lab.py alone, for the user's interpreters
 WHEELS_DIR = "wheels"  # inside the build context
 
 
@@ -92,6 +93,17 @@ RUN python3 -m venv {AGENT_VENV}; \\
     {AGENT_VENV}/bin/python -m pip install -q --no-index --no-cache-dir --find-links /tmp/devagent-wheels devagent; \\
     rm -rf /tmp/devagent-wheels; \\
     ln -sf {AGENT_VENV}/bin/devagent /usr/local/bin/devagent
+
+# `from devagent import lab` in the user's own interpreters, with nothing installed into them: the helper is
+# standard library only, so a copy of it sits in {LAB_DIR}, which a .pth file puts on their path.
+RUN mkdir -p {LAB_DIR}/devagent; \\
+    src=$({AGENT_VENV}/bin/python -c 'import devagent, os; print(os.path.dirname(devagent.__file__))'); \\
+    cp "$src/__init__.py" "$src/lab.py" {LAB_DIR}/devagent/; \\
+    for py in python3 python; do \\
+      p=$(command -v $py) || continue; \\
+      site=$($p -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || continue; \\
+      mkdir -p "$site"; echo {LAB_DIR} > "$site/devagent-lab.pth"; \\
+    done
 
 # Hardened sshd configurations, checked by sshd itself (-t) with a throw-away key. They hand the image's
 # environment (PATH, CUDA variables, ...) to ssh sessions, which would otherwise get a bare PATH.

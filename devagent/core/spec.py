@@ -206,7 +206,7 @@ class EnvSpec:
     @property
     def inside_workspace(self) -> str:
         """Where the workspace is mounted in the container."""
-        return f"{self.home}/workspace"
+        return inside_workspace(self.user)
 
     def labels(self, *, version: str, image: str) -> dict[str, str]:
         """The labels every Docker object of this environment carries; Docker is the source of truth."""
@@ -221,3 +221,12 @@ class EnvSpec:
             f"{LABEL_PREFIX}sshd-profile": self.sshd_profile,
             f"{LABEL_PREFIX}version": version,
         }
+
+
+def inside_workspace(user: str) -> str:
+    """Where the workspace is mounted in a container whose login user is USER.
+
+    >>> inside_workspace("dev")
+    '/home/dev/workspace'
+    """
+    return f"/home/{user}/workspace"

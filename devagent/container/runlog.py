@@ -1,0 +1,98 @@
+"""The runs journal: run numbers and what each run recorded, under the workspace so it survives restarts.
+
+Layout, inside the workspace::
+
+    .devagent/runs.jsonl     append-only: a reservation line ``{"reserve": N, ...}`` when a run starts (so two runs
+                             started together get different numbers), then the run's RunRecord when it ends
+    .devagent/runs/N/        the run's own files: the helper's lab.jsonl, the section kept back when the notebook
+                             could not be written
+
+>>> from pathlib import Path; import tempfile
+>>> log = RunLog(Path(tempfile.mkdtemp()))
+>>> log.reserve("2026-11-27T14:00:00+00:00"), log.reserve("2026-11-27T14:01:00+00:00")
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from devagent.container.journal import STATE_DIR
+from devagent.core.runs import RunRecord
+
+
+class RunLog:
+    """Numbers runs and keeps their records (one JSON line each); safe across processes and containers."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = Path(os.path.abspath(workspace))
+        self.state_dir = self.workspace / STATE_DIR
+        self.path = self.state_dir / "runs.jsonl"
+
+    def run_dir(self, number: int) -> Path:
+        return self.state_dir / "runs" / str(number)
+
+    def reserve(self, started: str) -> int:
+        """The next run number, taken for good (a run that dies before its record still used it)."""
+        def reservation(lines: list[str]) -> tuple[int, str]:
+            number = 1 + max((_number(line) for line in lines), default=0)
+            return number, json.dumps({"reserve": number, "started": started})
+
+        return self._append_locked(reservation)
+
+    def record(self, record: RunRecord) -> None:
+        self._append_locked(lambda lines: (record.number, record.to_json()))
+
+    def records(self) -> list[RunRecord]:
+        """Finished runs, in the order they finished."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        out: list[RunRecord] = []
+        for line in text.splitlines():
+            try:
+                out.append(RunRecord.from_json(line))
+            except ValueError:
+                continue  # a reservation, or a line a crash left: not a finished run
+        return out
+
+    def previous(self, script: str | None, *, before: int) -> RunRecord | None:
+        """The latest finished run of SCRIPT with a number below BEFORE (any run when SCRIPT is None)."""
+        for record in reversed(self.records()):
+            if record.number < before and (script is None or record.script == script):
+                return record
+        return None
+
+    def _append_locked(self, decide: Callable[[list[str]], tuple[int, str]]) -> int:
+        """Under an flock on runs.jsonl: read every line, let DECIDE give (number, line to append), append it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                lines = f.read().decode("utf-8", errors="replace").splitlines()
+            number, text = decide(lines)
+            os.write(fd, (text + "\n").encode())
+            os.fsync(fd)
+            return number
+        finally:
+            os.close(fd)
+
+
+def _number(line: str) -> int:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return 0
+    if not isinstance(data, dict):
+        return 0
+    value = data.get("reserve", data.get("number", 0))
+    return value if isinstance(value, int) else 0

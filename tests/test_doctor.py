@@ -1,0 +1,513 @@
+"""`devagent doctor` without a container: the report's text and JSON, the probe's parser and judges, the JSONC
+reader, and the client-side checks against a crafted HOME (tests/conftest.py points HOME, DEVAGENT_HOME and
+DEVAGENT_SSH_CONFIG into a temporary folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from devagent.cli import main
+from devagent.core import doctor as d
+from devagent.core.doctor import Check
+from devagent.core.sshhost import HostEntry
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host import doctor as hd
+from devagent.host import managed_config
+from devagent.host.engine import ContainerInfo
+from devagent.host.paths import Paths
+from devagent.host.ssh_config import SshConfig
+
+NAME = "pytorch-dev"
+PORT = 49153
+
+HEALTHY_PROBE = """\
+Welcome to the container
+devagent_probe=1
+uid=1000
+user=dev
+home=/home/dev
+bash=/usr/bin/bash
+tar=tar (GNU tar) 1.34
+glibc=glibc 2.36
+home_writable=yes
+tmp_exec=yes
+agent_state=yes
+agent_pid=7
+workspace=/home/dev/workspace
+home_df=overlay 264212084 26384028 80006884 25% /
+workspace_df=/dev/vda 264212084 26384028 80006884 25% /home/dev/workspace
+notebook=/home/dev/workspace/lab-notebook.md
+notebook_writable=yes
+probe_done=1
+"""
+
+
+@pytest.fixture
+def paths(isolated_home: Path) -> Paths:
+    return Paths.from_environ()
+
+
+def probe(**changes: str | None) -> dict[str, str]:
+    """The healthy probe's values with CHANGES (None removes a key)."""
+    values = d.parse_probe(HEALTHY_PROBE)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+ENV = d.Environment(NAME, "/srv/ana/code")
+
+
+# -- the report -------------------------------------------------------------------------------------------------
+
+
+def test_the_report_marks_passed_failed_with_their_fix_and_skipped_with_the_reason() -> None:
+    checks = [Check("tar", True, "tar (GNU tar) 1.34"),
+              Check("file permissions", False, "/h/id_ed25519 is 0644", fix="chmod 600 /h/id_ed25519"),
+              Check("VS Code remote.SSH.configFile", None, "no VS Code settings.json")]
+    assert d.render(checks) == [
+        "✔ tar — tar (GNU tar) 1.34",
+        "✘ file permissions — /h/id_ed25519 is 0644",
+        "  fix: chmod 600 /h/id_ed25519",
+        "– VS Code remote.SSH.configFile — skipped: no VS Code settings.json",
+    ]
+    assert d.summary(checks) == "1 of 3 checks failed, 1 skipped"
+
+
+def test_skipped_checks_count_as_passed_and_one_failure_fails_the_whole() -> None:
+    assert d.passed([Check("a", True, ""), Check("b", None, "n/a")])
+    assert not d.passed([Check("a", True, ""), Check("b", False, "x", fix="y")])
+    assert d.summary([Check("a", True, ""), Check("b", None, "")]) == "all 1 checks passed, 1 skipped"
+
+
+def test_the_json_envelope_is_version_1_with_ok_and_every_check_as_name_ok_detail_fix() -> None:
+    checks = [Check("tar", True, "1.34"), Check("bash", False, "no bash", fix="use a base image with bash"),
+              Check("agent", None, "the container is not running")]
+    doc = json.loads(json.dumps(d.envelope(checks)))
+    assert doc == {"version": 1, "ok": False, "checks": [
+        {"name": "tar", "ok": True, "detail": "1.34", "fix": None},
+        {"name": "bash", "ok": False, "detail": "no bash", "fix": "use a base image with bash"},
+        {"name": "agent", "ok": None, "detail": "the container is not running", "fix": None},
+    ]}
+    assert d.envelope(checks[::2])["ok"] is True
+
+
+def _fake_run(checks: list[Check]):  # type: ignore[no-untyped-def]
+    def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str]) -> list[Check]:
+        return [*checks, Check("asked for", True, repr(name))]
+    return run_checks
+
+
+def test_the_command_exits_14_when_a_check_fails_and_prints_each_item(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(hd, "run_checks", _fake_run([Check("tar", False, "no tar", fix="use a base image")]))
+    assert main(["doctor", NAME]) == ExitStatus.DOCTOR_FAILED == 14
+    assert capsys.readouterr().out == ("✘ tar — no tar\n  fix: use a base image\n✔ asked for — 'pytorch-dev'\n"
+                                       "1 of 2 checks failed\n")
+
+
+def test_the_command_with_json_prints_the_envelope_and_exits_by_the_same_rule(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(hd, "run_checks", _fake_run([Check("tar", None, "not running")]))
+    assert main(["doctor", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1 and doc["ok"] is True
+    assert doc["checks"][-1] == {"name": "asked for", "ok": True, "detail": "None", "fix": None}
+    monkeypatch.setattr(hd, "run_checks", _fake_run([Check("tar", False, "no tar", fix="f")]))
+    assert main(["doctor", "--json"]) == 14
+    assert json.loads(capsys.readouterr().out)["ok"] is False
+
+
+def test_the_command_refuses_an_invalid_name_before_checking_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "Bad_Name"]) == ExitStatus.USAGE
+    assert capsys.readouterr().err.startswith("Error: invalid environment name 'Bad_Name'\n")
+
+
+# -- the probe --------------------------------------------------------------------------------------------------
+
+
+def test_the_parser_ignores_garbage_unknown_keys_and_whatever_comes_before_the_marker() -> None:
+    output = ("uid=0\nLast login: yesterday\ndevagent_probe=1\n\nnot a pair\nuid=1000\r\nUID=5\nfoo=bar\n"
+              "bash=\nuid=0\n=x\ntar=tar (GNU tar) 1.34 = ok\n")
+    assert d.parse_probe(output) == {"uid": "1000", "bash": "", "tar": "tar (GNU tar) 1.34 = ok"}
+    assert d.parse_probe("uid=1000\nbash=/bin/bash\n") == {}
+    assert not d.probe_reached("Permission denied (publickey).\n")
+
+
+def test_a_healthy_probe_gives_only_passed_checks() -> None:
+    checks = d.container_checks(d.parse_probe(HEALTHY_PROBE), ENV)
+    assert [c.name for c in checks] == ["bash", "tar", "glibc", "home writable", "/tmp allows executing",
+                                        "free disk in home", "free disk in the workspace", "agent",
+                                        "notebook writable"]
+    assert all(c.ok for c in checks), d.render(checks)
+    assert by_name(checks)["free disk in home"].detail == "76.3 GiB free in /home/dev"
+    assert d.login_check(d.parse_probe(HEALTHY_PROBE), name=NAME) == Check(
+        "login through the alias", True, "ssh pytorch-dev logs in as dev (uid 1000)")
+
+
+@pytest.mark.parametrize("key", [k for k in d.PROBE_KEYS if k in
+                                 ("bash", "tar", "glibc", "home_writable", "tmp_exec", "home_df", "workspace_df",
+                                  "agent_state", "agent_pid", "notebook_writable")])
+def test_a_key_the_probe_did_not_report_fails_its_check(key: str) -> None:
+    checks = d.container_checks(probe(**{key: None}), ENV)
+    failed = [c for c in checks if c.ok is False]
+    assert len(failed) == 1
+    assert failed[0].detail == f"the probe did not report {key}"
+    assert failed[0].fix is not None and f"devagent doctor {NAME}" in failed[0].fix
+
+
+def test_a_probe_that_reported_nothing_fails_every_container_check_and_the_login() -> None:
+    assert all(c.ok is False for c in d.container_checks({}, ENV))
+    assert d.login_check({}, name=NAME).detail == "the probe did not report uid"
+
+
+@pytest.mark.parametrize(("changes", "name", "detail", "fix"), [
+    ({"bash": ""}, "bash", "no bash in the image", "use a base image that has bash"),
+    ({"tar": ""}, "tar", "no tar in the image", "devagent does not install it"),
+    ({"glibc": "ldd (Ubuntu GLIBC 2.27-3ubuntu1.6) 2.27"}, "glibc", "glibc 2.27; VS Code's server needs ≥ 2.28",
+     "Ubuntu 20.04+"),
+    ({"glibc": "musl libc (x86_64)"}, "glibc", "no glibc (musl libc (x86_64))", "Debian- or Ubuntu-based"),
+    ({"home_writable": "no"}, "home writable", "cannot create a file in /home/dev",
+     "`devagent up pytorch-dev --recreate`"),
+    ({"tmp_exec": "no"}, "/tmp allows executing", "did not run (mounted noexec?)", "without noexec"),
+    ({"tmp_exec": "unwritable"}, "/tmp allows executing", "cannot create a file in /tmp", "chmod 1777 /tmp"),
+    ({"home_df": "overlay 10 9 524288 99% /"}, "free disk in home", "only 0.5 GiB free in /home/dev",
+     "docker system df"),
+    ({"workspace_df": "/dev/sdb 10 9 1048575 99% /w"}, "free disk in the workspace", "only 1.0 GiB free",
+     "/srv/ana/code"),
+    ({"workspace_df": ""}, "free disk in the workspace", "df gave no figure", "/srv/ana/code"),
+    ({"agent_pid": ""}, "agent", "the agent's process is not running", "docker logs pytorch-dev"),
+    ({"agent_state": "no"}, "agent", "has not written ~/.cache/devagent/agent.json", "--recreate"),
+    ({"notebook_writable": "no"}, "notebook writable", "/home/dev/workspace/lab-notebook.md cannot be written by dev",
+     "chown -R 1000 /srv/ana/code"),
+])
+def test_each_container_check_fails_with_a_concrete_fix(changes: dict[str, str], name: str, detail: str,
+                                                        fix: str) -> None:
+    check = by_name(d.container_checks(probe(**changes), ENV))[name]
+    assert check.ok is False
+    assert detail in check.detail
+    assert check.fix is not None and fix in check.fix
+    others = [c for c in d.container_checks(probe(**changes), ENV) if c.name != name]
+    assert all(c.ok for c in others)
+
+
+def test_a_login_that_lands_as_root_fails() -> None:
+    check = d.login_check(probe(uid="0", user="root"), name=NAME)
+    assert (check.ok, check.detail) == (False, "ssh pytorch-dev landed as root")
+
+
+@pytest.mark.parametrize(("text", "version"), [
+    ("glibc 2.36", (2, 36)),
+    ("glibc 2.28", (2, 28)),
+    ("ldd (Debian GLIBC 2.36-9+deb12u4) 2.36", (2, 36)),
+    ("ldd (GNU libc) 2.17", (2, 17)),
+    ("ldd (Ubuntu GLIBC 2.27-3ubuntu1.6) 2.27", (2, 27)),
+    ("musl libc (x86_64)", None),
+    ("", None),
+])
+def test_the_glibc_version_is_read_from_getconf_or_ldd(text: str, version: tuple[int, int] | None) -> None:
+    assert d.glibc_version(text) == version
+
+
+def test_glibc_versions_compare_as_numbers_not_text() -> None:
+    assert by_name(d.container_checks(probe(glibc="glibc 2.28"), ENV))["glibc"].ok
+    assert by_name(d.container_checks(probe(glibc="glibc 2.100"), ENV))["glibc"].ok
+    assert not by_name(d.container_checks(probe(glibc="glibc 2.3"), ENV))["glibc"].ok
+    assert not by_name(d.container_checks(probe(glibc="glibc 1.99"), ENV))["glibc"].ok
+
+
+def test_the_probe_is_posix_sh_and_reports_every_key_on_this_machine(tmp_path: Path) -> None:
+    home = tmp_path / "probe-home"
+    home.mkdir()
+    sh = "/bin/sh"  # dash on Debian: no bash-isms pass
+    assert subprocess.run([sh, "-n"], input=d.PROBE_SCRIPT, text=True, check=False).returncode == 0
+    out = subprocess.run([sh, "-s"], input=d.PROBE_SCRIPT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "HOME": str(home), "DEVAGENT_WORKSPACE": str(home)}, timeout=30)
+    values = d.parse_probe(out.stdout)
+    assert set(values) == set(d.PROBE_KEYS), out.stdout
+    assert values["home_writable"] == "yes" and values["tmp_exec"] == "yes"
+    assert values["agent_state"] == "no"  # no agent ran in this HOME
+    assert values["notebook"] == f"{home}/lab-notebook.md" and values["notebook_writable"] == "yes"
+    assert list(home.iterdir()) == []  # the probe leaves nothing behind
+
+
+def test_the_probe_looks_for_the_agents_state_where_the_agent_writes_it(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    from devagent.container.agent import state_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert state_dir() / "agent.json" == tmp_path / d.AGENT_STATE
+
+
+# -- JSONC (VS Code's settings.json) ----------------------------------------------------------------------------
+
+
+def test_jsonc_comments_and_trailing_commas_go_but_comment_like_text_in_strings_stays() -> None:
+    text = """{
+      // the ssh config
+      "remote.SSH.configFile": "/home/ana/.ssh/config", /* block
+      comment */ "url": "http://example.invalid/a//b",
+      "glob": "/* not a comment */",
+      "quote": "a \\"// still\\" string",
+      "backslash": "C:\\\\",   // ends with a backslash
+      "list": [1, 2, ],
+    }"""
+    assert json.loads(d.strip_jsonc(text)) == {
+        "remote.SSH.configFile": "/home/ana/.ssh/config", "url": "http://example.invalid/a//b",
+        "glob": "/* not a comment */", "quote": 'a "// still" string', "backslash": "C:\\", "list": [1, 2]}
+
+
+def test_jsonc_leaves_a_comma_inside_a_string_before_a_brace_alone() -> None:
+    assert json.loads(d.strip_jsonc('{"a": ", }", "b": [", ]"],}')) == {"a": ", }", "b": [", ]"]}
+
+
+# -- VS Code's remote.SSH.configFile ----------------------------------------------------------------------------
+
+
+def _vscode(setting: object, *, user_config: str = "/h/.ssh/config") -> Check:
+    settings = {} if setting is None else {"remote.SSH.configFile": setting}
+    return d.vscode_config_file_check(label="VS Code", settings_file="/h/settings.json", settings=settings,
+                                      user_config=user_config, default_config="/h/.ssh/config", home="/h")
+
+
+def test_the_vscode_setting_passes_unset_or_pointing_at_the_users_ssh_config() -> None:
+    assert _vscode(None).ok
+    assert _vscode("/h/.ssh/config").ok
+    assert _vscode("~/.ssh/config").ok
+    assert _vscode("/h/.ssh/../.ssh/config").ok
+
+
+def test_the_vscode_setting_fails_when_it_names_another_file_or_devagents_config_is_elsewhere() -> None:
+    other = _vscode("/h/work/ssh_config")
+    assert other.ok is False
+    assert other.detail == ("/h/work/ssh_config in /h/settings.json, so Remote-SSH does not read /h/.ssh/config, "
+                            "where devagent's Include is")
+    assert other.fix == ('set "remote.SSH.configFile": "/h/.ssh/config" in /h/settings.json '
+                         "(or delete the setting)")
+    moved = _vscode(None, user_config="/h/cfg/ssh")
+    assert moved.ok is False and moved.fix == 'set "remote.SSH.configFile": "/h/cfg/ssh" in /h/settings.json'
+    assert _vscode(42).ok is False
+
+
+def test_vscode_settings_are_found_read_as_jsonc_and_unreadable_ones_skipped(paths: Paths,
+                                                                            isolated_home: Path) -> None:
+    environ = {"HOME": str(isolated_home)}
+    none = hd.vscode_checks(paths, home=isolated_home, environ=environ)
+    assert [(c.name, c.ok) for c in none] == [("VS Code remote.SSH.configFile", None)]
+    assert "no VS Code settings.json" in none[0].detail
+    code = isolated_home / ".config" / "Code" / "User" / "settings.json"
+    code.parent.mkdir(parents=True)
+    code.write_text('{\n  // mine\n  "remote.SSH.configFile": "~/elsewhere/config",\n}\n')
+    codium = isolated_home / "Library" / "Application Support" / "VSCodium" / "User" / "settings.json"
+    codium.parent.mkdir(parents=True)
+    codium.write_text('{"remote.SSH.configFile": ')
+    checks = hd.vscode_checks(paths, home=isolated_home, environ=environ)
+    assert [(c.name, c.ok) for c in checks] == [("VS Code remote.SSH.configFile", False),
+                                                ("VSCodium remote.SSH.configFile", None)]
+    assert checks[0].fix == f'set "remote.SSH.configFile": "{paths.user_ssh_config}" in {code} (or delete the setting)'
+    assert checks[1].detail.startswith(f"{codium} is not JSON with comments devagent can read")
+
+
+# -- client side on a crafted HOME ------------------------------------------------------------------------------
+
+
+def _install(paths: Paths, *, port: int = PORT) -> HostEntry:
+    """What `up` leaves on the client: a key, devagent's Host block, the pinned key and the Include line."""
+    from devagent.host import keys
+
+    keys.ensure_keypair(paths.identity, comment="test")
+    entry = HostEntry(NAME, port, "dev", str(paths.identity), str(paths.known_hosts))
+    SshConfig(paths).install(entry, keys.ensure_keypair(paths.home / "hostkey", comment="host"))
+    return entry
+
+
+def test_permissions_pass_on_what_devagent_writes(paths: Paths, isolated_home: Path) -> None:
+    _install(paths)
+    check = hd.permissions_check(paths, home=isolated_home)
+    assert check.ok, check
+    assert check.detail == ("DEVAGENT_HOME 0700, id_ed25519 0600, known_hosts 0600, ssh_config 0600, ~/.ssh 0700, "
+                            "~/.ssh/config 0600")
+
+
+def test_a_private_key_others_can_read_fails_with_chmod_600(paths: Paths, isolated_home: Path) -> None:
+    _install(paths)
+    paths.identity.chmod(0o644)
+    check = hd.permissions_check(paths, home=isolated_home)
+    assert check.ok is False
+    assert check.detail == (f"{paths.identity} is 0644: others can read your private key (ssh refuses it: "
+                            "UNPROTECTED PRIVATE KEY FILE)")
+    assert check.fix == f"chmod 600 {paths.identity}"
+
+
+def test_every_loose_mode_is_named_with_its_own_fix(paths: Paths, isolated_home: Path) -> None:
+    _install(paths)
+    paths.home.chmod(0o755)
+    paths.known_hosts.chmod(0o664)
+    paths.user_ssh_config.chmod(0o620)
+    (isolated_home / ".ssh").chmod(0o777)
+    check = hd.permissions_check(paths, home=isolated_home)
+    assert check.ok is False
+    assert check.fix == (f"chmod 700 {paths.home} && chmod go-w {paths.known_hosts} && "
+                         f"chmod 700 {isolated_home / '.ssh'} && chmod 600 {paths.user_ssh_config}")
+    assert f"{paths.user_ssh_config} is 0620: others can write it (ssh refuses it: Bad owner or permissions)" \
+        in check.detail
+
+
+def test_an_identity_given_to_up_is_checked_too(paths: Paths, isolated_home: Path, tmp_path: Path) -> None:
+    from devagent.host import keys
+
+    _install(paths)
+    mine = tmp_path / "my_key"
+    keys.ensure_keypair(mine, comment="mine")
+    managed_config.put(paths.managed_ssh_config, HostEntry("other", 2, "dev", str(mine), str(paths.known_hosts)))
+    mine.chmod(0o640)
+    assert hd.permissions_check(paths, home=isolated_home).fix == f"chmod 600 {mine}"
+
+
+def test_permissions_are_skipped_when_nothing_exists_yet(tmp_path: Path) -> None:
+    paths = Paths(home=tmp_path / "none" / "devagent", user_ssh_config=tmp_path / "none" / "config")
+    assert hd.permissions_check(paths, home=tmp_path / "none").ok is None
+
+
+def test_the_include_line_first_passes_comments_and_blank_lines_before_it_allowed(paths: Paths) -> None:
+    _install(paths)
+    data = paths.user_ssh_config.read_text()
+    paths.user_ssh_config.write_text("# my config\n\n" + data + "Host *\n  User ana\n")
+    check = hd.include_check(SshConfig(paths))
+    assert check.ok, check
+    assert check.detail == (f"the first line ssh reads in {paths.user_ssh_config} is "
+                            f"`{SshConfig(paths).include_line()}`")
+
+
+def test_an_include_line_that_is_not_first_fails_with_the_fix_to_move_it(paths: Paths) -> None:
+    _install(paths)
+    data = paths.user_ssh_config.read_text()
+    paths.user_ssh_config.write_text("# mine\nHost pytorch-dev\n  Port 1\n" + data)
+    check = hd.include_check(SshConfig(paths))
+    include = SshConfig(paths).include_line()
+    assert check.ok is False
+    assert check.detail == (f"{paths.user_ssh_config}:4 includes devagent's config, but line 2 `Host pytorch-dev` "
+                            "comes first")
+    assert check.fix == (f"move `{include}` to the top of {paths.user_ssh_config}, above every other line "
+                         "(OpenSSH uses the first value it reads)")
+
+
+def test_a_missing_include_line_fails_once_an_environment_exists_and_is_skipped_before(paths: Paths) -> None:
+    assert hd.include_check(SshConfig(paths)).ok is None
+    _install(paths)
+    paths.user_ssh_config.write_text("Host *\n  User ana\n")
+    check = hd.include_check(SshConfig(paths))
+    assert check.ok is False
+    assert check.detail == f"{paths.user_ssh_config} does not include devagent's config"
+    include = SshConfig(paths).include_line()
+    assert check.fix is not None and check.fix.startswith(f"add the line `{include}` at the top")
+    paths.user_ssh_config.unlink()
+    assert hd.include_check(SshConfig(paths)).detail.endswith("does not exist, so ssh does not read devagent's config")
+
+
+@pytest.mark.parametrize(("version", "ok", "detail"), [
+    ((9, 2), True, "OpenSSH 9.2: allows the strict sshd profile (post-quantum key exchange, needs ≥ 8.5)"),
+    ((8, 5), True, "OpenSSH 8.5: allows the strict sshd profile (post-quantum key exchange, needs ≥ 8.5)"),
+    ((8, 4), True, "OpenSSH 8.4: allows the compat sshd profile only (strict needs ≥ 8.5); `devagent up` picks "
+                   "compat"),
+    (None, False, "no OpenSSH client (ssh) on PATH; VS Code Remote-SSH and `ssh NAME` use it"),
+])
+def test_the_openssh_client_check_names_the_profile_it_allows(version: tuple[int, int] | None, ok: bool,
+                                                               detail: str) -> None:
+    check = hd.openssh_check(version)
+    assert (check.ok, check.detail) == (ok, detail)
+
+
+def test_docker_permission_denied_fails_with_the_docker_group_fix(paths: Paths) -> None:
+    def denied() -> hd.EngineLike:
+        raise DevagentError("you may not use the Docker Engine's socket (permission denied)",
+                            status=ExitStatus.DOCKER_PERMISSION,
+                            hint="add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)")
+
+    checks = hd.run_checks(paths, name=None, environ=os.environ, engine_factory=denied)
+    assert checks[0] == Check("Docker Engine", False, "you may not use the Docker Engine's socket (permission denied)",
+                              fix="add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)")
+    assert [c.name for c in checks][1:3] == ["OpenSSH client", "Include line"]
+
+
+# -- an environment, without talking to it ----------------------------------------------------------------------
+
+
+class FakeEngine:
+    def __init__(self, *containers: ContainerInfo) -> None:
+        self.containers = list(containers)
+
+    def list_managed(self) -> list[ContainerInfo]:
+        return self.containers
+
+
+def container(status: str = "running", port: int | None = PORT, profile: str = "strict") -> ContainerInfo:
+    return ContainerInfo(id="c0ffee", name=NAME, status=status, host_port=port if status == "running" else None,
+                         labels={"devagent.managed": "true", "devagent.name": NAME, "devagent.sshd-profile": profile,
+                                 "devagent.workspace": "/srv/ana/code"},
+                         image="devagent/env:x", created="", exit_code=137 if status == "exited" else None)
+
+
+def test_a_stopped_container_fails_with_up_as_the_fix_and_the_container_side_is_skipped(paths: Paths) -> None:
+    _install(paths)
+    checks = hd.run_checks(paths, name=NAME, environ=os.environ,
+                           engine_factory=lambda: FakeEngine(container("exited")))
+    named = by_name(checks)
+    assert named["container running"] == Check("container running", False, f"{NAME} is exited (exit code 137)",
+                                               fix=f"`devagent up {NAME}` starts it again (`docker logs {NAME}` "
+                                               "shows why it stopped)")
+    assert named[f"ssh -G {NAME}"].ok, named[f"ssh -G {NAME}"]
+    assert [(c.name, c.ok, c.detail) for c in checks if c.name in d.CONTAINER_SIDE] == [
+        (item, None, "the container is not running") for item in d.CONTAINER_SIDE]
+
+
+def test_no_container_of_that_name_fails_and_no_engine_skips(paths: Paths) -> None:
+    missing = hd.environment_checks(paths, name=NAME, containers=[], version=(9, 2))
+    assert missing[0].ok is False and missing[0].fix == f"`devagent ls` lists the environments; `devagent up {NAME}` " \
+        "creates it"
+    no_engine = hd.environment_checks(paths, name=NAME, containers=None, version=(9, 2))
+    assert no_engine[0] == Check("container running", None, "the Docker Engine does not answer (see above)")
+    assert no_engine[-1].detail == "the Docker Engine does not answer"
+
+
+def test_a_strict_container_with_an_old_client_fails_with_the_compat_fix(paths: Paths) -> None:
+    _install(paths)
+    checks = by_name(hd.environment_checks(paths, name=NAME, containers=[container("exited")], version=(8, 4)))
+    assert checks["sshd profile"].ok is False
+    assert checks["sshd profile"].fix == (f"upgrade OpenSSH to 8.5 or newer, or `devagent up {NAME} --recreate "
+                                          "--sshd-profile compat`")
+
+
+def test_the_alias_check_catches_a_stale_port_and_a_missing_block(paths: Paths) -> None:
+    _install(paths, port=PORT)
+    stale = hd.alias_check(paths, name=NAME, info=container(port=PORT + 1))
+    assert stale == Check(f"ssh -G {NAME}", False, f"the alias points at port {PORT}, but the container publishes "
+                          f"{PORT + 1} (it was restarted outside devagent)",
+                          fix=f"`devagent up {NAME}` updates the alias")
+    assert hd.alias_check(paths, name=NAME, info=container()).ok
+    gone = hd.alias_check(paths, name="other", info=None)
+    assert gone.ok is False and gone.fix == "`devagent up other` writes it again"
+
+
+def test_the_alias_check_names_the_users_line_that_overrides_devagent(paths: Paths) -> None:
+    _install(paths)
+    data = paths.user_ssh_config.read_text()
+    paths.user_ssh_config.write_text(f"Host {NAME}\n  Port 1\n" + data)
+    check = hd.alias_check(paths, name=NAME, info=container())
+    assert check.ok is False
+    assert check.detail == (f"your ssh config overrides devagent's Port for {NAME}: 1 wins over {PORT}, set by "
+                            f"{paths.user_ssh_config}:2:   Port 1")
+    assert check.fix is not None and check.fix.startswith("move devagent's line `Include ")

@@ -1,0 +1,576 @@
+"""run_streaming with real processes: exit statuses, signals, output byte for byte through a pipe and a pty, stdin;
+the process tree of real multiprocessing workers; the cgroup OOM counter; the GPU sampler against a stand-in NVML
+(this machine has no GPU)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import threading
+import tty
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from devagent.container import process as process_module
+from devagent.container.gpucheck import probe_nvml
+from devagent.container.process import GpuSampler, oom_kill_count, process_tree, run_streaming
+
+TIMEOUT = 60
+
+# Calls run_streaming in a process of its own (so that signals aimed at it never reach pytest) and writes the
+# outcome, plus what the callback saw and the signal handlers afterwards, as JSON to the file in argv[1].
+HELPER = r"""
+import hashlib, json, os, signal, sys, threading
+from devagent.container.process import run_streaming
+
+out_path, argv = sys.argv[1], sys.argv[2:]
+seen = hashlib.sha256()
+count = [0, 0]
+
+def on_output(chunk):
+    seen.update(chunk)
+    count[0] += len(chunk)
+    count[1] += 1
+    if os.environ.get("HELPER_CALLBACK_RAISES"):
+        raise RuntimeError("the callback broke")
+
+before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+outcome = run_streaming(argv, on_output=on_output, sample_interval=0.05)
+result = dict(
+    vars(outcome),
+    callback_bytes=count[0],
+    callback_chunks=count[1],
+    callback_sha256=seen.hexdigest(),
+    handlers_restored=all(signal.getsignal(s) is h for s, h in before.items()),
+    threads=sorted(t.name for t in threading.enumerate()),
+)
+with open(out_path, "w") as f:
+    json.dump(result, f)
+"""
+
+
+@pytest.fixture
+def helper(tmp_path: Path) -> Path:
+    path = tmp_path / "helper.py"
+    path.write_text(HELPER)
+    return path
+
+
+def wrapper_command(helper: Path, result: Path, child_code: str) -> list[str]:
+    return [sys.executable, str(helper), str(result), sys.executable, "-c", child_code]
+
+
+def run_wrapped(helper: Path, tmp_path: Path, child_code: str, *, stdin: bytes = b"",
+                env: dict[str, str] | None = None) -> tuple[dict[str, Any], bytes, bytes]:
+    """Run CHILD_CODE through the helper with stdout a file; return the outcome, stdout's bytes and stderr."""
+    result, stdout_file = tmp_path / "outcome.json", tmp_path / "stdout.bin"
+    with stdout_file.open("wb") as out:
+        done = subprocess.run(wrapper_command(helper, result, child_code), input=stdin, stdout=out,
+                              stderr=subprocess.PIPE, timeout=TIMEOUT, check=False,
+                              env={**os.environ, **(env or {})})
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(result.read_text()), stdout_file.read_bytes(), done.stderr
+
+
+def start_wrapped(helper: Path, result: Path, child_code: str) -> subprocess.Popen[bytes]:
+    """The helper in a session of its own (its process group: itself and the child), output on a pipe."""
+    return subprocess.Popen(wrapper_command(helper, result, child_code), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def read_until(fd: int, marker: bytes, timeout: float = TIMEOUT) -> bytes:
+    data = b""
+    while marker not in data:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no {marker!r} within {timeout} s; got {data!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"end of output before {marker!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+# -- exit statuses --------------------------------------------------------------------------------------------
+
+def test_a_command_that_succeeds_reports_0_and_its_stdout_and_stderr_arrive_merged(helper: Path,
+                                                                                    tmp_path: Path) -> None:
+    code = "import sys; sys.stdout.write('out\\n'); sys.stdout.flush(); sys.stderr.write('err\\n')"
+    outcome, stdout, stderr = run_wrapped(helper, tmp_path, code)
+    assert stdout == b"out\nerr\n"
+    assert (outcome["returncode"], outcome["signal"], outcome["oom_killed"]) == (0, None, False)
+    assert outcome["callback_bytes"] == len(stdout)
+    assert outcome["handlers_restored"] is True
+    assert stderr == b""
+
+
+def test_the_exit_status_of_the_command_is_reported_as_is(helper: Path, tmp_path: Path) -> None:
+    outcome, _, _ = run_wrapped(helper, tmp_path, "import sys; sys.exit(3)")
+    assert (outcome["returncode"], outcome["signal"]) == (3, None)
+
+
+def test_an_uncaught_exception_is_status_1_with_its_traceback_in_the_output(helper: Path, tmp_path: Path) -> None:
+    outcome, stdout, _ = run_wrapped(helper, tmp_path, "1 / 0")
+    assert (outcome["returncode"], outcome["signal"]) == (1, None)
+    assert stdout.startswith(b"Traceback (most recent call last):")
+    assert stdout.endswith(b"ZeroDivisionError: division by zero\n")
+
+
+def test_a_command_killed_by_sigkill_is_137_with_signal_9(helper: Path, tmp_path: Path) -> None:
+    outcome, _, _ = run_wrapped(helper, tmp_path, "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert (outcome["returncode"], outcome["signal"]) == (137, 9)
+    assert outcome["oom_killed"] is False  # killed by a signal, not by the OOM killer
+
+
+def test_the_duration_and_pid_are_the_commands(helper: Path, tmp_path: Path) -> None:
+    outcome, stdout, _ = run_wrapped(helper, tmp_path, "import os, time; print(os.getpid()); time.sleep(0.3)")
+    assert outcome["pid"] == int(stdout)
+    assert 0.3 <= outcome["duration_s"] < 30
+
+
+def test_a_command_that_cannot_start_raises_and_leaves_the_signal_handlers_as_they_were(tmp_path: Path) -> None:
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
+    with pytest.raises(FileNotFoundError):
+        run_streaming([str(tmp_path / "no-such-program")], on_output=lambda _: None)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_run_streaming_in_a_thread_other_than_main_runs_without_touching_signals(
+        capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    chunks: list[bytes] = []
+    outcomes: list[Any] = []
+    thread = threading.Thread(target=lambda: outcomes.append(run_streaming(
+        [sys.executable, "-c", "print('from a thread')"], on_output=chunks.append)))
+    thread.start()
+    thread.join(TIMEOUT)
+    assert outcomes[0].returncode == 0
+    assert b"".join(chunks) == b"from a thread\n"
+    assert capfdbinary.readouterr().out == b"from a thread\n"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- signals ----------------------------------------------------------------------------------------------------
+
+SLEEPER = "import sys, time; print('ready', flush=True); time.sleep(60)"
+
+
+def test_ctrl_c_to_the_process_group_ends_the_command_with_130_while_the_wrapper_waits(helper: Path,
+                                                                                      tmp_path: Path) -> None:
+    result = tmp_path / "outcome.json"
+    wrapper = start_wrapped(helper, result, SLEEPER)
+    assert wrapper.stdout is not None
+    read_until(wrapper.stdout.fileno(), b"ready\n")
+    os.killpg(wrapper.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _, stderr = wrapper.communicate(timeout=TIMEOUT)
+    assert wrapper.returncode == 0, stderr.decode()  # the wrapper itself ignored it, and reported
+    outcome = json.loads(result.read_text())
+    assert (outcome["returncode"], outcome["signal"]) == (130, signal.SIGINT)
+    assert outcome["handlers_restored"] is True
+
+
+def test_a_sigint_to_the_wrapper_alone_is_ignored_and_the_command_runs_on(helper: Path, tmp_path: Path) -> None:
+    result = tmp_path / "outcome.json"
+    code = "import sys; print('ready', flush=True); sys.stdin.readline(); print('finished', flush=True)"
+    wrapper = start_wrapped(helper, result, code)
+    assert wrapper.stdout is not None and wrapper.stdin is not None
+    read_until(wrapper.stdout.fileno(), b"ready\n")
+    os.kill(wrapper.pid, signal.SIGINT)
+    stdout, stderr = wrapper.communicate(b"go on\n", timeout=TIMEOUT)
+    assert wrapper.returncode == 0, stderr.decode()
+    assert stdout == b"finished\n"
+    assert json.loads(result.read_text())["returncode"] == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_sigterm_sighup_and_sigquit_to_the_wrapper_are_passed_on_to_the_command(helper: Path, tmp_path: Path,
+                                                                                 signum: int) -> None:
+    result = tmp_path / "outcome.json"
+    code = ("import signal, sys, time\n"
+            "def stop(n, f):\n"
+            "    print('command got', n, flush=True); sys.exit(40)\n"
+            f"signal.signal({int(signum)}, stop)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+    wrapper = start_wrapped(helper, result, code)
+    assert wrapper.stdout is not None
+    read_until(wrapper.stdout.fileno(), b"ready\n")
+    os.kill(wrapper.pid, signum)  # the wrapper only: docker stop, a closed ssh session, kill
+    stdout, stderr = wrapper.communicate(timeout=TIMEOUT)
+    assert wrapper.returncode == 0, stderr.decode()
+    assert stdout == f"command got {int(signum)}\n".encode()
+    assert json.loads(result.read_text())["returncode"] == 40
+
+
+def test_a_command_that_dies_of_the_forwarded_sigterm_is_143(helper: Path, tmp_path: Path) -> None:
+    result = tmp_path / "outcome.json"
+    wrapper = start_wrapped(helper, result, SLEEPER)
+    assert wrapper.stdout is not None
+    read_until(wrapper.stdout.fileno(), b"ready\n")
+    os.kill(wrapper.pid, signal.SIGTERM)
+    wrapper.communicate(timeout=TIMEOUT)
+    outcome = json.loads(result.read_text())
+    assert (outcome["returncode"], outcome["signal"]) == (143, signal.SIGTERM)
+
+
+# -- output, byte for byte --------------------------------------------------------------------------------------
+
+def test_megabytes_of_binary_output_reach_stdout_and_the_callback_byte_for_byte(helper: Path,
+                                                                               tmp_path: Path) -> None:
+    size = 8 * 1024 * 1024
+    expected = random.Random(7).randbytes(size)  # noqa: S311  # test data, reproducible in the child
+    code = ("import random, sys\n"
+            f"data = random.Random(7).randbytes({size})\n"
+            "i = 0\n"
+            "sizes = random.Random(8)\n"
+            "while i < len(data):\n"  # writes of every size, from 1 byte to 200 KiB
+            "    n = sizes.randint(1, 200_000)\n"
+            "    sys.stdout.buffer.write(data[i:i + n]); sys.stdout.buffer.flush(); i += n\n")
+    outcome, stdout, _ = run_wrapped(helper, tmp_path, code)
+    assert outcome["returncode"] == 0
+    assert len(stdout) == size
+    assert hashlib.sha256(stdout).hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert outcome["callback_sha256"] == hashlib.sha256(expected).hexdigest()
+
+
+def test_progress_bars_colours_and_every_byte_value_pass_through_unchanged(helper: Path, tmp_path: Path) -> None:
+    payload = (b"epoch 1:  10%|#         | 1/10\r" b"epoch 1: 100%|##########| 10/10\r\n"
+               b"\x1b[31mred\x1b[0m\tno newline at the end:" + bytes(range(256)))
+    code = f"import sys; sys.stdout.buffer.write({payload!r})"
+    outcome, stdout, _ = run_wrapped(helper, tmp_path, code)
+    assert stdout == payload
+    assert outcome["callback_bytes"] == len(payload)
+
+
+def test_a_callback_that_raises_never_stops_the_stream_and_is_reported_once(helper: Path, tmp_path: Path) -> None:
+    code = "import sys\nfor i in range(200):\n    print(i, flush=True)\n"
+    outcome, stdout, stderr = run_wrapped(helper, tmp_path, code, env={"HELPER_CALLBACK_RAISES": "1"})
+    assert stdout == "".join(f"{i}\n" for i in range(200)).encode()
+    assert outcome["returncode"] == 0
+    assert outcome["callback_chunks"] > 1
+    assert stderr.count(b"the output callback failed; the output still streams") == 1
+    assert b"RuntimeError: the callback broke" in stderr
+
+
+def test_the_command_reads_stdin_itself(helper: Path, tmp_path: Path) -> None:
+    code = "import sys; line = sys.stdin.readline(); print('read:', line.strip().upper())"
+    outcome, stdout, _ = run_wrapped(helper, tmp_path, code, stdin=b"a line from the keyboard\n")
+    assert stdout == b"read: A LINE FROM THE KEYBOARD\n"
+    assert outcome["returncode"] == 0
+
+
+# -- a terminal -------------------------------------------------------------------------------------------------
+
+def open_terminal(rows: int, columns: int) -> tuple[int, int]:
+    """A pty for the wrapper, raw (no \\n → \\r\\n), so what the test reads is what the wrapper wrote."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    return master, slave
+
+
+def read_all(master: int, process: subprocess.Popen[bytes]) -> bytes:
+    data = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], TIMEOUT)
+        assert ready, f"the wrapper went quiet; got {data!r}"
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every slave end closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    process.wait(TIMEOUT)
+    return data
+
+
+def test_in_a_terminal_the_command_gets_a_terminal_of_the_same_size_and_its_bytes_arrive_unchanged(
+        helper: Path, tmp_path: Path) -> None:
+    master, slave = open_terminal(33, 101)
+    result = tmp_path / "outcome.json"
+    code = ("import json, os, sys\n"
+            "report = dict(stdout=os.isatty(1), stderr=os.isatty(2), size=list(os.get_terminal_size(1)))\n"
+            "sys.stdout.buffer.write(json.dumps(report).encode() + b'\\nline\\r\\n\\x1b[1mbold\\x1b[0m\\rover\\n')\n")
+    wrapper = subprocess.Popen(wrapper_command(helper, result, code), stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    try:
+        output = read_all(master, wrapper)
+    finally:
+        os.close(master)
+    assert wrapper.returncode == 0, output
+    report, _, rest = output.partition(b"\n")
+    assert json.loads(report) == {"stdout": True, "stderr": True, "size": [101, 33]}
+    assert rest == b"line\r\n\x1b[1mbold\x1b[0m\rover\n"  # the pty added no \r before \n
+    assert json.loads(result.read_text())["returncode"] == 0
+
+
+def test_in_a_terminal_a_resize_reaches_the_command(helper: Path, tmp_path: Path) -> None:
+    master, slave = open_terminal(24, 80)
+    result = tmp_path / "outcome.json"
+    code = ("import os, signal, sys, threading\n"
+            "resized = threading.Event()\n"
+            "signal.signal(signal.SIGWINCH, lambda n, f: resized.set())\n"
+            "print('ready', os.get_terminal_size(1).columns, flush=True)\n"
+            "resized.wait(60)\n"
+            "print('resized to', os.get_terminal_size(1).columns, os.get_terminal_size(1).lines, flush=True)\n")
+    wrapper = subprocess.Popen(wrapper_command(helper, result, code), stdin=slave, stdout=slave, stderr=slave,
+                               start_new_session=True)
+    os.close(slave)
+    try:
+        assert b"ready 80\n" in read_until(master, b"ready 80\n")
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+        os.kill(wrapper.pid, signal.SIGWINCH)  # what the kernel sends the terminal's foreground group
+        output = read_all(master, wrapper)
+    finally:
+        os.close(master)
+    assert output == b"resized to 132 50\n"
+
+
+# -- the process tree -------------------------------------------------------------------------------------------
+
+WORKERS = r"""
+import json, multiprocessing as mp, os, signal, subprocess, sys
+
+def work(queue):
+    grandchild = subprocess.Popen(["sleep", "60"])  # a worker's own child belongs to the run too
+    queue.put([os.getpid(), grandchild.pid])
+    grandchild.wait()
+
+if __name__ == "__main__":
+    ctx = mp.get_context("fork")  # what a DataLoader does on Linux
+    queue = ctx.Queue()
+    workers = [ctx.Process(target=work, args=(queue,), daemon=True) for _ in range(2)]
+    for w in workers:
+        w.start()
+    grandchildren = dict(queue.get(timeout=30) for _ in workers)  # worker pid -> its child's pid
+    print(json.dumps({"workers": [w.pid for w in workers], "grandchildren": grandchildren}), flush=True)
+    sys.stdin.readline()
+    for pid in grandchildren.values():
+        os.kill(pid, signal.SIGTERM)
+"""
+
+
+def test_process_tree_finds_dataloader_like_workers_and_their_children() -> None:
+    script = subprocess.Popen([sys.executable, "-c", WORKERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert script.stdout is not None and script.stdin is not None
+    try:
+        started = json.loads(script.stdout.readline())
+        tree = process_tree(script.pid)
+        grandchildren = {int(worker): child for worker, child in started["grandchildren"].items()}
+        assert tree >= {script.pid, *started["workers"], *grandchildren.values()}
+        assert os.getpid() not in tree
+        first = started["workers"][0]
+        assert process_tree(first) == {first, grandchildren[first]}
+    finally:
+        script.communicate(b"\n", timeout=TIMEOUT)
+
+
+def fake_proc(tmp_path: Path, parents: dict[int, int], comms: dict[int, str] | None = None) -> Path:
+    proc = tmp_path / "proc"
+    for pid, ppid in parents.items():
+        (proc / str(pid)).mkdir(parents=True)
+        comm = (comms or {}).get(pid, "python")
+        (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 0 0\n")
+    (proc / "self").mkdir(parents=True, exist_ok=True)  # not a pid: skipped
+    (proc / "version").write_text("Linux\n")
+    (proc / "999").mkdir()  # a process that exited between the listing and the read: no stat
+    return proc
+
+
+def test_process_tree_reads_parent_pids_even_when_the_command_name_has_spaces_and_parentheses(
+        tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {1: 0, 100: 1, 101: 100, 102: 100, 103: 101, 200: 1, 201: 200},
+                     comms={101: "pt_data_worker (0) S 1", 103: ") ("})
+    assert process_tree(100, proc) == {100, 101, 102, 103}
+    assert process_tree(200, proc) == {200, 201}
+    assert process_tree(4242, proc) == {4242}  # gone already: only itself
+    assert process_tree(100, tmp_path / "no-proc") == {100}
+
+
+# -- OOM kills --------------------------------------------------------------------------------------------------
+
+def cgroup_files(tmp_path: Path, self_cgroup: str, files: dict[str, str]) -> tuple[Path, Path]:
+    root = tmp_path / "cgroup"
+    root.mkdir(parents=True)
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    (tmp_path / "self-cgroup").write_text(self_cgroup)
+    return tmp_path / "self-cgroup", root
+
+
+V2_EVENTS = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n"
+V1_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"
+
+
+def test_oom_kill_count_reads_cgroup_v2_memory_events(tmp_path: Path) -> None:
+    self_cgroup, root = cgroup_files(tmp_path, "0::/user.slice/run-7.scope\n",
+                                     {"user.slice/run-7.scope/memory.events": V2_EVENTS})
+    assert oom_kill_count(self_cgroup, root) == 2
+
+
+def test_oom_kill_count_reads_cgroup_v1_memory_oom_control_and_prefers_it_on_a_hybrid_host(tmp_path: Path) -> None:
+    self_cgroup, root = cgroup_files(
+        tmp_path, "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n",
+        {"memory/docker/abc/memory.oom_control": V1_CONTROL, "docker/abc/memory.events": V2_EVENTS})
+    assert oom_kill_count(self_cgroup, root) == 5
+
+
+def test_oom_kill_count_finds_a_containers_own_cgroup_at_the_mount_root(tmp_path: Path) -> None:
+    # Without a cgroup namespace the container sees the host's path in /proc/self/cgroup, and its own cgroup
+    # mounted at /sys/fs/cgroup/memory.
+    self_cgroup, root = cgroup_files(tmp_path, "4:memory,hugetlb:/docker/abc123\n",
+                                     {"memory/memory.oom_control": V1_CONTROL})
+    assert oom_kill_count(self_cgroup, root) == 5
+    self_cgroup, root = cgroup_files(tmp_path / "v2", "0::/system.slice/docker-abc.scope\n",
+                                     {"memory.events": V2_EVENTS})
+    assert oom_kill_count(self_cgroup, root) == 2
+
+
+def test_oom_kill_count_is_none_when_it_cannot_be_read(tmp_path: Path) -> None:
+    self_cgroup, root = cgroup_files(tmp_path, "0::/a\n", {"a/memory.events": "low 0\nhigh 0\n"})
+    assert oom_kill_count(self_cgroup, root) is None  # a kernel before 4.13 has no counter
+    assert oom_kill_count(tmp_path / "missing", root) is None
+    self_cgroup, root = cgroup_files(tmp_path / "none", "0::/a\n", {})
+    assert oom_kill_count(self_cgroup, root) is None
+    self_cgroup, root = cgroup_files(tmp_path / "garbled", "garbled\n4:memory:/x\n",
+                                     {"memory/x/memory.oom_control": "oom_kill many\n"})
+    assert oom_kill_count(self_cgroup, root) is None
+
+
+def test_oom_kill_count_on_this_machine_is_a_number_or_none() -> None:
+    count = oom_kill_count()
+    assert count is None or (isinstance(count, int) and count >= 0)
+
+
+# -- GPU memory -------------------------------------------------------------------------------------------------
+
+GIB = 1024**3
+
+
+class FakeNvml:
+    """The few pynvml calls the sampler makes, over hand-made devices. The test changes `running`/`used`."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, devices: int, *, init_error: bool = False) -> None:
+        self.running: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
+        self.graphics: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
+        self.used = dict.fromkeys(range(devices), GIB)
+        self.devices = devices
+        self.init_error = init_error
+        self.shutdowns = 0
+
+    def nvmlInit(self) -> None:
+        if self.init_error:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return self.devices
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(total=80 * GIB, used=self.used[handle], free=80 * GIB - self.used[handle])
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
+        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.running[handle]]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
+        if handle == 2:
+            raise self.NVMLError("Not Supported")
+        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.graphics[handle]]
+
+
+def test_the_sampler_sums_the_memory_of_the_whole_tree_and_keeps_the_peak(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {1: 0, 100: 1, 101: 100, 102: 100, 200: 1})
+    nvml = FakeNvml(3)
+    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
+    assert sampler is not None
+    nvml.running[0] = [(100, 3 * GIB), (200, 9 * GIB)]  # 200 is another process of this machine
+    nvml.running[1] = [(101, 2 * GIB), (102, GIB)]  # DataLoader workers with CUDA
+    nvml.graphics[1] = [(101, 2 * GIB)]  # the same process, also listed as graphics: counted once
+    assert sampler.sample(100) == 6 * GIB
+    nvml.running[0] = [(100, 4 * GIB)]
+    nvml.running[1] = nvml.graphics[1] = []
+    assert sampler.sample(100) == 4 * GIB
+    assert sampler.stop() == (6 * GIB, 160 * GIB, 2)
+    assert sampler.usage.devices == {0, 1}
+    assert nvml.shutdowns == 1
+
+
+def test_where_nvml_reports_pids_of_another_namespace_the_rise_of_used_memory_counts(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {1: 0, 100: 1})
+    nvml = FakeNvml(2)
+    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
+    assert sampler is not None
+    nvml.running[0] = [(48213, 5 * GIB)]  # the host's pid of our command: not in our /proc
+    nvml.used[0] = 6 * GIB  # 1 GiB was in use before the run
+    nvml.running[1] = [(100, None)]  # ours, with its memory not available: the rise counts too
+    nvml.used[1] = 3 * GIB
+    assert sampler.sample(100) == 5 * GIB + 2 * GIB
+    assert sampler.stop() == (7 * GIB, 160 * GIB, 2)
+
+
+def test_a_tree_that_never_touches_a_gpu_uses_none(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, {1: 0, 100: 1, 200: 1})
+    nvml = FakeNvml(1)
+    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
+    assert sampler is not None
+    nvml.running[0] = [(200, GIB)]
+    assert sampler.sample(100) == 0
+    assert sampler.stop() == (0, None, 0)
+
+
+def nvml_gpus() -> int:
+    """GPUs the real NVML sees here (none on CI machines; the tests below hold on a GPU machine too)."""
+    report = probe_nvml()
+    return len(report.gpus) if report.available else 0
+
+
+def test_there_is_no_sampler_without_nvml_without_a_driver_or_without_a_gpu(tmp_path: Path) -> None:
+    assert GpuSampler.open(interval=1, nvml=None) is None
+    assert GpuSampler.open(interval=1, nvml=FakeNvml(1, init_error=True)) is None
+    no_gpu = FakeNvml(0)
+    assert GpuSampler.open(interval=1, nvml=no_gpu) is None
+    assert no_gpu.shutdowns == 1
+    real = GpuSampler.start(os.getpid(), interval=0.01)  # the real NVML of this machine
+    assert (real is None) == (nvml_gpus() == 0)
+    if real is not None:
+        assert real.stop() == (0, None, 0)  # pytest is on no GPU
+
+
+def test_the_sampler_thread_samples_the_running_tree_until_stopped(tmp_path: Path) -> None:
+    nvml = FakeNvml(1)
+    nvml.running[0] = [(os.getpid(), 7 * GIB)]
+    sampler = GpuSampler.start(os.getpid(), interval=0.01, nvml=nvml)
+    assert sampler is not None
+    threading.Event().wait(0.2)
+    assert sampler.stop() == (7 * GIB, 80 * GIB, 1)
+    assert not any(t.name == "devagent-gpu-sampler" for t in threading.enumerate())
+
+
+def test_a_command_that_uses_no_gpu_has_no_gpu_figures_and_leaves_no_sampler_thread(helper: Path,
+                                                                                     tmp_path: Path) -> None:
+    outcome, _, _ = run_wrapped(helper, tmp_path, "print('cpu only')")
+    figures = (outcome["gpu_peak_bytes"], outcome["gpu_total_bytes"], outcome["gpus_used"])
+    # Without a GPU (nvidia-ml-py is installed: NVML itself says there is none) no sampler runs at all.
+    assert figures == ((None, None, 0) if nvml_gpus() == 0 else (0, None, 0))
+    assert outcome["threads"] == ["MainThread"]
+    assert vars(process_module)["pynvml"] is not None

@@ -1,0 +1,259 @@
+"""`devagent run` for real: small PyTorch training scripts (CPU) run through the wrapper on this machine.
+
+Each test runs `python -m devagent run -- python SCRIPT ...` in a fresh workspace and reads what reached stdout,
+the exit status, and the section in lab-notebook.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from devagent.container.runlog import RunLog
+
+TRAIN = textwrap.dedent("""\
+    import argparse
+    import torch
+    from torch import nn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--amp", action="store_true")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    x = torch.randn(256, 784)
+    y = torch.randint(0, 10, (256,))
+    for epoch in range(1, args.epochs + 1):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        print(f"epoch={epoch} loss={loss.item():.4f}", flush=True)
+""")
+
+
+def run(workspace: Path, *command: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "devagent", "run", "--", *command], cwd=workspace,
+                          capture_output=True, timeout=timeout, check=False, env=_env(), **kwargs)  # type: ignore[call-overload]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("DEVAGENT_LAB_FILE", None)
+    env.pop("DEVAGENT_RUN", None)
+    return env
+
+
+def row(section: str, name: str) -> list[str]:
+    """The cells of the first table row of SECTION whose first cell is `NAME`."""
+    line = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+    return [cell.strip() for cell in line.strip("|").split(" | ")]
+
+
+def sections(workspace: Path) -> list[str]:
+    text = (workspace / "lab-notebook.md").read_text()
+    return ["## " + part for part in text.split("\n## ")[1:]]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text(TRAIN)
+    return ws
+
+
+def test_a_successful_run_appends_one_section_with_its_facts(workspace: Path) -> None:
+    result = run(workspace, sys.executable, "train.py", "--lr", "0.01", "--epochs", "4")
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().splitlines()[0].startswith("epoch=1 loss=")
+    assert b"devagent: run 1" in result.stderr
+    [section] = sections(workspace)
+    heading = section.splitlines()[0]
+    assert re.fullmatch(r"## \d{4}-\d\d-\d\d \d\d:\d\d · run 1 · train\.py · ✅ exit 0", heading), heading
+    assert "### Hyperparameters" in section
+    assert row(section, "lr") == ["`lr`", "`1e-3`", "**`0.01`**"]  # changed from its default: bold
+    assert row(section, "epochs") == ["`epochs`", "`3`", "**`4`**"]
+    assert row(section, "batch_size") == ["`batch_size`", "`32`", "`32`"]
+    assert "### Metrics" in section and row(section, "loss")[0] == "`loss`"
+    png = list((workspace / "lab-notebook.assets").glob("run-1-*.png"))
+    assert len(png) == 1 and png[0].read_bytes().startswith(b"\x89PNG")  # matplotlib is in this interpreter
+    assert f"(lab-notebook.assets/{png[0].name})" in section
+    assert "**Observations:**" in section and "**Next:**" in section
+    [record] = RunLog(workspace).records()
+    assert record.number == 1 and record.exit_code == 0 and record.hparams["lr"] == "0.01"
+    assert record.metrics["loss"] > 0
+
+
+def test_a_second_run_is_compared_with_the_previous_run_of_the_same_script(workspace: Path) -> None:
+    assert run(workspace, sys.executable, "train.py", "--epochs", "2").returncode == 0
+    assert run(workspace, sys.executable, "train.py", "--epochs", "2", "--lr", "0.05").returncode == 0
+    first, second = sections(workspace)
+    assert "run 1" in first.splitlines()[0] and "run 2" in second.splitlines()[0]
+    assert "| hyperparameter | default | this run | run 1 |" in second
+    assert row(second, "lr") == ["`lr`", "`1e-3`", "**`0.05`**", "`1e-3`"]  # changed since run 1: bold
+    assert row(second, "epochs") == ["`epochs`", "`3`", "`2`", "`2`"]  # as in run 1: not bold, though not default
+
+
+def test_output_passes_through_byte_for_byte_megabytes_progress_and_binary(workspace: Path) -> None:
+    (workspace / "noisy.py").write_text(textwrap.dedent("""\
+        import sys
+        out = sys.stdout.buffer
+        out.write((b"x" * 1023 + b"\\n") * 3000)
+        out.write(bytes(range(256)) + b"\\n")
+        for i in range(0, 101, 10):
+            out.write(f"\\rprogress {i}%".encode()); out.flush()
+        out.write(b"\\n\\x1b[31mred\\x1b[0m\\n")
+        out.write(b"loss=0.5\\n")
+    """))
+    direct = subprocess.run([sys.executable, "noisy.py"], cwd=workspace, capture_output=True, check=True)
+    wrapped = run(workspace, sys.executable, "noisy.py")
+    assert wrapped.returncode == 0
+    assert len(direct.stdout) > 3_000_000
+    assert hashlib.sha256(wrapped.stdout).digest() == hashlib.sha256(direct.stdout).digest()
+    [section] = sections(workspace)
+    assert "\nprogress 100%\nred\nloss=0.5\n" in section  # the tail: progress collapsed, colours stripped
+    assert "progress 90%" not in section and "\r" not in section and "\x1b" not in section
+    assert len(section) < 200_000  # only a tail of the output is kept
+
+
+@pytest.mark.parametrize(("body", "code", "label"), [
+    ("raise ValueError('bad shape: 3 != 4')", 1, "❌ exit 1 · ValueError: bad shape: 3 != 4"),
+    ("import sys; sys.exit(3)", 3, "❌ exit 3"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "killed (137)"),
+    ("print('loss=nan', flush=True)", 0, "NaN"),
+    ("print('RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB'); raise SystemExit(1)", 1,
+     "CUDA out of memory"),
+])
+def test_exit_statuses_pass_through_and_are_classified(workspace: Path, body: str, code: int, label: str) -> None:
+    (workspace / "job.py").write_text(body + "\n")
+    result = run(workspace, sys.executable, "job.py")
+    assert result.returncode == code, result.stderr.decode()
+    [section] = sections(workspace)
+    assert label in section.splitlines()[0], section.splitlines()[0]
+
+
+def test_ctrl_c_reaches_the_script_and_is_recorded_as_interrupted(workspace: Path) -> None:
+    (workspace / "slow.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(60)\n")
+    # The wrapper and its script share a process group, as in a terminal: Ctrl-C signals the whole group.
+    proc = subprocess.Popen([sys.executable, "-m", "devagent", "run", "--", sys.executable, "slow.py"],
+                            cwd=workspace, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
+                            start_new_session=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    [section] = sections(workspace)
+    assert "interrupted" in section.splitlines()[0]
+
+
+def test_a_script_without_argparse_still_gets_its_argv(workspace: Path) -> None:
+    (workspace / "plain.py").write_text("config = {'lr': 0.1}\nimport sys\nprint('args', sys.argv[1:])\n")
+    assert run(workspace, sys.executable, "plain.py", "fast", "--seed", "7").returncode == 0
+    [section] = sections(workspace)
+    assert "plain.py fast --seed 7" in section
+
+
+def test_a_script_that_prints_nothing_gets_a_section_without_metrics(workspace: Path) -> None:
+    (workspace / "quiet.py").write_text("pass\n")
+    assert run(workspace, sys.executable, "quiet.py").returncode == 0
+    [section] = sections(workspace)
+    assert "✅ exit 0" in section.splitlines()[0]
+    assert "### Metrics" not in section
+
+
+def test_dataloader_workers_run_and_their_metrics_count(workspace: Path) -> None:
+    (workspace / "loader.py").write_text(textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+        if __name__ == "__main__":
+            data = TensorDataset(torch.randn(64, 4), torch.randn(64))
+            total = 0
+            for i, (x, y) in enumerate(DataLoader(data, batch_size=16, num_workers=2)):
+                total += len(x)
+                print(f"step={i} loss={float((x.sum() - y.sum()) ** 2):.3f}", flush=True)
+            print("samples", total)
+    """))
+    result = run(workspace, sys.executable, "loader.py")
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"samples 64" in result.stdout
+    [section] = sections(workspace)
+    assert row(section, "loss")[0] == "`loss`"
+
+
+def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None:
+    (workspace / "helped.py").write_text(textwrap.dedent("""\
+        import torch
+        from devagent import lab
+        lab.hparams({"lr": 0.1})
+        for step in range(5):
+            lab.log(step=step, loss=torch.tensor(1.0 / (step + 1)))
+        print("loss=99")  # printed, but the helper's series wins
+    """))
+    assert run(workspace, sys.executable, "helped.py").returncode == 0
+    [section] = sections(workspace)
+    metrics = section[section.index("### Metrics"):]
+    assert "devagent.lab" in metrics
+    loss = row(metrics, "loss")
+    assert loss[1] == "0.2" and "99" not in " ".join(loss)  # final 1/5 from the helper, not the printed 99
+
+
+def test_git_state_and_the_uncommitted_diff_are_recorded(workspace: Path) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=workspace, check=True)
+    subprocess.run([*git, "add", "train.py"], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=workspace, check=True)
+    (workspace / "train.py").write_text(TRAIN.replace("default=3)", "default=2)"))
+    assert run(workspace, sys.executable, "train.py").returncode == 0
+    [section] = sections(workspace)
+    assert "### Code" in section
+    assert re.search(r"git `[0-9a-f]{7}` on `main`, dirty: 1 file \(\+1/−1\) — \[patch\]"
+                     r"\(lab-notebook\.assets/run-1\.patch\)", section), section
+    patch = (workspace / "lab-notebook.assets" / "run-1.patch").read_text()
+    assert '-parser.add_argument("--epochs", type=int, default=3)' in patch
+    # The notebook and its assets are not the code: a second run's diff still holds train.py alone.
+    assert run(workspace, sys.executable, "train.py").returncode == 0
+    second = (workspace / "lab-notebook.assets" / "run-2.patch").read_text()
+    assert second.count("diff --git") == 1 and "lab-notebook" not in second
+
+
+def test_a_command_that_does_not_exist_is_refused_and_numbers_nothing(workspace: Path) -> None:
+    result = run(workspace, "no-such-trainer", "--lr", "1")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("Error: command not found: no-such-trainer")
+    assert not (workspace / "lab-notebook.md").exists()
+    assert RunLog(workspace).records() == []
+
+
+def test_stdin_reaches_the_script(workspace: Path) -> None:
+    (workspace / "ask.py").write_text("print('got', input())\n")
+    result = run(workspace, sys.executable, "ask.py", input=b"yes\n")
+    assert result.returncode == 0
+    assert result.stdout == b"got yes\n"
+
+
+def test_two_runs_at_once_get_different_numbers(workspace: Path) -> None:
+    (workspace / "wait.py").write_text("import time\ntime.sleep(1)\n")
+    procs = [subprocess.Popen([sys.executable, "-m", "devagent", "run", "--", sys.executable, "wait.py"],
+                              cwd=workspace, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+             for _ in range(3)]
+    deadline = time.monotonic() + 60
+    for proc in procs:
+        assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
+    assert sorted(r.number for r in RunLog(workspace).records()) == [1, 2, 3]
+    assert len(sections(workspace)) == 3
