@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: provision the environment 'demo' from the offline base image, log in through the written alias
-# with the real OpenSSH client, save a training script inside, and show the lab notebook.
+# with the real OpenSSH client, save a training script inside, train SimpleNet through `devagent run`, and show
+# the lab notebook.
 # The demo keeps its ssh config and keys under build/demo so your own ~/.ssh is not touched; in real use,
 # leave DEVAGENT_HOME and DEVAGENT_SSH_CONFIG unset and `ssh NAME` works directly.
 set -euo pipefail
@@ -28,6 +29,10 @@ print("ok", sum(p.numel() for p in model.parameters()))
 PY
 python ~/workspace/train.py'
 sleep 1
+
+step "train the seed's SimpleNet through devagent run (CPU here): one run section in the notebook"
+cp "$here/examples/train_simplenet.py" "$workspace/train_simplenet.py"
+ssh -F "$DEVAGENT_SSH_CONFIG" demo 'cd ~/workspace && devagent run -- python train_simplenet.py --epochs 3 --steps 30'
 
 step "the saves journal and the lab notebook ($workspace/lab-notebook.md)"
 for _ in $(seq 1 30); do grep -q 'GPU check' "$workspace/lab-notebook.md" 2>/dev/null && break; sleep 1; done

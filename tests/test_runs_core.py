@@ -257,7 +257,7 @@ class TestClassifyExit:
         assert classify_exit(1, tail=TRACEBACK, nan_seen=True).kind == "failure"
 
     def test_an_unknown_code_is_unknown(self) -> None:
-        assert classify_exit(None, tail=[]) == ExitInfo("unknown", None, "exit unknown (observed)", None)
+        assert classify_exit(None, tail=[]) == ExitInfo("unknown", None, "exit status unknown", None)
 
     @pytest.mark.parametrize("line", ["loss=nan", "loss: NaN", "train_loss = inf", "val/loss: -inf",
                                       "{'loss': nan}", "loss: tensor(nan, device='cuda:0')"])
@@ -823,12 +823,12 @@ class TestRenderRun:
         report = RunReport(record, datetime(2026, 11, 27, 15, 0), classify_exit(None, tail=[]), {}, None, None,
                            None, {}, [], (), None, None, None, None, [], 0)
         assert render_run(report) == (
-            "\n## 2026-11-27 15:00 · run 4 (observed) · train.py · exit unknown (observed)\n"
+            "\n## 2026-11-27 15:00 · run 4 (observed) · train.py · exit status unknown\n"
             "| | |\n"
             "|---|---|\n"
             "| command | `python train.py` |\n"
             "| started | 2026-11-27T15:00:00+01:00 |\n"
-            "| exit | exit unknown (observed) |\n"
+            "| exit | exit status unknown |\n"
             "| cwd | `/workspace` |\n"
             "\n"
             "### Hyperparameters\n"

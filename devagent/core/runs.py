@@ -214,7 +214,7 @@ def classify_exit(  # noqa: PLR0911 - one return per kind of ending reads as the
         code = 128 - code
     exception = last_exception(tail)
     if code is None:
-        return ExitInfo("unknown", None, "exit unknown (observed)", exception)
+        return ExitInfo("unknown", None, "exit status unknown", exception)
     if code == 0:
         if nan_seen:
             nan_line = next((line for line in reversed(tail) if NAN_RE.search(line)), None)
