@@ -69,3 +69,42 @@ def test_a_run_nobody_wrapped_is_observed_by_the_agent(env: Env, name: str, work
     assert "| `lr` | `0.1` | **`0.5`** |" in section
     assert "from `devagent.lab`" in section  # the helper wrote .devagent/lab/<pid>.jsonl for the agent
     assert "| `loss` | 0.25 |" in section
+
+
+CASES = {
+    "exception": ("raise ValueError('bad shape')", 1, "❌ exit 1 · ValueError: bad shape"),
+    "sigkill": ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", 137, "💀 killed (137) · SIGKILL"),
+    # Ctrl-C in a terminal signals the whole foreground process group: the wrapper ignores it, the script stops.
+    "ctrl-c": ("import os, signal, time; os.killpg(os.getpgrp(), signal.SIGINT); time.sleep(30)", 130,
+               "⛔ interrupted (130)"),
+    "silent": ("pass", 0, "✅ exit 0"),
+    "megabytes": ("import sys\nfor i in range(20000): sys.stdout.write('x' * 200 + f' loss={1 / (i + 1)}\\n')",
+                  0, "✅ exit 0"),
+    "binary": ("import sys; sys.stdout.buffer.write(bytes(range(256)) * 64)", 0, "✅ exit 0"),
+    "dataloader": ("import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
+                   "if __name__ == '__main__':\n"
+                   "    d = TensorDataset(torch.randn(64, 4))\n"
+                   "    for i, (x,) in enumerate(DataLoader(d, batch_size=16, num_workers=2)):\n"
+                   "        print(f'step={i} loss={float(x.abs().mean()):.4f}', flush=True)\n", 0, "✅ exit 0"),
+    # Over the container's memory limit (2 GiB, no swap): the kernel's OOM killer, as the cgroup records it.
+    "oom": ("chunks = []\nwhile True: chunks.append(bytearray(256 * 1024 * 1024))", 137,
+            "💀 killed (137) · out of memory killer?"),
+}
+
+
+def test_runs_inside_the_container_pass_their_exit_through_and_are_classified(env: Env, name: str,
+                                                                             workspace: Path) -> None:
+    for case, (body, _, _) in CASES.items():
+        (workspace / f"{case}.py").write_text(body + "\n")
+    for number, (case, (_, code, label)) in enumerate(CASES.items(), start=1):
+        result = env.ssh(name, f"cd ~/workspace && devagent run -- python3 {case}.py > /dev/null", timeout=180)
+        assert result.returncode == code, (case, result.stderr)
+        section = [s for s in sections(workspace) if f" · run {number} · " in s.splitlines()[0]]
+        assert len(section) == 1, (case, sections(workspace)[-1:])
+        assert section[0].splitlines()[0].endswith(f"· {case}.py · {label}"), (case, section[0].splitlines()[0])
+        if case == "megabytes":
+            assert "| `loss` | 5e-05 |" in section[0], section[0]  # the last of 20,000 printed values
+        if case == "dataloader":
+            assert "| `loss` |" in section[0]
+    # The agent is still there after all of it (the OOM kill hit the run, not the environment).
+    assert env.ssh(name, "devagent --version").returncode == 0
