@@ -56,6 +56,7 @@ demo-clean: venv
 bench: venv base-image
 	$(PY) benchmarks/up_bench.py
 	$(PY) benchmarks/agent_bench.py --quick
+	$(PY) benchmarks/run_bench.py --quick
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

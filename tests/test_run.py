@@ -257,3 +257,18 @@ def test_two_runs_at_once_get_different_numbers(workspace: Path) -> None:
         assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0
     assert sorted(r.number for r in RunLog(workspace).records()) == [1, 2, 3]
     assert len(sections(workspace)) == 3
+
+
+def test_lightnings_metrics_csv_is_read_when_the_script_writes_one(workspace: Path) -> None:
+    (workspace / "lit.py").write_text(textwrap.dedent("""\
+        import os
+        os.makedirs("lightning_logs/version_0", exist_ok=True)
+        with open("lightning_logs/version_0/metrics.csv", "w") as f:
+            f.write("epoch,step,train_loss,val_acc\\n0,9,0.9,\\n0,9,,0.5\\n1,19,0.4,\\n1,19,,0.7\\n")
+    """))
+    assert run(workspace, sys.executable, "lit.py").returncode == 0
+    [section] = sections(workspace)
+    metrics = section[section.index("### Metrics"):]
+    assert "from `lightning_logs/version_0/metrics.csv`" in metrics
+    assert row(metrics, "train_loss")[1:3] == ["0.4", "0.4 (step 19)"]
+    assert row(metrics, "val_acc")[1:3] == ["0.7", "0.7 (step 19)"]

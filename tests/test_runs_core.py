@@ -890,3 +890,16 @@ class TestRenderRun:
                                                (252.4, "4 min 12 s"), (3725, "1 h 02 min"), (90000, "25 h 00 min")])
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_series_logged_a_million_times_stays_bounded_and_its_summary_exact() -> None:
+    series = MetricSeries(max_points=1000)
+    for step in range(1_000_000 // 10):  # 100,000 points: thinned many times over
+        series.add({"loss": 1.0 + ((step * 7919) % 1000) / 1000 - (1.5 if step == 4321 else 0), "acc": step / 1e5},
+                   step=step)
+    assert len(series.points["loss"]) <= 1000
+    [loss, acc] = summarize_metrics(series)
+    assert (loss.name, loss.count, loss.best_step) == ("loss", 100_000, 4321)
+    assert loss.best == pytest.approx(1.0 + ((4321 * 7919) % 1000) / 1000 - 1.5)
+    assert loss.final == pytest.approx(1.0 + ((99_999 * 7919) % 1000) / 1000)
+    assert (acc.final, acc.best, acc.best_step, acc.count) == (0.99999, 0.99999, 99_999, 100_000)

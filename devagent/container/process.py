@@ -41,7 +41,9 @@ except ImportError:  # without it a run is still streamed and timed; GPU figures
 
 log = logging.getLogger("devagent.process")
 
-CHUNK = 65536  # bytes per read: whatever the command wrote so far, up to this, is passed on at once
+CHUNK = 1 << 20  # bytes per read: whatever the command wrote so far, up to this, is passed on at once
+PIPE_BYTES = 1 << 20  # the output pipe's size (Linux's default is 64 KiB; unprivileged users may go to 1 MiB)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 DRAIN_S = 2.0  # after the command exits, how long a descendant that still holds the output open is waited for
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
@@ -117,6 +119,8 @@ def _spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | Non
         assert process.stdout is not None
         reader = os.dup(process.stdout.fileno())  # ours to close; the Popen object closes its own
         process.stdout.close()
+        with contextlib.suppress(OSError):  # a bigger pipe: fewer, larger reads when the command floods
+            fcntl.fcntl(reader, F_SETPIPE_SZ, PIPE_BYTES)
         return process, reader
     master, slave = pty.openpty()
     try:

@@ -17,7 +17,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -146,19 +147,78 @@ def check_command(argv: Sequence[str], cwd: Path, environ: Mapping[str, str]) ->
                             hint="check the spelling, or give the interpreter: devagent run -- python script.py")
 
 
+# What reading the output for the notebook may cost the stream: a share of the run's wall time (after a first
+# quarter second for free). A script that prints faster than that is still streamed in full; only its metrics are read
+# from part of it, and the section says how much.
+PARSE_BUDGET = 0.05
+PARSE_FREE_S = 0.25
+RAW_TAIL_BYTES = 256 * 1024  # the output's last bytes, raw: the tail is cleaned from these at the end
+
+
 @dataclass
 class OutputWatch:
-    """What the wrapper keeps of the output on the side: a cleaned tail, metrics, and whether a loss went NaN."""
+    """What the wrapper keeps of the output on the side: the last bytes (for the tail), the metrics in it, and
+    whether a loss went NaN. Never slows the stream by more than PARSE_BUDGET of the run's time."""
 
-    lines: LineCollector = field(default_factory=LineCollector)
-    series: MetricSeries = field(default_factory=lambda: MetricSeries({}))
+    clock: Callable[[], float] = time.monotonic
+    series: MetricSeries = field(default_factory=MetricSeries)
     nan_seen: bool = False
+    total_bytes: int = 0
+    skipped_bytes: int = 0
+    newlines: int = 0
+    lines: LineCollector = field(default_factory=LineCollector)
+    _raw: bytearray = field(default_factory=bytearray)
+    _spent: float = 0.0
+    _started: float | None = None
+    _resync: bool = False
 
     def feed(self, data: bytes) -> None:
+        self.total_bytes += len(data)
+        self.newlines += data.count(b"\n")
+        self._raw += data
+        if len(self._raw) > RAW_TAIL_BYTES:
+            del self._raw[:-RAW_TAIL_BYTES]
+        now = self.clock()
+        if self._started is None:
+            self._started = now
+        if self._spent > PARSE_FREE_S + PARSE_BUDGET * (now - self._started):
+            self.skipped_bytes += len(data)  # over budget: stream on, read metrics again when there is time
+            self._resync = True
+            return
+        if self._resync:  # start again at a line boundary: the line cut by the gap is not a metric line
+            newline = data.find(b"\n")
+            if newline < 0:
+                self.skipped_bytes += len(data)
+                return
+            self.skipped_bytes += newline + 1
+            data = data[newline + 1:]
+            self.lines = LineCollector()
+            self._resync = False
         self._take(self.lines.feed(data))
+        self._spent += self.clock() - now
 
     def close(self) -> None:
-        self._take(self.lines.close())
+        if not self._resync:
+            self._take(self.lines.close())
+
+    @property
+    def tail(self) -> list[str]:
+        """The cleaned last lines, from the raw last bytes (complete even when metrics skipped a part)."""
+        raw = bytes(self._raw)
+        if self.total_bytes > len(raw):  # the first line kept is cut: leave it out
+            raw = raw[raw.find(b"\n") + 1:] if b"\n" in raw else raw
+        collector = LineCollector()
+        collector.feed(raw)
+        collector.close()
+        return collector.tail
+
+    @property
+    def line_count(self) -> int:
+        return self.newlines + (1 if self._raw and not self._raw.endswith(b"\n") else 0)
+
+    @property
+    def parsed_share(self) -> float:
+        return 1.0 if not self.total_bytes else 1 - self.skipped_bytes / self.total_bytes
 
     def _take(self, lines: list[str]) -> None:
         for line in lines:
@@ -229,7 +289,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     previous = runs.previous(script_rel, before=run.number)
 
     series, sources, torch_memory = _metrics(run)
-    tail = run.output.lines.tail if run.output else []
+    tail = run.output.tail if run.output else []
     nan_seen = (run.output.nan_seen if run.output else False) or any(
         not math.isfinite(v) for name, values in series.points.items() if "loss" in name for _, v in values)
     exit_info = classify_exit(run.exit_code, tail=tail, oom_killed=run.oom_killed, nan_seen=nan_seen)
@@ -251,7 +311,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
                       torch_allocated=torch_memory.get("max_memory_allocated"),
                       torch_reserved=torch_memory.get("max_memory_reserved"),
                       gpus=max(run.gpus_used, torch_memory.get("devices") or 0)),
-        output_tail=tail, output_lines=run.output.lines.line_count if run.output else 0,
+        output_tail=tail, output_lines=run.output.line_count if run.output else 0,
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
@@ -272,7 +332,9 @@ def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, in
     if csv_file is not None:
         found.append((_display(csv_file, run.cwd), read_lightning_csv(_read(csv_file) or "")))
     if run.output is not None:
-        found.append(("output", run.output.series))
+        share = run.output.parsed_share
+        found.append(("output" if share > 0.999 else f"output ({share:.0%} of it: the rest came faster than "
+                      "devagent reads metrics)", run.output.series))
     series = MetricSeries({})
     sources: list[str] = []
     for source, candidate in found:

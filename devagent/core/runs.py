@@ -327,11 +327,20 @@ def parse_metric_line(line: str) -> dict[str, float]:
     return values
 
 
+MAX_POINTS = 20_000  # per metric: beyond it a series is thinned (final, best and count stay exact)
+
+
 @dataclass
 class MetricSeries:
-    """Metric values in the order seen: name → [(step or None, value), ...]."""
+    """Metric values in the order seen: name → [(step or None, value), ...].
+
+    A metric logged more than MAX_POINTS times is thinned to every other point, keeping its last point and its
+    best one, so memory stays bounded for runs that log millions of steps; ``counts`` keeps the true number.
+    """
 
     points: dict[str, list[tuple[int | None, float]]] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    max_points: int = MAX_POINTS
 
     def add(self, values: Mapping[str, float], step: int | None = None) -> None:
         """Add one logged set of VALUES.
@@ -349,12 +358,38 @@ class MetricSeries:
                         None)
         for name, value in values.items():
             if name not in STEP_KEYS:
-                self.points.setdefault(name, []).append((step, float(value)))
+                self._extend(name, [(step, float(value))])
 
     def merge(self, other: MetricSeries) -> None:
         """Append OTHER's points after this series' own, metric by metric."""
         for name, points in other.points.items():
-            self.points.setdefault(name, []).extend(points)
+            self._extend(name, points, count=other.count(name))
+
+    def count(self, name: str) -> int:
+        """How many values of NAME were logged (thinning does not change it)."""
+        return self.counts.get(name, len(self.points.get(name, [])))
+
+    def _extend(self, name: str, points: list[tuple[int | None, float]], *, count: int | None = None) -> None:
+        self.counts[name] = self.count(name) + (len(points) if count is None else count)
+        own = self.points.setdefault(name, [])
+        own.extend(points)
+        if len(own) > self.max_points:
+            self.points[name] = _thin(name, own)
+
+
+def _thin(name: str, points: list[tuple[int | None, float]]) -> list[tuple[int | None, float]]:
+    """Every other point, plus the last and the best one (so final and best survive any number of thinnings).
+
+    >>> _thin("loss", [(1, 3.0), (2, 0.5), (3, 2.0), (4, 1.0), (5, 1.5)])
+    [(1, 3.0), (2, 0.5), (3, 2.0), (5, 1.5)]
+    """
+    keep = set(range(0, len(points), 2)) | {len(points) - 1}
+    if has_best(name):
+        lower = lower_is_better(name)
+        finite = [i for i, (_, v) in enumerate(points) if math.isfinite(v)]
+        if finite:
+            keep.add(min(finite, key=lambda i: points[i][1]) if lower else max(finite, key=lambda i: points[i][1]))
+    return [points[i] for i in sorted(keep)]
 
 
 def _as_step(value: float) -> int | None:
@@ -475,7 +510,7 @@ def summarize_metrics(series: MetricSeries) -> list[MetricSummary]:
             for step, value in points:
                 if math.isfinite(value) and (best is None or (value < best if lower else value > best)):
                     best, best_step = value, step
-        summaries.append(MetricSummary(name, points[-1][1], best, best_step, len(points)))
+        summaries.append(MetricSummary(name, points[-1][1], best, best_step, series.count(name)))
     return sorted(summaries, key=lambda m: ("loss" not in m.name.lower(), m.name.lower(), m.name))
 
 
@@ -1260,7 +1295,8 @@ def _metrics(report: RunReport) -> str:
         lines.append("| " + " | ".join(row) + " |")
     parts = ["### Metrics", "\n".join(lines)]
     if report.metric_sources:
-        sources = ", ".join("the output" if s == "output" else md_code(s) for s in report.metric_sources)
+        sources = ", ".join("the " + md_text(s) if s.startswith("output") else md_code(s)
+                            for s in report.metric_sources)
         parts.append(f"from {sources}")
     if report.curve_name and report.curve_image:
         parts.append(f"![{md_text(report.curve_name)} curve]({_link_target(report.curve_image)})")
