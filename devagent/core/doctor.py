@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from devagent.core.image import AGENT_VENV
+from devagent.core.vscode import jsonc_to_json
 
 JSON_VERSION = 1
 MIN_GLIBC = (2, 28)  # VS Code's server (and its node) needs glibc 2.28 or newer
@@ -117,56 +118,13 @@ def mode_problem(mode: int, *, forbidden: int) -> bool:
 
 
 def strip_jsonc(text: str) -> str:
-    """JSON with comments (VS Code's settings.json) as plain JSON: `//` and `/* */` comments outside strings
-    and trailing commas before `}` or `]` removed. Strings, comment-like text inside them included, are kept.
+    """JSON with comments (VS Code's settings.json) as plain JSON: comments outside strings and trailing commas
+    blanked out (one implementation for devagent: ``core/vscode.py``'s, which tasks.json uses too).
 
-    >>> strip_jsonc('{"a": "http://x", // note\\n "b": [1, 2,], /* c */}')
-    '{"a": "http://x", \\n "b": [1, 2] }'
+    >>> import json; json.loads(strip_jsonc('{"a": "http://x", // note\\n "b": [1, 2,], /* c */}'))
+    {'a': 'http://x', 'b': [1, 2]}
     """
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i: j + 1])
-            i = j + 1
-        elif text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
-        else:
-            out.append(c)
-            i += 1
-    return _drop_trailing_commas("".join(out))
-
-
-def _drop_trailing_commas(text: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i: j + 1])
-            i = j + 1
-            continue
-        if c == ",":
-            j = i + 1
-            while j < n and text[j] in " \t\r\n":
-                j += 1
-            if j < n and text[j] in "}]":
-                i += 1
-                continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return jsonc_to_json(text)
 
 
 def vscode_config_file_check(*, label: str, settings_file: str, settings: object, user_config: str,

@@ -216,7 +216,7 @@ def _read_jsonc(text: str) -> tuple[Any, str | None, str | None]:
         try:
             doc = json.loads(text, object_pairs_hook=pairs)
         except json.JSONDecodeError:
-            doc = json.loads(_jsonc_to_json(text), object_pairs_hook=pairs)
+            doc = json.loads(jsonc_to_json(text), object_pairs_hook=pairs)
             obstacle = "has comments (devagent does not rewrite it: they would be lost)"
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
@@ -252,11 +252,11 @@ def _indent_of(text: str) -> int | str:
     return len(unit) if len(unit) <= 8 else 2
 
 
-def _jsonc_to_json(text: str) -> str:
+def jsonc_to_json(text: str) -> str:
     """Blank out comments and trailing commas, keeping every other character where it was (so a JSON error's
     line and column still point into the user's file).
 
-    >>> _jsonc_to_json('{"a": "//x", // note\\n "b": [1,],}')
+    >>> jsonc_to_json('{"a": "//x", // note\\n "b": [1,],}')
     '{"a": "//x",        \\n "b": [1 ] }'
     """
     out = list(text)
