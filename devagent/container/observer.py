@@ -10,6 +10,7 @@ section says so. A process shorter than the scan interval can be missed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -139,6 +140,10 @@ class RunObserver:
         except Exception:
             log.exception("could not write the observed run %d", number)
             return None
+        if lab_file.is_file():  # the run's own folder keeps it, as for a wrapped run
+            with contextlib.suppress(OSError):
+                self.runs.run_dir(number).mkdir(parents=True, exist_ok=True)
+                lab_file.rename(self.runs.run_dir(number) / "lab.jsonl")
         log.info("observed run %d ended: %s", number, " ".join(run.argv))
         return number
 

@@ -69,6 +69,8 @@ def test_a_run_nobody_wrapped_is_observed_by_the_agent(env: Env, name: str, work
     assert "| `lr` | `0.1` | **`0.5`** |" in section
     assert "from `devagent.lab`" in section  # the helper wrote .devagent/lab/<pid>.jsonl for the agent
     assert "| `loss` | 0.25 |" in section
+    assert list((workspace / ".devagent" / "lab").iterdir()) == []  # moved into the run's folder
+    assert (workspace / ".devagent" / "runs" / "1" / "lab.jsonl").is_file()
 
 
 CASES = {
