@@ -119,16 +119,25 @@ def _agent_notebook() -> Path | None:
 
 
 def find_script(argv: Sequence[str], cwd: Path) -> tuple[Path | None, list[str]]:
-    """The training script in ARGV and the arguments after it: the first ``*.py`` argument that is a file.
+    """The training script in ARGV and the arguments after it: the first ``*.py`` argument that is a file, or
+    the module of ``-m pkg.mod`` when it is a file under CWD (``pkg/mod.py`` or ``pkg/mod/__main__.py``).
 
     >>> find_script(["python", "-u", "devagent/__main__.py", "--lr", "3e-4"], Path("."))
     (PosixPath('devagent/__main__.py'), ['--lr', '3e-4'])
+    >>> find_script(["python", "-m", "devagent.cli", "--lr", "3e-4"], Path("."))
+    (PosixPath('devagent/cli.py'), ['--lr', '3e-4'])
     >>> find_script(["make", "train"], Path("."))
     (None, [])
     """
     for i, arg in enumerate(argv):
         if arg.endswith(".py") and (cwd / arg).is_file():
             return Path(arg), list(argv[i + 1:])
+        if arg == "-m" and i + 1 < len(argv) and i > 0 and Path(argv[0]).name.startswith("python"):
+            module = Path(*argv[i + 1].split("."))
+            for candidate in (module.with_suffix(".py"), module / "__main__.py"):
+                if (cwd / candidate).is_file():
+                    return candidate, list(argv[i + 2:])
+            return None, []
     return None, []
 
 
@@ -158,19 +167,20 @@ RAW_TAIL_BYTES = 256 * 1024  # the output's last bytes, raw: the tail is cleaned
 @dataclass
 class OutputWatch:
     """What the wrapper keeps of the output on the side: the last bytes (for the tail), the metrics in it, and
-    whether a loss went NaN. Never slows the stream by more than PARSE_BUDGET of the run's time."""
+    whether a loss went NaN. Never slows the stream by more than PARSE_BUDGET of the run's time; whatever was
+    skipped at the very end is read from the last bytes at ``close()``, so final values are always the last."""
 
     clock: Callable[[], float] = time.monotonic
     series: MetricSeries = field(default_factory=MetricSeries)
     nan_seen: bool = False
     total_bytes: int = 0
-    skipped_bytes: int = 0
+    parsed_bytes: int = 0
     newlines: int = 0
     lines: LineCollector = field(default_factory=LineCollector)
     _raw: bytearray = field(default_factory=bytearray)
     _spent: float = 0.0
     _started: float | None = None
-    _resync: bool = False
+    _parsed_upto: int = 0  # total_bytes when the last parsed byte came in
 
     def feed(self, data: bytes) -> None:
         self.total_bytes += len(data)
@@ -182,24 +192,30 @@ class OutputWatch:
         if self._started is None:
             self._started = now
         if self._spent > PARSE_FREE_S + PARSE_BUDGET * (now - self._started):
-            self.skipped_bytes += len(data)  # over budget: stream on, read metrics again when there is time
-            self._resync = True
-            return
-        if self._resync:  # start again at a line boundary: the line cut by the gap is not a metric line
+            return  # over budget: stream on, read metrics again when there is time
+        if self._parsed_upto != self.total_bytes - len(data):  # after a gap: start again at a line boundary
             newline = data.find(b"\n")
             if newline < 0:
-                self.skipped_bytes += len(data)
                 return
-            self.skipped_bytes += newline + 1
             data = data[newline + 1:]
             self.lines = LineCollector()
-            self._resync = False
         self._take(self.lines.feed(data))
+        self.parsed_bytes += len(data)
+        self._parsed_upto = self.total_bytes
         self._spent += self.clock() - now
 
     def close(self) -> None:
-        if not self._resync:
-            self._take(self.lines.close())
+        missing = self.total_bytes - self._parsed_upto
+        if missing:  # the end was skipped: read it from the last bytes, so the final values are the real ones
+            if missing <= len(self._raw):
+                rest = bytes(self._raw[-missing:])  # continues exactly where the last parsed chunk ended
+            else:
+                rest = bytes(self._raw)
+                rest = rest[rest.find(b"\n") + 1:]
+                self.lines = LineCollector()
+            self._take(self.lines.feed(rest))
+            self.parsed_bytes += len(rest)
+        self._take(self.lines.close())
 
     @property
     def tail(self) -> list[str]:
@@ -218,7 +234,7 @@ class OutputWatch:
 
     @property
     def parsed_share(self) -> float:
-        return 1.0 if not self.total_bytes else 1 - self.skipped_bytes / self.total_bytes
+        return 1.0 if not self.total_bytes else min(1.0, self.parsed_bytes / self.total_bytes)
 
     def _take(self, lines: list[str]) -> None:
         for line in lines:
@@ -333,8 +349,8 @@ def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, in
         found.append((_display(csv_file, run.cwd), read_lightning_csv(_read(csv_file) or "")))
     if run.output is not None:
         share = run.output.parsed_share
-        found.append(("output" if share > 0.999 else f"output ({share:.0%} of it: the rest came faster than "
-                      "devagent reads metrics)", run.output.series))
+        found.append(("output" if share >= 1.0 else f"output ({math.floor(share * 1000) / 10:g}% of it: the rest "
+                      "came faster than devagent reads metrics)", run.output.series))
     series = MetricSeries({})
     sources: list[str] = []
     for source, candidate in found:
