@@ -159,6 +159,10 @@ def test_two_users_racing_for_one_name_and_workspace_leave_one_working_environme
 
     other = Env(tmp_path / "other")  # another DEVAGENT_HOME: no shared lock, only the engine decides
     (other.root / ".ssh").mkdir(parents=True, mode=0o700)
+    # A shared workspace that exists, as the login user's (uid 1000). Had neither made it, the one that did not
+    # would meet a folder it may not hand to uid 1000 (exit 2, with the chown to run): also no harm done.
+    env.workspace(name).mkdir(parents=True)
+    os.chown(env.workspace(name), 1000, 1000)
     workspace = str(env.workspace(name))
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -168,7 +172,9 @@ def test_two_users_racing_for_one_name_and_workspace_leave_one_working_environme
         # The loser meets the winner's container: a conflict with its fix, and nothing of the winner's undone.
         assert codes == [0, 12], [r.output for r in results]
         loser = results[[r.returncode for r in results].index(12)]
-        assert f"a container named {name!r}" in loser.stderr
+        # Either it met the winner's container at create, or found it up front (made with another user's key).
+        assert (f"Error: a container named {name!r} already exists" in loser.stderr
+                or f"Error: environment {name!r} exists with other options" in loser.stderr), loser.stderr
         winner = (env, other)[[r.returncode for r in results].index(0)]
         assert container_names(docker_client, name) == [name]
         assert winner.ssh(name, "test -w ~/workspace").returncode == 0
