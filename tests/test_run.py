@@ -272,3 +272,18 @@ def test_lightnings_metrics_csv_is_read_when_the_script_writes_one(workspace: Pa
     assert "from `lightning_logs/version_0/metrics.csv`" in metrics
     assert row(metrics, "train_loss")[1:3] == ["0.4", "0.4 (step 19)"]
     assert row(metrics, "val_acc")[1:3] == ["0.7", "0.7 (step 19)"]
+
+
+def test_which_notebook_a_run_goes_to(tmp_path: Path) -> None:
+    from devagent.container.run import locate
+
+    project = tmp_path / "project"
+    (project / "src" / "deep").mkdir(parents=True)
+    (project / "lab-notebook.md").write_text("# Lab notebook\n")
+    deep = project / "src" / "deep"
+    assert locate(deep, agent_notebook=None).notebook == project / "lab-notebook.md"  # the nearest above
+    assert locate(tmp_path, agent_notebook=None).notebook == tmp_path / "lab-notebook.md"  # else a new one here
+    environment = tmp_path / "ws" / "lab-notebook.md"
+    assert locate(deep, agent_notebook=environment).notebook == environment  # an environment has one notebook
+    mine = tmp_path / "mine.md"
+    assert locate(deep, mine, agent_notebook=environment).notebook == mine  # --notebook wins

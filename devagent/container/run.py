@@ -93,16 +93,16 @@ class RunPlace:
 def locate(cwd: Path, notebook: Path | None = None, *, agent_notebook: Path | None = None) -> RunPlace:
     """The notebook for a run started in CWD.
 
-    An explicit NOTEBOOK wins. Inside an environment, the notebook the running agent writes, when CWD is in its
-    workspace. Elsewhere, the nearest folder above CWD that already holds a lab notebook or devagent's state; else
-    CWD itself (a new ``lab-notebook.md`` there).
+    An explicit NOTEBOOK wins. Inside an environment, the notebook its agent writes (wherever CWD is: the
+    environment has one notebook). Elsewhere, the nearest folder above CWD that already holds a lab notebook or
+    devagent's state; else CWD itself (a new ``lab-notebook.md`` there).
     """
     cwd = Path(os.path.abspath(cwd))
     if notebook is not None:
         path = Path(os.path.abspath(notebook))
         return RunPlace(path.parent, path)
     agent_notebook = agent_notebook if agent_notebook is not None else _agent_notebook()
-    if agent_notebook is not None and cwd.is_relative_to(agent_notebook.parent):
+    if agent_notebook is not None:
         return RunPlace(agent_notebook.parent, agent_notebook)
     for folder in (cwd, *cwd.parents):
         if (folder / "lab-notebook.md").is_file() or (folder / STATE_DIR).is_dir():
