@@ -75,6 +75,8 @@ class RunObserver:
                 number = self._finish(self.following.pop(pid))
                 if number is not None:
                     finished.append(number)
+        # Forget judged processes that are gone (a long-lived environment starts many short ones).
+        self._ignored = {(pid, ticks) for pid, ticks in self._ignored if alive.get(pid, (None, 0))[0] == ticks}
         for pid, (ticks, ppid) in sorted(alive.items()):
             if pid in self.following or (pid, ticks) in self._ignored:
                 continue

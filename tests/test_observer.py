@@ -1,0 +1,64 @@
+"""The observer of runs nobody wrapped, against this machine's real /proc and real Python processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devagent.container.observer import RunObserver
+from devagent.container.run import RunPlace
+from devagent.container.watcher import SaveHandler
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "tests").mkdir(parents=True)
+    (ws / "train.py").write_text(
+        "import argparse, time\n"
+        "p = argparse.ArgumentParser(); p.add_argument('--lr', type=float, default=0.1); a = p.parse_args()\n"
+        "time.sleep(1.5)\n"
+    )
+    (ws / "tests" / "test_x.py").write_text("def test(): pass\n")
+    (ws / "tool").write_text("import time\ntime.sleep(1.5)\n")  # a console script: python tool tests/test_x.py
+    return ws
+
+
+def env_without_run() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("DEVAGENT_RUN", "DEVAGENT_LAB_FILE")}
+
+
+def observe_until_done(observer: RunObserver, procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    finished: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        finished += observer.scan()
+        if all(p.poll() is not None for p in procs) and not observer.following:
+            break
+        time.sleep(0.2)
+    for p in procs:
+        p.wait(timeout=5)
+    return finished + observer.scan()
+
+
+def test_a_python_run_of_a_watched_script_gets_an_observed_section(workspace: Path) -> None:
+    place = RunPlace(workspace, workspace / "lab-notebook.md")
+    observer = RunObserver(place, is_watched=SaveHandler(None, root=workspace).is_watched)  # type: ignore[arg-type]
+    run = subprocess.Popen([sys.executable, "-u", "train.py", "--lr", "0.5"], cwd=workspace, env=env_without_run())
+    # Not runs: a console script whose argument is a .py file, and a script started by `devagent run`.
+    tool = subprocess.Popen([sys.executable, "tool", "tests/test_x.py"], cwd=workspace, env=env_without_run())
+    wrapped = subprocess.Popen([sys.executable, "train.py"], cwd=workspace,
+                               env={**env_without_run(), "DEVAGENT_RUN": "9"})
+    assert observe_until_done(observer, [run, tool, wrapped]) == [1]
+    text = place.notebook.read_text()
+    assert text.count("\n## ") == 1
+    heading = text.split("\n## ", 1)[1].splitlines()[0]
+    assert heading.endswith("· run 1 (observed) · train.py · exit status unknown"), heading
+    assert "| `lr` | `0.1` | **`0.5`** |" in text
+    duration = next(line for line in text.splitlines() if line.startswith("| duration |"))
+    assert "1." in duration or "2." in duration  # about the 1.5 s the script slept
