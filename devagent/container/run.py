@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -306,7 +307,20 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     number = runs.reserve(started.isoformat(timespec="seconds"))
     lab_file = runs.run_dir(number) / "lab.jsonl"
     lab_file.parent.mkdir(parents=True, exist_ok=True)
-    git = _git(place, cwd, number)  # the code as it was run, before any edit made while it runs
+    # The code as it was run, read beside the command's start rather than before it (git status in a big
+    # repository takes a while, and the command should not wait for the notebook's sake).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        git = pool.submit(_git, place, cwd, number)
+        finished = _run(argv, cwd=cwd, environ=environ, number=number, started=started, lab_file=lab_file,
+                        place=place)
+        finished.git = git.result()
+    finish_run(place, runs, finished)
+    assert finished.exit_code is not None
+    return finished.exit_code
+
+
+def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: int, started: datetime,
+         lab_file: Path, place: RunPlace) -> Finished:
     child_env = {**environ, "DEVAGENT_RUN": str(number), "DEVAGENT_LAB_FILE": str(lab_file)}
     output = OutputWatch()
     print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
@@ -315,11 +329,10 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     finished = Finished(
         number=number, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
-        gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used, git=git,
+        gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
         python=_interpreter(argv, environ), environ=environ,
     )
-    finish_run(place, runs, finished)
-    return outcome.returncode
+    return finished
 
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
