@@ -58,7 +58,7 @@ def _provisioner() -> Any:
 @click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
 @click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")  # noqa: S108
 @click.option("--pids", default="4096", show_default=True, help="Process limit.")
-@click.option("--user", "login_user", default="dev", show_default=True, help="Login user inside (never root).")
+@click.option("--user", default="dev", show_default=True, help="Login user inside (never root).")
 @click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Your existing ed25519 private key [default: one devagent makes in DEVAGENT_HOME].")
 @click.option("--sshd-profile", type=click.Choice(["strict", "compat"]), default=None,
@@ -93,13 +93,12 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     config = (parse_config(config_file.read_text(encoding="utf-8"), source=str(config_file))
               if config_file.is_file() else UpConfig())
     # An option left at its default yields to the file; one the user typed wins over it.
-    given = {("user" if key == "login_user" else key): (value if ctx.get_parameter_source(key)
-                                                          is not ParameterSource.DEFAULT else None)
+    given = {key: value if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT else None
              for key, value in options.items()}
     v = merge(config, {**given, "name": name})
-    defaults = {("user" if key == "login_user" else key): value for key, value in options.items()}
+
     def pick(key: str) -> Any:
-        return v[key] if v.get(key) is not None else defaults.get(key)
+        return v[key] if v.get(key) is not None else options.get(key)
 
     if v["name"] is None:
         raise DevagentError("no environment name", status=ExitStatus.USAGE,

@@ -215,9 +215,17 @@ class Journal:
         if self.snapshots_dir.is_dir():
             return
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# devagent's own state (save journal, snapshots); not part of your project\n*\n")
+        prepare_state_dir(self.workspace)
+
+
+def prepare_state_dir(workspace: Path) -> Path:
+    """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository."""
+    state = workspace / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    ignore = state / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# devagent's own state (saves, snapshots, runs); not part of your project\n*\n")
+    return state
 
 
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:

@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from devagent.container.gitstate import git_state
-from devagent.container.process import GpuSampler
-from devagent.container.run import Finished, RunPlace, find_script, finish_run
+from devagent.container.process import GpuSampler, proc_stat
+from devagent.container.run import Finished, RunPlace, code_state, find_script, finish_run
 from devagent.container.runlog import RunLog
 from devagent.core.runs import GitState
 
@@ -100,13 +99,12 @@ class RunObserver:
             try:
                 if entry.stat().st_uid != self.uid:
                     continue
-                stat = (Path(entry.path) / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] == "Z":
-                continue  # a zombie has ended
-            out[int(entry.name)] = (int(fields[19]), int(fields[1]))
+            stat = proc_stat(entry.path)
+            if stat is None or stat.state == "Z" or stat.start_ticks is None:
+                continue  # gone, or a zombie: it has ended
+            out[int(entry.name)] = (stat.start_ticks, stat.ppid)
         return out
 
     def _candidate(self, pid: int, ticks: int) -> Observed | None:
@@ -119,7 +117,7 @@ class RunObserver:
             return None
         started = datetime.fromtimestamp(self._boot + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc).astimezone()
         observed = Observed(pid=pid, argv=argv, cwd=cwd, started=started, environ=environ,
-                            git=_git_state(cwd, exclude=(self.place.notebook, self.place.assets)))
+                            git=code_state(self.place, cwd, number=None))
         observed.sampler = GpuSampler.start(pid)
         return observed
 
@@ -166,13 +164,6 @@ def _python_process(base: Path) -> tuple[list[str], dict[str, str], Path] | None
     if "DEVAGENT_RUN" in environ:
         return None  # started by `devagent run`, which writes its own section
     return argv, environ, cwd
-
-
-def _git_state(cwd: Path, *, exclude: tuple[Path, ...]) -> GitState | None:
-    info = git_state(cwd, exclude=exclude)
-    if info is None:
-        return None
-    return GitState(commit=info.commit, branch=info.branch, dirty=info.dirty, files=info.files, patch_asset=None)
 
 
 def _environ(raw: bytes) -> dict[str, str]:

@@ -310,7 +310,7 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     # The code as it was run, read beside the command's start rather than before it (git status in a big
     # repository takes a while, and the command should not wait for the notebook's sake).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        git = pool.submit(_git, place, cwd, number)
+        git = pool.submit(code_state, place, cwd, number=number)
         finished = _run(argv, cwd=cwd, environ=environ, number=number, started=started, lab_file=lab_file,
                         place=place)
         finished.git = git.result()
@@ -457,12 +457,14 @@ def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str
     return out.relative_to(place.notebook.parent).as_posix()
 
 
-def _git(place: RunPlace, cwd: Path, number: int) -> GitState | None:
+def code_state(place: RunPlace, cwd: Path, *, number: int | None) -> GitState | None:
+    """The git state of CWD, without the notebook and its assets; with NUMBER, the uncommitted diff is saved as the
+    run's patch asset (an observed run's number is not known when it is read: it gets no patch)."""
     info = git_state(cwd, exclude=(place.notebook, place.assets))  # the notebook is not the code
     if info is None:
         return None
     patch_asset = None
-    if info.patch:
+    if info.patch and number is not None:
         patch = place.assets / f"run-{number}.patch"
         try:
             patch.parent.mkdir(parents=True, exist_ok=True)

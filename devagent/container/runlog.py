@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devagent.container.journal import STATE_DIR
+from devagent.container.journal import STATE_DIR, prepare_state_dir
 from devagent.core.runs import RunRecord
 
 
@@ -70,10 +70,7 @@ class RunLog:
 
     def _append_locked(self, decide: Callable[[list[str]], tuple[int, str]]) -> int:
         """Under an flock on runs.jsonl: read every line, let DECIDE give (number, line to append), append it."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("*\n")
+        prepare_state_dir(self.workspace)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
