@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,13 @@ from devagent import __version__
 from devagent.errors import DevagentError, ExitStatus
 
 JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What main() was started with, for the commands that record it (click's context object)."""
+
+    argv: tuple[str, ...]  # after the program name
 
 
 def _echo_step(text: str) -> None:
@@ -83,46 +91,26 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults."""
     from click.core import ParameterSource
 
-    from devagent.core import spec as s
-    from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
+    from devagent.core.config import CONFIG_FILE
     from devagent.core.sshd import profile_for_client
+    from devagent.core.up_request import up_request
     from devagent.host.openssh import client_version
 
     folder = Path(workspace).resolve()
     config_file = folder / CONFIG_FILE
-    config = (parse_config(config_file.read_text(encoding="utf-8"), source=str(config_file))
-              if config_file.is_file() else UpConfig())
-    # An option left at its default yields to the file; one the user typed wins over it.
-    given = {key: value if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT else None
-             for key, value in options.items()}
-    v = merge(config, {**given, "name": name})
-
-    def pick(key: str) -> Any:
-        return v[key] if v.get(key) is not None else options.get(key)
-
-    if v["name"] is None:
-        raise DevagentError("no environment name", status=ExitStatus.USAGE,
-                            hint=f"give one (devagent up NAME) or set name = \"...\" in {config_file}")
-    notebook = pick("notebook")
-    env = s.EnvSpec(
-        name=s.validate_name(str(v["name"])),
-        base_image=pick("base_image") or s.DEFAULT_BASE_IMAGE,
-        workspace=str(folder),
-        user=s.validate_user(pick("user")),
-        uid=os.getuid() or 1000,
-        gpus=s.parse_gpus(pick("gpus")),
-        limits=s.Limits(memory=s.parse_size(pick("memory"), option="--memory"),
-                        cpus=s.parse_cpus(pick("cpus")) if pick("cpus") else None,
-                        shm_size=s.parse_size(pick("shm_size"), option="--shm-size"), pids=s.parse_pids(pick("pids"))),
-        sshd_profile=pick("sshd_profile") or profile_for_client(client_version()),
-        agent=s.AgentOptions(notebook=s.validate_notebook_path(notebook) if notebook is not None else None,
-                             watch=tuple(pick("watch") or ()), polling=bool(pick("poll_saves"))),
+    request = up_request(
+        name=name,
+        # An option left at its default yields to the file; one the user typed wins over it.
+        given={key: value for key, value in options.items()
+               if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
+        config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+        config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
+        client_profile=profile_for_client(client_version()),
+        argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
     )
-    launch = shlex.join(["devagent", *sys.argv[1:]]) if sys.argv[1:2] == ["up"] else f"devagent up {env.name}"
-    if config_file.is_file():
-        launch += f"  # with {CONFIG_FILE}"
+    env = request.spec
     result = _provisioner().up(env, identity=identity.resolve() if identity else None, recreate=recreate,
-                               launch_command=launch)
+                               launch_command=request.launch_command)
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
     click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}")
     click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
@@ -130,7 +118,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
     click.echo(f"  workspace {result.workspace} → {env.inside_workspace}")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
-    if pick("vscode"):
+    if request.vscode:
         from devagent.host.vscode_files import place_vscode_files
 
         try:
@@ -369,9 +357,11 @@ def doctor(name: str | None, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turn DevagentError into its message and exit status."""
+    """Entry point: run the CLI, turn DevagentError into its message and exit status. ARGV: the arguments after
+    the program name [default: sys.argv[1:]]."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = cli.main(args=argv, prog_name="devagent", standalone_mode=False)
+        result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
     except DevagentError as exc:
         click.echo(f"Error: {exc}", err=True)
         return int(exc.status)

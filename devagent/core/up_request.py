@@ -1,0 +1,99 @@
+"""What `devagent up` is asked for: the workspace's devagent.toml and the options typed, merged into one EnvSpec.
+
+Pure: the file's text, the options given, the uid, the client's sshd profile and the command line come in as
+arguments; nothing here reads a file, the environment or ``sys.argv``. The order of precedence is the one a user
+expects: an option typed on the command line, then the file's setting, then devagent's default. Every rejection is
+a DevagentError(status=USAGE); a bad value in the file names the file and the line.
+
+>>> request = up_request(name=None, given={"memory": "64g"}, config_text='name = "exp"\\nmemory = "32g"\\n',
+...                      config_path="/w/devagent.toml", workspace="/w", uid=1000, client_profile="strict",
+...                      argv=["up", "--memory", "64g"])
+>>> request.spec.name, request.spec.limits.memory == 64 * 1024**3, request.launch_command
+('exp', True, 'devagent up --memory 64g  # with devagent.toml')
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from devagent.core import spec as s
+from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
+from devagent.errors import DevagentError, ExitStatus
+
+_LIMITS = s.Limits()
+
+# The value of each option that neither the command line nor the file sets, in the command line's form. The CLI's
+# option defaults show the same values in --help (tests/core/test_up_request.py holds the two together).
+DEFAULTS: Mapping[str, str] = {
+    "user": "dev",
+    "gpus": "none",
+    "memory": s.format_size(_LIMITS.memory),
+    "shm_size": s.format_size(_LIMITS.shm_size),
+    "pids": str(_LIMITS.pids),
+}
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """The environment `up` makes, the launch line its notebook records, and whether to place the VS Code files."""
+
+    spec: s.EnvSpec
+    launch_command: str
+    vscode: bool
+
+
+def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
+               workspace: str, uid: int, client_profile: str, argv: Sequence[str]) -> UpRequest:
+    """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
+    over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
+    in messages) and the defaults.
+
+    WORKSPACE is the absolute host folder; UID the caller's uid (root's 0 becomes 1000: the login user is never
+    root); CLIENT_PROFILE the sshd profile the local OpenSSH client can speak, used when neither sets one; ARGV
+    the arguments devagent was started with, after the program name, for the notebook's launch line.
+    """
+    config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
+    merged = merge(config, {**given, "name": name})
+
+    def pick(key: str) -> object:
+        value = merged.get(key)
+        return value if value is not None else DEFAULTS.get(key)
+
+    if merged["name"] is None:
+        raise DevagentError("no environment name", status=ExitStatus.USAGE,
+                            hint=f"give one (devagent up NAME) or set name = \"...\" in {config_path}")
+    cpus = pick("cpus")
+    notebook = pick("notebook")
+    watch = pick("watch")
+    env = s.EnvSpec(
+        name=s.validate_name(str(merged["name"])),
+        base_image=str(pick("base_image") or s.DEFAULT_BASE_IMAGE),
+        workspace=workspace,
+        user=s.validate_user(str(pick("user"))),
+        uid=uid or 1000,
+        gpus=s.parse_gpus(str(pick("gpus"))),
+        limits=s.Limits(memory=s.parse_size(str(pick("memory")), option="--memory"),
+                        cpus=s.parse_cpus(str(cpus)) if cpus else None,
+                        shm_size=s.parse_size(str(pick("shm_size")), option="--shm-size"),
+                        pids=s.parse_pids(str(pick("pids")))),
+        sshd_profile=str(pick("sshd_profile") or client_profile),
+        agent=s.AgentOptions(notebook=s.validate_notebook_path(str(notebook)) if notebook is not None else None,
+                             watch=tuple(str(glob) for glob in watch) if isinstance(watch, (tuple, list)) else (),
+                             polling=bool(pick("poll_saves"))),
+    )
+    return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
+                     vscode=bool(pick("vscode")))
+
+
+def launch_command(name: str, argv: Sequence[str], *, with_config: bool) -> str:
+    """The notebook's "launched" line: the `up` command as typed, or one that makes the same environment.
+
+    >>> launch_command("exp", ["up", "exp", "--memory", "32 g"], with_config=False)
+    "devagent up exp --memory '32 g'"
+    >>> launch_command("exp", [], with_config=True)
+    'devagent up exp  # with devagent.toml'
+    """
+    text = shlex.join(["devagent", *argv]) if list(argv[:1]) == ["up"] else f"devagent up {name}"
+    return f"{text}  # with {CONFIG_FILE}" if with_config else text

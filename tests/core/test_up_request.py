@@ -1,0 +1,162 @@
+"""`up`'s options: the command line over the workspace's devagent.toml over the defaults, merged without I/O into
+the EnvSpec `up` provisions, and the launch line the notebook records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+from devagent import cli
+from devagent.core import spec as s
+from devagent.core.config import UpConfig
+from devagent.core.up_request import DEFAULTS, UpRequest, up_request
+from devagent.errors import DevagentError, ExitStatus
+
+CONFIG = "/w/devagent.toml"
+
+
+def request(given: Mapping[str, object] | None = None, config_text: str | None = None, *, name: str | None = "exp",
+            uid: int = 1000, client_profile: str = "strict", argv: Sequence[str] = ()) -> UpRequest:
+    return up_request(name=name, given=given or {}, config_text=config_text, config_path=CONFIG, workspace="/w",
+                      uid=uid, client_profile=client_profile, argv=argv)
+
+
+def usage_error(given: Mapping[str, object] | None = None, config_text: str | None = None, **kwargs: Any
+                ) -> DevagentError:
+    with pytest.raises(DevagentError) as err:
+        request(given, config_text, **kwargs)
+    assert err.value.status == ExitStatus.USAGE
+    return err.value
+
+
+class TestPrecedence:
+    def test_a_flag_wins_over_the_file(self) -> None:
+        spec = request({"memory": "64g", "gpus": "0", "watch": ("a.py",), "sshd_profile": "strict"},
+                       'memory = "32g"\ngpus = "all"\nsshd_profile = "compat"\n[agent]\nwatch = ["b.py"]\n').spec
+        assert spec.limits.memory == 64 * 1024**3
+        assert spec.gpus == s.GpuRequest("list", ("0",))
+        assert spec.agent.watch == ("a.py",)
+        assert spec.sshd_profile == "strict"
+
+    def test_a_flag_wins_even_when_it_repeats_a_default(self) -> None:
+        assert request({"gpus": "none"}, 'gpus = "all"\n').spec.gpus == s.GpuRequest("none")
+
+    def test_the_file_wins_over_the_defaults(self) -> None:
+        made = request({}, 'base_image = "img:1"\nuser = "alice"\ngpus = [0, 1]\nmemory = "32g"\ncpus = 4\n'
+                       'shm_size = "8g"\npids = 8192\nsshd_profile = "compat"\nvscode = true\n'
+                       '[agent]\nnotebook = "notes/nb.md"\nwatch = ["src/*.py"]\npoll_saves = true\n')
+        assert made.spec == s.EnvSpec(
+            name="exp", base_image="img:1", workspace="/w", user="alice", uid=1000,
+            gpus=s.GpuRequest("list", ("0", "1")),
+            limits=s.Limits(memory=32 * 1024**3, cpus=4.0, shm_size=8 * 1024**3, pids=8192), sshd_profile="compat",
+            agent=s.AgentOptions(notebook="notes/nb.md", watch=("src/*.py",), polling=True))
+        assert made.vscode is True
+
+    def test_without_flags_or_file_the_defaults_apply(self) -> None:
+        made = request({}, None, client_profile="compat")
+        assert made.spec == s.EnvSpec(name="exp", base_image=s.DEFAULT_BASE_IMAGE, workspace="/w", user="dev",
+                                      uid=1000, gpus=s.GpuRequest("none"), limits=s.Limits(cpus=None),
+                                      sshd_profile="compat", agent=s.AgentOptions())
+        assert made.vscode is False
+
+    def test_the_name_argument_wins_over_the_files_name(self) -> None:
+        assert request({}, 'name = "from-file"\n', name="typed").spec.name == "typed"
+        assert request({}, 'name = "from-file"\n', name=None).spec.name == "from-file"
+
+    def test_root_runs_as_uid_1000_inside(self) -> None:
+        assert request(uid=0).spec.uid == 1000
+        assert request(uid=1234).spec.uid == 1234
+
+    def test_the_defaults_are_the_ones_up_shows_in_its_help(self) -> None:
+        options = {p.name: p.default for p in cli.up.params if isinstance(p, click.Option)}
+        settings = {f for f in UpConfig.__dataclass_fields__ if f != "name"}
+        assert {key: options[key] for key in settings if isinstance(options[key], str)} == DEFAULTS
+
+
+class TestErrors:
+    def test_no_name_anywhere_is_a_usage_error_naming_the_file(self) -> None:
+        err = usage_error({}, 'memory = "32g"\n', name=None)
+        assert err.message == "no environment name"
+        assert err.hint == 'give one (devagent up NAME) or set name = "..." in /w/devagent.toml'
+
+    @pytest.mark.parametrize(("text", "message", "hint"), [
+        ('name = "x"\nmemory = "lots"\n', "/w/devagent.toml line 2: memory = \"lots\": cannot read size 'lots'",
+         'write a number with an optional unit b, k, m or g, e.g. memory = "8g"'),
+        ('\n\nname = "Bad"\n', "/w/devagent.toml line 3: name = \"Bad\": invalid environment name 'Bad'",
+         "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit"),
+        ('[agent]\nnotebook = "/etc/passwd"\n',
+         "/w/devagent.toml line 2: notebook = \"/etc/passwd\": '/etc/passwd' must be a path inside the workspace",
+         'e.g. notebook = "notes/lab-notebook.md"'),
+    ])
+    def test_a_bad_value_in_the_file_names_the_file_and_the_line(self, text: str, message: str, hint: str) -> None:
+        err = usage_error({}, text)
+        assert (err.message, err.hint) == (message, hint)
+
+    def test_the_file_is_checked_even_when_a_flag_overrides_the_bad_key(self) -> None:
+        assert usage_error({"memory": "8g"}, 'memory = "lots"\n').message.startswith("/w/devagent.toml line 1:")
+
+    @pytest.mark.parametrize(("given", "message"), [
+        ({"memory": "lots"}, "--memory: cannot read size 'lots'"),
+        ({"shm_size": "0"}, "--shm-size: size must be positive, not '0'"),
+        ({"gpus": "first"}, "--gpus: not a GPU index or UUID: first"),
+        ({"cpus": "many"}, "--cpus: 'many' is not a positive number"),
+        ({"pids": "10"}, "--pids: '10' is not a whole number of at least 64"),
+        ({"user": "root"}, "invalid login user 'root'"),
+        ({"notebook": "../nb.md"}, "--notebook '../nb.md' must be a path inside the workspace"),
+    ])
+    def test_a_bad_flag_names_the_option(self, given: Mapping[str, object], message: str) -> None:
+        assert usage_error(given).message == message
+
+
+class TestTheLaunchLine:
+    def test_it_is_the_command_as_typed(self) -> None:
+        argv = ["up", "exp", "--memory", "32g", "--workspace", "my code"]
+        assert request(argv=argv).launch_command == "devagent up exp --memory 32g --workspace 'my code'"
+
+    def test_it_names_the_file_that_gave_the_other_options(self) -> None:
+        assert request(config_text='memory = "32g"\n', argv=["up"]).launch_command == (
+            "devagent up  # with devagent.toml")
+
+    def test_when_up_was_not_the_command_typed_it_is_one_that_makes_the_same_environment(self) -> None:
+        assert request(argv=["-m", "pytest"]).launch_command == "devagent up exp"
+        assert request(argv=()).launch_command == "devagent up exp"
+
+
+class RecordingProvisioner:
+    """Stands in for host/provision.py's Provisioner: records what `up` asked for, makes nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[s.EnvSpec, str]] = []
+
+    def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str) -> object:
+        from devagent.host.provision import UpResult
+
+        self.calls.append((spec, launch_command))
+        return UpResult(name=spec.name, image="img", image_built=False, port=40000, user=spec.user, uid=1000,
+                        created=True, recreated=False, workspace=spec.workspace)
+
+
+def test_the_cli_records_the_arguments_main_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    fake = RecordingProvisioner()
+    monkeypatch.setattr(cli, "_provisioner", lambda: fake)
+    monkeypatch.setattr("sys.argv", ["pytest", "something", "else"])  # never read: main's argv is
+    (tmp_path / "devagent.toml").write_text('memory = "32g"\npids = 512\n')
+    argv = ["up", "exp", "--workspace", str(tmp_path), "--pids", "1024"]
+    assert cli.main(argv) == 0
+    [(spec, launch)] = fake.calls
+    assert launch == f"devagent up exp --workspace {tmp_path} --pids 1024  # with devagent.toml"
+    assert (spec.limits.memory, spec.limits.pids, spec.workspace) == (32 * 1024**3, 1024, str(tmp_path))
+    assert "✔ container exp created, sshd on 127.0.0.1:40000\n" in capsys.readouterr().out
+
+
+def test_the_cli_reports_a_missing_name_with_the_files_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    assert cli.main(["up", "--workspace", str(tmp_path)]) == ExitStatus.USAGE
+    assert capsys.readouterr().err == (
+        "Error: no environment name\n"
+        f'  hint: give one (devagent up NAME) or set name = "..." in {tmp_path / "devagent.toml"}\n')
