@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from devagent.core.spec import (
     validate_name,
     validate_user,
 )
+from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 
 
@@ -39,6 +42,30 @@ def test_root_is_never_the_login_user() -> None:
     with pytest.raises(DevagentError, match="invalid login user 'root'"):
         validate_user("root")
     assert validate_user("dev") == "dev"
+
+
+@pytest.mark.parametrize("user", ["dev\n", "a.dev", "Dev", "-dev", "1dev", "a" * 33, ""])
+def test_login_users_follow_the_portable_posix_rule(user: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        validate_user(user)
+    assert err.value.message == f"invalid login user {user!r}"
+    assert err.value.status == ExitStatus.USAGE
+
+
+@given(st.text(alphabet="ab.-_0\n ", max_size=6), st.text(alphabet="ab.-_0\n ", max_size=6))
+def test_an_ssh_entry_takes_exactly_the_names_and_users_up_takes(name: str, user: str) -> None:
+    def accepted(check: Callable[[], object]) -> bool:
+        try:
+            check()
+        except DevagentError:
+            return False
+        return True
+
+    def entry() -> HostEntry:
+        return HostEntry(name, 2222, user, "/h/id", "/h/kh")
+
+    expected = accepted(lambda: validate_name(name)) and accepted(lambda: validate_user(user))
+    assert accepted(entry) == expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [("8g", 8 * 1024**3), ("512m", 512 * 1024**2), ("1024", 1024),

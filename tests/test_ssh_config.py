@@ -138,10 +138,13 @@ class TestHostEntry:
         ("name", "bad name", "invalid ssh alias 'bad name'"),
         ("name", "*", "invalid ssh alias '*'"),
         ("name", "box\nHost *", "invalid ssh alias 'box\\nHost *'"),
+        ("name", "box\n", "invalid ssh alias 'box\\n'"),  # `$` alone would accept the trailing newline
         ("port", 0, "invalid ssh port 0"),
         ("port", 70000, "invalid ssh port 70000"),
         ("user", "dev#x", "invalid ssh user 'dev#x'"),
         ("user", " dev", "invalid ssh user ' dev'"),
+        ("user", "dev\n", "invalid ssh user 'dev\\n'"),
+        ("user", "a.dev", "invalid ssh user 'a.dev'"),  # the login user's rule is core/spec.py's: no '.'
         ("identity_file", "/h/id\nProxyCommand evil",
          "IdentityFile path '/h/id\\nProxyCommand evil' contains a line break"),
         ("identity_file", "/h/id#1",

@@ -11,8 +11,14 @@ from pathlib import PurePosixPath
 
 from devagent.errors import DevagentError, ExitStatus
 
+# The one definition of a valid environment name and login user (core/sshhost.py checks ssh entries with them).
+# Always used with fullmatch: `$` would also accept a trailing newline, which would start a new ssh config line.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+NAME_RULE = "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit"
+# The portable POSIX user name of shadow's useradd (NAME_REGEX [a-z_][a-z0-9_-]*, at most 32 characters). Debian's
+# and Ubuntu's useradd accept more (a '.', say), but this is the rule devagent has always given users; the image's
+# useradd accepts every name it allows.
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 GPU_UUID_RE = re.compile(r"^(GPU|MIG)-[0-9A-Za-z-]{8,}$")
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)([bkmg]?)$", re.IGNORECASE)
 
@@ -30,11 +36,7 @@ def validate_name(name: str) -> str:
     'pytorch-dev'
     """
     if not NAME_RE.fullmatch(name):
-        raise DevagentError(
-            f"invalid environment name {name!r}",
-            hint="use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit",
-            status=ExitStatus.USAGE,
-        )
+        raise DevagentError(f"invalid environment name {name!r}", hint=NAME_RULE, status=ExitStatus.USAGE)
     return name
 
 

@@ -7,16 +7,13 @@ writes values verbatim (a newline starts a new option, `#` starts a comment) and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from devagent.core.spec import NAME_RE, NAME_RULE, USER_RE
 from devagent.errors import DevagentError, ExitStatus
 
 HOSTNAME = "127.0.0.1"  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
 SERVER_ALIVE_INTERVAL = 30
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 
 # Characters that no path devagent writes may hold, and why (the hint names the fix).
 _FORBIDDEN_IN_PATH = {
@@ -122,14 +119,11 @@ class HostEntry:
 
 def validate(entry: HostEntry) -> None:
     """Raise DevagentError(USAGE) naming the fix if ENTRY holds a value a config file would not keep."""
-    if not isinstance(entry.name, str) or not NAME_RE.match(entry.name):
-        raise _usage(
-            f"invalid ssh alias {entry.name!r}",
-            "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit",
-        )
+    if not isinstance(entry.name, str) or not NAME_RE.fullmatch(entry.name):
+        raise _usage(f"invalid ssh alias {entry.name!r}", NAME_RULE)
     if isinstance(entry.port, bool) or not isinstance(entry.port, int) or not 1 <= entry.port <= 65535:
         raise _usage(f"invalid ssh port {entry.port!r}", "use a whole number from 1 to 65535")
-    if not isinstance(entry.user, str) or not USER_RE.match(entry.user):
+    if not isinstance(entry.user, str) or not USER_RE.fullmatch(entry.user):
         raise _usage(f"invalid ssh user {entry.user!r}", "use a lowercase POSIX user name, e.g. dev")
     check_path("IdentityFile", entry.identity_file)
     check_path("UserKnownHostsFile", entry.known_hosts_file)
