@@ -51,8 +51,3 @@ def test_an_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
 def test_a_devagent_error_renders_its_details_and_hint() -> None:
     err = DevagentError("it broke", hint="do this", details="line 1\nline 2", status=ExitStatus.CONFLICT)
     assert str(err) == "it broke\n  | line 1\n  | line 2\n  hint: do this"
-
-
-def test_exit_codes_are_distinct() -> None:
-    values = [s.value for s in ExitStatus]
-    assert len(values) == len(set(values))
