@@ -42,8 +42,9 @@ def prove_login(*, port: int, user: str, identity: Path, host_public_key: str, t
     except paramiko.AuthenticationException as exc:
         raise DevagentError(f"the key login as {user} was refused", status=ExitStatus.LOGIN_FAILED,
                             details=str(exc), hint="`docker logs NAME` shows sshd's reason") from None
-    except (paramiko.SSHException, OSError) as exc:
-        raise DevagentError(f"the ssh login on 127.0.0.1:{port} failed: {exc}", status=ExitStatus.LOGIN_FAILED,
+    except (paramiko.SSHException, EOFError, OSError) as exc:  # EOFError: the server hung up mid-handshake
+        raise DevagentError(f"the ssh login on 127.0.0.1:{port} failed: {exc or type(exc).__name__}",
+                            status=ExitStatus.LOGIN_FAILED,
                             hint="`docker logs NAME` shows what sshd said") from None
     finally:
         client.close()
