@@ -1,0 +1,225 @@
+"""Fakes at devagent's outside boundaries, for fast host-side tests that need no Docker Engine.
+
+`FakeEngine` has the interface of host/engine.py's `Engine` (the one module that talks to Docker): it keeps its
+containers and images in memory, records every call, and fails a chosen call on request, e.g.
+``engine.fail("start", DevagentError(...))`` or ``engine.fail("put_files", KeyboardInterrupt())``.
+`BannerServer` is a stand-in sshd on 127.0.0.1 that says its banner and hangs up: enough for `up`'s wait for sshd,
+and a login against it fails the way a login to a broken sshd does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import socketserver
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devagent.core.spec import GpuRequest
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import ArchiveFile, ContainerInfo
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    options: dict[str, Any]  # everything create() was given
+    status: str = "created"
+    host_port: int | None = None
+    exit_code: int | None = None
+    files: dict[str, ArchiveFile] = field(default_factory=dict)  # by path inside the container
+    logs: str = ""
+
+    def info(self) -> ContainerInfo:
+        return ContainerInfo(id=self.id, name=self.name, status=self.status, labels=dict(self.labels),
+                             host_port=self.host_port, image=self.image, created="2026-11-27T14:02:00Z",
+                             exit_code=self.exit_code)
+
+
+class FakeEngine:
+    """An in-memory Docker Engine with `Engine`'s methods.
+
+    IMAGES maps a reference to an image id; every image `up` asks about is there when ALL_IMAGES is true (so no
+    build runs). START_PORT is the host port a started container publishes; ON_START, if given, may change the
+    container as it starts (e.g. make it exit).
+    """
+
+    def __init__(self, *, cpus: int = 8, all_images: bool = True, start_port: int | None = None,
+                 uid: int = 1000, on_start: Callable[[FakeContainer], None] | None = None) -> None:
+        self.cpus = cpus
+        self.all_images = all_images
+        self.images: dict[str, str] = {}
+        self.start_port = start_port
+        self.uid = uid
+        self.on_start = on_start
+        self.containers: dict[str, FakeContainer] = {}  # by id
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self._failures: dict[str, tuple[BaseException, bool]] = {}
+        self._ids = itertools.count(1)
+
+    # -- test controls --------------------------------------------------------------------------------------------
+
+    def fail(self, method: str, exc: BaseException, *, after: bool = False) -> None:
+        """Make the next call of METHOD raise EXC: before it takes effect, or AFTER it (a Ctrl-C that lands
+        between the engine doing it and devagent hearing back)."""
+        self._failures[method] = (exc, after)
+
+    def add(self, name: str, *, labels: Mapping[str, str], status: str = "running", host_port: int | None = None,
+            image: str = "devagent/env:old") -> FakeContainer:
+        """A container that exists before the test's call (made by an earlier `up`, or by someone else)."""
+        c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={},
+                          status=status, host_port=host_port)
+        self.containers[c.id] = c
+        return c
+
+    def names(self) -> list[str]:
+        return sorted(c.name for c in self.containers.values())
+
+    def called(self, method: str) -> list[tuple[Any, ...]]:
+        return [args for name, args in self.calls if name == method]
+
+    def _call(self, method: str, *args: Any) -> Callable[[], None]:
+        """Record the call; raise a failure set for before it; return what to run once it has taken effect."""
+        self.calls.append((method, args))
+        exc, after = self._failures.pop(method, (None, False))
+        if exc is not None and not after:
+            raise exc
+
+        def done() -> None:
+            if exc is not None:
+                raise exc
+        return done
+
+    def _find(self, name_or_id: str) -> FakeContainer | None:
+        return self.containers.get(name_or_id) or next(
+            (c for c in self.containers.values() if c.name == name_or_id), None)
+
+    # -- images ---------------------------------------------------------------------------------------------------
+
+    def cpu_count(self) -> int:
+        self._call("cpu_count")()
+        return self.cpus
+
+    def image_id(self, ref: str) -> str | None:
+        self._call("image_id", ref)()
+        if ref not in self.images and self.all_images:
+            self.images[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        return self.images.get(ref)
+
+    def image_digest(self, ref: str) -> str:
+        self._call("image_digest", ref)()
+        return self.images.get(ref, "sha256:" + "0" * 64)
+
+    def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
+        self._call("pull", ref)()
+        return None, "no registry in a fake"
+
+    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+        self._call("build", tag)()
+        self.images[tag] = f"sha256:built-{tag}"
+
+    # -- containers -----------------------------------------------------------------------------------------------
+
+    def get(self, name: str) -> ContainerInfo | None:
+        self._call("get", name)()
+        c = self._find(name)
+        return c.info() if c else None
+
+    def list_managed(self) -> list[ContainerInfo]:
+        self._call("list_managed")()
+        return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"]
+
+    def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
+               container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
+               shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+        done = self._call("create", name)
+        if self._find(name) is not None:
+            raise DevagentError(f"a container named {name!r} already exists",
+                                hint=f"choose another name, or remove it: docker rm -f {name}",
+                                status=ExitStatus.CONFLICT)
+        c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={
+            "command": command, "user": user, "container_port": container_port, "mounts": list(mounts),
+            "memory": memory, "cpus": cpus, "shm_size": shm_size, "pids": pids, "gpus": gpus,
+            "environment": dict(environment)})
+        self.containers[c.id] = c
+        done()
+        return c.id
+
+    def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
+        done = self._call("put_files", container_id, dest)
+        c = self.containers[container_id]
+        for f in files:
+            c.files[f"{dest}/{f.path}"] = f
+        done()
+
+    def start(self, container_id: str) -> ContainerInfo:
+        done = self._call("start", container_id)
+        c = self.containers[container_id]
+        c.status, c.host_port = "running", self.start_port
+        if self.on_start is not None:
+            self.on_start(c)
+        done()
+        return c.info()
+
+    def logs(self, container_id: str, tail: int = 20) -> str:
+        self._call("logs", container_id)()
+        c = self._find(container_id)
+        return "\n".join(c.logs.splitlines()[-tail:]) if c else ""
+
+    def remove_if_labelled(self, name: str, key: str, value: str) -> None:
+        self._call("remove_if_labelled", name, key, value)()
+        for c in list(self.containers.values()):
+            if c.name == name and c.labels.get(key) == value:
+                del self.containers[c.id]
+
+    def remove(self, container_id: str) -> None:
+        self._call("remove", container_id)()
+        c = self._find(container_id)
+        if c is not None:
+            del self.containers[c.id]
+
+    def rename(self, container_id: str, name: str) -> None:
+        self._call("rename", container_id, name)()
+        self.containers[container_id].name = name
+
+    def user_uid(self, container_id: str, user: str) -> int | None:
+        self._call("user_uid", container_id, user)()
+        return self.uid
+
+
+class BannerServer:
+    """A stand-in sshd on 127.0.0.1: every connection gets BANNER, then the server hangs up.
+
+    >>> with BannerServer() as server:
+    ...     server.port > 0
+    True
+    """
+
+    def __init__(self, banner: bytes = b"SSH-2.0-OpenSSH_9.2p1 fake\r\n") -> None:
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                self.request.sendall(outer.banner)
+
+        self.banner = banner
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+
+    def __enter__(self) -> BannerServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
