@@ -1,7 +1,7 @@
 """The ssh config contract: one Include line in the user's file, devagent's values win, other bytes stay.
 
 The real OpenSSH client (`ssh -G`) judges every effective value. HOME, DEVAGENT_HOME and DEVAGENT_SSH_CONFIG
-point into a temporary folder (tests/conftest.py); tests/fixtures/ssh_config/ holds one file per scenario.
+point into a temporary folder (tests/conftest.py); tests/host/fixtures/ssh_config/ holds one file per scenario.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import shutil
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from hypothesis import strategies as st
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import known_hosts, managed_config
-from devagent.host.atomic import FileLock, atomic_write
 from devagent.host.paths import Paths
 from devagent.host.ssh_config import SshConfig, parse_line
 
@@ -106,151 +104,6 @@ def raised(call, *args) -> DevagentError:  # type: ignore[no-untyped-def]
     with pytest.raises(DevagentError) as info:
         call(*args)
     return info.value
-
-
-# -- HostEntry (pure) ----------------------------------------------------------------------------------------
-
-
-class TestHostEntry:
-    def test_options_are_written_in_the_documented_order(self) -> None:
-        entry = HostEntry("box", 2222, "dev", "/h/id_ed25519", "/h/known_hosts")
-        assert entry.options() == [
-            ("HostName", "127.0.0.1"), ("Port", "2222"), ("User", "dev"), ("IdentityFile", "/h/id_ed25519"),
-            ("IdentitiesOnly", "yes"), ("HostKeyAlias", "box"), ("UserKnownHostsFile", "/h/known_hosts"),
-            ("StrictHostKeyChecking", "yes"), ("ForwardAgent", "no"), ("ForwardX11", "no"),
-            ("ServerAliveInterval", "30"),
-        ]
-
-    def test_a_path_with_a_space_is_written_quoted_and_expected_unquoted(self) -> None:
-        entry = HostEntry("box", 2222, "dev", "/my home/id_ed25519", "/my home/known_hosts")
-        assert dict(entry.options())["IdentityFile"] == '"/my home/id_ed25519"'
-        assert dict(entry.options())["UserKnownHostsFile"] == '"/my home/known_hosts"'
-        assert entry.expected_effective()["identityfile"] == "/my home/id_ed25519"
-
-    def test_expected_effective_spells_values_the_way_ssh_g_prints_them(self) -> None:
-        entry = HostEntry("box", 2222, "dev", "/h/id_ed25519", "/h/known_hosts")
-        assert entry.expected_effective() == {
-            "hostname": "127.0.0.1", "port": "2222", "user": "dev", "identityfile": "/h/id_ed25519",
-            "hostkeyalias": "box", "userknownhostsfile": "/h/known_hosts", "stricthostkeychecking": "true",
-        }
-
-    @pytest.mark.parametrize(("field", "value", "message"), [
-        ("name", "bad name", "invalid ssh alias 'bad name'"),
-        ("name", "*", "invalid ssh alias '*'"),
-        ("name", "box\nHost *", "invalid ssh alias 'box\\nHost *'"),
-        ("name", "box\n", "invalid ssh alias 'box\\n'"),  # `$` alone would accept the trailing newline
-        ("port", 0, "invalid ssh port 0"),
-        ("port", 70000, "invalid ssh port 70000"),
-        ("user", "dev#x", "invalid ssh user 'dev#x'"),
-        ("user", " dev", "invalid ssh user ' dev'"),
-        ("user", "dev\n", "invalid ssh user 'dev\\n'"),
-        ("user", "a.dev", "invalid ssh user 'a.dev'"),  # the login user's rule is core/spec.py's: no '.'
-        ("identity_file", "/h/id\nProxyCommand evil",
-         "IdentityFile path '/h/id\\nProxyCommand evil' contains a line break"),
-        ("identity_file", "/h/id#1",
-         "IdentityFile path '/h/id#1' contains '#' (sshconf cuts the value there)"),
-        ("identity_file", '/h/"id"', 'IdentityFile path \'/h/"id"\' contains a double quote'),
-        ("identity_file", "/h/id ", "IdentityFile path '/h/id ' is empty or starts or ends with whitespace"),
-        ("identity_file", "~/.ssh/id", "IdentityFile path '~/.ssh/id' is not absolute"),
-        ("identity_file", "/h/%d/id",
-         "IdentityFile path '/h/%d/id' contains '%' (OpenSSH expands %-tokens in paths)"),
-        ("known_hosts_file", "/h/${HOME}/kh",
-         "UserKnownHostsFile path '/h/${HOME}/kh' contains '$' (OpenSSH expands ${VAR} in paths)"),
-        ("known_hosts_file", "/h/k\th", "UserKnownHostsFile path '/h/k\\th' contains a tab"),
-    ])
-    def test_values_the_config_would_not_keep_intact_are_refused_as_usage_errors(
-            self, field: str, value: object, message: str) -> None:
-        fields: dict[str, object] = {"name": "box", "port": 2222, "user": "dev", "identity_file": "/h/id",
-                                     "known_hosts_file": "/h/kh"}
-        fields[field] = value
-        error = raised(lambda: HostEntry(**fields))  # type: ignore[arg-type]
-        assert error.message == message
-        assert error.status == ExitStatus.USAGE
-        assert error.hint
-
-
-# -- atomic writes and the lock ------------------------------------------------------------------------------
-
-
-class TestAtomicWrite:
-    def test_a_new_file_gets_mode_0600(self, tmp_path: Path) -> None:
-        atomic_write(tmp_path / "f", b"x")
-        assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o600
-        assert (tmp_path / "f").read_bytes() == b"x"
-
-    def test_an_existing_file_keeps_its_mode(self, tmp_path: Path) -> None:
-        (tmp_path / "f").write_bytes(b"old")
-        (tmp_path / "f").chmod(0o644)
-        atomic_write(tmp_path / "f", b"new")
-        assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o644
-
-    def test_a_symlink_stays_a_link_and_its_final_target_is_replaced(self, tmp_path: Path) -> None:
-        (tmp_path / "real").write_bytes(b"old")
-        (tmp_path / "link1").symlink_to(tmp_path / "real")
-        (tmp_path / "link2").symlink_to("link1")
-        atomic_write(tmp_path / "link2", b"new")
-        assert (tmp_path / "link2").is_symlink() and (tmp_path / "link1").is_symlink()
-        assert (tmp_path / "real").read_bytes() == b"new"
-
-    def test_no_temporary_file_is_left_behind(self, tmp_path: Path) -> None:
-        atomic_write(tmp_path / "f", b"x", mode=0o640)
-        assert [p.name for p in tmp_path.iterdir()] == ["f"]
-        assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o640
-
-
-class TestFileLock:
-    def test_a_second_holder_times_out_with_a_message_that_names_the_fix(self, tmp_path: Path) -> None:
-        lock = tmp_path / "d" / ".lock"
-        with FileLock(lock):
-            error = raised(FileLock(lock, timeout=0.2).__enter__)
-        assert str(error) == (
-            f"another devagent has been changing the ssh config for more than 0.2 s (it holds {lock})\n"
-            "  hint: wait for the other devagent command to finish, then run this one again"
-        )
-        assert error.status == ExitStatus.SSH_CONFIG
-        assert stat.S_IMODE(lock.parent.stat().st_mode) == 0o700
-
-    def test_the_lock_is_free_again_after_the_block(self, tmp_path: Path) -> None:
-        with FileLock(tmp_path / ".lock"):
-            pass
-        with FileLock(tmp_path / ".lock", timeout=0.1):
-            pass
-
-    def test_the_status_and_the_wait_notice_are_the_callers(self, tmp_path: Path) -> None:
-        waits: list[str] = []
-        with FileLock(tmp_path / ".lock"):
-            error = raised(FileLock(tmp_path / ".lock", timeout=0.2, purpose="environment 'a'",
-                                    status=ExitStatus.CONFLICT, on_wait=lambda: waits.append("w")).__enter__)
-        assert error.status == ExitStatus.CONFLICT
-        assert "changing environment 'a' for more than 0.2 s" in str(error)
-        assert waits == ["w"]  # once, however long it waited
-
-    def test_a_discarded_lock_file_is_removed_and_a_waiter_locks_the_path_anew(self, tmp_path: Path) -> None:
-        import threading
-
-        lock = tmp_path / ".lock"
-        waiting = threading.Event()
-        holder_b: list[int] = []
-
-        def second() -> None:
-            with FileLock(lock, timeout=10, on_wait=waiting.set):
-                holder_b.append(lock.stat().st_ino)  # the path exists again, and B holds it
-                time.sleep(0.5)
-
-        with FileLock(lock) as first:
-            first.discard()
-            thread = threading.Thread(target=second)
-            thread.start()
-            assert waiting.wait(5)  # B opened the old file and waits on it
-        # A has unlinked the file B was waiting on; B must not count that as holding the path.
-        deadline = time.monotonic() + 5
-        while not holder_b and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert holder_b, "the waiter never took the lock"
-        third = raised(FileLock(lock, timeout=0.1).__enter__)  # so a third one cannot take it at the same time
-        assert third.status == ExitStatus.SSH_CONFIG
-        thread.join()
-        assert lock.exists()  # B did not discard it
 
 
 # -- devagent's own files ------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from devagent.core.vscode import (
 )
 from devagent.errors import DevagentError
 
-SNIPPETS_DIR = Path(__file__).resolve().parent.parent / "vscode-snippets"
+SNIPPETS_DIR = Path(__file__).resolve().parents[2] / "vscode-snippets"
 LABELS = ["devagent: run current file", "devagent: GPU check"]
 
 

@@ -1,18 +1,10 @@
-"""The sshd configuration profiles and the derived image's Dockerfile, tag and wheels."""
+"""The sshd configuration of each profile, and the environment ssh sessions get."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import venv
-import zipfile
-from pathlib import Path
-
 import pytest
 
-from devagent.core.image import ImageSpec
-from devagent.core.sshd import Supported, kex_for, profile_for_client, render_sshd_config
-from devagent.host.wheels import build_wheelhouse, payload_fingerprint
+from devagent.core.sshd import Supported, kex_for, profile_for_client, render_sshd_config, session_env
 
 BOOKWORM = Supported(
     kex=("curve25519-sha256", "curve25519-sha256@libssh.org", "sntrup761x25519-sha512",
@@ -65,62 +57,7 @@ def test_the_default_profile_follows_the_local_client() -> None:
     assert profile_for_client((8, 4)) == "compat"
 
 
-def spec(**overrides: object) -> ImageSpec:
-    values: dict[str, object] = dict(base_image="devagent-base:bookworm", base_id="sha256:abc", user="dev",
-                                     uid=1000, sshd_port=2222, payload=(("devagent==0.1.0", "11"),))
-    values.update(overrides)
-    return ImageSpec(**values)  # type: ignore[arg-type]
-
-
-def test_an_unchanged_spec_gives_the_same_tag_and_any_change_a_new_one() -> None:
-    assert spec().tag == spec().tag
-    assert spec().tag.startswith("devagent/env:")
-    others = [spec(base_id="sha256:def"), spec(user="alice"), spec(uid=1001),
-              spec(payload=(("devagent==0.1.0", "22"),))]
-    assert len({s.tag for s in others} | {spec().tag}) == 5
-
-
-def test_the_dockerfile_installs_from_carried_wheels_only_and_runs_the_agent_as_the_user() -> None:
-    text = spec().dockerfile()
-    assert "--no-index" in text and "--find-links /tmp/devagent-wheels" in text
-    assert text.rstrip().endswith('CMD ["devagent", "agent"]')
-    assert "\nUSER dev\n" in text
-    assert "rm -f /etc/ssh/ssh_host_*" in text  # no host key baked into the image
-
-
-def test_the_payload_fingerprint_changes_with_the_source_and_names_every_carried_wheel() -> None:
-    names = [name.split("==")[0] for name, _ in payload_fingerprint()]
-    assert sorted(names) == ["click", "devagent", "nvidia_ml_py", "watchdog"]
-    assert payload_fingerprint() == payload_fingerprint()
-
-
-def test_the_wheelhouse_is_reproducible_and_installs_offline_without_host_dependencies(tmp_path: Path) -> None:
-    first = build_wheelhouse(tmp_path / "a")
-    second = build_wheelhouse(tmp_path / "b")
-    assert [w.read_bytes() for w in first] == [w.read_bytes() for w in second]
-    names = sorted(w.name.split("-")[0] for w in first)
-    assert names == ["click", "devagent", "nvidia_ml_py", "watchdog"]
-    with zipfile.ZipFile(next(w for w in first if w.name.startswith("devagent-"))) as zf:
-        metadata = zf.read("devagent-0.1.0.dist-info/METADATA").decode()
-    assert "Requires-Dist: docker" not in metadata and "Requires-Dist: paramiko" not in metadata
-
-    target = tmp_path / "venv"
-    venv.create(target, with_pip=True)
-    py = target / "bin" / "python"
-    subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(tmp_path / "a"),
-                    "devagent"], check=True)
-    out = subprocess.run([py, "-c", "import devagent.container.agent, devagent.container.watcher, sys; "
-                          "print(sorted(m for m in ('docker', 'paramiko', 'torch') if m in sys.modules))"],
-                         capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-    help_out = subprocess.run([target / "bin" / "devagent", "--help"], capture_output=True, text=True, check=True)
-    assert "up" in help_out.stdout
-    assert sys.prefix != str(target)
-
-
 def test_ssh_sessions_get_the_images_path_and_cuda_variables_but_nothing_unsafe() -> None:
-    from devagent.core.sshd import session_env
-
     env = session_env({"PATH": "/opt/conda/bin:/usr/bin", "LD_LIBRARY_PATH": "/usr/local/nvidia/lib64",
                        "NVIDIA_VISIBLE_DEVICES": "all", "HOSTNAME": "builder", "HOME": "/root",
                        "CUDA_HOME": 'evil"quote', "PYTORCH_VERSION": "2.8.0", "EMPTY": ""})

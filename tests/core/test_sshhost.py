@@ -1,0 +1,73 @@
+"""One ssh alias as plain data (core/sshhost.py): the options devagent writes, what `ssh -G` must print for them,
+and every value refused before it could reach a config file."""
+
+from __future__ import annotations
+
+import pytest
+
+from devagent.core.sshhost import HostEntry
+from devagent.errors import DevagentError, ExitStatus
+
+
+def raised(call) -> DevagentError:  # type: ignore[no-untyped-def]
+    with pytest.raises(DevagentError) as info:
+        call()
+    return info.value
+
+
+class TestHostEntry:
+    def test_options_are_written_in_the_documented_order(self) -> None:
+        entry = HostEntry("box", 2222, "dev", "/h/id_ed25519", "/h/known_hosts")
+        assert entry.options() == [
+            ("HostName", "127.0.0.1"), ("Port", "2222"), ("User", "dev"), ("IdentityFile", "/h/id_ed25519"),
+            ("IdentitiesOnly", "yes"), ("HostKeyAlias", "box"), ("UserKnownHostsFile", "/h/known_hosts"),
+            ("StrictHostKeyChecking", "yes"), ("ForwardAgent", "no"), ("ForwardX11", "no"),
+            ("ServerAliveInterval", "30"),
+        ]
+
+    def test_a_path_with_a_space_is_written_quoted_and_expected_unquoted(self) -> None:
+        entry = HostEntry("box", 2222, "dev", "/my home/id_ed25519", "/my home/known_hosts")
+        assert dict(entry.options())["IdentityFile"] == '"/my home/id_ed25519"'
+        assert dict(entry.options())["UserKnownHostsFile"] == '"/my home/known_hosts"'
+        assert entry.expected_effective()["identityfile"] == "/my home/id_ed25519"
+
+    def test_expected_effective_spells_values_the_way_ssh_g_prints_them(self) -> None:
+        entry = HostEntry("box", 2222, "dev", "/h/id_ed25519", "/h/known_hosts")
+        assert entry.expected_effective() == {
+            "hostname": "127.0.0.1", "port": "2222", "user": "dev", "identityfile": "/h/id_ed25519",
+            "hostkeyalias": "box", "userknownhostsfile": "/h/known_hosts", "stricthostkeychecking": "true",
+        }
+
+    @pytest.mark.parametrize(("field", "value", "message"), [
+        ("name", "bad name", "invalid ssh alias 'bad name'"),
+        ("name", "*", "invalid ssh alias '*'"),
+        ("name", "box\nHost *", "invalid ssh alias 'box\\nHost *'"),
+        ("name", "box\n", "invalid ssh alias 'box\\n'"),  # `$` alone would accept the trailing newline
+        ("port", 0, "invalid ssh port 0"),
+        ("port", 70000, "invalid ssh port 70000"),
+        ("user", "dev#x", "invalid ssh user 'dev#x'"),
+        ("user", " dev", "invalid ssh user ' dev'"),
+        ("user", "dev\n", "invalid ssh user 'dev\\n'"),
+        ("user", "a.dev", "invalid ssh user 'a.dev'"),  # the login user's rule is core/spec.py's: no '.'
+        ("identity_file", "/h/id\nProxyCommand evil",
+         "IdentityFile path '/h/id\\nProxyCommand evil' contains a line break"),
+        ("identity_file", "/h/id#1",
+         "IdentityFile path '/h/id#1' contains '#' (sshconf cuts the value there)"),
+        ("identity_file", '/h/"id"', 'IdentityFile path \'/h/"id"\' contains a double quote'),
+        ("identity_file", "/h/id ", "IdentityFile path '/h/id ' is empty or starts or ends with whitespace"),
+        ("identity_file", "~/.ssh/id", "IdentityFile path '~/.ssh/id' is not absolute"),
+        ("identity_file", "/h/%d/id",
+         "IdentityFile path '/h/%d/id' contains '%' (OpenSSH expands %-tokens in paths)"),
+        ("known_hosts_file", "/h/${HOME}/kh",
+         "UserKnownHostsFile path '/h/${HOME}/kh' contains '$' (OpenSSH expands ${VAR} in paths)"),
+        ("known_hosts_file", "/h/k\th", "UserKnownHostsFile path '/h/k\\th' contains a tab"),
+    ])
+    def test_values_the_config_would_not_keep_intact_are_refused_as_usage_errors(
+            self, field: str, value: object, message: str) -> None:
+        fields: dict[str, object] = {"name": "box", "port": 2222, "user": "dev", "identity_file": "/h/id",
+                                     "known_hosts_file": "/h/kh"}
+        fields[field] = value
+        error = raised(lambda: HostEntry(**fields))  # type: ignore[arg-type]
+        assert error.message == message
+        assert error.status == ExitStatus.USAGE
+        assert error.hint
