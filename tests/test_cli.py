@@ -31,6 +31,13 @@ def test_an_invalid_name_is_a_usage_error_with_the_rule(capsys: pytest.CaptureFi
                    "or digit\n")
 
 
+def test_a_name_that_is_a_host_is_refused_with_a_free_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "github.com"]) == ExitStatus.USAGE
+    assert capsys.readouterr().err == (
+        "Error: environment name 'github.com' is a DNS name: its ssh alias would take `ssh github.com` over\n"
+        "  hint: pick a name ssh does not read as a host, e.g. github-com\n")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["up", "x", "--gpus", "first"], "Error: --gpus: not a GPU index or UUID: first\n"),
     (["up", "x", "--memory", "lots"], "Error: --memory: cannot read size 'lots'\n"),

@@ -101,7 +101,7 @@ def _size(value: object) -> str:
 
 
 def _name(value: object) -> str:
-    return spec.validate_name(_string(value))
+    return spec.validate_new_name(_string(value))
 
 
 def _base_image(value: object) -> str:

@@ -40,6 +40,69 @@ def validate_name(name: str) -> str:
     return name
 
 
+# Names every Debian, Ubuntu and Red Hat /etc/hosts gives the machine itself.
+LOOPBACK_NAMES = frozenset({"localhost", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"})
+# One part of an IPv4 address as inet_aton (and so ssh, through getaddrinfo) reads it: decimal, octal or hex.
+# Out-of-range values and bad octal digits are counted too: refusing a few names no resolver takes costs nothing.
+_ADDRESS_PART = re.compile(r"0x[0-9a-f]*|[0-9]+")
+# The last label of a DNS name: a top-level domain is letters (or an IDN's xn--… form), never digits alone.
+_TOP_LEVEL = re.compile(r"[a-z]{2,}|xn--[a-z0-9-]+")
+
+
+def host_name_kind(name: str) -> str | None:
+    """What NAME already means to ssh on its own, if it means a host; None for a name that is free.
+
+    An environment's ssh alias is its name, and devagent's Include line comes first in the user's ssh config, so
+    an environment named like a real host would take `ssh HOST` (and git, rsync, scp to it) over.
+
+    >>> host_name_kind("github.com"), host_name_kind("10.1.2.3"), host_name_kind("2130706433")
+    ('a DNS name', 'an IPv4 address', 'an IPv4 address')
+    >>> host_name_kind("localhost"), host_name_kind("exp_01.v2"), host_name_kind("pytorch-dev")
+    ('this machine (localhost)', None, None)
+    """
+    labels = name.split(".")
+    if name in LOOPBACK_NAMES:
+        return f"this machine ({name})"
+    if len(labels) <= 4 and all(_ADDRESS_PART.fullmatch(label) for label in labels):
+        return "an IPv4 address"
+    if name.endswith("."):
+        return "a fully qualified DNS name"
+    if len(labels) > 1 and _TOP_LEVEL.fullmatch(labels[-1]):
+        return "a DNS name"
+    return None
+
+
+def suggest_name(name: str) -> str:
+    """A name like NAME that means no host to ssh.
+
+    >>> suggest_name("github.com"), suggest_name("10.1.2.3"), suggest_name("localhost"), suggest_name("42")
+    ('github-com', '10-1-2-3', 'localhost-dev', '42-dev')
+    """
+    candidate = name.rstrip(".").replace(".", "-")
+    if host_name_kind(candidate) is None and NAME_RE.fullmatch(candidate):
+        return candidate
+    return f"{candidate[:59]}-dev"
+
+
+def validate_new_name(name: str) -> str:
+    """Return NAME if an environment may be made with it: a valid name (see validate_name) that does not already
+    mean a host to ssh (see host_name_kind). Environments made before keep working under their names.
+
+    >>> validate_new_name("github.com")
+    Traceback (most recent call last):
+    ...
+    devagent.errors.DevagentError: environment name 'github.com' is a DNS name: its ssh alias would take \
+`ssh github.com` over
+      hint: pick a name ssh does not read as a host, e.g. github-com
+    """
+    kind = host_name_kind(validate_name(name))
+    if kind is not None:
+        raise DevagentError(f"environment name {name!r} is {kind}: its ssh alias would take `ssh {name}` over",
+                            hint=f"pick a name ssh does not read as a host, e.g. {suggest_name(name)}",
+                            status=ExitStatus.USAGE)
+    return name
+
+
 def validate_user(user: str) -> str:
     if not USER_RE.fullmatch(user) or user == "root":
         raise DevagentError(

@@ -68,7 +68,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     notebook = pick("notebook")
     watch = pick("watch")
     env = s.EnvSpec(
-        name=s.validate_name(str(merged["name"])),
+        name=s.validate_new_name(str(merged["name"])),
         base_image=str(pick("base_image") or s.DEFAULT_BASE_IMAGE),
         workspace=workspace,
         user=s.validate_user(str(pick("user"))),

@@ -16,11 +16,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import secrets
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from devagent.core.spec import NAME_RE, host_name_kind
 from devagent.core.sshhost import HostEntry, check_path, quote
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import known_hosts, managed_config
@@ -131,6 +133,26 @@ def _match_may_apply(host: str, args: list[str]) -> bool:
     return True
 
 
+def _effective(ssh_g_output: str) -> dict[str, list[str]]:
+    """`ssh -G` output as {keyword: [values]} (IdentityFile and a few others repeat)."""
+    effective: dict[str, list[str]] = {}
+    for out_line in ssh_g_output.splitlines():
+        key, _, value = out_line.partition(" ")
+        effective.setdefault(key, []).append(value)
+    return effective
+
+
+def _hostname(ssh_g_output: str, name: str) -> str:
+    """The HostName `ssh -G NAME` printed, lowercase (NAME when it printed none)."""
+    return _effective(ssh_g_output).get("hostname", [name])[0].lower()
+
+
+def _other_names(name: str) -> list[str]:
+    """Names to suggest instead of NAME, most like it first; each a valid name that means no host on its own."""
+    candidates = [f"{name[:59]}-dev", f"dev-{name[:59]}", f"{name[:59]}-env", f"env-{name[:59]}"]
+    return [c for c in candidates if NAME_RE.fullmatch(c) and host_name_kind(c) is None]
+
+
 @dataclass(frozen=True)
 class ConfigLine:
     """One option line met while reading a config in OpenSSH's order (Includes expanded in place)."""
@@ -173,7 +195,8 @@ class SshConfig:
         return managed_config.hosts(self.paths.managed_ssh_config)
 
     def check_user_config(self, name: str) -> None:
-        """Raise DevagentError(SSH_CONFIG) if the user's config fails to parse or defines NAME."""
+        """Raise DevagentError(SSH_CONFIG) if the user's config fails to parse, defines NAME, or sends NAME to
+        another host (a new alias NAME would take `ssh NAME` over)."""
         config = self.paths.user_ssh_config
         if not config.exists():
             return
@@ -187,6 +210,27 @@ class SshConfig:
                     hint=f"pick another environment name, or rename or delete that Host block in {line.file}",
                     status=ExitStatus.SSH_CONFIG,
                 )
+        if name in self.names():
+            return  # devagent's own alias already: its HostName is devagent's, and verify_effective checks it
+        target = _hostname(result.stdout, name)
+        if target == name:
+            return
+        # A catch-all (a HostName above the first Host line, or under `Host *`) sends every name to one host and
+        # singles none out. Only a HostName the config gives NAME and not any name (a made-up one here) makes NAME
+        # one of the user's hosts; `HostName %h.corp.example` does, as the made-up name gets another host.
+        anyone = self._target(f"devagent-probe-{secrets.token_hex(4)}")
+        if target == anyone:
+            return
+        setter = next((ln for ln in self._walk(name) if ln.active and ln.keyword == "hostname"), None)
+        free = next((c for c in _other_names(name) if self._target(c) in (c, anyone) and not self._defines(c)),
+                    None)
+        raise DevagentError(
+            f"your ssh config sends {name} to {target}" + (f": {setter.where()}" if setter else ""),
+            hint=f"an environment named {name} would take `ssh {name}` over: pick another name"
+                 + (f", e.g. {free}" if free else
+                    f", or keep it out of the block that sends it elsewhere (e.g. `Host * !{name}`)"),
+            status=ExitStatus.SSH_CONFIG,
+        )
 
     def install(self, entry: HostEntry, host_public_key: str) -> None:
         """Write ENTRY to the managed config, pin its host key, make sure the user's config includes ours."""
@@ -231,10 +275,7 @@ class SshConfig:
         result = self._ssh_g(entry.name)
         if result.returncode != 0:
             raise self._parse_error(entry.name, result)
-        effective: dict[str, list[str]] = {}
-        for out_line in result.stdout.splitlines():
-            key, _, value = out_line.partition(" ")
-            effective.setdefault(key, []).append(value)
+        effective = _effective(result.stdout)
         overrides = []
         for key, expected in entry.expected_effective().items():
             # IdentityFile accumulates; the first listed is the first offered, and ours must be it.
@@ -341,6 +382,13 @@ class SshConfig:
                 for target in sorted(glob.glob(str(pattern))):
                     if Path(target) != self._managed and depth < MAX_INCLUDE_DEPTH:
                         yield from self._walk_file(Path(target), host, active=current, depth=depth + 1)
+
+    def _target(self, name: str) -> str:
+        """The host `ssh NAME` would connect to, by the user's config (NAME itself when it sets no HostName)."""
+        return _hostname(self._ssh_g(name).stdout, name)
+
+    def _defines(self, name: str) -> bool:
+        return any(ln.keyword == "host" and name in ln.args for ln in self._walk(name))
 
     def _ssh_g(self, name: str) -> subprocess.CompletedProcess[str]:
         try:

@@ -17,7 +17,9 @@ from devagent.core.spec import (
     parse_gpus,
     parse_pids,
     parse_size,
+    suggest_name,
     validate_name,
+    validate_new_name,
     validate_user,
 )
 from devagent.core.sshhost import HostEntry
@@ -36,6 +38,43 @@ def test_invalid_names_are_refused_with_the_rule(name: str) -> None:
     assert err.value.status == ExitStatus.USAGE
     assert err.value.message == f"invalid environment name {name!r}"
     assert err.value.hint and "lowercase letters" in err.value.hint
+
+
+@pytest.mark.parametrize(("name", "kind", "suggestion"), [
+    ("github.com", "a DNS name", "github-com"),
+    ("my.server.org", "a DNS name", "my-server-org"),
+    ("exp.final", "a DNS name", "exp-final"),  # any alphabetic last label may be a top-level domain
+    ("shop.xn--p1ai", "a DNS name", "shop-xn--p1ai"),
+    ("box.", "a fully qualified DNS name", "box"),
+    ("github.com.", "a fully qualified DNS name", "github-com"),
+    ("10.1.2.3", "an IPv4 address", "10-1-2-3"),
+    ("127.1", "an IPv4 address", "127-1"),  # inet_aton, and so ssh, reads these as 127.0.0.1 ...
+    ("2130706433", "an IPv4 address", "2130706433-dev"),
+    ("0x7f000001", "an IPv4 address", "0x7f000001-dev"),
+    ("0x7f.1", "an IPv4 address", "0x7f-1"),
+    ("42", "an IPv4 address", "42-dev"),  # ... and this as 0.0.0.42
+    ("localhost", "this machine (localhost)", "localhost-dev"),
+    ("ip6-localhost", "this machine (ip6-localhost)", "ip6-localhost-dev"),
+])
+def test_a_name_that_already_means_a_host_is_refused_for_a_new_environment(name: str, kind: str,
+                                                                          suggestion: str) -> None:
+    assert validate_name(name) == name  # a valid name: an environment made before keeps working under it
+    with pytest.raises(DevagentError) as err:
+        validate_new_name(name)
+    assert err.value.message == f"environment name {name!r} is {kind}: its ssh alias would take `ssh {name}` over"
+    assert err.value.hint == f"pick a name ssh does not read as a host, e.g. {suggestion}"
+    assert err.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize("name", ["pytorch-dev", "exp_01.v2", "run.1", "model.a", "a.b_c", "0day", "1.2.3.4.5",
+                                  "v1.2", "localhost-dev", "10-1-2-3"])
+def test_names_that_mean_no_host_are_free(name: str) -> None:
+    assert validate_new_name(name) == name
+
+
+@given(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,62}", fullmatch=True))
+def test_every_suggestion_is_a_free_name(name: str) -> None:
+    assert validate_new_name(suggest_name(name)) == suggest_name(name)
 
 
 def test_root_is_never_the_login_user() -> None:

@@ -96,6 +96,16 @@ class TestErrors:
         err = usage_error({}, text)
         assert (err.message, err.hint) == (message, hint)
 
+    def test_a_cloned_repositorys_file_cannot_name_the_environment_after_a_real_host(self) -> None:
+        err = usage_error({}, '# from someone else\nname = "github.com"\n', name=None)
+        assert err.message == ("/w/devagent.toml line 2: name = \"github.com\": environment name 'github.com' is a "
+                               "DNS name: its ssh alias would take `ssh github.com` over")
+        assert err.hint == "pick a name ssh does not read as a host, e.g. github-com"
+
+    def test_nor_can_the_name_typed(self) -> None:
+        assert usage_error({}, None, name="10.1.2.3").message == (
+            "environment name '10.1.2.3' is an IPv4 address: its ssh alias would take `ssh 10.1.2.3` over")
+
     def test_the_file_is_checked_even_when_a_flag_overrides_the_bad_key(self) -> None:
         assert usage_error({"memory": "8g"}, 'memory = "lots"\n').message.startswith("/w/devagent.toml line 1:")
 

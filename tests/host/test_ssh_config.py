@@ -277,6 +277,58 @@ class TestCheckUserConfig:
         sshconfig.check_user_config(NAME)
 
 
+class TestANameYourConfigSendsElsewhere:
+    """A new alias must not take over a host the user reaches by that name (`ssh -G NAME` names another HostName)."""
+
+    @pytest.mark.parametrize(("text", "line", "free"), [
+        # gpu-server-dev would match `gpu-*` too: the suggestion is a name the config leaves alone.
+        ("Host gpu-*\n    HostName 10.1.2.3\n", 2, "dev-gpu-server"),
+        ("Match originalhost gpu-server\n    HostName 10.1.2.3\n", 2, "gpu-server-dev"),
+        ("# mine\nHost gpu-server? !gpu-x *-server\n  hostname=10.1.2.3\n", 3, "gpu-server-dev"),
+    ])
+    def test_a_host_your_config_sends_elsewhere_is_refused_naming_the_line_and_a_free_name(
+            self, sshconfig: SshConfig, paths: Paths, text: str, line: int, free: str) -> None:
+        paths.user_ssh_config.write_text(text)
+        before = paths.user_ssh_config.read_bytes()
+        error = raised(sshconfig.install, entry_for(paths, name="gpu-server"), HOST_KEY)
+        setter = text.splitlines()[line - 1]
+        assert error.message == (f"your ssh config sends gpu-server to 10.1.2.3: {paths.user_ssh_config}:{line}: "
+                                 f"{setter}")
+        assert error.hint == "an environment named gpu-server would take `ssh gpu-server` over: pick another name, " \
+            f"e.g. {free}"
+        assert error.status == ExitStatus.SSH_CONFIG
+        assert paths.user_ssh_config.read_bytes() == before
+        assert not paths.managed_ssh_config.exists() and not paths.known_hosts.exists()
+
+    def test_a_catch_all_that_makes_every_name_a_host_refuses_every_name_and_says_how_to_exempt_one(
+            self, sshconfig: SshConfig, paths: Paths) -> None:
+        paths.user_ssh_config.write_text("Host *\n    HostName %h.corp.example\n")
+        error = raised(sshconfig.check_user_config, "box")
+        assert error.message == f"your ssh config sends box to box.corp.example: {paths.user_ssh_config}:2:     " \
+            "HostName %h.corp.example"
+        assert error.hint == "an environment named box would take `ssh box` over: pick another name, or keep it " \
+            "out of the block that sends it elsewhere (e.g. `Host * !box`)"
+        paths.user_ssh_config.write_text("Host * !box\n    HostName %h.corp.example\n")
+        sshconfig.check_user_config("box")
+
+    @pytest.mark.parametrize("text", [
+        "HostName jump.example.com\n",  # before any Host line: every name goes there, none is singled out
+        "Host *\n    HostName jump.example.com\n",
+        "Host g*\n    HostName %h\n",  # sends the name to itself
+        "Host other\n    HostName gpu-server\n",
+    ])
+    def test_a_catch_all_to_one_host_or_a_hostname_that_is_the_name_is_fine(self, sshconfig: SshConfig,
+                                                                              paths: Paths, text: str) -> None:
+        paths.user_ssh_config.write_text(text)
+        sshconfig.check_user_config("gpu-server")
+
+    def test_devagents_own_alias_is_not_taken_for_the_users(self, sshconfig: SshConfig, paths: Paths) -> None:
+        sshconfig.install(entry_for(paths, name="gpu-server"), HOST_KEY)
+        assert ssh_g(paths.user_ssh_config, "gpu-server")["hostname"] == ["127.0.0.1"]
+        sshconfig.check_user_config("gpu-server")  # up again on the same environment
+        sshconfig.install(entry_for(paths, name="gpu-server", port=PORT + 1), HOST_KEY)
+
+
 # -- install and remove on every hostile fixture -------------------------------------------------------------
 
 

@@ -1,0 +1,38 @@
+"""What `up` refuses before it makes anything: no container is created, no file of the user's or devagent's is
+written, the lock is released."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devagent.core.spec import EnvSpec
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.atomic import FileLock
+from devagent.host.paths import Paths
+from devagent.host.provision import Provisioner
+from tests.host.fakes import FakeEngine
+
+
+def test_a_name_the_users_ssh_config_sends_to_a_real_host_is_refused_before_anything_is_made(
+        tmp_path: Path) -> None:
+    paths = Paths.from_environ()  # the real ssh client reads this temporary config, through DEVAGENT_SSH_CONFIG
+    paths.user_ssh_config.write_text("Host gpu-*\n    HostName 10.1.2.3\n    User ana\n")
+    before = paths.user_ssh_config.read_bytes()
+    engine = FakeEngine()
+    workspace = tmp_path / "code"
+    with pytest.raises(DevagentError) as err:
+        Provisioner(engine=engine, paths=paths).up(  # type: ignore[arg-type]
+            EnvSpec(name="gpu-server", base_image="base:1", workspace=str(workspace)))
+    assert str(err.value) == (
+        f"your ssh config sends gpu-server to 10.1.2.3: {paths.user_ssh_config}:2:     HostName 10.1.2.3\n"
+        "  hint: an environment named gpu-server would take `ssh gpu-server` over: pick another name, "
+        "e.g. dev-gpu-server")
+    assert err.value.status == ExitStatus.SSH_CONFIG
+    assert [method for method, _ in engine.calls if method not in ("cpu_count", "get")] == []
+    assert paths.user_ssh_config.read_bytes() == before
+    assert not paths.managed_ssh_config.exists() and not paths.known_hosts.exists()
+    assert not workspace.exists() and not paths.identity.exists()
+    with FileLock(paths.env_lock("gpu-server"), timeout=0):
+        pass
