@@ -57,6 +57,7 @@ bench: venv base-image
 	$(PY) benchmarks/up_bench.py
 	$(PY) benchmarks/agent_bench.py --quick
 	$(PY) benchmarks/run_bench.py --quick
+	$(PY) benchmarks/glob_bench.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -31,7 +31,8 @@ from watchdog.events import (
 
 from devagent.container import watcher as watcher_module
 from devagent.container.journal import Journal, count_changed_lines
-from devagent.container.watcher import SaveHandler, Watcher, glob_to_regex, is_temp_name, start_watcher
+from devagent.container.watcher import SaveHandler, Watcher, is_temp_name, start_watcher
+from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
 
 NOW = datetime(2026, 11, 27, 14, 2, tzinfo=timezone.utc)
@@ -321,15 +322,15 @@ class TestHandlerWithHandMadeEvents:
         assert [r.path for r in settle(handler, clock)] == ["train.py"]
 
     def test_globs_match_from_the_workspace_root(self) -> None:
-        rx = glob_to_regex("**/*.py")
+        rx = compile_glob("**/*.py")
         assert [bool(rx.match(s)) for s in ("a.py", "a/b/c.py", "a.pyc", "a/b.py/c")] == [
             True,
             True,
             False,
             False,
         ]
-        assert bool(glob_to_regex("configs/*.yaml").match("configs/a.yaml"))
-        assert not glob_to_regex("configs/*.yaml").match("configs/x/a.yaml")
+        assert bool(compile_glob("configs/*.yaml").match("configs/a.yaml"))
+        assert not compile_glob("configs/*.yaml").match("configs/x/a.yaml")
 
 
 # --- real observers -----------------------------------------------------------------------------------------

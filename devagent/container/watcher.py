@@ -47,6 +47,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from devagent.container.journal import Journal
+from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
 
 logger = logging.getLogger("devagent.watcher")
@@ -89,34 +90,6 @@ def is_temp_name(name: str) -> bool:
     return bool(TEMP_NAME_RE.search(name))
 
 
-def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a glob over ``/``-separated relative paths: ``**/`` is any number of folders (zero included),
-    ``*`` and ``?`` stay within one name.
-
-    >>> [bool(glob_to_regex("**/*.py").match(p)) for p in ("train.py", "src/m/model.py", "notes.md")]
-    [True, True, False]
-    """
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.DOTALL)
-
-
 def _local_now() -> datetime:
     return datetime.now().astimezone()
 
@@ -151,7 +124,8 @@ class SaveHandler(FileSystemEventHandler):
         super().__init__()
         self.journal = journal
         self.root = os.path.abspath(root)
-        self.include = [glob_to_regex(g) for g in include_globs]
+        # Linear in the path however the glob is written (core/globs.py): no glob can stall the watcher.
+        self.include = [compile_glob(g) for g in include_globs]
         self.exclude_dirs = frozenset(exclude_dirs)
         self.debounce = debounce
         self.clock = clock
@@ -175,7 +149,7 @@ class SaveHandler(FileSystemEventHandler):
         if any(part in self.exclude_dirs for part in parts[:-1]) or is_temp_name(parts[-1]):
             return False
         rel_posix = "/".join(parts)
-        return any(rx.match(rel_posix) for rx in self.include)
+        return any(glob.match(rel_posix) for glob in self.include)
 
     def save_candidate(self, event: FileSystemEvent) -> str | None:
         """The path EVENT may have saved, or None if it cannot be a save."""

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
-from devagent.core import spec
+from devagent.core import globs, spec
 from devagent.core.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
 
@@ -172,7 +172,7 @@ def _watch(value: object) -> tuple[str, ...]:
     _each(value, lambda v: isinstance(v, str), "a glob in quotes", example='watch = ["**/*.py"]')
     if any(not v.strip() for v in value):
         raise DevagentError("a glob is empty", hint='e.g. watch = ["**/*.py"]', status=ExitStatus.USAGE)
-    return tuple(value)
+    return globs.check_globs(value)  # the same check as --watch: too long, too many **, never matching
 
 
 def _each(items: list[object], ok: Callable[[object], bool], what: str, *, example: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
+from devagent.core.globs import check_globs
 from devagent.errors import DevagentError, ExitStatus
 
 _LIMITS = s.Limits()
@@ -80,7 +81,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                         pids=s.parse_pids(str(pick("pids")))),
         sshd_profile=str(pick("sshd_profile") or client_profile),
         agent=s.AgentOptions(notebook=s.validate_notebook_path(str(notebook)) if notebook is not None else None,
-                             watch=tuple(str(glob) for glob in watch) if isinstance(watch, (tuple, list)) else (),
+                             watch=check_globs(str(glob) for glob in watch) if isinstance(watch, (tuple, list)) else (),
                              polling=bool(pick("poll_saves"))),
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
