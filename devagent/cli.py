@@ -128,6 +128,9 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
             raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
                                 status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
                                 ) from None
+        except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
+                                status=exc.status, hint=exc.hint) from None
 
 
 @cli.command()

@@ -7,7 +7,7 @@ or left alone with the reason said (core/vscode.py decides; this module only rea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import devagent
@@ -21,39 +21,45 @@ from devagent.core.vscode import (
     merge_tasks,
     project_snippets,
 )
-from devagent.host.atomic import atomic_write
+from devagent.host.atomic import NoFollowFolder
 
 SNIPPETS_SOURCE = Path(devagent.__file__).parent / "snippets"  # the repository's vscode-snippets/
+MAX_READ = 1024 * 1024  # a tasks.json is a few KiB; a bigger one is not read (into a root process's memory)
 
 
-def place_vscode_files(workspace: Path) -> list[str]:
-    """Write or merge the snippets and tasks into WORKSPACE/.vscode; returns one line per file saying what
-    happened. Files are given to the workspace's owner (the login user inside), as the agent's files are."""
+def place_vscode_files(workspace: Path) -> Iterator[str]:
+    """Write or merge the snippets and tasks into WORKSPACE/.vscode; yields one line per file, once it is done,
+    saying what happened. Files are given to the workspace's owner (the login user inside), as the agent's files are.
+
+    The workspace may belong to someone else while devagent runs as root: nothing is read, written or chowned
+    through a link (host/atomic.py's NoFollowFolder); a link at .vscode or at either file is refused with a
+    DevagentError that names it."""
     snippets = project_snippets({name: (SNIPPETS_SOURCE / name).read_text(encoding="utf-8")
                                  for name in SNIPPET_FILES})
-    return [
-        _apply(workspace, SNIPPETS_PATH, lambda existing: merge_snippets(existing, snippets), "snippets"),
-        _apply(workspace, TASKS_PATH, lambda existing: merge_tasks(existing, DEVAGENT_TASKS), "tasks"),
-    ]
+    with NoFollowFolder.open(workspace) as root:
+        st = root.stat()
+        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None  # root: hand them to the workspace's owner
+        yield _apply(root, SNIPPETS_PATH, lambda existing: merge_snippets(existing, snippets), "snippets", owner)
+        yield _apply(root, TASKS_PATH, lambda existing: merge_tasks(existing, DEVAGENT_TASKS), "tasks", owner)
 
 
-def _apply(workspace: Path, relative: str, decide: Callable[[str | None], MergeResult], what: str) -> str:
-    path = workspace / relative
+def _apply(root: NoFollowFolder, relative: str, decide: Callable[[str | None], MergeResult], what: str,
+           owner: tuple[int, int] | None) -> str:
+    folder_name, name = relative.split("/")
     try:
-        existing: str | None = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        existing = None
+        with root.folder(folder_name) as folder:
+            data = folder.read(name, limit=MAX_READ)
+    except FileNotFoundError:  # no .vscode yet
+        data = None
+    try:
+        existing = None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{relative}: left as is: it is not UTF-8 text"
     result = decide(existing)
     if result.text is None:
         return f"{relative}: {result.reason}" if result.reason else f"{relative}: {what} already in place"
-    owner = workspace.stat()
-    folder_existed = path.parent.is_dir()
-    path.parent.mkdir(exist_ok=True)
-    atomic_write(path, result.text.encode(), mode=0o644)
-    if os.geteuid() == 0:  # root on the host: hand the files to whoever owns the workspace
-        if not folder_existed:
-            os.chown(path.parent, owner.st_uid, owner.st_gid)
-        os.chown(path, owner.st_uid, owner.st_gid)
+    with root.folder(folder_name, create=True, owner=owner) as folder:
+        folder.write(name, result.text.encode(), mode=0o644, owner=owner)
     added = ", ".join(result.added)
     return f"{relative}: {'wrote' if existing is None else 'added'} {added}" + (
         f" (kept your {', '.join(result.kept)})" if result.kept else "")
