@@ -16,6 +16,7 @@ from pathlib import Path
 class Paths:
     home: Path  # DEVAGENT_HOME
     user_ssh_config: Path  # DEVAGENT_SSH_CONFIG
+    ssh_dir: Path | None = None  # the user's ~/.ssh: never part of a workspace
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Paths:
@@ -23,7 +24,8 @@ class Paths:
         user_home = Path(env.get("HOME") or Path.home())
         home = Path(env.get("DEVAGENT_HOME") or user_home / ".ssh" / "devagent")
         ssh_config = Path(env.get("DEVAGENT_SSH_CONFIG") or user_home / ".ssh" / "config")
-        return cls(home=home.absolute(), user_ssh_config=ssh_config.absolute())
+        return cls(home=home.absolute(), user_ssh_config=ssh_config.absolute(),
+                   ssh_dir=(user_home / ".ssh").absolute())
 
     @property
     def identity(self) -> Path:

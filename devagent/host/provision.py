@@ -27,6 +27,7 @@ from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys
+from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.image import build_image
@@ -69,11 +70,10 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _prepare_workspace(path: Path, uid: int, *, created: bool) -> None:
+def _prepare_workspace(path: Path, uid: int, *, created: workspaces.NewWorkspace | None) -> None:
     """Give a workspace this up created to the login user; refuse an existing one that user could not write."""
     if created:
-        if os.getuid() == 0:
-            os.chown(path, uid, uid)
+        workspaces.give_to(created, uid)  # through a descriptor of the folder made, never through a link
         return
     st = path.stat()
     writable = (st.st_uid == uid and st.st_mode & stat.S_IWUSR) or st.st_mode & stat.S_IWOTH
@@ -131,6 +131,7 @@ class Provisioner:
 
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
            launch_command: str = "") -> UpResult:
+        workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything is made
         with self._env_lock(spec.name) as lock:
             try:
                 return self._up(spec, identity=identity, recreate=recreate, launch_command=launch_command)
@@ -242,18 +243,10 @@ class Provisioner:
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
-    def _workspace(self, workspace: Path) -> tuple[Path, bool]:
-        """The workspace folder, made when missing. Returns (path, created)."""
-        if workspace.exists():
-            if not workspace.is_dir():
-                raise DevagentError(f"workspace {workspace} is not a folder", status=ExitStatus.USAGE,
-                                    hint="pass --workspace a folder (it is created when missing)")
-            return workspace, False
-        try:
-            workspace.mkdir(parents=True)
-        except FileExistsError:  # another devagent made it meanwhile: it is theirs to undo, not ours
-            return self._workspace(workspace)
-        return workspace, True
+    def _workspace(self, workspace: Path) -> tuple[Path, workspaces.NewWorkspace | None]:
+        """The workspace folder, made when missing (without following a link swapped in meanwhile). Returns
+        (path, what this up made, or None when the folder was there or another devagent made it meanwhile)."""
+        return workspace, workspaces.create(workspace)
 
     def _remove_created_workspace(self, path: Path) -> None:
         """Undo a workspace this up created, unless another environment mounts it (one that won a race for the
