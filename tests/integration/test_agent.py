@@ -89,8 +89,13 @@ def test_docker_stop_shuts_the_agent_down_cleanly_and_quickly(env: Env, name: st
     container.stop(timeout=20)
     container.reload()
     assert container.attrs["State"]["ExitCode"] == 0
-    logs = container.logs().decode()
-    assert "stopping" in logs and logs.rstrip().endswith("stopped")
+    # The agent logs to stdout (sshd's -e messages go to stderr, merged in no fixed order), and Docker's log copier
+    # may still be copying the last lines when `stop` returns: wait for them rather than read once.
+    def agent_log() -> str:
+        return container.logs(stdout=True, stderr=False).decode()
+
+    wait_for(lambda: agent_log().rstrip().endswith("stopped"), timeout=10, message="the agent's last log line")
+    assert "stopping" in agent_log()
 
 
 def test_no_process_in_the_container_is_root(env: Env, name: str, up, docker_client) -> None:
