@@ -14,11 +14,12 @@ leaves the file on an entry boundary, and each entry is separated from what came
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
+
+from devagent.core.markdown import code, escape, one_line, table
 
 SEPARATOR = " · "
 ENTRY_PREFIX = "\n## "
@@ -95,49 +96,6 @@ class SaveRecord:
         )
 
 
-# ------------------------------------------------------------------------------------------------------------
-# Markdown escaping. Values land inside a GFM table: a `|` would end the cell (escape it as `\|`, which GFM
-# and VS Code's markdown-it both accept even inside code spans) and a newline would end the table.
-
-
-def _one_line(value: str) -> str:
-    return " ".join(value.splitlines()) if value else ""
-
-
-def md_text(value: str) -> str:
-    r"""Escape VALUE so it shows literally in a Markdown table cell.
-
-    >>> md_text("a|b *c* `d`")
-    'a\\|b \\*c\\* \\`d\\`'
-    """
-    return re.sub(r"([\\`*_\[\]<>|#!~])", r"\\\1", _one_line(value))
-
-
-def md_code(value: str) -> str:
-    r"""VALUE as an inline code span that survives backticks and pipes inside a table cell.
-
-    The fence is one backtick longer than the longest run of backticks inside (CommonMark's rule).
-
-    >>> md_code("echo `date` | wc")
-    '``echo `date` \\| wc``'
-    """
-    text = _one_line(value)
-    if not text:
-        return ""  # `` would be literal backticks, not an empty code span
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    # CommonMark strips one space from each side when both sides have one (and not everything is a space):
-    # pad, so that stripping gives back the value. A backtick at either end needs the pad to stay apart.
-    spaced = text.startswith(" ") and text.endswith(" ") and text.strip(" ")
-    if text.startswith("`") or text.endswith("`") or spaced:
-        text = f" {text} "
-    return f"{fence}{text}{fence}".replace("|", "\\|")
-
-
-def _row(label: str, value: str) -> str:
-    return f"| {label} | {value} |"
-
-
 def render_header(ctx: LaunchContext) -> str:
     """The notebook's first lines: a title and a table recording how the environment was made.
 
@@ -149,29 +107,30 @@ def render_header(ctx: LaunchContext) -> str:
     # Lab notebook — dev
     """
     if ctx.base_digest:
-        base = md_code(f"{ctx.base_image}@{ctx.base_digest}")
+        base = code(f"{ctx.base_image}@{ctx.base_digest}")
     else:
-        base = f"{md_code(ctx.base_image)} (local image, no registry digest)"
+        base = f"{code(ctx.base_image)} (local image, no registry digest)"
     mounts = (
         "<br>".join(
-            f"{md_code(host)} → {md_code(container)} ({md_text(mode)})"
+            f"{code(host)} → {code(container)} ({escape(mode)})"
             for host, container, mode in ctx.mounts
         )
         or "none"
     )
+    rows = [
+        ["image", f"{code(ctx.image)} · base {base}"],
+        ["launched", code(ctx.launch_command)],
+        ["mounts", mounts],
+        ["limits", escape(ctx.limits)],
+        ["GPUs", escape(ctx.gpus)],
+        ["login", f"{code('ssh ' + ctx.ssh_alias)} as {escape(ctx.user)}"],
+        ["devagent", escape(ctx.devagent_version)],
+        ["created", escape(ctx.created)],
+    ]
     lines = [
-        f"# Lab notebook — {md_text(ctx.name)}",
+        f"# Lab notebook — {escape(ctx.name)}",
         "",
-        _row("environment", md_text(ctx.name)),
-        "|---|---|",
-        _row("image", f"{md_code(ctx.image)} · base {base}"),
-        _row("launched", md_code(ctx.launch_command)),
-        _row("mounts", mounts),
-        _row("limits", md_text(ctx.limits)),
-        _row("GPUs", md_text(ctx.gpus)),
-        _row("login", f"{md_code('ssh ' + ctx.ssh_alias)} as {md_text(ctx.user)}"),
-        _row("devagent", md_text(ctx.devagent_version)),
-        _row("created", md_text(ctx.created)),
+        table(["environment", escape(ctx.name)], rows),
         "",
         "_devagent only appends below this line and never changes what is already here; "
         "write your own notes anywhere._",
@@ -194,7 +153,7 @@ def heading(when: datetime, *parts: str) -> str:
     >>> heading(datetime(2026, 11, 27, 14, 5), "run 3", "train.py", "✅ exit 0")
     '2026-11-27 14:05 · run 3 · train.py · ✅ exit 0'
     """
-    return SEPARATOR.join([format_timestamp(when), *(_one_line(p) for p in parts if p)])
+    return SEPARATOR.join([format_timestamp(when), *(one_line(p) for p in parts if p)])
 
 
 def entry(heading: str, body: str) -> str:
@@ -207,7 +166,7 @@ def entry(heading: str, body: str) -> str:
     >>> entry("2026-11-27 14:02 · note", "")
     '\\n## 2026-11-27 14:02 · note\\n'
     """
-    text = ENTRY_PREFIX + _one_line(heading).strip() + "\n"
+    text = ENTRY_PREFIX + one_line(heading).strip() + "\n"
     body = body.strip("\n")
     if body:
         text += body + "\n"

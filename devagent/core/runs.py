@@ -32,7 +32,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from devagent.core.gpu import gib
-from devagent.core.notebook import SaveRecord, entry, heading, md_code, md_text, render_edits_since
+from devagent.core.markdown import code, escape
+from devagent.core.notebook import SaveRecord, entry, heading, render_edits_since
 
 # ------------------------------------------------------------------------------------------------------------
 # Output: raw bytes in, clean lines out.
@@ -871,7 +872,7 @@ def _same_value(a: str | None, b: str | None) -> bool:
 def _cell_value(value: str | None) -> str:
     if value is None:
         return "—"
-    return md_code(value) if value else md_code('""')
+    return code(value) if value else code('""')
 
 
 def hparam_table(current: Mapping[str, str], *, defaults: Mapping[str, ArgDefault],
@@ -907,7 +908,7 @@ def hparam_table(current: Mapping[str, str], *, defaults: Mapping[str, ArgDefaul
         else:
             changed = not _same_value(value, default if default is not None or default_arg is None else "None")
         shown = _cell_value(value)
-        row = [md_code(name), _cell_value(default), f"**{shown}**" if changed else shown]
+        row = [code(name), _cell_value(default), f"**{shown}**" if changed else shown]
         if previous is not None:
             row.append(_cell_value(previous.get(name)))
         lines.append("| " + " | ".join(row) + " |")
@@ -1190,17 +1191,17 @@ def _facts(report: RunReport) -> str:
     record, exit_info = report.record, report.exit
     rows: list[tuple[str, str]] = []
     if record.argv:
-        rows.append(("command", md_code(shlex.join(record.argv))))
+        rows.append(("command", code(shlex.join(record.argv))))
     if record.started:
-        rows.append(("started", md_text(record.started)))
+        rows.append(("started", escape(record.started)))
     if record.duration_s is not None and math.isfinite(record.duration_s) and record.duration_s >= 0:
         rows.append(("duration", format_duration(record.duration_s)))
-    exit_text = md_text(exit_info.label)
+    exit_text = escape(exit_info.label)
     if exit_info.detail and exit_info.detail not in exit_info.label:
-        exit_text += " — " + md_code(exit_info.detail)
+        exit_text += " — " + code(exit_info.detail)
     rows.append(("exit", exit_text))
     if record.cwd:
-        rows.append(("cwd", md_code(record.cwd)))
+        rows.append(("cwd", code(record.cwd)))
     if report.gpu is not None:
         rows.append(("GPUs", str(report.gpu.gpus) if report.gpu.gpus > 0 else "none (CPU)"))
     return "\n".join(["| | |", "|---|---|", *(f"| {label} | {value} |" for label, value in rows)])
@@ -1226,7 +1227,7 @@ def _hyperparameters(report: RunReport) -> str:
         parts.append(table)
     if not report.defaults and record.script is not None:
         args = _script_args(record.argv, record.script)
-        parts.append(f"argv: {md_code(shlex.join(args))}" if args else "no arguments")
+        parts.append(f"argv: {code(shlex.join(args))}" if args else "no arguments")
     gpus = report.gpu.gpus if report.gpu is not None else 0
     batch = effective_batch(record.hparams, gpus) if gpus > 1 else None
     if batch is not None:
@@ -1246,9 +1247,9 @@ def _code(report: RunReport) -> str:
     parts: list[str] = []
     git = report.git
     if git is not None:
-        line = "git " + (md_code(git.commit[:7]) if git.commit else "(no commit yet)")
+        line = "git " + (code(git.commit[:7]) if git.commit else "(no commit yet)")
         if git.branch:
-            line += " on " + md_code(git.branch)
+            line += " on " + code(git.branch)
         if git.dirty:
             line += ", dirty"
             if git.files:
@@ -1262,13 +1263,13 @@ def _code(report: RunReport) -> str:
             line += ", clean"
         parts.append(line)
         if git.dirty and git.files:
-            listed = [f"- {md_code(path)} +{a}/−{r}" for path, a, r in git.files[:_MAX_FILES_LISTED]]
+            listed = [f"- {code(path)} +{a}/−{r}" for path, a, r in git.files[:_MAX_FILES_LISTED]]
             if len(git.files) > _MAX_FILES_LISTED:
                 listed.append(f"- … and {len(git.files) - _MAX_FILES_LISTED} more")
             parts.append("\n".join(listed))
     if report.edits_since is not None:
         since = f"edits since run {report.previous.number}" if report.previous else "edits before this run"
-        parts.append(f"{since}: {md_text(render_edits_since(report.edits_since))}")
+        parts.append(f"{since}: {escape(render_edits_since(report.edits_since))}")
     if not parts:
         return ""
     return "### Code\n\n" + "\n\n".join(parts)
@@ -1288,22 +1289,22 @@ def _metrics(report: RunReport) -> str:
             best = "—"
         else:
             best = format_number(m.best) + (f" (step {m.best_step})" if m.best_step is not None else "")
-        row = [md_code(m.name), format_number(m.final), best]
+        row = [code(m.name), format_number(m.final), best]
         if previous is not None and compare:
             before = previous.metrics.get(m.name)
             row.append(format_number(before) if before is not None else "—")
         lines.append("| " + " | ".join(row) + " |")
     parts = ["### Metrics", "\n".join(lines)]
     if report.metric_sources:
-        sources = ", ".join("the " + md_text(s) if s.startswith("output") else md_code(s)
+        sources = ", ".join("the " + escape(s) if s.startswith("output") else code(s)
                             for s in report.metric_sources)
         parts.append(f"from {sources}")
     if report.curve_name and report.curve_image:
-        parts.append(f"![{md_text(report.curve_name)} curve]({_link_target(report.curve_image)})")
+        parts.append(f"![{escape(report.curve_name)} curve]({_link_target(report.curve_image)})")
     elif report.curve_name and report.curve_sparkline:
         count = next((m.count for m in report.metrics if m.name == report.curve_name), None)
         points = f" ({count} points)" if count is not None else ""
-        parts.append(f"{md_code(report.curve_name)} {report.curve_sparkline}{points}")
+        parts.append(f"{code(report.curve_name)} {report.curve_sparkline}{points}")
     return "\n\n".join(parts)
 
 
@@ -1336,7 +1337,7 @@ def _gpu_memory(gpu: GpuMemory | None) -> str:
 def _environment(env: Mapping[str, str]) -> str:
     if not env:
         return ""
-    return "### Environment\n\n" + " ".join(md_code(f"{name}={value}") for name, value in env.items())
+    return "### Environment\n\n" + " ".join(code(f"{name}={value}") for name, value in env.items())
 
 
 def fenced(lines: Iterable[str], info: str = "text") -> str:

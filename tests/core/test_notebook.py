@@ -16,8 +16,6 @@ from devagent.core.notebook import (
     format_timestamp,
     heading,
     is_entry,
-    md_code,
-    md_text,
     render_edits_since,
     render_header,
 )
@@ -85,9 +83,6 @@ class TestHeader:
         assert launched == "| launched | ``devagent up x --env A=`id -u` \\| tee log`` |"
         assert len(cells(launched)) == 2
 
-    def test_a_value_ending_in_a_backtick_is_padded_so_the_code_span_closes(self) -> None:
-        assert md_code("say `hi`") == "`` say `hi` ``"
-
     def test_markdown_in_plain_values_is_shown_literally(self) -> None:
         header = render_header(make_context(limits="*fast* | [x](y) <b>"))
         limits = next(r for r in table_rows(header) if r.startswith("| limits |"))
@@ -109,24 +104,6 @@ class TestHeader:
             assert all(len(cells(r)) == 2 for r in rows)
 
         check()
-
-    @given(st.text())
-    def test_md_code_shows_the_value_as_commonmark_reads_a_code_span_in_a_table_cell(
-        self, value: str
-    ) -> None:
-        if not " ".join(value.splitlines()):
-            assert md_code(value) == ""
-            return
-        span = md_code(value).replace("\\|", "|")
-        fence = re.match(r"`+", span)
-        assert fence is not None
-        inner = span[fence.end() : -fence.end()]
-        if inner.startswith(" ") and inner.endswith(" ") and inner.strip(" "):
-            inner = inner[1:-1]
-        assert inner == " ".join(value.splitlines())
-
-    def test_md_text_escapes_a_backslash_before_a_pipe(self) -> None:
-        assert md_text("a\\|b") == "a\\\\\\|b"
 
 
 class TestLaunchContextJson:
