@@ -17,10 +17,11 @@ them into Markdown.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
+
+from devagent.core.markdown import code_span, details, escape_pipes, fence, split_lines, squeeze, table
 
 GIB = 1024**3
 
@@ -142,10 +143,10 @@ def _headline(check: GpuCheck) -> str:
     nvml, torch = check.nvml, check.torch
     parts = ["GPU check", _status(check)]
     if nvml.available and nvml.driver_version:
-        parts.append(f"driver {_inline(nvml.driver_version)}")
+        parts.append(f"driver {squeeze(nvml.driver_version)}")
     if nvml.available and nvml.cuda_driver_version:
-        parts.append(f"CUDA {_inline(nvml.cuda_driver_version)}")
-    parts.append(f"torch {_inline(torch.version or '?')}" if torch.ok else "torch check failed")
+        parts.append(f"CUDA {squeeze(nvml.cuda_driver_version)}")
+    parts.append(f"torch {squeeze(torch.version or '?')}" if torch.ok else "torch check failed")
     return " · ".join(parts)
 
 
@@ -171,7 +172,7 @@ def _group(gpus: list[tuple[str | None, int | None]]) -> str:
         counts[key] = counts.get(key, 0) + 1
     labels = []
     for (name, memory), count in counts.items():
-        label = f"{count} × {_inline(name or 'unknown GPU')}"
+        label = f"{count} × {squeeze(name or 'unknown GPU')}"
         labels.append(label + (f" ({gib(memory)})" if memory is not None else ""))
     return ", ".join(labels)
 
@@ -204,17 +205,17 @@ def _mismatch_warning(nvml: NvmlReport, torch: TorchReport) -> str:
     text = (
         f"> **torch cannot use the GPU{'s' if count != 1 else ''}.** NVML lists {count} "
         f"GPU{'s' if count != 1 else ''}, but `torch.cuda.is_available()` is {torch.is_available} in "
-        f"{_code(torch.python)}: training will run on the CPU. "
+        f"{code_span(squeeze(torch.python))}: training will run on the CPU. "
     )
     driver_cuda = nvml.cuda_driver_version
     if torch.cuda_build is None:
-        wanted = f" for CUDA {_inline(driver_cuda)} or older" if driver_cuda else ""
-        version = _inline(torch.version or "?")
+        wanted = f" for CUDA {squeeze(driver_cuda)} or older" if driver_cuda else ""
+        version = squeeze(torch.version or "?")
         text += f"This torch ({version}) is a CPU-only build: install a CUDA build{wanted}."
     elif driver_cuda and _newer(torch.cuda_build, driver_cuda):
         text += (
-            f"This torch is built for CUDA {_inline(torch.cuda_build)}, newer than the driver supports "
-            f"(CUDA {_inline(driver_cuda)}): install a torch built for CUDA {_inline(driver_cuda)} or older, "
+            f"This torch is built for CUDA {squeeze(torch.cuda_build)}, newer than the driver supports "
+            f"(CUDA {squeeze(driver_cuda)}): install a torch built for CUDA {squeeze(driver_cuda)} or older, "
             "or update the driver."
         )
     else:
@@ -235,10 +236,11 @@ def _newer(version: str, than: str) -> bool:
 
 def _quote_error(title: str, error: str, hint: str | None = None) -> str:
     """A blockquote: TITLE, the error's first line, any further lines in a fenced block, then HINT."""
-    first, *rest = re.split(r"\r\n|\r|\n", error.strip())
-    lines = [f"{title} {_inline(first)}".rstrip()]
+    first, *rest = split_lines(error.strip())
+    lines = [f"{title} {squeeze(first)}".rstrip()]
     if "".join(rest).strip():
-        lines += ["", *_fenced("\n".join(rest).strip("\n"))]
+        # a bare \r left in would end the blockquote early: the fence holds the lines split_lines gave
+        lines += ["", *fence(split_lines("\n".join(rest).strip("\n"))).split("\n")]
     if hint:
         lines += ["", hint]
     return "\n".join(f"> {line}" if line else ">" for line in lines)
@@ -249,13 +251,13 @@ def _quote_error(title: str, error: str, hint: str | None = None) -> str:
 
 def _nvml_block(nvml: NvmlReport) -> str:
     if not nvml.available:
-        return f"**NVML:** not available — {_inline(nvml.error or 'unknown error')}"
+        return f"**NVML:** not available — {squeeze(nvml.error or 'unknown error')}"
     facts = [f"driver {nvml.driver_version or '?'}", f"CUDA {nvml.cuda_driver_version or '?'}"]
     count = len(nvml.gpus)
     facts.append(f"{count} GPU{'s' if count != 1 else ''}")
-    block = "**NVML:** " + _inline(" · ".join(facts))
+    block = "**NVML:** " + squeeze(" · ".join(facts))
     if nvml.error:
-        block += f" — {_inline(nvml.error)}"
+        block += f" — {squeeze(nvml.error)}"
     if not nvml.gpus:
         return block
     rows = [
@@ -292,7 +294,7 @@ def _process(process: GpuProcess) -> str:
 
 def _torch_table(torch: TorchReport) -> str:
     rows = [
-        ["python", _code(torch.python)],
+        ["python", code_span(squeeze(torch.python))],
         ["version", torch.version or "?"],
         ["CUDA build", torch.cuda_build or "none (CPU-only build)"],
         ["`torch.cuda.is_available()`", str(torch.is_available)],
@@ -304,51 +306,17 @@ def _torch_table(torch: TorchReport) -> str:
 
 
 def _details(summary: str, text: str) -> str:
-    body = "\n".join(_fenced(text.strip("\r\n")))
-    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+    # Markdown ends a line at \r too: split there, so the fence's lines are the lines a reader sees.
+    return details(summary, fence(split_lines(text.strip("\r\n"))))
 
 
-# --- Markdown helpers ---------------------------------------------------------------------------------------
+# --- tables -------------------------------------------------------------------------------------------------
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = [_row(header), "|" + "---|" * len(header)]
-    lines += [_row([_cell(cell) for cell in row]) for row in rows]
-    return "\n".join(lines)
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _cell(text: str) -> str:
-    """A table cell: one line, every `|` escaped (GFM honours `\\|` inside code spans too)."""
-    return _inline(text).replace("|", "\\|")
-
-
-def _inline(text: str) -> str:
-    """Outside text (GPU names, errors, paths) on one line: a newline there would end a heading or a row."""
-    return " ".join(text.split())
-
-
-def _code(text: str) -> str:
-    """An inline code span that survives backticks in TEXT.
-
-    >>> _code("/usr/bin/python3"), _code("a`b")
-    ('`/usr/bin/python3`', '``a`b``')
-    """
-    text = _inline(text)
-    ticks = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{ticks}{pad}{text}{pad}{ticks}"
-
-
-def _fenced(text: str) -> list[str]:
-    """TEXT verbatim in a ```text fence, longer than any backtick run inside so nothing can close it early."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    # Markdown ends a line at \r too; a bare \r left in would end a blockquote early.
-    return [f"{fence}text", *re.split(r"\r\n|\r|\n", text), fence]
+    """HEADER and ROWS as a table. Cells are outside text or Markdown written here: each is kept on one line
+    and every `|` in it escaped (GFM honours `\\|` inside code spans too)."""
+    return table(header, [[escape_pipes(squeeze(cell)) for cell in row] for row in rows])
 
 
 # --- shared predicates --------------------------------------------------------------------------------------
