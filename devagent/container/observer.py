@@ -23,7 +23,7 @@ from pathlib import Path
 from devagent.container.process import GpuSampler, proc_stat
 from devagent.container.run import Finished, RunPlace, code_state, find_script, finish_run
 from devagent.container.runlog import RunLog
-from devagent.core.runs import GitState
+from devagent.core.runs.record import GitState
 
 log = logging.getLogger("devagent.observer")
 

@@ -31,26 +31,21 @@ from devagent.container.journal import STATE_DIR, Journal
 from devagent.container.process import run_streaming
 from devagent.container.runlog import RunLog
 from devagent.core.notebook import SaveRecord
-from devagent.core.runs import (
-    NAN_RE,
-    GitState,
-    GpuMemory,
-    LineCollector,
+from devagent.core.runs.environment import allowed_env
+from devagent.core.runs.exits import NAN_RE, classify_exit
+from devagent.core.runs.hparams import argparse_defaults, overlay_argv
+from devagent.core.runs.metrics import (
     MetricSeries,
-    RunRecord,
-    RunReport,
-    allowed_env,
-    argparse_defaults,
-    classify_exit,
     curve_values,
-    overlay_argv,
     parse_metric_line,
     read_lightning_csv,
     read_metrics_jsonl,
-    render_run,
     sparkline,
     summarize_metrics,
 )
+from devagent.core.runs.output import LineCollector
+from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.section import RunReport, render_run
 from devagent.errors import DevagentError, ExitStatus
 
 log = logging.getLogger("devagent.run")

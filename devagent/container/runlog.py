@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from devagent.container.journal import STATE_DIR, prepare_state_dir
-from devagent.core.runs import RunRecord
+from devagent.core.runs.record import RunRecord
 
 
 class RunLog:

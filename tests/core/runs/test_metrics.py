@@ -1,0 +1,191 @@
+"""Metrics: lines, series, readers, summaries, the sparkline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from devagent.core.runs.metrics import (
+    MetricSeries,
+    MetricSummary,
+    curve_values,
+    lower_is_better,
+    parse_metric_line,
+    read_lightning_csv,
+    read_metrics_jsonl,
+    sparkline,
+    summarize_metrics,
+)
+
+
+class TestMetricLines:
+    @pytest.mark.parametrize(("line", "expected"), [
+        ("epoch 3 | loss=0.4213 acc: 91.2%", {"loss": 0.4213, "acc": 91.2}),
+        ("step=10, lr=3e-4", {"step": 10.0, "lr": 0.0003}),
+        ("train/loss=0.25\tval.acc: 0.9 | val-f1 = 0.81", {"train/loss": 0.25, "val.acc": 0.9, "val-f1": 0.81}),
+        ("delta=-1.5E-3, grad_norm=.5", {"delta": -0.0015, "grad_norm": 0.5}),
+        ("{'loss': 0.6931, 'grad_norm': 1.23, 'learning_rate': 4.5e-05, 'epoch': 0.1}",
+         {"loss": 0.6931, "grad_norm": 1.23, "learning_rate": 4.5e-05, "epoch": 0.1}),
+        ('{"loss":0.5,"acc":1}', {"loss": 0.5, "acc": 1.0}),
+        ("Epoch 1/10 - loss: 0.4213 - accuracy: 0.8750", {"loss": 0.4213, "accuracy": 0.875}),
+        ("loss=1 loss=2", {"loss": 2.0}),
+    ])
+    def test_metrics_are_read_from_a_line(self, line: str, expected: dict[str, float]) -> None:
+        assert parse_metric_line(line) == expected
+
+    def test_nan_and_inf_are_values(self) -> None:
+        values = parse_metric_line("loss=nan grad: inf min=-Infinity")
+        assert math.isnan(values["loss"]) and values["grad"] == math.inf and values["min"] == -math.inf
+
+    @pytest.mark.parametrize("line", [
+        "epoch 3",
+        "see https://wandb.ai/team/proj/runs/abc?step=10&lr=3",
+        "serving on http://localhost:8080",
+        "localhost:8080 cuda:0",
+        "12:30:01 started",
+        "time: 12:30:01",
+        "INFO: starting",
+        "INFO: 3 workers",
+        "WARNING: 2",
+        "{'optimizer': 'adam', 'lr': 0.001}",
+        'config {"model": "resnet50", "epochs": 90}',
+        "Namespace(data='data/', lr=0.001, batch_size=64)",
+        "Namespace(lr=0.001, batch_size=64, epochs=10)",
+        "elapsed=3.2s eta=10m",
+        "loss=0.5.3",
+        "x=y=3",
+    ])
+    def test_things_that_are_not_metrics_give_nothing(self, line: str) -> None:
+        assert parse_metric_line(line) == {}
+
+
+class TestMetricSeries:
+    def test_step_keys_are_the_step_and_everything_else_a_metric(self) -> None:
+        series = MetricSeries()
+        series.add({"global_step": 100, "loss": 0.5, "epoch": 1, "lr": 3e-4})
+        series.add({"iter": 200.0, "loss": 0.4})
+        series.add({"loss": 0.3})
+        assert series.points == {"loss": [(100, 0.5), (200, 0.4), (None, 0.3)], "epoch": [(100, 1.0)],
+                                 "lr": [(100, 3e-4)]}
+
+    def test_an_explicit_step_wins_over_a_step_key(self) -> None:
+        series = MetricSeries()
+        series.add({"step": 5, "loss": 1.0}, step=7)
+        assert series.points == {"loss": [(7, 1.0)]}
+
+    def test_merge_appends_the_other_series(self) -> None:
+        a = MetricSeries({"loss": [(1, 1.0)]})
+        a.merge(MetricSeries({"loss": [(2, 0.5)], "acc": [(2, 0.9)]}))
+        assert a.points == {"loss": [(1, 1.0), (2, 0.5)], "acc": [(2, 0.9)]}
+
+    def test_json_lines_skip_private_keys_booleans_strings_and_bad_lines(self) -> None:
+        text = "\n".join([
+            json.dumps({"step": 1, "loss": 0.9, "acc": 0.5, "_t": 12.3, "_torch": {"devices": 1}}),
+            "not json",
+            "[1, 2]",
+            json.dumps({"step": 2, "loss": 0.7, "done": True, "phase": "train", "nested": {"a": 1}}),
+            "",
+            '{"step": 3, "loss": NaN}',
+        ])
+        series = read_metrics_jsonl(text)
+        assert list(series.points) == ["loss", "acc"]
+        assert series.points["loss"][:2] == [(1, 0.9), (2, 0.7)]
+        assert series.points["loss"][2][0] == 3 and math.isnan(series.points["loss"][2][1])
+        assert series.points["acc"] == [(1, 0.5)]
+
+    def test_lightning_csv_skips_empty_cells_and_uses_step(self) -> None:
+        text = (
+            "epoch,step,train_loss,val_loss,val_acc\n"
+            "0,49,0.91,,\n"
+            "0,99,0.62,,\n"
+            "0,99,,0.70,0.74\n"
+            "1,149,0.45,,\n"
+            "1,199,bad,0.55,0.81\n"
+        )
+        series = read_lightning_csv(text)
+        assert series.points["train_loss"] == [(49, 0.91), (99, 0.62), (149, 0.45)]
+        assert series.points["val_loss"] == [(99, 0.70), (199, 0.55)]
+        assert series.points["val_acc"] == [(99, 0.74), (199, 0.81)]
+        assert "step" not in series.points
+        assert [v for _, v in series.points["epoch"]] == [0, 0, 0, 1, 1]
+
+    def test_an_empty_csv_gives_an_empty_series(self) -> None:
+        assert read_lightning_csv("").points == {}
+        assert read_lightning_csv("epoch,step\n").points == {}
+
+
+class TestMetricSummaries:
+    @pytest.mark.parametrize(("name", "lower"), [
+        ("loss", True), ("val_loss", True), ("train/loss", True), ("top1_err", True), ("error_rate", True),
+        ("ppl", True), ("val.perplexity", True), ("rmse", True), ("nll", True), ("epoch_time", True),
+        ("latency_ms", True), ("wer", True), ("acc", False), ("val_f1", False), ("auc", False), ("bleu", False),
+        ("lr", False), ("MONKEY_score", False),
+    ])
+    def test_lower_is_better_for_losses_errors_and_times(self, name: str, lower: bool) -> None:
+        assert lower_is_better(name) is lower
+
+    def test_best_is_the_minimum_of_a_loss_and_the_maximum_of_an_accuracy(self) -> None:
+        series = MetricSeries({
+            "val_acc": [(1, 0.5), (2, 0.9), (3, 0.9), (4, 0.8)],
+            "train_loss": [(1, 2.0), (2, 1.0), (3, math.nan), (4, 1.5)],
+            "lr": [(1, 1e-3), (4, 1e-4)],
+            "epoch": [(1, 0.0), (4, 1.0)],
+            "loss": [(1, math.inf)],
+        })
+        assert summarize_metrics(series) == [
+            MetricSummary("loss", math.inf, None, None, 1),
+            MetricSummary("train_loss", 1.5, 1.0, 2, 4),
+            MetricSummary("epoch", 1.0, None, None, 2),
+            MetricSummary("lr", 1e-4, None, None, 2),
+            MetricSummary("val_acc", 0.8, 0.9, 2, 4),
+        ]
+
+    def test_the_curve_prefers_loss_then_train_loss_then_any_loss(self) -> None:
+        assert curve_values(MetricSeries({"val_loss": [(1, 3.0), (2, 2.0)], "loss": [(1, 1.0), (2, 0.5)]})) == (
+            "loss", [1.0, 0.5])
+        assert curve_values(MetricSeries({"val_loss": [(1, 3.0), (2, 2.0)], "train/loss": [(1, 1.0), (2, 0.5)]
+                                          })) == ("train/loss", [1.0, 0.5])
+        assert curve_values(MetricSeries({"loss": [(1, 1.0)], "val_loss": [(1, 3.0), (2, 2.0)]})) == (
+            "val_loss", [3.0, 2.0])
+        assert curve_values(MetricSeries({"loss": [(1, 1.0)], "acc": [(1, 0.1), (2, 0.2)]})) is None
+
+    def test_sparkline_scales_between_min_and_max(self) -> None:
+        assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█"
+        assert sparkline([7, 0]) == "█▁"
+
+    def test_sparkline_shows_nan_and_inf_as_dots(self) -> None:
+        assert sparkline([1.0, math.nan, 0.0, math.inf]) == "█·▁·"
+        assert sparkline([math.nan, math.nan]) == "··"
+
+    def test_a_constant_series_is_a_flat_line_and_an_empty_one_nothing(self) -> None:
+        assert sparkline([2.5] * 5) == "▄▄▄▄▄"
+        assert sparkline([]) == ""
+
+    def test_a_long_series_is_averaged_down_to_the_width(self) -> None:
+        values = [float(i) for i in range(1000)]
+        line = sparkline(values, width=40)
+        assert len(line) == 40
+        assert line[0] == "▁" and line[-1] == "█"
+        assert sparkline([0, 0, 8, 8, math.nan, 4], width=3) == "▁█·"
+
+    def test_extreme_values_do_not_overflow(self) -> None:
+        assert sparkline([-1e308, 1e308]) == "▁█"
+
+    def test_a_width_below_one_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="width"):
+            sparkline([1.0], width=0)
+
+
+def test_a_series_logged_a_million_times_stays_bounded_and_its_summary_exact() -> None:
+    series = MetricSeries(max_points=1000)
+    for step in range(1_000_000 // 10):  # 100,000 points: thinned many times over
+        series.add({"loss": 1.0 + ((step * 7919) % 1000) / 1000 - (1.5 if step == 4321 else 0), "acc": step / 1e5},
+                   step=step)
+    assert len(series.points["loss"]) <= 1000
+    [loss, acc] = summarize_metrics(series)
+    assert (loss.name, loss.count, loss.best_step) == ("loss", 100_000, 4321)
+    assert loss.best == pytest.approx(1.0 + ((4321 * 7919) % 1000) / 1000 - 1.5)
+    assert loss.final == pytest.approx(1.0 + ((99_999 * 7919) % 1000) / 1000)
+    assert (acc.final, acc.best, acc.best_step, acc.count) == (0.99999, 0.99999, 99_999, 100_000)
