@@ -151,144 +151,150 @@ def overlay_argv(defaults: Mapping[str, ArgDefault], argv: Sequence[str]) -> dic
     >>> overlay_argv(d, ["--amp", "data/", "--seed=3", "--lr", "3e-4", "more"])
     {'data': 'data/', 'lr': '3e-4', 'amp': 'True', 'seed': '3', 'argv[5]': 'more'}
     """
-    result: dict[str, str] = {
-        arg.dest: arg.default if arg.default is not None else "None" for arg in defaults.values()
-    }
-    by_flag = {flag: arg for arg in defaults.values() for flag in arg.flags if flag.startswith("-")}
-    for arg in defaults.values():
-        if (arg.action or "").endswith("BooleanOptionalAction"):
-            by_flag.update({"--no-" + f[2:]: arg for f in arg.flags if f.startswith("--")})
-    given_appends: set[str] = set()
-    positionals: list[tuple[int, str]] = []
-    tokens = list(argv)
-    i = 0
-    while i < len(tokens):
-        word = tokens[i]
-        i += 1
-        if word == "--":
-            positionals += list(enumerate(tokens[i:], start=i))
-            break
-        if not _looks_like_flag(word):
-            positionals.append((i - 1, word))
-            continue
-        flag, inline = word, None
-        if "=" in word:
-            flag, inline = word.split("=", 1)
-        known = by_flag.get(flag)
-        if known is None and flag.startswith("--"):
-            matches = [(f, a) for f, a in by_flag.items() if f.startswith(flag)]
-            if len({id(a) for _, a in matches}) == 1:  # a unique prefix, as argparse's allow_abbrev takes it
-                flag, known = matches[0]
-        if known is not None:
-            i = _apply(known, flag, inline, tokens, i, result, given_appends)
-        elif not word.startswith("--") and len(word) > 2 and word[:2] in by_flag:
-            i = _short_cluster(word, tokens, i, by_flag, result, given_appends)
+    return _ArgvReader(defaults, argv).read()
+
+
+class _ArgvReader:
+    """One pass over a script's arguments, as argparse reads them: the words, where reading has got to, what has
+    been set so far. Each step reads one option (and the words it takes) and moves on; the positionals are
+    handed out at the end, when it is known how many there are."""
+
+    def __init__(self, defaults: Mapping[str, ArgDefault], argv: Sequence[str]) -> None:
+        self._values: dict[str, str] = {
+            arg.dest: arg.default if arg.default is not None else "None" for arg in defaults.values()
+        }
+        self._positional_args = [arg for arg in defaults.values() if arg.positional]
+        self._positionals: list[tuple[int, str]] = []  # (index in argv, word) of each word that is no option
+        self._words = list(argv)
+        self._next = 0  # the index of the next word to read
+        self._appended: set[str] = set()  # append/extend dests given once already: later values add to them
+        self._by_flag = {flag: arg for arg in defaults.values() for flag in arg.flags if flag.startswith("-")}
+        for arg in defaults.values():
+            if (arg.action or "").endswith("BooleanOptionalAction"):
+                self._by_flag.update({"--no-" + f[2:]: arg for f in arg.flags if f.startswith("--")})
+
+    def read(self) -> dict[str, str]:
+        """Read every word; return dest → value for every argument known or given."""
+        while self._next < len(self._words):
+            word = self._words[self._next]
+            self._next += 1
+            if word == "--":
+                self._positionals += list(enumerate(self._words[self._next:], start=self._next))
+                break
+            if not _looks_like_flag(word):
+                self._positionals.append((self._next - 1, word))
+                continue
+            flag, inline = word, None
+            if "=" in word:
+                flag, inline = word.split("=", 1)
+            known = self._by_flag.get(flag)
+            if known is None and flag.startswith("--"):
+                matches = [(f, a) for f, a in self._by_flag.items() if f.startswith(flag)]
+                if len({id(a) for _, a in matches}) == 1:  # a unique prefix, as argparse's allow_abbrev takes it
+                    flag, known = matches[0]
+            if known is not None:
+                self._option(known, flag, inline)
+            elif not word.startswith("--") and len(word) > 2 and word[:2] in self._by_flag:
+                self._short_cluster(word)
+            else:
+                self._unknown_option(flag, inline)
+        self._assign_positionals()
+        return self._values
+
+    def _option(self, arg: ArgDefault, flag: str, inline: str | None) -> None:
+        """Set ARG's value as FLAG gives it, from INLINE (``--x=1``, ``-b32``) or the words that follow."""
+        action = arg.action or "store"
+        if action.endswith("BooleanOptionalAction"):
+            self._values[arg.dest] = str(not flag.startswith("--no-"))
+        elif action == "store_true":
+            self._values[arg.dest] = "True"
+        elif action == "store_false":
+            self._values[arg.dest] = "False"
+        elif action in ("store_const", "append_const"):
+            self._values[arg.dest] = arg.const if arg.const is not None else "None"
+        elif action == "count":
+            previous = self._values.get(arg.dest, "0")
+            self._values[arg.dest] = str((int(previous) if previous.lstrip("-").isdigit() else 0) + 1)
         else:
-            i = _unknown_flag(flag, inline, tokens, i, result)
-    _assign_positionals(defaults, positionals, result)
-    return result
+            value = inline if inline is not None else self._take_values(arg)
+            if value is None:
+                return
+            if action in ("append", "extend"):
+                if arg.dest in self._appended:
+                    value = self._values[arg.dest] + ", " + value
+                self._appended.add(arg.dest)
+            self._values[arg.dest] = value
 
-
-def _unknown_flag(flag: str, inline: str | None, tokens: list[str], i: int, result: dict[str, str]) -> int:
-    """An option the script's source does not declare: its value is INLINE, else the next word unless that is
-    a flag, else ``"True"``."""
-    name = flag.lstrip("-").replace("-", "_") or flag
-    if inline is not None:
-        result[name] = inline
-    elif i < len(tokens) and not _looks_like_flag(tokens[i]):
-        result[name] = tokens[i]
-        return i + 1
-    else:
-        result[name] = "True"
-    return i
-
-
-def _short_cluster(word: str, tokens: list[str], i: int, by_flag: Mapping[str, ArgDefault],
-                   result: dict[str, str], given_appends: set[str]) -> int:
-    """``-b32`` (a short flag with its value attached) or ``-vvq`` (short switches together)."""
-    rest = word[1:]
-    while rest:
-        flag = "-" + rest[0]
-        arg = by_flag.get(flag)
-        if arg is None:
-            result[rest.replace("-", "_")] = "True"
-            break
-        rest = rest[1:]
-        if arg.action in _NO_VALUE_ACTIONS:
-            _apply(arg, flag, None, tokens, i, result, given_appends)
-            continue
-        return _apply(arg, flag, rest or None, tokens, i, result, given_appends)
-    return i
-
-
-def _apply(arg: ArgDefault, flag: str, inline: str | None, tokens: list[str], i: int,
-           result: dict[str, str], given_appends: set[str]) -> int:
-    """Set ARG's value from FLAG (and INLINE or the tokens from I on); return the index after what it used."""
-    action = arg.action or "store"
-    if action.endswith("BooleanOptionalAction"):
-        result[arg.dest] = str(not flag.startswith("--no-"))
-    elif action == "store_true":
-        result[arg.dest] = "True"
-    elif action == "store_false":
-        result[arg.dest] = "False"
-    elif action in ("store_const", "append_const"):
-        result[arg.dest] = arg.const if arg.const is not None else "None"
-    elif action == "count":
-        previous = result.get(arg.dest, "0")
-        result[arg.dest] = str((int(previous) if previous.lstrip("-").isdigit() else 0) + 1)
-    else:
-        values, i = _take_values(arg, inline, tokens, i)
-        if values is None:
-            return i
-        if action in ("append", "extend"):
-            joined = values if arg.dest not in given_appends else result[arg.dest] + ", " + values
-            given_appends.add(arg.dest)
-            result[arg.dest] = joined
-        else:
-            result[arg.dest] = values
-    return i
-
-
-def _take_values(arg: ArgDefault, inline: str | None, tokens: list[str], i: int) -> tuple[str | None, int]:
-    if inline is not None:
-        return inline, i
-    nargs = (arg.nargs or "").strip("'\"")
-    if nargs == "?":
-        if i < len(tokens) and not _looks_like_flag(tokens[i]):
-            return tokens[i], i + 1
-        return (arg.const if arg.const is not None else "None"), i
-    if nargs in ("*", "+"):
-        end = i
-        while end < len(tokens) and not _looks_like_flag(tokens[end]):
-            end += 1
-        return " ".join(tokens[i:end]), end
-    count = int(nargs) if nargs.isdigit() else 1
-    taken = tokens[i:i + count]
-    if len(taken) < count:
-        return None, i  # argparse would refuse the command line: keep the default
-    return " ".join(taken), i + count
-
-
-def _assign_positionals(defaults: Mapping[str, ArgDefault], positionals: list[tuple[int, str]],
-                        result: dict[str, str]) -> None:
-    wanted = [arg for arg in defaults.values() if arg.positional]
-    k = 0
-    for n, arg in enumerate(wanted):
-        left = len(positionals) - k
-        later = len(wanted) - n - 1  # one token kept for each later positional
+    def _take_values(self, arg: ArgDefault) -> str | None:
+        """The words ARG's ``nargs`` takes, joined by spaces; None (and nothing taken) when too few are left, where
+        argparse would refuse the command line and the default stays."""
         nargs = (arg.nargs or "").strip("'\"")
+        if nargs == "?":
+            value = self._take_value_word()
+            if value is not None:
+                return value
+            return arg.const if arg.const is not None else "None"
         if nargs in ("*", "+"):
-            count = max(0, left - later)
-        elif nargs == "?":
-            count = 1 if left > later else 0
+            end = self._next
+            while end < len(self._words) and not _looks_like_flag(self._words[end]):
+                end += 1
         else:
-            count = int(nargs) if nargs.isdigit() else 1
-        taken = positionals[k:k + count]
-        k += len(taken)
-        if taken:
-            result[arg.dest] = " ".join(token for _, token in taken)
-    for index, token in positionals[k:]:
-        result[f"argv[{index}]"] = token
+            end = self._next + (int(nargs) if nargs.isdigit() else 1)
+            if end > len(self._words):
+                return None
+        taken, self._next = self._words[self._next:end], end
+        return " ".join(taken)
+
+    def _take_value_word(self) -> str | None:
+        """The next word when it is a value rather than a flag (and move past it), else None."""
+        if self._next < len(self._words) and not _looks_like_flag(self._words[self._next]):
+            self._next += 1
+            return self._words[self._next - 1]
+        return None
+
+    def _short_cluster(self, word: str) -> None:
+        """``-b32`` (a short flag with its value attached) or ``-vvq`` (short switches together)."""
+        rest = word[1:]
+        while rest:
+            flag = "-" + rest[0]
+            arg = self._by_flag.get(flag)
+            if arg is None:
+                self._values[rest.replace("-", "_")] = "True"
+                return
+            rest = rest[1:]
+            if arg.action in _NO_VALUE_ACTIONS:
+                self._option(arg, flag, None)
+                continue
+            self._option(arg, flag, rest or None)
+            return
+
+    def _assign_positionals(self) -> None:
+        """The words that are no option, to the positional arguments in order (``nargs`` as argparse counts it,
+        one word kept for each later positional); what is left over goes under ``argv[N]``."""
+        k = 0
+        for n, arg in enumerate(self._positional_args):
+            left = len(self._positionals) - k
+            later = len(self._positional_args) - n - 1  # one word kept for each later positional
+            nargs = (arg.nargs or "").strip("'\"")
+            if nargs in ("*", "+"):
+                count = max(0, left - later)
+            elif nargs == "?":
+                count = 1 if left > later else 0
+            else:
+                count = int(nargs) if nargs.isdigit() else 1
+            taken = self._positionals[k:k + count]
+            k += len(taken)
+            if taken:
+                self._values[arg.dest] = " ".join(word for _, word in taken)
+        for index, word in self._positionals[k:]:
+            self._values[f"argv[{index}]"] = word
+
+    def _unknown_option(self, flag: str, inline: str | None) -> None:
+        """An option the script's source does not declare: its value is INLINE, else the next word unless that is
+        a flag, else ``"True"``."""
+        name = flag.lstrip("-").replace("-", "_") or flag
+        value = inline if inline is not None else self._take_value_word()
+        self._values[name] = value if value is not None else "True"
 
 
 _BATCH_NAMES = ("batch_size", "batch-size", "bs", "train_batch_size", "per_device_train_batch_size")
