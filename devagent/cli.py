@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from devagent import __version__
+from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
 
 JSON_VERSION = 1
@@ -59,8 +60,8 @@ def _provisioner() -> Any:
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Host folder mounted at ~/workspace; created when missing; kept by `down`. Its devagent.toml, "
-              "if any, gives the defaults for every other option.")
+              help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
+              "devagent.toml, if any, gives the defaults for every other option.")
 @click.option("--gpus", default="none", show_default=True, help="none, all, indexes (0,1) or GPU UUIDs.")
 @click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
 @click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
@@ -73,7 +74,7 @@ def _provisioner() -> Any:
               help="strict: post-quantum key exchange only (OpenSSH >= 8.5); compat adds curve25519 "
               "[default: strict when your ssh is >= 8.5].")
 @click.option("--notebook", default=None, metavar="PATH",
-              help="Notebook path, relative to the workspace [default: lab-notebook.md].")
+              help=f"Notebook path, relative to the workspace [default: {layout.NOTEBOOK}].")
 @click.option("--watch", multiple=True, metavar="GLOB",
               help="Training scripts whose saves are journaled, relative to the workspace; repeatable "
               "[default: **/*.py].")
@@ -250,11 +251,11 @@ def image_build(base_image: str | None, login_user: str) -> None:
 
 
 @cli.command(hidden=False)
-@click.option("--sshd-config", default="/etc/devagent/sshd_config.strict", show_default=True)
+@click.option("--sshd-config", default=layout.sshd_config_path("strict"), show_default=True)
 @click.option("--workspace", type=click.Path(path_type=Path), default=None,
-              help="[default: $DEVAGENT_WORKSPACE, else ~/workspace]")
+              help=f"[default: ${layout.WORKSPACE_ENV}, else ~/{layout.HOME_WORKSPACE}]")
 @click.option("--notebook", type=click.Path(path_type=Path), default=None,
-              help="[default: <workspace>/lab-notebook.md]")
+              help=f"[default: <workspace>/{layout.NOTEBOOK}]")
 @click.option("--watch", multiple=True, metavar="GLOB", help="Training scripts to watch [default: **/*.py].")
 @click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
 def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch: tuple[str, ...],
@@ -275,7 +276,7 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="[default: the environment's notebook, else the nearest lab-notebook.md above here]")
+              help=f"[default: the environment's notebook, else the nearest {layout.NOTEBOOK} above here]")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(notebook: Path | None, command: tuple[str, ...]) -> int:
     """Run COMMAND as given (`devagent run -- python train.py --lr 3e-4`) and append its run section to the lab

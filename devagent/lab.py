@@ -18,7 +18,9 @@ The last line is written at exit when the script used CUDA through torch. Withou
 ``.devagent/lab/<pid>.jsonl`` in the nearest folder above the current directory that holds ``.devagent/`` (a
 workspace the agent watches), and nowhere when there is none: every function is then a no-op. Any failure (a
 disk that is full, a value that cannot be read) turns the helper off with one warning on stderr; the script goes
-on. Importing this module imports nothing heavy: torch and numpy values are recognised by their ``.item()``.
+on. Importing this module imports nothing heavy: torch and numpy values are recognised by their ``.item()``. Apart
+from the standard library it imports only devagent.core.layout (pure, no imports of its own), which the image copies
+beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import sys
 import threading
 import time
 
+from devagent.core import layout
+
 TYPE_CHECKING = False  # typing itself is not imported: importing this module must cost nothing
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["flush", "hparams", "log"]
 
 ENV_FILE = "DEVAGENT_LAB_FILE"
-STATE_DIR = ".devagent"  # the agent's state folder in a workspace (devagent/container/journal.py)
 
 
 class _Recorder:
@@ -158,8 +161,8 @@ def _target() -> str | None:
         return named
     folder = os.getcwd()
     while True:
-        if os.path.isdir(os.path.join(folder, STATE_DIR)):
-            return os.path.join(folder, STATE_DIR, "lab", f"{os.getpid()}.jsonl")
+        if os.path.isdir(os.path.join(folder, layout.WORKSPACE_STATE)):
+            return os.path.join(folder, layout.observed_lab_path(os.getpid()))
         parent = os.path.dirname(folder)
         if parent == folder:
             return None

@@ -173,8 +173,9 @@ def test_importing_the_helper_imports_neither_torch_nor_numpy(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     added = set(json.loads(done.stdout.replace("'", '"')))
     assert not {m for m in added if m.split(".")[0] in ("torch", "numpy", "typing")}
-    assert added <= {"__future__", "devagent", "devagent.lab", "json", "json.decoder", "json.scanner",
-                     "json.encoder", "_json", "math", "threading", "_weakrefset", "atexit", "contextlib"}
+    assert added <= {"__future__", "devagent", "devagent.lab", "devagent.core", "devagent.core.layout", "json",
+                     "json.decoder", "json.scanner", "json.encoder", "_json", "math", "threading", "_weakrefset",
+                     "atexit", "contextlib"}
 
 
 def test_at_exit_torch_cuda_memory_is_recorded_only_when_the_script_used_cuda(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from devagent.container.gpucheck import run_gpu_check
 from devagent.container.notebook_writer import NotebookWriter
-from devagent.core import sshd
+from devagent.core import layout, sshd
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
 from devagent.core.notebook import LaunchContext, render_header
 
@@ -96,43 +96,43 @@ class Supervised:
 class AgentConfig:
     workspace: Path
     sshd_config: str
-    notebook: Path | None = None  # default: <workspace>/lab-notebook.md
-    launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH)
+    notebook: Path | None = None  # default: <workspace>/lab-notebook.md (layout.default_notebook)
+    launch_context: Path = Path(layout.LAUNCH_CONTEXT_PATH)
     polling: bool | None = None
     python: str | None = None
     watch: tuple[str, ...] = ()  # globs; empty: the watcher's default (**/*.py)
 
     @property
     def notebook_path(self) -> Path:
-        return self.notebook or self.workspace / "lab-notebook.md"
+        return self.notebook or layout.default_notebook(self.workspace)
 
 
 def state_dir() -> Path:
     """The agent's own small state, in the container's home (it outlives restarts, not --recreate)."""
-    return Path.home() / ".cache" / "devagent"
+    return layout.agent_home(Path.home())
 
 
 def default_workspace() -> Path:
     """$DEVAGENT_WORKSPACE (set in the image and handed to ssh sessions), else ~/workspace."""
-    return Path(os.environ.get("DEVAGENT_WORKSPACE") or Path.home() / "workspace")
+    return Path(os.environ.get(layout.WORKSPACE_ENV) or layout.default_workspace(Path.home()))
 
 
 def running_notebook() -> Path:
     """The notebook the running agent writes (it records it at start), for commands run over ssh."""
     try:
-        return Path(json.loads((state_dir() / "agent.json").read_text())["notebook"])
+        return Path(json.loads(layout.agent_record(Path.home()).read_text())["notebook"])
     except (FileNotFoundError, KeyError, ValueError):
-        return default_workspace() / "lab-notebook.md"
+        return layout.default_notebook(default_workspace())
 
 
 def ready_flag() -> Path:
     """Exists once `devagent up` has proven the login through the alias (host/provision.py READY_COMMAND)."""
-    return state_dir() / "ready"
+    return layout.ready_flag(Path.home())
 
 
 def gpu_cache() -> Path:
     """The last GPU check, as JSON: run summaries read it instead of probing (never on a save path)."""
-    return state_dir() / "gpu-check.json"
+    return layout.gpu_check_file(Path.home())
 
 
 def save_gpu_check(check: GpuCheck, now: datetime) -> None:
@@ -144,7 +144,7 @@ def save_gpu_check(check: GpuCheck, now: datetime) -> None:
     os.replace(tmp, gpu_cache())
 
 
-def open_notebook(path: Path, launch_context: Path = Path(sshd.LAUNCH_CONTEXT_PATH), *,
+def open_notebook(path: Path, launch_context: Path = Path(layout.LAUNCH_CONTEXT_PATH), *,
                   outside_ok: bool = False) -> NotebookWriter:
     """The notebook writer, with the header rendered from the launch context `up` put into the container.
     OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment)."""
@@ -172,8 +172,8 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
             signal.signal(sig, lambda signum, frame: stopping.set())
 
     state_dir().mkdir(parents=True, exist_ok=True)
-    (state_dir() / "agent.json").write_text(json.dumps({"workspace": str(config.workspace),
-                                                         "notebook": str(config.notebook_path)}))
+    layout.agent_record(Path.home()).write_text(json.dumps({"workspace": str(config.workspace),
+                                                             "notebook": str(config.notebook_path)}))
     sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
     sshd_proc.start()
     watcher = _start_watcher(config)

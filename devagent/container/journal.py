@@ -32,11 +32,10 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from devagent.container.notebook_writer import locked_append
+from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 
 logger = logging.getLogger("devagent.journal")
-
-STATE_DIR = ".devagent"
 
 
 class Journal:
@@ -48,9 +47,8 @@ class Journal:
 
     def __init__(self, workspace: Path) -> None:
         self.workspace = Path(os.path.abspath(workspace))
-        self.state_dir = self.workspace / STATE_DIR
-        self.path = self.state_dir / "saves.jsonl"
-        self.snapshots_dir = self.state_dir / "snapshots"
+        self.path = layout.saves_journal(self.workspace)
+        self.snapshots_dir = layout.snapshots_dir(self.workspace)
         self._lock = threading.RLock()
         self._records: list[SaveRecord] = []
         self._read_offset = 0  # bytes of saves.jsonl already parsed into _records
@@ -215,14 +213,14 @@ class Journal:
         if self.snapshots_dir.is_dir():
             return
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        prepare_state_dir(self.workspace)
+        prepare_workspace_state(self.workspace)
 
 
-def prepare_state_dir(workspace: Path) -> Path:
+def prepare_workspace_state(workspace: Path) -> Path:
     """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository."""
-    state = workspace / STATE_DIR
+    state = layout.workspace_state(workspace)
     state.mkdir(parents=True, exist_ok=True)
-    ignore = state / ".gitignore"
+    ignore = layout.state_gitignore(workspace)
     if not ignore.exists():
         ignore.write_text("# devagent's own state (saves, snapshots, runs); not part of your project\n*\n")
     return state

@@ -23,6 +23,7 @@ from pathlib import Path
 from devagent.container.process import GpuSampler, proc_stat
 from devagent.container.run import Finished, RunPlace, code_state, find_script, finish_run
 from devagent.container.runlog import RunLog
+from devagent.core import layout
 from devagent.core.runs.record import GitState
 
 log = logging.getLogger("devagent.observer")
@@ -128,7 +129,7 @@ class RunObserver:
         if run.sampler is not None:
             peak, total, gpus = run.sampler.stop()
         number = self.runs.reserve(run.started.isoformat(timespec="seconds"))
-        lab_file = self.place.workspace / ".devagent" / "lab" / f"{run.pid}.jsonl"
+        lab_file = layout.observed_lab_file(self.place.workspace, run.pid)
         finished = Finished(
             number=number, argv=run.argv, cwd=run.cwd, started=run.started,
             duration_s=max(0.0, (ended - run.started).total_seconds()), exit_code=None, observed=True,
@@ -142,8 +143,9 @@ class RunObserver:
             return None
         if lab_file.is_file():  # the run's own folder keeps it, as for a wrapped run
             with contextlib.suppress(OSError):
-                self.runs.run_dir(number).mkdir(parents=True, exist_ok=True)
-                lab_file.rename(self.runs.run_dir(number) / "lab.jsonl")
+                kept = layout.run_lab_file(self.place.workspace, number)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                lab_file.rename(kept)
         log.info("observed run %d ended: %s", number, " ".join(run.argv))
         return number
 

@@ -27,9 +27,10 @@ from pathlib import Path
 from devagent.container.agent import open_notebook, running_notebook
 from devagent.container.gitstate import git_state
 from devagent.container.gpucheck import find_user_python
-from devagent.container.journal import STATE_DIR, Journal
+from devagent.container.journal import Journal
 from devagent.container.process import run_streaming
 from devagent.container.runlog import RunLog
+from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import NAN_RE, classify_exit
@@ -51,7 +52,7 @@ from devagent.errors import DevagentError, ExitStatus
 log = logging.getLogger("devagent.run")
 
 # Folders never searched for Lightning's metrics.csv (the watcher skips the same kind).
-_SKIP_DIRS = frozenset({".git", ".devagent", ".venv", "venv", "env", "node_modules", "__pycache__", "data",
+_SKIP_DIRS = frozenset({".git", layout.WORKSPACE_STATE, ".venv", "venv", "env", "node_modules", "__pycache__", "data",
                         "datasets", "checkpoints", "wandb"})
 _PLOT_TIMEOUT = 60.0
 _PLOT_SCRIPT = r"""
@@ -76,7 +77,7 @@ class RunPlace:
 
     @property
     def assets(self) -> Path:
-        return self.notebook.with_name(self.notebook.stem + ".assets")
+        return layout.assets_dir(self.notebook)
 
     def relative(self, path: Path) -> str:
         """PATH as the workspace-relative text the records keep (absolute when outside the workspace)."""
@@ -91,7 +92,7 @@ def locate(cwd: Path, notebook: Path | None = None, *, agent_notebook: Path | No
 
     An explicit NOTEBOOK wins. Inside an environment, the notebook its agent writes (wherever CWD is: the
     environment has one notebook). Elsewhere, the nearest folder above CWD that already holds a lab notebook or
-    devagent's state; else CWD itself (a new ``lab-notebook.md`` there).
+    a workspace state folder; else CWD itself (a new ``lab-notebook.md`` there).
     """
     cwd = Path(os.path.abspath(cwd))
     if notebook is not None:
@@ -101,15 +102,13 @@ def locate(cwd: Path, notebook: Path | None = None, *, agent_notebook: Path | No
     if agent_notebook is not None:
         return RunPlace(agent_notebook.parent, agent_notebook)
     for folder in (cwd, *cwd.parents):
-        if (folder / "lab-notebook.md").is_file() or (folder / STATE_DIR).is_dir():
-            return RunPlace(folder, folder / "lab-notebook.md")
-    return RunPlace(cwd, cwd / "lab-notebook.md")
+        if layout.default_notebook(folder).is_file() or layout.workspace_state(folder).is_dir():
+            return RunPlace(folder, layout.default_notebook(folder))
+    return RunPlace(cwd, layout.default_notebook(cwd))
 
 
 def _agent_notebook() -> Path | None:
-    from devagent.container.agent import state_dir
-
-    if not (state_dir() / "agent.json").is_file():
+    if not layout.agent_record(Path.home()).is_file():
         return None
     return running_notebook()
 
@@ -300,7 +299,7 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     runs = RunLog(place.workspace)
     started = _now()
     number = runs.reserve(started.isoformat(timespec="seconds"))
-    lab_file = runs.run_dir(number) / "lab.jsonl"
+    lab_file = layout.run_lab_file(place.workspace, number)
     lab_file.parent.mkdir(parents=True, exist_ok=True)
     # The code as it was run, read beside the command's start rather than before it (git status in a big
     # repository takes a while, and the command should not wait for the notebook's sake).
@@ -487,7 +486,7 @@ def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
     except OSError as exc:  # the writer keeps the entry; we are about to exit, so keep it on disk instead
         log.error("could not write %s: %s", place.notebook, exc)
     if writer.pending:
-        kept = runs.run_dir(number) / "section.md"
+        kept = layout.kept_section(place.workspace, number)
         try:
             kept.write_text(section)
             where = f"kept in {kept}"

@@ -21,7 +21,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devagent.container.journal import STATE_DIR, prepare_state_dir
+from devagent.container.journal import prepare_workspace_state
+from devagent.core import layout
 from devagent.core.runs.record import RunRecord
 
 
@@ -30,11 +31,7 @@ class RunLog:
 
     def __init__(self, workspace: Path) -> None:
         self.workspace = Path(os.path.abspath(workspace))
-        self.state_dir = self.workspace / STATE_DIR
-        self.path = self.state_dir / "runs.jsonl"
-
-    def run_dir(self, number: int) -> Path:
-        return self.state_dir / "runs" / str(number)
+        self.path = layout.runs_journal(self.workspace)
 
     def reserve(self, started: str) -> int:
         """The next run number, taken for good (a run that dies before its record still used it)."""
@@ -70,7 +67,7 @@ class RunLog:
 
     def _append_locked(self, decide: Callable[[list[str]], tuple[int, str]]) -> int:
         """Under an flock on runs.jsonl: read every line, let DECIDE give (number, line to append), append it."""
-        prepare_state_dir(self.workspace)
+        prepare_workspace_state(self.workspace)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

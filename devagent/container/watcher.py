@@ -47,6 +47,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
 from devagent.container.journal import Journal
+from devagent.core import layout
 from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
 
@@ -67,8 +68,8 @@ DEFAULT_EXCLUDE_DIRS = (
     "checkpoints",
     "wandb",
     "runs",
-    ".devagent",
-    "lab-notebook.assets",
+    layout.WORKSPACE_STATE,
+    layout.ASSETS,
 )
 
 # Editors' temporary and backup names. vim: swap files, `file~` backups and its write test `4913` (it
@@ -326,7 +327,8 @@ def start_watcher(
         # Before watching: creating it under a running recursive watch adds noise (and a watchdog warning).
         journal.prepare()
     except OSError as exc:
-        logger.warning("save journal: cannot create %s (%s)", journal.state_dir, exc.strerror or exc)
+        logger.warning("save journal: cannot create %s (%s)", layout.workspace_state(journal.workspace),
+                       exc.strerror or exc)
     watcher: Watcher | None = None
     if not polling:
         handler = make_handler(False)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
-from devagent.core import globs, spec
+from devagent.core import globs, layout, spec
 from devagent.core.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
 
@@ -196,7 +196,7 @@ _TOP_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
 }
 AGENT_TABLE = "agent"
 _AGENT_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
-    "notebook": (_notebook, '"lab-notebook.md"'),
+    "notebook": (_notebook, f'"{layout.NOTEBOOK}"'),
     "watch": (_watch, '["**/*.py"]'),
     "poll_saves": (_boolean, "false"),
 }
@@ -446,7 +446,7 @@ INIT_TEMPLATE = f"""\
 [agent]
 
 # The lab notebook, relative to the workspace.
-#notebook = "lab-notebook.md"
+#notebook = "{layout.NOTEBOOK}"
 
 # Training scripts whose saves are journaled in the notebook: globs relative to the workspace.
 #watch = ["**/*.py"]

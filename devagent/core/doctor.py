@@ -19,13 +19,12 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from devagent.core.image import AGENT_VENV
+from devagent.core import layout
 from devagent.core.vscode import jsonc_to_json
 
 JSON_VERSION = 1
 MIN_GLIBC = (2, 28)  # VS Code's server (and its node) needs glibc 2.28 or newer
 MIN_FREE_KB = 1024 * 1024  # 1 GiB: VS Code's server alone takes a few hundred MB
-AGENT_STATE = ".cache/devagent/agent.json"  # under the login user's home: container/agent.py state_dir()
 PROBE_MARKER = "devagent_probe=1"
 
 
@@ -186,9 +185,9 @@ if t=$(mktemp /tmp/devagent-doctor.XXXXXX 2>/dev/null); then
   if [ "$("$t" 2>/dev/null)" = ran ]; then echo tmp_exec=yes; else echo tmp_exec=no; fi
   rm -f "$t"
 else echo tmp_exec=unwritable; fi
-state="$HOME/AGENT_STATE"
-ws=${DEVAGENT_WORKSPACE:-$HOME/workspace}
-nb="$ws/lab-notebook.md"
+state="$HOME/AGENT_RECORD"
+ws=${WORKSPACE_ENV:-$HOME/HOME_WORKSPACE}
+nb="$ws/NOTEBOOK"
 if [ -f "$state" ]; then
   echo agent_state=yes
   paths=$(AGENT_PYTHON -I -c 'import json, sys
@@ -215,8 +214,9 @@ if [ -e "$nb" ]; then w=$nb; else w=$(dirname "$nb"); fi
 if [ -w "$w" ]; then echo notebook_writable=yes; else echo notebook_writable=no; fi
 echo probe_done=1
 exit 0
-""".replace("PROBE_MARKER", PROBE_MARKER).replace("AGENT_STATE", AGENT_STATE).replace(
-    "AGENT_PYTHON", shlex.quote(f"{AGENT_VENV}/bin/python"))
+""".replace("PROBE_MARKER", PROBE_MARKER).replace("AGENT_RECORD", layout.AGENT_RECORD).replace(
+    "WORKSPACE_ENV", layout.WORKSPACE_ENV).replace("HOME_WORKSPACE", layout.HOME_WORKSPACE).replace(
+    "NOTEBOOK", layout.NOTEBOOK).replace("AGENT_PYTHON", shlex.quote(f"{layout.AGENT_VENV}/bin/python"))
 
 PROBE_KEYS = ("uid", "user", "home", "bash", "tar", "glibc", "home_writable", "tmp_exec", "agent_state", "agent_pid",
               "workspace", "home_df", "workspace_df", "notebook", "notebook_writable", "probe_done")
@@ -350,11 +350,11 @@ def _agent(state: str, values: Mapping[str, str], env: Environment) -> Check:
     pid = values["agent_pid"]
     wrong = [] if pid else ["the agent's process is not running"]
     if state != "yes":
-        wrong.append(f"the agent has not written ~/{AGENT_STATE}")
+        wrong.append(f"the agent has not written ~/{layout.AGENT_RECORD}")
     if wrong:
         return Check("agent", False, "; ".join(wrong),
                      fix=f"`docker logs {env.name}` shows why; `{env.recreate}` starts a fresh container")
-    return Check("agent", True, f"running (pid {pid}), state in ~/{AGENT_STATE}")
+    return Check("agent", True, f"running (pid {pid}), state in ~/{layout.AGENT_RECORD}")
 
 
 def _notebook(writable: str, values: Mapping[str, str], env: Environment) -> Check:

@@ -10,11 +10,10 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from devagent.core import sshd
+from devagent.core import layout, sshd
+from devagent.core.layout import AGENT_VENV, LAB_HELPER_DIR
 
 IMAGE_REPOSITORY = "devagent/env"
-AGENT_VENV = "/opt/devagent/venv"
-LAB_DIR = "/opt/devagent/lab"  # devagent/lab.py alone, for the user's interpreters
 WHEELS_DIR = "wheels"  # inside the build context
 
 
@@ -54,10 +53,11 @@ class ImageSpec:
 def render_dockerfile(spec: ImageSpec) -> str:
     """The Dockerfile of the derived image. Works on any Debian/Ubuntu-based image with python3."""
     user, uid, port = shlex.quote(spec.user), spec.uid, spec.sshd_port
-    home = f"/home/{spec.user}"
+    home = layout.login_home(spec.user)
+    workspace = f"{home}/{layout.HOME_WORKSPACE}"
     profiles = " && ".join(
-        f"devagent sshd-config --profile {p} --user {user} --port {port} > {sshd.config_path(p)}"
-        f" && /usr/sbin/sshd -t -f {sshd.config_path(p)} -h /tmp/devagent-testkey"
+        f"devagent sshd-config --profile {p} --user {user} --port {port} > {layout.sshd_config_path(p)}"
+        f" && /usr/sbin/sshd -t -f {layout.sshd_config_path(p)} -h /tmp/devagent-testkey"
         for p in sshd.PROFILES
     )
     return f"""\
@@ -84,8 +84,8 @@ RUN if ! id -u {user} >/dev/null 2>&1; then \\
       else useradd -m -s /bin/bash -u {uid} {user}; fi; \\
     fi; \\
     usermod -p '*' {user}; \\
-    mkdir -p {home}/workspace {sshd.CONFIG_DIR}; \\
-    chown {user}: {home}/workspace
+    mkdir -p {workspace} {layout.CONFIG_DIR}; \\
+    chown {user}: {workspace}
 
 # devagent itself, from wheels carried in the build context: no package index is needed.
 COPY {WHEELS_DIR}/ /tmp/devagent-wheels/
@@ -95,27 +95,29 @@ RUN python3 -m venv {AGENT_VENV}; \\
     ln -sf {AGENT_VENV}/bin/devagent /usr/local/bin/devagent
 
 # `from devagent import lab` in the user's own interpreters, with nothing installed into them: the helper is
-# standard library only, so a copy of it sits in {LAB_DIR}, which a .pth file puts on their path.
-RUN mkdir -p {LAB_DIR}/devagent; \\
+# standard library only (and devagent's pure layout module), so a copy of it sits in {LAB_HELPER_DIR}, which a
+# .pth file puts on their path.
+RUN mkdir -p {LAB_HELPER_DIR}/devagent/core; \\
     src=$({AGENT_VENV}/bin/python -c 'import devagent, os; print(os.path.dirname(devagent.__file__))'); \\
-    cp "$src/__init__.py" "$src/lab.py" {LAB_DIR}/devagent/; \\
+    cp "$src/__init__.py" "$src/lab.py" {LAB_HELPER_DIR}/devagent/; \\
+    cp "$src/core/__init__.py" "$src/core/layout.py" {LAB_HELPER_DIR}/devagent/core/; \\
     for py in python3 python; do \\
       p=$(command -v $py) || continue; \\
       site=$($p -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || continue; \\
-      mkdir -p "$site"; echo {LAB_DIR} > "$site/devagent-lab.pth"; \\
+      mkdir -p "$site"; echo {LAB_HELPER_DIR} > "$site/devagent-lab.pth"; \\
     done
 
 # Hardened sshd configurations, checked by sshd itself (-t) with a throw-away key. They hand the image's
 # environment (PATH, CUDA variables, ...) to ssh sessions, which would otherwise get a bare PATH.
-ENV DEVAGENT_WORKSPACE={home}/workspace
+ENV {layout.WORKSPACE_ENV}={workspace}
 RUN mkdir -p /run/sshd; \\
     ssh-keygen -q -t ed25519 -N '' -f /tmp/devagent-testkey; \\
     {profiles}; \\
     rm -f /tmp/devagent-testkey /tmp/devagent-testkey.pub; \\
-    chmod 644 {sshd.CONFIG_DIR}/sshd_config.*
+    chmod 644 {layout.sshd_config_path("*")}
 
 USER {user}
-WORKDIR {home}/workspace
+WORKDIR {workspace}
 EXPOSE {port}
 CMD ["devagent", "agent"]
 """

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
 
 # The one definition of a valid environment name and login user (core/sshhost.py checks ssh entries with them).
@@ -266,7 +267,7 @@ class EnvSpec:
 
     @property
     def home(self) -> str:
-        return f"/home/{self.user}"
+        return layout.login_home(self.user)
 
     @property
     def inside_workspace(self) -> str:
@@ -294,4 +295,4 @@ def inside_workspace(user: str) -> str:
     >>> inside_workspace("dev")
     '/home/dev/workspace'
     """
-    return f"/home/{user}/workspace"
+    return f"{layout.login_home(user)}/{layout.HOME_WORKSPACE}"

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from devagent.core import layout
+
 PROFILES = ("strict", "compat")
 
 STRICT_KEX = ("mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com")
@@ -30,15 +32,10 @@ MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-
 HOST_KEY_ALGORITHMS = ("ssh-ed25519",)
 PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 
-CONFIG_DIR = "/etc/devagent"
-HOST_KEY_PATH = f"{CONFIG_DIR}/ssh_host_ed25519_key"
-AUTHORIZED_KEYS_PATH = f"{CONFIG_DIR}/authorized_keys"
-LAUNCH_CONTEXT_PATH = f"{CONFIG_DIR}/launch.json"
-
 
 # The image's own environment that ssh sessions should see (sshd gives sessions a bare PATH otherwise):
 # `ssh NAME python train.py` must find the image's python (/opt/conda/bin, /opt/venv/bin) and its CUDA libraries.
-SESSION_ENV_NAMES = ("PATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", "DEVAGENT_WORKSPACE")
+SESSION_ENV_NAMES = ("PATH", "LD_LIBRARY_PATH", "LANG", "LC_ALL", layout.WORKSPACE_ENV)
 SESSION_ENV_PREFIXES = ("NVIDIA_", "CUDA_", "NV_", "PYTORCH_", "CONDA_", "TORCH_")
 _SAFE_ENV_VALUE = re.compile(r'[^"\\\n\r]*')
 
@@ -52,10 +49,6 @@ def session_env(environ: Mapping[str, str]) -> dict[str, str]:
     chosen = {k: v for k, v in environ.items() if k in SESSION_ENV_NAMES or k.startswith(SESSION_ENV_PREFIXES)}
     # A value sshd could not quote safely is left out rather than mangled.
     return {k: v for k, v in sorted(chosen.items()) if v and _SAFE_ENV_VALUE.fullmatch(v)}
-
-
-def config_path(profile: str) -> str:
-    return f"{CONFIG_DIR}/sshd_config.{profile}"
 
 
 @dataclass(frozen=True)
@@ -92,7 +85,7 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
         f"# devagent sshd configuration, profile {profile}. Rendered by devagent at image build; do not edit.",
         "# sshd runs as the login user (rootless): no PAM, no privilege separation, a high port.",
         f"Port {port}",
-        f"HostKey {HOST_KEY_PATH}",
+        f"HostKey {layout.HOST_KEY_PATH}",
         "PidFile none",
         "UsePAM no",
         "StrictModes yes",
@@ -100,7 +93,7 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
         "PermitRootLogin no",
         "AuthenticationMethods publickey",
         "PubkeyAuthentication yes",
-        f"AuthorizedKeysFile {AUTHORIZED_KEYS_PATH}",
+        f"AuthorizedKeysFile {layout.AUTHORIZED_KEYS_PATH}",
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "HostbasedAuthentication no",

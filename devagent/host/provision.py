@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import devagent
-from devagent.core import sshd
+from devagent.core import layout
 from devagent.core.notebook import LaunchContext
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec
 from devagent.core.sshhost import HostEntry
@@ -39,11 +39,10 @@ Report = Callable[[str], None]
 READY_TIMEOUT = 60.0
 # How long `up`/`down` wait for another devagent working on the same environment (an image build takes minutes).
 ENV_LOCK_TIMEOUT = 900.0
-# Prints the uid and tells the agent that up has committed (container/agent.py ready_flag()). Plain sh: a
-# Python start-up inside the container would cost a quarter of a second on every up.
-READY_COMMAND = ("mkdir -p ~/.cache/devagent && touch ~/.cache/devagent/ready && id -u",)
+# Prints the uid and tells the agent that up has committed (the ready flag of core/layout.py, which the agent
+# waits for). Plain sh: a Python start-up inside the container would cost a quarter of a second on every up.
+READY_COMMAND = (f"mkdir -p ~/{layout.AGENT_HOME} && touch ~/{layout.READY_FLAG} && id -u",)
 UP_ID_LABEL = "devagent.up-id"
-AGENT_FILES = frozenset({"lab-notebook.md", "lab-notebook.assets", ".devagent"})
 
 
 @dataclass
@@ -191,7 +190,7 @@ class Provisioner:
                     self._remove_created_workspace(workspace)
 
             tx.on_failure(undo_workspace)
-            command = spec.agent.command(sshd_config=sshd.config_path(spec.sshd_profile),
+            command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
@@ -220,11 +219,11 @@ class Provisioner:
                 gpus=spec.gpus.describe(), ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
-            self.engine.put_files(cid, sshd.CONFIG_DIR, [
-                ArchiveFile("ssh_host_ed25519_key", host_key_path.read_bytes(), 0o600, uid, uid),
-                ArchiveFile("ssh_host_ed25519_key.pub", (host_public + "\n").encode(), 0o644, uid, uid),
-                ArchiveFile("authorized_keys", (user_public + "\n").encode(), 0o644),
-                ArchiveFile("launch.json", context.to_json().encode(), 0o644),
+            self.engine.put_files(cid, layout.CONFIG_DIR, [
+                ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
+                ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
+                ArchiveFile(layout.AUTHORIZED_KEYS, (user_public + "\n").encode(), 0o644),
+                ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
             ])
             self.report("starting container")
             port = self.engine.start(cid).host_port
@@ -253,7 +252,7 @@ class Provisioner:
         name, say) or someone put their own files there meanwhile."""
         if any(c.labels.get("devagent.workspace") == str(path) for c in self.engine.list_managed()):
             return
-        if path.is_dir() and set(os.listdir(path)) <= AGENT_FILES:
+        if path.is_dir() and set(os.listdir(path)) <= layout.WORKSPACE_FILES:
             shutil.rmtree(path, ignore_errors=True)
 
     def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from devagent.core import doctor as d
+from devagent.core import layout
 from devagent.core.doctor import Check
 
 NAME = "pytorch-dev"
@@ -202,7 +203,7 @@ def test_the_probe_looks_for_the_agents_state_where_the_agent_writes_it(monkeypa
     from devagent.container.agent import state_dir
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert state_dir() / "agent.json" == tmp_path / d.AGENT_STATE
+    assert state_dir() / "agent.json" == tmp_path / layout.AGENT_RECORD
 
 
 # -- JSONC (VS Code's settings.json) ----------------------------------------------------------------------------
