@@ -264,11 +264,10 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch
     import logging
 
     from devagent.container.agent import AgentConfig, run
+    from devagent.runtime.environment import default_workspace
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from devagent.container.agent import default_workspace
-
     ws = workspace or default_workspace()
     return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
                            polling=polling or None, watch=watch))
@@ -295,9 +294,9 @@ def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> N
     """(Inside the container) check the GPUs (NVML, torch, nvidia-smi) and append the result to the notebook."""
     from datetime import datetime, timezone
 
-    from devagent.container.agent import open_notebook, running_notebook, save_gpu_check
     from devagent.container.gpucheck import run_gpu_check
     from devagent.core.gpu import render_gpu_check
+    from devagent.runtime.environment import open_notebook, running_notebook, save_gpu_check
 
     now = datetime.now(timezone.utc).astimezone()
     check = run_gpu_check(python=python)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from devagent.container import agent
+from devagent.runtime import environment
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -52,14 +53,14 @@ def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.Monke
     monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
     config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
                                launch_context=tmp_path / "no-launch.json")
-    notebook = agent.open_notebook(config.notebook_path, config.launch_context)
+    notebook = environment.open_notebook(config.notebook_path, config.launch_context)
     stopping = threading.Event()
     worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
     worker.start()
     time.sleep(0.5)
     assert not config.notebook_path.exists()
-    agent.ready_flag().parent.mkdir(parents=True, exist_ok=True)
-    agent.ready_flag().touch()
+    environment.ready_flag().parent.mkdir(parents=True, exist_ok=True)
+    environment.ready_flag().touch()
     wait_until(config.notebook_path.exists)
     stopping.set()
     worker.join(5)

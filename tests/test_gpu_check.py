@@ -21,14 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devagent.container import gpucheck
-from devagent.container.gpucheck import (
-    GpuCheckCache,
-    find_user_python,
-    probe_nvidia_smi,
-    probe_nvml,
-    probe_torch,
-    run_gpu_check,
-)
+from devagent.container.gpucheck import probe_nvidia_smi, probe_nvml, probe_torch, run_gpu_check
 from devagent.core.gpu import (
     GpuCheck,
     GpuProcess,
@@ -40,6 +33,8 @@ from devagent.core.gpu import (
     render_gpu_check,
     summary_line,
 )
+from devagent.runtime import nvml
+from devagent.runtime.interpreter import find_user_python
 
 NOW = datetime(2026, 11, 27, 14, 2)
 A100 = "NVIDIA A100-SXM4-80GB"
@@ -403,7 +398,7 @@ class TestProbeNvml:
         assert probe_nvml() == NvmlReport(available=False, error="NVML Shared Library Not Found")
 
     def test_without_nvidia_ml_py_nvml_is_unavailable(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(gpucheck, "pynvml", None)
+        monkeypatch.setattr(nvml, "pynvml", None)
         assert probe_nvml() == NvmlReport(available=False, error="nvidia-ml-py (pynvml) is not installed")
 
     def test_fields_a_gpu_does_not_support_become_none(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -562,45 +557,6 @@ def test_the_whole_check_here_renders_a_no_gpu_entry_with_torch_2_13() -> None:
     assert "**NVML:** not available — NVML Shared Library Not Found" in entry.splitlines()
     assert f"| python | `{sys.executable}` |" in entry.splitlines()
     assert entry.endswith("_Checked in 2.5 s._\n")  # no nvidia-smi on this machine, so no details block
-
-
-class TestGpuCheckCache:
-    def make(self) -> tuple[GpuCheckCache, list[GpuCheck], list[float]]:
-        runs: list[GpuCheck] = []
-        now = [0.0]
-
-        def runner() -> GpuCheck:
-            runs.append(GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, elapsed_s=float(len(runs))))
-            return runs[-1]
-
-        return GpuCheckCache(runner=runner, clock=lambda: now[0]), runs, now
-
-    def test_nothing_is_cached_before_the_first_check(self) -> None:
-        cache, runs, _ = self.make()
-        assert cache.last is None and runs == []
-
-    def test_a_result_younger_than_max_age_is_reused(self) -> None:
-        cache, runs, now = self.make()
-        first = cache.get(max_age_s=60)
-        now[0] = 60.0
-        assert cache.get(max_age_s=60) is first and len(runs) == 1
-
-    def test_an_older_result_is_replaced_by_a_fresh_check(self) -> None:
-        cache, runs, now = self.make()
-        cache.get(max_age_s=60)
-        now[0] = 60.5
-        assert cache.get(max_age_s=60) is runs[1] and cache.last is runs[1]
-
-    def test_without_max_age_any_cached_result_does(self) -> None:
-        cache, runs, now = self.make()
-        cache.refresh()
-        now[0] = 1e9
-        assert cache.get() is runs[0] and len(runs) == 1
-
-    def test_refresh_always_runs_the_check(self) -> None:
-        cache, runs, _ = self.make()
-        cache.get()
-        assert cache.refresh() is runs[1]
 
 
 def test_the_container_side_module_never_imports_torch_docker_or_paramiko() -> None:

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devagent.container import notebook_writer
-from devagent.container.notebook_writer import NotebookWriter
 from devagent.core.notebook import entry
+from devagent.runtime import append
+from devagent.runtime.notebook_writer import NotebookWriter
 
 HEADER = (
     "# Lab notebook — test\n\n| environment | test |\n|---|---|\n\n_devagent only appends below this line._\n"
@@ -102,11 +102,6 @@ class TestAppending:
             notebook.append("## no leading newline\n")
         assert not notebook.path.exists()
 
-    def test_the_assets_folder_sits_beside_the_notebook_named_after_it(
-        self, notebook: NotebookWriter
-    ) -> None:
-        assert notebook.assets_dir == notebook.path.parent / "lab-notebook.assets"
-
 
 class TestFailedWrites:
     def test_a_failed_fsync_truncates_back_and_keeps_the_entry_pending(
@@ -118,7 +113,7 @@ class TestFailedWrites:
         def failing_fsync(fd: int) -> None:
             raise OSError(errno.EIO, "Input/output error")
 
-        monkeypatch.setattr(notebook_writer.os, "fsync", failing_fsync)
+        monkeypatch.setattr(append.os, "fsync", failing_fsync)
         with caplog.at_level(logging.WARNING, logger="devagent.notebook"):
             notebook.append(make_entry(2))
         assert notebook.path.read_bytes() == before
@@ -139,7 +134,7 @@ class TestFailedWrites:
             raise PermissionError(errno.EACCES, "Permission denied")
 
         notebook = NotebookWriter(tmp_path / "lab-notebook.md", HEADER)
-        monkeypatch.setattr(notebook_writer.os, "open", failing_open)
+        monkeypatch.setattr(append.os, "open", failing_open)
         notebook.append(make_entry(1))
         notebook.append(make_entry(2))
         assert notebook.pending == 2
@@ -319,7 +314,7 @@ class TestConcurrency:
 
         held = os.open(path, os.O_RDWR)
         real_flock(held, fcntl.LOCK_EX)  # another writer holds the lock...
-        monkeypatch.setattr(notebook_writer.fcntl, "flock", signalling_flock)
+        monkeypatch.setattr(append.fcntl, "flock", signalling_flock)
         writer = threading.Thread(target=NotebookWriter(path, HEADER).append, args=(make_entry(2),))
         writer.start()
         try:

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from devagent.container import process as process_module
 from devagent.container.gpucheck import probe_nvml
 from devagent.container.process import GpuSampler, oom_kill_count, process_tree, run_streaming
+from devagent.runtime import nvml
 
 TIMEOUT = 60
 
@@ -573,4 +573,4 @@ def test_a_command_that_uses_no_gpu_has_no_gpu_figures_and_leaves_no_sampler_thr
     # Without a GPU (nvidia-ml-py is installed: NVML itself says there is none) no sampler runs at all.
     assert figures == ((None, None, 0) if nvml_gpus() == 0 else (0, None, 0))
     assert outcome["threads"] == ["MainThread"]
-    assert vars(process_module)["pynvml"] is not None
+    assert vars(nvml)["pynvml"] is not None

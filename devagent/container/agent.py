@@ -7,8 +7,6 @@ It never runs as root, and imports only the standard library, click, watchdog an
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import signal
@@ -21,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devagent.container.gpucheck import run_gpu_check
-from devagent.container.notebook_writer import NotebookWriter
 from devagent.core import layout, sshd
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
-from devagent.core.notebook import LaunchContext, render_header
+from devagent.runtime.environment import open_notebook, ready_flag, record_agent, save_gpu_check
+from devagent.runtime.notebook_writer import NotebookWriter
 
 if TYPE_CHECKING:
     from devagent.container.watcher import Watcher
@@ -107,56 +105,6 @@ class AgentConfig:
         return self.notebook or layout.default_notebook(self.workspace)
 
 
-def state_dir() -> Path:
-    """The agent's own small state, in the container's home (it outlives restarts, not --recreate)."""
-    return layout.agent_home(Path.home())
-
-
-def default_workspace() -> Path:
-    """$DEVAGENT_WORKSPACE (set in the image and handed to ssh sessions), else ~/workspace."""
-    return Path(os.environ.get(layout.WORKSPACE_ENV) or layout.default_workspace(Path.home()))
-
-
-def running_notebook() -> Path:
-    """The notebook the running agent writes (it records it at start), for commands run over ssh."""
-    try:
-        return Path(json.loads(layout.agent_record(Path.home()).read_text())["notebook"])
-    except (FileNotFoundError, KeyError, ValueError):
-        return layout.default_notebook(default_workspace())
-
-
-def ready_flag() -> Path:
-    """Exists once `devagent up` has proven the login through the alias (host/provision.py READY_COMMAND)."""
-    return layout.ready_flag(Path.home())
-
-
-def gpu_cache() -> Path:
-    """The last GPU check, as JSON: run summaries read it instead of probing (never on a save path)."""
-    return layout.gpu_check_file(Path.home())
-
-
-def save_gpu_check(check: GpuCheck, now: datetime) -> None:
-    data = {"time": now.isoformat(timespec="seconds"), "summary": summary_line(check),
-            "check": dataclasses.asdict(check)}
-    tmp = gpu_cache().with_suffix(".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, gpu_cache())
-
-
-def open_notebook(path: Path, launch_context: Path = Path(layout.LAUNCH_CONTEXT_PATH), *,
-                  outside_ok: bool = False) -> NotebookWriter:
-    """The notebook writer, with the header rendered from the launch context `up` put into the container.
-    OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment)."""
-    try:
-        header = render_header(LaunchContext.from_json(launch_context.read_text()))
-    except FileNotFoundError:
-        if not outside_ok:
-            log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
-        header = "# Lab notebook\n"
-    return NotebookWriter(path, header)
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc).astimezone()
 
@@ -171,9 +119,7 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, frame: stopping.set())
 
-    state_dir().mkdir(parents=True, exist_ok=True)
-    layout.agent_record(Path.home()).write_text(json.dumps({"workspace": str(config.workspace),
-                                                             "notebook": str(config.notebook_path)}))
+    record_agent(config.workspace, config.notebook_path)
     sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
     sshd_proc.start()
     watcher = _start_watcher(config)

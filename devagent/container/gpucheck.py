@@ -18,18 +18,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, TypeVar
-
-try:
-    import pynvml  # nvidia-ml-py ships no type information (mypy: ignore_missing_imports)
-except ImportError:  # a declared dependency; without it the check still reports torch and nvidia-smi
-    pynvml = None
+from typing import Any
 
 from devagent.core.gpu import (
     GpuCheck,
@@ -40,8 +32,8 @@ from devagent.core.gpu import (
     TorchReport,
     cuda_version_text,
 )
-
-T = TypeVar("T")
+from devagent.runtime import nvml
+from devagent.runtime.interpreter import find_user_python
 
 # The probe prints its JSON after this marker: a sitecustomize or a torch warning on stdout cannot break it.
 MARKER = "DEVAGENT-TORCH-REPORT "
@@ -77,99 +69,51 @@ def probe_nvml() -> NvmlReport:
     NVML missing (no driver, container started without `--gpus`) gives available=False and NVML's error
     text; a field a GPU does not support (NVMLError_NotSupported and kin) is None.
     """
-    if pynvml is None:
-        return NvmlReport(available=False, error="nvidia-ml-py (pynvml) is not installed")
+    lib = nvml.pynvml
+    error = nvml.init(lib)
+    if error is not None:
+        return NvmlReport(available=False, error=error)
     try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return NvmlReport(available=False, error=_nvml_error(e))
-    try:
-        driver = _nvml_field(pynvml.nvmlSystemGetDriverVersion)
-        cuda = _nvml_field(pynvml.nvmlSystemGetCudaDriverVersion_v2)
+        driver = nvml.query(lib, lib.nvmlSystemGetDriverVersion)
+        cuda = nvml.query(lib, lib.nvmlSystemGetCudaDriverVersion_v2)
         cuda_text = cuda_version_text(cuda) if cuda is not None else None
         try:
-            count = pynvml.nvmlDeviceGetCount()
-        except pynvml.NVMLError as e:
-            return NvmlReport(available=False, error=f"cannot count GPUs: {_nvml_error(e)}",
+            count = lib.nvmlDeviceGetCount()
+        except lib.NVMLError as e:
+            return NvmlReport(available=False, error=f"cannot count GPUs: {nvml.error_text(e)}",
                               driver_version=driver, cuda_driver_version=cuda_text)
-        gpus = tuple(_probe_gpu(index) for index in range(count))
+        gpus = tuple(_probe_gpu(lib, index) for index in range(count))
         return NvmlReport(available=True, driver_version=driver, cuda_driver_version=cuda_text, gpus=gpus)
     finally:
-        with contextlib.suppress(pynvml.NVMLError):  # best effort: the report is already complete
-            pynvml.nvmlShutdown()
+        nvml.shutdown(lib)  # best effort: the report is already complete
 
 
-def _probe_gpu(index: int) -> NvmlGpu:
+def _probe_gpu(lib: Any, index: int) -> NvmlGpu:
     try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-    except pynvml.NVMLError:
+        handle = lib.nvmlDeviceGetHandleByIndex(index)
+    except lib.NVMLError:
         return NvmlGpu(index=index)  # e.g. a lost GPU: list it, with nothing known
-    memory = _nvml_field(pynvml.nvmlDeviceGetMemoryInfo, handle)
-    utilization = _nvml_field(pynvml.nvmlDeviceGetUtilizationRates, handle)
-    running = _nvml_field(pynvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
+    memory = nvml.query(lib, lib.nvmlDeviceGetMemoryInfo, handle)
+    utilization = nvml.query(lib, lib.nvmlDeviceGetUtilizationRates, handle)
+    running = nvml.query(lib, lib.nvmlDeviceGetComputeRunningProcesses, handle) or []
     processes = tuple(
         GpuProcess(
             pid=int(p.pid),
             used_memory=int(p.usedGpuMemory) if p.usedGpuMemory is not None else None,
             # In a container the pids are the host's, so NVML usually cannot name them: None, not a guess.
-            name=_nvml_field(pynvml.nvmlSystemGetProcessName, p.pid),
+            name=nvml.query(lib, lib.nvmlSystemGetProcessName, p.pid),
         )
         for p in running
     )
     return NvmlGpu(
         index=index,
-        name=_nvml_field(pynvml.nvmlDeviceGetName, handle),
-        uuid=_nvml_field(pynvml.nvmlDeviceGetUUID, handle),
+        name=nvml.query(lib, lib.nvmlDeviceGetName, handle),
+        uuid=nvml.query(lib, lib.nvmlDeviceGetUUID, handle),
         memory_total=int(memory.total) if memory is not None else None,
         memory_used=int(memory.used) if memory is not None else None,
         utilization_gpu=int(utilization.gpu) if utilization is not None else None,
         processes=processes,
     )
-
-
-def _nvml_field(query: Callable[..., T], *args: Any) -> T | None:
-    """QUERY(*ARGS), or None where NVML cannot answer (not supported, no permission, an older driver)."""
-    try:
-        return query(*args)
-    except pynvml.NVMLError:
-        return None
-
-
-def _nvml_error(error: pynvml.NVMLError) -> str:
-    # NVMLError.__str__ needs the library for codes it does not know; never let the error text itself fail.
-    try:
-        return str(error)
-    except Exception:
-        return f"NVML error {getattr(error, 'value', '?')}"
-
-
-def find_user_python(*, environ: Mapping[str, str] | None = None, own_prefix: str | None = None,
-                     own_executable: str | None = None) -> str:
-    """The interpreter the user trains with: DEVAGENT_PYTHON, else the first `python3`, then `python`, on
-    PATH that is not inside the agent's own virtual environment; the agent's own interpreter when none is.
-
-    OWN_PREFIX is that environment (default: sys.prefix when the agent runs in a venv; outside a venv nothing
-    is excluded, since the agent then shares the system interpreter with the user).
-
-    >>> find_user_python(environ={"DEVAGENT_PYTHON": "/opt/conda/bin/python"})
-    '/opt/conda/bin/python'
-    """
-    env = os.environ if environ is None else environ
-    if env.get("DEVAGENT_PYTHON"):
-        return env["DEVAGENT_PYTHON"]
-    if own_prefix is None and sys.prefix != sys.base_prefix:
-        own_prefix = sys.prefix
-    excluded = Path(os.path.abspath(own_prefix)) if own_prefix else None
-    directories = [d for d in env.get("PATH", "").split(os.pathsep) if d]
-    for name in ("python3", "python"):
-        for directory in directories:
-            # abspath, not resolve: a venv's bin/python is a symlink out of the venv, yet it is the venv's.
-            candidate = Path(os.path.abspath(os.path.join(directory, name)))
-            if excluded is not None and candidate.is_relative_to(excluded):
-                continue
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return str(candidate)
-    return own_executable or sys.executable
 
 
 def probe_torch(python: str | None = None, timeout: float = 60.0) -> TorchReport:
@@ -259,46 +203,3 @@ def run_gpu_check(*, python: str | None = None, clock: Callable[[], float] = tim
         nvml = probe_nvml()
         torch, smi = torch_future.result(), smi_future.result()
     return GpuCheck(nvml=nvml, torch=torch, nvidia_smi=smi, elapsed_s=clock() - start)
-
-
-class GpuCheckCache:
-    """The last GPU check, so that asking again is free until it is too old.
-
-    The agent refreshes it at start and on demand (`devagent gpu-check`); it is never run on a file-save path,
-    where a 6 s `import torch` would stall the watcher.
-
-    >>> cache = GpuCheckCache(runner=lambda: "check", clock=lambda: 0.0)
-    >>> cache.get(max_age_s=60), cache.last
-    ('check', 'check')
-    """
-
-    def __init__(self, *, runner: Callable[[], GpuCheck] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._runner = runner or (lambda: run_gpu_check(clock=clock))
-        self._clock = clock
-        self._lock = threading.Lock()  # one check at a time: a second caller waits and gets the fresh result
-        self._last: GpuCheck | None = None
-        self._taken_at = 0.0
-
-    @property
-    def last(self) -> GpuCheck | None:
-        """The last result, or None before the first check."""
-        return self._last
-
-    def get(self, max_age_s: float | None = None) -> GpuCheck:
-        """The last result when it is at most MAX_AGE_S old (any age when None), else a fresh one."""
-        with self._lock:
-            if self._last is not None and (max_age_s is None or self._clock() - self._taken_at <= max_age_s):
-                return self._last
-            return self._refresh_locked()
-
-    def refresh(self) -> GpuCheck:
-        """Run the check now and keep the result."""
-        with self._lock:
-            return self._refresh_locked()
-
-    def _refresh_locked(self) -> GpuCheck:
-        started = self._clock()
-        self._last = self._runner()
-        self._taken_at = started  # the age counts from when the check began: that is what it saw
-        return self._last

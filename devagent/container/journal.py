@@ -31,72 +31,25 @@ import threading
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from devagent.container.notebook_writer import locked_append
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
+from devagent.runtime.append import locked_append
+from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
 logger = logging.getLogger("devagent.journal")
 
 
-class Journal:
-    """Records saves of files under WORKSPACE and answers "what was saved since ...".
+class Journal(SaveLog):
+    """Records saves of files under WORKSPACE; reads them back as any ``SaveLog`` does ("what was saved since").
 
     Thread-safe within a process. Other processes may read the journal at the same time (``saves_since`` picks
     up lines appended by anyone); only one agent per workspace should record.
     """
 
     def __init__(self, workspace: Path) -> None:
-        self.workspace = Path(os.path.abspath(workspace))
-        self.path = layout.saves_journal(self.workspace)
-        self.snapshots_dir = layout.snapshots_dir(self.workspace)
-        self._lock = threading.RLock()
-        self._records: list[SaveRecord] = []
-        self._read_offset = 0  # bytes of saves.jsonl already parsed into _records
         self._last_hash: dict[str, str | None] = {}  # relative path -> sha256 of its snapshot (None: none yet)
-        self._refresh()
-
-    # -- reading ---------------------------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        """How many saves are recorded; remember it and pass it to ``saves_since`` later."""
-        with self._lock:
-            self._refresh()
-            return len(self._records)
-
-    def saves_since(self, since: int | datetime | str = 0, *, until: datetime | None = None) -> list[SaveRecord]:
-        """Saves after SINCE: an index into the journal (``len(journal)`` taken earlier), or a time
-        (``datetime`` or ISO string; a naive time is taken as local time), exclusive; and not after UNTIL.
-        For example ``mark = len(journal)`` when a run starts, ``journal.saves_since(mark)`` when it ends.
-        """
-        with self._lock:
-            self._refresh()
-            records = self._records[since:] if isinstance(since, int) else self._records
-            if not isinstance(since, int):
-                after = _as_aware(datetime.fromisoformat(since) if isinstance(since, str) else since)
-                records = [r for r in records if _as_aware(datetime.fromisoformat(r.time)) > after]
-            if until is not None:
-                records = [r for r in records if _as_aware(datetime.fromisoformat(r.time)) <= _as_aware(until)]
-            return records
-
-    def _refresh(self) -> None:
-        # Read only what was appended since last time, and only whole lines: a writer may be mid-append.
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._read_offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return
-        end = chunk.rfind(b"\n") + 1
-        for line in chunk[:end].splitlines():
-            if not line.strip():
-                continue
-            try:
-                self._records.append(SaveRecord.from_json(line.decode("utf-8")))
-            except (ValueError, KeyError, TypeError) as exc:
-                logger.warning("save journal %s: skipping an unreadable line (%s)", self.path, exc)
-        self._read_offset += end
-
-    # -- recording -------------------------------------------------------------------------------------------
+        super().__init__(workspace)
+        self.snapshots_dir = layout.snapshots_dir(self.workspace)
 
     def relative(self, path: Path) -> str:
         """PATH relative to the workspace, with ``/`` separators. Raises ``ValueError`` outside it."""
@@ -216,16 +169,6 @@ class Journal:
         prepare_workspace_state(self.workspace)
 
 
-def prepare_workspace_state(workspace: Path) -> Path:
-    """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository."""
-    state = layout.workspace_state(workspace)
-    state.mkdir(parents=True, exist_ok=True)
-    ignore = layout.state_gitignore(workspace)
-    if not ignore.exists():
-        ignore.write_text("# devagent's own state (saves, snapshots, runs); not part of your project\n*\n")
-    return state
-
-
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
     """Lines added and removed between two contents, as ``git diff --numstat`` counts them.
 
@@ -255,7 +198,3 @@ def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
 def _key(rel: str) -> str:
     # Hashed names: copies of .py files must not sit in the tree where pytest, ruff or grep would find them.
     return hashlib.sha256(rel.encode("utf-8", errors="surrogateescape")).hexdigest()
-
-
-def _as_aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.astimezone()

@@ -34,10 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
-try:
-    import pynvml  # nvidia-ml-py ships no type information (mypy: ignore_missing_imports)
-except ImportError:  # without it a run is still streamed and timed; GPU figures are None
-    pynvml = None
+from devagent.runtime import nvml as nvml_guard
 
 log = logging.getLogger("devagent.process")
 
@@ -416,14 +413,12 @@ class GpuSampler:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def open(cls, *, interval: float, nvml: Any = pynvml, proc: Path = Path("/proc")) -> GpuSampler | None:
+    def open(cls, *, interval: float, nvml: Any = nvml_guard.pynvml,
+             proc: Path = Path("/proc")) -> GpuSampler | None:
         """A sampler over every GPU NVML sees; None without NVML, when it cannot start, or with no GPU."""
-        if nvml is None:
-            return None
-        try:
-            nvml.nvmlInit()
-        except Exception as exc:  # NVMLError: no driver, no GPU in this container
-            log.debug("no GPU sampling: %s", _nvml_text(exc))
+        error = nvml_guard.init(nvml)
+        if error is not None:
+            log.debug("no GPU sampling: %s", error)
             return None
         try:
             handles = {}
@@ -433,13 +428,12 @@ class GpuSampler:
             if handles:
                 return cls(nvml, handles, interval=interval, proc=proc)
         except Exception as exc:
-            log.debug("no GPU sampling: %s", _nvml_text(exc))
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
+            log.debug("no GPU sampling: %s", nvml_guard.error_text(exc))
+        nvml_guard.shutdown(nvml)
         return None
 
     @classmethod
-    def start(cls, root: int, *, interval: float = 0.5, nvml: Any = pynvml,
+    def start(cls, root: int, *, interval: float = 0.5, nvml: Any = nvml_guard.pynvml,
               proc: Path = Path("/proc")) -> GpuSampler | None:
         """Open a sampler and follow ROOT's tree now (a process that is already running, such as an observed
         one); None where ``open`` gives none."""
@@ -460,8 +454,7 @@ class GpuSampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        with contextlib.suppress(Exception):
-            self._nvml.nvmlShutdown()
+        nvml_guard.shutdown(self._nvml)
         return self.usage.peak_bytes, self.usage.total_bytes, len(self.usage.devices)
 
     def sample(self, root: int) -> int:
@@ -514,15 +507,4 @@ class GpuSampler:
                 log.debug("GPU sample failed", exc_info=True)
 
     def _field(self, query: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return query(*args)
-        except self._nvml.NVMLError:
-            return None
-
-
-def _nvml_text(error: BaseException) -> str:
-    # NVMLError.__str__ needs the library for codes it does not know; never let the error text itself fail.
-    try:
-        return str(error)
-    except Exception:
-        return f"NVML error {getattr(error, 'value', '?')}"
+        return nvml_guard.query(self._nvml, query, *args)

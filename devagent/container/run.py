@@ -24,10 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from devagent.container.agent import open_notebook, running_notebook
 from devagent.container.gitstate import git_state
-from devagent.container.gpucheck import find_user_python
-from devagent.container.journal import Journal
 from devagent.container.process import run_streaming
 from devagent.container.runlog import RunLog
 from devagent.core import layout
@@ -48,6 +45,9 @@ from devagent.core.runs.output import LineCollector
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
 from devagent.core.runs.section import RunReport, render_run
 from devagent.errors import DevagentError, ExitStatus
+from devagent.runtime import environment
+from devagent.runtime.interpreter import find_user_python
+from devagent.runtime.workspace_state import SaveLog
 
 log = logging.getLogger("devagent.run")
 
@@ -108,9 +108,9 @@ def locate(cwd: Path, notebook: Path | None = None, *, agent_notebook: Path | No
 
 
 def _agent_notebook() -> Path | None:
-    if not layout.agent_record(Path.home()).is_file():
+    if not environment.agent_record().is_file():
         return None
-    return running_notebook()
+    return environment.running_notebook()
 
 
 # Python's own options that take a value (python -W error -X dev script.py): the value is not the script.
@@ -473,14 +473,14 @@ def code_state(place: RunPlace, cwd: Path, *, number: int | None) -> GitState | 
 def _edits_since(place: RunPlace, previous: RunRecord | None, started: datetime) -> list[SaveRecord] | None:
     """Saves the agent journaled between the previous run's start and this one's (all saves before a first run);
     None when no agent keeps a journal here."""
-    journal = Journal(place.workspace)
-    if not journal.path.is_file():
+    saves = SaveLog(place.workspace)
+    if not saves.path.is_file():
         return None
-    return journal.saves_since(previous.started if previous else 0, until=started)
+    return saves.saves_since(previous.started if previous else 0, until=started)
 
 
 def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
-    writer = open_notebook(place.notebook, outside_ok=True)
+    writer = environment.open_notebook(place.notebook, outside_ok=True)
     try:
         writer.append(section)
     except OSError as exc:  # the writer keeps the entry; we are about to exit, so keep it on disk instead

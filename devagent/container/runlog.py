@@ -7,6 +7,9 @@ Layout, inside the workspace::
     .devagent/runs/N/        the run's own files: the helper's lab.jsonl, the section kept back when the notebook
                              could not be written
 
+The reservation reads the journal and appends to it under one lock (devagent/runtime/append.py), so the number
+is the next one whoever else reserves at the same moment.
+
 >>> from pathlib import Path; import tempfile
 >>> log = RunLog(Path(tempfile.mkdtemp()))
 >>> log.reserve("2026-11-27T14:00:00+00:00"), log.reserve("2026-11-27T14:01:00+00:00")
@@ -15,15 +18,15 @@ Layout, inside the workspace::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devagent.container.journal import prepare_workspace_state
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
+from devagent.runtime.append import locked_append
+from devagent.runtime.workspace_state import prepare_workspace_state
 
 
 class RunLog:
@@ -66,19 +69,17 @@ class RunLog:
         return None
 
     def _append_locked(self, decide: Callable[[list[str]], tuple[int, str]]) -> int:
-        """Under an flock on runs.jsonl: read every line, let DECIDE give (number, line to append), append it."""
+        """Under the lock of runs.jsonl: read every line, let DECIDE give (number, line to append), append it."""
         prepare_workspace_state(self.workspace)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with os.fdopen(os.dup(fd), "rb") as f:
-                lines = f.read().decode("utf-8", errors="replace").splitlines()
-            number, text = decide(lines)
-            os.write(fd, (text + "\n").encode())
-            os.fsync(fd)
-            return number
-        finally:
-            os.close(fd)
+        decided: list[int] = []
+
+        def line(existing: bytes) -> bytes:
+            number, text = decide(existing.decode("utf-8", errors="replace").splitlines())
+            decided.append(number)
+            return (text + "\n").encode()
+
+        locked_append(self.path, line)
+        return decided[-1]
 
 
 def _number(line: str) -> int:

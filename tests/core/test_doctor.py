@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from devagent.core import doctor as d
-from devagent.core import layout
 from devagent.core.doctor import Check
 
 NAME = "pytorch-dev"
@@ -198,12 +197,15 @@ def test_the_probe_is_posix_sh_and_reports_every_key_on_this_machine(tmp_path: P
     assert list(home.iterdir()) == []  # the probe leaves nothing behind
 
 
-def test_the_probe_looks_for_the_agents_state_where_the_agent_writes_it(monkeypatch: pytest.MonkeyPatch,
-                                                                       tmp_path: Path) -> None:
-    from devagent.container.agent import state_dir
+def test_the_probe_finds_the_agents_record_where_the_agent_writes_it(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    from devagent.runtime.environment import record_agent
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert state_dir() / "agent.json" == tmp_path / layout.AGENT_RECORD
+    record_agent(tmp_path / "workspace", tmp_path / "workspace" / "lab-notebook.md")
+    out = subprocess.run(["/bin/sh", "-s"], input=d.PROBE_SCRIPT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "HOME": str(tmp_path)}, timeout=30)
+    assert d.parse_probe(out.stdout)["agent_state"] == "yes"
 
 
 # -- JSONC (VS Code's settings.json) ----------------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Append-only writes to the lab notebook, safe across processes, containers and a full disk.
 
-Every write is: build the bytes in memory, take an exclusive ``flock`` on the file, one ``os.write`` at
-the end, ``fsync``. If anything fails on the way (ENOSPC, EROFS, EIO, ...) the file is truncated back to its
-size before the write, so it always ends on an entry boundary, and the entry waits in memory until the next
-append or ``flush_pending()``. Existing bytes are never rewritten or reordered: the user may edit the file
-freely.
+Every write is one ``locked_append`` (devagent/runtime/append.py): build the bytes in memory, take an exclusive
+``flock`` on the file, one ``os.write`` at the end, ``fsync``. If anything fails on the way (ENOSPC, EROFS, EIO,
+...) the file is truncated back to its size before the write, so it always ends on an entry boundary, and the
+entry waits in memory until the next append or ``flush_pending()``. Existing bytes are never rewritten or
+reordered: the user may edit the file freely.
 
 >>> from pathlib import Path; import tempfile
 >>> nb = NotebookWriter(Path(tempfile.mkdtemp()) / "lab-notebook.md", "# Lab notebook — demo\\n")
@@ -19,79 +19,13 @@ hello
 from __future__ import annotations
 
 import errno
-import fcntl
 import logging
-import os
 import threading
 from pathlib import Path
 
+from devagent.runtime.append import locked_append
+
 logger = logging.getLogger("devagent.notebook")
-
-
-def locked_append(path: Path, data: bytes, *, header: bytes = b"", mode: int = 0o644) -> int:
-    """Append DATA to PATH under an exclusive flock, in one write, then fsync; return the bytes written.
-
-    When PATH is missing or empty, HEADER goes first. When PATH does not end with a newline (someone typed
-    without one), a newline goes first, so DATA starts on its own line. On any ``OSError`` the file is
-    truncated back to its previous size and the error is raised again.
-
-    The lock is on the file itself. If the file is deleted or replaced while we wait for the lock, the lock we
-    got is on a file nobody sees any more: reopen and lock again, so two writers never both create a header.
-    """
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                current = os.stat(path)
-            except FileNotFoundError:
-                continue  # deleted while we waited: lock the new one
-            before = os.fstat(fd)
-            if (current.st_dev, current.st_ino) != (before.st_dev, before.st_ino):
-                continue  # replaced while we waited
-            size = before.st_size
-            if size == 0:
-                prefix = header
-            elif os.pread(fd, 1, size - 1) != b"\n":
-                prefix = b"\n"
-            else:
-                prefix = b""
-            buf = prefix + data
-            if not buf:
-                return 0
-            try:
-                _write_all(fd, buf)
-                os.fsync(fd)
-            except OSError:
-                _truncate_back(fd, size, path)
-                raise
-            return len(buf)
-        finally:
-            os.close(fd)  # also releases the flock
-
-
-def _write_all(fd: int, buf: bytes) -> None:
-    # One write in the normal case; a regular file only returns short when the disk fills up mid-write,
-    # and then the next write raises ENOSPC, which sends us to the truncate.
-    view = memoryview(buf)
-    while view:
-        n = os.write(fd, view)
-        if n <= 0:
-            raise OSError(errno.EIO, "write returned 0 bytes")
-        view = view[n:]
-
-
-def _truncate_back(fd: int, size: int, path: Path) -> None:
-    try:
-        os.ftruncate(fd, size)
-    except OSError as exc:
-        logger.error(
-            "could not truncate %s back to %d bytes after a failed write (%s): the file may end "
-            "with a partial entry",
-            path,
-            size,
-            exc.strerror or exc,
-        )
 
 
 class NotebookWriter:
@@ -113,11 +47,6 @@ class NotebookWriter:
         """How many entries wait in memory because the last write failed."""
         with self._lock:
             return len(self._pending)
-
-    @property
-    def assets_dir(self) -> Path:
-        """Where figures for this notebook go: ``lab-notebook.md`` → ``lab-notebook.assets/`` beside it."""
-        return self.path.with_name(self.path.stem + ".assets")
 
     def ensure_header(self) -> bool:
         """Write the header if the file is missing or empty; return False if that failed (it is logged)."""
