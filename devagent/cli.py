@@ -280,7 +280,7 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch
 def run(notebook: Path | None, command: tuple[str, ...]) -> int:
     """Run COMMAND as given (`devagent run -- python train.py --lr 3e-4`) and append its run section to the lab
     notebook. Its output streams through unchanged; its exit status is devagent's exit status."""
-    from devagent.container.run import wrapped_run
+    from devagent.runs.wrapped import wrapped_run
 
     return wrapped_run(list(command), cwd=Path.cwd(), notebook=notebook)
 

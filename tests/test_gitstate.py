@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.container.gitstate import MAX_UNTRACKED_BYTES, MAX_UNTRACKED_FILES, GitInfo, git_state
+from devagent.runs.gitstate import MAX_UNTRACKED_BYTES, MAX_UNTRACKED_FILES, GitInfo, git_state
 
 
 @pytest.fixture(autouse=True)

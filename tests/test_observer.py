@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from devagent.container.observer import RunObserver
-from devagent.container.run import RunPlace
 from devagent.container.watcher import SaveHandler
+from devagent.runs.observer import RunObserver
+from devagent.runs.place import RunPlace
 
 
 @pytest.fixture

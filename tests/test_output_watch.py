@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devagent.container.run import OutputWatch
+from devagent.runs.output_watch import OutputWatch
 
 
 class SlowClock:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.container.runlog import RunLog
+from devagent.runs.runlog import RunLog
 
 TRAIN = textwrap.dedent("""\
     import argparse
@@ -275,7 +275,7 @@ def test_lightnings_metrics_csv_is_read_when_the_script_writes_one(workspace: Pa
 
 
 def test_which_notebook_a_run_goes_to(tmp_path: Path) -> None:
-    from devagent.container.run import locate
+    from devagent.runs.place import locate
 
     project = tmp_path / "project"
     (project / "src" / "deep").mkdir(parents=True)

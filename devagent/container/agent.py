@@ -164,9 +164,9 @@ def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: thre
 
 def _observe_runs(config: AgentConfig, watcher: Watcher | None, stopping: threading.Event) -> None:
     """Runs nobody wrapped get a section too (observer.py), once `up` has committed."""
-    from devagent.container.observer import RunObserver
-    from devagent.container.run import RunPlace
     from devagent.container.watcher import DEFAULT_INCLUDE, SaveHandler
+    from devagent.runs.observer import RunObserver
+    from devagent.runs.place import RunPlace
 
     while not ready_flag().exists():
         if stopping.wait(0.2):

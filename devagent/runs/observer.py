@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from devagent.container.process import GpuSampler, proc_stat
-from devagent.container.run import Finished, RunPlace, code_state, find_script, finish_run
-from devagent.container.runlog import RunLog
 from devagent.core import layout
 from devagent.core.runs.record import GitState
+from devagent.runs.finish import Finished, code_state, finish_run
+from devagent.runs.place import RunPlace
+from devagent.runs.process import GpuSampler, proc_stat
+from devagent.runs.runlog import RunLog
+from devagent.runs.script import find_script
 
 log = logging.getLogger("devagent.observer")
 

@@ -1,0 +1,271 @@
+"""A run's end, wrapped or observed: gather what its section shows, append the section, record the run.
+
+What is gathered: hyperparameters from the script's source and argv, git state, saves since the previous run,
+metrics from the helper's JSON lines, Lightning's metrics.csv and the output, GPU memory. devagent.core.runs
+renders it; the notebook writer appends it as one entry. `devagent run` (wrapped.py) and the observer of runs
+nobody wrapped (observer.py) both end here: ``finish_run`` takes what is known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from devagent.core import layout
+from devagent.core.notebook import SaveRecord
+from devagent.core.runs.environment import allowed_env
+from devagent.core.runs.exits import classify_exit
+from devagent.core.runs.hparams import argparse_defaults, overlay_argv
+from devagent.core.runs.metrics import (
+    MetricSeries,
+    curve_values,
+    read_lightning_csv,
+    read_metrics_jsonl,
+    sparkline,
+    summarize_metrics,
+)
+from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.section import RunReport, render_run
+from devagent.runs.gitstate import git_state
+from devagent.runs.output_watch import OutputWatch
+from devagent.runs.place import RunPlace
+from devagent.runs.runlog import RunLog
+from devagent.runs.script import find_script
+from devagent.runtime import environment
+from devagent.runtime.interpreter import find_user_python
+from devagent.runtime.workspace_state import SaveLog
+
+log = logging.getLogger("devagent.run")
+
+# Folders never searched for Lightning's metrics.csv (the watcher skips the same kind).
+_SKIP_DIRS = frozenset({".git", layout.WORKSPACE_STATE, ".venv", "venv", "env", "node_modules", "__pycache__", "data",
+                        "datasets", "checkpoints", "wandb"})
+_PLOT_TIMEOUT = 60.0
+_PLOT_SCRIPT = r"""
+import json, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+d = json.load(sys.stdin)
+fig, ax = plt.subplots(figsize=(6, 3), dpi=110)
+ax.plot(range(1, len(d["values"]) + 1), d["values"], linewidth=1.4)
+ax.set_xlabel("logged point"); ax.set_ylabel(d["name"]); ax.set_title(d["title"]); ax.grid(alpha=0.3)
+fig.tight_layout(); fig.savefig(d["out"])
+"""
+
+
+@dataclass
+class Finished:
+    """What is known about a run once it has ended (wrapped or observed)."""
+
+    number: int
+    argv: list[str]
+    cwd: Path
+    started: datetime
+    duration_s: float | None
+    exit_code: int | None
+    observed: bool = False
+    oom_killed: bool = False
+    output: OutputWatch | None = None
+    lab_file: Path | None = None
+    gpu_peak: int | None = None
+    gpu_total: int | None = None
+    gpus_used: int = 0
+    git: GitState | None = None
+    python: str | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
+    """Gather what the section shows, append it to the notebook, record the run. Never raises for the notebook:
+    a section that cannot be written is kept in the run's folder and the reason logged."""
+    script, script_args = find_script(run.argv, run.cwd)
+    script_text = _read(run.cwd / script) if script else None
+    defaults = argparse_defaults(script_text) if script_text is not None else {}
+    hparams = overlay_argv(defaults, script_args) if script else {}
+    script_rel = place.relative(run.cwd / script) if script else None
+    previous = runs.previous(script_rel, before=run.number)
+
+    series, sources, torch_memory = _metrics(run)
+    tail = run.output.tail if run.output else []
+    nan_seen = (run.output.nan_seen if run.output else False) or any(
+        not math.isfinite(v) for name, values in series.points.items() if "loss" in name for _, v in values)
+    exit_info = classify_exit(run.exit_code, tail=tail, oom_killed=run.oom_killed, nan_seen=nan_seen)
+    summaries = summarize_metrics(series)
+    curve = curve_values(series)
+    curve_image = _plot(place, run, curve) if curve else None
+
+    record = RunRecord(
+        number=run.number, observed=run.observed, script=script_rel, argv=tuple(run.argv), cwd=str(run.cwd),
+        started=run.started.isoformat(timespec="seconds"), duration_s=run.duration_s, exit_code=run.exit_code,
+        exit_kind=exit_info.kind, hparams=hparams, metrics={m.name: m.final for m in summaries},
+    )
+    report = RunReport(
+        record=record, started_at=run.started, exit=exit_info, defaults=defaults, previous=previous, git=run.git,
+        edits_since=_edits_since(place, previous, run.started), env=allowed_env(run.environ), metrics=summaries,
+        metric_sources=sources, curve_name=curve[0] if curve else None, curve_image=curve_image,
+        curve_sparkline=sparkline(curve[1]) if curve else None,
+        gpu=GpuMemory(nvml_peak=run.gpu_peak, nvml_total=run.gpu_total,
+                      torch_allocated=torch_memory.get("max_memory_allocated"),
+                      torch_reserved=torch_memory.get("max_memory_reserved"),
+                      gpus=max(run.gpus_used, torch_memory.get("devices") or 0)),
+        output_tail=tail, output_lines=run.output.line_count if run.output else 0,
+    )
+    _append(place, runs, render_run(report), run.number)
+    runs.record(record)
+    return record
+
+
+def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int]]:
+    """The run's metrics. Sources in order of trust: the helper's JSON lines, Lightning's metrics.csv, the output.
+    A metric comes from the first source that has it (most scripts that log also print: the curve must not count
+    twice); a later source adds only the metrics the earlier ones lack (an ``acc`` printed beside a logged loss)."""
+    torch_memory: dict[str, int] = {}
+    found: list[tuple[str, MetricSeries]] = []
+    if run.lab_file is not None and run.lab_file.is_file():
+        text = _read(run.lab_file) or ""
+        torch_memory = _torch_memory(text)
+        found.append(("devagent.lab", read_metrics_jsonl(text)))
+    csv_file = _lightning_csv(run.cwd, since=run.started.timestamp())
+    if csv_file is not None:
+        found.append((_display(csv_file, run.cwd), read_lightning_csv(_read(csv_file) or "")))
+    if run.output is not None:
+        share = run.output.parsed_share
+        found.append(("output" if share >= 1.0 else f"output ({math.floor(share * 1000) / 10:g}% of it: the rest "
+                      "came faster than devagent reads metrics)", run.output.series))
+    series = MetricSeries({})
+    sources: list[str] = []
+    for source, candidate in found:
+        new = {name: points for name, points in candidate.points.items() if name not in series.points}
+        if new:
+            series.merge(MetricSeries(new))
+            sources.append(source)
+    return series, tuple(sources), torch_memory
+
+
+def _torch_memory(text: str) -> dict[str, int]:
+    """The helper's last ``_torch`` line: torch's own peak memory figures."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        if '"_torch"' not in line:
+            continue
+        try:
+            data = json.loads(line).get("_torch")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            found = {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return found
+
+
+def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | None:
+    """The newest ``metrics.csv`` under a ``lightning_logs`` folder below CWD written since SINCE."""
+    best: tuple[float, Path] | None = None
+    root_depth = len(cwd.parts)
+    for folder, dirs, files in os.walk(cwd):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if d not in _SKIP_DIRS and not d.startswith(".")
+                   and len(here.parts) - root_depth < max_depth]
+        if "metrics.csv" in files and "lightning_logs" in here.parts[root_depth:]:
+            try:
+                mtime = (here / "metrics.csv").stat().st_mtime
+            except OSError:
+                continue
+            if mtime >= since - 1 and (best is None or mtime > best[0]):
+                best = (mtime, here / "metrics.csv")
+    return best[1] if best else None
+
+
+def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str | None:
+    """A PNG of the curve made by the user's interpreter when it has matplotlib; None otherwise (the section
+    then shows a sparkline)."""
+    name, values = curve
+    out = place.assets / f"run-{run.number}-{_slug(name)}.png"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            [run.python or find_user_python(), "-c", _PLOT_SCRIPT],
+            input=json.dumps({"values": [v if math.isfinite(v) else None for v in values],
+                              "name": name, "title": f"run {run.number}", "out": str(out)}),
+            capture_output=True, text=True, timeout=_PLOT_TIMEOUT, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.info("no plot for run %d: %s", run.number, exc)
+        return None
+    if result.returncode != 0 or not out.is_file():
+        log.info("no plot for run %d (matplotlib missing?): %s", run.number, result.stderr.strip()[-200:])
+        return None
+    return out.relative_to(place.notebook.parent).as_posix()
+
+
+def code_state(place: RunPlace, cwd: Path, *, number: int | None) -> GitState | None:
+    """The git state of CWD, without the notebook and its assets; with NUMBER, the uncommitted diff is saved as the
+    run's patch asset (an observed run's number is not known when it is read: it gets no patch)."""
+    info = git_state(cwd, exclude=(place.notebook, place.assets))  # the notebook is not the code
+    if info is None:
+        return None
+    patch_asset = None
+    if info.patch and number is not None:
+        patch = place.assets / f"run-{number}.patch"
+        try:
+            patch.parent.mkdir(parents=True, exist_ok=True)
+            patch.write_bytes(info.patch)
+            patch_asset = patch.relative_to(place.notebook.parent).as_posix()
+        except OSError as exc:
+            log.warning("could not save the uncommitted diff: %s", exc)
+    return GitState(commit=info.commit, branch=info.branch, dirty=info.dirty, files=info.files,
+                    patch_asset=patch_asset)
+
+
+def _edits_since(place: RunPlace, previous: RunRecord | None, started: datetime) -> list[SaveRecord] | None:
+    """Saves the agent journaled between the previous run's start and this one's (all saves before a first run);
+    None when no agent keeps a journal here."""
+    saves = SaveLog(place.workspace)
+    if not saves.path.is_file():
+        return None
+    return saves.saves_since(previous.started if previous else 0, until=started)
+
+
+def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
+    writer = environment.open_notebook(place.notebook, outside_ok=True)
+    try:
+        writer.append(section)
+    except OSError as exc:  # the writer keeps the entry; we are about to exit, so keep it on disk instead
+        log.error("could not write %s: %s", place.notebook, exc)
+    if writer.pending:
+        kept = layout.kept_section(place.workspace, number)
+        try:
+            kept.write_text(section)
+            where = f"kept in {kept}"
+        except OSError:
+            where = "lost"
+        print(f"devagent: could not append run {number} to {place.notebook}; its section is {where}",
+              file=sys.stderr)
+    else:
+        print(f"devagent: run {number} appended to {place.notebook}", file=sys.stderr)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _display(path: Path, cwd: Path) -> str:
+    try:
+        return path.relative_to(cwd).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-") or "metric"

@@ -1,0 +1,101 @@
+"""What `devagent run` keeps of a command's output on the side, while every byte streams through unchanged: the
+last bytes (for the section's tail), the metrics printed in them, whether a loss went NaN — within a time budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devagent.core.runs.exits import NAN_RE
+from devagent.core.runs.metrics import MetricSeries, parse_metric_line
+from devagent.core.runs.output import LineCollector
+
+# What reading the output for the notebook may cost the stream: a share of the run's wall time (after a first
+# quarter second for free). A script that prints faster than that is still streamed in full; only its metrics are read
+# from part of it, and the section says how much.
+PARSE_BUDGET = 0.05
+PARSE_FREE_S = 0.25
+RAW_TAIL_BYTES = 256 * 1024  # the output's last bytes, raw: the tail is cleaned from these at the end
+
+
+@dataclass
+class OutputWatch:
+    """What the wrapper keeps of the output on the side: the last bytes (for the tail), the metrics in it, and
+    whether a loss went NaN. Never slows the stream by more than PARSE_BUDGET of the run's time; whatever was
+    skipped at the very end is read from the last bytes at ``close()``, so final values are always the last."""
+
+    clock: Callable[[], float] = time.monotonic
+    series: MetricSeries = field(default_factory=MetricSeries)
+    nan_seen: bool = False
+    total_bytes: int = 0
+    parsed_bytes: int = 0
+    newlines: int = 0
+    lines: LineCollector = field(default_factory=LineCollector)
+    _raw: bytearray = field(default_factory=bytearray)
+    _spent: float = 0.0
+    _started: float | None = None
+    _parsed_upto: int = 0  # total_bytes when the last parsed byte came in
+
+    def feed(self, data: bytes) -> None:
+        self.total_bytes += len(data)
+        self.newlines += data.count(b"\n")
+        self._raw += data
+        if len(self._raw) > RAW_TAIL_BYTES:
+            del self._raw[:-RAW_TAIL_BYTES]
+        now = self.clock()
+        if self._started is None:
+            self._started = now
+        if self._spent > PARSE_FREE_S + PARSE_BUDGET * (now - self._started):
+            return  # over budget: stream on, read metrics again when there is time
+        if self._parsed_upto != self.total_bytes - len(data):  # after a gap: start again at a line boundary
+            newline = data.find(b"\n")
+            if newline < 0:
+                return
+            data = data[newline + 1:]
+            self.lines = LineCollector()
+        self._take(self.lines.feed(data))
+        self.parsed_bytes += len(data)
+        self._parsed_upto = self.total_bytes
+        self._spent += self.clock() - now
+
+    def close(self) -> None:
+        missing = self.total_bytes - self._parsed_upto
+        if missing:  # the end was skipped: read it from the last bytes, so the final values are the real ones
+            if missing <= len(self._raw):
+                rest = bytes(self._raw[-missing:])  # continues exactly where the last parsed chunk ended
+            else:
+                rest = bytes(self._raw)
+                rest = rest[rest.find(b"\n") + 1:]
+                self.lines = LineCollector()
+            self._take(self.lines.feed(rest))
+            self.parsed_bytes += len(rest)
+        self._take(self.lines.close())
+
+    @property
+    def tail(self) -> list[str]:
+        """The cleaned last lines, from the raw last bytes (complete even when metrics skipped a part)."""
+        raw = bytes(self._raw)
+        if self.total_bytes > len(raw):  # the first line kept is cut: leave it out
+            raw = raw[raw.find(b"\n") + 1:] if b"\n" in raw else raw
+        collector = LineCollector()
+        collector.feed(raw)
+        collector.close()
+        return collector.tail
+
+    @property
+    def line_count(self) -> int:
+        return self.newlines + (1 if self._raw and not self._raw.endswith(b"\n") else 0)
+
+    @property
+    def parsed_share(self) -> float:
+        return 1.0 if not self.total_bytes else min(1.0, self.parsed_bytes / self.total_bytes)
+
+    def _take(self, lines: list[str]) -> None:
+        for line in lines:
+            values = parse_metric_line(line)
+            if values:
+                self.series.add(values)
+            if NAN_RE.search(line):
+                self.nan_seen = True
