@@ -24,7 +24,10 @@ from typing import Any
 import pytest
 
 from devagent.container.gpucheck import probe_nvml
-from devagent.runs.process import GpuSampler, oom_kill_count, process_tree, run_streaming
+from devagent.runs.gpu_memory import GpuSampler
+from devagent.runs.oom import oom_kill_count
+from devagent.runs.proctree import process_tree
+from devagent.runs.streaming import run_streaming
 from devagent.runtime import nvml
 
 TIMEOUT = 60
@@ -33,7 +36,7 @@ TIMEOUT = 60
 # outcome, plus what the callback saw and the signal handlers afterwards, as JSON to the file in argv[1].
 HELPER = r"""
 import hashlib, json, os, signal, sys, threading
-from devagent.runs.process import run_streaming
+from devagent.runs.streaming import run_streaming
 
 out_path, argv = sys.argv[1], sys.argv[2:]
 seen = hashlib.sha256()

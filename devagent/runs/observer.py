@@ -23,8 +23,9 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.runs.record import GitState
 from devagent.runs.finish import Finished, code_state, finish_run
+from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.place import RunPlace
-from devagent.runs.process import GpuSampler, proc_stat
+from devagent.runs.proctree import proc_stat
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
 

@@ -1,6 +1,6 @@
 """`devagent run -- CMD ...`: run a training command as given and append its run section to the notebook.
 
-The command's output streams through unchanged (process.py); on the side, a cleaned tail and the metrics in it are
+The command's output streams through unchanged (streaming.py); on the side, a cleaned tail and the metrics in it are
 kept (output_watch.py). When it ends, its section is gathered and appended (finish.py). The command's exit status
 is devagent's exit status.
 """
@@ -20,8 +20,8 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace, locate
-from devagent.runs.process import run_streaming
 from devagent.runs.runlog import RunLog
+from devagent.runs.streaming import run_streaming
 
 
 def check_command(argv: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> None:
