@@ -33,6 +33,7 @@ def test_the_wheelhouse_is_reproducible_and_installs_offline_without_host_depend
     subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(tmp_path / "a"),
                     "devagent"], check=True)
     out = subprocess.run([py, "-c", "import devagent.container.agent, devagent.container.watcher, sys; "
+                          "import devagent.runs.wrapped, devagent.runs.observer; "
                           "print(sorted(m for m in ('docker', 'paramiko', 'torch') if m in sys.modules))"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -274,16 +274,10 @@ def test_lightnings_metrics_csv_is_read_when_the_script_writes_one(workspace: Pa
     assert row(metrics, "val_acc")[1:3] == ["0.7", "0.7 (step 19)"]
 
 
-def test_which_notebook_a_run_goes_to(tmp_path: Path) -> None:
-    from devagent.runs.place import locate
-
-    project = tmp_path / "project"
-    (project / "src" / "deep").mkdir(parents=True)
-    (project / "lab-notebook.md").write_text("# Lab notebook\n")
-    deep = project / "src" / "deep"
-    assert locate(deep, agent_notebook=None).notebook == project / "lab-notebook.md"  # the nearest above
-    assert locate(tmp_path, agent_notebook=None).notebook == tmp_path / "lab-notebook.md"  # else a new one here
-    environment = tmp_path / "ws" / "lab-notebook.md"
-    assert locate(deep, agent_notebook=environment).notebook == environment  # an environment has one notebook
-    mine = tmp_path / "mine.md"
-    assert locate(deep, mine, agent_notebook=environment).notebook == mine  # --notebook wins
+def test_run_summaries_import_neither_the_agent_nor_the_host_side_nor_heavy_libraries() -> None:
+    code = ("import sys, devagent.runs.wrapped, devagent.runs.observer; "
+            "print(sorted({m.split('.')[1] for m in sys.modules if m.startswith('devagent.')}), "
+            "sorted({'click', 'watchdog', 'docker', 'paramiko', 'torch'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).parents[2])
+    assert result.stdout == "['core', 'errors', 'runs', 'runtime'] []\n"

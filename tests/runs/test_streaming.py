@@ -1,6 +1,5 @@
-"""run_streaming with real processes: exit statuses, signals, output byte for byte through a pipe and a pty, stdin;
-the process tree of real multiprocessing workers; the cgroup OOM counter; the GPU sampler against a stand-in NVML
-(this machine has no GPU)."""
+"""run_streaming with real processes: exit statuses, signals, output byte for byte through a pipe and a pty, stdin,
+and no GPU figures (nor sampler thread) for a command on no GPU."""
 
 from __future__ import annotations
 
@@ -18,17 +17,13 @@ import termios
 import threading
 import tty
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from devagent.container.gpucheck import probe_nvml
-from devagent.runs.gpu_memory import GpuSampler
-from devagent.runs.oom import oom_kill_count
-from devagent.runs.proctree import process_tree
-from devagent.runs.streaming import run_streaming
+from devagent.runs.streaming import CHUNK, run_streaming
 from devagent.runtime import nvml
+from tests.runs.support import nvml_gpus
 
 TIMEOUT = 60
 
@@ -256,9 +251,12 @@ def test_progress_bars_colours_and_every_byte_value_pass_through_unchanged(helpe
 
 
 def test_a_callback_that_raises_never_stops_the_stream_and_is_reported_once(helper: Path, tmp_path: Path) -> None:
-    code = "import sys\nfor i in range(200):\n    print(i, flush=True)\n"
+    # 200 lines of 16 KiB: more than CHUNK bytes in all, so the callback is called several times however the
+    # reads fall.
+    code = "for i in range(200):\n    print(str(i).ljust(16383, '.'), flush=True)\n"
     outcome, stdout, stderr = run_wrapped(helper, tmp_path, code, env={"HELPER_CALLBACK_RAISES": "1"})
-    assert stdout == "".join(f"{i}\n" for i in range(200)).encode()
+    assert stdout == "".join(str(i).ljust(16383, ".") + "\n" for i in range(200)).encode()
+    assert len(stdout) > 3 * CHUNK
     assert outcome["returncode"] == 0
     assert outcome["callback_chunks"] > 1
     assert stderr.count(b"the output callback failed; the output still streams") == 1
@@ -338,235 +336,6 @@ def test_in_a_terminal_a_resize_reaches_the_command(helper: Path, tmp_path: Path
     finally:
         os.close(master)
     assert output == b"resized to 132 50\n"
-
-
-# -- the process tree -------------------------------------------------------------------------------------------
-
-WORKERS = r"""
-import json, multiprocessing as mp, os, signal, subprocess, sys
-
-def work(queue):
-    grandchild = subprocess.Popen(["sleep", "60"])  # a worker's own child belongs to the run too
-    queue.put([os.getpid(), grandchild.pid])
-    grandchild.wait()
-
-if __name__ == "__main__":
-    ctx = mp.get_context("fork")  # what a DataLoader does on Linux
-    queue = ctx.Queue()
-    workers = [ctx.Process(target=work, args=(queue,), daemon=True) for _ in range(2)]
-    for w in workers:
-        w.start()
-    grandchildren = dict(queue.get(timeout=30) for _ in workers)  # worker pid -> its child's pid
-    print(json.dumps({"workers": [w.pid for w in workers], "grandchildren": grandchildren}), flush=True)
-    sys.stdin.readline()
-    for pid in grandchildren.values():
-        os.kill(pid, signal.SIGTERM)
-"""
-
-
-def test_process_tree_finds_dataloader_like_workers_and_their_children() -> None:
-    script = subprocess.Popen([sys.executable, "-c", WORKERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert script.stdout is not None and script.stdin is not None
-    try:
-        started = json.loads(script.stdout.readline())
-        tree = process_tree(script.pid)
-        grandchildren = {int(worker): child for worker, child in started["grandchildren"].items()}
-        assert tree >= {script.pid, *started["workers"], *grandchildren.values()}
-        assert os.getpid() not in tree
-        first = started["workers"][0]
-        assert process_tree(first) == {first, grandchildren[first]}
-    finally:
-        script.communicate(b"\n", timeout=TIMEOUT)
-
-
-def fake_proc(tmp_path: Path, parents: dict[int, int], comms: dict[int, str] | None = None) -> Path:
-    proc = tmp_path / "proc"
-    for pid, ppid in parents.items():
-        (proc / str(pid)).mkdir(parents=True)
-        comm = (comms or {}).get(pid, "python")
-        (proc / str(pid) / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 100 0 0\n")
-    (proc / "self").mkdir(parents=True, exist_ok=True)  # not a pid: skipped
-    (proc / "version").write_text("Linux\n")
-    (proc / "999").mkdir()  # a process that exited between the listing and the read: no stat
-    return proc
-
-
-def test_process_tree_reads_parent_pids_even_when_the_command_name_has_spaces_and_parentheses(
-        tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, {1: 0, 100: 1, 101: 100, 102: 100, 103: 101, 200: 1, 201: 200},
-                     comms={101: "pt_data_worker (0) S 1", 103: ") ("})
-    assert process_tree(100, proc) == {100, 101, 102, 103}
-    assert process_tree(200, proc) == {200, 201}
-    assert process_tree(4242, proc) == {4242}  # gone already: only itself
-    assert process_tree(100, tmp_path / "no-proc") == {100}
-
-
-# -- OOM kills --------------------------------------------------------------------------------------------------
-
-def cgroup_files(tmp_path: Path, self_cgroup: str, files: dict[str, str]) -> tuple[Path, Path]:
-    root = tmp_path / "cgroup"
-    root.mkdir(parents=True)
-    for relative, text in files.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_text(text)
-    (tmp_path / "self-cgroup").write_text(self_cgroup)
-    return tmp_path / "self-cgroup", root
-
-
-V2_EVENTS = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n"
-V1_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"
-
-
-def test_oom_kill_count_reads_cgroup_v2_memory_events(tmp_path: Path) -> None:
-    self_cgroup, root = cgroup_files(tmp_path, "0::/user.slice/run-7.scope\n",
-                                     {"user.slice/run-7.scope/memory.events": V2_EVENTS})
-    assert oom_kill_count(self_cgroup, root) == 2
-
-
-def test_oom_kill_count_reads_cgroup_v1_memory_oom_control_and_prefers_it_on_a_hybrid_host(tmp_path: Path) -> None:
-    self_cgroup, root = cgroup_files(
-        tmp_path, "12:pids:/docker/abc\n4:memory:/docker/abc\n1:name=systemd:/docker/abc\n0::/docker/abc\n",
-        {"memory/docker/abc/memory.oom_control": V1_CONTROL, "docker/abc/memory.events": V2_EVENTS})
-    assert oom_kill_count(self_cgroup, root) == 5
-
-
-def test_oom_kill_count_finds_a_containers_own_cgroup_at_the_mount_root(tmp_path: Path) -> None:
-    # Without a cgroup namespace the container sees the host's path in /proc/self/cgroup, and its own cgroup
-    # mounted at /sys/fs/cgroup/memory.
-    self_cgroup, root = cgroup_files(tmp_path, "4:memory,hugetlb:/docker/abc123\n",
-                                     {"memory/memory.oom_control": V1_CONTROL})
-    assert oom_kill_count(self_cgroup, root) == 5
-    self_cgroup, root = cgroup_files(tmp_path / "v2", "0::/system.slice/docker-abc.scope\n",
-                                     {"memory.events": V2_EVENTS})
-    assert oom_kill_count(self_cgroup, root) == 2
-
-
-def test_oom_kill_count_is_none_when_it_cannot_be_read(tmp_path: Path) -> None:
-    self_cgroup, root = cgroup_files(tmp_path, "0::/a\n", {"a/memory.events": "low 0\nhigh 0\n"})
-    assert oom_kill_count(self_cgroup, root) is None  # a kernel before 4.13 has no counter
-    assert oom_kill_count(tmp_path / "missing", root) is None
-    self_cgroup, root = cgroup_files(tmp_path / "none", "0::/a\n", {})
-    assert oom_kill_count(self_cgroup, root) is None
-    self_cgroup, root = cgroup_files(tmp_path / "garbled", "garbled\n4:memory:/x\n",
-                                     {"memory/x/memory.oom_control": "oom_kill many\n"})
-    assert oom_kill_count(self_cgroup, root) is None
-
-
-def test_oom_kill_count_on_this_machine_is_a_number_or_none() -> None:
-    count = oom_kill_count()
-    assert count is None or (isinstance(count, int) and count >= 0)
-
-
-# -- GPU memory -------------------------------------------------------------------------------------------------
-
-GIB = 1024**3
-
-
-class FakeNvml:
-    """The few pynvml calls the sampler makes, over hand-made devices. The test changes `running`/`used`."""
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, devices: int, *, init_error: bool = False) -> None:
-        self.running: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
-        self.graphics: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
-        self.used = dict.fromkeys(range(devices), GIB)
-        self.devices = devices
-        self.init_error = init_error
-        self.shutdowns = 0
-
-    def nvmlInit(self) -> None:
-        if self.init_error:
-            raise self.NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        return self.devices
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(total=80 * GIB, used=self.used[handle], free=80 * GIB - self.used[handle])
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.running[handle]]
-
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        if handle == 2:
-            raise self.NVMLError("Not Supported")
-        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.graphics[handle]]
-
-
-def test_the_sampler_sums_the_memory_of_the_whole_tree_and_keeps_the_peak(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, {1: 0, 100: 1, 101: 100, 102: 100, 200: 1})
-    nvml = FakeNvml(3)
-    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
-    assert sampler is not None
-    nvml.running[0] = [(100, 3 * GIB), (200, 9 * GIB)]  # 200 is another process of this machine
-    nvml.running[1] = [(101, 2 * GIB), (102, GIB)]  # DataLoader workers with CUDA
-    nvml.graphics[1] = [(101, 2 * GIB)]  # the same process, also listed as graphics: counted once
-    assert sampler.sample(100) == 6 * GIB
-    nvml.running[0] = [(100, 4 * GIB)]
-    nvml.running[1] = nvml.graphics[1] = []
-    assert sampler.sample(100) == 4 * GIB
-    assert sampler.stop() == (6 * GIB, 160 * GIB, 2)
-    assert sampler.usage.devices == {0, 1}
-    assert nvml.shutdowns == 1
-
-
-def test_where_nvml_reports_pids_of_another_namespace_the_rise_of_used_memory_counts(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, {1: 0, 100: 1})
-    nvml = FakeNvml(2)
-    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
-    assert sampler is not None
-    nvml.running[0] = [(48213, 5 * GIB)]  # the host's pid of our command: not in our /proc
-    nvml.used[0] = 6 * GIB  # 1 GiB was in use before the run
-    nvml.running[1] = [(100, None)]  # ours, with its memory not available: the rise counts too
-    nvml.used[1] = 3 * GIB
-    assert sampler.sample(100) == 5 * GIB + 2 * GIB
-    assert sampler.stop() == (7 * GIB, 160 * GIB, 2)
-
-
-def test_a_tree_that_never_touches_a_gpu_uses_none(tmp_path: Path) -> None:
-    proc = fake_proc(tmp_path, {1: 0, 100: 1, 200: 1})
-    nvml = FakeNvml(1)
-    sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
-    assert sampler is not None
-    nvml.running[0] = [(200, GIB)]
-    assert sampler.sample(100) == 0
-    assert sampler.stop() == (0, None, 0)
-
-
-def nvml_gpus() -> int:
-    """GPUs the real NVML sees here (none on CI machines; the tests below hold on a GPU machine too)."""
-    report = probe_nvml()
-    return len(report.gpus) if report.available else 0
-
-
-def test_there_is_no_sampler_without_nvml_without_a_driver_or_without_a_gpu(tmp_path: Path) -> None:
-    assert GpuSampler.open(interval=1, nvml=None) is None
-    assert GpuSampler.open(interval=1, nvml=FakeNvml(1, init_error=True)) is None
-    no_gpu = FakeNvml(0)
-    assert GpuSampler.open(interval=1, nvml=no_gpu) is None
-    assert no_gpu.shutdowns == 1
-    real = GpuSampler.start(os.getpid(), interval=0.01)  # the real NVML of this machine
-    assert (real is None) == (nvml_gpus() == 0)
-    if real is not None:
-        assert real.stop() == (0, None, 0)  # pytest is on no GPU
-
-
-def test_the_sampler_thread_samples_the_running_tree_until_stopped(tmp_path: Path) -> None:
-    nvml = FakeNvml(1)
-    nvml.running[0] = [(os.getpid(), 7 * GIB)]
-    sampler = GpuSampler.start(os.getpid(), interval=0.01, nvml=nvml)
-    assert sampler is not None
-    threading.Event().wait(0.2)
-    assert sampler.stop() == (7 * GIB, 80 * GIB, 1)
-    assert not any(t.name == "devagent-gpu-sampler" for t in threading.enumerate())
 
 
 def test_a_command_that_uses_no_gpu_has_no_gpu_figures_and_leaves_no_sampler_thread(helper: Path,
