@@ -1,8 +1,9 @@
 """`devagent agent`: the container's main process (under `--init`).
 
 It runs sshd as the login user and restarts it if it dies, writes the notebook header and a GPU check, runs the
-save watcher, and shuts everything down cleanly on SIGTERM. It logs to stdout, so `docker logs NAME` shows it.
-It never runs as root, and imports only the standard library, click, watchdog and nvidia-ml-py.
+save watcher and the observer of runs nobody wrapped, and shuts everything down cleanly on SIGTERM. It logs to
+stdout, so `docker logs NAME` shows it. It never runs as root, and imports only the standard library, click,
+watchdog and nvidia-ml-py.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: thre
 
 
 def _observe_runs(config: AgentConfig, watcher: Watcher | None, stopping: threading.Event) -> None:
-    """Runs nobody wrapped get a section too (observer.py), once `up` has committed."""
+    """Runs nobody wrapped get a section too (devagent/runs/observer.py), once `up` has committed."""
     from devagent.container.watcher import DEFAULT_INCLUDE, SaveHandler
     from devagent.runs.observer import RunObserver
     from devagent.runs.place import RunPlace

@@ -339,9 +339,10 @@ def _home_disk(line: str, values: Mapping[str, str], env: Environment) -> Check:
 
 
 def _workspace_disk(line: str, values: Mapping[str, str], env: Environment) -> Check:
-    return _disk(WORKSPACE_DISK, values.get("workspace") or "~/workspace", line,
+    inside = f"~/{layout.HOME_WORKSPACE}"
+    return _disk(WORKSPACE_DISK, values.get("workspace") or inside, line,
                  f"free space on the file system of {env.host_workspace or 'the workspace folder'} (the host "
-                 "folder mounted at ~/workspace)")
+                 f"folder mounted at {inside})")
 
 
 def _agent(state: str, values: Mapping[str, str], env: Environment) -> Check:
