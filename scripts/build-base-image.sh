@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Build the offline base image devagent-base:bookworm from Debian's packages, with no image registry:
-# debootstrap a minimal bookworm, install the CPU build of torch from wheels into /opt/venv (the user's
-# interpreter, first on PATH), then `docker import`. Reused when the tag already exists.
+# Build an offline base image from Debian's packages, with no image registry: debootstrap a minimal Debian,
+# install the CPU build of torch from wheels into /opt/venv (the user's interpreter, first on PATH), then
+# `docker import`. Reused when the tag already exists.
+#   devagent-base:bookworm  (default) Debian 12, OpenSSH 9.2, torch: what most tests run on
+#   DEVAGENT_BASE_SUITE=trixie TORCH_VERSION=none  →  devagent-base:trixie, Debian 13, OpenSSH 10.0, no torch:
+#     the tests of what sshd >= 9.8 does differently (PerSourcePenalties)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-tag=${DEVAGENT_BASE_TAG:-devagent-base:bookworm}
+suite=${DEVAGENT_BASE_SUITE:-bookworm}
+tag=${DEVAGENT_BASE_TAG:-devagent-base:$suite}
 torch_version=${TORCH_VERSION:-2.13.0}
 python=${PYTHON:-python3}
 
@@ -30,21 +34,25 @@ trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 wheels="$here/build/base-wheels"
 
-echo "==> collecting torch $torch_version (CPU) and numpy wheels into $wheels"
-mkdir -p "$wheels"
-"$python" -m pip download -q --only-binary=:all: --dest "$wheels" "torch==$torch_version" numpy
+if [ "$torch_version" != none ]; then
+  echo "==> collecting torch $torch_version (CPU) and numpy wheels into $wheels"
+  mkdir -p "$wheels"
+  "$python" -m pip download -q --only-binary=:all: --dest "$wheels" "torch==$torch_version" numpy
+fi
 
-echo "==> debootstrap bookworm from $mirror"
+echo "==> debootstrap $suite from $mirror"
 debootstrap --variant=minbase \
   --include=python3,python3-venv,openssh-server,openssh-client,bash,tar,git,procps,ca-certificates,less \
-  bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
+  "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 
-echo "==> installing torch into /opt/venv"
-mkdir -p "$rootfs/tmp/wheels"
-cp "$wheels"/*.whl "$rootfs/tmp/wheels/"
 chroot "$rootfs" /usr/bin/python3 -m venv /opt/venv
-chroot "$rootfs" /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels "torch==$torch_version" numpy
+if [ "$torch_version" != none ]; then
+  echo "==> installing torch into /opt/venv"
+  mkdir -p "$rootfs/tmp/wheels"
+  cp "$wheels"/*.whl "$rootfs/tmp/wheels/"
+  chroot "$rootfs" /opt/venv/bin/pip install -q --no-index --find-links /tmp/wheels "torch==$torch_version" numpy
+fi
 rm -rf "$rootfs/tmp/wheels" "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
 # No host keys in the image: devagent generates one per environment on the client.
 rm -f "$rootfs"/etc/ssh/ssh_host_*
@@ -54,6 +62,6 @@ tar -C "$rootfs" -c . | docker import \
   --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV LANG=C.UTF-8' \
   --change 'CMD ["/bin/bash"]' \
-  --message "devagent offline base: Debian bookworm + torch $torch_version (CPU)" \
+  --message "devagent offline base: Debian $suite + torch $torch_version (CPU)" \
   - "$tag" >/dev/null
 docker image inspect "$tag" --format 'built {{.RepoTags}} {{.Size}} bytes'

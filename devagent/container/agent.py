@@ -33,14 +33,20 @@ log = logging.getLogger("devagent.agent")
 SSHD = "/usr/sbin/sshd"
 
 
-def supported_algorithms(ssh: str = "ssh") -> sshd.Supported:
-    """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd)."""
+def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Supported:
+    """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd), and
+    sshd's own version from `sshd -V` (an sshd older than 9.2 rejects -V but names its version in the usage)."""
 
     def query(what: str) -> tuple[str, ...]:
         out = subprocess.run([ssh, "-Q", what], capture_output=True, text=True, check=True)
         return tuple(out.stdout.split())
 
-    return sshd.Supported(kex=query("kex"), ciphers=query("cipher"), macs=query("mac"))
+    try:
+        out = subprocess.run([sshd_path, "-V"], capture_output=True, text=True, check=False)
+        version = sshd.openssh_version(out.stderr + out.stdout)
+    except OSError:
+        version = None
+    return sshd.Supported(kex=query("kex"), ciphers=query("cipher"), macs=query("mac"), version=version)
 
 
 class Supervised:

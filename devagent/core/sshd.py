@@ -6,6 +6,9 @@ Two profiles:
 - ``compat``: adds curve25519 key exchange for older clients and for paramiko; ssh-audit reports no failure.
 
 sshd runs as the login user (rootless), so: a high port, ``UsePAM no``, ``PidFile none``, host key owned by the user.
+
+Docker's port proxy makes every client one address to sshd, so nothing here may key on the source address, and the
+pre-auth limits are sized so that another local user cannot lock the owner out (docs/explanation/security-model.md).
 """
 
 from __future__ import annotations
@@ -30,6 +33,14 @@ CIPHERS = (
 )
 MACS = ("hmac-sha2-512-etm@openssh.com", "hmac-sha2-256-etm@openssh.com", "umac-128-etm@openssh.com")
 HOST_KEY_ALGORITHMS = ("ssh-ed25519",)
+# Pre-auth limits. Up to MAX_STARTUPS unauthenticated connections are served, none dropped at random before that
+# (a random early drop would make the owner's login a lottery at a lower count); each is cut after
+# LOGIN_GRACE_TIME seconds. The full value bounds what a flood costs the container: one process and about 1.5 MB
+# per connection.
+MAX_STARTUPS = 256
+LOGIN_GRACE_TIME = 20
+# OpenSSH 9.8 added PerSourcePenalties (on by default): behind Docker's proxy its "source" is everybody.
+PER_SOURCE_PENALTIES_SINCE = (9, 8)
 PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
 
 
@@ -53,11 +64,24 @@ def session_env(environ: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Supported:
-    """What the image's OpenSSH offers (`ssh -Q kex|cipher|mac`)."""
+    """What the image's OpenSSH offers (`ssh -Q kex|cipher|mac`) and its version (`sshd -V`; None if unknown)."""
 
     kex: tuple[str, ...]
     ciphers: tuple[str, ...]
     macs: tuple[str, ...]
+    version: tuple[int, int] | None = None
+
+
+def openssh_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) from OpenSSH's version text: `sshd -V`, or the usage an older sshd prints for it.
+
+    >>> openssh_version("OpenSSH_9.2p1 Debian-2+deb12u6, OpenSSL 3.0.19"), openssh_version("OpenSSH_10.0, LibreSSL")
+    ((9, 2), (10, 0))
+    >>> openssh_version("sshd: illegal option -- V") is None
+    True
+    """
+    m = re.search(r"OpenSSH_(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def kex_for(profile: str, supported: Supported) -> tuple[str, ...]:
@@ -100,9 +124,10 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
         "PermitEmptyPasswords no",
         "PermitUserEnvironment no",
         "MaxAuthTries 3",
-        "LoginGraceTime 30",
+        f"LoginGraceTime {LOGIN_GRACE_TIME}",
         # Docker's proxy makes every client one address: keep MaxStartups global, never per source.
-        "MaxStartups 20:30:100",
+        f"MaxStartups {MAX_STARTUPS}",
+        *(["PerSourcePenalties no"] if knows_per_source_penalties(supported) else []),
         "ClientAliveInterval 30",
         "ClientAliveCountMax 4",
         "UseDNS no",
@@ -126,6 +151,19 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
     if env:
         lines.append("SetEnv " + " ".join(f'{k}="{v}"' for k, v in env.items()))
     return "\n".join(lines) + "\n"
+
+
+def knows_per_source_penalties(supported: Supported) -> bool:
+    """Whether the server knows `PerSourcePenalties` (an unknown keyword would stop sshd from starting).
+
+    >>> knows_per_source_penalties(Supported((), (), (), version=(9, 8)))
+    True
+    >>> knows_per_source_penalties(Supported((), (), (), version=(9, 2)))
+    False
+    >>> knows_per_source_penalties(Supported((), (), ()))  # version unknown: treated as too old
+    False
+    """
+    return supported.version is not None and supported.version >= PER_SOURCE_PENALTIES_SINCE
 
 
 def profile_for_client(client_version: tuple[int, int] | None) -> str:

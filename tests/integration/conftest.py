@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 BASE_IMAGE = "devagent-base:bookworm"
+# Debian 13's OpenSSH 10: for what sshd >= 9.8 does differently (PerSourcePenalties). `make test-images` builds it.
+NEWER_OPENSSH_BASE_IMAGE = "devagent-base:trixie"
 RUN_PREFIX = f"t{secrets.token_hex(2)}-"
 
 pytestmark = pytest.mark.docker
@@ -101,8 +103,8 @@ class Env:
             raise AssertionError(f"devagent {' '.join(args)} failed ({proc.returncode}):\n{result.output}")
         return result
 
-    def up(self, name: str, *extra: str, check: bool = True) -> Result:
-        return self.devagent("up", name, "--base-image", BASE_IMAGE, "--workspace", str(self.workspace(name)),
+    def up(self, name: str, *extra: str, check: bool = True, base_image: str = BASE_IMAGE) -> Result:
+        return self.devagent("up", name, "--base-image", base_image, "--workspace", str(self.workspace(name)),
                              "--memory", "2g", *extra, check=check)
 
     def ssh(self, name: str, *command: str, options: tuple[str, ...] = (), timeout: float = 60) -> Result:
@@ -129,6 +131,19 @@ def built_image(docker_client: object, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("builder")
     (root / ".ssh").mkdir(mode=0o700)
     result = Env(root).devagent("image", "build", "--base-image", BASE_IMAGE, check=True, timeout=900)
+    return result.stdout.split()[2]
+
+
+@pytest.fixture(scope="session")
+def newer_openssh_image(docker_client, tmp_path_factory: pytest.TempPathFactory) -> str:  # type: ignore[no-untyped-def]
+    """The derived image of NEWER_OPENSSH_BASE_IMAGE, built once for the session."""
+    try:
+        docker_client.images.get(NEWER_OPENSSH_BASE_IMAGE)
+    except Exception:
+        _unavailable(f"the base image {NEWER_OPENSSH_BASE_IMAGE} is missing: run `make test-images`")
+    root = tmp_path_factory.mktemp("builder-newer-openssh")
+    (root / ".ssh").mkdir(mode=0o700)
+    result = Env(root).devagent("image", "build", "--base-image", NEWER_OPENSSH_BASE_IMAGE, check=True, timeout=900)
     return result.stdout.split()[2]
 
 
