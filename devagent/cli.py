@@ -205,10 +205,10 @@ def ls_command(as_json: bool) -> None:
     if not rows:
         click.echo("no environments; create one with: devagent up NAME")
         return
-    click.echo(f"{'NAME':20} {'STATE':10} {'PORT':>6}  {'USER':8} {'GPUS':8} WORKSPACE")
+    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} WORKSPACE")
     for r in rows:
-        click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['port'] or '-'!s:>6}  {r['user']!s:8} "
-                   f"{r['gpus']!s:8} {r['workspace']}")
+        click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
+                   f"{r['user']!s:8} {r['gpus']!s:8} {r['workspace']}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

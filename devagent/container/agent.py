@@ -24,6 +24,7 @@ from devagent.core import layout, sshd
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
 from devagent.runtime.environment import open_notebook, ready_flag, record_agent, save_gpu_check
 from devagent.runtime.notebook_writer import NotebookWriter
+from devagent.core.spec import SSHD_PORT
 
 if TYPE_CHECKING:
     from devagent.container.watcher import Watcher
@@ -62,6 +63,11 @@ class Supervised:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
 
     def start(self) -> None:
         self._thread.start()
@@ -129,6 +135,7 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     record_agent(config.workspace, config.notebook_path)
     sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
     sshd_proc.start()
+    _start_heartbeat(config, sshd_proc, stopping)
     watcher = _start_watcher(config)
     notebook = open_notebook(config.notebook_path, config.launch_context)
     worker = threading.Thread(target=_notebook_work, args=(config, notebook, stopping), name="notebook",
@@ -148,6 +155,25 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
         notebook.flush_pending()
     log.info("stopped")
     return 0
+
+
+def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threading.Event) -> None:
+    """Docker's health check reads what this thread writes (core/health.py)."""
+    from devagent.container import health as beat
+    from devagent.core.health import sshd_problems
+
+    try:
+        port = beat.sshd_port(Path(config.sshd_config).read_text(), SSHD_PORT)
+    except OSError:
+        port = SSHD_PORT
+
+    def problems() -> list[str]:
+        running = sshd_proc.running
+        return sshd_problems(running=running, restarts=sshd_proc.restarts, port=port,
+                             listening=running and beat.listening(port))
+
+    threading.Thread(target=beat.keep_beating, args=(beat.health_file(), problems, stopping), name="heartbeat",
+                     daemon=True).start()
 
 
 def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> None:

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from devagent.core import layout
+from devagent.core import health, layout
 from devagent.core.vscode import jsonc_to_json
 
 JSON_VERSION = 1
@@ -392,6 +392,30 @@ def container_checks(values: Mapping[str, str], env: Environment) -> list[Check]
     """
     return [judge(values[key], values, env) if key in values else _missing(name, key, env)
             for name, key, judge in _JUDGES]
+
+
+HEALTH = "container health"
+
+
+def health_check(status: str | None, output: str, *, name: str) -> Check:
+    """Docker's health check of a running container (core/health.py): STATUS and what its last run printed.
+
+    >>> health_check("healthy", "ok", name="dev")
+    Check(name='container health', ok=True, detail='healthy: sshd listens and the agent reports', fix=None)
+    >>> health_check("unhealthy", "sshd does not listen on port 2222", name="dev").detail
+    'unhealthy: sshd does not listen on port 2222'
+    """
+    if status == "healthy":
+        return Check(HEALTH, True, "healthy: sshd listens and the agent reports")
+    if status == "unhealthy":
+        return Check(HEALTH, False, f"unhealthy: {output or 'the check printed nothing'}",
+                     fix=f"`docker logs {name}` shows what the agent and sshd said; `devagent up {name} --recreate` "
+                     "starts a fresh container")
+    if status == "starting":
+        return skipped(HEALTH, f"Docker has not checked it yet (the first check runs {health.INTERVAL_SECONDS} s "
+                       "after the start)")
+    return skipped(HEALTH, f"the container has no health check (an older devagent made it); `devagent up {name} "
+                   "--recreate` adds one")
 
 
 def login_check(values: Mapping[str, str], *, name: str) -> Check:

@@ -118,6 +118,7 @@ AGENT_HOME = ".cache/devagent"  # the agent's home, relative to the login user's
 AGENT_RECORD = f"{AGENT_HOME}/agent.json"  # {"workspace": ..., "notebook": ...} of the running agent
 READY_FLAG = f"{AGENT_HOME}/ready"  # made by up's last login through the alias: up has committed
 GPU_CHECK = f"{AGENT_HOME}/gpu-check.json"  # the last GPU check, for people and tools to read
+HEARTBEAT = f"{AGENT_HOME}/health"  # the agent's heartbeat, read by Docker's health check (core/health.py)
 
 
 def login_home(user: str) -> str:

@@ -260,6 +260,8 @@ def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInf
                                 f"{name} is running, sshd published on 127.0.0.1:{info.host_port}"))
             why_not = ""
         if info is not None:
+            checks.append(d.health_check(info.health, info.health_output, name=name) if not why_not
+                          else skipped(d.HEALTH, why_not))
             checks.append(_profile_check(info, version, name))
     checks.append(alias_check(paths, name=name, info=info if not why_not else None, ssh=ssh))
     if why_not:

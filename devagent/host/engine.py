@@ -16,10 +16,29 @@ import docker
 import docker.errors
 import docker.types
 
+from devagent.core import health
 from devagent.core.spec import LABEL_PREFIX, GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
 MANAGED = f"{LABEL_PREFIX}managed=true"
+
+# Every environment joins one bridge network with inter-container traffic off: environments cannot reach each other
+# (nor other containers: Docker isolates networks from each other), outbound traffic is NATed as on Docker's
+# default bridge, and a port published on it without an address goes to 127.0.0.1. One shared network rather
+# than one per environment: Docker's default address pools hold about 30 networks per engine, all users together.
+ENV_NETWORK = "devagent"
+ENV_NETWORK_OPTIONS = {
+    "com.docker.network.bridge.enable_icc": "false",
+    "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1",
+}
+# sshd logs every connection (-e): the container's log is bounded to 3 files of 10 MB.
+LOG_CONFIG = {"max-size": "10m", "max-file": "3"}
+# Open files: the same everywhere, not inherited from however the engine was started (from 1024 to 1048576). Soft
+# and hard alike, and not more: a container can lower the engine's own hard limit but may not raise it unless the
+# engine holds CAP_SYS_RESOURCE (sandboxed engines do not). 16 times the 1024 of newer engines, for DataLoader
+# workers, which pass tensors as file descriptors. No nproc: it counts the uid's processes on the whole host, so it
+# would couple environments to each other; --pids bounds each container's processes instead.
+NOFILE = 16384
 
 
 @dataclass(frozen=True)
@@ -32,6 +51,8 @@ class ContainerInfo:
     image: str
     created: str
     exit_code: int | None
+    health: str | None = None  # Docker's health status: starting | healthy | unhealthy; None without a check
+    health_output: str = ""  # what the last check printed
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,10 @@ def _is_gpu_runtime_error(text: str) -> bool:
     return "could not select device driver" in text or "nvidia-container-cli" in text or (
         "unknown or invalid runtime name: nvidia" in text
     )
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1_000_000_000)
 
 
 class Engine:
@@ -155,10 +180,13 @@ class Engine:
                 if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
                     host_port = int(b["HostPort"])
         state = c.attrs.get("State") or {}
+        checks = state.get("Health") or {}
+        last = (checks.get("Log") or [{}])[-1]
         return ContainerInfo(
             id=c.id, name=c.name, status=c.status, labels=c.labels or {}, host_port=host_port,
             image=(c.attrs.get("Config") or {}).get("Image", ""), created=c.attrs.get("Created", ""),
             exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+            health=checks.get("Status") or None, health_output=str(last.get("Output") or "").strip(),
         )
 
     def get(self, name: str) -> ContainerInfo | None:
@@ -174,13 +202,15 @@ class Engine:
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
                shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
-        """Create (not start) a hardened container. Returns its id."""
+        """Create (not start) a hardened container on the environments' network (made on first use). Returns its id.
+        """
+        network = self.environment_network()
         try:
             c = self._client.containers.create(
                 image=image, name=name, command=command, user=user, labels=dict(labels),
                 hostname=name, init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-                ports={f"{container_port}/tcp": ("127.0.0.1", None)},
+                network=network, ports={f"{container_port}/tcp": ("127.0.0.1", None)},
                 # Mount objects, not "host:inside:mode" strings: a ':' or ',' in a path stays a path.
                 mounts=[docker.types.Mount(target=inside, source=host, type="bind", read_only=mode == "ro")
                         for host, inside, mode in mounts],
@@ -189,6 +219,12 @@ class Engine:
                 device_requests=gpu_device_requests(gpus),
                 environment=dict(environment),
                 restart_policy={"Name": "no"},
+                log_config=docker.types.LogConfig(type="json-file", config=LOG_CONFIG),
+                ulimits=[docker.types.Ulimit(name="nofile", soft=NOFILE, hard=NOFILE)],
+                healthcheck=docker.types.Healthcheck(
+                    test=["CMD-SHELL", health.HEALTH_TEST], interval=_ns(health.INTERVAL_SECONDS),
+                    timeout=_ns(health.TIMEOUT_SECONDS), retries=health.RETRIES,
+                    start_period=_ns(health.START_PERIOD_SECONDS)),
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
@@ -201,6 +237,36 @@ class Engine:
                                     status=ExitStatus.USAGE) from None
             raise
         return str(c.id)
+
+    def environment_network(self) -> str:
+        """The id of the network every environment joins (ENV_NETWORK), created when missing. It is shared, so no
+        `up` removes it; `docker network rm devagent` does, once no environment is left."""
+        found = self._find_environment_network()
+        if found is None:
+            try:
+                self._client.api.create_network(ENV_NETWORK, driver="bridge", options=ENV_NETWORK_OPTIONS,
+                                                labels={f"{LABEL_PREFIX}managed": "true"}, check_duplicate=True)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: another devagent made it meanwhile
+                    raise DevagentError(f"the Docker Engine refused to create the network {ENV_NETWORK!r}: "
+                                        f"{exc.explanation or exc}", status=ExitStatus.CONTAINER_FAILED,
+                                        hint="the engine's address pools may be used up: `docker network prune` "
+                                        "removes unused networks") from None
+            found = self._find_environment_network()
+            assert found is not None, "the network was created but cannot be found"
+        return found
+
+    def _find_environment_network(self) -> str | None:
+        rows = [n for n in self._client.api.networks(names=[ENV_NETWORK]) if n.get("Name") == ENV_NETWORK]
+        ours = [n for n in rows if (n.get("Labels") or {}).get(f"{LABEL_PREFIX}managed") == "true"]
+        if rows and not ours:
+            raise DevagentError(f"a Docker network named {ENV_NETWORK!r} exists and devagent did not make it",
+                                status=ExitStatus.CONFLICT,
+                                hint=f"remove or rename it (docker network rm {ENV_NETWORK}); devagent makes its "
+                                "own, with traffic between containers turned off")
+        # An engine older than API 1.44 may let two concurrent creates both succeed: every devagent takes the
+        # oldest, so all environments still share one network.
+        return str(min(ours, key=lambda n: (n.get("Created", ""), n["Id"]))["Id"]) if ours else None
 
     def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
         """Copy files into a (created, not yet started) container, with owners and modes set in the tar."""

@@ -361,7 +361,8 @@ class Provisioner:
         for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
             name = c.labels.get("devagent.name", c.name)
             rows.append({
-                "name": name, "state": c.status, "port": c.host_port, "user": c.labels.get("devagent.user"),
+                "name": name, "state": c.status, "health": c.health, "port": c.host_port,
+                "user": c.labels.get("devagent.user"),
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
                 "created": c.created,

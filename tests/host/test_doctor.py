@@ -224,11 +224,13 @@ class FakeEngine:
         return self.containers
 
 
-def container(status: str = "running", port: int | None = PORT, profile: str = "strict") -> ContainerInfo:
+def container(status: str = "running", port: int | None = PORT, profile: str = "strict", health: str | None = None,
+              health_output: str = "") -> ContainerInfo:
     return ContainerInfo(id="c0ffee", name=NAME, status=status, host_port=port if status == "running" else None,
                          labels={"devagent.managed": "true", "devagent.name": NAME, "devagent.sshd-profile": profile,
                                  "devagent.workspace": "/srv/ana/code"},
-                         image="devagent/env:x", created="", exit_code=137 if status == "exited" else None)
+                         image="devagent/env:x", created="", exit_code=137 if status == "exited" else None,
+                         health=health, health_output=health_output)
 
 
 def test_a_stopped_container_fails_with_up_as_the_fix_and_the_container_side_is_skipped(paths: Paths) -> None:
@@ -242,6 +244,19 @@ def test_a_stopped_container_fails_with_up_as_the_fix_and_the_container_side_is_
     assert named[f"ssh -G {NAME}"].ok, named[f"ssh -G {NAME}"]
     assert [(c.name, c.ok, c.detail) for c in checks if c.name in d.CONTAINER_SIDE] == [
         (item, None, "the container is not running") for item in d.CONTAINER_SIDE]
+
+
+def test_an_unhealthy_container_fails_with_what_dockers_check_printed(paths: Paths) -> None:
+    _install(paths)
+    sick = container(health="unhealthy", health_output="sshd is not running (restarted 5 times; docker logs shows why)")
+    checks = by_name(hd.environment_checks(paths, name=NAME, containers=[sick], version=(9, 2), ssh="false"))
+    assert checks["container health"] == Check(
+        "container health", False, "unhealthy: sshd is not running (restarted 5 times; docker logs shows why)",
+        fix=f"`docker logs {NAME}` shows what the agent and sshd said; `devagent up {NAME} --recreate` starts a "
+        "fresh container")
+    stopped = by_name(hd.environment_checks(paths, name=NAME, containers=[container("exited", health="unhealthy")],
+                                            version=(9, 2)))
+    assert stopped["container health"] == Check("container health", None, "the container is not running")
 
 
 def test_no_container_of_that_name_fails_and_no_engine_skips(paths: Paths) -> None:

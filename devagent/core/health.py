@@ -1,0 +1,86 @@
+"""The environment's health as Docker checks it: a heartbeat line the agent writes, a shell test Docker runs.
+
+Every HEARTBEAT_SECONDS the agent writes one line to ``~/HEALTH_FILE``: the host's boot-clock seconds and ``ok``,
+or what is wrong (sshd not running, or not listening on its port). Docker runs HEALTH_TEST every
+INTERVAL_SECONDS; it is ``sh`` builtins only (``read``, arithmetic), so a check starts no process besides the shell
+Docker starts for it — no Python, nothing to import. A heartbeat older than STALE_SECONDS means the agent is stuck.
+
+Pure: the agent (container/health.py) does the reading and writing, the engine adapter hands the test to Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from devagent.core import layout
+
+HEALTH_FILE = layout.HEARTBEAT  # under the login user's home, beside the agent's other state
+HEARTBEAT_SECONDS = 10
+STALE_SECONDS = 60
+# Docker's schedule: the first check INTERVAL after the start, unhealthy after RETRIES failures in a row (failures
+# within START_PERIOD do not count).
+INTERVAL_SECONDS = 30
+TIMEOUT_SECONDS = 10
+RETRIES = 3
+START_PERIOD_SECONDS = 60
+
+LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+
+# /proc/uptime and the heartbeat use the same clock (boot time), so the age survives a changed wall clock; a
+# heartbeat from before a reboot (a negative age) is as stale as an old one.
+HEALTH_TEST = f"""\
+f="$HOME/{HEALTH_FILE}"
+read -r up _ < /proc/uptime
+if ! read -r beat status < "$f"; then echo "the agent has not reported yet"; exit 1; fi
+age=$(( ${{up%.*}} - beat ))
+if [ "$age" -lt 0 ] || [ "$age" -gt {STALE_SECONDS} ]; then
+  echo "the agent's last report is $age s old: it is stuck or gone"; exit 1
+fi
+echo "$status"
+[ "$status" = ok ]
+"""
+
+
+def heartbeat_line(boot_seconds: float, problems: Iterable[str]) -> str:
+    """The line the agent writes: boot-clock seconds, then `ok` or its problems.
+
+    >>> heartbeat_line(1234.9, [])
+    '1234 ok\\n'
+    >>> heartbeat_line(1234.9, ["sshd is not running (restarted 3 times)"])
+    '1234 sshd is not running (restarted 3 times)\\n'
+    """
+    text = "; ".join(p.replace("\n", " ") for p in problems) or "ok"
+    return f"{int(boot_seconds)} {text}\n"
+
+
+def listening_ports(proc_net_tcp: str) -> set[int]:
+    """The local ports of listening sockets in the text of /proc/net/tcp or /proc/net/tcp6.
+
+    >>> listening_ports('''  sl  local_address rem_address   st tx_queue rx_queue
+    ...    0: 00000000:08AE 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000
+    ...    1: 0100007F:08AE 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000  1000''')
+    {2222}
+    """
+    ports = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 3 and fields[3] == LISTEN and ":" in fields[1]:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def sshd_problems(*, running: bool, restarts: int, listening: bool, port: int) -> list[str]:
+    """What is wrong with sshd, as the agent sees it; empty when it runs and listens on PORT.
+
+    >>> sshd_problems(running=True, restarts=0, listening=True, port=2222)
+    []
+    >>> sshd_problems(running=False, restarts=4, listening=False, port=2222)
+    ['sshd is not running (restarted 4 times; docker logs shows why)']
+    >>> sshd_problems(running=True, restarts=0, listening=False, port=2222)
+    ['sshd does not listen on port 2222']
+    """
+    if not running:
+        return [f"sshd is not running (restarted {restarts} times; docker logs shows why)"]
+    if not listening:
+        return [f"sshd does not listen on port {port}"]
+    return []

@@ -1,0 +1,110 @@
+"""The shared environment network (host/engine.py): made once with traffic between containers off, found again by
+name and label, never taken over from someone else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker.errors
+import pytest
+
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import ENV_NETWORK, ENV_NETWORK_OPTIONS, Engine
+
+OURS = {"devagent.managed": "true"}
+
+
+class FakeApi:
+    """The two calls of the SDK's low-level client that Engine.environment_network makes."""
+
+    def __init__(self, *networks: dict[str, Any], refuse: docker.errors.APIError | None = None) -> None:
+        self.rows = list(networks)
+        self.refuse = refuse
+        self.created: list[dict[str, Any]] = []
+
+    def networks(self, names: list[str]) -> list[dict[str, Any]]:
+        # Docker's name filter matches substrings, as the real engine does
+        return [n for n in self.rows if any(name in n["Name"] for name in names)]
+
+    def create_network(self, name: str, **options: Any) -> dict[str, str]:
+        if self.refuse is not None:
+            raise self.refuse
+        self.created.append({"name": name, **options})
+        row = {"Name": name, "Id": f"new{len(self.created)}", "Created": "2026-12-01T00:00:00Z",
+               "Labels": options["labels"]}
+        self.rows.append(row)
+        return {"Id": row["Id"]}
+
+
+class FakeClient:
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+
+
+def network(name: str = ENV_NETWORK, id_: str = "n1", created: str = "2026-11-01T00:00:00Z",
+            labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"Name": name, "Id": id_, "Created": created, "Labels": OURS if labels is None else labels}
+
+
+def api_error(status: int, text: str) -> docker.errors.APIError:
+    class Response:
+        status_code = status
+        reason = text
+
+    return docker.errors.APIError(text, response=Response(), explanation=text)  # type: ignore[arg-type]
+
+
+def test_the_first_environment_makes_the_network_with_inter_container_traffic_off() -> None:
+    api = FakeApi(network(name="devagent-other", id_="x"))  # a name that merely contains ours is not ours
+    assert Engine(client=FakeClient(api)).environment_network() == "new1"
+    assert api.created == [{"name": "devagent", "driver": "bridge", "labels": OURS, "check_duplicate": True,
+                            "options": {"com.docker.network.bridge.enable_icc": "false",
+                                        "com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}}]
+    assert ENV_NETWORK_OPTIONS["com.docker.network.bridge.enable_icc"] == "false"
+
+
+def test_later_environments_join_the_one_that_is_there() -> None:
+    api = FakeApi(network(id_="n1"))
+    assert Engine(client=FakeClient(api)).environment_network() == "n1"
+    assert api.created == []
+
+
+def test_two_networks_made_by_a_race_on_an_old_engine_resolve_to_the_oldest_for_everyone() -> None:
+    api = FakeApi(network(id_="n2", created="2026-11-02T00:00:00Z"), network(id_="n1", created="2026-11-01T00:00:00Z"))
+    assert Engine(client=FakeClient(api)).environment_network() == "n1"
+
+
+def test_a_concurrent_up_that_made_it_first_is_fine() -> None:
+    api = FakeApi(refuse=api_error(409, "network with name devagent already exists"))
+    original = api.networks
+    calls = 0
+
+    def networks(names: list[str]) -> list[dict[str, Any]]:
+        nonlocal calls
+        calls += 1
+        return original(names) if calls == 1 else [network(id_="theirs")]
+
+    api.networks = networks  # type: ignore[method-assign]
+    assert Engine(client=FakeClient(api)).environment_network() == "theirs"
+
+
+def test_a_network_of_that_name_devagent_did_not_make_is_refused() -> None:
+    api = FakeApi(network(labels={}))
+    with pytest.raises(DevagentError) as caught:
+        Engine(client=FakeClient(api)).environment_network()
+    assert caught.value.status == ExitStatus.CONFLICT
+    assert caught.value.message == "a Docker network named 'devagent' exists and devagent did not make it"
+    assert caught.value.hint == ("remove or rename it (docker network rm devagent); devagent makes its own, with "
+                                 "traffic between containers turned off")
+    assert api.created == []
+
+
+def test_an_engine_out_of_address_pools_says_how_to_free_one() -> None:
+    text = "could not find an available, non-overlapping IPv4 address pool among the defaults to assign to the network"
+    api = FakeApi(refuse=api_error(400, text))
+    with pytest.raises(DevagentError) as caught:
+        Engine(client=FakeClient(api)).environment_network()
+    assert caught.value.status == ExitStatus.CONTAINER_FAILED
+    assert caught.value.message == f"the Docker Engine refused to create the network 'devagent': {text}"
+    assert caught.value.hint == ("the engine's address pools may be used up: `docker network prune` removes unused "
+                                 "networks")
