@@ -197,7 +197,9 @@ class Engine:
         return self._info(c)
 
     def list_managed(self) -> list[ContainerInfo]:
-        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED})]
+        # A container removed between the SDK's list and its inspect of each one is left out, not an error.
+        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED},
+                                                                    ignore_removed=True)]
 
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
