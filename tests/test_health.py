@@ -59,7 +59,7 @@ def test_no_heartbeat_fails_saying_the_agent_has_not_reported(tmp_path: Path) ->
 
 def test_the_agent_beats_until_it_stops_and_then_removes_the_file(tmp_path: Path) -> None:
     path = tmp_path / "home" / health.HEALTH_FILE
-    answers = iter([[], ["sshd is not running (restarted 1 times; docker logs shows why)"], []])
+    answers = iter([[], ["sshd is not running (1 restart; docker logs shows why)"], []])
     clock = iter([100.0, 110.5, 120.9])
     stopping = threading.Event()
     seen: list[str] = []  # the file as each beat finds it: what the beat before wrote
@@ -75,7 +75,7 @@ def test_the_agent_beats_until_it_stops_and_then_removes_the_file(tmp_path: Path
                               kwargs={"every": 0.01, "clock": lambda: next(clock)})
     thread.start()
     thread.join(5)
-    assert seen == ["100 ok\n", "110 sshd is not running (restarted 1 times; docker logs shows why)\n"]
+    assert seen == ["100 ok\n", "110 sshd is not running (1 restart; docker logs shows why)\n"]
     assert not path.exists()
     assert list(path.parent.iterdir()) == []  # no temporary file left either
 

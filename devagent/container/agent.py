@@ -36,7 +36,7 @@ SSHD = "/usr/sbin/sshd"
 
 def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Supported:
     """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd), and
-    sshd's own version from `sshd -V` (an sshd older than 9.2 rejects -V but names its version in the usage)."""
+    sshd's own version from `sshd -V` (an sshd without -V names its version in the usage it prints instead)."""
 
     def query(what: str) -> tuple[str, ...]:
         out = subprocess.run([ssh, "-Q", what], capture_output=True, text=True, check=True)

@@ -46,8 +46,8 @@ def heartbeat_line(boot_seconds: float, problems: Iterable[str]) -> str:
 
     >>> heartbeat_line(1234.9, [])
     '1234 ok\\n'
-    >>> heartbeat_line(1234.9, ["sshd is not running (restarted 3 times)"])
-    '1234 sshd is not running (restarted 3 times)\\n'
+    >>> heartbeat_line(1234.9, ["sshd is not running (3 restarts)"])
+    '1234 sshd is not running (3 restarts)\\n'
     """
     text = "; ".join(p.replace("\n", " ") for p in problems) or "ok"
     return f"{int(boot_seconds)} {text}\n"
@@ -74,13 +74,13 @@ def sshd_problems(*, running: bool, restarts: int, listening: bool, port: int) -
 
     >>> sshd_problems(running=True, restarts=0, listening=True, port=2222)
     []
-    >>> sshd_problems(running=False, restarts=4, listening=False, port=2222)
-    ['sshd is not running (restarted 4 times; docker logs shows why)']
+    >>> sshd_problems(running=False, restarts=1, listening=False, port=2222)
+    ['sshd is not running (1 restart; docker logs shows why)']
     >>> sshd_problems(running=True, restarts=0, listening=False, port=2222)
     ['sshd does not listen on port 2222']
     """
     if not running:
-        return [f"sshd is not running (restarted {restarts} times; docker logs shows why)"]
+        return [f"sshd is not running ({restarts} restart{'s' * (restarts != 1)}; docker logs shows why)"]
     if not listening:
         return [f"sshd does not listen on port {port}"]
     return []

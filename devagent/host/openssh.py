@@ -5,7 +5,6 @@ Docker's proxy accepts connections before sshd listens, so a TCP connect proves 
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import subprocess
@@ -13,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devagent.core.sshd import openssh_version
 from devagent.errors import DevagentError, ExitStatus
 
 
@@ -24,8 +24,7 @@ def client_version(ssh: str = "ssh") -> tuple[int, int] | None:
     if shutil.which(ssh) is None:
         return None
     out = subprocess.run([ssh, "-V"], capture_output=True, text=True, check=False)
-    m = re.search(r"OpenSSH_(\d+)\.(\d+)", out.stderr + out.stdout)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    return openssh_version(out.stderr + out.stdout)
 
 
 def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
@@ -34,8 +33,8 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
     >>> openssh_at_least("SSH-2.0-OpenSSH_9.2p1 Debian-2", (9, 9)), openssh_at_least("SSH-2.0-OpenSSH_10.0", (9, 9))
     (False, True)
     """
-    m = re.search(r"OpenSSH_(\d+)\.(\d+)", banner)
-    return m is not None and (int(m.group(1)), int(m.group(2))) >= version
+    found = openssh_version(banner)
+    return found is not None and found >= version
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),

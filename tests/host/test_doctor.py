@@ -248,10 +248,10 @@ def test_a_stopped_container_fails_with_up_as_the_fix_and_the_container_side_is_
 
 def test_an_unhealthy_container_fails_with_what_dockers_check_printed(paths: Paths) -> None:
     _install(paths)
-    sick = container(health="unhealthy", health_output="sshd is not running (restarted 5 times; docker logs shows why)")
+    sick = container(health="unhealthy", health_output="sshd is not running (5 restarts; docker logs shows why)")
     checks = by_name(hd.environment_checks(paths, name=NAME, containers=[sick], version=(9, 2), ssh="false"))
     assert checks["container health"] == Check(
-        "container health", False, "unhealthy: sshd is not running (restarted 5 times; docker logs shows why)",
+        "container health", False, "unhealthy: sshd is not running (5 restarts; docker logs shows why)",
         fix=f"`docker logs {NAME}` shows what the agent and sshd said; `devagent up {NAME} --recreate` starts a "
         "fresh container")
     stopped = by_name(hd.environment_checks(paths, name=NAME, containers=[container("exited", health="unhealthy")],
