@@ -292,6 +292,12 @@ class Engine:
                     "or run without GPUs: --gpus none",
                     status=ExitStatus.GPU_UNAVAILABLE, details=text,
                 ) from None
+            if "error setting rlimit" in text:
+                raise DevagentError(
+                    f"the container did not start: the Docker Engine cannot give it {NOFILE} open files",
+                    hint=f"its own limit is lower and it may not raise it: start dockerd with a limit of at least "
+                    f"{NOFILE} (LimitNOFILE= in its systemd unit, or `ulimit -n` in the shell that starts it)",
+                    status=ExitStatus.CONTAINER_FAILED, details=text) from None
             raise DevagentError(f"the container did not start: {text}", status=ExitStatus.CONTAINER_FAILED,
                                 hint="check the options and the Docker Engine's log") from None
         info = self.get(container_id)

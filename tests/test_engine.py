@@ -1,5 +1,6 @@
-"""The shared environment network (host/engine.py): made once with traffic between containers off, found again by
-name and label, never taken over from someone else."""
+"""The Docker adapter (host/engine.py) against a fake SDK client: the shared environment network — made once with
+traffic between containers off, found again by name and label, never taken over from someone else — and what a
+refused start says."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ OURS = {"devagent.managed": "true"}
 
 
 class FakeApi:
-    """The two calls of the SDK's low-level client that Engine.environment_network makes."""
+    """The calls of the SDK's low-level client that these tests make Engine use."""
 
     def __init__(self, *networks: dict[str, Any], refuse: docker.errors.APIError | None = None) -> None:
         self.rows = list(networks)
@@ -34,6 +35,10 @@ class FakeApi:
                "Labels": options["labels"]}
         self.rows.append(row)
         return {"Id": row["Id"]}
+
+
+    def start(self, container_id: str) -> None:
+        raise self.refuse or AssertionError("start() needs an error to raise")
 
 
 class FakeClient:
@@ -108,3 +113,18 @@ def test_an_engine_out_of_address_pools_says_how_to_free_one() -> None:
     assert caught.value.message == f"the Docker Engine refused to create the network 'devagent': {text}"
     assert caught.value.hint == ("the engine's address pools may be used up: `docker network prune` removes unused "
                                  "networks")
+
+
+def test_an_engine_whose_own_open_file_limit_is_too_low_is_named_with_the_fix() -> None:
+    text = ("failed to create shim task: OCI runtime create failed: runc create failed: unable to start container "
+            "process: error during container init: error setting rlimits for ready process: error setting rlimit "
+            "type 7: operation not permitted: unknown")
+    engine = Engine(client=FakeClient(FakeApi(refuse=api_error(500, text))))
+    with pytest.raises(DevagentError) as caught:
+        engine.start("c0ffee")
+    assert caught.value.status == ExitStatus.CONTAINER_FAILED
+    assert caught.value.message == "the container did not start: the Docker Engine cannot give it 16384 open files"
+    assert caught.value.hint == ("its own limit is lower and it may not raise it: start dockerd with a limit of at "
+                                 "least 16384 (LimitNOFILE= in its systemd unit, or `ulimit -n` in the shell that "
+                                 "starts it)")
+    assert caught.value.details == text
