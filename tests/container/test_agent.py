@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from devagent.container import agent
+from devagent.core.sshd import Supported
 from devagent.runtime import environment
 
 
@@ -65,3 +66,34 @@ def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.Monke
     stopping.set()
     worker.join(5)
     assert config.notebook_path.read_text() == "# Lab notebook\n"
+
+
+KEX = ("curve25519-sha256", "sntrup761x25519-sha512@openssh.com")
+CIPHERS = ("aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+MACS = ("hmac-sha2-256-etm@openssh.com",)
+
+
+def fake_openssh(folder: Path, *, sshd_says: str, sshd_status: int) -> tuple[str, str]:
+    """An `ssh` that answers -Q with KEX, CIPHERS and MACS and an `sshd` that prints SSHD_SAYS for -V: their paths."""
+    folder.mkdir()
+    ssh, sshd = folder / "ssh", folder / "sshd"
+    answers = {"kex": KEX, "cipher": CIPHERS, "mac": MACS}
+    cases = "".join(f"  {what}) echo '{chr(10).join(names)}' ;;\n" for what, names in answers.items())
+    ssh.write_text(f'#!/bin/sh\ncase "$2" in\n{cases}esac\n')
+    sshd.write_text(f"#!/bin/sh\necho '{sshd_says}' >&2\nexit {sshd_status}\n")
+    ssh.chmod(0o755)
+    sshd.chmod(0o755)
+    return str(ssh), str(sshd)
+
+
+@pytest.mark.parametrize(("says", "status", "version"), [
+    ("OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1 1 Jul 2025", 0, (10, 0)),
+    # an sshd without -V: the version comes from the usage text it prints instead
+    ("unknown option -- V\nOpenSSH_8.2p1 Ubuntu-4ubuntu0.5, OpenSSL 1.1.1f  31 Mar 2020\nusage: sshd [-46DdeiqTt]", 1,
+     (8, 2)),
+    ("something else entirely", 1, None),
+])
+def test_the_image_build_learns_sshds_version_from_sshd_itself(tmp_path: Path, says: str, status: int,
+                                                                version: tuple[int, int] | None) -> None:
+    ssh, sshd = fake_openssh(tmp_path / "bin", sshd_says=says, sshd_status=status)
+    assert agent.supported_algorithms(ssh, sshd) == Supported(KEX, CIPHERS, MACS, version)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from devagent.core import doctor as d
-from devagent.core.doctor import Check
+from devagent.core.doctor import HEALTH, Check, health_check
 
 NAME = "pytorch-dev"
 
@@ -256,3 +256,17 @@ def test_the_vscode_setting_fails_when_it_names_another_file_or_devagents_config
     moved = _vscode(None, user_config="/h/cfg/ssh")
     assert moved.ok is False and moved.fix == 'set "remote.SSH.configFile": "/h/cfg/ssh" in /h/settings.json'
     assert _vscode(42).ok is False
+
+
+def test_the_doctor_shows_dockers_verdict_with_the_reason_and_a_fix() -> None:
+    assert health_check("healthy", "ok", name="dev") == Check(HEALTH, True,
+                                                             "healthy: sshd listens and the agent reports")
+    assert health_check("unhealthy", "sshd does not listen on port 2222", name="dev") == Check(
+        HEALTH, False, "unhealthy: sshd does not listen on port 2222",
+        fix="`docker logs dev` shows what the agent and sshd said; `devagent up dev --recreate` starts a fresh "
+        "container")
+    assert health_check("starting", "", name="dev") == Check(
+        HEALTH, None, "Docker has not checked it yet (the first check runs 30 s after the start)")
+    assert health_check(None, "", name="dev") == Check(
+        HEALTH, None, "the container has no health check (an older devagent made it); `devagent up dev "
+        "--recreate` adds one")

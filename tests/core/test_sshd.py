@@ -68,34 +68,6 @@ def test_per_source_penalties_are_off_where_sshd_knows_them_and_unsaid_where_it_
     assert "PerSourcePenalties" not in rendered(None)
 
 
-def fake_openssh(folder: Path, *, sshd_says: str, sshd_status: int) -> tuple[str, str]:
-    """An `ssh` that answers -Q like bookworm's and an `sshd` that prints SSHD_SAYS for -V: their paths."""
-    folder.mkdir()
-    ssh, sshd = folder / "ssh", folder / "sshd"
-    answers = {"kex": BOOKWORM.kex, "cipher": BOOKWORM.ciphers, "mac": BOOKWORM.macs}
-    cases = "".join(f"  {what}) echo '{chr(10).join(names)}' ;;\n" for what, names in answers.items())
-    ssh.write_text(f'#!/bin/sh\ncase "$2" in\n{cases}esac\n')
-    sshd.write_text(f"#!/bin/sh\necho '{sshd_says}' >&2\nexit {sshd_status}\n")
-    ssh.chmod(0o755)
-    sshd.chmod(0o755)
-    return str(ssh), str(sshd)
-
-
-@pytest.mark.parametrize(("says", "status", "version"), [
-    ("OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1 1 Jul 2025", 0, (10, 0)),
-    # an sshd without -V: the version comes from the usage text it prints instead
-    ("unknown option -- V\nOpenSSH_8.2p1 Ubuntu-4ubuntu0.5, OpenSSL 1.1.1f  31 Mar 2020\nusage: sshd [-46DdeiqTt]", 1,
-     (8, 2)),
-    ("something else entirely", 1, None),
-])
-def test_the_image_build_learns_sshds_version_from_sshd_itself(tmp_path: Path, says: str, status: int,
-                                                                version: tuple[int, int] | None) -> None:
-    from devagent.container.agent import supported_algorithms
-
-    ssh, sshd = fake_openssh(tmp_path / "bin", sshd_says=says, sshd_status=status)
-    assert supported_algorithms(ssh, sshd) == Supported(BOOKWORM.kex, BOOKWORM.ciphers, BOOKWORM.macs, version)
-
-
 def test_a_server_without_post_quantum_kex_cannot_do_the_strict_profile() -> None:
     old = Supported(kex=("curve25519-sha256",), ciphers=BOOKWORM.ciphers, macs=BOOKWORM.macs)
     with pytest.raises(ValueError, match="cannot do the strict profile"):

@@ -135,6 +135,9 @@ class FakeEngine:
         self._call("list_managed")()
         return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"]
 
+    def environment_network(self) -> str:
+        return "devagent-network-id"
+
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
                shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
