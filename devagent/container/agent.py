@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING
 from devagent.container.gpucheck import run_gpu_check
 from devagent.core import layout, sshd
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
+from devagent.core.spec import SSHD_PORT
 from devagent.runtime.environment import open_notebook, ready_flag, record_agent, save_gpu_check
 from devagent.runtime.notebook_writer import NotebookWriter
-from devagent.core.spec import SSHD_PORT
 
 if TYPE_CHECKING:
     from devagent.container.watcher import Watcher

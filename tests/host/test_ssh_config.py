@@ -696,7 +696,16 @@ def test_install_only_adds_one_line_and_remove_restores_the_exact_bytes_for_gene
     paths.user_ssh_config.write_bytes(original)
     sshconfig = SshConfig(paths)
     entry = entry_for(paths)
-    sshconfig.install(entry, HOST_KEY)
+    try:
+        sshconfig.install(entry, HOST_KEY)
+    except DevagentError as exc:
+        # A config that sends NAME to another host (HostName under a block that matches it) is refused before
+        # anything is written (issue 10, item 3): the user's bytes stay as they were.
+        assert exc.status is ExitStatus.SSH_CONFIG and f"your ssh config sends {NAME} to" in exc.message
+        assert b"hostname" in original.lower()
+        assert paths.user_ssh_config.read_bytes() == original
+        assert not paths.managed_ssh_config.exists()
+        return
     end = original.find(b"\n")
     newline = b"\r\n" if end > 0 and original[end - 1:end] == b"\r" else b"\n"  # the first line's ending
     assert paths.user_ssh_config.read_bytes() == include_line(paths) + newline + original
