@@ -15,7 +15,7 @@ help:
 	@echo "make test        run the whole test suite (installs what it needs)"
 	@echo "make test-fast   unit tests only (no Docker)"
 	@echo "make base-image  build the offline base image devagent-base:bookworm (test-images: also :trixie)"
-	@echo "make lint        ruff and mypy"
+	@echo "make lint        ruff, mypy and the import contracts"
 	@echo "make bench       run the benchmarks"
 
 deps:
@@ -39,16 +39,18 @@ base-image: docker venv
 test-images: base-image
 	@DEVAGENT_BASE_SUITE=trixie TORCH_VERSION=none bash scripts/build-base-image.sh
 
-test: venv test-images
+test: venv test-images lint
 	$(PY) -m pytest
 
 test-fast: venv
 	$(PY) -m pytest -m "not docker"
 
+# ruff, mypy, and the architecture's import contracts (pyproject's [tool.importlinter]); `make test` runs it first.
 lint: venv
 	$(PY) -m pip install -q -e '.[lint]'
 	$(VENV)/bin/ruff check devagent tests benchmarks scripts
 	$(VENV)/bin/mypy devagent
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: venv base-image
 	@bash scripts/demo.sh
