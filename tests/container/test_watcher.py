@@ -568,6 +568,8 @@ class TestPolling:
                 "0.1s instead. To use inotify, raise the limit on the host: "
                 "sudo sysctl fs.inotify.max_user_watches=524288"
             ]
+            # A save before the baseline is part of the baseline, not a change: wait for it (under load it lags).
+            assert w.baseline_done.wait(10)
             (ws / "train.py").write_text("changed\n")
             wait_for(lambda: len(journal) == 1)
         finally:
