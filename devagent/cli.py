@@ -4,6 +4,7 @@ and renders the result. Heavy modules (docker, paramiko) are imported inside the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -29,7 +30,9 @@ class Invocation:
 
 
 def _echo_step(text: str) -> None:
-    click.echo(text, err=True)
+    # After SIGHUP the terminal is gone and writing fails: that must not stop up's rollback, nor its report.
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -366,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
     except DevagentError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _echo_step(f"Error: {exc}")
         return int(exc.status)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)

@@ -25,7 +25,9 @@ class ExitStatus(enum.IntEnum):
     CONFLICT = 12  # the name is taken by something devagent did not make, or up's options differ
     NOTEBOOK = 13  # the lab notebook could not be written
     DOCTOR_FAILED = 14  # `devagent doctor`: at least one check failed (each names its fix)
-    INTERRUPTED = 130  # Ctrl-C; everything was rolled back
+    HANGUP = 129  # SIGHUP (the terminal or ssh session closed); up rolled everything back
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); up rolled everything back
+    TERMINATED = 143  # SIGTERM; up rolled everything back
 
 
 class DevagentError(Exception):

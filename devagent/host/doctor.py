@@ -245,7 +245,9 @@ def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInf
         checks.append(skipped("container running", "the Docker Engine does not answer (see above)"))
         why_not = "the Docker Engine does not answer"
     else:
-        info = next((c for c in containers if c.labels.get(f"{LABEL_PREFIX}name", c.name) == name), None)
+        # By its name too: a container an interrupted up left as NAME-new-… carries NAME's label.
+        info = next((c for c in containers if c.labels.get(f"{LABEL_PREFIX}name", c.name) == name == c.name),
+                    None)
         if info is None:
             checks.append(Check("container running", False, f"no environment named {name}",
                                 fix=f"`devagent ls` lists the environments; `{up}` creates it"))

@@ -205,12 +205,14 @@ class Engine:
                container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
                shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
         """Create (not start) a hardened container on the environments' network (made on first use). Returns its id.
-        """
+
+        Its hostname is the environment's name (the devagent.name label), not NAME: `up` creates it under a
+        temporary name and renames it once it is complete, and a hostname stays what it was made with."""
         network = self.environment_network()
         try:
             c = self._client.containers.create(
                 image=image, name=name, command=command, user=user, labels=dict(labels),
-                hostname=name, init=True, detach=True,
+                hostname=labels.get(f"{LABEL_PREFIX}name", name), init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
                 network=network, ports={f"{container_port}/tcp": ("127.0.0.1", None)},
                 # Mount objects, not "host:inside:mode" strings: a ':' or ',' in a path stays a path.
@@ -328,7 +330,14 @@ class Engine:
                 raise
 
     def rename(self, container_id: str, name: str) -> None:
-        self._client.api.rename(container_id, name)
+        try:
+            self._client.api.rename(container_id, name)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                raise DevagentError(f"a container named {name!r} already exists",
+                                    hint=f"choose another name, or remove it: docker rm -f {name}",
+                                    status=ExitStatus.CONFLICT) from None
+            raise
 
     def user_uid(self, container_id: str, user: str) -> int | None:
         """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""

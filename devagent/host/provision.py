@@ -1,8 +1,10 @@
 """`up`, `down` and `ls` as library calls: the CLI parses, these do, the CLI renders.
 
 `up` is one transaction — create → inject keys → start → write the ssh config (while sshd boots) → wait for
-sshd's banner → prove the login → prove it again through the alias — undone in reverse on any failure, Ctrl-C
-included: a failed `up` leaves no container, no ssh entry, no pinned key behind.
+sshd's banner → prove the login → prove it again through the alias — undone in reverse on any failure, Ctrl-C,
+SIGTERM and SIGHUP included: a failed `up` leaves no container, no ssh entry, no pinned key behind. What SIGKILL
+leaves is safe to meet: the container gets its name only once it is complete, and the next up or down removes
+the half-made ones.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,6 +34,7 @@ from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.image import build_image
+from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
 from devagent.host.ssh_config import SshConfig
@@ -43,6 +47,13 @@ ENV_LOCK_TIMEOUT = 900.0
 # waits for). Plain sh: a Python start-up inside the container would cost a quarter of a second on every up.
 READY_COMMAND = (f"mkdir -p ~/{layout.AGENT_HOME} && touch ~/{layout.READY_FLAG} && id -u",)
 UP_ID_LABEL = "devagent.up-id"
+# Which devagent made a container: a hash of this machine's name and DEVAGENT_HOME, whose per-environment lock
+# every up holds. A leftover that carries our own id cannot belong to an up still running, so up may remove it.
+HOME_ID_LABEL = "devagent.home-id"
+# Every up creates its container as NAME-new-xxxxxx and renames it to NAME only once it is complete (its keys
+# are in, sshd answered, the login was proven): a container named NAME is never half-made, and one labelled with
+# NAME under another name is a leftover. The steps, in order, for Provisioner.on_step (a test seam).
+UP_STEPS = ("workspace", "created", "started", "alias", "renamed", "proven", "replacing")
 
 
 @dataclass
@@ -85,32 +96,68 @@ def _prepare_workspace(path: Path, uid: int, *, created: workspaces.NewWorkspace
 
 
 class Transaction:
-    """Undo steps, run in reverse when the block fails — Ctrl-C included (pipx's preserve_venv, as a class).
+    """Undo steps, run in reverse when the block fails — Ctrl-C, SIGTERM and SIGHUP included (pipx's
+    preserve_venv, as a class).
 
-    Every step is attempted even if an earlier one fails; the first error is the one the user sees.
+    Every step is attempted even if an earlier one fails; the first error is the one the user sees. With SIGNALS,
+    further stop signals wait until the rollback is done, and a stop signal whose exception something swallowed
+    (a library's broad `except`, a finalizer) still rolls the block back when it ends.
     """
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, signals: StopSignals | None = None) -> None:
         self.report = report
+        self.signals = signals
         self._undo: list[Callable[[], object]] = []
+        self._late_signal = False  # a stop signal came during the last step
 
     def on_failure(self, step: Callable[[], object]) -> None:
         self._undo.append(step)
+
+    def whole_step(self) -> contextlib.AbstractContextManager[None]:
+        """A step a stop signal must not cut in half, because its undo needs to know what it made; the signal
+        is raised once the step is done."""
+        return self.signals.deferred() if self.signals else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def last_step(self) -> Iterator[None]:
+        """The block's last step, which undoing would only make worse (`--recreate`: the old container goes and
+        the new one takes its name). Stop signals wait for it; one that came is reported once it is done."""
+        if self.signals is None:
+            yield
+            return
+        before = self.signals.received
+        with self.signals.held():
+            try:
+                yield
+            finally:
+                self._late_signal = before is None and self.signals.received is not None
 
     def __enter__(self) -> Transaction:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if exc_type is None:
+        signum = self.signals.received if self.signals else None
+        if self._late_signal:
+            if exc_type is None:
+                raise DevagentError(f"{describe(signum or signal.SIGINT)} during the last step of `up`, which "
+                                    "then completed: the environment is made and kept",
+                                    status=exit_status(signum or signal.SIGINT),
+                                    hint="check it with `devagent ls`; `devagent down NAME` removes it")
+            signum = None  # the step's own error is the one to show
+        elif exc_type is None and signum is None:
             return
-        for step in reversed(self._undo):
-            try:
-                step()
-            except Exception as undo_exc:  # keep undoing
-                self.report(f"rollback step failed: {undo_exc}")
-        if issubclass(exc_type, KeyboardInterrupt):
-            raise DevagentError("interrupted; everything `up` had made is removed again",
-                                status=ExitStatus.INTERRUPTED) from None
+        with self.signals.held() if self.signals else contextlib.nullcontext():
+            for step in reversed(self._undo):
+                try:
+                    step()
+                except Exception as undo_exc:  # keep undoing
+                    with contextlib.suppress(Exception):  # a closed terminal must not stop the rollback
+                        self.report(f"rollback step failed: {undo_exc}")
+        if signum is None and isinstance(exc, KeyboardInterrupt):
+            signum = getattr(exc, "signum", signal.SIGINT)
+        if signum is not None:
+            raise DevagentError(f"{describe(signum)}; everything `up` had made is removed again",
+                                status=exit_status(signum)) from None
 
 
 class Provisioner:
@@ -128,19 +175,40 @@ class Provisioner:
                         status=ExitStatus.CONFLICT,
                         on_wait=lambda: self.report(f"waiting for another devagent working on {name!r}"))
 
+    def on_step(self, step: str) -> None:
+        """Called as `up` reaches each of UP_STEPS. Does nothing; a test harness replaces it to pause there."""
+
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
            launch_command: str = "") -> UpResult:
         workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything is made
-        with self._env_lock(spec.name) as lock:
+        # SIGTERM and SIGHUP end up like Ctrl-C, with the rollback; Ctrl-C works even if SIGINT was ignored.
+        with StopSignals() as signals:
             try:
-                return self._up(spec, identity=identity, recreate=recreate, launch_command=launch_command)
-            except BaseException:
-                with contextlib.suppress(Exception):  # the first error is the one the user sees
-                    if self.engine.get(spec.name) is None:  # nothing is left for the lock to guard
-                        lock.discard()
-                raise
+                with self._env_lock(spec.name) as lock:
+                    try:
+                        return self._up(spec, identity=identity, recreate=recreate, launch_command=launch_command,
+                                        signals=signals)
+                    except BaseException:
+                        with contextlib.suppress(Exception):  # the first error is the one the user sees
+                            if self.engine.get(spec.name) is None:  # nothing is left for the lock to guard
+                                lock.discard()
+                        raise
+            except Stopped as exc:  # outside the transaction (it turns its own into a DevagentError)
+                raise DevagentError(f"{describe(exc.signum)}; `up` had made nothing that needed undoing",
+                                    status=exit_status(exc.signum)) from None
 
-    def _up(self, spec: EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str) -> UpResult:
+    def _home_id(self) -> str:
+        return hashlib.sha256(f"{os.uname().nodename}\0{self.paths.home}".encode()).hexdigest()[:12]
+
+    def _leftovers(self, name: str, *, ours_only: bool) -> list[ContainerInfo]:
+        """Containers an interrupted or killed `up` of NAME left under a temporary name (see UP_STEPS).
+        OURS_ONLY: only those of this DEVAGENT_HOME (another one's may belong to an up running now)."""
+        return [c for c in self.engine.list_managed()
+                if c.labels.get("devagent.name") == name and c.name != name
+                and (not ours_only or c.labels.get(HOME_ID_LABEL) == self._home_id())]
+
+    def _up(self, spec: EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
+            signals: StopSignals) -> UpResult:
         if spec.limits.cpus is None:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
@@ -150,6 +218,10 @@ class Provisioner:
             raise DevagentError(f"a container named {spec.name!r} exists and devagent did not make it",
                                 status=ExitStatus.CONFLICT,
                                 hint=f"choose another name, or remove it yourself: docker rm -f {spec.name}")
+        # We hold NAME's lock, so no up of ours is running: what one of ours left half-made goes.
+        for leftover in self._leftovers(spec.name, ours_only=True):
+            self.report(f"removing container {leftover.name}, left behind by an interrupted up")
+            self.engine.remove(leftover.id)
         identity_path = identity or self.paths.identity
         user_public = (keys.public_line(identity_path) if identity
                        else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
@@ -170,19 +242,22 @@ class Provisioner:
             self.report(f"image {image_tag} (cached)")
         result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
                               identity=identity_path, user_public=user_public, replacing=existing,
-                              wanted_hash=wanted_hash, launch_command=launch_command)
+                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals)
         result.image_built = built
         return result
 
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
-                replacing: ContainerInfo | None, wanted_hash: str, launch_command: str) -> UpResult:
-        temp_name = f"{spec.name}-new-{secrets.token_hex(3)}" if replacing else spec.name
-        with Transaction(self.report) as tx:
+                replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
+                signals: StopSignals | None = None) -> UpResult:
+        temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
+        with Transaction(self.report, signals) as tx:
             host_key_path = self.paths.host_key(spec.name)
             if not host_key_path.exists():
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
             workspace, created_workspace = self._workspace(Path(spec.workspace))
+            if created_workspace:  # the login user's at once, so that a killed up leaves none the next one refuses
+                _prepare_workspace(workspace, spec.uid, created=created_workspace)
             name_taken = False  # by a concurrent up elsewhere, which may be mounting this very workspace
 
             def undo_workspace() -> None:
@@ -190,25 +265,28 @@ class Provisioner:
                     self._remove_created_workspace(workspace)
 
             tx.on_failure(undo_workspace)
+            self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
-            # it; by this up's own id label, so a concurrent up that won the name keeps its container.
+            # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
+            # whichever of its two names it has by then.
             up_id = secrets.token_hex(8)
-            tx.on_failure(lambda: self.engine.remove_if_labelled(temp_name, UP_ID_LABEL, up_id))
-            try:
+            tx.on_failure(lambda: self._remove_made(up_id, temp_name, spec.name))
+            # Uninterrupted until Docker answers: an engine may list the container (`docker ps -a`) before it
+            # can remove it (Docker 20.10 does), so an undo sent before the answer may find nothing to remove
+            # and the container appear after it.
+            with tx.whole_step():
                 cid = self.engine.create(
                     name=temp_name, image=image_tag, command=command, user=spec.user,
                     labels={**spec.labels(version=devagent.__version__, image=image_tag),
-                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id},
+                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id, HOME_ID_LABEL: self._home_id()},
                     container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                     memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
                     pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
                 )
-            except DevagentError as exc:
-                name_taken = exc.status == ExitStatus.CONFLICT
-                raise
+            self.on_step("created")
             # The base image may already have had the user, with another uid: ask the container.
             uid = self.engine.user_uid(cid, spec.user) or spec.uid
             _prepare_workspace(workspace, uid, created=created_workspace)
@@ -229,18 +307,39 @@ class Provisioner:
             port = self.engine.start(cid).host_port
             if port is None:
                 raise DevagentError("Docker published no port for sshd", status=ExitStatus.CONTAINER_FAILED)
+            self.on_step("started")
             # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
             self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
+            self.on_step("alias")
             banner = wait_for_banner(port, timeout=READY_TIMEOUT,
                                      still_starting=lambda: self._still_starting(cid, spec))
             self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
+            if not replacing:
+                # Complete: from here a killed up leaves a container the next up can use. Before the alias proof,
+                # whose READY_COMMAND lets the agent write the notebook: an up that loses the name to another
+                # one here fails before its container has written a byte.
+                try:
+                    self.engine.rename(cid, spec.name)
+                except DevagentError as exc:
+                    name_taken = exc.status == ExitStatus.CONFLICT  # by another devagent's up, meanwhile
+                    raise
+                self.on_step("renamed")
             login_uid = self._prove_alias(spec.name)
             if replacing:
-                self.report(f"replacing container {replacing.name}")
-                self.engine.remove(replacing.id)
-                self.engine.rename(cid, spec.name)
+                self.on_step("proven")
+                with tx.last_step():
+                    self.report(f"replacing container {replacing.name}")
+                    self.engine.remove(replacing.id)
+                    self.on_step("replacing")
+                    self.engine.rename(cid, spec.name)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _remove_made(self, up_id: str, *names: str) -> None:
+        """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by
+        list_managed(), which inspects every container it lists and can meet one that is being removed."""
+        for name in names:
+            self.engine.remove_if_labelled(name, UP_ID_LABEL, up_id)
 
     def _workspace(self, workspace: Path) -> tuple[Path, workspaces.NewWorkspace | None]:
         """The workspace folder, made when missing (without following a link swapped in meanwhile). Returns
@@ -331,7 +430,9 @@ class Provisioner:
     # -- down / ls --------------------------------------------------------------------------------------------
 
     def down(self, name: str) -> list[str]:
-        """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay."""
+        """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
+
+        Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
         with self._env_lock(name) as lock:
             lock.discard()
             return self._down(name)
@@ -345,6 +446,9 @@ class Provisioner:
                                     status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
             self.engine.remove(info.id)
             removed.append(f"container {name}")
+        for leftover in self._leftovers(name, ours_only=False):
+            self.engine.remove(leftover.id)
+            removed.append(f"container {leftover.name}, left behind by an interrupted up")
         if self.ssh_config.remove(name):
             removed.append(f"ssh alias {name} and its pinned host key")
         if self.paths.host_key(name).exists():
@@ -360,6 +464,8 @@ class Provisioner:
         rows: list[dict[str, object]] = []
         for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
             name = c.labels.get("devagent.name", c.name)
+            if c.name != name:  # half-made, left by an interrupted up: not an environment (down NAME removes it)
+                continue
             rows.append({
                 "name": name, "state": c.status, "health": c.health, "port": c.host_port,
                 "user": c.labels.get("devagent.user"),

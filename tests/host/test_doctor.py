@@ -4,6 +4,7 @@ permissions, the Include line, the OpenSSH client, and an environment's checks w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -296,3 +297,13 @@ def test_the_alias_check_names_the_users_line_that_overrides_devagent(paths: Pat
     assert check.detail == (f"your ssh config overrides devagent's Port for {NAME}: 1 wins over {PORT}, set by "
                             f"{paths.user_ssh_config}:2:   Port 1")
     assert check.fix is not None and check.fix.startswith("move devagent's line `Include ")
+
+
+def test_a_container_an_interrupted_up_left_is_not_taken_for_the_environment(paths: Paths) -> None:
+    # It carries NAME's labels under a temporary name (host/provision.py UP_STEPS); it may be half-made.
+    leftover = dataclasses.replace(container("created"), id="1eft0", name=f"{NAME}-new-abc123")
+    alone = hd.environment_checks(paths, name=NAME, containers=[leftover], version=(9, 2))
+    assert alone[0].detail == f"no environment named {NAME}"
+    beside = by_name(hd.environment_checks(paths, name=NAME, containers=[leftover, container("exited")],
+                                           version=(9, 2)))
+    assert beside["container running"].detail == f"{NAME} is exited (exit code 137)"

@@ -108,15 +108,17 @@ class TestEachStepIsUndone:
             "the Docker Engine refused the container: Minimum memory limit allowed is 6MB", ExitStatus.USAGE)
         assert_undone(engine, paths, workspace, before)
 
-    def test_a_create_that_loses_the_name_to_another_up_keeps_the_workspace_the_winner_may_mount(
-            self, paths: Paths, workspace: Path) -> None:
-        engine = FakeEngine()
-        # Another devagent (another DEVAGENT_HOME, so no shared lock) makes the name between our check and create.
-        engine.fail("create", DevagentError(f"a container named {NAME!r} already exists",
+    def test_an_up_that_loses_the_name_to_another_up_keeps_the_workspace_the_winner_may_mount(
+            self, paths: Paths, workspace: Path, sshd: BannerServer) -> None:
+        engine = FakeEngine(start_port=sshd.port)
+        # Another devagent (another DEVAGENT_HOME, so no shared lock) takes the name between our check and the
+        # rename that gives our complete container its name.
+        engine.fail("rename", DevagentError(f"a container named {NAME!r} already exists",
                                             status=ExitStatus.CONFLICT))
         before = snapshot(paths, workspace)
         err, _ = failed_up(engine, paths, spec(workspace))
         assert (err.message, err.status) == (f"a container named {NAME!r} already exists", ExitStatus.CONFLICT)
+        assert engine.names() == []
         assert snapshot(paths, workspace) == {**before, "workspace": True}
         assert_released(paths)
 
@@ -127,7 +129,8 @@ class TestEachStepIsUndone:
         before = snapshot(paths, workspace)
         err, _ = failed_up(engine, paths, spec(workspace))
         assert err.message == "the engine refused the archive"
-        assert engine.called("create") == [(NAME,)]
+        [(temp_name,)] = engine.called("create")
+        assert temp_name.startswith(f"{NAME}-new-")  # NAME only once it is complete
         assert_undone(engine, paths, workspace, before)
 
     def test_an_unexpected_error_is_undone_too_and_reaches_the_user_unchanged(
@@ -290,6 +293,7 @@ def test_every_undo_step_runs_even_when_one_fails(paths: Paths, workspace: Path)
     err, reports = failed_up(engine, paths, spec(workspace))
     assert err.message == "the container did not start: boom"  # the first error is the one the user sees
     assert "rollback step failed: the engine went away" in reports
-    assert engine.names() == [NAME]  # that one step could not remove the container ...
+    [left] = engine.names()  # that one step could not remove the container ...
+    assert left.startswith(f"{NAME}-new-")  # ... which the next up or down removes
     # ... and every other step still ran; the new workspace stays, as the container left behind mounts it.
     assert snapshot(paths, workspace) == {**before, "workspace": True}

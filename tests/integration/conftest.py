@@ -157,3 +157,18 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def assert_nothing_left(env: Env, name: str, docker_client, *, workspace_kept: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """No container of NAME (also none under a temporary name), no ssh entry, no pinned key, no host key, no lock;
+    and no workspace folder, unless WORKSPACE_KEPT (`down` keeps it, files and all)."""
+    assert container_names(docker_client, name) == []
+    if env.ssh_config.exists():
+        assert "devagent" not in env.ssh_config.read_text()
+    managed = env.home / "ssh_config"
+    assert not managed.exists() or name not in managed.read_text()
+    known = env.home / "known_hosts"
+    assert not known.exists() or name not in known.read_text()
+    assert not list((env.home / "hostkeys").glob(f"{name}*")) if (env.home / "hostkeys").exists() else True
+    assert not env.paths_lock(name).exists()
+    assert env.workspace(name).exists() == workspace_kept

@@ -58,6 +58,7 @@ class TestAProvisionedEnvironment:
         assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
         labels = attrs["Config"]["Labels"]
         assert labels["devagent.managed"] == "true" and labels["devagent.name"] == name
+        assert attrs["Config"]["Hostname"] == name  # not the temporary name it was created under
 
     def test_password_keyboard_interactive_and_root_logins_are_refused(self, env: Env, name: str, up) -> None:
         password = env.ssh(name, "true", options=("-o", "PubkeyAuthentication=no",

@@ -11,21 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_for
+from tests.integration.conftest import BASE_IMAGE, Env, assert_nothing_left, container_names, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-def assert_nothing_left(env: Env, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
-    assert container_names(docker_client, name) == []
-    if env.ssh_config.exists():
-        assert "devagent" not in env.ssh_config.read_text()
-    managed = env.home / "ssh_config"
-    assert not managed.exists() or name not in managed.read_text()
-    known = env.home / "known_hosts"
-    assert not known.exists() or name not in known.read_text()
-    assert not list((env.home / "hostkeys").glob(f"{name}*")) if (env.home / "hostkeys").exists() else True
-    assert not env.workspace(name).exists()
 
 
 def test_gpus_on_an_engine_without_the_nvidia_runtime_fail_clearly_and_leave_nothing(
@@ -87,16 +75,20 @@ def test_a_user_ssh_config_that_already_defines_the_name_is_refused_untouched(
     assert_nothing_left(env, name, docker_client)
 
 
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
 def test_ctrl_c_in_the_middle_of_up_rolls_everything_back(
-    env: Env, name: str, built_image: str, docker_client
+    env: Env, name: str, built_image: str, docker_client, sigint: str
 ) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devagent", "up", name, "--base-image", BASE_IMAGE,
-         "--workspace", str(env.workspace(name)), "--memory", "2g"],
-        env=env.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "devagent", "up", name, "--base-image", BASE_IMAGE,
+               "--workspace", str(env.workspace(name)), "--memory", "2g"]
+    if sigint == "ignored":
+        # As a shell script's background job (`devagent up … &`, a CI runner) starts it: Python then installs no
+        # KeyboardInterrupt handler of its own, and this Ctrl-C used to be lost — up went on and finished.
+        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+    proc = subprocess.Popen(command, env=env.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Interrupt once the container exists: the middle of the transaction.
-        wait_for(lambda: name in container_names(docker_client, name),
+        # Interrupt once the container exists (under its temporary name): the middle of the transaction.
+        wait_for(lambda: container_names(docker_client, name),
                  timeout=120, interval=0.05, message="the container to be created")
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
@@ -105,6 +97,7 @@ def test_ctrl_c_in_the_middle_of_up_rolls_everything_back(
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted; everything `up` had made is removed again" in stderr
+    assert container_names(docker_client, name) == [], stderr
     assert_nothing_left(env, name, docker_client)
 
 

@@ -1,0 +1,262 @@
+"""Stop signals while `up` runs: SIGINT, SIGTERM and SIGHUP each end it like Ctrl-C — a rollback and 128+N —
+whatever the process inherited, and neither a second signal nor a swallowed exception leaves it half-done.
+
+The signals are real (signal.raise_signal runs the handler before it returns); the Transaction is the one `up`
+uses. tests/integration/test_up_stopped.py sends them to a real `up` at each of its steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devagent.cli import main
+from devagent.core.spec import EnvSpec
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.atomic import FileLock
+from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
+from devagent.host.paths import Paths
+from devagent.host.provision import Provisioner, Transaction
+
+
+@pytest.fixture(autouse=True)
+def handlers_restored() -> Iterator[None]:
+    """Whatever a test does to the handlers, pytest gets its own back. SIGHUP starts as in a terminal session,
+    also when the tests run under nohup."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize(("sig", "status", "text"), [
+    (signal.SIGINT, ExitStatus.INTERRUPTED, "interrupted"),
+    (signal.SIGTERM, ExitStatus.TERMINATED, "terminated (SIGTERM)"),
+    (signal.SIGHUP, ExitStatus.HANGUP, "hung up (SIGHUP: the terminal or ssh session closed)"),
+])
+def test_each_stop_signal_raises_stopped_and_maps_to_128_plus_its_number(sig: int, status: ExitStatus,
+                                                                        text: str) -> None:
+    with StopSignals() as signals, pytest.raises(Stopped) as raised:
+        signal.raise_signal(sig)
+    assert isinstance(raised.value, KeyboardInterrupt)  # so every Ctrl-C path handles all three
+    assert raised.value.signum == signals.received == sig
+    assert exit_status(sig) == status == 128 + sig
+    assert describe(sig) == text
+
+
+def test_ctrl_c_raises_even_when_sigint_was_ignored_at_start() -> None:
+    # A background job of a shell script starts with SIGINT ignored, and Python then installs no handler.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with StopSignals(), pytest.raises(Stopped):
+        signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # given back as it was
+
+
+def test_sighup_ignored_at_start_stays_ignored_as_nohup_asked() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with StopSignals() as signals:
+        signal.raise_signal(signal.SIGHUP)
+    assert signals.received is None
+
+
+def test_the_handlers_from_before_come_back_after_the_block() -> None:
+    def mine(signum: int, frame: Any) -> None: ...
+    signal.signal(signal.SIGTERM, mine)
+    with StopSignals():
+        assert signal.getsignal(signal.SIGTERM) is not mine
+    assert signal.getsignal(signal.SIGTERM) is mine
+
+
+def test_a_held_signal_is_recorded_and_not_raised() -> None:
+    with StopSignals() as signals:
+        with signals.held():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+        assert signals.received == signal.SIGTERM  # the first one
+
+
+def test_a_deferred_signal_is_raised_once_the_block_is_done() -> None:
+    done: list[str] = []
+    with StopSignals() as signals, pytest.raises(Stopped) as raised:
+        with signals.deferred():
+            signal.raise_signal(signal.SIGHUP)
+            done.append("Docker answered")
+        done.append("next step")
+    assert done == ["Docker answered"]
+    assert raised.value.signum == signal.SIGHUP
+
+
+def test_outside_the_main_thread_nothing_changes() -> None:
+    seen: list[object] = []
+
+    def run() -> None:
+        with StopSignals() as signals:
+            seen.append(signal.getsignal(signal.SIGTERM))
+            seen.append(signals.received)
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [before, None]
+
+
+# -- the transaction ------------------------------------------------------------------------------------------
+
+
+def transaction(signals: StopSignals | None, undone: list[str], *steps: str) -> Transaction:
+    tx = Transaction(lambda line: undone.append(f"report: {line}"), signals)
+    for step in steps:
+        tx.on_failure(lambda step=step: undone.append(step))  # type: ignore[misc]
+    return tx
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_in_the_block_undoes_every_step_in_reverse_and_exits_128_plus_n(sig: int) -> None:
+    undone: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "host key", "container", "alias")):
+        signal.raise_signal(sig)
+    assert undone == ["alias", "container", "host key"]
+    assert raised.value.status == 128 + sig
+    assert raised.value.message == f"{describe(sig)}; everything `up` had made is removed again"
+
+
+def test_a_second_signal_during_the_rollback_does_not_cut_it_short() -> None:
+    undone: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "host key", "container") as tx):
+        tx.on_failure(lambda: signal.raise_signal(signal.SIGINT))  # Ctrl-C again, while undoing
+        signal.raise_signal(signal.SIGHUP)
+    assert undone == ["container", "host key"]
+    assert raised.value.status == ExitStatus.HANGUP  # the first signal's
+
+
+def test_a_stop_signal_during_a_whole_step_lets_it_finish_then_undoes_it_too() -> None:
+    # Docker's create: until it answers, the container may be listed but not yet removable.
+    undone: list[str] = []
+    made: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "host key", "container") as tx):
+        with tx.whole_step():
+            signal.raise_signal(signal.SIGINT)
+            made.append("container")
+        made.append("files copied in")
+    assert made == ["container"]
+    assert undone == ["container", "host key"]
+    assert raised.value.status == ExitStatus.INTERRUPTED
+
+
+def test_a_stop_signal_whose_exception_something_swallowed_still_rolls_back() -> None:
+    undone: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "container"),
+          contextlib.suppress(BaseException)):  # as a library's broad except, or a finalizer, would
+        signal.raise_signal(signal.SIGTERM)
+    assert undone == ["container"]
+    assert raised.value.status == ExitStatus.TERMINATED
+
+
+def test_a_stop_signal_in_the_last_step_waits_for_it_and_keeps_what_it_made() -> None:
+    undone: list[str] = []
+    done: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "container") as tx, tx.last_step()):
+        done.append("old container removed")
+        signal.raise_signal(signal.SIGTERM)
+        done.append("new container renamed")
+    assert done == ["old container removed", "new container renamed"]
+    assert undone == []
+    assert raised.value.status == ExitStatus.TERMINATED
+    assert raised.value.message == ("terminated (SIGTERM) during the last step of `up`, which then completed: the "
+                                    "environment is made and kept")
+
+
+def test_an_error_in_the_last_step_after_a_signal_is_the_error_shown() -> None:
+    undone: list[str] = []
+    with (StopSignals() as signals, pytest.raises(DevagentError) as raised,
+          transaction(signals, undone, "container") as tx, tx.last_step()):
+        signal.raise_signal(signal.SIGTERM)
+        raise DevagentError("the rename failed")
+    assert raised.value.message == "the rename failed"
+    assert undone == ["container"]
+
+
+def test_without_stop_signals_ctrl_c_still_rolls_back_with_130() -> None:
+    undone: list[str] = []
+    with pytest.raises(DevagentError) as raised, transaction(None, undone, "container"):
+        raise KeyboardInterrupt
+    assert undone == ["container"]
+    assert raised.value.status == ExitStatus.INTERRUPTED
+
+
+def test_a_failed_undo_step_is_reported_even_when_the_terminal_is_gone() -> None:
+    def closed_terminal(line: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    undone: list[str] = []
+    tx = Transaction(closed_terminal)
+    tx.on_failure(lambda: undone.append("host key"))
+    tx.on_failure(lambda: 1 / 0)
+    with pytest.raises(DevagentError) as raised, tx:
+        raise KeyboardInterrupt
+    assert undone == ["host key"]
+    assert raised.value.status == ExitStatus.INTERRUPTED
+
+
+# -- before the transaction, and the entry point -----------------------------------------------------------------
+
+
+class SignalledEngine:
+    """An engine that is asked one thing (the CPU count) and meanwhile SIGTERM comes."""
+
+    def cpu_count(self) -> int:
+        signal.raise_signal(signal.SIGTERM)
+        return 1
+
+    def get(self, name: str) -> None:
+        return None
+
+
+def test_sigterm_before_up_made_anything_exits_143_and_leaves_no_lock(tmp_path: Path) -> None:
+    paths = Paths(home=tmp_path / "home", user_ssh_config=tmp_path / "config")
+    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)  # type: ignore[arg-type]
+    with pytest.raises(DevagentError) as raised:
+        provisioner.up(EnvSpec(name="box", base_image="base", workspace=str(tmp_path / "ws")))
+    assert raised.value.status == ExitStatus.TERMINATED
+    assert raised.value.message == "terminated (SIGTERM); `up` had made nothing that needed undoing"
+    assert not paths.env_lock("box").exists()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_sigterm_while_waiting_for_another_devagent_exits_143(tmp_path: Path) -> None:
+    paths = Paths(home=tmp_path / "home", user_ssh_config=tmp_path / "config")
+    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)  # type: ignore[arg-type]
+    with FileLock(paths.env_lock("box"), purpose="environment 'box'"):  # another devagent's up of box
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        with pytest.raises(DevagentError) as raised:
+            provisioner.up(EnvSpec(name="box", base_image="base", workspace=str(tmp_path / "ws")))
+    assert raised.value.status == ExitStatus.TERMINATED
+
+
+class ClosedTerminal:
+    def write(self, text: str) -> int:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def flush(self) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_an_error_that_cannot_be_shown_still_exits_with_its_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After SIGHUP the terminal is gone: the exit status is all that is left to tell.
+    monkeypatch.setattr("sys.stderr", ClosedTerminal())
+    assert main(["up", "Bad_Name"]) == ExitStatus.USAGE
