@@ -8,7 +8,10 @@ breaking the block around them:
 - in a table, a ``|`` ends the cell unless written ``\|``, which GFM honours even inside code spans (and then
   shows as ``|``): ``escape`` and ``code`` always write it so, and ``escape_pipes`` does it for any other cell;
 - a backtick run as long as a code span's or a fence's own ends it early: ``code_span`` and ``fence`` make
-  theirs one longer than any run inside (CommonMark's rule).
+  theirs one longer than any run inside (CommonMark's rule);
+- a control character is an instruction to the terminal that shows the file (``cat lab-notebook.md``: ESC starts
+  colour, cursor and clipboard sequences, BEL rings, CR overwrites the line): every helper here makes them
+  visible with ``printable``, so no value devagent renders can reach a terminal as one.
 
 >>> print(table(["name", "value"], [[code("a|b"), escape("*x*")]]))
 | name | value |
@@ -26,6 +29,26 @@ _HEADING_MARKUP_RE = re.compile(r"([\\`*<>\[\]#~])")
 _LOOSE_UNDERSCORE_RE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _BACKTICKS_RE = re.compile(r"`+")
 _BREAK_RE = re.compile(r"\r\n|\r|\n")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # C0 but tab and newline, DEL, C1
+
+
+def _visible(match: re.Match[str]) -> str:
+    c = ord(match.group())
+    if c < 0x20:
+        return chr(0x2400 + c)  # Unicode's Control Pictures: ESC shows as ␛, BEL as ␇, CR as ␍
+    if c == 0x7F:
+        return "\u2421"  # ␡
+    return f"\\x{c:02x}"  # C1 has no pictures: its escape, as Python writes it
+
+
+def printable(text: str) -> str:
+    r"""TEXT with every control character but tab and newline made visible: C0 and DEL as their Unicode Control
+    Pictures (ESC → ␛), C1 as ``\x9b`` text. Nothing in the result is an instruction to a terminal.
+
+    >>> printable("\x1b]52;c;ZXZpbA==\x07 ok\t\x9b2J\x7f\n")
+    '␛]52;c;ZXZpbA==␇ ok\t\\x9b2J␡\n'
+    """
+    return _CONTROL_RE.sub(_visible, text)
 
 
 def one_line(text: str) -> str:
@@ -34,7 +57,7 @@ def one_line(text: str) -> str:
     >>> one_line("a\nb  c\r\n")
     'a b  c'
     """
-    return " ".join(text.splitlines()) if text else ""
+    return printable(" ".join(text.splitlines())) if text else ""
 
 
 def squeeze(text: str) -> str:
@@ -43,7 +66,7 @@ def squeeze(text: str) -> str:
     >>> squeeze("  NVIDIA\n A100\t80GB ")
     'NVIDIA A100 80GB'
     """
-    return " ".join(text.split())
+    return printable(" ".join(text.split()))
 
 
 def split_lines(text: str) -> list[str]:
@@ -71,7 +94,7 @@ def escape_heading(text: str) -> str:
     >>> escape_heading("my_model/[v2]*_draft_.py")
     'my_model/\\[v2\\]\\*\\_draft\\_.py'
     """
-    return _LOOSE_UNDERSCORE_RE.sub(r"\\_", _HEADING_MARKUP_RE.sub(r"\\\1", text))
+    return _LOOSE_UNDERSCORE_RE.sub(r"\\_", _HEADING_MARKUP_RE.sub(r"\\\1", printable(text)))
 
 
 def escape_pipes(text: str) -> str:
@@ -80,7 +103,7 @@ def escape_pipes(text: str) -> str:
     >>> escape_pipes("`x | y` or z")
     '`x \\| y` or z'
     """
-    return text.replace("|", "\\|")
+    return printable(text).replace("|", "\\|")
 
 
 def code_span(text: str) -> str:
@@ -96,6 +119,7 @@ def code_span(text: str) -> str:
     """
     if not text:
         return ""
+    text = printable(text)
     longest = max((len(run) for run in _BACKTICKS_RE.findall(text)), default=0)
     ticks = "`" * (longest + 1)
     spaced = text.startswith(" ") and text.endswith(" ") and text.strip(" ")
@@ -119,6 +143,7 @@ def link_target(path: str) -> str:
     >>> link_target("run-3.svg"), link_target("my runs/run 3.svg")
     ('run-3.svg', '<my runs/run 3.svg>')
     """
+    path = printable(path)
     return f"<{path}>" if re.search(r"[\s()<>]", path) else path
 
 
@@ -131,7 +156,7 @@ def fence(lines: Iterable[str], info: str = "text") -> str:
     a ``` b
     ````
     """
-    lines = list(lines)
+    lines = [printable(line) for line in lines]
     longest = max((len(run) for line in lines for run in _BACKTICKS_RE.findall(line)), default=0)
     ticks = "`" * max(3, longest + 1)
     return "\n".join([ticks + info, *lines, ticks])
@@ -143,7 +168,7 @@ def details(summary: str, body: str) -> str:
     >>> details("nvidia-smi", "x").splitlines()
     ['<details><summary>nvidia-smi</summary>', '', 'x', '', '</details>']
     """
-    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"
+    return f"<details><summary>{one_line(summary)}</summary>\n\n{body}\n\n</details>"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -6,6 +6,9 @@ Every write is one ``locked_append`` (devagent/runtime/append.py): build the byt
 entry waits in memory until the next append or ``flush_pending()``. Existing bytes are never rewritten or
 reordered: the user may edit the file freely.
 
+Every entry and the header are written with their control characters made visible
+(``devagent.core.markdown.printable``): devagent's text can never carry a terminal escape into the file.
+
 >>> from pathlib import Path; import tempfile
 >>> nb = NotebookWriter(Path(tempfile.mkdtemp()) / "lab-notebook.md", "# Lab notebook — demo\\n")
 >>> nb.append("\\n## 2026-11-27 14:02 · note\\nhello\\n")
@@ -23,6 +26,7 @@ import logging
 import threading
 from pathlib import Path
 
+from devagent.core.markdown import printable
 from devagent.runtime.append import locked_append
 
 logger = logging.getLogger("devagent.notebook")
@@ -113,5 +117,6 @@ class NotebookWriter:
 
     @staticmethod
     def _encode(text: str) -> bytes:
-        # A lone surrogate (an undecodable file name) must not make the agent crash: show it as U+FFFD.
-        return text.encode("utf-8", errors="replace")
+        # A lone surrogate (an undecodable file name) must not make the agent crash: show it as U+FFFD. The
+        # renderers already make control characters visible (core/markdown.py); this is the net under them.
+        return printable(text).encode("utf-8", errors="replace")
