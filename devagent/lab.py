@@ -15,12 +15,13 @@ Each call appends one JSON line to the file ``devagent run`` names in ``DEVAGENT
     {"_t": 1764252190.9, "_torch": {"max_memory_allocated": 1234, "max_memory_reserved": 2048, "devices": 1}}
 
 The last line is written at exit when the script used CUDA through torch. Without ``devagent run`` the lines go to
-``.devagent/lab/<pid>.jsonl`` in the nearest folder above the current directory that holds ``.devagent/`` (a
-workspace the agent watches), and nowhere when there is none: every function is then a no-op. Any failure (a
-disk that is full, a value that cannot be read) turns the helper off with one warning on stderr; the script goes
-on. Importing this module imports nothing heavy: torch and numpy values are recognised by their ``.item()``. Apart
-from the standard library it imports only devagent.core.layout (pure, no imports of its own), which the image copies
-beside it.
+``.devagent/lab/<pid>.jsonl`` in the nearest folder above the current directory that holds a ``.devagent/`` of
+this user's own (a workspace the agent watches; never a shared one such as someone else's ``/tmp/.devagent``),
+and nowhere when there is none: every function is then a no-op. No file is opened through a symbolic link. Any
+failure (a disk that is full, a value that cannot be read) turns the helper off with one warning on stderr; the
+script goes on. Importing this module imports nothing heavy: torch and numpy values are recognised by their
+``.item()``. Apart from the standard library it imports only devagent.core.layout (pure, no imports of its own),
+which the image copies beside it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import stat
 import sys
 import threading
 import time
@@ -151,8 +153,22 @@ def _open(path: str | None) -> int | None:
         return None
     folder = os.path.dirname(path)
     if folder:
-        os.makedirs(folder, exist_ok=True)
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.makedirs(folder, mode=0o755, exist_ok=True)
+        if os.environ.get(ENV_FILE) != path and not _own_folder(folder, private=False):  # .devagent/lab
+            raise OSError(f"{folder} is not a folder of this user's own: nothing is written through it")
+    # O_NOFOLLOW: a link planted at the file's name must not make this process append to what it points at.
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+
+
+def _own_folder(path: str, *, private: bool = True) -> bool:
+    """Whether PATH is a real folder (not a link) of this user's and, when PRIVATE, one nobody else may write to:
+    the only kind of state folder the helper writes into (devagent/runtime/workspace_state.py's rule)."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    writable_by_others = private and info.st_mode & 0o022
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not writable_by_others
 
 
 def _target() -> str | None:
@@ -161,7 +177,7 @@ def _target() -> str | None:
         return named
     folder = os.getcwd()
     while True:
-        if os.path.isdir(os.path.join(folder, layout.WORKSPACE_STATE)):
+        if _own_folder(os.path.join(folder, layout.WORKSPACE_STATE)):  # never someone else's /tmp/.devagent
             return os.path.join(folder, layout.observed_lab_path(os.getpid()))
         parent = os.path.dirname(folder)
         if parent == folder:

@@ -137,7 +137,7 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     sshd_proc.start()
     _start_heartbeat(config, sshd_proc, stopping)
     watcher = _start_watcher(config)
-    notebook = open_notebook(config.notebook_path, config.launch_context)
+    notebook = open_notebook(config.notebook_path, config.launch_context, workspace=config.workspace)
     worker = threading.Thread(target=_notebook_work, args=(config, notebook, stopping), name="notebook",
                               daemon=True)
     worker.start()

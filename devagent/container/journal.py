@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 from devagent.runtime.append import locked_append
+from devagent.runtime.beneath import make_dirs_beneath, write_beneath
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
 logger = logging.getLogger("devagent.journal")
@@ -100,7 +101,7 @@ class Journal(SaveLog):
                 lines_removed=removed,
             )
             self.prepare()
-            locked_append(self.path, (record.to_json() + "\n").encode("utf-8"))
+            locked_append(self.path, (record.to_json() + "\n").encode("utf-8"), root=self.workspace)
             self._refresh()  # reads our line back, after any line another process appended before it
             # After the record: if the snapshot cannot be written, the next save diffs against an older one
             # (its +/− are too large) but no save is lost or counted twice.
@@ -157,16 +158,15 @@ class Journal(SaveLog):
         self.prepare()
         target = self.snapshots_dir / _key(rel)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(content)
-        os.replace(tmp, target)  # whole or not at all
+        write_beneath(self.workspace, tmp, content)  # no link followed (devagent/runtime/beneath.py)
+        os.replace(tmp, target)  # whole or not at all; a link standing at TARGET is replaced, not followed
         self._last_hash[rel] = digest
 
     def prepare(self) -> None:
-        """Create ``.devagent/`` (with a ``.gitignore``) and its snapshots folder if they are missing."""
-        if self.snapshots_dir.is_dir():
-            return
-        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        """Create ``.devagent/`` (with a ``.gitignore``) and its snapshots folder if they are missing. Raises
+        ``OSError`` (``UnsafePathError``) when ``.devagent`` is not this user's own or a link stands in the way."""
         prepare_workspace_state(self.workspace)
+        make_dirs_beneath(self.workspace, self.snapshots_dir)
 
 
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +41,7 @@ from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
 from devagent.runtime import environment
+from devagent.runtime.beneath import write_beneath
 from devagent.runtime.interpreter import find_user_python
 from devagent.runtime.workspace_state import SaveLog
 
@@ -186,22 +188,25 @@ def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | Non
 
 def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str | None:
     """A PNG of the curve made by the user's interpreter when it has matplotlib; None otherwise (the section
-    then shows a sparkline)."""
+    then shows a sparkline). matplotlib draws into a private folder; devagent copies the picture into the assets
+    folder itself, so that nothing writes there through a link."""
     name, values = curve
     out = place.assets / f"run-{run.number}-{_slug(name)}.png"
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [run.python or find_user_python(), "-c", _PLOT_SCRIPT],
-            input=json.dumps({"values": [v if math.isfinite(v) else None for v in values],
-                              "name": name, "title": f"run {run.number}", "out": str(out)}),
-            capture_output=True, text=True, timeout=_PLOT_TIMEOUT, check=False,
-        )
+        with tempfile.TemporaryDirectory(prefix="devagent-plot-") as private:
+            drawn = Path(private) / out.name
+            result = subprocess.run(
+                [run.python or find_user_python(), "-c", _PLOT_SCRIPT],
+                input=json.dumps({"values": [v if math.isfinite(v) else None for v in values],
+                                  "name": name, "title": f"run {run.number}", "out": str(drawn)}),
+                capture_output=True, text=True, timeout=_PLOT_TIMEOUT, check=False,
+            )
+            if result.returncode != 0 or not drawn.is_file():
+                log.info("no plot for run %d (matplotlib missing?): %s", run.number, result.stderr.strip()[-200:])
+                return None
+            write_beneath(place.workspace, out, drawn.read_bytes(), make_parents=True)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("no plot for run %d: %s", run.number, exc)
-        return None
-    if result.returncode != 0 or not out.is_file():
-        log.info("no plot for run %d (matplotlib missing?): %s", run.number, result.stderr.strip()[-200:])
         return None
     return out.relative_to(place.notebook.parent).as_posix()
 
@@ -216,8 +221,7 @@ def code_state(place: RunPlace, cwd: Path, *, number: int | None) -> GitState | 
     if info.patch and number is not None:
         patch = place.assets / f"run-{number}.patch"
         try:
-            patch.parent.mkdir(parents=True, exist_ok=True)
-            patch.write_bytes(info.patch)
+            write_beneath(place.workspace, patch, info.patch, make_parents=True)  # no link followed
             patch_asset = patch.relative_to(place.notebook.parent).as_posix()
         except OSError as exc:
             log.warning("could not save the uncommitted diff: %s", exc)
@@ -235,7 +239,7 @@ def _edits_since(place: RunPlace, previous: RunRecord | None, started: datetime)
 
 
 def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
-    writer = environment.open_notebook(place.notebook, outside_ok=True)
+    writer = environment.open_notebook(place.notebook, outside_ok=True, workspace=place.workspace)
     try:
         writer.append(section)
     except OSError as exc:  # the writer keeps the entry; we are about to exit, so keep it on disk instead
@@ -243,10 +247,11 @@ def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
     if writer.pending:
         kept = layout.kept_section(place.workspace, number)
         try:
-            kept.write_text(section)
+            runs.make_run_dir(number)
+            write_beneath(place.workspace, kept, section.encode("utf-8", errors="replace"))
             where = f"kept in {kept}"
-        except OSError:
-            where = "lost"
+        except OSError as exc:
+            where = f"lost ({exc})"
         print(f"devagent: could not append run {number} to {place.notebook}; its section is {where}",
               file=sys.stderr)
     else:

@@ -146,9 +146,8 @@ class RunObserver:
             return None
         if lab_file.is_file():  # the run's own folder keeps it, as for a wrapped run
             with contextlib.suppress(OSError):
-                kept = layout.run_lab_file(self.place.workspace, number)
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                lab_file.rename(kept)
+                self.runs.make_run_dir(number)  # no link followed on the way
+                lab_file.rename(layout.run_lab_file(self.place.workspace, number))
         log.info("observed run %d ended: %s", number, " ".join(run.argv))
         return number
 

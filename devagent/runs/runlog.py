@@ -8,7 +8,8 @@ Layout, inside the workspace::
                              could not be written
 
 The reservation reads the journal and appends to it under one lock (devagent/runtime/append.py), so the number
-is the next one whoever else reserves at the same moment.
+is the next one whoever else reserves at the same moment. Nothing here follows a symbolic
+link (devagent/runtime/beneath.py).
 
 >>> from pathlib import Path; import tempfile
 >>> log = RunLog(Path(tempfile.mkdtemp()))
@@ -19,6 +20,7 @@ is the next one whoever else reserves at the same moment.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,10 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
 from devagent.runtime.append import locked_append
-from devagent.runtime.workspace_state import prepare_workspace_state
+from devagent.runtime.beneath import make_dirs_beneath, read_beneath
+from devagent.runtime.workspace_state import prepare_workspace_state, state_folder_problem
+
+log = logging.getLogger("devagent.run")
 
 
 class RunLog:
@@ -49,9 +54,14 @@ class RunLog:
 
     def records(self) -> list[RunRecord]:
         """Finished runs, in the order they finished."""
+        if state_folder_problem(self.workspace) is not None:
+            return []  # not devagent's folder: nothing in it is believed
         try:
-            text = self.path.read_text(encoding="utf-8", errors="replace")
+            text = read_beneath(self.workspace, self.path).decode("utf-8", errors="replace")
         except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("runs journal %s: not read (%s)", self.path, exc)
             return []
         out: list[RunRecord] = []
         for line in text.splitlines():
@@ -60,6 +70,13 @@ class RunLog:
             except ValueError:
                 continue  # a reservation, or a line a crash left: not a finished run
         return out
+
+    def make_run_dir(self, number: int) -> Path:
+        """RUNS/NUMBER, created (no link followed on the way): the run's own files go there."""
+        folder = layout.run_dir(self.workspace, number)
+        prepare_workspace_state(self.workspace)
+        make_dirs_beneath(self.workspace, folder)
+        return folder
 
     def previous(self, script: str | None, *, before: int) -> RunRecord | None:
         """The latest finished run of SCRIPT with a number below BEFORE (any run when SCRIPT is None)."""
@@ -78,7 +95,7 @@ class RunLog:
             decided.append(number)
             return (text + "\n").encode()
 
-        locked_append(self.path, line)
+        locked_append(self.path, line, root=self.workspace)
         return decided[-1]
 
 

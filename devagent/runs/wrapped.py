@@ -19,7 +19,7 @@ from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
-from devagent.runs.place import RunPlace, locate
+from devagent.runs.place import RunPlace, check_place, locate
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
 
@@ -45,11 +45,12 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     environ = dict(os.environ if environ is None else environ)
     check_command(argv, cwd, environ)
     place = locate(cwd, notebook)
+    check_place(place)
     runs = RunLog(place.workspace)
     started = _now()
     number = runs.reserve(started.isoformat(timespec="seconds"))
+    runs.make_run_dir(number)
     lab_file = layout.run_lab_file(place.workspace, number)
-    lab_file.parent.mkdir(parents=True, exist_ok=True)
     # The code as it was run, read beside the command's start rather than before it (git status in a big
     # repository takes a while, and the command should not wait for the notebook's sake).
     with ThreadPoolExecutor(max_workers=1) as pool:

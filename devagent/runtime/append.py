@@ -2,7 +2,9 @@
 
 Safe across processes, containers sharing the folder, and a full disk: an exclusive ``flock`` on the file itself,
 the bytes built in memory and written with one ``os.write``, then ``fsync``; on any failure the file is truncated
-back to its size before the write, so it always ends on a boundary (a whole entry, a whole line).
+back to its size before the write, so it always ends on a boundary (a whole entry, a whole line). The file is
+opened without following a symbolic link (devagent/runtime/beneath.py): a planted link never makes devagent
+append to the file it points at.
 
 >>> from pathlib import Path; import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "log.jsonl"
@@ -24,11 +26,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from devagent.runtime.beneath import named, open_beneath
+
 logger = logging.getLogger("devagent.append")
 
 
 def locked_append(path: Path, data: bytes | Callable[[bytes], bytes], *, header: bytes = b"",
-                  mode: int = 0o644) -> int:
+                  mode: int = 0o644, root: Path | None = None) -> int:
     """Append DATA to PATH under an exclusive flock, in one write, then fsync; return the bytes written.
 
     DATA may be a function of the file's content, read under the lock, for an append that depends on what is
@@ -40,13 +44,16 @@ def locked_append(path: Path, data: bytes | Callable[[bytes], bytes], *, header:
 
     The lock is on the file itself. If the file is deleted or replaced while we wait for the lock, the lock we
     got is on a file nobody sees any more: reopen and lock again, so two writers never both create a header.
+
+    PATH is opened below ROOT (default: its own folder) without following a link anywhere below ROOT
+    (``open_beneath``): a link raises ``UnsafePathError``, an ``OSError``, before a byte is written.
     """
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, mode)
+        fd = open_beneath(path.parent if root is None else root, path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                current = os.stat(path)
+                current = os.stat(path, follow_symlinks=False)  # a link put there meanwhile is not our file
             except FileNotFoundError:
                 continue  # deleted while we waited: lock the new one
             before = os.fstat(fd)
@@ -65,9 +72,9 @@ def locked_append(path: Path, data: bytes | Callable[[bytes], bytes], *, header:
             try:
                 _write_all(fd, buf)
                 os.fsync(fd)
-            except OSError:
+            except OSError as exc:
                 _truncate_back(fd, size, path)
-                raise
+                raise named(exc, path) from None
             return len(buf)
         finally:
             os.close(fd)  # also releases the flock

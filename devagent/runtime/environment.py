@@ -69,13 +69,14 @@ def save_gpu_check(check: GpuCheck, now: datetime) -> None:
 
 
 def open_notebook(path: Path, launch_context: Path = Path(layout.LAUNCH_CONTEXT_PATH), *,
-                  outside_ok: bool = False) -> NotebookWriter:
+                  outside_ok: bool = False, workspace: Path | None = None) -> NotebookWriter:
     """The notebook writer, with the header rendered from the launch context `up` put into the container.
-    OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment)."""
+    OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment).
+    WORKSPACE: where a link at PATH may lead (default: PATH's folder)."""
     try:
         header = render_header(LaunchContext.from_json(launch_context.read_text()))
     except FileNotFoundError:
         if not outside_ok:
             log.warning("no launch context at %s: the notebook header will be minimal", launch_context)
         header = "# Lab notebook\n"
-    return NotebookWriter(path, header)
+    return NotebookWriter(path, header, workspace=workspace)

@@ -6,7 +6,9 @@ Every write is one ``locked_append`` (devagent/runtime/append.py): build the byt
 entry waits in memory until the next append or ``flush_pending()``. Existing bytes are never rewritten or
 reordered: the user may edit the file freely.
 
-Every entry and the header are written with their control characters made visible
+The notebook may be a symbolic link, but only to a regular file inside its workspace (``notebook_target``): a
+link that leads out of it (``lab-notebook.md -> ~/.bashrc``) is never written through; the entry is kept back
+and the reason logged. Every entry and the header are written with their control characters made visible
 (``devagent.core.markdown.printable``): devagent's text can never carry a terminal escape into the file.
 
 >>> from pathlib import Path; import tempfile
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 from pathlib import Path
 
 from devagent.core.markdown import printable
 from devagent.runtime.append import locked_append
+from devagent.runtime.beneath import UnsafePathError, inside
 
 logger = logging.getLogger("devagent.notebook")
 
@@ -38,10 +42,12 @@ class NotebookWriter:
     ``header`` is written first whenever the file is missing or empty (the user may delete the notebook: the
     next entry starts a new one). Entries must have the shape ``devagent.core.notebook.entry`` gives them.
     Thread-safe; safe across processes and containers sharing the folder (the lock is ``flock`` on the file).
+    WORKSPACE (default: the notebook's folder) is where a symbolic link at PATH may lead.
     """
 
-    def __init__(self, path: Path, header: str) -> None:
+    def __init__(self, path: Path, header: str, *, workspace: Path | None = None) -> None:
         self.path = Path(path)
+        self.workspace = Path(workspace) if workspace is not None else self.path.parent
         self.header = header if header.endswith("\n") or not header else header + "\n"
         self._pending: list[str] = []
         self._lock = threading.Lock()
@@ -55,7 +61,7 @@ class NotebookWriter:
     def ensure_header(self) -> bool:
         """Write the header if the file is missing or empty; return False if that failed (it is logged)."""
         try:
-            locked_append(self.path, b"", header=self._encode(self.header))
+            self._append(b"")
         except OSError as exc:
             self._warn(exc, "the header")
             return False
@@ -86,7 +92,7 @@ class NotebookWriter:
         # All pending entries in one write: each is whole, so the batch is whole; a failure undoes all of it.
         data = self._encode("".join(self._pending))
         try:
-            locked_append(self.path, data, header=self._encode(self.header))
+            self._append(data)
         except OSError as exc:
             self._warn(exc, f"{len(self._pending)} entr{'y' if len(self._pending) == 1 else 'ies'}")
             return False
@@ -97,7 +103,15 @@ class NotebookWriter:
         self._pending.clear()
         return True
 
+    def _append(self, data: bytes) -> None:
+        target, root = notebook_target(self.path, self.workspace)
+        locked_append(target, data, header=self._encode(self.header), root=root)
+
     def _warn(self, exc: OSError, what: str) -> None:
+        if isinstance(exc, UnsafePathError):
+            logger.warning("lab notebook %s: could not write %s: %s; kept in memory — %s", self.path, what, exc,
+                           exc.hint)
+            return
         reason = exc.strerror or str(exc)
         hint = {
             errno.ENOSPC: "free some disk space",
@@ -120,3 +134,22 @@ class NotebookWriter:
         # A lone surrogate (an undecodable file name) must not make the agent crash: show it as U+FFFD. The
         # renderers already make control characters visible (core/markdown.py); this is the net under them.
         return printable(text).encode("utf-8", errors="replace")
+
+
+def notebook_target(path: Path, workspace: Path) -> tuple[Path, Path]:
+    """Where appending to the notebook PATH really writes, and the folder it must stay in: (the file PATH leads
+    to, the workspace), both resolved. A link is fine while it leads to a file inside WORKSPACE; one that leads
+    out raises ``UnsafePathError`` (nothing is written). The file is then opened from the workspace down without
+    following anything (devagent/runtime/beneath.py), so no link can be swapped in after this check.
+
+    >>> import tempfile; ws = Path(os.path.realpath(tempfile.mkdtemp()))
+    >>> (ws / "notes.md").touch(); (ws / "lab-notebook.md").symlink_to("notes.md")
+    >>> notebook_target(ws / "lab-notebook.md", ws) == (ws / "notes.md", ws)
+    True
+    """
+    root = Path(os.path.realpath(workspace))
+    target = Path(os.path.realpath(path))
+    if not inside(root, target) or target == root:
+        raise UnsafePathError(path, f"leads to {target}, outside the workspace {root}: devagent does not write "
+                              "through it", f"make {path} a regular file (or a link to one inside {root})")
+    return target, root

@@ -4,6 +4,11 @@
 The agent records saves (devagent/container/journal.py, a ``SaveLog`` that also writes); run summaries read them
 for "edits since the previous run". Both number and record runs in the same folder (devagent/runs/runlog.py).
 
+The folder is devagent's only when it is a real folder (not a link) owned by this user and writable by nobody
+else (``state_folder_problem``): a ``.devagent`` someone else made — a world-writable ``/tmp/.devagent`` — is
+never adopted or written into, since its links could make devagent append to this user's own files. Every file in
+it is opened without following links (devagent/runtime/beneath.py).
+
 >>> from pathlib import Path; import tempfile
 >>> ws = Path(tempfile.mkdtemp())
 >>> prepare_workspace_state(ws).name, (ws / ".devagent" / ".gitignore").read_text().splitlines()[-1]
@@ -14,26 +19,68 @@ for "edits since the previous run". Both number and record runs in the same fold
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 from datetime import datetime
 from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
+from devagent.runtime.beneath import UnsafePathError, make_dirs_beneath, open_beneath, write_beneath
 
 logger = logging.getLogger("devagent.journal")
 
 
 def prepare_workspace_state(workspace: Path) -> Path:
-    """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository."""
+    """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository.
+
+    Raises ``UnsafePathError`` (an ``OSError``) when a ``.devagent`` that is not this user's own is in the way
+    (see ``state_folder_problem``): nothing is written into it.
+    """
     state = layout.workspace_state(workspace)
-    state.mkdir(parents=True, exist_ok=True)
-    ignore = layout.state_gitignore(workspace)
-    if not ignore.exists():
-        ignore.write_text("# devagent's own state (saves, snapshots, runs); not part of your project\n*\n")
+    problem = state_folder_problem(workspace)
+    if problem is not None:
+        raise problem
+    make_dirs_beneath(workspace, state)  # no link followed; a folder another user owns is refused
+    with contextlib.suppress(FileExistsError):  # there already (or something else stands there: left alone)
+        write_beneath(workspace, layout.state_gitignore(workspace),
+                      b"# devagent's own state (saves, snapshots, runs); not part of your project\n*\n",
+                      exclusive=True)
     return state
+
+
+def state_folder_problem(workspace: Path) -> UnsafePathError | None:
+    """Why WORKSPACE/.devagent is not devagent's to use, or None when it is missing or is: a real folder (not a
+    link) owned by this user, that neither group nor others may write to. Changes nothing.
+
+    >>> import tempfile; ws = Path(tempfile.mkdtemp()); state_folder_problem(ws) is None
+    True
+    >>> (ws / ".devagent").mkdir(mode=0o777); os.chmod(ws / ".devagent", 0o777)
+    >>> print(state_folder_problem(ws))  # doctest: +ELLIPSIS
+    /.../.devagent is writable by other users: devagent keeps its state only in a folder of its own
+    """
+    state = layout.workspace_state(workspace)
+    try:
+        info = os.lstat(state)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return UnsafePathError(state, "is a symbolic link: devagent keeps its state only in a folder of its own",
+                               f"remove the link {state} (devagent makes the folder again)")
+    if not stat.S_ISDIR(info.st_mode):
+        return UnsafePathError(state, "is not a folder", f"move {state} out of the way", errno.ENOTDIR)
+    if info.st_uid != os.geteuid():
+        return UnsafePathError(state, f"belongs to another user (uid {info.st_uid}): devagent keeps its state "
+                               "only in a folder of its own",
+                               "run from a folder of your own, or name the notebook with --notebook", errno.EPERM)
+    if info.st_mode & 0o022:
+        return UnsafePathError(state, "is writable by other users: devagent keeps its state only in a folder of "
+                               "its own", f"chmod go-w {state}", errno.EPERM)
+    return None
 
 
 class SaveLog:
@@ -71,11 +118,16 @@ class SaveLog:
 
     def _refresh(self) -> None:
         # Read only what was appended since last time, and only whole lines: a writer may be mid-append.
+        if state_folder_problem(self.workspace) is not None:
+            return  # not devagent's folder: nothing in it is believed
         try:
-            with self.path.open("rb") as f:
+            with os.fdopen(open_beneath(self.workspace, self.path, os.O_RDONLY), "rb") as f:
                 f.seek(self._read_offset)
                 chunk = f.read()
         except FileNotFoundError:
+            return
+        except OSError as exc:  # a link, a FIFO, an unreadable file: no saves to show, and say why
+            logger.warning("save journal %s: not read (%s)", self.path, exc)
             return
         end = chunk.rfind(b"\n") + 1
         for line in chunk[:end].splitlines():

@@ -101,7 +101,7 @@ def test_a_real_numpy_scalar_is_a_number(tmp_path: Path) -> None:
 
 def test_without_devagent_run_lines_go_to_the_workspace_the_agent_watches(tmp_path: Path) -> None:
     workspace = tmp_path / "workspace"
-    (workspace / ".devagent").mkdir(parents=True)
+    (workspace / ".devagent").mkdir(parents=True, mode=0o755)
     (workspace / "exp" / "a").mkdir(parents=True)
     done = run_script("""
         import os
@@ -125,6 +125,44 @@ def test_with_neither_a_named_file_nor_a_workspace_nothing_is_written_anywhere(t
     """, cwd=tmp_path / "exp")
     assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
     assert [p.name for p in tmp_path.rglob("*")] == ["exp"]
+
+
+@pytest.mark.parametrize("how", ["another user", "world-writable"])
+def test_a_state_folder_someone_else_could_have_prepared_is_passed_by(tmp_path: Path, how: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shared = tmp_path / "tmp"  # a stand-in for /tmp
+    (shared / ".devagent").mkdir(parents=True)
+    (shared / ".devagent" / "lab").symlink_to(home)  # the helper's lines would land in the victim's home
+    if how == "another user":
+        os.chown(shared / ".devagent", 12345, 12345)
+    else:
+        os.chmod(shared / ".devagent", 0o777)  # noqa: S103 - the hostile folder under test
+    (shared / "job").mkdir()
+    done = run_script("""
+        from devagent import lab
+        lab.log(step=1, loss=2.0)
+        print("done")
+    """, cwd=shared / "job")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "done\n", "")
+    assert list(home.iterdir()) == []
+
+
+def test_a_link_in_the_state_folder_is_never_written_through(tmp_path: Path) -> None:
+    bashrc = tmp_path / "home" / ".bashrc"
+    bashrc.parent.mkdir()
+    bashrc.write_text("export PATH=$HOME/bin:$PATH\n")
+    (tmp_path / "ws" / ".devagent").mkdir(parents=True, mode=0o755)
+    (tmp_path / "ws" / ".devagent" / "lab").symlink_to(bashrc.parent)  # planted in a cloned repository
+    done = run_script("""
+        from devagent import lab
+        lab.log(step=1, loss=2.0)
+        print("done")
+    """, cwd=tmp_path / "ws")
+    assert (done.returncode, done.stdout) == (0, "done\n")
+    assert done.stderr == (f"devagent.lab: not recording metrics any more: OSError: {tmp_path}/ws/.devagent/lab is "
+                           "not a folder of this user's own: nothing is written through it\n")
+    assert [p.name for p in bashrc.parent.iterdir()] == [".bashrc"]
 
 
 @pytest.mark.parametrize("target", ["a-file/lab.jsonl", "a-folder"])

@@ -145,6 +145,68 @@ class TestFailedWrites:
         assert notebook.path.read_text() == HEADER + make_entry(1) + make_entry(2)
 
 
+HOST_KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----\n"
+BASHRC = b"# ~/.bashrc\nexport PATH=$HOME/bin:$PATH\n"
+
+
+class TestLinks:
+    """The notebook may be a link only to a file inside its workspace; a link out is never written through."""
+
+    @pytest.fixture
+    def ws(self, tmp_path: Path) -> Path:
+        (tmp_path / "ws").mkdir()
+        return tmp_path / "ws"
+
+    @pytest.mark.parametrize(("target", "content"), [
+        ("etc/devagent/ssh_host_ed25519_key", HOST_KEY),  # sshd would not start again
+        ("home/dev/.bashrc", BASHRC),  # every login would run the entry
+    ])
+    def test_a_notebook_linked_out_of_the_workspace_is_never_written_through(
+        self, tmp_path: Path, ws: Path, caplog: pytest.LogCaptureFixture, target: str, content: bytes
+    ) -> None:
+        victim = tmp_path / target
+        victim.parent.mkdir(parents=True)
+        victim.write_bytes(content)
+        (ws / "lab-notebook.md").symlink_to(victim)
+        notebook = NotebookWriter(ws / "lab-notebook.md", HEADER, workspace=ws)
+        with caplog.at_level(logging.WARNING, logger="devagent.notebook"):
+            assert not notebook.ensure_header()
+            notebook.append(make_entry(1))
+        assert victim.read_bytes() == content
+        assert notebook.pending == 1  # kept back, never written through
+        assert caplog.messages[-1] == (
+            f"lab notebook {ws}/lab-notebook.md: could not write 1 entry: {ws}/lab-notebook.md leads to {victim}, "
+            f"outside the workspace {ws}: devagent does not write through it; kept in memory — make "
+            f"{ws}/lab-notebook.md a regular file (or a link to one inside {ws})")
+
+    def test_a_dangling_link_out_of_the_workspace_creates_nothing(self, tmp_path: Path, ws: Path) -> None:
+        (ws / "lab-notebook.md").symlink_to(tmp_path / "etc" / "ld.so.preload")
+        (tmp_path / "etc").mkdir()
+        NotebookWriter(ws / "lab-notebook.md", HEADER, workspace=ws).append(make_entry(1))
+        assert list((tmp_path / "etc").iterdir()) == []
+
+    def test_a_link_through_a_linked_folder_that_leaves_the_workspace_is_refused(self, tmp_path: Path,
+                                                                                 ws: Path) -> None:
+        (tmp_path / "home").mkdir()
+        (tmp_path / "home" / ".bashrc").write_bytes(BASHRC)
+        (ws / "notes").symlink_to(tmp_path / "home")
+        (ws / "lab-notebook.md").symlink_to("notes/.bashrc")
+        notebook = NotebookWriter(ws / "lab-notebook.md", HEADER, workspace=ws)
+        notebook.append(make_entry(1))
+        assert notebook.pending == 1
+        assert (tmp_path / "home" / ".bashrc").read_bytes() == BASHRC
+
+    def test_a_notebook_linked_to_a_file_inside_the_workspace_is_written_there(self, ws: Path) -> None:
+        (ws / "notes").mkdir()
+        (ws / "notes" / "lab.md").write_text(HEADER)
+        (ws / "lab-notebook.md").symlink_to("notes/lab.md")
+        notebook = NotebookWriter(ws / "lab-notebook.md", HEADER, workspace=ws)
+        notebook.append(make_entry(1))
+        assert notebook.pending == 0
+        assert (ws / "notes" / "lab.md").read_text() == HEADER + make_entry(1)
+        assert (ws / "lab-notebook.md").is_symlink()
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs, so the disk can really fill up; unmounted afterwards."""

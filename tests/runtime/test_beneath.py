@@ -1,0 +1,100 @@
+"""Opening a file below a folder never follows a link, never enters another user's folder, never opens a FIFO."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from devagent.runtime.append import locked_append
+from devagent.runtime.beneath import UnsafePathError, make_dirs_beneath, open_beneath, read_beneath, write_beneath
+
+KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the workspace with a file in it that must never change."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "ssh_host_ed25519_key").write_bytes(KEY)
+    return folder
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    folder = tmp_path / "ws"
+    folder.mkdir()
+    return folder
+
+
+def test_a_link_at_the_file_itself_is_refused_and_what_it_points_at_is_untouched(ws: Path, outside: Path) -> None:
+    (ws / "runs.jsonl").symlink_to(outside / "ssh_host_ed25519_key")
+    with pytest.raises(UnsafePathError) as caught:
+        locked_append(ws / "runs.jsonl", b'{"reserve": 1}\n', root=ws)
+    assert str(caught.value) == f"{ws}/runs.jsonl is a symbolic link: devagent does not write through links"
+    assert caught.value.hint == f"replace the link {ws}/runs.jsonl with a real file or folder, or remove it"
+    assert (outside / "ssh_host_ed25519_key").read_bytes() == KEY
+
+
+def test_a_dangling_link_creates_nothing_where_it_points(ws: Path, outside: Path) -> None:
+    (ws / "run-1.patch").symlink_to(outside / "ld.so.preload")
+    with pytest.raises(UnsafePathError):
+        write_beneath(ws, ws / "run-1.patch", b"diff\n")
+    assert sorted(p.name for p in outside.iterdir()) == ["ssh_host_ed25519_key"]
+
+
+@pytest.mark.parametrize("linked", [".devagent", ".devagent/runs"])
+def test_a_link_in_a_folder_on_the_way_is_refused_and_nothing_is_made_behind_it(ws: Path, outside: Path,
+                                                                                 linked: str) -> None:
+    (ws / linked).parent.mkdir(parents=True, exist_ok=True)
+    (ws / linked).symlink_to(outside)
+    with pytest.raises(UnsafePathError) as caught:
+        write_beneath(ws, ws / ".devagent" / "runs" / "1" / "section.md", b"## run 1\n", make_parents=True)
+    assert str(caught.value) == f"{ws / linked} is a symbolic link: devagent does not write through links"
+    with pytest.raises(UnsafePathError):
+        make_dirs_beneath(ws, ws / ".devagent" / "runs" / "1")
+    assert sorted(p.name for p in outside.iterdir()) == ["ssh_host_ed25519_key"]
+
+
+def test_a_folder_another_user_owns_is_not_entered(ws: Path) -> None:
+    (ws / "shared").mkdir(mode=0o777)
+    os.chown(ws / "shared", 12345, 12345)
+    with pytest.raises(UnsafePathError) as caught:
+        write_beneath(ws, ws / "shared" / "notes.md", b"x")
+    assert str(caught.value) == (f"{ws}/shared belongs to another user (uid 12345): devagent writes only in its "
+                                 "own folders")
+    assert list((ws / "shared").iterdir()) == []
+
+
+def test_a_fifo_is_refused_at_once_instead_of_blocking(ws: Path) -> None:
+    os.mkfifo(ws / "runs.jsonl")
+    with pytest.raises(UnsafePathError) as caught:
+        locked_append(ws / "runs.jsonl", b"{}\n", root=ws)
+    assert str(caught.value).endswith("runs.jsonl is not a regular file: devagent writes only files it can append to")
+    with pytest.raises(UnsafePathError):
+        read_beneath(ws, ws / "runs.jsonl")
+
+
+def test_a_path_that_leaves_the_folder_is_refused(ws: Path, outside: Path) -> None:
+    with pytest.raises(UnsafePathError) as caught:
+        open_beneath(ws, ws / ".." / "etc" / "ssh_host_ed25519_key", os.O_WRONLY | os.O_APPEND)
+    assert str(caught.value) == f"{ws}/../etc/ssh_host_ed25519_key is not inside {ws}"
+    assert (outside / "ssh_host_ed25519_key").read_bytes() == KEY
+
+
+def test_real_files_and_folders_are_written_as_before(ws: Path) -> None:
+    write_beneath(ws, ws / "a" / "b" / "c.txt", b"one\n", make_parents=True)
+    locked_append(ws / "a" / "b" / "c.txt", b"two\n", root=ws)
+    assert read_beneath(ws, ws / "a" / "b" / "c.txt") == b"one\ntwo\n"
+    with pytest.raises(FileExistsError):
+        write_beneath(ws, ws / "a" / "b" / "c.txt", b"three\n", exclusive=True)
+
+
+def test_the_root_itself_may_be_a_link(tmp_path: Path) -> None:
+    real = tmp_path / "big-disk" / "ws"
+    real.mkdir(parents=True)
+    (tmp_path / "ws").symlink_to(real)
+    locked_append(tmp_path / "ws" / "lab-notebook.md", b"# Lab notebook\n", root=tmp_path / "ws")
+    assert (real / "lab-notebook.md").read_bytes() == b"# Lab notebook\n"
