@@ -8,8 +8,10 @@ Layout, inside the workspace::
                              could not be written
 
 The reservation reads the journal and appends to it under one lock (devagent/runtime/append.py), so the number
-is the next one whoever else reserves at the same moment. Nothing here follows a symbolic
-link (devagent/runtime/beneath.py).
+is the next one whoever else reserves at the same moment. A line that does not parse (a crash, a full disk and a
+failed truncate left half of one) is skipped with a warning, and the next append starts on a line of its own, so
+a torn line never takes the next record with it. Nothing here follows a symbolic link
+(devagent/runtime/beneath.py).
 
 >>> from pathlib import Path; import tempfile
 >>> log = RunLog(Path(tempfile.mkdtemp()))
@@ -53,7 +55,8 @@ class RunLog:
         self._append_locked(lambda lines: (record.number, record.to_json()))
 
     def records(self) -> list[RunRecord]:
-        """Finished runs, in the order they finished."""
+        """Finished runs, in the order they finished. A line that is not JSON is skipped with a warning (a last
+        line without its newline quietly: it may be an append in progress)."""
         if state_folder_problem(self.workspace) is not None:
             return []  # not devagent's folder: nothing in it is believed
         try:
@@ -64,11 +67,23 @@ class RunLog:
             log.warning("runs journal %s: not read (%s)", self.path, exc)
             return []
         out: list[RunRecord] = []
-        for line in text.splitlines():
+        lines = text.split("\n")
+        for index, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                if index < len(lines) - 1:
+                    log.warning("runs journal %s: skipping line %d, which is not whole JSON: %.60r", self.path,
+                                index + 1, line)
+                continue
+            if isinstance(data, dict) and "reserve" in data:
+                continue  # a reservation: not a finished run
             try:
                 out.append(RunRecord.from_json(line))
-            except ValueError:
-                continue  # a reservation, or a line a crash left: not a finished run
+            except ValueError as exc:
+                log.warning("runs journal %s: skipping line %d (%s)", self.path, index + 1, exc)
         return out
 
     def make_run_dir(self, number: int) -> Path:

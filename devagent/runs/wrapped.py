@@ -3,13 +3,20 @@
 The command's output streams through unchanged (streaming.py); on the side, a cleaned tail and the metrics in it are
 kept (output_watch.py). When it ends, its section is gathered and appended (finish.py). The command's exit status
 is devagent's exit status.
+
+The training matters more than its record: when the workspace cannot be written (a full disk, a read-only mount)
+the command runs all the same, numbering is tried again when it ends, and stderr says what was not recorded and
+why. Only what the user can fix before starting is refused up front (exit 13): a notebook that is a link out of
+the workspace, a state folder that is not theirs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -48,9 +55,7 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     check_place(place)
     runs = RunLog(place.workspace)
     started = _now()
-    number = runs.reserve(started.isoformat(timespec="seconds"))
-    runs.make_run_dir(number)
-    lab_file = layout.run_lab_file(place.workspace, number)
+    number, lab_file = _reserve(runs, started)
     # The code as it was run, read beside the command's start rather than before it (git status in a big
     # repository takes a while, and the command should not wait for the notebook's sake).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -58,20 +63,77 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
         finished = _run(argv, cwd=cwd, environ=environ, number=number, started=started, lab_file=lab_file,
                         place=place)
         finished.git = git.result()
-    finish_run(place, runs, finished)
     assert finished.exit_code is not None
+    try:
+        if number is None:  # not numbered at the start: the disk may have come back
+            number = _reserve_number(runs, started, retry=True, notebook=place.notebook)
+            if number is None:
+                return finished.exit_code
+            finished.number = number
+        try:
+            finish_run(place, runs, finished)
+        except OSError as exc:  # the section is appended, kept or reported by finish_run: this is the journal
+            print(f"devagent: run {number} is not in the runs journal: {_reason(exc)}", file=sys.stderr)
+    finally:
+        if lab_file is not None and lab_file.name.startswith(_TEMPORARY_LAB):
+            with contextlib.suppress(OSError):
+                lab_file.unlink()
     return finished.exit_code
 
 
-def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: int, started: datetime,
-         lab_file: Path, place: RunPlace) -> Finished:
-    child_env = {**environ, "DEVAGENT_RUN": str(number), "DEVAGENT_LAB_FILE": str(lab_file)}
+_TEMPORARY_LAB = "devagent-lab-"
+
+
+def _reserve(runs: RunLog, started: datetime) -> tuple[int | None, Path | None]:
+    """The run's number (None when the runs journal cannot be written: said on stderr) and the file the lab
+    helper writes: in the run's folder, else a temporary file read at the end (None when there is none)."""
+    number = _reserve_number(runs, started, retry=False, notebook=None)
+    if number is not None:
+        try:
+            runs.make_run_dir(number)
+            return number, layout.run_lab_file(runs.workspace, number)
+        except OSError as exc:
+            print(f"devagent: run {number} has no folder of its own: {_reason(exc)}", file=sys.stderr)
+    try:
+        fd, name = tempfile.mkstemp(prefix=_TEMPORARY_LAB, suffix=".jsonl")
+    except OSError:
+        return number, None
+    os.close(fd)
+    return number, Path(name)
+
+
+def _reserve_number(runs: RunLog, started: datetime, *, retry: bool, notebook: Path | None) -> int | None:
+    try:
+        return runs.reserve(started.isoformat(timespec="seconds"))
+    except OSError as exc:
+        if retry:
+            print(f"devagent: run not recorded: {_reason(exc)}; {notebook} has no section for it",
+                  file=sys.stderr)
+        else:
+            print(f"devagent: cannot number this run: {_reason(exc)}; running it anyway, and trying again "
+                  "when it ends", file=sys.stderr, flush=True)
+        return None
+
+
+def _reason(exc: OSError) -> str:
+    """EXC as one line that names the file: ``/ws/.devagent: Read-only file system``."""
+    if exc.filename and not str(exc).startswith(str(exc.filename)):
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: int | None, started: datetime,
+         lab_file: Path | None, place: RunPlace) -> Finished:
+    child_env = {**environ, "DEVAGENT_RUN": "" if number is None else str(number)}
+    if lab_file is not None:
+        child_env["DEVAGENT_LAB_FILE"] = str(lab_file)
     output = OutputWatch()
-    print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
+    if number is not None:
+        print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
     outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd))
     output.close()
     finished = Finished(
-        number=number, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
+        number=number or 0, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
         gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
         python=_interpreter(argv, environ), environ=environ,

@@ -143,3 +143,26 @@ def test_a_notebook_linked_inside_the_workspace_gets_the_section(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     text = (ws / "notes" / "lab.md").read_text()
     assert text.startswith("# my notes\n\n## ") and "train.py" in text
+
+
+def test_links_a_cloned_repository_plants_in_the_state_and_assets_folders_are_not_followed(
+    tmp_path: Path, victim_home: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "train.py").write_text(TRAIN)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=ws, check=True)
+    subprocess.run([*git, "add", "train.py"], cwd=ws, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=ws, check=True)
+    (ws / "train.py").write_text(TRAIN + "# changed\n")  # a dirty tree: the run's patch is an asset
+    (ws / ".devagent").mkdir(mode=0o755)
+    (ws / ".devagent" / "runs").symlink_to(victim_home / "projects")
+    (ws / "lab-notebook.assets").symlink_to(victim_home / "projects")
+    before = tree(victim_home)
+    result = devagent_run(ws, sys.executable, "train.py")
+    assert result.returncode == 0, result.stderr
+    assert f"devagent: run 1 has no folder of its own: {ws}/.devagent/runs is a symbolic link" in result.stderr
+    assert tree(victim_home) == before
+    section = (ws / "lab-notebook.md").read_text()
+    assert "## " in section and "[patch]" not in section  # the patch had nowhere safe to go

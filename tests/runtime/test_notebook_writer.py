@@ -12,7 +12,6 @@ import subprocess
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from devagent.core.markdown import printable
 from devagent.core.notebook import entry
 from devagent.runtime import append
 from devagent.runtime.notebook_writer import NotebookWriter
+from tests.disks import fill_disk
 
 HEADER = (
     "# Lab notebook — test\n\n| environment | test |\n|---|---|\n\n_devagent only appends below this line._\n"
@@ -205,42 +205,6 @@ class TestLinks:
         assert notebook.pending == 0
         assert (ws / "notes" / "lab.md").read_text() == HEADER + make_entry(1)
         assert (ws / "lab-notebook.md").is_symlink()
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs, so the disk can really fill up; unmounted afterwards."""
-    mountpoint = tmp_path / "tmpfs"
-    mountpoint.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0777", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {result.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
-
-
-def fill_disk(folder: Path) -> Path:
-    """Fill the file system holding FOLDER until ENOSPC; return the filler file."""
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-        try:
-            while True:
-                f.write(b"\0")  # the last few bytes of the last page
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
 
 
 class TestRealDisk:
