@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import classify_exit
-from devagent.core.runs.hparams import argparse_defaults, overlay_argv
+from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
 from devagent.core.runs.metrics import (
     MetricSeries,
     curve_values,
@@ -34,8 +34,9 @@ from devagent.core.runs.metrics import (
     summarize_metrics,
 )
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.secrets import REDACTED, looks_secret, redact_argv, redact_mapping, scrub, secrets_in
 from devagent.core.runs.section import RunReport, render_run
-from devagent.runs.gitstate import git_state
+from devagent.runs.gitstate import GitSkipped, git_state
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
@@ -88,16 +89,23 @@ class Finished:
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     """Gather what the section shows, append it to the notebook, record the run. Never raises for the notebook:
-    a section that cannot be written is kept in the run's folder and the reason logged."""
+    a section that cannot be written is kept in the run's folder and the reason logged.
+
+    Secrets never reach the notebook or the runs journal: the command line, the hyperparameters and their
+    defaults are redacted (``core.runs.secrets``), and what was redacted — with every secret value of the
+    environment — is scrubbed from the output tail too, where a script may have printed its arguments."""
     script, script_args = find_script(run.argv, run.cwd)
     script_text = _read(run.cwd / script) if script else None
-    defaults = argparse_defaults(script_text) if script_text is not None else {}
-    hparams = overlay_argv(defaults, script_args) if script else {}
+    defaults = _redact_defaults(argparse_defaults(script_text) if script_text is not None else {})
+    hparams = redact_mapping(overlay_argv(defaults, script_args)) if script else {}
     script_rel = place.relative(run.cwd / script) if script else None
     previous = runs.previous(script_rel, before=run.number)
+    if previous is not None:  # recorded before devagent redacted: redact it now
+        previous = replace(previous, argv=tuple(redact_argv(previous.argv)), hparams=redact_mapping(previous.hparams))
 
     series, sources, torch_memory = _metrics(run)
-    tail = run.output.tail if run.output else []
+    secrets = secrets_in(run.argv, run.environ)
+    tail = [scrub(line, secrets) for line in run.output.tail] if run.output else []
     nan_seen = (run.output.nan_seen if run.output else False) or any(
         not math.isfinite(v) for name, values in series.points.items() if "loss" in name for _, v in values)
     exit_info = classify_exit(run.exit_code, tail=tail, oom_killed=run.oom_killed, nan_seen=nan_seen)
@@ -106,7 +114,8 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     curve_image = _plot(place, run, curve) if curve else None
 
     record = RunRecord(
-        number=run.number, observed=run.observed, script=script_rel, argv=tuple(run.argv), cwd=str(run.cwd),
+        number=run.number, observed=run.observed, script=script_rel, argv=tuple(redact_argv(run.argv)),
+        cwd=str(run.cwd),
         started=run.started.isoformat(timespec="seconds"), duration_s=run.duration_s, exit_code=run.exit_code,
         exit_kind=exit_info.kind, hparams=hparams, metrics={m.name: m.final for m in summaries},
     )
@@ -124,6 +133,12 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
     return record
+
+
+def _redact_defaults(defaults: dict[str, ArgDefault]) -> dict[str, ArgDefault]:
+    """The script's argparse defaults, a secret one (``default="hf_…"``, or any default of ``--token``) redacted."""
+    return {dest: replace(arg, default=REDACTED) if arg.default is not None and looks_secret(dest, arg.default)
+            else arg for dest, arg in defaults.items()}
 
 
 def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int]]:
@@ -204,7 +219,8 @@ def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str
             if result.returncode != 0 or not drawn.is_file():
                 log.info("no plot for run %d (matplotlib missing?): %s", run.number, result.stderr.strip()[-200:])
                 return None
-            write_beneath(place.workspace, out, drawn.read_bytes(), make_parents=True)
+            write_beneath(place.workspace, out, drawn.read_bytes(), mode=asset_mode(place.notebook),
+                          exact_mode=True, make_parents=True)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("no plot for run %d: %s", run.number, exc)
         return None
@@ -217,16 +233,31 @@ def code_state(place: RunPlace, cwd: Path, *, number: int | None) -> GitState | 
     info = git_state(cwd, exclude=(place.notebook, place.assets))  # the notebook is not the code
     if info is None:
         return None
+    if isinstance(info, GitSkipped):
+        log.warning("git state skipped: %s", info.reason)
+        return GitState(commit=None, branch=None, dirty=False, files=(), patch_asset=None, skipped=info.reason)
     patch_asset = None
     if info.patch and number is not None:
         patch = place.assets / f"run-{number}.patch"
         try:
-            write_beneath(place.workspace, patch, info.patch, make_parents=True)  # no link followed
+            write_beneath(place.workspace, patch, info.patch, mode=asset_mode(place.notebook), exact_mode=True,
+                          make_parents=True)  # no link followed
             patch_asset = patch.relative_to(place.notebook.parent).as_posix()
         except OSError as exc:
             log.warning("could not save the uncommitted diff: %s", exc)
     return GitState(commit=info.commit, branch=info.branch, dirty=info.dirty, files=info.files,
-                    patch_asset=patch_asset)
+                    patch_asset=patch_asset, withheld=info.withheld, left_out=info.left_out,
+                    omitted=info.untracked_omitted)
+
+
+def asset_mode(notebook: Path) -> int:
+    """The mode of a run's files beside the notebook (patch, plot, a kept section): 0600, or the notebook's own
+    permissions where they are wider — what the notebook lets others read, its assets let them read too; never
+    more. A notebook not yet written counts as 0600."""
+    try:
+        return (os.stat(notebook).st_mode & 0o666) | 0o600
+    except OSError:
+        return 0o600
 
 
 def _edits_since(place: RunPlace, previous: RunRecord | None, started: datetime) -> list[SaveRecord] | None:
@@ -248,7 +279,8 @@ def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
         kept = layout.kept_section(place.workspace, number)
         try:
             runs.make_run_dir(number)
-            write_beneath(place.workspace, kept, section.encode("utf-8", errors="replace"))
+            write_beneath(place.workspace, kept, section.encode("utf-8", errors="replace"),
+                          mode=asset_mode(place.notebook), exact_mode=True)
             where = f"kept in {kept}"
         except OSError as exc:
             where = f"lost ({exc})"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.runs.record import GitState
+from devagent.core.runs.secrets import redact_argv
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.place import RunPlace
@@ -90,7 +91,7 @@ class RunObserver:
                 self._ignored.add((pid, ticks))
                 continue
             self.following[pid] = found
-            log.info("following an unwrapped run: pid %d, %s", pid, " ".join(found.argv))
+            log.info("following an unwrapped run: pid %d, %s", pid, " ".join(redact_argv(found.argv)))
         return finished
 
     def _pids(self) -> dict[int, tuple[int, int]]:
@@ -148,7 +149,7 @@ class RunObserver:
             with contextlib.suppress(OSError):
                 self.runs.make_run_dir(number)  # no link followed on the way
                 lab_file.rename(layout.run_lab_file(self.place.workspace, number))
-        log.info("observed run %d ended: %s", number, " ".join(run.argv))
+        log.info("observed run %d ended: %s", number, " ".join(redact_argv(run.argv)))
         return number
 
 

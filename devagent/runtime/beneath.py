@@ -74,16 +74,19 @@ def make_dirs_beneath(root: Path, path: Path, *, dir_mode: int = 0o755) -> None:
         os.close(folder)
 
 
-def write_beneath(root: Path, path: Path, data: bytes, *, mode: int = 0o644, make_parents: bool = False,
-                  exclusive: bool = False) -> None:
+def write_beneath(root: Path, path: Path, data: bytes, *, mode: int = 0o644, exact_mode: bool = False,
+                  make_parents: bool = False, exclusive: bool = False) -> None:
     """Write DATA as the whole content of the file PATH below ROOT (created with MODE, else truncated), following
-    no link (see ``open_beneath``). EXCLUSIVE: the file must not exist yet (``FileExistsError`` otherwise, also
-    when a link stands there)."""
+    no link (see ``open_beneath``). EXACT_MODE: the file gets exactly MODE, whatever the umask or its mode before
+    (fchmod on the opened file). EXCLUSIVE: the file must not exist yet (``FileExistsError`` otherwise, also when a
+    link stands there)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
     folder, name = _walk(root, path, make_parents=make_parents, dir_mode=0o755)
     try:
         fd = _open_file(folder, name, path, flags, mode)
         try:
+            if exact_mode:
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

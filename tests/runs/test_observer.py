@@ -62,3 +62,26 @@ def test_a_python_run_of_a_watched_script_gets_an_observed_section(workspace: Pa
     assert "| `lr` | `0.1` | **`0.5`** |" in text
     duration = next(line for line in text.splitlines() if line.startswith("| duration |"))
     assert "1." in duration or "2." in duration  # about the 1.5 s the script slept
+
+
+def test_an_observed_run_records_no_secret_of_its_command_line_environment_or_files(
+        workspace: Path, caplog: pytest.LogCaptureFixture) -> None:
+    token = "hf_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"  # noqa: S105 - a made-up token, to be kept out
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=workspace, check=True)
+    subprocess.run([*git, "add", "train.py"], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=workspace, check=True)
+    (workspace / ".env").write_text("WANDB_API_KEY=0123456789abcdef0123\n")
+    place = RunPlace(workspace, workspace / "lab-notebook.md")
+    observer = RunObserver(place, is_watched=SaveHandler(None, root=workspace).is_watched)  # type: ignore[arg-type]
+    caplog.set_level("INFO", logger="devagent.observer")
+    run = subprocess.Popen([sys.executable, "train.py", f"--token={token}", "--lr", "0.5"], cwd=workspace,
+                           env={**env_without_run(), "TORCH_DB_PWD": "db-pwd-value"})
+    assert observe_until_done(observer, [run]) == [1]
+    text = place.notebook.read_text()
+    assert "--token=‹redacted›" in text and "`TORCH_DB_PWD=‹redacted›`" in text
+    assert "- `.env` +1/−0 · not in the patch: looks like a secret" in text
+    journal = (workspace / ".devagent" / "runs.jsonl").read_text()
+    for secret in (token, "db-pwd-value"):
+        assert secret not in text and secret not in journal and secret not in caplog.text
+    assert "--token=‹redacted›" in caplog.text  # the agent's log names the run without its secrets

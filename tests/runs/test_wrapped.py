@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -281,3 +282,120 @@ def test_run_summaries_import_neither_the_agent_nor_the_host_side_nor_heavy_libr
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=Path(__file__).parents[2])
     assert result.stdout == "['core', 'errors', 'runs', 'runtime'] []\n"
+
+
+# Issue 10, item 7: each example of the issue, verbatim in kind. None may reach the notebook, its assets or
+# .devagent/ — wherever the run section, the patch, the plot and the runs journal are written.
+HF_TOKEN = "hf_AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"  # noqa: S105 - a made-up token, to be kept out
+SECRET_ARGV = [f"--token={HF_TOKEN}", "--api-key", "X-api-key-value", "--password", "pw-value-1",
+               "--db", "postgres://bob:Sup3r-db-pw@db.internal/x"]
+SECRET_ENV = {"NCCL_IB_PASSWD2": "nccl-pw-value", "TORCH_HUB_PASS": "hub-pass-value", "TORCH_DB_PWD": "db-pwd-value",
+              "MASTER_ADDR": "user:pw@h", "TORCH_X": "q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4",
+              "HF_TOKEN": "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"}
+SECRET_FILES = {
+    ".env": "HF_TOKEN=hf_EnvFileTokenAbCdEfGhIjKlMnOpQrSt\n",
+    "credentials.json": '{"client_secret": "credentials-json-value"}\n',
+    "id_rsa": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n"
+               "-----END OPENSSH PRIVATE KEY-----\n"),
+    "tls.key": "tls-key-value\n",
+    "notes.md": "push with ghp_NotesFileA1b2C3d4E5f6G7h8I9j0 later\n",  # found by its content
+}
+SECRET_STRINGS = [HF_TOKEN, "X-api-key-value", "pw-value-1", "Sup3r-db-pw", *SECRET_ENV.values(),
+                  "hf_EnvFileToken", "credentials-json-value", "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU", "tls-key-value",
+                  "ghp_NotesFile"]
+PRINTS_ITS_ARGS = textwrap.dedent("""\
+    import argparse, os
+    p = argparse.ArgumentParser()
+    p.add_argument("--token"); p.add_argument("--api-key"); p.add_argument("--password"); p.add_argument("--db")
+    p.add_argument("--lr", type=float, default=1e-3)
+    args = p.parse_args()
+    print(vars(args), os.environ["HF_TOKEN"], os.environ["MASTER_ADDR"])  # what training scripts do
+    print("loss=0.5")
+""")
+
+
+def written_by_devagent(workspace: Path) -> dict[str, bytes]:
+    roots = [workspace / "lab-notebook.md", workspace / "lab-notebook.assets", workspace / ".devagent"]
+    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
+    return {p.relative_to(workspace).as_posix(): p.read_bytes() for p in files}
+
+
+def git_init(workspace: Path, *tracked: str) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=workspace, check=True)
+    subprocess.run([*git, "add", *tracked], cwd=workspace, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=workspace, check=True)
+
+
+def test_secrets_never_reach_the_notebook_its_assets_or_the_state_folder(workspace: Path) -> None:
+    (workspace / "train.py").write_text(PRINTS_ITS_ARGS)
+    git_init(workspace, "train.py")
+    (workspace / "train.py").write_text(PRINTS_ITS_ARGS.replace("default=1e-3", "default=3e-4"))
+    for name, content in SECRET_FILES.items():
+        (workspace / name).write_text(content)
+    (workspace / "model.py").write_text("hidden = 128\n")
+
+    result = subprocess.run([sys.executable, "-m", "devagent", "run", "--", sys.executable, "train.py", *SECRET_ARGV],
+                            cwd=workspace, capture_output=True, timeout=120, check=False, env={**_env(), **SECRET_ENV})
+
+    assert result.returncode == 0, result.stderr.decode()
+    assert HF_TOKEN.encode() in result.stdout  # the command's own output passes through untouched
+    written = written_by_devagent(workspace)
+    assert {"lab-notebook.md", "lab-notebook.assets/run-1.patch", ".devagent/runs.jsonl"} <= set(written)
+    for name, content in written.items():
+        for secret in SECRET_STRINGS:
+            assert secret.encode() not in content, (secret, name)
+    [section] = sections(workspace)
+    assert ("| command | `" + f"{sys.executable} train.py --token=‹redacted› --api-key ‹redacted› --password "
+            "‹redacted› --db ‹redacted›` |") in section
+    assert row(section, "token") == ["`token`", "—", "**`‹redacted›`**"]
+    assert row(section, "api_key") == ["`api_key`", "—", "**`‹redacted›`**"]
+    assert row(section, "lr") == ["`lr`", "`3e-4`", "`3e-4`"]
+    for name in ("NCCL_IB_PASSWD2", "TORCH_HUB_PASS", "TORCH_DB_PWD", "MASTER_ADDR", "TORCH_X"):
+        assert f"`{name}=‹redacted›`" in section
+    assert "- `train.py` +1/−1\n" in section and "- `model.py` +1/−0\n" in section
+    for name in SECRET_FILES:
+        assert f"- `{name}` +" in section and f"`{name}` +" in section.split("withheld from the patch")[0]
+    assert "withheld from the patch, as they look like secrets: " in section
+    patch = (workspace / "lab-notebook.assets" / "run-1.patch").read_text()
+    assert patch.count("diff --git") == 2 and "+hidden = 128" in patch  # train.py and model.py
+    [record] = RunLog(workspace).records()
+    assert (record.hparams["token"], record.argv[2]) == ("‹redacted›", "--token=‹redacted›")
+
+
+def test_run_assets_are_private_unless_the_notebook_is_shared(workspace: Path) -> None:
+    git_init(workspace, "train.py")
+    (workspace / "train.py").write_text(TRAIN.replace("default=3)", "default=2)"))
+    assert run(workspace, sys.executable, "train.py").returncode == 0
+    assets = workspace / "lab-notebook.assets"
+    first = {p.name: stat.S_IMODE(p.stat().st_mode) for p in assets.iterdir()}
+    assert first == {"run-1.patch": 0o600, "run-1-loss.png": 0o600}  # no notebook yet to take a mode from
+
+    (workspace / "lab-notebook.md").chmod(0o640)  # the team may read the notebook: and its assets
+    assert run(workspace, sys.executable, "train.py").returncode == 0
+    second = {p.name: stat.S_IMODE(p.stat().st_mode) for p in assets.iterdir() if p.name.startswith("run-2")}
+    assert second == {"run-2.patch": 0o640, "run-2-loss.png": 0o640}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another uid")
+def test_a_git_folder_planted_above_the_workspace_is_not_read_and_the_section_says_why(tmp_path: Path) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir(mode=0o1777)
+    subprocess.run(["git", "init", "-q", str(shared)], check=True)
+    marker = tmp_path / "marker"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\necho ran >> {marker}\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(shared), "config", "core.fsmonitor", str(hook)], check=True)
+    for path in [shared / ".git", *(shared / ".git").rglob("*")]:
+        os.lchown(path, 12345, 12345)
+    workspace = shared / "work"
+    workspace.mkdir()
+    (workspace / "train.py").write_text(TRAIN)
+
+    assert run(workspace, sys.executable, "train.py", "--epochs", "1").returncode == 0
+
+    [section] = sections(workspace)
+    assert f"### Code\n\ngit state skipped: the repository at {shared} is owned by uid 12345, not you (uid 0)" \
+        in section.replace("\\", "")
+    assert not marker.exists()

@@ -15,13 +15,19 @@ from typing import Any
 class GitState:
     """The code as it was run: COMMIT and BRANCH (None when unknown or detached), whether the tree was DIRTY,
     the uncommitted FILES as (path, added, removed), and where the uncommitted diff was saved (relative to the
-    notebook's folder)."""
+    notebook's folder). Files in WITHHELD look like secrets and are not in the patch; files in LEFT_OUT did not
+    fit in it; OMITTED untracked files were neither listed nor diffed. SKIPPED says why a repository that was
+    found was not read (all else is then empty)."""
 
     commit: str | None
     branch: str | None
     dirty: bool
     files: tuple[tuple[str, int, int], ...]
     patch_asset: str | None
+    withheld: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
+    omitted: int = 0
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)

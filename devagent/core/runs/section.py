@@ -21,6 +21,7 @@ from devagent.core.runs.hparams import ArgDefault, effective_batch
 from devagent.core.runs.metrics import MetricSummary, format_number
 from devagent.core.runs.output import shorten
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.secrets import REDACTED
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def render_run(report: RunReport) -> str:
     """The run section: one notebook entry (starts with ``"\\n## "``, ends with exactly one ``"\\n"``)."""
     record = report.record
     run = f"run {record.number}" + (" (observed)" if record.observed else "")
-    what = record.script or shorten(shlex.join(record.argv), _HEADING_COMMAND) or "unknown command"
+    what = record.script or shorten(shell_join(record.argv), _HEADING_COMMAND) or "unknown command"
     title = heading(report.started_at, run, escape_heading(what), escape_heading(report.exit.label))
     blocks = [
         _facts(report),
@@ -89,11 +90,22 @@ def render_run(report: RunReport) -> str:
     return entry(title, "\n\n".join(block for block in blocks if block))
 
 
+def shell_join(argv: Sequence[str]) -> str:
+    """ARGV as a shell command line (``shlex.join``), with ``‹redacted›`` left unquoted where a secret was taken
+    out: it stands for a word, it is not one.
+
+    >>> shell_join(["python", "t.py", "--token=‹redacted›", "--name", "my run", "‹redacted›"])
+    "python t.py --token=‹redacted› --name 'my run' ‹redacted›"
+    """
+    return " ".join(REDACTED.join(shlex.quote(piece) if piece else "" for piece in word.split(REDACTED))
+                    if REDACTED in word else shlex.quote(word) for word in argv)
+
+
 def _facts(report: RunReport) -> str:
     record, exit_info = report.record, report.exit
     rows: list[list[str]] = []
     if record.argv:
-        rows.append(["command", code(shlex.join(record.argv))])
+        rows.append(["command", code(shell_join(record.argv))])
     if record.started:
         rows.append(["started", escape(record.started)])
     if record.duration_s is not None and math.isfinite(record.duration_s) and record.duration_s >= 0:
@@ -187,7 +199,7 @@ def _hyperparameters(report: RunReport) -> str:
         parts.append(hparams)
     if not report.defaults and record.script is not None:
         args = _script_args(record.argv, record.script)
-        parts.append(f"argv: {code(shlex.join(args))}" if args else "no arguments")
+        parts.append(f"argv: {code(shell_join(args))}" if args else "no arguments")
     gpus = report.gpu.gpus if report.gpu is not None else 0
     batch = effective_batch(record.hparams, gpus) if gpus > 1 else None
     if batch is not None:
@@ -202,7 +214,9 @@ def _hyperparameters(report: RunReport) -> str:
 def _code(report: RunReport) -> str:
     parts: list[str] = []
     git = report.git
-    if git is not None:
+    if git is not None and git.skipped:
+        parts.append("git state skipped: " + escape(git.skipped))
+    elif git is not None:
         line = "git " + (code(git.commit[:7]) if git.commit else "(no commit yet)")
         if git.branch:
             line += " on " + code(git.branch)
@@ -219,16 +233,45 @@ def _code(report: RunReport) -> str:
             line += ", clean"
         parts.append(line)
         if git.dirty and git.files:
-            listed = [f"- {code(path)} +{a}/−{r}" for path, a, r in git.files[:_MAX_FILES_LISTED]]
+            marks = {**dict.fromkeys(git.left_out, " · not in the patch: too big"),
+                     **dict.fromkeys(git.withheld, " · not in the patch: looks like a secret")}
+            listed = [f"- {code(path)} +{a}/−{r}{marks.get(path, '')}" for path, a, r in git.files[:_MAX_FILES_LISTED]]
             if len(git.files) > _MAX_FILES_LISTED:
                 listed.append(f"- … and {len(git.files) - _MAX_FILES_LISTED} more")
             parts.append("\n".join(listed))
+        parts.extend(_patch_notes(git))
     if report.edits_since is not None:
         since = f"edits since run {report.previous.number}" if report.previous else "edits before this run"
         parts.append(f"{since}: {escape(render_edits_since(report.edits_since))}")
     if not parts:
         return ""
     return "### Code\n\n" + "\n\n".join(parts)
+
+
+def _patch_notes(git: GitState) -> list[str]:
+    """What the patch leaves out, and why: files that look like secrets (listed, never copied), files too big for
+    it, untracked files beyond the number read.
+
+    >>> print("\\n".join(_patch_notes(GitState("abc", None, True, (), "p", withheld=(".env", "id_rsa"),
+    ...                                        left_out=("w.bin",), omitted=3))))
+    withheld from the patch, as they look like secrets: `.env`, `id_rsa`
+    left out of the patch, as they are too big for it: `w.bin`
+    3 more untracked files neither listed nor in the patch
+    """
+    notes = []
+    if git.withheld:
+        notes.append("withheld from the patch, as they look like secrets: " + _names(git.withheld))
+    if git.left_out:
+        notes.append("left out of the patch, as they are too big for it: " + _names(git.left_out))
+    if git.omitted:
+        notes.append(f"{git.omitted} more untracked file{'s' if git.omitted != 1 else ''} neither listed nor in the "
+                     "patch")
+    return notes
+
+
+def _names(paths: Sequence[str], shown: int = 10) -> str:
+    names = ", ".join(code(path) for path in paths[:shown])
+    return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def _metrics(report: RunReport) -> str:

@@ -208,6 +208,27 @@ class TestRenderRun:
         assert "3.0 GiB peak on the GPU, sampled by NVML over the run's processes." in text
         assert MEMORY_EXPLANATION not in text
 
+    def test_a_repository_that_is_not_ours_says_why_its_state_is_missing(self) -> None:
+        report = full_report()
+        reason = "the repository at /tmp is owned by uid 1234, not you (uid 1000)"
+        text = render_run(RunReport(**{**report.__dict__, "git": GitState(None, None, False, (), None,
+                                                                          skipped=reason)}))
+        code = text[text.index("### Code"):text.index("### Metrics")]
+        assert code == ("### Code\n\ngit state skipped: the repository at /tmp is owned by uid 1234, not you "
+                        "(uid 1000)\n\nedits since run 2: train.py saved 2× (+4/−1)\n\n")
+
+    def test_files_left_out_of_the_patch_are_marked_and_named(self) -> None:
+        report = full_report()
+        files = (("train.py", 1, 1), (".env", 2, 0), ("w.bin", 0, 0), *((f"f{i}.py", 1, 0) for i in range(20)))
+        git = GitState("abc1234", "main", True, files, "lab-notebook.assets/run-3.patch", withheld=(".env",),
+                       left_out=("w.bin", "f19.py"), omitted=1)
+        text = render_run(RunReport(**{**report.__dict__, "git": git}))
+        assert "- `train.py` +1/−1\n- `.env` +2/−0 · not in the patch: looks like a secret\n" in text
+        assert "- `w.bin` +0/−0 · not in the patch: too big\n" in text
+        assert "- … and 3 more\n\nwithheld from the patch, as they look like secrets: `.env`\n\n" in text
+        assert "left out of the patch, as they are too big for it: `w.bin`, `f19.py`\n\n" in text
+        assert "1 more untracked file neither listed nor in the patch\n\n" in text
+
     @given(st.lists(st.text()), st.text(), st.text())
     def test_any_values_give_an_entry(self, tail: list[str], script: str, label: str) -> None:
         report = full_report()
