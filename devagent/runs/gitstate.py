@@ -33,6 +33,7 @@ import os
 import re
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -136,28 +137,29 @@ class _Git:
         """The output of one call in pieces of at most 64 KiB, each the whole or a part of one line, so that it is
         never held whole; killed at the deadline. Raises _GitError at the end if git failed."""
         remaining = self.remaining()
-        try:
-            process = subprocess.Popen(self.command(args), cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        except OSError as exc:
-            raise _GitError(str(exc)) from exc
-        timer = threading.Timer(remaining, process.kill)
-        timer.start()
-        try:
-            assert process.stdout is not None and process.stderr is not None
-            while piece := process.stdout.readline(_READ_PIECE):
-                yield piece
-            # stderr is read after stdout: git says little there, far less than a pipe holds.
-            errors = process.stderr.read(64 * 1024)
-            returncode = process.wait()
-        finally:
-            timer.cancel()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            for pipe in (process.stdout, process.stderr):
-                if pipe is not None:
-                    pipe.close()
+        # stderr goes to a file: a pipe read only after stdout could fill (a warning per file) and stall git.
+        with tempfile.TemporaryFile() as stderr:
+            try:
+                process = subprocess.Popen(self.command(args), cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.PIPE, stderr=stderr)
+            except OSError as exc:
+                raise _GitError(str(exc)) from exc
+            timer = threading.Timer(remaining, process.kill)
+            timer.start()
+            try:
+                assert process.stdout is not None
+                while piece := process.stdout.readline(_READ_PIECE):
+                    yield piece
+                returncode = process.wait()
+            finally:
+                timer.cancel()
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                if process.stdout is not None:
+                    process.stdout.close()
+            stderr.seek(0)
+            errors = stderr.read(64 * 1024)
         if returncode != 0:
             if returncode < 0:
                 raise _GitError(f"git {args[0]} ran out of time")

@@ -416,3 +416,12 @@ def test_a_binary_diff_past_the_cap_is_left_out_whole(tmp_path: Path, monkeypatc
     info = read(repo)
     assert info.left_out == ("w.bin",)
     assert b"GIT binary patch" not in info.patch and b"+b" in info.patch
+
+
+def test_a_warning_from_git_for_every_file_does_not_stall_the_diff(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path, {f"f{i:04}.txt": b"a\n" for i in range(1500)})
+    git(repo, "config", "core.autocrlf", "true")  # git warns about line endings, once per file, on stderr
+    for i in range(1500):
+        (repo / f"f{i:04}.txt").write_bytes(b"a\nb\n")
+    info = read(repo, timeout=60)
+    assert len(info.files) == 1500 and info.patch.count(b"diff --git") == 1500
