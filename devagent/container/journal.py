@@ -9,13 +9,20 @@ Layout, inside the workspace::
 
 A save counts only when the content changed since the last one recorded: ``touch`` and no-op saves give None.
 
+Files are read as devagent/runtime/bounded_read.py reads them: regular files only, opened without blocking and
+without following a link anywhere below the workspace (a link is refused, even to a file inside it: the file
+it names is watched under its own name). A file over MAX_SNAPSHOT_BYTES is journaled by its size and the sha256
+of its content, read in bounded chunks; no copy of it is kept and its lines are not counted. Anything else
+(a FIFO, a device, a socket, a link) raises ``Refused``, without a byte read. Snapshots are read and written
+the same way, so a link planted in ``.devagent/snapshots`` is neither followed nor written through.
+
 >>> from pathlib import Path; import tempfile; from datetime import datetime
 >>> ws = Path(tempfile.mkdtemp()); script = ws / "train.py"
 >>> _ = script.write_text("lr = 1e-3\\n"); j = Journal(ws); j.baseline(script)
 True
 >>> _ = script.write_text("lr = 3e-4\\nepochs = 10\\n")
 >>> j.record_save(script, datetime(2026, 11, 27, 14, 2))  # doctest: +ELLIPSIS
-SaveRecord(time='2026-11-27T14:02:00.000', path='train.py', sha256='...', lines_added=2, lines_removed=1)
+SaveRecord(time='2026-11-27T14:02:00.000', path='train.py', sha256='...', lines_added=2, lines_removed=1, size=None)
 >>> j.record_save(script, datetime(2026, 11, 27, 14, 3)) is None   # same content again
 True
 """
@@ -27,17 +34,22 @@ import difflib
 import hashlib
 import logging
 import os
+import stat
 import threading
+from collections import Counter
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 from devagent.runtime.append import locked_append
-from devagent.runtime.beneath import make_dirs_beneath, write_beneath
+from devagent.runtime.bounded_read import Content, Refused, open_below, open_folder_below, read_content
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
 logger = logging.getLogger("devagent.journal")
+
+MAX_SNAPSHOT_BYTES = 1 << 20  # a watched file larger than this is journaled by size and hash, not copied
+_LARGE = ".large"  # suffix of a snapshot's stand-in for a large file: "<sha256> <size>\n", not its content
 
 
 class Journal(SaveLog):
@@ -66,47 +78,53 @@ class Journal(SaveLog):
 
     def baseline(self, path: Path) -> bool:
         """Remember PATH's current content without recording a save, if nothing is known about it yet,
-        so that its first save counts only the lines that save changed. Returns True if it stored one."""
+        so that its first save counts only the lines that save changed. Returns True if it stored one.
+        Raises ``Refused`` for a file that is not read (a link, a FIFO, a device)."""
+        rel = self.relative(path)
         with self._lock:
-            rel = self.relative(path)
-            # Existence only: on a restart this runs for every watched file, and reading them all is waste.
-            if self._last_hash.get(rel) is not None or (self.snapshots_dir / _key(rel)).exists():
+            if self._known(rel):
                 return False
-            try:
-                content = Path(path).read_bytes()
-            except (FileNotFoundError, IsADirectoryError):
+        content = self._read(rel)  # outside the lock: a large file takes a while to hash
+        if content is None:
+            return False
+        with self._lock:
+            if self._known(rel):  # a save was recorded meanwhile: it is newer than what we read
                 return False
-            self._store_snapshot(rel, content, hashlib.sha256(content).hexdigest())
+            self._store_snapshot(rel, content)
             return True
 
     def record_save(self, path: Path, now: datetime) -> SaveRecord | None:
         """Record a save of PATH at NOW if its content changed since the last one; return the record, or None
-        (same content, or the file is gone). Raises ``OSError`` if the journal cannot be written."""
+        (same content, or the file is gone). Raises ``Refused`` for a file that is not read (a link, a FIFO, a
+        device: nothing is recorded) and ``OSError`` if the journal cannot be written."""
+        rel = self.relative(path)
+        content = self._read(rel)  # outside the lock, which `move` and the baseline also take
+        if content is None:
+            return None
         with self._lock:
-            rel = self.relative(path)
-            try:
-                content = Path(path).read_bytes()
-            except (FileNotFoundError, IsADirectoryError):
-                return None
-            digest = hashlib.sha256(content).hexdigest()
+            digest = content.sha256
             previous_hash, previous = self._previous(rel)
             if digest == previous_hash:
                 return None
-            added, removed = count_changed_lines(previous or b"", content)
+            if content.data is None:  # too large to keep: neither copied nor diffed
+                added = removed = 0
+            else:
+                added, removed = count_changed_lines(previous or b"", content.data)
             record = SaveRecord(
                 time=now.isoformat(timespec="milliseconds"),
                 path=rel,
                 sha256=digest,
                 lines_added=added,
                 lines_removed=removed,
+                size=content.size if content.data is None else None,
             )
-            self.prepare()
+            prepare_workspace_state(self.workspace)  # not the snapshots folder: a save is recorded without it
             locked_append(self.path, (record.to_json() + "\n").encode("utf-8"), root=self.workspace)
             self._refresh()  # reads our line back, after any line another process appended before it
             # After the record: if the snapshot cannot be written, the next save diffs against an older one
             # (its +/− are too large) but no save is lost or counted twice.
             try:
-                self._store_snapshot(rel, content, digest)
+                self._store_snapshot(rel, content)
             except OSError as exc:
                 self._last_hash[rel] = digest
                 logger.warning("save journal: could not keep a snapshot of %s (%s)", rel, exc.strerror or exc)
@@ -120,10 +138,25 @@ class Journal(SaveLog):
         with self._lock:
             src_rel, dest_rel = self.relative(src), self.relative(dest)
             try:
-                os.replace(self.snapshots_dir / _key(src_rel), self.snapshots_dir / _key(dest_rel))
+                folder = self._snapshots_fd()
             except FileNotFoundError:
                 return
-            self._last_hash[dest_rel] = self._last_hash.pop(src_rel, None)
+            try:
+                moved = False
+                for suffix, other in (("", _LARGE), (_LARGE, "")):
+                    try:
+                        os.replace(_key(src_rel) + suffix, _key(dest_rel) + suffix, src_dir_fd=folder,
+                                   dst_dir_fd=folder)
+                    except FileNotFoundError:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):  # DEST's stand-in of the other kind is stale
+                        os.unlink(_key(dest_rel) + other, dir_fd=folder)
+                    moved = True
+                    break
+            finally:
+                os.close(folder)
+            if moved:
+                self._last_hash[dest_rel] = self._last_hash.pop(src_rel, None)
 
     def prune_snapshots(self, keep: set[str], *, older_than: float) -> int:
         """Delete snapshots of files not in KEEP (relative paths) last written before OLDER_THAN (a
@@ -132,45 +165,108 @@ class Journal(SaveLog):
         removed = 0
         with self._lock:
             try:
-                entries = list(os.scandir(self.snapshots_dir))
-            except FileNotFoundError:
+                folder = self._snapshots_fd()
+            except (FileNotFoundError, Refused):  # a planted link: nothing of ours to prune, nothing deleted
                 return 0
-            for item in entries:
-                if item.name in keys or not item.is_file():
-                    continue
-                with contextlib.suppress(FileNotFoundError):
-                    if item.stat().st_mtime < older_than:
-                        os.unlink(item.path)
-                        removed += 1
+            try:
+                for name in os.listdir(folder):
+                    if name.removesuffix(_LARGE) in keys:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode) and st.st_mtime < older_than:
+                            os.unlink(name, dir_fd=folder)
+                            removed += 1
+            finally:
+                os.close(folder)
             self._last_hash = {rel: h for rel, h in self._last_hash.items() if rel in keep}
         return removed
 
-    def _previous(self, rel: str) -> tuple[str | None, bytes | None]:
-        """The last content seen of REL and its hash, from the snapshot (which survives restarts)."""
+    def _read(self, rel: str) -> Content | None:
+        """REL's content (only its size and hash when it is large), or None when there is no file at REL."""
         try:
-            content = (self.snapshots_dir / _key(rel)).read_bytes()
-        except FileNotFoundError:
-            return self._last_hash.get(rel), None
-        digest = self._last_hash.get(rel) or hashlib.sha256(content).hexdigest()
-        return digest, content
+            fd = open_below(self.workspace, rel)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        try:
+            return read_content(fd, limit=MAX_SNAPSHOT_BYTES)
+        finally:
+            os.close(fd)
 
-    def _store_snapshot(self, rel: str, content: bytes, digest: str) -> None:
-        self.prepare()
-        target = self.snapshots_dir / _key(rel)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        write_beneath(self.workspace, tmp, content)  # no link followed (devagent/runtime/beneath.py)
-        os.replace(tmp, target)  # whole or not at all; a link standing at TARGET is replaced, not followed
-        self._last_hash[rel] = digest
+    def _known(self, rel: str) -> bool:
+        # Existence only: on a restart the baseline asks this for every watched file, and reading them is waste.
+        if self._last_hash.get(rel) is not None:
+            return True
+        return any(os.path.lexists(self.snapshots_dir / (_key(rel) + suffix)) for suffix in ("", _LARGE))
+
+    def _previous(self, rel: str) -> tuple[str | None, bytes | None]:
+        """The last content seen of REL and its hash, from the snapshot (which survives restarts); for a large
+        file only its hash, from the snapshot's stand-in. A snapshot that is not what the journal writes (a
+        link, a FIFO, too large) counts as none."""
+        snapshot = self._read_snapshot(rel, "", MAX_SNAPSHOT_BYTES)
+        if snapshot is not None:
+            return self._last_hash.get(rel) or hashlib.sha256(snapshot).hexdigest(), snapshot
+        stand_in = self._read_snapshot(rel, _LARGE, 200)
+        if stand_in is not None:
+            digest = stand_in.split(b" ", 1)[0].decode("ascii", errors="replace")
+            return self._last_hash.get(rel) or digest, None
+        return self._last_hash.get(rel), None
+
+    def _read_snapshot(self, rel: str, suffix: str, limit: int) -> bytes | None:
+        try:
+            fd = open_below(self.workspace, f"{layout.SNAPSHOTS}/{_key(rel)}{suffix}")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except (Refused, IsADirectoryError) as exc:
+            logger.warning("save journal: ignoring the snapshot of %s: %s is %s", rel, exc.filename, exc.strerror)
+            return None
+        try:
+            return read_content(fd, limit=limit).data
+        finally:
+            os.close(fd)
+
+    def _store_snapshot(self, rel: str, content: Content) -> None:
+        """Keep CONTENT as REL's last one: a copy, or for a large file a stand-in with its hash and size. Written
+        under a fresh name (``O_EXCL``: never through a link planted there) and renamed over the old one."""
+        name = _key(rel)
+        keep, stale = (name, name + _LARGE) if content.data is not None else (name + _LARGE, name)
+        data = content.data if content.data is not None else f"{content.sha256} {content.size}\n".encode()
+        prepare_workspace_state(self.workspace)
+        folder = self._snapshots_fd(create=True)
+        try:
+            tmp = f".{keep}.{os.getpid()}.{threading.get_ident()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, keep, src_dir_fd=folder, dst_dir_fd=folder)  # whole or not at all
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp, dir_fd=folder)
+                raise
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale, dir_fd=folder)
+        finally:
+            os.close(folder)
+        self._last_hash[rel] = content.sha256
+
+    def _snapshots_fd(self, *, create: bool = False) -> int:
+        return open_folder_below(self.workspace, layout.SNAPSHOTS, create=create)
 
     def prepare(self) -> None:
-        """Create ``.devagent/`` (with a ``.gitignore``) and its snapshots folder if they are missing. Raises
-        ``OSError`` (``UnsafePathError``) when ``.devagent`` is not this user's own or a link stands in the way."""
+        """Create ``.devagent/`` (with a ``.gitignore``) and its snapshots folder if they are missing; a link in
+        their place is refused (``Refused``), not followed."""
         prepare_workspace_state(self.workspace)
-        make_dirs_beneath(self.workspace, self.snapshots_dir)
+        os.close(self._snapshots_fd(create=True))
+
+
+_MAX_MATCH_PAIRS = 500_000  # pairs of equal lines the matcher may compare: about a tenth of a second
 
 
 def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
-    """Lines added and removed between two contents, as ``git diff --numstat`` counts them.
+    """Lines added and removed between two contents, as ``git diff --numstat`` counts them (on very repetitive
+    text, where that would take long, from how often each line occurs: a line that only moved is not counted).
 
     >>> count_changed_lines(b"a\\nb\\nc\\n", b"a\\nB\\nc\\nd\\n")
     (2, 1)
@@ -186,6 +282,11 @@ def count_changed_lines(before: bytes, after: bytes) -> tuple[int, int]:
     while tail < min(len(old), len(new)) - head and old[-1 - tail] == new[-1 - tail]:
         tail += 1
     old, new = old[head : len(old) - tail], new[head : len(new) - tail]
+    old_counts, new_counts = Counter(old), Counter(new)
+    if sum(n * new_counts[line] for line, n in old_counts.items()) > _MAX_MATCH_PAIRS:
+        # Repetitive text the matcher would take minutes on (its cost grows with the pairs of equal lines):
+        # compare how often each line occurs instead, which misses only lines that moved.
+        return sum((new_counts - old_counts).values()), sum((old_counts - new_counts).values())
     added = removed = 0
     # autojunk=False: the heuristic treats frequent lines (blank lines in code) as junk and overcounts.
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():

@@ -71,7 +71,8 @@ class SaveRecord:
     """One save of a watched file, as the journal keeps it.
 
     ``path`` is relative to the workspace with ``/`` separators; ``time`` is ISO-8601;
-    ``lines_added``/``lines_removed`` compare with the content at the previous save.
+    ``lines_added``/``lines_removed`` compare with the content at the previous save. ``size`` is set (in bytes)
+    only for a file too large to keep a copy of: its lines were not counted (both are 0).
     """
 
     time: str
@@ -79,10 +80,14 @@ class SaveRecord:
     sha256: str
     lines_added: int
     lines_removed: int
+    size: int | None = None
 
     def to_json(self) -> str:
-        """One line of JSON without a newline."""
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        """One line of JSON without a newline (without ``size`` when it is not set)."""
+        data = asdict(self)
+        if self.size is None:
+            del data["size"]
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> SaveRecord:
@@ -93,6 +98,7 @@ class SaveRecord:
             sha256=str(data["sha256"]),
             lines_added=int(data["lines_added"]),
             lines_removed=int(data["lines_removed"]),
+            size=int(data["size"]) if data.get("size") is not None else None,
         )
 
 
@@ -184,17 +190,26 @@ def render_edits_since(saves: Iterable[SaveRecord]) -> str:
     >>> render_edits_since([SaveRecord("t1", "train.py", "a", 3, 1), SaveRecord("t2", "model.py", "b", 1, 0),
     ...                     SaveRecord("t3", "train.py", "c", 1, 1)])
     'train.py saved 2× (+4/−2), model.py saved 1× (+1/−0)'
+    >>> render_edits_since([SaveRecord("t1", "data.py", "a", 0, 0, size=5 << 30)])
+    'data.py saved 1× (too large to count lines)'
     >>> render_edits_since([])
     'no saves'
     """
     totals: dict[str, list[int]] = {}
     for save in saves:
-        count_added_removed = totals.setdefault(save.path, [0, 0, 0])
-        count_added_removed[0] += 1
-        count_added_removed[1] += save.lines_added
-        count_added_removed[2] += save.lines_removed
+        count_added_removed_large = totals.setdefault(save.path, [0, 0, 0, 0])
+        count_added_removed_large[0] += 1
+        count_added_removed_large[1] += save.lines_added
+        count_added_removed_large[2] += save.lines_removed
+        count_added_removed_large[3] += save.size is not None
     if not totals:
         return "no saves"
-    return ", ".join(
-        f"{path} saved {n}× (+{added}/−{removed})" for path, (n, added, removed) in totals.items()
-    )
+    return ", ".join(f"{path} saved {n}× ({_line_counts(n, added, removed, large)})"
+                     for path, (n, added, removed, large) in totals.items())
+
+
+def _line_counts(saves: int, added: int, removed: int, large: int) -> str:
+    if large == saves:
+        return "too large to count lines"
+    counts = f"+{added}/−{removed}"
+    return f"{counts}; {large} of them too large to count lines" if large else counts
