@@ -14,6 +14,12 @@ Editors' temporary names are ignored, events for one path within ``debounce`` se
 trailing edge, and the check is by content hash in the journal, so ``touch`` and ``python x.py`` (open
 and close without writing) record nothing. The watcher only writes the journal, never the notebook.
 
+What it costs, whatever the workspace holds: inotify watches only the folders that can hold a watched file
+(container/inotify.py: none in excluded folders such as ``data/`` or ``.venv``, none through links); polling
+never lists excluded folders or follows links, and polls less often when one pass over the tree takes long; the
+journal reads only regular files, without following links, with a size cap (container/journal.py). A file it
+will not read (``z.py -> /dev/zero``, a FIFO) is skipped with one log line, and other saves go on being recorded.
+
 >>> from pathlib import Path; import tempfile
 >>> from devagent.container.journal import Journal
 >>> ws = Path(tempfile.mkdtemp())
@@ -33,7 +39,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 from watchdog.events import (
     FileClosedEvent,
@@ -44,12 +52,14 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserverVFS
+from watchdog.observers.polling import PollingEmitter
 
+from devagent.container.inotify import FileEvents, InotifyTree
 from devagent.container.journal import Journal
 from devagent.core import layout
 from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
+from devagent.runtime.bounded_read import Refused
 
 logger = logging.getLogger("devagent.watcher")
 
@@ -134,6 +144,7 @@ class SaveHandler(FileSystemEventHandler):
         self.polling = polling
         self.on_save = on_save
         self._deadlines: dict[str, float] = {}  # path -> when to check it
+        self._refused: dict[str, str] = {}  # path -> why it was last skipped (logged once, until that changes)
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
         self._stopping = False
@@ -222,9 +233,18 @@ class SaveHandler(FileSystemEventHandler):
         """Ask the journal whether PATH changed; never raises for a file or disk problem (it logs)."""
         try:
             record = self.journal.record_save(Path(path), self.now())
+        except Refused as exc:  # z.py -> /dev/zero, a FIFO: one line, then on with the other saves
+            reason = exc.strerror or str(exc)
+            if self._refused.get(path) != reason:
+                if len(self._refused) >= 1000:
+                    self._refused.clear()
+                self._refused[path] = reason
+                logger.warning("save watcher: skipped %s: %s", path, reason)
+            return None
         except (OSError, ValueError) as exc:
             logger.warning("could not record a save of %s: %s", path, exc)
             return None
+        self._refused.pop(path, None)
         if record is not None:
             logger.debug("save: %s (+%d/−%d)", record.path, record.lines_added, record.lines_removed)
             if self.on_save is not None:
@@ -270,10 +290,16 @@ class SaveHandler(FileSystemEventHandler):
                 logger.exception("save check failed")
 
 
+class _Observer(Protocol):
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
 class Watcher:
     """A running watcher: ``mode`` is ``"inotify"`` or ``"polling"``; ``stop()`` ends it."""
 
-    def __init__(self, observer: BaseObserver, handler: SaveHandler, mode: str) -> None:
+    def __init__(self, observer: _Observer, handler: SaveHandler, mode: str) -> None:
         self.observer = observer
         self.handler = handler
         self.mode = mode
@@ -302,6 +328,7 @@ def start_watcher(
 
     ``polling=None`` uses inotify and falls back to polling (logged) when inotify is unavailable or out of
     watches; ``True`` forces polling (network mounts, where inotify sees nothing); ``False`` forces inotify.
+    Polling waits ``poll_interval`` between passes, or longer when a pass takes long (``poll_delay``).
     With ``baseline``, a background thread remembers the current content of every watched file the journal has
     not seen, so that a first save counts only the lines it changed (``Watcher.baseline_done`` is set after).
     """
@@ -346,9 +373,9 @@ def start_watcher(
             )
     if watcher is None:
         handler = make_handler(True)
-        observer = PollingObserverVFS(
-            os.stat, _scandir_without(frozenset(exclude)), polling_interval=poll_interval
-        )
+        # lstat: a link is looked at, never through (as the journal reads, and as inotify watches).
+        emitter = partial(AdaptivePollingEmitter, stat=os.lstat, listdir=_scandir_without(frozenset(exclude)))
+        observer = BaseObserver(emitter, timeout=poll_interval)  # type: ignore[arg-type]
         observer.schedule(handler, str(root), recursive=True)
         observer.start()
         watcher = Watcher(observer, handler, "polling")
@@ -363,31 +390,67 @@ def start_watcher(
     return watcher
 
 
-def _start_inotify(root: Path, handler: SaveHandler) -> BaseObserver:
-    # Imported here: on a system without inotify the import itself may fail, and that means "poll".
-    try:
-        from watchdog.observers.inotify import InotifyObserver
-    except ImportError as exc:
-        raise OSError(errno.ENOSYS, f"inotify unavailable: {exc}") from exc
-    # generate_full_events: a file moved in from outside the tree arrives as a move with an empty source
-    # (not a creation), so "moved onto the path" covers it too.
-    observer = InotifyObserver(generate_full_events=True)
-    try:
-        observer.schedule(handler, str(root), recursive=True)
-        observer.start()  # adds the watches, one per folder: ENOSPC here when the limit is reached
-    except BaseException:
-        _stop_quietly(observer)
-        raise
-    return observer
+class _ToHandler(FileEvents):
+    """InotifyTree's reports as the watchdog events SaveHandler takes (the ones watchdog's inotify would give)."""
+
+    def __init__(self, handler: SaveHandler) -> None:
+        self.handler = handler
+
+    def closed(self, path: str) -> None:
+        self.handler.dispatch(FileClosedEvent(path))
+
+    def created(self, path: str) -> None:
+        self.handler.dispatch(FileCreatedEvent(path))
+
+    def moved(self, src: str, dest: str) -> None:
+        self.handler.dispatch(FileMovedEvent(src, dest))
 
 
-def _stop_quietly(observer: BaseObserver) -> None:
-    try:
-        observer.stop()
-        if observer.is_alive():
-            observer.join()
-    except Exception:  # cleanup after a failed start; the original error matters
-        logger.debug("stopping a failed inotify observer", exc_info=True)
+def _start_inotify(root: Path, handler: SaveHandler) -> InotifyTree:
+    # A file moved in from outside the tree arrives as a move with an empty source (not a creation), so "moved
+    # onto the path" covers it too. start() adds the watches, one per folder that is not excluded: ENOSPC when
+    # the limit is reached (having closed what it opened).
+    tree = InotifyTree(str(root), _ToHandler(handler), exclude_dirs=handler.exclude_dirs)
+    tree.start()
+    return tree
+
+
+POLL_COST_SHARE = 0.05  # polling may keep one core busy for at most this share of the time
+MAX_POLL_INTERVAL = 60.0
+
+
+def poll_delay(interval: float, last_pass: float) -> float:
+    """How long to wait before the next pass over the tree: INTERVAL, or longer when the last pass took
+    LAST_PASS seconds, so that polling costs at most POLL_COST_SHARE of a core (up to MAX_POLL_INTERVAL).
+
+    >>> poll_delay(1.0, 0.01), poll_delay(1.0, 0.2), poll_delay(1.0, 30.0)
+    (1.0, 4.0, 60.0)
+    """
+    return max(interval, min(MAX_POLL_INTERVAL, last_pass / POLL_COST_SHARE))
+
+
+class AdaptivePollingEmitter(PollingEmitter):
+    """watchdog's polling emitter, waiting ``poll_delay`` between passes instead of a fixed interval (a large
+    tree on a slow network mount would otherwise be walked back to back)."""
+
+    last_pass = 0.0
+    _said_slow = False
+
+    @property
+    def timeout(self) -> float:
+        return poll_delay(float(super().timeout), self.last_pass)
+
+    def queue_events(self, timeout: float) -> None:
+        if self.stopped_event.wait(timeout):
+            return
+        started = time.monotonic()
+        super().queue_events(0)  # the pass itself: the wait is done
+        self.last_pass = time.monotonic() - started
+        delay = self.timeout
+        if delay > 2 * float(super().timeout) and not self._said_slow:
+            self._said_slow = True
+            logger.info("polling every %.0fs: one pass over %s takes %.1fs", delay, self.watch.path,
+                        self.last_pass)
 
 
 def _inotify_hint(exc: OSError) -> str:
@@ -430,8 +493,8 @@ def _baseline(watcher: Watcher, journal: Journal, root: Path, started: float) ->
             seen.add(journal.relative(path))
             try:
                 # A file written since we started is the handler's to record: baselining it could swallow
-                # that save (same hash afterwards).
-                if path.stat().st_mtime < started and journal.baseline(path):
+                # that save (same hash afterwards). Links, FIFOs and devices are refused by the journal.
+                if path.lstat().st_mtime < started and journal.baseline(path):
                     stored += 1
             except OSError as exc:
                 logger.debug("baseline of %s skipped: %s", path, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -9,10 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import pytest
 from hypothesis import given
@@ -29,13 +33,15 @@ from watchdog.events import (
     FileOpenedEvent,
 )
 
+from devagent.container import inotify as inotify_module
 from devagent.container import watcher as watcher_module
 from devagent.container.journal import Journal, count_changed_lines
 from devagent.container.watcher import SaveHandler, Watcher, is_temp_name, start_watcher
 from devagent.core.globs import compile_glob
-from devagent.core.notebook import SaveRecord
+from devagent.core.notebook import SaveRecord, render_edits_since
 
 NOW = datetime(2026, 11, 27, 14, 2, tzinfo=timezone.utc)
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -333,7 +339,167 @@ class TestHandlerWithHandMadeEvents:
         assert not compile_glob("configs/*.yaml").match("configs/x/a.yaml")
 
 
+# --- files the journal does not read (issue 10, item 2) ---------------------------------------------------
+
+
+def promptly(call: Callable[[], T], timeout: float = 10.0) -> T:
+    """CALL's result, run on a daemon thread: fails if it has not returned within TIMEOUT seconds (a reader
+    blocked on a FIFO, or reading /dev/zero, never returns)."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed to the test below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still running after {timeout}s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(T, outcome["value"])
+
+
+def next_save_is_recorded(ws: Path, handler: SaveHandler, clock: FakeClock) -> None:
+    (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+    handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+    assert [(r.path, r.lines_added, r.lines_removed) for r in promptly(lambda: settle(handler, clock))] == [
+        ("train.py", 1, 1)
+    ]
+
+
+def snapshot_bytes(journal: Journal) -> list[bytes]:
+    return [f.read_bytes() for f in sorted(journal.snapshots_dir.iterdir()) if f.is_file() and not f.is_symlink()]
+
+
+class TestFilesTheJournalDoesNotRead:
+    """A workspace anyone in the environment can write: a link to /dev/zero, a FIFO, a 5 GB file or a link out of
+    the workspace must neither hang nor grow the agent, and the saves after it are still recorded."""
+
+    def test_a_link_to_dev_zero_is_skipped_with_one_log_line_and_the_next_save_is_recorded(
+        self, ws: Path, handler: SaveHandler, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        os.symlink("/dev/zero", ws / "z.py")
+        with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
+            for event in (FileCreatedEvent(p(ws, "z.py")), FileClosedEvent(p(ws, "z.py"))):
+                handler.dispatch(event)
+                assert promptly(lambda: settle(handler, clock)) == []
+        assert caplog.messages == [f"save watcher: skipped {ws}/z.py: a symbolic link, not followed"]
+        next_save_is_recorded(ws, handler, clock)
+
+    def test_a_fifo_is_never_opened_and_the_next_save_is_recorded(
+        self, ws: Path, handler: SaveHandler, clock: FakeClock, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        os.mkfifo(ws / "p.py")
+        opened: list[str] = []
+        real_open = os.open
+
+        def spy(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            opened.append(os.fsdecode(path))
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", spy)
+        handler.dispatch(FileClosedEvent(p(ws, "p.py")))
+        with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
+            assert promptly(lambda: settle(handler, clock)) == []
+        assert not [name for name in opened if name.endswith("p.py")]
+        assert caplog.messages == [f"save watcher: skipped {ws}/p.py: a FIFO, not a regular file"]
+        next_save_is_recorded(ws, handler, clock)
+
+    def test_a_file_over_the_cap_is_journaled_by_size_and_hash_in_bounded_memory_and_not_copied(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock
+    ) -> None:
+        big = ws / "big.py"
+        with big.open("wb") as f:  # sparse: no disk used
+            f.write(b"x = 1\n")
+            f.truncate(64 << 20)
+        expected = hashlib.sha256()
+        with big.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                expected.update(chunk)
+        handler.dispatch(FileClosedEvent(str(big)))
+        tracemalloc.start()
+        try:
+            records = promptly(lambda: settle(handler, clock))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [(r.path, r.sha256, r.size, r.lines_added, r.lines_removed) for r in records] == [
+            ("big.py", expected.hexdigest(), 64 << 20, 0, 0)
+        ]
+        assert peak < 4 << 20  # one chunk at a time, not the file
+        assert max(len(b) for b in snapshot_bytes(journal)) < 1 << 20  # a stand-in with its hash, not a copy
+        handler.dispatch(FileClosedEvent(str(big)))  # touched: same content, also for a journal started anew
+        assert promptly(lambda: settle(handler, clock)) == []
+        assert Journal(ws).record_save(big, NOW) is None
+        assert "big.py saved 1× (too large to count lines)" in render_edits_since(journal.saves_since(0))
+        next_save_is_recorded(ws, handler, clock)
+
+    def test_links_out_of_the_workspace_are_not_followed_and_nothing_of_their_target_is_copied(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture
+    ) -> None:
+        (tmp_path / "secret.py").write_text("token = 'hf_abc'\n")
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "elsewhere" / "x.py").write_text("token = 'hf_abc'\n")
+        os.symlink(tmp_path / "secret.py", ws / "link.py")
+        os.symlink(tmp_path / "elsewhere", ws / "lib")
+        os.symlink("train.py", ws / "alias.py")  # inside the workspace: refused too (train.py is watched itself)
+        for name in ("link.py", "lib/x.py", "alias.py"):
+            handler.dispatch(FileClosedEvent(p(ws, name)))
+        with caplog.at_level(logging.WARNING, logger="devagent.watcher"):
+            assert promptly(lambda: settle(handler, clock)) == []
+        assert sorted(caplog.messages) == [
+            f"save watcher: skipped {ws}/{name}: a symbolic link, not followed"
+            for name in ("alias.py", "lib/x.py", "link.py")
+        ]
+        assert not [b for b in snapshot_bytes(journal) if b"hf_abc" in b]
+        next_save_is_recorded(ws, handler, clock)
+
+    def test_a_planted_snapshot_link_is_neither_read_written_through_nor_pruned_through(
+        self, ws: Path, handler: SaveHandler, journal: CountingJournal, clock: FakeClock, tmp_path: Path
+    ) -> None:
+        (snapshot,) = journal.snapshots_dir.iterdir()  # train.py's, from the fixture's baseline
+        snapshot.unlink()
+        os.symlink("/dev/zero", snapshot)
+        (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        (record,) = promptly(lambda: settle(handler, clock))
+        assert (record.lines_added, record.lines_removed) == (2, 0)  # no previous content: all of it new
+
+        precious = tmp_path / "precious"
+        precious.mkdir()
+        (precious / "thesis.tex").write_text("years of work\n")
+        os.utime(precious / "thesis.tex", (0, 0))
+        shutil.rmtree(journal.snapshots_dir)
+        os.symlink(precious, journal.snapshots_dir)
+        (ws / "train.py").write_text("import torch\nlr = 1e-2\n")
+        handler.dispatch(FileClosedEvent(p(ws, "train.py")))
+        assert [r.path for r in promptly(lambda: settle(handler, clock))] == ["train.py"]  # recorded all the same
+        assert journal.prune_snapshots(set(), older_than=time.time() + 1) == 0
+        assert sorted(os.listdir(precious)) == ["thesis.tex"]  # no snapshot written there, nothing deleted
+
+
 # --- real observers -----------------------------------------------------------------------------------------
+
+
+def inotify_instances() -> list[str]:
+    """This process's inotify descriptors."""
+    fds = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                fds.append(fd)
+    return sorted(fds)
+
+
+def inotify_watches(fd: int | str) -> int:
+    """How many watches the inotify descriptor FD of this process holds: one ``inotify wd:`` line each."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return sum(line.startswith("inotify wd:") for line in f)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02) -> None:
@@ -526,6 +692,90 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class TestWhatTheRealWatcherCosts:
+    """inotify watches count against the uid's limit, shared host-wide; a hostile file must not stall the watcher."""
+
+    def test_no_inotify_watch_is_placed_in_excluded_folders_or_through_links(self, ws: Path, tmp_path: Path) -> None:
+        for i in range(500):
+            (ws / "data" / f"class-{i:03d}").mkdir(parents=True)
+        (ws / ".venv" / "lib" / "site-packages").mkdir(parents=True)
+        (ws / "node_modules" / "left-pad").mkdir(parents=True)
+        (ws / "src" / "models").mkdir(parents=True)
+        (tmp_path / "linked" / "deep").mkdir(parents=True)
+        os.symlink(tmp_path / "linked", ws / "linked")
+        before = inotify_instances()
+        journal = CountingJournal(ws)
+        w = start_watcher(ws, journal, debounce=0.05, baseline=False)
+        try:
+            (fd,) = [fd for fd in inotify_instances() if fd not in before]
+            assert inotify_watches(fd) == 3  # the workspace, src, src/models: one line each in fdinfo
+
+            def marker(n: int) -> None:  # events arrive in order: once this save is in, the ones before were seen
+                (ws / "marker.py").write_text(f"n = {n}\n")
+                wait_for(lambda: [r.path for r in journal.saves_since(0)].count("marker.py") == n)
+
+            (ws / "src" / "new").mkdir()
+            (ws / "src" / "new" / "x.py").write_text("x = 1\n")
+            wait_for(lambda: "src/new/x.py" in [r.path for r in journal.saves_since(0)])
+            (ws / "data" / "class-500" / "deeper").mkdir(parents=True)
+            marker(1)
+            assert inotify_watches(fd) == 4  # src/new, not data/class-500
+            os.rename(ws / "src" / "new", ws / "checkpoints")  # renamed to an excluded name: unwatched
+            marker(2)
+            assert inotify_watches(fd) == 3
+            os.rename(ws / "src" / "models", ws / "models")  # its watch follows it
+            (ws / "models" / "net.py").write_text("class Net: ...\n")
+            wait_for(lambda: "models/net.py" in [r.path for r in journal.saves_since(0)])
+            assert inotify_watches(fd) == 3
+        finally:
+            w.stop()
+        assert fd not in inotify_instances()
+
+    @pytest.mark.slow
+    def test_hostile_files_through_the_real_watcher_are_skipped_and_saves_go_on_being_recorded(
+        self, ws: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # Present when the agent starts (its baseline reads every watched file), and made while it runs.
+        os.symlink("/dev/zero", ws / "z.py")
+        os.mkfifo(ws / "p.py")
+        (tmp_path / "outside.py").write_text("token = 'hf_abc'\n")
+        os.symlink(tmp_path / "outside.py", ws / "link.py")
+        journal = CountingJournal(ws)
+        tracemalloc.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="devagent"):
+                w = start_watcher(ws, journal, debounce=0.05)
+                try:
+                    assert w.mode == "inotify"
+                    assert w.baseline_done.wait(30)
+                    os.symlink("/dev/zero", ws / "z2.py")
+                    os.mkfifo(ws / "p2.py")
+                    os.symlink(tmp_path / "outside.py", ws / "link2.py")
+                    (ws / "train.py").write_text("import torch\nlr = 3e-4\n")
+                    wait_for(lambda: len(journal) == 1)
+                    with (ws / "big.py").open("wb") as f:  # 5 GB, sparse: no disk used
+                        f.write(b"x = 1\n")
+                        f.truncate(5 << 30)
+                    wait_for(lambda: len(journal) == 2, timeout=180)  # hashed in 1 MiB chunks: ~15 s here
+                    (ws / "train.py").write_text("import torch\nlr = 1e-2\n")
+                    wait_for(lambda: len(journal) == 3)
+                finally:
+                    w.stop()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [(r.path, r.size) for r in journal.saves_since(0)] == [
+            ("train.py", None), ("big.py", 5 << 30), ("train.py", None)
+        ]
+        assert peak < 16 << 20  # the 5 GB file was never held, nor /dev/zero read
+        assert sorted(m for m in caplog.messages if m.startswith("save watcher: skipped")) == [
+            f"save watcher: skipped {ws}/link2.py: a symbolic link, not followed",
+            f"save watcher: skipped {ws}/p2.py: a FIFO, not a regular file",
+            f"save watcher: skipped {ws}/z2.py: a symbolic link, not followed",
+        ]
+        assert not [b for b in snapshot_bytes(journal) if b"hf_abc" in b]
+
+
 class TestPolling:
     def test_forced_polling_records_in_place_and_rename_saves(self, ws: Path) -> None:
         journal = CountingJournal(ws)
@@ -551,6 +801,24 @@ class TestPolling:
         scandir = watcher_module._scandir_without(frozenset(watcher_module.DEFAULT_EXCLUDE_DIRS))
         assert sorted(e.name for e in scandir(str(ws))) == ["src", "train.py"]
 
+    def test_polling_waits_longer_when_a_pass_over_the_tree_takes_long(self, ws: Path) -> None:
+        from watchdog.observers.api import EventQueue, ObservedWatch
+
+        def slow_lstat(path: str) -> os.stat_result:  # a large tree, or a slow network mount
+            time.sleep(0.02)
+            return os.lstat(path)
+
+        for i in range(9):
+            (ws / f"m{i}.py").write_text("")
+        emitter = watcher_module.AdaptivePollingEmitter(
+            EventQueue(), ObservedWatch(str(ws), recursive=True), timeout=0.5, stat=slow_lstat, listdir=os.scandir
+        )
+        assert emitter.timeout == 0.5
+        emitter.on_thread_start()  # the first pass, which later ones are compared with
+        emitter.queue_events(0)  # one pass: 11 entries × 20 ms
+        assert emitter.last_pass >= 0.2
+        assert emitter.timeout == pytest.approx(emitter.last_pass / watcher_module.POLL_COST_SHARE)  # ≥ 4 s
+
     def test_when_inotify_runs_out_of_watches_it_falls_back_to_polling_and_says_so(
         self, ws: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
     ) -> None:
@@ -575,27 +843,26 @@ class TestPolling:
         finally:
             w.stop()
 
-    def test_an_inotify_failure_while_adding_watches_stops_the_half_started_observer(
+    def test_an_inotify_failure_while_adding_watches_releases_the_inotify_instance_and_polls(
         self, ws: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from watchdog.observers import inotify
+        (ws / "a" / "b").mkdir(parents=True)
+        tried: list[str] = []
+        real = inotify_module.add_watch
 
-        created = []
+        def full_at_the_third(fd: int, path: str, mask: int) -> int:
+            tried.append(path)
+            if len(tried) == 3:
+                raise OSError(errno.ENOSPC, "inotify watch limit reached")
+            return real(fd, path, mask)
 
-        class FailingObserver(inotify.InotifyObserver):
-            def __init__(self, **kwargs: object) -> None:
-                super().__init__(**kwargs)  # type: ignore[arg-type]
-                created.append(self)
-
-            def start(self) -> None:
-                raise OSError(errno.EMFILE, "inotify instance limit reached")
-
-        monkeypatch.setattr(inotify, "InotifyObserver", FailingObserver)
+        monkeypatch.setattr(inotify_module, "add_watch", full_at_the_third)
+        before = inotify_instances()
         w = start_watcher(ws, CountingJournal(ws), poll_interval=0.1, baseline=False)
         try:
             assert w.mode == "polling"
-            assert len(created) == 1
-            assert not created[0]._inotify_fd.is_alive()
+            assert len(tried) == 3
+            assert inotify_instances() == before  # the half-started one was closed, its watches with it
         finally:
             w.stop()
 
