@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
 from devagent.runtime import environment
 from devagent.runtime.beneath import write_beneath
+from devagent.runtime.bounded_read import Lines, open_regular, read_content
 from devagent.runtime.interpreter import find_user_python
 from devagent.runtime.workspace_state import SaveLog
 
@@ -52,6 +53,9 @@ log = logging.getLogger("devagent.run")
 _SKIP_DIRS = frozenset({".git", layout.WORKSPACE_STATE, ".venv", "venv", "env", "node_modules", "__pycache__", "data",
                         "datasets", "checkpoints", "wandb"})
 _PLOT_TIMEOUT = 60.0
+METRIC_FILE_WINDOW = 32 << 20  # a lab.jsonl or metrics.csv is read from this many bytes before its end (~4 s)
+MAX_METRIC_LINE = 64 << 10  # a longer line is skipped
+MAX_SCRIPT_BYTES = 1 << 20  # a larger script is not read for its hyperparameters' defaults
 _PLOT_SCRIPT = r"""
 import json, sys
 import matplotlib
@@ -103,7 +107,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     if previous is not None:  # recorded before devagent redacted: redact it now
         previous = replace(previous, argv=tuple(redact_argv(previous.argv)), hparams=redact_mapping(previous.hparams))
 
-    series, sources, torch_memory = _metrics(run)
+    series, sources, torch_memory, files_cut = _metrics(run)
     secrets = secrets_in(run.argv, run.environ)
     tail = [scrub(line, secrets) for line in run.output.tail] if run.output else []
     nan_seen = (run.output.nan_seen if run.output else False) or any(
@@ -129,6 +133,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
                       torch_reserved=torch_memory.get("max_memory_reserved"),
                       gpus=max(run.gpus_used, torch_memory.get("devices") or 0)),
         output_tail=tail, output_lines=run.output.line_count if run.output else 0,
+        metrics_left_out=series.left_out, metric_files_cut=files_cut,
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
@@ -141,19 +146,31 @@ def _redact_defaults(defaults: dict[str, ArgDefault]) -> dict[str, ArgDefault]:
             else arg for dest, arg in defaults.items()}
 
 
-def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int]]:
+def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int], tuple[tuple[str, int, int], ...]]:
     """The run's metrics. Sources in order of trust: the helper's JSON lines, Lightning's metrics.csv, the output.
     A metric comes from the first source that has it (most scripts that log also print: the curve must not count
-    twice); a later source adds only the metrics the earlier ones lack (an ``acc`` printed beside a logged loss)."""
+    twice); a later source adds only the metrics the earlier ones lack (an ``acc`` printed beside a logged loss).
+
+    The files are streamed line by line, at most their last METRIC_FILE_WINDOW bytes (the last part holds the
+    final values): a 2 GB ``lab.jsonl`` costs a chunk and the kept series in memory, and is reported as cut."""
     torch_memory: dict[str, int] = {}
     found: list[tuple[str, MetricSeries]] = []
-    if run.lab_file is not None and run.lab_file.is_file():
-        text = _read(run.lab_file) or ""
-        torch_memory = _torch_memory(text)
-        found.append(("devagent.lab", read_metrics_jsonl(text)))
+    cut: list[tuple[str, int, int]] = []
+    if run.lab_file is not None:
+        lab = _metric_lines(run.lab_file, keep_first=False)
+        if lab is not None:
+            with lab:
+                found.append(("devagent.lab", read_metrics_jsonl(_with_torch_memory(lab, torch_memory))))
+            if lab.skipped:
+                cut.append((run.lab_file.name, lab.size - lab.skipped, lab.size))
     csv_file = _lightning_csv(run.cwd, since=run.started.timestamp())
     if csv_file is not None:
-        found.append((_display(csv_file, run.cwd), read_lightning_csv(_read(csv_file) or "")))
+        rows = _metric_lines(csv_file, keep_first=True)  # the header, then the last rows
+        if rows is not None:
+            with rows:
+                found.append((_display(csv_file, run.cwd), read_lightning_csv(_decoded(rows))))
+            if rows.skipped:
+                cut.append((_display(csv_file, run.cwd), rows.size - rows.skipped, rows.size))
     if run.output is not None:
         share = run.output.parsed_share
         found.append(("output" if share >= 1.0 else f"output ({math.floor(share * 1000) / 10:g}% of it: the rest "
@@ -161,26 +178,42 @@ def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, in
     series = MetricSeries({})
     sources: list[str] = []
     for source, candidate in found:
-        new = {name: points for name, points in candidate.points.items() if name not in series.points}
-        if new:
-            series.merge(MetricSeries(new))
+        if series.merge_missing(candidate):
             sources.append(source)
-    return series, tuple(sources), torch_memory
+    return series, tuple(sources), torch_memory, tuple(cut)
 
 
-def _torch_memory(text: str) -> dict[str, int]:
-    """The helper's last ``_torch`` line: torch's own peak memory figures."""
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        if '"_torch"' not in line:
-            continue
-        try:
-            data = json.loads(line).get("_torch")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(data, dict):
-            found = {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
-    return found
+def _metric_lines(path: Path, *, keep_first: bool) -> Lines | None:
+    """PATH's lines, streamed (its last METRIC_FILE_WINDOW bytes); None when it is missing or not a regular file
+    (a link, a FIFO: never followed or opened for reading, logged)."""
+    try:
+        fd = open_regular(path, follow_links=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("metrics: not reading %s: %s", path, exc.strerror or exc)
+        return None
+    return Lines(fd, max_line=MAX_METRIC_LINE, window=METRIC_FILE_WINDOW, keep_first=keep_first)
+
+
+def _decoded(lines: Iterable[bytes]) -> Iterator[str]:
+    for line in lines:
+        yield line.decode("utf-8", errors="replace")
+
+
+def _with_torch_memory(lines: Iterable[bytes], found: dict[str, int]) -> Iterator[str]:
+    """LINES decoded, passed on; the helper's last ``_torch`` line (torch's own peak memory figures) lands in
+    FOUND on the way."""
+    for line in _decoded(lines):
+        if '"_torch"' in line:
+            try:
+                data = json.loads(line).get("_torch")
+            except (ValueError, AttributeError):
+                data = None
+            if isinstance(data, dict):
+                found.clear()
+                found.update({k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)})
+        yield line
 
 
 def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | None:
@@ -193,7 +226,7 @@ def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | Non
                    and len(here.parts) - root_depth < max_depth]
         if "metrics.csv" in files and "lightning_logs" in here.parts[root_depth:]:
             try:
-                mtime = (here / "metrics.csv").stat().st_mtime
+                mtime = (here / "metrics.csv").lstat().st_mtime  # a link is not followed (nor read, later)
             except OSError:
                 continue
             if mtime >= since - 1 and (best is None or mtime > best[0]):
@@ -291,10 +324,22 @@ def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
 
 
 def _read(path: Path) -> str | None:
+    """The text of the script at PATH (a link to a regular file is fine), or None: missing, not a regular file
+    (a FIFO would block, /dev/zero never end) or larger than MAX_SCRIPT_BYTES."""
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        fd = open_regular(path)
     except OSError:
         return None
+    try:
+        if os.fstat(fd).st_size > MAX_SCRIPT_BYTES:
+            log.info("not reading %s for its defaults: larger than %d bytes", path, MAX_SCRIPT_BYTES)
+            return None
+        data = read_content(fd, limit=MAX_SCRIPT_BYTES).data
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def _display(path: Path, cwd: Path) -> str:

@@ -11,7 +11,7 @@ import csv
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 _NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
@@ -59,19 +59,38 @@ def parse_metric_line(line: str) -> dict[str, float]:
 
 
 MAX_POINTS = 20_000  # per metric: beyond it a series is thinned (final, best and count stay exact)
+MAX_NAMES = 64  # metric names kept per run: the first ones seen; later ones are counted, not kept
+MAX_NAME_LENGTH = 128  # a longer "name" is not kept either (counted with the others left out)
+MAX_TOTAL_POINTS = 200_000  # over all metrics: with many metrics, each is thinned sooner (down to MIN_POINTS)
+MIN_POINTS = 1_000
+_MAX_LEFT_OUT_TRACKED = 100_000  # distinct names left out that are told apart (a count, not the names)
 
 
 @dataclass
 class MetricSeries:
     """Metric values in the order seen: name → [(step or None, value), ...].
 
-    A metric logged more than MAX_POINTS times is thinned to every other point, keeping its last point and its
-    best one, so memory stays bounded for runs that log millions of steps; ``counts`` keeps the true number.
+    A metric logged more than MAX_POINTS times (fewer when there are many metrics: MAX_TOTAL_POINTS over all of
+    them) is thinned to every other point, keeping its last point and its best one, so memory stays bounded for
+    runs that log millions of steps; ``counts`` keeps the true number. At most MAX_NAMES metrics are kept, the
+    first ones seen; ``left_out`` counts the names logged beyond them (a script that logs a new name per step
+    would otherwise grow without bound).
+
+    >>> s = MetricSeries(max_names=2); s.add({"loss": 1.0, "acc": 0.5, "lr": 0.1}); s.add({"f1": 0.2, "loss": 0.9})
+    >>> sorted(s.points), s.left_out
+    (['acc', 'loss'], 2)
     """
 
     points: dict[str, list[tuple[int | None, float]]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     max_points: int = MAX_POINTS
+    max_names: int = MAX_NAMES
+    _left_out: set[int] = field(default_factory=set, repr=False, compare=False)  # hashes of the names left out
+
+    @property
+    def left_out(self) -> int:
+        """How many distinct metric names were logged but not kept (over the cap, or too long)."""
+        return len(self._left_out - {hash(name) for name in self.points})
 
     def add(self, values: Mapping[str, float], step: int | None = None) -> None:
         """Add one logged set of VALUES.
@@ -92,20 +111,47 @@ class MetricSeries:
                 self._extend(name, [(step, float(value))])
 
     def merge(self, other: MetricSeries) -> None:
-        """Append OTHER's points after this series' own, metric by metric."""
+        """Append OTHER's points after this series' own, metric by metric (names over the cap are left out)."""
         for name, points in other.points.items():
             self._extend(name, points, count=other.count(name))
+        self._note_left_out(other._left_out)
+
+    def merge_missing(self, other: MetricSeries) -> bool:
+        """Add OTHER's metrics that this series does not have yet (with their true counts, and the names OTHER
+        left out); return whether any was added.
+
+        >>> s = MetricSeries({"loss": [(1, 1.0)]})
+        >>> s.merge_missing(MetricSeries({"loss": [(1, 9.0)], "acc": [(1, 0.5)]}))
+        True
+        >>> s.points
+        {'loss': [(1, 1.0)], 'acc': [(1, 0.5)]}
+        """
+        before = len(self.points)
+        for name, points in other.points.items():
+            if name not in self.points:
+                self._extend(name, points, count=other.count(name))
+        self._note_left_out(other._left_out)
+        return len(self.points) > before
 
     def count(self, name: str) -> int:
         """How many values of NAME were logged (thinning does not change it)."""
         return self.counts.get(name, len(self.points.get(name, [])))
 
     def _extend(self, name: str, points: list[tuple[int | None, float]], *, count: int | None = None) -> None:
+        if name not in self.points and (len(self.points) >= self.max_names or len(name) > MAX_NAME_LENGTH):
+            self._note_left_out({hash(name)})
+            return
         self.counts[name] = self.count(name) + (len(points) if count is None else count)
         own = self.points.setdefault(name, [])
         own.extend(points)
-        if len(own) > self.max_points:
+        limit = min(self.max_points, max(MIN_POINTS, MAX_TOTAL_POINTS // len(self.points)))
+        if len(own) > limit:
             self.points[name] = _thin(name, own)
+
+    def _note_left_out(self, hashes: set[int]) -> None:
+        room = _MAX_LEFT_OUT_TRACKED - len(self._left_out)
+        if room > 0:
+            self._left_out.update(hashes if len(hashes) <= room else list(hashes)[:room])
 
 
 def _thin(name: str, points: list[tuple[int | None, float]]) -> list[tuple[int | None, float]]:
@@ -127,8 +173,8 @@ def _as_step(value: float) -> int | None:
     return int(value) if math.isfinite(value) else None
 
 
-def read_metrics_jsonl(text: str) -> MetricSeries:
-    """A series from JSON lines such as the helper's ``lab.jsonl``.
+def read_metrics_jsonl(text: str | Iterable[str]) -> MetricSeries:
+    """A series from JSON lines such as the helper's ``lab.jsonl`` (the text, or its lines one by one).
 
     Keys starting with ``_`` (the helper's own: ``_t``, ``_torch``), booleans, non-numbers and lines that are
     not JSON objects are skipped.
@@ -137,7 +183,7 @@ def read_metrics_jsonl(text: str) -> MetricSeries:
     {'loss': [(1, 0.5), (None, 0.4)]}
     """
     series = MetricSeries()
-    for line in text.splitlines():
+    for line in text.splitlines() if isinstance(text, str) else text:
         try:
             data = json.loads(line)
         except ValueError:
@@ -154,13 +200,14 @@ def read_metrics_jsonl(text: str) -> MetricSeries:
     return series
 
 
-def read_lightning_csv(text: str) -> MetricSeries:
-    """A series from PyTorch Lightning's ``CSVLogger`` ``metrics.csv`` (empty cells are metrics not logged then).
+def read_lightning_csv(text: str | Iterable[str]) -> MetricSeries:
+    """A series from PyTorch Lightning's ``CSVLogger`` ``metrics.csv`` (the text, or its lines one by one, the
+    header first); empty cells are metrics not logged then.
 
     >>> read_lightning_csv("epoch,step,train_loss,val_acc\\n0,49,0.9,\\n0,49,,0.71\\n").points
     {'epoch': [(49, 0.0), (49, 0.0)], 'train_loss': [(49, 0.9)], 'val_acc': [(49, 0.71)]}
     """
-    rows = csv.reader(text.splitlines())
+    rows = _csv_rows(text.splitlines() if isinstance(text, str) else text)
     header = next(rows, None)
     series = MetricSeries()
     if not header:
@@ -177,6 +224,22 @@ def read_lightning_csv(text: str) -> MetricSeries:
         if values:
             series.add(values)
     return series
+
+
+def _csv_rows(lines: Iterable[str]) -> Iterator[list[str]]:
+    """CSV rows; a row the csv module refuses (an unclosed quote that ran past its field size limit) is skipped.
+
+    >>> list(_csv_rows(['a,b', '"' + 'x' * 200_000, '1,2']))
+    [['a', 'b'], ['1', '2']]
+    """
+    reader = csv.reader(lines)
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            continue
 
 
 _LOWER_BETTER = frozenset({

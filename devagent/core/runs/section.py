@@ -18,7 +18,7 @@ from devagent.core.markdown import code, details, escape, escape_heading, fence,
 from devagent.core.notebook import SaveRecord, entry, heading, render_edits_since
 from devagent.core.runs.exits import ExitInfo
 from devagent.core.runs.hparams import ArgDefault, effective_batch
-from devagent.core.runs.metrics import MetricSummary, format_number
+from devagent.core.runs.metrics import MAX_NAME_LENGTH, MAX_NAMES, MetricSummary, format_number
 from devagent.core.runs.output import shorten
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
 from devagent.core.runs.secrets import REDACTED
@@ -44,6 +44,8 @@ class RunReport:
     gpu: GpuMemory | None
     output_tail: list[str]
     output_lines: int
+    metrics_left_out: int = 0  # metric names logged beyond the cap (MetricSeries.left_out)
+    metric_files_cut: tuple[tuple[str, int, int], ...] = ()  # (source, bytes read from its end, its size)
 
 
 MEMORY_EXPLANATION = (
@@ -274,9 +276,34 @@ def _names(paths: Sequence[str], shown: int = 10) -> str:
     return names + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
+def format_size(n: int) -> str:
+    """A file size as people say it.
+
+    >>> format_size(512), format_size(32 << 20), format_size(5 << 30)
+    ('512 bytes', '32 MiB', '5.0 GiB')
+    """
+    if n < 1 << 20:
+        return f"{n} bytes" if n < 1024 else f"{n // 1024} KiB"
+    return f"{n >> 20} MiB" if n < 1 << 30 else f"{n / (1 << 30):.1f} GiB"
+
+
+def _metric_caps(report: RunReport) -> list[str]:
+    """What the metrics leave out because a cap was hit, said where they are shown."""
+    notes = []
+    if report.metrics_left_out:
+        n = report.metrics_left_out
+        notes.append(f"{n} more metric{'s were' if n != 1 else ' was'} logged but not kept: a run keeps the first "
+                     f"{MAX_NAMES} names, none longer than {MAX_NAME_LENGTH} characters.")
+    for source, read, size in report.metric_files_cut:
+        notes.append(f"Only the last {format_size(read)} of {code(source)} ({format_size(size)}) were read: "
+                     "final values are exact, best values and point counts cover that part.")
+    return notes
+
+
 def _metrics(report: RunReport) -> str:
     if not report.metrics:
-        return ""
+        notes = _metric_caps(report)
+        return "\n\n".join(["### Metrics", *notes]) if notes else ""
     previous = report.previous
     compare = previous is not None and any(m.name in previous.metrics for m in report.metrics)
     header = ["metric", "final", "best (step)"]
@@ -304,6 +331,7 @@ def _metrics(report: RunReport) -> str:
         count = next((m.count for m in report.metrics if m.name == report.curve_name), None)
         points = f" ({count} points)" if count is not None else ""
         parts.append(f"{code(report.curve_name)} {report.curve_sparkline}{points}")
+    parts.extend(_metric_caps(report))
     return "\n\n".join(parts)
 
 

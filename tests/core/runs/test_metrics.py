@@ -8,6 +8,9 @@ import math
 import pytest
 
 from devagent.core.runs.metrics import (
+    MAX_NAME_LENGTH,
+    MAX_NAMES,
+    MAX_TOTAL_POINTS,
     MetricSeries,
     MetricSummary,
     curve_values,
@@ -189,3 +192,38 @@ def test_a_series_logged_a_million_times_stays_bounded_and_its_summary_exact() -
     assert loss.best == pytest.approx(1.0 + ((4321 * 7919) % 1000) / 1000 - 1.5)
     assert loss.final == pytest.approx(1.0 + ((99_999 * 7919) % 1000) / 1000)
     assert (acc.final, acc.best, acc.best_step, acc.count) == (0.99999, 0.99999, 99_999, 100_000)
+
+
+class TestCaps:
+    """A script can log any number of metric names, each any number of times: what is kept stays bounded."""
+
+    def test_names_beyond_the_cap_are_counted_not_kept(self) -> None:
+        series = MetricSeries()
+        for step in range(3):
+            series.add({f"class_{i}_acc": step / 10 for i in range(10_000)}, step=step)
+        assert list(series.points) == [f"class_{i}_acc" for i in range(MAX_NAMES)]
+        assert series.left_out == 10_000 - MAX_NAMES
+        assert [s.count for s in summarize_metrics(series)] == [3] * MAX_NAMES
+
+    def test_a_name_longer_than_the_cap_is_left_out(self) -> None:
+        series = read_metrics_jsonl(json.dumps({"x" * (MAX_NAME_LENGTH + 1): 1.0, "loss": 0.5}))
+        assert (list(series.points), series.left_out) == (["loss"], 1)
+
+    def test_names_left_out_by_one_source_but_kept_from_another_are_not_counted_as_left_out(self) -> None:
+        lab = MetricSeries(max_names=1)
+        lab.add({"loss": 0.5, "acc": 0.9})
+        merged = MetricSeries()
+        merged.merge_missing(lab)
+        merged.merge_missing(MetricSeries({"acc": [(None, 0.8)]}))
+        assert (sorted(merged.points), merged.left_out) == (["acc", "loss"], 0)
+
+    def test_many_metrics_share_one_budget_of_points_and_their_summaries_stay_exact(self) -> None:
+        series = MetricSeries()
+        for step in range(10_000):
+            series.add({f"m{i}_loss": 1.0 - step / 10_000 + (i == 0 and step == 77) * -5 for i in range(MAX_NAMES)},
+                       step=step)
+        assert sum(len(points) for points in series.points.values()) <= MAX_TOTAL_POINTS
+        first = summarize_metrics(series)[0]
+        assert (first.name, first.count, first.best, first.best_step) == ("m0_loss", 10_000, 1.0 - 77 / 10_000 - 5,
+                                                                          77)
+        assert first.final == pytest.approx(1.0 - 9_999 / 10_000)

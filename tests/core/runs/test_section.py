@@ -229,6 +229,19 @@ class TestRenderRun:
         assert "left out of the patch, as they are too big for it: `w.bin`, `f19.py`\n\n" in text
         assert "1 more untracked file neither listed nor in the patch\n\n" in text
 
+    def test_the_metrics_say_when_a_cap_was_hit(self) -> None:
+        report = full_report()
+        text = render_run(RunReport(**{**report.__dict__, "metrics_left_out": 936,
+                                       "metric_files_cut": (("lab.jsonl", 32 << 20, 2 << 30),)}))
+        metrics = text.split("### Metrics\n", 1)[1].split("\n### ", 1)[0]
+        assert metrics.endswith(
+            "\n\n936 more metrics were logged but not kept: a run keeps the first 64 names, none longer than 128 "
+            "characters.\n\nOnly the last 32 MiB of `lab.jsonl` (2.0 GiB) were read: final values are exact, best "
+            "values and point counts cover that part.\n")
+        alone = render_run(RunReport(**{**report.__dict__, "metrics": [], "metrics_left_out": 1}))
+        assert "### Metrics\n\n1 more metric was logged but not kept" in alone
+        assert "not kept" not in render_run(report) and "were read" not in render_run(report)
+
     @given(st.lists(st.text()), st.text(), st.text())
     def test_any_values_give_an_entry(self, tail: list[str], script: str, label: str) -> None:
         report = full_report()
