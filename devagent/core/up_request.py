@@ -81,11 +81,17 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                         pids=s.parse_pids(str(pick("pids")))),
         sshd_profile=str(pick("sshd_profile") or client_profile),
         agent=s.AgentOptions(notebook=s.validate_notebook_path(str(notebook)) if notebook is not None else None,
-                             watch=check_globs(str(glob) for glob in watch) if isinstance(watch, (tuple, list)) else (),
+                             watch=_watch(watch, typed=bool(given.get("watch"))),
                              polling=bool(pick("poll_saves"))),
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
                      vscode=bool(pick("vscode")))
+
+
+def _watch(globs: object, *, typed: bool) -> tuple[str, ...]:
+    """The watch globs; those typed as --watch are checked here (devagent.toml's were checked as it was read)."""
+    checked = tuple(str(glob) for glob in globs) if isinstance(globs, (tuple, list)) else ()
+    return check_globs(checked) if typed else checked
 
 
 def launch_command(name: str, argv: Sequence[str], *, with_config: bool) -> str:
