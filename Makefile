@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # torch is only for the tests' real torch probe (the CLI and the agent never import it); 2.13.0 is the CPU wheel.
 TORCH  ?= torch==2.13.0
 
-.PHONY: help deps venv docker base-image test-images test test-fast lint demo demo-clean bench clean
+.PHONY: help deps venv docker base-image test-images test-users test test-fast lint demo demo-clean bench clean
 
 help:
 	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
@@ -39,7 +39,11 @@ base-image: docker venv
 test-images: base-image
 	@DEVAGENT_BASE_SUITE=trixie TORCH_VERSION=none bash scripts/build-base-image.sh
 
-test: venv test-images lint
+# The laptop -> server tests log in to a test sshd as these server users (scripts/test-server-users.sh).
+test-users: deps
+	@bash scripts/test-server-users.sh
+
+test: venv test-images test-users lint
 	$(PY) -m pytest
 
 test-fast: venv

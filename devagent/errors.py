@@ -25,6 +25,13 @@ class ExitStatus(enum.IntEnum):
     CONFLICT = 12  # the name is taken by something devagent did not make, or up's options differ
     NOTEBOOK = 13  # the lab notebook could not be written
     DOCTOR_FAILED = 14  # `devagent doctor`: at least one check failed (each names its fix)
+    SERVER_UNREACHABLE = 15  # --host: the server cannot be reached (unknown name, no route, refused, timed out)
+    SERVER_AUTH = 16  # --host: ssh to the server could not authenticate (devagent never prompts: BatchMode)
+    SERVER_REFUSED = 17  # --host: the server's sshd refuses what devagent needs (TCP or socket forwarding)
+    PORT_TAKEN = 18  # the environment's fixed port, or a forward's local port, is taken by something else
+    GPU_BUSY = 19  # a GPU asked for is held by another container or process, or too few GPUs are free
+    REGISTRY = 20  # the image registry is unreachable, refused the credentials, or lacks the image or tag
+    NOT_REPRODUCIBLE = 21  # `devagent reproduce`: the run lacks what an exact reproduction needs
     HANGUP = 129  # SIGHUP (the terminal or ssh session closed); up rolled everything back
     INTERRUPTED = 130  # Ctrl-C (SIGINT); up rolled everything back
     TERMINATED = 143  # SIGTERM; up rolled everything back

@@ -8,10 +8,25 @@ command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v vim >/dev/null || need+=(vim)   # the watcher tests drive the real vim
 command -v make >/dev/null || need+=(make)
+# The laptop -> server tests: a real sshd started by the tests (never as a service), a relay, network namespaces.
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v socat >/dev/null || need+=(socat)
+command -v ip >/dev/null || need+=(iproute2)
+command -v unshare >/dev/null || need+=(util-linux)
+# The registry tests: the Distribution registry, started by the tests on 127.0.0.1 (never as a service).
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # openssh-server must not start a system sshd on port 22: a policy-rc.d that refuses every service start, only
+  # for this install and only when the machine has none of its own.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
+  trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
   apt-get update -q >/dev/null
   apt-get install -y -q "${need[@]}" >/dev/null
 fi
