@@ -138,6 +138,33 @@ def parse_server(text: str) -> Server:
 
 
 def _split(text: str) -> tuple[str | None, str, int | None, bool]:
+    _check_characters(text)
+    rest = text
+    if rest.lower().startswith("ssh://"):
+        rest = rest[len("ssh://"):]
+        if rest.endswith("/"):  # OpenSSH accepts ssh://host/ (an empty path)
+            rest = rest[:-1]
+        if "/" in rest:
+            raise _refuse(text, "an ssh:// address has no path")
+    elif "/" in rest:
+        raise _refuse(text, "it contains '/' (only ssh:// addresses are taken)")
+    user: str | None = None
+    if "@" in rest:
+        user, rest = rest.split("@", 1)
+        if "@" in rest:
+            raise _refuse(text, "it contains '@' twice (name a login with '@' in it in your ssh config: User)")
+        if not _USER_RE.fullmatch(user):
+            raise _refuse(text, f"the user {user!r} is not a plain login name (letters, digits, '.', '_', '-')")
+    host, port_text, ipv6 = _host_and_port(text, rest)
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or port_text.startswith("0"):
+            raise _refuse(text, f"the port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    return user, host, port, ipv6
+
+
+def _check_characters(text: str) -> None:
     if not isinstance(text, str) or not text:
         raise _refuse(str(text), "it is empty")
     if len(text) > _MAX_LENGTH:
@@ -151,48 +178,25 @@ def _split(text: str) -> tuple[str | None, str, int | None, bool]:
             raise _refuse(text, f"it contains {_NAMED[char]}")
         if not char.isascii():
             raise _refuse(text, f"it contains {char!r} (only ASCII host and user names are taken)")
-    rest = text
-    if rest.lower().startswith("ssh://"):
-        rest = rest[len("ssh://"):]
-        if rest.endswith("/"):  # OpenSSH accepts ssh://host/ (an empty path)
-            rest = rest[:-1]
-        if "/" in rest:
-            raise _refuse(text, "an ssh:// address has no path")
-    elif "/" in rest or "://" in text:
-        raise _refuse(text, "it contains '/' (only ssh:// addresses are taken)")
-    user: str | None = None
-    if "@" in rest:
-        user, rest = rest.split("@", 1)
-        if "@" in rest:
-            raise _refuse(text, "it contains '@' twice (name a login with '@' in it in your ssh config: User)")
-        if not _USER_RE.fullmatch(user):
-            raise _refuse(text, f"the user {user!r} is not a plain login name (letters, digits, '.', '_', '-')")
-    port_text: str | None = None
-    ipv6 = rest.startswith("[")
-    if ipv6:
+
+
+def _host_and_port(text: str, rest: str) -> tuple[str, str | None, bool]:
+    """REST (what follows user@) as (host, port text or None, whether the host is an IPv6 literal)."""
+    if rest.startswith("["):
         close = rest.find("]")
         if close < 0:
             raise _refuse(text, "an IPv6 address opened with '[' is not closed with ']'")
         host, after = rest[1:close], rest[close + 1:]
         if not host or not _IPV6_RE.fullmatch(host) or ":" not in host:
             raise _refuse(text, f"{host!r} between '[' and ']' is not an IPv6 address")
-        if after:
-            if not after.startswith(":"):
-                raise _refuse(text, f"{after!r} after ']' is not ':PORT'")
-            port_text = after[1:]
-    else:
-        host = rest
-        if host.count(":") > 1:
-            raise _refuse(text, "an IPv6 address needs brackets: [::1] or user@[::1]:2222")
-        if ":" in host:
-            host, port_text = host.split(":", 1)
-        if not host:
-            raise _refuse(text, "it names no host")
-        if not _HOST_RE.fullmatch(host):
-            raise _refuse(text, f"the host {host!r} is not a host name (letters, digits, '.', '_', '-')")
-    port: int | None = None
-    if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or port_text.startswith("0"):
-            raise _refuse(text, f"the port {port_text!r} is not a number from 1 to 65535")
-        port = int(port_text)
-    return user, host, port, ipv6
+        if after and not after.startswith(":"):
+            raise _refuse(text, f"{after!r} after ']' is not ':PORT'")
+        return host, after[1:] if after else None, True
+    if rest.count(":") > 1:
+        raise _refuse(text, "an IPv6 address needs brackets: [::1] or user@[::1]:2222")
+    host, _, port_text = rest.partition(":")
+    if not host:
+        raise _refuse(text, "it names no host")
+    if not _HOST_RE.fullmatch(host):
+        raise _refuse(text, f"the host {host!r} is not a host name (letters, digits, '.', '_', '-')")
+    return host, port_text if ":" in rest else None, False

@@ -64,8 +64,20 @@ class ArchiveFile:
     gid: int = 0
 
 
-def _explain_connection_error(exc: Exception) -> DevagentError:
+def _explain_connection_error(exc: Exception, server: str | None = None) -> DevagentError:
     text = str(exc)
+    if server is not None:  # an engine on a GPU server, through devagent's ssh link to it
+        if "Permission denied" in text or "PermissionError" in text:
+            return DevagentError(
+                f"your user on {server} may not use its Docker Engine's socket (permission denied)",
+                hint=f"on {server}, add them to the docker group (sudo usermod -aG docker USER, then log in again); "
+                "that group is root-equivalent on that server",
+                status=ExitStatus.DOCKER_PERMISSION, details=text)
+        return DevagentError(
+            f"no Docker Engine answers on {server} (through the ssh link to it)",
+            hint=f"check it there: ssh {server} docker info (start it: sudo systemctl start docker); if its socket "
+            "is elsewhere, name it: DEVAGENT_DOCKER_SOCKET",
+            status=ExitStatus.DOCKER_UNAVAILABLE, details=text)
     if "Permission denied" in text or "PermissionError" in text:
         return DevagentError(
             "you may not use the Docker Engine's socket (permission denied)",
@@ -112,6 +124,23 @@ class Engine:
             except docker.errors.DockerException as exc:
                 raise _explain_connection_error(exc) from None
         self._client = client
+
+    @classmethod
+    def at(cls, base_url: str, *, server: str | None = None, timeout: float = 60.0) -> Engine:
+        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering a ping.
+
+        SERVER names the machine it runs on when that is not this one (a socket forwarded by ssh): the errors then
+        name it, and say what to do there."""
+        try:
+            client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise _explain_connection_error(exc, server) from None
+        return cls(client)
+
+    def close(self) -> None:
+        """Close the SDK's connections (a forwarded socket is about to go away)."""
+        self._client.close()
 
     # -- images ---------------------------------------------------------------------------------------------
 
