@@ -172,3 +172,12 @@ def assert_nothing_left(env: Env, name: str, docker_client, *, workspace_kept: b
     assert not list((env.home / "hostkeys").glob(f"{name}*")) if (env.home / "hostkeys").exists() else True
     assert not env.paths_lock(name).exists()
     assert env.workspace(name).exists() == workspace_kept
+
+
+@pytest.fixture
+def topology(docker_client: object) -> Iterator[object]:
+    """The laptop -> GPU server topology (tests/integration/topology.py): a laptop in its own network and mount
+    namespaces, two test sshds on this machine's loopback (aliases gpu-server, gpu-server2, gpu-nodock)."""
+    from tests.integration.topology import open_topology
+
+    yield from open_topology()
