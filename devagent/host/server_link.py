@@ -313,7 +313,9 @@ def link_base(environ: Mapping[str, str]) -> Path:
             st = os.stat(runtime)
             if st.st_uid == os.getuid() and st.st_mode & 0o777 == 0o700:
                 return Path(runtime)
-    return Path(tempfile.gettempdir())
+    base = Path(tempfile.gettempdir())
+    # A long TMPDIR would leave no room for the socket names: the system's own temp folder then.
+    return base if len(str(base)) < _SOCKET_PATH_MAX - 40 else Path("/tmp")  # noqa: S108 (a mkdtemp inside)
 
 
 def sweep_stale(base: Path) -> list[Path]:
@@ -593,14 +595,46 @@ class ServerLink:
             except OSError:
                 answer = b""
         if not answer.startswith(b"HTTP/"):
-            log = self._new_log(offset)
-            if "administratively prohibited" in log:
-                raise _refused(self.server, "to forward the Docker Engine's Unix socket",
-                               "AllowStreamLocalForwarding yes (or local)", log)
-            raise DevagentError(f"no Docker Engine answers on {self.server} at {self.facts.docker_socket}",
-                                status=ExitStatus.DOCKER_UNAVAILABLE, details=log or None,
-                                hint=f"check it there: ssh {self.server} docker info; if its socket is elsewhere, "
-                                "name it: DEVAGENT_DOCKER_SOCKET")
+            raise self._explain_engine_refusal(self._new_log(offset))
+
+    def _explain_engine_refusal(self, log: str) -> DevagentError:
+        """Why a connection to the forwarded engine socket was closed at once. The probe found the socket there and
+        usable, and sshd gives the client one reason for every refusal of a Unix socket ("connect failed: open
+        failed"), so ask further: whether TCP forwarding is refused (which refuses sockets too), and whether the
+        engine answers the docker CLI on the server."""
+        tcp_refusal = self._tcp_refusal()
+        if tcp_refusal is not None:
+            return _refused(self.server, "forwarding (TCP and Unix sockets)", "AllowTcpForwarding yes (or local)",
+                            tcp_refusal)
+        sock = self.facts.docker_socket
+        cli = self.run(["docker", "-H", f"unix://{sock}", "version", "--format", "{{.Server.Version}}"])
+        if cli.returncode == 0:
+            return _refused(self.server, "to forward the Docker Engine's Unix socket",
+                            "AllowStreamLocalForwarding yes (or local)", log)
+        words = (cli.stderr or cli.stdout).decode(errors="replace").strip()
+        if cli.returncode == 127:  # no docker CLI there: either is possible
+            return DevagentError(
+                f"the sshd on {self.server} refuses to forward the Docker Engine's socket {sock}, "
+                "or no engine listens on it", status=ExitStatus.SERVER_REFUSED, details=log or None,
+                hint="set AllowStreamLocalForwarding yes (or local) in the server's sshd_config, and check that "
+                f"Docker runs there (sudo systemctl status docker)")
+        return DevagentError(f"no Docker Engine answers on {self.server} at {sock}",
+                             status=ExitStatus.DOCKER_UNAVAILABLE, details=words or log or None,
+                             hint="start Docker there (sudo systemctl start docker, or rootless: systemctl --user "
+                             "start docker); if its socket is elsewhere, name it: DEVAGENT_DOCKER_SOCKET")
+
+    def _tcp_refusal(self) -> str | None:
+        """The master's words when sshd refuses TCP forwarding (a stream to the server's 127.0.0.1:1, where nothing
+        listens: allowed, it is refused by the kernel instead), or None."""
+        try:
+            self.connect(1, timeout=LOGIN_TIMEOUT).close()
+        except DevagentError as exc:
+            if exc.status == ExitStatus.SERVER_REFUSED:
+                return exc.details or ""
+            raise
+        except ConnectionError:
+            pass
+        return None
 
     def _log_size(self) -> int:
         try:

@@ -194,11 +194,13 @@ class Laptop:
         """The real ssh client in the laptop, with the laptop's config and BatchMode."""
         return self.run(["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", *args], timeout=timeout)
 
-    def add_alias(self, alias: str, sshd: Sshd, *, user: str, extra: Sequence[str] = ()) -> None:
-        """A `Host ALIAS` block reaching SSHD as USER through its relay, with the laptop's key and its pinned
-        host key. EXTRA lines go into the block (e.g. "ConnectTimeout 2")."""
+    def add_alias(self, alias: str, sshd: Sshd, *, user: str, identity: Path | None = None,
+                  proxy_command: str | None = None, extra: Sequence[str] = ()) -> None:
+        """A `Host ALIAS` block reaching SSHD as USER through its relay, with the laptop's key (or IDENTITY) and
+        the sshd's pinned host key. PROXY_COMMAND replaces the relay; EXTRA lines go into the block."""
+        proxy = proxy_command or f"socat - UNIX-CONNECT:{sshd.relay}"
         lines = [f"Host {alias}", f"  User {user}", "  HostName 127.0.0.1", f"  Port {sshd.port}",
-                 f"  ProxyCommand socat - UNIX-CONNECT:{sshd.relay}", f"  IdentityFile {self.key}",
+                 f"  ProxyCommand {proxy}", f"  IdentityFile {identity or self.key}",
                  "  IdentitiesOnly yes", f"  HostKeyAlias {sshd.host_key_alias}",
                  f"  UserKnownHostsFile {self.known_hosts}", "  StrictHostKeyChecking yes",
                  *(f"  {line}" for line in extra), ""]
@@ -242,9 +244,10 @@ class Topology:
     # -- the server ------------------------------------------------------------------------------------------------
 
     def start_sshd(self, *, allow_tcp_forwarding: str = "yes", allow_stream_local_forwarding: str = "yes",
-                   extra: Sequence[str] = ()) -> Sshd:
+                   disable_forwarding: str = "no", extra: Sequence[str] = ()) -> Sshd:
         """A new sshd on 127.0.0.1:<free port>, its relay, its host key pinned in the laptop's known_hosts, and the
-        laptop's key authorized for every server user."""
+        laptop's key authorized for every server user. EXTRA lines go into its sshd_config (the first value of
+        an option wins: those set here cannot be changed that way)."""
         folder = Path(tempfile.mkdtemp(prefix="sshd-", dir=self.root))
         folder.chmod(0o755)  # sshd reads the authorized keys as the user
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
@@ -258,7 +261,7 @@ class Topology:
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
             "UsePAM no", "StrictModes no", "PermitRootLogin no", f"AllowUsers {' '.join(SERVER_USERS)}",
             f"AllowTcpForwarding {allow_tcp_forwarding}",
-            f"AllowStreamLocalForwarding {allow_stream_local_forwarding}",
+            f"AllowStreamLocalForwarding {allow_stream_local_forwarding}", f"DisableForwarding {disable_forwarding}",
             "X11Forwarding no", "AllowAgentForwarding no", "PrintMotd no", "LogLevel VERBOSE",
             "MaxStartups 100:30:200", "PerSourcePenalties no" if _sshd_has_penalties() else "", *extra, ""]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
