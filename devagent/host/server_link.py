@@ -617,7 +617,7 @@ class ServerLink:
                 f"the sshd on {self.server} refuses to forward the Docker Engine's socket {sock}, "
                 "or no engine listens on it", status=ExitStatus.SERVER_REFUSED, details=log or None,
                 hint="set AllowStreamLocalForwarding yes (or local) in the server's sshd_config, and check that "
-                f"Docker runs there (sudo systemctl status docker)")
+                "Docker runs there (sudo systemctl status docker)")
         return DevagentError(f"no Docker Engine answers on {self.server} at {sock}",
                              status=ExitStatus.DOCKER_UNAVAILABLE, details=words or log or None,
                              hint="start Docker there (sudo systemctl start docker, or rootless: systemctl --user "

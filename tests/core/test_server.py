@@ -122,7 +122,7 @@ def test_whatever_is_taken_is_one_plain_word_for_ssh_and_for_proxy_jump(text: st
         assert exc.status == ExitStatus.USAGE
         return
     for word in [*server.ssh_destination(), server.proxy_jump]:
-        assert word and not word.startswith("-") or word in ("-p", "-l")
+        assert (word and not word.startswith("-")) or word in ("-p", "-l")
         assert not set(word) & set(" \t\r\n,%$'\"`\\;&|<>()*?!#=~")
         assert word.isascii() and word.isprintable()
     assert server.ssh_destination()[-1][0] not in "-"

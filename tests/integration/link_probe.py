@@ -38,11 +38,11 @@ def main(argv: list[str]) -> int:
             opened = time.monotonic()
             if mode == "facts":
                 containers = len(link.engine.list_managed())
-                engine_id = link.engine._client.info()["ID"]  # noqa: SLF001 (which engine answered)
+                engine_id = link.engine._client.info()["ID"]  # which engine answered
                 engine = time.monotonic()
                 out = link.run(["printf", "%s|", "a b", "$HOME", "-x", "'"], input=None)
-                _say({"facts": link.facts.__dict__, "server": link.server.text, "containers": containers, "engine_id": engine_id,
-                      "run": [out.returncode, out.stdout.decode()], "folder": str(link.folder),
+                _say({"facts": link.facts.__dict__, "server": link.server.text, "containers": containers,
+                      "engine_id": engine_id, "run": [out.returncode, out.stdout.decode()], "folder": str(link.folder),
                       "login_s": opened - started, "engine_s": engine - opened})
             elif mode == "connect":
                 try:
@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
                     _say({"data": stream.recv(200).decode(errors="replace")})
             elif mode == "hold":
                 link.engine.list_managed()
-                master = link._master  # noqa: SLF001 (the test checks that this very process goes away)
+                master = link._master
                 assert master is not None
                 _say({"folder": str(link.folder), "master_pid": master.pid})
                 while True:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,7 +201,7 @@ def test_no_engine_socket_where_the_user_said(topology: Topology) -> None:
 
 
 def _hold(laptop: Laptop) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    proc = laptop.popen([__import__("sys").executable, "-m", "tests.integration.link_probe", "hold", "gpu-server"],
+    proc = laptop.popen([sys.executable, "-m", "tests.integration.link_probe", "hold", "gpu-server"],
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -229,8 +232,8 @@ def test_sigkill_takes_the_ssh_master_with_it_and_the_next_link_removes_the_fold
     assert not Path(held["folder"]).exists()  # ... until the next link
 
 
-def test_a_socket_no_engine_listens_on_is_no_engine(topology: Topology, tmp_path: Path) -> None:
-    stale = Path(__import__("tempfile").mkdtemp(prefix="dvt-", dir="/tmp")) / "docker.sock"
+def test_a_socket_no_engine_listens_on_is_no_engine(topology: Topology) -> None:
+    stale = Path(tempfile.mkdtemp(prefix="dvt-", dir="/tmp")) / "docker.sock"
     try:
         stale.parent.chmod(0o755)
         with socket.socket(socket.AF_UNIX) as s:  # bound, never listening: what a dead engine leaves
@@ -238,7 +241,7 @@ def test_a_socket_no_engine_listens_on_is_no_engine(topology: Topology, tmp_path
             stale.chmod(0o666)
             status, out = probe(topology.laptop, "facts", "gpu-server", env={"PROBE_SOCKET": str(stale)})
     finally:
-        __import__("shutil").rmtree(stale.parent)
+        shutil.rmtree(stale.parent)
     assert status == 3, out
     assert out["error"] == f"no Docker Engine answers on gpu-server at {stale}"
     assert f"Cannot connect to the Docker daemon at unix://{stale}" in out["details"]

@@ -3,12 +3,16 @@ ssh, the server users are who they should be, ProxyJump works as a user's would,
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import wait_for
 from tests.integration.topology import Topology, descendants, open_topology, running
 
 pytestmark = pytest.mark.docker
@@ -39,9 +43,6 @@ def test_the_laptop_cannot_reach_the_engine_nor_the_servers_loopback_except_thro
     assert [line.split(":")[1].strip() for line in links] == ["lo"]
     # The same checks outside the laptop do connect: they can tell the difference.
     outside = topology.laptop.environ
-    import subprocess
-    import sys
-
     for target in ("/var/run/docker.sock", str(sshd.port)):
         out = subprocess.run([sys.executable, "-c", CONNECT, target], capture_output=True, text=True, env=outside,
                              check=True)
@@ -80,7 +81,8 @@ def test_closing_the_topology_leaves_no_process_and_no_folder(docker_client: obj
     opened = open_topology()
     topology = next(opened)
     session = topology.laptop.popen(["ssh", "-F", str(topology.laptop.ssh_config), "gpu-server", "sleep", "300"],
-                                    stdin=-3, stdout=-3, stderr=-3)
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
     try:
         server_side: list[int] = []
 
@@ -89,11 +91,10 @@ def test_closing_the_topology_leaves_no_process_and_no_folder(docker_client: obj
             return any(Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep")
                        for pid in server_side if Path(f"/proc/{pid}").exists())
 
-        from tests.integration.conftest import wait_for
         wait_for(sleeping, timeout=30, message="the server-side session")
         started = [*topology.pids, *server_side]
         root = topology.root
-        with __import__("contextlib").suppress(StopIteration):
+        with contextlib.suppress(StopIteration):
             next(opened)
     finally:
         session.kill()
