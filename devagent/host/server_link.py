@@ -459,6 +459,9 @@ class ServerLink:
         with open(self._log, "wb") as log:
             self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                             **self._popen_kwargs())  # type: ignore[call-overload]
+        # The docker SDK takes 0.2-0.5 s to import: do it while ssh logs in (another process), not after.
+        import devagent.host.engine  # noqa: F401
+
         deadline = time.monotonic() + LOGIN_TIMEOUT
         delay = 0.005
         while not self.control_path.exists():

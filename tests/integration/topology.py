@@ -7,7 +7,8 @@ devagent-nodock (not). Each user's authorized keys live in the test's own folder
 their homes.
 
 The LAPTOP is a network namespace with only its own `lo` (up) and a mount namespace in which the engine's socket
-is hidden (an empty file bind-mounted over /run/docker.sock, which /var/run/docker.sock points to). A holder
+is hidden (an empty file bind-mounted over /run/docker.sock, which /var/run/docker.sock points to), and where
+/root/.ssh is the laptop's (OpenSSH reads ~/.ssh/config from the passwd entry's home, not $HOME). A holder
 process (`unshare`) keeps both alive; commands run in them with `nsenter -t PID -n -m`. From there neither the
 engine nor any 127.0.0.1 port of the server can be reached, except through ssh: the laptop's ssh config reaches
 each sshd with `ProxyCommand socat - UNIX-CONNECT:<relay>`, and a relay on the server side (`socat UNIX-LISTEN`,
@@ -301,7 +302,11 @@ class Topology:
         hidden.write_text("")
         # The holder: lo up, the engine's socket covered, then sleep until killed. Its mount namespace is private,
         # so the bind mount never shows outside.
+        # ~/.ssh of root's passwd home (where OpenSSH looks without -F: it ignores $HOME) is the laptop's. Not all
+        # of /root: the interpreter may live there (pyenv).
+        Path("/root/.ssh").mkdir(mode=0o700, exist_ok=True)
         script = (f"ip link set lo up && mount --bind {hidden} /run/docker.sock && "
+                  f"mount --bind {root / 'home' / '.ssh'} /root/.ssh && "
                   f"touch {root}/ready && exec sleep infinity")
         holder = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "--",
                                    "sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
