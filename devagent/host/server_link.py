@@ -224,12 +224,6 @@ def read_facts(server: Server, output: str, *, named: str | None) -> ServerFacts
 
 # -- what ssh said ---------------------------------------------------------------------------------------------------
 
-_UNREACHABLE = ("Could not resolve hostname", "Connection refused", "Connection timed out", "No route to host",
-                "Network is unreachable", "Connection closed", "Connection reset", "kex_exchange_identification",
-                "Operation timed out", "proxy dialog failed", "channel 0: open failed", "stdio forwarding failed",
-                "ssh_exchange_identification", "Name or service not known")
-
-
 def explain_ssh_failure(server: Server, stderr: str, *, ssh_config: Path) -> DevagentError:
     """What the master's exit means, as a DevagentError carrying ssh's own words.
 
