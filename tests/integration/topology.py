@@ -39,6 +39,7 @@ Needs root (namespaces, sshd on behalf of other users); elsewhere the tests skip
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -254,33 +255,41 @@ class Topology:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(folder / "host_key")], check=True)
         (folder / "authorized_keys").mkdir(mode=0o755)
         alias = f"{HOST_KEY_ALIAS_PREFIX}-{len(self.sshds)}"
-        port = _free_port()
-        config = folder / "sshd_config"
-        config.write_text("\n".join([
-            f"ListenAddress 127.0.0.1:{port}", f"HostKey {folder / 'host_key'}", "PidFile none",
-            f"AuthorizedKeysFile {folder / 'authorized_keys'}/%u", "AuthenticationMethods publickey",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-            "UsePAM no", "StrictModes no", "PermitRootLogin no", f"AllowUsers {' '.join(SERVER_USERS)}",
-            f"AllowTcpForwarding {allow_tcp_forwarding}",
-            f"AllowStreamLocalForwarding {allow_stream_local_forwarding}", f"DisableForwarding {disable_forwarding}",
-            "X11Forwarding no", "AllowAgentForwarding no", "PrintMotd no", "LogLevel VERBOSE",
-            "MaxStartups 100:30:200", "PerSourcePenalties no" if _sshd_has_penalties() else "", *extra, ""]))
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
-        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, check=False)
-        assert check.returncode == 0, f"the test sshd's config is wrong: {check.stderr}"
-        log = open(folder / "sshd.log", "wb")  # noqa: SIM115 (it lives as long as sshd)
-        process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        self._record(process)
+        for attempt in range(5):  # a free port may be taken by another test between its probe and sshd's bind
+            port = _free_port()
+            config = folder / "sshd_config"
+            config.write_text("\n".join([
+                f"ListenAddress 127.0.0.1:{port}", f"HostKey {folder / 'host_key'}", "PidFile none",
+                f"AuthorizedKeysFile {folder / 'authorized_keys'}/%u", "AuthenticationMethods publickey",
+                "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
+                "UsePAM no", "StrictModes no", "PermitRootLogin no", f"AllowUsers {' '.join(SERVER_USERS)}",
+                f"AllowTcpForwarding {allow_tcp_forwarding}",
+                f"AllowStreamLocalForwarding {allow_stream_local_forwarding}",
+                f"DisableForwarding {disable_forwarding}",
+                "X11Forwarding no", "AllowAgentForwarding no", "PrintMotd no", "LogLevel VERBOSE",
+                "MaxStartups 100:30:200", "PerSourcePenalties no" if _sshd_has_penalties() else "", *extra, ""]))
+            check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True, check=False)
+            assert check.returncode == 0, f"the test sshd's config is wrong: {check.stderr}"
+            log_path = folder / f"sshd-{attempt}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL,
+                                           stdout=log, stderr=log, start_new_session=True)
+            self._record(process)
+            _wait_for(lambda log_path=log_path, process=process:  # type: ignore[misc]
+                      b"Server listening" in log_path.read_bytes() or process.poll() is not None,
+                      timeout=20, message="the test sshd to listen")
+            if process.poll() is None:
+                break
+            assert b"Address already in use" in log_path.read_bytes(), log_path.read_text()
+        else:
+            raise AssertionError("no free port for the test sshd after 5 tries")
+        (folder / "sshd.log").symlink_to(log_path.name)
         relay = folder / "relay.sock"
         relay_process = subprocess.Popen(
             ["socat", f"UNIX-LISTEN:{relay},fork,mode=600", f"TCP:127.0.0.1:{port}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self._record(relay_process)
-        _wait_for(lambda: b"Server listening" in (folder / "sshd.log").read_bytes() or process.poll() is not None,
-                  timeout=20, message="the test sshd to listen")
-        assert process.poll() is None, (folder / "sshd.log").read_text()
         _wait_for(relay.exists, timeout=20, message="the relay's socket")
         public = (folder / "host_key.pub").read_text().split()
         sshd = Sshd(port=port, folder=folder, host_key_alias=alias, host_public_key=" ".join(public[:2]),
@@ -364,6 +373,7 @@ class Topology:
         return [p.pid for p in self._processes]
 
 
+@functools.cache
 def _sshd_has_penalties() -> bool:
     """OpenSSH >= 9.8 penalises sources that fail; every test connects from 127.0.0.1 (so never here on 9.2)."""
     out = subprocess.run([SSHD, "-V"], capture_output=True, text=True, check=False)
