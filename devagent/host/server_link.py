@@ -274,9 +274,17 @@ if sys.platform.startswith("linux"):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec: no locks, no allocation worth naming
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when PARENT's thread that started it ends (Linux). Set up in the child
+    between fork and exec; a parent already gone by then ends the child at once."""
+
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def _start_time(pid: int) -> str:
@@ -376,7 +384,12 @@ def resolve_server(text: str, *, environ: Mapping[str, str]) -> Server:
 
 
 class ServerLink:
-    """ONE ssh login to the server for a whole devagent command (a context manager)."""
+    """ONE ssh login to the server for a whole devagent command (a context manager).
+
+    Open, use and close a link in one thread: on Linux its ssh processes end when the thread that started them
+    ends (PR_SET_PDEATHSIG follows the thread), which is what makes them die with devagent. Links to several
+    servers may live in several threads at once.
+    """
 
     def __init__(self, server: Server, *, paths: Paths, report: Callable[[str], None] = lambda _: None,
                  docker_socket: str | None = None, environ: Mapping[str, str] | None = None,
@@ -417,8 +430,9 @@ class ServerLink:
                 "-o", "BatchMode=yes"]
 
     def _popen_kwargs(self) -> dict[str, object]:
-        # Its own session: a Ctrl-C in the terminal reaches devagent, which still needs the link to roll back.
-        return {"start_new_session": True, "preexec_fn": _die_with_parent if _libc is not None else None}
+        # Its own session: a Ctrl-C in the terminal reaches devagent, which still needs the link to roll back. No
+        # terminal either, so nothing on the way (a ProxyJump host's ssh, which gets no BatchMode) can prompt.
+        return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()) if _libc is not None else None}
 
     # -- open and close ------------------------------------------------------------------------------------------
 
@@ -657,8 +671,11 @@ class ServerLink:
     # -- streams ------------------------------------------------------------------------------------------------------
 
     def connect(self, port: int, *, timeout: float) -> socket.socket:
-        """A stream to the server's 127.0.0.1:PORT through the master. ConnectionError when nothing listens there
-        (its message is sshd's reason); a DevagentError (SERVER_REFUSED) when sshd forbids TCP forwarding."""
+        """A stream to the server's 127.0.0.1:PORT through the master, with TIMEOUT set on it.
+
+        ConnectionError when nothing listens there (its message is sshd's reason, e.g. "connect failed:
+        Connection refused"); TimeoutError when the master does not answer within TIMEOUT; a DevagentError
+        (SERVER_REFUSED) when sshd forbids TCP forwarding, (SERVER_UNREACHABLE) when the link has dropped."""
         self._check_master()
         offset = self._log_size()
         request_id = self._next_id()
