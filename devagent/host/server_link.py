@@ -653,9 +653,9 @@ class ServerLink:
         except OSError:
             return 0
 
-    def _new_log(self, offset: int, *, wait_for: str = "open failed", timeout: float = 1.0) -> str:
-        """What the master logged after OFFSET, waiting briefly for a line with WAIT_FOR (the master writes its
-        reason just before or after it answers)."""
+    def _new_log(self, offset: int, *, wait_for: str = "open failed", timeout: float = 5.0) -> str:
+        """The lines the master logged after OFFSET that hold WAIT_FOR (its reason for a refused channel), waiting
+        for one to appear for up to TIMEOUT; all it logged since OFFSET when none does."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -664,7 +664,10 @@ class ServerLink:
                     text = f.read().decode(errors="replace")
             except OSError:
                 text = ""
-            if wait_for in text or time.monotonic() > deadline:
+            lines = [line for line in text.splitlines() if wait_for in line]
+            if lines:
+                return "\n".join(lines)
+            if time.monotonic() > deadline:
                 return text.strip()
             time.sleep(0.01)
 
