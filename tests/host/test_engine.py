@@ -4,13 +4,14 @@ refused start says."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
 
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.engine import ENV_NETWORK, ENV_NETWORK_OPTIONS, Engine
+from devagent.host.engine import ENV_NETWORK, ENV_NETWORK_OPTIONS, Engine, _explain_connection_error
 
 OURS = {"devagent.managed": "true"}
 
@@ -128,3 +129,18 @@ def test_an_engine_whose_own_open_file_limit_is_too_low_is_named_with_the_fix() 
                                  "least 16384 (LimitNOFILE= in its systemd unit, or `ulimit -n` in the shell that "
                                  "starts it)")
     assert caught.value.details == text
+
+
+def test_an_engine_on_a_server_that_does_not_answer_names_the_server_not_the_local_engine(tmp_path: Path) -> None:
+    with pytest.raises(DevagentError) as caught:
+        Engine.at(f"unix://{tmp_path}/docker.sock", server="gpu-server", timeout=5)
+    assert caught.value.status == ExitStatus.DOCKER_UNAVAILABLE
+    assert caught.value.message == "no Docker Engine answers on gpu-server (through the ssh link to it)"
+    assert str(caught.value.hint).startswith("check it there: ssh gpu-server docker info")
+
+
+def test_a_server_engine_that_refuses_the_user_says_add_them_to_the_docker_group_there() -> None:
+    error = _explain_connection_error(PermissionError(13, "Permission denied"), "gpu-server")
+    assert error.message == "your user on gpu-server may not use its Docker Engine's socket (permission denied)"
+    assert error.hint == ("on gpu-server, add them to the docker group (sudo usermod -aG docker USER, then log in "
+                          "again); that group is root-equivalent on that server")
