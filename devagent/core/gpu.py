@@ -10,7 +10,7 @@ them into Markdown.
 >>> summary_line(check)
 'GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu · 0.0 s'
 >>> render_gpu_check(check, now=datetime(2026, 11, 27, 14, 2)).splitlines()[1]
-'## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu'
+'## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU'
 """
 
 
@@ -22,8 +22,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from devagent.core.markdown import code_span, details, escape_pipes, fence, split_lines, squeeze, table
+from devagent.core.runs.output import shorten
 
 GIB = 1024**3
+_STATUS = 48  # characters for the GPUs in a heading: it then wraps at most once in a 600 px preview
 
 
 class GpuProcess(NamedTuple):
@@ -121,60 +123,94 @@ def gib(n: int) -> str:
 
 
 def render_gpu_check(check: GpuCheck, *, now: datetime) -> str:
-    """Render CHECK as one notebook entry: starts with "\\n## ", ends with exactly one "\\n"."""
-    blocks = [f"## {now:%Y-%m-%d %H:%M} · {_headline(check)}", *_warnings(check), _nvml_block(check.nvml)]
+    """Render CHECK as one notebook entry: starts with "\\n## ", ends with exactly one "\\n".
+
+    The heading says what was found and no more (the versions are in the body), so that it wraps at most once in
+    a 600 px preview; each table has a label line before it, and the time taken comes before the tables."""
+    blocks = [f"## {now:%Y-%m-%d %H:%M} · {_headline(check)}", *_warnings(check),
+              f"_Checked in {check.elapsed_s:.1f} s._", _nvml_block(check.nvml)]
     if check.torch.ok:
-        blocks.append(_torch_table(check.torch))
-    blocks.append(f"_Checked in {check.elapsed_s:.1f} s._")
+        blocks.append(_torch_block(check.torch))
+    uuids = [gpu.uuid for gpu in _nvml_gpus(check.nvml) if gpu.uuid and _short_uuid(gpu.uuid) != gpu.uuid]
+    if uuids:
+        blocks.append(_details("GPU UUIDs", "\n".join(f"{gpu.index}: {gpu.uuid}" for gpu in check.nvml.gpus
+                                                       if gpu.uuid)))
     if check.nvidia_smi is not None:
         blocks.append(_details("nvidia-smi", check.nvidia_smi))
     return "\n" + "\n\n".join(block for block in blocks if block) + "\n"
 
 
 def summary_line(check: GpuCheck) -> str:
-    """One line for the console: the entry's heading without the date, plus how long the check took."""
-    return f"{_headline(check)} · {check.elapsed_s:.1f} s"
+    """One line for the console: the entry's heading without the date, the driver, CUDA and torch versions, and
+    how long the check took."""
+    return f"{_headline(check, versions=True)} · {check.elapsed_s:.1f} s"
 
 
 # --- the heading --------------------------------------------------------------------------------------------
 
 
-def _headline(check: GpuCheck) -> str:
+def _headline(check: GpuCheck, *, versions: bool = False) -> str:
     nvml, torch = check.nvml, check.torch
     parts = ["GPU check", _status(check)]
-    if nvml.available and nvml.driver_version:
+    if versions and nvml.available and nvml.driver_version:
         parts.append(f"driver {squeeze(nvml.driver_version)}")
-    if nvml.available and nvml.cuda_driver_version:
+    if versions and nvml.available and nvml.cuda_driver_version:
         parts.append(f"CUDA {squeeze(nvml.cuda_driver_version)}")
-    parts.append(f"torch {squeeze(torch.version or '?')}" if torch.ok else "torch check failed")
+    if not torch.ok:
+        parts.append("torch check failed")
+    elif versions:
+        parts.append(f"torch {squeeze(torch.version or '?')}")
     return " · ".join(parts)
 
 
 def _status(check: GpuCheck) -> str:
     nvml_gpus = _nvml_gpus(check.nvml)
+    failed = "" if check.torch.ok else " · torch check failed"
     if nvml_gpus:
-        label = _group([(gpu.name, gpu.memory_total) for gpu in nvml_gpus])
+        gpus = [(gpu.name, gpu.memory_total) for gpu in nvml_gpus]
         if _torch_uses_gpu(check.torch):
-            return f"✅ {label}"
+            return f"✅ {_group(gpus, _STATUS)}"
         if check.torch.ok:
-            return f"⚠️ {label} not usable by torch — training will run on the CPU"
-        return f"⚠️ {label}"
+            count = len(nvml_gpus)
+            return f"⚠️ torch cannot use {'the GPU' if count == 1 else f'the {count} GPUs'} — it runs on the CPU"
+        return f"⚠️ {_group(gpus, _STATUS - len(failed))}"
     if _torch_uses_gpu(check.torch):
         # NVML missing (e.g. libnvidia-ml not mounted) while CUDA works: torch's view is the one that matters.
-        return "✅ " + _group([(device.name, device.total_memory) for device in check.torch.devices])
+        return "✅ " + _group([(device.name, device.total_memory) for device in check.torch.devices], _STATUS)
     return "⚠️ no GPU — training will run on the CPU"
 
 
-def _group(gpus: list[tuple[str | None, int | None]]) -> str:
-    """Identical GPUs (same name and memory) as "2 × NAME (79.2 GiB)", groups in order of first appearance."""
+def _group(gpus: list[tuple[str | None, int | None]], budget: int) -> str:
+    """Identical GPUs (same name and memory) as "2 × NAME (79.2 GiB)", groups in order of first appearance, in at
+    most BUDGET characters: without the memory, then without the vendor's name, then as a count, when longer.
+
+    >>> _group([("NVIDIA A100-SXM4-80GB", 85_899_345_920)] * 2, 48)
+    '2 × NVIDIA A100-SXM4-80GB (80.0 GiB)'
+    >>> _group([("NVIDIA A100-SXM4-80GB", 85_899_345_920), ("NVIDIA L4", 24_152_899_584)], 48)
+    '1 × A100-SXM4-80GB (80.0 GiB), 1 × L4 (22.5 GiB)'
+    >>> _group([(f"NVIDIA RTX {n}", None) for n in range(6)], 48)
+    '6 GPUs of 6 kinds'
+    """
     counts: dict[tuple[str | None, int | None], int] = {}
     for key in gpus:
         counts[key] = counts.get(key, 0) + 1
-    labels = []
-    for (name, memory), count in counts.items():
-        label = f"{count} × {squeeze(name or 'unknown GPU')}"
-        labels.append(label + (f" ({gib(memory)})" if memory is not None else ""))
-    return ", ".join(labels)
+
+    def label(memory: bool, vendor: bool) -> str:
+        labels = []
+        for (name, total), count in counts.items():
+            text = squeeze(name or "unknown GPU")
+            if not vendor:
+                text = text.removeprefix("NVIDIA ")
+            labels.append(f"{count} × {text}" + (f" ({gib(total)})" if memory and total is not None else ""))
+        return ", ".join(labels)
+
+    for memory, vendor in ((True, True), (True, False), (False, True), (False, False)):
+        text = label(memory, vendor)
+        if len(text) <= budget:
+            return text
+    if len(counts) == 1:
+        return shorten(label(False, False), budget)
+    return f"{len(gpus)} GPUs of {len(counts)} kinds"
 
 
 # --- warnings -----------------------------------------------------------------------------------------------
@@ -264,7 +300,7 @@ def _nvml_block(nvml: NvmlReport) -> str:
         [
             str(gpu.index),
             gpu.name or "?",
-            gpu.uuid or "?",
+            _short_uuid(gpu.uuid) if gpu.uuid else "?",
             _memory(gpu.memory_used, gpu.memory_total),
             f"{gpu.utilization_gpu} %" if gpu.utilization_gpu is not None else "?",
             ", ".join(_process(p) for p in gpu.processes) or "—",
@@ -292,9 +328,24 @@ def _process(process: GpuProcess) -> str:
     return text
 
 
+def _short_uuid(uuid: str) -> str:
+    """A GPU UUID cut to its first 8 hex digits, as in ``GPU-5a7c3b1e…`` (the entry lists them whole, folded):
+    a whole UUID is too wide for a table at 600 px.
+
+    >>> _short_uuid("GPU-5a7c3b1e-0f2d-4c1b-9a8e-1234567890ab"), _short_uuid("MIG-1")
+    ('GPU-5a7c3b1e…', 'MIG-1')
+    """
+    text = squeeze(uuid)
+    return text if len(text) <= 13 else text[:12] + "…"
+
+
+def _torch_block(torch: TorchReport) -> str:
+    label = f"**torch** in {code_span(squeeze(torch.python)) or 'an unnamed interpreter'}:"
+    return label + "\n\n" + _torch_table(torch)
+
+
 def _torch_table(torch: TorchReport) -> str:
     rows = [
-        ["python", code_span(squeeze(torch.python))],
         ["version", torch.version or "?"],
         ["CUDA build", torch.cuda_build or "none (CPU-only build)"],
         ["`torch.cuda.is_available()`", str(torch.is_available)],

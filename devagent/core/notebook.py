@@ -113,7 +113,7 @@ def render_header(ctx: LaunchContext) -> str:
     # Lab notebook — dev
     """
     if ctx.base_digest:
-        base = code(f"{ctx.base_image}@{ctx.base_digest}")
+        base = f"{code(ctx.base_image)} {code('@' + short_digest(ctx.base_digest))}"
     else:
         base = f"{code(ctx.base_image)} (local image, no registry digest)"
     mounts = (
@@ -142,6 +142,20 @@ def render_header(ctx: LaunchContext) -> str:
         "write your own notes anywhere._",
     ]
     return "\n".join(lines) + "\n"
+
+
+def short_digest(digest: str) -> str:
+    """A digest (or image id) as the text shows it: the algorithm and the first 12 hex digits, as ``docker images``
+    does. The whole digest makes a 600 px preview scroll sideways; it stays whole in launch.json and where a command
+    must use it (the reproduce block).
+
+    >>> short_digest("sha256:0d6b3e5fa1c24c0e9b8d7a6f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c3b2"), short_digest("abc")
+    ('sha256:0d6b3e5fa1c2…', 'abc')
+    """
+    algorithm, _, value = digest.rpartition(":")
+    if len(value) <= 12:
+        return digest
+    return f"{algorithm + ':' if algorithm else ''}{value[:12]}…"
 
 
 def format_timestamp(dt: datetime) -> str:

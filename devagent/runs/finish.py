@@ -35,7 +35,7 @@ from devagent.core.runs.metrics import (
 )
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
 from devagent.core.runs.secrets import REDACTED, looks_secret, redact_argv, redact_mapping, scrub, secrets_in
-from devagent.core.runs.section import RunReport, render_run
+from devagent.core.runs.section import MEMORY_NOTE, RunReport, render_run
 from devagent.runs.gitstate import GitSkipped, git_state
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace
@@ -86,6 +86,7 @@ class Finished:
     gpu_peak: int | None = None
     gpu_total: int | None = None
     gpus_used: int = 0
+    gpu_devices: tuple[int, ...] = ()  # NVML indices of the GPUs the run's processes were seen on
     git: GitState | None = None
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
@@ -107,7 +108,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     if previous is not None:  # recorded before devagent redacted: redact it now
         previous = replace(previous, argv=tuple(redact_argv(previous.argv)), hparams=redact_mapping(previous.hparams))
 
-    series, sources, torch_memory, files_cut = _metrics(run)
+    series, sources, torch_memory, files_cut, output_finals = _metrics(run)
     secrets = secrets_in(run.argv, run.environ)
     tail = [scrub(line, secrets) for line in run.output.tail] if run.output else []
     nan_seen = (run.output.nan_seen if run.output else False) or any(
@@ -127,13 +128,14 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         record=record, started_at=run.started, exit=exit_info, defaults=defaults, previous=previous, git=run.git,
         edits_since=_edits_since(place, previous, run.started), env=allowed_env(run.environ), metrics=summaries,
         metric_sources=sources, curve_name=curve[0] if curve else None, curve_image=curve_image,
-        curve_sparkline=sparkline(curve[1]) if curve else None,
+        curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
         gpu=GpuMemory(nvml_peak=run.gpu_peak, nvml_total=run.gpu_total,
                       torch_allocated=torch_memory.get("max_memory_allocated"),
                       torch_reserved=torch_memory.get("max_memory_reserved"),
-                      gpus=max(run.gpus_used, torch_memory.get("devices") or 0)),
+                      gpus=max(run.gpus_used, torch_memory.get("devices") or 0), devices=run.gpu_devices),
         output_tail=tail, output_lines=run.output.line_count if run.output else 0,
-        metrics_left_out=series.left_out, metric_files_cut=files_cut,
+        metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
+        memory_explained=notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
@@ -146,10 +148,13 @@ def _redact_defaults(defaults: dict[str, ArgDefault]) -> dict[str, ArgDefault]:
             else arg for dest, arg in defaults.items()}
 
 
-def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int], tuple[tuple[str, int, int], ...]]:
+def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, int], tuple[tuple[str, int, int], ...],
+                                     dict[str, float]]:
     """The run's metrics. Sources in order of trust: the helper's JSON lines, Lightning's metrics.csv, the output.
     A metric comes from the first source that has it (most scripts that log also print: the curve must not count
     twice); a later source adds only the metrics the earlier ones lack (an ``acc`` printed beside a logged loss).
+    The output's own last value of each metric another source gave comes back too: the section says when it
+    differs (an epoch's mean printed beside per-step values).
 
     The files are streamed line by line, at most their last METRIC_FILE_WINDOW bytes (the last part holds the
     final values): a 2 GB ``lab.jsonl`` costs a chunk and the kept series in memory, and is reported as cut."""
@@ -177,10 +182,39 @@ def _metrics(run: Finished) -> tuple[MetricSeries, tuple[str, ...], dict[str, in
                       "came faster than devagent reads metrics)", run.output.series))
     series = MetricSeries({})
     sources: list[str] = []
+    output_finals: dict[str, float] = {}
     for source, candidate in found:
+        if source.startswith("output"):
+            output_finals = {name: points[-1][1] for name, points in candidate.points.items()
+                             if points and name in series.points}
         if series.merge_missing(candidate):
             sources.append(source)
-    return series, tuple(sources), torch_memory, tuple(cut)
+    return series, tuple(sources), torch_memory, tuple(cut), output_finals
+
+
+def _finite_range(values: list[float]) -> tuple[float, float] | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return (min(finite), max(finite)) if finite else None
+
+
+def notebook_holds(notebook: Path, text: str, *, chunk: int = 1 << 20) -> bool:
+    """Whether the NOTEBOOK (a regular file; a missing or unreadable one holds nothing) contains TEXT, read in
+    chunks: a notebook of many runs is not loaded whole."""
+    try:
+        fd = open_regular(notebook)
+    except OSError:
+        return False
+    needle = text.encode()
+    try:
+        with os.fdopen(fd, "rb", closefd=True) as file:
+            tail = b""
+            while block := file.read(chunk):
+                if needle in tail + block:
+                    return True
+                tail = (tail + block)[-len(needle):]
+    except OSError:
+        return False
+    return False
 
 
 def _metric_lines(path: Path, *, keep_first: bool) -> Lines | None:

@@ -130,15 +130,17 @@ class RunObserver:
         ended = datetime.now(timezone.utc).astimezone()
         peak = total = None
         gpus = 0
+        devices: tuple[int, ...] = ()
         if run.sampler is not None:
             peak, total, gpus = run.sampler.stop()
+            devices = tuple(sorted(run.sampler.usage.devices))
         number = self.runs.reserve(run.started.isoformat(timespec="seconds"))
         lab_file = layout.observed_lab_file(self.place.workspace, run.pid)
         finished = Finished(
             number=number, argv=run.argv, cwd=run.cwd, started=run.started,
             duration_s=max(0.0, (ended - run.started).total_seconds()), exit_code=None, observed=True,
             lab_file=lab_file if lab_file.is_file() else None, gpu_peak=peak, gpu_total=total, gpus_used=gpus,
-            git=run.git, environ=run.environ,
+            gpu_devices=devices, git=run.git, environ=run.environ,
         )
         try:
             finish_run(self.place, self.runs, finished)

@@ -58,6 +58,7 @@ class ProcessOutcome:
     gpu_peak_bytes: int | None  # peak GPU memory of the process tree, summed over GPUs; None without NVML or GPU
     gpu_total_bytes: int | None  # total memory of the GPUs the tree used; None when it used none
     gpus_used: int  # distinct GPUs the tree appeared on
+    gpu_devices: tuple[int, ...] = ()  # their NVML indices
 
 
 def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], env: Mapping[str, str] | None = None,
@@ -93,6 +94,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
                 relay.detach()
     finally:
         peak, total, gpus = sampler.stop() if sampler is not None else (None, None, 0)
+        devices = tuple(sorted(sampler.usage.devices)) if sampler is not None else ()
     oom_after = oom_kill_count()
     killed_by = -returncode if returncode < 0 else None
     return ProcessOutcome(
@@ -104,6 +106,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpu_peak_bytes=peak,
         gpu_total_bytes=total,
         gpus_used=gpus,
+        gpu_devices=devices,
     )
 
 

@@ -84,33 +84,32 @@ def blocks(entry: str) -> list[str]:
 
 
 class TestTheHeading:
-    def test_identical_gpus_are_counted_once_with_their_memory_driver_cuda_and_torch(self) -> None:
+    def test_identical_gpus_are_counted_once_with_their_memory_and_the_versions_are_left_to_the_body(self) -> None:
         check = GpuCheck(nvml=nvml_with(a100(0), a100(1)),
                          torch=torch_cuda(TorchDevice(A100, A100_MEMORY), TorchDevice(A100, A100_MEMORY)))
-        assert heading(render_gpu_check(check, now=NOW)) == (
-            "## 2026-11-27 14:02 · GPU check · ✅ 2 × NVIDIA A100-SXM4-80GB (79.2 GiB) · driver 550.54.15 · "
-            "CUDA 12.8 · torch 2.8.0+cu128"
-        )
+        entry = render_gpu_check(check, now=NOW)
+        assert heading(entry) == "## 2026-11-27 14:02 · GPU check · ✅ 2 × NVIDIA A100-SXM4-80GB (79.2 GiB)"
+        assert "**NVML:** driver 550.54.15 · CUDA 12.8 · 2 GPUs" in blocks(entry)
+        assert "| version | 2.8.0+cu128 |" in entry.splitlines()
 
     def test_mixed_gpus_are_listed_group_by_group_in_index_order(self) -> None:
         l4 = a100(1, name=L4, memory_total=L4_MEMORY)
         check = GpuCheck(nvml=nvml_with(a100(0), l4, a100(2)),
                          torch=torch_cuda(*[TorchDevice(A100, A100_MEMORY)] * 3))
         assert heading(render_gpu_check(check, now=NOW)) == (
-            "## 2026-11-27 14:02 · GPU check · ✅ 2 × NVIDIA A100-SXM4-80GB (79.2 GiB), "
-            "1 × NVIDIA L4 (22.5 GiB) · driver 550.54.15 · CUDA 12.8 · torch 2.8.0+cu128"
+            "## 2026-11-27 14:02 · GPU check · ✅ 2 × A100-SXM4-80GB (79.2 GiB), 1 × L4 (22.5 GiB)"
         )
 
     def test_without_any_gpu_it_warns_that_training_runs_on_the_cpu(self) -> None:
         check = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU)
         assert heading(render_gpu_check(check, now=NOW)) == (
-            "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu"
+            "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU"
         )
 
     def test_torch_devices_stand_in_when_nvml_is_missing_but_cuda_works(self) -> None:
         check = GpuCheck(nvml=NVML_MISSING, torch=torch_cuda(TorchDevice(L4, L4_MEMORY)))
         assert heading(render_gpu_check(check, now=NOW)) == (
-            "## 2026-11-27 14:02 · GPU check · ✅ 1 × NVIDIA L4 (22.5 GiB) · torch 2.8.0+cu128"
+            "## 2026-11-27 14:02 · GPU check · ✅ 1 × NVIDIA L4 (22.5 GiB)"
         )
 
     def test_a_failed_torch_check_is_named_in_the_heading(self) -> None:
@@ -118,8 +117,7 @@ class TestTheHeading:
                          torch=TorchReport(ok=False, python="/usr/bin/python3",
                                            error="torch is not installed in /usr/bin/python3"))
         assert heading(render_gpu_check(check, now=NOW)) == (
-            "## 2026-11-27 14:02 · GPU check · ⚠️ 1 × NVIDIA A100-SXM4-80GB (79.2 GiB) · driver 550.54.15 · "
-            "CUDA 12.8 · torch check failed"
+            "## 2026-11-27 14:02 · GPU check · ⚠️ 1 × NVIDIA A100-SXM4-80GB · torch check failed"
         )
 
     def test_a_newline_in_a_gpu_name_cannot_end_the_heading(self) -> None:
@@ -133,55 +131,56 @@ class TestTheBody:
         check = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, elapsed_s=1.26)
         assert render_gpu_check(check, now=NOW) == (
             "\n"
-            "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu\n"
+            "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU\n"
             "\n"
             f"{NO_GPU_WARNING}\n"
             "\n"
+            "_Checked in 1.3 s._\n"
+            "\n"
             "**NVML:** not available — NVML Shared Library Not Found\n"
+            "\n"
+            "**torch** in `/usr/bin/python3`:\n"
             "\n"
             "| torch | result |\n"
             "|---|---|\n"
-            "| python | `/usr/bin/python3` |\n"
             "| version | 2.13.0+cpu |\n"
             "| CUDA build | none (CPU-only build) |\n"
             "| `torch.cuda.is_available()` | False |\n"
             "| `torch.cuda.device_count()` | 0 |\n"
-            "\n"
-            "_Checked in 1.3 s._\n"
         )
 
     def test_each_gpu_gets_a_row_with_uuid_memory_utilisation_and_processes(self) -> None:
         busy = a100(1, processes=(GpuProcess(4242, 10 * GIB, "python"), GpuProcess(77, None, None)))
         check = GpuCheck(nvml=nvml_with(a100(0), busy),
                          torch=torch_cuda(TorchDevice(A100, A100_MEMORY), TorchDevice(A100, A100_MEMORY)))
-        assert blocks(render_gpu_check(check, now=NOW))[1:3] == [
+        entry = render_gpu_check(check, now=NOW)
+        assert blocks(entry)[2:4] == [
             "**NVML:** driver 550.54.15 · CUDA 12.8 · 2 GPUs",
             "| GPU | name | UUID | memory used / total | utilisation | processes |\n"
             "|---|---|---|---|---|---|\n"
-            "| 0 | NVIDIA A100-SXM4-80GB | GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff | 1.5 / 79.2 GiB "
-            "| 7 % | — |\n"
-            "| 1 | NVIDIA A100-SXM4-80GB | GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff | 1.5 / 79.2 GiB "
-            "| 7 % | 4242 python (10.0 GiB), 77 |",
+            "| 0 | NVIDIA A100-SXM4-80GB | GPU-00000000… | 1.5 / 79.2 GiB | 7 % | — |\n"
+            "| 1 | NVIDIA A100-SXM4-80GB | GPU-00000001… | 1.5 / 79.2 GiB | 7 % | 4242 python (10.0 GiB), 77 |",
         ]
+        assert ("<details><summary>GPU UUIDs</summary>\n\n```text\n0: GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff\n"
+                "1: GPU-00000001-aaaa-bbbb-cccc-ddddeeeeffff\n```\n\n</details>") in entry
 
     def test_torch_lists_each_device_with_its_total_memory(self) -> None:
         check = GpuCheck(nvml=nvml_with(a100(0)), torch=torch_cuda(TorchDevice(A100, A100_MEMORY)))
-        assert blocks(render_gpu_check(check, now=NOW))[3] == (
+        assert blocks(render_gpu_check(check, now=NOW))[4:6] == ["**torch** in `/opt/conda/bin/python`:", (
             "| torch | result |\n"
             "|---|---|\n"
-            "| python | `/opt/conda/bin/python` |\n"
             "| version | 2.8.0+cu128 |\n"
             "| CUDA build | 12.8 |\n"
             "| `torch.cuda.is_available()` | True |\n"
             "| `torch.cuda.device_count()` | 1 |\n"
             "| device 0 | NVIDIA A100-SXM4-80GB · 79.2 GiB |"
-        )
+        )]
 
     def test_fields_nvml_could_not_read_show_as_question_marks(self) -> None:
         check = GpuCheck(nvml=nvml_with(NvmlGpu(index=0)), torch=torch_cuda(TorchDevice(A100, A100_MEMORY)))
         entry = render_gpu_check(check, now=NOW)
         assert "| 0 | ? | ? | ? | ? | — |" in entry.splitlines()
-        assert heading(entry).startswith("## 2026-11-27 14:02 · GPU check · ✅ 1 × unknown GPU · driver")
+        assert heading(entry) == "## 2026-11-27 14:02 · GPU check · ✅ 1 × unknown GPU"
 
     def test_pipes_in_table_cells_are_escaped(self) -> None:
         check = GpuCheck(nvml=nvml_with(a100(0, name="A|B", processes=(GpuProcess(1, None, "a|b"),))),
@@ -189,15 +188,20 @@ class TestTheBody:
                                            cuda_build="12.8", is_available=True, device_count=1,
                                            devices=(TorchDevice("A|B", GIB),)))
         lines = render_gpu_check(check, now=NOW).splitlines()
-        uuid = "GPU-00000000-aaaa-bbbb-cccc-ddddeeeeffff"
+        uuid = "GPU-00000000…"
         assert f"| 0 | A\\|B | {uuid} | 1.5 / 79.2 GiB | 7 % | 1 a\\|b |" in lines
-        assert "| python | `/opt/x\\|y/python` |" in lines
+        assert "**torch** in `/opt/x|y/python`:" in lines  # a label, not a cell
         assert "| version | 2.8.0\\|x |" in lines
         assert "| device 0 | A\\|B · 1.0 GiB |" in lines
 
-    def test_the_elapsed_time_closes_the_entry_when_there_is_no_nvidia_smi(self) -> None:
-        entry = render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, elapsed_s=6.04), now=NOW)
-        assert entry.endswith("\n\n_Checked in 6.0 s._\n")
+    def test_the_elapsed_time_comes_before_the_tables_each_of_which_has_a_label(self) -> None:
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(a100(0)), torch=torch_cuda(TorchDevice(A100, A100_MEMORY)),
+                                          elapsed_s=6.04), now=NOW)
+        parts = blocks(entry)
+        assert parts[1] == "_Checked in 6.0 s._"
+        for i, block in enumerate(parts):
+            if block.startswith("|"):
+                assert parts[i - 1].startswith(("**NVML:**", "**torch** in ")), block
 
 
 class TestWarnings:
@@ -205,8 +209,7 @@ class TestWarnings:
         check = GpuCheck(nvml=nvml_with(a100(0), a100(1)), torch=TORCH_CPU)
         entry = render_gpu_check(check, now=NOW)
         assert heading(entry) == (
-            "## 2026-11-27 14:02 · GPU check · ⚠️ 2 × NVIDIA A100-SXM4-80GB (79.2 GiB) not usable by torch — "
-            "training will run on the CPU · driver 550.54.15 · CUDA 12.8 · torch 2.13.0+cpu"
+            "## 2026-11-27 14:02 · GPU check · ⚠️ torch cannot use the 2 GPUs — it runs on the CPU"
         )
         assert blocks(entry)[1] == (
             "> **torch cannot use the GPUs.** NVML lists 2 GPUs, but `torch.cuda.is_available()` is False in "
@@ -283,7 +286,7 @@ class TestNvidiaSmiDetails:
         check = GpuCheck(nvml=nvml_with(a100(0)), torch=torch_cuda(TorchDevice(A100, A100_MEMORY)),
                          nvidia_smi=self.SMI, elapsed_s=0.5)
         assert render_gpu_check(check, now=NOW).endswith(
-            "\n\n_Checked in 0.5 s._\n\n"
+            "\n\n</details>\n\n"
             "<details><summary>nvidia-smi</summary>\n\n"
             "```text\n"
             "+----+\n| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |\n+----+\n"
@@ -299,11 +302,29 @@ class TestNvidiaSmiDetails:
         assert "<details>" not in render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU), now=NOW)
 
 
-def test_the_summary_line_is_the_heading_without_the_date_plus_the_time_taken() -> None:
+def test_the_summary_line_is_the_heading_without_the_date_plus_the_versions_and_the_time_taken() -> None:
     check = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, elapsed_s=1.26)
     assert summary_line(check) == (
         "GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu · 1.3 s"
     )
+    gpus = GpuCheck(nvml=nvml_with(a100(0)), torch=torch_cuda(TorchDevice(A100, A100_MEMORY)), elapsed_s=5.3)
+    assert summary_line(gpus) == ("GPU check · ✅ 1 × NVIDIA A100-SXM4-80GB (79.2 GiB) · driver 550.54.15 · "
+                                  "CUDA 12.8 · torch 2.8.0+cu128 · 5.3 s")
+
+
+@pytest.mark.parametrize("name", ["NVIDIA H100 80GB HBM3", "NVIDIA A100-SXM4-80GB", "NVIDIA GeForce RTX 4090",
+                                  "NVIDIA H200 NVL", "NVIDIA RTX 6000 Ada Generation"])
+def test_headings_are_short_enough_to_wrap_at_most_once_in_a_600_px_preview(name: str) -> None:
+    """About 52 characters of a heading fit on a line at 600 px (scripts/preview-check.sh measures it): the
+    116-character headings of before wrapped twice. The versions are in the body and the console line."""
+    gpu = a100(0, name=name)
+    for torch in (torch_cuda(TorchDevice(name, A100_MEMORY)), TORCH_CPU,
+                  TorchReport(ok=False, python="/usr/bin/python3", error="no torch")):
+        check = GpuCheck(nvml=nvml_with(gpu, a100(1, name=name)), torch=torch)
+        assert len(heading(render_gpu_check(check, now=NOW))) <= 85
+    mixed = GpuCheck(nvml=nvml_with(*(a100(i, name=f"{name} rev {i}") for i in range(4))),
+                     torch=torch_cuda(TorchDevice(name, A100_MEMORY)))
+    assert heading(render_gpu_check(mixed, now=NOW)) == "## 2026-11-27 14:02 · GPU check · ✅ 4 GPUs of 4 kinds"
 
 
 def test_nvml_cuda_versions_read_as_major_dot_minor() -> None:
@@ -359,7 +380,8 @@ def test_an_entry_is_one_heading_and_whole_rows_whatever_the_reports_contain(che
     assert entry.endswith("\n") and not entry.endswith("\n\n")
     outside = lines_outside_fences(entry)
     assert [line for line in outside if line.lstrip().startswith("#")] == [heading(entry)]
-    assert outside[-1] in ("</details>", "") or outside[-2].startswith("_Checked in ")
+    assert "_Checked in " in entry
+    assert outside[-1] in ("</details>", "") or outside[-2].startswith("|") or outside[-2].startswith("**NVML:**")
     for table_line in (line for line in outside if line.startswith("| ")):
         columns = len(re.findall(r"(?<!\\)\|", table_line)) - 1
         assert columns in (2, 6), table_line
@@ -512,12 +534,13 @@ def test_the_whole_check_here_renders_a_no_gpu_entry_with_torch_2_13() -> None:
     ticks = iter([100.0, 102.5])
     check = run_gpu_check(python=sys.executable, clock=lambda: next(ticks))
     entry = render_gpu_check(check, now=NOW)
-    assert heading(entry).startswith(
-        "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0")
+    assert heading(entry) == "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU"
+    assert "| version | 2.13.0+cpu |" in entry.splitlines()
     assert NO_GPU_WARNING in entry.splitlines()
     assert "**NVML:** not available — NVML Shared Library Not Found" in entry.splitlines()
-    assert f"| python | `{sys.executable}` |" in entry.splitlines()
-    assert entry.endswith("_Checked in 2.5 s._\n")  # no nvidia-smi on this machine, so no details block
+    assert f"**torch** in `{sys.executable}`:" in entry.splitlines()
+    assert "_Checked in 2.5 s._" in entry.splitlines()
+    assert "<details>" not in entry  # no nvidia-smi on this machine, no GPU UUIDs: no details block
 
 
 def test_the_container_side_module_never_imports_torch_docker_or_paramiko() -> None:

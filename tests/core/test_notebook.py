@@ -18,6 +18,7 @@ from devagent.core.notebook import (
     is_entry,
     render_edits_since,
     render_header,
+    short_digest,
 )
 
 
@@ -50,13 +51,23 @@ def cells(row: str) -> list[str]:
 
 
 class TestHeader:
+    def test_digests_are_shortened_so_that_a_600_px_preview_does_not_scroll_sideways(self) -> None:
+        """A table cell cannot wrap inside a word: a whole sha256 digest (71 characters of code) is wider than a
+        600 px preview. The text shows 12 hex digits, as `docker images` does; launch.json keeps it whole."""
+        header = render_header(make_context())
+        words = [word for row in table_rows(header) for word in row.replace("`", " ").split()]
+        assert "ab" * 32 not in header and "@sha256:abababababab…" in words
+        assert max(len(word) for word in words) <= 48
+        assert short_digest("sha256:" + "ab" * 32) == "sha256:abababababab…"
+        assert short_digest("sha256:abc") == "sha256:abc"
+
     def test_the_header_starts_with_the_title_and_records_how_the_environment_was_made(self) -> None:
         header = render_header(make_context())
         assert header.startswith("# Lab notebook — pytorch-dev\n\n| environment | pytorch-dev |\n|---|---|\n")
         rows = {cells(r)[0]: cells(r)[1] for r in table_rows(header)[2:]}
         assert rows == {
             "image": "`devagent/pytorch-dev:3f2a9c1` · base "
-            "`pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime@sha256:" + "ab" * 32 + "`",
+            "`pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime` `@sha256:abababababab…`",
             "launched": "`devagent up pytorch-dev --gpus 0,1 --memory 32g --cpus 8 --workspace ./code`",
             "mounts": "`/home/ana/code` → `/workspace` (rw)<br>`/data/imagenet` → `/data` (ro)",
             "limits": "memory 32g · 8 cpus · shm 8g · pids 4096",

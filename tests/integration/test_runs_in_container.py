@@ -45,8 +45,8 @@ def test_devagent_run_over_ssh_appends_a_run_section_with_the_helpers_metrics(en
     assert re.search(r"· run 1 · train\.py · ✅ exit 0$", section.splitlines()[0]), section.splitlines()[0]
     assert "| `lr` | `1e-3` | **`0.01`** |" in section
     # The image's own interpreter imports devagent.lab (the .pth devagent puts there), so its series wins.
-    assert "from `devagent.lab`" in section
-    assert "no GPU used (CPU run)" in section
+    assert "Sources: `devagent.lab`" in section
+    assert "| GPUs | none (CPU run) |" in section and "GPU memory" not in section
     record = json.loads((workspace / ".devagent" / "runs.jsonl").read_text().splitlines()[-1])
     assert record["number"] == 1 and record["exit_code"] == 0 and not record["observed"]
 
@@ -67,8 +67,8 @@ def test_a_run_nobody_wrapped_is_observed_by_the_agent(env: Env, name: str, work
     assert isinstance(section, str)
     assert re.search(r"· run 1 \(observed\) · slow_train\.py · ", section.splitlines()[0]), section
     assert "| `lr` | `0.1` | **`0.5`** |" in section
-    assert "from `devagent.lab`" in section  # the helper wrote .devagent/lab/<pid>.jsonl for the agent
-    assert "| `loss` | 0.25 |" in section
+    assert "Sources: `devagent.lab`." in section  # the helper wrote .devagent/lab/<pid>.jsonl for the agent
+    assert "| `loss` | 0.25 (step 3) |" in section
     assert list((workspace / ".devagent" / "lab").iterdir()) == []  # moved into the run's folder
     assert (workspace / ".devagent" / "runs" / "1" / "lab.jsonl").is_file()
 

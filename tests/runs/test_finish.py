@@ -67,7 +67,7 @@ def test_a_2_gb_lab_file_is_streamed_in_bounded_memory_and_the_section_says_what
         tracemalloc.stop()
     assert peak < 32 << 20
     assert record.metrics == {"loss": 0.001}
-    assert "| `loss` | 0.001 | 0.001 (step 999) |" in text
+    assert "| `loss` | 0.001 (step 999) | 0.001 (step 999) |" in text
     assert ("Only the last 32 MiB of `lab.jsonl` (2.0 GiB) were read: final values are exact, best values and point "
             "counts cover that part.") in text
 
@@ -78,7 +78,7 @@ def test_a_lab_file_under_the_window_is_read_whole_and_gets_no_note(ws: Path) ->
     lab.write_bytes(lab_line(step=1, loss=0.9) + b"x" * 100_000 + b"\n" + lab_line(step=2, loss=0.5))  # one too long
     record, text = end_run(ws, lab_file=lab)
     assert record.metrics == {"loss": 0.5}
-    assert "| `loss` | 0.5 | 0.5 (step 2) |" in text
+    assert "| `loss` | 0.5 (step 2) | 0.5 (step 2) |" in text
     assert "were read" not in text and "not kept" not in text
 
 

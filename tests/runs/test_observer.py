@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,8 +61,8 @@ def test_a_python_run_of_a_watched_script_gets_an_observed_section(workspace: Pa
     heading = text.split("\n## ", 1)[1].splitlines()[0]
     assert heading.endswith("· run 1 (observed) · train.py · exit status unknown"), heading
     assert "| `lr` | `0.1` | **`0.5`** |" in text
-    duration = next(line for line in text.splitlines() if line.startswith("| duration |"))
-    assert "1." in duration or "2." in duration  # about the 1.5 s the script slept
+    summary = text.split("\n## ", 1)[1].splitlines()[1]  # the duration, then what differs from the defaults
+    assert re.fullmatch(r"[12]\.\d s · lr 0\.5 \(default 0\.1\)", summary), summary  # about the 1.5 s it slept
 
 
 def test_an_observed_run_records_no_secret_of_its_command_line_environment_or_files(

@@ -211,7 +211,8 @@ def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None
     metrics = section[section.index("### Metrics"):]
     assert "devagent.lab" in metrics
     loss = row(metrics, "loss")
-    assert loss[1] == "0.2" and "99" not in " ".join(loss)  # final 1/5 from the helper, not the printed 99
+    assert loss[1] == "0.2 (step 4)" and "99" not in " ".join(loss)  # final 1/5 from the helper, not the printed 99
+    assert "the output's own last line printed `loss` 99." in metrics  # ... which the section names
 
 
 def test_git_state_and_the_uncommitted_diff_are_recorded(workspace: Path) -> None:
@@ -270,9 +271,9 @@ def test_lightnings_metrics_csv_is_read_when_the_script_writes_one(workspace: Pa
     assert run(workspace, sys.executable, "lit.py").returncode == 0
     [section] = sections(workspace)
     metrics = section[section.index("### Metrics"):]
-    assert "from `lightning_logs/version_0/metrics.csv`" in metrics
-    assert row(metrics, "train_loss")[1:3] == ["0.4", "0.4 (step 19)"]
-    assert row(metrics, "val_acc")[1:3] == ["0.7", "0.7 (step 19)"]
+    assert "Sources: `lightning_logs/version_0/metrics.csv`." in metrics
+    assert row(metrics, "train_loss")[1:3] == ["0.4 (step 19)", "0.4 (step 19)"]
+    assert row(metrics, "val_acc")[1:3] == ["0.7 (step 19)", "0.7 (step 19)"]
 
 
 def test_run_summaries_import_neither_the_agent_nor_the_host_side_nor_heavy_libraries() -> None:

@@ -275,14 +275,18 @@ def has_best(name: str) -> bool:
 
 @dataclass(frozen=True)
 class MetricSummary:
-    """One metric over a run: its FINAL value, the BEST one and its step (None where best means nothing), and
-    how many points were logged."""
+    """One metric over a run: its FINAL value (the last one logged), the BEST one and its step (None where best
+    means nothing), and how many points were logged. FINAL_STEP is the last point's step; BEST_POINT counts where
+    the best one was logged (1 for the first value), for values logged without a step (None where the series was
+    thinned, and the count lost)."""
 
     name: str
     final: float
     best: float | None
     best_step: int | None
     count: int
+    final_step: int | None = None
+    best_point: int | None = None
 
 
 def summarize_metrics(series: MetricSeries) -> list[MetricSummary]:
@@ -299,12 +303,15 @@ def summarize_metrics(series: MetricSeries) -> list[MetricSummary]:
             continue
         best: float | None = None
         best_step: int | None = None
+        best_point: int | None = None
         if has_best(name):
             lower = lower_is_better(name)
-            for step, value in points:
+            for index, (step, value) in enumerate(points, start=1):
                 if math.isfinite(value) and (best is None or (value < best if lower else value > best)):
-                    best, best_step = value, step
-        summaries.append(MetricSummary(name, points[-1][1], best, best_step, series.count(name)))
+                    best, best_step, best_point = value, step, index
+        count = series.count(name)
+        summaries.append(MetricSummary(name, points[-1][1], best, best_step, count, final_step=points[-1][0],
+                                       best_point=best_point if count == len(points) else None))
     return sorted(summaries, key=lambda m: ("loss" not in m.name.lower(), m.name.lower(), m.name))
 
 
@@ -368,3 +375,16 @@ def format_number(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.6g}"
+
+
+def short_number(value: float) -> str:
+    """A metric value for a run's summary line: three significant digits (whole numbers from 100 on).
+
+    >>> short_number(0.37306), short_number(2.27052), short_number(1234.56), short_number(3e-4), short_number(5.0)
+    ('0.373', '2.27', '1235', '0.0003', '5')
+    """
+    if not math.isfinite(value) or (value == int(value) and abs(value) < 1e15):
+        return format_number(value)
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"

@@ -33,13 +33,15 @@ class GitState:
 @dataclass(frozen=True)
 class GpuMemory:
     """GPU memory over a run, in bytes: NVML's peak over the run's processes and the GPUs' total, torch's own
-    peaks (from the helper), and how many GPUs the run saw (0: a CPU run)."""
+    peaks (from the helper), and how many GPUs the run saw (0: a CPU run). DEVICES are the NVML indices of the
+    GPUs its processes were seen on (empty where NVML did not tell)."""
 
     nvml_peak: int | None
     nvml_total: int | None
     torch_allocated: int | None
     torch_reserved: int | None
     gpus: int
+    devices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,32 @@ import math
 import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from devagent.core.gpu import gib
-from devagent.core.markdown import code, details, escape, escape_heading, fence, link_target, split_lines, table
-from devagent.core.notebook import SaveRecord, entry, heading, render_edits_since
+from devagent.core.markdown import (
+    code,
+    details,
+    escape,
+    escape_heading,
+    fence,
+    link_target,
+    one_line,
+    split_lines,
+    table,
+)
+from devagent.core.notebook import SEPARATOR, SaveRecord, entry, heading, render_edits_since
 from devagent.core.runs.exits import ExitInfo
 from devagent.core.runs.hparams import ArgDefault, effective_batch
-from devagent.core.runs.metrics import MAX_NAME_LENGTH, MAX_NAMES, MetricSummary, format_number
+from devagent.core.runs.metrics import (
+    MAX_NAME_LENGTH,
+    MAX_NAMES,
+    MetricSummary,
+    format_number,
+    has_best,
+    short_number,
+)
 from devagent.core.runs.output import shorten
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
 from devagent.core.runs.secrets import REDACTED
@@ -46,6 +63,10 @@ class RunReport:
     output_lines: int
     metrics_left_out: int = 0  # metric names logged beyond the cap (MetricSeries.left_out)
     metric_files_cut: tuple[tuple[str, int, int], ...] = ()  # (source, bytes read from its end, its size)
+    curve_range: tuple[float, float] | None = None  # the curve's lowest and highest finite value
+    output_finals: Mapping[str, float] = field(default_factory=dict)  # the output's own last value of a metric
+    #                                     that another source gave: an epoch line's mean beside a step's value
+    memory_explained: bool = False  # the notebook already holds MEMORY_EXPLANATION: not again
 
 
 MEMORY_EXPLANATION = (
@@ -53,8 +74,19 @@ MEMORY_EXPLANATION = (
     "pool PyTorch's caching allocator has reserved — while `max_memory_allocated` is what tensors actually "
     "used, and reserved − allocated is cache the allocator kept for reuse."
 )
+# The summary of the folded block that holds MEMORY_EXPLANATION: written once per notebook (the writer looks for
+# it in the notebook, RunReport.memory_explained), under the first run that has both figures.
+MEMORY_NOTE = "what NVML and PyTorch each count"
 _MAX_FILES_LISTED = 20
 _HEADING_COMMAND = 60
+_HEADING_EXIT = 60  # a longer exit label is cut in the heading; the facts then show the whole detail
+# A table cell cannot wrap inside a word: a word longer than this (a long path, a digest) would make the preview
+# scroll sideways at 600 px, so such a fact goes in a fenced block below the table, a table value is cut.
+MAX_CELL_WORD = 48
+_TABLE_WORDS = 48  # characters of code a table row's value cells share: each of N columns gets 48 / N
+_NAME_WORD = 32  # a metric's or hyperparameter's name in a table
+_SUMMARY_METRICS = 3
+_SUMMARY_HPARAMS = 3
 
 
 def format_duration(seconds: float) -> str:
@@ -78,18 +110,95 @@ def render_run(report: RunReport) -> str:
     record = report.record
     run = f"run {record.number}" + (" (observed)" if record.observed else "")
     what = record.script or shorten(shell_join(record.argv), _HEADING_COMMAND) or "unknown command"
-    title = heading(report.started_at, run, escape_heading(what), escape_heading(report.exit.label))
+    label = shorten(report.exit.label, _HEADING_EXIT)
+    title = heading(report.started_at, run, escape_heading(what), escape_heading(label))
     blocks = [
+        summary_line(report),
         _facts(report),
         _hyperparameters(report),
         _code(report),
         _metrics(report),
-        _gpu_memory(report.gpu),
+        _gpu_memory(report.gpu, explained=report.memory_explained),
         _environment(report.env),
         _output(report.output_tail, report.output_lines),
+        # The end of what devagent found. Folded blocks that complete the section (the reproduce block, issue 12)
+        # go here, after the output and before the notes the reader fills in.
         "**Observations:** \n\n**Next:** ",
     ]
     return entry(title, "\n\n".join(block for block in blocks if block))
+
+
+def summary_line(report: RunReport) -> str:
+    """The line under the heading, what a reader wants first: the final values of the main metrics (against the
+    previous run of the same script), the duration, and the hyperparameters that changed (since the previous run;
+    in a first run, from their defaults). ``""`` when there is nothing to say.
+
+    >>> record = RunRecord(2, False, "t.py", ("python", "t.py", "--lr", "3e-3"), "/w", "", 11.2, 0, "success",
+    ...                    {"lr": "3e-3", "epochs": "5"}, {})
+    >>> before = RunRecord(1, False, "t.py", ("python", "t.py"), "/w", "", 14.0, 0, "success",
+    ...                    {"lr": "1e-3", "epochs": "5"}, {"loss": 0.283, "acc": 0.8856})
+    >>> metrics = [MetricSummary("loss", 0.37306, 0.23, 694, 1000), MetricSummary("acc", 0.8592, 0.8592, None, 5),
+    ...            MetricSummary("epoch", 5, None, None, 5)]
+    >>> print(summary_line(RunReport(record, datetime(2026, 11, 27), ExitInfo("success", 0, "", None), {}, before,
+    ...       None, None, {}, metrics, (), None, None, None, None, [], 0)))
+    loss 0.373 (run 1: 0.283) · acc 0.859 (0.886) · 11 s · lr 3e-3 (was 1e-3)
+    """
+    record, previous = report.record, report.previous
+    parts: list[str] = []
+    shown = [m for m in report.metrics if has_best(m.name)][:_SUMMARY_METRICS]
+    named_run = False  # the first comparison names the previous run, the others follow it
+    for m in shown:
+        text = f"{escape(shorten(m.name, MAX_CELL_WORD))} {short_number(m.final)}"
+        before = previous.metrics.get(m.name) if previous is not None else None
+        if before is not None and previous is not None:
+            text += f" ({short_number(before)})" if named_run else f" (run {previous.number}: {short_number(before)})"
+            named_run = True
+        parts.append(text)
+    if record.duration_s is not None and math.isfinite(record.duration_s) and record.duration_s >= 0:
+        parts.append(format_duration(record.duration_s))
+    parts.extend(_changed_hparams(report))
+    return SEPARATOR.join(parts)
+
+
+def _changed_hparams(report: RunReport) -> list[str]:
+    """``lr 3e-3 (was 1e-3)`` for each hyperparameter that changed since the previous run; without one, ``lr 3e-3
+    (default 1e-3)`` for each that differs from its default; at most _SUMMARY_HPARAMS, then how many more."""
+    current, previous = report.record.hparams, report.previous
+    changed = []
+    for name, value in current.items():
+        if previous is not None:
+            before = previous.hparams.get(name)
+            if _same_value(value, before):
+                continue
+            note = f"was {_short_value(before)}" if before is not None else f"new in run {report.record.number}"
+        else:
+            default_arg = report.defaults.get(name)
+            if default_arg is None or _same_value(value, default_arg.default):
+                continue
+            note = f"default {_short_value(default_arg.default)}"
+        changed.append(f"{escape(shorten(name, MAX_CELL_WORD))} {_short_value(value)} ({note})")
+    if len(changed) > _SUMMARY_HPARAMS:
+        more = len(changed) - _SUMMARY_HPARAMS
+        changed = [*changed[:_SUMMARY_HPARAMS], f"{more} more changed"]
+    return changed
+
+
+def _short_value(value: str | None) -> str:
+    if value is None:
+        return "None"
+    return escape(shorten_middle(value, MAX_CELL_WORD)) if value else '""'
+
+
+def shorten_middle(text: str, limit: int) -> str:
+    """TEXT cut to LIMIT characters by taking out its middle (``…`` in its place): both ends of a path stay.
+
+    >>> shorten_middle("/data/imagenet/train/n01440764", 20), shorten_middle("abc", 5)
+    ('/data/imag…n01440764', 'abc')
+    """
+    if len(text) <= limit:
+        return text
+    head = limit // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
 
 
 def shell_join(argv: Sequence[str]) -> str:
@@ -104,23 +213,47 @@ def shell_join(argv: Sequence[str]) -> str:
 
 
 def _facts(report: RunReport) -> str:
+    """What ran, where, on what: a table whose first row is the command (the heading already says when it started
+    and how it ended, the summary line how long it took). A value with a word too long for a cell (a long path)
+    goes in a fenced block under its label below the table, where the preview can scroll it on its own."""
     record, exit_info = report.record, report.exit
-    rows: list[list[str]] = []
+    facts: list[tuple[str, str, str]] = []  # (label, plain value, value as a cell)
     if record.argv:
-        rows.append(["command", code(shell_join(record.argv))])
-    if record.started:
-        rows.append(["started", escape(record.started)])
-    if record.duration_s is not None and math.isfinite(record.duration_s) and record.duration_s >= 0:
-        rows.append(["duration", format_duration(record.duration_s)])
-    exit_text = escape(exit_info.label)
-    if exit_info.detail and exit_info.detail not in exit_info.label:
-        exit_text += " — " + code(exit_info.detail)
-    rows.append(["exit", exit_text])
+        command = shell_join(record.argv)
+        facts.append(("command", command, code(command)))
     if record.cwd:
-        rows.append(["cwd", code(record.cwd)])
-    if report.gpu is not None:
-        rows.append(["GPUs", str(report.gpu.gpus) if report.gpu.gpus > 0 else "none (CPU)"])
-    return table(["", ""], rows)
+        facts.append(("folder", record.cwd, code(record.cwd)))
+    gpus = gpu_fact(report.gpu)
+    if gpus:
+        facts.append(("GPUs", gpus, escape(gpus)))
+    label = shorten(exit_info.label, _HEADING_EXIT)
+    if exit_info.detail and (exit_info.detail not in label or label != exit_info.label):
+        facts.append(("error", exit_info.detail, code(exit_info.detail)))
+    rows = [[label, cell] for label, plain, cell in facts if _longest_word(plain) <= MAX_CELL_WORD]
+    below = [f"**{label}:**\n\n" + fence([one_line(plain)])
+             for label, plain, _ in facts if _longest_word(plain) > MAX_CELL_WORD]
+    blocks = [table(rows[0], rows[1:])] if rows else []
+    return "\n\n".join(blocks + below)
+
+
+def gpu_fact(gpu: GpuMemory | None) -> str:
+    """The GPUs a run used, as a fact: ``1 GPU: 0``, ``2 GPUs: 0, 1``, ``none (CPU run)``; ``""`` when unknown.
+
+    >>> gpu_fact(GpuMemory(None, None, None, None, 1, (0,))), gpu_fact(GpuMemory(None, None, None, None, 2))
+    ('1 GPU: 0', '2 GPUs')
+    """
+    if gpu is None:
+        return ""
+    if gpu.gpus <= 0:
+        return "none (CPU run)"
+    text = f"{gpu.gpus} GPU{'s' if gpu.gpus != 1 else ''}"
+    if gpu.devices and len(gpu.devices) == gpu.gpus:
+        text += ": " + ", ".join(str(d) for d in sorted(gpu.devices))
+    return text
+
+
+def _longest_word(text: str) -> int:
+    return max((len(word) for word in text.split()), default=0)
 
 
 def _script_args(argv: Sequence[str], script: str) -> list[str]:
@@ -142,9 +275,12 @@ def _same_value(a: str | None, b: str | None) -> bool:
         return False
 
 
-def _cell_value(value: str | None) -> str:
+def _cell_value(value: str | None, limit: int = MAX_CELL_WORD) -> str:
+    """A value in a table cell; a word longer than LIMIT is cut in its middle (the command shows it whole)."""
     if value is None:
         return "—"
+    if _longest_word(value) > limit:
+        value = " ".join(shorten_middle(word, limit) for word in value.split())
     return code(value) if value else code('""')
 
 
@@ -172,6 +308,7 @@ def hparam_table(current: Mapping[str, str], *, defaults: Mapping[str, ArgDefaul
     header = ["hyperparameter", "default", "this run"]
     if previous is not None:
         header.append(f"run {previous_run}" if previous_run is not None else "previous run")
+    limit = _TABLE_WORDS // (len(header) - 1)  # the value columns share the width a 600 px preview has
     rows = []
     for name in names:
         default_arg = defaults.get(name)
@@ -181,10 +318,11 @@ def hparam_table(current: Mapping[str, str], *, defaults: Mapping[str, ArgDefaul
             changed = not _same_value(value, previous.get(name))
         else:
             changed = not _same_value(value, default if default is not None or default_arg is None else "None")
-        shown = _cell_value(value)
-        row = [code(name), _cell_value(default), f"**{shown}**" if changed else shown]
+        shown = _cell_value(value, limit)
+        row = [code(shorten_middle(name, _NAME_WORD)), _cell_value(default, limit),
+               f"**{shown}**" if changed else shown]
         if previous is not None:
-            row.append(_cell_value(previous.get(name)))
+            row.append(_cell_value(previous.get(name), limit))
         rows.append(row)
     return table(header, rows)
 
@@ -201,7 +339,8 @@ def _hyperparameters(report: RunReport) -> str:
         parts.append(hparams)
     if not report.defaults and record.script is not None:
         args = _script_args(record.argv, record.script)
-        parts.append(f"argv: {code(shell_join(args))}" if args else "no arguments")
+        if args:
+            parts.append(f"argv: {code(shell_join(args))}")
     gpus = report.gpu.gpus if report.gpu is not None else 0
     batch = effective_batch(record.hparams, gpus) if gpus > 1 else None
     if batch is not None:
@@ -242,7 +381,7 @@ def _code(report: RunReport) -> str:
                 listed.append(f"- … and {len(git.files) - _MAX_FILES_LISTED} more")
             parts.append("\n".join(listed))
         parts.extend(_patch_notes(git))
-    if report.edits_since is not None:
+    if report.edits_since:
         since = f"edits since run {report.previous.number}" if report.previous else "edits before this run"
         parts.append(f"{since}: {escape(render_edits_since(report.edits_since))}")
     if not parts:
@@ -306,59 +445,109 @@ def _metrics(report: RunReport) -> str:
         return "\n\n".join(["### Metrics", *notes]) if notes else ""
     previous = report.previous
     compare = previous is not None and any(m.name in previous.metrics for m in report.metrics)
-    header = ["metric", "final", "best (step)"]
+    header = ["metric", "final (step)", "best (step)"]
     if previous is not None and compare:
         header.append(f"run {previous.number}")
     rows = []
     for m in report.metrics:
-        if m.best is None:
-            best = "—"
-        else:
-            best = format_number(m.best) + (f" (step {m.best_step})" if m.best_step is not None else "")
-        row = [code(m.name), format_number(m.final), best]
+        row = [code(shorten_middle(m.name, _NAME_WORD)), _at(m.final, m.final_step, None, m.count),
+               "—" if m.best is None else _at(m.best, m.best_step, m.best_point, m.count)]
         if previous is not None and compare:
             before = previous.metrics.get(m.name)
             row.append(format_number(before) if before is not None else "—")
         rows.append(row)
-    parts = ["### Metrics", table(header, rows)]
-    if report.metric_sources:
-        sources = ", ".join("the " + escape(s) if s.startswith("output") else code(s)
-                            for s in report.metric_sources)
-        parts.append(f"from {sources}")
+    parts = ["### Metrics", table(header, rows), _metrics_note(report)]
     if report.curve_name and report.curve_image:
         parts.append(f"![{escape(report.curve_name)} curve]({link_target(report.curve_image)})")
     elif report.curve_name and report.curve_sparkline:
-        count = next((m.count for m in report.metrics if m.name == report.curve_name), None)
-        points = f" ({count} points)" if count is not None else ""
-        parts.append(f"{code(report.curve_name)} {report.curve_sparkline}{points}")
+        parts.append(_sparkline_line(report))
     parts.extend(_metric_caps(report))
-    return "\n\n".join(parts)
+    return "\n\n".join(part for part in parts if part)
 
 
-def _gpu_memory(gpu: GpuMemory | None) -> str:
-    if gpu is None:
+def _at(value: float, step: int | None, point: int | None, count: int) -> str:
+    """A value and where it was logged: ``0.23 (step 694)``, or by its place among the values logged without a
+    step: ``0.886 (value 5 of 5)``."""
+    if step is not None:
+        return f"{format_number(value)} (step {step})"
+    if point is not None:
+        return f"{format_number(value)} (value {point} of {count})"
+    return format_number(value)
+
+
+def _metrics_note(report: RunReport) -> str:
+    """Under the table: where the values come from, and what *final* is — the last value logged, which is not
+    always what the output's own last line printed (an epoch's mean, printed beside per-step values)."""
+    sentences = []
+    if report.metric_sources:
+        sources = ", ".join("the " + escape(s) if s.startswith("output") else code(s) for s in report.metric_sources)
+        sentences.append(f"Sources: {sources}.")
+    final = "*final* is the last value logged"
+    known = {m.name: m for m in report.metrics}
+    differ = [(name, value) for name, value in report.output_finals.items()
+              if name in known and not _same_number(value, known[name].final)]
+    if differ:
+        said = ", ".join(f"{code(shorten_middle(name, MAX_CELL_WORD))} {format_number(value)}"
+                         for name, value in differ[:_SUMMARY_METRICS])
+        final += f"; the output's own last line printed {said}"
+    sentences.append(final + ".")
+    return " ".join(sentences)
+
+
+def _same_number(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b)) or format_number(a) == format_number(b)
+
+
+def _sparkline_line(report: RunReport) -> str:
+    """The curve as a sparkline, with what a reader cannot see in it: how many points each bar stands for, the
+    lowest, highest and last value.
+
+    >>> m = MetricSummary("loss", 1.5, 1.4, 144, 150)
+    >>> print(_sparkline_line(RunReport(RunRecord(1, False, None, (), "", "", None, None, "", {}, {}), datetime(2026,
+    ...       1, 1), ExitInfo("success", 0, "", None), {}, None, None, None, {}, [m], (), "loss", None, "█▄▁", None,
+    ...       [], 0, curve_range=(1.4, 2.36))))
+    `loss` █▄▁ — 150 points in 3 bars · min 1.4 · max 2.36 · last 1.5
+    """
+    name, bars = report.curve_name or "", report.curve_sparkline or ""
+    summary = next((m for m in report.metrics if m.name == name), None)
+    text = f"{code(shorten_middle(name, MAX_CELL_WORD))} {bars}"
+    facts = []
+    if summary is not None:
+        facts.append(f"{summary.count} points" + (f" in {len(bars)} bars" if summary.count > len(bars) else ""))
+    if report.curve_range is not None:
+        low, high = report.curve_range
+        facts += [f"min {format_number(low)}", f"max {format_number(high)}"]
+    if summary is not None:
+        facts.append(f"last {format_number(summary.final)}")
+    return text + (" — " + SEPARATOR.join(facts) if facts else "")
+
+
+def _gpu_memory(gpu: GpuMemory | None, *, explained: bool = False) -> str:
+    """Peak GPU memory as NVML and PyTorch saw it; nothing for a CPU run (the facts say so). What the two figures
+    count is explained once per notebook, folded: under the first run that has both, unless EXPLAINED already."""
+    if gpu is None or gpu.gpus <= 0:
         return ""
-    if gpu.gpus == 0:
-        return "### GPU memory\n\nno GPU used (CPU run)"
-    where = "on the GPU" if gpu.gpus == 1 else f"on the {gpu.gpus} GPUs"
-    lines = []
+    where = f"on GPU {gpu.devices[0]}" if len(gpu.devices) == 1 == gpu.gpus else (
+        "on the GPU" if gpu.gpus == 1 else f"on the {gpu.gpus} GPUs")
+    sentences = []
     if gpu.nvml_peak is not None:
         of = f" of {gib(gpu.nvml_total)}" if gpu.nvml_total is not None else ""
-        lines.append(f"{gib(gpu.nvml_peak)}{of} peak {where}, sampled by NVML over the run's processes.")
+        sentences.append(f"{gib(gpu.nvml_peak)}{of} peak {where}, sampled by NVML over the run's processes.")
     torch_parts = []
     if gpu.torch_allocated is not None:
         torch_parts.append(f"max allocated {gib(gpu.torch_allocated)}")
     if gpu.torch_reserved is not None:
         torch_parts.append(f"max reserved {gib(gpu.torch_reserved)}")
     if torch_parts:
-        lines.append("PyTorch: " + ", ".join(torch_parts)
-                     + " (`torch.cuda.max_memory_allocated` / `max_memory_reserved`).")
+        sentences.append("PyTorch: " + ", ".join(torch_parts) + ".")
+    if not sentences:
+        sentences.append(f"{gpu_fact(gpu)} used; memory not measured.")
+    parts = ["### GPU memory", " ".join(sentences)]
     known = sum(v is not None for v in (gpu.nvml_peak, gpu.torch_allocated, gpu.torch_reserved))
-    if known >= 2:
-        lines.append(MEMORY_EXPLANATION)
-    if not lines:
-        lines.append(f"{gpu.gpus} GPU{'s' if gpu.gpus != 1 else ''} visible; memory not measured.")
-    return "### GPU memory\n\n" + "\n".join(lines)
+    if known >= 2 and not explained:
+        parts.append(details(MEMORY_NOTE, MEMORY_EXPLANATION + " The PyTorch figures are "
+                             "`torch.cuda.max_memory_allocated` and `max_memory_reserved`, from `devagent.lab`."))
+    return "\n\n".join(parts)
 
 
 def _environment(env: Mapping[str, str]) -> str:

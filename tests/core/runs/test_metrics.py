@@ -18,6 +18,7 @@ from devagent.core.runs.metrics import (
     parse_metric_line,
     read_lightning_csv,
     read_metrics_jsonl,
+    short_number,
     sparkline,
     summarize_metrics,
 )
@@ -138,11 +139,11 @@ class TestMetricSummaries:
             "loss": [(1, math.inf)],
         })
         assert summarize_metrics(series) == [
-            MetricSummary("loss", math.inf, None, None, 1),
-            MetricSummary("train_loss", 1.5, 1.0, 2, 4),
-            MetricSummary("epoch", 1.0, None, None, 2),
-            MetricSummary("lr", 1e-4, None, None, 2),
-            MetricSummary("val_acc", 0.8, 0.9, 2, 4),
+            MetricSummary("loss", math.inf, None, None, 1, final_step=1),
+            MetricSummary("train_loss", 1.5, 1.0, 2, 4, final_step=4, best_point=2),
+            MetricSummary("epoch", 1.0, None, None, 2, final_step=4),
+            MetricSummary("lr", 1e-4, None, None, 2, final_step=4),
+            MetricSummary("val_acc", 0.8, 0.9, 2, 4, final_step=4, best_point=2),
         ]
 
     def test_the_curve_prefers_loss_then_train_loss_then_any_loss(self) -> None:
@@ -227,3 +228,18 @@ class TestCaps:
         assert (first.name, first.count, first.best, first.best_step) == ("m0_loss", 10_000, 1.0 - 77 / 10_000 - 5,
                                                                           77)
         assert first.final == pytest.approx(1.0 - 9_999 / 10_000)
+
+
+class TestWhereValuesWereLogged:
+    def test_values_without_a_step_are_placed_by_their_count_unless_the_series_was_thinned(self) -> None:
+        series = MetricSeries({"acc": [(None, 0.5), (None, 0.9), (None, 0.8)]})
+        [acc] = summarize_metrics(series)
+        assert (acc.final_step, acc.best_step, acc.best_point, acc.count) == (None, None, 2, 3)
+        thinned = MetricSeries({"acc": [(None, 0.5), (None, 0.9)]}, counts={"acc": 5})
+        assert summarize_metrics(thinned)[0].best_point is None
+
+    @pytest.mark.parametrize(("value", "text"), [(0.37306, "0.373"), (0.8856, "0.886"), (2.27052, "2.27"),
+                                                 (1234.56, "1235"), (5.0, "5"), (3e-4, "0.0003"),
+                                                 (math.nan, "NaN")])
+    def test_the_summary_line_shows_three_significant_digits(self, value: float, text: str) -> None:
+        assert short_number(value) == text

@@ -13,9 +13,18 @@ from devagent.core.notebook import SaveRecord, is_entry
 from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import ExitInfo, classify_exit
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
-from devagent.core.runs.metrics import MetricSeries, curve_values, sparkline, summarize_metrics
+from devagent.core.runs.metrics import MetricSeries, MetricSummary, curve_values, sparkline, summarize_metrics
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
-from devagent.core.runs.section import MEMORY_EXPLANATION, RunReport, format_duration, hparam_table, render_run
+from devagent.core.runs.section import (
+    MEMORY_EXPLANATION,
+    MEMORY_NOTE,
+    RunReport,
+    format_duration,
+    gpu_fact,
+    hparam_table,
+    render_run,
+    summary_line,
+)
 from tests.core.runs.samples import TRACEBACK, TRAIN_SCRIPT
 
 GIB = 1024**3
@@ -100,14 +109,12 @@ class TestRenderRun:
         assert lines[1] == (
             "## 2026-11-27 14:05 · run 3 · train.py · ❌ exit 1 · ValueError: bad shape torch.Size(\\[64, 3\\])")
         expected_in_order = [
-            "| | |",
-            "|---|---|",
+            "loss 0.45 (run 2: 0.61) · val\\_acc 0.85 (0.8) · 4 min 12 s · lr 1e-3 (was 3e-4) · "
+            "batch\\_size 32 (was 64) · amp True (was False)",
             "| command | `python train.py data/ --lr 1e-3 -b 32 --amp` |",
-            "| started | 2026-11-27T14:05:09+01:00 |",
-            "| duration | 4 min 12 s |",
-            "| exit | ❌ exit 1 · ValueError: bad shape torch.Size(\\[64, 3\\]) |",
-            "| cwd | `/workspace` |",
-            "| GPUs | 2 |",
+            "|---|---|",
+            "| folder | `/workspace` |",
+            "| GPUs | 2 GPUs |",
             "### Hyperparameters",
             "| hyperparameter | default | this run | run 2 |",
             "| `lr` | `3e-4` | **`1e-3`** | `3e-4` |",
@@ -121,17 +128,16 @@ class TestRenderRun:
             "- `model.py` +2/−1",
             "edits since run 2: train.py saved 2× (+4/−1)",
             "### Metrics",
-            "| metric | final | best (step) | run 2 |",
-            "| `loss` | 0.45 | 0.45 (step 400) | 0.61 |",
-            "| `lr` | 0.001 | — | — |",
-            "| `val_acc` | 0.85 | 0.9 (step 300) | 0.8 |",
-            "from the output",
-            "`loss` █▄▂▁ (4 points)",
+            "| metric | final (step) | best (step) | run 2 |",
+            "| `loss` | 0.45 (step 400) | 0.45 (step 400) | 0.61 |",
+            "| `lr` | 0.001 (step 400) | — | — |",
+            "| `val_acc` | 0.85 (step 400) | 0.9 (step 300) | 0.8 |",
+            "Sources: the output. *final* is the last value logged.",
+            "`loss` █▄▂▁ — 4 points · last 0.45",
             "### GPU memory",
-            "12.0 GiB of 160.0 GiB peak on the 2 GPUs, sampled by NVML over the run's processes.",
-            "PyTorch: max allocated 9.0 GiB, max reserved 10.0 GiB "
-            "(`torch.cuda.max_memory_allocated` / `max_memory_reserved`).",
-            MEMORY_EXPLANATION,
+            "12.0 GiB of 160.0 GiB peak on the 2 GPUs, sampled by NVML over the run's processes. "
+            "PyTorch: max allocated 9.0 GiB, max reserved 10.0 GiB.",
+            f"<details><summary>{MEMORY_NOTE}</summary>",
             "### Environment",
             "`CUDA_VISIBLE_DEVICES=0,1` `SEED=1`",
             "<details><summary>output (last 9 of 1234 lines)</summary>",
@@ -139,11 +145,11 @@ class TestRenderRun:
             "x = ```code```",
             "ValueError: bad shape torch.Size([64, 3])",
             "````",
-            "</details>",
             "**Observations:** ",
             "",
             "**Next:** ",
         ]
+        assert lines[2] == expected_in_order[0]  # the summary, right under the heading
         positions = [lines.index(line) for line in expected_in_order[:-3]]
         assert positions == sorted(positions)
         assert lines[-3:] == expected_in_order[-3:]
@@ -154,18 +160,11 @@ class TestRenderRun:
                            None, None, "unknown", {}, {})
         report = RunReport(record, datetime(2026, 11, 27, 15, 0), classify_exit(None, tail=[]), {}, None, None,
                            None, {}, [], (), None, None, None, None, [], 0)
-        assert render_run(report) == (
+        assert render_run(report) == (  # no summary: no metric, no duration, no hyperparameter
             "\n## 2026-11-27 15:00 · run 4 (observed) · train.py · exit status unknown\n"
-            "| | |\n"
-            "|---|---|\n"
             "| command | `python train.py` |\n"
-            "| started | 2026-11-27T15:00:00+01:00 |\n"
-            "| exit | exit status unknown |\n"
-            "| cwd | `/workspace` |\n"
-            "\n"
-            "### Hyperparameters\n"
-            "\n"
-            "no arguments\n"
+            "|---|---|\n"
+            "| folder | `/workspace` |\n"
             "\n"
             "**Observations:** \n"
             "\n"
@@ -179,8 +178,8 @@ class TestRenderRun:
         text = render_run(RunReport(record, STARTED, classify_exit(0, tail=[]), {}, None, None, None, {}, [], (),
                                     None, None, None, GpuMemory(None, None, None, None, 0), [], 0))
         assert "### Hyperparameters\n\nargv: `cfg.yaml --x 1`\n" in text
-        assert "### GPU memory\n\nno GPU used (CPU run)\n" in text
-        assert "| GPUs | none (CPU) |" in text
+        assert "| GPUs | none (CPU run) |" in text
+        assert "GPU memory" not in text  # the facts said it: no part repeats it
         assert report.defaults  # the full report has argparse, and so no argv line
         assert "argv:" not in render_run(report)
 
@@ -189,8 +188,8 @@ class TestRenderRun:
         text = render_run(RunReport(record, STARTED, classify_exit(0, tail=[]), {}, None, None, [], {}, [], (),
                                     None, None, None, None, ["ok"], 1))
         assert text.splitlines()[1] == "## 2026-11-27 14:05 · run 5 · make train 'LR=\\*3\\*' · ✅ exit 0"
-        assert "| duration | 0.8 s |" in text
-        assert "edits before this run: no saves" in text
+        assert text.splitlines()[2] == "0.8 s"  # the summary line: just the duration
+        assert "no saves" not in text and "### Code" not in text
         assert "### Hyperparameters" not in text
 
     def test_a_curve_image_is_linked_instead_of_the_sparkline(self) -> None:
@@ -205,8 +204,8 @@ class TestRenderRun:
             **report.__dict__, "git": GitState("abc1234", None, False, (), None),
             "gpu": GpuMemory(3 * GIB, None, None, None, 1)}))
         assert "git `abc1234`, clean" in text
-        assert "3.0 GiB peak on the GPU, sampled by NVML over the run's processes." in text
-        assert MEMORY_EXPLANATION not in text
+        assert "### GPU memory\n\n3.0 GiB peak on the GPU, sampled by NVML over the run's processes.\n" in text
+        assert MEMORY_EXPLANATION not in text  # one figure: nothing to tell apart
 
     def test_a_repository_that_is_not_ours_says_why_its_state_is_missing(self) -> None:
         report = full_report()
@@ -249,10 +248,175 @@ class TestRenderRun:
         text = render_run(RunReport(**{**report.__dict__, "record": record, "output_tail": tail,
                                        "exit": ExitInfo("failure", 1, label, label)}))
         assert is_entry(text)
-        assert re.match(r"\n## [^\n]*\n\| \| \|\n", text)
+        assert "| | |" not in text
+        assert re.match(r"\n## [^\n]*\n[^|\n][^\n]*\n\n\| command \| ", text)  # summary, then the facts
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.84, "0.8 s"), (9.96, "10.0 s"), (42.4, "42 s"),
                                                (252.4, "4 min 12 s"), (3725, "1 h 02 min"), (90000, "25 h 00 min")])
 def test_durations_read_as_people_say_them(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+# --- issue 12 item 5: a section that says first what matters, and reads well in a 600 px preview -------------
+
+
+def with_(report: RunReport, **changes: object) -> RunReport:
+    return RunReport(**{**report.__dict__, **changes})
+
+
+def h100_report(*, explained: bool = False) -> RunReport:
+    """Run 2 of the H100 SimpleNet runs of 2026-11-27 (docs/how-to/use-gpus.md), as its facts were recorded."""
+    defaults = defaults_for("p.add_argument('--lr', type=float, default=1e-3)",
+                            "p.add_argument('--batch-size', type=int, default=64)")
+    previous = RunRecord(1, False, "train_simplenet.py", ("python3", "train_simplenet.py"), "/w", "", 13.6, 0,
+                         "success", overlay_argv(defaults, ["--batch-size", "256"]), {"loss": 0.283009, "acc": 0.8856})
+    argv = ("python3", "train_simplenet.py", "--batch-size", "256", "--lr", "3e-3")
+    record = RunRecord(2, False, "train_simplenet.py", argv, "/tmp/tmp.PWA9eUS5hX/workspace", "", 11.2, 0, "success",
+                       overlay_argv(defaults, list(argv[2:])), {"loss": 0.37306, "acc": 0.8592})
+    metrics = [MetricSummary("loss", 0.37306, 0.227227, 694, 1000, final_step=1000),
+               MetricSummary("acc", 0.8592, 0.8592, None, 5, best_point=5),
+               MetricSummary("epoch", 5, None, None, 5)]
+    return RunReport(
+        record=record, started_at=STARTED, exit=classify_exit(0, tail=[]), defaults=defaults, previous=previous,
+        git=None, edits_since=None, env={}, metrics=metrics, metric_sources=("devagent.lab", "output"),
+        curve_name="loss", curve_image=None, curve_sparkline="█▄▂▁", curve_range=(0.227227, 2.31),
+        gpu=GpuMemory(819 << 20, 81559 << 20, 110 << 20, 128 << 20, 1, (0,)), output_tail=["epoch=5 loss=0.3491"],
+        output_lines=6, output_finals={"loss": 0.3491, "acc": 0.8592}, memory_explained=explained)
+
+
+class TestWhatASectionSaysFirst:
+    def test_the_line_under_the_heading_has_the_metrics_against_the_previous_run_the_duration_and_what_changed(
+            self) -> None:
+        text = render_run(h100_report())
+        assert text.splitlines()[2] == "loss 0.373 (run 1: 0.283) · acc 0.859 (0.886) · 11 s · lr 3e-3 (was 1e-3)"
+
+    def test_a_first_run_names_the_hyperparameters_that_differ_from_their_defaults(self) -> None:
+        report = with_(h100_report(), previous=None)
+        assert summary_line(report) == "loss 0.373 · acc 0.859 · 11 s · lr 3e-3 (default 1e-3) · batch\\_size 256 " \
+                                       "(default 64)"
+
+    def test_the_summary_keeps_to_three_metrics_and_three_hyperparameters(self) -> None:
+        report = h100_report()
+        metrics = [MetricSummary(f"m{i}_acc", 0.5, 0.5, None, 1) for i in range(5)]
+        hparams = {f"h{i}": "2" for i in range(5)}
+        record = RunRecord(**{**report.record.__dict__, "hparams": hparams, "duration_s": None})
+        line = summary_line(with_(report, metrics=metrics, record=record))
+        assert line == ("m0\\_acc 0.5 · m1\\_acc 0.5 · m2\\_acc 0.5 · h0 2 (new in run 2) · h1 2 (new in run 2) · "
+                        "h2 2 (new in run 2) · 2 more changed")
+
+    def test_the_facts_table_starts_with_the_command_and_repeats_nothing_the_heading_says(self) -> None:
+        text = render_run(h100_report())
+        facts = text.split("\n\n")[1]
+        assert facts == ("| command | `python3 train_simplenet.py --batch-size 256 --lr 3e-3` |\n"
+                         "|---|---|\n"
+                         "| folder | `/tmp/tmp.PWA9eUS5hX/workspace` |\n"
+                         "| GPUs | 1 GPU: 0 |")
+        assert "| | |" not in text and "started" not in text and "| exit |" not in text
+
+    @pytest.mark.parametrize(("gpu", "text"), [
+        (GpuMemory(None, None, None, None, 1, (0,)), "1 GPU: 0"),
+        (GpuMemory(None, None, None, None, 2, (3, 1)), "2 GPUs: 1, 3"),
+        (GpuMemory(None, None, None, None, 2, (1,)), "2 GPUs"),
+        (GpuMemory(None, None, None, None, 0), "none (CPU run)"),
+        (None, ""),
+    ])
+    def test_the_gpus_read_as_a_count_and_their_indices(self, gpu: GpuMemory | None, text: str) -> None:
+        assert gpu_fact(gpu) == text
+
+    def test_an_error_the_heading_had_to_cut_is_in_the_facts_whole(self) -> None:
+        detail = "FileNotFoundError: [Errno 2] No such file or directory: 'data/train/images.npy' " + "x" * 30
+        exit_info = classify_exit(1, tail=[detail])
+        text = render_run(with_(h100_report(), exit=exit_info))
+        assert text.splitlines()[1].endswith("❌ exit 1 · FileNotFoundError: \\[Errno 2\\] No such file or dir…")
+        assert f"| error | `{detail}` |" in text
+
+    def test_a_value_with_a_word_too_long_for_a_table_cell_goes_below_it_in_a_code_block(self) -> None:
+        cwd = "/home/dev/workspace/experiments/simplenet-lr-sweep-2026"
+        record = RunRecord(**{**h100_report().record.__dict__, "cwd": cwd})
+        text = render_run(with_(h100_report(), record=record))
+        assert f"| GPUs | 1 GPU: 0 |\n\n**folder:**\n\n```text\n{cwd}\n```\n\n### Hyperparameters" in text
+
+    def test_empty_parts_are_not_shown(self) -> None:
+        record = RunRecord(4, False, "train.py", ("python", "train.py"), "/w", "", 1.0, 0, "success", {}, {})
+        text = render_run(RunReport(record, STARTED, classify_exit(0, tail=[]), {}, None, None, [], {}, [], (),
+                                    None, None, None, GpuMemory(None, None, None, None, 0), [], 0))
+        for nothing in ("no arguments", "no saves", "no GPU used", "### Hyperparameters", "### Code",
+                        "### GPU memory", "### Metrics"):
+            assert nothing not in text
+
+
+class TestTheMetricsPart:
+    def test_every_best_value_says_where_it_was_logged(self) -> None:
+        text = render_run(h100_report())
+        assert "| metric | final (step) | best (step) | run 1 |" in text
+        assert "| `loss` | 0.37306 (step 1000) | 0.227227 (step 694) | 0.283009 |" in text
+        assert "| `acc` | 0.8592 | 0.8592 (value 5 of 5) | 0.8856 |" in text
+
+    def test_it_says_final_is_the_last_value_logged_and_what_the_output_printed_when_that_differs(self) -> None:
+        text = render_run(h100_report())
+        assert ("\n\nSources: `devagent.lab`, the output. *final* is the last value logged; the output's own last "
+                "line printed `loss` 0.3491.\n\n") in text
+
+    def test_the_sparkline_gives_the_points_per_bar_the_lowest_highest_and_last_value(self) -> None:
+        text = render_run(h100_report())
+        assert "\n`loss` █▄▂▁ — 1000 points in 4 bars · min 0.227227 · max 2.31 · last 0.37306\n" in text
+
+
+class TestTheGpuMemoryPart:
+    def test_the_explanation_is_folded_under_the_first_gpu_run(self) -> None:
+        text = render_run(h100_report())
+        part = text.split("### GPU memory\n\n", 1)[1].split("\n### ", 1)[0]
+        assert part.startswith("0.8 GiB of 79.6 GiB peak on GPU 0, sampled by NVML over the run's processes. "
+                               "PyTorch: max allocated 0.1 GiB, max reserved 0.1 GiB.\n\n"
+                               f"<details><summary>{MEMORY_NOTE}</summary>\n\n{MEMORY_EXPLANATION}")
+
+    def test_a_notebook_that_has_it_already_does_not_get_it_again(self) -> None:
+        text = render_run(h100_report(explained=True))
+        assert MEMORY_NOTE not in text and MEMORY_EXPLANATION not in text
+        assert "### GPU memory\n\n0.8 GiB of 79.6 GiB peak on GPU 0" in text
+
+
+def _outside_fences(text: str) -> list[str]:
+    lines, fence = [], None
+    for line in text.splitlines():
+        if fence is None and re.fullmatch(r"`{3,}\w*", line):
+            fence = line.rstrip("abcdefghijklmnopqrstuvwxyz")
+        elif fence is not None and line == fence:
+            fence = None
+        elif fence is None:
+            lines.append(line)
+    return lines
+
+
+def table_words(text: str) -> list[str]:
+    """The words of every table cell outside fenced blocks: a cell cannot wrap inside one."""
+    return [word for line in _outside_fences(text) if line.startswith("|")
+            for cell in re.split(r"(?<!\\)\|", line) for word in cell.replace("`", " ").replace("**", " ").split()]
+
+
+class TestWidthInA600PxPreview:
+    """At 600 px VS Code's preview has about 548 px for text: about 53 characters of code in a two-column table's
+    value cell. A table cell cannot wrap inside a word; everything else wraps (scripts/preview-check.sh measures
+    the real thing in Chromium)."""
+
+    def test_no_table_cell_holds_a_word_longer_than_the_bound(self) -> None:
+        long = "/home/dev/workspace/" + "very-long-folder-name/" * 4
+        record = RunRecord(**{**h100_report().record.__dict__, "cwd": long,
+                              "argv": ("python3", "train_simplenet.py", "--data", long + "train.npy"),
+                              "hparams": {"data": long + "train.npy", "a" * 100: "1"}})
+        metrics = [MetricSummary("m" * 128, 1.0, 1.0, 1, 1), *h100_report().metrics]
+        text = render_run(with_(h100_report(), record=record, metrics=metrics))
+        assert max(len(word) for word in table_words(text)) <= 48
+        assert long in text  # whole, in a code block below the table
+
+    def test_a_four_column_table_shares_the_width(self) -> None:
+        report = with_(h100_report(), previous=RunRecord(**{**h100_report().previous.__dict__,  # type: ignore[union-attr]
+                                                            "hparams": {"lr": "x" * 60}}))
+        rows = [line for line in render_run(report).splitlines() if line.startswith("| `lr` |")]
+        assert [len(word) for word in table_words(rows[0])] == [2, 4, 4, 16]
+
+    def test_the_whole_section_has_no_line_outside_a_code_block_wider_than_a_table_allows(self) -> None:
+        for line in _outside_fences(render_run(full_report())):
+            if line.startswith("|"):
+                assert max((len(w) for w in table_words(line)), default=0) <= 48, line
