@@ -228,7 +228,8 @@ def _facts(report: RunReport) -> str:
         facts.append(("GPUs", gpus, escape(gpus)))
     label = shorten(exit_info.label, _HEADING_EXIT)
     if exit_info.detail and (exit_info.detail not in label or label != exit_info.label):
-        facts.append(("error", exit_info.detail, code(exit_info.detail)))
+        name = "NaN in" if exit_info.kind == "nan" else "error"
+        facts.append((name, exit_info.detail, code(exit_info.detail)))
     rows = [[label, cell] for label, plain, cell in facts if _longest_word(plain) <= MAX_CELL_WORD]
     below = [f"**{label}:**\n\n" + fence([one_line(plain)])
              for label, plain, _ in facts if _longest_word(plain) > MAX_CELL_WORD]

@@ -420,3 +420,10 @@ class TestWidthInA600PxPreview:
         for line in _outside_fences(render_run(full_report())):
             if line.startswith("|"):
                 assert max((len(w) for w in table_words(line)), default=0) <= 48, line
+
+
+def test_a_nan_loss_run_names_the_line_where_the_nan_was_seen() -> None:
+    exit_info = classify_exit(0, tail=["step 7 loss=nan"], nan_seen=True)
+    text = render_run(with_(h100_report(), exit=exit_info))
+    assert text.splitlines()[1].endswith("· ⚠️ NaN loss")
+    assert "| NaN in | `step 7 loss=nan` |" in text
