@@ -8,7 +8,8 @@ PY     := $(VENV)/bin/python
 # torch is only for the tests' real torch probe (the CLI and the agent never import it); 2.13.0 is the CPU wheel.
 TORCH  ?= torch==2.13.0
 
-.PHONY: help deps venv docker base-image test-images test-users test test-fast lint demo demo-clean bench clean
+.PHONY: help deps venv docker base-image test-images test-users test test-fast lint demo demo-clean bench \
+	preview-check clean
 
 help:
 	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
@@ -17,6 +18,7 @@ help:
 	@echo "make base-image  build the offline base image devagent-base:bookworm (test-images: also :trixie)"
 	@echo "make lint        ruff, mypy and the import contracts"
 	@echo "make bench       run the benchmarks"
+	@echo "make preview-check  render the notebook as VS Code's preview in Chromium at 600/1200 px (needs node, npm)"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -68,6 +70,10 @@ bench: venv base-image
 	$(PY) benchmarks/agent_bench.py --quick
 	$(PY) benchmarks/run_bench.py --quick
 	$(PY) benchmarks/glob_bench.py
+
+# Not part of `test`: it needs node, npm (markdown-it) and chromium.
+preview-check: venv
+	PYTHON=$(CURDIR)/$(PY) bash scripts/preview-check.sh
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

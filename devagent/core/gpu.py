@@ -177,7 +177,7 @@ def _status(check: GpuCheck) -> str:
     if _torch_uses_gpu(check.torch):
         # NVML missing (e.g. libnvidia-ml not mounted) while CUDA works: torch's view is the one that matters.
         return "✅ " + _group([(device.name, device.total_memory) for device in check.torch.devices], _STATUS)
-    return "⚠️ no GPU — training will run on the CPU"
+    return "⚠️ no GPU" + ("" if failed else " — training will run on the CPU")
 
 
 def _group(gpus: list[tuple[str | None, int | None]], budget: int) -> str:

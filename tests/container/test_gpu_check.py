@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ctypes
+import itertools
 import re
 import shutil
 import stat
@@ -105,6 +106,11 @@ class TestTheHeading:
         assert heading(render_gpu_check(check, now=NOW)) == (
             "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU"
         )
+
+    def test_without_a_gpu_and_without_a_torch_report_it_says_both_briefly(self) -> None:
+        check = GpuCheck(nvml=NVML_MISSING, torch=TorchReport(ok=False, python="/usr/bin/python3", error="no torch"))
+        assert heading(render_gpu_check(check, now=NOW)) == (
+            "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU · torch check failed")
 
     def test_torch_devices_stand_in_when_nvml_is_missing_but_cuda_works(self) -> None:
         check = GpuCheck(nvml=NVML_MISSING, torch=torch_cuda(TorchDevice(L4, L4_MEMORY)))
@@ -380,6 +386,10 @@ def test_an_entry_is_one_heading_and_whole_rows_whatever_the_reports_contain(che
     assert entry.endswith("\n") and not entry.endswith("\n\n")
     outside = lines_outside_fences(entry)
     assert [line for line in outside if line.lstrip().startswith("#")] == [heading(entry)]
+    assert len(heading(entry)) <= 86  # two lines at most in a 600 px preview, whatever the GPUs are called
+    parts = blocks(entry)
+    for before, after in itertools.pairwise(parts):  # each table has its label line above it
+        assert not (after.startswith("| ") and not before.startswith(("**NVML:**", "**torch** in "))), (before, after)
     assert "_Checked in " in entry
     assert outside[-1] in ("</details>", "") or outside[-2].startswith("|") or outside[-2].startswith("**NVML:**")
     for table_line in (line for line in outside if line.startswith("| ")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -249,6 +250,9 @@ class TestRenderRun:
                                        "exit": ExitInfo("failure", 1, label, label)}))
         assert is_entry(text)
         assert "| | |" not in text
+        blocks = text.strip("\n").split("\n\n")
+        for before, after in itertools.pairwise(blocks):  # a label or a heading between two tables
+            assert not (before.startswith("|") and after.startswith("|")), (before, after)
         assert re.match(r"\n## [^\n]*\n[^|\n][^\n]*\n\n\| command \| ", text)  # summary, then the facts
 
 
