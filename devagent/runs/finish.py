@@ -124,18 +124,19 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         started=run.started.isoformat(timespec="seconds"), duration_s=run.duration_s, exit_code=run.exit_code,
         exit_kind=exit_info.kind, hparams=hparams, metrics={m.name: m.final for m in summaries},
     )
+    gpu = GpuMemory(nvml_peak=run.gpu_peak, nvml_total=run.gpu_total,
+                    torch_allocated=torch_memory.get("max_memory_allocated"),
+                    torch_reserved=torch_memory.get("max_memory_reserved"),
+                    gpus=max(run.gpus_used, torch_memory.get("devices") or 0), devices=run.gpu_devices)
     report = RunReport(
         record=record, started_at=run.started, exit=exit_info, defaults=defaults, previous=previous, git=run.git,
         edits_since=_edits_since(place, previous, run.started), env=allowed_env(run.environ), metrics=summaries,
         metric_sources=sources, curve_name=curve[0] if curve else None, curve_image=curve_image,
         curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
-        gpu=GpuMemory(nvml_peak=run.gpu_peak, nvml_total=run.gpu_total,
-                      torch_allocated=torch_memory.get("max_memory_allocated"),
-                      torch_reserved=torch_memory.get("max_memory_reserved"),
-                      gpus=max(run.gpus_used, torch_memory.get("devices") or 0), devices=run.gpu_devices),
-        output_tail=tail, output_lines=run.output.line_count if run.output else 0,
+        gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
-        memory_explained=notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
+        # only a GPU run can need the note: a CPU run does not read the notebook for it
+        memory_explained=gpu.gpus > 0 and notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
