@@ -50,12 +50,29 @@ def cli() -> None:
 # -- host side --------------------------------------------------------------------------------------------------
 
 
+# TEST SEAM, never set by the product: a JSON file standing in for this machine's GPUs (core/gpu_ledger.py's
+# stand_in_inventory), for tests on machines without a GPU. Documented as test-only.
+GPU_INVENTORY_STAND_IN = "DEVAGENT_TEST_GPU_INVENTORY"
+
+
+def _gpu_inventory() -> Any:
+    """This machine's GPUs, from NVML (the host side may not import the runtime, so the CLI reads it)."""
+    stand_in = os.environ.get(GPU_INVENTORY_STAND_IN)
+    if stand_in:
+        from devagent.core.gpu_ledger import stand_in_inventory
+
+        return stand_in_inventory(Path(stand_in).read_text(encoding="utf-8"))
+    from devagent.runtime.gpu_inventory import read_inventory
+
+    return read_inventory()
+
+
 def _provisioner() -> Any:
     from devagent.host.engine import Engine
     from devagent.host.paths import Paths
     from devagent.host.provision import Provisioner
 
-    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=_echo_step)
+    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=_echo_step, gpu_inventory=_gpu_inventory)
 
 
 @cli.command()
@@ -65,7 +82,11 @@ def _provisioner() -> Any:
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
               help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
               "devagent.toml, if any, gives the defaults for every other option.")
-@click.option("--gpus", default="none", show_default=True, help="none, all, indexes (0,1) or GPU UUIDs.")
+@click.option("--gpus", default="none", show_default=True,
+              help="none, all, any:N (N free GPUs, most free memory first), indexes (0,1) or GPU UUIDs. A GPU "
+              "another environment, container or process holds is refused (exit 19; see `devagent gpus`).")
+@click.option("--share-gpus", is_flag=True, default=None,
+              help="Take GPUs that others hold too, knowingly; the notebook header says so.")
 @click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
 @click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
 @click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")  # noqa: S108
@@ -135,6 +156,25 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
             raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
                                 status=exc.status, hint=exc.hint) from None
+
+
+@cli.command(name="gpus")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+def gpus_command(as_json: bool) -> None:
+    """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
+    environments (name, owner, since when), other containers that asked for it, processes outside containers."""
+    from devagent.core import gpu_ledger as g
+    from devagent.host.engine import Engine
+    from devagent.host.gpu_ledger import GpuLedger
+    from devagent.host.paths import Paths
+
+    state = GpuLedger(Engine(), inventory=_gpu_inventory, cache=Paths.from_environ().gpu_cache).state()
+    if as_json:
+        click.echo(json.dumps(g.envelope(state.inventory, state.holders, JSON_VERSION), indent=2))
+        return
+    for line in g.render_table(state.inventory, state.holders,
+                               others=() if state.inventory.gpus else state.containers):
+        click.echo(line)
 
 
 @cli.command()

@@ -204,6 +204,7 @@ _AGENT_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
 _NOT_SETTINGS = {
     "identity": "your key is yours, not the team's: pass --identity on the command line",
     "recreate": "replacing the container is a one-off: pass --recreate on the command line",
+    "share_gpus": "sharing GPUs others hold is a decision made each time: pass --share-gpus on the command line",
     "workspace": "the workspace is the folder this file is in",
 }
 
@@ -417,7 +418,8 @@ INIT_TEMPLATE = f"""\
 # The login user inside the container (never root).
 #user = "dev"
 
-# GPUs: "none", "all", indexes "0,1" (or [0, 1]), or UUIDs from `nvidia-smi -L` ("GPU-5c3f…,GPU-…").
+# GPUs: "none", "all", "any:2" (two free GPUs, the ones with the most free memory), indexes "0,1" (or [0, 1]),
+# or UUIDs from `devagent gpus` ("GPU-5c3f…,GPU-…"). A GPU another environment or container holds is refused.
 #gpus = "none"
 
 # Memory limit, with no swap beyond it: a number with an optional unit b, k, m or g.

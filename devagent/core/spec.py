@@ -168,28 +168,41 @@ def parse_pids(text: str) -> int:
 
 @dataclass(frozen=True)
 class GpuRequest:
-    """Which GPUs an environment gets: none, all, or a list of indexes or UUIDs (never mixed)."""
+    """Which GPUs an environment gets: none, all, a list of indexes or UUIDs (never mixed), or any COUNT free ones
+    (the host side picks them and records them by UUID)."""
 
-    mode: str  # "none" | "all" | "list"
+    mode: str  # "none" | "all" | "list" | "any"
     devices: tuple[str, ...] = ()
+    count: int = 0  # mode "any"
 
     def describe(self) -> str:
+        if self.mode == "any":
+            return f"any:{self.count}"
         return {"none": "none", "all": "all"}.get(self.mode, ",".join(self.devices))
 
 
-def parse_gpus(text: str) -> GpuRequest:
-    """Parse --gpus: 'none', 'all', '0,1' or 'GPU-<uuid>,...'.
+GPUS_HINT = "use none, all, any:N (N free GPUs), indexes like 0,1 or UUIDs from `devagent gpus` like GPU-5c3f…"
 
-    >>> parse_gpus("0,1")
-    GpuRequest(mode='list', devices=('0', '1'))
+
+def parse_gpus(text: str) -> GpuRequest:
+    """Parse --gpus: 'none', 'all', 'any:N', '0,1' or 'GPU-<uuid>,...'.
+
+    >>> parse_gpus("0,1"), parse_gpus("any:2")
+    (GpuRequest(mode='list', devices=('0', '1'), count=0), GpuRequest(mode='any', devices=(), count=2))
     """
     value = text.strip()
     if value.lower() in ("", "none"):
         return GpuRequest("none")
     if value.lower() == "all":
         return GpuRequest("all")
+    hint = GPUS_HINT
+    if value.lower().startswith("any"):
+        count = value[3:].lstrip(":").strip()
+        if value[3:4] != ":" or not count.isdigit() or not 1 <= int(count) <= 64:
+            raise DevagentError(f"--gpus: {text!r} is not any:N with N a number of GPUs from 1 to 64",
+                                hint=hint, status=ExitStatus.USAGE)
+        return GpuRequest("any", count=int(count))
     items = tuple(item.strip() for item in value.split(","))
-    hint = "use none, all, indexes like 0,1 or UUIDs from `nvidia-smi -L` like GPU-5c3f…"
     if any(not item for item in items):
         raise DevagentError(f"--gpus: empty item in {text!r}", hint=hint, status=ExitStatus.USAGE)
     is_index = [item.isdigit() for item in items]
@@ -263,6 +276,7 @@ class EnvSpec:
     gpus: GpuRequest = field(default_factory=lambda: GpuRequest("none"))
     limits: Limits = field(default_factory=Limits)
     sshd_profile: str = "strict"  # "strict" | "compat"
+    share_gpus: bool = False  # take GPUs others hold too, knowingly (the notebook header says so)
     agent: AgentOptions = field(default_factory=AgentOptions)
 
     @property
@@ -282,6 +296,7 @@ class EnvSpec:
             f"{LABEL_PREFIX}user": self.user,
             f"{LABEL_PREFIX}workspace": self.workspace,
             f"{LABEL_PREFIX}gpus": self.gpus.describe(),
+            f"{LABEL_PREFIX}share-gpus": "true" if self.share_gpus else "false",
             f"{LABEL_PREFIX}base-image": self.base_image,
             f"{LABEL_PREFIX}image": image,
             f"{LABEL_PREFIX}sshd-profile": self.sshd_profile,

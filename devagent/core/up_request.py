@@ -80,6 +80,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                         shm_size=s.parse_size(str(pick("shm_size")), option="--shm-size"),
                         pids=s.parse_pids(str(pick("pids")))),
         sshd_profile=str(pick("sshd_profile") or client_profile),
+        share_gpus=bool(merged.get("share_gpus")),
         agent=s.AgentOptions(notebook=s.validate_notebook_path(str(notebook)) if notebook is not None else None,
                              watch=_watch(watch, typed=bool(given.get("watch"))),
                              polling=bool(pick("poll_saves"))),

@@ -17,6 +17,7 @@ import docker.errors
 import docker.types
 
 from devagent.core import health
+from devagent.core.gpu_ledger import ContainerGpus, Lease, container_gpus
 from devagent.core.spec import LABEL_PREFIX, GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -53,6 +54,27 @@ class ContainerInfo:
     exit_code: int | None
     health: str | None = None  # Docker's health status: starting | healthy | unhealthy; None without a check
     health_output: str = ""  # what the last check printed
+
+
+@dataclass(frozen=True)
+class ContainerRow:
+    """A container as one list call gives it (no inspect): enough to know who it is and whether it holds GPUs."""
+
+    id: str
+    name: str
+    state: str
+    labels: Mapping[str, str]
+
+
+# The GPU ledger (devagent/host/gpu_ledger.py): one created-never-started container per leased GPU, named for the
+# GPU (core/gpu_ledger.py's lease_name), from a tiny image of no files that devagent imports on first use.
+LEASE_IMAGE = "devagent/gpu-lease:1"
+LEASE_LABEL = f"{LABEL_PREFIX}gpu-lease"  # its value: the GPU's UUID
+LEASE_ENV_LABEL = f"{LABEL_PREFIX}lease-env"
+LEASE_OWNER_LABEL = f"{LABEL_PREFIX}lease-owner"
+LEASE_SINCE_LABEL = f"{LABEL_PREFIX}lease-since"
+LEASE_SHARED_LABEL = f"{LABEL_PREFIX}lease-shared"
+LEASE_UP_LABEL = f"{LABEL_PREFIX}lease-up-id"
 
 
 @dataclass(frozen=True)
@@ -96,11 +118,21 @@ def _explain_connection_error(exc: Exception, server: str | None = None) -> Deva
 
 
 def gpu_device_requests(gpus: GpuRequest) -> list[docker.types.DeviceRequest]:
+    """Docker's device requests for GPUS: every GPU (Count -1) or the GPUs listed. Never a count of N, which the
+    engine maps to GPUs 0..N-1 whoever holds them: "any:N" is resolved to UUIDs before a container is made."""
+    assert gpus.mode != "any", "any:N must be resolved to UUIDs by the GPU ledger first"
     if gpus.mode == "none":
         return []
     if gpus.mode == "all":
         return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return [docker.types.DeviceRequest(device_ids=list(gpus.devices), capabilities=[["gpu"]])]
+
+
+def _lease(row: Mapping[str, Any]) -> Lease:
+    labels = row.get("Labels") or {}
+    return Lease(id=str(row["Id"]), gpu_uuid=labels.get(LEASE_LABEL, ""), environment=labels.get(LEASE_ENV_LABEL, ""),
+                 owner=labels.get(LEASE_OWNER_LABEL, "?"), since=labels.get(LEASE_SINCE_LABEL, "?"),
+                 shared=labels.get(LEASE_SHARED_LABEL) == "true", up_id=labels.get(LEASE_UP_LABEL, ""))
 
 
 def _is_gpu_runtime_error(text: str) -> bool:
@@ -270,6 +302,55 @@ class Engine:
                                     status=ExitStatus.USAGE) from None
             raise
         return str(c.id)
+
+    # -- the GPU ledger -------------------------------------------------------------------------------------------
+
+    def container_rows(self) -> list[ContainerRow]:
+        """Every container, from one list call."""
+        return [ContainerRow(id=str(row["Id"]), name=str((row.get("Names") or ["/"])[0]).lstrip("/"),
+                             state=str(row.get("State", "")), labels=row.get("Labels") or {})
+                for row in self._client.api.containers(all=True)]
+
+    def container_gpus(self, container_id: str) -> ContainerGpus | None:
+        """What the container asked for in GPUs (its inspect); None when it is gone."""
+        try:
+            return container_gpus(self._client.api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None
+
+    def leases(self) -> list[Lease]:
+        """The ledger's leases, from one list call."""
+        rows = self._client.api.containers(all=True, filters={"label": LEASE_LABEL})
+        return [_lease(row) for row in rows]
+
+    def create_lease(self, name: str, labels: Mapping[str, str]) -> Lease | None:
+        """Create the lease container NAME (never started, no network, no command that could run); None when a
+        container of that name exists: the engine makes this check and the create one step, so of two devagents
+        creating NAME at once exactly one succeeds."""
+        image = self._lease_image()
+        try:
+            c = self._client.api.create_container(
+                image, command=["devagent-gpu-lease"], name=name, labels=dict(labels), network_disabled=True,
+                host_config=self._client.api.create_host_config(network_mode="none", restart_policy={"Name": "no"}))
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:
+                return None
+            raise
+        rows = self._client.api.containers(all=True, filters={"id": c["Id"]})
+        return _lease(rows[0]) if rows else None
+
+    def _lease_image(self) -> str:
+        """LEASE_IMAGE, imported from an empty archive when missing (about 50 ms, once per engine; two devagents
+        importing it at once both succeed)."""
+        try:
+            self._client.api.inspect_image(LEASE_IMAGE)
+        except docker.errors.ImageNotFound:
+            empty = io.BytesIO()
+            tarfile.open(fileobj=empty, mode="w").close()
+            repository, tag = LEASE_IMAGE.rsplit(":", 1)
+            self._client.api.import_image_from_data(empty.getvalue(), repository=repository, tag=tag,
+                                                    changes=[f"LABEL {LABEL_PREFIX}gpu-lease-image=true"])
+        return LEASE_IMAGE
 
     def environment_network(self) -> str:
         """The id of the network every environment joins (ENV_NETWORK), created when missing. It is shared, so no

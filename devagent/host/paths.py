@@ -54,6 +54,12 @@ class Paths:
     def backups(self) -> Path:
         return self.home / "backups"
 
+    @property
+    def gpu_cache(self) -> Path:
+        """What each container asked for in GPUs, by container id (fixed at create): `devagent gpus` inspects only
+        the containers it has not seen."""
+        return self.home / "cache" / "container-gpus.json"
+
     def host_key(self, name: str) -> Path:
         """The environment's host private key; kept across --recreate so the pinned key never changes."""
         return self.home / "hostkeys" / f"{name}_ed25519"

@@ -25,14 +25,16 @@ from pathlib import Path
 
 import devagent
 from devagent.core import layout
+from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
-from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec
+from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys
 from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
+from devagent.host.gpu_ledger import GpuLedger, owner_name
 from devagent.host.image import build_image
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
@@ -53,7 +55,22 @@ HOME_ID_LABEL = "devagent.home-id"
 # Every up creates its container as NAME-new-xxxxxx and renames it to NAME only once it is complete (its keys
 # are in, sshd answered, the login was proven): a container named NAME is never half-made, and one labelled with
 # NAME under another name is a leftover. The steps, in order, for Provisioner.on_step (a test seam).
-UP_STEPS = ("workspace", "created", "started", "alias", "renamed", "proven", "replacing")
+UP_STEPS = ("workspace", "created", "leased", "started", "alias", "renamed", "proven", "replacing")
+# The GPUs an environment got, by UUID (its device request holds the same), for `ls` and `--recreate`.
+GPU_UUIDS_LABEL = "devagent.gpu-uuids"
+
+
+@dataclass(frozen=True)
+class GpuChoice:
+    """What `up` gives the container: the device request (UUIDs, or all) and the GPUs to lease, by UUID."""
+
+    request: GpuRequest
+    uuids: tuple[str, ...]
+    text: str  # for the notebook header
+    index: dict[str, int] = dataclasses.field(default_factory=dict)  # UUID → index, for messages
+
+
+NO_GPUS = GpuChoice(GpuRequest("none"), (), "none")
 
 
 @dataclass
@@ -163,9 +180,12 @@ class Transaction:
 class Provisioner:
     """Host-side operations over one engine, one set of paths and the user's ssh config."""
 
-    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None) -> None:
+    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
+                 gpu_inventory: Callable[[], Inventory] | None = None) -> None:
         self.engine, self.paths, self.report = engine, paths, report
         self.ssh_config = SshConfig(paths)
+        self.gpus = GpuLedger(engine, inventory=gpu_inventory or (lambda: Inventory(error="no GPU inventory")),
+                              cache=paths.gpu_cache)
 
     # -- up -------------------------------------------------------------------------------------------------
 
@@ -236,19 +256,38 @@ class Provisioner:
                 )
             return self._reuse(spec, existing, identity_path)
 
+        gpus = self._choose_gpus(spec, replacing=existing)  # before the build: a busy GPU is refused at once
         image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
                                        report=self.report)
         if not built:
             self.report(f"image {image_tag} (cached)")
         result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
                               identity=identity_path, user_public=user_public, replacing=existing,
-                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals)
+                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus)
         result.image_built = built
+        if existing is not None:  # replaced: the GPUs the old container had and the new one has not are free again
+            with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
+                self.gpus.release(spec.name, keep=gpus.uuids)
         return result
+
+    def _choose_gpus(self, spec: EnvSpec, *, replacing: ContainerInfo | None) -> GpuChoice:
+        """The GPUs for SPEC from the ledger's view (no lease yet: `_create` takes them, atomically). Refuses a GPU
+        another container or process holds (GPU_BUSY) unless spec.share_gpus; `--recreate` keeps its own."""
+        if spec.gpus.mode == "none":
+            return NO_GPUS
+        state = self.gpus.state(ignore_environment=spec.name if replacing else None)
+        keep = tuple(lease.gpu_uuid for lease in state.leases if replacing and lease.environment == spec.name)
+        uuids = choose(spec.gpus, state.inventory, state.holders, share=spec.share_gpus, keep=keep)
+        request = spec.gpus if spec.gpus.mode == "all" else GpuRequest("list", uuids)
+        text = describe_choice(spec.gpus, uuids, state.inventory.gpus, shared=spec.share_gpus)
+        index = {g.uuid: g.index for g in state.inventory.gpus}
+        self.report(f"GPUs {', '.join(str(index[u]) for u in uuids)} ({', '.join(uuids)})"
+                    + (", shared knowingly" if spec.share_gpus else ""))
+        return GpuChoice(request, uuids, text, index)
 
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
-                signals: StopSignals | None = None) -> UpResult:
+                signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
         with Transaction(self.report, signals) as tx:
             host_key_path = self.paths.host_key(spec.name)
@@ -281,12 +320,13 @@ class Provisioner:
                 cid = self.engine.create(
                     name=temp_name, image=image_tag, command=command, user=spec.user,
                     labels={**spec.labels(version=devagent.__version__, image=image_tag),
-                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id, HOME_ID_LABEL: self._home_id()},
+                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id, HOME_ID_LABEL: self._home_id(),
+                            GPU_UUIDS_LABEL: ",".join(gpus.uuids)},
                     container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                     memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                    pids=spec.limits.pids, gpus=spec.gpus, environment={"DEVAGENT_NAME": spec.name},
+                    pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
                 )
-            self.on_step("created")
+            self._lease(tx, spec, gpus, up_id)
             # The base image may already have had the user, with another uid: ask the container.
             uid = self.engine.user_uid(cid, spec.user) or spec.uid
             _prepare_workspace(workspace, uid, created=created_workspace)
@@ -294,7 +334,7 @@ class Provisioner:
                 name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command,
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
-                gpus=spec.gpus.describe(), ssh_alias=spec.name, devagent_version=devagent.__version__,
+                gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
             self.engine.put_files(cid, layout.CONFIG_DIR, [
@@ -334,6 +374,18 @@ class Provisioner:
                     self.engine.rename(cid, spec.name)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str) -> None:
+        """Take the GPUs' leases in the engine's ledger. After the container (labelled with the environment's
+        name), so that a lease whose environment has no container is stale for certain; the undo is registered
+        first and removes this up's leases by its id, whichever of them were made before a failure or Ctrl-C."""
+        self.on_step("created")
+        if not gpus.uuids:
+            return
+        tx.on_failure(lambda: self.gpus.release_up(up_id))
+        self.gpus.take(gpus.uuids, environment=spec.name, owner=owner_name(), up_id=up_id, shared=spec.share_gpus,
+                       index=gpus.index)
+        self.on_step("leased")
 
     def _remove_made(self, up_id: str, *names: str) -> None:
         """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by
@@ -449,6 +501,8 @@ class Provisioner:
         for leftover in self._leftovers(name, ours_only=False):
             self.engine.remove(leftover.id)
             removed.append(f"container {leftover.name}, left behind by an interrupted up")
+        for lease in self.gpus.release(name):
+            removed.append(f"GPU lease {lease.gpu_uuid}")
         if self.ssh_config.remove(name):
             removed.append(f"ssh alias {name} and its pinned host key")
         if self.paths.host_key(name).exists():

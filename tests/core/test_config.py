@@ -109,7 +109,7 @@ class TestErrorsNameTheLine:
         ("pids = 10\n", "devagent.toml line 1: pids = 10: '10' is not a whole number of at least 64",
          "DataLoader workers need room: e.g. pids = 4096"),
         ('gpus = "0,GPU-5c3f1a2b-aaaa"\n', 'devagent.toml line 1: gpus = "0,GPU-5c3f1a2b-aaaa": indexes and UUIDs '
-         "mixed", "use none, all, indexes like 0,1 or UUIDs from `nvidia-smi -L` like GPU-5c3f…"),
+         "mixed", "use none, all, any:N (N free GPUs), indexes like 0,1 or UUIDs from `devagent gpus` like GPU-5c3f…"),
         ('name = "Pytorch Dev"\n', "devagent.toml line 1: name = \"Pytorch Dev\": invalid environment name "
          "'Pytorch Dev'", "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or "
          "digit"),

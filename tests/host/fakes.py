@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devagent.core.gpu_ledger import ContainerGpus, Lease
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.engine import ArchiveFile, ContainerInfo
+from devagent.host.engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
 
 
 @dataclass
@@ -59,6 +60,7 @@ class FakeEngine:
         self.uid = uid
         self.on_start = on_start
         self.containers: dict[str, FakeContainer] = {}  # by id
+        self.gpu_leases: dict[str, tuple[str, Lease]] = {}  # by id: (container name, lease)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self._failures: dict[str, tuple[BaseException, bool]] = {}
         self._ids = itertools.count(1)
@@ -186,6 +188,37 @@ class FakeEngine:
         c = self._find(container_id)
         if c is not None:
             del self.containers[c.id]
+        self.gpu_leases.pop(container_id, None)
+
+    # -- the GPU ledger -------------------------------------------------------------------------------------------
+
+    def container_rows(self) -> list[ContainerRow]:
+        self._call("container_rows")()
+        return [ContainerRow(c.id, c.name, c.status, dict(c.labels)) for c in self.containers.values()]
+
+    def container_gpus(self, container_id: str) -> ContainerGpus | None:
+        self._call("container_gpus", container_id)()
+        c = self.containers.get(container_id)
+        if c is None:
+            return None
+        gpus: GpuRequest = c.options.get("gpus", GpuRequest("none"))
+        return ContainerGpus(c.id, c.name, c.status, all_gpus=gpus.mode == "all", ids=gpus.devices,
+                             how=f"--gpus {gpus.describe()}", labels=dict(c.labels))
+
+    def leases(self) -> list[Lease]:
+        self._call("leases")()
+        return [lease for _, lease in self.gpu_leases.values()]
+
+    def create_lease(self, name: str, labels: Mapping[str, str]) -> Lease | None:
+        self._call("create_lease", name)()
+        if any(n == name for n, _ in self.gpu_leases.values()) or self._find(name) is not None:
+            return None
+        lease = Lease(id=f"l{next(self._ids):04d}", gpu_uuid=labels[LEASE_LABEL],
+                      environment=labels["devagent.lease-env"], owner=labels["devagent.lease-owner"],
+                      since=labels["devagent.lease-since"], shared=labels["devagent.lease-shared"] == "true",
+                      up_id=labels["devagent.lease-up-id"])
+        self.gpu_leases[lease.id] = (name, lease)
+        return lease
 
     def rename(self, container_id: str, name: str) -> None:
         self._call("rename", container_id, name)()

@@ -1,0 +1,220 @@
+"""The GPU ledger: which GPU each environment holds, kept in the Docker Engine itself — the one state every user of a
+server shares — and who else holds GPUs there (other containers, processes outside containers).
+
+A lease is a container that is created and never started, named for the GPU (``devagent-gpu-<UUID>``) and labelled
+with the environment, the person and the time. Docker refuses a second container of a name in the same step that
+checks for it, so of two `up`s taking one GPU at the same moment exactly one gets it, whichever machine or
+DEVAGENT_HOME each runs from. Why a container: it is the one kind of object whose names the engine keeps unique
+atomically — a volume create with a taken name returns the existing volume, an engine older than API 1.44 lets two
+networks share a name, an image tag is simply moved. See docs/explanation/gpu-ledger.md.
+
+`up` makes its environment's container first (under its temporary name, with the GPUs' UUIDs in its device
+request and the environment's name in its labels), then the leases: so a lease whose environment has no container
+left is stale — its `up` failed after a SIGKILL, or the container was removed by hand — and is reclaimed.
+
+Usage::
+
+    ledger = GpuLedger(engine, inventory=read_inventory, cache=paths.home / "cache" / "container-gpus.json")
+    state = ledger.state()                                  # inventory, holders by GPU
+    taken = ledger.take(uuids, environment="exp", owner="alice@gpu1", up_id="3f2a", shared=False)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from devagent.core.gpu_ledger import (
+    NVIDIA_SMI_GPUS,
+    NVIDIA_SMI_PROCESSES,
+    ContainerGpus,
+    Holder,
+    Inventory,
+    Lease,
+    busy_error,
+    holders_by_gpu,
+    lease_name,
+    parse_nvidia_smi,
+)
+from devagent.host.atomic import atomic_write, ensure_private_dir
+from devagent.host.engine import (
+    LEASE_ENV_LABEL,
+    LEASE_LABEL,
+    LEASE_OWNER_LABEL,
+    LEASE_SHARED_LABEL,
+    LEASE_SINCE_LABEL,
+    LEASE_UP_LABEL,
+    ContainerRow,
+)
+
+Run = Callable[[Sequence[str]], str]
+
+
+class LedgerEngine(Protocol):
+    """What the ledger needs of host/engine.py's Engine (and of tests' FakeEngine)."""
+
+    def container_rows(self) -> list[ContainerRow]: ...
+    def container_gpus(self, container_id: str) -> ContainerGpus | None: ...
+    def leases(self) -> list[Lease]: ...
+    def create_lease(self, name: str, labels: dict[str, str]) -> Lease | None: ...
+    def remove(self, container_id: str) -> None: ...
+
+
+def nvidia_smi_inventory(run: Run) -> Inventory:
+    """A server's inventory from its `nvidia-smi`, through RUN (argv → stdout; raises when the command fails): how
+    devagent sees the GPUs of a server it drives over ssh. Which container a process runs in is not asked."""
+    try:
+        gpus = run(NVIDIA_SMI_GPUS)
+    except Exception as exc:  # no nvidia-smi there, no driver: the inventory says why
+        return Inventory(error=f"nvidia-smi: {exc}")
+    try:
+        processes = run(NVIDIA_SMI_PROCESSES)
+    except Exception:
+        processes = ""
+    return parse_nvidia_smi(gpus, processes)
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    inventory: Inventory
+    holders: dict[str, list[Holder]]  # by GPU UUID
+    containers: list[ContainerGpus]  # every container that asks for GPUs (leases aside)
+    leases: list[Lease]  # live ones
+    stale: list[Lease]  # those whose environment is gone
+
+
+class GpuLedger:
+    """The ledger over one engine. INVENTORY reads the server's GPUs; CACHE (a file in DEVAGENT_HOME, optional)
+    keeps what each container asked for by container id — fixed when a container is made, so one list call plus
+    an inspect of only the containers not seen before answers `devagent gpus`."""
+
+    def __init__(self, engine: LedgerEngine, *, inventory: Callable[[], Inventory], cache: Path | None = None
+                 ) -> None:
+        self.engine = engine
+        self.inventory = inventory
+        self.cache = cache
+
+    # -- reading -----------------------------------------------------------------------------------------------
+
+    def state(self, *, ignore_environment: str | None = None) -> LedgerState:
+        inventory = self.inventory()
+        rows = self.engine.container_rows()
+        containers = self._containers(rows)
+        environments = {r.labels.get("devagent.name") for r in rows if r.labels.get("devagent.managed") == "true"}
+        leases = self.engine.leases()
+        live = [lease for lease in leases if lease.environment in environments]
+        stale = [lease for lease in leases if lease.environment not in environments]
+        holders = holders_by_gpu(inventory, containers, live, ignore_environment=ignore_environment)
+        return LedgerState(inventory, holders, [c for c in containers if c.asks], live, stale)
+
+    def _containers(self, rows: list[ContainerRow]) -> list[ContainerGpus]:
+        cached = self._load_cache()
+        result: list[ContainerGpus] = []
+        fresh: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if LEASE_LABEL in row.labels:
+                continue
+            asked = cached.get(row.id)
+            if asked is None:
+                gpus = self.engine.container_gpus(row.id)
+                if gpus is None:  # removed between the list and the inspect
+                    continue
+                asked = {"all": gpus.all_gpus, "ids": list(gpus.ids), "how": gpus.how}
+            fresh[row.id] = asked
+            result.append(ContainerGpus(id=row.id, name=row.name, state=row.state, all_gpus=bool(asked["all"]),
+                                        ids=tuple(str(i) for i in asked["ids"]), how=str(asked["how"]),
+                                        labels=row.labels))
+        if fresh.keys() != cached.keys():
+            self._save_cache(fresh)  # only the containers that exist: the file stays as small as the engine's list
+        return result
+
+    def _load_cache(self) -> dict[str, dict[str, Any]]:
+        if self.cache is None:
+            return {}
+        try:
+            data = json.loads(self.cache.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _save_cache(self, data: dict[str, dict[str, Any]]) -> None:
+        if self.cache is None:
+            return
+        with contextlib.suppress(OSError):  # a cache: a read-only home only costs the inspects next time
+            ensure_private_dir(self.cache.parent)
+            atomic_write(self.cache, json.dumps(data, sort_keys=True).encode(), mode=0o600)
+
+    # -- changing ----------------------------------------------------------------------------------------------
+
+    def take(self, uuids: Sequence[str], *, environment: str, owner: str, up_id: str, shared: bool,
+             index: dict[str, int] | None = None) -> list[Lease]:
+        """Lease each of UUIDS for ENVIRONMENT, whose container must exist already (under any name). Returns the
+        leases made now. A GPU the environment leases already (`up --recreate`) stays leased; a stale lease is
+        reclaimed; one another environment holds is GPU_BUSY — unless SHARED, when it is left to its holder.
+        The caller undoes a failure with ``release_up(up_id)`` (made leases carry UP_ID)."""
+        made: list[Lease] = []
+        since = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+        labels = {LEASE_ENV_LABEL: environment, LEASE_OWNER_LABEL: owner, LEASE_SINCE_LABEL: since,
+                  LEASE_SHARED_LABEL: "true" if shared else "false", LEASE_UP_LABEL: up_id}
+        for uuid in uuids:
+            for _attempt in range(3):  # a stale lease in the way is removed, then the name is tried again
+                lease = self.engine.create_lease(lease_name(uuid), {**labels, LEASE_LABEL: uuid})
+                if lease is not None:
+                    made.append(lease)
+                    break
+                holder = next((x for x in self.engine.leases() if x.gpu_uuid == uuid), None)
+                if holder is None:
+                    continue  # released meanwhile: try again
+                if holder.environment == environment:
+                    break  # ours already
+                if not self._environment_exists(holder.environment):
+                    self.engine.remove(holder.id)  # by id: a fresh lease someone makes meanwhile is not touched
+                    continue
+                if shared:
+                    break
+                raise busy_error((index or {}).get(uuid, "?"), uuid, Holder(
+                    "environment", holder.environment, f"{holder.owner}, since {holder.since}"))
+            else:
+                raise busy_error((index or {}).get(uuid, "?"), uuid, Holder("environment", "?", "taken meanwhile"))
+        return made
+
+    def _environment_exists(self, environment: str) -> bool:
+        return any(r.labels.get("devagent.name") == environment and r.labels.get("devagent.managed") == "true"
+                   for r in self.engine.container_rows())
+
+    def release_up(self, up_id: str) -> None:
+        """Remove the leases the `up` UP_ID made (its rollback)."""
+        for lease in self.engine.leases():
+            if lease.up_id == up_id:
+                self.engine.remove(lease.id)
+
+    def release(self, environment: str, *, keep: Sequence[str] = ()) -> list[Lease]:
+        """Remove ENVIRONMENT's leases but those of the GPUs in KEEP (`down`, and `up --recreate` with fewer GPUs);
+        also every stale lease met on the way. Returns the environment's leases removed."""
+        rows = self.engine.container_rows()
+        environments = {r.labels.get("devagent.name") for r in rows if r.labels.get("devagent.managed") == "true"}
+        released = []
+        for lease in self.engine.leases():
+            if lease.environment == environment and lease.gpu_uuid not in keep:
+                self.engine.remove(lease.id)
+                released.append(lease)
+            elif lease.environment not in environments and lease.environment != environment:
+                self.engine.remove(lease.id)
+        return released
+
+
+def owner_name() -> str:
+    """Who takes a lease, for people reading `devagent gpus`: user@machine."""
+    try:
+        import getpass
+
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{os.uname().nodename}"

@@ -1,0 +1,165 @@
+"""The pure half of the GPU ledger: what a container's inspect says it asked for, who holds each GPU, which GPUs
+`up` gets or is refused, and what `nvidia-smi` says."""
+
+from __future__ import annotations
+
+import pytest
+
+from devagent.core.gpu_ledger import (
+    GIB,
+    MIB,
+    ContainerGpus,
+    Gpu,
+    GpuProcess,
+    Holder,
+    Inventory,
+    Lease,
+    choose,
+    container_gpus,
+    holders_by_gpu,
+    lease_name,
+    parse_nvidia_smi,
+    render_table,
+)
+from devagent.core.spec import GpuRequest, parse_gpus
+from devagent.errors import DevagentError, ExitStatus
+
+A, B, C = "GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-1111", "GPU-cccccccc-2222"
+INVENTORY = Inventory((Gpu(0, A, "H200", 70 * GIB, 80 * GIB, 90), Gpu(1, B, "H200", 2 * GIB, 80 * GIB, 0),
+                       Gpu(2, C, "H200", 1 * GIB, 80 * GIB, 0)))
+
+
+def inspect(host: dict[str, object], env: list[str] | None = None, state: str = "created") -> dict[str, object]:
+    return {"Id": "c1", "Name": "/other", "State": {"Status": state}, "Config": {"Env": env or [], "Labels": {}},
+            "HostConfig": host}
+
+
+class TestWhatAContainerAskedFor:
+    @pytest.mark.parametrize(("host", "env", "all_gpus", "ids", "how"), [
+        ({"DeviceRequests": [{"DeviceIDs": ["1", "2"], "Capabilities": [["gpu"]]}]}, [], False, ("1", "2"),
+         "--gpus device=1,2"),
+        ({"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]}, [], True, (), "--gpus all"),
+        ({"DeviceRequests": [{"Count": 2, "Capabilities": [["gpu"]]}]}, [], False, ("0", "1"),
+         "--gpus 2 (GPUs 0..1)"),
+        ({"Runtime": "nvidia"}, ["NVIDIA_VISIBLE_DEVICES=all"], True, (),
+         "nvidia runtime, NVIDIA_VISIBLE_DEVICES=all"),
+        ({"Runtime": "nvidia"}, ["NVIDIA_VISIBLE_DEVICES=GPU-bbbbbbbb-1111"], False, (B,),
+         f"nvidia runtime, NVIDIA_VISIBLE_DEVICES={B}"),
+        ({"Runtime": "runc"}, ["NVIDIA_VISIBLE_DEVICES=all"], False, (), ""),  # without the runtime: nothing
+        ({"Devices": [{"PathOnHost": "/dev/nvidia2"}, {"PathOnHost": "/dev/nvidiactl"}]}, [], False, ("2",),
+         "/dev/nvidia2"),
+        ({"Privileged": True}, [], True, (), "privileged"),
+        ({"DeviceRequests": [{"Count": 1, "Capabilities": [["tpu"]]}]}, [], False, (), ""),
+        ({}, [], False, (), ""),
+    ])
+    def test_every_way_a_container_can_hold_gpus_is_read(self, host: dict[str, object], env: list[str],
+                                                          all_gpus: bool, ids: tuple[str, ...], how: str) -> None:
+        c = container_gpus(inspect(host, env))
+        assert (c.all_gpus, c.ids, c.how, c.name) == (all_gpus, ids, how, "other")
+
+
+class TestWhoHoldsEachGpu:
+    def test_leases_containers_and_processes_outside_containers_each_hold_their_gpus(self) -> None:
+        lease = Lease("l1", A, "exp", "alice@gpu1", "2026-12-01T03:00:00+00:00")
+        containers = [ContainerGpus("c1", "bob-train", "running", ids=("1",), how="--gpus device=1"),
+                      ContainerGpus("c2", "old", "exited", all_gpus=True, how="--gpus all"),  # exited: holds none
+                      ContainerGpus("c3", "exp", "running", ids=(A,), how="x",
+                                    labels={"devagent.managed": "true", "devagent.name": "exp"})]  # = its lease
+        inventory = Inventory(INVENTORY.gpus, (GpuProcess(C, 4242, "python", 3 * GIB, container=""),
+                                               GpuProcess(B, 77, "python", None, container="c1")))
+        held = holders_by_gpu(inventory, containers, [lease])
+        assert {uuid: [h.describe() for h in hs] for uuid, hs in held.items()} == {
+            A: ["environment exp (alice@gpu1, since 2026-12-01T03:00:00+00:00)"],
+            B: ["container bob-train (running, --gpus device=1)"],  # its process is shown as the container
+            C: ["pid 4242 (python, outside containers, 3.0 GiB)"],
+        }
+
+    def test_an_environment_being_replaced_does_not_hold_its_own_gpus(self) -> None:
+        lease = Lease("l1", A, "exp", "alice@gpu1", "now")
+        env = ContainerGpus("c3", "exp", "running", ids=(A,), labels={"devagent.managed": "true",
+                                                                     "devagent.name": "exp"})
+        assert holders_by_gpu(INVENTORY, [env], [lease], ignore_environment="exp")[A] == []
+
+    def test_an_environment_whose_up_has_not_leased_yet_holds_through_its_device_request(self) -> None:
+        env = ContainerGpus("c3", "exp-new-1a2b3c", "created", ids=(B,), labels={"devagent.managed": "true",
+                                                                                 "devagent.name": "exp"})
+        assert holders_by_gpu(INVENTORY, [env], [])[B] == [Holder("environment", "exp",
+                                                                   "container exp-new-1a2b3c, created")]
+
+
+class TestChoosing:
+    free = {A: [], B: [], C: []}
+
+    def test_any_n_takes_the_free_gpus_with_the_most_free_memory(self) -> None:
+        assert choose(GpuRequest("any", count=2), INVENTORY, self.free, share=False) == (C, B)
+
+    def test_any_n_skips_held_gpus_and_keeps_those_the_environment_had(self) -> None:
+        held = {**self.free, C: [Holder("container", "x")]}
+        assert choose(GpuRequest("any", count=1), INVENTORY, held, share=False) == (B,)
+        assert choose(GpuRequest("any", count=1), INVENTORY, self.free, share=False, keep=(A,)) == (A,)
+
+    def test_any_n_with_too_few_free_is_busy_and_names_the_holders(self) -> None:
+        held = {A: [Holder("environment", "exp", "alice@gpu1")], B: [Holder("process", "42", "python")], C: []}
+        with pytest.raises(DevagentError) as err:
+            choose(GpuRequest("any", count=2), INVENTORY, held, share=False)
+        assert (err.value.message, err.value.status) == (
+            "--gpus any:2: only 1 of 3 GPUs are free; held: 0 (environment exp (alice@gpu1)); 1 (pid 42 (python))",
+            ExitStatus.GPU_BUSY)
+        assert "devagent gpus" in (err.value.hint or "")
+
+    def test_a_listed_gpu_someone_holds_is_refused_naming_the_holder_unless_shared(self) -> None:
+        held = {**self.free, B: [Holder("container", "bob-train", "running, --gpus all")]}
+        with pytest.raises(DevagentError) as err:
+            choose(parse_gpus("0,1"), INVENTORY, held, share=False)
+        assert (err.value.message, err.value.status) == (
+            f"GPU 1 ({B}) is held by container bob-train (running, --gpus all)", ExitStatus.GPU_BUSY)
+        assert err.value.hint == ("`devagent gpus` shows who holds what; pick free GPUs (--gpus any:N), ask the "
+                                  "holder, or share knowingly: --share-gpus")
+        assert choose(parse_gpus("0,1"), INVENTORY, held, share=True) == (A, B)
+
+    def test_indexes_become_uuids_and_all_is_every_gpu(self) -> None:
+        assert choose(parse_gpus(f"{C},{A}"), INVENTORY, self.free, share=False) == (C, A)
+        assert choose(parse_gpus("2,0"), INVENTORY, self.free, share=False) == (C, A)
+        assert choose(parse_gpus("all"), INVENTORY, self.free, share=False) == (A, B, C)
+
+    def test_all_is_refused_when_any_gpu_is_held(self) -> None:
+        with pytest.raises(DevagentError) as err:
+            choose(parse_gpus("all"), INVENTORY, {**self.free, C: [Holder("process", "9", "x")]}, share=False)
+        assert err.value.status == ExitStatus.GPU_BUSY
+
+    def test_a_gpu_the_server_lacks_or_no_inventory_is_unavailable(self) -> None:
+        with pytest.raises(DevagentError) as err:
+            choose(parse_gpus("3"), INVENTORY, self.free, share=False)
+        assert (err.value.message, err.value.status) == (
+            "--gpus 3: this server has no GPU 3", ExitStatus.GPU_UNAVAILABLE)
+        with pytest.raises(DevagentError) as err:
+            choose(parse_gpus("any:1"), Inventory(error="NVML: Driver Not Loaded"), {}, share=False)
+        assert (err.value.message, err.value.status) == (
+            "GPUs were requested but this server has none devagent can see (NVML: Driver Not Loaded)",
+            ExitStatus.GPU_UNAVAILABLE)
+
+
+class TestParsing:
+    @pytest.mark.parametrize("text", ["any", "any:0", "any:x", "any:65", "anything"])
+    def test_any_needs_a_count(self, text: str) -> None:
+        with pytest.raises(DevagentError) as err:
+            parse_gpus(text)
+        assert err.value.message == f"--gpus: {text!r} is not any:N with N a number of GPUs from 1 to 64"
+
+    def test_nvidia_smi_output_with_unknown_figures(self) -> None:
+        inv = parse_nvidia_smi("1, GPU-b, NVIDIA H200, [N/A], 143771, [Not Supported]\n"
+                               "0, GPU-a, NVIDIA H200, 10, 143771, 5\n", "GPU-a, 12, /usr/bin/python3, 8\n")
+        assert inv.gpus == (Gpu(0, "GPU-a", "NVIDIA H200", 10 * MIB, 143771 * MIB, 5),
+                            Gpu(1, "GPU-b", "NVIDIA H200", None, 143771 * MIB, None))
+        assert inv.processes == (GpuProcess("GPU-a", 12, "/usr/bin/python3", 8 * MIB),)
+
+    def test_lease_names_are_valid_container_names_one_per_gpu(self) -> None:
+        assert lease_name(A) == f"devagent-gpu-{A}"
+        assert lease_name("MIG-GPU-a/1/0") != lease_name("MIG-GPU-a/2/0")
+
+    def test_the_table_says_free_and_lists_every_holder(self) -> None:
+        held = {A: [Holder("environment", "exp", "alice"), Holder("process", "7", "python")], B: [], C: []}
+        lines = render_table(INVENTORY, held)
+        assert lines[1].endswith("  90%  environment exp (alice)")
+        assert lines[2].strip() == "pid 7 (python)"
+        assert lines[3].endswith("free") and lines[4].endswith("free")

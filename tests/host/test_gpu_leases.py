@@ -1,0 +1,152 @@
+"""`up` and `down` with the GPU ledger, against the in-memory engine (tests/host/fakes.py) and a hand-made
+inventory: the choice, the refusal before anything is made, the lease taken after the container and given back by
+the rollback, a lease lost to a race, a stale lease reclaimed, `--recreate` keeping its GPUs, `down` releasing.
+The same against the real engine, two users racing included: tests/integration/test_gpu_ledger.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devagent.core.gpu_ledger import GIB, Gpu, Inventory, Lease, lease_name
+from devagent.core.spec import EnvSpec, GpuRequest, parse_gpus
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import LEASE_LABEL
+from devagent.host.paths import Paths
+from devagent.host.provision import GPU_UUIDS_LABEL, Provisioner
+from tests.host.fakes import FakeEngine
+
+A, B = "GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-1111"
+INVENTORY = Inventory((Gpu(0, A, "H200", 10 * GIB, 80 * GIB), Gpu(1, B, "H200", 1 * GIB, 80 * GIB)))
+NO_RUNTIME = DevagentError("GPUs were requested but this Docker Engine cannot give them (no NVIDIA runtime)",
+                           status=ExitStatus.GPU_UNAVAILABLE)
+
+
+def spec(tmp_path: Path, gpus: str, *, share: bool = False) -> EnvSpec:
+    return EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path / "code"), gpus=parse_gpus(gpus),
+                   share_gpus=share)
+
+
+def lease_for(engine: FakeEngine, uuid: str, environment: str) -> Lease:
+    lease = engine.create_lease(lease_name(uuid), {
+        LEASE_LABEL: uuid, "devagent.lease-env": environment, "devagent.lease-owner": "bob@gpu1",
+        "devagent.lease-since": "2026-12-01T03:00:00+00:00", "devagent.lease-shared": "false",
+        "devagent.lease-up-id": "bob-up"})
+    assert lease is not None
+    return lease
+
+
+def environment(engine: FakeEngine, name: str, *, gpus: tuple[str, ...] = ()) -> None:
+    c = engine.add(name, labels={"devagent.managed": "true", "devagent.name": name,
+                                 GPU_UUIDS_LABEL: ",".join(gpus)})
+    c.options["gpus"] = GpuRequest("list", gpus)
+
+
+class Harness:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+        self.seen: dict[str, list[Lease]] = {}
+        self.provisioner = Provisioner(engine=engine, paths=Paths.from_environ(),  # type: ignore[arg-type]
+                                       gpu_inventory=lambda: INVENTORY)
+        self.provisioner.on_step = self.on_step  # type: ignore[method-assign]
+        self.hooks: dict[str, object] = {}
+
+    def on_step(self, step: str) -> None:
+        self.seen[step] = self.engine.leases()
+        hook = self.hooks.get(step)
+        if callable(hook):
+            hook()
+
+    def up(self, env: EnvSpec, **kwargs: object) -> DevagentError:
+        with pytest.raises(DevagentError) as err:
+            self.provisioner.up(env, **kwargs)  # type: ignore[arg-type]
+        return err.value
+
+
+def test_any_n_leases_the_free_gpu_with_most_free_memory_by_uuid_and_a_failed_start_gives_it_back(
+        tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.fail("start", NO_RUNTIME)
+    h = Harness(engine)
+    err = h.up(spec(tmp_path, "any:1"))
+    assert err.status == ExitStatus.GPU_UNAVAILABLE  # this engine has no NVIDIA runtime: past the ledger, at start
+    [lease] = h.seen["leased"]
+    assert (lease.gpu_uuid, lease.environment) == (B, "exp")  # GPU 1: 79 GiB free against 70
+    [(container_id,)] = engine.called("start")
+    assert [c for c, _ in engine.calls].index("create_lease") > [c for c, _ in engine.calls].index("create")
+    assert engine.leases() == [] and engine.names() == []  # rolled back: container and lease
+
+
+def test_a_listed_gpu_another_environment_leases_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    environment(engine, "bob-env", gpus=(B,))
+    lease_for(engine, B, "bob-env")
+    err = Harness(engine).up(spec(tmp_path, "0,1"))
+    assert (err.message, err.status) == (
+        f"GPU 1 ({B}) is held by environment bob-env (bob@gpu1, since 2026-12-01T03:00:00+00:00)",
+        ExitStatus.GPU_BUSY)
+    assert engine.called("create") == [] and engine.called("build") == []
+
+
+def test_a_gpu_leased_by_another_up_between_the_choice_and_the_lease_is_refused_and_rolled_back(
+        tmp_path: Path) -> None:
+    engine = FakeEngine()
+    h = Harness(engine)
+
+    def other_up_wins() -> None:  # another user's up, from another DEVAGENT_HOME, at this moment
+        environment(engine, "alice-env", gpus=(B,))
+        lease_for(engine, B, "alice-env")
+    h.hooks["created"] = other_up_wins
+    err = h.up(spec(tmp_path, "1"))
+    assert (err.message, err.status) == (
+        f"GPU 1 ({B}) is held by environment alice-env (bob@gpu1, since 2026-12-01T03:00:00+00:00)",
+        ExitStatus.GPU_BUSY)
+    assert engine.names() == ["alice-env"]
+    assert [lease.environment for lease in engine.leases()] == ["alice-env"]
+
+
+def test_a_lease_whose_environment_is_gone_is_reclaimed(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    stale = lease_for(engine, B, "removed-by-hand")  # no container of that environment is left
+    engine.fail("start", NO_RUNTIME)
+    h = Harness(engine)
+    h.up(spec(tmp_path, "1"))
+    [lease] = h.seen["leased"]
+    assert (lease.environment, lease.id != stale.id) == ("exp", True)
+
+
+def test_recreate_keeps_the_gpus_any_n_gave_and_its_rollback_keeps_the_old_lease(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    environment(engine, "exp", gpus=(A,))
+    old = lease_for(engine, A, "exp")
+    engine.fail("start", NO_RUNTIME)
+    h = Harness(engine)
+    h.up(spec(tmp_path, "any:1"), recreate=True)
+    new = next(c for c in engine.calls if c[0] == "create")
+    assert new  # a new container was made for the same GPU, which the environment keeps:
+    assert h.seen["leased"] == [old]
+    assert engine.leases() == [old]
+
+
+def test_share_gpus_takes_a_gpu_another_holds_without_taking_its_lease(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    environment(engine, "bob-env", gpus=(B,))
+    bobs = lease_for(engine, B, "bob-env")
+    engine.fail("start", NO_RUNTIME)
+    h = Harness(engine)
+    h.up(spec(tmp_path, "0,1", share=True))
+    assert {(x.gpu_uuid, x.environment, x.shared) for x in h.seen["leased"]} == {
+        (A, "exp", True), (B, "bob-env", False)}
+    assert engine.leases() == [bobs]
+
+
+def test_down_releases_the_environments_leases_and_reclaims_stale_ones(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    environment(engine, "exp", gpus=(A,))
+    environment(engine, "bob-env", gpus=(B,))
+    lease_for(engine, A, "exp")
+    bobs = lease_for(engine, B, "bob-env")
+    removed = Provisioner(engine=engine, paths=Paths.from_environ()).down("exp")  # type: ignore[arg-type]
+    assert removed == ["container exp", f"GPU lease {A}"]
+    assert engine.leases() == [bobs]

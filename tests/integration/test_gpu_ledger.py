@@ -1,0 +1,208 @@
+"""The GPU ledger against the real Docker Engine: holders made as real containers (created with GPU requests, never
+started), `devagent gpus` naming them, `up` refusing a held GPU, two users racing for the last free GPU, a lease
+released by `down` and a stale one reclaimed.
+
+This machine has no GPU: its inventory is the test-only stand-in DEVAGENT_TEST_GPU_INVENTORY (a JSON file in
+nvidia-smi's columns, see core/gpu_ledger.py's stand_in_inventory); everything else is real. Its engine has no NVIDIA
+runtime, so an `up` that gets past the ledger fails at start (GPU_UNAVAILABLE, 8) and rolls its lease back: the race
+is observed with `up` paused (tests/integration/paused_devagent.py) right after it took its lease.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import BASE_IMAGE, RUN_PREFIX, Env, container_names, wait_for
+
+pytestmark = pytest.mark.docker
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).with_name("paused_devagent.py")
+
+
+class Server:
+    """Two stand-in GPUs with UUIDs of this test's own (lease names are per GPU, so other runs cannot meet them)."""
+
+    def __init__(self, tmp_path: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
+        tag = secrets.token_hex(4)
+        self.uuids = [f"GPU-{tag}-0000-4000-8000-00000000000{i}" for i in range(2)]
+        self.inventory = tmp_path / "gpus.json"
+        self.inventory.write_text(json.dumps({"gpus": "".join(
+            f"{i}, {u}, Stand-in GPU, {1024 * (2 - i)}, 81920, 0\n" for i, u in enumerate(self.uuids))}))
+        self.client = docker_client
+        self.made: list[str] = []
+
+    def holder(self, name: str, *options: str) -> None:
+        """A container of someone else's that holds GPUs: created, not started (this engine could not start it)."""
+        subprocess.run(["docker", "create", "--name", name, *options, BASE_IMAGE, "true"], check=True,
+                       capture_output=True)
+        self.made.append(name)
+
+    def environ(self, env: Env) -> dict[str, str]:
+        return {**env.environ, "DEVAGENT_TEST_GPU_INVENTORY": str(self.inventory), "PYTHONPATH": str(REPO)}
+
+    def leases(self) -> dict[str, str]:
+        """GPU UUID → the environment its lease names."""
+        rows = self.client.api.containers(all=True, filters={"label": "devagent.gpu-lease"})
+        return {r["Labels"]["devagent.gpu-lease"]: r["Labels"]["devagent.lease-env"] for r in rows
+                if r["Labels"]["devagent.gpu-lease"] in self.uuids}
+
+    def cleanup(self) -> None:
+        names = self.made + [f"devagent-gpu-{u}" for u in self.uuids]
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
+
+
+@pytest.fixture
+def server(tmp_path: Path, docker_client) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+    s = Server(tmp_path, docker_client)
+    yield s
+    s.cleanup()
+
+
+def devagent(server: Server, env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "devagent", *args], capture_output=True, text=True,
+                          env=server.environ(env), timeout=300, check=False)
+
+
+def up_args(env: Env, name: str, *extra: str) -> list[str]:
+    return ["up", name, "--base-image", BASE_IMAGE, "--workspace", str(env.workspace(name)), "--memory", "2g",
+            *extra]
+
+
+class PausedUp:
+    """`up` paused right after it took its GPU leases (or ended before that)."""
+
+    def __init__(self, server: Server, env: Env, name: str, *extra: str) -> None:
+        self.marker = env.root / f"paused-{name}"
+        self.marker.unlink(missing_ok=True)  # left by an up of the same name that was killed while paused
+        environ = {**server.environ(env), "DEVAGENT_TEST_PAUSE_AT": "leased",
+                   "DEVAGENT_TEST_PAUSED_FILE": str(self.marker)}
+        self.proc = subprocess.Popen([sys.executable, str(HARNESS), *up_args(env, name, *extra)], env=environ,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait(self) -> bool:
+        """True once paused with its leases, False once it ended."""
+        wait_for(lambda: self.marker.exists() or self.proc.poll() is not None, timeout=120, interval=0.02,
+                 message="up to take its lease or end")
+        return self.marker.exists()
+
+    def resume(self) -> tuple[int, str]:
+        self.marker.unlink()
+        _, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, err
+
+    def result(self) -> tuple[int, str]:
+        _, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, err
+
+
+def test_devagent_gpus_names_every_container_that_holds_a_gpu(
+        server: Server, env: Env, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    server.holder(f"{name}-one", "--gpus", "device=1")
+    server.holder(f"{name}-all", "--gpus", "all")
+    server.holder(f"{name}-priv", "--privileged")
+    server.holder(f"{name}-zero", "--gpus", "device=0")
+    server.holder(f"{name}-none")
+    result = devagent(server, env, "gpus")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["GPU", "UUID", "NAME", "MEMORY", "(GiB)", "UTIL", "HELD", "BY"]
+    assert lines[1].startswith(f"0    {server.uuids[0]}  Stand-in GPU  2.0 / 80.0")
+    text = result.stdout
+    assert f"container {name}-one (created, --gpus device=1)" in text
+    assert f"container {name}-priv (created, privileged)" in text
+    assert text.count(f"container {name}-all (created, --gpus all)") == 2  # on both GPUs
+    assert f"{name}-none" not in text
+    envelope = json.loads(devagent(server, env, "gpus", "--json").stdout)
+    assert envelope["version"] == 1
+    assert [sorted(h["name"] for h in g["holders"] if h["name"].startswith(name)) for g in envelope["gpus"]] == [
+        [f"{name}-all", f"{name}-priv", f"{name}-zero"], [f"{name}-all", f"{name}-one", f"{name}-priv"]]
+
+
+def test_up_refuses_a_gpu_another_container_holds_and_makes_nothing(
+        server: Server, env: Env, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    server.holder(f"{name}-bob", "--gpus", f"device={server.uuids[1]}")
+    result = devagent(server, env, *up_args(env, name, "--gpus", "1"))
+    assert result.returncode == 19, result.stderr
+    assert (f"Error: GPU 1 ({server.uuids[1]}) is held by container {name}-bob (created, "
+            f"--gpus device={server.uuids[1]})\n  hint: `devagent gpus` shows who holds what") in result.stderr
+    assert container_names(docker_client, name) == [f"{name}-bob"]
+    assert server.leases() == {}
+
+
+def test_any_n_gets_past_the_ledger_to_the_engine_and_its_failed_start_gives_the_lease_back(
+        server: Server, env: Env, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    up = PausedUp(server, env, name, "--gpus", "any:1")
+    assert up.wait()
+    assert server.leases() == {server.uuids[1]: name}  # GPU 1: the most free memory
+    [made] = [n for n in container_names(docker_client, name)]
+    inspect = docker_client.api.inspect_container(made)
+    assert inspect["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == [server.uuids[1]]  # by UUID, never Count
+    code, err = up.resume()
+    assert code == 8, err
+    assert "no NVIDIA runtime" in err
+    assert server.leases() == {}
+    assert container_names(docker_client, name) == []
+
+
+def test_two_users_racing_for_the_last_free_gpu_one_gets_it_and_the_other_is_refused(
+        server: Server, tmp_path: Path, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    server.holder(f"{name}-bob", "--gpus", "device=0")  # GPU 1 is the last free one
+    users = []
+    for who in ("alice", "carol"):
+        root = tmp_path / who
+        (root / ".ssh").mkdir(parents=True, mode=0o700)
+        users.append(Env(root))
+    for run in range(20):
+        ups = [PausedUp(server, user, f"{name}-{who}{run}", "--gpus", "any:1")
+               for user, who in zip(users, ("a", "c"), strict=True)]
+        paused = [up.wait() for up in ups]
+        assert sorted(paused) == [False, True], f"run {run}: {[up.proc.poll() for up in ups]}"
+        winner, loser = (ups[0], ups[1]) if paused[0] else (ups[1], ups[0])
+        code, err = loser.result()
+        assert code == 19, f"run {run}: {err}"
+        assert "devagent gpus" in err
+        assert server.leases() == {server.uuids[1]: f"{name}-{'a' if winner is ups[0] else 'c'}{run}"}
+        code, err = winner.resume()
+        assert code == 8, f"run {run}: {err}"
+        assert server.leases() == {}
+
+
+def test_down_releases_the_lease_a_killed_up_left_and_a_stale_lease_is_reclaimed(
+        server: Server, env: Env, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    first = PausedUp(server, env, name, "--gpus", "1")
+    assert first.wait()
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.communicate()
+    assert server.leases() == {server.uuids[1]: name}  # SIGKILL: nothing undone
+    shown = devagent(server, env, "gpus").stdout
+    assert f"environment {name} (" in shown
+    result = devagent(server, env, "down", name)
+    assert result.returncode == 0, result.stderr
+    assert f"✔ removed GPU lease {server.uuids[1]}" in result.stdout
+    assert server.leases() == {}
+
+    # Killed again; this time the container is removed by hand: the lease is stale, and the next up takes it over.
+    second = PausedUp(server, env, name, "--gpus", "1")
+    assert second.wait()
+    os.kill(second.proc.pid, signal.SIGKILL)
+    second.proc.communicate()
+    left = container_names(docker_client, name)
+    assert left, server.leases()
+    subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=True)
+    other = f"{name}-next"
+    third = PausedUp(server, env, other, "--gpus", "1")
+    assert third.wait()
+    assert server.leases() == {server.uuids[1]: other}
+    code, _ = third.resume()
+    assert code == 8
+    assert server.leases() == {}
+    devagent(server, env, "down", name)  # the alias and host key the killed up left
