@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from devagent.core.gpu_ledger import (
@@ -88,7 +90,7 @@ class TestWhoHoldsEachGpu:
 
 
 class TestChoosing:
-    free = {A: [], B: [], C: []}
+    free: ClassVar[dict[str, list[Holder]]] = {A: [], B: [], C: []}
 
     def test_any_n_takes_the_free_gpus_with_the_most_free_memory(self) -> None:
         assert choose(GpuRequest("any", count=2), INVENTORY, self.free, share=False) == (C, B)

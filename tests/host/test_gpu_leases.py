@@ -5,6 +5,7 @@ The same against the real engine, two users racing included: tests/integration/t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from devagent.core.gpu_ledger import GIB, Gpu, Inventory, Lease, lease_name
 from devagent.core.spec import EnvSpec, GpuRequest, parse_gpus
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import LEASE_LABEL
+from devagent.host.gpu_ledger import nvidia_smi_inventory
 from devagent.host.paths import Paths
 from devagent.host.provision import GPU_UUIDS_LABEL, Provisioner
 from tests.host.fakes import FakeEngine
@@ -73,7 +75,7 @@ def test_any_n_leases_the_free_gpu_with_most_free_memory_by_uuid_and_a_failed_st
     assert err.status == ExitStatus.GPU_UNAVAILABLE  # this engine has no NVIDIA runtime: past the ledger, at start
     [lease] = h.seen["leased"]
     assert (lease.gpu_uuid, lease.environment) == (B, "exp")  # GPU 1: 79 GiB free against 70
-    [(container_id,)] = engine.called("start")
+    assert len(engine.called("start")) == 1
     assert [c for c, _ in engine.calls].index("create_lease") > [c for c, _ in engine.calls].index("create")
     assert engine.leases() == [] and engine.names() == []  # rolled back: container and lease
 
@@ -123,8 +125,10 @@ def test_recreate_keeps_the_gpus_any_n_gave_and_its_rollback_keeps_the_old_lease
     engine.fail("start", NO_RUNTIME)
     h = Harness(engine)
     h.up(spec(tmp_path, "any:1"), recreate=True)
-    new = next(c for c in engine.calls if c[0] == "create")
-    assert new  # a new container was made for the same GPU, which the environment keeps:
+    [made] = [c for c in engine.containers.values() if c.name != "exp"] or [None]
+    assert made is None  # rolled back; but it was made for the GPU the environment has, and leased nothing new:
+    # the old lease made above, then up's attempt, which found the environment's own lease and kept it
+    assert engine.called("create_lease") == [(lease_name(A),), (lease_name(A),)]
     assert h.seen["leased"] == [old]
     assert engine.leases() == [old]
 
@@ -147,6 +151,24 @@ def test_down_releases_the_environments_leases_and_reclaims_stale_ones(tmp_path:
     environment(engine, "bob-env", gpus=(B,))
     lease_for(engine, A, "exp")
     bobs = lease_for(engine, B, "bob-env")
+    lease_for(engine, "GPU-cccccccc-2222", "gone")
     removed = Provisioner(engine=engine, paths=Paths.from_environ()).down("exp")  # type: ignore[arg-type]
     assert removed == ["container exp", f"GPU lease {A}"]
     assert engine.leases() == [bobs]
+
+
+def test_a_remote_servers_inventory_comes_from_its_nvidia_smi() -> None:
+    asked: list[list[str]] = []
+
+    def run(argv: Sequence[str]) -> str:
+        asked.append(list(argv))
+        if "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu" in argv:
+            return f"0, {A}, NVIDIA H200, 1024, 143771, 7\n"
+        return f"{A}, 4242, python, 1000\n"
+    inventory = nvidia_smi_inventory(run)
+    assert [g.uuid for g in inventory.gpus] == [A] and [p.pid for p in inventory.processes] == [4242]
+    assert asked[0][0] == "nvidia-smi" and asked[0][-1] == "--format=csv,noheader,nounits"
+
+    def missing(argv: Sequence[str]) -> str:
+        raise OSError("nvidia-smi: command not found")
+    assert nvidia_smi_inventory(missing) == Inventory(error="nvidia-smi: nvidia-smi: command not found")

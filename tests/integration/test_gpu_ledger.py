@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BASE_IMAGE, RUN_PREFIX, Env, container_names, wait_for
+from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]

@@ -3,7 +3,9 @@ left behind — no container, no ssh entry, no pinned key, no host key."""
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,14 +18,39 @@ from tests.integration.conftest import BASE_IMAGE, Env, assert_nothing_left, con
 pytestmark = pytest.mark.docker
 
 
+def stand_in_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int) -> list[str]:
+    """COUNT stand-in GPUs (the test-only DEVAGENT_TEST_GPU_INVENTORY; this machine has none), UUIDs of this test's
+    own. Returns their UUIDs."""
+    tag = secrets.token_hex(4)
+    uuids = [f"GPU-{tag}-0000-4000-8000-00000000000{i}" for i in range(count)]
+    (tmp_path / "gpus.json").write_text(json.dumps(
+        {"gpus": "".join(f"{i}, {u}, Stand-in GPU, 0, 81920, 0\n" for i, u in enumerate(uuids))}))
+    monkeypatch.setenv("DEVAGENT_TEST_GPU_INVENTORY", str(tmp_path / "gpus.json"))
+    return uuids
+
+
 def test_gpus_on_an_engine_without_the_nvidia_runtime_fail_clearly_and_leave_nothing(
-    env: Env, name: str, built_image: str, docker_client
+    env: Env, name: str, built_image: str, docker_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    uuids = stand_in_gpus(tmp_path, monkeypatch, 2)  # the ledger gives both; the engine cannot
     result = env.up(name, "--gpus", "all", check=False)
     assert result.returncode == 8
     assert "Error: GPUs were requested but this Docker Engine cannot give them (no NVIDIA runtime)" in result.stderr
     assert "could not select device driver" in result.stderr
     assert "hint: install the NVIDIA Container Toolkit" in result.stderr
+    assert_nothing_left(env, name, docker_client)
+    assert container_names(docker_client, f"devagent-gpu-{uuids[0][:12]}") == []  # its leases were given back
+
+
+def test_gpus_on_a_server_whose_gpus_devagent_cannot_see_are_refused_before_anything_is_made(
+    env: Env, name: str, docker_client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stand_in_gpus(tmp_path, monkeypatch, 0)
+    result = env.up(name, "--gpus", "any:1", check=False)
+    assert result.returncode == 8
+    assert result.stderr.endswith(
+        "Error: GPUs were requested but this server has none devagent can see\n"
+        "  hint: check the NVIDIA driver (nvidia-smi, `devagent gpus`), or run without GPUs: --gpus none\n")
     assert_nothing_left(env, name, docker_client)
 
 
