@@ -70,6 +70,7 @@ bench: venv base-image
 	$(PY) benchmarks/agent_bench.py --quick
 	$(PY) benchmarks/run_bench.py --quick
 	$(PY) benchmarks/glob_bench.py
+	$(PY) benchmarks/gpus_bench.py
 
 # Not part of `test`: it needs node, npm (markdown-it) and chromium.
 preview-check: venv

@@ -129,8 +129,12 @@ def gpu_device_requests(gpus: GpuRequest) -> list[docker.types.DeviceRequest]:
 
 
 def _lease(row: Mapping[str, Any]) -> Lease:
-    labels = row.get("Labels") or {}
-    return Lease(id=str(row["Id"]), gpu_uuid=labels.get(LEASE_LABEL, ""), environment=labels.get(LEASE_ENV_LABEL, ""),
+    return lease_of(str(row["Id"]), row.get("Labels") or {})
+
+
+def lease_of(container_id: str, labels: Mapping[str, str]) -> Lease:
+    """The lease a lease container's labels record."""
+    return Lease(id=container_id, gpu_uuid=labels.get(LEASE_LABEL, ""), environment=labels.get(LEASE_ENV_LABEL, ""),
                  owner=labels.get(LEASE_OWNER_LABEL, "?"), since=labels.get(LEASE_SINCE_LABEL, "?"),
                  shared=labels.get(LEASE_SHARED_LABEL) == "true", up_id=labels.get(LEASE_UP_LABEL, ""))
 

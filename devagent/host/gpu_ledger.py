@@ -51,6 +51,7 @@ from devagent.host.engine import (
     LEASE_SINCE_LABEL,
     LEASE_UP_LABEL,
     ContainerRow,
+    lease_of,
 )
 
 Run = Callable[[Sequence[str]], str]
@@ -107,7 +108,7 @@ class GpuLedger:
         rows = self.engine.container_rows()
         containers = self._containers(rows)
         environments = {r.labels.get("devagent.name") for r in rows if r.labels.get("devagent.managed") == "true"}
-        leases = self.engine.leases()
+        leases = [lease_of(r.id, r.labels) for r in rows if LEASE_LABEL in r.labels]  # the same one list call
         live = [lease for lease in leases if lease.environment in environments]
         stale = [lease for lease in leases if lease.environment not in environments]
         holders = holders_by_gpu(inventory, containers, live, ignore_environment=ignore_environment)

@@ -60,7 +60,7 @@ class FakeEngine:
         self.uid = uid
         self.on_start = on_start
         self.containers: dict[str, FakeContainer] = {}  # by id
-        self.gpu_leases: dict[str, tuple[str, Lease]] = {}  # by id: (container name, lease)
+        self.gpu_leases: dict[str, tuple[str, Lease, dict[str, str]]] = {}  # by id: (container name, lease, labels)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self._failures: dict[str, tuple[BaseException, bool]] = {}
         self._ids = itertools.count(1)
@@ -194,7 +194,8 @@ class FakeEngine:
 
     def container_rows(self) -> list[ContainerRow]:
         self._call("container_rows")()
-        return [ContainerRow(c.id, c.name, c.status, dict(c.labels)) for c in self.containers.values()]
+        return [*(ContainerRow(c.id, c.name, c.status, dict(c.labels)) for c in self.containers.values()),
+                *(ContainerRow(lease.id, name, "created", labels) for name, lease, labels in self.gpu_leases.values())]
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
         self._call("container_gpus", container_id)()
@@ -207,17 +208,17 @@ class FakeEngine:
 
     def leases(self) -> list[Lease]:
         self._call("leases")()
-        return [lease for _, lease in self.gpu_leases.values()]
+        return [lease for _, lease, _ in self.gpu_leases.values()]
 
     def create_lease(self, name: str, labels: Mapping[str, str]) -> Lease | None:
         self._call("create_lease", name)()
-        if any(n == name for n, _ in self.gpu_leases.values()) or self._find(name) is not None:
+        if any(n == name for n, _, _ in self.gpu_leases.values()) or self._find(name) is not None:
             return None
         lease = Lease(id=f"l{next(self._ids):04d}", gpu_uuid=labels[LEASE_LABEL],
                       environment=labels["devagent.lease-env"], owner=labels["devagent.lease-owner"],
                       since=labels["devagent.lease-since"], shared=labels["devagent.lease-shared"] == "true",
                       up_id=labels["devagent.lease-up-id"])
-        self.gpu_leases[lease.id] = (name, lease)
+        self.gpu_leases[lease.id] = (name, lease, dict(labels))
         return lease
 
     def rename(self, container_id: str, name: str) -> None:

@@ -1,0 +1,127 @@
+"""What `devagent gpus` costs on an engine with 50 containers, against one `docker ps` and one GPU inventory query.
+
+    .venv/bin/python benchmarks/gpus_bench.py [--containers 50] [--rounds 15]
+
+It creates CONTAINERS containers (never started; every fifth asks for a GPU, as `docker create --gpus device=N`
+does), then times, median of ROUNDS, in one process over one SDK client:
+
+- floor: one container list call (what `docker ps -a` asks the engine) + one inventory query;
+- `devagent gpus` warm: the ledger's state (one list call, no inspect: what each container asked for is cached by
+  container id in DEVAGENT_HOME) and the table;
+- `devagent gpus` cold: the same with an empty cache (one inspect per container, the first time only);
+- informational: the `devagent gpus` process against a `docker ps -a` process (Python start-up and imports
+  against a Go binary).
+
+Where no GPU is present (this build machine) the inventory query is the test-only stand-in
+(DEVAGENT_TEST_GPU_INVENTORY's reader, parsing nvidia-smi's CSV); with NVML it is runtime/gpu_inventory.py's
+read_inventory, which costs microseconds per GPU. It reports, it does not gate: the exit status is always 0, and
+it removes every container it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from devagent.core.gpu_ledger import render_table, stand_in_inventory  # noqa: E402
+from devagent.host.engine import Engine  # noqa: E402
+from devagent.host.gpu_ledger import GpuLedger  # noqa: E402
+from devagent.runtime.gpu_inventory import read_inventory  # noqa: E402
+
+BASE_IMAGE = "devagent-base:bookworm"
+TARGET = 1.2
+
+
+def median_seconds(call: Callable[[], object], rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+
+    prefix = f"gpusbench-{secrets.token_hex(3)}-"
+    names = [f"{prefix}{i}" for i in range(args.containers)]
+    work = Path(tempfile.mkdtemp(prefix="gpus-bench-"))
+    gpus_csv = "".join(f"{i}, GPU-bench{i:03d}-0000-4000-8000-000000000000, Stand-in GPU, {i * 1024}, 81920, 0\n"
+                       for i in range(8))
+    stand_in = work / "gpus.json"
+    stand_in.write_text(json.dumps({"gpus": gpus_csv}))
+    nvml = read_inventory()
+    if nvml.error is None:
+        inventory, source = read_inventory, f"NVML ({len(nvml.gpus)} GPUs)"
+    else:
+        def inventory():  # type: ignore[no-untyped-def]
+            return stand_in_inventory(stand_in.read_text())
+        source = f"stand-in inventory (8 GPUs; no NVML here: {nvml.error})"
+    try:
+        for i, name in enumerate(names):
+            gpus = ["--gpus", f"device={i % 8}"] if i % 5 == 0 else []
+            subprocess.run(["docker", "create", "--name", name, *gpus, BASE_IMAGE, "true"], check=True,
+                           capture_output=True)
+        engine = Engine()
+        client = engine._client  # noqa: SLF001 - the floor is the same SDK call `docker ps -a` makes
+
+        def floor() -> None:
+            client.api.containers(all=True)
+            inventory()
+
+        cache = work / "home" / "cache" / "container-gpus.json"
+        ledger = GpuLedger(engine, inventory=inventory, cache=cache)
+
+        def gpus() -> None:
+            state = ledger.state()
+            render_table(state.inventory, state.holders)
+
+        def cold() -> None:
+            cache.unlink(missing_ok=True)
+            gpus()
+
+        total = len(client.api.containers(all=True))
+        gpus()  # fills the cache
+        floor_s = median_seconds(floor, args.rounds)
+        warm_s = median_seconds(gpus, args.rounds)
+        cold_s = median_seconds(cold, max(3, args.rounds // 3))
+        env = {**os.environ, "DEVAGENT_HOME": str(work / "home"), "DEVAGENT_TEST_GPU_INVENTORY": str(stand_in),
+               "PYTHONPATH": str(REPO)}
+        cli_s = median_seconds(lambda: subprocess.run([sys.executable, "-m", "devagent", "gpus"], env=env,
+                                                      capture_output=True, check=True), 5)
+        ps_s = median_seconds(lambda: subprocess.run(["docker", "ps", "-a"], capture_output=True, check=True), 5)
+    finally:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
+
+    print(f"engine: {total} containers ({args.containers} made here); inventory: {source}")
+    print(f"{'figure':58} {'median':>9}  ratio")
+    print(f"{'floor: one list call + one inventory query':58} {floor_s * 1000:7.1f}ms")
+    ratio = warm_s / floor_s
+    verdict = "met" if ratio <= TARGET else "NOT met"
+    print(f"{'devagent gpus, warm (cache of what containers asked for)':58} {warm_s * 1000:7.1f}ms  "
+          f"{ratio:.2f}x  [target <= {TARGET}x: {verdict}]")
+    print(f"{'devagent gpus, cold (an inspect per container, once)':58} {cold_s * 1000:7.1f}ms  "
+          f"{cold_s / floor_s:.2f}x")
+    print(f"{'process: devagent gpus':58} {cli_s * 1000:7.1f}ms")
+    print(f"{'process: docker ps -a':58} {ps_s * 1000:7.1f}ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
