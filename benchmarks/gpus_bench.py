@@ -35,7 +35,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devagent.core.gpu_ledger import render_table, stand_in_inventory  # noqa: E402
+import docker  # noqa: E402
+
+from devagent.core.gpu_ledger import Inventory, render_table, stand_in_inventory  # noqa: E402
 from devagent.host.engine import Engine  # noqa: E402
 from devagent.host.gpu_ledger import GpuLedger  # noqa: E402
 from devagent.runtime.gpu_inventory import read_inventory  # noqa: E402
@@ -53,73 +55,79 @@ def median_seconds(call: Callable[[], object], rounds: int) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--containers", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=15)
-    args = parser.parse_args()
-
-    prefix = f"gpusbench-{secrets.token_hex(3)}-"
-    names = [f"{prefix}{i}" for i in range(args.containers)]
-    work = Path(tempfile.mkdtemp(prefix="gpus-bench-"))
+def make_inventory(work: Path) -> tuple[Callable[[], Inventory], Path, str]:
+    """NVML where it answers, else the test-only stand-in: (the query, the stand-in file, what it is)."""
     gpus_csv = "".join(f"{i}, GPU-bench{i:03d}-0000-4000-8000-000000000000, Stand-in GPU, {i * 1024}, 81920, 0\n"
                        for i in range(8))
     stand_in = work / "gpus.json"
     stand_in.write_text(json.dumps({"gpus": gpus_csv}))
     nvml = read_inventory()
     if nvml.error is None:
-        inventory, source = read_inventory, f"NVML ({len(nvml.gpus)} GPUs)"
-    else:
-        def inventory():  # type: ignore[no-untyped-def]
-            return stand_in_inventory(stand_in.read_text())
-        source = f"stand-in inventory (8 GPUs; no NVML here: {nvml.error})"
+        return read_inventory, stand_in, f"NVML ({len(nvml.gpus)} GPUs)"
+    return (lambda: stand_in_inventory(stand_in.read_text()), stand_in,
+            f"stand-in inventory (8 GPUs; no NVML here: {nvml.error})")
+
+
+def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, rounds: int) -> dict[str, float]:
+    client = docker.from_env()  # the floor: the list call `docker ps -a` makes
+    cache = work / "home" / "cache" / "container-gpus.json"
+    ledger = GpuLedger(Engine(), inventory=inventory, cache=cache)
+
+    def floor() -> None:
+        client.api.containers(all=True)
+        inventory()
+
+    def gpus() -> None:
+        state = ledger.state()
+        render_table(state.inventory, state.holders)
+
+    def cold() -> None:
+        cache.unlink(missing_ok=True)
+        gpus()
+
+    gpus()  # fills the cache
+    env = {**os.environ, "DEVAGENT_HOME": str(work / "home"), "DEVAGENT_TEST_GPU_INVENTORY": str(stand_in),
+           "PYTHONPATH": str(REPO)}
+    return {
+        "containers": len(client.api.containers(all=True)),
+        "floor": median_seconds(floor, rounds),
+        "warm": median_seconds(gpus, rounds),
+        "cold": median_seconds(cold, max(3, rounds // 3)),
+        "cli": median_seconds(lambda: subprocess.run([sys.executable, "-m", "devagent", "gpus"], env=env,
+                                                     capture_output=True, check=True), 5),
+        "ps": median_seconds(lambda: subprocess.run(["docker", "ps", "-a"], capture_output=True, check=True), 5),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--containers", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+
+    names = [f"gpusbench-{secrets.token_hex(3)}-{i}" for i in range(args.containers)]
+    work = Path(tempfile.mkdtemp(prefix="gpus-bench-"))
+    inventory, stand_in, source = make_inventory(work)
     try:
         for i, name in enumerate(names):
             gpus = ["--gpus", f"device={i % 8}"] if i % 5 == 0 else []
             subprocess.run(["docker", "create", "--name", name, *gpus, BASE_IMAGE, "true"], check=True,
                            capture_output=True)
-        engine = Engine()
-        client = engine._client  # noqa: SLF001 - the floor is the same SDK call `docker ps -a` makes
-
-        def floor() -> None:
-            client.api.containers(all=True)
-            inventory()
-
-        cache = work / "home" / "cache" / "container-gpus.json"
-        ledger = GpuLedger(engine, inventory=inventory, cache=cache)
-
-        def gpus() -> None:
-            state = ledger.state()
-            render_table(state.inventory, state.holders)
-
-        def cold() -> None:
-            cache.unlink(missing_ok=True)
-            gpus()
-
-        total = len(client.api.containers(all=True))
-        gpus()  # fills the cache
-        floor_s = median_seconds(floor, args.rounds)
-        warm_s = median_seconds(gpus, args.rounds)
-        cold_s = median_seconds(cold, max(3, args.rounds // 3))
-        env = {**os.environ, "DEVAGENT_HOME": str(work / "home"), "DEVAGENT_TEST_GPU_INVENTORY": str(stand_in),
-               "PYTHONPATH": str(REPO)}
-        cli_s = median_seconds(lambda: subprocess.run([sys.executable, "-m", "devagent", "gpus"], env=env,
-                                                      capture_output=True, check=True), 5)
-        ps_s = median_seconds(lambda: subprocess.run(["docker", "ps", "-a"], capture_output=True, check=True), 5)
+        m = measure(inventory, stand_in, work, args.rounds)
     finally:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
 
-    print(f"engine: {total} containers ({args.containers} made here); inventory: {source}")
+    print(f"engine: {m['containers']:.0f} containers ({args.containers} made here); inventory: {source}")
     print(f"{'figure':58} {'median':>9}  ratio")
-    print(f"{'floor: one list call + one inventory query':58} {floor_s * 1000:7.1f}ms")
-    ratio = warm_s / floor_s
+    print(f"{'floor: one list call + one inventory query':58} {m['floor'] * 1000:7.1f}ms")
+    ratio = m["warm"] / m["floor"]
     verdict = "met" if ratio <= TARGET else "NOT met"
-    print(f"{'devagent gpus, warm (cache of what containers asked for)':58} {warm_s * 1000:7.1f}ms  "
+    print(f"{'devagent gpus, warm (cache of what containers asked for)':58} {m['warm'] * 1000:7.1f}ms  "
           f"{ratio:.2f}x  [target <= {TARGET}x: {verdict}]")
-    print(f"{'devagent gpus, cold (an inspect per container, once)':58} {cold_s * 1000:7.1f}ms  "
-          f"{cold_s / floor_s:.2f}x")
-    print(f"{'process: devagent gpus':58} {cli_s * 1000:7.1f}ms")
-    print(f"{'process: docker ps -a':58} {ps_s * 1000:7.1f}ms")
+    print(f"{'devagent gpus, cold (an inspect per container, once)':58} {m['cold'] * 1000:7.1f}ms  "
+          f"{m['cold'] / m['floor']:.2f}x")
+    print(f"{'process: devagent gpus':58} {m['cli'] * 1000:7.1f}ms")
+    print(f"{'process: docker ps -a':58} {m['ps'] * 1000:7.1f}ms")
     return 0
 
 

@@ -5,11 +5,13 @@ The same against the real engine, two users racing included: tests/integration/t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from devagent.core import layout
 from devagent.core.gpu_ledger import GIB, Gpu, Inventory, Lease, lease_name
 from devagent.core.spec import EnvSpec, GpuRequest, parse_gpus
 from devagent.errors import DevagentError, ExitStatus
@@ -17,7 +19,7 @@ from devagent.host.engine import LEASE_LABEL
 from devagent.host.gpu_ledger import nvidia_smi_inventory
 from devagent.host.paths import Paths
 from devagent.host.provision import GPU_UUIDS_LABEL, Provisioner
-from tests.host.fakes import FakeEngine
+from tests.host.fakes import FakeContainer, FakeEngine
 
 A, B = "GPU-aaaaaaaa-0000", "GPU-bbbbbbbb-1111"
 INVENTORY = Inventory((Gpu(0, A, "H200", 10 * GIB, 80 * GIB), Gpu(1, B, "H200", 1 * GIB, 80 * GIB)))
@@ -172,3 +174,29 @@ def test_a_remote_servers_inventory_comes_from_its_nvidia_smi() -> None:
     def missing(argv: Sequence[str]) -> str:
         raise OSError("nvidia-smi: command not found")
     assert nvidia_smi_inventory(missing) == Inventory(error="nvidia-smi: nvidia-smi: command not found")
+
+
+def test_the_notebook_header_gets_what_was_asked_and_given_by_uuid_and_says_when_it_shares(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    environment(engine, "bob-env", gpus=(A,))
+    lease_for(engine, A, "bob-env")
+    h = Harness(engine)
+    contexts: list[dict[str, object]] = []
+
+    def keep_context_then_fail(c: FakeContainer) -> None:
+        contexts.extend(json.loads(f.data) for path, f in c.files.items() if path.endswith(layout.LAUNCH_CONTEXT))
+        raise NO_RUNTIME
+    engine.on_start = keep_context_then_fail
+    h.up(spec(tmp_path, "0,1", share=True))
+    assert [c["gpus"] for c in contexts] == [
+        f"0,1 → GPU 0 {A}, GPU 1 {B} · shared knowingly (--share-gpus)"]
+    assert [x.environment for x in engine.leases()] == ["bob-env"]  # the holder keeps its lease; exp's is gone
+
+
+def test_a_ctrl_c_just_as_a_lease_is_made_gives_it_back(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    engine.fail("create_lease", KeyboardInterrupt(), after=True)  # the engine made it; we never heard back
+    h = Harness(engine)
+    err = h.up(spec(tmp_path, "any:1"))
+    assert err.status == ExitStatus.INTERRUPTED
+    assert engine.leases() == [] and engine.names() == []
