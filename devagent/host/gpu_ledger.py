@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -54,7 +55,7 @@ from devagent.host.engine import (
     lease_of,
 )
 
-Run = Callable[[Sequence[str]], str]
+Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
 
 
 class LedgerEngine(Protocol):
@@ -68,17 +69,16 @@ class LedgerEngine(Protocol):
 
 
 def nvidia_smi_inventory(run: Run) -> Inventory:
-    """A server's inventory from its `nvidia-smi`, through RUN (argv → stdout; raises when the command fails): how
-    devagent sees the GPUs of a server it drives over ssh. Which container a process runs in is not asked."""
-    try:
-        gpus = run(NVIDIA_SMI_GPUS)
-    except Exception as exc:  # no nvidia-smi there, no driver: the inventory says why
-        return Inventory(error=f"nvidia-smi: {exc}")
-    try:
-        processes = run(NVIDIA_SMI_PROCESSES)
-    except Exception:
-        processes = ""
-    return parse_nvidia_smi(gpus, processes)
+    """A server's inventory from its `nvidia-smi`, through RUN (argv → the finished process, as ServerLink.run
+    gives it): how devagent sees the GPUs of a server it drives over ssh. Which container a process runs in is not
+    asked (the figures are the same NVML gives locally)."""
+    gpus = run(NVIDIA_SMI_GPUS)
+    if gpus.returncode != 0:  # no nvidia-smi there (127), no driver: the inventory says why
+        why = (gpus.stderr or gpus.stdout or b"").decode(errors="replace").strip().splitlines()
+        return Inventory(error=f"nvidia-smi exited with {gpus.returncode}" + (f": {why[-1]}" if why else ""))
+    processes = run(NVIDIA_SMI_PROCESSES)
+    return parse_nvidia_smi(gpus.stdout.decode(errors="replace"),
+                            processes.stdout.decode(errors="replace") if processes.returncode == 0 else "")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ The same against the real engine, two users racing included: tests/integration/t
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -162,18 +163,19 @@ def test_down_releases_the_environments_leases_and_reclaims_stale_ones(tmp_path:
 def test_a_remote_servers_inventory_comes_from_its_nvidia_smi() -> None:
     asked: list[list[str]] = []
 
-    def run(argv: Sequence[str]) -> str:
+    def run(argv: Sequence[str]) -> subprocess.CompletedProcess[bytes]:  # as ServerLink.run answers
         asked.append(list(argv))
         if "--query-gpu=index,uuid,name,memory.used,memory.total,utilization.gpu" in argv:
-            return f"0, {A}, NVIDIA H200, 1024, 143771, 7\n"
-        return f"{A}, 4242, python, 1000\n"
+            return subprocess.CompletedProcess(argv, 0, f"0, {A}, NVIDIA H200, 1024, 143771, 7\n".encode(), b"")
+        return subprocess.CompletedProcess(argv, 0, f"{A}, 4242, python, 1000\n".encode(), b"")
     inventory = nvidia_smi_inventory(run)
     assert [g.uuid for g in inventory.gpus] == [A] and [p.pid for p in inventory.processes] == [4242]
     assert asked[0][0] == "nvidia-smi" and asked[0][-1] == "--format=csv,noheader,nounits"
 
-    def missing(argv: Sequence[str]) -> str:
-        raise OSError("nvidia-smi: command not found")
-    assert nvidia_smi_inventory(missing) == Inventory(error="nvidia-smi: nvidia-smi: command not found")
+    def missing(argv: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.CompletedProcess(argv, 127, b"", b"bash: line 1: nvidia-smi: command not found\n")
+    assert nvidia_smi_inventory(missing) == Inventory(
+        error="nvidia-smi exited with 127: bash: line 1: nvidia-smi: command not found")
 
 
 def test_the_notebook_header_gets_what_was_asked_and_given_by_uuid_and_says_when_it_shares(tmp_path: Path) -> None:
