@@ -134,13 +134,14 @@ def container_gpus(inspect: Mapping[str, Any]) -> ContainerGpus:
     config = _mapping(inspect.get("Config"))
     state = _mapping(inspect.get("State"))
     all_gpus, ids, how = False, [], []
-    for item in host.get("DeviceRequests") or []:
+    for item in _list(host.get("DeviceRequests")):
         request = _mapping(item)
-        caps = [c for group in request.get("Capabilities") or [] for c in group or []]
+        caps = [c for group in _list(request.get("Capabilities")) for c in _list(group)]
         if "gpu" not in caps and request.get("Driver") != "nvidia":
             continue
-        device_ids = [str(d) for d in request.get("DeviceIDs") or []]
-        count = int(request.get("Count") or 0)
+        device_ids = [str(d) for d in _list(request.get("DeviceIDs"))]
+        raw_count = request.get("Count")
+        count = raw_count if isinstance(raw_count, int) else 0
         if device_ids:
             ids += device_ids
             how.append(f"--gpus device={','.join(device_ids)}")
@@ -148,18 +149,18 @@ def container_gpus(inspect: Mapping[str, Any]) -> ContainerGpus:
             all_gpus = True
             how.append("--gpus all")
         elif count > 0:  # Docker gives GPUs 0..N-1, whoever holds them
-            ids += [str(i) for i in range(count)]
+            ids += [str(i) for i in range(min(count, 1024))]  # no server has more; an odd count costs nothing
             how.append(f"--gpus {count} (GPUs 0..{count - 1})")
     if host.get("Runtime") == "nvidia":
-        env = dict(str(e).partition("=")[::2] for e in config.get("Env") or [])
-        visible = env.get("NVIDIA_VISIBLE_DEVICES", "").strip()
+        env = dict(str(e).partition("=")[::2] for e in _list(config.get("Env")))
+        visible = str(env.get("NVIDIA_VISIBLE_DEVICES", "")).strip()
         if visible == "all":
             all_gpus = True
         elif visible and visible not in ("none", "void"):
             ids += [v.strip() for v in visible.split(",") if v.strip()]
         if visible and visible not in ("none", "void"):
             how.append(f"nvidia runtime, NVIDIA_VISIBLE_DEVICES={visible}")
-    for device in host.get("Devices") or []:
+    for device in _list(host.get("Devices")):
         path = str(_mapping(device).get("PathOnHost", ""))
         m = re.fullmatch(r"/dev/nvidia(\d+)", path)
         if m:
@@ -175,6 +176,10 @@ def container_gpus(inspect: Mapping[str, Any]) -> ContainerGpus:
 
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _number(text: str) -> int | None:

@@ -339,7 +339,9 @@ class Engine:
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 return None
-            raise
+            raise DevagentError(f"the Docker Engine refused the GPU lease {name!r}: {exc.explanation or exc}",
+                                status=ExitStatus.CONTAINER_FAILED,
+                                hint="check the Docker Engine's log; `devagent gpus` shows the leases") from None
         rows = self._client.api.containers(all=True, filters={"id": c["Id"]})
         return _lease(rows[0]) if rows else None
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devagent.core.gpu_ledger import (
     GIB,
@@ -165,3 +167,22 @@ class TestParsing:
         assert lines[1].endswith("  90%  environment exp (alice)")
         assert lines[2].strip() == "pid 7 (python)"
         assert lines[3].endswith("free") and lines[4].endswith("free")
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                         max_size=3), max_leaves=12)
+
+
+class TestAnyInputIsReadWithoutRaising:
+    @given(st.text(), st.text())
+    def test_nvidia_smi_output_of_any_shape(self, gpus: str, processes: str) -> None:
+        inventory = parse_nvidia_smi(gpus, processes)
+        assert all(g.uuid == g.uuid.strip() for g in inventory.gpus)
+
+    @given(st.dictionaries(st.sampled_from(["DeviceRequests", "Devices", "Privileged", "Runtime"]), json_values),
+           st.dictionaries(st.sampled_from(["Env", "Labels"]), json_values))
+    def test_an_inspect_of_any_shape_from_an_odd_engine(self, host: dict[str, object],
+                                                        config: dict[str, object]) -> None:
+        c = container_gpus({"Id": "c1", "Name": "/x", "HostConfig": host, "Config": config})
+        assert c.name == "x"
