@@ -11,13 +11,16 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from devagent import __version__
 from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
+
+if TYPE_CHECKING:
+    from devagent.core.gpu_ledger import Inventory
 
 JSON_VERSION = 1
 
@@ -55,7 +58,7 @@ def cli() -> None:
 GPU_INVENTORY_STAND_IN = "DEVAGENT_TEST_GPU_INVENTORY"
 
 
-def _gpu_inventory() -> Any:
+def _gpu_inventory() -> Inventory:
     """This machine's GPUs, from NVML (the host side may not import the runtime, so the CLI reads it)."""
     stand_in = os.environ.get(GPU_INVENTORY_STAND_IN)
     if stand_in:

@@ -376,9 +376,10 @@ class Provisioner:
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
     def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str) -> None:
-        """Take the GPUs' leases in the engine's ledger. After the container (labelled with the environment's
-        name), so that a lease whose environment has no container is stale for certain; the undo is registered
-        first and removes this up's leases by its id, whichever of them were made before a failure or Ctrl-C."""
+        """Report the `created` step, then take the GPUs' leases in the engine's ledger. After the container
+        (labelled with the environment's name), so that a lease whose environment has no container is stale for
+        certain; the undo is registered first and removes this up's leases by its id, whichever of them were made
+        before a failure or Ctrl-C."""
         self.on_step("created")
         if not gpus.uuids:
             return
