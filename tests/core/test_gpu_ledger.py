@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devagent.core.config import parse_config
 from devagent.core.gpu_ledger import (
     GIB,
     MIB,
@@ -186,3 +187,12 @@ class TestAnyInputIsReadWithoutRaising:
                                                         config: dict[str, object]) -> None:
         c = container_gpus({"Id": "c1", "Name": "/x", "HostConfig": host, "Config": config})
         assert c.name == "x"
+
+
+class TestDevagentToml:
+    def test_gpus_any_n_is_a_setting_and_share_gpus_is_not(self) -> None:
+        assert parse_config('gpus = "any:2"\n').gpus == "any:2"
+        with pytest.raises(DevagentError) as err:
+            parse_config("share_gpus = true\n")
+        assert err.value.status == ExitStatus.USAGE
+        assert "pass --share-gpus on the command line" in str(err.value)
