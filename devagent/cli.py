@@ -162,16 +162,32 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
 
 
 @cli.command(name="gpus")
+@click.option("--host", "server", default=None, metavar="SERVER",
+              help="The GPU server, as you reach it with ssh (an alias from your ssh config, user@host[:port], "
+              "ssh://user@host:port, or a Docker context whose endpoint is ssh://…): its engine and its "
+              "nvidia-smi, over one ssh login [default: this machine's engine and NVML].")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
-def gpus_command(as_json: bool) -> None:
+def gpus_command(server: str | None, as_json: bool) -> None:
     """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
     environments (name, owner, since when), other containers that asked for it, processes outside containers."""
     from devagent.core import gpu_ledger as g
-    from devagent.host.engine import Engine
     from devagent.host.gpu_ledger import GpuLedger
     from devagent.host.paths import Paths
 
-    state = GpuLedger(Engine(), inventory=_gpu_inventory, cache=Paths.from_environ().gpu_cache).state()
+    paths = Paths.from_environ()
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            from devagent.host.engine import Engine
+
+            engine, inventory = Engine(), _gpu_inventory
+        else:
+            from devagent.host.gpu_ledger import nvidia_smi_inventory
+            from devagent.host.server_link import ServerLink, resolve_server
+
+            link = stack.enter_context(ServerLink(resolve_server(server, environ=os.environ), paths=paths,
+                                                  docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None))
+            engine, inventory = link.engine, lambda: nvidia_smi_inventory(link.run)
+        state = GpuLedger(engine, inventory=inventory, cache=paths.gpu_cache).state()
     if as_json:
         click.echo(json.dumps(g.envelope(state.inventory, state.holders, JSON_VERSION), indent=2))
         return

@@ -206,3 +206,40 @@ def test_down_releases_the_lease_a_killed_up_left_and_a_stale_lease_is_reclaimed
     assert code == 8
     assert server.leases() == {}
     devagent(server, env, "down", name)  # the alias and host key the killed up left
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# TEST STAND-IN for the server's nvidia-smi (this machine has no GPU): the two queries devagent asks.
+case "$*" in
+  *--query-gpu=*) printf '%s\\n' {gpus} ;;
+  *--query-compute-apps=*) printf '%s\\n' '{uuid1}, 4242, python, 2048' ;;
+  *) exit 6 ;;
+esac
+"""
+
+
+def test_devagent_gpus_host_reads_the_servers_engine_and_nvidia_smi_over_ssh(
+        topology, server: Server, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """From the laptop (which reaches neither the engine nor the server's loopback but through ssh): the server's
+    containers and a stand-in `nvidia-smi` first on the server user's PATH (the test sshd's SetEnv)."""
+    fakebin = Path(topology.root) / "fakebin"
+    fakebin.mkdir(mode=0o755)
+    rows = " ".join(f"'{i}, {u}, Stand-in GPU, 0, 81920, {i * 10}'" for i, u in enumerate(server.uuids))
+    (fakebin / "nvidia-smi").write_text(FAKE_NVIDIA_SMI.format(gpus=rows, uuid1=server.uuids[1]))
+    (fakebin / "nvidia-smi").chmod(0o755)
+    sshd = topology.start_sshd(extra=[f"SetEnv PATH={fakebin}:/usr/local/bin:/usr/bin:/bin"])
+    topology.laptop.add_alias("gpu-fake", sshd, user="devagent-srv")
+    server.holder(f"{name}-bob", "--gpus", f"device={server.uuids[0]}")
+    result = topology.laptop.devagent("gpus", "--host", "gpu-fake")
+    assert result.returncode == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith(f"0    {server.uuids[0]}  Stand-in GPU  0.0 / 80.0      0%  container {name}-bob ")
+    assert lines[2].startswith(f"1    {server.uuids[1]}  Stand-in GPU  0.0 / 80.0     10%  pid 4242 (python, "
+                               "host pid, 2.0 GiB)")
+
+    # A server without nvidia-smi: said so, and the containers that ask for GPUs are still listed.
+    result = topology.laptop.devagent("gpus", "--host", "gpu-server")
+    assert result.returncode == 0, result.output
+    assert result.stdout.startswith("no GPU inventory: nvidia-smi exited with 127")
+    assert f"container {name}-bob (created) asks for {server.uuids[0]}: --gpus device={server.uuids[0]}" \
+        in result.stdout
