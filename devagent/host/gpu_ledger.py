@@ -153,12 +153,13 @@ class GpuLedger:
 
     # -- changing ----------------------------------------------------------------------------------------------
 
-    def take(self, uuids: Sequence[str], *, environment: str, owner: str, up_id: str, shared: bool,
-             index: dict[str, int] | None = None) -> list[Lease]:
-        """Lease each of UUIDS for ENVIRONMENT, whose container must exist already (under any name). Returns the
-        leases made now. A GPU the environment leases already (`up --recreate`) stays leased; a stale lease is
-        reclaimed; one another environment holds is GPU_BUSY — unless SHARED, when it is left to its holder.
-        The caller undoes a failure with ``release_up(up_id)`` (made leases carry UP_ID)."""
+    def take(self, uuids: Sequence[str], *, environment: str, container_id: str, owner: str, up_id: str,
+             shared: bool, replacing: bool = False, index: dict[str, int] | None = None) -> list[Lease]:
+        """Lease each of UUIDS for ENVIRONMENT, whose new container CONTAINER_ID must exist already. Returns the
+        leases made now. When REPLACING (`up --recreate`, the old container still there), a GPU the environment
+        leases already stays leased. A stale lease is reclaimed — one of this environment's name too, when not
+        replacing (its `up` died) — and one another environment holds is GPU_BUSY, unless SHARED, when it is left
+        to its holder. The caller undoes a failure with ``release_up(up_id)`` (made leases carry UP_ID)."""
         made: list[Lease] = []
         since = datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
         labels = {LEASE_ENV_LABEL: environment, LEASE_OWNER_LABEL: owner, LEASE_SINCE_LABEL: since,
@@ -172,9 +173,9 @@ class GpuLedger:
                 holder = next((x for x in self.engine.leases() if x.gpu_uuid == uuid), None)
                 if holder is None:
                     continue  # released meanwhile: try again
-                if holder.environment == environment:
-                    break  # ours already
-                if not self._environment_exists(holder.environment):
+                if holder.environment == environment and replacing:
+                    break  # ours already, held by the container being replaced
+                if not self._environment_exists(holder.environment, besides=container_id):
                     self.engine.remove(holder.id)  # by id: a fresh lease someone makes meanwhile is not touched
                     continue
                 if shared:
@@ -185,9 +186,11 @@ class GpuLedger:
                 raise busy_error((index or {}).get(uuid, "?"), uuid, Holder("environment", "?", "taken meanwhile"))
         return made
 
-    def _environment_exists(self, environment: str) -> bool:
+    def _environment_exists(self, environment: str, *, besides: str) -> bool:
+        """Whether a container of ENVIRONMENT exists, under any name, other than BESIDES (the caller's own new
+        one: a lease of the same name is not kept alive by the up that meets it)."""
         return any(r.labels.get("devagent.name") == environment and r.labels.get("devagent.managed") == "true"
-                   for r in self.engine.container_rows())
+                   and r.id != besides for r in self.engine.container_rows())
 
     def release_up(self, up_id: str) -> None:
         """Remove the leases the `up` UP_ID made (its rollback)."""

@@ -326,7 +326,7 @@ class Provisioner:
                     memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
                     pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
                 )
-            self._lease(tx, spec, gpus, up_id)
+            self._lease(tx, spec, gpus, up_id, cid, replacing=replacing is not None)
             # The base image may already have had the user, with another uid: ask the container.
             uid = self.engine.user_uid(cid, spec.user) or spec.uid
             _prepare_workspace(workspace, uid, created=created_workspace)
@@ -375,7 +375,8 @@ class Provisioner:
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
-    def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str) -> None:
+    def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str, cid: str, *,
+               replacing: bool) -> None:
         """Report the `created` step, then take the GPUs' leases in the engine's ledger. After the container
         (labelled with the environment's name), so that a lease whose environment has no container is stale for
         certain; the undo is registered first and removes this up's leases by its id, whichever of them were made
@@ -384,8 +385,8 @@ class Provisioner:
         if not gpus.uuids:
             return
         tx.on_failure(lambda: self.gpus.release_up(up_id))
-        self.gpus.take(gpus.uuids, environment=spec.name, owner=owner_name(), up_id=up_id, shared=spec.share_gpus,
-                       index=gpus.index)
+        self.gpus.take(gpus.uuids, environment=spec.name, container_id=cid, owner=owner_name(), up_id=up_id,
+                       shared=spec.share_gpus, replacing=replacing, index=gpus.index)
         self.on_step("leased")
 
     def _remove_made(self, up_id: str, *names: str) -> None:

@@ -202,3 +202,15 @@ def test_a_ctrl_c_just_as_a_lease_is_made_gives_it_back(tmp_path: Path) -> None:
     err = h.up(spec(tmp_path, "any:1"))
     assert err.status == ExitStatus.INTERRUPTED
     assert engine.leases() == [] and engine.names() == []
+
+
+def test_a_lease_a_killed_up_of_the_same_environment_left_is_reclaimed_not_adopted(tmp_path: Path) -> None:
+    """Adopting it would let a concurrent up, which saw it stale a moment before, remove it under us."""
+    engine = FakeEngine()
+    left = lease_for(engine, B, "exp")  # its up was killed; its container is gone
+    engine.fail("start", NO_RUNTIME)
+    h = Harness(engine)
+    h.up(spec(tmp_path, "1"))
+    [lease] = h.seen["leased"]
+    assert (lease.environment, lease.id != left.id, lease.up_id != "bob-up") == ("exp", True, True)
+    assert engine.leases() == []  # this up's own lease, given back by its rollback
