@@ -71,11 +71,15 @@ def _gpu_inventory() -> Inventory:
 
 
 def _provisioner() -> Any:
+    from devagent.core.ports import DEFAULT_PORTS, PORTS_VARIABLE, parse_ports
     from devagent.host.engine import Engine
     from devagent.host.paths import Paths
     from devagent.host.provision import Provisioner
 
-    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=_echo_step, gpu_inventory=_gpu_inventory)
+    # Where a new environment's port comes from; checked before the engine is asked anything.
+    ports = parse_ports(os.environ[PORTS_VARIABLE]) if os.environ.get(PORTS_VARIABLE) else DEFAULT_PORTS
+    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=_echo_step, ports=ports,
+                       gpu_inventory=_gpu_inventory)
 
 
 @cli.command()

@@ -5,6 +5,7 @@ Errors from the SDK become DevagentErrors that say what to do; nothing else in d
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
@@ -54,6 +55,9 @@ class ContainerInfo:
     exit_code: int | None
     health: str | None = None  # Docker's health status: starting | healthy | unhealthy; None without a check
     health_output: str = ""  # what the last check printed
+    # The host port it was made with (HostPort in its port bindings), kept across restarts; None when Docker
+    # picks one at every start (environments made before devagent fixed the port).
+    fixed_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,18 @@ def _is_gpu_runtime_error(text: str) -> bool:
     return "could not select device driver" in text or "nvidia-container-cli" in text or (
         "unknown or invalid runtime name: nvidia" in text
     )
+
+
+def _is_port_taken(text: str) -> bool:
+    # "Bind for 127.0.0.1:P failed: port is already allocated": another container holds it (the engine's own
+    # allocator); "listen tcp4 127.0.0.1:P: bind: address already in use": another program does.
+    return "port is already allocated" in text or "address already in use" in text
+
+
+def _bound_ports(bindings: Mapping[str, Any] | None) -> list[tuple[str, int]]:
+    """(host address, host port) of every binding that names its host port."""
+    return [(str(b.get("HostIp") or ""), int(b["HostPort"]))
+            for rows in (bindings or {}).values() for b in rows or [] if str(b.get("HostPort") or "").isdigit()]
 
 
 def _ns(seconds: float) -> int:
@@ -244,6 +260,8 @@ class Engine:
             for b in bindings or []:
                 if b.get("HostIp") == "127.0.0.1" and b.get("HostPort"):
                     host_port = int(b["HostPort"])
+        fixed = [port for ip, port in _bound_ports((c.attrs.get("HostConfig") or {}).get("PortBindings"))
+                 if ip == "127.0.0.1"]
         state = c.attrs.get("State") or {}
         checks = state.get("Health") or {}
         last = (checks.get("Log") or [{}])[-1]
@@ -252,6 +270,7 @@ class Engine:
             image=(c.attrs.get("Config") or {}).get("Image", ""), created=c.attrs.get("Created", ""),
             exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
             health=checks.get("Status") or None, health_output=str(last.get("Output") or "").strip(),
+            fixed_port=fixed[0] if fixed else None,
         )
 
     def get(self, name: str) -> ContainerInfo | None:
@@ -266,10 +285,28 @@ class Engine:
         return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED},
                                                                     ignore_removed=True)]
 
+    def bound_ports(self) -> set[int]:
+        """Every host port a container on this engine publishes or will publish when started: running ones'
+        ports, and the fixed ports (PortBindings) of the stopped and not yet started ones, whoever made them."""
+        ports: set[int] = set()
+        for row in self._client.api.containers(all=True):
+            if row.get("State") == "running":
+                ports.update(int(p["PublicPort"]) for p in row.get("Ports") or [] if p.get("PublicPort"))
+                continue
+            try:  # the list shows no ports for a container that is not running: its bindings are in inspect
+                host_config = self._client.api.inspect_container(row["Id"]).get("HostConfig") or {}
+            except docker.errors.NotFound:  # removed meanwhile
+                continue
+            ports.update(port for _, port in _bound_ports(host_config.get("PortBindings")))
+        return ports
+
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
-               container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
-               shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+               container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,
+               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
         """Create (not start) a hardened container on the environments' network (made on first use). Returns its id.
+
+        CONTAINER_PORT is published on the engine's 127.0.0.1:HOST_PORT at every start (None: a port Docker picks
+        anew each time). Whether HOST_PORT is free shows only at `start`.
 
         Its hostname is the environment's name (the devagent.name label), not NAME: `up` creates it under a
         temporary name and renames it once it is complete, and a hostname stays what it was made with."""
@@ -279,7 +316,7 @@ class Engine:
                 image=image, name=name, command=command, user=user, labels=dict(labels),
                 hostname=labels.get(f"{LABEL_PREFIX}name", name), init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-                network=network, ports={f"{container_port}/tcp": ("127.0.0.1", None)},
+                network=network, ports={f"{container_port}/tcp": ("127.0.0.1", host_port)},
                 # Mount objects, not "host:inside:mode" strings: a ':' or ',' in a path stays a path.
                 mounts=[docker.types.Mount(target=inside, source=host, type="bind", read_only=mode == "ro")
                         for host, inside, mode in mounts],
@@ -399,10 +436,16 @@ class Engine:
         self._client.api.put_archive(container_id, dest, buf.getvalue())
 
     def start(self, container_id: str) -> ContainerInfo:
+        """Start a container; DevagentError(PORT_TAKEN) when its fixed host port is taken, which leaves it as
+        it was (not running, its port unchanged)."""
         try:
             self._client.api.start(container_id)
         except docker.errors.APIError as exc:
             text = str(exc.explanation or exc)
+            if _is_port_taken(text):
+                raise DevagentError("the container did not start: its host port is taken",
+                                    status=ExitStatus.PORT_TAKEN, details=text,
+                                    hint="free the port, or give the container another one") from None
             if _is_gpu_runtime_error(text):
                 raise DevagentError(
                     "GPUs were requested but this Docker Engine cannot give them (no NVIDIA runtime)",
@@ -421,6 +464,11 @@ class Engine:
         info = self.get(container_id)
         assert info is not None
         return info
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        """Stop a container (SIGTERM, then SIGKILL after TIMEOUT seconds); a stopped or missing one is fine."""
+        with contextlib.suppress(docker.errors.NotFound):
+            self._client.api.stop(container_id, timeout=timeout)
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         try:

@@ -5,6 +5,11 @@ sshd's banner → prove the login → prove it again through the alias — undon
 SIGTERM and SIGHUP included: a failed `up` leaves no container, no ssh entry, no pinned key behind. What SIGKILL
 leaves is safe to meet: the container gets its name only once it is complete, and the next up or down removes
 the half-made ones.
+
+The environment's host port is fixed when its container is made (core/ports.py) and stays the same across
+restarts and `--recreate`, so the alias is written once. `--recreate` stops the old container just before the new
+one starts on its port, and starts it again on rollback; SIGKILL in between leaves it stopped, under its name,
+and the next `up` starts it again (or, with --recreate, replaces it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 import devagent
 from devagent.core import layout
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
+from devagent.core import ports as port_choice
 from devagent.core.notebook import LaunchContext
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
 from devagent.core.sshhost import HostEntry
@@ -71,6 +77,8 @@ class GpuChoice:
 
 
 NO_GPUS = GpuChoice(GpuRequest("none"), (), "none")
+# How long a failed --recreate waits for the old container's sshd once it has started it again.
+RESTART_TIMEOUT = 30.0
 
 
 @dataclass
@@ -181,8 +189,10 @@ class Provisioner:
     """Host-side operations over one engine, one set of paths and the user's ssh config."""
 
     def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
-                 gpu_inventory: Callable[[], Inventory] | None = None) -> None:
+                 gpu_inventory: Callable[[], Inventory] | None = None,
+                 ports: range = port_choice.DEFAULT_PORTS) -> None:
         self.engine, self.paths, self.report = engine, paths, report
+        self.ports = ports  # where a new environment's host port comes from (DEVAGENT_PORTS)
         self.ssh_config = SshConfig(paths)
         self.gpus = GpuLedger(engine, inventory=gpu_inventory or (lambda: Inventory(error="no GPU inventory")),
                               cache=paths.gpu_cache)
@@ -307,29 +317,13 @@ class Provisioner:
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace)
+            stop_old = self._old_container_yields_its_port(tx, spec, replacing)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
             # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
-            # whichever of its two names it has by then.
+            # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
             tx.on_failure(lambda: self._remove_made(up_id, temp_name, spec.name))
-            # Uninterrupted until Docker answers: an engine may list the container (`docker ps -a`) before it
-            # can remove it (Docker 20.10 does), so an undo sent before the answer may find nothing to remove
-            # and the container appear after it.
-            with tx.whole_step():
-                cid = self.engine.create(
-                    name=temp_name, image=image_tag, command=command, user=spec.user,
-                    labels={**spec.labels(version=devagent.__version__, image=image_tag),
-                            "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id, HOME_ID_LABEL: self._home_id(),
-                            GPU_UUIDS_LABEL: ",".join(gpus.uuids)},
-                    container_port=SSHD_PORT, mounts=[(spec.workspace, spec.inside_workspace, "rw")],
-                    memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                    pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
-                )
-            self._lease(tx, spec, gpus, up_id, cid, replacing=replacing is not None)
-            # The base image may already have had the user, with another uid: ask the container.
-            uid = self.engine.user_uid(cid, spec.user) or spec.uid
-            _prepare_workspace(workspace, uid, created=created_workspace)
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command,
@@ -337,16 +331,44 @@ class Provisioner:
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             )
-            self.engine.put_files(cid, layout.CONFIG_DIR, [
-                ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
-                ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
-                ArchiveFile(layout.AUTHORIZED_KEYS, (user_public + "\n").encode(), 0o644),
-                ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
-            ])
-            self.report("starting container")
-            port = self.engine.start(cid).host_port
-            if port is None:
-                raise DevagentError("Docker published no port for sshd", status=ExitStatus.CONTAINER_FAILED)
+
+            leased = False
+
+            def make(port: int) -> str:
+                """Create the container on PORT, lease its GPUs (the first time) and put its keys in; return its
+                id."""
+                # Uninterrupted until Docker answers: an engine may list the container (`docker ps -a`) before
+                # it can remove it (Docker 20.10 does), so an undo sent before the answer may find nothing to
+                # remove and the container appear after it.
+                with tx.whole_step():
+                    cid = self.engine.create(
+                        name=temp_name, image=image_tag, command=command, user=spec.user,
+                        labels={**spec.labels(version=devagent.__version__, image=image_tag),
+                                "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
+                                HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids)},
+                        container_port=SSHD_PORT, host_port=port,
+                        mounts=[(spec.workspace, spec.inside_workspace, "rw")],
+                        memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
+                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
+                    )
+                nonlocal leased
+                if not leased:  # once: a container made again on another port keeps this up's leases
+                    self._lease(tx, spec, gpus, up_id, cid, replacing=replacing is not None)
+                    leased = True
+                # The base image may already have had the user, with another uid: ask the container.
+                uid = self.engine.user_uid(cid, spec.user) or spec.uid
+                _prepare_workspace(workspace, uid, created=created_workspace)
+                self.engine.put_files(cid, layout.CONFIG_DIR, [
+                    ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
+                    ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
+                    ArchiveFile(layout.AUTHORIZED_KEYS, (user_public + "\n").encode(), 0o644),
+                    ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
+                ])
+                return cid
+
+            # --recreate keeps the old container's port (none for one made before devagent fixed ports).
+            cid, port = self._start_on_a_port(spec.name, make, keep_port=replacing.fixed_port if replacing else None,
+                                              stop_old=stop_old)
             self.on_step("started")
             # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
             self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
@@ -389,6 +411,81 @@ class Provisioner:
                        shared=spec.share_gpus, replacing=replacing, index=gpus.index)
         self.on_step("leased")
 
+    def _old_container_yields_its_port(self, tx: Transaction, spec: EnvSpec,
+                                       replacing: ContainerInfo | None) -> Callable[[], None] | None:
+        """For --recreate: how to stop the old container so that the new one can take its fixed port (None: it
+        holds none, or is not running). Its undo is registered now, before the new container's removal, so that
+        a rollback removes the new container first (it holds the port) and then starts the old one again."""
+        if replacing is None or replacing.fixed_port is None or replacing.status != "running":
+            return None
+        old, port = replacing, replacing.fixed_port
+        stopped = False
+
+        def stop() -> None:
+            nonlocal stopped
+            self.report(f"stopping container {old.name}, which holds the port")
+            stopped = True  # before the call: an undo that starts a running container does nothing
+            self.engine.stop(old.id)
+
+        def start_again() -> None:
+            if stopped:
+                self.engine.start(old.id)
+                wait_for_banner(port, timeout=RESTART_TIMEOUT, still_starting=lambda: self._still_starting(old.id,
+                                                                                                           spec))
+
+        tx.on_failure(start_again)
+        return stop
+
+    def _start_on_a_port(self, name: str, make: Callable[[int], str], *, keep_port: int | None,
+                         stop_old: Callable[[], None] | None) -> tuple[str, int]:
+        """Make the container with MAKE(port) and start it, on KEEP_PORT first, then on the ports of self.ports
+        no container binds: a port the engine says is taken costs that container, and the next one is tried.
+        Returns (container id, port)."""
+        tried: list[int] = []
+        while True:
+            port = self._next_port(name, keep=keep_port, tried=tried)
+            cid = make(port)
+            if stop_old is not None and port == keep_port:
+                stop_old()
+                stop_old = None
+            self.report("starting container")
+            try:
+                published = self.engine.start(cid).host_port
+            except DevagentError as exc:
+                if exc.status != ExitStatus.PORT_TAKEN:
+                    raise
+                tried.append(port)
+                self.report(f"port {port} is taken on the engine's 127.0.0.1; trying another")
+                self.engine.remove(cid)
+                continue
+            if published != port:
+                raise DevagentError("Docker published no port for sshd" if published is None else
+                                    f"Docker published sshd on port {published}, not on {port} as asked",
+                                    status=ExitStatus.CONTAINER_FAILED)
+            if keep_port is not None and port != keep_port:
+                self.report(f"the environment moves from port {keep_port} to {port}: the alias follows")
+            return cid, port
+
+    def _next_port(self, name: str, *, keep: int | None, tried: list[int]) -> int:
+        """The host port to try next: KEEP (the replaced container's) first, then the lowest of self.ports that
+        no container binds, asking the engine anew each time (a concurrent up may have taken one meanwhile)."""
+        if keep is not None and keep not in tried:
+            return keep
+        if len(tried) >= port_choice.ATTEMPTS:
+            raise DevagentError(
+                f"no free port for {name!r}: the engine said {', '.join(map(str, tried))} were all taken",
+                status=ExitStatus.PORT_TAKEN,
+                hint=f"free some of them, or choose another range: {port_choice.PORTS_VARIABLE}=FIRST-LAST "
+                f"(now {port_choice.describe(self.ports)})")
+        port = next(port_choice.candidates(self.ports, bound=self.engine.bound_ports(), tried=tried), None)
+        if port is None:
+            raise DevagentError(
+                f"no free port for {name!r}: every port of {port_choice.describe(self.ports)} is bound by a "
+                "container or was taken", status=ExitStatus.PORT_TAKEN,
+                hint=f"remove environments you no longer need (devagent down NAME), or choose a wider range: "
+                f"{port_choice.PORTS_VARIABLE}=FIRST-LAST")
+        return port
+
     def _remove_made(self, up_id: str, *names: str) -> None:
         """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by
         list_managed(), which inspects every container it lists and can meet one that is being removed."""
@@ -410,17 +507,21 @@ class Provisioner:
 
     def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,
                      replacing: ContainerInfo | None) -> None:
-        """Write the Host block, pin the key, include devagent's config; check that ssh -G sees our values."""
+        """Write the Host block, pin the key, include devagent's config; check that ssh -G sees our values.
+
+        An alias that already says all this (a --recreate that kept the port) is left as it is, byte for byte."""
         def entry(port: int) -> HostEntry:
             return HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
                              known_hosts_file=str(self.paths.known_hosts))
 
-        if replacing and replacing.host_port:
-            old = entry(replacing.host_port)
-            tx.on_failure(lambda: self.ssh_config.install(old, host_public))
-        else:
-            tx.on_failure(lambda: self.ssh_config.remove(spec.name))
-        self.ssh_config.install(entry(port), host_public)
+        if self.ssh_config.needs_update(entry(port), host_public):
+            old_port = replacing and (replacing.host_port or replacing.fixed_port)
+            if replacing and old_port:
+                old = entry(old_port)
+                tx.on_failure(lambda: self.ssh_config.install(old, host_public))
+            else:
+                tx.on_failure(lambda: self.ssh_config.remove(spec.name))
+            self.ssh_config.install(entry(port), host_public)
         self.ssh_config.verify_effective(entry(port))
 
     def _prove_alias(self, name: str) -> int:
@@ -435,8 +536,23 @@ class Provisioner:
         info = existing
         if existing.status != "running":
             self.report(f"starting stopped container {spec.name}")
-            info = self.engine.start(existing.id)
-        assert info.host_port is not None
+            try:
+                info = self.engine.start(existing.id)
+            except DevagentError as exc:
+                if exc.status != ExitStatus.PORT_TAKEN or existing.fixed_port is None:
+                    raise
+                port = existing.fixed_port
+                holder = "container" if "already allocated" in (exc.details or "") else "program"
+                raise DevagentError(
+                    f"environment {spec.name!r} cannot start: its port {port} on 127.0.0.1 is taken by another "
+                    f"{holder}", status=ExitStatus.PORT_TAKEN, details=exc.details,
+                    hint=f"free it (`ss -ltnp 'sport = :{port}'` on the machine of the Docker Engine shows who "
+                    f"holds it) and run `devagent up {spec.name}` again, or run the same `devagent up` with "
+                    "--recreate: the environment gets a new port and the alias follows") from None
+        if info.host_port is None:
+            raise DevagentError(f"Docker published no port for sshd of {spec.name!r}",
+                                status=ExitStatus.CONTAINER_FAILED, hint=f"`devagent up {spec.name} --recreate` "
+                                "makes its container again")
         host_public = keys.ensure_keypair(self.paths.host_key(spec.name), comment=f"devagent-host-{spec.name}")
         banner = wait_for_banner(info.host_port, timeout=READY_TIMEOUT,
                                  still_starting=lambda: self._still_starting(existing.id, spec))
@@ -523,7 +639,7 @@ class Provisioner:
             if c.name != name:  # half-made, left by an interrupted up: not an environment (down NAME removes it)
                 continue
             rows.append({
-                "name": name, "state": c.status, "health": c.health, "port": c.host_port,
+                "name": name, "state": c.status, "health": c.health, "port": c.host_port or c.fixed_port,
                 "user": c.labels.get("devagent.user"),
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,

@@ -32,7 +32,8 @@ class FakeContainer:
     labels: dict[str, str]
     options: dict[str, Any]  # everything create() was given
     status: str = "created"
-    host_port: int | None = None
+    host_port: int | None = None  # published while running
+    fixed_port: int | None = None  # the host port it was made with (None: the engine picks one at each start)
     exit_code: int | None = None
     files: dict[str, ArchiveFile] = field(default_factory=dict)  # by path inside the container
     logs: str = ""
@@ -40,25 +41,30 @@ class FakeContainer:
     def info(self) -> ContainerInfo:
         return ContainerInfo(id=self.id, name=self.name, status=self.status, labels=dict(self.labels),
                              host_port=self.host_port, image=self.image, created="2026-11-27T14:02:00Z",
-                             exit_code=self.exit_code)
+                             exit_code=self.exit_code, fixed_port=self.fixed_port)
 
 
 class FakeEngine:
     """An in-memory Docker Engine with `Engine`'s methods.
 
     IMAGES maps a reference to an image id; every image `up` asks about is there when ALL_IMAGES is true (so no
-    build runs). START_PORT is the host port a started container publishes; ON_START, if given, may change the
-    container as it starts (e.g. make it exit).
+    build runs). A started container publishes its fixed port, or START_PORT when it was made without one. A fixed
+    port in TAKEN (held by another program) or published by another running container makes `start` fail as the
+    real engine's does; with PUBLISHES false, a started container publishes nothing (a broken engine). ON_START,
+    if given, may change the container as it starts (e.g. make it exit).
     """
 
     def __init__(self, *, cpus: int = 8, all_images: bool = True, start_port: int | None = None,
-                 uid: int = 1000, on_start: Callable[[FakeContainer], None] | None = None) -> None:
+                 publishes: bool = True, uid: int = 1000,
+                 on_start: Callable[[FakeContainer], None] | None = None) -> None:
         self.cpus = cpus
         self.all_images = all_images
         self.images: dict[str, str] = {}
         self.start_port = start_port
+        self.publishes = publishes
         self.uid = uid
         self.on_start = on_start
+        self.taken: set[int] = set()
         self.containers: dict[str, FakeContainer] = {}  # by id
         self.gpu_leases: dict[str, tuple[str, Lease, dict[str, str]]] = {}  # by id: (container name, lease, labels)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
@@ -73,10 +79,13 @@ class FakeEngine:
         self._failures[method] = (exc, after)
 
     def add(self, name: str, *, labels: Mapping[str, str], status: str = "running", host_port: int | None = None,
-            image: str = "devagent/env:old") -> FakeContainer:
-        """A container that exists before the test's call (made by an earlier `up`, or by someone else)."""
+            fixed_port: int | None = None, image: str = "devagent/env:old") -> FakeContainer:
+        """A container that exists before the test's call (made by an earlier `up`, or by someone else); one
+        with a FIXED_PORT publishes it while running."""
+        if fixed_port is not None and host_port is None and status == "running":
+            host_port = fixed_port
         c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={},
-                          status=status, host_port=host_port)
+                          status=status, host_port=host_port, fixed_port=fixed_port)
         self.containers[c.id] = c
         return c
 
@@ -140,10 +149,14 @@ class FakeEngine:
     def environment_network(self) -> str:
         return "devagent-network-id"
 
+    def bound_ports(self) -> set[int]:
+        self._call("bound_ports")()
+        return {p for c in self.containers.values() for p in (c.host_port, c.fixed_port) if p is not None}
+
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
-               container_port: int, mounts: Iterable[tuple[str, str, str]], memory: int, cpus: float,
-               shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
-        done = self._call("create", name)
+               container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,
+               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+        done = self._call("create", name, host_port)
         if self._find(name) is not None:
             raise DevagentError(f"a container named {name!r} already exists",
                                 hint=f"choose another name, or remove it: docker rm -f {name}",
@@ -151,7 +164,7 @@ class FakeEngine:
         c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={
             "command": command, "user": user, "container_port": container_port, "mounts": list(mounts),
             "memory": memory, "cpus": cpus, "shm_size": shm_size, "pids": pids, "gpus": gpus,
-            "environment": dict(environment)})
+            "environment": dict(environment)}, fixed_port=host_port)
         self.containers[c.id] = c
         done()
         return c.id
@@ -166,11 +179,28 @@ class FakeEngine:
     def start(self, container_id: str) -> ContainerInfo:
         done = self._call("start", container_id)
         c = self.containers[container_id]
-        c.status, c.host_port = "running", self.start_port
+        if c.status == "running":
+            done()
+            return c.info()
+        port = c.fixed_port
+        holders = [o for o in self.containers.values() if o is not c and o.status == "running" and o.host_port == port]
+        if port is not None and (port in self.taken or holders):
+            why = (f"Bind for 127.0.0.1:{port} failed: port is already allocated" if holders else
+                   f"Error starting userland proxy: listen tcp4 127.0.0.1:{port}: bind: address already in use")
+            raise DevagentError("the container did not start: its host port is taken", status=ExitStatus.PORT_TAKEN,
+                                details=f"driver failed programming external connectivity on endpoint {c.name}: {why}",
+                                hint="free the port, or give the container another one")
+        c.status, c.host_port = "running", (self.start_port if port is None else port) if self.publishes else None
         if self.on_start is not None:
             self.on_start(c)
         done()
         return c.info()
+
+    def stop(self, container_id: str, timeout: int = 10) -> None:
+        self._call("stop", container_id)()
+        c = self._find(container_id)
+        if c is not None and c.status == "running":
+            c.status, c.host_port, c.exit_code = "exited", None, 143
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         self._call("logs", container_id)()

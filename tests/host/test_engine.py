@@ -1,6 +1,6 @@
 """The Docker adapter (host/engine.py) against a fake SDK client: the shared environment network — made once with
-traffic between containers off, found again by name and label, never taken over from someone else — and what a
-refused start says."""
+traffic between containers off, found again by name and label, never taken over from someone else — what a
+refused start says, and which host ports the containers on the engine hold."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class FakeApi:
         self.rows = list(networks)
         self.refuse = refuse
         self.created: list[dict[str, Any]] = []
+        self.listed: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {}
 
     def networks(self, names: list[str]) -> list[dict[str, Any]]:
         # Docker's name filter matches substrings, as the real engine does
@@ -40,6 +41,15 @@ class FakeApi:
 
     def start(self, container_id: str) -> None:
         raise self.refuse or AssertionError("start() needs an error to raise")
+
+    def containers(self, all: bool) -> list[dict[str, Any]]:
+        assert all
+        return [{"Id": cid, "State": state, "Ports": ports} for cid, (state, ports, _) in self.listed.items()]
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        if container_id not in self.listed:
+            raise docker.errors.NotFound(f"No such container: {container_id}")
+        return {"HostConfig": {"PortBindings": self.listed[container_id][2]}}
 
 
 class FakeClient:
@@ -144,3 +154,37 @@ def test_a_server_engine_that_refuses_the_user_says_add_them_to_the_docker_group
     assert error.message == "your user on gpu-server may not use its Docker Engine's socket (permission denied)"
     assert error.hint == ("on gpu-server, add them to the docker group (sudo usermod -aG docker USER, then log in "
                           "again); that group is root-equivalent on that server")
+
+
+@pytest.mark.parametrize("text", [
+    "driver failed programming external connectivity on endpoint exp-new-a1b2c3 (0f3e): Bind for 127.0.0.1:24000 "
+    "failed: port is already allocated",
+    "driver failed programming external connectivity on endpoint exp-new-a1b2c3 (0f3e): Error starting userland "
+    "proxy: listen tcp4 127.0.0.1:24000: bind: address already in use",
+], ids=["another-container", "another-program"])
+def test_a_start_refused_for_a_taken_host_port_is_port_taken(text: str) -> None:
+    engine = Engine(client=FakeClient(FakeApi(refuse=api_error(500, text))))
+    with pytest.raises(DevagentError) as caught:
+        engine.start("c0ffee")
+    assert (caught.value.status, caught.value.message) == (ExitStatus.PORT_TAKEN,
+                                                           "the container did not start: its host port is taken")
+    assert caught.value.details == text
+
+
+def test_bound_ports_are_running_containers_ports_and_every_other_containers_fixed_ones() -> None:
+    api = FakeApi()
+    api.listed = {
+        "running": ("running", [{"IP": "127.0.0.1", "PrivatePort": 2222, "PublicPort": 24000, "Type": "tcp"},
+                                {"PrivatePort": 80, "Type": "tcp"}], None),  # an exposed port, not published
+        "stopped": ("exited", [], {"2222/tcp": [{"HostIp": "127.0.0.1", "HostPort": "24001"}]}),
+        "made": ("created", [], {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}),  # any address holds the port
+        "unpinned": ("exited", [], {"2222/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}),
+        "none": ("exited", [], None),
+    }
+    original = api.containers
+
+    def containers(all: bool) -> list[dict[str, Any]]:
+        return [*original(all), {"Id": "gone", "State": "exited", "Ports": []}]  # removed before its inspect
+
+    api.containers = containers  # type: ignore[method-assign]
+    assert Engine(client=FakeClient(api)).bound_ports() == {24000, 24001, 8080}

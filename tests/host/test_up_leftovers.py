@@ -38,7 +38,7 @@ def paths() -> Paths:
 
 
 def test_up_removes_what_an_up_of_its_own_left_and_leaves_another_devagents(paths: Paths, tmp_path: Path) -> None:
-    engine = FakeEngine()  # publishes no port: this up fails after the leftovers are dealt with
+    engine = FakeEngine(publishes=False)  # this up fails after the leftovers are dealt with
     reports: list[str] = []
     provisioner = Provisioner(engine=engine, paths=paths, report=reports.append)  # type: ignore[arg-type]
     ours = leftover(engine, "aaaaaa", home_id=provisioner._home_id())
@@ -51,10 +51,10 @@ def test_up_removes_what_an_up_of_its_own_left_and_leaves_another_devagents(path
 
 
 def test_a_container_is_named_only_once_it_is_complete(paths: Paths, tmp_path: Path) -> None:
-    engine = FakeEngine()
+    engine = FakeEngine(publishes=False)
     with pytest.raises(DevagentError):
         Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))  # type: ignore[arg-type]
-    [(created_as,)] = engine.called("create")
+    [(created_as, _)] = engine.called("create")
     assert created_as.startswith(f"{NAME}-new-")
     assert engine.called("rename") == []  # it never got that far
 

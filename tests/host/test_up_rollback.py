@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from devagent.core.ports import DEFAULT_PORTS
 from devagent.core.spec import EnvSpec
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
@@ -76,10 +77,17 @@ def snapshot(paths: Paths, workspace: Path) -> dict[str, object]:
             "workspace": workspace.exists()}
 
 
-def failed_up(engine: FakeEngine, paths: Paths, env: EnvSpec, **kwargs: object) -> tuple[DevagentError, list[str]]:
+def only(port: int) -> range:
+    """A port range of one port: where `up` must put the environment (a stand-in sshd listens there)."""
+    return range(port, port + 1)
+
+
+def failed_up(engine: FakeEngine, paths: Paths, env: EnvSpec, *, ports: range = DEFAULT_PORTS,
+              **kwargs: object) -> tuple[DevagentError, list[str]]:
     reports: list[str] = []
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths, report=reports.append).up(env, **kwargs)  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+                    ports=ports).up(env, **kwargs)
     return err.value, reports
 
 
@@ -110,13 +118,13 @@ class TestEachStepIsUndone:
 
     def test_an_up_that_loses_the_name_to_another_up_keeps_the_workspace_the_winner_may_mount(
             self, paths: Paths, workspace: Path, sshd: BannerServer) -> None:
-        engine = FakeEngine(start_port=sshd.port)
+        engine = FakeEngine()
         # Another devagent (another DEVAGENT_HOME, so no shared lock) takes the name between our check and the
         # rename that gives our complete container its name.
         engine.fail("rename", DevagentError(f"a container named {NAME!r} already exists",
                                             status=ExitStatus.CONFLICT))
         before = snapshot(paths, workspace)
-        err, _ = failed_up(engine, paths, spec(workspace))
+        err, _ = failed_up(engine, paths, spec(workspace), ports=only(sshd.port))
         assert (err.message, err.status) == (f"a container named {NAME!r} already exists", ExitStatus.CONFLICT)
         assert engine.names() == []
         assert snapshot(paths, workspace) == {**before, "workspace": True}
@@ -129,7 +137,7 @@ class TestEachStepIsUndone:
         before = snapshot(paths, workspace)
         err, _ = failed_up(engine, paths, spec(workspace))
         assert err.message == "the engine refused the archive"
-        [(temp_name,)] = engine.called("create")
+        [(temp_name, _)] = engine.called("create")
         assert temp_name.startswith(f"{NAME}-new-")  # NAME only once it is complete
         assert_undone(engine, paths, workspace, before)
 
@@ -153,7 +161,7 @@ class TestEachStepIsUndone:
         assert_undone(engine, paths, workspace, before)
 
     def test_a_container_that_publishes_no_port_is_removed(self, paths: Paths, workspace: Path) -> None:
-        engine = FakeEngine(start_port=None)
+        engine = FakeEngine(publishes=False)
         before = snapshot(paths, workspace)
         err, _ = failed_up(engine, paths, spec(workspace))
         assert (err.message, err.status) == ("Docker published no port for sshd", ExitStatus.CONTAINER_FAILED)
@@ -164,9 +172,9 @@ class TestEachStepIsUndone:
         def exits(c: FakeContainer) -> None:
             c.status, c.exit_code, c.logs = "exited", 137, "agent: starting sshd\nKilled"
 
-        engine = FakeEngine(start_port=refused_port, on_start=exits)
+        engine = FakeEngine(on_start=exits)
         before = snapshot(paths, workspace)
-        err, _ = failed_up(engine, paths, spec(workspace))
+        err, _ = failed_up(engine, paths, spec(workspace), ports=only(refused_port))
         assert (err.message, err.status) == ("the container exited while starting (exit code 137)",
                                              ExitStatus.CONTAINER_FAILED)
         assert err.details == "agent: starting sshd\nKilled"
@@ -175,21 +183,21 @@ class TestEachStepIsUndone:
 
     def test_a_failed_key_login_proof_removes_everything(self, paths: Paths, workspace: Path,
                                                          sshd: BannerServer) -> None:
-        engine = FakeEngine(start_port=sshd.port)
+        engine = FakeEngine()
         before = snapshot(paths, workspace)
         # compat: paramiko speaks curve25519, so the key-login proof runs (against a server that hangs up).
-        err, _ = failed_up(engine, paths, spec(workspace, profile="compat"))
+        err, _ = failed_up(engine, paths, spec(workspace, profile="compat"), ports=only(sshd.port))
         assert err.message.startswith(f"the ssh login on 127.0.0.1:{sshd.port} failed: ")
         assert err.status == ExitStatus.LOGIN_FAILED
         assert_undone(engine, paths, workspace, before)
 
     def test_a_failed_login_through_the_alias_removes_everything(self, paths: Paths, workspace: Path,
                                                                  sshd: BannerServer) -> None:
-        engine = FakeEngine(start_port=sshd.port)
+        engine = FakeEngine()
         before = snapshot(paths, workspace)
         # strict on OpenSSH 9.2: paramiko has no common key exchange, so the real ssh client through the alias
         # is the proof.
-        err, _ = failed_up(engine, paths, spec(workspace))
+        err, _ = failed_up(engine, paths, spec(workspace), ports=only(sshd.port))
         assert (err.message, err.status) == (f"the login through the ssh alias {NAME!r} failed (ssh exit 255)",
                                              ExitStatus.LOGIN_FAILED)
         assert_undone(engine, paths, workspace, before)
@@ -200,9 +208,9 @@ class TestEachStepIsUndone:
         text = paths.user_ssh_config.read_text()
         include, rest = text.split("\n", 1)
         paths.user_ssh_config.write_text(f"{rest}Host *\n    Port 2200\n{include}\n")
-        engine = FakeEngine(start_port=sshd.port)
+        engine = FakeEngine()
         before = snapshot(paths, workspace)
-        err, _ = failed_up(engine, paths, spec(workspace))
+        err, _ = failed_up(engine, paths, spec(workspace), ports=only(sshd.port))
         assert err.message == (f"your ssh config overrides devagent's Port for {NAME}: 2200 wins over {sshd.port}, "
                                f"set by {paths.user_ssh_config}:5:     Port 2200")
         assert err.status == ExitStatus.SSH_CONFIG
@@ -231,9 +239,9 @@ class TestCtrlC:
                     raise KeyboardInterrupt
                 return super().get(name)
 
-        engine = InterruptedWhileWaiting(start_port=refused_port)
+        engine = InterruptedWhileWaiting()
         before = snapshot(paths, workspace)
-        err, _ = failed_up(engine, paths, spec(workspace))
+        err, _ = failed_up(engine, paths, spec(workspace), ports=only(refused_port))
         assert err.status == ExitStatus.INTERRUPTED
         assert engine.alias_written is True
         assert_undone(engine, paths, workspace, before)
@@ -273,10 +281,13 @@ class TestRecreate:
         engine, container = old
         engine.start_port = sshd.port
         before = snapshot(paths, workspace)
-        err, _ = failed_up(engine, paths, spec(workspace), recreate=True)
+        err, _ = failed_up(engine, paths, spec(workspace), recreate=True, ports=only(sshd.port))
         assert err.status == ExitStatus.LOGIN_FAILED
-        [(temp_name,)] = engine.called("create")
+        [(temp_name, port)] = engine.called("create")
         assert temp_name.startswith(f"{NAME}-new-")
+        # Made before devagent fixed ports (Docker picked 40002): the new container gets a fixed one, so the old
+        # one, holding no fixed port, was not stopped.
+        assert (port, engine.called("stop")) == (sshd.port, [])
         assert list(engine.containers.values()) == [container]  # the new one is gone, the old one untouched
         assert container.status == "running"
         assert snapshot(paths, workspace) == before  # alias back on port 40002, same pinned key, host key kept
