@@ -30,8 +30,8 @@ from pathlib import Path
 
 import devagent
 from devagent.core import layout
-from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core import ports as port_choice
+from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
 from devagent.core.sshhost import HostEntry
@@ -388,12 +388,7 @@ class Provisioner:
                 self.on_step("renamed")
             login_uid = self._prove_alias(spec.name)
             if replacing:
-                self.on_step("proven")
-                with tx.last_step():
-                    self.report(f"replacing container {replacing.name}")
-                    self.engine.remove(replacing.id)
-                    self.on_step("replacing")
-                    self.engine.rename(cid, spec.name)
+                self._swap(tx, cid, replacing, spec.name)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
@@ -485,6 +480,15 @@ class Provisioner:
                 hint=f"remove environments you no longer need (devagent down NAME), or choose a wider range: "
                 f"{port_choice.PORTS_VARIABLE}=FIRST-LAST")
         return port
+
+    def _swap(self, tx: Transaction, cid: str, replacing: ContainerInfo, name: str) -> None:
+        """--recreate's last step: the proven new container CID takes NAME from the one it replaces."""
+        self.on_step("proven")
+        with tx.last_step():
+            self.report(f"replacing container {replacing.name}")
+            self.engine.remove(replacing.id)
+            self.on_step("replacing")
+            self.engine.rename(cid, name)
 
     def _remove_made(self, up_id: str, *names: str) -> None:
         """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by
