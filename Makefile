@@ -8,8 +8,8 @@ PY     := $(VENV)/bin/python
 # torch is only for the tests' real torch probe (the CLI and the agent never import it); 2.13.0 is the CPU wheel.
 TORCH  ?= torch==2.13.0
 
-.PHONY: help deps venv docker base-image test-images test-users test test-fast lint demo demo-clean bench \
-	preview-check clean
+.PHONY: help deps venv docker base-image test-images notebook-wheels test-users test test-fast lint demo demo-clean \
+	bench preview-check clean
 
 help:
 	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
@@ -41,11 +41,16 @@ base-image: docker venv
 test-images: base-image
 	@DEVAGENT_BASE_SUITE=trixie TORCH_VERSION=none bash scripts/build-base-image.sh
 
+# Jupyter Server's and TensorBoard's wheels, for the offline tests of `devagent jupyter` and `devagent tensorboard`
+# (installed into a venv inside one test environment, not into the base image: scripts/collect-notebook-wheels.sh).
+notebook-wheels: base-image
+	@PYTHON=$(CURDIR)/$(PY) bash scripts/collect-notebook-wheels.sh
+
 # The laptop -> server tests log in to a test sshd as these server users (scripts/test-server-users.sh).
 test-users: deps
 	@bash scripts/test-server-users.sh
 
-test: venv test-images test-users lint
+test: venv test-images notebook-wheels test-users lint
 	$(PY) -m pytest
 
 test-fast: venv

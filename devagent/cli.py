@@ -38,6 +38,13 @@ def _echo_step(text: str) -> None:
         click.echo(text, err=True)
 
 
+def _echo_result(text: str) -> None:
+    # A line the user waits for (a URL) goes out at once, also when stdout is a pipe.
+    with contextlib.suppress(OSError):
+        click.echo(text)
+        sys.stdout.flush()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="devagent")
 def cli() -> None:
@@ -294,6 +301,65 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
                             hint="install it: apt-get install openssh-client") from None
 
 
+@cli.command()
+@click.argument("name")
+@click.argument("ports", metavar="PORT[:LOCAL]")
+def forward(name: str, ports: str) -> int:
+    """Forward environment NAME's 127.0.0.1:PORT to 127.0.0.1:LOCAL here, through the alias, until Ctrl-C.
+
+    LOCAL defaults to PORT (an error when it is taken: exit 18); 0 picks any free port. Both ends are 127.0.0.1:
+    nothing is published on another address. Runs the real OpenSSH client: `ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:PORT
+    NAME`."""
+    from devagent.core.forward import parse_ports
+    from devagent.core.spec import validate_name
+    from devagent.host.forward import run_forward
+    from devagent.host.paths import Paths
+
+    status = run_forward(Paths.from_environ(), validate_name(name), parse_ports(ports), show=_echo_result)
+    _echo_step("forward closed")
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Local port here [default: 8888, as inside; 0: any free port].")
+def jupyter(name: str, port: int | None) -> int:
+    """Start Jupyter in environment NAME on its 127.0.0.1 with a fresh token, forward it here, print the URL.
+
+    Ctrl-C stops the forward and the server. Jupyter comes from the environment: its workspace's .venv, its PATH or
+    ~/.local/bin (JupyterLab, else Notebook, else Jupyter Server)."""
+    from devagent.core.spec import validate_name
+    from devagent.host.notebook_servers import run_server
+    from devagent.host.paths import Paths
+
+    status = run_server(Paths.from_environ(), validate_name(name), "jupyter", local=port, logdir=None,
+                        show=_echo_result)
+    _echo_step("Jupyter stopped, forward closed")
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--logdir", default=None, metavar="DIR",
+              help="Event files' folder, relative to the workspace [default: the workspace].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Local port here [default: 6006, as inside; 0: any free port].")
+def tensorboard(name: str, logdir: str | None, port: int | None) -> int:
+    """Start TensorBoard in environment NAME on its 127.0.0.1, forward it here, print the URL.
+
+    TensorBoard has no login: it listens on the environment's 127.0.0.1 only and is reached through the forward.
+    Ctrl-C stops the forward and the server."""
+    from devagent.core.spec import validate_name
+    from devagent.host.notebook_servers import run_server
+    from devagent.host.paths import Paths
+
+    status = run_server(Paths.from_environ(), validate_name(name), "tensorboard", local=port, logdir=logdir,
+                        show=_echo_result)
+    _echo_step("TensorBoard stopped, forward closed")
+    return int(status)
+
+
 @cli.group()
 def image() -> None:
     """The derived image (base image + login user + sshd + devagent)."""
@@ -377,6 +443,19 @@ def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> N
             raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
                                 hint="free disk space or make the workspace writable, then run it again")
         click.echo(f"appended to {path}", err=True)
+
+
+@cli.command(hidden=True)
+@click.argument("kind", type=click.Choice(["jupyter", "tensorboard"]))
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+@click.option("--logdir", default=None)
+def serve(kind: str, port: int | None, logdir: str | None) -> int:
+    """(Inside the container) run Jupyter or TensorBoard for `devagent jupyter`/`tensorboard` until stdin closes."""
+    from devagent.container.serve import serve as run_serve
+    from devagent.runtime.environment import default_workspace
+
+    return run_serve(kind, port=port, logdir=logdir, workspace=default_workspace(), stdin=sys.stdin,
+                     stdout=sys.stdout)
 
 
 @cli.command(name="sshd-config")

@@ -1,0 +1,177 @@
+"""`devagent jupyter NAME` and `devagent tensorboard NAME`: the server started inside over the alias, bound to the
+environment's 127.0.0.1, then forwarded here (host/forward.py) and its URL printed; Ctrl-C stops both.
+
+Two ssh processes, both through the alias: `ssh NAME devagent serve KIND …` runs the server and tells which port it
+listens on (container/serve.py has the protocol), and `ssh -N -L …` forwards that port. The server's port is only
+known once it runs, and a forward's port is fixed when ssh starts; hence two.
+
+    session = RemoteServer(config, "pytorch-dev", "jupyter", token=secrets.token_urlsafe(32))
+    session.start()
+    port = session.wait_ready(signals)   # the server listens on the environment's 127.0.0.1:port
+    ...                                  # open_forward(…, remote=port), print the URL, wait
+    session.stop()                       # stdin closed → the server is stopped inside; ssh reaped
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from devagent.core import forward as f
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.forward import SshForward, check_alias, choose_local, open_forward
+from devagent.host.interrupts import Stopped, StopSignals, exit_status
+from devagent.host.paths import Paths
+
+TAIL_LINES = 40
+DEFAULT_PORTS = {"jupyter": 8888, "tensorboard": 6006}
+NAMES = {"jupyter": "Jupyter", "tensorboard": "TensorBoard"}
+
+
+class RemoteServer:
+    """`ssh NAME devagent serve KIND …`: its stdout is the protocol, its stderr the server's output (passed on)."""
+
+    def __init__(self, config: Path, name: str, kind: str, *, token: str = "", logdir: str | None = None,
+                 port: int | None = None, ssh: str = "ssh", err: IO[str] | None = None) -> None:
+        remote = ["devagent", "serve", kind, *(["--port", str(port)] if port else []),
+                  *(["--logdir", logdir] if logdir is not None else [])]
+        # ssh hands the remote command to the login shell as one string: quote each word.
+        self.argv = [ssh, "-F", str(config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+                     "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", name, shlex.join(remote)]
+        self.name, self.kind, self.token = name, kind, token
+        self.process: subprocess.Popen[str] | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._err = err
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        try:
+            self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            stderr=subprocess.PIPE, text=True, errors="replace",
+                                            start_new_session=True)
+        except FileNotFoundError:
+            raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
+                                hint="install it: apt-get install openssh-client") from None
+        self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True,
+                                        name=f"ssh-{self.kind}")
+        self._reader.start()
+        assert self.process.stdin is not None
+        try:  # the token travels on stdin: never on a command line, here or inside
+            self.process.stdin.write(self.token + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # ssh already ended: wait_ready says why
+
+    def _read(self, stream: IO[str]) -> None:
+        for raw in stream:
+            line = raw.rstrip("\r\n")
+            self.tail.append(line)
+            with contextlib.suppress(OSError, ValueError):
+                print(line, file=self._err or sys.stderr, flush=True)
+
+    def wait_ready(self) -> int:
+        """The port the server listens on inside, once it does; a DevagentError when it cannot start."""
+        assert self.process is not None and self.process.stdout is not None, "start() first"
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # a login banner or a shell's greeting: not ours
+            if isinstance(message, dict) and isinstance(message.get("ready"), int):
+                return int(message["ready"])
+            if isinstance(message, dict) and "error" in message:
+                try:
+                    status = ExitStatus(int(message.get("status", ExitStatus.CONTAINER_FAILED)))
+                except (TypeError, ValueError):
+                    status = ExitStatus.CONTAINER_FAILED
+                raise DevagentError(f"environment {self.name!r}: {message['error']}", status=status,
+                                    hint=str(message.get("hint") or "") or None)
+        code = self.process.wait()
+        if self._reader:
+            self._reader.join(timeout=2)
+        details = "\n".join(self.tail) or None
+        if "No such command 'serve'" in (details or ""):
+            raise DevagentError(f"environment {self.name!r} was made by an older devagent, without `devagent serve`",
+                                status=ExitStatus.USAGE, details=details,
+                                hint=f"recreate it (files and alias are kept): devagent up {self.name} --recreate")
+        raise DevagentError(f"ssh {self.name} devagent serve {self.kind} ended (exit {code}) before the server "
+                            "listened", status=ExitStatus.LOGIN_FAILED if code == 255 else ExitStatus.CONTAINER_FAILED,
+                            details=details, hint=f"`devagent doctor {self.name}` checks the environment and the login")
+
+    def wait(self) -> int:
+        assert self.process is not None, "start() first"
+        return self.process.wait()
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        """Close stdin (the server inside is stopped), wait for ssh; SIGTERM, then SIGKILL, if it hangs."""
+        proc = self.process
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if proc.stdin:
+                proc.stdin.close()
+        for step in (None, proc.terminate, proc.kill):
+            if step is not None and proc.poll() is None:
+                step()
+            try:
+                proc.wait(timeout=timeout if step is None else 5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        if self._reader:
+            self._reader.join(timeout=2)
+
+
+def run_server(paths: Paths, name: str, kind: str, *, local: int | None, logdir: str | None,
+               show: Callable[[str], None]) -> ExitStatus:
+    """Start KIND inside NAME, forward it to 127.0.0.1:LOCAL here (None: the server's usual port; 0: any free),
+    print its URL, and stop both on Ctrl-C, SIGTERM or SIGHUP (their exit status)."""
+    check_alias(paths, name)
+    wanted = f.local_port(local, DEFAULT_PORTS[kind])
+    if wanted is not None:
+        choose_local(wanted)  # refuse a taken port before anything starts inside
+    token = secrets.token_urlsafe(32) if kind == "jupyter" else ""
+    server = RemoteServer(paths.user_ssh_config, name, kind, token=token, logdir=logdir)
+    forward: SshForward | None = None
+    with StopSignals() as signals:
+        try:
+            with signals.deferred():
+                server.start()
+            remote = server.wait_ready()
+            forward = open_forward(paths.user_ssh_config, name, wanted=wanted, remote=remote, signals=signals)
+            show(f"✔ {NAMES[kind]} in {name} on its {f.LOOPBACK}:{remote}, forwarded to {f.LOOPBACK}:{forward.local} "
+                 "on this machine")
+            if kind == "tensorboard":
+                show("  TensorBoard has no login: anyone who can reach this machine's 127.0.0.1 can read it "
+                     "while it runs")
+            show(f"  open {f.url(forward.local, token=token or None)}    (Ctrl-C stops it)")
+            _wait_either(server, forward)
+            if server.process is not None and server.process.poll() is not None:
+                raise DevagentError(f"{NAMES[kind]} in {name} stopped (ssh exit {server.process.returncode})",
+                                    status=ExitStatus.CONTAINER_FAILED, details="\n".join(server.tail) or None,
+                                    hint="its output above says why")
+            raise forward.failure()
+        except Stopped as stop:
+            return exit_status(stop.signum)
+        finally:
+            with signals.held():
+                if forward is not None:
+                    forward.close()
+                server.stop()
+
+
+def _wait_either(server: RemoteServer, forward: SshForward) -> None:
+    """Block until one of the two ssh processes ends (a stop signal ends the wait by raising)."""
+    assert server.process is not None and forward.process is not None
+    while server.process.poll() is None and forward.process.poll() is None:
+        time.sleep(0.2)
