@@ -23,9 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
@@ -79,23 +79,32 @@ class RemoteServer:
             with contextlib.suppress(OSError, ValueError):
                 print(line, file=self._err or sys.stderr, flush=True)
 
-    def wait_ready(self) -> int:
-        """The port the server listens on inside, once it does; a DevagentError when it cannot start."""
+    def _messages(self) -> Iterator[dict[str, Any]]:
         assert self.process is not None and self.process.stdout is not None, "start() first"
         for line in self.process.stdout:
             try:
                 message = json.loads(line)
             except ValueError:
                 continue  # a login banner or a shell's greeting: not ours
-            if isinstance(message, dict) and isinstance(message.get("ready"), int):
+            if isinstance(message, dict):
+                yield message
+
+    def _refused(self, message: dict[str, Any]) -> DevagentError:
+        try:
+            status = ExitStatus(int(message.get("status", ExitStatus.CONTAINER_FAILED)))
+        except (TypeError, ValueError):
+            status = ExitStatus.CONTAINER_FAILED
+        return DevagentError(f"environment {self.name!r}: {message['error']}", status=status,
+                             hint=str(message.get("hint") or "") or None)
+
+    def wait_ready(self) -> int:
+        """The port the server listens on inside, once it does; a DevagentError when it cannot start."""
+        for message in self._messages():
+            if isinstance(message.get("ready"), int):
                 return int(message["ready"])
-            if isinstance(message, dict) and "error" in message:
-                try:
-                    status = ExitStatus(int(message.get("status", ExitStatus.CONTAINER_FAILED)))
-                except (TypeError, ValueError):
-                    status = ExitStatus.CONTAINER_FAILED
-                raise DevagentError(f"environment {self.name!r}: {message['error']}", status=status,
-                                    hint=str(message.get("hint") or "") or None)
+            if "error" in message:
+                raise self._refused(message)
+        assert self.process is not None
         code = self.process.wait()
         if self._reader:
             self._reader.join(timeout=2)
@@ -108,9 +117,15 @@ class RemoteServer:
                             "listened", status=ExitStatus.LOGIN_FAILED if code == 255 else ExitStatus.CONTAINER_FAILED,
                             details=details, hint=f"`devagent doctor {self.name}` checks the environment and the login")
 
-    def wait(self) -> int:
+    def ended(self) -> DevagentError:
+        """Why the server ended after it was ready (its own output is above, on stderr)."""
         assert self.process is not None, "start() first"
-        return self.process.wait()
+        for message in self._messages():
+            if "error" in message:
+                return self._refused(message)
+        return DevagentError(f"{NAMES[self.kind]} in {self.name} ended (ssh exit {self.process.wait()})",
+                             status=ExitStatus.CONTAINER_FAILED,
+                             hint=f"its output is above; `devagent doctor {self.name}` checks the environment")
 
     def stop(self, *, timeout: float = 20.0) -> None:
         """Close stdin (the server inside is stopped), wait for ssh; SIGTERM, then SIGKILL, if it hangs."""
@@ -157,9 +172,7 @@ def run_server(paths: Paths, name: str, kind: str, *, local: int | None, logdir:
             show(f"  open {f.url(forward.local, token=token or None)}    (Ctrl-C stops it)")
             _wait_either(server, forward)
             if server.process is not None and server.process.poll() is not None:
-                raise DevagentError(f"{NAMES[kind]} in {name} stopped (ssh exit {server.process.returncode})",
-                                    status=ExitStatus.CONTAINER_FAILED, details="\n".join(server.tail) or None,
-                                    hint="its output above says why")
+                raise server.ended()
             raise forward.failure()
         except Stopped as stop:
             return exit_status(stop.signum)

@@ -128,6 +128,24 @@ def test_tensorboard_serves_the_logdir_inside_on_127_0_0_1_and_sigterm_stops_it(
         tensorboard.kill()
 
 
+def test_a_server_that_dies_inside_ends_the_command_with_exit_7_and_no_ssh_left(environment: Environment) -> None:
+    tensorboard = start(environment, "tensorboard", "--port", "0")
+    try:
+        tensorboard.url(timeout=240)
+        children = tensorboard.children()
+        ps = environment.env.ssh(environment.name, "ps -eo pid=,args=")
+        (pid,) = [line.split()[0] for line in ps.stdout.splitlines() if "/.venv/bin/tensorboard" in line]
+        assert environment.env.ssh(environment.name, f"kill -9 {pid}").returncode == 0
+        assert tensorboard.process.wait(timeout=60) == 7
+        tensorboard.stop(signal.SIGTERM)  # joins its output readers; the process has ended already
+        assert "".join(tensorboard.stderr).endswith(
+            f"Error: environment {environment.name!r}: tensorboard exited with -9\n"
+            "  hint: its output above says why\n")
+        assert not any(is_running(pid) for pid in children)
+    finally:
+        tensorboard.kill()
+
+
 def test_a_missing_logdir_is_refused_before_anything_runs(environment: Environment) -> None:
     result = environment.env.devagent("tensorboard", environment.name, "--logdir", "no-such-dir", timeout=120)
     assert result.returncode == 2, result.output
