@@ -2,7 +2,7 @@
 
     forward = SshForward(paths.user_ssh_config, "pytorch-dev", local=8888, remote=8888)
     forward.start()
-    forward.wait_listening(timeout=60)   # ssh's own log says it listens on 127.0.0.1:8888
+    forward.wait_listening(timeout=60)   # ssh's own log says its forwards listen
     ...                                  # the URL is printed; Ctrl-C ends it
     forward.close()                      # terminate, wait, kill: no ssh process left behind
 
@@ -114,7 +114,7 @@ class SshForward:
     def _read(self, stream: IO[str]) -> None:
         for raw in stream:
             line = raw.rstrip("\r\n")
-            if f.forward_listening(line, self.local):
+            if f.forward_listening(line):
                 self._listening.set()
             if f.is_debug(line) or not line:
                 continue

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.host.forward import any_free_port
+from devagent.host.forward import SshForward, any_free_port
 from tests.integration.conftest import RUN_PREFIX, Env, wait_for
 from tests.integration.forwarding import Forward, is_running
 
@@ -166,3 +166,18 @@ def test_nothing_listening_inside_is_said_by_ssh_while_the_forward_stays_up(
     assert forward.process.poll() is None  # the forward stays: the server inside may start later
     assert forward.stop()[0] == 130
 
+
+
+def test_the_forward_listens_the_moment_ssh_is_said_to_be_up_every_time(environment: Environment) -> None:
+    # ssh logs "Local forwarding listening on … port N." before it binds: taken as the sign, about one start in 30
+    # printed a URL that refused connections for a moment. Many starts in a row, each checked at once.
+    config = environment.env.ssh_config
+    for _ in range(30):
+        forward = SshForward(config, environment.name, local=any_free_port(), remote=INSIDE_PORT)
+        try:
+            forward.start()
+            forward.wait_listening(timeout=60)
+            assert [address for address, _ in listeners(forward.local)] == ["0100007F"], list(forward.tail)
+        finally:
+            forward.close()
+        assert forward.process is not None and not is_running(forward.process.pid)
