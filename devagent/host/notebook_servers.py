@@ -45,8 +45,10 @@ class RemoteServer:
                  port: int | None = None, ssh: str = "ssh", err: IO[str] | None = None) -> None:
         remote = ["devagent", "serve", kind, *(["--port", str(port)] if port else []),
                   *(["--logdir", logdir] if logdir is not None else [])]
-        # ssh hands the remote command to the login shell as one string: quote each word.
+        # ssh hands the remote command to the login shell as one string: quote each word. No ControlMaster: the
+        # server lives as long as this ssh, not as long as a master connection of the user's config.
         self.argv = [ssh, "-F", str(config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+                     "-o", "ControlMaster=no", "-o", "ControlPath=none",
                      "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", name, shlex.join(remote)]
         self.name, self.kind, self.token = name, kind, token
         self.process: subprocess.Popen[str] | None = None
