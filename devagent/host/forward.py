@@ -27,6 +27,7 @@ from typing import IO
 from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import managed_config
+from devagent.host.children import child_kwargs
 from devagent.host.interrupts import Stopped, StopSignals, exit_status
 from devagent.host.paths import Paths
 
@@ -103,7 +104,7 @@ class SshForward:
             # ssh does not print "Killed by signal 2." over the user's prompt).
             self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.PIPE, text=True, errors="replace",
-                                            start_new_session=True)
+                                            **child_kwargs())  # type: ignore[call-overload]
         except FileNotFoundError:
             raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
                                 hint="install it: apt-get install openssh-client") from None

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.children import child_kwargs
 from devagent.host.forward import SshForward, check_alias, choose_local, open_forward
 from devagent.host.interrupts import Stopped, StopSignals, exit_status
 from devagent.host.paths import Paths
@@ -60,7 +61,7 @@ class RemoteServer:
         try:
             self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=subprocess.PIPE, text=True, errors="replace",
-                                            start_new_session=True)
+                                            **child_kwargs())  # type: ignore[call-overload]
         except FileNotFoundError:
             raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
                                 hint="install it: apt-get install openssh-client") from None

@@ -27,16 +27,12 @@ link) and not the link itself.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,6 +44,7 @@ from typing import TYPE_CHECKING
 
 from devagent.core.server import Server, parse_server
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.children import child_kwargs
 from devagent.host.paths import Paths
 
 if TYPE_CHECKING:
@@ -267,26 +264,6 @@ def _refused(server: Server, what: str, setting: str, log: str) -> DevagentError
 
 # -- process hygiene ---------------------------------------------------------------------------------------------------
 
-_libc: ctypes.CDLL | None = None
-if sys.platform.startswith("linux"):
-    with contextlib.suppress(OSError):
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """A preexec_fn: the child gets SIGTERM when PARENT's thread that started it ends (Linux). Set up in the child
-    between fork and exec; a parent already gone by then ends the child at once."""
-
-    def preexec() -> None:
-        if _libc is not None:
-            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _start_time(pid: int) -> str:
     """The process's start time (clock ticks since boot) from /proc, so a reused pid is not taken for the owner;
     '' where /proc has none."""
@@ -432,7 +409,7 @@ class ServerLink:
     def _popen_kwargs(self) -> dict[str, object]:
         # Its own session: a Ctrl-C in the terminal reaches devagent, which still needs the link to roll back. No
         # terminal either, so nothing on the way (a ProxyJump host's ssh, which gets no BatchMode) can prompt.
-        return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()) if _libc is not None else None}
+        return child_kwargs()
 
     # -- open and close ------------------------------------------------------------------------------------------
 

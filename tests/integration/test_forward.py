@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,6 +127,21 @@ def test_a_server_inside_is_reached_through_the_forward_on_127_0_0_1_only_and_a_
     code, err = forward.stop(sig)
     assert code == status, err
     assert err.endswith("forward closed\n"), err
+    assert not is_running(ssh_pid)
+    assert listeners(local) == []
+
+
+def test_a_killed_devagent_takes_its_ssh_with_it(environment: Environment, forwards: list[Forward]) -> None:
+    forward = Forward(environment.env, environment.name, f"{INSIDE_PORT}:0")
+    forwards.append(forward)
+    local = int(forward.url().rsplit(":", 1)[1].rstrip("/"))
+    (ssh_pid,) = forward.children()
+
+    forward.stop(signal.SIGKILL)  # no handler runs: only PR_SET_PDEATHSIG can end ssh now
+
+    deadline = time.monotonic() + 30
+    while is_running(ssh_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not is_running(ssh_pid)
     assert listeners(local) == []
 

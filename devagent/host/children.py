@@ -1,0 +1,41 @@
+"""The ssh processes devagent starts (the server link, forwards, notebook servers) end with it.
+
+Each runs in its own session, so a Ctrl-C at the terminal reaches devagent alone (which then ends them itself,
+after any rollback that still needs them), and with no terminal, so nothing on the way can prompt. On Linux each
+also gets PR_SET_PDEATHSIG: when devagent dies — SIGKILL included — its ssh children get SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+_libc: ctypes.CDLL | None = None
+if sys.platform.startswith("linux"):
+    with contextlib.suppress(OSError):
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when PARENT's thread that started it ends (Linux). Set up in the child
+    between fork and exec; a parent already gone by then ends the child at once."""
+
+    def preexec() -> None:
+        if _libc is not None:
+            _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def child_kwargs() -> dict[str, object]:
+    """subprocess.Popen's keyword arguments for an ssh child that must end with devagent. PR_SET_PDEATHSIG follows
+    the thread that starts the child: start it from the thread that lives as long as it should."""
+    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()) if _libc is not None else None}
