@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,13 +90,56 @@ def _provisioner() -> Any:
                        gpu_inventory=_gpu_inventory)
 
 
+HOST_HELP = ("The GPU server, as you reach it with ssh: an alias from your ssh config, user@host[:port], "
+             "ssh://user@host:port, or a Docker context whose endpoint is ssh://… [default: $DEVAGENT_HOST, "
+             "else devagent.toml's host, else this machine's Docker Engine].")
+
+
+@contextlib.contextmanager
+def _server_link(text: str) -> Iterator[Any]:
+    """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends."""
+    from devagent.host.paths import Paths
+    from devagent.host.server_link import ServerLink, resolve_server
+
+    server = resolve_server(text, environ=os.environ)
+    with ServerLink(server, paths=Paths.from_environ(), report=_echo_step) as link:
+        yield link
+
+
+@contextlib.contextmanager
+def _on_server(text: str) -> Iterator[Any]:
+    """A Provisioner for the server TEXT, over one ssh login."""
+    from devagent.host.paths import Paths
+    from devagent.host.provision import Provisioner
+
+    with _server_link(text) as link:
+        yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=_echo_step, link=link)
+
+
+@contextlib.contextmanager
+def _where(name: str) -> Iterator[Any]:
+    """The Provisioner for environment NAME: on its server when devagent's records name one, else local."""
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
+    record = Records(Paths.from_environ()).get(name)
+    if record is None:
+        yield _provisioner()
+        return
+    with _on_server(record.server) as provisioner:
+        yield provisioner
+
+
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
+@click.option("--host", default=None, metavar="SERVER", help=HOST_HELP)
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
               help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
-              "devagent.toml, if any, gives the defaults for every other option.")
+              "devagent.toml, if any, gives the defaults for every other option. With a server: a folder there "
+              "(absolute, or relative to your home there) [default: ~/devagent/NAME], and devagent.toml is read "
+              "from the current folder.")
 @click.option("--gpus", default="none", show_default=True,
               help="none, all, any:N (N free GPUs, most free memory first), indexes (0,1) or GPU UUIDs. A GPU "
               "another environment, container or process holds is refused (exit 19; see `devagent gpus`).")
@@ -127,7 +171,9 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
        **options: Any) -> None:
     """Provision environment NAME and the ssh alias NAME, and prove the login.
 
-    Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults."""
+    Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults.
+    With --host (or DEVAGENT_HOST) the environment is made on that server and the alias NAME, on this machine,
+    jumps through it; devagent.toml is then read from the current folder."""
     from click.core import ParameterSource
 
     from devagent.core.config import CONFIG_FILE
@@ -135,7 +181,10 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     from devagent.core.up_request import up_request
     from devagent.host.openssh import client_version
 
-    folder = Path(workspace).resolve()
+    env_host = os.environ.get("DEVAGENT_HOST") or None
+    typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
+    # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
+    folder = Path.cwd() if options.get("host") or env_host else Path(workspace).resolve()
     config_file = folder / CONFIG_FILE
     request = up_request(
         name=name,
@@ -146,18 +195,28 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
+        env_host=env_host, server_workspace=workspace if typed_workspace else None,
     )
     env = request.spec
-    result = _provisioner().up(env, identity=identity.resolve() if identity else None, recreate=recreate,
-                               launch_command=request.launch_command)
+    key = identity.resolve() if identity else None
+    if request.host is None:
+        result = _provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+    else:
+        with _on_server(request.host) as provisioner:
+            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
-    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}")
-    click.echo(f"✔ container {result.name} {verb}, sshd on 127.0.0.1:{result.port}")
-    click.echo(f"✔ ssh alias {result.name} (host key pinned)")
+    on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
+    where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
+    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}{on}")
+    click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
+    click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
-    click.echo(f"  workspace {result.workspace} → {env.inside_workspace}")
+    click.echo(f"  workspace {result.workspace}{on} → {env.inside_workspace}")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
-    if request.vscode:
+    if request.vscode and request.host:
+        click.echo(f"  .vscode/ files are not placed on a server yet: copy them from a local `devagent up "
+                   f"--vscode`, or commit them with the code in {result.workspace}")
+    elif request.vscode:
         from devagent.host.vscode_files import place_vscode_files
 
         try:
@@ -238,8 +297,13 @@ def code(name: str) -> None:
     from devagent.core.spec import inside_workspace, validate_name
     from devagent.core.vscode import code_command, remote_uri
 
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
     validate_name(name)
-    row = next((r for r in _provisioner().ls() if r["name"] == name), None)
+    record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
+    row = ({"user": record.user} if record is not None
+           else next((r for r in _provisioner().ls() if r["name"] == name), None))
     if row is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint=f"make it first: devagent up {name}")
@@ -260,28 +324,53 @@ def code(name: str) -> None:
 @cli.command()
 @click.argument("name")
 def down(name: str) -> None:
-    """Remove environment NAME: container, ssh alias, pinned and host keys. Workspace files are kept."""
+    """Remove environment NAME: container, ssh alias, pinned and host keys. Workspace files are kept.
+
+    An environment on a server is removed there: devagent's records say which server."""
     from devagent.core.spec import validate_name
 
-    for item in _provisioner().down(validate_name(name)):
+    with _where(validate_name(name)) as provisioner:
+        removed = provisioner.down(name)
+    for item in removed:
         click.echo(f"✔ removed {item}")
 
 
 @cli.command(name="ls")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
-def ls_command(as_json: bool) -> None:
-    """List environments (Docker's labels are the source of truth)."""
-    rows = _provisioner().ls()
+@click.option("--host", default=None, metavar="SERVER", help="Only the environments on this server.")
+def ls_command(as_json: bool, host: str | None) -> None:
+    """List environments (Docker's labels are the source of truth): this machine's, and those on every server
+    devagent's records name, asked in parallel (one that does not answer is shown as unreachable)."""
+    from devagent.core.server import parse_server
+    from devagent.host.inventory import list_all
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
+    records = Records(Paths.from_environ()).all()
+    if host is not None:
+        from devagent.host.server_link import resolve_server
+
+        host = resolve_server(parse_server(host).text, environ=os.environ).text
+    rows = list_all(records, host=host, local=_provisioner, open_server=_on_server) if records or host else \
+        _provisioner().ls()
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
         return
     if not rows:
         click.echo("no environments; create one with: devagent up NAME")
         return
-    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} WORKSPACE")
+    # The HOST column appears once an environment lives on a server: a machine that never used --host sees
+    # the table as before.
+    hosts = bool(records or host)
+    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} "
+               + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
         click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
-                   f"{r['user']!s:8} {r['gpus']!s:8} {r['workspace']}")
+                   f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} "
+                   + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
+    for r in rows:
+        if r.get("error"):
+            click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -368,15 +457,25 @@ def image() -> None:
 @image.command(name="build")
 @click.option("--base-image", default=None, metavar="IMAGE", help="[default: the official PyTorch image]")
 @click.option("--user", "login_user", default="dev", show_default=True)
-def image_build(base_image: str | None, login_user: str) -> None:
+@click.option("--host", default=None, metavar="SERVER", help="Build on this server's engine [default: "
+              "$DEVAGENT_HOST, else this machine's].")
+def image_build(base_image: str | None, login_user: str, host: str | None) -> None:
     """Build (or find cached) the derived image for a base image and login user."""
     from devagent.core import spec as s
-    from devagent.host.engine import Engine
+    from devagent.core.server import parse_server
     from devagent.host.image import build_image
 
-    tag, built = build_image(Engine(), base_image=base_image or s.DEFAULT_BASE_IMAGE,
-                             user=s.validate_user(login_user), uid=os.getuid() or 1000, report=_echo_step)
-    click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}")
+    base, user = base_image or s.DEFAULT_BASE_IMAGE, s.validate_user(login_user)
+    host = host or os.environ.get("DEVAGENT_HOST") or None
+    if host is None:
+        from devagent.host.engine import Engine
+
+        tag, built = build_image(Engine(), base_image=base, user=user, uid=os.getuid() or 1000, report=_echo_step)
+    else:
+        with _server_link(parse_server(host).text) as link:  # the image's user gets the server user's uid
+            tag, built = build_image(link.engine, base_image=base, user=user, uid=link.facts.uid or 1000,
+                                     report=_echo_step)
+    click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}{f' on {host}' if host else ''}")
 
 
 # -- container side ---------------------------------------------------------------------------------------------
@@ -491,9 +590,19 @@ def doctor(name: str | None, as_json: bool) -> None:
     from devagent.core.spec import validate_name
     from devagent.host.doctor import run_checks
     from devagent.host.paths import Paths
+    from devagent.host.records import Records
 
-    checks = run_checks(Paths.from_environ(), name=validate_name(name) if name is not None else None,
-                        environ=os.environ)
+    paths = Paths.from_environ()
+    record = Records(paths).get(validate_name(name)) if name is not None else None
+    with contextlib.ExitStack() as stack:
+        if record is None:
+            checks = run_checks(paths, name=name, environ=os.environ)
+        else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
+            def server_engine() -> Any:
+                return stack.enter_context(_server_link(record.server)).engine
+
+            checks = run_checks(paths, name=name, environ=os.environ, engine_factory=server_engine,
+                                server=record.server)
     if as_json:
         click.echo(json.dumps(d.envelope(checks), indent=2))
     else:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
 from devagent.core import globs, layout, spec
+from devagent.core.server import parse_server
 from devagent.core.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
 
@@ -39,6 +40,7 @@ class UpConfig:
     (``memory="32g"``, ``cpus="8"``, ``gpus="0,1"``), already validated."""
 
     name: str | None = None
+    host: str | None = None
     base_image: str | None = None
     user: str | None = None
     gpus: str | None = None
@@ -102,6 +104,10 @@ def _size(value: object) -> str:
 
 def _name(value: object) -> str:
     return spec.validate_new_name(_string(value))
+
+
+def _host(value: object) -> str:
+    return parse_server(_string(value)).text
 
 
 def _base_image(value: object) -> str:
@@ -184,6 +190,7 @@ def _each(items: list[object], ok: Callable[[object], bool], what: str, *, examp
 # key → (convert-and-validate, an example value as TOML). The dataclass field has the key's name.
 _TOP_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
     "name": (_name, '"pytorch-dev"'),
+    "host": (_host, '"gpu-server"'),
     "base_image": (_base_image, f'"{spec.DEFAULT_BASE_IMAGE}"'),
     "user": (_user, '"dev"'),
     "gpus": (_gpus, '"all"'),
@@ -216,14 +223,14 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
     """Read the text of a devagent.toml; SOURCE names it in messages.
 
     >>> parse_config('cpus = 8\\npids = 8192\\n')
-    UpConfig(name=None, base_image=None, user=None, gpus=None, memory=None, cpus='8', shm_size=None, pids='8192', \
-sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
+    UpConfig(name=None, host=None, base_image=None, user=None, gpus=None, memory=None, cpus='8', shm_size=None, \
+pids='8192', sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
     ...
     devagent.errors.DevagentError: devagent.toml line 1: unknown key "memroy"
-      hint: did you mean "memory"? The keys are: name, base_image, user, gpus, memory, cpus, shm_size, pids, \
-sshd_profile, vscode, and the [agent] table
+      hint: did you mean "memory"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, \
+pids, sshd_profile, vscode, and the [agent] table
     """
     try:
         data = tomllib.loads(text)
@@ -411,6 +418,10 @@ INIT_TEMPLATE = f"""\
 # The environment's name, which is also its ssh alias (ssh NAME; VS Code: Remote-SSH → Connect to Host → NAME).
 # With a name here, `devagent up` needs no NAME.
 #name = "pytorch-dev"
+
+# The GPU server the environment lives on, as you reach it with ssh: an alias from your ssh config, user@host[:port]
+# or ssh://user@host:port. Unset: this machine's Docker Engine. --host and DEVAGENT_HOST win over it.
+#host = "gpu-server"
 
 # The base image: Debian- or Ubuntu-based, with python3. devagent derives an image with sshd and the login user.
 #base_image = "{spec.DEFAULT_BASE_IMAGE}"

@@ -7,12 +7,16 @@ writes values verbatim (a newline starts a new option, `#` starts a comment) and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from devagent.core.spec import NAME_RE, NAME_RULE, USER_RE
 from devagent.errors import DevagentError, ExitStatus
 
-HOSTNAME = "127.0.0.1"  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
+HOSTNAME = "127.0.0.1"
+# What a ProxyJump value may hold: alias, user@host[:port], ssh://user@host:port, [v6]:port, comma-separated hops.
+# No space, quote, '#', '%', '$' or control character: each would be re-read by sshconf or OpenSSH.
+_PROXY_JUMP_RE = re.compile(r"[A-Za-z0-9_.@:\[\]/,+-]+")  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
 SERVER_ALIVE_INTERVAL = 30
 
 # Characters that no path devagent writes may hold, and why (the hint names the fix).
@@ -80,15 +84,19 @@ class HostEntry:
     user: str
     identity_file: str
     known_hosts_file: str
+    # For an environment on a server: the ProxyJump value that reaches the server (as the user's own ssh does).
+    proxy_jump: str | None = None
 
     def __post_init__(self) -> None:
         validate(self)
 
     def options(self) -> list[tuple[str, str]]:
         """The block's options in the order they are written, values as they appear in the file."""
+        jump = [("ProxyJump", self.proxy_jump)] if self.proxy_jump else []
         return [
             ("HostName", HOSTNAME),
             ("Port", str(self.port)),
+            *jump,
             ("User", self.user),
             ("IdentityFile", quote(self.identity_file)),
             ("IdentitiesOnly", "yes"),
@@ -106,7 +114,9 @@ class HostEntry:
         `ssh -G` prints paths unquoted (spaces and all), `StrictHostKeyChecking yes` as `true`, and one
         `identityfile` line per IdentityFile that applies (ours must be the first).
         """
+        jump = {"proxyjump": self.proxy_jump} if self.proxy_jump else {}
         return {
+            **jump,
             "hostname": HOSTNAME,
             "port": str(self.port),
             "user": self.user,
@@ -127,3 +137,8 @@ def validate(entry: HostEntry) -> None:
         raise _usage(f"invalid ssh user {entry.user!r}", "use a lowercase POSIX user name, e.g. dev")
     check_path("IdentityFile", entry.identity_file)
     check_path("UserKnownHostsFile", entry.known_hosts_file)
+    if entry.proxy_jump is not None and (entry.proxy_jump.startswith("-")
+                                         or not _PROXY_JUMP_RE.fullmatch(entry.proxy_jump)):
+        # parse_server refused anything else before; this guards the file against what reaches it some other way
+        raise _usage(f"invalid ProxyJump {entry.proxy_jump!r}",
+                     "name the server as you reach it with ssh: an alias, user@host[:port] or ssh://user@host:port")

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
 from devagent.core.globs import check_globs
+from devagent.core.server import parse_server
 from devagent.errors import DevagentError, ExitStatus
 
 _LIMITS = s.Limits()
+SERVER_WORKSPACES = "devagent"  # a workspace on a server not named otherwise is ~/devagent/NAME there
 
 # The value of each option that neither the command line nor the file sets, in the command line's form. The CLI's
 # option defaults show the same values in --help (tests/core/test_up_request.py holds the two together).
@@ -43,10 +45,12 @@ class UpRequest:
     spec: s.EnvSpec
     launch_command: str
     vscode: bool
+    host: str | None = None  # the server (as the user named it); None: this machine's engine
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
-               workspace: str, uid: int, client_profile: str, argv: Sequence[str]) -> UpRequest:
+               workspace: str, uid: int, client_profile: str, argv: Sequence[str],
+               env_host: str | None = None, server_workspace: str | None = None) -> UpRequest:
     """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
     over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
     in messages) and the defaults.
@@ -54,6 +58,10 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     WORKSPACE is the absolute host folder; UID the caller's uid (root's 0 becomes 1000: the login user is never
     root); CLIENT_PROFILE the sshd profile the local OpenSSH client can speak, used when neither sets one; ARGV
     the arguments devagent was started with, after the program name, for the notebook's launch line.
+
+    The server: ``given["host"]`` (--host), else ENV_HOST (DEVAGENT_HOST), else the file's ``host``; none of them:
+    this machine's engine. With a server, the workspace is SERVER_WORKSPACE (--workspace as typed: a folder on the
+    server, absolute or relative to the server user's home) or ``~/devagent/NAME``, resolved on the server later.
     """
     config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
     merged = merge(config, {**given, "name": name})
@@ -65,6 +73,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     if merged["name"] is None:
         raise DevagentError("no environment name", status=ExitStatus.USAGE,
                             hint=f"give one (devagent up NAME) or set name = \"...\" in {config_path}")
+    host = _host(given.get("host"), env_host, config.host)
+    if host is not None:
+        workspace = _server_workspace(server_workspace, str(merged["name"]))
     cpus = pick("cpus")
     notebook = pick("notebook")
     watch = pick("watch")
@@ -86,7 +97,26 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                              polling=bool(pick("poll_saves"))),
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
-                     vscode=bool(pick("vscode")))
+                     vscode=bool(pick("vscode")), host=host)
+
+
+def _host(typed: object, env_host: str | None, in_file: str | None) -> str | None:
+    """--host, else DEVAGENT_HOST, else the file's host: the person's choice for this shell wins over the team's
+    file, as the command line does. An empty value counts as unset."""
+    for value in (typed, env_host):
+        if isinstance(value, str) and value:
+            return parse_server(value).text
+    return in_file or None
+
+
+def _server_workspace(typed: str | None, name: str) -> str:
+    """The workspace on the server as typed (checked for what no path may hold), or ~/devagent/NAME."""
+    if typed is None:
+        return f"~/{SERVER_WORKSPACES}/{s.validate_new_name(name)}"
+    if not typed.strip() or any(ord(c) < 32 or ord(c) == 127 for c in typed):
+        raise DevagentError(f"workspace {typed!r} is not a usable path on the server", status=ExitStatus.USAGE,
+                            hint="pass --workspace a folder on the server: absolute, or relative to your home there")
+    return typed
 
 
 def _watch(globs: object, *, typed: bool) -> tuple[str, ...]:

@@ -51,15 +51,18 @@ def _default_engine() -> EngineLike:
 
 
 def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
-               engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh") -> list[Check]:
-    """Every check, in the order they are shown: the client side, then NAME's environment when given."""
+               engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh",
+               server: str | None = None) -> list[Check]:
+    """Every check, in the order they are shown: the client side, then NAME's environment when given.
+    SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh)."""
     rows: list[ContainerInfo] | None = None
+    engine = f"Docker Engine on {server}" if server else "Docker Engine"
     try:
         rows = engine_factory().list_managed()
         count = len(rows)
-        checks = [Check("Docker Engine", True, f"answers; {count} devagent environment{'s' * (count != 1)}")]
+        checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}")]
     except DevagentError as exc:  # the engine's adapter names the fix (start it; join the docker group)
-        checks = [Check("Docker Engine", False, exc.message, fix=exc.hint)]
+        checks = [Check(engine, False, exc.message, fix=exc.hint)]
     version = client_version(ssh)
     checks += client_checks(paths, environ=environ, version=version)
     if name is not None:
@@ -294,7 +297,8 @@ def alias_check(paths: Paths, *, name: str, info: ContainerInfo | None, ssh: str
                      fix=f"`{up}` writes it again")
     try:
         entry = HostEntry(name=name, port=int(block["port"]), user=block["user"],
-                          identity_file=block["identityfile"].strip('"'), known_hosts_file=str(paths.known_hosts))
+                          identity_file=block["identityfile"].strip('"'), known_hosts_file=str(paths.known_hosts),
+                          proxy_jump=block.get("proxyjump"))
     except (KeyError, ValueError, DevagentError) as exc:
         return Check(label, False, f"devagent's Host {name} block in {paths.managed_ssh_config} is incomplete "
                      f"({exc})", fix=f"`{up}` writes it again")
@@ -305,8 +309,9 @@ def alias_check(paths: Paths, *, name: str, info: ContainerInfo | None, ssh: str
         SshConfig(paths, ssh_binary=ssh).verify_effective(entry)
     except DevagentError as exc:
         return Check(label, False, _with_details(exc), fix=exc.hint)
-    return Check(label, True, f"devagent's values: 127.0.0.1:{entry.port} as {entry.user}, key {entry.identity_file}, "
-                 f"host key pinned as {name}")
+    via = f" via {entry.proxy_jump}" if entry.proxy_jump else ""
+    return Check(label, True, f"devagent's values: 127.0.0.1:{entry.port}{via} as {entry.user}, key "
+                 f"{entry.identity_file}, host key pinned as {name}")
 
 
 def _with_details(exc: DevagentError) -> str:

@@ -56,9 +56,18 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
     return int(out.stdout.strip())
 
 
+Connect = Callable[[int, float], socket.socket]
+
+
+def connect_local(port: int, timeout: float) -> socket.socket:
+    """A stream to this machine's 127.0.0.1:PORT (where a local environment's sshd is published)."""
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
 def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], None],
-                    host: str = "127.0.0.1") -> str:
-    """Return sshd's banner ('SSH-2.0-OpenSSH_9.2') once it answers on HOST:PORT.
+                    connect: Connect = connect_local) -> str:
+    """Return sshd's banner ('SSH-2.0-OpenSSH_9.2') once it answers on 127.0.0.1:PORT — this machine's, or
+    through CONNECT a server's (ServerLink.connect: a channel of the one ssh login to that server).
 
     STILL_STARTING is called between tries; it raises when the container has exited.
     """
@@ -68,7 +77,7 @@ def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], N
     last_error = "no answer"
     while True:
         try:
-            with socket.create_connection((host, port), timeout=2) as s:
+            with connect(port, 2.0) as s:
                 s.settimeout(2)
                 data = s.recv(256)
                 if data.startswith(b"SSH-"):

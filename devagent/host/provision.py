@@ -22,11 +22,13 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import devagent
 from devagent.core import layout
@@ -43,9 +45,14 @@ from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.gpu_ledger import GpuLedger, owner_name
 from devagent.host.image import build_image
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
-from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
+from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
+from devagent.host.records import Record, Records
+from devagent.host.server_workspace import ServerWorkspace
 from devagent.host.ssh_config import SshConfig
+
+if TYPE_CHECKING:
+    from devagent.host.site import ServerSite
 
 Report = Callable[[str], None]
 READY_TIMEOUT = 60.0
@@ -186,16 +193,52 @@ class Transaction:
 
 
 class Provisioner:
-    """Host-side operations over one engine, one set of paths and the user's ssh config."""
+    """Host-side operations over one engine, one set of paths and the user's ssh config.
+
+    With LINK (`--host`: a ServerLink, the one ssh login to the server), the engine is the server's, the workspace
+    is made on the server, sshd is reached through the link, and the alias jumps through the server (ProxyJump);
+    devagent's record of which server NAME lives on is written before anything is made there.
+    """
 
     def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
                  gpu_inventory: Callable[[], Inventory] | None = None,
-                 ports: range = port_choice.DEFAULT_PORTS) -> None:
-        self.engine, self.paths, self.report = engine, paths, report
+                 ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None) -> None:
+        self.engine, self.paths, self.report, self.link = engine, paths, report, link
         self.ports = ports  # where a new environment's host port comes from (DEVAGENT_PORTS)
         self.ssh_config = SshConfig(paths)
         self.gpus = GpuLedger(engine, inventory=gpu_inventory or (lambda: Inventory(error="no GPU inventory")),
                               cache=paths.gpu_cache)
+        self.records = Records(paths)
+        self._server_ws = (ServerWorkspace(link, server=link.server.text, home=link.facts.home)
+                           if link is not None else None)
+
+    @property
+    def host(self) -> str | None:
+        """The server this provisioner works on (as the user named it); None: the local engine."""
+        return self.link.server.text if self.link is not None else None
+
+    def _connect(self, port: int, timeout: float) -> socket.socket:
+        """A stream to sshd's published port: this machine's 127.0.0.1, or the server's through the link."""
+        if self.link is not None:
+            return self.link.connect(port, timeout=timeout)
+        return connect_local(port, timeout)
+
+    def _proxy_jump(self) -> str | None:
+        return self.link.server.proxy_jump if self.link is not None else None
+
+    def _check_where(self, name: str) -> None:
+        """Names are unique across the local engine and every server: refuse NAME when it lives elsewhere."""
+        record = self.records.get(name)
+        if record is not None and record.server != self.host:
+            here = f"on {self.host}" if self.host else "on this machine's engine"
+            raise DevagentError(f"environment {name!r} exists on {record.server}; names are unique across servers",
+                                status=ExitStatus.CONFLICT,
+                                hint=f"pick another name to make one {here}, or remove that one first: "
+                                f"devagent down {name}")
+        if record is None and self.host is not None and name in self.ssh_config.names():
+            raise DevagentError(f"environment {name!r} exists on this machine's Docker Engine; names are unique "
+                                "across servers", status=ExitStatus.CONFLICT,
+                                hint=f"pick another name, or remove that one first: devagent down {name}")
 
     # -- up -------------------------------------------------------------------------------------------------
 
@@ -210,7 +253,13 @@ class Provisioner:
 
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
            launch_command: str = "") -> UpResult:
-        workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything is made
+        if self.link is not None and self._server_ws is not None:
+            # The workspace is a server folder (links resolved there); the login user inside gets the server
+            # user's uid (root's 0 becomes 1000, as locally).
+            spec = dataclasses.replace(spec, workspace=self._server_ws.resolve(spec.workspace),
+                                       uid=self.link.facts.uid or 1000)
+        else:
+            workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything
         # SIGTERM and SIGHUP end up like Ctrl-C, with the rollback; Ctrl-C works even if SIGINT was ignored.
         with StopSignals() as signals:
             try:
@@ -243,6 +292,7 @@ class Provisioner:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
         self.ssh_config.check_user_config(spec.name)
+        self._check_where(spec.name)
         existing = self.engine.get(spec.name)
         if existing is not None and existing.labels.get("devagent.managed") != "true":
             raise DevagentError(f"a container named {spec.name!r} exists and devagent did not make it",
@@ -304,9 +354,10 @@ class Provisioner:
             if not host_key_path.exists():
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
-            workspace, created_workspace = self._workspace(Path(spec.workspace))
-            if created_workspace:  # the login user's at once, so that a killed up leaves none the next one refuses
-                _prepare_workspace(workspace, spec.uid, created=created_workspace)
+            self._write_record(tx, spec, port=replacing.host_port if replacing else None)
+            workspace, created_workspace = self._workspace(spec)
+            if isinstance(created_workspace, workspaces.NewWorkspace):  # the login user's at once, so that a
+                _prepare_workspace(Path(workspace), spec.uid, created=created_workspace)  # killed up leaves none
             name_taken = False  # by a concurrent up elsewhere, which may be mounting this very workspace
 
             def undo_workspace() -> None:
@@ -357,7 +408,12 @@ class Provisioner:
                     leased = True
                 # The base image may already have had the user, with another uid: ask the container.
                 uid = self.engine.user_uid(cid, spec.user) or spec.uid
-                _prepare_workspace(workspace, uid, created=created_workspace)
+                if self._server_ws is not None:
+                    if not created_workspace:
+                        self._server_ws.check_writable(workspace, uid)
+                else:
+                    _prepare_workspace(Path(workspace), uid, created=created_workspace
+                                       if isinstance(created_workspace, workspaces.NewWorkspace) else None)
                 self.engine.put_files(cid, layout.CONFIG_DIR, [
                     ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
                     ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
@@ -373,7 +429,7 @@ class Provisioner:
             # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
             self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
             self.on_step("alias")
-            banner = wait_for_banner(port, timeout=READY_TIMEOUT,
+            banner = wait_for_banner(port, timeout=READY_TIMEOUT, connect=self._connect,
                                      still_starting=lambda: self._still_starting(cid, spec))
             self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
             if not replacing:
@@ -389,6 +445,7 @@ class Provisioner:
             login_uid = self._prove_alias(spec.name)
             if replacing:
                 self._swap(tx, cid, replacing, spec.name)
+            self._update_record(spec, port)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
@@ -425,8 +482,8 @@ class Provisioner:
         def start_again() -> None:
             if stopped:
                 self.engine.start(old.id)
-                wait_for_banner(port, timeout=RESTART_TIMEOUT, still_starting=lambda: self._still_starting(old.id,
-                                                                                                           spec))
+                wait_for_banner(port, timeout=RESTART_TIMEOUT, connect=self._connect,
+                                still_starting=lambda: self._still_starting(old.id, spec))
 
         tx.on_failure(start_again)
         return stop
@@ -496,18 +553,40 @@ class Provisioner:
         for name in names:
             self.engine.remove_if_labelled(name, UP_ID_LABEL, up_id)
 
-    def _workspace(self, workspace: Path) -> tuple[Path, workspaces.NewWorkspace | None]:
-        """The workspace folder, made when missing (without following a link swapped in meanwhile). Returns
-        (path, what this up made, or None when the folder was there or another devagent made it meanwhile)."""
-        return workspace, workspaces.create(workspace)
+    def _workspace(self, spec: EnvSpec) -> tuple[str, workspaces.NewWorkspace | bool | None]:
+        """The workspace folder, made when missing (locally without following a link swapped in meanwhile).
+        Returns (path, what this up made: a NewWorkspace locally, True on a server; None or False when the folder
+        was there or another devagent made it meanwhile)."""
+        if self._server_ws is not None and self.link is not None:
+            return spec.workspace, self._server_ws.make(spec.workspace, uid=spec.uid, root=self.link.facts.uid == 0)
+        return spec.workspace, workspaces.create(Path(spec.workspace))
 
-    def _remove_created_workspace(self, path: Path) -> None:
+    def _remove_created_workspace(self, workspace: str) -> None:
         """Undo a workspace this up created, unless another environment mounts it (one that won a race for the
         name, say) or someone put their own files there meanwhile."""
-        if any(c.labels.get("devagent.workspace") == str(path) for c in self.engine.list_managed()):
+        if any(c.labels.get("devagent.workspace") == workspace for c in self.engine.list_managed()):
             return
+        if self._server_ws is not None:
+            self._server_ws.remove_if_untouched(workspace)
+            return
+        path = Path(workspace)
         if path.is_dir() and set(os.listdir(path)) <= layout.WORKSPACE_FILES:
             shutil.rmtree(path, ignore_errors=True)
+
+    def _write_record(self, tx: Transaction, spec: EnvSpec, *, port: int | None) -> None:
+        """On a server: note where NAME lives before anything is made there, so that `down NAME` finds it even
+        after this up is killed; the rollback removes the note again (or restores the one `--recreate` found)."""
+        if self.host is None:
+            return
+        before = self.records.get(spec.name)
+        tx.on_failure(lambda: self.records.put(before) if before else self.records.remove(spec.name))
+        self.records.put(Record(name=spec.name, server=self.host, user=spec.user, workspace=spec.workspace,
+                                port=port))
+
+    def _update_record(self, spec: EnvSpec, port: int) -> None:
+        if self.host is not None:
+            self.records.put(Record(name=spec.name, server=self.host, user=spec.user, workspace=spec.workspace,
+                                    port=port))
 
     def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,
                      replacing: ContainerInfo | None) -> None:
@@ -516,7 +595,7 @@ class Provisioner:
         An alias that already says all this (a --recreate that kept the port) is left as it is, byte for byte."""
         def entry(port: int) -> HostEntry:
             return HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
-                             known_hosts_file=str(self.paths.known_hosts))
+                             known_hosts_file=str(self.paths.known_hosts), proxy_jump=self._proxy_jump())
 
         if self.ssh_config.needs_update(entry(port), host_public):
             old_port = replacing and (replacing.host_port or replacing.fixed_port)
@@ -558,11 +637,12 @@ class Provisioner:
                                 status=ExitStatus.CONTAINER_FAILED, hint=f"`devagent up {spec.name} --recreate` "
                                 "makes its container again")
         host_public = keys.ensure_keypair(self.paths.host_key(spec.name), comment=f"devagent-host-{spec.name}")
-        banner = wait_for_banner(info.host_port, timeout=READY_TIMEOUT,
+        banner = wait_for_banner(info.host_port, timeout=READY_TIMEOUT, connect=self._connect,
                                  still_starting=lambda: self._still_starting(existing.id, spec))
         self._prove(spec, banner=banner, port=info.host_port, identity=identity, host_public=host_public)
+        self._update_record(spec, info.host_port)
         entry = HostEntry(name=spec.name, port=info.host_port, user=spec.user, identity_file=str(identity),
-                          known_hosts_file=str(self.paths.known_hosts))
+                          known_hosts_file=str(self.paths.known_hosts), proxy_jump=self._proxy_jump())
         if self.ssh_config.needs_update(entry, host_public):
             self.ssh_config.install(entry, host_public)
         self.ssh_config.verify_effective(entry)
@@ -580,7 +660,8 @@ class Provisioner:
             return
         from devagent.host.ssh_login import prove_login  # paramiko costs 150 ms to import: only when used
 
-        uid = prove_login(port=port, user=spec.user, identity=identity, host_public_key=host_public)
+        sock = self._connect(port, 15.0) if self.link is not None else None
+        uid = prove_login(port=port, user=spec.user, identity=identity, host_public_key=host_public, sock=sock)
         if uid is None:
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
         elif uid == 0:
@@ -630,6 +711,8 @@ class Provisioner:
         if self.paths.host_key(name).exists():
             self._forget_host_key(name)
             removed.append("host key")
+        if self.records.remove(name):
+            removed.append(f"devagent's record of {name} on {self.host}")
         if not removed:
             raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                                 hint="`devagent ls` lists the environments")
@@ -647,6 +730,6 @@ class Provisioner:
                 "user": c.labels.get("devagent.user"),
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
-                "created": c.created,
+                "created": c.created, **({"host": self.host} if self.host is not None else {}),
             })
         return rows

@@ -35,6 +35,7 @@ MAX_INCLUDE_DEPTH = 16  # OpenSSH's own limit (READCONF_MAX_DEPTH)
 KEYWORDS = {
     "hostname": "HostName",
     "port": "Port",
+    "proxyjump": "ProxyJump",
     "user": "User",
     "identityfile": "IdentityFile",
     "hostkeyalias": "HostKeyAlias",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 from pathlib import Path
 
 import paramiko
@@ -18,8 +19,11 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def prove_login(*, port: int, user: str, identity: Path, host_public_key: str, timeout: float = 15.0,
-                host: str = "127.0.0.1") -> int | None:
+                host: str = "127.0.0.1", sock: socket.socket | None = None) -> int | None:
     """Log in by key, trusting only HOST_PUBLIC_KEY ('ssh-ed25519 AAAA…'), and return `id -u` of the session.
+
+    SOCK, when given, is an open stream to the sshd (on a server: a channel of the one login to it); otherwise
+    HOST:PORT is dialled.
 
     Returns None when paramiko shares no key exchange with the server (the strict profile's sntrup761 on
     OpenSSH < 9.9): the caller then proves the login with the OpenSSH client alone.
@@ -30,7 +34,7 @@ def prove_login(*, port: int, user: str, identity: Path, host_public_key: str, t
     client.get_host_keys().add(f"[{host}]:{port}", key_type, paramiko.Ed25519Key(data=base64.b64decode(key_b64)))
     try:
         client.connect(host, port=port, username=user, key_filename=str(identity), look_for_keys=False,
-                       allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout)
+                       allow_agent=False, timeout=timeout, banner_timeout=timeout, auth_timeout=timeout, sock=sock)
         _, stdout, _ = client.exec_command("id -u", timeout=timeout)
         uid_text = stdout.read().decode().strip()
     except paramiko.BadHostKeyException as exc:

@@ -73,15 +73,15 @@ class TestAFileThatIsRight:
 class TestErrorsNameTheLine:
     @pytest.mark.parametrize(("text", "message", "hint"), [
         ('name = "x"\n\nmemroy = "32g"\n', 'devagent.toml line 3: unknown key "memroy"',
-         'did you mean "memory"? The keys are: name, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "memory"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ("shm-size = 1\n", 'devagent.toml line 1: unknown key "shm-size"',
-         'did you mean "shm_size"? The keys are: name, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "shm_size"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ('cpus = 8\n[agent]\nnotbook = "nb.md"\n', 'devagent.toml line 3: unknown key "notbook" in [agent]',
          'did you mean "notebook"? The [agent] keys are: notebook, watch, poll_saves'),
         ("[agnet]\n", 'devagent.toml line 1: unknown key "agnet"',
-         'did you mean "agent"? The keys are: name, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "agent"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ("[agent]\nwatch = []\nvscode = true\n", 'devagent.toml line 3: unknown key "vscode" in [agent]',
          '"vscode" is not an [agent] setting: move it above the [agent] line (every key after a [table] line '
