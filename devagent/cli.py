@@ -296,7 +296,6 @@ def code(name: str) -> None:
 
     from devagent.core.spec import inside_workspace, validate_name
     from devagent.core.vscode import code_command, remote_uri
-
     from devagent.host.paths import Paths
     from devagent.host.records import Records
 

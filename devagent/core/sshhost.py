@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from devagent.core.spec import NAME_RE, NAME_RULE, USER_RE
 from devagent.errors import DevagentError, ExitStatus
 
-HOSTNAME = "127.0.0.1"
-# What a ProxyJump value may hold: alias, user@host[:port], ssh://user@host:port, [v6]:port, comma-separated hops.
-# No space, quote, '#', '%', '$' or control character: each would be re-read by sshconf or OpenSSH.
-_PROXY_JUMP_RE = re.compile(r"[A-Za-z0-9_.@:\[\]/,+-]+")  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
+HOSTNAME = "127.0.0.1"  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
+# What a ProxyJump value may hold (core/server.py's Server.proxy_jump): alias, user@host[:port], [v6]:port. No space,
+# comma (a second hop), quote, '#', '%', '$' or control character: each would be re-read by sshconf or OpenSSH.
+_PROXY_JUMP_RE = re.compile(r"[A-Za-z0-9_.@:\[\]-]+")
 SERVER_ALIVE_INTERVAL = 30
 
 # Characters that no path devagent writes may hold, and why (the hint names the fix).

@@ -355,16 +355,8 @@ class Provisioner:
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
             self._write_record(tx, spec, port=replacing.host_port if replacing else None)
-            workspace, created_workspace = self._workspace(spec)
-            if isinstance(created_workspace, workspaces.NewWorkspace):  # the login user's at once, so that a
-                _prepare_workspace(Path(workspace), spec.uid, created=created_workspace)  # killed up leaves none
-            name_taken = False  # by a concurrent up elsewhere, which may be mounting this very workspace
-
-            def undo_workspace() -> None:
-                if created_workspace and not name_taken:
-                    self._remove_created_workspace(workspace)
-
-            tx.on_failure(undo_workspace)
+            name_taken = [False]  # by a concurrent up elsewhere, which may be mounting this very workspace
+            workspace, created_workspace = self._made_workspace(tx, spec, name_taken)
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace)
@@ -439,7 +431,7 @@ class Provisioner:
                 try:
                     self.engine.rename(cid, spec.name)
                 except DevagentError as exc:
-                    name_taken = exc.status == ExitStatus.CONFLICT  # by another devagent's up, meanwhile
+                    name_taken[0] = exc.status == ExitStatus.CONFLICT  # by another devagent's up, meanwhile
                     raise
                 self.on_step("renamed")
             login_uid = self._prove_alias(spec.name)
@@ -552,6 +544,21 @@ class Provisioner:
         list_managed(), which inspects every container it lists and can meet one that is being removed."""
         for name in names:
             self.engine.remove_if_labelled(name, UP_ID_LABEL, up_id)
+
+    def _made_workspace(self, tx: Transaction, spec: EnvSpec,
+                        name_taken: list[bool]) -> tuple[str, workspaces.NewWorkspace | bool | None]:
+        """The workspace, made when missing; the rollback removes one this up made unless NAME_TAKEN[0] (another
+        up won the name and may mount it)."""
+        workspace, created = self._workspace(spec)
+        if isinstance(created, workspaces.NewWorkspace):  # the login user's at once, so that a killed up leaves
+            _prepare_workspace(Path(workspace), spec.uid, created=created)  # none that the next one refuses
+
+        def undo_workspace() -> None:
+            if created and not name_taken[0]:
+                self._remove_created_workspace(workspace)
+
+        tx.on_failure(undo_workspace)
+        return workspace, created
 
     def _workspace(self, spec: EnvSpec) -> tuple[str, workspaces.NewWorkspace | bool | None]:
         """The workspace folder, made when missing (locally without following a link swapped in meanwhile).

@@ -24,6 +24,7 @@ from devagent.core import layout
 from devagent.core.up_request import SERVER_WORKSPACES
 from devagent.errors import DevagentError, ExitStatus
 
+
 class Runner(Protocol):
     """How a command runs on the server (ServerLink.run)."""
 
@@ -73,7 +74,7 @@ class ServerWorkspace:
         done = self.link.run(["sh", "-c", script, "sh", *args], timeout=60.0)
         if done.returncode != 0:
             said = done.stderr.decode(errors="replace").strip()
-            raise DevagentError(f"on {self.server}, `{script.split(';')[0].strip()}` failed "
+            raise DevagentError(f"on {self.server}, `{script.split(';', maxsplit=1)[0].strip()}` failed "
                                 f"(exit {done.returncode})", status=ExitStatus.USAGE,
                                 details=said or None,
                                 hint="the lines above are what the server said about the workspace folder")

@@ -295,7 +295,8 @@ class TestInitTemplate:
 
     def test_with_every_setting_uncommented_it_parses_to_the_defaults(self) -> None:
         assert parse_config(SETTING_LINE.sub("", INIT_TEMPLATE)) == UpConfig(
-            name="pytorch-dev", base_image=DEFAULT_BASE_IMAGE, user="dev", gpus="none", memory="16g", cpus="8",
+            name="pytorch-dev", host="gpu-server", base_image=DEFAULT_BASE_IMAGE, user="dev", gpus="none",
+            memory="16g", cpus="8",
             shm_size="2g", pids="4096", sshd_profile="strict", vscode=True, notebook="lab-notebook.md",
             watch=("**/*.py",), poll_saves=False)
 

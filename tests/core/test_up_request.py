@@ -170,3 +170,53 @@ def test_the_cli_reports_a_missing_name_with_the_files_path(tmp_path: Path, caps
     assert capsys.readouterr().err == (
         "Error: no environment name\n"
         f'  hint: give one (devagent up NAME) or set name = "..." in {tmp_path / "devagent.toml"}\n')
+
+
+class TestTheServer:
+    """--host over DEVAGENT_HOST over the file's host; none of them: this machine's engine, workspace as today."""
+
+    def remote(self, given: Mapping[str, object] | None = None, config_text: str | None = None, *,
+               env_host: str | None = None, server_workspace: str | None = None) -> UpRequest:
+        return up_request(name="exp", given=given or {}, config_text=config_text, config_path=CONFIG,
+                          workspace="/w", uid=0, client_profile="strict", argv=(), env_host=env_host,
+                          server_workspace=server_workspace)
+
+    def test_no_host_anywhere_is_the_local_engine_with_the_local_workspace(self) -> None:
+        made = self.remote(server_workspace="./code")
+        assert (made.host, made.spec.workspace) == (None, "/w")
+
+    @pytest.mark.parametrize(("given", "env_host", "file", "host"), [
+        ({"host": "flag-server"}, "env-server", 'host = "file-server"\n', "flag-server"),
+        ({}, "env-server", 'host = "file-server"\n', "env-server"),
+        ({}, None, 'host = "file-server"\n', "file-server"),
+        ({}, "", 'host = "file-server"\n', "file-server"),  # an empty DEVAGENT_HOST counts as unset
+        ({"host": "alice@gpu:2222"}, None, None, "alice@gpu:2222"),
+    ])
+    def test_the_flag_wins_over_the_environment_which_wins_over_the_file(
+            self, given: Mapping[str, object], env_host: str | None, file: str | None, host: str) -> None:
+        assert self.remote(given, file, env_host=env_host).host == host
+
+    def test_on_a_server_the_workspace_is_the_one_typed_or_devagent_NAME_in_the_server_home(self) -> None:
+        assert self.remote({"host": "gpu"}).spec.workspace == "~/devagent/exp"
+        assert self.remote({"host": "gpu"}, server_workspace="code/x").spec.workspace == "code/x"
+        assert self.remote({"host": "gpu"}, server_workspace="/srv/x").spec.workspace == "/srv/x"
+
+    @pytest.mark.parametrize("hostile", ["-oProxyCommand=touch /tmp/x", "gpu;id", "gpu server", "gpu\nHost *",
+                                         "$(id)", "gpu,evil"])
+    def test_a_hostile_host_is_refused_from_the_flag_the_environment_and_the_file(self, hostile: str) -> None:
+        for kwargs in ({"given": {"host": hostile}}, {"env_host": hostile}):
+            with pytest.raises(DevagentError) as err:
+                self.remote(**kwargs)  # type: ignore[arg-type]
+            assert err.value.status == ExitStatus.USAGE
+            assert err.value.message.startswith(f"server {hostile!r} is not usable: ")
+        escaped = hostile.replace("\n", "\\n")
+        with pytest.raises(DevagentError) as err:
+            self.remote(config_text=f'host = "{escaped}"\n')
+        assert err.value.status == ExitStatus.USAGE
+        assert err.value.message.startswith("/w/devagent.toml line 1: host = ")
+
+    def test_a_workspace_path_with_a_line_break_is_refused(self) -> None:
+        with pytest.raises(DevagentError) as err:
+            self.remote({"host": "gpu"}, server_workspace="a\nb")
+        assert (err.value.message, err.value.status) == ("workspace 'a\\nb' is not a usable path on the server",
+                                                         ExitStatus.USAGE)
