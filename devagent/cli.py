@@ -338,18 +338,21 @@ def down(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
 @click.option("--host", default=None, metavar="SERVER", help="Only the environments on this server.")
 def ls_command(as_json: bool, host: str | None) -> None:
-    """List environments (Docker's labels are the source of truth): this machine's, and those on every server
-    devagent's records name, asked in parallel (one that does not answer is shown as unreachable)."""
+    """List environments (Docker's labels are the source of truth).
+
+    This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
+    answer is shown as unreachable, its environments listed from the records)."""
     from devagent.core.server import parse_server
     from devagent.host.inventory import list_all
     from devagent.host.paths import Paths
     from devagent.host.records import Records
 
-    records = Records(Paths.from_environ()).all()
     if host is not None:
+        server = parse_server(host)  # refused before anything runs
         from devagent.host.server_link import resolve_server
 
-        host = resolve_server(parse_server(host).text, environ=os.environ).text
+        host = resolve_server(server.text, environ=os.environ).text
+    records = Records(Paths.from_environ()).all()
     rows = list_all(records, host=host, local=_provisioner, open_server=_on_server) if records or host else \
         _provisioner().ls()
     if as_json:

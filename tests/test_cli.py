@@ -58,3 +58,31 @@ def test_an_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
 def test_a_devagent_error_renders_its_details_and_hint() -> None:
     err = DevagentError("it broke", hint="do this", details="line 1\nline 2", status=ExitStatus.CONFLICT)
     assert str(err) == "it broke\n  | line 1\n  | line 2\n  hint: do this"
+
+
+HOSTILE_HOSTS = [
+    ("-oProxyCommand=touch /tmp/x", "it starts with '-' (ssh would read an option)"),
+    ("gpu;touch", "it contains ';'"),
+    ("gpu$(id)", "it contains '$'"),
+    ("gpu server", "it contains a space"),
+    ("gpu\nHost *", "it contains a control character (a line break, a tab…)"),
+]
+
+
+@pytest.mark.parametrize(("host", "why"), HOSTILE_HOSTS)
+@pytest.mark.parametrize("command", [["up", "x", "--host"], ["ls", "--host"], ["image", "build", "--host"]])
+def test_a_hostile_host_is_refused_before_anything_runs(command: list[str], host: str, why: str,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no ssh, no docker: nothing could run even if devagent tried
+    assert main([*command, host]) == ExitStatus.USAGE
+    assert capsys.readouterr().err.startswith(f"Error: server {host!r} is not usable: {why}\n")
+
+
+def test_a_hostile_devagent_host_is_refused_before_anything_runs(capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEVAGENT_HOST", "-oProxyCommand=sh")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert main(["up", "x"]) == ExitStatus.USAGE
+    assert capsys.readouterr().err.startswith(
+        "Error: server '-oProxyCommand=sh' is not usable: it starts with '-' (ssh would read an option)\n")
