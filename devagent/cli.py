@@ -96,24 +96,31 @@ HOST_HELP = ("The GPU server, as you reach it with ssh: an alias from your ssh c
 
 
 @contextlib.contextmanager
-def _server_link(text: str) -> Iterator[Any]:
+def _server_link(text: str, *, quiet: bool = False) -> Iterator[Any]:
     """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends."""
     from devagent.host.paths import Paths
     from devagent.host.server_link import ServerLink, resolve_server
 
     server = resolve_server(text, environ=os.environ)
-    with ServerLink(server, paths=Paths.from_environ(), report=_echo_step) as link:
+    with ServerLink(server, paths=Paths.from_environ(), report=(lambda _: None) if quiet else _echo_step) as link:
         yield link
 
 
 @contextlib.contextmanager
-def _on_server(text: str) -> Iterator[Any]:
-    """A Provisioner for the server TEXT, over one ssh login."""
+def _on_server(text: str, *, quiet: bool = False) -> Iterator[Any]:
+    """A Provisioner for the server TEXT, over one ssh login (and a second one only if that one drops during
+    `up`, for the rollback)."""
     from devagent.host.paths import Paths
     from devagent.host.provision import Provisioner
 
-    with _server_link(text) as link:
-        yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=_echo_step, link=link)
+    with contextlib.ExitStack() as stack:
+        link = stack.enter_context(_server_link(text, quiet=quiet))
+        yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=_echo_step, link=link,
+                          relink=lambda: stack.enter_context(_server_link(text)))
+
+
+def _on_server_quietly(text: str) -> contextlib.AbstractContextManager[Any]:
+    return _on_server(text, quiet=True)
 
 
 @contextlib.contextmanager
@@ -353,7 +360,7 @@ def ls_command(as_json: bool, host: str | None) -> None:
 
         host = resolve_server(server.text, environ=os.environ).text
     records = Records(Paths.from_environ()).all()
-    rows = list_all(records, host=host, local=_provisioner, open_server=_on_server) if records or host else \
+    rows = list_all(records, host=host, local=_provisioner, open_server=_on_server_quietly) if records or host else \
         _provisioner().ls()
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))

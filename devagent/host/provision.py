@@ -202,15 +202,49 @@ class Provisioner:
 
     def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
                  gpu_inventory: Callable[[], Inventory] | None = None,
-                 ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None) -> None:
-        self.engine, self.paths, self.report, self.link = engine, paths, report, link
+                 ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None,
+                 relink: Callable[[], ServerSite] | None = None) -> None:
+        self.engine, self.paths, self.report = engine, paths, report
         self.ports = ports  # where a new environment's host port comes from (DEVAGENT_PORTS)
         self.ssh_config = SshConfig(paths)
         self.gpus = GpuLedger(engine, inventory=gpu_inventory or (lambda: Inventory(error="no GPU inventory")),
                               cache=paths.gpu_cache)
         self.records = Records(paths)
-        self._server_ws = (ServerWorkspace(link, server=link.server.text, home=link.facts.home)
-                           if link is not None else None)
+        self.link: ServerSite | None = None
+        self._server_ws: ServerWorkspace | None = None
+        self._relink = relink  # opens the link again when it dropped, so that a rollback still reaches the server
+        self._server_undo_failed = False
+        self._dropped = False  # the link dropped during this up (and was opened again for the rollback)
+        if link is not None:
+            self._use(link)
+
+    def _use(self, link: ServerSite) -> None:
+        self.link, self.engine = link, link.engine
+        self._server_ws = ServerWorkspace(link, server=link.server.text, home=link.facts.home)
+
+    def _link_alive(self) -> bool:
+        if self.link is None:
+            return True
+        try:
+            self.link.run(["true"], timeout=15.0)
+        except DevagentError:
+            return False
+        return True
+
+    def _on_server(self, undo: Callable[[], object]) -> Callable[[], None]:
+        """An undo step on the server: through the link, opened again first if it dropped. When it still fails,
+        devagent's record of the environment is kept, so that `down NAME` can finish the job later."""
+        def step() -> None:
+            try:
+                if self.link is not None and self._relink is not None and not self._link_alive():
+                    self.report(f"the ssh connection to {self.host} dropped; connecting again to undo")
+                    self._dropped = True
+                    self._use(self._relink())
+                undo()
+            except BaseException:
+                self._server_undo_failed = True
+                raise
+        return step
 
     @property
     def host(self) -> str | None:
@@ -265,8 +299,19 @@ class Provisioner:
             try:
                 with self._env_lock(spec.name) as lock:
                     try:
-                        return self._up(spec, identity=identity, recreate=recreate, launch_command=launch_command,
-                                        signals=signals)
+                        try:
+                            return self._up(spec, identity=identity, recreate=recreate,
+                                            launch_command=launch_command, signals=signals)
+                        except Exception as exc:
+                            # A dropped link shows as whatever the engine's client or ssh raised: say what it is.
+                            if self.link is None or isinstance(exc, DevagentError) or (
+                                    not self._dropped and self._link_alive()):
+                                raise
+                            raise DevagentError(f"the ssh connection to {self.host} dropped during `up`; what it "
+                                                "had made is removed again", status=ExitStatus.SERVER_UNREACHABLE,
+                                                details=str(exc) or None,
+                                                hint=f"check that `ssh {self.host}` works, then run up again"
+                                                ) from exc
                     except BaseException:
                         with contextlib.suppress(Exception):  # the first error is the one the user sees
                             if self.engine.get(spec.name) is None:  # nothing is left for the lock to guard
@@ -366,7 +411,7 @@ class Provisioner:
             # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
-            tx.on_failure(lambda: self._remove_made(up_id, temp_name, spec.name))
+            tx.on_failure(self._on_server(lambda: self._remove_made(up_id, temp_name, spec.name)))
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command,
@@ -557,7 +602,7 @@ class Provisioner:
             if created and not name_taken[0]:
                 self._remove_created_workspace(workspace)
 
-        tx.on_failure(undo_workspace)
+        tx.on_failure(self._on_server(undo_workspace))
         return workspace, created
 
     def _workspace(self, spec: EnvSpec) -> tuple[str, workspaces.NewWorkspace | bool | None]:
@@ -586,7 +631,17 @@ class Provisioner:
         if self.host is None:
             return
         before = self.records.get(spec.name)
-        tx.on_failure(lambda: self.records.put(before) if before else self.records.remove(spec.name))
+
+        def undo() -> None:
+            if self._server_undo_failed:  # something is left on the server: `down NAME` must still find it
+                self.report(f"devagent keeps its record of {spec.name} on {self.host}: `devagent down {spec.name}` "
+                            "removes what is left there once the server answers")
+            elif before:
+                self.records.put(before)
+            else:
+                self.records.remove(spec.name)
+
+        tx.on_failure(undo)
         self.records.put(Record(name=spec.name, server=self.host, user=spec.user, workspace=spec.workspace,
                                 port=port))
 

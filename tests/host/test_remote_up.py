@@ -43,7 +43,7 @@ class FakeFacts:
 
 class FakeLink:
     """ServerLink's interface over this machine: RUN runs the command here, CONNECT dials 127.0.0.1. DROP_AFTER:
-    the link dies (as when ssh's master connection drops) after that many connects."""
+    the link dies (as when ssh's master connection drops) after that many connects: every call fails from then."""
 
     def __init__(self, engine: FakeEngine, *, home: Path, server: str = "gpu-server", uid: int | None = None,
                  drop_after: int | None = None) -> None:
@@ -56,7 +56,7 @@ class FakeLink:
         self.drop_after = drop_after
 
     def _dropped(self) -> None:
-        if self.drop_after is not None and self.connects >= self.drop_after:
+        if self.drop_after is not None and self.connects > self.drop_after:
             raise DevagentError(f"the ssh connection to {self.server.text} dropped",
                                 status=ExitStatus.SERVER_UNREACHABLE)
 
@@ -67,8 +67,8 @@ class FakeLink:
         return subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout, check=False)
 
     def connect(self, port: int, *, timeout: float) -> socket.socket:
-        self._dropped()
         self.connects += 1
+        self._dropped()
         return socket.create_connection(("127.0.0.1", port), timeout=timeout)
 
 
@@ -218,11 +218,38 @@ class TestNamesAreUniqueAcrossServers:
 
 
 class TestTheLinkDropping:
-    def test_a_link_that_drops_while_sshd_boots_leaves_nothing_on_either_side(
+    def test_a_dropped_link_is_opened_again_for_the_rollback_on_the_server(
             self, server_home: Path, sshd: BannerServer) -> None:
         paths = Paths.from_environ()
-        link = FakeLink(FakeEngine(start_port=sshd.port), home=server_home, drop_after=0)
-        err = up(link, paths, spec())
-        assert (err.message, err.status) == ("the ssh connection to gpu-server dropped",
-                                             ExitStatus.SERVER_UNREACHABLE)
+        engine = FakeEngine(start_port=sshd.port)
+        link = FakeLink(engine, home=server_home, drop_after=0)
+        again = FakeLink(engine, home=server_home)
+        reports: list[str] = []
+        with pytest.raises(DevagentError) as err:
+            Provisioner(engine=engine, paths=paths, link=link, relink=lambda: again,  # type: ignore[arg-type]
+                        report=reports.append).up(spec())
+        assert err.value.status == ExitStatus.SERVER_UNREACHABLE
+        assert "the ssh connection to gpu-server dropped; connecting again to undo" in reports
+        assert again.commands  # the workspace was removed through the new link
         assert leftovers(link, paths, server_home) == NOTHING
+
+    def test_when_the_server_cannot_be_reached_again_the_record_stays_for_down(
+            self, server_home: Path, sshd: BannerServer) -> None:
+        paths = Paths.from_environ()
+        engine = FakeEngine(start_port=sshd.port)
+        link = FakeLink(engine, home=server_home, drop_after=0)
+
+        def unreachable() -> FakeLink:
+            raise DevagentError("ssh could not reach gpu-server", status=ExitStatus.SERVER_UNREACHABLE)
+
+        reports: list[str] = []
+        with pytest.raises(DevagentError):
+            Provisioner(engine=engine, paths=paths, link=link, relink=unreachable,  # type: ignore[arg-type]
+                        report=reports.append).up(spec())
+        record = Records(paths).get(NAME)
+        assert record is not None and record.server == "gpu-server"
+        assert f"devagent keeps its record of {NAME} on gpu-server: `devagent down {NAME}` removes what is left " \
+            "there once the server answers" in reports
+        # The laptop side is undone all the same.
+        left = leftovers(link, paths, server_home)
+        assert (left["alias"], left["known_hosts"], left["host keys"]) == ([], "", [])
