@@ -359,18 +359,20 @@ def ls_command(as_json: bool, host: str | None) -> None:
         from devagent.host.server_link import resolve_server
 
         host = resolve_server(server.text, environ=os.environ).text
-    records = Records(Paths.from_environ()).all()
-    rows = list_all(records, host=host, local=_provisioner, open_server=_on_server_quietly) if records or host else \
-        _provisioner().ls()
+    store = Records(Paths.from_environ())
+    records = store.all()
+    # A machine that has used servers (its records folder exists) lists them all; one that never has, as before.
+    hosts = bool(records or host or store.folder.exists())
+    rows = list_all(records, host=host, local=_provisioner, open_server=_on_server_quietly,
+                    used_servers=hosts) if hosts else _provisioner().ls()
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
         return
     if not rows:
         click.echo("no environments; create one with: devagent up NAME")
         return
-    # The HOST column appears once an environment lives on a server: a machine that never used --host sees
-    # the table as before.
-    hosts = bool(records or host)
+    # The HOST column appears once this machine has used a server: one that never used --host sees the table as
+    # before.
     click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} "
                + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:

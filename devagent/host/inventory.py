@@ -32,9 +32,10 @@ def unreachable_rows(records: list[Record], error: DevagentError) -> list[Row]:
 
 
 def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lister] | None,
-             open_server: OpenServer) -> list[Row]:
+             open_server: OpenServer, used_servers: bool = False) -> list[Row]:
     """Rows of every environment: the local engine's (unless HOST filters to one server; LOCAL None: skip it) and
-    each recorded server's, by name. Servers are asked at once, one ssh login each."""
+    each recorded server's, by name. Servers are asked at once, one ssh login each. USED_SERVERS: this machine
+    has made environments on servers (a laptop then often has no engine of its own, and that is no error)."""
     by_server: dict[str, list[Record]] = {}
     for record in records:
         if host is None or record.server == host:
@@ -65,7 +66,7 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
             return [row for row in local().ls() if row["name"] not in remote_names]
         except DevagentError as exc:
             # A laptop often has no engine of its own: with servers to show, that is no error.
-            if records and exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION):
+            if (records or used_servers) and exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION):
                 return []
             raise
 

@@ -127,3 +127,17 @@ class TestRecords:
         (records.folder / "junk.json").write_text("{")
         (records.folder / "notes.txt").write_text("x")
         assert [r.name for r in records.all()] == ["exp"]
+
+    def test_a_laptop_that_used_servers_and_has_no_engine_lists_nothing_without_an_error(self) -> None:
+        def local() -> Lister:
+            raise DevagentError("no Docker Engine answers", status=ExitStatus.DOCKER_UNAVAILABLE)
+
+        @contextlib.contextmanager
+        def open_server(server: str) -> Iterator[Lister]:
+            raise AssertionError("no server to ask")
+            yield Lister([])
+
+        assert list_all([], host=None, local=local, open_server=open_server, used_servers=True) == []
+        with pytest.raises(DevagentError) as err:  # a machine that never used a server: as before --host
+            list_all([], host=None, local=local, open_server=open_server)
+        assert err.value.status == ExitStatus.DOCKER_UNAVAILABLE

@@ -1,0 +1,220 @@
+"""`devagent up NAME --host SERVER` from a laptop that reaches the server only through ssh (tests/integration/
+topology.py: a network and mount namespace with only `lo` and no engine socket, a real test sshd on this machine's
+127.0.0.1 reached through a Unix-socket relay, this machine's real Docker Engine as the server's).
+
+The story a user lives: up on the server, the alias on the laptop jumping through it (the laptop cannot reach the
+environment's port otherwise), ssh, a -L forward and VS Code's -D session through it, `devagent run` writing the
+notebook on the server, ls with a HOST column across two servers, down leaving nothing on either side; and each
+failure with its exit code, nothing left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devagent.errors import ExitStatus
+from tests.integration.conftest import BASE_IMAGE, Result, container_names, wait_for
+from tests.integration.topology import Laptop, Topology, descendants
+
+pytestmark = pytest.mark.docker
+
+SERVER_HOMES = {"gpu-server": Path("/home/devagent-srv"), "gpu-server2": Path("/home/devagent-srv2")}
+SERVER_UIDS = {"gpu-server": "devagent-srv", "gpu-server2": "devagent-srv2"}
+
+CONNECT = """
+import socket, sys
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1])))
+except OSError as exc:
+    print(type(exc).__name__)
+else:
+    print("connected")
+"""
+
+
+def up(laptop: Laptop, name: str, host: str, *extra: str, check: bool = True) -> Result:
+    return laptop.devagent("up", name, "--host", host, "--base-image", BASE_IMAGE, "--memory", "2g", *extra,
+                           check=check, timeout=900)
+
+
+def record(laptop: Laptop, name: str) -> dict[str, object] | None:
+    path = laptop.devagent_home / "environments" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None  # type: ignore[no-any-return]
+
+
+def nothing_on_the_laptop(laptop: Laptop, name: str) -> None:
+    assert record(laptop, name) is None
+    managed = laptop.devagent_home / "ssh_config"
+    assert not managed.exists() or f"Host {name}\n" not in managed.read_text()
+    known = laptop.devagent_home / "known_hosts"
+    assert not known.exists() or name not in known.read_text()
+    assert not list((laptop.devagent_home / "hostkeys").glob(f"{name}*"))
+    assert "Include" not in laptop.ssh_config.read_text() or managed.exists()
+
+
+@pytest.fixture
+def workspaces(name: str) -> Iterator[list[Path]]:
+    """Server-side folders a test made or may make (~/devagent/NAME of each server user), removed afterwards."""
+    made = [home / "devagent" / f"{name}{suffix}" for home in SERVER_HOMES.values() for suffix in ("", "-b")]
+    yield made
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class TestFromTheLaptop:
+    def test_up_ssh_forwards_vscode_run_ls_and_down_all_through_the_server(
+            self, topology: Topology, name: str, workspaces: list[Path], docker_client: object) -> None:
+        laptop = topology.laptop
+        made = up(laptop, name, "gpu-server")
+        assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
+        workspace = SERVER_HOMES["gpu-server"] / "devagent" / name
+        assert f"  workspace {workspace} on gpu-server → /home/dev/workspace\n" in made.stdout
+        saved = record(laptop, name)
+        assert saved is not None and saved["server"] == "gpu-server"
+        port = saved["port"]
+        assert isinstance(port, int)
+
+        # The environment's port is on the server's loopback: the laptop cannot dial it, only jump to it.
+        assert laptop.python("-c", CONNECT, str(port)).stdout == "ConnectionRefusedError\n"
+        block = laptop.run(["ssh", "-G", "-F", str(laptop.ssh_config), name]).stdout.splitlines()
+        assert {"hostname 127.0.0.1", f"port {port}", "proxyjump gpu-server", f"hostkeyalias {name}",
+                "stricthostkeychecking true"} <= set(block)
+
+        login = laptop.ssh(name, "id", "-u")
+        server_uid = subprocess.run(["id", "-u", SERVER_UIDS["gpu-server"]], capture_output=True, text=True,
+                                    check=True).stdout
+        assert (login.returncode, login.stdout) == (0, server_uid), login.output  # the server user's uid, not 0
+        assert workspace.stat().st_uid == int(server_uid)
+
+        client = [sys.executable, "-m", "tests.integration.laptop_client"]
+        forwarded = laptop.run([*client, "forward", str(laptop.ssh_config), name], timeout=60)
+        assert forwarded.stdout.startswith("SSH-2.0-OpenSSH_"), forwarded.output
+        vscode = laptop.run([*client, "vscode", str(laptop.ssh_config), name], timeout=90)
+        assert vscode.stdout.startswith("HTTP/1.0 200 OK"), vscode.output
+
+        ran = laptop.ssh(name, "cd ~/workspace && devagent run -- python3 -c 'print(42)'", timeout=120)
+        assert ran.returncode == 0 and "42" in ran.stdout, ran.output
+        notebook = workspace / "lab-notebook.md"
+        wait_for(lambda: notebook.exists() and "· run 1 ·" in notebook.read_text(), timeout=30,
+                 message="the run's section in the notebook on the server")
+
+        listed = laptop.devagent("ls", check=True)
+        header, row = listed.stdout.splitlines()
+        assert header.split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "HOST", "WORKSPACE"]
+        assert row.split()[0] == name and row.split()[-2:] == ["gpu-server", str(workspace)]
+
+        gone = laptop.devagent("down", name, check=True)
+        assert gone.stdout == (f"✔ removed container {name}\n✔ removed ssh alias {name} and its pinned host key\n"
+                               f"✔ removed host key\n✔ removed devagent's record of {name} on gpu-server\n")
+        assert container_names(docker_client, name) == []
+        nothing_on_the_laptop(laptop, name)
+        assert notebook.exists()  # down keeps the workspace, as locally
+        assert laptop.devagent("ls", check=True).stdout == "no environments; create one with: devagent up NAME\n"
+
+
+class TestSeveralServers:
+    def test_ls_shows_both_servers_a_name_is_unique_across_them_and_an_unreachable_one_fails_none(
+            self, topology: Topology, name: str, workspaces: list[Path]) -> None:
+        laptop = topology.laptop
+        other = f"{name}-b"
+        up(laptop, name, "gpu-server")
+        up(laptop, other, "gpu-server2")
+        rows = json.loads(laptop.devagent("ls", "--json", check=True).stdout)["environments"]
+        assert [(r["name"], r["host"], r["state"]) for r in rows] == [(name, "gpu-server", "running"),
+                                                                     (other, "gpu-server2", "running")]
+        only = json.loads(laptop.devagent("ls", "--json", "--host", "gpu-server2", check=True).stdout)
+        assert [r["name"] for r in only["environments"]] == [other]
+
+        taken = up(laptop, name, "gpu-server2", check=False)
+        assert taken.returncode == ExitStatus.CONFLICT
+        assert f"Error: environment {name!r} exists on gpu-server; names are unique across servers\n" in taken.stderr
+
+        topology.sshds[1].process.kill()  # gpu-server2 goes away
+        topology.sshds[1].process.wait()
+        listed = laptop.devagent("ls")
+        assert listed.returncode == 0, listed.output
+        lines = listed.stdout.splitlines()
+        assert lines[1].split()[:2] == [name, "running"]
+        assert lines[2].split()[:2] == [other, "unreachable"] and "gpu-server2" in lines[2]
+        assert "gpu-server2: unreachable: ssh could not reach gpu-server2" in listed.stderr
+
+        refused = laptop.devagent("down", other)
+        assert refused.returncode == ExitStatus.SERVER_UNREACHABLE, refused.output
+        assert record(laptop, other) is not None  # nothing was removed on the laptop either
+        laptop.devagent("down", name, check=True)
+
+
+class TestFailures:
+    def test_a_server_user_outside_the_docker_group_is_told_to_join_it(self, topology: Topology, name: str) -> None:
+        result = up(topology.laptop, name, "gpu-nodock", check=False)
+        assert result.returncode == ExitStatus.DOCKER_PERMISSION, result.output
+        assert "may not use the Docker Engine's socket" in result.stderr
+        assert "add them to the docker group" in result.stderr
+        nothing_on_the_laptop(topology.laptop, name)
+
+    def test_a_server_that_refuses_tcp_forwarding_says_which_setting_and_leaves_nothing(
+            self, topology: Topology, name: str, workspaces: list[Path], docker_client: object) -> None:
+        laptop = topology.laptop
+        laptop.add_alias("no-tcp", topology.start_sshd(allow_tcp_forwarding="no"), user="devagent-srv")
+        result = up(laptop, name, "no-tcp", check=False)
+        assert result.returncode == ExitStatus.SERVER_REFUSED, result.output
+        assert "the sshd on no-tcp refuses TCP forwarding to its own 127.0.0.1" in result.stderr
+        assert "AllowTcpForwarding yes" in result.stderr
+        assert container_names(docker_client, name) == []
+        nothing_on_the_laptop(laptop, name)
+        assert not (SERVER_HOMES["gpu-server"] / "devagent" / name).exists()
+
+    def test_an_existing_workspace_the_server_user_cannot_write_is_refused(
+            self, topology: Topology, name: str, docker_client: object) -> None:
+        locked = SERVER_HOMES["gpu-server"] / f"locked-{name}"
+        locked.mkdir(mode=0o755)  # root's
+        try:
+            result = up(topology.laptop, name, "gpu-server", "--workspace", locked.name, check=False)
+            uid = subprocess.run(["id", "-u", "devagent-srv"], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+            assert result.returncode == ExitStatus.USAGE, result.output
+            assert (f"Error: workspace {locked} on gpu-server is not writable by uid {uid}, the login user inside "
+                    "the container\n") in result.stderr
+            assert container_names(docker_client, name) == []
+            nothing_on_the_laptop(topology.laptop, name)
+        finally:
+            locked.rmdir()
+
+    def test_a_link_that_drops_mid_up_is_rolled_back_on_the_server_and_the_laptop(
+            self, topology: Topology, name: str, workspaces: list[Path], docker_client: object) -> None:
+        laptop = topology.laptop
+        paused = laptop.root / "paused"
+        proc = laptop.popen([sys.executable, "-m", "tests.integration.paused_devagent", "up", name, "--host",
+                             "gpu-server", "--base-image", BASE_IMAGE, "--memory", "2g"],
+                            env={"DEVAGENT_TEST_PAUSE_AT": "started", "DEVAGENT_TEST_PAUSED_FILE": str(paused)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            wait_for(paused.exists, timeout=600, message="up to reach the started container")
+            assert container_names(docker_client, name)  # made on the server, under its temporary name
+            relay = topology.sshds[0].relay_process
+            for pid in descendants([relay.pid]):  # the relayed connections, not the relay: the server stays up
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            paused.unlink()
+            out, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == ExitStatus.SERVER_UNREACHABLE, (out + err).decode()
+        assert b"the ssh connection to gpu-server dropped" in err
+        assert container_names(docker_client, name) == []
+        nothing_on_the_laptop(laptop, name)
+        assert not (SERVER_HOMES["gpu-server"] / "devagent" / name).exists()
