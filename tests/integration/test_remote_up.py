@@ -170,7 +170,7 @@ class TestFailures:
         laptop.add_alias("no-tcp", topology.start_sshd(allow_tcp_forwarding="no"), user="devagent-srv")
         result = up(laptop, name, "no-tcp", check=False)
         assert result.returncode == ExitStatus.SERVER_REFUSED, result.output
-        assert "the sshd on no-tcp refuses TCP forwarding to its own 127.0.0.1" in result.stderr
+        assert "Error: the sshd on no-tcp refuses forwarding (TCP and Unix sockets)\n" in result.stderr
         assert "AllowTcpForwarding yes" in result.stderr
         assert container_names(docker_client, name) == []
         nothing_on_the_laptop(laptop, name)
