@@ -66,7 +66,7 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     version = client_version(ssh)
     checks += client_checks(paths, environ=environ, version=version)
     if name is not None:
-        checks += environment_checks(paths, name=name, containers=rows, version=version, ssh=ssh)
+        checks += environment_checks(paths, name=name, containers=rows, version=version, ssh=ssh, server=server)
     return checks
 
 
@@ -238,15 +238,16 @@ def vscode_checks(paths: Paths, *, home: Path, environ: Mapping[str, str]) -> li
 
 
 def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInfo] | None,
-                       version: tuple[int, int] | None, ssh: str = "ssh") -> list[Check]:
+                       version: tuple[int, int] | None, ssh: str = "ssh", server: str | None = None) -> list[Check]:
     """NAME's container, its alias, and (when it runs) the container side. CONTAINERS: devagent's, as `ls`
     sees them; None when the Docker Engine does not answer."""
     checks: list[Check] = []
     info: ContainerInfo | None = None
     up = f"devagent up {name}"
     if containers is None:
-        checks.append(skipped("container running", "the Docker Engine does not answer (see above)"))
-        why_not = "the Docker Engine does not answer"
+        engine = f"the Docker Engine on {server}" if server else "the Docker Engine"
+        checks.append(skipped("container running", f"{engine} does not answer (see above)"))
+        why_not = f"{engine} does not answer"
     else:
         # By its name too: a container an interrupted up left as NAME-new-… carries NAME's label.
         info = next((c for c in containers if c.labels.get(f"{LABEL_PREFIX}name", c.name) == name == c.name),
@@ -261,8 +262,9 @@ def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInf
                                 fix=f"`{up}` starts it again (`docker logs {name}` shows why it stopped)"))
             why_not = "the container is not running"
         else:
+            where = f"{server}'s 127.0.0.1" if server else "127.0.0.1"
             checks.append(Check("container running", True,
-                                f"{name} is running, sshd published on 127.0.0.1:{info.host_port}"))
+                                f"{name} is running, sshd published on {where}:{info.host_port}"))
             why_not = ""
         if info is not None:
             checks.append(d.health_check(info.health, info.health_output, name=name) if not why_not

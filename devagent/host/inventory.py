@@ -66,7 +66,8 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
             return [row for row in local().ls() if row["name"] not in remote_names]
         except DevagentError as exc:
             # A laptop often has no engine of its own: with servers to show, that is no error.
-            if (records or used_servers) and exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION):
+            no_engine = exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION)
+            if (records or used_servers) and no_engine:
                 return []
             raise
 

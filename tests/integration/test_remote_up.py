@@ -110,6 +110,14 @@ class TestFromTheLaptop:
         wait_for(lambda: notebook.exists() and "· run 1 ·" in notebook.read_text(), timeout=30,
                  message="the run's section in the notebook on the server")
 
+        doctor = laptop.devagent("doctor", name)
+        assert doctor.returncode == 0, doctor.output
+        assert "✔ Docker Engine on gpu-server — answers" in doctor.stdout
+        assert f"✔ container running — {name} is running, sshd published on gpu-server's 127.0.0.1:{port}\n" \
+            in doctor.stdout
+        assert f"✔ ssh -G {name} — devagent's values: 127.0.0.1:{port} via gpu-server as dev" in doctor.stdout
+        assert "✔ TCP forwarding — a local forward reached the container's sshd" in doctor.stdout
+
         listed = laptop.devagent("ls", check=True)
         header, row = listed.stdout.splitlines()
         assert header.split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "HOST", "WORKSPACE"]
