@@ -102,7 +102,8 @@ def _server_link(text: str, *, quiet: bool = False) -> Iterator[Any]:
     from devagent.host.server_link import ServerLink, resolve_server
 
     server = resolve_server(text, environ=os.environ)
-    with ServerLink(server, paths=Paths.from_environ(), report=(lambda _: None) if quiet else _echo_step) as link:
+    with ServerLink(server, paths=Paths.from_environ(), report=(lambda _: None) if quiet else _echo_step,
+                    docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None) as link:
         yield link
 
 

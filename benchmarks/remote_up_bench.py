@@ -1,0 +1,171 @@
+"""Time `devagent up --host` from a laptop against the floor over the same laptop -> server link, count the ssh
+logins each command makes to the server, and time `ls` across three servers against the slowest single one.
+
+The laptop and the servers are the test topology (tests/integration/topology.py: a network namespace that reaches
+this machine's test sshds only through Unix-socket relays; this machine's Docker Engine is every server's engine).
+Needs root, sshd, socat and the test server users (`make test-users`), like the --host integration tests.
+
+    .venv/bin/python benchmarks/remote_up_bench.py [--rounds 3] [--base-image devagent-base:bookworm]
+
+Floor: one `ssh SERVER 'docker run -d … sshd …; docker port …'` (the image devagent built, sshd with a mounted host
+key and authorized key), then the first OpenSSH login through `ProxyJump SERVER` that succeeds. devagent: `devagent
+up NAME --host SERVER` on the built image, up to its proven login through the alias. Target: <= 1.5x the floor.
+Logins: the test sshd's "Accepted publickey" lines during each command (target: one per command per server, plus
+the proving login through the alias for `up`). `ls` across 3 servers, one environment on each: target <= 1.3x the
+slowest `ls --host` of one. It reports; it does not gate. Rounds alternate floor and devagent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.integration.topology import Laptop, Sshd, Topology  # noqa: E402 (the repo root first)
+
+SERVER_USER = "devagent-srv"
+
+
+def logins(sshd: Sshd) -> int:
+    return sshd.log.count("Accepted publickey for")
+
+
+def timed(laptop: Laptop, *args: str) -> float:
+    start = time.perf_counter()
+    laptop.devagent(*args, check=True, timeout=900)
+    return time.perf_counter() - start
+
+
+def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> float:
+    """ssh SERVER docker run … + the first login through ProxyJump, in seconds."""
+    start = time.perf_counter()
+    started = laptop.ssh("gpu-server", f"cid=$(docker run -d --name {name} --user dev -p 127.0.0.1::2222 "
+                         f"-v {keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro "
+                         f"-v {keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro {image} "
+                         "/usr/sbin/sshd -D -e -f /etc/devagent/sshd_config.strict) && docker port $cid 2222/tcp")
+    if started.returncode != 0:
+        raise RuntimeError(f"the floor's docker run failed: {started.output}")
+    port = started.stdout.split(":")[-1].strip()
+    try:
+        while True:
+            login = laptop.run(["ssh", "-F", str(laptop.ssh_config), "-J", "gpu-server", "-o", "BatchMode=yes",
+                                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                "-o", "LogLevel=ERROR", "-i", str(keydir / "user"), "-p", port, "dev@127.0.0.1",
+                                "true"])
+            if login.returncode == 0:
+                return time.perf_counter() - start
+            if time.perf_counter() - start > 60:
+                raise RuntimeError(f"the floor's login never succeeded: {login.stderr}")
+            time.sleep(0.02)
+    finally:
+        laptop.ssh("gpu-server", f"docker rm -f {name}")
+
+
+def floor_keys(laptop: Laptop, root: Path) -> Path:
+    """A host key (the server user's, as the image's login user has that uid) and a user key for the floor."""
+    keydir = root / "keys"
+    keydir.mkdir()
+    keydir.chmod(0o755)
+    for key in ("host", "user"):
+        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
+    uid = int(laptop.ssh("gpu-server", "id", "-u").stdout)
+    os.chown(keydir / "host", uid, uid)
+    (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
+    (keydir / "authorized_keys").chmod(0o644)
+    return keydir
+
+
+class Bench:
+    def __init__(self, laptop: Laptop, base_image: str, prefix: str) -> None:
+        self.laptop, self.base_image, self.prefix = laptop, base_image, prefix
+        self.made: list[str] = []
+
+    def up(self, name: str, host: str) -> float:
+        self.made.append(name)
+        return timed(self.laptop, "up", name, "--host", host, "--base-image", self.base_image, "--memory", "2g")
+
+    def down(self, name: str) -> None:
+        self.laptop.devagent("down", name, check=True)
+        self.made.remove(name)
+
+    def rounds(self, image: str, keydir: Path, rounds: int) -> tuple[list[float], list[float]]:
+        # One unmeasured round each: the page cache, Docker's layer cache, the known_hosts of the floor.
+        floor_once(self.laptop, image, keydir, f"{self.prefix}-warm")
+        self.up(f"{self.prefix}-warm", "gpu-server")
+        self.down(f"{self.prefix}-warm")
+        floors, ups = [], []
+        for i in range(rounds):
+            floors.append(floor_once(self.laptop, image, keydir, f"{self.prefix}-floor{i}"))
+            ups.append(self.up(f"{self.prefix}-up{i}", "gpu-server"))
+            self.down(f"{self.prefix}-up{i}")
+        return floors, ups
+
+    def logins(self, sshd: Sshd) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        name = f"{self.prefix}-count"
+        before = logins(sshd)
+        self.up(name, "gpu-server")
+        counts["up (new)"] = logins(sshd) - before
+        for label, command in (("up (existing)", ["up", name, "--host", "gpu-server", "--base-image",
+                                                   self.base_image, "--memory", "2g"]),
+                               ("ls", ["ls"]), ("doctor NAME", ["doctor", name])):
+            before = logins(sshd)
+            self.laptop.devagent(*command, timeout=900)
+            counts[label] = logins(sshd) - before
+        before = logins(sshd)
+        self.down(name)
+        counts["down"] = logins(sshd) - before
+        return counts
+
+    def ls(self, servers: list[str]) -> tuple[float, dict[str, float]]:
+        for host in servers:
+            self.up(f"{self.prefix}-{host}", host)
+        singles = {host: statistics.median(timed(self.laptop, "ls", "--host", host) for _ in range(5))
+                   for host in servers}
+        return statistics.median(timed(self.laptop, "ls") for _ in range(5)), singles
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base-image", default="devagent-base:bookworm")
+    args = parser.parse_args()
+    Topology.sweep_leftovers()
+    root = Path(tempfile.mkdtemp(prefix=f"devagent-topology-{os.getpid()}-", dir="/tmp"))
+    root.chmod(0o755)
+    with Topology(root) as topology:
+        laptop = topology.laptop
+        laptop.add_alias("gpu-server3", topology.start_sshd(), user=SERVER_USER)
+        bench = Bench(laptop, args.base_image, f"rbench-{secrets.token_hex(2)}")
+        try:
+            image = laptop.devagent("image", "build", "--host", "gpu-server", "--base-image", args.base_image,
+                                    check=True, timeout=900).stdout.split()[2]
+            floors, ups = bench.rounds(image, floor_keys(laptop, root), args.rounds)
+            counts = bench.logins(topology.sshds[0])
+            everywhere, singles = bench.ls(["gpu-server", "gpu-server2", "gpu-server3"])
+        finally:
+            for name in list(bench.made):
+                laptop.devagent("down", name)
+    f, u = statistics.median(floors), statistics.median(ups)
+    slowest = max(singles.values())
+    print(f"{'figure':52} {'median':>9} {'floor':>9} {'ratio':>7}  target")
+    print(f"{'devagent up --host (built image) → proven login':52} {u:8.2f}s {f:8.2f}s {u / f:6.2f}x  <= 1.5x")
+    print(f"{'ls across 3 servers vs the slowest ls --host':52} {everywhere:8.2f}s {slowest:8.2f}s "
+          f"{everywhere / slowest:6.2f}x  <= 1.3x")
+    print("ssh logins to the server per command: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{x:.2f}' for x in floors)}; "
+          f"up runs: {', '.join(f'{x:.2f}' for x in ups)}; ls --host: "
+          + ", ".join(f"{h} {t:.2f}s" for h, t in singles.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
