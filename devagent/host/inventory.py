@@ -63,7 +63,7 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
         assert local is not None
         remote_names = {r.name for r in records}
         try:
-            return [row for row in local().ls() if row["name"] not in remote_names]
+            return [{**row, "host": None} for row in local().ls() if row["name"] not in remote_names]
         except DevagentError as exc:
             # A laptop often has no engine of its own: with servers to show, that is no error.
             no_engine = exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION)

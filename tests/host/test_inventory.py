@@ -48,7 +48,7 @@ class TestEveryServerIsAsked:
             return Lister([row("here"), row("a1")])  # a1 on the local engine is the server's (one engine in tests)
 
         rows = list_all(RECORDS, host=None, local=local, open_server=open_server)
-        assert [(r["name"], r.get("host")) for r in rows] == [("a1", "gpu-a"), ("b1", "gpu-b"), ("here", None)]
+        assert [(r["name"], r["host"]) for r in rows] == [("a1", "gpu-a"), ("b1", "gpu-b"), ("here", None)]
 
     def test_a_server_that_does_not_answer_is_listed_from_the_records_and_fails_none_of_the_others(self) -> None:
         @contextlib.contextmanager
