@@ -608,7 +608,7 @@ def doctor(name: str | None, as_json: bool) -> None:
     record = Records(paths).get(validate_name(name)) if name is not None else None
     with contextlib.ExitStack() as stack:
         if record is None:
-            checks = run_checks(paths, name=name, environ=os.environ)
+            checks = run_checks(paths, name=name, environ=os.environ, servers_used=paths.records.exists())
         else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
             def server_engine() -> Any:
                 return stack.enter_context(_server_link(record.server)).engine

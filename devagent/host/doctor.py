@@ -52,9 +52,10 @@ def _default_engine() -> EngineLike:
 
 def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
                engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh",
-               server: str | None = None) -> list[Check]:
+               server: str | None = None, servers_used: bool = False) -> list[Check]:
     """Every check, in the order they are shown: the client side, then NAME's environment when given.
-    SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh)."""
+    SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh). SERVERS_USED: this machine
+    has made environments on servers, so an engine of its own is not needed (a laptop)."""
     rows: list[ContainerInfo] | None = None
     engine = f"Docker Engine on {server}" if server else "Docker Engine"
     try:
@@ -62,7 +63,11 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
         count = len(rows)
         checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}")]
     except DevagentError as exc:  # the engine's adapter names the fix (start it; join the docker group)
-        checks = [Check(engine, False, exc.message, fix=exc.hint)]
+        if servers_used and server is None and name is None:
+            checks = [skipped(engine, f"{exc.message}; this machine's environments are on servers (`devagent "
+                              "doctor NAME` checks one there)")]
+        else:
+            checks = [Check(engine, False, exc.message, fix=exc.hint)]
     version = client_version(ssh)
     checks += client_checks(paths, environ=environ, version=version)
     if name is not None:

@@ -40,7 +40,8 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 def _fake_run(checks: list[Check]):  # type: ignore[no-untyped-def]
-    def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str]) -> list[Check]:
+    def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str], servers_used: bool = False,
+                   **server: object) -> list[Check]:
         return [*checks, Check("asked for", True, repr(name))]
     return run_checks
 
@@ -212,6 +213,28 @@ def test_docker_permission_denied_fails_with_the_docker_group_fix(paths: Paths) 
     assert checks[0] == Check("Docker Engine", False, "you may not use the Docker Engine's socket (permission denied)",
                               fix="add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)")
     assert [c.name for c in checks][1:3] == ["OpenSSH client", "Include line"]
+
+
+def test_a_laptop_whose_environments_are_on_servers_needs_no_engine_of_its_own(paths: Paths) -> None:
+    def absent() -> hd.EngineLike:
+        raise DevagentError("no Docker Engine answers", status=ExitStatus.DOCKER_UNAVAILABLE, hint="start it")
+
+    checks = hd.run_checks(paths, name=None, environ=os.environ, engine_factory=absent, servers_used=True)
+    assert checks[0] == Check("Docker Engine", None, "no Docker Engine answers; this machine's environments are on "
+                              "servers (`devagent doctor NAME` checks one there)")
+
+
+def test_an_environment_on_a_server_names_that_servers_engine(paths: Paths) -> None:
+    def unreachable() -> hd.EngineLike:
+        raise DevagentError("ssh could not reach gpu-server", status=ExitStatus.SERVER_UNREACHABLE,
+                            hint="check that `ssh gpu-server` works from here")
+
+    checks = hd.run_checks(paths, name="exp", environ=os.environ, engine_factory=unreachable, server="gpu-server",
+                           servers_used=True)
+    assert checks[0] == Check("Docker Engine on gpu-server", False, "ssh could not reach gpu-server",
+                              fix="check that `ssh gpu-server` works from here")
+    running = next(c for c in checks if c.name == "container running")
+    assert running.detail == "the Docker Engine on gpu-server does not answer (see above)"
 
 
 # -- an environment, without talking to it ----------------------------------------------------------------------
