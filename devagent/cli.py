@@ -374,10 +374,11 @@ def ls_command(as_json: bool, host: str | None) -> None:
         return
     # The HOST column appears once this machine has used a server: one that never used --host sees the table as
     # before.
-    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} "
+    state = 11 if hosts else 10  # room for "unreachable"
+    click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} "
                + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
-        click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
+        click.echo(f"{r['name']!s:20} {r['state']!s:{state}} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
                    f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} "
                    + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
     for r in rows:
