@@ -371,7 +371,7 @@ def ls_command(as_json: bool, host: str | None) -> None:
     store = Records(Paths.from_environ())
     records = store.all()
     # A machine that has used servers (its records folder exists) lists them all; one that never has, as before.
-    hosts = bool(records or host or store.folder.exists())
+    hosts = bool(records or host or store.used())
     rows = list_all(records, host=host, local=_provisioner, open_server=_on_server_quietly,
                     used_servers=hosts) if hosts else _provisioner().ls()
     if as_json:
@@ -617,7 +617,7 @@ def doctor(name: str | None, as_json: bool) -> None:
     record = Records(paths).get(validate_name(name)) if name is not None else None
     with contextlib.ExitStack() as stack:
         if record is None:
-            checks = run_checks(paths, name=name, environ=os.environ, servers_used=paths.records.exists())
+            checks = run_checks(paths, name=name, environ=os.environ, servers_used=Records(paths).used())
         else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
             def server_engine() -> Any:
                 return stack.enter_context(_server_link(record.server)).engine

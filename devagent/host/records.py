@@ -46,7 +46,9 @@ class Records:
     def get(self, name: str) -> Record | None:
         try:
             data = json.loads(self._path(name).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            # None, or DEVAGENT_HOME is not ours to read: the command goes on as for a local environment, and
+            # meets the unreadable home where it would have before --host existed.
             return None
         return _record(data)
 
@@ -54,6 +56,13 @@ class Records:
         ensure_private_dir(self.folder)
         data = {"version": VERSION, **asdict(record)}
         atomic_write(self._path(record.name), (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
+
+    def used(self) -> bool:
+        """Whether this machine has made environments on servers (the records folder exists)."""
+        try:
+            return self.folder.is_dir()
+        except OSError:
+            return False
 
     def remove(self, name: str) -> bool:
         try:
@@ -66,7 +75,7 @@ class Records:
         """Every record, by name; a file that does not read as one is skipped (a half-copied home, say)."""
         try:
             files = sorted(os.listdir(self.folder))
-        except FileNotFoundError:
+        except OSError:  # none yet, or DEVAGENT_HOME is not ours to read: no environment on a server is known
             return []
         found = []
         for file in files:

@@ -165,6 +165,19 @@ class TestSeveralServers:
 
 
 class TestFailures:
+    def test_a_key_the_server_refuses_is_an_authentication_error_with_ssh_s_words_and_no_prompt(
+            self, topology: Topology, name: str) -> None:
+        laptop = topology.laptop
+        stranger = laptop.root / "stranger_ed25519"
+        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)])
+        laptop.add_alias("wrong-key", topology.sshds[0], user="devagent-srv", identity=stranger)
+        result = up(laptop, name, "wrong-key", check=False)
+        assert result.returncode == ExitStatus.SERVER_AUTH, result.output
+        assert "Error: ssh could not log in to wrong-key (authentication failed; devagent never prompts)\n" \
+            in result.stderr
+        assert "Permission denied (publickey)" in result.stderr  # ssh's own words
+        nothing_on_the_laptop(laptop, name)
+
     def test_a_server_user_outside_the_docker_group_is_told_to_join_it(self, topology: Topology, name: str) -> None:
         result = up(topology.laptop, name, "gpu-nodock", check=False)
         assert result.returncode == ExitStatus.DOCKER_PERMISSION, result.output
