@@ -154,6 +154,8 @@ def main() -> int:
         finally:
             for name in list(bench.made):
                 laptop.devagent("down", name)
+            for host in ("gpu-server", "gpu-server2", "gpu-server3"):  # down keeps workspaces: these are ours
+                laptop.ssh(host, f"rm -rf ~/devagent/{bench.prefix}-*")
     f, u = statistics.median(floors), statistics.median(ups)
     slowest = max(singles.values())
     print(f"{'figure':52} {'median':>9} {'floor':>9} {'ratio':>7}  target")
