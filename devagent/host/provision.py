@@ -42,7 +42,7 @@ from devagent.host import keys
 from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
-from devagent.host.gpu_ledger import GpuLedger, owner_name
+from devagent.host.gpu_ledger import GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.host.image import build_image
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
@@ -219,7 +219,10 @@ class Provisioner:
             self._use(link)
 
     def _use(self, link: ServerSite) -> None:
+        """Work on the server through LINK: its engine, its GPUs (its nvidia-smi), its folders."""
         self.link, self.engine = link, link.engine
+        self.gpus.engine = link.engine
+        self.gpus.inventory = lambda: nvidia_smi_inventory(link.run)
         self._server_ws = ServerWorkspace(link, server=link.server.text, home=link.facts.home)
 
     def _link_alive(self) -> bool:
