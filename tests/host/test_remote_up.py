@@ -123,7 +123,8 @@ class TestTheAliasJumpsThroughTheServer:
                     seen["mounts"] = next(iter(link.engine.containers.values())).options["mounts"]
 
         with pytest.raises(DevagentError) as err:
-            Watching(engine=link.engine, paths=paths, link=link).up(spec())  # type: ignore[arg-type]
+            Watching(engine=link.engine, paths=paths, link=link,  # type: ignore[arg-type]
+                     ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.LOGIN_FAILED
         block = seen["block"]
         assert isinstance(block, dict)
@@ -227,7 +228,7 @@ class TestTheLinkDropping:
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
             Provisioner(engine=engine, paths=paths, link=link, relink=lambda: again,  # type: ignore[arg-type]
-                        report=reports.append).up(spec())
+                        report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.SERVER_UNREACHABLE
         assert "the ssh connection to gpu-server dropped; connecting again to undo" in reports
         assert again.commands  # the workspace was removed through the new link
@@ -245,7 +246,7 @@ class TestTheLinkDropping:
         reports: list[str] = []
         with pytest.raises(DevagentError):
             Provisioner(engine=engine, paths=paths, link=link, relink=unreachable,  # type: ignore[arg-type]
-                        report=reports.append).up(spec())
+                        report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         record = Records(paths).get(NAME)
         assert record is not None and record.server == "gpu-server"
         assert f"devagent keeps its record of {NAME} on gpu-server: `devagent down {NAME}` removes what is left " \

@@ -132,6 +132,19 @@ class TestFromTheLaptop:
         assert laptop.devagent("ls", check=True).stdout == "no environments; create one with: devagent up NAME\n"
 
 
+    def test_the_alias_keeps_working_after_docker_restart_of_the_container_on_the_server(
+            self, topology: Topology, name: str, workspaces: list[Path], docker_client) -> None:  # type: ignore[no-untyped-def]
+        laptop = topology.laptop
+        up(laptop, name, "gpu-server")
+        alias = (laptop.devagent_home / "ssh_config").read_bytes()
+        docker_client.api.restart(name, timeout=5)  # on the server, behind devagent's back
+        wait_for(lambda: laptop.ssh(name, "true").returncode == 0, timeout=60,
+                 message="the alias to log in again after the restart")
+        assert laptop.ssh(name, "id", "-un").stdout == "dev\n"
+        assert (laptop.devagent_home / "ssh_config").read_bytes() == alias  # the port stayed: nothing rewritten
+        laptop.devagent("down", name, check=True)
+
+
 class TestSeveralServers:
     def test_ls_shows_both_servers_a_name_is_unique_across_them_and_an_unreachable_one_fails_none(
             self, topology: Topology, name: str, workspaces: list[Path]) -> None:
