@@ -93,6 +93,9 @@ def _provisioner() -> Any:
 @click.argument("name", required=False)
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
+@click.option("--image", default=None, metavar="REF",
+              help="Start from a team image pushed by `devagent image build --tag REF --push` instead of building: "
+              "REGISTRY/REPO:VERSION, or @sha256:… for exactly that image. Pulled when missing, never rebuilt.")
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
               help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
               "devagent.toml, if any, gives the defaults for every other option.")
@@ -368,15 +371,42 @@ def image() -> None:
 @image.command(name="build")
 @click.option("--base-image", default=None, metavar="IMAGE", help="[default: the official PyTorch image]")
 @click.option("--user", "login_user", default="dev", show_default=True)
-def image_build(base_image: str | None, login_user: str) -> None:
-    """Build (or find cached) the derived image for a base image and login user."""
-    from devagent.core import spec as s
-    from devagent.host.engine import Engine
-    from devagent.host.image import build_image
+@click.option("--tag", "target", default=None, metavar="REGISTRY/REPO:VERSION",
+              help="Also tag the image with this name (the content hash stays its identity).")
+@click.option("--push", is_flag=True, help="Push the --tag to its registry, with Docker's credentials (docker login).")
+def image_build(base_image: str | None, login_user: str, target: str | None, push: bool) -> None:
+    """Build (or find cached) the derived image for a base image and login user; tag and push it for a team.
 
-    tag, built = build_image(Engine(), base_image=base_image or s.DEFAULT_BASE_IMAGE,
+    \b
+    devagent image build --base-image pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime \\
+        --tag lab.example:5000/pytorch-cuda:v2.8-cu128 --push
+    """
+    from devagent.core import spec as s
+    from devagent.core.image import parse_image_ref
+    from devagent.host.engine import Engine
+    from devagent.host.image import build_image, push_image
+
+    if push and not target:
+        raise DevagentError("--push needs --tag", status=ExitStatus.USAGE,
+                            hint="name the image in the registry: --tag REGISTRY/REPO:VERSION --push")
+    ref = parse_image_ref(target, option="--tag") if target else None
+    if ref is not None and (ref.digest or not ref.tag):
+        raise DevagentError(f"--tag: {target!r} needs a version tag and no digest", status=ExitStatus.USAGE,
+                            hint="e.g. --tag lab.example:5000/pytorch-cuda:v2.8-cu121; the registry gives the digest")
+    engine = Engine()
+    tag, built = build_image(engine, base_image=base_image or s.DEFAULT_BASE_IMAGE,
                              user=s.validate_user(login_user), uid=os.getuid() or 1000, report=_echo_step)
     click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}")
+    if ref is None:
+        return
+    if push:
+        pinned = push_image(engine, tag, str(ref), report=_echo_step)
+        click.echo(f"✔ pushed {pinned}")
+        click.echo(f"  devagent up NAME --image {pinned}")
+    else:
+        assert ref.tag is not None
+        engine.tag_image(tag, ref.repository, ref.tag)
+        click.echo(f"✔ tagged {ref} (not pushed: add --push)")
 
 
 # -- container side ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
 from devagent.core import globs, layout, spec
+from devagent.core.image import parse_image_ref
 from devagent.core.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
 
@@ -40,6 +41,7 @@ class UpConfig:
 
     name: str | None = None
     base_image: str | None = None
+    image: str | None = None
     user: str | None = None
     gpus: str | None = None
     memory: str | None = None
@@ -110,6 +112,10 @@ def _base_image(value: object) -> str:
         raise DevagentError("the base image must not be empty", hint=f'e.g. base_image = "{spec.DEFAULT_BASE_IMAGE}"',
                             status=ExitStatus.USAGE)
     return image
+
+
+def _image(value: object) -> str:
+    return str(parse_image_ref(_string(value), option="image"))
 
 
 def _user(value: object) -> str:
@@ -185,6 +191,7 @@ def _each(items: list[object], ok: Callable[[object], bool], what: str, *, examp
 _TOP_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
     "name": (_name, '"pytorch-dev"'),
     "base_image": (_base_image, f'"{spec.DEFAULT_BASE_IMAGE}"'),
+    "image": (_image, '"lab.example:5000/pytorch-cuda:v2.8-cu121"'),
     "user": (_user, '"dev"'),
     "gpus": (_gpus, '"all"'),
     "memory": (_memory, '"32g"'),
@@ -216,13 +223,13 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
     """Read the text of a devagent.toml; SOURCE names it in messages.
 
     >>> parse_config('cpus = 8\\npids = 8192\\n')
-    UpConfig(name=None, base_image=None, user=None, gpus=None, memory=None, cpus='8', shm_size=None, pids='8192', \
-sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
+    UpConfig(name=None, base_image=None, image=None, user=None, gpus=None, memory=None, cpus='8', shm_size=None, \
+pids='8192', sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
     ...
     devagent.errors.DevagentError: devagent.toml line 1: unknown key "memroy"
-      hint: did you mean "memory"? The keys are: name, base_image, user, gpus, memory, cpus, shm_size, pids, \
+      hint: did you mean "memory"? The keys are: name, base_image, image, user, gpus, memory, cpus, shm_size, pids, \
 sshd_profile, vscode, and the [agent] table
     """
     try:
@@ -414,6 +421,10 @@ INIT_TEMPLATE = f"""\
 
 # The base image: Debian- or Ubuntu-based, with python3. devagent derives an image with sshd and the login user.
 #base_image = "{spec.DEFAULT_BASE_IMAGE}"
+
+# Or, instead of base_image, a team image that `devagent image build --tag REGISTRY/REPO:VERSION --push` made:
+# it is started as it is (pulled when missing, never rebuilt); @sha256:… pins exactly that image. No default.
+#image = "lab.example:5000/pytorch-cuda:v2.8-cu121"
 
 # The login user inside the container (never root).
 #user = "dev"

@@ -41,7 +41,7 @@ from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.gpu_ledger import GpuLedger, owner_name
-from devagent.host.image import build_image
+from devagent.host.image import build_image, local_pinned, team_image
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
@@ -99,9 +99,11 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
 
     The user's public key is part of it: the container's authorized_keys holds it.
     """
-    text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
-                       spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]],
-                      sort_keys=True)
+    parts: list[object] = [spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
+                            spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]]
+    if spec.image:  # only then: environments made before --image existed keep their hash
+        parts.append(spec.image)
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -266,14 +268,28 @@ class Provisioner:
                 )
             return self._reuse(spec, existing, identity_path)
 
-        gpus = self._choose_gpus(spec, replacing=existing)  # before the build: a busy GPU is refused at once
-        image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
-                                       report=self.report)
-        if not built:
-            self.report(f"image {image_tag} (cached)")
-        result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
+        gpus = self._choose_gpus(spec, replacing=existing)  # before the image: a busy GPU is refused at once
+        if spec.image:  # a team image: pulled when missing, checked, started as it is
+            team = team_image(self.engine, spec.image, self.report)
+            if team.user != spec.user:
+                raise DevagentError(f"the image {spec.image} has the login user {team.user!r}, not {spec.user!r}",
+                                    status=ExitStatus.USAGE, hint=f"pass --user {team.user}, or leave --user out "
+                                    "when the image was built for the default user")
+            if not team.pulled:
+                self.report(f"image {spec.image} (present)")
+            image_tag, built, pinned = team.run_ref, False, team.pinned
+            spec, base_digest = dataclasses.replace(spec, base_image=team.base_image), team.base_digest
+        else:
+            image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
+                                           report=self.report)
+            if not built:
+                self.report(f"image {image_tag} (cached)")
+            pinned, base_digest = local_pinned(self.engine, image_tag), self.engine.image_digest(spec.base_image)
+        result = self._create(spec, image_tag=image_tag, base_digest=base_digest, pinned=pinned,
                               identity=identity_path, user_public=user_public, replacing=existing,
                               wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus)
+        if spec.image:
+            result.image = spec.image
         result.image_built = built
         if existing is not None:  # replaced: the GPUs the old container had and the new one has not are free again
             with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
@@ -295,7 +311,8 @@ class Provisioner:
                     + (", shared knowingly" if spec.share_gpus else ""))
         return GpuChoice(request, uuids, text, index)
 
-    def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
+    def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str | None, pinned: str | None,
+                identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
                 signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
@@ -325,8 +342,8 @@ class Provisioner:
             up_id = secrets.token_hex(8)
             tx.on_failure(lambda: self._remove_made(up_id, temp_name, spec.name))
             context = LaunchContext(
-                name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
-                base_digest=base_digest, launch_command=launch_command,
+                name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
+                base_digest=base_digest, launch_command=launch_command, pinned_image=pinned, up_args=spec.up_args(),
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

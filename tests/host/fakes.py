@@ -127,6 +127,14 @@ class FakeEngine:
         self._call("image_digest", ref)()
         return self.images.get(ref, "sha256:" + "0" * 64)
 
+    def repo_digests(self, ref: str) -> list[str]:
+        self._call("repo_digests", ref)()
+        return []
+
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        self._call("image_labels", ref)()
+        return {} if ref in self.images else None
+
     def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
         self._call("pull", ref)()
         return None, "no registry in a fake"
