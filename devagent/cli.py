@@ -363,6 +363,84 @@ def tensorboard(name: str, logdir: str | None, port: int | None) -> int:
     return int(status)
 
 
+@cli.command()
+@click.argument("target", metavar="NOTEBOOK#run-N")
+@click.option("--name", default=None, help="The new environment's name [default: the original's, with -runN].")
+@click.option("--workspace", "into", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the run's code is cloned, as the new workspace; must not exist [default: beside the "
+              "original workspace, named like the environment].")
+@click.option("--tolerance", default=1e-6, show_default=True, type=click.FloatRange(min=0),
+              help="How far a final metric may be from the original's, relative to it, and still match.")
+@click.option("--anyway", is_flag=True,
+              help="Go on when the run cannot be reproduced exactly (no image digest, no commit, a patch that does "
+              "not apply), with what exists.")
+def reproduce(target: str, name: str | None, into: Path | None, tolerance: float, anyway: bool) -> None:
+    """Re-create run N of NOTEBOOK and compare its metrics with the original's.
+
+    A new environment from the run's image, a new workspace with its commit and patch, the same command through
+    the new alias; the comparison goes into both notebooks. Exits 21 when the run cannot be reproduced exactly
+    (unless --anyway), or when it ran but its metrics differ or it failed."""
+    from datetime import datetime, timezone
+
+    from devagent.core.config import CONFIG_FILE
+    from devagent.core.runs.reproduce import compare_metrics, reproduction_entries, up_option_values
+    from devagent.core.sshd import profile_for_client
+    from devagent.core.up_request import up_request
+    from devagent.host.engine import Engine
+    from devagent.host.openssh import client_version
+    from devagent.host.paths import Paths
+    from devagent.host.provision import Provisioner
+    from devagent.host.reproduce import last_run, prepare, run_through_alias
+    from devagent.runtime.append import locked_append
+
+    engine, paths = Engine(), Paths.from_environ()
+    plan = prepare(target, name=name, into=into.absolute() if into else None, anyway=anyway, engine=engine,
+                   report=_echo_step)
+    for warning in plan.warnings:
+        _echo_step(f"⚠ {warning}")
+    facts = plan.facts
+    given: dict[str, object] = dict(up_option_values(facts.up_args))
+    image_args = ["--image", plan.image] if plan.image else (
+        ["--base-image", plan.base_image] if plan.base_image else [])
+    given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
+    config_file = plan.new_workspace / CONFIG_FILE
+    try:
+        request = up_request(
+            name=plan.name, given=given, config_path=str(config_file),
+            config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+            workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
+            argv=["up", plan.name, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)])
+        result = Provisioner(engine=engine, paths=paths, report=_echo_step).up(
+            request.spec, launch_command=request.launch_command)
+    except BaseException:
+        plan.discard()  # no environment mounts it
+        raise
+    click.echo(f"✔ environment {result.name} from {result.image}, workspace {plan.new_workspace}")
+    click.echo(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
+    exit_code = run_through_alias(paths.user_ssh_config, facts, plan.name)
+    new_run = last_run(plan.new_workspace)
+    ok, lines = compare_metrics(facts.metrics, new_run.metrics if new_run else {}, tolerance=tolerance)
+    new_entry, old_entry = reproduction_entries(
+        facts, when=datetime.now(timezone.utc).astimezone(), ok=ok, lines=lines, exit_code=exit_code,
+        original=str(plan.notebook), new=str(plan.new_notebook), env_name=plan.name,
+        new_run=new_run.number if new_run else None, warnings=plan.warnings)
+    for notebook, text, root in ((plan.new_notebook, new_entry, plan.new_workspace),
+                                 (plan.notebook, old_entry, plan.workspace)):
+        try:
+            locked_append(notebook, text.encode(), root=root)
+        except OSError as exc:
+            _echo_step(f"⚠ the comparison is not in {notebook}: {exc.strerror or exc}")
+    for line in lines:
+        click.echo(f"  {line}")
+    if exit_code != 0 or not ok:
+        what = f"the command exited {exit_code}" if exit_code != 0 else "its metrics differ"
+        raise DevagentError(f"run {facts.number} did not reproduce: {what}", status=ExitStatus.NOT_REPRODUCIBLE,
+                            hint=f"the environment {plan.name} and its workspace {plan.new_workspace} are kept to "
+                            f"look into it (devagent down {plan.name} removes the environment); GPU kernels and data "
+                            "outside the workspace can make runs differ — see docs/explanation/reproducibility.md")
+    click.echo(f"✔ run {facts.number} reproduced (environment {plan.name}; `devagent down {plan.name}` removes it)")
+
+
 @cli.group()
 def image() -> None:
     """The derived image (base image + login user + sshd + devagent)."""

@@ -17,8 +17,10 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from devagent.core.markdown import code, details, fence
+from devagent.core.notebook import entry, heading
 from devagent.core.runs.secrets import REDACTED
 
 DATA_PREFIX = "<!-- devagent-reproduce "
@@ -216,3 +218,32 @@ def up_option_values(up_args: Sequence[str]) -> dict[str, str]:
     {'gpus': 'none', 'shm_size': '2g'}
     """
     return {up_args[i].lstrip("-").replace("-", "_"): up_args[i + 1] for i in range(0, len(up_args) - 1, 2)}
+
+
+def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lines: Sequence[str],
+                         exit_code: int, original: str, new: str, env_name: str,
+                         new_run: int | None, warnings: Sequence[str] = ()) -> tuple[str, str]:
+    """(the entry for the new workspace's notebook, the entry for the original's): the comparison, both ways.
+    ORIGINAL and NEW name the notebooks as the user knows them.
+
+    >>> new, old = reproduction_entries(ReproduceFacts(3, "dev", None, None, None, (), None, None, ("python",),
+    ...     "/w", metrics={"loss": 0.25}), when=datetime(2026, 11, 27, 15, 0), ok=True, lines=["loss 0.25 vs 0.25 ✓"],
+    ...     exit_code=0, original="/a/lab-notebook.md", new="/b/lab-notebook.md", env_name="dev-run3", new_run=1)
+    >>> print(old, end="")
+    <BLANKLINE>
+    ## 2026-11-27 15:00 · run 3 reproduced · ✅ loss 0.25 vs 0.25 ✓
+    as run 1 in `/b/lab-notebook.md` (environment `dev-run3`)
+    """
+    verdict = ("✅ " if ok and exit_code == 0 else "❌ ") + (
+        "; ".join(lines) if lines else "no metrics to compare")
+    if exit_code != 0:
+        verdict = f"❌ exit {exit_code}" + (f" · {'; '.join(lines)}" if lines else "")
+    run = f"run {new_run}" if new_run is not None else "a run that left no record"
+    notes = [f"- ⚠️ {w}" for w in warnings]
+    new_body = "\n".join([f"{run} re-created run {facts.number} of {code(original)}"
+                          f"{' at ' + code(facts.commit) if facts.commit else ''} from "
+                          f"{code(facts.pinned or facts.image or 'a base image')}", "",
+                          *(f"- {line}" for line in lines), *notes])
+    old_body = f"as {run} in {code(new)} (environment {code(env_name)})"
+    return (entry(heading(when, f"reproduction of run {facts.number}", verdict), new_body),
+            entry(heading(when, f"run {facts.number} reproduced", verdict), old_body))
