@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Env, container_names
+from tests.integration.conftest import RUN_PREFIX, Env, container_names
 
 pytestmark = pytest.mark.docker
 
@@ -20,9 +23,20 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_simplenet.py
 COMMAND = "devagent run -- python3 train.py --epochs 2 --steps 5 --seed 7"
 
 
-@pytest.fixture
-def original(env: Env, name: str, built_image: str):  # type: ignore[no-untyped-def]
-    """An environment whose workspace is a git repository with one uncommitted change, and one run in it."""
+@dataclass
+class Original:
+    env: Env
+    name: str
+    workspace: Path
+
+
+@pytest.fixture(scope="module")
+def module_original(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Original]:
+    """One environment for the module (an up and a torch run cost a minute here) whose workspace is a git
+    repository with one uncommitted change, and one run in it. Tests that change its files put them back."""
+    root = tmp_path_factory.mktemp("reproduce") / "user"
+    (root / ".ssh").mkdir(parents=True, mode=0o700)
+    env, name = Env(root), f"{RUN_PREFIX}{secrets.token_hex(3)}"
     env.up(name, "--gpus", "none")
     ws = env.workspace(name)
     shutil.copy(EXAMPLE, ws / "train.py")
@@ -35,17 +49,28 @@ def original(env: Env, name: str, built_image: str):  # type: ignore[no-untyped-
     assert made.returncode == 0, made.stderr
     ran = env.ssh(name, f"cd ~/workspace && {COMMAND}", timeout=240)
     assert ran.returncode == 0, ran.stderr
-    yield ws
+    yield Original(env, name, ws)
     env.devagent("down", name)
+
+
+@pytest.fixture
+def original(module_original: Original) -> Iterator[Original]:
+    """The module's environment, its notebook and patch as the run left them, and put back after the test."""
+    notebook = module_original.workspace / "lab-notebook.md"
+    patch = module_original.workspace / "lab-notebook.assets" / "run-1.patch"
+    saved = {path: path.read_bytes() for path in (notebook, patch)}
+    yield module_original
+    for path, data in saved.items():
+        path.write_bytes(data)
 
 
 def final_loss(text: str) -> str:
     return re.findall(r"^epoch=2 loss=(\S+)", text, re.M)[-1]
 
 
-def test_a_run_is_reproduced_in_a_fresh_environment_with_equal_metrics(env: Env, name: str, original: Path,
-                                                                       tmp_path: Path, docker_client) -> None:
-    notebook = original / "lab-notebook.md"
+def test_a_run_is_reproduced_in_a_fresh_environment_with_equal_metrics(original: Original, tmp_path: Path) -> None:
+    env, name = original.env, original.name
+    notebook = original.workspace / "lab-notebook.md"
     section = notebook.read_text()
     assert "<details><summary>reproduce this run</summary>" in section
     assert "exists only on the engine that built it (no registry digest)" in section
@@ -75,12 +100,13 @@ def test_a_run_is_reproduced_in_a_fresh_environment_with_equal_metrics(env: Env,
         env.devagent("down", f"{name}-run1")
 
 
-def test_a_run_whose_patch_no_longer_applies_is_refused_and_leaves_nothing(env: Env, name: str, original: Path,
-                                                                            tmp_path: Path, docker_client) -> None:
-    patch = original / "lab-notebook.assets" / "run-1.patch"
+def test_a_run_whose_patch_no_longer_applies_is_refused_and_leaves_nothing(original: Original, tmp_path: Path,
+                                                                            docker_client) -> None:
+    env, name = original.env, original.name
+    patch = original.workspace / "lab-notebook.assets" / "run-1.patch"
     patch.write_text(patch.read_text().replace("default=64)", "default=65)"))
     repro = tmp_path / "repro"
-    result = env.devagent("reproduce", f"{original / 'lab-notebook.md'}#run-1", "--workspace", str(repro))
+    result = env.devagent("reproduce", f"{original.workspace / 'lab-notebook.md'}#run-1", "--workspace", str(repro))
     assert result.returncode == 21, result.output
     assert f"Error: run 1's patch {patch} does not apply to commit " in result.stderr
     assert ("  hint: add --anyway to go on with the code at its commit, without the run's uncommitted changes"
@@ -90,8 +116,9 @@ def test_a_run_whose_patch_no_longer_applies_is_refused_and_leaves_nothing(env: 
 
 
 def test_a_run_from_an_image_neither_pushed_nor_here_is_refused_naming_what_is_missing(
-        env: Env, name: str, original: Path, tmp_path: Path) -> None:
-    notebook = original / "lab-notebook.md"
+        original: Original, tmp_path: Path) -> None:
+    env = original.env
+    notebook = original.workspace / "lab-notebook.md"
     text = notebook.read_text()
     gone = re.sub(r'"image": "devagent/env:[0-9a-f]+"', '"image": "devagent/env:000000000000"', text)
     assert gone != text
