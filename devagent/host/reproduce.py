@@ -166,28 +166,41 @@ def _repository(workspace: Path) -> Path | None:
     return None
 
 
+# Nothing a repository's configuration names runs (see docs/explanation/security-model.md).
+_GIT_PINS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=")
+
+
 def _git(*args: str, cwd: Path | None = None, trust: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run git. TRUST: a repository another user owns (the container's login user, when devagent runs as root)
-    that git may read: named in a throw-away global config beside the user's own, never in the user's files."""
+    """Run git. TRUST: the repository the user named, which another uid may own (the container's login user,
+    when devagent runs as root): git may read it for this one call, through a throw-away global config that
+    includes the user's own; nothing is written to the user's files."""
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="devagent-git-") as tmp:
-        if trust is not None:
+        if trust is not None and _owner(trust) != os.geteuid():
             config = Path(tmp) / "gitconfig"
             own = Path(env.get("GIT_CONFIG_GLOBAL") or Path.home() / ".gitconfig")
             config.write_text(f"[include]\n\tpath = {own}\n[safe]\n\tdirectory = {trust}\n"
                               f"\tdirectory = {trust}/.git\n")
             env["GIT_CONFIG_GLOBAL"] = str(config)
         try:
-            return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+            return subprocess.run(["git", *_GIT_PINS, *args], cwd=cwd, env=env, capture_output=True, text=True,
                                   timeout=_GIT_TIMEOUT, check=False)
         except FileNotFoundError:
             raise DevagentError("git is not installed", status=ExitStatus.USAGE,
                                 hint="install it (apt-get install git): the code is re-created with it") from None
 
 
+def _owner(path: Path) -> int:
+    try:
+        return (path / ".git").stat().st_uid
+    except OSError:
+        return os.geteuid()
+
+
 def _clone(repo: Path, into: Path, commit: str, report: Report) -> None:
+    """A clone that shares no file with REPO (no hard links: the clone is given to the login user after)."""
     report(f"cloning {repo} at {commit} into {into}")
-    cloned = _git("clone", "--quiet", "--no-checkout", str(repo), str(into), trust=repo)
+    cloned = _git("clone", "--quiet", "--no-checkout", "--no-hardlinks", str(repo), str(into), trust=repo)
     if cloned.returncode != 0:
         raise DevagentError(f"cloning {repo} failed", status=ExitStatus.NOT_REPRODUCIBLE,
                             details=cloned.stderr.strip() or None, hint="check that the repository is readable")
