@@ -130,7 +130,11 @@ def render_header(ctx: LaunchContext) -> str:
         )
         or "none"
     )
-    image = code(ctx.pinned_image or ctx.image)
+    if ctx.pinned_image and "@" in ctx.pinned_image:  # the name, then its registry digest shortened like the base's
+        name, _, digest = ctx.pinned_image.rpartition("@")
+        image = f"{code(name)} {code('@' + short_digest(digest))}"
+    else:
+        image = code(ctx.image)
     rows = [
         ["image", f"{image} · base {base}"],
         ["launched", code(ctx.launch_command)],

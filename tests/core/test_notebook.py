@@ -184,3 +184,20 @@ class TestEditsSummary:
         line = record.to_json()
         assert "\n" not in line
         assert SaveRecord.from_json(line) == record
+
+
+def test_the_header_shows_a_team_image_by_its_name_and_shortened_registry_digest() -> None:
+    pinned = "reg.local:5000/team/env:v1@sha256:" + "cd" * 32
+    header = render_header(make_context(image="reg.local:5000/team/env:v1", pinned_image=pinned))
+    row = next(r for r in table_rows(header) if r.startswith("| image |"))
+    assert cells(row)[1].startswith("`reg.local:5000/team/env:v1` `@sha256:cdcdcdcdcdcd…` · base ")
+    assert LaunchContext.from_json(make_context(pinned_image=pinned, up_args=("--gpus", "0")).to_json()) == \
+        make_context(pinned_image=pinned, up_args=("--gpus", "0"))
+
+
+def test_a_launch_record_from_before_team_images_still_reads() -> None:
+    import json
+
+    data = json.loads(make_context().to_json())
+    del data["pinned_image"], data["up_args"]
+    assert LaunchContext.from_json(json.dumps(data)) == make_context()
