@@ -81,3 +81,12 @@ def test_metrics_are_compared_within_the_tolerance() -> None:
     assert compare_metrics({"loss": 0.2831}, {"loss": 0.2832}, tolerance=1e-3)[0]
     assert compare_metrics({"loss": 0.2831}, {"loss": 0.2832}, tolerance=1e-6) == (
         False, ["loss 0.2831 vs 0.2832 ✗ differs"])
+
+
+def test_a_dirty_tree_without_a_patch_is_named_as_missing() -> None:
+    facts = replace(FACTS, patch=None, dirty=True)
+    assert facts.missing() == ["the uncommitted changes (the tree was dirty and no patch was saved)"]
+    assert ("⚠️ The tree had uncommitted changes and no patch was saved (a run devagent observed rather than "
+            "wrapped): the commit alone is not the code this run ran.") in render_reproduce(facts, notebook="nb.md")
+    assert replace(FACTS, dirty=True).missing() == []  # its patch has them
+    assert read_facts(render_reproduce(facts, notebook="nb.md")) == facts

@@ -51,6 +51,7 @@ class ReproduceFacts:
     cwd: str
     env: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
+    dirty: bool = False  # the tree had uncommitted changes (an observed run's are not saved as a patch)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
@@ -64,7 +65,7 @@ class ReproduceFacts:
                    patch=data.get("patch"), argv=tuple(str(a) for a in data["argv"]), cwd=str(data["cwd"]),
                    env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
                    metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()
-                            if isinstance(v, (int, float))})
+                            if isinstance(v, (int, float))}, dirty=bool(data.get("dirty", False)))
 
     @property
     def redacted(self) -> bool:
@@ -93,6 +94,8 @@ class ReproduceFacts:
                         "environment)")
         if not self.commit:
             gaps.append("the code (no git commit recorded)")
+        elif self.dirty and not self.patch:
+            gaps.append("the uncommitted changes (the tree was dirty and no patch was saved)")
         return gaps
 
     def command_line(self) -> str:
@@ -123,6 +126,9 @@ def render_reproduce(facts: ReproduceFacts, *, notebook: str) -> str:
                   f"git clone --no-checkout . {folder} && git -C {folder} checkout --detach {facts.commit}"]
         if facts.patch:
             lines.append(f"git -C {folder} apply \"$PWD\"/{shlex.quote(facts.patch)}  # the uncommitted changes")
+        elif facts.dirty:
+            notes.append("⚠️ The tree had uncommitted changes and no patch was saved (a run devagent observed rather "
+                         "than wrapped): the commit alone is not the code this run ran.")
     else:
         notes.append("⚠️ No git commit was recorded: the code this run ran cannot be recreated exactly.")
         lines += ["# 1. the code: no commit was recorded; copy it by hand", f"mkdir {folder}"]
