@@ -281,10 +281,75 @@ def ls_command(as_json: bool) -> None:
     if not rows:
         click.echo("no environments; create one with: devagent up NAME")
         return
-    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} WORKSPACE")
+    click.echo(f"{'NAME':20} {'STATE':10} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} WORKSPACE")
     for r in rows:
+        invited = ",".join(r.get("invited") or []) or "-"
         click.echo(f"{r['name']!s:20} {r['state']!s:10} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
-                   f"{r['user']!s:8} {r['gpus']!s:8} {r['workspace']}")
+                   f"{r['user']!s:8} {r['gpus']!s:8} {invited:12} {r['workspace']}")
+
+
+def _sharing() -> Any:
+    from devagent.host.engine import Engine
+    from devagent.host.paths import Paths
+    from devagent.host.sharing import Sharing
+
+    return Sharing(engine=Engine(), paths=Paths.from_environ())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The teammate's public key file (one line: ed25519, ecdsa, or rsa of at least 3072 bits).")
+@click.option("--as", "person", default=None, metavar="PERSON",
+              help="The teammate's name in devagent [default: the key file's name without .pub, e.g. alice.pub → "
+              "alice].")
+@click.option("--export", "export_person", default=None, metavar="PERSON",
+              help="Print what PERSON pastes on their machine: a Host block and the known_hosts line that pins the "
+              "host key.")
+def share(name: str, key_file: Path | None, person: str | None, export_person: str | None) -> None:
+    """Invite a teammate into environment NAME: they log in as its login user, with their own key.
+
+    \b
+    devagent share NAME --key alice.pub      let Alice in (her key is checked first)
+    devagent share NAME --export alice       what Alice pastes on her machine
+    devagent unshare NAME alice              her key goes, her ssh sessions end
+    """
+    if (key_file is None) == (export_person is None):
+        raise DevagentError("give either --key FILE (invite) or --export PERSON (print a teammate's entry)",
+                            status=ExitStatus.USAGE, hint=f"devagent share {name} --key alice.pub")
+    if export_person is not None:
+        if person is not None:
+            raise DevagentError("--as goes with --key, not with --export", status=ExitStatus.USAGE,
+                                hint=f"devagent share {name} --export {person}")
+        click.echo(_sharing().export(name, export_person), nl=False)
+        return
+    assert key_file is not None
+    try:
+        raw = key_file.read_bytes()[:65536]
+    except OSError as exc:
+        raise DevagentError(f"cannot read {key_file}: {exc.strerror or exc}", status=ExitStatus.USAGE,
+                            hint="pass the teammate's public key file, e.g. --key alice.pub") from None
+    shared = _sharing().share(name, raw.decode("utf-8", errors="replace"), source=str(key_file), person=person)
+    who = shared.person
+    if shared.added:
+        click.echo(f"✔ {who.name} may log in to {name} ({shared.kind} {who.fingerprint})")
+        if shared.not_noted:
+            _echo_step(f"  the lab notebook does not say so: {shared.not_noted}")
+    else:
+        click.echo(f"✔ {who.name} was already invited to {name} with this key ({shared.kind} {who.fingerprint})")
+    click.echo(f"  send {who.name} what `devagent share {name} --export {who.name}` prints")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("person")
+def unshare(name: str, person: str) -> None:
+    """Take PERSON's key out of environment NAME at once and end the ssh sessions that logged in with it."""
+    ended, not_noted = _sharing().unshare(name, person)
+    click.echo(f"✔ {person} may no longer log in to {name}")
+    if not_noted:
+        _echo_step(f"  the lab notebook does not say so: {not_noted}")
+    click.echo(f"✔ ended {ended} ssh session{'s' if ended != 1 else ''} that logged in with {person}'s key")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -564,6 +629,35 @@ def serve(kind: str, port: int | None, logdir: str | None) -> int:
 
     return run_serve(kind, port=port, logdir=logdir, workspace=default_workspace(), stdin=sys.stdin,
                      stdout=sys.stdout)
+
+
+@cli.command(name="end-sessions", hidden=True)
+@click.argument("keys", nargs=-1, required=True)
+def end_sessions_command(keys: tuple[str, ...]) -> None:
+    """(Inside the container, for `unshare`) end the ssh sessions that logged in with one of KEYS ("TYPE BASE64");
+    print the sshd pid of each."""
+    from devagent.runtime.sessions import end_sessions
+
+    for pid in end_sessions(keys):
+        click.echo(pid)
+
+
+@cli.command(name="people-entry", hidden=True)
+@click.argument("change")
+def people_entry(change: str) -> None:
+    """(Inside the container, for `share` and `unshare`) append CHANGE and who may log in now to the notebook."""
+    from datetime import datetime, timezone
+
+    from devagent.core.people import parse_people, render_people_entry
+    from devagent.runtime.environment import open_notebook, running_notebook
+
+    people = parse_people(Path(layout.PEOPLE_PATH).read_text(encoding="utf-8"))
+    path = running_notebook()
+    writer = open_notebook(path)
+    writer.append(render_people_entry(people, change, datetime.now(timezone.utc).astimezone()))
+    if writer.pending:
+        raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                            hint="free disk space or make the workspace writable")
 
 
 @cli.command(name="sshd-config")

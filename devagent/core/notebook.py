@@ -50,6 +50,7 @@ class LaunchContext:
     created: str
     pinned_image: str | None = None
     up_args: tuple[str, ...] = ()
+    people: str = ""  # who may log in when the environment was made: "me (owner), alice" (core/people.py who)
 
     def to_json(self) -> str:
         """One line of JSON; ``LaunchContext.from_json(ctx.to_json()) == ctx``."""
@@ -142,6 +143,7 @@ def render_header(ctx: LaunchContext) -> str:
         ["limits", escape(ctx.limits)],
         ["GPUs", escape(ctx.gpus)],
         ["login", f"{code('ssh ' + ctx.ssh_alias)} as {escape(ctx.user)}"],
+        *([["people", escape(ctx.people)]] if ctx.people else []),
         ["devagent", escape(ctx.devagent_version)],
         ["created", escape(ctx.created)],
     ]

@@ -544,6 +544,16 @@ class Engine:
                                     status=ExitStatus.CONFLICT) from None
             raise
 
+    def exec_as(self, container_id: str, user: str, argv: list[str]) -> tuple[int, str]:
+        """Run ARGV in a running container as USER; (exit status, stdout and stderr together)."""
+        try:
+            exec_id = self._client.api.exec_create(container_id, argv, user=user, stdout=True, stderr=True)["Id"]
+            output = self._client.api.exec_start(exec_id)
+            code = self._client.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError as exc:
+            return 1, str(exc.explanation or exc)
+        return int(code if code is not None else 1), bytes(output).decode(errors="replace")
+
     def user_uid(self, container_id: str, user: str) -> int | None:
         """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""
         stream, _ = self._client.api.get_archive(container_id, "/etc/passwd")

@@ -1,7 +1,7 @@
 """Every host-side location devagent reads or writes, on one object that tests repoint.
 
 DEVAGENT_SSH_CONFIG is the user's ssh config (default ~/.ssh/config); DEVAGENT_HOME holds devagent's own files:
-the user key, the host keys, the managed ssh config, its known_hosts (default ~/.ssh/devagent).
+the user key, the host keys, the managed ssh config, its known_hosts, the invitations (default ~/.ssh/devagent).
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ class Paths:
         """What each container asked for in GPUs, by container id (fixed at create): `devagent gpus` inspects only
         the containers it has not seen."""
         return self.home / "cache" / "container-gpus.json"
+
+    def invitations(self, name: str) -> Path:
+        """Who is invited to environment NAME (`devagent share`): kept here so that `up --recreate` gives the new
+        container the same people; `down` removes it."""
+        return self.home / "invitations" / f"{name}.json"
 
     def host_key(self, name: str) -> Path:
         """The environment's host private key; kept across --recreate so the pinned key never changes."""

@@ -33,10 +33,11 @@ from devagent.core import layout
 from devagent.core import ports as port_choice
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
+from devagent.core.people import who
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host import keys
+from devagent.host import keys, sharing
 from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
@@ -341,12 +342,13 @@ class Provisioner:
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
             tx.on_failure(lambda: self._remove_made(up_id, temp_name, spec.name))
+            owner, invited = sharing.who_may_log_in(self.paths, spec.name, user_public)  # survives --recreate
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
                 base_digest=base_digest, launch_command=launch_command, pinned_image=pinned, up_args=spec.up_args(),
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"), people=who([owner, *invited]),
             )
 
             leased = False
@@ -362,7 +364,8 @@ class Provisioner:
                         name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
-                                HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids)},
+                                HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
+                                **sharing.owner_labels(user_public)},
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
@@ -378,7 +381,7 @@ class Provisioner:
                 self.engine.put_files(cid, layout.CONFIG_DIR, [
                     ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
                     ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
-                    ArchiveFile(layout.AUTHORIZED_KEYS, (user_public + "\n").encode(), 0o644),
+                    *sharing.container_files(owner, invited),  # who may log in
                     ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
                 ])
                 return cid
@@ -647,6 +650,8 @@ class Provisioner:
         if self.paths.host_key(name).exists():
             self._forget_host_key(name)
             removed.append("host key")
+        if sharing.forget(self.paths, name):
+            removed.append("invitations")
         if not removed:
             raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                                 hint="`devagent ls` lists the environments")
@@ -664,6 +669,6 @@ class Provisioner:
                 "user": c.labels.get("devagent.user"),
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
-                "created": c.created,
+                "created": c.created, "invited": sharing.invited_names(self.paths, name),
             })
         return rows

@@ -92,6 +92,7 @@ class Finished:
     git: GitState | None = None
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
+    started_by: str | None = None  # who, by the key of the ssh login above it (runtime/sessions.py)
 
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
@@ -137,6 +138,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
         gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
+        started_by=run.started_by,
         # only a GPU run can need the note: a CPU run does not read the notebook for it
         memory_explained=gpu.gpus > 0 and notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
         reproduce=_reproduce_facts(place, record, run, allowed_env(run.environ)),

@@ -128,6 +128,12 @@ class TestLaunchContextJson:
                 make_context().to_json().replace('"gpus"', '"x1"').replace('"ssh_alias"', '"x2"')
             )
 
+    def test_a_context_from_before_invitations_reads_with_nobody_listed(self) -> None:
+        text = make_context(people="me (owner), alice").to_json().replace(', "people": "me (owner), alice"', "")
+        assert LaunchContext.from_json(text) == make_context()
+        assert "| people |" not in render_header(make_context())
+        assert "| people | me (owner), alice |" in render_header(make_context(people="me (owner), alice"))
+
     def test_unknown_fields_from_a_newer_devagent_are_ignored(self) -> None:
         text = make_context().to_json()[:-1] + ', "future": 1}'
         assert LaunchContext.from_json(text) == make_context()

@@ -263,6 +263,11 @@ class FakeEngine:
         self._call("rename", container_id, name)()
         self.containers[container_id].name = name
 
+    def exec_as(self, container_id: str, user: str, argv: list[str]) -> tuple[int, str]:
+        """Records the call; prints one line per key for `devagent end-sessions` (a session ended for each)."""
+        self._call("exec_as", container_id, user, argv)()
+        return 0, "".join("4242\n" for _ in argv[2:]) if argv[1:2] == ["end-sessions"] else ""
+
     def user_uid(self, container_id: str, user: str) -> int | None:
         self._call("user_uid", container_id, user)()
         return self.uid

@@ -70,6 +70,7 @@ class RunReport:
     memory_explained: bool = False  # the notebook already holds MEMORY_EXPLANATION: not again
     reproduce: ReproduceFacts | None = None  # what re-creates the run: the block at the section's end
     notebook_name: str = "lab-notebook.md"  # the notebook relative to the workspace, for `devagent reproduce`
+    started_by: str | None = None  # who started it, by the key of their ssh login (None: not in an environment)
 
 
 MEMORY_EXPLANATION = (
@@ -224,6 +225,8 @@ def _facts(report: RunReport) -> str:
     if record.argv:
         command = shell_join(record.argv)
         facts.append(("command", command, code(command)))
+    if report.started_by:
+        facts.append(("started by", report.started_by, escape(report.started_by)))
     if record.cwd:
         facts.append(("folder", record.cwd, code(record.cwd)))
     gpus = gpu_fact(report.gpu)
