@@ -151,6 +151,9 @@ def _where(name: str) -> Iterator[Any]:
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
 @click.option("--host", default=None, metavar="SERVER", help=HOST_HELP)
+@click.option("--image", default=None, metavar="REF",
+              help="Start from a team image pushed by `devagent image build --tag REF --push` instead of building: "
+              "REGISTRY/REPO:VERSION, or @sha256:… for exactly that image. Pulled when missing, never rebuilt.")
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
               help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
               "devagent.toml, if any, gives the defaults for every other option. With a server: a folder there "
@@ -383,15 +386,81 @@ def ls_command(as_json: bool, host: str | None) -> None:
     # The HOST column appears once this machine has used a server: one that never used --host sees the table as
     # before.
     state = 11 if hosts else 10  # room for "unreachable"
-    click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} "
+    click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} "
                + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
+        people = r.get("invited")
+        invited = ",".join(map(str, people)) if isinstance(people, list) and people else "-"
         click.echo(f"{r['name']!s:20} {r['state']!s:{state}} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
-                   f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} "
+                   f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} {invited:12} "
                    + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
     for r in rows:
         if r.get("error"):
             click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)
+
+
+def _sharing() -> Any:
+    from devagent.host.engine import Engine
+    from devagent.host.paths import Paths
+    from devagent.host.sharing import Sharing
+
+    return Sharing(engine=Engine(), paths=Paths.from_environ())
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The teammate's public key file (one line: ed25519, ecdsa, or rsa of at least 3072 bits).")
+@click.option("--as", "person", default=None, metavar="PERSON",
+              help="The teammate's name in devagent [default: the key file's name without .pub, e.g. alice.pub → "
+              "alice].")
+@click.option("--export", "export_person", default=None, metavar="PERSON",
+              help="Print what PERSON pastes on their machine: a Host block and the known_hosts line that pins the "
+              "host key.")
+def share(name: str, key_file: Path | None, person: str | None, export_person: str | None) -> None:
+    """Invite a teammate into environment NAME: they log in as its login user, with their own key.
+
+    \b
+    devagent share NAME --key alice.pub      let Alice in (her key is checked first)
+    devagent share NAME --export alice       what Alice pastes on her machine
+    devagent unshare NAME alice              her key goes, her ssh sessions end
+    """
+    if (key_file is None) == (export_person is None):
+        raise DevagentError("give either --key FILE (invite) or --export PERSON (print a teammate's entry)",
+                            status=ExitStatus.USAGE, hint=f"devagent share {name} --key alice.pub")
+    if export_person is not None:
+        if person is not None:
+            raise DevagentError("--as goes with --key, not with --export", status=ExitStatus.USAGE,
+                                hint=f"devagent share {name} --export {person}")
+        click.echo(_sharing().export(name, export_person), nl=False)
+        return
+    assert key_file is not None
+    try:
+        raw = key_file.read_bytes()[:65536]
+    except OSError as exc:
+        raise DevagentError(f"cannot read {key_file}: {exc.strerror or exc}", status=ExitStatus.USAGE,
+                            hint="pass the teammate's public key file, e.g. --key alice.pub") from None
+    shared = _sharing().share(name, raw.decode("utf-8", errors="replace"), source=str(key_file), person=person)
+    who = shared.person
+    if shared.added:
+        click.echo(f"✔ {who.name} may log in to {name} ({shared.kind} {who.fingerprint})")
+        if shared.not_noted:
+            _echo_step(f"  the lab notebook does not say so: {shared.not_noted}")
+    else:
+        click.echo(f"✔ {who.name} was already invited to {name} with this key ({shared.kind} {who.fingerprint})")
+    click.echo(f"  send {who.name} what `devagent share {name} --export {who.name}` prints")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("person")
+def unshare(name: str, person: str) -> None:
+    """Take PERSON's key out of environment NAME at once and end the ssh sessions that logged in with it."""
+    ended, not_noted = _sharing().unshare(name, person)
+    click.echo(f"✔ {person} may no longer log in to {name}")
+    if not_noted:
+        _echo_step(f"  the lab notebook does not say so: {not_noted}")
+    click.echo(f"✔ ended {ended} ssh session{'s' if ended != 1 else ''} that logged in with {person}'s key")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -470,6 +539,84 @@ def tensorboard(name: str, logdir: str | None, port: int | None) -> int:
     return int(status)
 
 
+@cli.command()
+@click.argument("target", metavar="NOTEBOOK#run-N")
+@click.option("--name", default=None, help="The new environment's name [default: the original's, with -runN].")
+@click.option("--workspace", "into", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the run's code is cloned, as the new workspace; must not exist [default: beside the "
+              "original workspace, named like the environment].")
+@click.option("--tolerance", default=1e-6, show_default=True, type=click.FloatRange(min=0),
+              help="How far a final metric may be from the original's, relative to it, and still match.")
+@click.option("--anyway", is_flag=True,
+              help="Go on when the run cannot be reproduced exactly (no image digest, no commit, a patch that does "
+              "not apply), with what exists.")
+def reproduce(target: str, name: str | None, into: Path | None, tolerance: float, anyway: bool) -> None:
+    """Re-create run N of NOTEBOOK and compare its metrics with the original's.
+
+    A new environment from the run's image, a new workspace with its commit and patch, the same command through
+    the new alias; the comparison goes into both notebooks. Exits 21 when the run cannot be reproduced exactly
+    (unless --anyway), or when it ran but its metrics differ or it failed."""
+    from datetime import datetime, timezone
+
+    from devagent.core.config import CONFIG_FILE
+    from devagent.core.runs.reproduce import compare_metrics, reproduction_entries, up_option_values
+    from devagent.core.sshd import profile_for_client
+    from devagent.core.up_request import up_request
+    from devagent.host.engine import Engine
+    from devagent.host.openssh import client_version
+    from devagent.host.paths import Paths
+    from devagent.host.provision import Provisioner
+    from devagent.host.reproduce import last_run, prepare, run_through_alias
+    from devagent.runtime.append import locked_append
+
+    engine, paths = Engine(), Paths.from_environ()
+    plan = prepare(target, name=name, into=into.absolute() if into else None, anyway=anyway, engine=engine,
+                   report=_echo_step)
+    for warning in plan.warnings:
+        _echo_step(f"⚠ {warning}")
+    facts = plan.facts
+    given: dict[str, object] = dict(up_option_values(facts.up_args))
+    image_args = ["--image", plan.image] if plan.image else (
+        ["--base-image", plan.base_image] if plan.base_image else [])
+    given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
+    config_file = plan.new_workspace / CONFIG_FILE
+    try:
+        request = up_request(
+            name=plan.name, given=given, config_path=str(config_file),
+            config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+            workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
+            argv=["up", plan.name, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)])
+        result = Provisioner(engine=engine, paths=paths, report=_echo_step).up(
+            request.spec, launch_command=request.launch_command)
+    except BaseException:
+        plan.discard()  # no environment mounts it
+        raise
+    click.echo(f"✔ environment {result.name} from {result.image}, workspace {plan.new_workspace}")
+    click.echo(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
+    exit_code = run_through_alias(paths.user_ssh_config, facts, plan.name)
+    new_run = last_run(plan.new_workspace)
+    ok, lines = compare_metrics(facts.metrics, new_run.metrics if new_run else {}, tolerance=tolerance)
+    new_entry, old_entry = reproduction_entries(
+        facts, when=datetime.now(timezone.utc).astimezone(), ok=ok, lines=lines, exit_code=exit_code,
+        original=str(plan.notebook), new=str(plan.new_notebook), env_name=plan.name,
+        new_run=new_run.number if new_run else None, warnings=plan.warnings)
+    for notebook, text, root in ((plan.new_notebook, new_entry, plan.new_workspace),
+                                 (plan.notebook, old_entry, plan.workspace)):
+        try:
+            locked_append(notebook, text.encode(), root=root)
+        except OSError as exc:
+            _echo_step(f"⚠ the comparison is not in {notebook}: {exc.strerror or exc}")
+    for line in lines:
+        click.echo(f"  {line}")
+    if exit_code != 0 or not ok:
+        what = f"the command exited {exit_code}" if exit_code != 0 else "its metrics differ"
+        raise DevagentError(f"run {facts.number} did not reproduce: {what}", status=ExitStatus.NOT_REPRODUCIBLE,
+                            hint=f"the environment {plan.name} and its workspace {plan.new_workspace} are kept to "
+                            f"look into it (devagent down {plan.name} removes the environment); GPU kernels and data "
+                            "outside the workspace can make runs differ — see docs/explanation/reproducibility.md")
+    click.echo(f"✔ run {facts.number} reproduced (environment {plan.name}; `devagent down {plan.name}` removes it)")
+
+
 @cli.group()
 def image() -> None:
     """The derived image (base image + login user + sshd + devagent)."""
@@ -478,25 +625,56 @@ def image() -> None:
 @image.command(name="build")
 @click.option("--base-image", default=None, metavar="IMAGE", help="[default: the official PyTorch image]")
 @click.option("--user", "login_user", default="dev", show_default=True)
+@click.option("--tag", "target", default=None, metavar="REGISTRY/REPO:VERSION",
+              help="Also tag the image with this name (the content hash stays its identity).")
+@click.option("--push", is_flag=True, help="Push the --tag to its registry, with Docker's credentials (docker login).")
 @click.option("--host", default=None, metavar="SERVER", help="Build on this server's engine [default: "
               "$DEVAGENT_HOST, else this machine's].")
-def image_build(base_image: str | None, login_user: str, host: str | None) -> None:
-    """Build (or find cached) the derived image for a base image and login user."""
-    from devagent.core import spec as s
-    from devagent.core.server import parse_server
-    from devagent.host.image import build_image
+def image_build(base_image: str | None, login_user: str, target: str | None, push: bool, host: str | None) -> None:
+    """Build (or find cached) the derived image for a base image and login user; tag and push it for a team.
 
+    \b
+    devagent image build --base-image pytorch/pytorch:2.8.0-cuda12.8-cudnn9-runtime \\
+        --tag lab.example:5000/pytorch-cuda:v2.8-cu128 --push
+    """
+    from devagent.core import spec as s
+    from devagent.core.image import parse_image_ref
+    from devagent.core.server import parse_server
+
+    if push and not target:
+        raise DevagentError("--push needs --tag", status=ExitStatus.USAGE,
+                            hint="name the image in the registry: --tag REGISTRY/REPO:VERSION --push")
+    ref = parse_image_ref(target, option="--tag") if target else None
+    if ref is not None and (ref.digest or not ref.tag):
+        raise DevagentError(f"--tag: {target!r} needs a version tag and no digest", status=ExitStatus.USAGE,
+                            hint="e.g. --tag lab.example:5000/pytorch-cuda:v2.8-cu121; the registry gives the digest")
     base, user = base_image or s.DEFAULT_BASE_IMAGE, s.validate_user(login_user)
     host = host or os.environ.get("DEVAGENT_HOST") or None
     if host is None:
         from devagent.host.engine import Engine
 
-        tag, built = build_image(Engine(), base_image=base, user=user, uid=os.getuid() or 1000, report=_echo_step)
+        _build_tag_push(Engine(), base=base, user=user, uid=os.getuid() or 1000, ref=ref, push=push, where="")
     else:
         with _server_link(parse_server(host).text) as link:  # the image's user gets the server user's uid
-            tag, built = build_image(link.engine, base_image=base, user=user, uid=link.facts.uid or 1000,
-                                     report=_echo_step)
-    click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}{f' on {host}' if host else ''}")
+            _build_tag_push(link.engine, base=base, user=user, uid=link.facts.uid or 1000, ref=ref, push=push,
+                            where=f" on {host}")
+
+
+def _build_tag_push(engine: Any, *, base: str, user: str, uid: int, ref: Any, push: bool, where: str) -> None:
+    from devagent.host.image import build_image, push_image
+
+    tag, built = build_image(engine, base_image=base, user=user, uid=uid, report=_echo_step)
+    click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}{where}")
+    if ref is None:
+        return
+    if push:
+        pinned = push_image(engine, tag, str(ref), report=_echo_step)
+        click.echo(f"✔ pushed {pinned}")
+        click.echo(f"  devagent up NAME --image {pinned}")
+    else:
+        assert ref.tag is not None
+        engine.tag_image(tag, ref.repository, ref.tag)
+        click.echo(f"✔ tagged {ref} (not pushed: add --push)")
 
 
 # -- container side ---------------------------------------------------------------------------------------------
@@ -576,6 +754,35 @@ def serve(kind: str, port: int | None, logdir: str | None) -> int:
 
     return run_serve(kind, port=port, logdir=logdir, workspace=default_workspace(), stdin=sys.stdin,
                      stdout=sys.stdout)
+
+
+@cli.command(name="end-sessions", hidden=True)
+@click.argument("keys", nargs=-1, required=True)
+def end_sessions_command(keys: tuple[str, ...]) -> None:
+    """(Inside the container, for `unshare`) end the ssh sessions that logged in with one of KEYS ("TYPE BASE64");
+    print the sshd pid of each."""
+    from devagent.runtime.sessions import end_sessions
+
+    for pid in end_sessions(keys):
+        click.echo(pid)
+
+
+@cli.command(name="people-entry", hidden=True)
+@click.argument("change")
+def people_entry(change: str) -> None:
+    """(Inside the container, for `share` and `unshare`) append CHANGE and who may log in now to the notebook."""
+    from datetime import datetime, timezone
+
+    from devagent.core.people import parse_people, render_people_entry
+    from devagent.runtime.environment import open_notebook, running_notebook
+
+    people = parse_people(Path(layout.PEOPLE_PATH).read_text(encoding="utf-8"))
+    path = running_notebook()
+    writer = open_notebook(path)
+    writer.append(render_people_entry(people, change, datetime.now(timezone.utc).astimezone()))
+    if writer.pending:
+        raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                            hint="free disk space or make the workspace writable")
 
 
 @cli.command(name="sshd-config")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
 from devagent.core import globs, layout, spec
+from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
 from devagent.core.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
@@ -42,6 +43,7 @@ class UpConfig:
     name: str | None = None
     host: str | None = None
     base_image: str | None = None
+    image: str | None = None
     user: str | None = None
     gpus: str | None = None
     memory: str | None = None
@@ -118,6 +120,10 @@ def _base_image(value: object) -> str:
     return image
 
 
+def _image(value: object) -> str:
+    return str(parse_image_ref(_string(value), option="image"))
+
+
 def _user(value: object) -> str:
     return spec.validate_user(_string(value))
 
@@ -192,6 +198,7 @@ _TOP_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
     "name": (_name, '"pytorch-dev"'),
     "host": (_host, '"gpu-server"'),
     "base_image": (_base_image, f'"{spec.DEFAULT_BASE_IMAGE}"'),
+    "image": (_image, '"lab.example:5000/pytorch-cuda:v2.8-cu121"'),
     "user": (_user, '"dev"'),
     "gpus": (_gpus, '"all"'),
     "memory": (_memory, '"32g"'),
@@ -223,14 +230,14 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
     """Read the text of a devagent.toml; SOURCE names it in messages.
 
     >>> parse_config('cpus = 8\\npids = 8192\\n')
-    UpConfig(name=None, host=None, base_image=None, user=None, gpus=None, memory=None, cpus='8', shm_size=None, \
+    UpConfig(name=None, host=None, base_image=None, image=None, user=None, gpus=None, memory=None, cpus='8', \
 pids='8192', sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
     ...
     devagent.errors.DevagentError: devagent.toml line 1: unknown key "memroy"
-      hint: did you mean "memory"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, \
-pids, sshd_profile, vscode, and the [agent] table
+      hint: did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, \
+shm_size, pids, sshd_profile, vscode, and the [agent] table
     """
     try:
         data = tomllib.loads(text)
@@ -425,6 +432,10 @@ INIT_TEMPLATE = f"""\
 
 # The base image: Debian- or Ubuntu-based, with python3. devagent derives an image with sshd and the login user.
 #base_image = "{spec.DEFAULT_BASE_IMAGE}"
+
+# Or, instead of base_image, a team image that `devagent image build --tag REGISTRY/REPO:VERSION --push` made:
+# it is started as it is (pulled when missing, never rebuilt); @sha256:… pins exactly that image. No default.
+#image = "lab.example:5000/pytorch-cuda:v2.8-cu121"
 
 # The login user inside the container (never root).
 #user = "dev"

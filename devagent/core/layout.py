@@ -10,7 +10,8 @@ Four places hold devagent's files:
   what the running agent tells commands started over ssh — which notebook it writes (``agent.json``), that
   ``up`` has committed (``ready``), the last GPU check (``gpu-check.json``);
 - **/etc/devagent**, what the image build and ``up`` put into the container: the sshd configurations, the host
-  key, your public key and the launch context;
+  key, the public keys of those who may log in (yours and your invited teammates') with who is who, and the
+  launch context;
 - **/opt/devagent**, devagent itself in the image: its virtual environment and the lab helper's copy.
 
 A path inside the workspace or a home is spelled here once, as relative POSIX text (the doctor's shell probe,
@@ -156,9 +157,11 @@ CONFIG_DIR = "/etc/devagent"
 HOST_KEY = "ssh_host_ed25519_key"  # names inside CONFIG_DIR
 AUTHORIZED_KEYS = "authorized_keys"
 LAUNCH_CONTEXT = "launch.json"
+PEOPLE = "people.json"  # who may log in: the owner and invited teammates, by key fingerprint (core/people.py)
 HOST_KEY_PATH = f"{CONFIG_DIR}/{HOST_KEY}"
 AUTHORIZED_KEYS_PATH = f"{CONFIG_DIR}/{AUTHORIZED_KEYS}"
 LAUNCH_CONTEXT_PATH = f"{CONFIG_DIR}/{LAUNCH_CONTEXT}"  # how the environment was made: the notebook header
+PEOPLE_PATH = f"{CONFIG_DIR}/{PEOPLE}"
 
 
 def sshd_config_path(profile: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,9 @@ class LaunchContext:
 
     ``mounts`` holds ``(host_path, container_path, mode)`` triples, mode being ``"rw"`` or ``"ro"``;
     ``created`` is an ISO-8601 time; ``base_digest`` is ``None`` for a local base image that has no digest.
+    ``pinned_image`` is the image as ``REPOSITORY[:TAG]@sha256:…`` in a registry, ``None`` when it exists only on
+    the engine that made it; ``up_args`` are the options of `devagent up` that make an environment like this one
+    (GPUs, limits, user), for the reproduce block. Both came later: a launch.json without them reads as unknown.
     """
 
     name: str
@@ -45,6 +48,9 @@ class LaunchContext:
     ssh_alias: str
     devagent_version: str
     created: str
+    pinned_image: str | None = None
+    up_args: tuple[str, ...] = ()
+    people: str = ""  # who may log in when the environment was made: "me (owner), alice" (core/people.py who)
 
     def to_json(self) -> str:
         """One line of JSON; ``LaunchContext.from_json(ctx.to_json()) == ctx``."""
@@ -58,11 +64,13 @@ class LaunchContext:
         if not isinstance(data, dict):
             raise ValueError("launch context: expected a JSON object")
         names = [f.name for f in fields(cls)]
-        missing = [n for n in names if n not in data]
+        missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING]
         if missing:
             raise ValueError(f"launch context: missing {', '.join(missing)}")
-        values: dict[str, Any] = {n: data[n] for n in names}
+        values: dict[str, Any] = {n: data[n] for n in names if n in data}
         values["mounts"] = tuple((str(h), str(c), str(m)) for h, c, m in values["mounts"])
+        if "up_args" in values:
+            values["up_args"] = tuple(str(a) for a in values["up_args"])
         return cls(**values)
 
 
@@ -123,13 +131,19 @@ def render_header(ctx: LaunchContext) -> str:
         )
         or "none"
     )
+    if ctx.pinned_image and "@" in ctx.pinned_image:  # the name, then its registry digest shortened like the base's
+        name, _, digest = ctx.pinned_image.rpartition("@")
+        image = f"{code(name)} {code('@' + short_digest(digest))}"
+    else:
+        image = code(ctx.image)
     rows = [
-        ["image", f"{code(ctx.image)} · base {base}"],
+        ["image", f"{image} · base {base}"],
         ["launched", code(ctx.launch_command)],
         ["mounts", mounts],
         ["limits", escape(ctx.limits)],
         ["GPUs", escape(ctx.gpus)],
         ["login", f"{code('ssh ' + ctx.ssh_alias)} as {escape(ctx.user)}"],
+        *([["people", escape(ctx.people)]] if ctx.people else []),
         ["devagent", escape(ctx.devagent_version)],
         ["created", escape(ctx.created)],
     ]

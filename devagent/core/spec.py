@@ -278,6 +278,18 @@ class EnvSpec:
     sshd_profile: str = "strict"  # "strict" | "compat"
     share_gpus: bool = False  # take GPUs others hold too, knowingly (the notebook header says so)
     agent: AgentOptions = field(default_factory=AgentOptions)
+    image: str | None = None  # a derived image from a registry (`up --image`): started as it is, never built
+
+    def up_args(self) -> tuple[str, ...]:
+        """The options of `devagent up` that give an environment these GPUs, limits and login user.
+
+        >>> EnvSpec("exp", "debian:12", "/w", limits=Limits(cpus=2.0)).up_args()
+        ('--gpus', 'none', '--memory', '16g', '--cpus', '2', '--shm-size', '2g', '--pids', '4096', '--user', 'dev')
+        """
+        limits = self.limits
+        cpus = ("--cpus", f"{limits.cpus:g}") if limits.cpus is not None else ()
+        return ("--gpus", self.gpus.describe(), "--memory", format_size(limits.memory), *cpus,
+                "--shm-size", format_size(limits.shm_size), "--pids", str(limits.pids), "--user", self.user)
 
     @property
     def home(self) -> str:

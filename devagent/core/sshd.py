@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from devagent.core import layout
+from devagent.core.people import MIN_RSA_BITS
 
 PROFILES = ("strict", "compat")
 
@@ -41,7 +42,12 @@ MAX_STARTUPS = 256
 LOGIN_GRACE_TIME = 20
 # OpenSSH 9.8 added PerSourcePenalties (on by default): behind Docker's proxy its "source" is everybody.
 PER_SOURCE_PENALTIES_SINCE = (9, 8)
-PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com")
+# The owner's key is ed25519 (devagent makes it); a teammate invited with `devagent share` may bring ecdsa or RSA
+# (core/people.py checks it first: RSA from 3072 bits, and sshd enforces that too where it can, RequiredRSASize).
+# RSA signs with SHA-2 only: ssh-rsa (SHA-1) signatures are not accepted.
+PUBKEY_ALGORITHMS = ("ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                     "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256")
+REQUIRED_RSA_SIZE_SINCE = (9, 1)
 
 
 # The image's own environment that ssh sessions should see (sshd gives sessions a bare PATH otherwise):
@@ -123,11 +129,16 @@ def render_sshd_config(*, profile: str, user: str, port: int, supported: Support
         "HostbasedAuthentication no",
         "PermitEmptyPasswords no",
         "PermitUserEnvironment no",
+        # Each session learns which key it logged in with (SSH_USER_AUTH names a file that says): the notebook's
+        # "started by" (devagent/runs/identity.py).
+        "ExposeAuthInfo yes",
         "MaxAuthTries 3",
         f"LoginGraceTime {LOGIN_GRACE_TIME}",
         # Docker's proxy makes every client one address: keep MaxStartups global, never per source.
         f"MaxStartups {MAX_STARTUPS}",
         *(["PerSourcePenalties no"] if knows_per_source_penalties(supported) else []),
+        *([f"RequiredRSASize {MIN_RSA_BITS}"] if supported.version and supported.version >= REQUIRED_RSA_SIZE_SINCE
+          else []),
         "ClientAliveInterval 30",
         "ClientAliveCountMax 4",
         "UseDNS no",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
 from devagent.core.globs import check_globs
+from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
 from devagent.errors import DevagentError, ExitStatus
 
@@ -73,6 +74,17 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     if merged["name"] is None:
         raise DevagentError("no environment name", status=ExitStatus.USAGE,
                             hint=f"give one (devagent up NAME) or set name = \"...\" in {config_path}")
+    # A team image and a base image exclude each other; one typed on the command line beats the file's other one.
+    typed_image, typed_base = given.get("image") is not None, given.get("base_image") is not None
+    if typed_image != typed_base:
+        merged["base_image" if typed_image else "image"] = None
+    image = merged.get("image")
+    if image is not None and merged.get("base_image") is not None:
+        where = "on the command line" if typed_image else f"in {config_path}"
+        raise DevagentError(f"both an image and a base image are set {where}: a team image is started as it is, "
+                            "not derived from a base", status=ExitStatus.USAGE,
+                            hint="keep one: --image (image =) for a pushed devagent image, --base-image "
+                            "(base_image =) to build from a base")
     host = _host(given.get("host"), env_host, config.host)
     if host is not None:
         workspace = _server_workspace(server_workspace, str(merged["name"]))
@@ -95,6 +107,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         agent=s.AgentOptions(notebook=s.validate_notebook_path(str(notebook)) if notebook is not None else None,
                              watch=_watch(watch, typed=bool(given.get("watch"))),
                              polling=bool(pick("poll_saves"))),
+        image=str(parse_image_ref(str(image))) if image is not None else None,
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
                      vscode=bool(pick("vscode")), host=host)

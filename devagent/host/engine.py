@@ -211,6 +211,47 @@ class Engine:
         digests = image.attrs.get("RepoDigests") or []
         return str(digests[0].split("@", 1)[1]) if digests else str(image.id)
 
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        """REF's labels (empty when it has none); None when the engine has no such image."""
+        try:
+            image = self._client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        return dict((image.attrs.get("Config") or {}).get("Labels") or {})
+
+    def repo_digests(self, ref: str) -> list[str]:
+        """REPOSITORY@sha256:… for each registry REF was pushed to or pulled from; [] for an image only here."""
+        try:
+            return [str(d) for d in self._client.images.get(ref).attrs.get("RepoDigests") or []]
+        except docker.errors.ImageNotFound:
+            return []
+
+    def tag_image(self, image: str, repository: str, tag: str) -> None:
+        self._client.api.tag(image, repository, tag, force=True)
+
+    def remove_image(self, ref: str) -> None:
+        """Remove the name REF (the image itself goes with its last name, unless a container uses it)."""
+        with contextlib.suppress(docker.errors.NotFound):
+            self._client.api.remove_image(ref)
+
+    def push(self, repository: str, tag: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
+        """Push REPOSITORY:TAG with the credentials of Docker's own config (the SDK reads $DOCKER_CONFIG or
+        ~/.docker/config.json, credential helpers included). Returns (the registry's digest or None, its last word)."""
+        last, digest = "", None
+        try:
+            for event in self._client.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    return None, str(event["error"])
+                aux = event.get("aux") or {}
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                last = str(event.get("status", ""))
+                if last in ("Pushed", "Layer already exists") or "digest:" in last:
+                    on_line(f"{event.get('id', '')} {last}".strip())
+        except docker.errors.DockerException as exc:
+            return None, str(getattr(exc, "explanation", None) or exc)
+        return digest, last
+
     def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
         """Pull REF, reporting each layer once it is done. Returns (image id or None, the engine's last word)."""
         last = ""
@@ -502,6 +543,16 @@ class Engine:
                                     hint=f"choose another name, or remove it: docker rm -f {name}",
                                     status=ExitStatus.CONFLICT) from None
             raise
+
+    def exec_as(self, container_id: str, user: str, argv: list[str]) -> tuple[int, str]:
+        """Run ARGV in a running container as USER; (exit status, stdout and stderr together)."""
+        try:
+            exec_id = self._client.api.exec_create(container_id, argv, user=user, stdout=True, stderr=True)["Id"]
+            output = self._client.api.exec_start(exec_id)
+            code = self._client.api.exec_inspect(exec_id).get("ExitCode")
+        except docker.errors.APIError as exc:
+            return 1, str(exc.explanation or exc)
+        return int(code if code is not None else 1), bytes(output).decode(errors="replace")
 
     def user_uid(self, container_id: str, user: str) -> int | None:
         """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""

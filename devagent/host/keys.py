@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -60,6 +61,19 @@ def public_line(private_key: Path) -> str:
                             hint="the hardened sshd accepts ed25519 keys only: ssh-keygen -t ed25519")
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return public.decode()
+
+
+def check_loadable(public_line: str, *, source: str) -> None:
+    """Refuse (USAGE) a public key that core/people.py's checks let through but `cryptography` cannot load: an
+    ECDSA point off its curve, an RSA key with a bad exponent. Security-key (sk-) keys are not loadable there and
+    pass as checked."""
+    if public_line.startswith("sk-"):
+        return
+    try:
+        serialization.load_ssh_public_key(public_line.encode())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise DevagentError(f"{source} is not a usable public key: {exc}", status=ExitStatus.USAGE,
+                            hint="make one with `ssh-keygen -t ed25519` and pass its .pub file") from None
 
 
 def read_private(path: Path) -> bytes:

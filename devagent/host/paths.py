@@ -1,8 +1,8 @@
 """Every host-side location devagent reads or writes, on one object that tests repoint.
 
 DEVAGENT_SSH_CONFIG is the user's ssh config (default ~/.ssh/config); DEVAGENT_HOME holds devagent's own files:
-the user key, the host keys, the managed ssh config, its known_hosts, and which server each environment made
-with `--host` lives on (default ~/.ssh/devagent).
+the user key, the host keys, the managed ssh config, its known_hosts, the invitations, and which server each
+environment made with `--host` lives on (default ~/.ssh/devagent).
 """
 
 from __future__ import annotations
@@ -65,6 +65,11 @@ class Paths:
     def records(self) -> Path:
         """Which server each remote environment lives on: one file per environment (host/records.py)."""
         return self.home / "environments"
+
+    def invitations(self, name: str) -> Path:
+        """Who is invited to environment NAME (`devagent share`): kept here so that `up --recreate` gives the new
+        container the same people; `down` removes it."""
+        return self.home / "invitations" / f"{name}.json"
 
     def host_key(self, name: str) -> Path:
         """The environment's host private key; kept across --recreate so the pinned key never changes."""

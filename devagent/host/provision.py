@@ -35,15 +35,16 @@ from devagent.core import layout
 from devagent.core import ports as port_choice
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
+from devagent.core.people import who
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host import keys
+from devagent.host import keys, sharing
 from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.gpu_ledger import GpuLedger, nvidia_smi_inventory, owner_name
-from devagent.host.image import build_image
+from devagent.host.image import build_image, local_pinned, team_image
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
@@ -106,9 +107,11 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
 
     The user's public key is part of it: the container's authorized_keys holds it.
     """
-    text = json.dumps([spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
-                       spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]],
-                      sort_keys=True)
+    parts: list[object] = [spec.base_image, spec.workspace, spec.user, spec.gpus.describe(), spec.limits.describe(),
+                            spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]]
+    if spec.image:  # only then: environments made before --image existed keep their hash
+        parts.append(spec.image)
+    text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -364,14 +367,28 @@ class Provisioner:
                 )
             return self._reuse(spec, existing, identity_path)
 
-        gpus = self._choose_gpus(spec, replacing=existing)  # before the build: a busy GPU is refused at once
-        image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
-                                       report=self.report)
-        if not built:
-            self.report(f"image {image_tag} (cached)")
-        result = self._create(spec, image_tag=image_tag, base_digest=self.engine.image_digest(spec.base_image),
+        gpus = self._choose_gpus(spec, replacing=existing)  # before the image: a busy GPU is refused at once
+        if spec.image:  # a team image: pulled when missing, checked, started as it is
+            team = team_image(self.engine, spec.image, self.report)
+            if team.user != spec.user:
+                raise DevagentError(f"the image {spec.image} has the login user {team.user!r}, not {spec.user!r}",
+                                    status=ExitStatus.USAGE, hint=f"pass --user {team.user}, or leave --user out "
+                                    "when the image was built for the default user")
+            if not team.pulled:
+                self.report(f"image {spec.image} (present)")
+            image_tag, built, pinned = team.run_ref, False, team.pinned
+            spec, base_digest = dataclasses.replace(spec, base_image=team.base_image), team.base_digest
+        else:
+            image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
+                                           report=self.report)
+            if not built:
+                self.report(f"image {image_tag} (cached)")
+            pinned, base_digest = local_pinned(self.engine, image_tag), self.engine.image_digest(spec.base_image)
+        result = self._create(spec, image_tag=image_tag, base_digest=base_digest, pinned=pinned,
                               identity=identity_path, user_public=user_public, replacing=existing,
                               wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus)
+        if spec.image:
+            result.image = spec.image
         result.image_built = built
         if existing is not None:  # replaced: the GPUs the old container had and the new one has not are free again
             with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
@@ -393,7 +410,8 @@ class Provisioner:
                     + (", shared knowingly" if spec.share_gpus else ""))
         return GpuChoice(request, uuids, text, index)
 
-    def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str, identity: Path, user_public: str,
+    def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str | None, pinned: str | None,
+                identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
                 signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
@@ -415,12 +433,13 @@ class Provisioner:
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
             tx.on_failure(self._on_server(lambda: self._remove_made(up_id, temp_name, spec.name)))
+            owner, invited = sharing.who_may_log_in(self.paths, spec.name, user_public)  # survives --recreate
             context = LaunchContext(
-                name=spec.name, user=spec.user, image=image_tag, base_image=spec.base_image,
-                base_digest=base_digest, launch_command=launch_command,
+                name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
+                base_digest=base_digest, launch_command=launch_command, pinned_image=pinned, up_args=spec.up_args(),
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
-                created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"), people=who([owner, *invited]),
             )
 
             leased = False
@@ -436,7 +455,8 @@ class Provisioner:
                         name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
-                                HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids)},
+                                HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
+                                **sharing.owner_labels(user_public)},
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
@@ -457,7 +477,7 @@ class Provisioner:
                 self.engine.put_files(cid, layout.CONFIG_DIR, [
                     ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
                     ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
-                    ArchiveFile(layout.AUTHORIZED_KEYS, (user_public + "\n").encode(), 0o644),
+                    *sharing.container_files(owner, invited),  # who may log in
                     ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
                 ])
                 return cid
@@ -778,6 +798,8 @@ class Provisioner:
             removed.append("host key")
         if self.records.remove(name):
             removed.append(f"devagent's record of {name} on {self.host}")
+        if sharing.forget(self.paths, name):
+            removed.append("invitations")
         if not removed:
             raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                                 hint="`devagent ls` lists the environments")
@@ -795,6 +817,7 @@ class Provisioner:
                 "user": c.labels.get("devagent.user"),
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
-                "created": c.created, **({"host": self.host} if self.host is not None else {}),
+                "created": c.created, "invited": sharing.invited_names(self.paths, name),
+                **({"host": self.host} if self.host is not None else {}),
             })
         return rows

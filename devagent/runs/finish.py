@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from devagent.core import layout
-from devagent.core.notebook import SaveRecord
+from devagent.core.notebook import LaunchContext, SaveRecord
 from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import classify_exit
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
@@ -34,6 +34,7 @@ from devagent.core.runs.metrics import (
     summarize_metrics,
 )
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.reproduce import ReproduceFacts
 from devagent.core.runs.secrets import REDACTED, looks_secret, redact_argv, redact_mapping, scrub, secrets_in
 from devagent.core.runs.section import MEMORY_NOTE, RunReport, render_run
 from devagent.runs.gitstate import GitSkipped, git_state
@@ -53,6 +54,7 @@ log = logging.getLogger("devagent.run")
 _SKIP_DIRS = frozenset({".git", layout.WORKSPACE_STATE, ".venv", "venv", "env", "node_modules", "__pycache__", "data",
                         "datasets", "checkpoints", "wandb"})
 _PLOT_TIMEOUT = 60.0
+LAUNCH_CONTEXT = Path(layout.LAUNCH_CONTEXT_PATH)  # how the environment was made (`up` puts it in); tests repoint it
 METRIC_FILE_WINDOW = 32 << 20  # a lab.jsonl or metrics.csv is read from this many bytes before its end (~4 s)
 MAX_METRIC_LINE = 64 << 10  # a longer line is skipped
 MAX_SCRIPT_BYTES = 1 << 20  # a larger script is not read for its hyperparameters' defaults
@@ -90,6 +92,7 @@ class Finished:
     git: GitState | None = None
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
+    started_by: str | None = None  # who, by the key of the ssh login above it (runtime/sessions.py)
 
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
@@ -135,12 +138,39 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
         gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
+        started_by=run.started_by,
         # only a GPU run can need the note: a CPU run does not read the notebook for it
         memory_explained=gpu.gpus > 0 and notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
+        reproduce=_reproduce_facts(place, record, run, allowed_env(run.environ)),
+        notebook_name=place.relative(place.notebook),
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
     return record
+
+
+def _reproduce_facts(place: RunPlace, record: RunRecord, run: Finished, env: Mapping[str, str]) -> ReproduceFacts:
+    """What re-creates the run: its environment from the launch record `up` put in (none outside devagent's
+    containers), its code from the git state, its command as recorded (secrets redacted)."""
+    launch = _launch_context()
+    git = run.git
+    return ReproduceFacts(
+        number=record.number, env_name=launch.name if launch else "", image=launch.image if launch else None,
+        pinned=launch.pinned_image if launch else None, base_image=launch.base_image if launch else None,
+        up_args=launch.up_args if launch else (), commit=git.commit if git else None,
+        patch=place.relative(place.notebook.parent / git.patch_asset) if git and git.patch_asset else None,
+        argv=record.argv, cwd=record.cwd, env=dict(env),
+        metrics={name: value for name, value in record.metrics.items() if math.isfinite(value)},
+        dirty=bool(git and git.dirty),
+    )
+
+
+def _launch_context() -> LaunchContext | None:
+    try:
+        return LaunchContext.from_json(LAUNCH_CONTEXT.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError) as exc:
+        log.info("no launch record for the reproduce block: %s", exc)
+        return None
 
 
 def _redact_defaults(defaults: dict[str, ArgDefault]) -> dict[str, ArgDefault]:

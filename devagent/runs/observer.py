@@ -29,6 +29,7 @@ from devagent.runs.place import RunPlace
 from devagent.runs.proctree import proc_stat
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
+from devagent.runtime.sessions import started_by
 
 log = logging.getLogger("devagent.observer")
 
@@ -45,6 +46,7 @@ class Observed:
     sampler: GpuSampler | None = None
     git: GitState | None = None
     number: int | None = None
+    started_by: str | None = None
     first_seen: float = field(default_factory=time.monotonic)
 
 
@@ -121,8 +123,9 @@ class RunObserver:
         if script is None or not self.is_watched(os.path.abspath(cwd / script)):
             return None
         started = datetime.fromtimestamp(self._boot + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc).astimezone()
+        # Who, while the ssh session that started it is still there to be read (runtime/sessions.py).
         observed = Observed(pid=pid, argv=argv, cwd=cwd, started=started, environ=environ,
-                            git=code_state(self.place, cwd, number=None))
+                            git=code_state(self.place, cwd, number=None), started_by=started_by(pid, proc=self.proc))
         observed.sampler = GpuSampler.start(pid)
         return observed
 
@@ -140,7 +143,7 @@ class RunObserver:
             number=number, argv=run.argv, cwd=run.cwd, started=run.started,
             duration_s=max(0.0, (ended - run.started).total_seconds()), exit_code=None, observed=True,
             lab_file=lab_file if lab_file.is_file() else None, gpu_peak=peak, gpu_total=total, gpus_used=gpus,
-            gpu_devices=devices, git=run.git, environ=run.environ,
+            gpu_devices=devices, git=run.git, environ=run.environ, started_by=run.started_by,
         )
         try:
             finish_run(self.place, self.runs, finished)

@@ -29,6 +29,7 @@ from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace, check_place, locate
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
+from devagent.runtime.sessions import started_by
 
 
 def check_command(argv: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> None:
@@ -128,6 +129,7 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
     if lab_file is not None:
         child_env["DEVAGENT_LAB_FILE"] = str(lab_file)
     output = OutputWatch()
+    who = started_by(os.getpid())  # by the ssh login above this process, never by its environment
     if number is not None:
         print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
     outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd))
@@ -137,7 +139,7 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
         gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
         gpu_devices=outcome.gpu_devices,
-        python=_interpreter(argv, environ), environ=environ,
+        python=_interpreter(argv, environ), environ=environ, started_by=who,
     )
     return finished
 

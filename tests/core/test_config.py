@@ -73,15 +73,18 @@ class TestAFileThatIsRight:
 class TestErrorsNameTheLine:
     @pytest.mark.parametrize(("text", "message", "hint"), [
         ('name = "x"\n\nmemroy = "32g"\n', 'devagent.toml line 3: unknown key "memroy"',
-         'did you mean "memory"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
+         'shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ("shm-size = 1\n", 'devagent.toml line 1: unknown key "shm-size"',
-         'did you mean "shm_size"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "shm_size"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
+         'shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ('cpus = 8\n[agent]\nnotbook = "nb.md"\n', 'devagent.toml line 3: unknown key "notbook" in [agent]',
          'did you mean "notebook"? The [agent] keys are: notebook, watch, poll_saves'),
         ("[agnet]\n", 'devagent.toml line 1: unknown key "agnet"',
-         'did you mean "agent"? The keys are: name, host, base_image, user, gpus, memory, cpus, shm_size, pids, '
+         'did you mean "agent"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
+         'shm_size, pids, '
          "sshd_profile, vscode, and the [agent] table"),
         ("[agent]\nwatch = []\nvscode = true\n", 'devagent.toml line 3: unknown key "vscode" in [agent]',
          '"vscode" is not an [agent] setting: move it above the [agent] line (every key after a [table] line '
@@ -293,10 +296,10 @@ class TestInitTemplate:
                  if re.match(r"^[a-z_]+ = ", line)]
         assert sorted(shown) == sorted(f.name for f in fields(UpConfig))
 
-    def test_with_every_setting_uncommented_it_parses_to_the_defaults(self) -> None:
+    def test_with_every_setting_uncommented_it_parses_to_the_defaults_and_an_example_team_image(self) -> None:
         assert parse_config(SETTING_LINE.sub("", INIT_TEMPLATE)) == UpConfig(
-            name="pytorch-dev", host="gpu-server", base_image=DEFAULT_BASE_IMAGE, user="dev", gpus="none",
-            memory="16g", cpus="8",
+            name="pytorch-dev", host="gpu-server", base_image=DEFAULT_BASE_IMAGE,
+            image="lab.example:5000/pytorch-cuda:v2.8-cu121", user="dev", gpus="none", memory="16g", cpus="8",
             shm_size="2g", pids="4096", sshd_profile="strict", vscode=True, notebook="lab-notebook.md",
             watch=("**/*.py",), poll_saves=False)
 

@@ -128,6 +128,12 @@ class TestLaunchContextJson:
                 make_context().to_json().replace('"gpus"', '"x1"').replace('"ssh_alias"', '"x2"')
             )
 
+    def test_a_context_from_before_invitations_reads_with_nobody_listed(self) -> None:
+        text = make_context(people="me (owner), alice").to_json().replace(', "people": "me (owner), alice"', "")
+        assert LaunchContext.from_json(text) == make_context()
+        assert "| people |" not in render_header(make_context())
+        assert "| people | me (owner), alice |" in render_header(make_context(people="me (owner), alice"))
+
     def test_unknown_fields_from_a_newer_devagent_are_ignored(self) -> None:
         text = make_context().to_json()[:-1] + ', "future": 1}'
         assert LaunchContext.from_json(text) == make_context()
@@ -184,3 +190,20 @@ class TestEditsSummary:
         line = record.to_json()
         assert "\n" not in line
         assert SaveRecord.from_json(line) == record
+
+
+def test_the_header_shows_a_team_image_by_its_name_and_shortened_registry_digest() -> None:
+    pinned = "reg.local:5000/team/env:v1@sha256:" + "cd" * 32
+    header = render_header(make_context(image="reg.local:5000/team/env:v1", pinned_image=pinned))
+    row = next(r for r in table_rows(header) if r.startswith("| image |"))
+    assert cells(row)[1].startswith("`reg.local:5000/team/env:v1` `@sha256:cdcdcdcdcdcd…` · base ")
+    assert LaunchContext.from_json(make_context(pinned_image=pinned, up_args=("--gpus", "0")).to_json()) == \
+        make_context(pinned_image=pinned, up_args=("--gpus", "0"))
+
+
+def test_a_launch_record_from_before_team_images_still_reads() -> None:
+    import json
+
+    data = json.loads(make_context().to_json())
+    del data["pinned_image"], data["up_args"]
+    assert LaunchContext.from_json(json.dumps(data)) == make_context()

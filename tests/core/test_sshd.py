@@ -88,3 +88,18 @@ def test_ssh_sessions_get_the_images_path_and_cuda_variables_but_nothing_unsafe(
                    "PATH": "/opt/conda/bin:/usr/bin", "PYTORCH_VERSION": "2.8.0"}
     text = render_sshd_config(profile="strict", user="dev", port=2222, supported=BOOKWORM, env=env)
     assert option(text, "SetEnv").startswith('LD_LIBRARY_PATH="/usr/local/nvidia/lib64" NVIDIA_VISIBLE_DEVICES="all"')
+
+
+def test_each_session_learns_its_key_and_invited_teammates_keys_may_be_ecdsa_or_sha2_rsa_of_3072_bits() -> None:
+    def rendered(version: tuple[int, int] | None) -> str:
+        supported = Supported(BOOKWORM.kex, BOOKWORM.ciphers, BOOKWORM.macs, version=version)
+        return render_sshd_config(profile="strict", user="dev", port=2222, supported=supported)
+
+    text = rendered((9, 2))
+    assert option(text, "ExposeAuthInfo") == "yes"  # the notebook's "started by" (runtime/sessions.py)
+    assert option(text, "PubkeyAcceptedAlgorithms").split(",") == [
+        "ssh-ed25519", "sk-ssh-ed25519@openssh.com", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256"]  # never SHA-1 ssh-rsa
+    assert option(text, "RequiredRSASize") == "3072"
+    assert "RequiredRSASize" not in rendered((9, 0))  # an older sshd would not start with a keyword it lacks
+    assert "RequiredRSASize" not in rendered(None)

@@ -220,3 +220,31 @@ class TestTheServer:
             self.remote({"host": "gpu"}, server_workspace="a\nb")
         assert (err.value.message, err.value.status) == ("workspace 'a\\nb' is not a usable path on the server",
                                                          ExitStatus.USAGE)
+
+
+class TestTeamImage:
+    REF = "reg.local:5000/team/env:v1"
+
+    def test_image_from_the_flag_or_the_file_becomes_the_specs_image(self) -> None:
+        assert request({"image": self.REF}).spec.image == self.REF
+        assert request(config_text=f'image = "{self.REF}"\n').spec.image == self.REF
+        assert request().spec.image is None
+
+    def test_a_typed_image_beats_the_files_base_image_and_a_typed_base_beats_the_files_image(self) -> None:
+        typed_image = request({"image": self.REF}, 'base_image = "debian:12"\n').spec
+        assert typed_image.image == self.REF and typed_image.base_image == s.DEFAULT_BASE_IMAGE
+        typed_base = request({"base_image": "debian:12"}, f'image = "{self.REF}"\n').spec
+        assert typed_base.image is None and typed_base.base_image == "debian:12"
+
+    def test_both_typed_or_both_in_the_file_is_a_usage_error(self) -> None:
+        err = usage_error({"image": self.REF, "base_image": "debian:12"})
+        assert err.message == ("both an image and a base image are set on the command line: a team image is "
+                               "started as it is, not derived from a base")
+        err = usage_error(config_text=f'image = "{self.REF}"\nbase_image = "debian:12"\n')
+        assert err.message.startswith(f"both an image and a base image are set in {CONFIG}")
+
+    def test_a_malformed_reference_is_a_usage_error_that_shows_the_form(self) -> None:
+        err = usage_error({"image": "Team/Env:v1"})
+        assert err.message == "--image: 'Team/Env:v1' is not an image reference"
+        err = usage_error(config_text='image = "x@sha256:short"\n')
+        assert "image: 'x@sha256:short' is not an image reference" in err.message

@@ -127,6 +127,14 @@ class FakeEngine:
         self._call("image_digest", ref)()
         return self.images.get(ref, "sha256:" + "0" * 64)
 
+    def repo_digests(self, ref: str) -> list[str]:
+        self._call("repo_digests", ref)()
+        return []
+
+    def image_labels(self, ref: str) -> dict[str, str] | None:
+        self._call("image_labels", ref)()
+        return {} if ref in self.images else None
+
     def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
         self._call("pull", ref)()
         return None, "no registry in a fake"
@@ -254,6 +262,11 @@ class FakeEngine:
     def rename(self, container_id: str, name: str) -> None:
         self._call("rename", container_id, name)()
         self.containers[container_id].name = name
+
+    def exec_as(self, container_id: str, user: str, argv: list[str]) -> tuple[int, str]:
+        """Records the call; prints one line per key for `devagent end-sessions` (a session ended for each)."""
+        self._call("exec_as", container_id, user, argv)()
+        return 0, "".join("4242\n" for _ in argv[2:]) if argv[1:2] == ["end-sessions"] else ""
 
     def user_uid(self, container_id: str, user: str) -> int | None:
         self._call("user_uid", container_id, user)()

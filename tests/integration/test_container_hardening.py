@@ -121,7 +121,9 @@ def test_the_container_passes_cis_docker_benchmark_section_5(made: Made, item: s
 def test_on_the_root_file_system_the_login_user_can_write_only_home_temp_folders_and_its_host_key(made: Made) -> None:
     # Why 5.13 (a read-only root) would add little: everything else already belongs to root, and no process in the
     # container holds a capability.
-    result = made.env.ssh(made.name, "find / -xdev -writable 2>/dev/null | grep -v -e '^/home/dev' -e '^/proc' | sort")
+    # /tmp/sshauth.*: the key this very login used, which sshd (ExposeAuthInfo) writes for the session.
+    result = made.env.ssh(made.name, "find / -xdev -writable 2>/dev/null | grep -v -e '^/home/dev' -e '^/proc' "
+                          "-e '^/tmp/sshauth[.]' | sort")
     assert result.stdout.split() == ["/etc/devagent/ssh_host_ed25519_key", "/etc/devagent/ssh_host_ed25519_key.pub",
                                      "/run/lock", "/tmp", "/var/lock", "/var/tmp"], result.output
 
@@ -181,7 +183,7 @@ def test_docker_finds_it_healthy_and_ls_and_doctor_say_so(made: Made, docker_cli
     listed = json.loads(made.env.devagent("ls", "--json", check=True).stdout)["environments"]
     assert [r["health"] for r in listed if r["name"] == made.name] == ["healthy"]
     text = made.env.devagent("ls", check=True).stdout.splitlines()
-    assert text[0].split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "WORKSPACE"]
+    assert text[0].split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "INVITED", "WORKSPACE"]
     assert [line.split()[:3] for line in text if line.startswith(made.name)] == [[made.name, "running", "healthy"]]
     doctor = made.env.devagent("doctor", made.name)
     assert "✔ container health — healthy: sshd listens and the agent reports" in doctor.stdout.splitlines()

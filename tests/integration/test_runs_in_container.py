@@ -69,8 +69,10 @@ def test_a_run_nobody_wrapped_is_observed_by_the_agent(env: Env, name: str, work
     assert "| `lr` | `0.1` | **`0.5`** |" in section
     assert "Sources: `devagent.lab`." in section  # the helper wrote .devagent/lab/<pid>.jsonl for the agent
     assert "| `loss` | 0.25 (step 3) |" in section
-    assert list((workspace / ".devagent" / "lab").iterdir()) == []  # moved into the run's folder
-    assert (workspace / ".devagent" / "runs" / "1" / "lab.jsonl").is_file()
+    # Moved into the run's folder once the section is appended (a moment after it: wait, don't race it).
+    wait_for((workspace / ".devagent" / "runs" / "1" / "lab.jsonl").is_file, timeout=30,
+             message="the helper's series moved into the run's folder")
+    assert list((workspace / ".devagent" / "lab").iterdir()) == []
 
 
 CASES = {

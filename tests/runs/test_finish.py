@@ -139,3 +139,38 @@ def test_a_5_gb_script_is_not_read_for_its_defaults(ws: Path) -> None:
         tracemalloc.stop()
     assert peak < 16 << 20
     assert record.hparams == {"lr": "0.5"}  # from the command line only
+
+
+def test_the_section_ends_with_a_reproduce_block_from_the_launch_record_and_the_run(
+        ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from devagent.core.notebook import LaunchContext
+    from devagent.core.runs.reproduce import find_run_section, read_facts
+
+    pinned = "reg.local:5000/team/env:v1@sha256:" + "cd" * 32
+    launch = tmp_path / "launch.json"
+    launch.write_text(LaunchContext(
+        name="exp", user="dev", image="reg.local:5000/team/env:v1", base_image="debian:12", base_digest=None,
+        launch_command="devagent up exp --image reg.local:5000/team/env:v1", mounts=(), limits="", gpus="none",
+        ssh_alias="exp", devagent_version="0", created="2026-11-27T14:00:00+00:00", pinned_image=pinned,
+        up_args=("--gpus", "none", "--memory", "2g")).to_json())
+    monkeypatch.setattr(finish_module, "LAUNCH_CONTEXT", launch)
+    lab = layout.run_lab_file(ws, 1)
+    lab.parent.mkdir(parents=True)
+    lab.write_bytes(lab_line(step=1, loss=0.5))
+    _, text = end_run(ws, lab_file=lab, argv=("python", "train.py", "--lr", "0.2"))
+    section = find_run_section(text, 1)
+    assert section is not None
+    assert section.index("<details><summary>reproduce this run</summary>") > section.index("### ")
+    assert section.rstrip().endswith("**Observations:** \n\n**Next:**")
+    assert (f"devagent up exp-run1 --image {pinned} --gpus none --memory 2g --workspace ../exp-run1") in section
+    facts = read_facts(section)
+    assert facts is not None
+    assert (facts.pinned, facts.argv, facts.metrics, facts.cwd) == (
+        pinned, ("python", "train.py", "--lr", "0.2"), {"loss": 0.5}, str(ws))
+
+
+def test_a_run_outside_a_devagent_environment_gets_a_block_that_says_its_image_is_unknown(
+        ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(finish_module, "LAUNCH_CONTEXT", tmp_path / "missing.json")
+    _, text = end_run(ws)
+    assert "⚠️ No launch record: this run was not in a devagent environment, so its image is unknown." in text

@@ -38,6 +38,7 @@ from devagent.core.runs.metrics import (
 )
 from devagent.core.runs.output import shorten
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.reproduce import ReproduceFacts, render_reproduce
 from devagent.core.runs.secrets import REDACTED
 
 
@@ -67,6 +68,9 @@ class RunReport:
     output_finals: Mapping[str, float] = field(default_factory=dict)  # the output's own last value of a metric
     #                                     that another source gave: an epoch line's mean beside a step's value
     memory_explained: bool = False  # the notebook already holds MEMORY_EXPLANATION: not again
+    reproduce: ReproduceFacts | None = None  # what re-creates the run: the block at the section's end
+    notebook_name: str = "lab-notebook.md"  # the notebook relative to the workspace, for `devagent reproduce`
+    started_by: str | None = None  # who started it, by the key of their ssh login (None: not in an environment)
 
 
 MEMORY_EXPLANATION = (
@@ -121,8 +125,8 @@ def render_run(report: RunReport) -> str:
         _gpu_memory(report.gpu, explained=report.memory_explained),
         _environment(report.env),
         _output(report.output_tail, report.output_lines),
-        # The end of what devagent found. Folded blocks that complete the section (the reproduce block, issue 12)
-        # go here, after the output and before the notes the reader fills in.
+        # The end of what devagent found, then the folded block that re-creates the run (issue 12).
+        render_reproduce(report.reproduce, notebook=report.notebook_name) if report.reproduce else "",
         "**Observations:** \n\n**Next:** ",
     ]
     return entry(title, "\n\n".join(block for block in blocks if block))
@@ -221,6 +225,8 @@ def _facts(report: RunReport) -> str:
     if record.argv:
         command = shell_join(record.argv)
         facts.append(("command", command, code(command)))
+    if report.started_by:
+        facts.append(("started by", report.started_by, escape(report.started_by)))
     if record.cwd:
         facts.append(("folder", record.cwd, code(record.cwd)))
     gpus = gpu_fact(report.gpu)

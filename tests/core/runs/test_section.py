@@ -193,6 +193,14 @@ class TestRenderRun:
         assert "no saves" not in text and "### Code" not in text
         assert "### Hyperparameters" not in text
 
+    def test_who_started_the_run_follows_the_command(self) -> None:
+        report = full_report()
+        text = render_run(RunReport(**{**report.__dict__, "started_by": "alice"}))
+        lines = text.splitlines()
+        command = next(i for i, line in enumerate(lines) if line.startswith("| command |"))
+        assert lines[command + 1:command + 3] == ["|---|---|", "| started by | alice |"]
+        assert "started by" not in render_run(report)  # outside an environment nothing is said
+
     def test_a_curve_image_is_linked_instead_of_the_sparkline(self) -> None:
         report = full_report()
         text = render_run(RunReport(**{**report.__dict__, "curve_image": "lab-notebook.assets/run-3-loss.png"}))

@@ -1,0 +1,145 @@
+"""A teammate's public key is checked before it reaches authorized_keys; what the container and Alice get."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from devagent.core.people import (
+    Person,
+    check_public_key,
+    parse_people,
+    person_from_key_file,
+    render_authorized_keys,
+    render_export,
+    render_people,
+    validate_person,
+    who,
+)
+from devagent.errors import DevagentError, ExitStatus
+
+
+def public_line(key: object, comment: str = "alice@laptop") -> str:
+    data = key.public_key().public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[attr-defined]
+                                         serialization.PublicFormat.OpenSSH)
+    return f"{data.decode()} {comment}"
+
+
+ED25519 = public_line(ed25519.Ed25519PrivateKey.generate())
+
+
+def refusal(text: str) -> DevagentError:
+    with pytest.raises(DevagentError) as caught:
+        check_public_key(text, source="alice.pub")
+    assert caught.value.status == ExitStatus.USAGE
+    assert caught.value.hint
+    return caught.value
+
+
+class TestKeysThatAreAccepted:
+    def test_an_ed25519_key_keeps_its_type_and_data_and_drops_nothing_else(self) -> None:
+        key = check_public_key(ED25519 + "\n")
+        assert key.line == " ".join(ED25519.split()[:2])
+        assert (key.kind, key.comment) == ("ED25519", "alice@laptop")
+
+    def test_the_fingerprint_is_the_one_ssh_keygen_prints(self, tmp_path: Path) -> None:
+        (tmp_path / "k.pub").write_text(ED25519 + "\n")
+        printed = subprocess.run(["ssh-keygen", "-l", "-f", str(tmp_path / "k.pub")], capture_output=True, text=True,
+                                 check=True).stdout.split()[1]
+        assert check_public_key(ED25519).fingerprint == printed
+
+    @pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
+    def test_ecdsa_keys_on_each_nist_curve(self, curve: ec.EllipticCurve) -> None:
+        assert check_public_key(public_line(ec.generate_private_key(curve))).kind == "ECDSA"
+
+    def test_an_rsa_key_of_3072_bits(self) -> None:
+        key = check_public_key(public_line(rsa.generate_private_key(public_exponent=65537, key_size=3072)))
+        assert (key.kind, key.bits) == ("RSA", 3072)
+
+    def test_a_file_with_windows_line_endings_and_blank_lines_around_the_key(self) -> None:
+        assert check_public_key(f"\r\n{ED25519}\r\n\r\n").line == " ".join(ED25519.split()[:2])
+
+    def test_a_key_without_a_comment(self) -> None:
+        assert check_public_key(" ".join(ED25519.split()[:2])).comment == ""
+
+
+class TestKeysThatAreRefused:
+    def test_an_options_prefix_of_any_kind(self) -> None:
+        for options in ('command="/bin/sh"', 'from="10.0.0.1"', "no-pty", 'environment="A=b",no-pty',
+                        "restrict"):
+            error = refusal(f"{options} {ED25519}")
+            assert "has options before the key" in error.message, options
+
+    def test_two_key_lines(self) -> None:
+        assert refusal(f"{ED25519}\n{ED25519}\n").message == (
+            "alice.pub holds 2 lines: exactly one public key line is expected")
+
+    def test_a_carriage_return_inside_the_line(self) -> None:
+        assert "control character" in refusal(f"{ED25519}\rssh-ed25519 AAAA").message
+
+    def test_an_rsa_key_under_3072_bits(self) -> None:
+        weak = public_line(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        assert refusal(weak).message == "alice.pub is an RSA key of 2048 bits; at least 3072 are required"
+
+    def test_a_private_key(self) -> None:
+        private = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
+        assert refusal(private).message == "alice.pub is a private key: never copy a private key"
+
+    def test_garbage(self) -> None:
+        assert refusal("hello world").message == (
+            "alice.pub is not an OpenSSH public key line (it starts with 'hello')")
+        assert refusal("").message == "alice.pub holds no public key"
+        assert "is not a valid ED25519 public key" in refusal("ssh-ed25519 AAAA!!").message
+
+    def test_key_data_of_another_type_than_its_line_says(self) -> None:
+        blob = ED25519.split()[1]
+        assert "names another key type" in refusal(f"ecdsa-sha2-nistp256 {blob}").message
+
+    def test_a_truncated_key(self) -> None:
+        assert "truncated" in refusal(f"ssh-ed25519 {ED25519.split()[1][:40]}").message
+
+    def test_dsa_keys(self) -> None:
+        assert refusal("ssh-dss AAAAB3NzaC1kc3MAAACBAP").message.startswith(
+            "alice.pub is a ssh-dss key, which is not accepted")
+
+
+class TestNames:
+    def test_a_teammate_name_follows_the_rule(self) -> None:
+        assert validate_person("alice.w") == "alice.w"
+        for bad in ("", "Alice", "1alice", "al ice", "alice\n", "a" * 33, "-alice"):
+            with pytest.raises(DevagentError, match="invalid name"):
+                validate_person(bad)
+
+    def test_the_name_comes_from_the_key_file_unless_it_is_a_default_key_name(self) -> None:
+        assert person_from_key_file("/tmp/keys/alice.pub") == "alice"
+        for unclear in ("id_ed25519.pub", "Alice Key.pub"):
+            with pytest.raises(DevagentError, match="cannot tell whose key"):
+                person_from_key_file(unclear)
+
+
+class TestWhatTheContainerAndAliceGet:
+    def test_authorized_keys_has_bare_keys_named_by_devagent(self) -> None:
+        key = check_public_key('ssh-ed25519 ' + ED25519.split()[1] + ' evil"comment')
+        text = render_authorized_keys([Person("me", "ssh-ed25519 OWNER", owner=True), Person("alice", key.line)])
+        assert text == f"ssh-ed25519 OWNER me\n{key.line} alice\n"
+
+    def test_people_json_round_trips_with_fingerprints(self) -> None:
+        people = [Person("me", " ".join(ED25519.split()[:2]), owner=True)]
+        assert parse_people(render_people(people)) == people
+        assert check_public_key(ED25519).fingerprint in render_people(people)
+        assert who([*people, Person("alice", "k")]) == "me (owner), alice"
+
+    def test_the_export_pins_the_host_key_under_the_alias_and_jumps_through_the_server_when_remote(self) -> None:
+        text = render_export(name="exp", person=Person("alice", "ecdsa-sha2-nistp256 AAAA"), port=40001,
+                             user="dev", host_key="ssh-ed25519 HOSTKEY devagent-host-exp", proxy_jump="gpu-server")
+        assert "  ProxyJump gpu-server\n" in text
+        assert "  # IdentityFile ~/.ssh/id_ecdsa" in text
+        assert text.endswith("\nexp ssh-ed25519 HOSTKEY\n")
+        local = render_export(name="exp", person=Person("alice", "ssh-ed25519 AAAA"), port=40001, user="dev",
+                              host_key="ssh-ed25519 HOSTKEY")
+        assert "ProxyJump" not in local
