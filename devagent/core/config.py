@@ -231,6 +231,7 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
 
     >>> parse_config('cpus = 8\\npids = 8192\\n')
     UpConfig(name=None, host=None, base_image=None, image=None, user=None, gpus=None, memory=None, cpus='8', \
+shm_size=None, \
 pids='8192', sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
