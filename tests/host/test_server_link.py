@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,11 +160,14 @@ def test_a_context_file_naming_another_context_is_not_taken(tmp_path: Path) -> N
 
 
 def test_link_folders_go_to_the_users_runtime_folder_when_it_is_private(tmp_path: Path) -> None:
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    assert link_base({"XDG_RUNTIME_DIR": str(runtime)}) == runtime
-    runtime.chmod(0o755)
-    assert link_base({"XDG_RUNTIME_DIR": str(runtime)}) != runtime
+    # A short one, as /run/user/UID is: pytest's own temp paths can be too long for a socket path already.
+    runtime = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    try:
+        assert link_base({"XDG_RUNTIME_DIR": str(runtime)}) == runtime
+        runtime.chmod(0o755)
+        assert link_base({"XDG_RUNTIME_DIR": str(runtime)}) != runtime
+    finally:
+        runtime.rmdir()
     long = tmp_path / ("x" * 80)
     long.mkdir(mode=0o700)
     assert link_base({"XDG_RUNTIME_DIR": str(long)}) != long
