@@ -399,12 +399,27 @@ def ls_command(as_json: bool, host: str | None) -> None:
             click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)
 
 
-def _sharing() -> Any:
-    from devagent.host.engine import Engine
+@contextlib.contextmanager
+def _sharing(name: str) -> Iterator[Any]:
+    """Sharing for environment NAME: over its server's engine when devagent's records name one (and a teammate's
+    entry then jumps through that server), else this machine's."""
+    from devagent.core.spec import validate_name
     from devagent.host.paths import Paths
+    from devagent.host.records import Records
     from devagent.host.sharing import Sharing
 
-    return Sharing(engine=Engine(), paths=Paths.from_environ())
+    paths = Paths.from_environ()
+    record = Records(paths).get(validate_name(name))
+    if record is None:
+        from devagent.host.engine import Engine
+
+        yield Sharing(engine=Engine(), paths=paths)
+        return
+    from devagent.host.server_link import resolve_server
+
+    with _server_link(record.server) as link:
+        yield Sharing(engine=link.engine, paths=paths,
+                      jump=resolve_server(record.server, environ=os.environ).proxy_jump)
 
 
 @cli.command()
@@ -432,7 +447,8 @@ def share(name: str, key_file: Path | None, person: str | None, export_person: s
         if person is not None:
             raise DevagentError("--as goes with --key, not with --export", status=ExitStatus.USAGE,
                                 hint=f"devagent share {name} --export {person}")
-        click.echo(_sharing().export(name, export_person), nl=False)
+        with _sharing(name) as sharing:
+            click.echo(sharing.export(name, export_person), nl=False)
         return
     assert key_file is not None
     try:
@@ -440,7 +456,8 @@ def share(name: str, key_file: Path | None, person: str | None, export_person: s
     except OSError as exc:
         raise DevagentError(f"cannot read {key_file}: {exc.strerror or exc}", status=ExitStatus.USAGE,
                             hint="pass the teammate's public key file, e.g. --key alice.pub") from None
-    shared = _sharing().share(name, raw.decode("utf-8", errors="replace"), source=str(key_file), person=person)
+    with _sharing(name) as sharing:
+        shared = sharing.share(name, raw.decode("utf-8", errors="replace"), source=str(key_file), person=person)
     who = shared.person
     if shared.added:
         click.echo(f"✔ {who.name} may log in to {name} ({shared.kind} {who.fingerprint})")
@@ -456,7 +473,8 @@ def share(name: str, key_file: Path | None, person: str | None, export_person: s
 @click.argument("person")
 def unshare(name: str, person: str) -> None:
     """Take PERSON's key out of environment NAME at once and end the ssh sessions that logged in with it."""
-    ended, not_noted = _sharing().unshare(name, person)
+    with _sharing(name) as sharing:
+        ended, not_noted = sharing.unshare(name, person)
     click.echo(f"✔ {person} may no longer log in to {name}")
     if not_noted:
         _echo_step(f"  the lab notebook does not say so: {not_noted}")

@@ -107,8 +107,10 @@ class Shared:
 class Sharing:
     """Invitations to the environments of one engine and one DEVAGENT_HOME."""
 
-    def __init__(self, *, engine: Engine, paths: Paths) -> None:
-        self.engine, self.paths = engine, paths
+    def __init__(self, *, engine: Engine, paths: Paths, jump: str | None = None) -> None:
+        """JUMP: the ProxyJump a teammate's entry needs, for an environment on a server (devagent's record names
+        it); None for one on this machine's engine."""
+        self.engine, self.paths, self.jump = engine, paths, jump
 
     def _lock(self, name: str) -> FileLock:
         # The environment's own lock (provision.py): no `up` or `down` of it runs meanwhile.
@@ -230,13 +232,12 @@ class Sharing:
                                 status=ExitStatus.LOGIN_FAILED, hint=f"run `devagent up {name}` to pin it again")
         return render_export(name=name, person=found, port=info.host_port,
                              user=info.labels.get("devagent.user") or "dev", host_key=host_key,
-                             proxy_jump=jump_host(info))
+                             proxy_jump=self.jump or jump_host(info))
 
 
 def jump_host(info: ContainerInfo) -> str | None:
-    """The server a teammate jumps through to reach the environment: None for an environment on this machine's
-    engine. The seam for environments on a server (`up --host SERVER`, issue 8): their record names the server
-    as the user reaches it, and that is the ProxyJump."""
+    """The server a teammate jumps through, from a `devagent.server` label; None without one. Environments made
+    with `up --host` are known by devagent's records instead, which the CLI passes as Sharing(jump=…)."""
     server = info.labels.get("devagent.server")
     return server or None
 

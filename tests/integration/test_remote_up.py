@@ -120,7 +120,7 @@ class TestFromTheLaptop:
 
         listed = laptop.devagent("ls", check=True)
         header, row = listed.stdout.splitlines()
-        assert header.split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "HOST", "WORKSPACE"]
+        assert header.split() == ["NAME", "STATE", "HEALTH", "PORT", "USER", "GPUS", "INVITED", "HOST", "WORKSPACE"]
         assert row.split()[0] == name and row.split()[-2:] == ["gpu-server", str(workspace)]
 
         gone = laptop.devagent("down", name, check=True)
@@ -142,6 +142,36 @@ class TestFromTheLaptop:
                  message="the alias to log in again after the restart")
         assert laptop.ssh(name, "id", "-un").stdout == "dev\n"
         assert (laptop.devagent_home / "ssh_config").read_bytes() == alias  # the port stayed: nothing rewritten
+        laptop.devagent("down", name, check=True)
+
+
+    def test_a_teammate_invited_to_an_environment_on_a_server_jumps_through_that_server(
+            self, topology: Topology, name: str, workspaces: list[Path]) -> None:
+        laptop = topology.laptop
+        up(laptop, name, "gpu-server")
+        alice = laptop.root / "alice"
+        alice.mkdir(mode=0o700)
+        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(alice / "id_ed25519")])
+        shutil.copy(alice / "id_ed25519.pub", alice / "alice.pub")
+
+        shared = laptop.devagent("share", name, "--key", str(alice / "alice.pub"))
+        assert shared.returncode == 0, shared.output  # over the server's engine, found from devagent's record
+        exported = laptop.devagent("share", name, "--export", "alice", check=True).stdout
+        assert "  ProxyJump gpu-server\n" in exported and "  HostName 127.0.0.1\n" in exported
+        block, _, pin = exported.partition("# and append this line to ~/.ssh/known_hosts")
+        # Her machine: the exported block and pin, and her own way to the server (here the laptop's gpu-server).
+        server_block = laptop.ssh_config.read_text().split("Host gpu-server\n", 1)[1].split("\nHost ", 1)[0]
+        (alice / "config").write_text(block + "\nHost gpu-server\n" + server_block + "\n")
+        (alice / "known_hosts").write_text(pin.split("\n", 1)[1])
+        login = laptop.run(["ssh", "-F", str(alice / "config"), "-o", f"UserKnownHostsFile={alice / 'known_hosts'}",
+                            "-o", "BatchMode=yes", "-i", str(alice / "id_ed25519"), name, "id", "-un"], timeout=60)
+        assert (login.returncode, login.stdout) == (0, "dev\n"), login.output
+
+        unshared = laptop.devagent("unshare", name, "alice")
+        assert unshared.returncode == 0, unshared.output
+        again = laptop.run(["ssh", "-F", str(alice / "config"), "-o", f"UserKnownHostsFile={alice / 'known_hosts'}",
+                            "-o", "BatchMode=yes", "-i", str(alice / "id_ed25519"), name, "true"], timeout=60)
+        assert again.returncode == 255 and "Permission denied (publickey)" in again.stderr, again.output
         laptop.devagent("down", name, check=True)
 
 
