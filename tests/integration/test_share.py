@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,9 @@ def test_the_notebook_records_who_started_each_run_by_the_key_of_their_login(env
     # Alice claims the owner's login: a file in sshd's format naming the owner's key, named by SSH_USER_AUTH.
     forged = f"/tmp/sshauth.forged{name[-4:]}"
     assert alice.ssh(name, f"printf 'publickey {owner_key[0]} {owner_key[1]}\\n' > {forged}").returncode == 0
+    # A file made within a clock tick of another login makes that login's key untellable ("unknown", never the
+    # owner): here the forgery is older than that, so each run below must still be told as Alice's.
+    time.sleep(0.5)
     assert alice.ssh(name, f"export SSH_USER_AUTH={forged}; {run}").returncode == 0
     assert alice.ssh(name, f"SSH_USER_AUTH={forged} exec devagent run -- python3 -c 'print(1)'").returncode == 0
     # A run nobody wrapped, which the agent observes: the session that started it is read as the run is found.
