@@ -111,17 +111,11 @@ def _server_link(text: str, *, quiet: bool = False) -> Iterator[Any]:
 def _on_server(text: str, *, quiet: bool = False) -> Iterator[Any]:
     """A Provisioner for the server TEXT, over one ssh login (and a second one only if that one drops during
     `up`, for the rollback)."""
-    import importlib
-    import threading
-
     from devagent.host.paths import Paths
 
-    # The docker SDK takes a fifth of a second or more to import: do it while ssh logs in to the server.
-    preload = threading.Thread(target=importlib.import_module, args=("devagent.host.provision",), daemon=True)
-    preload.start()
     with contextlib.ExitStack() as stack:
+        # The link imports the docker SDK while ssh logs in (one thread: no import racing a fork).
         link = stack.enter_context(_server_link(text, quiet=quiet))
-        preload.join()
         from devagent.host.provision import Provisioner
 
         yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=_echo_step, link=link,

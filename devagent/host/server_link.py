@@ -577,8 +577,10 @@ class ServerLink:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             probe.settimeout(LOGIN_TIMEOUT)
             probe.connect(str(self.engine_socket))
-            probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
             try:
+                # ssh closes a connection sshd refused at once: the request itself may then meet a broken pipe
+                # (EPIPE, which click would turn into a silent exit 1), not only the answer.
+                probe.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
                 answer = probe.recv(64)
             except OSError:
                 answer = b""
