@@ -12,8 +12,12 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from devagent.errors import DevagentError, ExitStatus
 
 _libc: ctypes.CDLL | None = None
 if sys.platform.startswith("linux"):
@@ -39,3 +43,16 @@ def child_kwargs() -> dict[str, object]:
     """subprocess.Popen's keyword arguments for an ssh child that must end with devagent. PR_SET_PDEATHSIG follows
     the thread that starts the child: start it from the thread that lives as long as it should."""
     return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()) if _libc is not None else None}
+
+
+def start_ssh(argv: Sequence[str], **popen: Any) -> subprocess.Popen[str]:
+    """Start the ssh command ARGV (text mode, its stderr piped) as a child that ends with devagent; POPEN gives
+    its stdin and stdout. A missing OpenSSH client is a DevagentError (USAGE) that says how to install it."""
+    try:
+        options: dict[str, Any] = {"stderr": subprocess.PIPE, "text": True, "errors": "replace", **popen,
+                                   **child_kwargs()}
+        process: subprocess.Popen[str] = subprocess.Popen(list(argv), **options)
+        return process
+    except FileNotFoundError:
+        raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
+                            hint="install it: apt-get install openssh-client") from None

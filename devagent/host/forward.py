@@ -27,7 +27,7 @@ from typing import IO
 from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import managed_config
-from devagent.host.children import child_kwargs
+from devagent.host.children import start_ssh
 from devagent.host.interrupts import Stopped, StopSignals, exit_status
 from devagent.host.paths import Paths
 
@@ -99,15 +99,9 @@ class SshForward:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        try:
-            # Its own session: a Ctrl-C at the terminal reaches devagent alone, which then ends ssh itself (and
-            # ssh does not print "Killed by signal 2." over the user's prompt).
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, text=True, errors="replace",
-                                            **child_kwargs())  # type: ignore[call-overload]
-        except FileNotFoundError:
-            raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
-                                hint="install it: apt-get install openssh-client") from None
+        # Its own session: a Ctrl-C at the terminal reaches devagent alone, which then ends ssh itself (and ssh
+        # does not print "Killed by signal 2." over the user's prompt).
+        self.process = start_ssh(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True,
                                         name=f"ssh-forward-{self.local}")
         self._reader.start()

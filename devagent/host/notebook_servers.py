@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.children import child_kwargs
+from devagent.host.children import start_ssh
 from devagent.host.forward import SshForward, check_alias, choose_local, open_forward
 from devagent.host.interrupts import Stopped, StopSignals, exit_status
 from devagent.host.paths import Paths
@@ -58,13 +58,7 @@ class RemoteServer:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        try:
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True, errors="replace",
-                                            **child_kwargs())  # type: ignore[call-overload]
-        except FileNotFoundError:
-            raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
-                                hint="install it: apt-get install openssh-client") from None
+        self.process = start_ssh(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True,
                                         name=f"ssh-{self.kind}")
         self._reader.start()
