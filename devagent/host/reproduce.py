@@ -8,18 +8,27 @@ alias; compare the new run's final metrics with the original's and record the co
 
 Everything up to the environment is checked first, and a refusal leaves nothing behind: the new workspace is
 made only once the checks pass, and removed again when a later check fails.
+
+The files live where the environments do: on this machine (LocalFiles), or on the server of `--host` (ServerFiles:
+each step a command over the command's one ssh login, as the server user; the notebook path is the server's).
+There, the comparison is appended by a throw-away container of the new environment's image that mounts only the
+workspace it writes to, as the login user and without network: a link planted in a workspace (which everything in
+an environment can change) reaches files of that container, never the server user's own.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Protocol
 
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
@@ -27,10 +36,28 @@ from devagent.core.runs.reproduce import ReproduceFacts, find_run_section, read_
 from devagent.core.spec import validate_new_name
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
+from devagent.host.server_workspace import absolute
+from devagent.host.site import ServerSite
 
 Report = Callable[[str], None]
 _TARGET_RE = re.compile(r"(?P<path>.+)#run-(?P<number>[1-9][0-9]*)")
 _GIT_TIMEOUT = 300.0
+
+
+class Files(Protocol):
+    """The folders of the original run and of its reproduction: on this machine, or on a server."""
+
+    where: str  # "" here, " on SERVER" for a server: for messages
+
+    def path(self, text: str) -> PurePath: ...
+    def read_text(self, path: PurePath) -> str: ...
+    def exists(self, path: PurePath) -> bool: ...
+    def find_workspace(self, notebook: PurePath) -> PurePath: ...
+    def repository(self, workspace: PurePath) -> PurePath | None: ...
+    def git(self, *args: str, trust: PurePath | None = None) -> subprocess.CompletedProcess[str]: ...
+    def copy_code(self, workspace: PurePath, into: PurePath) -> None: ...
+    def give_to_login_user(self, root: PurePath) -> None: ...
+    def discard(self, root: PurePath) -> None: ...
 
 
 @dataclass
@@ -38,42 +65,44 @@ class Reproduction:
     """A checked plan: where the code was cloned, which image to start, what was said about it."""
 
     facts: ReproduceFacts
-    notebook: Path  # the original notebook
-    workspace: Path  # the original workspace (the folder that holds the runs journal)
+    files: Files
+    notebook: PurePath  # the original notebook
+    workspace: PurePath  # the original workspace (the folder that holds the runs journal)
     name: str
-    new_root: Path  # the clone (or copy) made for the new environment
-    new_workspace: Path  # the folder of it that is mounted (the clone's counterpart of the original workspace)
+    new_root: PurePath  # the clone (or copy) made for the new environment
+    new_workspace: PurePath  # the folder of it that is mounted (the clone's counterpart of the original)
     image: str | None  # --image for up; None: build from BASE_IMAGE (--anyway without an image)
     base_image: str | None
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def new_notebook(self) -> Path:
+    def new_notebook(self) -> PurePath:
         return self.new_workspace / self.notebook.relative_to(self.workspace)
 
     def discard(self) -> None:
         """Remove the new workspace again (before any environment mounts it)."""
-        shutil.rmtree(self.new_root, ignore_errors=True)
+        self.files.discard(self.new_root)
 
 
-def parse_target(text: str) -> tuple[Path, int]:
+def parse_target(text: str) -> tuple[str, int]:
     """NOTEBOOK#run-N as (notebook path, N).
 
     >>> parse_target("lab-notebook.md#run-3")
-    (PosixPath('lab-notebook.md'), 3)
+    ('lab-notebook.md', 3)
     """
     match = _TARGET_RE.fullmatch(text)
     if match is None:
         raise DevagentError(f"{text!r} does not name a run", status=ExitStatus.USAGE,
                             hint="name the notebook and the run: devagent reproduce lab-notebook.md#run-3")
-    return Path(match["path"]), int(match["number"])
+    return match["path"], int(match["number"])
 
 
-def load_facts(notebook: Path, number: int) -> ReproduceFacts:
+def load_facts(files: Files, notebook: PurePath, number: int) -> ReproduceFacts:
     try:
-        text = notebook.read_text(encoding="utf-8")
+        text = files.read_text(notebook)
     except OSError as exc:
-        raise DevagentError(f"cannot read the notebook {notebook}: {exc.strerror or exc}", status=ExitStatus.USAGE,
+        raise DevagentError(f"cannot read the notebook {notebook}{files.where}: {exc.strerror or exc}",
+                            status=ExitStatus.USAGE,
                             hint="give the path of a lab notebook: devagent reproduce lab-notebook.md#run-3") from None
     section = find_run_section(text, number)
     if section is None:
@@ -87,27 +116,18 @@ def load_facts(notebook: Path, number: int) -> ReproduceFacts:
     return facts
 
 
-def find_workspace(notebook: Path) -> Path:
-    """The workspace of NOTEBOOK: the nearest folder above it that holds devagent's state, else its own folder."""
-    folder = notebook.resolve().parent
-    for candidate in (folder, *folder.parents):
-        if (candidate / layout.WORKSPACE_STATE).is_dir():
-            return candidate
-    return folder
-
-
-def prepare(target: str, *, name: str | None, into: Path | None, anyway: bool, engine: Engine,
+def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: Engine, files: Files,
             report: Report) -> Reproduction:
-    """Check that run TARGET can be reproduced and make its new workspace. Refuses with NOT_REPRODUCIBLE (naming
-    every gap) unless ANYWAY; a refusal leaves nothing behind."""
-    notebook_path, number = parse_target(target)
-    facts = load_facts(notebook_path, number)
-    notebook = notebook_path.resolve()
-    workspace = find_workspace(notebook)
+    """Check that run TARGET can be reproduced and make its new workspace (INTO, else beside the original's).
+    Refuses with NOT_REPRODUCIBLE (naming every gap) unless ANYWAY; a refusal leaves nothing behind."""
+    notebook_text, number = parse_target(target)
+    notebook = files.path(notebook_text)
+    facts = load_facts(files, notebook, number)
+    workspace = files.find_workspace(notebook)
     new_name = validate_new_name(name or facts.new_env_name())
-    new_root = (into or workspace.parent / new_name).absolute()
-    if new_root.exists():
-        raise DevagentError(f"{new_root} exists", status=ExitStatus.USAGE,
+    new_root = files.path(into) if into else workspace.parent / new_name
+    if files.exists(new_root):
+        raise DevagentError(f"{new_root}{files.where} exists", status=ExitStatus.USAGE,
                             hint="the reproduction gets a new workspace: pass --workspace a folder that does not "
                             "exist yet, or --name another name")
     if facts.redacted:
@@ -124,27 +144,27 @@ def prepare(target: str, *, name: str | None, into: Path | None, anyway: bool, e
         else:
             warnings.append(f"the image {facts.image} exists only on this engine (no registry digest): the "
                             "reproduction is exact here and nowhere else")
-    repo = _repository(workspace) if facts.commit else None
+    repo = files.repository(workspace) if facts.commit else None
     if facts.commit and repo is None:
-        gaps.append(f"the code: {workspace} is not in a git repository any more")
+        gaps.append(f"the code: {workspace}{files.where} is not in a git repository any more")
     if gaps and not anyway:
         raise DevagentError(f"run {number} cannot be reproduced exactly: it lacks " + "; ".join(gaps),
                             status=ExitStatus.NOT_REPRODUCIBLE,
                             hint="add --anyway to go on with what exists (" + _anyway_means(facts, image) + ")")
     warnings += [f"going on without {gap}" for gap in gaps]
-    plan = Reproduction(facts=facts, notebook=notebook, workspace=workspace, name=new_name, new_root=new_root,
-                        new_workspace=new_root, image=image, base_image=facts.base_image, warnings=warnings)
+    plan = Reproduction(facts=facts, files=files, notebook=notebook, workspace=workspace, name=new_name,
+                        new_root=new_root, new_workspace=new_root, image=image, base_image=facts.base_image,
+                        warnings=warnings)
     try:
         if repo is not None and facts.commit:
             plan.new_workspace = new_root / workspace.relative_to(repo)
-            _clone(repo, new_root, facts.commit, report)
+            _clone(files, repo, new_root, facts.commit, report)
             if facts.patch:
-                _apply_patch(plan, workspace / facts.patch, repo=repo, anyway=anyway, report=report)
+                _apply_patch(plan, workspace / facts.patch, anyway=anyway, report=report)
         else:
             report(f"copying {workspace} as it is now (no commit to clone)")
-            shutil.copytree(workspace, new_root, symlinks=True,
-                            ignore=shutil.ignore_patterns(*layout.WORKSPACE_FILES))
-        _give_to_login_user(new_root)
+            files.copy_code(workspace, new_root)
+        files.give_to_login_user(new_root)
     except BaseException:
         plan.discard()
         raise
@@ -159,60 +179,27 @@ def _anyway_means(facts: ReproduceFacts, image: str | None) -> str:
     return ", ".join(parts)
 
 
-def _repository(workspace: Path) -> Path | None:
-    for candidate in (workspace, *workspace.parents):
-        if (candidate / ".git").exists():
-            return candidate
-    return None
-
-
 # Nothing a repository's configuration names runs (see docs/explanation/security-model.md).
 _GIT_PINS = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=")
 
 
-def _git(*args: str, cwd: Path | None = None, trust: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run git. TRUST: the repository the user named, which another uid may own (the container's login user,
-    when devagent runs as root): git may read it for this one call, through a throw-away global config that
-    includes the user's own; nothing is written to the user's files."""
-    env = dict(os.environ)
-    with tempfile.TemporaryDirectory(prefix="devagent-git-") as tmp:
-        if trust is not None and _owner(trust) != os.geteuid():
-            config = Path(tmp) / "gitconfig"
-            own = Path(env.get("GIT_CONFIG_GLOBAL") or Path.home() / ".gitconfig")
-            config.write_text(f"[include]\n\tpath = {own}\n[safe]\n\tdirectory = {trust}\n"
-                              f"\tdirectory = {trust}/.git\n")
-            env["GIT_CONFIG_GLOBAL"] = str(config)
-        try:
-            return subprocess.run(["git", *_GIT_PINS, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                                  timeout=_GIT_TIMEOUT, check=False)
-        except FileNotFoundError:
-            raise DevagentError("git is not installed", status=ExitStatus.USAGE,
-                                hint="install it (apt-get install git): the code is re-created with it") from None
-
-
-def _owner(path: Path) -> int:
-    try:
-        return (path / ".git").stat().st_uid
-    except OSError:
-        return os.geteuid()
-
-
-def _clone(repo: Path, into: Path, commit: str, report: Report) -> None:
+def _clone(files: Files, repo: PurePath, into: PurePath, commit: str, report: Report) -> None:
     """A clone that shares no file with REPO (no hard links: the clone is given to the login user after)."""
-    report(f"cloning {repo} at {commit} into {into}")
-    cloned = _git("clone", "--quiet", "--no-checkout", "--no-hardlinks", str(repo), str(into), trust=repo)
+    report(f"cloning {repo} at {commit} into {into}{files.where}")
+    cloned = files.git("clone", "--quiet", "--no-checkout", "--no-hardlinks", str(repo), str(into), trust=repo)
     if cloned.returncode != 0:
-        raise DevagentError(f"cloning {repo} failed", status=ExitStatus.NOT_REPRODUCIBLE,
+        raise DevagentError(f"cloning {repo}{files.where} failed", status=ExitStatus.NOT_REPRODUCIBLE,
                             details=cloned.stderr.strip() or None, hint="check that the repository is readable")
-    checkout = _git("-C", str(into), "checkout", "--quiet", "--detach", commit)
+    checkout = files.git("-C", str(into), "checkout", "--quiet", "--detach", commit)
     if checkout.returncode != 0:
-        raise DevagentError(f"the run's commit {commit} is not in {repo}", status=ExitStatus.NOT_REPRODUCIBLE,
-                            details=checkout.stderr.strip() or None,
+        raise DevagentError(f"the run's commit {commit} is not in {repo}{files.where}",
+                            status=ExitStatus.NOT_REPRODUCIBLE, details=checkout.stderr.strip() or None,
                             hint="fetch it (git fetch) or restore the branch that had it, then try again")
 
 
-def _apply_patch(plan: Reproduction, patch: Path, *, repo: Path, anyway: bool, report: Report) -> None:
-    check = _git("-C", str(plan.new_root), "apply", "--check", str(patch))
+def _apply_patch(plan: Reproduction, patch: PurePath, *, anyway: bool, report: Report) -> None:
+    files = plan.files
+    check = files.git("-C", str(plan.new_root), "apply", "--check", str(patch))
     if check.returncode != 0:
         why = check.stderr.strip() or "git apply --check failed"
         if not anyway:
@@ -223,20 +210,156 @@ def _apply_patch(plan: Reproduction, patch: Path, *, repo: Path, anyway: bool, r
         plan.warnings.append(f"going on without the run's uncommitted changes: {patch.name} does not apply")
         return
     report(f"applying {patch.name}")
-    applied = _git("-C", str(plan.new_root), "apply", str(patch))
+    applied = files.git("-C", str(plan.new_root), "apply", str(patch))
     if applied.returncode != 0:
         raise DevagentError(f"applying {patch} failed", status=ExitStatus.NOT_REPRODUCIBLE,
                             details=applied.stderr.strip() or None, hint="apply it by hand to see why")
 
 
-def _give_to_login_user(root: Path) -> None:
-    """Run as root, devagent makes the container's login user uid 1000 (as `up` does): the workspace made here
-    becomes that user's, as a workspace `up` makes does. Links are changed themselves, never followed."""
-    if os.geteuid() != 0:
-        return
-    for folder, dirs, files in os.walk(root):
-        for entry in (folder, *(os.path.join(folder, n) for n in dirs + files)):
-            os.lchown(entry, 1000, 1000)
+def _git_not_installed(where: str) -> DevagentError:
+    return DevagentError(f"git is not installed{where}", status=ExitStatus.USAGE,
+                         hint="install it (apt-get install git): the code is re-created with it")
+
+
+class LocalFiles:
+    """The run and its reproduction on this machine."""
+
+    where = ""
+
+    def path(self, text: str) -> PurePath:
+        """TEXT as an absolute path, links resolved (in the part that exists)."""
+        return Path(text).resolve()
+
+    def read_text(self, path: PurePath) -> str:
+        return Path(path).read_text(encoding="utf-8")
+
+    def exists(self, path: PurePath) -> bool:
+        return Path(path).exists() or Path(path).is_symlink()
+
+    def find_workspace(self, notebook: PurePath) -> PurePath:
+        """The nearest folder above NOTEBOOK that holds devagent's state, else its own folder."""
+        folder = Path(notebook).resolve().parent
+        for candidate in (folder, *folder.parents):
+            if (candidate / layout.WORKSPACE_STATE).is_dir():
+                return candidate
+        return folder
+
+    def repository(self, workspace: PurePath) -> PurePath | None:
+        for candidate in (Path(workspace), *Path(workspace).parents):
+            if (candidate / ".git").exists():
+                return candidate
+        return None
+
+    def git(self, *args: str, trust: PurePath | None = None) -> subprocess.CompletedProcess[str]:
+        """Run git. TRUST: the repository the user named, which another uid may own (the container's login user,
+        when devagent runs as root): git may read it for this one call, through a throw-away global config that
+        includes the user's own; nothing is written to the user's files."""
+        env = dict(os.environ)
+        with tempfile.TemporaryDirectory(prefix="devagent-git-") as tmp:
+            if trust is not None and _owner(Path(trust)) != os.geteuid():
+                config = Path(tmp) / "gitconfig"
+                own = Path(env.get("GIT_CONFIG_GLOBAL") or Path.home() / ".gitconfig")
+                config.write_text(f"[include]\n\tpath = {own}\n[safe]\n\tdirectory = {trust}\n"
+                                  f"\tdirectory = {trust}/.git\n")
+                env["GIT_CONFIG_GLOBAL"] = str(config)
+            try:
+                return subprocess.run(["git", *_GIT_PINS, *args], env=env, capture_output=True, text=True,
+                                      timeout=_GIT_TIMEOUT, check=False)
+            except FileNotFoundError:
+                raise _git_not_installed("") from None
+
+    def copy_code(self, workspace: PurePath, into: PurePath) -> None:
+        shutil.copytree(workspace, into, symlinks=True, ignore=shutil.ignore_patterns(*layout.WORKSPACE_FILES))
+
+    def give_to_login_user(self, root: PurePath) -> None:
+        """Run as root, devagent makes the container's login user uid 1000 (as `up` does): the workspace made
+        here becomes that user's, as a workspace `up` makes does. Links are changed themselves, never followed."""
+        if os.geteuid() != 0:
+            return
+        for folder, dirs, names in os.walk(root):
+            for entry in (folder, *(os.path.join(folder, n) for n in dirs + names)):
+                os.lchown(entry, 1000, 1000)
+
+    def discard(self, root: PurePath) -> None:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _owner(path: Path) -> int:
+    try:
+        return (path / ".git").stat().st_uid
+    except OSError:
+        return os.geteuid()
+
+
+_NOTEBOOK_LIMIT = 64 << 20  # a notebook read from a server: more than this is not a notebook
+
+
+class ServerFiles:
+    """The run and its reproduction on the server of `--host`: each step is a command over the command's one ssh
+    login (SITE.run), as the server user. Paths are the server's; relative ones are below the server user's home."""
+
+    def __init__(self, site: ServerSite) -> None:
+        self.site = site
+        self.where = f" on {site.server}"
+
+    def _sh(self, script: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+        return self.site.run(["sh", "-c", script, "sh", *args], timeout=timeout)
+
+    def _out(self, script: str, *args: str) -> str:
+        done = self._sh(script, *args)
+        if done.returncode != 0:
+            raise DevagentError(f"on {self.site.server}, `{script.split(';', maxsplit=1)[0].strip()}` failed "
+                                f"(exit {done.returncode})", status=ExitStatus.USAGE,
+                                details=done.stderr.decode(errors="replace").strip() or None,
+                                hint="the lines above are what the server said")
+        return done.stdout.decode(errors="replace")
+
+    def path(self, text: str) -> PurePath:
+        """TEXT as the server sees it: absolute (relative to the server user's home), links resolved."""
+        return PurePosixPath(self._out('realpath -m -- "$1"', absolute(text, self.site.facts.home)).strip())
+
+    def read_text(self, path: PurePath) -> str:
+        done = self._sh(f'[ -f "$1" ] || {{ echo "No such file" >&2; exit 1; }}; head -c {_NOTEBOOK_LIMIT} -- "$1"',
+                        str(path))
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise OSError(said[-1] if said else f"exit {done.returncode}")
+        return done.stdout.decode("utf-8", errors="replace")
+
+    def exists(self, path: PurePath) -> bool:
+        return self._sh('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
+
+    def find_workspace(self, notebook: PurePath) -> PurePath:
+        found = self._out('d=$(dirname -- "$1"); w=$d; '
+                          f'while :; do if [ -d "$w/{layout.WORKSPACE_STATE}" ]; then echo "$w"; exit 0; fi; '
+                          '[ "$w" = / ] && break; w=$(dirname -- "$w"); done; echo "$d"', str(notebook))
+        return PurePosixPath(found.strip())
+
+    def repository(self, workspace: PurePath) -> PurePath | None:
+        found = self._out('w=$1; while :; do if [ -e "$w/.git" ]; then echo "$w"; exit 0; fi; '
+                          '[ "$w" = / ] && exit 0; w=$(dirname -- "$w"); done', str(workspace)).strip()
+        return PurePosixPath(found) if found else None
+
+    def git(self, *args: str, trust: PurePath | None = None) -> subprocess.CompletedProcess[str]:
+        # The server user runs git in their own folders: nothing to trust beyond what their git already does.
+        done = self.site.run(["git", *_GIT_PINS, *args], timeout=_GIT_TIMEOUT)
+        stderr = done.stderr.decode(errors="replace")
+        if done.returncode == 127 and "git" in stderr and "not found" in stderr:
+            raise _git_not_installed(self.where)
+        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"), stderr)
+
+    def copy_code(self, workspace: PurePath, into: PurePath) -> None:
+        excluded = " ".join(f"--exclude={shlex.quote(name)}" for name in sorted(layout.WORKSPACE_FILES))
+        self._out(f'mkdir -p -- "$2" && tar -C "$1" -cf - {excluded} . | tar -C "$2" -xf -', str(workspace),
+                  str(into))
+
+    def give_to_login_user(self, root: PurePath) -> None:
+        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does)."""
+        if self.site.facts.uid == 0:
+            self._out('chown -hR 1000:1000 -- "$1"', str(root))
+
+    def discard(self, root: PurePath) -> None:
+        self._sh('rm -rf -- "$1"', str(root))
 
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
@@ -245,11 +368,11 @@ def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int
                           check=False).returncode
 
 
-def last_run(workspace: Path) -> RunRecord | None:
+def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
     """The newest run in WORKSPACE's runs journal."""
     try:
-        lines = layout.runs_journal(workspace).read_text(encoding="utf-8").splitlines()
-    except OSError:
+        lines = files.read_text(layout.runs_journal(Path(workspace))).splitlines()
+    except (OSError, DevagentError):
         return None
     for line in reversed(lines):
         try:
@@ -257,3 +380,17 @@ def last_run(workspace: Path) -> RunRecord | None:
         except (ValueError, KeyError):
             continue
     return None
+
+
+def append_on_server(engine: Engine, *, image: str, uid: int, workspace: PurePath, notebook: PurePath,
+                     text: str) -> None:
+    """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) from a throw-away container of IMAGE that mounts
+    only WORKSPACE, as UID, without network (see the module's docstring). Raises OSError when it could not."""
+    inside = posixpath.join(_MOUNT, str(notebook.relative_to(workspace)))
+    code, said = engine.run_once(image, ["devagent", "append-entry", _MOUNT, inside, text], user=str(uid),
+                                 mounts=[(str(workspace), _MOUNT)])
+    if code != 0:
+        raise OSError(said.strip().splitlines()[-1] if said.strip() else f"exit {code}")
+
+
+_MOUNT = "/workspace"

@@ -12,7 +12,7 @@ import pytest
 
 from devagent.core.runs.reproduce import ReproduceFacts, render_reproduce
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.reproduce import parse_target, prepare
+from devagent.host.reproduce import LocalFiles, parse_target, prepare
 
 LOCAL = "devagent/env:3f2a9c1d0e4b"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
@@ -59,7 +59,8 @@ def facts_for(ws: Path, **changes: Any) -> ReproduceFacts:
 
 def refusal(target: str, engine: Images, **kwargs: Any) -> DevagentError:
     with pytest.raises(DevagentError) as err:
-        prepare(target, name=None, into=None, anyway=False, engine=engine, report=lambda _: None, **kwargs)
+        prepare(target, name=None, into=None, anyway=False, engine=engine, files=LocalFiles(),
+                report=lambda _: None, **kwargs)
     return err.value
 
 
@@ -71,7 +72,8 @@ def test_a_run_is_cloned_at_its_commit_with_its_patch_applied(workspace: Path) -
     (workspace / "train.py").write_text("lr = 3\n")  # changed again since the run
     target = write_run(workspace, facts_for(workspace, patch="lab-notebook.assets/run-1.patch"))
     said: list[str] = []
-    plan = prepare(target, name=None, into=None, anyway=False, engine=Images(LOCAL), report=said.append)
+    plan = prepare(target, name=None, into=None, anyway=False, engine=Images(LOCAL), files=LocalFiles(),
+                   report=said.append)
     assert plan.new_workspace == workspace.parent / "exp-run1"
     assert (plan.new_workspace / "train.py").read_text() == "lr = 2\n"
     assert plan.image == LOCAL
@@ -83,7 +85,8 @@ def test_a_run_is_cloned_at_its_commit_with_its_patch_applied(workspace: Path) -
 def test_a_pinned_image_is_used_by_its_digest_and_needs_not_be_here(workspace: Path) -> None:
     pinned = "r.local:5000/env:v1@sha256:" + "ab" * 32
     plan = prepare(write_run(workspace, facts_for(workspace, image="r.local:5000/env:v1", pinned=pinned)),
-                   name="again", into=None, anyway=False, engine=Images(), report=lambda _: None)
+                   name="again", into=None, anyway=False, engine=Images(), files=LocalFiles(),
+                report=lambda _: None)
     assert (plan.image, plan.name, plan.warnings) == (pinned, "again", [])
 
 
@@ -100,7 +103,8 @@ def test_every_gap_is_named_in_one_refusal_and_nothing_is_made(workspace: Path) 
 
 def test_anyway_copies_the_workspace_without_devagents_files_and_builds_from_the_base(workspace: Path) -> None:
     target = write_run(workspace, facts_for(workspace, commit=None))
-    plan = prepare(target, name=None, into=None, anyway=True, engine=Images(), report=lambda _: None)
+    plan = prepare(target, name=None, into=None, anyway=True, engine=Images(), files=LocalFiles(),
+                   report=lambda _: None)
     assert plan.image is None and plan.base_image == "debian:12"
     assert sorted(p.name for p in plan.new_workspace.iterdir()) == [".git", "train.py"]
     assert plan.warnings[0].startswith("going on without the code (no git commit recorded)")
@@ -116,7 +120,8 @@ def test_a_commit_the_repository_lost_is_refused_and_the_clone_removed(workspace
 def test_a_run_with_a_secret_in_its_command_is_refused_even_with_anyway(workspace: Path) -> None:
     target = write_run(workspace, facts_for(workspace, argv=("python", "train.py", "--token=‹redacted›")))
     with pytest.raises(DevagentError) as err:
-        prepare(target, name=None, into=None, anyway=True, engine=Images(LOCAL), report=lambda _: None)
+        prepare(target, name=None, into=None, anyway=True, engine=Images(LOCAL), files=LocalFiles(),
+                report=lambda _: None)
     assert err.value.status == ExitStatus.NOT_REPRODUCIBLE
     assert err.value.message == ("run 1 had secrets in its command or environment, which devagent never records")
 
@@ -130,7 +135,8 @@ def test_a_missing_run_a_run_without_a_block_and_a_taken_workspace_are_told_apar
     err = refusal(f"{workspace / 'old.md'}#run-1", Images(LOCAL))
     assert err.status == ExitStatus.NOT_REPRODUCIBLE and "has no reproduce block" in err.message
     with pytest.raises(DevagentError) as taken:
-        prepare(target, name=None, into=tmp_path, anyway=False, engine=Images(LOCAL), report=lambda _: None)
+        prepare(target, name=None, into=str(tmp_path), anyway=False, engine=Images(LOCAL), files=LocalFiles(),
+                report=lambda _: None)
     assert (taken.value.status, taken.value.message) == (ExitStatus.USAGE, f"{tmp_path} exists")
 
 
