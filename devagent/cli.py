@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shlex
 import sys
 from collections.abc import Iterator
@@ -47,7 +48,29 @@ def _echo_result(text: str) -> None:
         sys.stdout.flush()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _output_closed() -> bool:
+    """Whether whoever reads our stdout or stderr went away (`devagent ls | head`): a pipe whose reader closed
+    polls as an error."""
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+class _Commands(click.Group):
+    """click turns every EPIPE into a silent exit 1 (right for `devagent ls | head`). One from anywhere else — a
+    socket to a server or a container that closed — is a fault: it must say so, not vanish."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            if _output_closed():
+                raise
+            raise RuntimeError(f"unexpected broken pipe (not on stdout or stderr): {exc}") from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="devagent")
 def cli() -> None:
     """Secure SSH-ready PyTorch dev containers for VS Code Remote-SSH, with a lab notebook that keeps itself.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -86,3 +87,36 @@ def test_a_hostile_devagent_host_is_refused_before_anything_runs(capsys: pytest.
     assert main(["up", "x"]) == ExitStatus.USAGE
     assert capsys.readouterr().err.startswith(
         "Error: server '-oProxyCommand=sh' is not usable: it starts with '-' (ssh would read an option)\n")
+
+
+def test_a_broken_pipe_that_is_not_our_output_is_a_fault_with_its_cause_not_a_silent_exit() -> None:
+    import socket
+
+    import click
+
+    from devagent.cli import _Commands
+
+    @click.group(cls=_Commands)
+    def group() -> None: ...
+
+    @group.command()
+    def send() -> None:
+        ours, theirs = socket.socketpair()
+        theirs.close()  # a server or container that went away
+        ours.sendall(b"x" * 65536)
+
+    with pytest.raises(RuntimeError, match="unexpected broken pipe") as raised:
+        group.main(["send"], standalone_mode=False)
+    assert isinstance(raised.value.__cause__, BrokenPipeError)
+
+
+def test_output_to_a_reader_that_went_away_ends_quietly() -> None:
+    # `devagent sshd-config … | head -c 0`: the reader closes its end; devagent exits without a traceback.
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "devagent", "sshd-config", "--profile", "strict",
+                           "--user", "dev", "--port", "2222"], stdout=write,
+                          stderr=subprocess.PIPE, check=False, timeout=60)
+    os.close(write)
+    assert done.returncode == 1
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
