@@ -241,6 +241,11 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     else:
         with _on_server(request.host) as provisioner:
             result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+            if request.vscode:
+                # In the environment, as its login user: the workspace on the server is theirs, and a link planted
+                # in it leads to the container's files, never to the server user's.
+                placed = provisioner.engine.exec_as(result.name, env.user,
+                                                    ["devagent", "vscode-files", env.inside_workspace])
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
     on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
     where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
@@ -251,8 +256,12 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     click.echo(f"  workspace {result.workspace}{on} → {env.inside_workspace}")
     click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
     if request.vscode and request.host:
-        click.echo(f"  .vscode/ files are not placed on a server yet: copy them from a local `devagent up "
-                   f"--vscode`, or commit them with the code in {result.workspace}")
+        code, said = placed
+        for line in said.splitlines():
+            click.echo(f"  {line}")
+        if code != 0:
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written on {request.host}",
+                                status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
     elif request.vscode:
         from devagent.host.vscode_files import place_vscode_files
 
@@ -860,6 +869,20 @@ def people_entry(change: str) -> None:
     if writer.pending:
         raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
                             hint="free disk space or make the workspace writable")
+
+
+@cli.command(name="vscode-files", hidden=True)
+@click.argument("workspace", type=click.Path(path_type=Path))
+def vscode_files_command(workspace: Path) -> None:
+    """(Inside the container, for `up --vscode --host`) put devagent's snippets and tasks into WORKSPACE/.vscode."""
+    from devagent.host.vscode_files import place_vscode_files
+
+    try:
+        for line in place_vscode_files(workspace):
+            click.echo(line)
+    except OSError as exc:
+        raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,
+                            hint="make the workspace writable") from None
 
 
 @cli.command(name="append-entry", hidden=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata as md
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -17,6 +18,9 @@ from pathlib import Path
 import devagent
 
 CONTAINER_REQUIREMENTS = ("click", "watchdog", "nvidia-ml-py")
+# What of the package goes into the image: the code, its type marker, and the VS Code snippets (`up --vscode`
+# writes them from inside the environment on a server).
+SHIPPED_SUFFIXES = (".py", ".typed", ".json")
 
 
 def _normalize(name: str) -> str:
@@ -44,8 +48,10 @@ def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str) -> None:
 def _source_files() -> list[tuple[str, bytes]]:
     """(path relative to the package, bytes) of every file of the running devagent package that ships."""
     pkg = Path(devagent.__file__).parent
-    return [(src.relative_to(pkg).as_posix(), src.read_bytes()) for src in sorted(pkg.rglob("*"))
-            if src.is_file() and "__pycache__" not in src.parts and src.suffix in (".py", ".typed")]
+    # Links followed: in a source checkout, snippets/ is a link to the repository's vscode-snippets/.
+    found = [Path(folder, name) for folder, _, names in os.walk(pkg, followlinks=True) for name in names]
+    return [(src.relative_to(pkg).as_posix(), src.read_bytes()) for src in sorted(found)
+            if "__pycache__" not in src.parts and src.suffix in SHIPPED_SUFFIXES]
 
 
 def build_devagent_wheel(dest: Path) -> Path:

@@ -77,10 +77,14 @@ class TestFromTheLaptop:
     def test_up_ssh_forwards_vscode_run_ls_and_down_all_through_the_server(
             self, topology: Topology, name: str, workspaces: list[Path], docker_client: object) -> None:
         laptop = topology.laptop
-        made = up(laptop, name, "gpu-server")
+        made = up(laptop, name, "gpu-server", "--vscode")
         assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
         workspace = SERVER_HOMES["gpu-server"] / "devagent" / name
         assert f"  workspace {workspace} on gpu-server → /home/dev/workspace\n" in made.stdout
+        # --vscode: the snippets and tasks in the workspace on the server, written in the environment as its user.
+        assert "  .vscode/devagent.code-snippets: " in made.stdout and "  .vscode/tasks.json: " in made.stdout
+        for placed in ("devagent.code-snippets", "tasks.json"):
+            assert (workspace / ".vscode" / placed).stat().st_uid == workspace.stat().st_uid
         saved = record(laptop, name)
         assert saved is not None and saved["server"] == "gpu-server"
         port = saved["port"]
