@@ -431,22 +431,12 @@ def _sharing(name: str) -> Iterator[Any]:
     """Sharing for environment NAME: over its server's engine when devagent's records name one (and a teammate's
     entry then jumps through that server), else this machine's."""
     from devagent.core.spec import validate_name
-    from devagent.host.paths import Paths
-    from devagent.host.records import Records
     from devagent.host.sharing import Sharing
 
-    paths = Paths.from_environ()
-    record = Records(paths).get(validate_name(name))
-    if record is None:
-        from devagent.host.engine import Engine
-
-        yield Sharing(engine=Engine(), paths=paths)
-        return
-    from devagent.host.server_link import resolve_server
-
-    with _server_link(record.server) as link:
-        yield Sharing(engine=link.engine, paths=paths,
-                      jump=resolve_server(record.server, environ=os.environ).proxy_jump)
+    with _where(validate_name(name)) as provisioner:
+        link = provisioner.link
+        yield Sharing(engine=provisioner.engine, paths=provisioner.paths,
+                      jump=link.server.proxy_jump if link is not None else None)
 
 
 @cli.command()
