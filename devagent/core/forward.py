@@ -75,20 +75,20 @@ def forward_listening(line: str) -> bool:
     """Whether a line of `ssh -v`'s log shows the forward listening.
 
     OpenSSH logs the listener's channel once listen() succeeded ("channel 0: new port-listener [port listener]",
-    "channel 0: new [port listener]" before 9.x), and "Entering interactive session." once every forward is set up;
-    with ExitOnForwardFailure a forward that failed has ended ssh before either. Its earlier line "Local forwarding
-    listening on 127.0.0.1 port N." is logged before bind(), so it proves nothing: a connection right after it was
-    refused about once in 30 tries here.
+    "channel 0: new [port listener]" before 9.x); with ExitOnForwardFailure a forward that failed has ended ssh
+    before. Its earlier line "Local forwarding listening on 127.0.0.1 port N." is logged before bind(), so it proves
+    nothing: a connection right after it was refused about once in 30 tries here. Nor does "Entering interactive
+    session.": for an environment on a server, the jump's own ssh (`-W`, which never listens: -W implies
+    ClearAllForwardings) logs it into the same stream before this ssh has even reached the environment.
 
     >>> forward_listening("debug1: channel 0: new port-listener [port listener] (inactive timeout: 0)")
     True
     >>> forward_listening("debug1: Entering interactive session.")
-    True
+    False
     >>> forward_listening("debug1: Local forwarding listening on 127.0.0.1 port 8888.")
     False
     """
-    return (line == "debug1: Entering interactive session."
-            or (line.startswith("debug1: channel ") and "[port listener]" in line))
+    return line.startswith("debug1: channel ") and "[port listener]" in line
 
 
 def is_debug(line: str) -> bool:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +66,44 @@ def nothing_on_the_laptop(laptop: Laptop, name: str) -> None:
     assert "Include" not in laptop.ssh_config.read_text() or managed.exists()
 
 
+def _printed_url(process: subprocess.Popen[bytes], timeout: float = 90) -> str:
+    """The URL `devagent forward` prints (`  open http://…`) once the forward is up; an AssertionError after
+    TIMEOUT seconds, or when it ends first."""
+    assert process.stdout is not None
+    fd, seen, deadline = process.stdout.fileno(), b"", time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0 and select.select([fd], [], [], left)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        seen += chunk
+        for line in seen.decode(errors="replace").splitlines():
+            if line.strip().startswith("open http://"):
+                return line.split()[1]
+    raise AssertionError(f"no URL from devagent forward within {timeout:.0f} s: {seen.decode(errors='replace')}")
+
+
+def forwarded_page(laptop: Laptop, name: str) -> str:
+    """A page served by `python3 -m http.server` on environment NAME's 127.0.0.1:8000, fetched in the laptop through
+    `devagent forward NAME 8000:0`, which Ctrl-C then ends."""
+    started = laptop.ssh(name, "cd ~/workspace || exit 1; echo remote-page > page.txt; nohup python3 -m http.server "
+                               "8000 --bind 127.0.0.1 </dev/null >/tmp/http.log 2>&1 & for _ in $(seq 100); do "
+                               "(exec 3<>/dev/tcp/127.0.0.1/8000) 2>/dev/null && exit 0; sleep 0.1; done; exit 1")
+    assert started.returncode == 0, started.output
+    forward = laptop.popen([sys.executable, "-m", "devagent", "forward", name, "8000:0"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        url = _printed_url(forward)
+        page = laptop.python("-c", "import sys, urllib.request; "
+                                   "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode(), end='')",
+                             url + "page.txt")
+        assert page.returncode == 0, page.output
+    finally:
+        forward.send_signal(signal.SIGINT)
+        _, err = forward.communicate(timeout=30)
+    assert forward.returncode == 130 and err.decode().endswith("forward closed\n"), err.decode()
+    return page.stdout
+
+
 @pytest.fixture
 def workspaces(name: str) -> Iterator[list[Path]]:
     """Server-side folders a test made or may make (~/devagent/NAME of each server user), removed afterwards."""
@@ -107,6 +147,9 @@ class TestFromTheLaptop:
         assert forwarded.stdout.startswith("SSH-2.0-OpenSSH_"), forwarded.output
         vscode = laptop.run([*client, "vscode", str(laptop.ssh_config), name], timeout=90)
         assert vscode.stdout.startswith("HTTP/1.0 200 OK"), vscode.output
+
+        # `devagent forward` through the alias: a server on the environment's 127.0.0.1 reached from the laptop.
+        assert forwarded_page(laptop, name) == "remote-page\n"
 
         ran = laptop.ssh(name, "cd ~/workspace && devagent run -- python3 -c 'print(42)'", timeout=120)
         assert ran.returncode == 0 and "42" in ran.stdout, ran.output

@@ -32,7 +32,7 @@ alias reaches: containers a test makes there are found by the usual docker fixtu
 
 Cleanup, also when a test fails: the holder, the relays and the sshds are killed by pid and waited for, and the
 folder is removed. Each run records what it started in /tmp/devagent-topology-<pytest pid>/pids, so the next run
-kills (by pid, after checking the command line still matches) what a killed run left behind, and removes its folder.
+kills (by pid, after checking its start time still matches) what a killed run left behind, and removes its folder.
 Needs root (namespaces, sshd on behalf of other users); elsewhere the tests skip, and in CI (CI=true) they fail.
 """
 
@@ -69,11 +69,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cmdline(pid: int) -> bytes:
+def _start_time(pid: int) -> str:
+    """When PID started (clock ticks since boot, /proc/PID/stat field 22): with the pid, it names one process (a
+    command line may not be readable yet right after exec, and a pid is reused). Empty once PID is gone."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def descendants(pids: Sequence[int]) -> list[int]:
@@ -224,20 +226,20 @@ class Topology:
     def _record(self, process: subprocess.Popen[bytes]) -> None:
         self._processes.append(process)
         with open(self.root / "pids", "a") as f:
-            f.write(f"{process.pid} {_cmdline(process.pid).hex()}\n")
+            f.write(f"{process.pid} {_start_time(process.pid)}\n")
 
     @staticmethod
     def sweep_leftovers() -> None:
-        """Kill (by pid, when its command line is still the recorded one) what a killed test run left, and
-        remove its folder."""
+        """Kill (by pid, when it is still the process that was recorded: the same start time) what a killed test
+        run left, and remove its folder."""
         for folder in Path("/tmp").glob(f"{_STATE_PREFIX}*"):
             owner = folder.name.removeprefix(_STATE_PREFIX).split("-")[0]
             if not owner.isdigit() or Path(f"/proc/{owner}").exists():
                 continue
             with contextlib.suppress(OSError):
                 for line in (folder / "pids").read_text().splitlines():
-                    pid, cmdline = line.split()
-                    if _cmdline(int(pid)).hex() == cmdline and cmdline:
+                    pid, _, started = line.partition(" ")
+                    if pid.isdigit() and started and _start_time(int(pid)) == started:
                         for each in [int(pid), *descendants([int(pid)])]:
                             with contextlib.suppress(ProcessLookupError):
                                 os.kill(each, signal.SIGKILL)
