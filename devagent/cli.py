@@ -281,7 +281,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
 @click.option("--host", "server", default=None, metavar="SERVER",
               help="The GPU server, as you reach it with ssh (an alias from your ssh config, user@host[:port], "
               "ssh://user@host:port, or a Docker context whose endpoint is ssh://…): its engine and its "
-              "nvidia-smi, over one ssh login [default: this machine's engine and NVML].")
+              "nvidia-smi, over one ssh login [default: $DEVAGENT_HOST, else this machine's engine and NVML].")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
 def gpus_command(server: str | None, as_json: bool) -> None:
     """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
@@ -291,6 +291,7 @@ def gpus_command(server: str | None, as_json: bool) -> None:
     from devagent.host.paths import Paths
 
     paths = Paths.from_environ()
+    server = server or os.environ.get("DEVAGENT_HOST") or None
     with contextlib.ExitStack() as stack:
         if server is None:
             from devagent.host.engine import Engine

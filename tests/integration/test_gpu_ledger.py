@@ -237,6 +237,9 @@ def test_devagent_gpus_host_reads_the_servers_engine_and_nvidia_smi_over_ssh(
     assert lines[2].startswith(f"1    {server.uuids[1]}  Stand-in GPU  0.0 / 80.0     10%  pid 4242 (python, "
                                "host pid, 2.0 GiB)")
 
+    # DEVAGENT_HOST names the server when --host does not, as for up.
+    assert topology.laptop.devagent("gpus", env={"DEVAGENT_HOST": "gpu-fake"}).stdout == result.stdout
+
     # A server without nvidia-smi: said so, and the containers that ask for GPUs are still listed.
     result = topology.laptop.devagent("gpus", "--host", "gpu-server")
     assert result.returncode == 0, result.output
