@@ -120,26 +120,27 @@ HOST_HELP = ("The GPU server, as you reach it with ssh: an alias from your ssh c
 
 
 @contextlib.contextmanager
-def _server_link(text: str, *, quiet: bool = False) -> Iterator[Any]:
-    """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends."""
+def _server_link(text: str, *, quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Any]:
+    """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends. RESOLVE:
+    paths on the server its probe resolves too (`up`'s workspace), with no command of their own."""
     from devagent.host.paths import Paths
     from devagent.host.server_link import ServerLink, resolve_server
 
     server = resolve_server(text, environ=os.environ)
     with ServerLink(server, paths=Paths.from_environ(), report=(lambda _: None) if quiet else _echo_step,
-                    docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None) as link:
+                    docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None, resolve=resolve) as link:
         yield link
 
 
 @contextlib.contextmanager
-def _on_server(text: str, *, quiet: bool = False) -> Iterator[Any]:
+def _on_server(text: str, *, quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Any]:
     """A Provisioner for the server TEXT, over one ssh login (and a second one only if that one drops during
     `up`, for the rollback)."""
     from devagent.host.paths import Paths
 
     with contextlib.ExitStack() as stack:
         # The link imports the docker SDK while ssh logs in (one thread: no import racing a fork).
-        link = stack.enter_context(_server_link(text, quiet=quiet))
+        link = stack.enter_context(_server_link(text, quiet=quiet, resolve=resolve))
         from devagent.host.provision import Provisioner
 
         yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=_echo_step, link=link,
@@ -239,7 +240,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     if request.host is None:
         result = _provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
     else:
-        with _on_server(request.host) as provisioner:
+        with _on_server(request.host, resolve=(env.workspace,)) as provisioner:
             result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted

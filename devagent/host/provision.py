@@ -226,7 +226,8 @@ class Provisioner:
         self.link, self.engine = link, link.engine
         self.gpus.engine = link.engine
         self.gpus.inventory = lambda: nvidia_smi_inventory(link.run)
-        self._server_ws = ServerWorkspace(link, server=link.server.text, home=link.facts.home)
+        self._server_ws = ServerWorkspace(link, server=link.server.text, home=link.facts.home,
+                                          resolved=link.facts.resolved)
 
     def _link_alive(self) -> bool:
         if self.link is None:

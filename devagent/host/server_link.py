@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -151,11 +151,14 @@ class ServerFacts:
     gid: int
     home: str
     docker_socket: str
+    # Each path the link was asked to resolve (as typed: `~/x`, relative to the home, or absolute) → as the server
+    # sees it: absolute, `..` and links resolved (links in the part that exists); '' where it could not be.
+    resolved: Mapping[str, str] = field(default_factory=dict)
 
 
 def probe_script(docker_socket: str | None) -> str:
-    """The POSIX sh script (run as `sh -s`, whatever the login shell) that prints the server user's facts and,
-    for each candidate engine socket that exists, whether that user may use it."""
+    """The POSIX sh script (run as `sh -s -- PATH…`, whatever the login shell) that prints the server user's facts,
+    for each candidate engine socket that exists whether that user may use it, and each PATH resolved."""
     if docker_socket is not None:
         candidates = shlex.quote(docker_socket)
     else:
@@ -176,12 +179,21 @@ def probe_script(docker_socket: str | None) -> str:
         "else printf 'denied=%s\\n' \"$s\"; fi",
         "  else printf 'missing=%s\\n' \"$s\"; fi",
         "done",
+        # The paths to resolve: one line each, in order; one that resolves to a name with a newline is not usable.
+        "nl=$(printf '\\nx'); nl=${nl%x}",
+        'for w in "$@"; do',
+        '  case $w in "~") a=$HOME ;; "~/"*) a=$HOME/${w#"~/"} ;; /*) a=$w ;; *) a=$HOME/$w ;; esac',
+        '  r=$(realpath -m -- "$a" 2>/dev/null) || r=',
+        '  case $r in *"$nl"*) r= ;; esac',
+        "  printf 'resolved=%s\\n' \"$r\"",
+        "done",
         "",
     ])
 
 
-def read_facts(server: Server, output: str, *, named: str | None) -> ServerFacts:
-    """The probe's OUTPUT as ServerFacts, or the DevagentError that says why the engine cannot be used.
+def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = ()) -> ServerFacts:
+    """The probe's OUTPUT as ServerFacts (RESOLVE: the paths it was given, in order), or the DevagentError that says
+    why the engine cannot be used.
 
     >>> read_facts(Server("gpu"), "user=al\\nuid=1000\\ngid=1000\\nhome=/home/al\\nmissing=/var/run/docker.sock\\n"
     ...            "usable=/run/user/1000/docker.sock\\n", named=None).docker_socket
@@ -189,9 +201,12 @@ def read_facts(server: Server, output: str, *, named: str | None) -> ServerFacts
     """
     values: dict[str, str] = {}
     found: list[tuple[str, str]] = []
+    resolved: list[str] = []
     for line in output.splitlines():
         key, _, value = line.partition("=")
-        if key in ("usable", "denied", "missing"):
+        if key == "resolved":
+            resolved.append(value)
+        elif key in ("usable", "denied", "missing"):
             found.append((key, value))
         elif key in ("user", "uid", "gid", "home"):
             values.setdefault(key, value)
@@ -216,7 +231,8 @@ def read_facts(server: Server, output: str, *, named: str | None) -> ServerFacts
             f"looked at {looked}; if its socket is elsewhere, name it: DEVAGENT_DOCKER_SOCKET",
             status=ExitStatus.DOCKER_UNAVAILABLE)
     return ServerFacts(user=user, uid=int(values["uid"]), gid=int(values["gid"]), home=values.get("home", ""),
-                       docker_socket=usable[0])
+                       docker_socket=usable[0],
+                       resolved=dict(zip(resolve, resolved, strict=True)) if len(resolved) == len(resolve) else {})
 
 
 # -- what ssh said ---------------------------------------------------------------------------------------------------
@@ -370,8 +386,9 @@ class ServerLink:
 
     def __init__(self, server: Server, *, paths: Paths, report: Callable[[str], None] = lambda _: None,
                  docker_socket: str | None = None, environ: Mapping[str, str] | None = None,
-                 ssh: str = "ssh") -> None:
+                 ssh: str = "ssh", resolve: Sequence[str] = ()) -> None:
         self.server = server
+        self._resolve = tuple(resolve)  # paths the probe resolves too (facts.resolved): no command of their own
         self._paths = paths
         self._report = report
         self._named_socket = docker_socket
@@ -512,13 +529,15 @@ class ServerLink:
     # -- the server's facts ----------------------------------------------------------------------------------
 
     def _probe(self) -> ServerFacts:
-        out = self.run(["sh", "-s"], input=probe_script(self._named_socket).encode(), timeout=LOGIN_TIMEOUT)
+        out = self.run(["sh", "-s", "--", *self._resolve], input=probe_script(self._named_socket).encode(),
+                       timeout=LOGIN_TIMEOUT)
         if out.returncode != 0:
             raise DevagentError(f"devagent could not look around on {self.server} (sh exit {out.returncode})",
                                 status=ExitStatus.SERVER_UNREACHABLE,
                                 details=(out.stderr or out.stdout).decode(errors="replace") or None,
                                 hint=f"check that `ssh {self.server} sh -c id` works")
-        return read_facts(self.server, out.stdout.decode(errors="replace"), named=self._named_socket)
+        return read_facts(self.server, out.stdout.decode(errors="replace"), named=self._named_socket,
+                          resolve=self._resolve)
 
     # -- commands ---------------------------------------------------------------------------------------------------
 

@@ -1,15 +1,18 @@
 """The workspace folder on a server (`up --host`): where it is, which folders may be mounted, making it.
 
-Everything runs on the server through the one ssh login of the command (ServerLink.run), as the server user: the
+Everything runs on the server through the one ssh login of the command, as the server user, in as few commands as
+it can (each costs a round trip and an ssh client): the link's own probe resolves the path (ServerLink's
+`resolve=`, facts.resolved), one command makes the folder and reports its owner and mode. The
 folder is made by that user, so it is theirs; a server user who is root gives it to uid 1000, the login user of
 the environment then, with one `chown` of that login — no process of the environment runs as root for it. The
 refusals are those of a local workspace (host/workspace.py), judged on the server's own paths: not the server
 user's home, not inside or around its ``~/.ssh``. devagent's keys stay on the laptop, so nothing else there needs
 guarding.
 
-    ws = ServerWorkspace(link)
+    ws = ServerWorkspace(link, server="gpu", home="/home/alice", resolved=link.facts.resolved)
     path = ws.resolve("~/devagent/pytorch-dev")    # '/home/alice/devagent/pytorch-dev', links resolved
-    made = ws.make(path, uid=1000)                   # True: this up made it (and the rollback may remove it)
+    made = ws.make(path, uid=1000, root=False)      # True: this up made it (and the rollback may remove it)
+    ws.check_writable(path, 1000)                   # an existing folder: judged from what make saw
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from devagent.core import layout
@@ -67,8 +70,10 @@ def check_server_workspace(workspace: str, *, home: str, server: str) -> None:
 
 
 class ServerWorkspace:
-    def __init__(self, link: Runner, *, server: str, home: str) -> None:
+    def __init__(self, link: Runner, *, server: str, home: str, resolved: Mapping[str, str] | None = None) -> None:
         self.link, self.server, self.home = link, server, home
+        self._resolved = dict(resolved or {})  # paths the link's probe resolved already
+        self._seen: dict[str, tuple[int, int]] = {}  # path → (owner uid, mode) of a folder make() found there
 
     def _run(self, script: str, *args: str) -> str:
         done = self.link.run(["sh", "-c", script, "sh", *args], timeout=60.0)
@@ -83,7 +88,9 @@ class ServerWorkspace:
     def resolve(self, path: str) -> str:
         """PATH as the server sees it: absolute, `..` and links resolved (links in the part that exists)."""
         wanted = absolute(path, self.home)
-        real = self._run('realpath -m -- "$1"', wanted).strip()
+        real = self._resolved.get(path)
+        if real is None:  # the probe was not asked: a command of its own
+            real = self._run('realpath -m -- "$1"', wanted).strip()
         if not real.startswith("/"):
             raise DevagentError(f"the server {self.server} could not resolve the workspace path {wanted}",
                                 status=ExitStatus.USAGE, hint="pass --workspace an absolute path on the server")
@@ -92,20 +99,27 @@ class ServerWorkspace:
 
     def make(self, path: str, *, uid: int, root: bool) -> bool:
         """Make PATH when missing (True: this call made it); a folder ROOT (the server user is root) makes is
-        given to UID. An existing folder is left as it is; `check_writable` judges it once the uid is known."""
+        given to UID. An existing folder is left as it is, its owner and mode noted: `check_writable` judges it
+        once the uid is known, without asking the server again."""
         said = self._run(
-            'if [ -e "$1" ] || [ -L "$1" ]; then [ -d "$1" ] && echo there || echo not-a-folder; exit 0; fi; '
+            'if [ -e "$1" ] || [ -L "$1" ]; then [ -d "$1" ] || { echo not-a-folder; exit 0; }; '
+            'echo there $(stat -L -c "%u %a" -- "$1"); exit 0; fi; '
             'mkdir -p -- "$1"; if [ "$2" = root ]; then chown -- "$3:$3" "$1"; fi; echo made',
-            path, "root" if root else "user", str(uid)).strip()
-        if said == "not-a-folder":
+            path, "root" if root else "user", str(uid)).split()
+        if said[:1] == ["not-a-folder"]:
             raise DevagentError(f"workspace {path} on {self.server} is not a folder", status=ExitStatus.USAGE,
                                 hint="pass --workspace a folder (it is created when missing)")
-        return said == "made"
+        if said[:1] == ["there"] and len(said) == 3 and said[1].isdigit():
+            self._seen[path] = (int(said[1]), int(said[2], 8))
+        return said == ["made"]
 
     def check_writable(self, path: str, uid: int) -> None:
         """Refuse an existing workspace the login user (UID inside the container) could not write."""
-        owner, mode = self._run('stat -L -c "%u %a" -- "$1"', path).split()
-        st_uid, bits = int(owner), int(mode, 8)
+        seen = self._seen.get(path)
+        if seen is None:
+            owner, mode = self._run('stat -L -c "%u %a" -- "$1"', path).split()
+            seen = (int(owner), int(mode, 8))
+        st_uid, bits = seen
         if not ((st_uid == uid and bits & 0o200) or bits & 0o002):
             raise DevagentError(
                 f"workspace {path} on {self.server} is not writable by uid {uid}, the login user inside the "

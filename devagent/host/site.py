@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ class Facts(Protocol):
 
     @property
     def home(self) -> str: ...
+
+    @property
+    def resolved(self) -> Mapping[str, str]: ...  # the paths the link's probe resolved (ServerLink's resolve=)
 
 
 class ServerSite(Protocol):

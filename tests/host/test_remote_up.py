@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -39,6 +39,7 @@ class FakeFacts:
     gid: int
     home: str
     docker_socket: str = "/var/run/docker.sock"
+    resolved: Mapping[str, str] = field(default_factory=dict)
 
 
 class FakeLink:
@@ -193,6 +194,35 @@ class TestTheServerWorkspace:
         assert err.hint == f"give it to that user on the server (chown -R 4242 {folder}) or pass --workspace a " \
             "folder you own there"
         assert folder.is_dir() and leftovers(link, paths, server_home) == NOTHING
+
+
+    def test_a_workspace_the_probe_resolved_costs_one_command_on_the_server_to_make(
+            self, server_home: Path) -> None:
+        paths = Paths.from_environ()
+        engine = FakeEngine()
+        engine.fail("create", DevagentError("stop here", status=ExitStatus.USAGE))
+        link = FakeLink(engine, home=server_home)
+        link.facts = FakeFacts(user="alice", uid=os.getuid(), gid=os.getgid(), home=str(server_home),
+                               resolved={"~/devagent/exp": str(server_home / "devagent" / NAME)})
+        assert up(link, paths, spec()).message == "stop here"
+        assert [argv[2].split(";")[0] for argv in link.commands] == [
+            'if [ -e "$1" ] || [ -L "$1" ]',  # make (the probe resolved the path)
+            'cd -- "$1" || exit 0']  # the rollback's removal of the folder this up made
+        assert leftovers(link, paths, server_home) == NOTHING
+
+    def test_an_existing_workspace_is_judged_from_what_making_it_saw_without_another_command(
+            self, server_home: Path) -> None:
+        paths = Paths.from_environ()
+        (server_home / "mine").mkdir()
+        (server_home / "mine").chmod(0o777)  # writable by whichever uid the login user gets
+        engine = FakeEngine()
+        engine.fail("put_files", DevagentError("stop here", status=ExitStatus.USAGE))  # right after the check
+        link = FakeLink(engine, home=server_home)
+        assert up(link, paths, spec("mine")).message == "stop here"
+        assert [argv[2].split(";")[0] for argv in link.commands] == [
+            'realpath -m -- "$1"',  # the probe was not asked (a FakeLink's facts resolve nothing)
+            'if [ -e "$1" ] || [ -L "$1" ]']  # make: there, with its owner and mode; no stat of its own
+        assert (server_home / "mine").is_dir() and leftovers(link, paths, server_home) == NOTHING
 
 
 class TestNamesAreUniqueAcrossServers:

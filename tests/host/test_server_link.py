@@ -84,6 +84,24 @@ def test_the_probe_script_finds_a_socket_under_sh(tmp_path: Path, named: bool) -
     assert facts.uid == os.getuid()
 
 
+def test_the_probe_resolves_each_path_it_is_given_as_the_server_sees_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "real").mkdir(parents=True)
+    (home / "link").symlink_to(home / "real")
+    paths = ("~", "~/link/x", "code/../y", "/srv//a/./b", "it's a b")
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    out = subprocess.run(["sh", "-s", "--", *paths], input=probe_script(None), capture_output=True, text=True,
+                         env=env, check=True)
+    facts = read_facts(GPU, FACTS + "usable=/run/docker.sock\n" + out.stdout, named=None, resolve=paths)
+    assert facts.resolved == {"~": str(home), "~/link/x": f"{home}/real/x", "code/../y": f"{home}/y",
+                              "/srv//a/./b": "/srv/a/b", "it's a b": f"{home}/it's a b"}
+
+
+def test_probe_output_that_does_not_answer_every_path_resolves_none() -> None:
+    facts = read_facts(GPU, FACTS + "usable=/run/docker.sock\nresolved=/a\n", named=None, resolve=("x", "y"))
+    assert facts.resolved == {}
+
+
 def test_a_named_socket_with_spaces_and_quotes_stays_one_word() -> None:
     script = probe_script("/tmp/it's a socket")
     out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, check=True)

@@ -6,7 +6,8 @@ MODE facts: open a link, print one JSON line with the facts, an engine ping and 
 MODE connect PORT: print the first bytes of a stream to the server's 127.0.0.1:PORT (or the ConnectionError).
 MODE hold: open a link and the engine, print one JSON line (folder, master pid), then wait to be signalled.
 A DevagentError prints {"error", "status", "details"} and exits with its status, as the CLI would.
-Options come from the environment: PROBE_SOCKET (docker_socket), PROBE_CONNECT_TIMEOUT.
+Options come from the environment: PROBE_SOCKET (docker_socket), PROBE_CONNECT_TIMEOUT, PROBE_RESOLVE (paths for
+the probe to resolve, separated by '|').
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     try:
         server = resolve_server(text, environ=os.environ)
-        with ServerLink(server, paths=Paths.from_environ(), docker_socket=os.environ.get("PROBE_SOCKET")) as link:
+        resolve = tuple(path for path in os.environ.get("PROBE_RESOLVE", "").split("|") if path)
+        with ServerLink(server, paths=Paths.from_environ(), docker_socket=os.environ.get("PROBE_SOCKET"),
+                        resolve=resolve) as link:
             opened = time.monotonic()
             if mode == "facts":
                 containers = len(link.engine.list_managed())

@@ -66,11 +66,14 @@ def listener() -> Iterator[int]:
 
 def test_one_login_gives_the_servers_facts_its_engine_and_its_commands(topology: Topology,
                                                                       docker_client: Any) -> None:
-    status, out = probe(topology.laptop, "facts", "gpu-server")
+    # The paths to resolve (up's workspace) ride on the probe: no command, no login of their own.
+    status, out = probe(topology.laptop, "facts", "gpu-server", env={"PROBE_RESOLVE": "~/devagent/x|code/../y|/"})
     assert status == 0, out
     srv = pwd.getpwnam("devagent-srv")
     assert out["facts"] == {"user": "devagent-srv", "uid": srv.pw_uid, "gid": srv.pw_gid, "home": srv.pw_dir,
-                            "docker_socket": "/var/run/docker.sock"}
+                            "docker_socket": "/var/run/docker.sock",
+                            "resolved": {"~/devagent/x": f"{srv.pw_dir}/devagent/x", "code/../y": f"{srv.pw_dir}/y",
+                                         "/": "/"}}
     assert out["engine_id"] == docker_client.info()["ID"]  # the server's own engine answered
     assert out["run"] == [0, "a b|$HOME|-x|'|"]  # each word arrived as one argument, unexpanded
     assert logins(topology) == 1
