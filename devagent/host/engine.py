@@ -7,20 +7,36 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-import docker.types
-
 from devagent.core import health
 from devagent.core.gpu_ledger import ContainerGpus, Lease, container_gpus
 from devagent.core.spec import LABEL_PREFIX, GpuRequest
 from devagent.errors import DevagentError, ExitStatus
+
+# The SDK's ssh:// transport imports paramiko: 0.1 s and more here, on every command that talks to an engine
+# (about half the SDK's import). devagent reaches every engine over a Unix socket (a server's through
+# its own ssh link), so the SDK is imported without it — docker catches the ImportError that a None in
+# sys.modules makes, and leaves ssh:// out — unless DOCKER_HOST asks for ssh:// itself.
+_WITHOUT = () if "paramiko" in sys.modules or os.environ.get("DOCKER_HOST", "").startswith("ssh://") else (
+    "paramiko",)
+for _name in _WITHOUT:
+    sys.modules[_name] = None  # type: ignore[assignment]
+try:
+    import docker
+    import docker.errors
+    import docker.types
+finally:
+    for _name in _WITHOUT:
+        if sys.modules.get(_name, False) is None:
+            del sys.modules[_name]
+
 
 MANAGED = f"{LABEL_PREFIX}managed=true"
 

@@ -4,6 +4,9 @@ refused start says, and which host ports the containers on the engine hold."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +191,18 @@ def test_bound_ports_are_running_containers_ports_and_every_other_containers_fix
 
     api.containers = containers  # type: ignore[method-assign]
     assert Engine(client=FakeClient(api)).bound_ports() == {24000, 24001, 8080}
+
+
+@pytest.mark.parametrize(("docker_host", "expected"), [
+    (None, "False False True"),  # no paramiko, no ssh:// transport; paramiko itself still imports afterwards
+    ("ssh://alice@gpu", "True True True"),  # the SDK's ssh:// transport, when DOCKER_HOST asks for it
+])
+def test_the_sdk_is_imported_without_paramiko_unless_docker_host_is_ssh(docker_host: str | None,
+                                                                        expected: str) -> None:
+    code = ("import sys, devagent.host.engine, docker.transport as t; a = 'paramiko' in sys.modules; "
+            "b = hasattr(t, 'SSHHTTPAdapter'); import paramiko; print(a, b, 'paramiko' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    if docker_host is not None:
+        env["DOCKER_HOST"] = docker_host
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == expected
