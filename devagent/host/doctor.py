@@ -10,11 +10,14 @@ resolves to, and — logged in through the alias with the real client, as VS Cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import stat
 import subprocess
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,6 +38,7 @@ from devagent.host.ssh_config import SshConfig, parse_line
 PROBE_TIMEOUT = 60.0
 FORWARD_TIMEOUT = 20.0
 CONNECT_TIMEOUT = 10  # ssh's ConnectTimeout, seconds
+SESSION_WAITS = "DEVAGENT_DOCTOR_SESSION_WAITS"  # the probe is done; the login stays for the forward
 
 # What VS Code's settings.json is called where, relative to the config folder (~/.config on Linux).
 VSCODE_FLAVOURS = (("VS Code", "Code"), ("VS Code Insiders", "Code - Insiders"), ("VSCodium", "VSCodium"))
@@ -334,21 +338,70 @@ def _ssh_base(paths: Paths, ssh: str) -> list[str]:
 
 
 def container_side_checks(paths: Paths, *, name: str, host_workspace: str | None, ssh: str = "ssh") -> list[Check]:
-    """One login through the alias with the real client, the probe on stdin; then a real local forward."""
+    """ONE login through the alias with the real client, as VS Code connects: the probe on stdin, and a real local
+    forward (`-L`) of that same login, tried while the session waits once the probe is done. On a server each
+    login through the alias is also a login to the server (its ProxyJump): one, not one for each check."""
     login = d.LOGIN
     fix = f"run `ssh -v -F {paths.user_ssh_config} {name}` to see why; `docker logs {name}` shows sshd's side"
-    try:
-        proc = subprocess.run([*_ssh_base(paths, ssh), name, "sh", "-s"], input=d.PROBE_SCRIPT,
-                              capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
+    port = free_port()
+    # The probe runs in a subshell (it has its own `exit`); then the session says so and waits on stdin until the
+    # forward has been tried.
+    script = f"(\n{d.PROBE_SCRIPT}\n)\necho {SESSION_WAITS}\ncat >/dev/null\n"
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [*_ssh_base(paths, ssh), "-o", "ExitOnForwardFailure=yes",
+             "-L", f"127.0.0.1:{port}:127.0.0.1:{SSHD_PORT}", name, "sh", "-s"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        assert proc.stdin is not None and proc.stdout is not None
+        lines: list[str] = []
+        done = threading.Event()
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                lines.append(raw.decode(errors="replace"))
+                if raw.rstrip(b"\n") == SESSION_WAITS.encode():
+                    done.set()
+            done.set()  # the end of its output: ssh has exited, or is about to
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        forwarding: Check | None = None
+        finished = False
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.write(script.encode())
+                proc.stdin.flush()
+            finished = done.wait(PROBE_TIMEOUT)
+            if finished and d.probe_reached("".join(lines)) and proc.poll() is None:
+                forwarding = forwarding_check(port, name=name, exited=proc.poll)
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # the session's `cat` ends, and with it the login
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            reader.join(timeout=5)
+            errors.seek(0)
+            stderr = errors.read().decode(errors="replace")
+    output = "".join(lines)
+    if not finished:
         return [Check(login, False, f"ssh {name} did not answer within {PROBE_TIMEOUT:.0f} s", fix=fix),
                 *(skipped(item, "the login through the alias failed") for item in d.CONTAINER_SIDE[1:])]
-    if not d.probe_reached(proc.stdout):
-        said = proc.stderr.strip().splitlines()[-1:] or ["it printed nothing"]
+    if not d.probe_reached(output):
+        said = stderr.strip().splitlines()[-1:] or ["it printed nothing"]
         return [Check(login, False, f"ssh {name} exited with status {proc.returncode}: {said[0]}", fix=fix),
                 *(skipped(item, "the login through the alias failed") for item in d.CONTAINER_SIDE[1:])]
-    values = d.parse_probe(proc.stdout)
-    return [d.login_check(values, name=name), forwarding_check(paths, name=name, ssh=ssh),
+    if forwarding is None:
+        forwarding = Check(d.FORWARDING, False, f"ssh {name} ended before the forward could be tried",
+                           fix=FORWARD_FIX.format(name=name))
+    if not forwarding.ok and stderr.strip():
+        forwarding = Check(forwarding.name, False, f"{forwarding.detail}: {stderr.strip().splitlines()[-1]}",
+                           fix=forwarding.fix)
+    values = d.parse_probe(output)
+    return [d.login_check(values, name=name), forwarding,
             *d.container_checks(values, d.Environment(name, host_workspace))]
 
 
@@ -359,49 +412,35 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def forwarding_check(paths: Paths, *, name: str, ssh: str = "ssh", timeout: float = FORWARD_TIMEOUT) -> Check:
-    """A real local forward through the alias to the container's own sshd: its banner proves TCP forwarding,
-    which Remote-SSH needs (`ssh -D` or `-L`)."""
+FORWARD_FIX = ("devagent's sshd allows local forwarding: `devagent up {name} --recreate` restores its "
+               "configuration")
+
+
+def forwarding_check(port: int, *, name: str, exited: Callable[[], int | None],
+                     timeout: float = FORWARD_TIMEOUT) -> Check:
+    """A real local forward through the alias (ssh's `-L 127.0.0.1:PORT:127.0.0.1:22`, of the probe's login) to
+    the container's own sshd: its banner proves TCP forwarding, which Remote-SSH needs (`ssh -D` or `-L`).
+    EXITED: whether ssh has ended (its status), as Popen.poll."""
     label = d.FORWARDING
-    port = free_port()
-    fix = f"devagent's sshd allows local forwarding: `devagent up {name} --recreate` restores its configuration"
-    proc = subprocess.Popen(
-        [*_ssh_base(paths, ssh), "-o", "ExitOnForwardFailure=yes", "-N",
-         "-L", f"127.0.0.1:{port}:127.0.0.1:{SSHD_PORT}", name],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    result: Check | None = None
-    try:
-        deadline = time.monotonic() + timeout
-        while result is None:
-            if proc.poll() is not None:
-                result = Check(label, False, f"ssh -L exited with status {proc.returncode}", fix=fix)
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                    s.settimeout(5)
-                    data = s.recv(256)
-            except ConnectionRefusedError:  # ssh has not bound the port yet (it does so after the login)
-                if time.monotonic() > deadline:
-                    result = Check(label, False, f"ssh -L did not open 127.0.0.1:{port} within {timeout:.0f} s",
-                                   fix=fix)
-                time.sleep(0.05)
-                continue
-            except OSError as exc:
-                data = f"{exc}".encode()
-            if data.startswith(b"SSH-"):
-                banner = data.split(b"\r\n", 1)[0].decode(errors="replace")
-                result = Check(label, True, f"a local forward reached the container's sshd ({banner})")
-            else:
-                result = Check(label, False, "a local forward opened but carried nothing"
-                               + (f" ({data[:60]!r})" if data else " (sshd refused the channel)"), fix=fix)
-    finally:
-        proc.terminate()
+    fix = FORWARD_FIX.format(name=name)
+    deadline = time.monotonic() + timeout
+    while True:
+        status = exited()
+        if status is not None:
+            return Check(label, False, f"ssh -L exited with status {status}", fix=fix)
         try:
-            _, err = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-    assert result is not None
-    if not result.ok and err.strip():
-        result = Check(result.name, False, f"{result.detail}: {err.strip().splitlines()[-1]}", fix=result.fix)
-    return result
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.settimeout(5)
+                data = s.recv(256)
+        except ConnectionRefusedError:  # ssh has not bound the port yet (it does so after the login)
+            if time.monotonic() > deadline:
+                return Check(label, False, f"ssh -L did not open 127.0.0.1:{port} within {timeout:.0f} s", fix=fix)
+            time.sleep(0.05)
+            continue
+        except OSError as exc:
+            data = f"{exc}".encode()
+        if data.startswith(b"SSH-"):
+            banner = data.split(b"\r\n", 1)[0].decode(errors="replace")
+            return Check(label, True, f"a local forward reached the container's sshd ({banner})")
+        return Check(label, False, "a local forward opened but carried nothing"
+                     + (f" ({data[:60]!r})" if data else " (sshd refused the channel)"), fix=fix)

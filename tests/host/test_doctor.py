@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pwd
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -330,3 +332,56 @@ def test_a_container_an_interrupted_up_left_is_not_taken_for_the_environment(pat
     beside = by_name(hd.environment_checks(paths, name=NAME, containers=[leftover, container("exited")],
                                            version=(9, 2)))
     assert beside["container running"].detail == f"{NAME} is exited (exit code 137)"
+
+
+# -- the container side: one login through the alias -----------------------------------------------------------
+
+FAKE_SSH = """#!{python}
+# A stand-in for `ssh ... -L 127.0.0.1:PORT:127.0.0.1:22 NAME sh -s`: logs its arguments, serves BANNER on PORT
+# (the forward), runs the probe with this machine's sh, and stays until its stdin closes, like a real session.
+import socket, subprocess, sys, threading
+with open({log!r}, "a") as log:
+    log.write(" ".join(sys.argv[1:]) + "\\n")
+port = int(sys.argv[sys.argv.index("-L") + 1].split(":")[1])
+server = socket.create_server(("127.0.0.1", port))
+def serve():
+    while True:
+        conn, _ = server.accept()
+        conn.sendall({banner!r})
+        conn.close()
+threading.Thread(target=serve, daemon=True).start()
+if not {banner!r}:
+    sys.stderr.write("channel 2: open failed: administratively prohibited: open failed\\n")
+sys.exit(subprocess.run(["sh", "-s"]).returncode)
+"""
+
+
+def fake_ssh(tmp_path: Path, banner: bytes) -> tuple[Path, Path]:
+    log = tmp_path / "ssh.log"
+    script = tmp_path / "ssh"
+    script.write_text(FAKE_SSH.format(python=sys.executable, log=str(log), banner=banner))
+    script.chmod(0o755)
+    return script, log
+
+
+def test_the_probe_and_the_forward_share_one_login_through_the_alias(paths: Paths, tmp_path: Path) -> None:
+    ssh, log = fake_ssh(tmp_path, b"SSH-2.0-OpenSSH_9.2\r\n")
+    checks = by_name(hd.container_side_checks(paths, name=NAME, host_workspace=None, ssh=str(ssh)))
+    # The probe ran (here as this machine's user) and its answers were read.
+    uid, user = os.getuid(), pwd.getpwuid(os.getuid()).pw_name
+    assert checks[d.LOGIN].detail == (f"ssh {NAME} landed as root" if uid == 0
+                                      else f"ssh {NAME} logs in as {user} (uid {uid})")
+    assert checks[d.FORWARDING] == Check(d.FORWARDING, True,
+                                         "a local forward reached the container's sshd (SSH-2.0-OpenSSH_9.2)")
+    logins = log.read_text().splitlines()
+    assert len(logins) == 1 and logins[0].endswith(f" {NAME} sh -s") and " -L 127.0.0.1:" in logins[0]
+
+
+def test_a_forward_sshd_refuses_fails_with_what_ssh_said(paths: Paths, tmp_path: Path) -> None:
+    ssh, log = fake_ssh(tmp_path, b"")
+    check = by_name(hd.container_side_checks(paths, name=NAME, host_workspace=None, ssh=str(ssh)))[d.FORWARDING]
+    assert check.detail == ("a local forward opened but carried nothing (sshd refused the channel): "
+                            "channel 2: open failed: administratively prohibited: open failed")
+    assert check.fix == f"devagent's sshd allows local forwarding: `devagent up {NAME} --recreate` restores its " \
+        "configuration"
+    assert len(log.read_text().splitlines()) == 1

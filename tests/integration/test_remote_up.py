@@ -157,8 +157,11 @@ class TestFromTheLaptop:
         wait_for(lambda: notebook.exists() and "· run 1 ·" in notebook.read_text(), timeout=30,
                  message="the run's section in the notebook on the server")
 
+        before = topology.sshds[0].log.count("Accepted publickey for ")
         doctor = laptop.devagent("doctor", name)
         assert doctor.returncode == 0, doctor.output
+        # One login to the server for its engine, one through the alias (its jump) for the probe and the forward.
+        assert topology.sshds[0].log.count("Accepted publickey for ") - before == 2
         assert "✔ Docker Engine on gpu-server — answers" in doctor.stdout
         assert f"✔ container running — {name} is running, sshd published on gpu-server's 127.0.0.1:{port}\n" \
             in doctor.stdout
