@@ -13,12 +13,17 @@ up NAME --host SERVER` on the built image, up to its proven login through the al
 Logins: the test sshd's "Accepted publickey" lines during each command (target: one per command per server, plus
 the proving login through the alias for `up`). `ls` across 3 servers, one environment on each: target <= 1.3x the
 slowest `ls --host` of one. It reports; it does not gate. Rounds alternate floor and devagent.
+
+Also the CPU time (user + sys) the laptop spends on each: the command and every process it waited for (its ssh
+clients, the ProxyCommand relays), from getrusage(RUSAGE_CHILDREN). Under load, on a shared 2-core machine, the
+wall-clock ratio swings by ±0.3x between runs; the CPU time moves far less, so it shows what a change saves.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import secrets
 import statistics
 import sys
@@ -38,15 +43,22 @@ def logins(sshd: Sshd) -> int:
     return sshd.log.count("Accepted publickey for")
 
 
-def timed(laptop: Laptop, *args: str) -> float:
-    start = time.perf_counter()
+def children_cpu() -> float:
+    """User + sys seconds of every child process this one has waited for so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(laptop: Laptop, *args: str) -> tuple[float, float]:
+    """(wall seconds, laptop CPU seconds) of `devagent ARGS` in the laptop."""
+    start, cpu = time.perf_counter(), children_cpu()
     laptop.devagent(*args, check=True, timeout=900)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - cpu
 
 
-def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> float:
-    """ssh SERVER docker run … + the first login through ProxyJump, in seconds."""
-    start = time.perf_counter()
+def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> tuple[float, float]:
+    """ssh SERVER docker run … + the first login through ProxyJump: (wall seconds, laptop CPU seconds)."""
+    start, cpu = time.perf_counter(), children_cpu()
     started = laptop.ssh("gpu-server", f"cid=$(docker run -d --name {name} --user dev -p 127.0.0.1::2222 "
                          f"-v {keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro "
                          f"-v {keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro {image} "
@@ -61,7 +73,7 @@ def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> float:
                                 "-o", "LogLevel=ERROR", "-i", str(keydir / "user"), "-p", port, "dev@127.0.0.1",
                                 "true"])
             if login.returncode == 0:
-                return time.perf_counter() - start
+                return time.perf_counter() - start, children_cpu() - cpu
             if time.perf_counter() - start > 60:
                 raise RuntimeError(f"the floor's login never succeeded: {login.stderr}")
             time.sleep(0.02)
@@ -88,7 +100,7 @@ class Bench:
         self.laptop, self.base_image, self.prefix = laptop, base_image, prefix
         self.made: list[str] = []
 
-    def up(self, name: str, host: str) -> float:
+    def up(self, name: str, host: str) -> tuple[float, float]:
         self.made.append(name)
         return timed(self.laptop, "up", name, "--host", host, "--base-image", self.base_image, "--memory", "2g")
 
@@ -96,7 +108,8 @@ class Bench:
         self.laptop.devagent("down", name, check=True)
         self.made.remove(name)
 
-    def rounds(self, image: str, keydir: Path, rounds: int) -> tuple[list[float], list[float]]:
+    def rounds(self, image: str, keydir: Path, rounds: int) -> tuple[list[tuple[float, float]],
+                                                                     list[tuple[float, float]]]:
         # One unmeasured round each: the page cache, Docker's layer cache, the known_hosts of the floor.
         floor_once(self.laptop, image, keydir, f"{self.prefix}-warm")
         self.up(f"{self.prefix}-warm", "gpu-server")
@@ -128,9 +141,9 @@ class Bench:
     def ls(self, servers: list[str]) -> tuple[float, dict[str, float]]:
         for host in servers:
             self.up(f"{self.prefix}-{host}", host)
-        singles = {host: statistics.median(timed(self.laptop, "ls", "--host", host) for _ in range(5))
+        singles = {host: statistics.median(timed(self.laptop, "ls", "--host", host)[0] for _ in range(5))
                    for host in servers}
-        return statistics.median(timed(self.laptop, "ls") for _ in range(5)), singles
+        return statistics.median(timed(self.laptop, "ls")[0] for _ in range(5)), singles
 
 
 def main() -> int:
@@ -156,15 +169,17 @@ def main() -> int:
                 laptop.devagent("down", name)
             for host in ("gpu-server", "gpu-server2", "gpu-server3"):  # down keeps workspaces: these are ours
                 laptop.ssh(host, f"rm -rf ~/devagent/{bench.prefix}-*")
-    f, u = statistics.median(floors), statistics.median(ups)
+    f, u = statistics.median(w for w, _ in floors), statistics.median(w for w, _ in ups)
+    fc, uc = statistics.median(c for _, c in floors), statistics.median(c for _, c in ups)
     slowest = max(singles.values())
     print(f"{'figure':52} {'median':>9} {'floor':>9} {'ratio':>7}  target")
     print(f"{'devagent up --host (built image) → proven login':52} {u:8.2f}s {f:8.2f}s {u / f:6.2f}x  <= 1.5x")
+    print(f"{'  laptop CPU (user+sys) of the same':52} {uc:8.2f}s {fc:8.2f}s {uc / fc:6.2f}x")
     print(f"{'ls across 3 servers vs the slowest ls --host':52} {everywhere:8.2f}s {slowest:8.2f}s "
           f"{everywhere / slowest:6.2f}x  <= 1.3x")
     print("ssh logins to the server per command: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{x:.2f}' for x in floors)}; "
-          f"up runs: {', '.join(f'{x:.2f}' for x in ups)}; ls --host: "
+    print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{w:.2f}' for w, _ in floors)}; "
+          f"up runs: {', '.join(f'{w:.2f}' for w, _ in ups)}; ls --host: "
           + ", ".join(f"{h} {t:.2f}s" for h, t in singles.items()))
     return 0
 
