@@ -161,13 +161,21 @@ image, pass it as --base-image
                             f"{labels.get('devagent.base-image', 'BASE')} --tag REF --push")
 
 
-def registry_error(ref: ImageRef, said: str, *, pushing: bool) -> DevagentError:
+def registry_error(ref: ImageRef, said: str, *, pushing: bool, server: str | None = None) -> DevagentError:
     """What the engine SAID when a pull or push of REF failed, as the error a user can act on (REGISTRY).
+
+    SERVER names the machine whose engine pushed or pulled, when that is not this one (`--host`): the credentials
+    still come from this machine's Docker config (the client hands them to that engine with the request), while
+    the registry's address is resolved and dialled from that server.
 
     >>> print(registry_error(parse_image_ref("reg.local:5000/env:v9"), "manifest unknown", pushing=False))
     the registry reg.local:5000 has no image reg.local:5000/env:v9
       | manifest unknown
       hint: check the tag (devagent image build --tag reg.local:5000/env:v9 --push makes it)
+    >>> print(registry_error(parse_image_ref("reg.local:5000/env:v9"), "unauthorized", pushing=True,
+    ...                      server="gpu-server").hint)
+    log in on this machine with `docker login reg.local:5000` (devagent hands this machine's Docker credentials \
+to gpu-server's engine for the push and pull, and never writes them)
     """
     where = ref.registry or "docker.io"
     text = said.lower()
@@ -176,16 +184,24 @@ def registry_error(ref: ImageRef, said: str, *, pushing: bool) -> DevagentError:
     # "pull access denied …, repository does not exist or may require 'docker login'" is Docker Hub's word for
     # a missing repository as often as for a missing login: named as missing, with login in the hint.
     if refused and ("does not exist" not in text or pushing):
+        hint = (f"log in with `docker login {where}` (devagent uses Docker's credentials, from $DOCKER_CONFIG or "
+                "~/.docker/config.json, and never writes them)") if server is None else (
+                f"log in on this machine with `docker login {where}` (devagent hands this machine's Docker "
+                f"credentials to {server}'s engine for the push and pull, and never writes them)")
         return DevagentError(f"the registry {where} refused the credentials for {ref}",
-                             status=ExitStatus.REGISTRY, details=said,
-                             hint=f"log in with `docker login {where}` (devagent uses Docker's credentials, from "
-                             "$DOCKER_CONFIG or ~/.docker/config.json, and never writes them)")
+                             status=ExitStatus.REGISTRY, details=said, hint=hint)
     if any(word in text for word in ("manifest unknown", "not found", "does not exist", "name unknown")):
         return DevagentError(f"the registry {where} has no image {ref}", status=ExitStatus.REGISTRY, details=said,
                              hint=f"check the tag (devagent image build --tag {ref} --push makes it)")
     if any(word in text for word in ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp",
                                      "no route to host", "server gave http response to https client",
                                      "network is unreachable")):
+        if server is not None:  # the server's engine dials it: its own names and its own 127.0.0.1
+            return DevagentError(f"the registry {where} does not answer {server}'s engine",
+                                 status=ExitStatus.REGISTRY, details=said,
+                                 hint=f"check its address as {server} sees it (127.0.0.1 there is {server} itself) "
+                                 "and that it runs; a registry without TLS must be on 127.0.0.0/8 or in that "
+                                 "engine's insecure-registries")
         return DevagentError(f"the registry {where} does not answer", status=ExitStatus.REGISTRY, details=said,
                              hint="check its address and that it runs; a registry without TLS must be on "
                              "127.0.0.0/8 or in the engine's insecure-registries")

@@ -184,7 +184,11 @@ def _ns(seconds: float) -> int:
 class Engine:
     """A Docker Engine. One SDK client per Engine (for remote engines each new client costs a round trip)."""
 
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, client: Any | None = None, *, server: str | None = None) -> None:
+        # The machine the engine runs on when not this one: what it does with names and addresses (a registry's
+        # 127.0.0.1) happens there, while the registry credentials the SDK sends with a push or pull (X-Registry-
+        # Auth) are read here, from this machine's Docker config, like the docker CLI with a remote DOCKER_HOST.
+        self.server = server
         if client is None:
             try:
                 client = docker.from_env()
@@ -204,7 +208,7 @@ class Engine:
             client.ping()
         except docker.errors.DockerException as exc:
             raise _explain_connection_error(exc, server) from None
-        return cls(client)
+        return cls(client, server=server)
 
     def close(self) -> None:
         """Close the SDK's connections (a forwarded socket is about to go away)."""

@@ -74,7 +74,7 @@ def push_image(engine: Engine, image: str, target: str, report: Callable[[str], 
     if digest is None:
         if had is None:
             engine.remove_image(str(ref))
-        raise registry_error(ref, said, pushing=True)
+        raise registry_error(ref, said, pushing=True, server=engine.server)
     return ref.pinned(digest)
 
 
@@ -101,7 +101,7 @@ def team_image(engine: Engine, text: str, report: Callable[[str], None]) -> Team
         report(f"pulling image {ref}")
         image_id, said = engine.pull(ref.pull_ref, on_line=lambda line: report(f"  {line}"))
         if image_id is None:
-            raise registry_error(ref, said, pushing=False)
+            raise registry_error(ref, said, pushing=False, server=engine.server)
         labels, pulled = engine.image_labels(ref.pull_ref) or {}, True
     try:
         check_devagent_image(str(ref), labels, version=devagent.__version__)

@@ -67,3 +67,20 @@ def test_an_image_in_another_format_is_refused_with_the_rebuild_command() -> Non
 def test_a_registrys_refusal_is_named_for_what_it_is(said: str, pushing: bool, message: str) -> None:
     err = registry_error(parse_image_ref("127.0.0.1:5000/env:v1"), said, pushing=pushing)
     assert (err.status, err.message, err.details) == (ExitStatus.REGISTRY, message, said)
+
+
+def test_through_a_server_the_login_is_on_this_machine_and_the_registry_is_dialled_from_the_server() -> None:
+    ref = parse_image_ref("127.0.0.1:5000/env:v1")
+    refused = registry_error(ref, "unauthorized: authentication required", pushing=True, server="gpu-server")
+    assert (refused.status, refused.message) == (
+        ExitStatus.REGISTRY, "the registry 127.0.0.1:5000 refused the credentials for 127.0.0.1:5000/env:v1")
+    assert refused.hint == ("log in on this machine with `docker login 127.0.0.1:5000` (devagent hands this "
+                            "machine's Docker credentials to gpu-server's engine for the push and pull, and never "
+                            "writes them)")
+    silent = registry_error(ref, "dial tcp 127.0.0.1:5000: connect: connection refused", pushing=False,
+                            server="gpu-server")
+    assert (silent.status, silent.message) == (ExitStatus.REGISTRY,
+                                               "the registry 127.0.0.1:5000 does not answer gpu-server's engine")
+    assert silent.hint == ("check its address as gpu-server sees it (127.0.0.1 there is gpu-server itself) and that "
+                           "it runs; a registry without TLS must be on 127.0.0.0/8 or in that engine's "
+                           "insecure-registries")

@@ -58,6 +58,7 @@ class FakeEngine:
                  publishes: bool = True, uid: int = 1000,
                  on_start: Callable[[FakeContainer], None] | None = None) -> None:
         self.cpus = cpus
+        self.server: str | None = None  # a local engine (Engine.server)
         self.all_images = all_images
         self.images: dict[str, str] = {}
         self.start_port = start_port
