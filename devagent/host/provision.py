@@ -470,8 +470,10 @@ class Provisioner:
                 # The base image may already have had the user, with another uid: ask the container.
                 uid = self.engine.user_uid(cid, spec.user) or spec.uid
                 if self._server_ws is not None:
-                    if not created_workspace:
-                        self._server_ws.check_writable(workspace, uid)
+                    # One this up made belongs to the server user's uid (spec.uid): the login user can write it
+                    # unless a team image brought another uid (whoever built it) — then it is judged like any other.
+                    if not created_workspace or uid != spec.uid:
+                        self._check_server_workspace(spec, workspace, uid)
                 else:
                     _prepare_workspace(Path(workspace), uid, created=created_workspace
                                        if isinstance(created_workspace, workspaces.NewWorkspace) else None)
@@ -607,6 +609,22 @@ class Provisioner:
             self.engine.remove(replacing.id)
             self.on_step("replacing")
             self.engine.rename(cid, name)
+
+    def _check_server_workspace(self, spec: EnvSpec, workspace: str, uid: int) -> None:
+        """Refuse a server workspace the login user (UID inside the container) could not write; for a team image
+        built for another uid than the server user's, say that this is why."""
+        assert self._server_ws is not None
+        try:
+            self._server_ws.check_writable(workspace, uid)
+        except DevagentError as exc:
+            if not spec.image or uid == spec.uid:
+                raise
+            raise DevagentError(
+                f"workspace {workspace} on {self.host} is not writable by uid {uid}, the login user of the team "
+                f"image {spec.image} (your user there is uid {spec.uid})", status=ExitStatus.USAGE,
+                hint=f"pass --workspace a folder on {self.host} that uid {uid} may write, or start a team image "
+                f"built for uid {spec.uid} (`devagent image build --host {self.host} --tag … --push` as that user)"
+            ) from exc
 
     def _remove_made(self, up_id: str, *names: str) -> None:
         """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by

@@ -9,6 +9,7 @@ failure leaves nothing on either side. The same against a real sshd and engine: 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.core.image import ImageSpec
+from devagent.core.image import FORMAT_LABEL, IMAGE_FORMAT, ImageSpec
 from devagent.core.server import Server
 from devagent.core.spec import SSHD_PORT, EnvSpec
 from devagent.errors import DevagentError, ExitStatus
@@ -194,6 +195,28 @@ class TestTheServerWorkspace:
         assert err.hint == f"give it to that user on the server (chown -R 4242 {folder}) or pass --workspace a " \
             "folder you own there"
         assert folder.is_dir() and leftovers(link, paths, server_home) == NOTHING
+
+    def test_a_team_image_whose_user_has_another_uid_than_the_server_user_is_refused_and_its_workspace_removed(
+            self, server_home: Path) -> None:
+        class TeamEngine(FakeEngine):  # the registry's image: devagent's, built by a teammate (uid 4243)
+            def image_labels(self, ref: str) -> dict[str, str] | None:
+                found = super().image_labels(ref)
+                return None if found is None else {"devagent.managed": "true", "devagent.user": "dev",
+                                                   FORMAT_LABEL: IMAGE_FORMAT}
+
+        paths = Paths.from_environ()
+        engine = TeamEngine(uid=4243)
+        engine.images["reg.example:5000/team/env:v1"] = "sha256:" + "1" * 64  # pulled already
+        link = FakeLink(engine, home=server_home, uid=4242)
+        team = dataclasses.replace(spec(), image="reg.example:5000/team/env:v1")
+        err = up(link, paths, team)
+        folder = server_home / "devagent" / NAME
+        assert (err.message, err.status) == (
+            f"workspace {folder} on gpu-server is not writable by uid 4243, the login user of the team image "
+            "reg.example:5000/team/env:v1 (your user there is uid 4242)", ExitStatus.USAGE)
+        assert err.hint == "pass --workspace a folder on gpu-server that uid 4243 may write, or start a team image " \
+            "built for uid 4242 (`devagent image build --host gpu-server --tag … --push` as that user)"
+        assert leftovers(link, paths, server_home) == NOTHING  # the workspace this up made is gone again
 
 
     def test_a_workspace_the_probe_resolved_costs_one_command_on_the_server_to_make(
