@@ -94,7 +94,7 @@ def test_a_broken_pipe_that_is_not_our_output_is_a_fault_with_its_cause_not_a_si
 
     import click
 
-    from devagent.cli import _Commands
+    from devagent.cli.app import _Commands
 
     @click.group(cls=_Commands)
     def group() -> None: ...

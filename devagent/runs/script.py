@@ -20,12 +20,12 @@ def find_script(argv: Sequence[str], cwd: Path) -> tuple[Path | None, list[str]]
 
     >>> find_script(["python", "-u", "devagent/__main__.py", "--lr", "3e-4"], Path("."))
     (PosixPath('devagent/__main__.py'), ['--lr', '3e-4'])
-    >>> find_script(["python", "-m", "devagent.cli", "--lr", "3e-4"], Path("."))
-    (PosixPath('devagent/cli.py'), ['--lr', '3e-4'])
-    >>> find_script(["python3", "/usr/bin/pytest", "devagent/cli.py"], Path("."))
+    >>> find_script(["python", "-m", "devagent.lab", "--lr", "3e-4"], Path("."))
+    (PosixPath('devagent/lab.py'), ['--lr', '3e-4'])
+    >>> find_script(["python3", "/usr/bin/pytest", "devagent/lab.py"], Path("."))
     (None, [])
-    >>> find_script(["torchrun", "--nproc-per-node", "2", "devagent/cli.py", "--lr", "1"], Path("."))
-    (PosixPath('devagent/cli.py'), ['--lr', '1'])
+    >>> find_script(["torchrun", "--nproc-per-node", "2", "devagent/lab.py", "--lr", "1"], Path("."))
+    (PosixPath('devagent/lab.py'), ['--lr', '1'])
     >>> find_script(["make", "train"], Path("."))
     (None, [])
     """

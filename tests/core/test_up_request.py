@@ -72,7 +72,7 @@ class TestPrecedence:
         assert request(uid=1234).spec.uid == 1234
 
     def test_the_defaults_are_the_ones_up_shows_in_its_help(self) -> None:
-        options = {p.name: p.default for p in cli.up.params if isinstance(p, click.Option)}
+        options = {p.name: p.default for p in cli.environments.up.params if isinstance(p, click.Option)}
         settings = {f for f in UpConfig.__dataclass_fields__ if f != "name"}
         assert {key: options[key] for key in settings if isinstance(options[key], str)} == DEFAULTS
 
@@ -153,7 +153,7 @@ class RecordingProvisioner:
 def test_the_cli_records_the_arguments_main_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli, "_provisioner", lambda: fake)
+    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
     monkeypatch.setattr("sys.argv", ["pytest", "something", "else"])  # never read: main's argv is
     (tmp_path / "devagent.toml").write_text('memory = "32g"\npids = 512\n')
     argv = ["up", "exp", "--workspace", str(tmp_path), "--pids", "1024"]

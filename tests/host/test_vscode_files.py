@@ -62,7 +62,7 @@ class FakeProvisioner:
 
 
 def up_vscode(ws: Path, monkeypatch: pytest.MonkeyPatch) -> int:
-    monkeypatch.setattr("devagent.cli._provisioner", FakeProvisioner)
+    monkeypatch.setattr("devagent.cli.servers.provisioner", FakeProvisioner)
     return main(["up", "x", "--workspace", str(ws), "--vscode", "--sshd-profile", "compat"])
 
 

@@ -1,0 +1,93 @@
+"""The command group, its entry point and what every command shares: how steps and results are printed, how click's
+broken pipes are told apart. Heavy modules (docker, paramiko) are imported inside the commands that need them, so
+`devagent --help` stays fast."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from devagent import __version__
+from devagent.errors import DevagentError, ExitStatus
+
+JSON_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What main() was started with, for the commands that record it (click's context object)."""
+
+    argv: tuple[str, ...]  # after the program name
+
+
+def echo_step(text: str) -> None:
+    # After SIGHUP the terminal is gone and writing fails: that must not stop up's rollback, nor its report.
+    with contextlib.suppress(OSError):
+        click.echo(text, err=True)
+
+
+def echo_result(text: str) -> None:
+    # A line the user waits for (a URL) goes out at once, also when stdout is a pipe.
+    with contextlib.suppress(OSError):
+        click.echo(text)
+        sys.stdout.flush()
+
+
+def _output_closed() -> bool:
+    """Whether whoever reads our stdout or stderr went away (`devagent ls | head`): a pipe whose reader closed
+    polls as an error."""
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+class _Commands(click.Group):
+    """click turns every EPIPE into a silent exit 1 (right for `devagent ls | head`). One from anywhere else — a
+    socket to a server or a container that closed — is a fault: it must say so, not vanish."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as exc:
+            if _output_closed():
+                raise
+            raise RuntimeError(f"unexpected broken pipe (not on stdout or stderr): {exc}") from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="devagent")
+def cli() -> None:
+    """Secure SSH-ready PyTorch dev containers for VS Code Remote-SSH, with a lab notebook that keeps itself.
+
+    \b
+    devagent up NAME       provision an environment and its ssh alias NAME
+    ssh NAME               log in (VS Code: Remote-SSH → Connect to Host → NAME)
+    devagent down NAME     remove the container, the alias and the pinned key; files stay
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turn DevagentError into its message and exit status. ARGV: the arguments after
+    the program name [default: sys.argv[1:]]."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
+    except DevagentError as exc:
+        echo_step(f"Error: {exc}")
+        return int(exc.status)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return int(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    return int(result) if isinstance(result, int) else 0

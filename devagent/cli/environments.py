@@ -1,0 +1,298 @@
+"""The commands of an environment's life: up, init, code, ssh, doctor, ls, down."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from devagent.cli import servers
+from devagent.cli.app import JSON_VERSION, Invocation, cli
+from devagent.core import layout
+from devagent.errors import DevagentError, ExitStatus
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--base-image", default=None, metavar="IMAGE",
+              help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
+@click.option("--host", default=None, metavar="SERVER", help=servers.HOST_HELP)
+@click.option("--image", default=None, metavar="REF",
+              help="Start from a team image pushed by `devagent image build --tag REF --push` instead of building: "
+              "REGISTRY/REPO:VERSION, or @sha256:… for exactly that image. Pulled when missing, never rebuilt.")
+@click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False),
+              help=f"Host folder mounted at ~/{layout.HOME_WORKSPACE}; created when missing; kept by `down`. Its "
+              "devagent.toml, if any, gives the defaults for every other option. With a server: a folder there "
+              "(absolute, or relative to your home there) [default: ~/devagent/NAME], and devagent.toml is read "
+              "from the current folder.")
+@click.option("--gpus", default="none", show_default=True,
+              help="none, all, any:N (N free GPUs, most free memory first), indexes (0,1) or GPU UUIDs. A GPU "
+              "another environment, container or process holds is refused (exit 19; see `devagent gpus`).")
+@click.option("--share-gpus", is_flag=True, default=None,
+              help="Take GPUs that others hold too, knowingly; the notebook header says so.")
+@click.option("--memory", default="16g", show_default=True, help="Memory limit (no swap beyond it).")
+@click.option("--cpus", default=None, help="CPU limit [default: 8, or all the engine has when fewer].")
+@click.option("--shm-size", default="2g", show_default=True, help="/dev/shm size (DataLoader workers use it).")  # noqa: S108
+@click.option("--pids", default="4096", show_default=True, help="Process limit.")
+@click.option("--user", default="dev", show_default=True, help="Login user inside (never root).")
+@click.option("--identity", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your existing ed25519 private key [default: one devagent makes in DEVAGENT_HOME].")
+@click.option("--sshd-profile", type=click.Choice(["strict", "compat"]), default=None,
+              help="strict: post-quantum key exchange only (OpenSSH >= 8.5); compat adds curve25519 "
+              "[default: strict when your ssh is >= 8.5].")
+@click.option("--notebook", default=None, metavar="PATH",
+              help=f"Notebook path, relative to the workspace [default: {layout.NOTEBOOK}].")
+@click.option("--watch", multiple=True, metavar="GLOB",
+              help="Training scripts whose saves are journaled, relative to the workspace; repeatable "
+              "[default: **/*.py].")
+@click.option("--poll-saves", is_flag=True, default=None,
+              help="Detect saves by polling (workspaces on network mounts, where inotify does not fire).")
+@click.option("--vscode", is_flag=True, default=None,
+              help="Put devagent's snippets and tasks into the workspace's .vscode/ (a tasks.json of yours is "
+              "merged by label, never overwritten).")
+@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
+@click.pass_context
+def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool,
+       **options: Any) -> None:
+    """Provision environment NAME and the ssh alias NAME, and prove the login.
+
+    Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults.
+    With --host (or DEVAGENT_HOST) the environment is made on that server and the alias NAME, on this machine,
+    jumps through it; devagent.toml is then read from the current folder."""
+    from click.core import ParameterSource
+
+    from devagent.core.config import CONFIG_FILE
+    from devagent.core.sshd import profile_for_client
+    from devagent.core.up_request import up_request
+    from devagent.host.openssh import client_version
+
+    env_host = os.environ.get("DEVAGENT_HOST") or None
+    typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
+    # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
+    folder = Path.cwd() if options.get("host") or env_host else Path(workspace).resolve()
+    config_file = folder / CONFIG_FILE
+    request = up_request(
+        name=name,
+        # An option left at its default yields to the file; one the user typed wins over it.
+        given={key: value for key, value in options.items()
+               if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
+        config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+        config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
+        client_profile=profile_for_client(client_version()),
+        argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
+        env_host=env_host, server_workspace=workspace if typed_workspace else None,
+    )
+    env = request.spec
+    key = identity.resolve() if identity else None
+    if request.host is None:
+        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+    else:
+        with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
+            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+            if request.vscode:
+                # In the environment, as its login user: the workspace on the server is theirs, and a link planted
+                # in it leads to the container's files, never to the server user's.
+                placed = provisioner.engine.exec_as(result.name, env.user,
+                                                    ["devagent", "vscode-files", env.inside_workspace])
+    verb = "replaced" if result.recreated else ("created" if result.created else "verified")
+    on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
+    where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
+    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}{on}")
+    click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
+    click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
+    click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
+    click.echo(f"  workspace {result.workspace}{on} → {env.inside_workspace}")
+    click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
+    if request.vscode and request.host:
+        code, said = placed
+        for line in said.splitlines():
+            click.echo(f"  {line}")
+        if code != 0:
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written on {request.host}",
+                                status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
+    elif request.vscode:
+        from devagent.host.vscode_files import place_vscode_files
+
+        try:
+            for line in place_vscode_files(folder):
+                click.echo(f"  {line}")
+        except OSError as exc:  # the environment is up; only the convenience files are missing
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
+                                status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
+                                ) from None
+        except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
+                                status=exc.status, hint=exc.hint) from None
+
+
+@cli.command()
+@click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The folder to write devagent.toml into.")
+def init(workspace: Path) -> None:
+    """Write a commented devagent.toml into the workspace: commit it, and `devagent up` gives everyone the same
+    environment."""
+    from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
+
+    path = workspace.resolve() / CONFIG_FILE
+    try:
+        with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
+            f.write(INIT_TEMPLATE)
+    except FileExistsError:
+        raise DevagentError(f"{path} exists; left as is", status=ExitStatus.CONFLICT,
+                            hint="edit it, or move it away and run init again") from None
+    except OSError as exc:
+        raise DevagentError(f"cannot write {path}: {exc.strerror or exc}", status=ExitStatus.USAGE,
+                            hint="pass --workspace a folder you can write") from None
+    click.echo(f"✔ wrote {path}: uncomment what this code needs, then commit it")
+
+
+@cli.command()
+@click.argument("name")
+def code(name: str) -> None:
+    """Open VS Code on environment NAME's workspace over Remote-SSH (or print how, when `code` is missing)."""
+    import shutil
+    import subprocess
+
+    from devagent.core.spec import inside_workspace, validate_name
+    from devagent.core.vscode import code_command, remote_uri
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
+    validate_name(name)
+    record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
+    row = ({"user": record.user} if record is not None
+           else next((r for r in servers.provisioner().ls() if r["name"] == name), None))
+    if row is None:
+        raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                            hint=f"make it first: devagent up {name}")
+    path = inside_workspace(str(row["user"]))
+    command = code_command(name, path)
+    if shutil.which("code") is None:
+        click.echo("VS Code's `code` command is not on the PATH. Open the environment with:")
+        click.echo(f"  {shlex.join(command)}")
+        click.echo(f"  or the link {remote_uri(name, path)}")
+        click.echo("  or in VS Code: Remote-SSH → Connect to Host → " + name)
+        return
+    opened = subprocess.run(command, check=False)
+    if opened.returncode != 0:
+        raise DevagentError(f"`{shlex.join(command)}` exited with {opened.returncode}", status=ExitStatus.USAGE,
+                            hint=f"open it by hand: {remote_uri(name, path)}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(name: str, command: tuple[str, ...]) -> None:
+    """Log in to NAME with the real OpenSSH client through the alias (`devagent ssh NAME -- CMD`)."""
+    from devagent.core.spec import validate_name
+    from devagent.host.paths import Paths
+
+    validate_name(name)
+    argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
+    try:
+        os.execvp("ssh", argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
+    except FileNotFoundError:
+        raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
+                            hint="install it: apt-get install openssh-client") from None
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+def doctor(name: str | None, as_json: bool) -> None:
+    """Check what VS Code Remote-SSH needs, item by item with a fix for each.
+
+    Without NAME: the Docker Engine, the OpenSSH client, devagent's Include line, file permissions and VS Code's
+    remote.SSH.configFile. With NAME also: the container, `ssh -G NAME`, and, logged in through the alias, what
+    Remote-SSH needs inside. Exits 0 only when every check passes or is skipped, else 14.
+    """
+    from devagent.core import doctor as d
+    from devagent.core.spec import validate_name
+    from devagent.host.doctor import run_checks
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
+    paths = Paths.from_environ()
+    record = Records(paths).get(validate_name(name)) if name is not None else None
+    with contextlib.ExitStack() as stack:
+        if record is None:
+            checks = run_checks(paths, name=name, environ=os.environ, servers_used=Records(paths).used())
+        else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
+            def server_engine() -> Any:
+                return stack.enter_context(servers.server_link(record.server)).engine
+
+            checks = run_checks(paths, name=name, environ=os.environ, engine_factory=server_engine,
+                                server=record.server)
+    if as_json:
+        click.echo(json.dumps(d.envelope(checks), indent=2))
+    else:
+        for line in d.render(checks):
+            click.echo(line)
+        click.echo(d.summary(checks))
+    if not d.passed(checks):
+        click.get_current_context().exit(int(ExitStatus.DOCTOR_FAILED))
+
+
+@cli.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+@click.option("--host", default=None, metavar="SERVER", help="Only the environments on this server.")
+def ls_command(as_json: bool, host: str | None) -> None:
+    """List environments (Docker's labels are the source of truth).
+
+    This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
+    answer is shown as unreachable, its environments listed from the records)."""
+    from devagent.core.server import parse_server
+    from devagent.host.inventory import list_all
+    from devagent.host.paths import Paths
+    from devagent.host.records import Records
+
+    if host is not None:
+        server = parse_server(host)  # refused before anything runs
+        from devagent.host.server_link import resolve_server
+
+        host = resolve_server(server.text, environ=os.environ).text
+    store = Records(Paths.from_environ())
+    records = store.all()
+    # A machine that has used servers (its records folder exists) lists them all; one that never has, as before.
+    hosts = bool(records or host or store.used())
+    rows = list_all(records, host=host, local=servers.provisioner, open_server=servers.on_server_quietly,
+                    used_servers=hosts) if hosts else servers.provisioner().ls()
+    if as_json:
+        click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
+        return
+    if not rows:
+        click.echo("no environments; create one with: devagent up NAME")
+        return
+    # The HOST column appears once this machine has used a server: one that never used --host sees the table as
+    # before.
+    state = 11 if hosts else 10  # room for "unreachable"
+    click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} "
+               + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
+    for r in rows:
+        people = r.get("invited")
+        invited = ",".join(map(str, people)) if isinstance(people, list) and people else "-"
+        click.echo(f"{r['name']!s:20} {r['state']!s:{state}} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
+                   f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} {invited:12} "
+                   + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
+    for r in rows:
+        if r.get("error"):
+            click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)
+
+
+@cli.command()
+@click.argument("name")
+def down(name: str) -> None:
+    """Remove environment NAME: container, ssh alias, pinned and host keys. Workspace files are kept.
+
+    An environment on a server is removed there: devagent's records say which server."""
+    from devagent.core.spec import validate_name
+
+    with servers.where(validate_name(name)) as provisioner:
+        removed = provisioner.down(name)
+    for item in removed:
+        click.echo(f"✔ removed {item}")

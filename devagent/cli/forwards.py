@@ -1,0 +1,66 @@
+"""A port of an environment on this machine's 127.0.0.1: forward, jupyter, tensorboard."""
+
+from __future__ import annotations
+
+import click
+
+from devagent.cli.app import cli, echo_result, echo_step
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("ports", metavar="PORT[:LOCAL]")
+def forward(name: str, ports: str) -> int:
+    """Forward environment NAME's 127.0.0.1:PORT to 127.0.0.1:LOCAL here, through the alias, until Ctrl-C.
+
+    LOCAL defaults to PORT (an error when it is taken: exit 18); 0 picks any free port. Both ends are 127.0.0.1:
+    nothing is published on another address. Runs the real OpenSSH client: `ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:PORT
+    NAME`."""
+    from devagent.core.forward import parse_ports
+    from devagent.core.spec import validate_name
+    from devagent.host.forward import run_forward
+    from devagent.host.paths import Paths
+
+    status = run_forward(Paths.from_environ(), validate_name(name), parse_ports(ports), show=echo_result)
+    echo_step("forward closed")
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Local port here [default: 8888, as inside; 0: any free port].")
+def jupyter(name: str, port: int | None) -> int:
+    """Start Jupyter in environment NAME on its 127.0.0.1 with a fresh token, forward it here, print the URL.
+
+    Ctrl-C stops the forward and the server. Jupyter comes from the environment: its workspace's .venv, its PATH or
+    ~/.local/bin (JupyterLab, else Notebook, else Jupyter Server)."""
+    from devagent.core.spec import validate_name
+    from devagent.host.notebook_servers import run_server
+    from devagent.host.paths import Paths
+
+    status = run_server(Paths.from_environ(), validate_name(name), "jupyter", local=port, logdir=None,
+                        show=echo_result)
+    echo_step("Jupyter stopped, forward closed")
+    return int(status)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--logdir", default=None, metavar="DIR",
+              help="Event files' folder, relative to the workspace [default: the workspace].")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Local port here [default: 6006, as inside; 0: any free port].")
+def tensorboard(name: str, logdir: str | None, port: int | None) -> int:
+    """Start TensorBoard in environment NAME on its 127.0.0.1, forward it here, print the URL.
+
+    TensorBoard has no login: it listens on the environment's 127.0.0.1 only and is reached through the forward.
+    Ctrl-C stops the forward and the server."""
+    from devagent.core.spec import validate_name
+    from devagent.host.notebook_servers import run_server
+    from devagent.host.paths import Paths
+
+    status = run_server(Paths.from_environ(), validate_name(name), "tensorboard", local=port, logdir=logdir,
+                        show=echo_result)
+    echo_step("TensorBoard stopped, forward closed")
+    return int(status)

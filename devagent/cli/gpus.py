@@ -1,0 +1,48 @@
+"""`devagent gpus`: the server's GPUs and who holds each."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+import click
+
+from devagent.cli import servers
+from devagent.cli.app import JSON_VERSION, cli
+
+
+@cli.command(name="gpus")
+@click.option("--host", "server", default=None, metavar="SERVER",
+              help="The GPU server, as you reach it with ssh (an alias from your ssh config, user@host[:port], "
+              "ssh://user@host:port, or a Docker context whose endpoint is ssh://…): its engine and its "
+              "nvidia-smi, over one ssh login [default: $DEVAGENT_HOST, else this machine's engine and NVML].")
+@click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
+def gpus_command(server: str | None, as_json: bool) -> None:
+    """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
+    environments (name, owner, since when), other containers that asked for it, processes outside containers."""
+    from devagent.core import gpu_ledger as g
+    from devagent.host.gpu_ledger import GpuLedger
+    from devagent.host.paths import Paths
+
+    paths = Paths.from_environ()
+    server = server or os.environ.get("DEVAGENT_HOST") or None
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            from devagent.host.engine import Engine
+
+            engine, inventory = Engine(), servers.gpu_inventory
+        else:
+            from devagent.host.gpu_ledger import nvidia_smi_inventory
+            from devagent.host.server_link import ServerLink, resolve_server
+
+            link = stack.enter_context(ServerLink(resolve_server(server, environ=os.environ), paths=paths,
+                                                  docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None))
+            engine, inventory = link.engine, lambda: nvidia_smi_inventory(link.run)
+        state = GpuLedger(engine, inventory=inventory, cache=paths.gpu_cache).state()
+    if as_json:
+        click.echo(json.dumps(g.envelope(state.inventory, state.holders, JSON_VERSION), indent=2))
+        return
+    for line in g.render_table(state.inventory, state.holders,
+                               others=() if state.inventory.gpus else state.containers):
+        click.echo(line)

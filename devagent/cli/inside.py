@@ -1,0 +1,168 @@
+"""The commands that run inside the container: the agent, run, gpu-check, and the helpers the host side
+calls there (serve, end-sessions, people-entry, vscode-files, append-entry, sshd-config)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from devagent.cli.app import cli
+from devagent.core import layout
+from devagent.errors import DevagentError, ExitStatus
+
+
+@cli.command(hidden=False)
+@click.option("--sshd-config", default=layout.sshd_config_path("strict"), show_default=True)
+@click.option("--workspace", type=click.Path(path_type=Path), default=None,
+              help=f"[default: ${layout.WORKSPACE_ENV}, else ~/{layout.HOME_WORKSPACE}]")
+@click.option("--notebook", type=click.Path(path_type=Path), default=None,
+              help=f"[default: <workspace>/{layout.NOTEBOOK}]")
+@click.option("--watch", multiple=True, metavar="GLOB", help="Training scripts to watch [default: **/*.py].")
+@click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
+def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch: tuple[str, ...],
+          polling: bool | None) -> int:
+    """(Inside the container) the main process: sshd, the save watcher, the notebook."""
+    import logging
+
+    from devagent.container.agent import AgentConfig, run
+    from devagent.runtime.environment import default_workspace
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ws = workspace or default_workspace()
+    return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
+                           polling=polling or None, watch=watch))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--notebook", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"[default: the environment's notebook, else the nearest {layout.NOTEBOOK} above here]")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(notebook: Path | None, command: tuple[str, ...]) -> int:
+    """Run COMMAND as given (`devagent run -- python train.py --lr 3e-4`) and append its run section to the lab
+    notebook. Its output streams through unchanged; its exit status is devagent's exit status."""
+    from devagent.runs.wrapped import wrapped_run
+
+    return wrapped_run(list(command), cwd=Path.cwd(), notebook=notebook)
+
+
+@cli.command(name="gpu-check")
+@click.option("--notebook", type=click.Path(path_type=Path), default=None,
+              help="[default: the notebook the running agent writes]")
+@click.option("--no-notebook", is_flag=True, help="Only print; append nothing.")
+@click.option("--python", default=None, help="The interpreter whose torch to probe [default: python3 on PATH].")
+def gpu_check(notebook: Path | None, no_notebook: bool, python: str | None) -> None:
+    """(Inside the container) check the GPUs (NVML, torch, nvidia-smi) and append the result to the notebook."""
+    from datetime import datetime, timezone
+
+    from devagent.container.gpucheck import run_gpu_check
+    from devagent.core.gpu import render_gpu_check
+    from devagent.runtime.environment import open_notebook, running_notebook, save_gpu_check
+
+    now = datetime.now(timezone.utc).astimezone()
+    check = run_gpu_check(python=python)
+    save_gpu_check(check, now)
+    entry = render_gpu_check(check, now=now)
+    click.echo(entry.strip("\n"))
+    if not no_notebook:
+        path = notebook or running_notebook()
+        writer = open_notebook(path)
+        writer.append(entry)
+        if writer.pending:
+            raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                                hint="free disk space or make the workspace writable, then run it again")
+        click.echo(f"appended to {path}", err=True)
+
+
+@cli.command(hidden=True)
+@click.argument("kind", type=click.Choice(["jupyter", "tensorboard"]))
+@click.option("--port", type=click.IntRange(1, 65535), default=None)
+@click.option("--logdir", default=None)
+def serve(kind: str, port: int | None, logdir: str | None) -> int:
+    """(Inside the container) run Jupyter or TensorBoard for `devagent jupyter`/`tensorboard` until stdin closes."""
+    from devagent.container.serve import serve as run_serve
+    from devagent.runtime.environment import default_workspace
+
+    return run_serve(kind, port=port, logdir=logdir, workspace=default_workspace(), stdin=sys.stdin,
+                     stdout=sys.stdout)
+
+
+@cli.command(name="end-sessions", hidden=True)
+@click.argument("keys", nargs=-1, required=True)
+def end_sessions_command(keys: tuple[str, ...]) -> None:
+    """(Inside the container, for `unshare`) end the ssh sessions that logged in with one of KEYS ("TYPE BASE64");
+    print the sshd pid of each."""
+    from devagent.runtime.sessions import end_sessions
+
+    for pid in end_sessions(keys):
+        click.echo(pid)
+
+
+@cli.command(name="people-entry", hidden=True)
+@click.argument("change")
+def people_entry(change: str) -> None:
+    """(Inside the container, for `share` and `unshare`) append CHANGE and who may log in now to the notebook."""
+    from datetime import datetime, timezone
+
+    from devagent.core.people import parse_people, render_people_entry
+    from devagent.runtime.environment import open_notebook, running_notebook
+
+    people = parse_people(Path(layout.PEOPLE_PATH).read_text(encoding="utf-8"))
+    path = running_notebook()
+    writer = open_notebook(path)
+    writer.append(render_people_entry(people, change, datetime.now(timezone.utc).astimezone()))
+    if writer.pending:
+        raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                            hint="free disk space or make the workspace writable")
+
+
+@cli.command(name="vscode-files", hidden=True)
+@click.argument("workspace", type=click.Path(path_type=Path))
+def vscode_files_command(workspace: Path) -> None:
+    """(Inside the container, for `up --vscode --host`) put devagent's snippets and tasks into WORKSPACE/.vscode."""
+    from devagent.host.vscode_files import place_vscode_files
+
+    try:
+        for line in place_vscode_files(workspace):
+            click.echo(line)
+    except OSError as exc:
+        raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,
+                            hint="make the workspace writable") from None
+
+
+@cli.command(name="append-entry", hidden=True)
+@click.argument("root", type=click.Path(path_type=Path))
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.argument("text")
+def append_entry(root: Path, notebook: Path, text: str) -> None:
+    """(Inside a throw-away container, for `reproduce --host`) append TEXT to NOTEBOOK, never through a link
+    below ROOT."""
+    from devagent.runtime.append import locked_append
+
+    try:
+        locked_append(notebook, text.encode(), root=root)
+    except OSError as exc:
+        raise DevagentError(f"could not append to {notebook}: {exc.strerror or exc}", status=ExitStatus.NOTEBOOK,
+                            hint="free disk space or make the workspace writable") from None
+
+
+@cli.command(name="sshd-config")
+@click.option("--profile", type=click.Choice(["strict", "compat"]), required=True)
+@click.option("--user", "login_user", required=True)
+@click.option("--port", type=int, required=True)
+def sshd_config_command(profile: str, login_user: str, port: int) -> None:
+    """(Inside the image build) print the hardened sshd_config for this image's OpenSSH."""
+    from devagent.container.agent import supported_algorithms
+    from devagent.core.sshd import render_sshd_config, session_env
+
+    try:
+        text = render_sshd_config(profile=profile, user=login_user, port=port, supported=supported_algorithms(),
+                                  env=session_env(os.environ))
+    except ValueError as exc:
+        raise DevagentError(str(exc), status=ExitStatus.IMAGE_BUILD_FAILED,
+                            hint="use a base image whose OpenSSH is 8.5 or newer (the image carries both "
+                            "profiles, so the strict one must be possible)") from None
+    click.echo(text, nl=False)

@@ -1,0 +1,136 @@
+"""`devagent reproduce`: a run again, from its notebook, compared."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from devagent.cli import servers
+from devagent.cli.app import cli, echo_step
+from devagent.errors import DevagentError, ExitStatus
+
+if TYPE_CHECKING:
+    from devagent.host.reproduce import Files
+
+
+@cli.command()
+@click.argument("target", metavar="NOTEBOOK#run-N")
+@click.option("--name", default=None, help="The new environment's name [default: the original's, with -runN].")
+@click.option("--workspace", "into", default=None, metavar="DIRECTORY",
+              help="Where the run's code is cloned, as the new workspace; must not exist [default: beside the "
+              "original workspace, named like the environment].")
+@click.option("--host", default=None, metavar="SERVER",
+              help="The server the run's notebook and workspace are on, as for `up --host`: NOTEBOOK and "
+              "--workspace are paths there (relative ones below your home there), and the new environment is "
+              "made there [default: $DEVAGENT_HOST, else this machine].")
+@click.option("--tolerance", default=1e-6, show_default=True, type=click.FloatRange(min=0),
+              help="How far a final metric may be from the original's, relative to it, and still match.")
+@click.option("--anyway", is_flag=True,
+              help="Go on when the run cannot be reproduced exactly (no image digest, no commit, a patch that does "
+              "not apply), with what exists.")
+def reproduce(target: str, name: str | None, into: str | None, host: str | None, tolerance: float,
+              anyway: bool) -> None:
+    """Re-create run N of NOTEBOOK and compare its metrics with the original's.
+
+    A new environment from the run's image, a new workspace with its commit and patch, the same command through
+    the new alias; the comparison goes into both notebooks. Exits 21 when the run cannot be reproduced exactly
+    (unless --anyway), or when it ran but its metrics differ or it failed."""
+    from datetime import datetime, timezone
+
+    from devagent.core.runs.reproduce import compare_metrics, reproduction_entries
+
+    server = host or os.environ.get("DEVAGENT_HOST") or None
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            from devagent.host.reproduce import LocalFiles
+            from devagent.runtime.append import locked_append
+
+            provisioner: Any = servers.provisioner()
+            files: Files = LocalFiles()
+
+            def append(notebook: Any, text: str, root: Any) -> None:
+                locked_append(Path(notebook), text.encode(), root=Path(root))
+        else:
+            from devagent.host.reproduce import ServerFiles, append_on_server
+
+            provisioner = stack.enter_context(servers.on_server(server))
+            files = ServerFiles(provisioner.link)
+
+            def append(notebook: Any, text: str, root: Any) -> None:
+                append_on_server(provisioner.engine, image=result.image, uid=result.uid, workspace=root,
+                                 notebook=notebook, text=text)
+        plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
+                                        server=server)
+        facts = plan.facts
+        on = f" on {server}" if server else ""
+        click.echo(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
+        click.echo(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
+        from devagent.host.reproduce import last_run, run_through_alias
+
+        exit_code = run_through_alias(provisioner.paths.user_ssh_config, facts, plan.name)
+        new_run = last_run(files, plan.new_workspace)
+        ok, lines = compare_metrics(facts.metrics, new_run.metrics if new_run else {}, tolerance=tolerance)
+        new_entry, old_entry = reproduction_entries(
+            facts, when=datetime.now(timezone.utc).astimezone(), ok=ok, lines=lines, exit_code=exit_code,
+            original=str(plan.notebook), new=str(plan.new_notebook), env_name=plan.name,
+            new_run=new_run.number if new_run else None, warnings=plan.warnings)
+        for notebook, text, root in ((plan.new_notebook, new_entry, plan.new_workspace),
+                                     (plan.notebook, old_entry, plan.workspace)):
+            try:
+                append(notebook, text, root)
+            except OSError as exc:
+                echo_step(f"⚠ the comparison is not in {notebook}{files.where}: {exc.strerror or exc}")
+    for line in lines:
+        click.echo(f"  {line}")
+    if exit_code != 0 or not ok:
+        what = f"the command exited {exit_code}" if exit_code != 0 else "its metrics differ"
+        raise DevagentError(f"run {facts.number} did not reproduce: {what}", status=ExitStatus.NOT_REPRODUCIBLE,
+                            hint=f"the environment {plan.name} and its workspace {plan.new_workspace} are kept to "
+                            f"look into it (devagent down {plan.name} removes the environment); GPU kernels and data "
+                            "outside the workspace can make runs differ — see docs/explanation/reproducibility.md")
+    click.echo(f"✔ run {facts.number} reproduced (environment {plan.name}; `devagent down {plan.name}` removes it)")
+
+
+def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
+                     anyway: bool, server: str | None) -> tuple[Any, Any]:
+    """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
+    from devagent.core.config import CONFIG_FILE
+    from devagent.core.runs.reproduce import up_option_values
+    from devagent.core.sshd import profile_for_client
+    from devagent.core.up_request import up_request
+    from devagent.host.openssh import client_version
+    from devagent.host.reproduce import prepare
+
+    plan = prepare(target, name=name, into=into, anyway=anyway, engine=provisioner.engine, files=files,
+                   report=echo_step)
+    for warning in plan.warnings:
+        echo_step(f"⚠ {warning}")
+    facts = plan.facts
+    given: dict[str, object] = dict(up_option_values(facts.up_args))
+    image_args = ["--image", plan.image] if plan.image else (
+        ["--base-image", plan.base_image] if plan.base_image else [])
+    given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
+    host_args = ["--host", server] if server else []
+    if server:
+        given["host"] = server
+    config_file = plan.new_workspace / CONFIG_FILE
+    try:
+        try:
+            config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
+        except OSError as exc:
+            raise DevagentError(f"cannot read {config_file}{files.where}: {exc.strerror or exc}",
+                                status=ExitStatus.USAGE, hint="make it readable, or remove it") from None
+        request = up_request(
+            name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
+            workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
+            argv=["up", plan.name, *host_args, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
+            server_workspace=str(plan.new_workspace) if server else None)
+        result = provisioner.up(request.spec, launch_command=request.launch_command)
+    except BaseException:
+        plan.discard()  # no environment mounts it
+        raise
+    return plan, result
