@@ -56,8 +56,10 @@ from devagent.errors import DevagentError, ExitStatus
               help="Put devagent's snippets and tasks into the workspace's .vscode/ (a tasks.json of yours is "
               "merged by label, never overwritten).")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
+@click.option("--local", is_flag=True,
+              help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
 @click.pass_context
-def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool,
+def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool, local: bool,
        **options: Any) -> None:
     """Provision environment NAME and the ssh alias NAME, and prove the login.
 
@@ -71,7 +73,10 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     from devagent.core.up_request import up_request
     from devagent.host.openssh import client_version
 
-    env_host = os.environ.get("DEVAGENT_HOST") or None
+    if local and options.get("host"):
+        raise DevagentError("--local and --host name two different engines", status=ExitStatus.USAGE,
+                            hint="keep one: --host SERVER for a server's engine, --local for this machine's")
+    env_host = None if local else os.environ.get("DEVAGENT_HOST") or None
     typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
     # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
     folder = Path.cwd() if options.get("host") or env_host else Path(workspace).resolve()
@@ -85,7 +90,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
-        env_host=env_host, server_workspace=workspace if typed_workspace else None,
+        env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
     )
     env = request.spec
     key = identity.resolve() if identity else None

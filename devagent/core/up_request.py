@@ -51,7 +51,7 @@ class UpRequest:
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
                workspace: str, uid: int, client_profile: str, argv: Sequence[str],
-               env_host: str | None = None, server_workspace: str | None = None) -> UpRequest:
+               env_host: str | None = None, server_workspace: str | None = None, local: bool = False) -> UpRequest:
     """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
     over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
     in messages) and the defaults.
@@ -60,9 +60,10 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     root); CLIENT_PROFILE the sshd profile the local OpenSSH client can speak, used when neither sets one; ARGV
     the arguments devagent was started with, after the program name, for the notebook's launch line.
 
-    The server: ``given["host"]`` (--host), else ENV_HOST (DEVAGENT_HOST), else the file's ``host``; none of them:
-    this machine's engine. With a server, the workspace is SERVER_WORKSPACE (--workspace as typed: a folder on the
-    server, absolute or relative to the server user's home) or ``~/devagent/NAME``, resolved on the server later.
+    The server: ``given["host"]`` (--host), else ENV_HOST (DEVAGENT_HOST), else the file's ``host``; none of them,
+    or LOCAL (--local) whatever they say: this machine's engine. With a server, the workspace is SERVER_WORKSPACE
+    (--workspace as typed: a folder on the server, absolute or relative to the server user's home) or
+    ``~/devagent/NAME``, resolved on the server later.
     """
     config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
     merged = merge(config, {**given, "name": name})
@@ -85,7 +86,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                             "not derived from a base", status=ExitStatus.USAGE,
                             hint="keep one: --image (image =) for a pushed devagent image, --base-image "
                             "(base_image =) to build from a base")
-    host = _host(given.get("host"), env_host, config.host)
+    host = None if local else _host(given.get("host"), env_host, config.host)
     if host is not None:
         workspace = _server_workspace(server_workspace, str(merged["name"]))
     cpus = pick("cpus")

@@ -196,6 +196,19 @@ class TestTheServer:
             self, given: Mapping[str, object], env_host: str | None, file: str | None, host: str) -> None:
         assert self.remote(given, file, env_host=env_host).host == host
 
+    def test_local_is_this_machines_engine_whatever_the_environment_and_the_file_say(self) -> None:
+        made = up_request(name="exp", given={}, config_text='host = "file-server"\n', config_path=CONFIG,
+                          workspace="/w", uid=0, client_profile="strict", argv=(), env_host="env-server",
+                          server_workspace="./code", local=True)
+        assert (made.host, made.spec.workspace) == (None, "/w")
+
+    def test_local_and_host_together_are_refused_before_anything_runs(
+            self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert cli.main(["up", "exp", "--local", "--host", "gpu"]) == ExitStatus.USAGE
+        assert capsys.readouterr().err == (
+            "Error: --local and --host name two different engines\n"
+            "  hint: keep one: --host SERVER for a server's engine, --local for this machine's\n")
+
     def test_on_a_server_the_workspace_is_the_one_typed_or_devagent_NAME_in_the_server_home(self) -> None:
         assert self.remote({"host": "gpu"}).spec.workspace == "~/devagent/exp"
         assert self.remote({"host": "gpu"}, server_workspace="code/x").spec.workspace == "code/x"
