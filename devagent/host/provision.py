@@ -21,10 +21,9 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +50,7 @@ from devagent.host.paths import Paths
 from devagent.host.records import Record, Records
 from devagent.host.server_workspace import ServerWorkspace
 from devagent.host.ssh_config import SshConfig
+from devagent.host.transaction import Transaction
 
 if TYPE_CHECKING:
     from devagent.host.site import ServerSite
@@ -128,71 +128,6 @@ def _prepare_workspace(path: Path, uid: int, *, created: workspaces.NewWorkspace
             status=ExitStatus.USAGE,
             hint=f"give it to that user (chown -R {uid} {path}) or pass --workspace a folder you own",
         )
-
-
-class Transaction:
-    """Undo steps, run in reverse when the block fails — Ctrl-C, SIGTERM and SIGHUP included (pipx's
-    preserve_venv, as a class).
-
-    Every step is attempted even if an earlier one fails; the first error is the one the user sees. With SIGNALS,
-    further stop signals wait until the rollback is done, and a stop signal whose exception something swallowed
-    (a library's broad `except`, a finalizer) still rolls the block back when it ends.
-    """
-
-    def __init__(self, report: Report, signals: StopSignals | None = None) -> None:
-        self.report = report
-        self.signals = signals
-        self._undo: list[Callable[[], object]] = []
-        self._late_signal = False  # a stop signal came during the last step
-
-    def on_failure(self, step: Callable[[], object]) -> None:
-        self._undo.append(step)
-
-    def whole_step(self) -> contextlib.AbstractContextManager[None]:
-        """A step a stop signal must not cut in half, because its undo needs to know what it made; the signal
-        is raised once the step is done."""
-        return self.signals.deferred() if self.signals else contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def last_step(self) -> Iterator[None]:
-        """The block's last step, which undoing would only make worse (`--recreate`: the old container goes and
-        the new one takes its name). Stop signals wait for it; one that came is reported once it is done."""
-        if self.signals is None:
-            yield
-            return
-        before = self.signals.received
-        with self.signals.held():
-            try:
-                yield
-            finally:
-                self._late_signal = before is None and self.signals.received is not None
-
-    def __enter__(self) -> Transaction:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        signum = self.signals.received if self.signals else None
-        if self._late_signal:
-            if exc_type is None:
-                raise DevagentError(f"{describe(signum or signal.SIGINT)} during the last step of `up`, which "
-                                    "then completed: the environment is made and kept",
-                                    status=exit_status(signum or signal.SIGINT),
-                                    hint="check it with `devagent ls`; `devagent down NAME` removes it")
-            signum = None  # the step's own error is the one to show
-        elif exc_type is None and signum is None:
-            return
-        with self.signals.held() if self.signals else contextlib.nullcontext():
-            for step in reversed(self._undo):
-                try:
-                    step()
-                except Exception as undo_exc:  # keep undoing
-                    with contextlib.suppress(Exception):  # a closed terminal must not stop the rollback
-                        self.report(f"rollback step failed: {undo_exc}")
-        if signum is None and isinstance(exc, KeyboardInterrupt):
-            signum = getattr(exc, "signum", signal.SIGINT)
-        if signum is not None:
-            raise DevagentError(f"{describe(signum)}; everything `up` had made is removed again",
-                                status=exit_status(signum)) from None
 
 
 class Provisioner:

@@ -24,7 +24,8 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.host.atomic import FileLock
 from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
 from devagent.host.paths import Paths
-from devagent.host.provision import Provisioner, Transaction
+from devagent.host.provision import Provisioner
+from devagent.host.transaction import Transaction
 
 
 @pytest.fixture(autouse=True)
