@@ -7,11 +7,13 @@ Docker lets plain HTTP through to registries on 127.0.0.0/8, so no TLS is needed
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -92,3 +95,19 @@ def running_registry(folder: Path, *, user: str | None = None, password: str | N
             proc.kill()
             proc.wait()
         log.close()
+
+
+def push_plain_image(docker_client: Any, ref: str, *, auth: dict[str, str] | None = None) -> None:
+    """Build REF, an image devagent did not make (FROM scratch, one file, no devagent.* labels), push it with AUTH,
+    and remove it from the engine again: what a test then asks `up --image` to start."""
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for file_name, data in (("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"), ("hello", b"hello\n")):
+            info = tarfile.TarInfo(file_name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker_client.images.build(fileobj=context, custom_context=True, tag=ref, rm=True)
+    for event in docker_client.api.push(ref, stream=True, decode=True, auth_config=auth):
+        assert "error" not in event, event
+    docker_client.api.remove_image(ref)

@@ -6,19 +6,17 @@ answer — with its exact error and nothing left behind."""
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 import secrets
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import BASE_IMAGE, Env, assert_nothing_left, wait_for
-from tests.integration.registry import Registry, running_registry
+from tests.integration.registry import Registry, push_plain_image, running_registry
 
 pytestmark = pytest.mark.docker
 
@@ -139,17 +137,7 @@ def test_an_image_devagent_did_not_make_is_refused_and_removed_again(env: Env, n
                                                                       docker_client, untag: list[str]) -> None:
     ref = f"{open_registry.address}/devagent-test/plain:{name}"
     untag.append(ref)
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for file_name, data in (("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"), ("hello", b"hello\n")):
-            info = tarfile.TarInfo(file_name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=ref, rm=True)
-    for event in docker_client.api.push(ref, stream=True, decode=True):
-        assert "error" not in event, event
-    docker_client.api.remove_image(ref)
+    push_plain_image(docker_client, ref)
 
     result = env.devagent("up", name, "--image", ref, "--workspace", str(env.workspace(name)))
     assert result.returncode == 2, result.stderr

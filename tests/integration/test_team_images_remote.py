@@ -9,14 +9,12 @@ with nothing left on either side."""
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
 import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import pytest
 
 from devagent.errors import ExitStatus
 from tests.integration.conftest import BASE_IMAGE, container_names, wait_for
-from tests.integration.registry import Registry, free_port, running_registry
+from tests.integration.registry import Registry, free_port, push_plain_image, running_registry
 from tests.integration.topology import Laptop, Topology, open_topology
 
 pytestmark = pytest.mark.docker
@@ -201,18 +199,7 @@ def test_an_image_devagent_did_not_make_is_refused_through_the_server_and_remove
     laptop = topology.laptop
     ref = f"{registry.address}/team/plain:{name}"
     server_leftovers.append(ref)
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for file_name, data in (("Dockerfile", b"FROM scratch\nCOPY hello /hello\n"), ("hello", b"hello\n")):
-            info = tarfile.TarInfo(file_name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    docker_client.images.build(fileobj=context, custom_context=True, tag=ref, rm=True)
-    login = {"username": registry.user, "password": registry.password}
-    for event in docker_client.api.push(ref, stream=True, decode=True, auth_config=login):
-        assert "error" not in event, event
-    docker_client.api.remove_image(ref)
+    push_plain_image(docker_client, ref, auth={"username": str(registry.user), "password": str(registry.password)})
     right = {"DOCKER_CONFIG": str(registry.docker_config(laptop.root / f"right-{name}"))}
 
     result = laptop.devagent("up", name, "--host", "gpu-server", "--image", ref, env=right, timeout=900)
