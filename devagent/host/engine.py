@@ -578,11 +578,14 @@ class Engine:
                  timeout: float = 120.0) -> tuple[int, str]:
         """Run ARGV in a throw-away container of IMAGE as USER, with MOUNTS (engine path, path inside; writable),
         no network, no capabilities; (exit status, its output). The container is removed in every case."""
-        container = self._client.containers.create(
-            image=image, command=argv, user=user, detach=True, network_mode="none", cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"], environment={"HOME": "/tmp"},  # noqa: S108 (its own /tmp)
-            labels={f"{LABEL_PREFIX}helper": "1"},
-            mounts=[docker.types.Mount(target=inside, source=source, type="bind") for source, inside in mounts])
+        try:
+            container = self._client.containers.create(
+                image=image, command=argv, user=user, detach=True, network_mode="none", cap_drop=["ALL"],
+                security_opt=["no-new-privileges:true"], environment={"HOME": "/tmp"},  # noqa: S108 (its own /tmp)
+                labels={f"{LABEL_PREFIX}helper": "1"},
+                mounts=[docker.types.Mount(target=inside, source=source, type="bind") for source, inside in mounts])
+        except (docker.errors.APIError, OSError) as exc:  # no such image any more, an engine that went away
+            return 1, str(getattr(exc, "explanation", None) or exc)
         try:
             container.start()
             code = container.wait(timeout=timeout).get("StatusCode", 1)

@@ -206,3 +206,44 @@ def test_the_sdk_is_imported_without_paramiko_unless_docker_host_is_ssh(docker_h
         env["DOCKER_HOST"] = docker_host
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == expected
+
+
+class Containers:
+    """`client.containers` whose create refuses (an image gone meanwhile), or whose container's wait times out."""
+
+    def __init__(self, refuse: bool) -> None:
+        self.refuse = refuse
+
+    def create(self, **_: Any) -> Any:
+        if self.refuse:
+            raise api_error(404, "No such image: devagent/env:gone")
+
+        class Container:
+            id = "c1"
+
+            def start(self) -> None: ...
+
+            def wait(self, timeout: float) -> dict[str, int]:
+                raise OSError("Read timed out.")  # what requests raises when the wait runs out
+
+        return Container()
+
+
+class Api(FakeApi):
+    def __init__(self) -> None:
+        super().__init__()
+        self.removed: list[str] = []
+
+    def remove_container(self, container_id: str, **_: Any) -> None:
+        self.removed.append(container_id)
+
+
+@pytest.mark.parametrize("refuse", [True, False])
+def test_a_throw_away_container_that_cannot_run_says_why_and_is_never_left(refuse: bool) -> None:
+    api = Api()
+    client = FakeClient(api)
+    client.containers = Containers(refuse)  # type: ignore[attr-defined]
+    code, said = Engine(client=client).run_once("devagent/env:gone", ["true"], user="1000", mounts=[])
+    assert code == 1
+    assert said == ("No such image: devagent/env:gone" if refuse else "Read timed out.")
+    assert api.removed == ([] if refuse else ["c1"])
