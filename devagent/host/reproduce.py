@@ -36,7 +36,7 @@ from devagent.core.runs.reproduce import ReproduceFacts, find_run_section, read_
 from devagent.core.spec import validate_new_name
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
-from devagent.host.server_workspace import absolute
+from devagent.host.server_workspace import absolute, run_script
 from devagent.host.site import ServerSite
 
 Report = Callable[[str], None]
@@ -306,13 +306,7 @@ class ServerFiles:
         return self.site.run(["sh", "-c", script, "sh", *args], timeout=timeout)
 
     def _out(self, script: str, *args: str) -> str:
-        done = self._sh(script, *args)
-        if done.returncode != 0:
-            raise DevagentError(f"on {self.site.server}, `{script.split(';', maxsplit=1)[0].strip()}` failed "
-                                f"(exit {done.returncode})", status=ExitStatus.USAGE,
-                                details=done.stderr.decode(errors="replace").strip() or None,
-                                hint="the lines above are what the server said")
-        return done.stdout.decode(errors="replace")
+        return run_script(self.site, str(self.site.server), script, *args, about="the run's files")
 
     def path(self, text: str) -> PurePath:
         """TEXT as the server sees it: absolute (relative to the server user's home), links resolved."""

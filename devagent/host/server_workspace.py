@@ -69,6 +69,18 @@ def check_server_workspace(workspace: str, *, home: str, server: str) -> None:
             hint="keep projects elsewhere and pass --workspace that folder (e.g. ~/code/PROJECT)")
 
 
+def run_script(link: Runner, server: str, script: str, *args: str, about: str) -> str:
+    """The output of the POSIX sh SCRIPT run on SERVER with ARGS as $1…; a DevagentError with what the server said
+    when it fails (ABOUT: what the script was about, for the hint)."""
+    done = link.run(["sh", "-c", script, "sh", *args], timeout=60.0)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip()
+        raise DevagentError(f"on {server}, `{script.split(';', maxsplit=1)[0].strip()}` failed "
+                            f"(exit {done.returncode})", status=ExitStatus.USAGE, details=said or None,
+                            hint=f"the lines above are what the server said about {about}")
+    return done.stdout.decode(errors="replace")
+
+
 class ServerWorkspace:
     def __init__(self, link: Runner, *, server: str, home: str, resolved: Mapping[str, str] | None = None) -> None:
         self.link, self.server, self.home = link, server, home
@@ -76,14 +88,7 @@ class ServerWorkspace:
         self._seen: dict[str, tuple[int, int]] = {}  # path → (owner uid, mode) of a folder make() found there
 
     def _run(self, script: str, *args: str) -> str:
-        done = self.link.run(["sh", "-c", script, "sh", *args], timeout=60.0)
-        if done.returncode != 0:
-            said = done.stderr.decode(errors="replace").strip()
-            raise DevagentError(f"on {self.server}, `{script.split(';', maxsplit=1)[0].strip()}` failed "
-                                f"(exit {done.returncode})", status=ExitStatus.USAGE,
-                                details=said or None,
-                                hint="the lines above are what the server said about the workspace folder")
-        return done.stdout.decode(errors="replace")
+        return run_script(self.link, self.server, script, *args, about="the workspace folder")
 
     def resolve(self, path: str) -> str:
         """PATH as the server sees it: absolute, `..` and links resolved (links in the part that exists)."""

@@ -10,7 +10,7 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,15 @@ from tests.integration.registry import Registry, push_plain_image, running_regis
 pytestmark = pytest.mark.docker
 
 PINNED = re.compile(r"^✔ pushed (?P<ref>\S+)@(?P<digest>sha256:[0-9a-f]{64})$", re.M)
+
+
+def with_docker_config(environ: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`devagent ARGS…` run with ENVIRON (a DOCKER_CONFIG of the test's own), its output captured."""
+    def devagent(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "devagent", *args], capture_output=True, text=True,
+                              env=environ, timeout=600, check=False)
+
+    return devagent
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +67,7 @@ def test_a_pushed_team_image_starts_by_tag_and_by_digest_and_the_header_records_
     target = f"{locked_registry.address}/devagent-test/env:{name}"
     untag.append(target)
     team = {**env.environ, "DOCKER_CONFIG": str(locked_registry.docker_config(tmp_path / "docker-config"))}
-
-    def devagent(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "devagent", *args], capture_output=True, text=True,
-                              env=team, timeout=600, check=False)
+    devagent = with_docker_config(team)
 
     pushed = devagent("image", "build", "--base-image", BASE_IMAGE, "--tag", target, "--push")
     assert pushed.returncode == 0, pushed.stderr
@@ -95,10 +101,7 @@ def test_wrong_credentials_are_refused_on_push_and_on_pull_and_leave_nothing(
         env: Env, name: str, built_image: str, locked_registry: Registry, docker_client, tmp_path: Path) -> None:
     target = f"{locked_registry.address}/devagent-test/env:{name}"
     wrong = {**env.environ, "DOCKER_CONFIG": str(locked_registry.docker_config(tmp_path / "wrong", password="wrong"))}  # noqa: S106
-
-    def devagent(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "devagent", *args], capture_output=True, text=True,
-                              env=wrong, timeout=600, check=False)
+    devagent = with_docker_config(wrong)
 
     push = devagent("image", "build", "--base-image", BASE_IMAGE, "--tag", target, "--push")
     assert push.returncode == 20, push.stderr
