@@ -11,9 +11,11 @@ made only once the checks pass, and removed again when a later check fails.
 
 The files live where the environments do: on this machine (LocalFiles), or on the server of `--host` (ServerFiles:
 each step a command over the command's one ssh login, as the server user; the notebook path is the server's).
-There, the comparison is appended by a throw-away container of the new environment's image that mounts only the
-workspace it writes to, as the login user and without network: a link planted in a workspace (which everything in
-an environment can change) reaches files of that container, never the server user's own.
+There, the folders are made, filled, given away and removed through host/server_workspace.py's WALK (never acted on
+twice by their path), and the comparison is appended by a throw-away container of the new environment's image
+that mounts only the workspace it writes to, as the login user and without network: a link planted in a
+workspace (which everything in an environment can change) reaches files of that container, never the server
+user's own.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from devagent.core.runs.reproduce import ReproduceFacts, find_run_section, read_
 from devagent.core.spec import validate_new_name
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
-from devagent.host.server_workspace import absolute, run_script
+from devagent.host.server_workspace import WALK, absolute, run_script
 from devagent.host.site import ServerSite
 
 Report = Callable[[str], None]
@@ -343,17 +345,25 @@ class ServerFiles:
         return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"), stderr)
 
     def copy_code(self, workspace: PurePath, into: PurePath) -> None:
+        """INTO made (it must not exist) and filled with WORKSPACE's files, each side entered through WALK: a link
+        swapped in for either, or for a folder above, is refused. Extracted without the files' owners and set-id
+        bits (the server user may be root); the status of the reading side is reported on fd 3."""
         excluded = " ".join(f"--exclude={shlex.quote(name)}" for name in sorted(layout.WORKSPACE_FILES))
-        self._out(f'mkdir -p -- "$2" && tar -C "$1" -cf - {excluded} . | tar -C "$2" -xf -', str(workspace),
-                  str(into))
+        self._out('enter_new "$2"; s=$?; [ $s = 4 ] && { echo "$2 exists" >&2; exit 1; }; [ $s = 0 ] || exit $s; '
+                  f'r=$( {{ {{ enter "$1" && tar -cf - {excluded} .; echo $? >&3; }} | '
+                  'tar -xf - --no-same-owner --no-same-permissions >&2; } 3>&1 ); t=$?; '
+                  '[ "$r" = 0 ] || exit "${r:-1}"; exit $t',
+                  str(workspace), str(into))
 
     def give_to_login_user(self, root: PurePath) -> None:
-        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does)."""
+        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does),
+        through WALK (links inside are changed themselves: -h, and -R never follows one)."""
         if self.site.facts.uid == 0:
-            self._out('chown -hR 1000:1000 -- "$1"', str(root))
+            self._out('enter "$1" || exit; chown -hR 1000:1000 .', str(root))
 
     def discard(self, root: PurePath) -> None:
-        self._sh('rm -rf -- "$1"', str(root))
+        self._sh(WALK + 'enter "$(dirname -- "$1")" 2>/dev/null || exit 0; rm -rf -- "./$(basename -- "$1")"',
+                 str(root))
 
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
