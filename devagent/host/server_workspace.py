@@ -89,7 +89,9 @@ enter() {
     _c=${_r%%/*}; case $_r in */*) _r=${_r#*/};; *) _r=;; esac
     [ -n "$_c" ] || continue
     _p=$_p/$_c
-    if [ "$2" = make ] && [ ! -e "./$_c" ] && [ ! -L "./$_c" ]; then mkdir "./$_c" || return 1; fi
+    if [ "$2" = make ] && [ ! -e "./$_c" ] && [ ! -L "./$_c" ]; then
+      mkdir "./$_c" || [ -e "./$_c" ] || return 1  # made by someone else meanwhile: checked as any other
+    fi
     if ! cd -P "./$_c" 2>/dev/null; then
       if [ -L "./$_c" ]; then swapped "$_p"; return 3; fi
       echo "$_p: missing, not a folder, or not yours to enter" >&2; return 1
