@@ -60,9 +60,10 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
             provisioner = stack.enter_context(servers.on_server(server))
             files = ServerFiles(provisioner.link)
 
+            # Over the ssh login, as the server user, only the appended bytes: never in a container of the image
+            # the notebook names, which must not get the original workspace (host/reproduce.py's docstring).
             def append(notebook: Any, text: str, root: Any) -> None:
-                append_on_server(provisioner.engine, image=result.image, uid=result.uid, workspace=root,
-                                 notebook=notebook, text=text)
+                append_on_server(provisioner.link, workspace=root, notebook=notebook, text=text)
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
                                         server=server)
         facts = plan.facts

@@ -11,15 +11,20 @@ made only once the checks pass, and removed again when a later check fails.
 
 The files live where the environments do: on this machine (LocalFiles), or on the server of `--host` (ServerFiles:
 each step a command over the command's one ssh login, as the server user; the notebook path is the server's).
-There, the comparison is appended by a throw-away container of the new environment's image that mounts only the
-workspace it writes to, as the login user and without network: a link planted in a workspace (which everything in
-an environment can change) reaches files of that container, never the server user's own.
+There, the folders are made, filled, given away and removed through host/server_workspace.py's WALK (never acted on
+twice by their path), and the comparison is appended by that same ssh login, as the server user, with only the
+appended bytes sent (`append_on_server`). No image runs for it: the image a notebook names is the notebook's
+choice, and a crafted notebook could name one that would get the original workspace (code, `.env`,
+checkpoints); `devagent.*` labels prove nothing (anyone can write them), an image devagent builds here is built
+from the base the notebook names, and the original environment, which could do it with `docker exec`, is often
+down by then. Everything in an environment can change its workspace, so the append opens nothing through a link
+(which is why a throw-away container that saw only the workspace did it before): each folder is entered and
+checked as WALK does, and the notebook itself is opened with O_NOFOLLOW.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import shlex
 import shutil
@@ -36,7 +41,7 @@ from devagent.core.runs.reproduce import ReproduceFacts, find_run_section, read_
 from devagent.core.spec import validate_new_name
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
-from devagent.host.server_workspace import absolute, run_script
+from devagent.host.server_workspace import WALK, absolute, run_script
 from devagent.host.site import ServerSite
 
 Report = Callable[[str], None]
@@ -343,17 +348,25 @@ class ServerFiles:
         return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"), stderr)
 
     def copy_code(self, workspace: PurePath, into: PurePath) -> None:
+        """INTO made (it must not exist) and filled with WORKSPACE's files, each side entered through WALK: a link
+        swapped in for either, or for a folder above, is refused. Extracted without the files' owners and set-id
+        bits (the server user may be root); the status of the reading side is reported on fd 3."""
         excluded = " ".join(f"--exclude={shlex.quote(name)}" for name in sorted(layout.WORKSPACE_FILES))
-        self._out(f'mkdir -p -- "$2" && tar -C "$1" -cf - {excluded} . | tar -C "$2" -xf -', str(workspace),
-                  str(into))
+        self._out('enter_new "$2"; s=$?; [ $s = 4 ] && { echo "$2 exists" >&2; exit 1; }; [ $s = 0 ] || exit $s; '
+                  f'r=$( {{ {{ enter "$1" && tar -cf - {excluded} .; echo $? >&3; }} | '
+                  'tar -xf - --no-same-owner --no-same-permissions >&2; } 3>&1 ); t=$?; '
+                  '[ "$r" = 0 ] || exit "${r:-1}"; exit $t',
+                  str(workspace), str(into))
 
     def give_to_login_user(self, root: PurePath) -> None:
-        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does)."""
+        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does),
+        through WALK (links inside are changed themselves: -h, and -R never follows one)."""
         if self.site.facts.uid == 0:
-            self._out('chown -hR 1000:1000 -- "$1"', str(root))
+            self._out('enter "$1" || exit; chown -hR 1000:1000 .', str(root))
 
     def discard(self, root: PurePath) -> None:
-        self._sh('rm -rf -- "$1"', str(root))
+        self._sh(WALK + 'enter "$(dirname -- "$1")" 2>/dev/null || exit 0; rm -rf -- "./$(basename -- "$1")"',
+                 str(root))
 
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
@@ -376,15 +389,33 @@ def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
     return None
 
 
-def append_on_server(engine: Engine, *, image: str, uid: int, workspace: PurePath, notebook: PurePath,
-                     text: str) -> None:
-    """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) from a throw-away container of IMAGE that mounts
-    only WORKSPACE, as UID, without network (see the module's docstring). Raises OSError when it could not."""
-    inside = posixpath.join(_MOUNT, str(notebook.relative_to(workspace)))
-    code, said = engine.run_once(image, ["devagent", "append-entry", _MOUNT, inside, text], user=str(uid),
-                                 mounts=[(str(workspace), _MOUNT)])
-    if code != 0:
-        raise OSError(said.strip().splitlines()[-1] if said.strip() else f"exit {code}")
+def append_on_server(site: ServerSite, *, workspace: PurePath, notebook: PurePath, text: str) -> None:
+    """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) as the server user, in one write, then fsync;
+    raises OSError when it could not (see the module's docstring for why no image does it).
+
+    The notebook's folder is entered through WALK (a link in its place, or above it, is refused) and the notebook
+    opened there by `dd` with O_NOFOLLOW (a link in its place is refused) and O_NONBLOCK (a FIFO without a reader
+    is refused rather than waited on); a write that fails is cut back to the size before it. A newline goes first
+    when the notebook does not end with one, as locked_append does. Not under the notebook's flock (no coreutils
+    tool takes one): a run that ends in the original environment at the same moment is one O_APPEND write of its
+    own, which the kernel does not interleave with this one."""
+    folder, name = notebook.parent, notebook.name
+    if not (folder == workspace or workspace in folder.parents):
+        raise OSError(f"{notebook} is not inside the workspace {workspace}")
+    data = text.encode()
+    done = site.run(["sh", "-c", WALK + _APPEND, "sh", str(folder), name, str(len(data) + 1)], input=data,
+                    timeout=60.0)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise OSError(said[-1].replace("devagent-swapped ", "replaced by a link or another folder: ")
+                      if said else f"exit {done.returncode}")
 
 
-_MOUNT = "/workspace"
+_APPEND = ('enter "$1" || exit; n=./$2; '
+           '[ -f "$n" ] && [ ! -L "$n" ] || { echo "$2 is not a regular file" >&2; exit 1; }; '
+           'size=$(stat -c %s -- "$n") || exit; p=; '
+           '[ "$size" -gt 0 ] && [ "$(dd if="$n" iflag=nofollow,nonblock bs=1 skip=$((size - 1)) count=1 '
+           'status=none | wc -l)" = 0 ] && p=1; '
+           '{ [ -z "$p" ] || echo; cat; } | dd of="$n" oflag=append,nofollow,nonblock conv=notrunc,fsync '
+           'bs="$3" count=1 iflag=fullblock status=none && exit 0; '
+           'dd if=/dev/null of="$n" oflag=nofollow,nonblock seek="$size" bs=1 count=0 status=none; exit 1')
