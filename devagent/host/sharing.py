@@ -34,7 +34,8 @@ from devagent.core.people import (
     render_people,
     validate_person,
 )
-from devagent.core.spec import validate_name
+from devagent.core.spec import USER_RE, validate_name
+from devagent.core.sshhost import valid_proxy_jump
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys, known_hosts
 from devagent.host.atomic import FileLock, atomic_write, ensure_private_dir
@@ -230,9 +231,25 @@ class Sharing:
         if host_key is None:
             raise DevagentError(f"no host key is pinned for {name!r} in {self.paths.known_hosts}",
                                 status=ExitStatus.LOGIN_FAILED, hint=f"run `devagent up {name}` to pin it again")
-        return render_export(name=name, person=found, port=info.host_port,
-                             user=info.labels.get("devagent.user") or "dev", host_key=host_key,
-                             proxy_jump=self.jump or jump_host(info))
+        user = info.labels.get("devagent.user") or "dev"
+        _check_label(info, "devagent.user", user, "a login name", valid=bool(USER_RE.fullmatch(user)))
+        jump = self.jump or jump_host(info)
+        if not self.jump and jump is not None:
+            _check_label(info, "devagent.server", jump, "a server as ProxyJump names it",
+                         valid=valid_proxy_jump(jump))
+        return render_export(name=name, person=found, port=info.host_port, user=user, host_key=host_key,
+                             proxy_jump=jump)
+
+
+def _check_label(info: ContainerInfo, label: str, value: str, what: str, *, valid: bool) -> None:
+    """Refuse a label that devagent did not write: its value goes into a Host block a teammate pastes into her
+    ssh config, where a line break starts an option of the attacker's (ProxyCommand runs on her machine)."""
+    if not valid:
+        raise DevagentError(f"environment {info.name!r} has a {label} label that is not {what} ({value!r}): its "
+                            "labels are not devagent's, so no Host block is printed for it",
+                            status=ExitStatus.CONFLICT,
+                            hint=f"recreate it with devagent (devagent up {info.name} --recreate), or ask who "
+                            "changed its labels")
 
 
 def jump_host(info: ContainerInfo) -> str | None:
