@@ -26,7 +26,11 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvc3RrZXlob3N0a2V5aG9zdGtleWhv
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    return Paths(home=tmp_path / "devagent", user_ssh_config=tmp_path / "config")
+    """The owner's DEVAGENT_HOME: its key is the one the containers' owner label names."""
+    paths = Paths(home=tmp_path / "devagent", user_ssh_config=tmp_path / "config")
+    paths.home.mkdir(mode=0o700)
+    paths.identity.with_name("id_ed25519.pub").write_text(f"{OWNER} ana@laptop\n")
+    return paths
 
 
 @pytest.fixture
