@@ -110,15 +110,17 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
     for warning in plan.warnings:
         echo_step(f"⚠ {warning}")
     facts = plan.facts
-    given: dict[str, object] = dict(up_option_values(facts.up_args))
     image_args = ["--image", plan.image] if plan.image else (
         ["--base-image", plan.base_image] if plan.base_image else [])
-    given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
     host_args = ["--host", server] if server else []
-    if server:
-        given["host"] = server
     config_file = plan.new_workspace / CONFIG_FILE
     try:
+        # The notebook's options pass the same checks as typed ones, and only those devagent records get through.
+        given: dict[str, object] = dict(up_option_values(facts.up_args, notebook=str(plan.notebook),
+                                                         run=facts.number))
+        given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
+        if server:
+            given["host"] = server
         try:
             config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
         except OSError as exc:
@@ -128,7 +130,7 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
             name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
             workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
             argv=["up", plan.name, *host_args, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
-            server_workspace=str(plan.new_workspace) if server else None)
+            server_workspace=str(plan.new_workspace) if server else None, local=server is None)
         result = provisioner.up(request.spec, launch_command=request.launch_command)
     except BaseException:
         plan.discard()  # no environment mounts it
