@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devagent.cli import servers
-from devagent.cli.app import cli, echo_step
+from devagent.cli.app import cli, echo_result, echo_step
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
                                         server=server)
         facts = plan.facts
         on = f" on {server}" if server else ""
-        click.echo(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
-        click.echo(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
+        # The notebook's words (its command, its metric names) are shown with their control characters visible.
+        echo_result(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
+        echo_result(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
         from devagent.host.reproduce import last_run, run_through_alias
 
         exit_code = run_through_alias(provisioner.paths.user_ssh_config, facts, plan.name)
@@ -85,7 +86,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
             except OSError as exc:
                 echo_step(f"⚠ the comparison is not in {notebook}{files.where}: {exc.strerror or exc}")
     for line in lines:
-        click.echo(f"  {line}")
+        echo_result(f"  {line}")
     if exit_code != 0 or not ok:
         what = f"the command exited {exit_code}" if exit_code != 0 else "its metrics differ"
         raise DevagentError(f"run {facts.number} did not reproduce: {what}", status=ExitStatus.NOT_REPRODUCIBLE,

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from devagent.core import spec
-from devagent.core.markdown import code, details, fence
+from devagent.core.markdown import code, details, escape_heading, fence, one_line
 from devagent.core.notebook import entry, heading
 from devagent.core.runs.secrets import REDACTED
 from devagent.errors import DevagentError, ExitStatus
@@ -284,12 +284,15 @@ def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lin
     ## 2026-11-27 15:00 · run 3 reproduced · ✅ loss 0.25 vs 0.25 ✓
     as run 1 in `/b/lab-notebook.md` (environment `dev-run3`)
     """
+    # Metric names and warnings are the notebooks' words (and a server's): shown literally, never as markup or as
+    # an instruction to the terminal that shows the file.
+    lines = [_inline(line) for line in lines]
     verdict = ("✅ " if ok and exit_code == 0 else "❌ ") + (
         "; ".join(lines) if lines else "no metrics to compare")
     if exit_code != 0:
         verdict = f"❌ exit {exit_code}" + (f" · {'; '.join(lines)}" if lines else "")
     run = f"run {new_run}" if new_run is not None else "a run that left no record"
-    notes = [f"- ⚠️ {w}" for w in warnings]
+    notes = [f"- ⚠️ {_inline(w)}" for w in warnings]
     new_body = "\n".join([f"{run} re-created run {facts.number} of {code(original)}"
                           f"{' at ' + code(facts.commit) if facts.commit else ''} from "
                           f"{code(facts.pinned or facts.image or 'a base image')}", "",
@@ -297,3 +300,12 @@ def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lin
     old_body = f"as {run} in {code(new)} (environment {code(env_name)})"
     return (entry(heading(when, f"reproduction of run {facts.number}", verdict), new_body),
             entry(heading(when, f"run {facts.number} reproduced", verdict), old_body))
+
+
+def _inline(text: str) -> str:
+    r"""TEXT on one line, shown literally in a heading or a list item: markup escaped, control characters visible.
+
+    >>> _inline("acc\x1b]52;c;ZXZpbA==\x07 *1* vs 2")
+    'acc␛\\]52;c;ZXZpbA==␇ \\*1\\* vs 2'
+    """
+    return escape_heading(one_line(text))
