@@ -291,9 +291,11 @@ def caller_keys(paths: Paths, name: str) -> frozenset[str]:
     """The keys (``TYPE BASE64``) this DEVAGENT_HOME runs `up` of NAME with: its own key, and the key of the
     IdentityFile its alias NAME names (`up --identity`). Empty when it has neither."""
     found: set[str] = set()
-    with contextlib.suppress(OSError):
-        found.add(" ".join(paths.identity.with_name(paths.identity.name + ".pub").read_text().split()[:2]))
-    with contextlib.suppress(OSError, DevagentError):
+    own_public = paths.identity.with_name(paths.identity.name + ".pub")
+    with contextlib.suppress(OSError, DevagentError):  # read as keys.ensure_keypair reads it for `up`
+        found.add(" ".join((own_public.read_text() if own_public.exists()
+                            else keys.public_line(paths.identity)).split()[:2]))
+    with contextlib.suppress(OSError, DevagentError):  # as `up --identity` derived it
         identity = managed_config.options(paths.managed_ssh_config, name).get("identityfile", "").strip('"')
         if identity and Path(identity) != paths.identity:
             found.add(" ".join(keys.public_line(Path(identity)).split()[:2]))
