@@ -92,6 +92,8 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
     )
+    if request.host is not None and request.host_from_file:
+        servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
     if request.host is None:

@@ -292,6 +292,7 @@ class Provisioner:
         identity_path = identity or self.paths.identity
         user_public = (keys.public_line(identity_path) if identity
                        else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
+        self._refuse_others(existing, user_public)
         wanted_hash = spec_hash(spec, user_public)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
@@ -330,6 +331,11 @@ class Provisioner:
             with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
                 self.gpus.release(spec.name, keep=gpus.uuids)
         return result
+
+    def _refuse_others(self, existing: ContainerInfo | None, user_public: str) -> None:
+        """A container under the name that someone else owns is never reused nor replaced (a stale name)."""
+        if existing is not None and not sharing.owned_by(existing, {" ".join(user_public.split()[:2])}):
+            raise sharing.not_owned(existing, command=f"up {existing.name}", server=self.host)
 
     def _choose_gpus(self, spec: EnvSpec, *, replacing: ContainerInfo | None) -> GpuChoice:
         """The GPUs for SPEC from the ledger's view (no lease yet: `_create` takes them, atomically). Refuses a GPU
@@ -738,13 +744,29 @@ class Provisioner:
             if info.labels.get("devagent.managed") != "true":
                 raise DevagentError(f"the container {name!r} was not made by devagent; leaving it alone",
                                     status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
+            if not sharing.owned_by(info, sharing.caller_keys(self.paths, name)):
+                # A stale name: ours is gone, someone else's bears it. Their container, leftovers and leases stay;
+                # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
+                mine = "\n".join(f"removed your {item}" for item in self._forget(name))
+                raise sharing.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
             self.engine.remove(info.id)
             removed.append(f"container {name}")
         for leftover in self._leftovers(name, ours_only=False):
+            if not sharing.owned_by(leftover, sharing.caller_keys(self.paths, name)):
+                continue  # another person's up of that name, perhaps running now
             self.engine.remove(leftover.id)
             removed.append(f"container {leftover.name}, left behind by an interrupted up")
         for lease in self.gpus.release(name):
             removed.append(f"GPU lease {lease.gpu_uuid}")
+        removed += self._forget(name)
+        if not removed:
+            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                                hint="`devagent ls` lists the environments")
+        return removed
+
+    def _forget(self, name: str) -> list[str]:
+        """What this DEVAGENT_HOME keeps of NAME, removed: its alias, keys, record and invitations."""
+        removed: list[str] = []
         if self.ssh_config.remove(name):
             removed.append(f"ssh alias {name} and its pinned host key")
         if self.paths.host_key(name).exists():
@@ -754,9 +776,6 @@ class Provisioner:
             removed.append(f"devagent's record of {name} on {self.host}")
         if sharing.forget(self.paths, name):
             removed.append("invitations")
-        if not removed:
-            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
-                                hint="`devagent ls` lists the environments")
         return removed
 
     def ls(self) -> list[dict[str, object]]:
