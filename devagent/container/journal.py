@@ -9,7 +9,7 @@ Layout, inside the workspace::
 
 A save counts only when the content changed since the last one recorded: ``touch`` and no-op saves give None.
 
-Files are read as devagent/runtime/bounded_read.py reads them: regular files only, opened without blocking and
+Files are read as devagent/nofollow/bounded.py reads them: regular files only, opened without blocking and
 without following a link anywhere below the workspace (a link is refused, even to a file inside it: the file
 it names is watched under its own name). A file over MAX_SNAPSHOT_BYTES is journaled by its size and the sha256
 of its content, read in bounded chunks; no copy of it is kept and its lines are not counted. Anything else
@@ -42,8 +42,8 @@ from pathlib import Path, PurePosixPath
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
+from devagent.nofollow.bounded import Content, Refused, open_below, open_folder_below, read_content
 from devagent.runtime.append import locked_append
-from devagent.runtime.bounded_read import Content, Refused, open_below, open_folder_below, read_content
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
 logger = logging.getLogger("devagent.journal")

@@ -59,7 +59,7 @@ from devagent.container.journal import Journal
 from devagent.core import layout
 from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
-from devagent.runtime.bounded_read import Refused
+from devagent.nofollow.bounded import Refused
 
 logger = logging.getLogger("devagent.watcher")
 

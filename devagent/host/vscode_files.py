@@ -21,7 +21,7 @@ from devagent.core.vscode import (
     merge_tasks,
     project_snippets,
 )
-from devagent.host.atomic import NoFollowFolder
+from devagent.nofollow.folder import NoFollowFolder
 
 SNIPPETS_SOURCE = Path(devagent.__file__).parent / "snippets"  # the repository's vscode-snippets/
 MAX_READ = 1024 * 1024  # a tasks.json is a few KiB; a bigger one is not read (into a root process's memory)
@@ -32,7 +32,7 @@ def place_vscode_files(workspace: Path) -> Iterator[str]:
     saying what happened. Files are given to the workspace's owner (the login user inside), as the agent's files are.
 
     The workspace may belong to someone else while devagent runs as root: nothing is read, written or chowned
-    through a link (host/atomic.py's NoFollowFolder); a link at .vscode or at either file is refused with a
+    through a link (devagent/nofollow/folder.py); a link at .vscode or at either file is refused with a
     DevagentError that names it."""
     snippets = project_snippets({name: (SNIPPETS_SOURCE / name).read_text(encoding="utf-8")
                                  for name in SNIPPET_FILES})

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
+from devagent.nofollow.beneath import UnsafePathError
 from devagent.runtime import environment
-from devagent.runtime.beneath import UnsafePathError
 from devagent.runtime.notebook_writer import notebook_target
 from devagent.runtime.workspace_state import state_folder_problem
 

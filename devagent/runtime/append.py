@@ -3,7 +3,7 @@
 Safe across processes, containers sharing the folder, and a full disk: an exclusive ``flock`` on the file itself,
 the bytes built in memory and written with one ``os.write``, then ``fsync``; on any failure the file is truncated
 back to its size before the write, so it always ends on a boundary (a whole entry, a whole line). The file is
-opened without following a symbolic link (devagent/runtime/beneath.py): a planted link never makes devagent
+opened without following a symbolic link (devagent/nofollow/beneath.py): a planted link never makes devagent
 append to the file it points at.
 
 >>> from pathlib import Path; import tempfile
@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devagent.runtime.beneath import named, open_beneath
+from devagent.nofollow.beneath import named, open_beneath
 
 logger = logging.getLogger("devagent.append")
 

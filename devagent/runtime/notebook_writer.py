@@ -30,8 +30,8 @@ import threading
 from pathlib import Path
 
 from devagent.core.markdown import printable
+from devagent.nofollow.beneath import UnsafePathError, inside
 from devagent.runtime.append import locked_append
-from devagent.runtime.beneath import UnsafePathError, inside
 
 logger = logging.getLogger("devagent.notebook")
 
@@ -140,7 +140,7 @@ def notebook_target(path: Path, workspace: Path) -> tuple[Path, Path]:
     """Where appending to the notebook PATH really writes, and the folder it must stay in: (the file PATH leads
     to, the workspace), both resolved. A link is fine while it leads to a file inside WORKSPACE; one that leads
     out raises ``UnsafePathError`` (nothing is written). The file is then opened from the workspace down without
-    following anything (devagent/runtime/beneath.py), so no link can be swapped in after this check.
+    following anything (devagent/nofollow/beneath.py), so no link can be swapped in after this check.
 
     >>> import tempfile; ws = Path(os.path.realpath(tempfile.mkdtemp()))
     >>> (ws / "notes.md").touch(); (ws / "lab-notebook.md").symlink_to("notes.md")

@@ -7,7 +7,7 @@ for "edits since the previous run". Both number and record runs in the same fold
 The folder is devagent's only when it is a real folder (not a link) owned by this user and writable by nobody
 else (``state_folder_problem``): a ``.devagent`` someone else made — a world-writable ``/tmp/.devagent`` — is
 never adopted or written into, since its links could make devagent append to this user's own files. Every file in
-it is opened without following links (devagent/runtime/beneath.py).
+it is opened without following links (devagent/nofollow/beneath.py).
 
 >>> from pathlib import Path; import tempfile
 >>> ws = Path(tempfile.mkdtemp())
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
-from devagent.runtime.beneath import UnsafePathError, make_dirs_beneath, open_beneath, write_beneath
+from devagent.nofollow.beneath import UnsafePathError, make_dirs_beneath, open_beneath, write_beneath
 
 logger = logging.getLogger("devagent.journal")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.runtime.beneath import UnsafePathError
+from devagent.nofollow.beneath import UnsafePathError
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state, state_folder_problem
 
 

@@ -19,7 +19,7 @@ a device would read forever).
 >>> write_beneath(ws, ws / "assets" / "run-3.patch", b"")
 Traceback (most recent call last):
 ...
-devagent.runtime.beneath.UnsafePathError: ...assets is a symbolic link: devagent does not write through links
+devagent.nofollow.beneath.UnsafePathError: ...assets is a symbolic link: devagent does not write through links
 """
 
 from __future__ import annotations

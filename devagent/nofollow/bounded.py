@@ -22,7 +22,7 @@ naively, ``z.py -> /dev/zero`` never ends and grows the reader until the OOM kil
 >>> os.mkfifo(folder / "p.py"); open_below(folder, "p.py")
 Traceback (most recent call last):
 ...
-devagent.runtime.bounded_read.Refused: [Errno 22] a FIFO, not a regular file: 'p.py'
+devagent.nofollow.bounded.Refused: [Errno 22] a FIFO, not a regular file: 'p.py'
 """
 
 from __future__ import annotations

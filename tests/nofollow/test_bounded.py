@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devagent.runtime import bounded_read
-from devagent.runtime.bounded_read import Lines, Refused, open_below, open_folder_below, open_regular, read_content
+from devagent.nofollow import bounded as bounded_read
+from devagent.nofollow.bounded import Lines, Refused, open_below, open_folder_below, open_regular, read_content
 
 
 def test_a_link_anywhere_below_the_root_is_refused_and_its_target_never_opened(tmp_path: Path) -> None:

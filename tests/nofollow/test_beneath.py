@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from devagent.nofollow.beneath import UnsafePathError, make_dirs_beneath, open_beneath, read_beneath, write_beneath
 from devagent.runtime.append import locked_append
-from devagent.runtime.beneath import UnsafePathError, make_dirs_beneath, open_beneath, read_beneath, write_beneath
 
 KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 
