@@ -16,7 +16,7 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.host.provision import UpResult
 from devagent.host.vscode_files import place_vscode_files
 from devagent.nofollow import folder as nofollow_folder
-from devagent.nofollow.folder import NoFollowFolder
+from devagent.nofollow.folder import Folder
 
 OWNER = 12345  # the workspace's owner: another user than the one running devagent
 
@@ -152,7 +152,7 @@ class TestALinkInTheWorkspace:
             return token_hex(n)
 
         monkeypatch.setattr(nofollow_folder.secrets, "token_hex", swap_then_name)
-        with NoFollowFolder.open(ws) as root, root.folder(".vscode") as vscode:
+        with Folder.open(ws) as root, root.folder(".vscode") as vscode:
             vscode.write("tasks.json", b"{}\n", mode=0o644, owner=(OWNER, OWNER))
         assert snapshot(outside) == before
         assert not tasks.is_symlink()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.nofollow.beneath import UnsafePathError, make_dirs_beneath, open_beneath, read_beneath, write_beneath
+from devagent.nofollow.walk import PathRefused, make_dirs_beneath, open_beneath, read_beneath, write_beneath
 from devagent.runtime.append import locked_append
 
 KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -31,7 +31,7 @@ def ws(tmp_path: Path) -> Path:
 
 def test_a_link_at_the_file_itself_is_refused_and_what_it_points_at_is_untouched(ws: Path, outside: Path) -> None:
     (ws / "runs.jsonl").symlink_to(outside / "ssh_host_ed25519_key")
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         locked_append(ws / "runs.jsonl", b'{"reserve": 1}\n', root=ws)
     assert str(caught.value) == f"{ws}/runs.jsonl is a symbolic link: devagent does not write through links"
     assert caught.value.hint == f"replace the link {ws}/runs.jsonl with a real file or folder, or remove it"
@@ -40,7 +40,7 @@ def test_a_link_at_the_file_itself_is_refused_and_what_it_points_at_is_untouched
 
 def test_a_dangling_link_creates_nothing_where_it_points(ws: Path, outside: Path) -> None:
     (ws / "run-1.patch").symlink_to(outside / "ld.so.preload")
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(PathRefused):
         write_beneath(ws, ws / "run-1.patch", b"diff\n")
     assert sorted(p.name for p in outside.iterdir()) == ["ssh_host_ed25519_key"]
 
@@ -50,10 +50,10 @@ def test_a_link_in_a_folder_on_the_way_is_refused_and_nothing_is_made_behind_it(
                                                                                  linked: str) -> None:
     (ws / linked).parent.mkdir(parents=True, exist_ok=True)
     (ws / linked).symlink_to(outside)
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         write_beneath(ws, ws / ".devagent" / "runs" / "1" / "section.md", b"## run 1\n", make_parents=True)
     assert str(caught.value) == f"{ws / linked} is a symbolic link: devagent does not write through links"
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(PathRefused):
         make_dirs_beneath(ws, ws / ".devagent" / "runs" / "1")
     assert sorted(p.name for p in outside.iterdir()) == ["ssh_host_ed25519_key"]
 
@@ -61,7 +61,7 @@ def test_a_link_in_a_folder_on_the_way_is_refused_and_nothing_is_made_behind_it(
 def test_a_folder_another_user_owns_is_not_entered(ws: Path) -> None:
     (ws / "shared").mkdir(mode=0o777)
     os.chown(ws / "shared", 12345, 12345)
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         write_beneath(ws, ws / "shared" / "notes.md", b"x")
     assert str(caught.value) == (f"{ws}/shared belongs to another user (uid 12345): devagent writes only in its "
                                  "own folders")
@@ -70,15 +70,15 @@ def test_a_folder_another_user_owns_is_not_entered(ws: Path) -> None:
 
 def test_a_fifo_is_refused_at_once_instead_of_blocking(ws: Path) -> None:
     os.mkfifo(ws / "runs.jsonl")
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         locked_append(ws / "runs.jsonl", b"{}\n", root=ws)
     assert str(caught.value).endswith("runs.jsonl is not a regular file: devagent writes only files it can append to")
-    with pytest.raises(UnsafePathError):
+    with pytest.raises(PathRefused):
         read_beneath(ws, ws / "runs.jsonl")
 
 
 def test_a_path_that_leaves_the_folder_is_refused(ws: Path, outside: Path) -> None:
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         open_beneath(ws, ws / ".." / "etc" / "ssh_host_ed25519_key", os.O_WRONLY | os.O_APPEND)
     assert str(caught.value) == f"{ws}/../etc/ssh_host_ed25519_key is not inside {ws}"
     assert (outside / "ssh_host_ed25519_key").read_bytes() == KEY
