@@ -111,7 +111,7 @@ class Folder:
         except FileNotFoundError:
             return None
         try:
-            return read_limited(fd, limit, str(self.path / name))
+            return read_limited(fd, limit, str(self.path / name), IN_WORKSPACE)
         finally:
             os.close(fd)
 

@@ -113,6 +113,13 @@ class Voice:
     def not_folder(self, path: str, exc: OSError) -> OSError:
         return named(exc, path)  # NotADirectoryError, as os.open says it
 
+    def too_large(self, path: str, limit: int, *, grew: bool) -> PathRefused:
+        if grew:
+            return PathRefused(path, f"grew past {limit} bytes while devagent read it",
+                               "run the command again once it no longer changes", errno.EFBIG, kind="too-large")
+        return PathRefused(path, f"is larger than {limit} bytes; devagent does not read it",
+                           f"shrink it or move it away: mv {shlex.quote(path)} ...", errno.EFBIG, kind="too-large")
+
 
 WRITES = Voice()  # devagent's own state and notebook files in a workspace
 
@@ -135,6 +142,10 @@ class _Reads(Voice):
     def foreign(self, path: str, uid: int) -> PathRefused:
         return PathRefused(path, f"a folder of another user (uid {uid}), not entered", "", errno.EPERM,
                            kind="foreign", sentence=False)
+
+    def too_large(self, path: str, limit: int, *, grew: bool) -> PathRefused:
+        what = f"grew past {limit} bytes while being read" if grew else f"larger than {limit} bytes"
+        return PathRefused(path, f"{what}, not read", "", errno.EFBIG, kind="too-large", sentence=False)
 
 
 READS = _Reads()
@@ -214,18 +225,44 @@ def open_file(folder: int, name: str, shown: str, flags: int, mode: int = 0o644,
 
 def read_limited(fd: int, limit: int, shown: str, voice: Voice = READS) -> bytes:
     """The whole content of the open regular file FD, refused (kind "too-large") when it holds, or grows to,
-    more than LIMIT bytes. Memory: LIMIT plus one byte."""
+    more than LIMIT bytes. Memory: LIMIT plus one byte.
+
+    >>> import tempfile; f = tempfile.TemporaryFile(); _ = f.write(b"abcd"); _ = f.seek(0)
+    >>> read_limited(os.dup(f.fileno()), 3, "f")
+    Traceback (most recent call last):
+    ...
+    devagent.nofollow.walk.PathRefused: [Errno 27] larger than 3 bytes, not read: 'f'
+    """
     if os.fstat(fd).st_size > limit:
-        raise PathRefused(shown, f"is larger than {limit} bytes; devagent does not read it",
-                          f"shrink it or move it away: mv {shlex.quote(shown)} ...", errno.EFBIG, kind="too-large")
+        raise voice.too_large(shown, limit, grew=False)
     chunks, total = [], 0
     while total <= limit and (chunk := os.read(fd, limit + 1 - total)):
         chunks.append(chunk)
         total += len(chunk)
     if total > limit:
-        raise PathRefused(shown, f"grew past {limit} bytes while devagent read it",
-                          "run the command again once it no longer changes", errno.EFBIG, kind="too-large")
+        raise voice.too_large(shown, limit, grew=True)
     return b"".join(chunks)
+
+
+def read_tail(fd: int, limit: int) -> bytes:
+    """The last LIMIT bytes at most of the open regular file FD, from the first line that starts in them (the
+    whole file when it is no larger). Memory: LIMIT.
+
+    >>> import tempfile; f = tempfile.TemporaryFile(); _ = f.write(b"one\\ntwo\\nthree\\n"); f.flush()
+    >>> read_tail(f.fileno(), 8), read_tail(f.fileno(), 100)
+    (b'three\\n', b'one\\ntwo\\nthree\\n')
+    """
+    size = os.fstat(fd).st_size
+    start = max(0, size - limit)
+    data = os.pread(fd, size - start, start) if size > start else b""
+    while len(data) < size - start:  # a short read (it shrank meanwhile, or a slow filesystem)
+        more = os.pread(fd, size - start - len(data), start + len(data))
+        if not more:
+            break
+        data += more
+    if start > 0:  # the first line began before START: not whole
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    return data
 
 
 # -- devagent's own files in a workspace (the WRITES voice; folders on the way must be this user's) --
@@ -321,7 +358,7 @@ def open_folder_below(root: Path | str, rel: str, *, create: bool = False, mode:
     return walk(root, _parts(rel), voice=READS, create=create, mode=mode)[0]
 
 
-def open_regular(path: Path | str, *, follow_links: bool = True) -> int:
+def open_regular(path: Path | str, *, follow_links: bool = True, voice: Voice = READS) -> int:
     """A descriptor of the regular file PATH, opened for reading without blocking; the caller closes it. Not a
     walk: PATH's folders are taken as they are (for files devagent was told of by their path).
 
@@ -331,18 +368,18 @@ def open_regular(path: Path | str, *, follow_links: bool = True) -> int:
     name = os.fspath(path)
     st_mode = os.stat(name, follow_symlinks=follow_links).st_mode
     if not stat.S_ISREG(st_mode):
-        raise READS.not_regular(name, st_mode)
+        raise voice.not_regular(name, st_mode)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
         fd = os.open(name, flags)
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_links:  # it became a link since the stat
-            raise READS.link(name, None, folder=False) from None
+            raise voice.link(name, None, folder=False) from None
         raise
     st_mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(st_mode):
         os.close(fd)
-        raise READS.not_regular(name, st_mode)
+        raise voice.not_regular(name, st_mode)
     return fd
 
 
