@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import stat
-import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -43,7 +42,7 @@ from pathlib import Path, PurePosixPath
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
 from devagent.nofollow.bounded import Content, read_content
-from devagent.nofollow.walk import PathRefused, open_below, open_folder_below
+from devagent.nofollow.walk import PathRefused, open_below, open_folder_below, replace_file
 from devagent.runtime.append import locked_append
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
@@ -235,17 +234,7 @@ class Journal(SaveLog):
         prepare_workspace_state(self.workspace)
         folder = self._snapshots_fd(create=True)
         try:
-            tmp = f".{keep}.{os.getpid()}.{threading.get_ident()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, keep, src_dir_fd=folder, dst_dir_fd=folder)  # whole or not at all
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp, dir_fd=folder)
-                raise
+            replace_file(folder, keep, data)  # whole or not at all, never through a link
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale, dir_fd=folder)
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import shlex
 import stat
 from collections.abc import Collection
@@ -25,6 +24,7 @@ from devagent.nofollow.walk import (
     open_file,
     read_limited,
     refused_open,
+    replace_file,
     step,
 )
 
@@ -128,23 +128,7 @@ class Folder:
                 raise IN_WORKSPACE.link(str(self.path / name), link_target(self.fd, name), folder=False)
             if not stat.S_ISREG(st.st_mode):
                 raise IN_WORKSPACE.not_regular(str(self.path / name), st.st_mode)
-        tmp = f".{name}.{secrets.token_hex(4)}.tmp"
-        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=self.fd)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if owner is not None:
-                    os.fchown(fd, *owner)
-                os.fchmod(fd, mode)  # after fchown, which clears set-id bits
-                f.write(data)
-                f.flush()
-                os.fsync(fd)
-            # Renames the entry, never follows it: if NAME became a link since the check, the link is replaced.
-            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp, dir_fd=self.fd)
-            raise
-        os.fsync(self.fd)
+        replace_file(self.fd, name, data, mode=mode, owner=owner, sync=True)
 
     def stat(self) -> os.stat_result:
         return os.fstat(self.fd)

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import shlex
 import stat
 from collections.abc import Iterable
@@ -263,6 +264,33 @@ def read_tail(fd: int, limit: int) -> bytes:
     if start > 0:  # the first line began before START: not whole
         data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
     return data
+
+
+def replace_file(folder: int, name: str, data: bytes, *, mode: int = 0o600, owner: tuple[int, int] | None = None,
+                 sync: bool = False) -> None:
+    """Replace NAME in the folder FOLDER (a descriptor) with a new regular file holding DATA, whole or not at
+    all: written under a fresh name made with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (never through a link planted
+    there), given OWNER (``fchown``, before a byte is in it) and MODE, then renamed over NAME, which is replaced
+    whatever it is (a link there is replaced, never followed). SYNC: fsync the file and the folder."""
+    tmp = f".{name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, mode)  # after fchown, which clears set-id bits
+            f.write(data)
+            f.flush()
+            if sync:
+                os.fsync(fd)
+        # Renames the entry, never follows it: if NAME became a link meanwhile, the link is replaced.
+        os.replace(tmp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)
+        raise
+    if sync:
+        os.fsync(folder)
 
 
 # -- devagent's own files in a workspace (the WRITES voice; folders on the way must be this user's) --
