@@ -240,6 +240,7 @@ class LocalFiles:
 
     def __init__(self) -> None:
         self._given: set[Path] = set()  # copies made here already given to the login user, file by file
+        self._theirs: set[Path] = set()  # folders someone else made where a copy was to go: never removed
 
     def path(self, text: str) -> PurePath:
         """TEXT as an absolute path, links resolved (in the part that exists)."""
@@ -305,6 +306,11 @@ class LocalFiles:
         owner = _LOGIN_USER if os.geteuid() == 0 else None
         try:
             copy_tree(Path(workspace), Path(into), skip=layout.WORKSPACE_FILES, owner=owner)
+        except FileExistsError:  # made by someone else since prepare looked: theirs, not ours to remove
+            self._theirs.add(Path(into))
+            raise DevagentError(f"{into} exists", status=ExitStatus.USAGE,
+                                hint="the reproduction gets a new workspace: pass --workspace a folder that does "
+                                "not exist yet, or --name another name") from None
         except PathRefused as exc:
             raise DevagentError(f"cannot copy {workspace}: {exc}", status=ExitStatus.USAGE,
                                 hint=exc.hint or None) from None
@@ -323,7 +329,8 @@ class LocalFiles:
             raise exc.as_error() from None
 
     def discard(self, root: PurePath) -> None:
-        shutil.rmtree(root, ignore_errors=True)  # by descriptors, no link followed (rmtree.avoids_symlink_attacks)
+        if Path(root) not in self._theirs:
+            shutil.rmtree(root, ignore_errors=True)  # by descriptors, no link followed (rmtree.avoids_symlink_attacks)
 
 
 def _owner(path: Path) -> int:

@@ -195,11 +195,12 @@ def give_tree(path: Path, owner: tuple[int, int]) -> None:
     try:
         fd = os.open(path, DIR_FLAGS)
     except OSError as exc:
-        raise refused_open(exc, None, str(path), str(path), IN_WORKSPACE, folder=True) from None
+        refused = refused_open(exc, None, str(path), str(path), IN_WORKSPACE, folder=True)
+        raise (_replaced(path, "a symbolic link") if isinstance(refused, PathRefused) else refused) from None
     try:
         uid = os.fstat(fd).st_uid
         if uid != os.geteuid():
-            raise IN_WORKSPACE.foreign(str(path), uid)
+            raise _replaced(path, f"a folder of uid {uid}")
         _give_entries(fd, str(path), owner)
         os.fchown(fd, *owner)
     finally:
@@ -307,6 +308,12 @@ def _give_entries(folder: int, shown: str, owner: tuple[int, int]) -> None:
                 os.close(child)
         else:
             os.chown(name, *owner, dir_fd=folder, follow_symlinks=False)
+
+
+def _replaced(path: Path, now: str) -> PathRefused:
+    return PathRefused(path, f"was replaced while devagent made it (it is now {now}); nothing was changed through "
+                       "it", f"someone else can write to {path.parent}: use a folder only you can write",
+                       errno.EPERM, kind="foreign")
 
 
 def _not_copied(path: str, mode: int) -> PathRefused:

@@ -34,7 +34,7 @@ def test_a_linked_save_journal_is_refused_and_its_target_untouched(ws: Path) -> 
 def test_a_linked_snapshots_folder_is_refused_and_nothing_is_copied_behind_it(ws: Path) -> None:
     (ws / ".devagent" / "snapshots").symlink_to(ws.parent / "home")
     journal = Journal(ws)
-    # Refused by the journal's bounded reads (nofollow/bounded.py), an OSError like PathRefused.
+    # Refused by the journal's no-follow reads (devagent/nofollow/walk.py): a PathRefused, an OSError.
     with pytest.raises(OSError, match=r"symbolic link.*snapshots"):
         journal.baseline(ws / "train.py")
     assert sorted(p.name for p in (ws.parent / "home").iterdir()) == [".bashrc"]

@@ -79,6 +79,11 @@ def workspace(tmp_path: Path, secret: Path) -> Path:
     return ws
 
 
+class Images:
+    def image_id(self, ref: str) -> str | None:
+        return "sha256:1"
+
+
 def entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
     yield root, root.lstat()
     for path in sorted(root.rglob("*")):
@@ -175,9 +180,35 @@ class TestTheCopyOfAWorkspaceAnotherUserControls:
         os.chown(theirs, ATTACKER, ATTACKER)
         with pytest.raises(DevagentError) as err:
             LocalFiles().give_to_login_user(theirs)
-        assert (err.value.message, err.value.status) == (
-            f"{theirs} belongs to another user (uid {ATTACKER}): devagent writes only in its own folders",
+        assert (err.value.message, err.value.hint, err.value.status) == (
+            f"{theirs} was replaced while devagent made it (it is now a folder of uid {ATTACKER}); nothing was "
+            f"changed through it", f"someone else can write to {tmp_path}: use a folder only you can write",
             ExitStatus.USAGE)
+        assert theirs.stat().st_uid == ATTACKER
+
+    def test_a_folder_made_by_someone_else_where_the_copy_goes_is_refused_and_kept(
+            self, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        # prepare() found no folder there; another user makes one before the copy starts.
+        from devagent.core.runs.reproduce import ReproduceFacts, render_reproduce
+
+        facts = ReproduceFacts(number=1, env_name="exp", image="devagent/env:1", pinned=None, base_image="debian:12",
+                               up_args=(), commit=None, patch=None, argv=("python", "train.py"),
+                               cwd="/home/dev/workspace", metrics={})
+        (workspace / "lab-notebook.md").write_text("## 2026-11-27 14:05 · run 1 · train.py · ✅ exit 0\n"
+                                                   + render_reproduce(facts, notebook="lab-notebook.md") + "\n")
+        into = tmp_path / "exp-run1"
+        real_copy_tree = reproduce.copy_tree
+
+        def theirs_first(source: Path, target: Path, **kwargs: Any) -> None:
+            target.mkdir()
+            (target / "theirs.txt").write_text("keep\n")
+            real_copy_tree(source, target, **kwargs)
+
+        monkeypatch.setattr(reproduce, "copy_tree", theirs_first)
+        with pytest.raises(DevagentError, match=f"^{into} exists"):
+            reproduce.prepare(f"{workspace}/lab-notebook.md#run-1", name=None, into=None, anyway=True,
+                              engine=Images(), files=LocalFiles(), report=lambda _: None)
+        assert (into / "theirs.txt").read_text() == "keep\n"
 
 
 def journal_line(number: int) -> str:
