@@ -43,6 +43,8 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
 from devagent.host.server_workspace import WALK, absolute, run_script
 from devagent.host.site import ServerSite
+from devagent.nofollow.folder import copy_tree, give_tree
+from devagent.nofollow.walk import PathRefused, open_below, open_regular, read_limited, read_tail
 
 Report = Callable[[str], None]
 _TARGET_RE = re.compile(r"(?P<path>.+)#run-(?P<number>[1-9][0-9]*)")
@@ -56,6 +58,7 @@ class Files(Protocol):
 
     def path(self, text: str) -> PurePath: ...
     def read_text(self, path: PurePath) -> str: ...
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str: ...
     def exists(self, path: PurePath) -> bool: ...
     def find_workspace(self, notebook: PurePath) -> PurePath: ...
     def repository(self, workspace: PurePath) -> PurePath | None: ...
@@ -226,17 +229,44 @@ def _git_not_installed(where: str) -> DevagentError:
                          hint="install it (apt-get install git): the code is re-created with it")
 
 
+_NOTEBOOK_LIMIT = 64 << 20  # a notebook (or devagent.toml) larger than this is not one: not read
+_RUNS_TAIL = 4 << 20  # what is read of the new runs journal, from its end: its last record is all that counts
+_LOGIN_USER = (1000, 1000)  # run as root, devagent makes the container's login user uid 1000 (as `up` does)
+
+
 class LocalFiles:
-    """The run and its reproduction on this machine."""
+    """The run and its reproduction on this machine.
+
+    Files in a workspace are anyone's who can write there (run as root, the workspace may be uid 1000's, and
+    the code run in the new environment writes its runs journal): they are read and copied through
+    devagent/nofollow, never through a link, never waiting on a FIFO, at a bounded cost."""
 
     where = ""
+
+    def __init__(self) -> None:
+        self._given: set[Path] = set()  # copies made here already given to the login user, file by file
+        self._theirs: set[Path] = set()  # folders someone else made where a copy was to go: never removed
 
     def path(self, text: str) -> PurePath:
         """TEXT as an absolute path, links resolved (in the part that exists)."""
         return Path(text).resolve()
 
     def read_text(self, path: PurePath) -> str:
-        return Path(path).read_text(encoding="utf-8")
+        """PATH's text: a regular file (a link at its name, a FIFO, a device: ``PathRefused``), at most
+        _NOTEBOOK_LIMIT bytes (more: ``PathRefused``, kind "too-large")."""
+        fd = open_regular(Path(path), follow_links=False)
+        try:
+            return read_limited(fd, _NOTEBOOK_LIMIT, str(path)).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
+
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str:
+        """The last LIMIT bytes (whole lines) of the regular file REL below ROOT, no link followed below ROOT."""
+        fd = open_below(Path(root), rel)
+        try:
+            return read_tail(fd, limit).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
 
     def exists(self, path: PurePath) -> bool:
         return Path(path).exists() or Path(path).is_symlink()
@@ -274,19 +304,38 @@ class LocalFiles:
                 raise _git_not_installed("") from None
 
     def copy_code(self, workspace: PurePath, into: PurePath) -> None:
-        shutil.copytree(workspace, into, symlinks=True, ignore=shutil.ignore_patterns(*layout.WORKSPACE_FILES))
+        """Copy WORKSPACE (without devagent's files) to the new folder INTO, never through a link (links are
+        copied as links), refusing FIFOs and devices; run as root, each file is the login user's before it has
+        content and no copy is ever set-uid or set-gid (devagent/nofollow/folder.py's ``copy_tree``). Nothing is
+        left of INTO when it fails."""
+        owner = _LOGIN_USER if os.geteuid() == 0 else None
+        try:
+            copy_tree(Path(workspace), Path(into), skip=layout.WORKSPACE_FILES, owner=owner)
+        except FileExistsError:  # made by someone else since prepare looked: theirs, not ours to remove
+            self._theirs.add(Path(into))
+            raise DevagentError(f"{into} exists", status=ExitStatus.USAGE,
+                                hint="the reproduction gets a new workspace: pass --workspace a folder that does "
+                                "not exist yet, or --name another name") from None
+        except PathRefused as exc:
+            raise DevagentError(f"cannot copy {workspace}: {exc}", status=ExitStatus.USAGE,
+                                hint=exc.hint or None) from None
+        if owner is not None:
+            self._given.add(Path(into))
 
     def give_to_login_user(self, root: PurePath) -> None:
         """Run as root, devagent makes the container's login user uid 1000 (as `up` does): the workspace made
-        here becomes that user's, as a workspace `up` makes does. Links are changed themselves, never followed."""
-        if os.geteuid() != 0:
+        here (a clone) becomes that user's, as a workspace `up` makes does. Through descriptors, never a link:
+        ROOT must still be the folder this process made (``give_tree``)."""
+        if os.geteuid() != 0 or Path(root) in self._given:
             return
-        for folder, dirs, names in os.walk(root):
-            for entry in (folder, *(os.path.join(folder, n) for n in dirs + names)):
-                os.lchown(entry, 1000, 1000)
+        try:
+            give_tree(Path(root), _LOGIN_USER)
+        except PathRefused as exc:
+            raise exc.as_error() from None
 
     def discard(self, root: PurePath) -> None:
-        shutil.rmtree(root, ignore_errors=True)
+        if Path(root) not in self._theirs:
+            shutil.rmtree(root, ignore_errors=True)  # by descriptors, no link followed (rmtree.avoids_symlink_attacks)
 
 
 def _owner(path: Path) -> int:
@@ -294,9 +343,6 @@ def _owner(path: Path) -> int:
         return (path / ".git").stat().st_uid
     except OSError:
         return os.geteuid()
-
-
-_NOTEBOOK_LIMIT = 64 << 20  # a notebook read from a server: more than this is not a notebook
 
 
 class ServerFiles:
@@ -324,6 +370,15 @@ class ServerFiles:
             said = done.stderr.decode(errors="replace").strip().splitlines()
             raise OSError(said[-1] if said else f"exit {done.returncode}")
         return done.stdout.decode("utf-8", errors="replace")
+
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str:
+        done = self._sh(f'[ -f "$1" ] && [ ! -L "$1" ] || {{ echo "No such file" >&2; exit 1; }}; '
+                        f'tail -c {limit} -- "$1"', str(root / rel))
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise OSError(said[-1] if said else f"exit {done.returncode}")
+        text = done.stdout.decode("utf-8", errors="replace")
+        return text if len(done.stdout) < limit else text.partition("\n")[2]
 
     def exists(self, path: PurePath) -> bool:
         return self._sh('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
@@ -376,9 +431,17 @@ def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int
 
 
 def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
-    """The newest run in WORKSPACE's runs journal."""
+    """The newest run in WORKSPACE's runs journal (None when there is none), read from its end (_RUNS_TAIL
+    bytes at most). The code run in the new environment can write there: a link, a FIFO or a device in its
+    place is refused with NOT_REPRODUCIBLE, never followed, waited on or read without end."""
     try:
-        lines = files.read_text(layout.runs_journal(Path(workspace))).splitlines()
+        lines = files.read_tail(workspace, layout.RUNS_JOURNAL, _RUNS_TAIL).splitlines()
+    except PathRefused as exc:
+        journal = workspace / layout.RUNS_JOURNAL
+        raise DevagentError(f"the new runs journal {journal}{files.where} is not read: "
+                            f"{workspace / str(exc.filename)} is {exc.strerror}", status=ExitStatus.NOT_REPRODUCIBLE,
+                            hint="something in the new environment put it there: look into the workspace "
+                            f"{workspace} (the environment is kept; devagent down removes it)") from None
     except (OSError, DevagentError):
         return None
     for line in reversed(lines):
