@@ -24,6 +24,7 @@ NOT_PATHS = {"cls", "tarfile"}  # receivers of .open( that are no path: a class'
 
 # Whole modules that touch only devagent's own files (or the kernel's).
 MODULES = {
+    "devagent/host/consent.py": "the servers the user agreed to, in devagent's home",
     "devagent/host/atomic.py": "atomic_write and FileLock: devagent's home and the ssh config it manages",
     "devagent/host/gpu_ledger.py": "the GPU ledger's cache in devagent's home",
     "devagent/host/image.py": "the Dockerfile in a build context devagent made in a temporary folder",
