@@ -79,7 +79,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     env_host = None if local else os.environ.get("DEVAGENT_HOST") or None
     typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
     # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
-    folder = Path.cwd() if options.get("host") or env_host else Path(workspace).resolve()
+    folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
     config_file = folder / CONFIG_FILE
     request = up_request(
         name=name,
@@ -135,6 +135,18 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
                                 status=exc.status, hint=exc.hint) from None
 
 
+def _expand_home(folder: str) -> Path:
+    """FOLDER with a leading ``~`` or ``~USER`` expanded as a shell would: typed in quotes, ``"~/.ssh"`` would
+    otherwise be a new folder ``./~/.ssh`` here (and slip past the rules for the real ~/.ssh)."""
+    try:
+        return Path(folder).expanduser()
+    except RuntimeError:  # ~USER of a user this machine does not know
+        tilde = folder.split("/", maxsplit=1)[0]
+        raise DevagentError(f"--workspace {folder}: no such user, so {tilde} means no home folder",
+                            status=ExitStatus.USAGE, hint="write the folder's path without the ~, e.g. "
+                            "--workspace ./code") from None
+
+
 @cli.command()
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write devagent.toml into.")
@@ -143,7 +155,7 @@ def init(workspace: Path) -> None:
     environment."""
     from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
 
-    path = workspace.resolve() / CONFIG_FILE
+    path = _expand_home(str(workspace)).resolve() / CONFIG_FILE
     try:
         with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
             f.write(INIT_TEMPLATE)

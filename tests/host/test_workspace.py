@@ -218,3 +218,35 @@ class TestASystemFolderIsNeverAWorkspace:
         (tmp_path / "code").symlink_to("/etc")
         with pytest.raises(DevagentError, match=r"^workspace /etc is a system folder: "):
             workspaces.check_workspace(tmp_path / "code", Paths.from_environ())
+
+
+class TestATildeIsTheHomeFolder:
+    """`--workspace "~/.ssh"`, quoted so the shell did not expand it, made a folder `./~/.ssh` here and
+    succeeded: a leading ~ is the home folder, and the rules for ~/.ssh apply."""
+
+    def test_a_quoted_tilde_ssh_folder_is_refused_and_nothing_is_made_here(
+            self, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.chdir(tmp_path)
+        rc, engine = up(Path("~/.ssh"), monkeypatch)
+        assert rc == ExitStatus.USAGE
+        assert capsys.readouterr().err.startswith(
+            f"Error: workspace {isolated_home}/.ssh holds devagent's keys and host keys (DEVAGENT_HOME): ")
+        assert engine.asked == [] and not (tmp_path / "~").exists()
+
+    def test_init_writes_into_the_home_folders_subfolder_not_a_literal_tilde(
+            self, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        (isolated_home / "code").mkdir()
+        assert main(["init", "--workspace", "~/code"]) == 0
+        assert (isolated_home / "code" / "devagent.toml").is_file() and not (tmp_path / "~").exists()
+
+    def test_an_unknown_users_tilde_is_refused(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.chdir(tmp_path)
+        rc, _ = up(Path("~no-such-user-here/code"), monkeypatch)
+        assert rc == ExitStatus.USAGE
+        assert capsys.readouterr().err == (
+            "Error: --workspace ~no-such-user-here/code: no such user, so ~no-such-user-here means no home folder\n"
+            "  hint: write the folder's path without the ~, e.g. --workspace ./code\n")
+        assert not (tmp_path / "~no-such-user-here").exists()
