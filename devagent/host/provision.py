@@ -236,6 +236,11 @@ class Provisioner:
                                        uid=self.link.facts.uid or 1000)
         else:
             workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything
+        # DEVAGENT_HOME's paths go into the alias and the Include line: one OpenSSH would misread ('#', '%') is
+        # refused now, not once the container runs (and the home folder holds a new key).
+        HostEntry(name=spec.name, port=1, user=spec.user, identity_file=str(identity or self.paths.identity),
+                  known_hosts_file=str(self.paths.known_hosts))
+        self.ssh_config.include_line()
         # SIGTERM and SIGHUP end up like Ctrl-C, with the rollback; Ctrl-C works even if SIGINT was ignored.
         with StopSignals() as signals:
             try:

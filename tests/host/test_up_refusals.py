@@ -36,3 +36,22 @@ def test_a_name_the_users_ssh_config_sends_to_a_real_host_is_refused_before_anyt
     assert not workspace.exists() and not paths.identity.exists()
     with FileLock(paths.env_lock("gpu-server"), timeout=0):
         pass
+
+
+def test_a_devagent_home_openssh_would_misread_is_refused_before_anything_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DEVAGENT_HOME with '#' was refused only once the container ran, leaving the new home and a fresh key."""
+    home = tmp_path / "keys#1"
+    monkeypatch.setenv("DEVAGENT_HOME", str(home))
+    engine = FakeEngine()
+    workspace = tmp_path / "code"
+    with pytest.raises(DevagentError) as err:
+        Provisioner(engine=engine, paths=Paths.from_environ()).up(  # type: ignore[arg-type]
+            EnvSpec(name="exp", base_image="base:1", workspace=str(workspace)))
+    assert str(err.value) == (
+        f"IdentityFile path '{home}/id_ed25519' contains '#' (sshconf cuts the value there)\n"
+        "  hint: set DEVAGENT_HOME to a plain absolute path (letters, digits, '/', '.', '_', '-', ' ') for "
+        "IdentityFile")
+    assert err.value.status == ExitStatus.USAGE
+    assert engine.calls == []
+    assert not home.exists() and not workspace.exists()
