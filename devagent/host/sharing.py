@@ -17,10 +17,12 @@ in the record and can never be unshared.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from devagent.core import layout
@@ -112,10 +114,20 @@ class Sharing:
         it); None for one on this machine's engine."""
         self.engine, self.paths, self.jump = engine, paths, jump
 
-    def _lock(self, name: str) -> FileLock:
-        # The environment's own lock (provision.py): no `up` or `down` of it runs meanwhile.
-        return FileLock(self.paths.env_lock(name), timeout=LOCK_TIMEOUT, purpose=f"environment {name!r}",
-                        status=ExitStatus.CONFLICT)
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[FileLock]:
+        """The environment's own lock (provision.py): no `up` or `down` of it runs meanwhile. When the command
+        fails and there is no container NAME, the lock file goes too: `share` of a name that does not exist
+        leaves nothing behind (as a failed `up` does)."""
+        with FileLock(self.paths.env_lock(name), timeout=LOCK_TIMEOUT, purpose=f"environment {name!r}",
+                      status=ExitStatus.CONFLICT) as lock:
+            try:
+                yield lock
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one the user sees
+                    if self.engine.get(name) is None:
+                        lock.discard()
+                raise
 
     def _container(self, name: str) -> ContainerInfo:
         info = self.engine.get(validate_name(name))

@@ -167,3 +167,20 @@ def test_an_ecdsa_key_whose_point_is_not_on_its_curve_is_refused(engine: FakeEng
         Sharing(engine=engine, paths=paths).share("exp", line, source="bob.pub")
     assert caught.value.status == ExitStatus.USAGE
     assert engine.called("put_files") == []
+
+
+@pytest.mark.parametrize("command", ["share", "unshare"])
+def test_share_and_unshare_of_a_name_that_does_not_exist_leave_no_lock_behind(
+        command: str, engine: FakeEngine, paths: Paths) -> None:
+    """They left DEVAGENT_HOME/locks/NAME.lock behind, for a name no environment has."""
+    sharing = Sharing(engine=engine, paths=paths)
+    with pytest.raises(DevagentError) as err:
+        if command == "share":
+            sharing.share("nope", ALICE, source="alice.pub")
+        else:
+            sharing.unshare("nope", "alice")
+    assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
+    assert not paths.env_lock("nope").exists()
+    with pytest.raises(DevagentError, match="is not invited"):  # an environment that exists keeps its lock file
+        sharing.unshare("exp", "alice")
+    assert paths.env_lock("exp").exists()

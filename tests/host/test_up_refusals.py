@@ -55,3 +55,13 @@ def test_a_devagent_home_openssh_would_misread_is_refused_before_anything_is_mad
     assert err.value.status == ExitStatus.USAGE
     assert engine.calls == []
     assert not home.exists() and not workspace.exists()
+
+
+def test_down_of_a_name_that_does_not_exist_removes_a_lock_file_left_by_an_older_devagent() -> None:
+    paths = Paths.from_environ()
+    paths.env_lock("nope").parent.mkdir(parents=True)
+    paths.env_lock("nope").touch()  # what `share nope` left behind before
+    with pytest.raises(DevagentError) as err:
+        Provisioner(engine=FakeEngine(), paths=paths).down("nope")  # type: ignore[arg-type]
+    assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
+    assert not paths.env_lock("nope").exists()
