@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from devagent.core import health, layout
 from devagent.core.vscode import jsonc_to_json
@@ -37,10 +37,16 @@ class Check:
     ok: bool | None
     detail: str
     fix: str | None = None
+    # A warning: ok is None (not failed, the doctor still exits 0), but it is likely to bite; fix says how.
+    warning: bool = field(default=False, repr=False)
 
 
 def skipped(name: str, why: str) -> Check:
     return Check(name, None, why)
+
+
+def warning(name: str, detail: str, fix: str) -> Check:
+    return Check(name, None, detail, fix=fix, warning=True)
 
 
 def passed(checks: Sequence[Check]) -> bool:
@@ -49,9 +55,13 @@ def passed(checks: Sequence[Check]) -> bool:
 
 
 def render(checks: Sequence[Check]) -> list[str]:
-    """The report as text lines: `✔ name — detail`, `✘ name — detail` + `  fix: …`, `– name — skipped: why`."""
+    """The report as text lines: `✔ name — detail`, `✘ name — detail` + `  fix: …`, `! name — detail` + `  fix: …`
+    (a warning), `– name — skipped: why`."""
     lines: list[str] = []
     for c in checks:
+        if c.warning:
+            lines.extend((f"! {c.name} — {c.detail}", f"  fix: {c.fix}"))
+            continue
         if c.ok is None:
             lines.append(f"– {c.name} — skipped: {c.detail}")
             continue
@@ -66,18 +76,23 @@ def summary(checks: Sequence[Check]) -> str:
 
     >>> summary([Check("a", True, ""), Check("b", None, ""), Check("c", False, "")])
     '1 of 3 checks failed, 1 skipped'
+    >>> summary([Check("a", True, ""), warning("b", "", "do this")])
+    'all 1 checks passed, 1 warning'
     """
     failed = sum(c.ok is False for c in checks)
-    skips = sum(c.ok is None for c in checks)
-    tail = f", {skips} skipped" if skips else ""
+    warned = sum(c.warning for c in checks)
+    skips = sum(c.ok is None and not c.warning for c in checks)
+    tail = (f", {skips} skipped" if skips else "") + (f", {warned} warning{'s' * (warned != 1)}" if warned else "")
     if failed:
         return f"{failed} of {len(checks)} checks failed{tail}"
-    return f"all {len(checks) - skips} checks passed{tail}"
+    return f"all {len(checks) - skips - warned} checks passed{tail}"
 
 
 def envelope(checks: Sequence[Check]) -> dict[str, object]:
     """The `--json` envelope; `version` changes only when a key changes meaning or goes away."""
-    return {"version": JSON_VERSION, "ok": passed(checks), "checks": [asdict(c) for c in checks]}
+    # "warning" is there only on a warning (ok is null there): the keys of every other item stay as they were.
+    return {"version": JSON_VERSION, "ok": passed(checks),
+            "checks": [{k: v for k, v in asdict(c).items() if k != "warning" or v} for c in checks]}
 
 
 # -- small judgements -------------------------------------------------------------------------------------------

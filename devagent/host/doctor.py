@@ -237,10 +237,34 @@ def vscode_checks(paths: Paths, *, home: Path, environ: Mapping[str, str]) -> li
             label=label, settings_file=str(path), settings=settings, user_config=str(paths.user_ssh_config),
             default_config=str(default), home=str(home)))
     if not checks:
-        return [skipped("VS Code remote.SSH.configFile",
-                        f"no VS Code settings.json under {home} (Code, Code - Insiders, VSCodium); "
-                        f"Remote-SSH then reads {default}")]
+        name, why = "VS Code remote.SSH.configFile", f"no VS Code settings.json under {home} (Code, Code - " \
+            f"Insiders, VSCodium); Remote-SSH then reads {default}"
+        if paths.user_ssh_config == default or _includes(default, paths, home=home):
+            return [skipped(name, why)]
+        return [d.warning(name, f"{why}, which does not include devagent's config (it is in {paths.user_ssh_config},"
+                          " DEVAGENT_SSH_CONFIG): VS Code will not find the environments",
+                          fix=f'set "remote.SSH.configFile": "{paths.user_ssh_config}" in VS Code\'s settings, or '
+                          f"add the line `Include {paths.user_ssh_config}` at the top of {default}")]
     return checks
+
+
+def _includes(config: Path, paths: Paths, *, home: Path) -> bool:
+    """Whether CONFIG has an Include line naming the user's ssh config or devagent's managed one, as OpenSSH
+    reads the path: ``~/`` is HOME, a relative path is below ~/.ssh (globs are not expanded)."""
+    try:
+        text = config.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    wanted = {os.path.normpath(paths.user_ssh_config), os.path.normpath(paths.managed_ssh_config)}
+    for line in text.splitlines():
+        words = line.replace("=", " ", 1).split()
+        if len(words) < 2 or words[0].lower() != "include":
+            continue
+        for arg in (w.strip('"') for w in words[1:]):
+            path = str(home) + arg[1:] if arg.startswith("~/") else arg
+            if os.path.normpath(home / ".ssh" / path) in wanted:  # an absolute path replaces what is before it
+                return True
+    return False
 
 
 # -- the environment --------------------------------------------------------------------------------------------
