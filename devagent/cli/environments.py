@@ -258,11 +258,14 @@ def doctor(name: str | None, as_json: bool) -> None:
 @cli.command(name="ls")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
 @click.option("--host", default=None, metavar="SERVER", help="Only the environments on this server.")
-def ls_command(as_json: bool, host: str | None) -> None:
-    """List environments (Docker's labels are the source of truth).
+@click.option("--all", "everyone", is_flag=True,
+              help="Everyone's environments on the engine, with their owner [default: yours].")
+def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
+    """List your environments (--all: everyone's).
 
     This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
-    answer is shown as unreachable, its environments listed from the records)."""
+    answer is shown as unreachable, its environments listed from the records). Docker's labels are the source of
+    truth; yours were made with your devagent key (or by a devagent too old to record an owner)."""
     from devagent.core.server import parse_server
     from devagent.host.inventory import list_all
     from devagent.host.paths import Paths
@@ -279,23 +282,33 @@ def ls_command(as_json: bool, host: str | None) -> None:
     hosts = bool(records or host or store.used())
     rows = list_all(records, host=host, local=servers.provisioner, open_server=servers.on_server_quietly,
                     used_servers=hosts) if hosts else servers.provisioner().ls()
+    # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
+    hidden = 0 if everyone else sum(r.get("mine") is False for r in rows)
+    rows = [r for r in rows if everyone or r.get("mine") is not False]
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
         return
+    others = f"{hidden} environment{'s' * (hidden != 1)} of other people: devagent ls --all"
     if not rows:
-        click.echo("no environments; create one with: devagent up NAME")
+        click.echo("no environments; create one with: devagent up NAME" + (f" ({others})" if hidden else ""))
         return
     # The HOST column appears once this machine has used a server: one that never used --host sees the table as
-    # before.
+    # before; the OWNER column with --all.
     state = 11 if hosts else 10  # room for "unreachable"
     click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} "
-               + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
+               + (f"{'OWNER':12} " if everyone else "") + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
         people = r.get("invited")
         invited = ",".join(map(str, people)) if isinstance(people, list) and people else "-"
-        click.echo(f"{r['name']!s:20} {r['state']!s:{state}} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
+        # A container that is not running has no health to speak of (Docker keeps saying its last: unhealthy).
+        shown_state = "stopped" if r["state"] == "exited" else r["state"]
+        health = r["health"] if r["state"] == "running" else None
+        click.echo(f"{r['name']!s:20} {shown_state!s:{state}} {health or '-'!s:10} {r['port'] or '-'!s:>6}  "
                    f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} {invited:12} "
+                   + (f"{r.get('owner') or '-'!s:12} " if everyone else "")
                    + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
+    if hidden:
+        click.echo(f"({others})")
     for r in rows:
         if r.get("error"):
             click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)

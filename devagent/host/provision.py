@@ -766,6 +766,7 @@ class Provisioner:
 
     def ls(self) -> list[dict[str, object]]:
         aliases = set(self.ssh_config.names())
+        caller_key = sharing.callers_public_key(self.paths)
         rows: list[dict[str, object]] = []
         for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
             name = c.labels.get("devagent.name", c.name)
@@ -777,6 +778,7 @@ class Provisioner:
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
                 "created": c.created, "invited": sharing.invited_names(self.paths, name),
+                "owner": c.labels.get(sharing.OWNER_NAME_LABEL), "mine": sharing.owned_by_caller(c.labels, caller_key),
                 **({"host": self.host} if self.host is not None else {}),
             })
         return rows

@@ -22,7 +22,7 @@ import json
 import os
 import pwd
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from devagent.core import layout
@@ -277,3 +277,21 @@ def owner_person(public_line: str) -> Person:
     """The owner as `up` records them: this machine's login name and the key `up` runs with."""
     return Person(name=owner_name(), key=" ".join(public_line.split()[:2]), owner=True)
 
+
+
+def callers_public_key(paths: Paths) -> str | None:
+    """The key this machine's `up` runs with (DEVAGENT_HOME's id_ed25519) as the owner label holds it, for `ls` and
+    `doctor`; None before the first `up` made one."""
+    try:
+        return " ".join(keys.public_line(paths.identity).split()[:2])
+    except DevagentError:
+        return None
+
+
+def owned_by_caller(labels: Mapping[str, str], caller_key: str | None) -> bool | None:
+    """For `ls` and `doctor`: whether the environment with these container LABELS is the caller's (its owner key
+    label is CALLER_KEY); None when no owner was recorded (made by an older devagent: could be anyone's)."""
+    owner_key = labels.get(OWNER_KEY_LABEL)
+    if not owner_key:
+        return None
+    return caller_key is not None and owner_key == caller_key
