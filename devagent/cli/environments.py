@@ -81,12 +81,13 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
     folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
     config_file = folder / CONFIG_FILE
+    config_text = config_file.read_text(encoding="utf-8") if config_file.is_file() else None
     request = up_request(
         name=name,
         # An option left at its default yields to the file; one the user typed wins over it.
         given={key: value for key, value in options.items()
                if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
-        config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+        config_text=config_text,
         config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
@@ -94,11 +95,17 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     )
     env = request.spec
     key = identity.resolve() if identity else None
+    # `up NAME` alone (no option typed, no devagent.toml): an environment NAME that exists starts as it was made.
+    typed = [p for p in ctx.params if p not in ("name", "host", "local")
+             and ctx.get_parameter_source(p) is not ParameterSource.DEFAULT]
+    as_made = not typed and config_text is None
     if request.host is None:
-        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
+                                          as_made=as_made)
     else:
         with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
-            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
+                                    as_made=as_made)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted
                 # in it leads to the container's files, never to the server user's.

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import devagent
-from devagent.core import layout
+from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
@@ -228,13 +228,15 @@ class Provisioner:
         """Called as `up` reaches each of UP_STEPS. Does nothing; a test harness replaces it to pause there."""
 
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
-           launch_command: str = "") -> UpResult:
+           launch_command: str = "", as_made: bool = False) -> UpResult:
+        """AS_MADE: no option was given (`up NAME`): an environment NAME of the caller's that exists is started as
+        it was made, whatever the defaults would make now."""
         if self.link is not None and self._server_ws is not None:
             # The workspace is a server folder (links resolved there); the login user inside gets the server
             # user's uid (root's 0 becomes 1000, as locally).
             spec = dataclasses.replace(spec, workspace=self._server_ws.resolve(spec.workspace),
                                        uid=self.link.facts.uid or 1000)
-        else:
+        elif not (as_made and self.engine.get(spec.name)):  # one that exists keeps the workspace it was made with
             workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything
         # DEVAGENT_HOME's paths go into the alias and the Include line: one OpenSSH would misread ('#', '%') is
         # refused now, not once the container runs (and the home folder holds a new key).
@@ -248,7 +250,7 @@ class Provisioner:
                     try:
                         try:
                             return self._up(spec, identity=identity, recreate=recreate,
-                                            launch_command=launch_command, signals=signals)
+                                            launch_command=launch_command, signals=signals, as_made=as_made)
                         except Exception as exc:
                             # A dropped link shows as whatever the engine's client or ssh raised: say what it is.
                             if self.link is None or isinstance(exc, DevagentError) or (
@@ -279,7 +281,7 @@ class Provisioner:
                 and (not ours_only or c.labels.get(HOME_ID_LABEL) == self._home_id())]
 
     def _up(self, spec: EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
-            signals: StopSignals) -> UpResult:
+            signals: StopSignals, as_made: bool = False) -> UpResult:
         if spec.limits.cpus is None:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
@@ -300,12 +302,7 @@ class Provisioner:
         wanted_hash = spec_hash(spec, user_public)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
-                raise DevagentError(
-                    f"environment {spec.name!r} exists with other options",
-                    status=ExitStatus.CONFLICT,
-                    hint=f"run `devagent up {spec.name} --recreate ...` to replace it (alias, host key and "
-                    "workspace files are kept), or repeat the options it was made with (devagent ls)",
-                )
+                spec = self._as_made(spec, existing, user_public, as_made=as_made)
             return self._reuse(spec, existing, identity_path)
 
         gpus = self._choose_gpus(spec, replacing=existing)  # before the image: a busy GPU is refused at once
@@ -335,6 +332,19 @@ class Provisioner:
             with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
                 self.gpus.release(spec.name, keep=gpus.uuids)
         return result
+
+    def _as_made(self, spec: EnvSpec, existing: ContainerInfo, user_public: str, *, as_made: bool) -> EnvSpec:
+        """`up NAME` of an environment made with other options: AS_MADE (no option given) starts the caller's
+        as it was made; else the options that differ are named."""
+        mine = sharing.owned_by_caller(existing.labels, " ".join(user_public.split()[:2]))
+        if as_made and mine is not False:
+            return made_with.as_made(spec, existing.labels)
+        differ = (["its owner (made with another person's key)"] if mine is False
+                  else made_with.differences(spec, existing.labels))
+        raise DevagentError(
+            f"environment {spec.name!r} exists with other options: {'; '.join(differ)}", status=ExitStatus.CONFLICT,
+            hint=f"`devagent up {spec.name}` with no options starts it as it was made; `devagent up {spec.name} "
+            "--recreate ...` replaces it with these (alias, host key and workspace files are kept)")
 
     def _choose_gpus(self, spec: EnvSpec, *, replacing: ContainerInfo | None) -> GpuChoice:
         """The GPUs for SPEC from the ledger's view (no lease yet: `_create` takes them, atomically). Refuses a GPU
@@ -395,6 +405,7 @@ class Provisioner:
                     cid = self.engine.create(
                         name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
+                                **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
                                 HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
                                 **sharing.owner_labels(user_public)},

@@ -142,7 +142,8 @@ class RecordingProvisioner:
     def __init__(self) -> None:
         self.calls: list[tuple[s.EnvSpec, str]] = []
 
-    def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str) -> object:
+    def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
+           as_made: bool = False) -> object:
         from devagent.host.provision import UpResult
 
         self.calls.append((spec, launch_command))
