@@ -190,6 +190,7 @@ echo "user=$(id -un)"
 echo "home=$HOME"
 echo "bash=$(command -v bash || true)"
 if command -v tar >/dev/null 2>&1; then echo "tar=$(tar --version 2>/dev/null | head -n 1)"; else echo "tar="; fi
+echo "download=$(command -v curl || command -v wget || true)"
 libc=$(getconf GNU_LIBC_VERSION 2>/dev/null || true)
 [ -n "$libc" ] || libc=$(ldd --version 2>&1 | head -n 1)
 echo "glibc=$libc"
@@ -233,8 +234,8 @@ exit 0
     "WORKSPACE_ENV", layout.WORKSPACE_ENV).replace("HOME_WORKSPACE", layout.HOME_WORKSPACE).replace(
     "NOTEBOOK", layout.NOTEBOOK).replace("AGENT_PYTHON", shlex.quote(f"{layout.AGENT_VENV}/bin/python"))
 
-PROBE_KEYS = ("uid", "user", "home", "bash", "tar", "glibc", "home_writable", "tmp_exec", "agent_state", "agent_pid",
-              "workspace", "home_df", "workspace_df", "notebook", "notebook_writable", "probe_done")
+PROBE_KEYS = ("uid", "user", "home", "bash", "tar", "download", "glibc", "home_writable", "tmp_exec", "agent_state",
+              "agent_pid", "workspace", "home_df", "workspace_df", "notebook", "notebook_writable", "probe_done")
 _KEY_LINE = re.compile(r"^([a-z_]+)=(.*)$")
 
 
@@ -281,8 +282,9 @@ FORWARDING = "TCP forwarding"
 TMP_EXEC = "/tmp allows executing"  # noqa: S108 - a check's name, not a path devagent writes
 HOME_DISK, WORKSPACE_DISK = "free disk in home", "free disk in the workspace"
 # Every check made from inside the container, in the order shown; all skipped when the login is not possible.
-CONTAINER_SIDE = (LOGIN, FORWARDING, "bash", "tar", "glibc", "home writable", TMP_EXEC, HOME_DISK, WORKSPACE_DISK,
-                  "agent", "notebook writable")
+DOWNLOAD = "download tool"
+CONTAINER_SIDE = (LOGIN, FORWARDING, "bash", "tar", DOWNLOAD, "glibc", "home writable", TMP_EXEC, HOME_DISK,
+                  WORKSPACE_DISK, "agent", "notebook writable")
 
 
 def _missing(name: str, key: str, env: Environment) -> Check:
@@ -304,6 +306,18 @@ def _tar(tar: str, values: Mapping[str, str], env: Environment) -> Check:
     return Check("tar", False, "no tar in the image; Remote-SSH unpacks its server with tar",
                  fix="use a base image that has tar (devagent does not install it; Debian and Ubuntu images have "
                  f"it): {env.rebase}")
+
+
+def _download(tool: str, values: Mapping[str, str], env: Environment) -> Check:
+    """The Remote-SSH client's setup script downloads VS Code's server inside the environment with curl or wget.
+    Without either, Microsoft's Remote-SSH downloads it on your machine and copies it over (that works);
+    VSCodium's open-remote-ssh stops ("no tool to download server binary"): a warning, not a failure."""
+    if tool:
+        return Check(DOWNLOAD, True, f"{tool} (Remote-SSH's setup script downloads VS Code's server with it)")
+    return warning(DOWNLOAD, "neither curl nor wget in the image: Microsoft's Remote-SSH downloads VS Code's server "
+                   "on your machine and copies it over (that works); VSCodium's open-remote-ssh stops with \"no tool "
+                   "to download server binary\"", fix=f"for VSCodium, use a base image with curl or wget: "
+                   f"{env.rebase} (devagent's own base images carry curl once rebuilt)")
 
 
 def _glibc(libc: str, values: Mapping[str, str], env: Environment) -> Check:
@@ -388,6 +402,7 @@ def _notebook(writable: str, values: Mapping[str, str], env: Environment) -> Che
 _JUDGES = (
     ("bash", "bash", _bash),
     ("tar", "tar", _tar),
+    (DOWNLOAD, "download", _download),
     ("glibc", "glibc", _glibc),
     ("home writable", "home_writable", _home),
     (TMP_EXEC, "tmp_exec", _tmp),
