@@ -712,6 +712,7 @@ class Provisioner:
         nothing to speak, and the login is then proven by the OpenSSH client through the alias alone.
         """
         if spec.sshd_profile == "strict" and not openssh_at_least(banner, (9, 9)):
+            self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
             return
         from devagent.host.ssh_login import prove_login  # paramiko costs 150 ms to import: only when used
 

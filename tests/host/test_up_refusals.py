@@ -65,3 +65,15 @@ def test_down_of_a_name_that_does_not_exist_removes_a_lock_file_left_by_an_older
         Provisioner(engine=FakeEngine(), paths=paths).down("nope")  # type: ignore[arg-type]
     assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
     assert not paths.env_lock("nope").exists()
+
+
+def test_up_says_when_the_login_is_proven_with_openssh_alone(tmp_path: Path) -> None:
+    """The tutorial and the security model show this line; with bookworm's OpenSSH 9.2 (no key exchange paramiko
+    speaks) and the strict profile `up` returned before saying it."""
+    lines: list[str] = []
+    provisioner = Provisioner(engine=FakeEngine(), paths=Paths.from_environ(),  # type: ignore[arg-type]
+                              report=lines.append)
+    spec = EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path), sshd_profile="strict")
+    provisioner._prove(spec, banner="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", port=1, identity=tmp_path / "id",
+                       host_public="")
+    assert lines == ["paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH"]
