@@ -114,7 +114,9 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
     on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
     where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
-    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}{on}")
+    # A derived image this up made a container from: built now, or found (as `devagent image build` says it).
+    made_from = " (cached)" if (result.created or result.recreated) and not env.image else ""
+    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else made_from}{on}")
     click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
     click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")

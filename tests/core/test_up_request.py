@@ -310,3 +310,23 @@ def test_the_cli_refuses_a_unitless_memory_in_the_file_before_anything_is_made(
         "is bytes)\n"
         '  hint: write the unit b, k, m or g after the number, e.g. memory = "2g"\n')
     assert fake.calls == []
+
+
+@pytest.mark.parametrize(("created", "built", "line"), [
+    (True, False, "✔ image img (cached)\n"), (True, True, "✔ image img (built)\n"), (False, False, "✔ image img\n")])
+def test_the_image_line_says_built_or_cached_for_a_new_container(
+        created: bool, built: bool, line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A cached image was said on stderr only: the ✔ line showed neither (built) nor (cached)."""
+    import dataclasses
+
+    fake = RecordingProvisioner()
+    made = fake.up
+
+    def up(spec: s.EnvSpec, **kwargs: Any) -> object:
+        return dataclasses.replace(made(spec, **kwargs), created=created, image_built=built)  # type: ignore[type-var]
+
+    monkeypatch.setattr(fake, "up", up)
+    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith(line)
