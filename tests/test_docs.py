@@ -176,3 +176,14 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/test_docs.py --write   (rewrites the help blocks in docs/reference/cli.md)")
     write_cli_reference()
+
+
+def test_the_reference_names_no_hidden_command_as_one_to_type() -> None:
+    """cli.md and exit-codes.md spoke of `devagent serve`, which `devagent --help` does not list."""
+    from devagent.cli.app import cli
+
+    hidden = [name for name, command in cli.commands.items() if command.hidden]
+    assert "serve" in hidden
+    for page in ("cli.md", "exit-codes.md"):
+        text = (DOCS / "reference" / page).read_text(encoding="utf-8")
+        assert [name for name in hidden if f"devagent {name}`" in text or f"devagent {name} " in text] == [], page

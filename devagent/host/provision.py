@@ -44,7 +44,7 @@ from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.gpu_ledger import GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.host.image import build_image, local_pinned, team_image
-from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
+from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
 from devagent.host.records import Record, Records
@@ -268,7 +268,7 @@ class Provisioner:
                         raise
             except Stopped as exc:  # outside the transaction (it turns its own into a DevagentError)
                 raise DevagentError(f"{describe(exc.signum)}; `up` had made nothing that needed undoing",
-                                    status=exit_status(exc.signum)) from None
+                                    status=exit_status(exc.signum), hint=AGAIN) from None
 
     def _home_id(self) -> str:
         return hashlib.sha256(f"{os.uname().nodename}\0{self.paths.home}".encode()).hexdigest()[:12]
