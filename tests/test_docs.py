@@ -187,3 +187,13 @@ def test_the_reference_names_no_hidden_command_as_one_to_type() -> None:
     for page in ("cli.md", "exit-codes.md"):
         text = (DOCS / "reference" / page).read_text(encoding="utf-8")
         assert [name for name in hidden if f"devagent {name}`" in text or f"devagent {name} " in text] == [], page
+
+
+def test_every_block_of_the_tutorial_is_run_or_said_why_not() -> None:
+    """tests/integration/test_docs_tutorial.py runs the tutorial's blocks against real output: a block it does not
+    know (a new one) fails here, without Docker, until it is given an action or a reason."""
+    from tests.docs_console import blocks
+    from tests.integration.test_docs_tutorial import TUTORIAL, action
+
+    kinds = [action(block) for block in blocks(TUTORIAL)]
+    assert sum(not isinstance(kind, str) for kind in kinds) >= 7  # up, the journal, the notebook, run, down, …
