@@ -197,3 +197,11 @@ def test_every_block_of_the_tutorial_is_run_or_said_why_not() -> None:
 
     kinds = [action(block) for block in blocks(TUTORIAL)]
     assert sum(not isinstance(kind, str) for kind in kinds) >= 7  # up, the journal, the notebook, run, down, …
+
+
+def test_every_console_block_of_the_how_tos_is_run_or_said_why_not() -> None:
+    from tests.docs_console import blocks
+    from tests.integration.test_docs_tutorial import HOW_TOS, action
+
+    kinds = [action(block, page) for page in HOW_TOS for block in blocks(page, "console")]
+    assert any(not isinstance(kind, str) for kind in kinds)

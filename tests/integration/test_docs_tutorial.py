@@ -123,15 +123,26 @@ def _typed(demo: Demo, block: Block) -> list[str]:
     typed = block.prompt.removeprefix("$ ").removeprefix("# ")
     if typed.startswith("ssh ") and " '" in typed:  # one stream inside, so the lines keep their order
         typed = typed.replace(" '", " 'exec 2>&1; ", 1)
-    return [_as_first_run(line) for line in demo.shell(typed)]
+    return as_first_run(demo.shell(typed))
 
 
-def _as_first_run(line: str) -> str:
-    """The page shows `up`'s first run, which builds the derived image; here it may be cached already (other tests
-    build the same one): what a cached image's lines say instead is put back as the first run says it."""
-    if m := re.fullmatch(r"image (\S+) \(cached\)", line):
-        return f"building image {m.group(1)} from devagent-base:bookworm"
-    return re.sub(r"^(✔ image \S+) \(cached\)$", r"\1 (built)", line)
+def as_first_run(lines: list[str]) -> list[str]:
+    """The pages show the first run, which builds the derived image; here it may be cached already (other tests
+    build the same one): what a cached image's lines say instead is put back as the first run says it (the build's
+    own lines are `…` on the pages)."""
+    out: list[str] = []
+    building = False
+    for line in lines:
+        if m := re.fullmatch(r"image (\S+) \(cached\)", line):  # `up`'s progress line
+            out.append(f"building image {m.group(1)} from devagent-base:bookworm")
+            building = True
+        elif m := re.fullmatch(r"✔ image (\S+) \(cached\)", line):
+            if not building:  # `image build` says it on the ✔ line alone
+                out.append(f"building image {m.group(1)} from devagent-base:bookworm")
+            out.append(f"✔ image {m.group(1)} (built)")
+        else:
+            out.append(line)
+    return out
 
 
 def _at_prompt(demo: Demo, block: Block) -> list[str]:
@@ -142,6 +153,8 @@ def _at_prompt(demo: Demo, block: Block) -> list[str]:
 
 def _run_only(demo: Demo, block: Block) -> None:
     _typed(demo, block)
+    if "train_simplenet.py" in block.prompt:  # the copy: journaled before the run (a reader takes seconds too)
+        wait_for(lambda: '"path":"train_simplenet.py"' in _journal(demo), timeout=60, message="the copy's save")
 
 
 def _include_line(demo: Demo, block: Block) -> list[str]:
@@ -185,16 +198,43 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def action(block: Block) -> Action | str:
-    """What the test does with BLOCK: an action, or the reason it is not run."""
-    for start, act in ACTIONS.items():  # first: `# make demo-clean` starts as `# make demo` does
+def action(block: Block, page: Path = TUTORIAL) -> Action | str:
+    """What the test does with BLOCK of PAGE: an action, or the reason it is not run."""
+    actions, not_run = (ACTIONS, NOT_RUN) if page == TUTORIAL else (HOW_TO_ACTIONS, HOW_TO_NOT_RUN)
+    for start, act in actions.items():  # first: `# make demo-clean` starts as `# make demo` does
         if block.prompt.startswith(start):
             return act
-    for start, reason in NOT_RUN.items():
+    for start, reason in not_run.items():
         if block.prompt.startswith(start):
             return reason
-    raise AssertionError(f"{TUTORIAL.name} line {block.line}: a block the test neither runs nor leaves out: "
-                         f"{block.prompt!r}; add it to ACTIONS or NOT_RUN in {Path(__file__).name}")
+    raise AssertionError(f"{page.name} line {block.line}: a block the test neither runs nor leaves out: "
+                         f"{block.prompt!r}; add it to the actions or the reasons in {Path(__file__).name}")
+
+
+# The how-tos' console blocks. Most need what this machine has not (GPUs, a server, a team's image) or are
+# Docker's and make's own commands; the reason says which.
+HOW_TOS = sorted((ROOT / "docs" / "how-to").glob("*.md"))
+HOW_TO_ACTIONS: dict[str, Action] = {
+    "$ devagent image build --base-image devagent-base:bookworm": _typed,
+}
+HOW_TO_NOT_RUN = {
+    "# make ": "the repository's make targets (they install packages or run the suite itself)",
+    "$ make ": "the repository's make targets (they run the suite itself)",
+    "$ .venv/bin/python tests/test_docs.py --write": "rewrites the docs; test_docs.py checks its result",
+    "$ docker ": "Docker's own commands (a prune would remove images other tests use)",
+    "$ devagent gpus": "needs GPUs",
+    "dev@pytorch-dev:~/workspace$ devagent gpu-check": "needs GPUs",
+    "laptop$ devagent up pytorch-dev --host": "needs a server",
+    "$ devagent up pytorch-dev --gpus": "needs GPUs",
+    "$ devagent up exp-ana --gpus": "needs GPUs",
+    "$ devagent up debug-bob --gpus": "needs GPUs",
+    "$ devagent up pytorch-dev --base-image my-team/": "needs a team's image this machine does not have",
+    "$ devagent image build --base-image my-team/": "needs a team's image this machine does not have",
+    "$ devagent up exp --workspace ./code --watch": "the page shows no output",
+    "$ devagent up exp --workspace /mnt/nfs/code": "needs a network mount; the page shows no output",
+    "$ devagent unshare pytorch-dev alice": "needs a teammate's open ssh session (tests/integration/test_share.py "
+    "checks what it prints)",
+}
 
 
 def test_the_tutorial_shows_what_its_commands_print(demo: Demo, docker_client: object) -> None:
@@ -214,3 +254,15 @@ def test_the_tutorial_shows_what_its_commands_print(demo: Demo, docker_client: o
         assert problem is None, f"{TUTORIAL.name} line {block.line} ({block.prompt!r}): {problem}\n" \
             "real output:\n" + "\n".join(real)
     assert container_names(docker_client, demo.name) == []  # `make demo-clean` removed it
+
+
+def test_the_how_tos_show_what_their_commands_print(demo: Demo) -> None:
+    for page in HOW_TOS:
+        for block in blocks(page, "console"):
+            act = action(block, page)
+            if isinstance(act, str):
+                continue
+            real = act(demo, block)
+            problem = mismatch(list(block.output), real or [])
+            assert problem is None, f"{page.name} line {block.line} ({block.prompt!r}): {problem}\n" \
+                "real output:\n" + "\n".join(real or [])
