@@ -9,6 +9,7 @@ file descriptor of the folder devagent made, never by path, so a link swapped in
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pwd
@@ -46,9 +47,13 @@ def check_workspace(workspace: Path, paths: Paths) -> None:
                 f"workspace {ws} is inside {what}: {real}; everything in the environment could read and change it",
                 hint="keep projects elsewhere and pass --workspace that folder (e.g. ~/code/PROJECT)",
                 status=ExitStatus.USAGE)
-    # A home folder itself: yours said above when it holds your keys; anyone's, whatever it holds.
-    homes = [(f"{entry.pw_name}'s", entry.pw_dir) for entry in pwd.getpwall()]
-    _refuse_system_folder(ws, system_folder(str(ws), [("your", str(Path.home())), *homes]))
+    # A home folder itself: yours said above when it holds your keys; anyone's, whatever it holds. A home belongs
+    # to its user, so the folder's owner is asked (no listing of every account, which LDAP can make slow).
+    homes = [("your", str(Path.home()))]
+    with contextlib.suppress(OSError, KeyError):
+        owner = pwd.getpwuid(ws.stat().st_uid)
+        homes.append((f"{owner.pw_name}'s", owner.pw_dir))
+    _refuse_system_folder(ws, system_folder(str(ws), homes))
 
 
 def _refuse_system_folder(ws: Path, what: str | None) -> None:
