@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,39 @@ def test_output_to_a_reader_that_went_away_ends_quietly() -> None:
     os.close(write)
     assert done.returncode == 1
     assert b"Traceback" not in done.stderr, done.stderr.decode()
+
+
+# What a compromised server (or a notebook) can say: OSC 52 sets the clipboard, CSI clears the screen, a bare CR
+# overwrites the line before it, BEL rings, C1's CSI does what ESC [ does.
+HOSTILE_WORDS = "\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07\x1b[2J\rok\x9b31m\x00"
+SHOWN = "␛]52;c;Y3VybCBldmlsLnNofHNo␇␛[2J␍ok\\x9b31m␀"
+
+
+def test_what_a_server_says_reaches_the_terminal_with_its_control_characters_visible(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ssh = bin_dir / "ssh"  # the server's words, as the user's ssh relays them
+    (tmp_path / "words").write_text(HOSTILE_WORDS)
+    ssh.write_text(f"#!/bin/sh\ncat '{tmp_path / 'words'}' >&2\nexit 255\n")
+    ssh.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("DEVAGENT_HOME", str(tmp_path / "home"))
+    assert main(["gpus", "--host", "gpu"]) == ExitStatus.SERVER_UNREACHABLE
+    err = capsys.readouterr().err
+    assert f"  | {SHOWN.replace('␍', chr(10) + '  | ')}\n" in err
+    assert not any(c in err for c in "\x1b\x07\r\x9b\x00")
+
+
+def test_an_error_s_message_details_and_hint_reach_the_terminal_with_control_characters_visible(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from devagent.cli import servers
+
+    def hostile() -> None:
+        raise DevagentError(f"m{HOSTILE_WORDS}", details=f"d{HOSTILE_WORDS}", hint=f"h{HOSTILE_WORDS}",
+                            status=ExitStatus.CONFLICT)
+
+    monkeypatch.setattr(servers, "provisioner", hostile)
+    assert main(["down", "exp"]) == ExitStatus.CONFLICT
+    in_details = SHOWN.replace("␍", "\n  | ")  # a CR ends a line of details, as splitlines() reads it
+    assert capsys.readouterr().err == f"Error: m{SHOWN}\n  | d{in_details}\n  hint: h{SHOWN}\n"

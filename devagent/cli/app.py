@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from devagent import __version__
+from devagent.core.markdown import printable
 from devagent.errors import DevagentError, ExitStatus
 
 JSON_VERSION = 1
@@ -26,15 +27,19 @@ class Invocation:
 
 
 def echo_step(text: str) -> None:
+    """TEXT on stderr, its control characters made visible (``printable``): steps, reports and errors carry what
+    servers, engines, containers and notebooks said, and an escape sequence in it is an instruction to the
+    terminal (OSC 52 writes the clipboard)."""
     # After SIGHUP the terminal is gone and writing fails: that must not stop up's rollback, nor its report.
     with contextlib.suppress(OSError):
-        click.echo(text, err=True)
+        click.echo(printable(text), err=True)
 
 
 def echo_result(text: str) -> None:
+    """TEXT on stdout, at once, its control characters made visible (see ``echo_step``)."""
     # A line the user waits for (a URL) goes out at once, also when stdout is a pipe.
     with contextlib.suppress(OSError):
-        click.echo(text)
+        click.echo(printable(text))
         sys.stdout.flush()
 
 

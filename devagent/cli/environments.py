@@ -93,12 +93,11 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
     )
+    if request.host is not None and request.host_from_file:
+        servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
-    # `up NAME` alone (no option typed, no devagent.toml): an environment NAME that exists starts as it was made.
-    typed = [p for p in ctx.params if p not in ("name", "host", "local")
-             and ctx.get_parameter_source(p) is not ParameterSource.DEFAULT]
-    as_made = not typed and config_text is None
+    as_made = _nothing_typed(ctx) and config_text is None
     if request.host is None:
         result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
                                           as_made=as_made)
@@ -142,6 +141,15 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
             raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
                                 status=exc.status, hint=exc.hint) from None
+
+
+def _nothing_typed(ctx: click.Context) -> bool:
+    """`up NAME` alone (no option typed; --host and --local only say where): with no devagent.toml either, an
+    environment NAME that exists is started as it was made."""
+    from click.core import ParameterSource
+
+    return all(ctx.get_parameter_source(p) is ParameterSource.DEFAULT for p in ctx.params
+               if p not in ("name", "host", "local"))
 
 
 def _expand_home(folder: str) -> Path:

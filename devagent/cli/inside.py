@@ -1,5 +1,5 @@
 """The commands that run inside the container: the agent, run, gpu-check, and the helpers the host side
-calls there (serve, end-sessions, people-entry, vscode-files, append-entry, sshd-config)."""
+calls there (serve, end-sessions, people-entry, vscode-files, sshd-config)."""
 
 from __future__ import annotations
 
@@ -131,22 +131,6 @@ def vscode_files_command(workspace: Path) -> None:
     except OSError as exc:
         raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,
                             hint="make the workspace writable") from None
-
-
-@cli.command(name="append-entry", hidden=True)
-@click.argument("root", type=click.Path(path_type=Path))
-@click.argument("notebook", type=click.Path(path_type=Path))
-@click.argument("text")
-def append_entry(root: Path, notebook: Path, text: str) -> None:
-    """(Inside a throw-away container, for `reproduce --host`) append TEXT to NOTEBOOK, never through a link
-    below ROOT."""
-    from devagent.runtime.append import locked_append
-
-    try:
-        locked_append(notebook, text.encode(), root=root)
-    except OSError as exc:
-        raise DevagentError(f"could not append to {notebook}: {exc.strerror or exc}", status=ExitStatus.NOTEBOOK,
-                            hint="free disk space or make the workspace writable") from None
 
 
 @cli.command(name="sshd-config")

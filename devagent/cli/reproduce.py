@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from devagent.cli import servers
-from devagent.cli.app import cli, echo_step
+from devagent.cli.app import cli, echo_result, echo_step
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
@@ -60,15 +60,17 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
             provisioner = stack.enter_context(servers.on_server(server))
             files = ServerFiles(provisioner.link)
 
+            # Over the ssh login, as the server user, only the appended bytes: never in a container of the image
+            # the notebook names, which must not get the original workspace (host/reproduce.py's docstring).
             def append(notebook: Any, text: str, root: Any) -> None:
-                append_on_server(provisioner.engine, image=result.image, uid=result.uid, workspace=root,
-                                 notebook=notebook, text=text)
+                append_on_server(provisioner.link, workspace=root, notebook=notebook, text=text)
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
                                         server=server)
         facts = plan.facts
         on = f" on {server}" if server else ""
-        click.echo(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
-        click.echo(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
+        # The notebook's words (its command, its metric names) are shown with their control characters visible.
+        echo_result(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
+        echo_result(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
         from devagent.host.reproduce import last_run, run_through_alias
 
         exit_code = run_through_alias(provisioner.paths.user_ssh_config, facts, plan.name)
@@ -85,7 +87,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
             except OSError as exc:
                 echo_step(f"⚠ the comparison is not in {notebook}{files.where}: {exc.strerror or exc}")
     for line in lines:
-        click.echo(f"  {line}")
+        echo_result(f"  {line}")
     if exit_code != 0 or not ok:
         what = f"the command exited {exit_code}" if exit_code != 0 else "its metrics differ"
         raise DevagentError(f"run {facts.number} did not reproduce: {what}", status=ExitStatus.NOT_REPRODUCIBLE,
@@ -110,15 +112,17 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
     for warning in plan.warnings:
         echo_step(f"⚠ {warning}")
     facts = plan.facts
-    given: dict[str, object] = dict(up_option_values(facts.up_args))
     image_args = ["--image", plan.image] if plan.image else (
         ["--base-image", plan.base_image] if plan.base_image else [])
-    given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
     host_args = ["--host", server] if server else []
-    if server:
-        given["host"] = server
     config_file = plan.new_workspace / CONFIG_FILE
     try:
+        # The notebook's options pass the same checks as typed ones, and only those devagent records get through.
+        given: dict[str, object] = dict(up_option_values(facts.up_args, notebook=str(plan.notebook),
+                                                         run=facts.number))
+        given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
+        if server:
+            given["host"] = server
         try:
             config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
         except OSError as exc:
@@ -128,7 +132,7 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
             name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
             workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
             argv=["up", plan.name, *host_args, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
-            server_workspace=str(plan.new_workspace) if server else None)
+            server_workspace=str(plan.new_workspace) if server else None, local=server is None)
         result = provisioner.up(request.spec, launch_command=request.launch_command)
     except BaseException:
         plan.discard()  # no environment mounts it

@@ -50,6 +50,40 @@ HOST_HELP = ("The GPU server, as you reach it with ssh: an alias from your ssh c
              "else devagent.toml's host, else this machine's Docker Engine].")
 
 
+def interactive() -> bool:
+    """Whether someone at a terminal can be asked: stdin to answer, stderr to show the question."""
+    import sys
+
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def agree_to_file_host(server: str, *, config_file: Path) -> None:
+    """Go on only if the user agrees to SERVER, which only CONFIG_FILE (a workspace's devagent.toml, perhaps a
+    cloned one) names: asked once in a terminal and remembered; refused without one (scripts, CI)."""
+    import click
+
+    from devagent.errors import DevagentError, ExitStatus
+    from devagent.host.consent import TrustedServers
+    from devagent.host.paths import Paths
+
+    trusted = TrustedServers(Paths.from_environ())
+    if trusted.has(server):
+        return
+    ways = (f"pass --host {server} (or set DEVAGENT_HOST={server}) to use it, or --local for this machine's "
+            "engine")
+    if not interactive():
+        raise DevagentError(f"{config_file} names the server {server!r}, which you have not agreed to use: a "
+                            "file in a workspace does not choose a server on its own", status=ExitStatus.USAGE,
+                            hint=f"{ways}; or run `devagent up` once in a terminal and answer yes (remembered)")
+    click.echo(f"{config_file} names the server {server!r}: devagent would log in there with your ssh config and "
+               "keys, make the environment there and write its alias through it.", err=True)
+    if not click.confirm(f"Use {server} (remembered for every workspace that names it)?", default=False,
+                         err=True):
+        raise DevagentError(f"not using the server {server!r} that {config_file} names; nothing was made",
+                            status=ExitStatus.USAGE, hint=ways)
+    trusted.add(server)
+
+
 @contextlib.contextmanager
 def server_link(text: str, *, quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Any]:
     """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends. RESOLVE:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,8 +57,14 @@ def share(name: str, key_file: Path | None, person: str | None, export_person: s
             click.echo(sharing.export(name, export_person), nl=False)
         return
     assert key_file is not None
-    try:
-        raw = key_file.read_bytes()[:65536]
+    from devagent.nofollow.walk import open_regular
+
+    try:  # a regular file (a teammate's FIFO or a link to /dev/zero is refused, not read), its first 64 KiB
+        fd = open_regular(key_file)
+        try:
+            raw = os.read(fd, 65536)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise DevagentError(f"cannot read {key_file}: {exc.strerror or exc}", status=ExitStatus.USAGE,
                             hint="pass the teammate's public key file, e.g. --key alice.pub") from None

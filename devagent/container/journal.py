@@ -9,11 +9,11 @@ Layout, inside the workspace::
 
 A save counts only when the content changed since the last one recorded: ``touch`` and no-op saves give None.
 
-Files are read as devagent/runtime/bounded_read.py reads them: regular files only, opened without blocking and
+Files are read as devagent/nofollow reads them: regular files only, opened without blocking and
 without following a link anywhere below the workspace (a link is refused, even to a file inside it: the file
 it names is watched under its own name). A file over MAX_SNAPSHOT_BYTES is journaled by its size and the sha256
 of its content, read in bounded chunks; no copy of it is kept and its lines are not counted. Anything else
-(a FIFO, a device, a socket, a link) raises ``Refused``, without a byte read. Snapshots are read and written
+(a FIFO, a device, a socket, a link) raises ``PathRefused``, without a byte read. Snapshots are read and written
 the same way, so a link planted in ``.devagent/snapshots`` is neither followed nor written through.
 
 >>> from pathlib import Path; import tempfile; from datetime import datetime
@@ -35,15 +35,15 @@ import hashlib
 import logging
 import os
 import stat
-import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
+from devagent.nofollow.bounded import Content, read_content
+from devagent.nofollow.walk import PathRefused, open_below, open_folder_below, replace_file
 from devagent.runtime.append import locked_append
-from devagent.runtime.bounded_read import Content, Refused, open_below, open_folder_below, read_content
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state
 
 logger = logging.getLogger("devagent.journal")
@@ -79,7 +79,7 @@ class Journal(SaveLog):
     def baseline(self, path: Path) -> bool:
         """Remember PATH's current content without recording a save, if nothing is known about it yet,
         so that its first save counts only the lines that save changed. Returns True if it stored one.
-        Raises ``Refused`` for a file that is not read (a link, a FIFO, a device)."""
+        Raises ``PathRefused`` for a file that is not read (a link, a FIFO, a device)."""
         rel = self.relative(path)
         with self._lock:
             if self._known(rel):
@@ -95,7 +95,7 @@ class Journal(SaveLog):
 
     def record_save(self, path: Path, now: datetime) -> SaveRecord | None:
         """Record a save of PATH at NOW if its content changed since the last one; return the record, or None
-        (same content, or the file is gone). Raises ``Refused`` for a file that is not read (a link, a FIFO, a
+        (same content, or the file is gone). Raises ``PathRefused`` for a file that is not read (a link, a FIFO, a
         device: nothing is recorded) and ``OSError`` if the journal cannot be written."""
         rel = self.relative(path)
         content = self._read(rel)  # outside the lock, which `move` and the baseline also take
@@ -166,7 +166,7 @@ class Journal(SaveLog):
         with self._lock:
             try:
                 folder = self._snapshots_fd()
-            except (FileNotFoundError, Refused):  # a planted link: nothing of ours to prune, nothing deleted
+            except (FileNotFoundError, PathRefused):  # a planted link: nothing of ours to prune, nothing deleted
                 return 0
             try:
                 for name in os.listdir(folder):
@@ -217,7 +217,7 @@ class Journal(SaveLog):
             fd = open_below(self.workspace, f"{layout.SNAPSHOTS}/{_key(rel)}{suffix}")
         except (FileNotFoundError, NotADirectoryError):
             return None
-        except (Refused, IsADirectoryError) as exc:
+        except (PathRefused, IsADirectoryError) as exc:
             logger.warning("save journal: ignoring the snapshot of %s: %s is %s", rel, exc.filename, exc.strerror)
             return None
         try:
@@ -234,17 +234,7 @@ class Journal(SaveLog):
         prepare_workspace_state(self.workspace)
         folder = self._snapshots_fd(create=True)
         try:
-            tmp = f".{keep}.{os.getpid()}.{threading.get_ident()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, keep, src_dir_fd=folder, dst_dir_fd=folder)  # whole or not at all
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp, dir_fd=folder)
-                raise
+            replace_file(folder, keep, data)  # whole or not at all, never through a link
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale, dir_fd=folder)
         finally:
@@ -256,7 +246,7 @@ class Journal(SaveLog):
 
     def prepare(self) -> None:
         """Create ``.devagent/`` (with a ``.gitignore``) and its snapshots folder if they are missing; a link in
-        their place is refused (``Refused``), not followed."""
+        their place is refused (``PathRefused``), not followed."""
         prepare_workspace_state(self.workspace)
         os.close(self._snapshots_fd(create=True))
 

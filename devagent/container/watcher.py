@@ -59,7 +59,7 @@ from devagent.container.journal import Journal
 from devagent.core import layout
 from devagent.core.globs import compile_glob
 from devagent.core.notebook import SaveRecord
-from devagent.runtime.bounded_read import Refused
+from devagent.nofollow.walk import PathRefused
 
 logger = logging.getLogger("devagent.watcher")
 
@@ -233,7 +233,7 @@ class SaveHandler(FileSystemEventHandler):
         """Ask the journal whether PATH changed; never raises for a file or disk problem (it logs)."""
         try:
             record = self.journal.record_save(Path(path), self.now())
-        except Refused as exc:  # z.py -> /dev/zero, a FIFO: one line, then on with the other saves
+        except PathRefused as exc:  # z.py -> /dev/zero, a FIFO: one line, then on with the other saves
             reason = exc.strerror or str(exc)
             if self._refused.get(path) != reason:
                 if len(self._refused) >= 1000:

@@ -27,6 +27,8 @@ from datetime import datetime
 
 from devagent.core.markdown import code, escape, escape_heading, table
 from devagent.core.notebook import entry, heading
+from devagent.core.spec import NAME_RE, USER_RE
+from devagent.core.sshhost import valid_proxy_jump
 from devagent.errors import DevagentError, ExitStatus
 
 MIN_RSA_BITS = 3072
@@ -297,6 +299,7 @@ def render_export(*, name: str, person: Person, port: int, user: str, host_key: 
     # and append this line to ~/.ssh/known_hosts (it pins the environment's host key):
     exp ssh-ed25519 HOSTKEY
     """
+    _check_export(name=name, person=person, port=port, user=user, host_key=host_key, proxy_jump=proxy_jump)
     lines = [
         f"# devagent environment {name}, for {person.name}: append to ~/.ssh/config",
         f"Host {name}",
@@ -314,6 +317,31 @@ def render_export(*, name: str, person: Person, port: int, user: str, host_key: 
         f"{name} {' '.join(host_key.split()[:2])}",
     ]
     return "\n".join(lines) + "\n"
+
+
+_HOST_KEY_RE = re.compile(r"(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,2}")
+
+
+def _check_export(*, name: str, person: Person, port: int, user: str, host_key: str,
+                  proxy_jump: str | None) -> None:
+    """Refuse (CONFLICT) any value the teammate's ssh config would read as more than it is: a line break in a
+    value starts a new option there (``ProxyCommand``, ``LocalCommand`` run commands on her machine)."""
+    host_key_fields = " ".join(host_key.split()[:2]) if isinstance(host_key, str) else host_key
+    problems = [
+        ("environment name", name, isinstance(name, str) and NAME_RE.fullmatch(name)),
+        ("teammate name", person.name, isinstance(person.name, str) and PERSON_RE.fullmatch(person.name)),
+        ("teammate key", person.key, isinstance(person.key, str) and person.key.split(" ")[0] in KEY_KINDS),
+        ("port", port, isinstance(port, int) and not isinstance(port, bool) and 1 <= port <= 65535),
+        ("login user", user, isinstance(user, str) and USER_RE.fullmatch(user)),
+        ("host key", host_key, isinstance(host_key_fields, str) and _HOST_KEY_RE.fullmatch(host_key_fields)),
+        ("ProxyJump", proxy_jump, proxy_jump is None or valid_proxy_jump(proxy_jump)),
+    ]
+    for what, value, ok in problems:
+        if not ok:
+            raise DevagentError(f"refusing to print a Host block with the {what} {value!r}: a teammate's ssh "
+                                "config would read it as more than one value", status=ExitStatus.CONFLICT,
+                                hint="recreate the environment (devagent up NAME --recreate) so that devagent "
+                                "writes its labels again")
 
 
 def render_people_entry(people: Sequence[Person], change: str, when: datetime) -> str:

@@ -127,6 +127,15 @@ class HostEntry:
         }
 
 
+def valid_proxy_jump(value: object) -> bool:
+    """Whether VALUE may be written as a ProxyJump value: one hop, as core/server.py's Server.proxy_jump writes it.
+
+    >>> valid_proxy_jump("alice@gpu:2222"), valid_proxy_jump("gpu\\n  ProxyCommand sh"), valid_proxy_jump("-oX")
+    (True, False, False)
+    """
+    return isinstance(value, str) and not value.startswith("-") and bool(_PROXY_JUMP_RE.fullmatch(value))
+
+
 def validate(entry: HostEntry) -> None:
     """Raise DevagentError(USAGE) naming the fix if ENTRY holds a value a config file would not keep."""
     if not isinstance(entry.name, str) or not NAME_RE.fullmatch(entry.name):
@@ -137,8 +146,7 @@ def validate(entry: HostEntry) -> None:
         raise _usage(f"invalid ssh user {entry.user!r}", "use a lowercase POSIX user name, e.g. dev")
     check_path("IdentityFile", entry.identity_file)
     check_path("UserKnownHostsFile", entry.known_hosts_file)
-    if entry.proxy_jump is not None and (entry.proxy_jump.startswith("-")
-                                         or not _PROXY_JUMP_RE.fullmatch(entry.proxy_jump)):
+    if entry.proxy_jump is not None and not valid_proxy_jump(entry.proxy_jump):
         # parse_server refused anything else before; this guards the file against what reaches it some other way
         raise _usage(f"invalid ProxyJump {entry.proxy_jump!r}",
                      "name the server as you reach it with ssh: an alias, user@host[:port] or ssh://user@host:port")

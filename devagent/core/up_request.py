@@ -47,6 +47,7 @@ class UpRequest:
     launch_command: str
     vscode: bool
     host: str | None = None  # the server (as the user named it); None: this machine's engine
+    host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
@@ -87,6 +88,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                             hint="keep one: --image (image =) for a pushed devagent image, --base-image "
                             "(base_image =) to build from a base")
     host = None if local else _host(given.get("host"), env_host, config.host)
+    typed_host = any(isinstance(v, str) and v for v in (given.get("host"), env_host))
     if host is not None:
         workspace = _server_workspace(server_workspace, str(merged["name"]))
     cpus = pick("cpus")
@@ -112,7 +114,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         image=str(parse_image_ref(str(image))) if image is not None else None,
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
-                     vscode=bool(pick("vscode")), host=host)
+                     vscode=bool(pick("vscode")), host=host, host_from_file=host is not None and not typed_host)
 
 
 def _host(typed: object, env_host: str | None, in_file: str | None) -> str | None:

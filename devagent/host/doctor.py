@@ -33,7 +33,7 @@ from devagent.host import managed_config
 from devagent.host.engine import ContainerInfo
 from devagent.host.openssh import client_version
 from devagent.host.paths import Paths
-from devagent.host.sharing import callers_public_key, owned_by_caller
+from devagent.host.sharing import callers_own
 from devagent.host.ssh_config import SshConfig, parse_line
 
 PROBE_TIMEOUT = 60.0
@@ -66,8 +66,7 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     try:
         rows = engine_factory().list_managed()
         # On a shared engine, others' environments are counted apart (those without a recorded owner as yours).
-        caller_key = callers_public_key(paths)
-        others = sum(owned_by_caller(c.labels, caller_key) is False for c in rows)
+        others = sum(callers_own(c, paths) is False for c in rows)
         count = len(rows) - others
         checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}"
                         + (f" of yours, {others} of other people" if others else ""))]

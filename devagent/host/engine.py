@@ -574,28 +574,6 @@ class Engine:
             return 1, str(exc.explanation or exc)
         return int(code if code is not None else 1), bytes(output).decode(errors="replace")
 
-    def run_once(self, image: str, argv: list[str], *, user: str, mounts: Iterable[tuple[str, str]],
-                 timeout: float = 120.0) -> tuple[int, str]:
-        """Run ARGV in a throw-away container of IMAGE as USER, with MOUNTS (engine path, path inside; writable),
-        no network, no capabilities; (exit status, its output). The container is removed in every case."""
-        try:
-            container = self._client.containers.create(
-                image=image, command=argv, user=user, detach=True, network_mode="none", cap_drop=["ALL"],
-                security_opt=["no-new-privileges:true"], environment={"HOME": "/tmp"},  # noqa: S108 (its own /tmp)
-                labels={f"{LABEL_PREFIX}helper": "1"},
-                mounts=[docker.types.Mount(target=inside, source=source, type="bind") for source, inside in mounts])
-        except (docker.errors.APIError, OSError) as exc:  # no such image any more, an engine that went away
-            return 1, str(getattr(exc, "explanation", None) or exc)
-        try:
-            container.start()
-            code = container.wait(timeout=timeout).get("StatusCode", 1)
-            output = container.logs(stdout=True, stderr=True)
-        except (docker.errors.APIError, OSError) as exc:  # requests' errors (a wait that timed out) are OSErrors
-            return 1, str(getattr(exc, "explanation", None) or exc)
-        finally:
-            self.remove(str(container.id))
-        return int(code), bytes(output).decode(errors="replace")
-
     def user_uid(self, container_id: str, user: str) -> int | None:
         """The uid of USER in a created container's /etc/passwd (the base image may have given another uid)."""
         stream, _ = self._client.api.get_archive(container_id, "/etc/passwd")

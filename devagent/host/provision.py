@@ -299,10 +299,11 @@ class Provisioner:
         identity_path = identity or self.paths.identity
         user_public = (keys.public_line(identity_path) if identity
                        else keys.ensure_keypair(identity_path, comment=f"devagent@{os.uname().nodename}"))
+        self._refuse_others(existing, user_public)
         wanted_hash = spec_hash(spec, user_public)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
-                spec = self._as_made(spec, existing, user_public, as_made=as_made)
+                spec = self._as_made(spec, existing, as_made=as_made)
             return self._reuse(spec, existing, identity_path)
 
         gpus = self._choose_gpus(spec, replacing=existing)  # before the image: a busy GPU is refused at once
@@ -333,18 +334,21 @@ class Provisioner:
                 self.gpus.release(spec.name, keep=gpus.uuids)
         return result
 
-    def _as_made(self, spec: EnvSpec, existing: ContainerInfo, user_public: str, *, as_made: bool) -> EnvSpec:
-        """`up NAME` of an environment made with other options: AS_MADE (no option given) starts the caller's
-        as it was made; else the options that differ are named."""
-        mine = sharing.owned_by_caller(existing.labels, " ".join(user_public.split()[:2]))
-        if as_made and mine is not False:
+    def _as_made(self, spec: EnvSpec, existing: ContainerInfo, *, as_made: bool) -> EnvSpec:
+        """`up NAME` of the caller's environment made with other options: AS_MADE (no option given) starts it as
+        it was made; else the options that differ are named."""
+        if as_made:
             return made_with.as_made(spec, existing.labels)
-        differ = (["its owner (made with another person's key)"] if mine is False
-                  else made_with.differences(spec, existing.labels))
         raise DevagentError(
-            f"environment {spec.name!r} exists with other options: {'; '.join(differ)}", status=ExitStatus.CONFLICT,
+            f"environment {spec.name!r} exists with other options: "
+            f"{'; '.join(made_with.differences(spec, existing.labels))}", status=ExitStatus.CONFLICT,
             hint=f"`devagent up {spec.name}` with no options starts it as it was made; `devagent up {spec.name} "
             "--recreate ...` replaces it with these (alias, host key and workspace files are kept)")
+
+    def _refuse_others(self, existing: ContainerInfo | None, user_public: str) -> None:
+        """A container under the name that someone else owns is never reused nor replaced (a stale name)."""
+        if existing is not None and not sharing.owned_by(existing, {" ".join(user_public.split()[:2])}):
+            raise sharing.not_owned(existing, command=f"up {existing.name}", server=self.host)
 
     def _choose_gpus(self, spec: EnvSpec, *, replacing: ContainerInfo | None) -> GpuChoice:
         """The GPUs for SPEC from the ledger's view (no lease yet: `_create` takes them, atomically). Refuses a GPU
@@ -755,13 +759,29 @@ class Provisioner:
             if info.labels.get("devagent.managed") != "true":
                 raise DevagentError(f"the container {name!r} was not made by devagent; leaving it alone",
                                     status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
+            if not sharing.owned_by(info, sharing.caller_keys(self.paths, name)):
+                # A stale name: ours is gone, someone else's bears it. Their container, leftovers and leases stay;
+                # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
+                mine = "\n".join(f"removed your {item}" for item in self._forget(name))
+                raise sharing.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
             self.engine.remove(info.id)
             removed.append(f"container {name}")
         for leftover in self._leftovers(name, ours_only=False):
+            if not sharing.owned_by(leftover, sharing.caller_keys(self.paths, name)):
+                continue  # another person's up of that name, perhaps running now
             self.engine.remove(leftover.id)
             removed.append(f"container {leftover.name}, left behind by an interrupted up")
         for lease in self.gpus.release(name):
             removed.append(f"GPU lease {lease.gpu_uuid}")
+        removed += self._forget(name)
+        if not removed:
+            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                                hint="`devagent ls` lists the environments")
+        return removed
+
+    def _forget(self, name: str) -> list[str]:
+        """What this DEVAGENT_HOME keeps of NAME, removed: its alias, keys, record and invitations."""
+        removed: list[str] = []
         if self.ssh_config.remove(name):
             removed.append(f"ssh alias {name} and its pinned host key")
         if self.paths.host_key(name).exists():
@@ -771,14 +791,10 @@ class Provisioner:
             removed.append(f"devagent's record of {name} on {self.host}")
         if sharing.forget(self.paths, name):
             removed.append("invitations")
-        if not removed:
-            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
-                                hint="`devagent ls` lists the environments")
         return removed
 
     def ls(self) -> list[dict[str, object]]:
         aliases = set(self.ssh_config.names())
-        caller_key = sharing.callers_public_key(self.paths)
         rows: list[dict[str, object]] = []
         for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
             name = c.labels.get("devagent.name", c.name)
@@ -790,7 +806,7 @@ class Provisioner:
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
                 "created": c.created, "invited": sharing.invited_names(self.paths, name),
-                "owner": c.labels.get(sharing.OWNER_NAME_LABEL), "mine": sharing.owned_by_caller(c.labels, caller_key),
+                "owner": c.labels.get(sharing.OWNER_NAME_LABEL), "mine": sharing.callers_own(c, self.paths),
                 **({"host": self.host} if self.host is not None else {}),
             })
         return rows

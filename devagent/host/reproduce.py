@@ -11,15 +11,20 @@ made only once the checks pass, and removed again when a later check fails.
 
 The files live where the environments do: on this machine (LocalFiles), or on the server of `--host` (ServerFiles:
 each step a command over the command's one ssh login, as the server user; the notebook path is the server's).
-There, the comparison is appended by a throw-away container of the new environment's image that mounts only the
-workspace it writes to, as the login user and without network: a link planted in a workspace (which everything in
-an environment can change) reaches files of that container, never the server user's own.
+There, the folders are made, filled, given away and removed through host/server_workspace.py's WALK (never acted on
+twice by their path), and the comparison is appended by that same ssh login, as the server user, with only the
+appended bytes sent (`append_on_server`). No image runs for it: the image a notebook names is the notebook's
+choice, and a crafted notebook could name one that would get the original workspace (code, `.env`,
+checkpoints); `devagent.*` labels prove nothing (anyone can write them), an image devagent builds here is built
+from the base the notebook names, and the original environment, which could do it with `docker exec`, is often
+down by then. Everything in an environment can change its workspace, so the append opens nothing through a link
+(which is why a throw-away container that saw only the workspace did it before): each folder is entered and
+checked as WALK does, and the notebook itself is opened with O_NOFOLLOW.
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 import shlex
 import shutil
@@ -36,8 +41,10 @@ from devagent.core.runs.reproduce import ReproduceFacts, find_run_section, read_
 from devagent.core.spec import validate_new_name
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.engine import Engine
-from devagent.host.server_workspace import absolute, run_script
+from devagent.host.server_workspace import WALK, absolute, run_script
 from devagent.host.site import ServerSite
+from devagent.nofollow.folder import copy_tree, give_tree
+from devagent.nofollow.walk import PathRefused, open_below, open_regular, read_limited, read_tail
 
 Report = Callable[[str], None]
 _TARGET_RE = re.compile(r"(?P<path>.+)#run-(?P<number>[1-9][0-9]*)")
@@ -51,6 +58,7 @@ class Files(Protocol):
 
     def path(self, text: str) -> PurePath: ...
     def read_text(self, path: PurePath) -> str: ...
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str: ...
     def exists(self, path: PurePath) -> bool: ...
     def find_workspace(self, notebook: PurePath) -> PurePath: ...
     def repository(self, workspace: PurePath) -> PurePath | None: ...
@@ -221,17 +229,44 @@ def _git_not_installed(where: str) -> DevagentError:
                          hint="install it (apt-get install git): the code is re-created with it")
 
 
+_NOTEBOOK_LIMIT = 64 << 20  # a notebook (or devagent.toml) larger than this is not one: not read
+_RUNS_TAIL = 4 << 20  # what is read of the new runs journal, from its end: its last record is all that counts
+_LOGIN_USER = (1000, 1000)  # run as root, devagent makes the container's login user uid 1000 (as `up` does)
+
+
 class LocalFiles:
-    """The run and its reproduction on this machine."""
+    """The run and its reproduction on this machine.
+
+    Files in a workspace are anyone's who can write there (run as root, the workspace may be uid 1000's, and
+    the code run in the new environment writes its runs journal): they are read and copied through
+    devagent/nofollow, never through a link, never waiting on a FIFO, at a bounded cost."""
 
     where = ""
+
+    def __init__(self) -> None:
+        self._given: set[Path] = set()  # copies made here already given to the login user, file by file
+        self._theirs: set[Path] = set()  # folders someone else made where a copy was to go: never removed
 
     def path(self, text: str) -> PurePath:
         """TEXT as an absolute path, links resolved (in the part that exists)."""
         return Path(text).resolve()
 
     def read_text(self, path: PurePath) -> str:
-        return Path(path).read_text(encoding="utf-8")
+        """PATH's text: a regular file (a link at its name, a FIFO, a device: ``PathRefused``), at most
+        _NOTEBOOK_LIMIT bytes (more: ``PathRefused``, kind "too-large")."""
+        fd = open_regular(Path(path), follow_links=False)
+        try:
+            return read_limited(fd, _NOTEBOOK_LIMIT, str(path)).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
+
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str:
+        """The last LIMIT bytes (whole lines) of the regular file REL below ROOT, no link followed below ROOT."""
+        fd = open_below(Path(root), rel)
+        try:
+            return read_tail(fd, limit).decode("utf-8", errors="replace")
+        finally:
+            os.close(fd)
 
     def exists(self, path: PurePath) -> bool:
         return Path(path).exists() or Path(path).is_symlink()
@@ -269,19 +304,38 @@ class LocalFiles:
                 raise _git_not_installed("") from None
 
     def copy_code(self, workspace: PurePath, into: PurePath) -> None:
-        shutil.copytree(workspace, into, symlinks=True, ignore=shutil.ignore_patterns(*layout.WORKSPACE_FILES))
+        """Copy WORKSPACE (without devagent's files) to the new folder INTO, never through a link (links are
+        copied as links), refusing FIFOs and devices; run as root, each file is the login user's before it has
+        content and no copy is ever set-uid or set-gid (devagent/nofollow/folder.py's ``copy_tree``). Nothing is
+        left of INTO when it fails."""
+        owner = _LOGIN_USER if os.geteuid() == 0 else None
+        try:
+            copy_tree(Path(workspace), Path(into), skip=layout.WORKSPACE_FILES, owner=owner)
+        except FileExistsError:  # made by someone else since prepare looked: theirs, not ours to remove
+            self._theirs.add(Path(into))
+            raise DevagentError(f"{into} exists", status=ExitStatus.USAGE,
+                                hint="the reproduction gets a new workspace: pass --workspace a folder that does "
+                                "not exist yet, or --name another name") from None
+        except PathRefused as exc:
+            raise DevagentError(f"cannot copy {workspace}: {exc}", status=ExitStatus.USAGE,
+                                hint=exc.hint or None) from None
+        if owner is not None:
+            self._given.add(Path(into))
 
     def give_to_login_user(self, root: PurePath) -> None:
         """Run as root, devagent makes the container's login user uid 1000 (as `up` does): the workspace made
-        here becomes that user's, as a workspace `up` makes does. Links are changed themselves, never followed."""
-        if os.geteuid() != 0:
+        here (a clone) becomes that user's, as a workspace `up` makes does. Through descriptors, never a link:
+        ROOT must still be the folder this process made (``give_tree``)."""
+        if os.geteuid() != 0 or Path(root) in self._given:
             return
-        for folder, dirs, names in os.walk(root):
-            for entry in (folder, *(os.path.join(folder, n) for n in dirs + names)):
-                os.lchown(entry, 1000, 1000)
+        try:
+            give_tree(Path(root), _LOGIN_USER)
+        except PathRefused as exc:
+            raise exc.as_error() from None
 
     def discard(self, root: PurePath) -> None:
-        shutil.rmtree(root, ignore_errors=True)
+        if Path(root) not in self._theirs:
+            shutil.rmtree(root, ignore_errors=True)  # by descriptors, no link followed (rmtree.avoids_symlink_attacks)
 
 
 def _owner(path: Path) -> int:
@@ -289,9 +343,6 @@ def _owner(path: Path) -> int:
         return (path / ".git").stat().st_uid
     except OSError:
         return os.geteuid()
-
-
-_NOTEBOOK_LIMIT = 64 << 20  # a notebook read from a server: more than this is not a notebook
 
 
 class ServerFiles:
@@ -320,6 +371,15 @@ class ServerFiles:
             raise OSError(said[-1] if said else f"exit {done.returncode}")
         return done.stdout.decode("utf-8", errors="replace")
 
+    def read_tail(self, root: PurePath, rel: str, limit: int) -> str:
+        done = self._sh(f'[ -f "$1" ] && [ ! -L "$1" ] || {{ echo "No such file" >&2; exit 1; }}; '
+                        f'tail -c {limit} -- "$1"', str(root / rel))
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip().splitlines()
+            raise OSError(said[-1] if said else f"exit {done.returncode}")
+        text = done.stdout.decode("utf-8", errors="replace")
+        return text if len(done.stdout) < limit else text.partition("\n")[2]
+
     def exists(self, path: PurePath) -> bool:
         return self._sh('[ -e "$1" ] || [ -L "$1" ]', str(path)).returncode == 0
 
@@ -343,17 +403,25 @@ class ServerFiles:
         return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(errors="replace"), stderr)
 
     def copy_code(self, workspace: PurePath, into: PurePath) -> None:
+        """INTO made (it must not exist) and filled with WORKSPACE's files, each side entered through WALK: a link
+        swapped in for either, or for a folder above, is refused. Extracted without the files' owners and set-id
+        bits (the server user may be root); the status of the reading side is reported on fd 3."""
         excluded = " ".join(f"--exclude={shlex.quote(name)}" for name in sorted(layout.WORKSPACE_FILES))
-        self._out(f'mkdir -p -- "$2" && tar -C "$1" -cf - {excluded} . | tar -C "$2" -xf -', str(workspace),
-                  str(into))
+        self._out('enter_new "$2"; s=$?; [ $s = 4 ] && { echo "$2 exists" >&2; exit 1; }; [ $s = 0 ] || exit $s; '
+                  f'r=$( {{ {{ enter "$1" && tar -cf - {excluded} .; echo $? >&3; }} | '
+                  'tar -xf - --no-same-owner --no-same-permissions >&2; } 3>&1 ); t=$?; '
+                  '[ "$r" = 0 ] || exit "${r:-1}"; exit $t',
+                  str(workspace), str(into))
 
     def give_to_login_user(self, root: PurePath) -> None:
-        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does)."""
+        """As on this machine: a server user who is root gives the new workspace to uid 1000 (as `up` does),
+        through WALK (links inside are changed themselves: -h, and -R never follows one)."""
         if self.site.facts.uid == 0:
-            self._out('chown -hR 1000:1000 -- "$1"', str(root))
+            self._out('enter "$1" || exit; chown -hR 1000:1000 .', str(root))
 
     def discard(self, root: PurePath) -> None:
-        self._sh('rm -rf -- "$1"', str(root))
+        self._sh(WALK + 'enter "$(dirname -- "$1")" 2>/dev/null || exit 0; rm -rf -- "./$(basename -- "$1")"',
+                 str(root))
 
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
@@ -363,9 +431,17 @@ def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int
 
 
 def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
-    """The newest run in WORKSPACE's runs journal."""
+    """The newest run in WORKSPACE's runs journal (None when there is none), read from its end (_RUNS_TAIL
+    bytes at most). The code run in the new environment can write there: a link, a FIFO or a device in its
+    place is refused with NOT_REPRODUCIBLE, never followed, waited on or read without end."""
     try:
-        lines = files.read_text(layout.runs_journal(Path(workspace))).splitlines()
+        lines = files.read_tail(workspace, layout.RUNS_JOURNAL, _RUNS_TAIL).splitlines()
+    except PathRefused as exc:
+        journal = workspace / layout.RUNS_JOURNAL
+        raise DevagentError(f"the new runs journal {journal}{files.where} is not read: "
+                            f"{workspace / str(exc.filename)} is {exc.strerror}", status=ExitStatus.NOT_REPRODUCIBLE,
+                            hint="something in the new environment put it there: look into the workspace "
+                            f"{workspace} (the environment is kept; devagent down removes it)") from None
     except (OSError, DevagentError):
         return None
     for line in reversed(lines):
@@ -376,15 +452,33 @@ def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
     return None
 
 
-def append_on_server(engine: Engine, *, image: str, uid: int, workspace: PurePath, notebook: PurePath,
-                     text: str) -> None:
-    """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) from a throw-away container of IMAGE that mounts
-    only WORKSPACE, as UID, without network (see the module's docstring). Raises OSError when it could not."""
-    inside = posixpath.join(_MOUNT, str(notebook.relative_to(workspace)))
-    code, said = engine.run_once(image, ["devagent", "append-entry", _MOUNT, inside, text], user=str(uid),
-                                 mounts=[(str(workspace), _MOUNT)])
-    if code != 0:
-        raise OSError(said.strip().splitlines()[-1] if said.strip() else f"exit {code}")
+def append_on_server(site: ServerSite, *, workspace: PurePath, notebook: PurePath, text: str) -> None:
+    """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) as the server user, in one write, then fsync;
+    raises OSError when it could not (see the module's docstring for why no image does it).
+
+    The notebook's folder is entered through WALK (a link in its place, or above it, is refused) and the notebook
+    opened there by `dd` with O_NOFOLLOW (a link in its place is refused) and O_NONBLOCK (a FIFO without a reader
+    is refused rather than waited on); a write that fails is cut back to the size before it. A newline goes first
+    when the notebook does not end with one, as locked_append does. Not under the notebook's flock (no coreutils
+    tool takes one): a run that ends in the original environment at the same moment is one O_APPEND write of its
+    own, which the kernel does not interleave with this one."""
+    folder, name = notebook.parent, notebook.name
+    if not (folder == workspace or workspace in folder.parents):
+        raise OSError(f"{notebook} is not inside the workspace {workspace}")
+    data = text.encode()
+    done = site.run(["sh", "-c", WALK + _APPEND, "sh", str(folder), name, str(len(data) + 1)], input=data,
+                    timeout=60.0)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise OSError(said[-1].replace("devagent-swapped ", "replaced by a link or another folder: ")
+                      if said else f"exit {done.returncode}")
 
 
-_MOUNT = "/workspace"
+_APPEND = ('enter "$1" || exit; n=./$2; '
+           '[ -f "$n" ] && [ ! -L "$n" ] || { echo "$2 is not a regular file" >&2; exit 1; }; '
+           'size=$(stat -c %s -- "$n") || exit; p=; '
+           '[ "$size" -gt 0 ] && [ "$(dd if="$n" iflag=nofollow,nonblock bs=1 skip=$((size - 1)) count=1 '
+           'status=none | wc -l)" = 0 ] && p=1; '
+           '{ [ -z "$p" ] || echo; cat; } | dd of="$n" oflag=append,nofollow,nonblock conv=notrunc,fsync '
+           'bs="$3" count=1 iflag=fullblock status=none && exit 0; '
+           'dd if=/dev/null of="$n" oflag=nofollow,nonblock seek="$size" bs=1 count=0 status=none; exit 1')

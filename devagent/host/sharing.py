@@ -22,8 +22,9 @@ import json
 import os
 import pwd
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.people import (
@@ -36,9 +37,10 @@ from devagent.core.people import (
     render_people,
     validate_person,
 )
-from devagent.core.spec import validate_name
+from devagent.core.spec import LABEL_PREFIX, USER_RE, validate_name
+from devagent.core.sshhost import valid_proxy_jump
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host import keys, known_hosts
+from devagent.host import keys, known_hosts, managed_config
 from devagent.host.atomic import FileLock, atomic_write, ensure_private_dir
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.paths import Paths
@@ -136,6 +138,12 @@ class Sharing:
                                 hint="`devagent ls` lists the environments")
         return info
 
+    def _mine(self, info: ContainerInfo, command: str) -> ContainerInfo:
+        """INFO, if the caller owns it: a name whose environment is gone may now be someone else's."""
+        if not owned_by(info, caller_keys(self.paths, info.name)):
+            raise not_owned(info, command=command)
+        return info
+
     def _owner(self, info: ContainerInfo) -> Person:
         key = info.labels.get(OWNER_KEY_LABEL)
         if not key:
@@ -153,7 +161,7 @@ class Sharing:
         keys.check_loadable(key.line, source=source)
         who = validate_person(person) if person is not None else person_from_key_file(source)
         with self._lock(name):
-            info = self._container(name)
+            info = self._mine(self._container(name), "share")
             owner = self._owner(info)
             if who == owner.name:
                 raise DevagentError(f"{who!r} is the owner of {name!r}", status=ExitStatus.USAGE,
@@ -181,7 +189,7 @@ class Sharing:
         sessions were ended, and why the notebook does not say so (None when it does)."""
         who = validate_person(person)
         with self._lock(name):
-            info = self._container(name)
+            info = self._mine(self._container(name), "unshare")
             owner = self._owner(info)
             invited = read_invited(self.paths, name)
             gone = [p for p in invited if p.name == who]
@@ -230,7 +238,7 @@ class Sharing:
     def export(self, name: str, person: str) -> str:
         """What PERSON pastes on her machine: a Host block and the line that pins the host key."""
         who = validate_person(person)
-        info = self._container(name)
+        info = self._mine(self._container(name), "share --export")
         found = next((p for p in read_invited(self.paths, name) if p.name == who), None)
         if found is None:
             raise DevagentError(f"{who} is not invited to {name!r}", status=ExitStatus.NOT_FOUND,
@@ -242,9 +250,25 @@ class Sharing:
         if host_key is None:
             raise DevagentError(f"no host key is pinned for {name!r} in {self.paths.known_hosts}",
                                 status=ExitStatus.LOGIN_FAILED, hint=f"run `devagent up {name}` to pin it again")
-        return render_export(name=name, person=found, port=info.host_port,
-                             user=info.labels.get("devagent.user") or "dev", host_key=host_key,
-                             proxy_jump=self.jump or jump_host(info))
+        user = info.labels.get("devagent.user") or "dev"
+        _check_label(info, "devagent.user", user, "a login name", valid=bool(USER_RE.fullmatch(user)))
+        jump = self.jump or jump_host(info)
+        if not self.jump and jump is not None:
+            _check_label(info, "devagent.server", jump, "a server as ProxyJump names it",
+                         valid=valid_proxy_jump(jump))
+        return render_export(name=name, person=found, port=info.host_port, user=user, host_key=host_key,
+                             proxy_jump=jump)
+
+
+def _check_label(info: ContainerInfo, label: str, value: str, what: str, *, valid: bool) -> None:
+    """Refuse a label that devagent did not write: its value goes into a Host block a teammate pastes into her
+    ssh config, where a line break starts an option of the attacker's (ProxyCommand runs on her machine)."""
+    if not valid:
+        raise DevagentError(f"environment {info.name!r} has a {label} label that is not {what} ({value!r}): its "
+                            "labels are not devagent's, so no Host block is printed for it",
+                            status=ExitStatus.CONFLICT,
+                            hint=f"recreate it with devagent (devagent up {info.name} --recreate), or ask who "
+                            "changed its labels")
 
 
 def jump_host(info: ContainerInfo) -> str | None:
@@ -273,25 +297,57 @@ def owner_labels(public_line: str) -> dict[str, str]:
     return {OWNER_KEY_LABEL: owner.key, OWNER_NAME_LABEL: owner.name}
 
 
+def caller_keys(paths: Paths, name: str) -> frozenset[str]:
+    """The keys (``TYPE BASE64``) this DEVAGENT_HOME runs `up` of NAME with: its own key, and the key of the
+    IdentityFile its alias NAME names (`up --identity`). Empty when it has neither."""
+    found: set[str] = set()
+    own_public = paths.identity.with_name(paths.identity.name + ".pub")
+    with contextlib.suppress(OSError, DevagentError):  # read as keys.ensure_keypair reads it for `up`
+        found.add(" ".join((own_public.read_text() if own_public.exists()
+                            else keys.public_line(paths.identity)).split()[:2]))
+    with contextlib.suppress(OSError, DevagentError):  # as `up --identity` derived it
+        identity = managed_config.options(paths.managed_ssh_config, name).get("identityfile", "").strip('"')
+        if identity and Path(identity) != paths.identity:
+            found.add(" ".join(keys.public_line(Path(identity)).split()[:2]))
+    return frozenset(found)
+
+
+def owned_by(info: ContainerInfo, caller: Collection[str]) -> bool:
+    """Whether the owner recorded on the container (its owner-key label, set by `up`) is one of the CALLER's
+    keys. A container of a devagent older than that label has no owner to compare: it counts as the caller's,
+    as it always did."""
+    key = info.labels.get(OWNER_KEY_LABEL)
+    return not key or " ".join(key.split()[:2]) in caller
+
+
+def not_owned(info: ContainerInfo, *, command: str, server: str | None = None,
+              details: str | None = None) -> DevagentError:
+    """The refusal of COMMAND on a container someone else owns (the name now belongs to another environment)."""
+    key = info.labels.get(OWNER_KEY_LABEL, "")
+    label_name = info.labels.get(OWNER_NAME_LABEL, "")
+    who = label_name if PERSON_RE.fullmatch(label_name) else "someone else"
+    try:
+        fingerprint = f"key {Person(who, key).fingerprint}"
+    except (IndexError, ValueError):
+        fingerprint = "a key that is not yours"
+    on = f" on {server}" if server else ""
+    return DevagentError(
+        f"environment {info.name!r}{on} belongs to {who} ({fingerprint}), not to you: `devagent {command}` "
+        "leaves it alone", status=ExitStatus.CONFLICT, details=details,
+        hint=f"ask its owner; if it is yours, made with another DEVAGENT_HOME or --identity, run `devagent "
+        f"{command}` from there")
+
+
 def owner_person(public_line: str) -> Person:
     """The owner as `up` records them: this machine's login name and the key `up` runs with."""
     return Person(name=owner_name(), key=" ".join(public_line.split()[:2]), owner=True)
 
 
 
-def callers_public_key(paths: Paths) -> str | None:
-    """The key this machine's `up` runs with (DEVAGENT_HOME's id_ed25519) as the owner label holds it, for `ls` and
-    `doctor`; None before the first `up` made one."""
-    try:
-        return " ".join(keys.public_line(paths.identity).split()[:2])
-    except DevagentError:
+def callers_own(info: ContainerInfo, paths: Paths) -> bool | None:
+    """For `ls` and `doctor`: whether the environment in container INFO is the caller's (`owned_by` the keys this
+    DEVAGENT_HOME runs `up` of it with), None when no owner was recorded (made by an older devagent: it could be
+    anyone's; `owned_by` counts it as the caller's)."""
+    if not info.labels.get(OWNER_KEY_LABEL):
         return None
-
-
-def owned_by_caller(labels: Mapping[str, str], caller_key: str | None) -> bool | None:
-    """For `ls` and `doctor`: whether the environment with these container LABELS is the caller's (its owner key
-    label is CALLER_KEY); None when no owner was recorded (made by an older devagent: could be anyone's)."""
-    owner_key = labels.get(OWNER_KEY_LABEL)
-    if not owner_key:
-        return None
-    return caller_key is not None and owner_key == caller_key
+    return owned_by(info, caller_keys(paths, info.labels.get(f"{LABEL_PREFIX}name") or info.name))

@@ -21,7 +21,8 @@ from devagent.core.vscode import (
     merge_tasks,
     project_snippets,
 )
-from devagent.host.atomic import NoFollowFolder
+from devagent.nofollow.folder import Folder
+from devagent.nofollow.walk import PathRefused
 
 SNIPPETS_SOURCE = Path(devagent.__file__).parent / "snippets"  # the repository's vscode-snippets/
 MAX_READ = 1024 * 1024  # a tasks.json is a few KiB; a bigger one is not read (into a root process's memory)
@@ -32,18 +33,22 @@ def place_vscode_files(workspace: Path) -> Iterator[str]:
     saying what happened. Files are given to the workspace's owner (the login user inside), as the agent's files are.
 
     The workspace may belong to someone else while devagent runs as root: nothing is read, written or chowned
-    through a link (host/atomic.py's NoFollowFolder); a link at .vscode or at either file is refused with a
+    through a link (devagent/nofollow/folder.py); a link at .vscode or at either file is refused with a
     DevagentError that names it."""
     snippets = project_snippets({name: (SNIPPETS_SOURCE / name).read_text(encoding="utf-8")
                                  for name in SNIPPET_FILES})
-    with NoFollowFolder.open(workspace) as root:
-        st = root.stat()
-        owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None  # root: hand them to the workspace's owner
-        yield _apply(root, SNIPPETS_PATH, lambda existing: merge_snippets(existing, snippets), "snippets", owner)
-        yield _apply(root, TASKS_PATH, lambda existing: merge_tasks(existing, DEVAGENT_TASKS), "tasks", owner)
+    try:
+        with Folder.open(workspace) as root:
+            st = root.stat()
+            # root: the files are handed to the workspace's owner
+            owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+            yield _apply(root, SNIPPETS_PATH, lambda old: merge_snippets(old, snippets), "snippets", owner)
+            yield _apply(root, TASKS_PATH, lambda old: merge_tasks(old, DEVAGENT_TASKS), "tasks", owner)
+    except PathRefused as exc:
+        raise exc.as_error() from None
 
 
-def _apply(root: NoFollowFolder, relative: str, decide: Callable[[str | None], MergeResult], what: str,
+def _apply(root: Folder, relative: str, decide: Callable[[str | None], MergeResult], what: str,
            owner: tuple[int, int] | None) -> str:
     folder_name, name = relative.split("/")
     try:

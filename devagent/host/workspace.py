@@ -10,7 +10,6 @@ file descriptor of the folder devagent made, never by path, so a link swapped in
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import pwd
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from pathlib import Path
 from devagent.core.system_folders import system_folder
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.paths import Paths
-
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+from devagent.nofollow.folder import Folder
+from devagent.nofollow.walk import READS, PathRefused, walk
 
 
 def check_workspace(workspace: Path, paths: Paths) -> None:
@@ -77,8 +76,9 @@ def create(workspace: Path) -> NewWorkspace | None:
     """Make WORKSPACE and its missing parents; None when it is already a folder (someone else's to keep).
 
     The folder that already exists above it is opened as the user named it; below that, each folder is made with
-    ``mkdir`` relative to its parent's descriptor and opened with ``O_NOFOLLOW``: if a name turned into a link in
-    between (someone who can write the parent swapped it), this is refused and nothing is followed.
+    ``mkdir`` relative to its parent's descriptor and opened with ``O_NOFOLLOW`` (devagent/nofollow's walker, with
+    ``create``; ``mkdir -p``'s mode 0777, the umask applies): if a name turned into a link in between (someone who
+    can write the parent swapped it), this is refused and nothing is followed.
     """
     missing: list[str] = []
     existing = workspace
@@ -88,51 +88,34 @@ def create(workspace: Path) -> NewWorkspace | None:
     if not missing:
         _check_is_folder(workspace)
         return None
-    fd = os.open(existing, _OPEN_DIR)
+    try:  # the folder that exists is the user's choice (followed); below it, the one walker (no link followed)
+        fd, made = walk(existing, reversed(missing), voice=READS, shown=str(existing), create=True, mode=0o777)
+    except (PathRefused, NotADirectoryError) as exc:  # a name on the way became a link or a file meanwhile
+        raise _swapped(Path(str(exc.filename)), "a link or not a folder") from None
     try:
-        folder = existing
-        for name in reversed(missing):
-            folder = folder / name
-            try:
-                os.mkdir(name, 0o777, dir_fd=fd)  # as `mkdir -p` would, the umask applies
-                made = True
-            except FileExistsError:  # another devagent (or someone) made it meanwhile
-                made = False
-            try:
-                child = os.open(name, _OPEN_DIR | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise _swapped(folder, "a link or not a folder") from None
-                raise
-            os.close(fd)
-            fd = child
         st = os.fstat(fd)
-        if not made:
-            return None  # the workspace was made by someone else meanwhile: theirs to undo, not ours
-        if st.st_uid != os.geteuid():
-            raise _swapped(folder, f"a folder of uid {st.st_uid}")
-        return NewWorkspace(folder, st.st_dev, st.st_ino)
     finally:
         os.close(fd)
+    if not made:
+        return None  # the workspace was made by someone else meanwhile: theirs to undo, not ours
+    if st.st_uid != os.geteuid():
+        raise _swapped(workspace, f"a folder of uid {st.st_uid}")
+    return NewWorkspace(workspace, st.st_dev, st.st_ino)
 
 
 def give_to(workspace: NewWorkspace, uid: int) -> None:
     """Give the folder `create` made to UID (when devagent runs as root), through a descriptor of that very folder;
     refused when its path no longer names it (a link or another folder was put there)."""
     try:
-        fd = os.open(workspace.path, _OPEN_DIR | os.O_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT):
-            raise _swapped(workspace.path, "a link, or gone") from None
-        raise
-    try:
-        st = os.fstat(fd)
+        folder = Folder.open(workspace.path)
+    except (PathRefused, FileNotFoundError):
+        raise _swapped(workspace.path, "a link, or gone") from None
+    with folder:
+        st = folder.stat()
         if (st.st_dev, st.st_ino) != (workspace.device, workspace.inode):
             raise _swapped(workspace.path, "another folder")
         if os.geteuid() == 0:
-            os.fchown(fd, uid, uid)
-    finally:
-        os.close(fd)
+            os.fchown(folder.fd, uid, uid)
 
 
 def _check_is_folder(workspace: Path) -> None:

@@ -37,14 +37,14 @@ from devagent.core.runs.record import GitState, GpuMemory, RunRecord
 from devagent.core.runs.reproduce import ReproduceFacts
 from devagent.core.runs.secrets import REDACTED, looks_secret, redact_argv, redact_mapping, scrub, secrets_in
 from devagent.core.runs.section import MEMORY_NOTE, RunReport, render_run
+from devagent.nofollow.bounded import Lines, read_content
+from devagent.nofollow.walk import open_regular, write_beneath
 from devagent.runs.gitstate import GitSkipped, git_state
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
 from devagent.runtime import environment
-from devagent.runtime.beneath import write_beneath
-from devagent.runtime.bounded_read import Lines, open_regular, read_content
 from devagent.runtime.interpreter import find_user_python
 from devagent.runtime.workspace_state import SaveLog
 

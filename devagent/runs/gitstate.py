@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import stat
 import subprocess
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devagent.core.runs.secrets import secret_file, secret_text
+from devagent.nofollow.walk import open_regular
 
 log = logging.getLogger("devagent.gitstate")
 
@@ -379,12 +379,10 @@ def _secret_diff(path: Path, diff: bytes) -> bool:
 def _head(path: Path) -> bytes:
     """The first MAX_UNTRACKED_BYTES of a regular file, not through a link, never blocking; b"" otherwise."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+        fd = open_regular(path, follow_links=False)
+    except OSError:  # PathRefused too: a link, a FIFO, a device
         return b""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
         return os.read(fd, MAX_UNTRACKED_BYTES)
     except OSError:
         return b""

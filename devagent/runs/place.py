@@ -15,8 +15,8 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
+from devagent.nofollow.walk import PathRefused
 from devagent.runtime import environment
-from devagent.runtime.beneath import UnsafePathError
 from devagent.runtime.notebook_writer import notebook_target
 from devagent.runtime.workspace_state import state_folder_problem
 
@@ -71,7 +71,7 @@ def check_place(place: RunPlace) -> None:
         problem = state_folder_problem(place.workspace)
         if problem is not None:
             raise problem
-    except UnsafePathError as exc:
+    except PathRefused as exc:
         raise DevagentError(f"cannot keep this run in {place.notebook}: {exc}", hint=exc.hint,
                             status=ExitStatus.NOTEBOOK) from None
 

@@ -11,7 +11,7 @@ The reservation reads the journal and appends to it under one lock (devagent/run
 is the next one whoever else reserves at the same moment. A line that does not parse (a crash, a full disk and a
 failed truncate left half of one) is skipped with a warning, and the next append starts on a line of its own, so
 a torn line never takes the next record with it. Nothing here follows a symbolic link
-(devagent/runtime/beneath.py).
+(devagent/nofollow/walk.py).
 
 >>> from pathlib import Path; import tempfile
 >>> log = RunLog(Path(tempfile.mkdtemp()))
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
+from devagent.nofollow.walk import make_dirs_beneath, read_beneath
 from devagent.runtime.append import locked_append
-from devagent.runtime.beneath import make_dirs_beneath, read_beneath
 from devagent.runtime.workspace_state import prepare_workspace_state, state_folder_problem
 
 log = logging.getLogger("devagent.run")

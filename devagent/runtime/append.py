@@ -3,7 +3,7 @@
 Safe across processes, containers sharing the folder, and a full disk: an exclusive ``flock`` on the file itself,
 the bytes built in memory and written with one ``os.write``, then ``fsync``; on any failure the file is truncated
 back to its size before the write, so it always ends on a boundary (a whole entry, a whole line). The file is
-opened without following a symbolic link (devagent/runtime/beneath.py): a planted link never makes devagent
+opened without following a symbolic link (devagent/nofollow/walk.py): a planted link never makes devagent
 append to the file it points at.
 
 >>> from pathlib import Path; import tempfile
@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from devagent.runtime.beneath import named, open_beneath
+from devagent.nofollow.walk import named, open_beneath
 
 logger = logging.getLogger("devagent.append")
 
@@ -46,7 +46,7 @@ def locked_append(path: Path, data: bytes | Callable[[bytes], bytes], *, header:
     got is on a file nobody sees any more: reopen and lock again, so two writers never both create a header.
 
     PATH is opened below ROOT (default: its own folder) without following a link anywhere below ROOT
-    (``open_beneath``): a link raises ``UnsafePathError``, an ``OSError``, before a byte is written.
+    (``open_beneath``): a link raises ``PathRefused``, an ``OSError``, before a byte is written.
     """
     while True:
         fd = open_beneath(path.parent if root is None else root, path, os.O_RDWR | os.O_CREAT | os.O_APPEND, mode)

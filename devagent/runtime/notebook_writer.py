@@ -30,8 +30,8 @@ import threading
 from pathlib import Path
 
 from devagent.core.markdown import printable
+from devagent.nofollow.walk import PathRefused, inside
 from devagent.runtime.append import locked_append
-from devagent.runtime.beneath import UnsafePathError, inside
 
 logger = logging.getLogger("devagent.notebook")
 
@@ -108,7 +108,7 @@ class NotebookWriter:
         locked_append(target, data, header=self._encode(self.header), root=root)
 
     def _warn(self, exc: OSError, what: str) -> None:
-        if isinstance(exc, UnsafePathError):
+        if isinstance(exc, PathRefused):
             logger.warning("lab notebook %s: could not write %s: %s; kept in memory — %s", self.path, what, exc,
                            exc.hint)
             return
@@ -139,8 +139,8 @@ class NotebookWriter:
 def notebook_target(path: Path, workspace: Path) -> tuple[Path, Path]:
     """Where appending to the notebook PATH really writes, and the folder it must stay in: (the file PATH leads
     to, the workspace), both resolved. A link is fine while it leads to a file inside WORKSPACE; one that leads
-    out raises ``UnsafePathError`` (nothing is written). The file is then opened from the workspace down without
-    following anything (devagent/runtime/beneath.py), so no link can be swapped in after this check.
+    out raises ``PathRefused`` (nothing is written). The file is then opened from the workspace down without
+    following anything (devagent/nofollow/walk.py), so no link can be swapped in after this check.
 
     >>> import tempfile; ws = Path(os.path.realpath(tempfile.mkdtemp()))
     >>> (ws / "notes.md").touch(); (ws / "lab-notebook.md").symlink_to("notes.md")
@@ -150,6 +150,7 @@ def notebook_target(path: Path, workspace: Path) -> tuple[Path, Path]:
     root = Path(os.path.realpath(workspace))
     target = Path(os.path.realpath(path))
     if not inside(root, target) or target == root:
-        raise UnsafePathError(path, f"leads to {target}, outside the workspace {root}: devagent does not write "
-                              "through it", f"make {path} a regular file (or a link to one inside {root})")
+        raise PathRefused(path, f"leads to {target}, outside the workspace {root}: devagent does not write "
+                          "through it", f"make {path} a regular file (or a link to one inside {root})",
+                          kind="outside")
     return target, root

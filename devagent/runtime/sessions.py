@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.people import fingerprint, parse_people
+from devagent.nofollow.walk import open_regular
 
 SSHD_TMP = Path("/tmp")  # noqa: S108 - where sshd writes its auth files (a fixed path in OpenSSH)
 SSHD_NAMES = frozenset({"sshd", "sshd-session"})
@@ -102,13 +102,13 @@ def _auth_files(tmp: Path, since: float, until: float) -> dict[str, str]:
         return found
     for entry in entries:
         try:
-            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = open_regular(entry.path, follow_links=False)  # a regular file, not through a link, no waiting
         except OSError:
             continue
         try:
             st = os.fstat(fd)
             changed = st.st_ctime - offset
-            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or not since <= changed <= until:
+            if st.st_uid != os.getuid() or not since <= changed <= until:
                 continue
             data = os.read(fd, MAX_AUTH_FILE)
         except OSError:

@@ -7,7 +7,7 @@ for "edits since the previous run". Both number and record runs in the same fold
 The folder is devagent's only when it is a real folder (not a link) owned by this user and writable by nobody
 else (``state_folder_problem``): a ``.devagent`` someone else made — a world-writable ``/tmp/.devagent`` — is
 never adopted or written into, since its links could make devagent append to this user's own files. Every file in
-it is opened without following links (devagent/runtime/beneath.py).
+it is opened without following links (devagent/nofollow/walk.py).
 
 >>> from pathlib import Path; import tempfile
 >>> ws = Path(tempfile.mkdtemp())
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.notebook import SaveRecord
-from devagent.runtime.beneath import UnsafePathError, make_dirs_beneath, open_beneath, write_beneath
+from devagent.nofollow.walk import PathRefused, make_dirs_beneath, open_beneath, write_beneath
 
 logger = logging.getLogger("devagent.journal")
 
@@ -38,7 +38,7 @@ logger = logging.getLogger("devagent.journal")
 def prepare_workspace_state(workspace: Path) -> Path:
     """WORKSPACE/.devagent, made when missing, with a ``.gitignore`` that keeps it out of the user's repository.
 
-    Raises ``UnsafePathError`` (an ``OSError``) when a ``.devagent`` that is not this user's own is in the way
+    Raises ``PathRefused`` (an ``OSError``) when a ``.devagent`` that is not this user's own is in the way
     (see ``state_folder_problem``): nothing is written into it.
     """
     state = layout.workspace_state(workspace)
@@ -53,7 +53,7 @@ def prepare_workspace_state(workspace: Path) -> Path:
     return state
 
 
-def state_folder_problem(workspace: Path) -> UnsafePathError | None:
+def state_folder_problem(workspace: Path) -> PathRefused | None:
     """Why WORKSPACE/.devagent is not devagent's to use, or None when it is missing or is: a real folder (not a
     link) owned by this user, that neither group nor others may write to. Changes nothing.
 
@@ -69,17 +69,19 @@ def state_folder_problem(workspace: Path) -> UnsafePathError | None:
     except FileNotFoundError:
         return None
     if stat.S_ISLNK(info.st_mode):
-        return UnsafePathError(state, "is a symbolic link: devagent keeps its state only in a folder of its own",
-                               f"remove the link {state} (devagent makes the folder again)")
+        return PathRefused(state, "is a symbolic link: devagent keeps its state only in a folder of its own",
+                           f"remove the link {state} (devagent makes the folder again)")
     if not stat.S_ISDIR(info.st_mode):
-        return UnsafePathError(state, "is not a folder", f"move {state} out of the way", errno.ENOTDIR)
+        return PathRefused(state, "is not a folder", f"move {state} out of the way", errno.ENOTDIR,
+                           kind="not-folder")
     if info.st_uid != os.geteuid():
-        return UnsafePathError(state, f"belongs to another user (uid {info.st_uid}): devagent keeps its state "
-                               "only in a folder of its own",
-                               "run from a folder of your own, or name the notebook with --notebook", errno.EPERM)
+        return PathRefused(state, f"belongs to another user (uid {info.st_uid}): devagent keeps its state "
+                           "only in a folder of its own",
+                           "run from a folder of your own, or name the notebook with --notebook", errno.EPERM,
+                           kind="foreign")
     if info.st_mode & 0o022:
-        return UnsafePathError(state, "is writable by other users: devagent keeps its state only in a folder of "
-                               "its own", f"chmod go-w {state}", errno.EPERM)
+        return PathRefused(state, "is writable by other users: devagent keeps its state only in a folder of "
+                           "its own", f"chmod go-w {state}", errno.EPERM, kind="foreign")
     return None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devagent.container.journal import Journal
-from devagent.runtime.beneath import UnsafePathError
+from devagent.nofollow.walk import PathRefused
 
 BASHRC = b"# ~/.bashrc\nexport PATH=$HOME/bin:$PATH\n"
 
@@ -26,7 +26,7 @@ def ws(tmp_path: Path) -> Path:
 def test_a_linked_save_journal_is_refused_and_its_target_untouched(ws: Path) -> None:
     bashrc = ws.parent / "home" / ".bashrc"
     (ws / ".devagent" / "saves.jsonl").symlink_to(bashrc)
-    with pytest.raises(UnsafePathError, match=r"saves\.jsonl is a symbolic link"):
+    with pytest.raises(PathRefused, match=r"saves\.jsonl is a symbolic link"):
         Journal(ws).record_save(ws / "train.py", datetime(2026, 11, 27, 14, 2))
     assert bashrc.read_bytes() == BASHRC
 
@@ -34,7 +34,7 @@ def test_a_linked_save_journal_is_refused_and_its_target_untouched(ws: Path) -> 
 def test_a_linked_snapshots_folder_is_refused_and_nothing_is_copied_behind_it(ws: Path) -> None:
     (ws / ".devagent" / "snapshots").symlink_to(ws.parent / "home")
     journal = Journal(ws)
-    # Refused by the journal's bounded reads (runtime/bounded_read.py), an OSError like UnsafePathError.
+    # Refused by the journal's no-follow reads (devagent/nofollow/walk.py): a PathRefused, an OSError.
     with pytest.raises(OSError, match=r"symbolic link.*snapshots"):
         journal.baseline(ws / "train.py")
     assert sorted(p.name for p in (ws.parent / "home").iterdir()) == [".bashrc"]

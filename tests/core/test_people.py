@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devagent.core.people import (
     Person,
@@ -143,3 +145,38 @@ class TestWhatTheContainerAndAliceGet:
         local = render_export(name="exp", person=Person("alice", "ssh-ed25519 AAAA"), port=40001, user="dev",
                               host_key="ssh-ed25519 HOSTKEY")
         assert "ProxyJump" not in local
+
+
+# Every line the export may hold, by its first word: nothing else may reach a teammate's ssh config.
+_EXPORT_KEYWORDS = {"#", "Host", "HostName", "Port", "User", "HostKeyAlias", "StrictHostKeyChecking",
+                    "IdentitiesOnly", "ProxyJump", "exp"}
+
+
+@given(user=st.text(max_size=40), jump=st.one_of(st.none(), st.text(max_size=40)))
+def test_an_export_never_holds_a_line_of_a_label_s_making(user: str, jump: str | None) -> None:
+    try:
+        text = render_export(name="exp", person=Person("alice", "ssh-ed25519 AAAA"), port=40001, user=user,
+                             host_key="ssh-ed25519 HOSTKEY", proxy_jump=jump)
+    except DevagentError as exc:
+        assert exc.status == ExitStatus.CONFLICT
+        return
+    lines = [line for line in text.split("\n") if line.strip()]
+    assert {line.split()[0] for line in lines} <= _EXPORT_KEYWORDS
+    assert f"  User {user}\n" in text
+    assert all(ord(c) >= 32 for line in lines for c in line)
+    assert len(lines) == 11 + bool(jump)
+
+
+@pytest.mark.parametrize(("user", "jump", "message"), [
+    ("dev\n  ProxyCommand sh -c 'touch /tmp/pwned'", None,
+     "refusing to print a Host block with the login user \"dev\\n  ProxyCommand sh -c 'touch /tmp/pwned'\""),
+    ("dev", "gpu\nLocalCommand id", "refusing to print a Host block with the ProxyJump 'gpu\\nLocalCommand id'"),
+    ("dev", "gpu,evil", "refusing to print a Host block with the ProxyJump 'gpu,evil'"),
+])
+def test_an_export_with_a_value_that_would_be_two_options_is_refused(user: str, jump: str | None,
+                                                                     message: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        render_export(name="exp", person=Person("alice", "ssh-ed25519 AAAA"), port=40001, user=user,
+                      host_key="ssh-ed25519 HOSTKEY", proxy_jump=jump)
+    assert caught.value.message == message + ": a teammate's ssh config would read it as more than one value"
+    assert caught.value.status == ExitStatus.CONFLICT

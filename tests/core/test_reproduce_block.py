@@ -4,8 +4,16 @@ out, and the facts readable back from the notebook."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
 
-from devagent.core.runs.reproduce import ReproduceFacts, compare_metrics, find_run_section, read_facts, render_reproduce
+from devagent.core.runs.reproduce import (
+    ReproduceFacts,
+    compare_metrics,
+    find_run_section,
+    read_facts,
+    render_reproduce,
+    reproduction_entries,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 FACTS = ReproduceFacts(
@@ -90,3 +98,18 @@ def test_a_dirty_tree_without_a_patch_is_named_as_missing() -> None:
             "wrapped): the commit alone is not the code this run ran.") in render_reproduce(facts, notebook="nb.md")
     assert replace(FACTS, dirty=True).missing() == []  # its patch has them
     assert read_facts(render_reproduce(facts, notebook="nb.md")) == facts
+
+
+def test_the_comparison_shows_a_notebooks_metric_names_and_warnings_literally() -> None:
+    # A crafted notebook names its metrics; a server's words reach the warnings: neither may drive the terminal
+    # that shows the notebook (OSC 52 writes the clipboard) nor add Markdown (a heading, a link, an image).
+    hostile = "acc\x1b]52;c;ZXZpbA==\x07\r\n## forged [x](http://e) ![i](x)"
+    facts = ReproduceFacts(3, "dev", "img", None, None, (), "abc", None, ("python",), "/w", metrics={hostile: 0.5})
+    ok, lines = compare_metrics(facts.metrics, {hostile: 0.5}, tolerance=0)
+    new, old = reproduction_entries(facts, when=datetime(2026, 11, 27, 15, 0), ok=ok, lines=lines, exit_code=0,
+                                    original="/a/lab-notebook.md", new="/b/lab-notebook.md", env_name="dev-run3",
+                                    new_run=1, warnings=[f"the image {hostile} exists only on this engine"])
+    shown = "acc␛\\]52;c;ZXZpbA==␇ \\#\\# forged \\[x\\](http://e) !\\[i\\](x)"
+    assert old.splitlines()[1] == f"## 2026-11-27 15:00 · run 3 reproduced · ✅ {shown} 0.5 vs 0.5 ✓"
+    assert new.splitlines()[4:] == [f"- {shown} 0.5 vs 0.5 ✓", f"- ⚠️ the image {shown} exists only on this engine"]
+    assert not any(c in new + old for c in "\x1b\x07\r")

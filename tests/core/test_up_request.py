@@ -195,7 +195,9 @@ class TestTheServer:
     ])
     def test_the_flag_wins_over_the_environment_which_wins_over_the_file(
             self, given: Mapping[str, object], env_host: str | None, file: str | None, host: str) -> None:
-        assert self.remote(given, file, env_host=env_host).host == host
+        made = self.remote(given, file, env_host=env_host)
+        assert made.host == host
+        assert made.host_from_file == (host == "file-server")  # only then must the user agree to it
 
     def test_local_is_this_machines_engine_whatever_the_environment_and_the_file_say(self) -> None:
         made = up_request(name="exp", given={}, config_text='host = "file-server"\n', config_path=CONFIG,

@@ -27,6 +27,7 @@ from devagent.host import managed_config
 from devagent.host.paths import Paths
 from devagent.host.provision import Provisioner
 from devagent.host.records import Record, Records
+from devagent.host.server_workspace import WALK
 from devagent.host.wheels import payload_fingerprint
 from tests.host.fakes import BannerServer, FakeEngine
 
@@ -72,6 +73,11 @@ class FakeLink:
         self.connects += 1
         self._dropped()
         return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+
+def first_statement(argv: Sequence[str]) -> str:
+    """What a server command (sh -c WALK + SCRIPT) does first, after the shell functions every one defines."""
+    return argv[2].removeprefix(WALK).split(";")[0]
 
 
 @pytest.fixture
@@ -228,9 +234,9 @@ class TestTheServerWorkspace:
         link.facts = FakeFacts(user="alice", uid=os.getuid(), gid=os.getgid(), home=str(server_home),
                                resolved={"~/devagent/exp": str(server_home / "devagent" / NAME)})
         assert up(link, paths, spec()).message == "stop here"
-        assert [argv[2].split(";")[0] for argv in link.commands] == [
+        assert [first_statement(argv) for argv in link.commands] == [
             'if [ -e "$1" ] || [ -L "$1" ]',  # make (the probe resolved the path)
-            'cd -- "$1" || exit 0']  # the rollback's removal of the folder this up made
+            'enter "$(dirname -- "$1")" 2>/dev/null || exit 0']  # the rollback's removal of the folder it made
         assert leftovers(link, paths, server_home) == NOTHING
 
     def test_an_existing_workspace_is_judged_from_what_making_it_saw_without_another_command(
@@ -242,7 +248,7 @@ class TestTheServerWorkspace:
         engine.fail("put_files", DevagentError("stop here", status=ExitStatus.USAGE))  # right after the check
         link = FakeLink(engine, home=server_home)
         assert up(link, paths, spec("mine")).message == "stop here"
-        assert [argv[2].split(";")[0] for argv in link.commands] == [
+        assert [first_statement(argv) for argv in link.commands] == [
             'realpath -m -- "$1"',  # the probe was not asked (a FakeLink's facts resolve nothing)
             'if [ -e "$1" ] || [ -L "$1" ]']  # make: there, with its owner and mode; no stat of its own
         assert (server_home / "mine").is_dir() and leftovers(link, paths, server_home) == NOTHING

@@ -146,3 +146,39 @@ def test_a_target_that_names_no_run_is_a_usage_error(text: str) -> None:
         parse_target(text)
     assert err.value.status == ExitStatus.USAGE
     assert err.value.hint == "name the notebook and the run: devagent reproduce lab-notebook.md#run-3"
+
+
+class NeverUp:
+    """A provisioner `reproduce` must not get to use: the notebook is refused before anything is made."""
+
+    engine = Images(LOCAL)
+
+    def up(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("up was called")
+
+
+@pytest.mark.parametrize(("up_args", "said"), [
+    (("--gpus", "none", "--share-gpus", "no"),
+     "the recorded `up` option '--share-gpus' is not one devagent records (--gpus, --memory, --cpus, --shm-size, "
+     "--pids, --user)"),
+    (("--host", "attacker.example"),
+     "the recorded `up` option '--host' is not one devagent records (--gpus, --memory, --cpus, --shm-size, "
+     "--pids, --user)"),
+    (("--gpus", "0", "--gpus", "all"), "the recorded `up` option '--gpus' is recorded twice"),
+    (("--user", "root"), "the recorded `up` option --user 'root' is refused: invalid login user 'root'"),
+    (("--memory",), "the recorded `up` option '--memory' has no value"),
+])
+def test_a_notebooks_up_options_pass_the_command_lines_checks_and_nothing_else(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        up_args: tuple[str, ...], said: str) -> None:
+    from devagent.cli import main, servers
+
+    target = write_run(workspace, facts_for(workspace, up_args=up_args))
+    monkeypatch.setattr(servers, "provisioner", NeverUp)
+    assert main(["reproduce", target]) == ExitStatus.USAGE
+    notebook = workspace / "lab-notebook.md"
+    assert capsys.readouterr().err.endswith(
+        f"Error: {notebook}, run 1: {said}\n"
+        "  hint: a notebook cannot choose it: fix the run's reproduce block, or pass what you mean to `devagent up` "
+        "yourself\n")
+    assert sorted(p.name for p in workspace.parent.iterdir()) == ["code"]  # the clone is gone again

@@ -26,7 +26,11 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhvc3RrZXlob3N0a2V5aG9zdGtleWhv
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    return Paths(home=tmp_path / "devagent", user_ssh_config=tmp_path / "config")
+    """The owner's DEVAGENT_HOME: its key is the one the containers' owner label names."""
+    paths = Paths(home=tmp_path / "devagent", user_ssh_config=tmp_path / "config")
+    paths.home.mkdir(mode=0o700)
+    paths.identity.with_name("id_ed25519.pub").write_text(f"{OWNER} ana@laptop\n")
+    return paths
 
 
 @pytest.fixture
@@ -184,3 +188,24 @@ def test_share_and_unshare_of_a_name_that_does_not_exist_leave_no_lock_behind(
     with pytest.raises(DevagentError, match="is not invited"):  # an environment that exists keeps its lock file
         sharing.unshare("exp", "alice")
     assert paths.env_lock("exp").exists()
+
+
+@pytest.mark.parametrize(("label", "value", "what"), [
+    ("devagent.user", "dev\n  ProxyCommand sh -c 'id > /tmp/pwned'", "a login name"),
+    ("devagent.server", "gpu\n  LocalCommand id", "a server as ProxyJump names it"),
+])
+def test_an_export_refuses_labels_that_devagent_did_not_write(paths: Paths, label: str, value: str,
+                                                               what: str) -> None:
+    engine = FakeEngine()
+    engine.add("exp", labels={"devagent.managed": "true", "devagent.name": "exp", "devagent.user": "dev",
+                              OWNER_KEY_LABEL: OWNER, OWNER_NAME_LABEL: "ana", label: value}, host_port=49153)
+    sharing = Sharing(engine=engine, paths=paths)
+    sharing.share("exp", ALICE, source="alice.pub")
+    known_hosts.pin(paths.known_hosts, "exp", HOST_KEY + " devagent-host-exp")
+    with pytest.raises(DevagentError) as caught:
+        sharing.export("exp", "alice")
+    assert str(caught.value) == (
+        f"environment 'exp' has a {label} label that is not {what} ({value!r}): its labels are not devagent's, so "
+        "no Host block is printed for it\n"
+        "  hint: recreate it with devagent (devagent up exp --recreate), or ask who changed its labels")
+    assert caught.value.status == ExitStatus.CONFLICT

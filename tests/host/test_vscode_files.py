@@ -13,10 +13,10 @@ import pytest
 
 from devagent.cli import main
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host import atomic
-from devagent.host.atomic import NoFollowFolder
 from devagent.host.provision import UpResult
 from devagent.host.vscode_files import place_vscode_files
+from devagent.nofollow import walk as nofollow_walk
+from devagent.nofollow.folder import Folder
 
 OWNER = 12345  # the workspace's owner: another user than the one running devagent
 
@@ -143,7 +143,7 @@ class TestALinkInTheWorkspace:
         tasks = ws / ".vscode" / "tasks.json"
         tasks.write_text('{"version": "2.0.0", "tasks": []}')
         before = snapshot(outside)
-        token_hex = atomic.secrets.token_hex
+        token_hex = nofollow_walk.secrets.token_hex
 
         def swap_then_name(n: int) -> str:  # called between the check and the write
             if tasks.exists() and not tasks.is_symlink():
@@ -151,8 +151,8 @@ class TestALinkInTheWorkspace:
                 tasks.symlink_to(outside / "passwd")
             return token_hex(n)
 
-        monkeypatch.setattr(atomic.secrets, "token_hex", swap_then_name)
-        with NoFollowFolder.open(ws) as root, root.folder(".vscode") as vscode:
+        monkeypatch.setattr(nofollow_walk.secrets, "token_hex", swap_then_name)
+        with Folder.open(ws) as root, root.folder(".vscode") as vscode:
             vscode.write("tasks.json", b"{}\n", mode=0o644, owner=(OWNER, OWNER))
         assert snapshot(outside) == before
         assert not tasks.is_symlink()

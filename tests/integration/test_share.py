@@ -219,3 +219,35 @@ def test_on_openssh_10_a_run_is_recorded_by_its_login_and_unshare_ends_her_sessi
     finally:
         session.kill()
         session.wait()
+
+
+def test_a_stale_name_never_reaches_the_new_owners_environment(env: Env, name: str, alice: Alice, tmp_path: Path,
+                                                               docker_client) -> None:  # type: ignore[no-untyped-def]
+    """ENV made NAME; it went (a clean-up on the server) and BOB made his own NAME. ENV's record is stale: its down,
+    share and unshare refuse Bob's environment, and its down forgets only its own alias and keys."""
+    env.up(name)
+    docker_client.containers.get(name).remove(force=True)
+    bob = Env(tmp_path / "bob")
+    (bob.root / ".ssh").mkdir(parents=True, mode=0o700)
+    bob.up(name)
+    bobs_key = check_public_key((bob.home / "id_ed25519.pub").read_text()).fingerprint
+    refusal = f"Error: environment '{name}' belongs to root (key {bobs_key}), not to you: `devagent "
+    hint = "  hint: ask its owner; if it is yours, made with another DEVAGENT_HOME or --identity, run `devagent "
+
+    shared = env.devagent("share", name, "--key", str(alice.public), "--as", "carol")
+    assert (shared.returncode, shared.stderr) == (12, f"{refusal}share` leaves it alone\n{hint}share` from there\n")
+    unshared = env.devagent("unshare", name, "carol")
+    assert unshared.returncode == 12 and unshared.stderr.startswith(f"{refusal}unshare` leaves it alone\n")
+    down = env.devagent("down", name)
+    assert down.returncode == 12, down.output
+    assert down.stderr == (f"{refusal}down {name}` leaves it alone\n"
+                           f"  | removed your ssh alias {name} and its pinned host key\n"
+                           "  | removed your host key\n"
+                           f"{hint}down {name}` from there\n")
+    assert name not in (env.home / "ssh_config").read_text() if (env.home / "ssh_config").exists() else True
+    assert not (env.home / "hostkeys" / f"{name}_ed25519").exists()
+
+    assert bob.ssh(name, "true").returncode == 0  # his container, alias and key are untouched
+    keys = bob.ssh(name, "cat", "/etc/devagent/authorized_keys").stdout
+    assert "carol" not in keys and keys.count("\n") == 1
+    assert bob.devagent("down", name, check=True).stdout.startswith(f"✔ removed container {name}\n")

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from devagent.errors import ExitStatus
+from devagent.host.consent import TrustedServers
+from devagent.host.paths import Paths
 from tests.integration.conftest import BASE_IMAGE, container_names, wait_for
 from tests.integration.registry import Registry, free_port, push_plain_image, running_registry
 from tests.integration.topology import Laptop, Topology, open_topology
@@ -149,6 +151,8 @@ def test_a_team_image_is_built_and_pushed_through_the_server_and_started_there_b
     second, checkout = f"{name}-d", laptop.root / f"checkout-{name}"
     checkout.mkdir()
     (checkout / "devagent.toml").write_text(f'host = "gpu-server"\nimage = "{target}@{digest}"\nmemory = "2g"\n')
+    # The file alone may not choose a server: this user agreed to gpu-server once before (in a terminal).
+    TrustedServers(Paths(home=laptop.devagent_home, user_ssh_config=laptop.ssh_config)).add("gpu-server")
     docker_client.api.remove_image(target)
     by_digest = laptop.run(["sh", "-c", f'cd "{checkout}" && exec "$0" -m devagent up {second}',
                             sys.executable], env=path, timeout=900)

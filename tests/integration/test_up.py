@@ -193,6 +193,8 @@ def test_an_existing_ed25519_identity_can_be_used_instead_of_devagents_key(
         assert f'IdentityFile "{key}"' in (env.home / "ssh_config").read_text()
         assert env.ssh(name, "true").returncode == 0
         assert not (env.home / "id_ed25519").exists()
+        # The owner is the key up ran with: down finds it through the alias's IdentityFile.
+        assert env.devagent("down", name, check=True).stdout.startswith(f"✔ removed container {name}\n")
     finally:
         env.devagent("down", name)
 

@@ -192,9 +192,10 @@ def test_two_users_racing_for_one_name_and_workspace_leave_one_working_environme
         # The loser meets the winner's container: a conflict with its fix, and nothing of the winner's undone.
         assert codes == [0, 12], [r.output for r in results]
         loser = results[[r.returncode for r in results].index(12)]
-        # Either it met the winner's container at create, or found it up front (made with another user's key).
+        # Either it met the winner's container at create, or found it up front (made with another user's key:
+        # someone else's environment, never reused nor replaced).
         assert (f"Error: a container named {name!r} already exists" in loser.stderr
-                or f"Error: environment {name!r} exists with other options" in loser.stderr), loser.stderr
+                or f"Error: environment {name!r} belongs to root (key SHA256:" in loser.stderr), loser.stderr
         winner = (env, other)[[r.returncode for r in results].index(0)]
         assert container_names(docker_client, name) == [name]
         assert winner.ssh(name, "test -w ~/workspace").returncode == 0

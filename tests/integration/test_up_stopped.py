@@ -166,10 +166,11 @@ def test_down_after_a_killed_up_removes_every_container_it_left(
     assert_nothing_left(env, name, docker_client, workspace_kept=True)
 
 
-def test_up_leaves_another_devagents_half_made_container_alone_and_down_removes_it(
+def test_up_leaves_another_devagents_half_made_container_alone_and_only_its_owners_down_removes_it(
     env: Env, name: str, built_image: str, docker_client, tmp_path: Path
 ) -> None:
-    # Another DEVAGENT_HOME's up may be running now (its lock is not ours): only `down NAME` takes its container.
+    # Another DEVAGENT_HOME's up may be running now (its lock is not ours), and its container is made with its
+    # key: neither our up nor our down takes it; `down NAME` with that key does.
     other = Env(tmp_path / "other")
     (other.root / ".ssh").mkdir(parents=True, mode=0o700)
     PausedUp(other, name, "created", marker=tmp_path / "paused").stop(signal.SIGKILL)
@@ -178,5 +179,8 @@ def test_up_leaves_another_devagents_half_made_container_alone_and_down_removes_
     assert "left behind" not in up.stderr
     assert container_names(docker_client, name) == sorted([name, leftover])
     down = env.devagent("down", name, check=True)
-    assert f"✔ removed container {leftover}, left behind by an interrupted up" in down.stdout
+    assert "left behind" not in down.stdout
+    assert container_names(docker_client, name) == [leftover]
+    theirs = other.devagent("down", name, check=True)
+    assert f"✔ removed container {leftover}, left behind by an interrupted up" in theirs.stdout
     assert_nothing_left(env, name, docker_client, workspace_kept=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.runtime.beneath import UnsafePathError
+from devagent.nofollow.walk import PathRefused
 from devagent.runtime.workspace_state import SaveLog, prepare_workspace_state, state_folder_problem
 
 
@@ -43,7 +43,7 @@ def test_a_state_folder_that_is_not_this_users_own_is_refused_and_nothing_is_wri
     os.chmod(state, mode)
     if owner is not None:
         os.chown(state, owner, owner)
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         prepare_workspace_state(tmp_path / "shared")
     assert str(caught.value) == f"{state} {reason}"
     assert caught.value.hint == hint.format(state=state)
@@ -56,7 +56,7 @@ def test_a_state_folder_that_is_a_link_is_refused_and_nothing_is_made_behind_it(
     elsewhere.mkdir()
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / ".devagent").symlink_to(elsewhere)
-    with pytest.raises(UnsafePathError) as caught:
+    with pytest.raises(PathRefused) as caught:
         prepare_workspace_state(tmp_path / "ws")
     assert str(caught.value) == (f"{tmp_path}/ws/.devagent is a symbolic link: devagent keeps its state only in a "
                                  "folder of its own")

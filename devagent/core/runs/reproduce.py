@@ -15,13 +15,15 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from devagent.core.markdown import code, details, fence
+from devagent.core import spec
+from devagent.core.markdown import code, details, escape_heading, fence, one_line
 from devagent.core.notebook import entry, heading
 from devagent.core.runs.secrets import REDACTED
+from devagent.errors import DevagentError, ExitStatus
 
 DATA_PREFIX = "<!-- devagent-reproduce "
 DATA_SUFFIX = " -->"
@@ -217,13 +219,55 @@ def compare_metrics(original: Mapping[str, float], new: Mapping[str, float], *,
     return ok, lines
 
 
-def up_option_values(up_args: Sequence[str]) -> dict[str, str]:
-    """UP_ARGS (``--memory 16g …``) as `up`'s option keys.
+# The options a notebook may hand to `up` (EnvSpec.up_args writes exactly these), each with the check the command
+# line gives it. Anything else — --share-gpus, --host, --identity, --vscode — is a decision the person running
+# `reproduce` makes, never a notebook: a notebook is text anyone may have written.
+_RECORDED_OPTIONS: Mapping[str, Callable[[str], object]] = {
+    "--gpus": spec.parse_gpus,
+    "--memory": lambda v: spec.parse_size(v, option="--memory"),
+    "--cpus": spec.parse_cpus,
+    "--shm-size": lambda v: spec.parse_size(v, option="--shm-size"),
+    "--pids": spec.parse_pids,
+    "--user": spec.validate_user,
+}
+
+
+def up_option_values(up_args: Sequence[str], *, notebook: str = "the notebook", run: int = 0) -> dict[str, str]:
+    """UP_ARGS (``--memory 16g …``, as run RUN of NOTEBOOK recorded them) as `up`'s option keys, each option one
+    of those devagent records, once, with a value `up` accepts for it; DevagentError(USAGE) otherwise.
 
     >>> up_option_values(["--gpus", "none", "--shm-size", "2g"])
     {'gpus': 'none', 'shm_size': '2g'}
+    >>> up_option_values(["--share-gpus", "no"], notebook="lab-notebook.md", run=3)
+    Traceback (most recent call last):
+    ...
+    devagent.errors.DevagentError: lab-notebook.md, run 3: the recorded `up` option '--share-gpus' is not one \
+devagent records (--gpus, --memory, --cpus, --shm-size, --pids, --user)
+      hint: a notebook cannot choose it: fix the run's reproduce block, or pass what you mean to `devagent up` \
+yourself
     """
-    return {up_args[i].lstrip("-").replace("-", "_"): up_args[i + 1] for i in range(0, len(up_args) - 1, 2)}
+    values: dict[str, str] = {}
+    where = f"{notebook}, run {run}"
+    hint = ("a notebook cannot choose it: fix the run's reproduce block, or pass what you mean to `devagent up` "
+            "yourself")
+    for i in range(0, len(up_args), 2):
+        option = up_args[i]
+        check = _RECORDED_OPTIONS.get(option)
+        if check is None:
+            raise DevagentError(f"{where}: the recorded `up` option {option!r} is not one devagent records "
+                                f"({', '.join(_RECORDED_OPTIONS)})", status=ExitStatus.USAGE, hint=hint)
+        key = option[2:].replace("-", "_")
+        if i + 1 >= len(up_args) or key in values:
+            why = "has no value" if i + 1 >= len(up_args) else "is recorded twice"
+            raise DevagentError(f"{where}: the recorded `up` option {option!r} {why}",
+                                status=ExitStatus.USAGE, hint=hint)
+        try:
+            check(up_args[i + 1])
+        except DevagentError as exc:
+            raise DevagentError(f"{where}: the recorded `up` option {option} {up_args[i + 1]!r} is refused: "
+                                f"{exc.message}", status=ExitStatus.USAGE, hint=hint) from None
+        values[key] = up_args[i + 1]
+    return values
 
 
 def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lines: Sequence[str],
@@ -240,12 +284,15 @@ def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lin
     ## 2026-11-27 15:00 · run 3 reproduced · ✅ loss 0.25 vs 0.25 ✓
     as run 1 in `/b/lab-notebook.md` (environment `dev-run3`)
     """
+    # Metric names and warnings are the notebooks' words (and a server's): shown literally, never as markup or as
+    # an instruction to the terminal that shows the file.
+    lines = [_inline(line) for line in lines]
     verdict = ("✅ " if ok and exit_code == 0 else "❌ ") + (
         "; ".join(lines) if lines else "no metrics to compare")
     if exit_code != 0:
         verdict = f"❌ exit {exit_code}" + (f" · {'; '.join(lines)}" if lines else "")
     run = f"run {new_run}" if new_run is not None else "a run that left no record"
-    notes = [f"- ⚠️ {w}" for w in warnings]
+    notes = [f"- ⚠️ {_inline(w)}" for w in warnings]
     new_body = "\n".join([f"{run} re-created run {facts.number} of {code(original)}"
                           f"{' at ' + code(facts.commit) if facts.commit else ''} from "
                           f"{code(facts.pinned or facts.image or 'a base image')}", "",
@@ -253,3 +300,12 @@ def reproduction_entries(facts: ReproduceFacts, *, when: datetime, ok: bool, lin
     old_body = f"as {run} in {code(new)} (environment {code(env_name)})"
     return (entry(heading(when, f"reproduction of run {facts.number}", verdict), new_body),
             entry(heading(when, f"run {facts.number} reproduced", verdict), old_body))
+
+
+def _inline(text: str) -> str:
+    r"""TEXT on one line, shown literally in a heading or a list item: markup escaped, control characters visible.
+
+    >>> _inline("acc\x1b]52;c;ZXZpbA==\x07 *1* vs 2")
+    'acc␛\\]52;c;ZXZpbA==␇ \\*1\\* vs 2'
+    """
+    return escape_heading(one_line(text))

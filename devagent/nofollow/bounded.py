@@ -1,57 +1,31 @@
-"""Reading files that someone else may have put there, at a bounded cost: regular files only, opened without
-blocking, never through a link where links are refused, with a cap on what is kept in memory.
+"""Reading an open file someone else may have put there, at a bounded cost: what is kept in memory is capped.
 
 The agent reads files because it is told about them (an event for ``z.py``) or finds them by name (``lab.jsonl``,
 ``metrics.csv``), in a workspace that everything in the environment, and its owner on the host, can write. Read
 naively, ``z.py -> /dev/zero`` never ends and grows the reader until the OOM killer ends it, a FIFO named
-``p.py`` blocks the reader forever and a 5 GB ``.py`` is read whole. Here:
+``p.py`` blocks the reader forever and a 5 GB ``.py`` is read whole. So the file is opened by ``walk.py``
+(``open_below``, ``open_regular``: regular files only, without blocking, links refused where they must be,
+checked with ``fstat`` before a byte is read), and read here:
 
-- a file is opened with ``O_NONBLOCK`` (opening a FIFO never waits for a writer) and ``O_NOCTTY``; where links are
-  refused, with ``O_NOFOLLOW`` on the file and on every folder below the root (``open_below``);
-- the descriptor is checked with ``fstat`` (what was opened, not what a name meant a moment before): anything but
-  a regular file is refused (``Refused``) before a byte is read. A ``stat`` of the name comes first only so that a
-  FIFO or a device is not even opened in the usual case (opening a device can act); it decides nothing;
 - ``read_content`` keeps at most a given number of bytes and hashes the rest in bounded chunks, never reading
   more than the file held when it was opened (plus the cap, for a file being appended to); ``Lines`` streams lines,
   skips those over a length and can read only a file's last bytes.
 
->>> import tempfile; folder = Path(tempfile.mkdtemp()); _ = (folder / "a.py").write_text("x = 1\\n")
+>>> import tempfile; from pathlib import Path; from devagent.nofollow.walk import open_below
+>>> folder = Path(tempfile.mkdtemp()); _ = (folder / "a.py").write_text("x = 1\\n")
 >>> fd = open_below(folder, "a.py"); content = read_content(fd, limit=4); os.close(fd)
 >>> content.size, content.data, content.sha256[:12]
 (6, None, '9e26bf369911')
->>> os.mkfifo(folder / "p.py"); open_below(folder, "p.py")
-Traceback (most recent call last):
-...
-devagent.runtime.bounded_read.Refused: [Errno 22] a FIFO, not a regular file: 'p.py'
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 
 CHUNK = 1 << 20  # bytes per read: what reading a file costs in memory beyond what is kept
-
-_FILE_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_KINDS = {
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFLNK: "a symbolic link",
-}
-
-
-class Refused(OSError):
-    """A file devagent does not read: a link where links are refused, or not a regular file. ``strerror`` says
-    what it is, ``filename`` which it is."""
 
 
 @dataclass(frozen=True)
@@ -62,69 +36,6 @@ class Content:
     size: int
     sha256: str
     data: bytes | None
-
-
-def open_regular(path: Path | str, *, follow_links: bool = True) -> int:
-    """A descriptor of the regular file PATH, opened for reading without blocking; the caller closes it.
-
-    With ``follow_links=False`` a link at PATH itself is refused (its folders are taken as they are). Raises
-    ``FileNotFoundError`` when there is nothing at PATH, ``IsADirectoryError`` for a folder and ``Refused`` for
-    anything else that is not a regular file.
-    """
-    name = os.fspath(path)
-    _check_mode(os.stat(name, follow_symlinks=follow_links).st_mode, name)
-    try:
-        fd = os.open(name, _FILE_FLAGS | (0 if follow_links else os.O_NOFOLLOW))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP and not follow_links:  # it became a link since the stat
-            raise Refused(errno.ELOOP, "a symbolic link, not followed", name) from None
-        raise
-    return _checked(fd, name)
-
-
-def open_below(root: Path | str, rel: str) -> int:
-    """A descriptor of the regular file REL (``/``-separated, below ROOT), opened for reading without blocking
-    and without following a link anywhere below ROOT: every folder of REL is opened with ``O_NOFOLLOW`` relative
-    to the one before, so a link swapped in at any moment is refused, never followed. ROOT itself is taken as
-    given. Raises as ``open_regular`` does; a link anywhere in REL is ``Refused``.
-    """
-    parts = _parts(rel)
-    dir_fd = os.open(root, _DIR_FLAGS)
-    try:
-        for i, part in enumerate(parts[:-1]):
-            next_fd = _open_folder(dir_fd, part, "/".join(parts[: i + 1]))
-            os.close(dir_fd)
-            dir_fd = next_fd
-        name = parts[-1]
-        _check_mode(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode, rel)
-        try:
-            fd = os.open(name, _FILE_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise Refused(errno.ELOOP, "a symbolic link, not followed", rel) from None
-            raise
-    finally:
-        os.close(dir_fd)
-    return _checked(fd, rel)
-
-
-def open_folder_below(root: Path | str, rel: str, *, create: bool = False, mode: int = 0o755) -> int:
-    """A descriptor of the folder REL below ROOT, reached without following a link (each missing folder made
-    with MODE when CREATE); the caller closes it. A link on the way is ``Refused``."""
-    parts = _parts(rel)
-    dir_fd = os.open(root, _DIR_FLAGS)
-    try:
-        for i, part in enumerate(parts):
-            if create:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, mode, dir_fd=dir_fd)
-            next_fd = _open_folder(dir_fd, part, "/".join(parts[: i + 1]))
-            os.close(dir_fd)
-            dir_fd = next_fd
-    except BaseException:
-        os.close(dir_fd)
-        raise
-    return dir_fd
 
 
 def read_content(fd: int, *, limit: int) -> Content:
@@ -243,44 +154,3 @@ class Lines:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _parts(rel: str) -> tuple[str, ...]:
-    parts = PurePosixPath(rel).parts
-    if not parts or parts[0] == "/" or any(part in (".", "..") for part in parts):
-        raise ValueError(f"not a path below the root: {rel!r}")  # a bug in the caller, not the user's doing
-    return parts
-
-
-def _open_folder(dir_fd: int, name: str, display: str) -> int:
-    try:
-        return os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            try:
-                is_link = stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-            except OSError:
-                is_link = False
-            if is_link:
-                raise Refused(errno.ELOOP, "a symbolic link, not followed", display) from None
-        raise
-
-
-def _check_mode(mode: int, name: str) -> None:
-    if stat.S_ISREG(mode):
-        return
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(errno.EISDIR, "a folder", name)
-    kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-    if stat.S_ISLNK(mode):
-        raise Refused(errno.ELOOP, f"{kind}, not followed", name)
-    raise Refused(errno.EINVAL, f"{kind}, not a regular file", name)
-
-
-def _checked(fd: int, name: str) -> int:
-    try:
-        _check_mode(os.fstat(fd).st_mode, name)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devagent.runtime import bounded_read
-from devagent.runtime.bounded_read import Lines, Refused, open_below, open_folder_below, open_regular, read_content
+from devagent.nofollow import bounded as bounded_read
+from devagent.nofollow.bounded import Lines, read_content
+from devagent.nofollow.walk import PathRefused, open_below, open_folder_below, open_regular
 
 
 def test_a_link_anywhere_below_the_root_is_refused_and_its_target_never_opened(tmp_path: Path) -> None:
@@ -24,10 +25,10 @@ def test_a_link_anywhere_below_the_root_is_refused_and_its_target_never_opened(t
     os.symlink(tmp_path / "outside", root / "pkg" / "lib")
     os.symlink(tmp_path / "outside" / "x.py", root / "pkg" / "y.py")
     for rel in ("pkg/lib/x.py", "pkg/y.py"):
-        with pytest.raises(Refused) as caught:
+        with pytest.raises(PathRefused) as caught:
             open_below(root, rel)
         assert (caught.value.errno, caught.value.strerror) == (errno.ELOOP, "a symbolic link, not followed")
-    with pytest.raises(Refused):
+    with pytest.raises(PathRefused):
         open_folder_below(root, "pkg/lib", create=True)
 
 
@@ -42,13 +43,13 @@ def test_what_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path, 
         server.close()
     else:
         os.symlink("/dev/null", path)
-    with pytest.raises(Refused):
+    with pytest.raises(PathRefused):
         open_below(tmp_path, "x.py")
     if kind == "device":
-        with pytest.raises(Refused, match="a character device, not a regular file"):
+        with pytest.raises(PathRefused, match="a character device, not a regular file"):
             open_regular(path)  # followed, and refused for what it leads to
     else:
-        with pytest.raises(Refused):
+        with pytest.raises(PathRefused):
             open_regular(path)
 
 
