@@ -343,7 +343,6 @@ def owner_person(public_line: str) -> Person:
     return Person(name=owner_name(), key=" ".join(public_line.split()[:2]), owner=True)
 
 
-
 def callers_own(info: ContainerInfo, paths: Paths) -> bool | None:
     """For `ls` and `doctor`: whether the environment in container INFO is the caller's (`owned_by` the keys this
     DEVAGENT_HOME runs `up` of it with), None when no owner was recorded (made by an older devagent: it could be
