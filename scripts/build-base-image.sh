@@ -42,7 +42,7 @@ fi
 
 echo "==> debootstrap $suite from $mirror"
 debootstrap --variant=minbase \
-  --include=python3,python3-venv,openssh-server,openssh-client,bash,tar,git,procps,ca-certificates,less \
+  --include=python3,python3-venv,openssh-server,openssh-client,bash,tar,git,procps,ca-certificates,less,curl \
   "$suite" "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 || {
     tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
 

@@ -86,11 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except DevagentError as exc:
         echo_step(f"Error: {exc}")
         return int(exc.status)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        return int(ExitStatus.INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C outside `up`'s own (click makes it an Abort)
+        echo_step("Error: interrupted\n  hint: run the command again")
         return int(ExitStatus.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()

@@ -79,14 +79,15 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     env_host = None if local else os.environ.get("DEVAGENT_HOST") or None
     typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
     # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
-    folder = Path.cwd() if options.get("host") or env_host else Path(workspace).resolve()
+    folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
     config_file = folder / CONFIG_FILE
+    config_text = config_file.read_text(encoding="utf-8") if config_file.is_file() else None
     request = up_request(
         name=name,
         # An option left at its default yields to the file; one the user typed wins over it.
         given={key: value for key, value in options.items()
                if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
-        config_text=config_file.read_text(encoding="utf-8") if config_file.is_file() else None,
+        config_text=config_text,
         config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
@@ -96,11 +97,14 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
+    as_made = _nothing_typed(ctx) and config_text is None
     if request.host is None:
-        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
+                                          as_made=as_made)
     else:
         with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
-            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command)
+            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
+                                    as_made=as_made)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted
                 # in it leads to the container's files, never to the server user's.
@@ -109,7 +113,9 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
     on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
     where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
-    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else ''}{on}")
+    # A derived image this up made a container from: built now, or found (as `devagent image build` says it).
+    made_from = " (cached)" if (result.created or result.recreated) and not env.image else ""
+    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else made_from}{on}")
     click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
     click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
     click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
@@ -137,6 +143,27 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
                                 status=exc.status, hint=exc.hint) from None
 
 
+def _nothing_typed(ctx: click.Context) -> bool:
+    """`up NAME` alone (no option typed; --host and --local only say where): with no devagent.toml either, an
+    environment NAME that exists is started as it was made."""
+    from click.core import ParameterSource
+
+    return all(ctx.get_parameter_source(p) is ParameterSource.DEFAULT for p in ctx.params
+               if p not in ("name", "host", "local"))
+
+
+def _expand_home(folder: str) -> Path:
+    """FOLDER with a leading ``~`` or ``~USER`` expanded as a shell would: typed in quotes, ``"~/.ssh"`` would
+    otherwise be a new folder ``./~/.ssh`` here (and slip past the rules for the real ~/.ssh)."""
+    try:
+        return Path(folder).expanduser()
+    except RuntimeError:  # ~USER of a user this machine does not know
+        tilde = folder.split("/", maxsplit=1)[0]
+        raise DevagentError(f"--workspace {folder}: no such user, so {tilde} means no home folder",
+                            status=ExitStatus.USAGE, hint="write the folder's path without the ~, e.g. "
+                            "--workspace ./code") from None
+
+
 @cli.command()
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write devagent.toml into.")
@@ -145,7 +172,7 @@ def init(workspace: Path) -> None:
     environment."""
     from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
 
-    path = workspace.resolve() / CONFIG_FILE
+    path = _expand_home(str(workspace)).resolve() / CONFIG_FILE
     try:
         with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
             f.write(INIT_TEMPLATE)
@@ -248,11 +275,14 @@ def doctor(name: str | None, as_json: bool) -> None:
 @cli.command(name="ls")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
 @click.option("--host", default=None, metavar="SERVER", help="Only the environments on this server.")
-def ls_command(as_json: bool, host: str | None) -> None:
-    """List environments (Docker's labels are the source of truth).
+@click.option("--all", "everyone", is_flag=True,
+              help="Everyone's environments on the engine, with their owner [default: yours].")
+def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
+    """List your environments (--all: everyone's).
 
     This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
-    answer is shown as unreachable, its environments listed from the records)."""
+    answer is shown as unreachable, its environments listed from the records). Docker's labels are the source of
+    truth; yours were made with your devagent key (or by a devagent too old to record an owner)."""
     from devagent.core.server import parse_server
     from devagent.host.inventory import list_all
     from devagent.host.paths import Paths
@@ -269,23 +299,33 @@ def ls_command(as_json: bool, host: str | None) -> None:
     hosts = bool(records or host or store.used())
     rows = list_all(records, host=host, local=servers.provisioner, open_server=servers.on_server_quietly,
                     used_servers=hosts) if hosts else servers.provisioner().ls()
+    # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
+    hidden = 0 if everyone else sum(r.get("mine") is False for r in rows)
+    rows = [r for r in rows if everyone or r.get("mine") is not False]
     if as_json:
         click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
         return
+    others = f"{hidden} environment{'s' * (hidden != 1)} of other people: devagent ls --all"
     if not rows:
-        click.echo("no environments; create one with: devagent up NAME")
+        click.echo("no environments; create one with: devagent up NAME" + (f" ({others})" if hidden else ""))
         return
     # The HOST column appears once this machine has used a server: one that never used --host sees the table as
-    # before.
+    # before; the OWNER column with --all.
     state = 11 if hosts else 10  # room for "unreachable"
     click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} "
-               + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
+               + (f"{'OWNER':12} " if everyone else "") + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
         people = r.get("invited")
         invited = ",".join(map(str, people)) if isinstance(people, list) and people else "-"
-        click.echo(f"{r['name']!s:20} {r['state']!s:{state}} {r['health'] or '-'!s:10} {r['port'] or '-'!s:>6}  "
+        # A container that is not running has no health to speak of (Docker keeps saying its last: unhealthy).
+        shown_state = "stopped" if r["state"] == "exited" else r["state"]
+        health = r["health"] if r["state"] == "running" else None
+        click.echo(f"{r['name']!s:20} {shown_state!s:{state}} {health or '-'!s:10} {r['port'] or '-'!s:>6}  "
                    f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} {invited:12} "
+                   + (f"{r.get('owner') or '-'!s:12} " if everyone else "")
                    + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
+    if hidden:
+        click.echo(f"({others})")
     for r in rows:
         if r.get("error"):
             click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)

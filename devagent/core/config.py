@@ -100,7 +100,7 @@ def _number(value: object) -> float | int:
 
 def _size(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise _WrongType('a size such as "8g" (or a number of bytes)')
+        raise _WrongType('a size such as "8g"')
     return str(value)
 
 
@@ -144,13 +144,13 @@ def _gpus(value: object) -> str:
 
 def _memory(value: object) -> str:
     text = _size(value)
-    spec.parse_size(text, option="--memory")
+    spec.parse_size(text, option="--memory", minimum=spec.MIN_MEMORY)
     return text
 
 
 def _shm_size(value: object) -> str:
     text = _size(value)
-    spec.parse_size(text, option="--shm-size")
+    spec.parse_size(text, option="--shm-size", minimum=spec.MIN_SHM_SIZE)
     return text
 
 
@@ -445,7 +445,7 @@ INIT_TEMPLATE = f"""\
 # or UUIDs from `devagent gpus` ("GPU-5c3f…,GPU-…"). A GPU another environment or container holds is refused.
 #gpus = "none"
 
-# Memory limit, with no swap beyond it: a number with an optional unit b, k, m or g.
+# Memory limit, with no swap beyond it: a number and its unit b, k, m or g (at least 6m).
 #memory = "{spec.format_size(_LIMITS.memory)}"
 
 # CPU limit; fractions allowed. Default: {spec.DEFAULT_CPUS}, or all the engine has when it has fewer.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from devagent.core import health, layout
 from devagent.core.vscode import jsonc_to_json
@@ -37,10 +37,16 @@ class Check:
     ok: bool | None
     detail: str
     fix: str | None = None
+    # A warning: ok is None (not failed, the doctor still exits 0), but it is likely to bite; fix says how.
+    warning: bool = field(default=False, repr=False)
 
 
 def skipped(name: str, why: str) -> Check:
     return Check(name, None, why)
+
+
+def warning(name: str, detail: str, fix: str) -> Check:
+    return Check(name, None, detail, fix=fix, warning=True)
 
 
 def passed(checks: Sequence[Check]) -> bool:
@@ -49,9 +55,13 @@ def passed(checks: Sequence[Check]) -> bool:
 
 
 def render(checks: Sequence[Check]) -> list[str]:
-    """The report as text lines: `✔ name — detail`, `✘ name — detail` + `  fix: …`, `– name — skipped: why`."""
+    """The report as text lines: `✔ name — detail`, `✘ name — detail` + `  fix: …`, `! name — detail` + `  fix: …`
+    (a warning), `– name — skipped: why`."""
     lines: list[str] = []
     for c in checks:
+        if c.warning:
+            lines.extend((f"! {c.name} — {c.detail}", f"  fix: {c.fix}"))
+            continue
         if c.ok is None:
             lines.append(f"– {c.name} — skipped: {c.detail}")
             continue
@@ -66,18 +76,23 @@ def summary(checks: Sequence[Check]) -> str:
 
     >>> summary([Check("a", True, ""), Check("b", None, ""), Check("c", False, "")])
     '1 of 3 checks failed, 1 skipped'
+    >>> summary([Check("a", True, ""), warning("b", "", "do this")])
+    'all 1 checks passed, 1 warning'
     """
     failed = sum(c.ok is False for c in checks)
-    skips = sum(c.ok is None for c in checks)
-    tail = f", {skips} skipped" if skips else ""
+    warned = sum(c.warning for c in checks)
+    skips = sum(c.ok is None and not c.warning for c in checks)
+    tail = (f", {skips} skipped" if skips else "") + (f", {warned} warning{'s' * (warned != 1)}" if warned else "")
     if failed:
         return f"{failed} of {len(checks)} checks failed{tail}"
-    return f"all {len(checks) - skips} checks passed{tail}"
+    return f"all {len(checks) - skips - warned} checks passed{tail}"
 
 
 def envelope(checks: Sequence[Check]) -> dict[str, object]:
     """The `--json` envelope; `version` changes only when a key changes meaning or goes away."""
-    return {"version": JSON_VERSION, "ok": passed(checks), "checks": [asdict(c) for c in checks]}
+    # "warning" is there only on a warning (ok is null there): the keys of every other item stay as they were.
+    return {"version": JSON_VERSION, "ok": passed(checks),
+            "checks": [{k: v for k, v in asdict(c).items() if k != "warning" or v} for c in checks]}
 
 
 # -- small judgements -------------------------------------------------------------------------------------------
@@ -175,6 +190,7 @@ echo "user=$(id -un)"
 echo "home=$HOME"
 echo "bash=$(command -v bash || true)"
 if command -v tar >/dev/null 2>&1; then echo "tar=$(tar --version 2>/dev/null | head -n 1)"; else echo "tar="; fi
+echo "download=$(command -v curl || command -v wget || true)"
 libc=$(getconf GNU_LIBC_VERSION 2>/dev/null || true)
 [ -n "$libc" ] || libc=$(ldd --version 2>&1 | head -n 1)
 echo "glibc=$libc"
@@ -218,8 +234,8 @@ exit 0
     "WORKSPACE_ENV", layout.WORKSPACE_ENV).replace("HOME_WORKSPACE", layout.HOME_WORKSPACE).replace(
     "NOTEBOOK", layout.NOTEBOOK).replace("AGENT_PYTHON", shlex.quote(f"{layout.AGENT_VENV}/bin/python"))
 
-PROBE_KEYS = ("uid", "user", "home", "bash", "tar", "glibc", "home_writable", "tmp_exec", "agent_state", "agent_pid",
-              "workspace", "home_df", "workspace_df", "notebook", "notebook_writable", "probe_done")
+PROBE_KEYS = ("uid", "user", "home", "bash", "tar", "download", "glibc", "home_writable", "tmp_exec", "agent_state",
+              "agent_pid", "workspace", "home_df", "workspace_df", "notebook", "notebook_writable", "probe_done")
 _KEY_LINE = re.compile(r"^([a-z_]+)=(.*)$")
 
 
@@ -266,8 +282,9 @@ FORWARDING = "TCP forwarding"
 TMP_EXEC = "/tmp allows executing"  # noqa: S108 - a check's name, not a path devagent writes
 HOME_DISK, WORKSPACE_DISK = "free disk in home", "free disk in the workspace"
 # Every check made from inside the container, in the order shown; all skipped when the login is not possible.
-CONTAINER_SIDE = (LOGIN, FORWARDING, "bash", "tar", "glibc", "home writable", TMP_EXEC, HOME_DISK, WORKSPACE_DISK,
-                  "agent", "notebook writable")
+DOWNLOAD = "download tool"
+CONTAINER_SIDE = (LOGIN, FORWARDING, "bash", "tar", DOWNLOAD, "glibc", "home writable", TMP_EXEC, HOME_DISK,
+                  WORKSPACE_DISK, "agent", "notebook writable")
 
 
 def _missing(name: str, key: str, env: Environment) -> Check:
@@ -289,6 +306,18 @@ def _tar(tar: str, values: Mapping[str, str], env: Environment) -> Check:
     return Check("tar", False, "no tar in the image; Remote-SSH unpacks its server with tar",
                  fix="use a base image that has tar (devagent does not install it; Debian and Ubuntu images have "
                  f"it): {env.rebase}")
+
+
+def _download(tool: str, values: Mapping[str, str], env: Environment) -> Check:
+    """The Remote-SSH client's setup script downloads VS Code's server inside the environment with curl or wget.
+    Without either, Microsoft's Remote-SSH downloads it on your machine and copies it over (that works);
+    VSCodium's open-remote-ssh stops ("no tool to download server binary"): a warning, not a failure."""
+    if tool:
+        return Check(DOWNLOAD, True, f"{tool} (Remote-SSH's setup script downloads VS Code's server with it)")
+    return warning(DOWNLOAD, "neither curl nor wget in the image: Microsoft's Remote-SSH downloads VS Code's server "
+                   "on your machine and copies it over (that works); VSCodium's open-remote-ssh stops with \"no tool "
+                   "to download server binary\"", fix=f"for VSCodium, use a base image with curl or wget: "
+                   f"{env.rebase} (devagent's own base images carry curl once rebuilt)")
 
 
 def _glibc(libc: str, values: Mapping[str, str], env: Environment) -> Check:
@@ -373,6 +402,7 @@ def _notebook(writable: str, values: Mapping[str, str], env: Environment) -> Che
 _JUDGES = (
     ("bash", "bash", _bash),
     ("tar", "tar", _tar),
+    (DOWNLOAD, "download", _download),
     ("glibc", "glibc", _glibc),
     ("home writable", "home_writable", _home),
     (TMP_EXEC, "tmp_exec", _tmp),

@@ -114,25 +114,44 @@ def validate_user(user: str) -> str:
     return user
 
 
-def parse_size(text: str, *, option: str) -> int:
-    """Parse a Docker-style size ('32g', '512m', '1024') into bytes.
+# The smallest sizes `up` accepts: the Docker Engine refuses a memory limit under 6 MiB (only when it creates the
+# container, after the image was built); a /dev/shm under 1 MiB holds no batch a DataLoader worker hands over.
+MIN_MEMORY = 6 * 1024**2
+MIN_SHM_SIZE = 1024**2
+
+
+def parse_size(text: str, *, option: str, minimum: int = 1) -> int:
+    """Parse a Docker-style size ('32g', '512m', '1024b') into bytes. The unit is required: a bare number is bytes
+    to Docker, and ``memory = 2`` meant 2 gigabytes to no one. Below MINIMUM is refused with the smallest size.
 
     >>> parse_size("8g", option="--shm-size")
     8589934592
+    >>> parse_size("2", option="--memory")
+    Traceback (most recent call last):
+    ...
+    devagent.errors.DevagentError: --memory: size '2' has no unit (to Docker, a bare number is bytes)
+      hint: write the unit b, k, m or g after the number, e.g. --memory 2g
     """
     m = SIZE_RE.fullmatch(text.strip())
     if not m:
         raise DevagentError(
             f"{option}: cannot read size {text!r}",
-            hint=f"write a number with an optional unit b, k, m or g, e.g. {option} 8g",
+            hint=f"write a number and a unit b, k, m or g, e.g. {option} 8g",
             status=ExitStatus.USAGE,
         )
     number, unit = float(m.group(1)), m.group(2).lower()
+    if not unit and number > 0:
+        raise DevagentError(f"{option}: size {text!r} has no unit (to Docker, a bare number is bytes)",
+                            hint=f"write the unit b, k, m or g after the number, e.g. {option} {m.group(1)}g",
+                            status=ExitStatus.USAGE)
     factor = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
     value = int(number * factor)
     if value <= 0:
         raise DevagentError(f"{option}: size must be positive, not {text!r}", hint=f"e.g. {option} 8g",
                             status=ExitStatus.USAGE)
+    if value < minimum:
+        raise DevagentError(f"{option}: size {text!r} is below the minimum, {format_size(minimum)}",
+                            hint=f"e.g. {option} 8g", status=ExitStatus.USAGE)
     return value
 
 
@@ -145,7 +164,7 @@ def format_size(n: int) -> str:
     for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
         if n % factor == 0:
             return f"{n // factor}{unit}"
-    return str(n)
+    return f"{n}b"
 
 
 def parse_cpus(text: str) -> float:

@@ -33,6 +33,7 @@ from devagent.host import managed_config
 from devagent.host.engine import ContainerInfo
 from devagent.host.openssh import client_version
 from devagent.host.paths import Paths
+from devagent.host.sharing import callers_own
 from devagent.host.ssh_config import SshConfig, parse_line
 
 PROBE_TIMEOUT = 60.0
@@ -64,8 +65,11 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     engine = f"Docker Engine on {server}" if server else "Docker Engine"
     try:
         rows = engine_factory().list_managed()
-        count = len(rows)
-        checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}")]
+        # On a shared engine, others' environments are counted apart (those without a recorded owner as yours).
+        others = sum(callers_own(c, paths) is False for c in rows)
+        count = len(rows) - others
+        checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}"
+                        + (f" of yours, {others} of other people" if others else ""))]
     except DevagentError as exc:  # the engine's adapter names the fix (start it; join the docker group)
         if servers_used and server is None and name is None:
             checks = [skipped(engine, f"{exc.message}; this machine's environments are on servers (`devagent "
@@ -237,10 +241,34 @@ def vscode_checks(paths: Paths, *, home: Path, environ: Mapping[str, str]) -> li
             label=label, settings_file=str(path), settings=settings, user_config=str(paths.user_ssh_config),
             default_config=str(default), home=str(home)))
     if not checks:
-        return [skipped("VS Code remote.SSH.configFile",
-                        f"no VS Code settings.json under {home} (Code, Code - Insiders, VSCodium); "
-                        f"Remote-SSH then reads {default}")]
+        name, why = "VS Code remote.SSH.configFile", f"no VS Code settings.json under {home} (Code, Code - " \
+            f"Insiders, VSCodium); Remote-SSH then reads {default}"
+        if paths.user_ssh_config == default or _includes(default, paths, home=home):
+            return [skipped(name, why)]
+        return [d.warning(name, f"{why}, which does not include devagent's config (it is in {paths.user_ssh_config},"
+                          " DEVAGENT_SSH_CONFIG): VS Code will not find the environments",
+                          fix=f'set "remote.SSH.configFile": "{paths.user_ssh_config}" in VS Code\'s settings, or '
+                          f"add the line `Include {paths.user_ssh_config}` at the top of {default}")]
     return checks
+
+
+def _includes(config: Path, paths: Paths, *, home: Path) -> bool:
+    """Whether CONFIG has an Include line naming the user's ssh config or devagent's managed one, as OpenSSH
+    reads the path: ``~/`` is HOME, a relative path is below ~/.ssh (globs are not expanded)."""
+    try:
+        text = config.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    wanted = {os.path.normpath(paths.user_ssh_config), os.path.normpath(paths.managed_ssh_config)}
+    for line in text.splitlines():
+        words = line.replace("=", " ", 1).split()
+        if len(words) < 2 or words[0].lower() != "include":
+            continue
+        for arg in (w.strip('"') for w in words[1:]):
+            path = str(home) + arg[1:] if arg.startswith("~/") else arg
+            if os.path.normpath(home / ".ssh" / path) in wanted:  # an absolute path replaces what is before it
+                return True
+    return False
 
 
 # -- the environment --------------------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ _EXIT_STATUSES: dict[int, ExitStatus] = {signal.SIGINT: ExitStatus.INTERRUPTED, 
                                          signal.SIGHUP: ExitStatus.HANGUP}
 
 
+# The hint of every stop of `up` that left nothing behind (docs/reference/exit-codes.md: a failure ends with one).
+AGAIN = "nothing of it is left: run the same `devagent up` again (in tmux or screen if the connection may drop)"
+
+
 def describe(signum: int) -> str:
     """What a stop signal did to the command, as the start of an error message."""
     return _DESCRIPTIONS.get(signum, f"stopped by signal {signum}")

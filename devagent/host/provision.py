@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import devagent
-from devagent.core import layout
+from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
@@ -44,7 +44,7 @@ from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
 from devagent.host.gpu_ledger import GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.host.image import build_image, local_pinned, team_image
-from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
+from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
 from devagent.host.records import Record, Records
@@ -228,14 +228,21 @@ class Provisioner:
         """Called as `up` reaches each of UP_STEPS. Does nothing; a test harness replaces it to pause there."""
 
     def up(self, spec: EnvSpec, *, identity: Path | None = None, recreate: bool = False,
-           launch_command: str = "") -> UpResult:
+           launch_command: str = "", as_made: bool = False) -> UpResult:
+        """AS_MADE: no option was given (`up NAME`): an environment NAME of the caller's that exists is started as
+        it was made, whatever the defaults would make now."""
         if self.link is not None and self._server_ws is not None:
             # The workspace is a server folder (links resolved there); the login user inside gets the server
             # user's uid (root's 0 becomes 1000, as locally).
             spec = dataclasses.replace(spec, workspace=self._server_ws.resolve(spec.workspace),
                                        uid=self.link.facts.uid or 1000)
-        else:
+        elif not (as_made and self.engine.get(spec.name)):  # one that exists keeps the workspace it was made with
             workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything
+        # DEVAGENT_HOME's paths go into the alias and the Include line: one OpenSSH would misread ('#', '%') is
+        # refused now, not once the container runs (and the home folder holds a new key).
+        HostEntry(name=spec.name, port=1, user=spec.user, identity_file=str(identity or self.paths.identity),
+                  known_hosts_file=str(self.paths.known_hosts))
+        self.ssh_config.include_line()
         # SIGTERM and SIGHUP end up like Ctrl-C, with the rollback; Ctrl-C works even if SIGINT was ignored.
         with StopSignals() as signals:
             try:
@@ -243,7 +250,7 @@ class Provisioner:
                     try:
                         try:
                             return self._up(spec, identity=identity, recreate=recreate,
-                                            launch_command=launch_command, signals=signals)
+                                            launch_command=launch_command, signals=signals, as_made=as_made)
                         except Exception as exc:
                             # A dropped link shows as whatever the engine's client or ssh raised: say what it is.
                             if self.link is None or isinstance(exc, DevagentError) or (
@@ -261,7 +268,7 @@ class Provisioner:
                         raise
             except Stopped as exc:  # outside the transaction (it turns its own into a DevagentError)
                 raise DevagentError(f"{describe(exc.signum)}; `up` had made nothing that needed undoing",
-                                    status=exit_status(exc.signum)) from None
+                                    status=exit_status(exc.signum), hint=AGAIN) from None
 
     def _home_id(self) -> str:
         return hashlib.sha256(f"{os.uname().nodename}\0{self.paths.home}".encode()).hexdigest()[:12]
@@ -274,7 +281,7 @@ class Provisioner:
                 and (not ours_only or c.labels.get(HOME_ID_LABEL) == self._home_id())]
 
     def _up(self, spec: EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
-            signals: StopSignals) -> UpResult:
+            signals: StopSignals, as_made: bool = False) -> UpResult:
         if spec.limits.cpus is None:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
@@ -296,12 +303,7 @@ class Provisioner:
         wanted_hash = spec_hash(spec, user_public)
         if existing is not None and not recreate:
             if existing.labels.get("devagent.spec-hash") != wanted_hash:
-                raise DevagentError(
-                    f"environment {spec.name!r} exists with other options",
-                    status=ExitStatus.CONFLICT,
-                    hint=f"run `devagent up {spec.name} --recreate ...` to replace it (alias, host key and "
-                    "workspace files are kept), or repeat the options it was made with (devagent ls)",
-                )
+                spec = self._as_made(spec, existing, as_made=as_made)
             return self._reuse(spec, existing, identity_path)
 
         gpus = self._choose_gpus(spec, replacing=existing)  # before the image: a busy GPU is refused at once
@@ -331,6 +333,17 @@ class Provisioner:
             with contextlib.suppress(Exception):  # the environment is made; `down` releases the rest
                 self.gpus.release(spec.name, keep=gpus.uuids)
         return result
+
+    def _as_made(self, spec: EnvSpec, existing: ContainerInfo, *, as_made: bool) -> EnvSpec:
+        """`up NAME` of the caller's environment made with other options: AS_MADE (no option given) starts it as
+        it was made; else the options that differ are named."""
+        if as_made:
+            return made_with.as_made(spec, existing.labels)
+        raise DevagentError(
+            f"environment {spec.name!r} exists with other options: "
+            f"{'; '.join(made_with.differences(spec, existing.labels))}", status=ExitStatus.CONFLICT,
+            hint=f"`devagent up {spec.name}` with no options starts it as it was made; `devagent up {spec.name} "
+            "--recreate ...` replaces it with these (alias, host key and workspace files are kept)")
 
     def _refuse_others(self, existing: ContainerInfo | None, user_public: str) -> None:
         """A container under the name that someone else owns is never reused nor replaced (a stale name)."""
@@ -396,6 +409,7 @@ class Provisioner:
                     cid = self.engine.create(
                         name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
+                                **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
                                 HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
                                 **sharing.owner_labels(user_public)},
@@ -702,6 +716,7 @@ class Provisioner:
         nothing to speak, and the login is then proven by the OpenSSH client through the alias alone.
         """
         if spec.sshd_profile == "strict" and not openssh_at_least(banner, (9, 9)):
+            self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
             return
         from devagent.host.ssh_login import prove_login  # paramiko costs 150 ms to import: only when used
 
@@ -791,6 +806,7 @@ class Provisioner:
                 "image": c.image, "gpus": c.labels.get("devagent.gpus"),
                 "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
                 "created": c.created, "invited": sharing.invited_names(self.paths, name),
+                "owner": c.labels.get(sharing.OWNER_NAME_LABEL), "mine": sharing.callers_own(c, self.paths),
                 **({"host": self.host} if self.host is not None else {}),
             })
         return rows

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from devagent.core import layout
+from devagent.core.system_folders import system_folder
 from devagent.core.up_request import SERVER_WORKSPACES
 from devagent.errors import DevagentError, ExitStatus
 
@@ -58,6 +59,13 @@ def check_server_workspace(workspace: str, *, home: str, server: str) -> None:
     """Refuse WORKSPACE (absolute, links resolved) when it is the server user's HOME, holds it, or is in, or holds,
     its ~/.ssh: everything in the environment can read and change the workspace."""
     ssh_dir = posixpath.join(home, ".ssh")
+    what = system_folder(workspace)  # its home itself is said below, with its own hint
+    if what is not None:
+        raise DevagentError(
+            f"workspace {workspace} on {server} is {what}: no environment may mount it (everything in the "
+            "environment could change it, and giving it to the login user would break the server)",
+            status=ExitStatus.USAGE, hint=f"pass --workspace a folder of its own, e.g. ~/{SERVER_WORKSPACES}/NAME "
+            "(the default)")
 
     def within(inner: str, outer: str) -> bool:
         return inner == outer or inner.startswith(outer.rstrip("/") + "/")

@@ -22,7 +22,7 @@ import json
 import os
 import pwd
 import string
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from devagent.core.people import (
     render_people,
     validate_person,
 )
-from devagent.core.spec import USER_RE, validate_name
+from devagent.core.spec import LABEL_PREFIX, USER_RE, validate_name
 from devagent.core.sshhost import valid_proxy_jump
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys, known_hosts, managed_config
@@ -116,10 +116,20 @@ class Sharing:
         it); None for one on this machine's engine."""
         self.engine, self.paths, self.jump = engine, paths, jump
 
-    def _lock(self, name: str) -> FileLock:
-        # The environment's own lock (provision.py): no `up` or `down` of it runs meanwhile.
-        return FileLock(self.paths.env_lock(name), timeout=LOCK_TIMEOUT, purpose=f"environment {name!r}",
-                        status=ExitStatus.CONFLICT)
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[FileLock]:
+        """The environment's own lock (provision.py): no `up` or `down` of it runs meanwhile. When the command
+        fails and there is no container NAME, the lock file goes too: `share` of a name that does not exist
+        leaves nothing behind (as a failed `up` does)."""
+        with FileLock(self.paths.env_lock(name), timeout=LOCK_TIMEOUT, purpose=f"environment {name!r}",
+                      status=ExitStatus.CONFLICT) as lock:
+            try:
+                yield lock
+            except BaseException:
+                with contextlib.suppress(Exception):  # the first error is the one the user sees
+                    if self.engine.get(name) is None:
+                        lock.discard()
+                raise
 
     def _container(self, name: str) -> ContainerInfo:
         info = self.engine.get(validate_name(name))
@@ -332,3 +342,11 @@ def owner_person(public_line: str) -> Person:
     """The owner as `up` records them: this machine's login name and the key `up` runs with."""
     return Person(name=owner_name(), key=" ".join(public_line.split()[:2]), owner=True)
 
+
+def callers_own(info: ContainerInfo, paths: Paths) -> bool | None:
+    """For `ls` and `doctor`: whether the environment in container INFO is the caller's (`owned_by` the keys this
+    DEVAGENT_HOME runs `up` of it with), None when no owner was recorded (made by an older devagent: it could be
+    anyone's; `owned_by` counts it as the caller's)."""
+    if not info.labels.get(OWNER_KEY_LABEL):
+        return None
+    return owned_by(info, caller_keys(paths, info.labels.get(f"{LABEL_PREFIX}name") or info.name))

@@ -14,7 +14,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 from devagent.errors import DevagentError
-from devagent.host.interrupts import StopSignals, describe, exit_status
+from devagent.host.interrupts import AGAIN, StopSignals, describe, exit_status
 
 Report = Callable[[str], None]
 
@@ -81,4 +81,4 @@ class Transaction:
             signum = getattr(exc, "signum", signal.SIGINT)
         if signum is not None:
             raise DevagentError(f"{describe(signum)}; everything `up` had made is removed again",
-                                status=exit_status(signum)) from None
+                                status=exit_status(signum), hint=AGAIN) from None

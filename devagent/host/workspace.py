@@ -9,10 +9,13 @@ file descriptor of the folder devagent made, never by path, so a link swapped in
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
 from dataclasses import dataclass
 from pathlib import Path
 
+from devagent.core.system_folders import system_folder
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.paths import Paths
 from devagent.nofollow.folder import Folder
@@ -21,8 +24,10 @@ from devagent.nofollow.walk import READS, PathRefused, walk
 
 def check_workspace(workspace: Path, paths: Paths) -> None:
     """Refuse WORKSPACE when it is, holds or lies inside devagent's home or the user's ssh folder, or holds the
-    user's ssh config. Links are resolved on both sides: a workspace that reaches ``~`` through a link is ``~``."""
+    user's ssh config, and when it is a system folder or a user's home folder itself (see core/system_folders.py).
+    Links are resolved on both sides: a workspace that reaches ``~`` through a link is ``~``."""
     ws = Path(os.path.realpath(workspace))
+    _refuse_system_folder(ws, system_folder(str(ws)))
     guarded: list[tuple[Path, str, bool]] = [  # path, what it is, is it a folder
         (paths.home, "devagent's keys and host keys (DEVAGENT_HOME)", True),
         (paths.user_ssh_config, "your ssh config (DEVAGENT_SSH_CONFIG)", False),
@@ -41,6 +46,21 @@ def check_workspace(workspace: Path, paths: Paths) -> None:
                 f"workspace {ws} is inside {what}: {real}; everything in the environment could read and change it",
                 hint="keep projects elsewhere and pass --workspace that folder (e.g. ~/code/PROJECT)",
                 status=ExitStatus.USAGE)
+    # A home folder itself: yours said above when it holds your keys; anyone's, whatever it holds. A home belongs
+    # to its user, so the folder's owner is asked (no listing of every account, which LDAP can make slow).
+    homes = [("your", str(Path.home()))]
+    with contextlib.suppress(OSError, KeyError):
+        owner = pwd.getpwuid(ws.stat().st_uid)
+        homes.append((f"{owner.pw_name}'s", owner.pw_dir))
+    _refuse_system_folder(ws, system_folder(str(ws), homes))
+
+
+def _refuse_system_folder(ws: Path, what: str | None) -> None:
+    if what is not None:
+        raise DevagentError(
+            f"workspace {ws} is {what}: no environment may mount it (everything in the environment could change "
+            "it, and giving it to the login user would break this machine)", status=ExitStatus.USAGE,
+            hint="pass --workspace a folder of its own for the project, e.g. ~/code/PROJECT")
 
 
 @dataclass(frozen=True)

@@ -61,8 +61,8 @@ class TestAFileThatIsRight:
         assert parse_config(line).gpus == gpus
 
     def test_numbers_are_kept_as_the_command_line_would_spell_them(self) -> None:
-        config = parse_config("cpus = 0.5\nmemory = 1073741824\nshm_size = \"512m\"\npids = 64\n")
-        assert (config.cpus, config.memory, config.shm_size, config.pids) == ("0.5", "1073741824", "512m", "64")
+        config = parse_config("cpus = 0.5\nmemory = \"1073741824b\"\nshm_size = \"512m\"\npids = 64\n")
+        assert (config.cpus, config.memory, config.shm_size, config.pids) == ("0.5", "1073741824b", "512m", "64")
 
     def test_agent_settings_may_be_written_as_dotted_keys_or_an_inline_table(self) -> None:
         assert parse_config('agent.watch = ["a.py"]\n').watch == ("a.py",)
@@ -105,7 +105,7 @@ class TestErrorsNameTheLine:
 
     @pytest.mark.parametrize(("text", "message", "hint"), [
         ('user = "dev"\n\n\n\n\n\nmemory = "32x"\n', 'devagent.toml line 7: memory = "32x": cannot read size \'32x\'',
-         'write a number with an optional unit b, k, m or g, e.g. memory = "8g"'),
+         'write a number and a unit b, k, m or g, e.g. memory = "8g"'),
         ("shm_size = 0\n", "devagent.toml line 1: shm_size = 0: size must be positive, not '0'",
          'e.g. shm_size = "8g"'),
         ("cpus = 0\n", "devagent.toml line 1: cpus = 0: '0' is not a positive number", "e.g. cpus = 8 or cpus = 0.5"),
@@ -137,8 +137,8 @@ class TestErrorsNameTheLine:
         ("cpus = true\n", "devagent.toml line 1: cpus = true: expected a number, not a boolean", "e.g. cpus = 8"),
         ("pids = 4096.0\n", "devagent.toml line 1: pids = 4096.0: expected a whole number, not a float",
          "e.g. pids = 4096"),
-        ("memory = 1.5\n", 'devagent.toml line 1: memory = 1.5: expected a size such as "8g" (or a number of '
-         'bytes), not a float', 'e.g. memory = "32g"'),
+        ("memory = 1.5\n", 'devagent.toml line 1: memory = 1.5: expected a size such as "8g", not a float',
+         'e.g. memory = "32g"'),
         ('vscode = "yes"\n', 'devagent.toml line 1: vscode = "yes": expected true or false, not a string',
          "e.g. vscode = true"),
         ("user = 1000\n", "devagent.toml line 1: user = 1000: expected a string, not an integer", 'e.g. user = "dev"'),
@@ -146,8 +146,8 @@ class TestErrorsNameTheLine:
          "such as [0, 1], not a float", 'e.g. gpus = "all"'),
         ("gpus = [0, true]\n", "devagent.toml line 1: gpus = [0, true]: true is not a GPU index or UUID",
          "e.g. gpus = [0, 1]"),
-        ("[memory]\n", "devagent.toml line 1: memory = {}: expected a size such as \"8g\" (or a number of bytes), "
-         "not a table", 'e.g. memory = "32g"'),
+        ("[memory]\n", "devagent.toml line 1: memory = {}: expected a size such as \"8g\", not a table",
+         'e.g. memory = "32g"'),
         ('\n[agent]\nwatch = "*.py"\n', 'devagent.toml line 3: watch = "*.py": expected an array of globs such as '
          '["**/*.py"], not a string', 'e.g. watch = ["**/*.py"]'),
         ("[agent]\nwatch = [\n  1,\n]\n", "devagent.toml line 2: watch = [1]: 1 is not a glob in quotes",

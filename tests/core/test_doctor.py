@@ -23,6 +23,7 @@ user=dev
 home=/home/dev
 bash=/usr/bin/bash
 tar=tar (GNU tar) 1.34
+download=/usr/bin/curl
 glibc=glibc 2.36
 home_writable=yes
 tmp_exec=yes
@@ -102,7 +103,8 @@ def test_the_parser_ignores_garbage_unknown_keys_and_whatever_comes_before_the_m
 
 def test_a_healthy_probe_gives_only_passed_checks() -> None:
     checks = d.container_checks(d.parse_probe(HEALTHY_PROBE), ENV)
-    assert [c.name for c in checks] == ["bash", "tar", "glibc", "home writable", "/tmp allows executing",
+    assert [c.name for c in checks] == ["bash", "tar", "download tool", "glibc", "home writable",
+                                        "/tmp allows executing",
                                         "free disk in home", "free disk in the workspace", "agent",
                                         "notebook writable"]
     assert all(c.ok for c in checks), d.render(checks)
@@ -270,3 +272,33 @@ def test_the_doctor_shows_dockers_verdict_with_the_reason_and_a_fix() -> None:
     assert health_check(None, "", name="dev") == Check(
         HEALTH, None, "the container has no health check (an older devagent made it); `devagent up dev "
         "--recreate` adds one")
+
+
+class TestADownloadTool:
+    """Remote-SSH's setup script downloads VS Code's server inside with curl or wget; devagent-base:bookworm had
+    neither, and VSCodium's open-remote-ssh stopped at "no tool to download server binary" while doctor passed."""
+
+    def test_curl_or_wget_passes(self) -> None:
+        check = by_name(d.container_checks(probe(download="/usr/bin/wget"), ENV))["download tool"]
+        assert (check.ok, check.detail) == (
+            True, "/usr/bin/wget (Remote-SSH's setup script downloads VS Code's server with it)")
+
+    def test_neither_is_a_warning_that_says_what_each_client_does(self) -> None:
+        checks = d.container_checks(probe(download=""), ENV)
+        check = by_name(checks)["download tool"]
+        assert (check.ok, check.warning) == (None, True)
+        assert d.render([check]) == [
+            "! download tool — neither curl nor wget in the image: Microsoft's Remote-SSH downloads VS Code's server "
+            "on your machine and copies it over (that works); VSCodium's open-remote-ssh stops with \"no tool to "
+            "download server binary\"",
+            "  fix: for VSCodium, use a base image with curl or wget: `devagent up pytorch-dev --recreate "
+            "--base-image IMAGE` (devagent's own base images carry curl once rebuilt)"]
+        assert d.passed(checks)  # a warning: doctor still exits 0
+
+
+def test_the_offline_base_image_script_installs_curl() -> None:
+    from pathlib import Path
+
+    script = (Path(__file__).parents[2] / "scripts" / "build-base-image.sh").read_text()
+    [include] = [line for line in script.splitlines() if "--include=" in line]
+    assert "curl" in include.split("--include=")[1].split()[0].split(",")

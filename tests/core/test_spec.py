@@ -107,7 +107,7 @@ def test_an_ssh_entry_takes_exactly_the_names_and_users_up_takes(name: str, user
     assert accepted(entry) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("8g", 8 * 1024**3), ("512m", 512 * 1024**2), ("1024", 1024),
+@pytest.mark.parametrize(("text", "expected"), [("8g", 8 * 1024**3), ("512m", 512 * 1024**2), ("1024b", 1024),
                                                 ("1.5g", int(1.5 * 1024**3)), ("64K", 64 * 1024)])
 def test_sizes_read_like_docker(text: str, expected: int) -> None:
     assert parse_size(text, option="--memory") == expected

@@ -85,7 +85,7 @@ class TestErrors:
 
     @pytest.mark.parametrize(("text", "message", "hint"), [
         ('name = "x"\nmemory = "lots"\n', "/w/devagent.toml line 2: memory = \"lots\": cannot read size 'lots'",
-         'write a number with an optional unit b, k, m or g, e.g. memory = "8g"'),
+         'write a number and a unit b, k, m or g, e.g. memory = "8g"'),
         ('\n\nname = "Bad"\n', "/w/devagent.toml line 3: name = \"Bad\": invalid environment name 'Bad'",
          "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit"),
         ('[agent]\nnotebook = "/etc/passwd"\n',
@@ -142,7 +142,8 @@ class RecordingProvisioner:
     def __init__(self) -> None:
         self.calls: list[tuple[s.EnvSpec, str]] = []
 
-    def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str) -> object:
+    def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
+           as_made: bool = False) -> object:
         from devagent.host.provision import UpResult
 
         self.calls.append((spec, launch_command))
@@ -263,3 +264,71 @@ class TestTeamImage:
         assert err.message == "--image: 'Team/Env:v1' is not an image reference"
         err = usage_error(config_text='image = "x@sha256:short"\n')
         assert "image: 'x@sha256:short' is not an image reference" in err.message
+
+
+class TestSizes:
+    """`memory = 2` in devagent.toml was taken as 2 bytes and `--memory 1k` as 1 KiB: `up` got as far as creating
+    the container before the Docker Engine refused, naming no file or line. A size needs its unit and a minimum,
+    checked before anything is made."""
+
+    @pytest.mark.parametrize(("text", "message", "hint"), [
+        ('name = "x"\nmemory = 2\n', "/w/devagent.toml line 2: memory = 2: size '2' has no unit (to Docker, a "
+         "bare number is bytes)", 'write the unit b, k, m or g after the number, e.g. memory = "2g"'),
+        ('name = "x"\n\nshm_size = "512"\n', "/w/devagent.toml line 3: shm_size = \"512\": size '512' has no unit "
+         "(to Docker, a bare number is bytes)", 'write the unit b, k, m or g after the number, e.g. shm_size = "512g"'),
+        ('name = "x"\nmemory = "5m"\n', "/w/devagent.toml line 2: memory = \"5m\": size '5m' is below the minimum, "
+         "6m", 'e.g. memory = "8g"'),
+        ('shm_size = "64k"\nname = "x"\n', "/w/devagent.toml line 1: shm_size = \"64k\": size '64k' is below the "
+         "minimum, 1m", 'e.g. shm_size = "8g"'),
+    ])
+    def test_in_the_file_a_bare_number_or_a_tiny_size_names_the_file_and_line(self, text: str, message: str,
+                                                                              hint: str) -> None:
+        err = usage_error({}, text)
+        assert (err.message, err.hint) == (message, hint)
+
+    @pytest.mark.parametrize(("given", "message", "hint"), [
+        ({"memory": "1k"}, "--memory: size '1k' is below the minimum, 6m", "e.g. --memory 8g"),
+        ({"memory": "2"}, "--memory: size '2' has no unit (to Docker, a bare number is bytes)",
+         "write the unit b, k, m or g after the number, e.g. --memory 2g"),
+        ({"shm_size": "100b"}, "--shm-size: size '100b' is below the minimum, 1m", "e.g. --shm-size 8g"),
+    ])
+    def test_on_the_command_line_too(self, given: dict[str, object], message: str, hint: str) -> None:
+        err = usage_error(given, None)
+        assert (err.message, err.hint) == (message, hint)
+
+    def test_the_minimums_and_units_are_accepted(self) -> None:
+        limits = request({"memory": "6m", "shm_size": "1048576b"}).spec.limits
+        assert (limits.memory, limits.shm_size) == (6 * 1024**2, 1024**2)
+
+
+def test_the_cli_refuses_a_unitless_memory_in_the_file_before_anything_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = RecordingProvisioner()
+    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    (tmp_path / "devagent.toml").write_text('name = "exp"\nmemory = 2\n')
+    assert cli.main(["up", "--workspace", str(tmp_path)]) == ExitStatus.USAGE
+    assert capsys.readouterr().err == (
+        f"Error: {tmp_path / 'devagent.toml'} line 2: memory = 2: size '2' has no unit (to Docker, a bare number "
+        "is bytes)\n"
+        '  hint: write the unit b, k, m or g after the number, e.g. memory = "2g"\n')
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(("created", "built", "line"), [
+    (True, False, "✔ image img (cached)\n"), (True, True, "✔ image img (built)\n"), (False, False, "✔ image img\n")])
+def test_the_image_line_says_built_or_cached_for_a_new_container(
+        created: bool, built: bool, line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A cached image was said on stderr only: the ✔ line showed neither (built) nor (cached)."""
+    import dataclasses
+
+    fake = RecordingProvisioner()
+    made = fake.up
+
+    def up(spec: s.EnvSpec, **kwargs: Any) -> object:
+        return dataclasses.replace(made(spec, **kwargs), created=created, image_built=built)  # type: ignore[type-var]
+
+    monkeypatch.setattr(fake, "up", up)
+    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith(line)

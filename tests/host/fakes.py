@@ -37,11 +37,12 @@ class FakeContainer:
     exit_code: int | None = None
     files: dict[str, ArchiveFile] = field(default_factory=dict)  # by path inside the container
     logs: str = ""
+    health: str | None = None  # Docker's health status, as a test sets it
 
     def info(self) -> ContainerInfo:
         return ContainerInfo(id=self.id, name=self.name, status=self.status, labels=dict(self.labels),
                              host_port=self.host_port, image=self.image, created="2026-11-27T14:02:00Z",
-                             exit_code=self.exit_code, fixed_port=self.fixed_port)
+                             exit_code=self.exit_code, fixed_port=self.fixed_port, health=self.health)
 
 
 class FakeEngine:

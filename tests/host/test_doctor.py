@@ -385,3 +385,35 @@ def test_a_forward_sshd_refuses_fails_with_what_ssh_said(paths: Paths, tmp_path:
     assert check.fix == f"devagent's sshd allows local forwarding: `devagent up {NAME} --recreate` restores its " \
         "configuration"
     assert len(log.read_text().splitlines()) == 1
+
+
+class TestWithoutVSCodeSettings:
+    """With no settings.json, Remote-SSH reads ~/.ssh/config: when DEVAGENT_SSH_CONFIG is another file that
+    ~/.ssh/config does not include, VS Code finds no environment. That was skipped ("all checks passed")."""
+
+    def test_another_ssh_config_that_the_default_one_does_not_include_is_a_warning(
+            self, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DEVAGENT_SSH_CONFIG", str(tmp_path / "other_config"))
+        (isolated_home / ".ssh" / "config").write_text("Host *\n    ServerAliveInterval 30\n")
+        [check] = hd.vscode_checks(Paths.from_environ(), home=isolated_home, environ={"HOME": str(isolated_home)})
+        default = isolated_home / ".ssh" / "config"
+        assert check == Check(
+            "VS Code remote.SSH.configFile", None,
+            f"no VS Code settings.json under {isolated_home} (Code, Code - Insiders, VSCodium); Remote-SSH then reads "
+            f"{default}, which does not include devagent's config (it is in {tmp_path}/other_config, "
+            "DEVAGENT_SSH_CONFIG): VS Code will not find the environments",
+            fix=f'set "remote.SSH.configFile": "{tmp_path}/other_config" in VS Code\'s settings, or add the line '
+            f"`Include {tmp_path}/other_config` at the top of {default}", warning=True)
+        assert d.render([check])[0].startswith("! VS Code remote.SSH.configFile — no VS Code settings.json")
+        assert d.summary([Check("a", True, ""), check]) == "all 1 checks passed, 1 warning"
+        assert d.envelope([check])["checks"] == [{"name": check.name, "ok": None, "detail": check.detail,
+                                                  "fix": check.fix, "warning": True}]
+
+    @pytest.mark.parametrize("line", ["Include {config}", "include ~/.ssh/devagent/ssh_config",
+                                      'Include "{config}"', "Include devagent/ssh_config"])
+    def test_a_default_config_that_includes_it_is_skipped_as_before(
+            self, line: str, tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("DEVAGENT_SSH_CONFIG", str(tmp_path / "other_config"))
+        (isolated_home / ".ssh" / "config").write_text(line.format(config=tmp_path / "other_config") + "\n")
+        [check] = hd.vscode_checks(Paths.from_environ(), home=isolated_home, environ={"HOME": str(isolated_home)})
+        assert (check.ok, check.warning) == (None, False)

@@ -22,7 +22,7 @@ from devagent.cli import main
 from devagent.core.spec import EnvSpec
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.atomic import FileLock
-from devagent.host.interrupts import Stopped, StopSignals, describe, exit_status
+from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.host.paths import Paths
 from devagent.host.provision import Provisioner
 from devagent.host.transaction import Transaction
@@ -130,6 +130,7 @@ def test_a_stop_signal_in_the_block_undoes_every_step_in_reverse_and_exits_128_p
     assert undone == ["alias", "container", "host key"]
     assert raised.value.status == 128 + sig
     assert raised.value.message == f"{describe(sig)}; everything `up` had made is removed again"
+    assert raised.value.hint == AGAIN  # every failure ends with a hint (docs/reference/exit-codes.md)
 
 
 def test_a_second_signal_during_the_rollback_does_not_cut_it_short() -> None:
@@ -235,6 +236,8 @@ def test_sigterm_before_up_made_anything_exits_143_and_leaves_no_lock(tmp_path: 
         provisioner.up(EnvSpec(name="box", base_image="base", workspace=str(tmp_path / "ws")))
     assert raised.value.status == ExitStatus.TERMINATED
     assert raised.value.message == "terminated (SIGTERM); `up` had made nothing that needed undoing"
+    assert raised.value.hint == "nothing of it is left: run the same `devagent up` again (in tmux or screen if the " \
+        "connection may drop)"
     assert not paths.env_lock("box").exists()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
@@ -261,3 +264,16 @@ def test_an_error_that_cannot_be_shown_still_exits_with_its_status(monkeypatch: 
     # After SIGHUP the terminal is gone: the exit status is all that is left to tell.
     monkeypatch.setattr("sys.stderr", ClosedTerminal())
     assert main(["up", "Bad_Name"]) == ExitStatus.USAGE
+
+
+def test_ctrl_c_in_any_other_command_ends_with_an_error_and_a_hint(monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed a bare "Interrupted.": exit-codes.md promises an `Error:` and a `hint:` line for every failure."""
+    from devagent.cli import main
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("devagent.cli.servers.provisioner", interrupted)
+    assert main(["ls"]) == ExitStatus.INTERRUPTED == 130
+    assert capsys.readouterr().err == "\nError: interrupted\n  hint: run the command again\n"  # \n: after ^C

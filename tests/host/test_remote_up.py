@@ -175,7 +175,7 @@ class TestTheServerWorkspace:
     @pytest.mark.parametrize(("workspace", "message"), [
         ("~", "is the home folder of your login there"),
         (".", "is the home folder of your login there"),
-        ("/", "holds the home folder of your login there"),
+        ("/", "is a system folder: no environment may mount it"),
         ("~/.ssh/x", "is inside"),
     ])
     def test_the_server_home_and_its_ssh_folder_are_refused_before_anything_is_made(

@@ -84,6 +84,19 @@ def test_the_rollback_removes_a_made_folder_only_while_it_holds_nothing_but_deva
     assert (made / ".hidden").exists()
 
 
+@pytest.mark.parametrize(("path", "what"), [
+    ("/etc", "a system folder"), ("/", "a system folder"), ("/home", "the folder of all home folders"),
+    ("/usr/lib/x", "inside the system folder /usr"),
+])
+def test_a_system_folder_on_the_server_is_refused_with_its_own_message(path: str, what: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        check_server_workspace(path, home="/home/a", server="gpu")
+    assert str(err.value) == (
+        f"workspace {path} on gpu is {what}: no environment may mount it (everything in the environment could "
+        "change it, and giving it to the login user would break the server)\n"
+        "  hint: pass --workspace a folder of its own, e.g. ~/devagent/NAME (the default)")
+
+
 # A teammate who can write the folder a workspace is made in swaps a link in at the worst moment: a `mkdir`,
 # `rm` or `tar` first in PATH does its work, then moves the folder SWAP aside and puts a link to SWAP_TO there (once).
 _SWAP_AFTER = """#!/bin/sh

@@ -173,6 +173,23 @@ def test_an_ecdsa_key_whose_point_is_not_on_its_curve_is_refused(engine: FakeEng
     assert engine.called("put_files") == []
 
 
+@pytest.mark.parametrize("command", ["share", "unshare"])
+def test_share_and_unshare_of_a_name_that_does_not_exist_leave_no_lock_behind(
+        command: str, engine: FakeEngine, paths: Paths) -> None:
+    """They left DEVAGENT_HOME/locks/NAME.lock behind, for a name no environment has."""
+    sharing = Sharing(engine=engine, paths=paths)
+    with pytest.raises(DevagentError) as err:
+        if command == "share":
+            sharing.share("nope", ALICE, source="alice.pub")
+        else:
+            sharing.unshare("nope", "alice")
+    assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
+    assert not paths.env_lock("nope").exists()
+    with pytest.raises(DevagentError, match="is not invited"):  # an environment that exists keeps its lock file
+        sharing.unshare("exp", "alice")
+    assert paths.env_lock("exp").exists()
+
+
 @pytest.mark.parametrize(("label", "value", "what"), [
     ("devagent.user", "dev\n  ProxyCommand sh -c 'id > /tmp/pwned'", "a login name"),
     ("devagent.server", "gpu\n  LocalCommand id", "a server as ProxyJump names it"),

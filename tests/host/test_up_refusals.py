@@ -36,3 +36,44 @@ def test_a_name_the_users_ssh_config_sends_to_a_real_host_is_refused_before_anyt
     assert not workspace.exists() and not paths.identity.exists()
     with FileLock(paths.env_lock("gpu-server"), timeout=0):
         pass
+
+
+def test_a_devagent_home_openssh_would_misread_is_refused_before_anything_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DEVAGENT_HOME with '#' was refused only once the container ran, leaving the new home and a fresh key."""
+    home = tmp_path / "keys#1"
+    monkeypatch.setenv("DEVAGENT_HOME", str(home))
+    engine = FakeEngine()
+    workspace = tmp_path / "code"
+    with pytest.raises(DevagentError) as err:
+        Provisioner(engine=engine, paths=Paths.from_environ()).up(  # type: ignore[arg-type]
+            EnvSpec(name="exp", base_image="base:1", workspace=str(workspace)))
+    assert str(err.value) == (
+        f"IdentityFile path '{home}/id_ed25519' contains '#' (sshconf cuts the value there)\n"
+        "  hint: set DEVAGENT_HOME to a plain absolute path (letters, digits, '/', '.', '_', '-', ' ') for "
+        "IdentityFile")
+    assert err.value.status == ExitStatus.USAGE
+    assert engine.calls == []
+    assert not home.exists() and not workspace.exists()
+
+
+def test_down_of_a_name_that_does_not_exist_removes_a_lock_file_left_by_an_older_devagent() -> None:
+    paths = Paths.from_environ()
+    paths.env_lock("nope").parent.mkdir(parents=True)
+    paths.env_lock("nope").touch()  # what `share nope` left behind before
+    with pytest.raises(DevagentError) as err:
+        Provisioner(engine=FakeEngine(), paths=paths).down("nope")  # type: ignore[arg-type]
+    assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
+    assert not paths.env_lock("nope").exists()
+
+
+def test_up_says_when_the_login_is_proven_with_openssh_alone(tmp_path: Path) -> None:
+    """The tutorial and the security model show this line; with bookworm's OpenSSH 9.2 (no key exchange paramiko
+    speaks) and the strict profile `up` returned before saying it."""
+    lines: list[str] = []
+    provisioner = Provisioner(engine=FakeEngine(), paths=Paths.from_environ(),  # type: ignore[arg-type]
+                              report=lines.append)
+    spec = EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path), sshd_profile="strict")
+    provisioner._prove(spec, banner="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", port=1, identity=tmp_path / "id",
+                       host_public="")
+    assert lines == ["paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH"]

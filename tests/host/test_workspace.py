@@ -83,11 +83,9 @@ class TestAWorkspaceMustNotExposeKeys:
         with pytest.raises(DevagentError, match=rf"^workspace {isolated_home} holds "):
             workspaces.check_workspace(tmp_path / "code", Paths.from_environ())
 
-    @pytest.mark.parametrize("where", ["/", "home-parent"])
-    def test_a_folder_above_the_home_folder_is_refused(self, where: str, isolated_home: Path) -> None:
-        folder = Path("/") if where == "/" else isolated_home.parent
+    def test_a_folder_above_the_home_folder_is_refused(self, isolated_home: Path) -> None:
         with pytest.raises(DevagentError, match=r" holds devagent's keys"):
-            workspaces.check_workspace(folder, Paths.from_environ())
+            workspaces.check_workspace(isolated_home.parent, Paths.from_environ())
 
     def test_a_project_folder_beside_them_is_fine(self, isolated_home: Path) -> None:
         workspaces.check_workspace(isolated_home / "code" / "project", Paths.from_environ())
@@ -182,3 +180,73 @@ class TestANewWorkspace:
         with pytest.raises(DevagentError, match=r"^workspace .*/a was replaced"):
             workspaces.create(tmp_path / "a" / "ws")
         assert os.listdir(etc) == []  # `ws` was not made in the link's target
+
+
+class TestASystemFolderIsNeverAWorkspace:
+    """`up --workspace /etc` as root was refused with the hint `chown -R 1000 /etc`: followed, it breaks the
+    machine. System folders and home folders themselves are refused first, with their own message."""
+
+    def test_etc_is_refused_as_a_system_folder_with_no_chown_hint(
+            self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        rc, engine = up(Path("/etc"), monkeypatch)
+        assert rc == ExitStatus.USAGE
+        assert capsys.readouterr().err == (
+            "Error: workspace /etc is a system folder: no environment may mount it (everything in the environment "
+            "could change it, and giving it to the login user would break this machine)\n"
+            "  hint: pass --workspace a folder of its own for the project, e.g. ~/code/PROJECT\n")
+        assert engine.asked == []
+
+    @pytest.mark.parametrize(("folder", "what"), [
+        ("/", "a system folder"), ("/usr", "a system folder"), ("/var", "a system folder"),
+        ("/boot", "a system folder"), ("/home", "the folder of all home folders"),
+        ("/usr/local/lib", "inside the system folder /usr"), ("/etc/ssh", "inside the system folder /etc"),
+    ])
+    def test_system_folders_are_refused(self, folder: str, what: str) -> None:
+        with pytest.raises(DevagentError) as err:
+            workspaces.check_workspace(Path(folder), Paths.from_environ())
+        assert err.value.message.startswith(f"workspace {folder} is {what}: no environment may mount it")
+        assert err.value.status == ExitStatus.USAGE and "chown" not in str(err.value)
+
+    def test_another_users_home_folder_itself_is_refused(self) -> None:
+        import pwd
+
+        root_home = pwd.getpwuid(0).pw_dir
+        with pytest.raises(DevagentError, match=rf"^workspace {root_home} is root's home folder: "):
+            workspaces.check_workspace(Path(root_home), Paths.from_environ())
+
+    def test_a_link_to_a_system_folder_is_that_folder(self, tmp_path: Path) -> None:
+        (tmp_path / "code").symlink_to("/etc")
+        with pytest.raises(DevagentError, match=r"^workspace /etc is a system folder: "):
+            workspaces.check_workspace(tmp_path / "code", Paths.from_environ())
+
+
+class TestATildeIsTheHomeFolder:
+    """`--workspace "~/.ssh"`, quoted so the shell did not expand it, made a folder `./~/.ssh` here and
+    succeeded: a leading ~ is the home folder, and the rules for ~/.ssh apply."""
+
+    def test_a_quoted_tilde_ssh_folder_is_refused_and_nothing_is_made_here(
+            self, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.chdir(tmp_path)
+        rc, engine = up(Path("~/.ssh"), monkeypatch)
+        assert rc == ExitStatus.USAGE
+        assert capsys.readouterr().err.startswith(
+            f"Error: workspace {isolated_home}/.ssh holds devagent's keys and host keys (DEVAGENT_HOME): ")
+        assert engine.asked == [] and not (tmp_path / "~").exists()
+
+    def test_init_writes_into_the_home_folders_subfolder_not_a_literal_tilde(
+            self, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.chdir(tmp_path)
+        (isolated_home / "code").mkdir()
+        assert main(["init", "--workspace", "~/code"]) == 0
+        assert (isolated_home / "code" / "devagent.toml").is_file() and not (tmp_path / "~").exists()
+
+    def test_an_unknown_users_tilde_is_refused(
+            self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        monkeypatch.chdir(tmp_path)
+        rc, _ = up(Path("~no-such-user-here/code"), monkeypatch)
+        assert rc == ExitStatus.USAGE
+        assert capsys.readouterr().err == (
+            "Error: --workspace ~no-such-user-here/code: no such user, so ~no-such-user-here means no home folder\n"
+            "  hint: write the folder's path without the ~, e.g. --workspace ./code\n")
+        assert not (tmp_path / "~no-such-user-here").exists()
