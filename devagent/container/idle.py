@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from devagent.core import layout
-from devagent.core.gpu_idle import History, release_due, released_entry, sample_interval, usage_record
+from devagent.core.gpu_idle import (
+    NVML_STAND_IN,
+    History,
+    release_due,
+    released_entry,
+    sample_interval,
+    usage_record,
+)
 from devagent.runtime import nvml
 
 log = logging.getLogger("devagent.idle")
@@ -76,6 +83,53 @@ def devagent_runs(proc: Path = Path("/proc"), *, me: int | None = None) -> list[
     return found
 
 
+class StandInNvml:
+    """TEST SEAM (core/gpu_idle.NVML_STAND_IN): the GPUs and utilisation a test writes into PATH, in NVML's calls
+    that `utilization` makes. A file that cannot be read is a driver that is not there."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._gpus: list[tuple[str, int | None]] = []
+
+    def nvmlInit(self) -> None:
+        self._read()
+
+    def nvmlShutdown(self) -> None:
+        pass
+
+    def _read(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            raise self.NVMLError(f"stand-in NVML {self.path}: {exc}") from None
+        self._gpus = [(str(k), v if isinstance(v, int) else None) for k, v in dict(data).items()]
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._read()  # once per sample: the test changes the figures while the agent runs
+        return len(self._gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetUUID(self, handle: int) -> str:
+        return self._gpus[handle][0]
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> Any:
+        value = self._gpus[handle][1]
+        if value is None:
+            raise self.NVMLError("Not Supported")
+        return type("Rates", (), {"gpu": value})()
+
+
+def nvml_library() -> Any:
+    """NVML for the watcher: pynvml, or the test-only stand-in NVML_STAND_IN names."""
+    path = os.environ.get(NVML_STAND_IN)
+    return StandInNvml(Path(path)) if path else nvml.pynvml
+
+
 def _sessions_open() -> bool:
     from devagent.runtime.sessions import sessions
 
@@ -92,7 +146,7 @@ class IdleWatcher:
                  busy: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc).astimezone()) -> None:
         self.limit, self.name, self.on_release = limit, name, on_release
-        self.lib = nvml.pynvml if lib is None else lib
+        self.lib = nvml_library() if lib is None else lib
         self.usage_file = usage_file or layout.gpu_usage_file(Path.home())
         self.history = History(interval=interval or sample_interval(limit))
         self.busy = busy or (lambda: _sessions_open() or bool(devagent_runs()))

@@ -37,12 +37,21 @@ DEFAULT_INTERVAL = 15.0
 # MINIMUM_STAND_IN lowers it.
 MIN_IDLE_RELEASE = 300.0
 MINIMUM_STAND_IN = "DEVAGENT_TEST_MIN_IDLE_RELEASE"
+# TEST SEAM, never set by the product: a JSON file inside the environment standing in for its GPUs' NVML
+# (``{"GPU-…": utilisation percent or null}``, read at every sample), for tests on machines without a GPU. `up`
+# passes it from its own environment into the container's; container/idle.py's StandInNvml reads it.
+NVML_STAND_IN = "DEVAGENT_TEST_NVML"
 # The agent's exit status when it stops its container to give the GPUs back: the ledger reads it from the engine's
 # list of containers (`Exited (75)`) to know that such a stopped environment holds no GPU (EX_TEMPFAIL: come back).
 RELEASED_EXIT = 75
 USAGE_VERSION = 1
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def idle_test_seam(environ: Mapping[str, str]) -> dict[str, str]:
+    """What `up` passes into the container for the test-only NVML_STAND_IN ({} unless a test set it)."""
+    return {NVML_STAND_IN: environ[NVML_STAND_IN]} if environ.get(NVML_STAND_IN) else {}
 
 
 def sample_interval(limit: float | None) -> float:

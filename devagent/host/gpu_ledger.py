@@ -97,7 +97,8 @@ class LedgerState:
     holders: dict[str, list[Holder]]  # by GPU UUID
     containers: list[ContainerGpus]  # every container that asks for GPUs (leases aside)
     leases: list[Lease]  # live ones
-    stale: list[Lease]  # those whose environment is gone
+    stale: list[Lease]  # those whose environment is gone, or gave its GPUs back
+    environments: tuple[ContainerGpus, ...] = ()  # every devagent environment's container
 
 
 class GpuLedger:
@@ -121,7 +122,8 @@ class GpuLedger:
         live = [lease for lease in leases if self._holds(lease, rows)]
         stale = [lease for lease in leases if lease not in live]
         holders = holders_by_gpu(inventory, containers, live, ignore_environment=ignore_environment)
-        return LedgerState(inventory, holders, [c for c in containers if c.asks], live, stale)
+        return LedgerState(inventory, holders, [c for c in containers if c.asks], live, stale,
+                           tuple(c for c in containers if c.labels.get("devagent.managed") == "true"))
 
     def _containers(self, rows: list[ContainerRow]) -> list[ContainerGpus]:
         cached = self._load_cache()
@@ -167,7 +169,7 @@ class GpuLedger:
         leased = {lease.gpu_uuid: lease.environment for lease in state.leases}
         wanted = set(leased.values())
         found: dict[str, HolderUsage] = {}
-        for c in state.containers:
+        for c in state.environments:
             environment = c.labels.get("devagent.name")
             if c.state != "running" or c.labels.get("devagent.managed") != "true" or environment not in wanted \
                     or c.name != environment:

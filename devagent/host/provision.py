@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import devagent
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
+from devagent.core.gpu_idle import idle_test_seam
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
 from devagent.core.people import who
@@ -416,7 +417,8 @@ class Provisioner:
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
+                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name,
+                                                                               **idle_test_seam(os.environ)},
                     )
                 nonlocal leased
                 if not leased:  # once: a container made again on another port keeps this up's leases
