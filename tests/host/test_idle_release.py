@@ -71,7 +71,9 @@ def test_a_lease_made_after_the_release_is_live_and_not_reclaimed() -> None:
     lease_for(engine, B, "idle-env")
     engine.exit(idle, RELEASED_EXIT)
     [again] = ledger(engine).retake(row(idle), owner="alice@gpu1", up_id="restart")  # `up idle-env`, not started yet
-    assert again.up_id == "restart" and ledger(engine).state().holders[B][0].name == "idle-env"
+    assert again.up_id == "restart"
+    assert ledger(engine).state().holders[B] == []  # `devagent gpus` does not inspect: free, for a moment
+    assert engine.called("lifetime") == []
     with pytest.raises(DevagentError) as err:  # another up meanwhile: refused, the fresh lease stays
         ledger(engine).take([B], environment="other", container_id="x", owner="o", up_id="u", shared=False)
     assert err.value.status == ExitStatus.GPU_BUSY
@@ -149,3 +151,18 @@ def test_a_stopped_holder_or_one_without_a_record_costs_no_read_or_one() -> None
     gpus = ledger(engine)
     assert gpus.usage(gpus.state()) == {}
     assert [args[0] for args in engine.called("read_file")] == [engine._find("old-agent").id]  # type: ignore
+
+
+def test_several_holders_records_are_each_read_and_each_keeps_its_own() -> None:
+    engine = FakeEngine()
+    uuids = [f"GPU-{i}{i}{i}{i}-many" for i in range(4)]
+    path = str(layout.gpu_usage_file(Path("/home/dev")))
+    for i, uuid in enumerate(uuids):
+        c = env_container(engine, f"env-{i}", (uuid,))
+        lease_for(engine, uuid, f"env-{i}")
+        record = {"version": 1, "time": "t", "gpus": {u: {"mean_utilization_percent": float(i), "idle_seconds": 0}
+                                                      for u in uuids}}  # each says something of every GPU
+        c.files[path] = ArchiveFile(path, json.dumps(record).encode())
+    gpus = ledger(engine)
+    assert gpus.usage(gpus.state()) == {u: HolderUsage(f"env-{i}", GpuUsage(float(i), 0.0, "t"))
+                                        for i, u in enumerate(uuids)}
