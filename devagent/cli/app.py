@@ -14,6 +14,7 @@ import click
 
 from devagent import __version__
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.interrupts import acting_on_stop_signals
 
 JSON_VERSION = 1
 
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     the program name [default: sys.argv[1:]]."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
+        # Ctrl-C and SIGTERM act also when the command was started with them ignored (a script's background job).
+        with acting_on_stop_signals():
+            result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
     except DevagentError as exc:
         echo_step(f"Error: {exc}")
         return int(exc.status)
