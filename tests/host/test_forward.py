@@ -123,6 +123,24 @@ def test_a_stop_signal_that_lands_just_before_the_wait_for_ssh_ends_the_forward_
     assert forward.process is not None and forward.process.poll() is not None
 
 
+def test_a_stop_signal_that_lands_while_waiting_for_the_server_inside_ends_the_wait_at_once(
+        tmp_path: Path) -> None:
+    # The wait read ssh's stdout in the main thread: the handler ran only once the server said something.
+    ssh = tmp_path / "ssh"
+    ssh.write_text("#!/bin/sh\nexec sleep 60\n")  # a server inside that takes its time to start
+    ssh.chmod(0o755)
+    server = RemoteServer(tmp_path / "config", "env1", "jupyter", token="t", ssh=str(ssh))  # noqa: S106
+    started = time.monotonic()
+    try:
+        with StopSignals(), pytest.raises(Stopped):
+            server.start()
+            signal_off_the_main_thread(signal.SIGTERM)
+            server.wait_ready()
+    finally:
+        server.stop(timeout=5)
+    assert time.monotonic() - started < 30
+
+
 def test_the_token_goes_to_the_server_on_stdin_never_into_an_argument() -> None:
     server = RemoteServer(Path("/cfg"), "env1", "jupyter", token="s3cret-token")  # noqa: S106 - the test's own value
     assert not any("s3cret" in arg for arg in server.argv)
