@@ -44,6 +44,7 @@ PIPE_BYTES = 1 << 20  # the output pipe's size (Linux's default is 64 KiB; unpri
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 DRAIN_S = 2.0  # after the command exits, how long a descendant that still holds the output open is waited for
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+WAIT_S = 0.5  # the longest the main thread waits for the command before it looks for a signal again
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
                 _pump(reader, process, sink)
             finally:
                 os.close(reader)
-                returncode = process.wait()
+                returncode = _wait(process)
                 duration = time.monotonic() - started
                 relay.detach()
     finally:
@@ -108,6 +109,17 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpus_used=gpus,
         gpu_devices=devices,
     )
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    """Its exit status, in short waits: a handler runs only once the main thread's blocking call returns, and a
+    SIGTERM that landed just before a plain wait() would reach the command (which closed its output and runs on)
+    only once it ended by itself."""
+    while True:
+        try:
+            return process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None, terminal: bool,
