@@ -198,7 +198,7 @@ def test_ctrl_c_stops_a_command_started_as_a_background_job_during_its_login(tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert (proc.returncode, out, err) == (130, "", "\nAborted.\n")  # as after any Ctrl-C in a terminal
+    assert (proc.returncode, out, err) == (130, "", "\nError: interrupted\n  hint: run the command again\n")
     ssh_pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(ssh_pid, 0)
