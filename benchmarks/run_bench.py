@@ -78,9 +78,9 @@ def main() -> int:
         metrics_wrapped = timed([*WRAP, PYTHON, "metrics.py"], ws)
         rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         section = (ws / "lab-notebook.md").read_text().rsplit("\n## ", 1)[-1]
-        share = next((line for line in section.splitlines() if line.startswith("from ")), "")
+        share = next((line for line in section.splitlines() if line.startswith("Sources: ")), "")
         print(f"{megabytes // 3} MB of metric lines: {metrics_wrapped:.2f} s in all (with the loss curve drawn); "
-              f"metrics read from {share.removeprefix('from ')}")
+              f"metrics read from {share.removeprefix('Sources: ').split('. ')[0]}")
         note = "" if rss_mib > before / 1024 else " (the largest child so far; the wrapper is no larger)"
         print(f"peak RSS of the largest child process (the wrapper, while streaming): {rss_mib:.0f} MiB{note} "
               "[target ≤ 80 MiB]")

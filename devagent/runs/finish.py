@@ -137,6 +137,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         metric_sources=sources, curve_name=curve[0] if curve else None, curve_image=curve_image,
         curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
         gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
+        output_lines_estimated=run.output.line_count_estimated if run.output else False,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
         started_by=run.started_by,
         # only a GPU run can need the note: a CPU run does not read the notebook for it

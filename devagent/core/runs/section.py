@@ -71,6 +71,7 @@ class RunReport:
     reproduce: ReproduceFacts | None = None  # what re-creates the run: the block at the section's end
     notebook_name: str = "lab-notebook.md"  # the notebook relative to the workspace, for `devagent reproduce`
     started_by: str | None = None  # who started it, by the key of their ssh login (None: not in an environment)
+    output_lines_estimated: bool = False  # a flood: OUTPUT_LINES counts part of it, the rest is estimated
 
 
 MEMORY_EXPLANATION = (
@@ -124,7 +125,7 @@ def render_run(report: RunReport) -> str:
         _metrics(report),
         _gpu_memory(report.gpu, explained=report.memory_explained),
         _environment(report.env),
-        _output(report.output_tail, report.output_lines),
+        _output(report.output_tail, report.output_lines, estimated=report.output_lines_estimated),
         # The end of what devagent found, then the folded block that re-creates the run (issue 12).
         render_reproduce(report.reproduce, notebook=report.notebook_name) if report.reproduce else "",
         "**Observations:** \n\n**Next:** ",
@@ -563,8 +564,14 @@ def _environment(env: Mapping[str, str]) -> str:
     return "### Environment\n\n" + " ".join(code(f"{name}={value}") for name, value in env.items())
 
 
-def _output(tail: Sequence[str], total: int) -> str:
+def _output(tail: Sequence[str], total: int, *, estimated: bool = False) -> str:
+    """The output's tail, folded; an ESTIMATED total (a flood, counted in part) is said to be one.
+
+    >>> print(_output(["done"], 2_400_000, estimated=True).splitlines()[0])
+    <details><summary>output (last 1 of about 2,400,000 lines)</summary>
+    """
     if not tail:
         return ""
     lines = [" ".join(split_lines(line)) for line in tail]  # a tail from elsewhere may hold a line break
-    return details(f"output (last {len(lines)} of {max(total, len(lines))} lines)", fence(lines))
+    of = f"about {max(total, len(lines)):,}" if estimated else f"{max(total, len(lines))}"
+    return details(f"output (last {len(lines)} of {of} lines)", fence(lines))
