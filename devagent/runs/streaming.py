@@ -21,6 +21,7 @@ import fcntl
 import logging
 import os
 import pty
+import resource
 import select
 import signal
 import struct
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO
 
+from devagent.core.runs.gpu_timeline import DeviceTimeline
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
 
@@ -59,6 +61,8 @@ class ProcessOutcome:
     gpu_total_bytes: int | None  # total memory of the GPUs the tree used; None when it used none
     gpus_used: int  # distinct GPUs the tree appeared on
     gpu_devices: tuple[int, ...] = ()  # their NVML indices
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each of them did over time
+    cpu_share: float | None = None  # the tree's CPU time over duration × the cores it could use
 
 
 def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], env: Mapping[str, str] | None = None,
@@ -77,6 +81,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
             stream.flush()
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
+    cpu_before = _children_cpu()
     sampler = GpuSampler.open(interval=sample_interval)
     try:
         with _SignalRelay(winch=terminal) as relay:
@@ -95,6 +100,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
     finally:
         peak, total, gpus = sampler.stop() if sampler is not None else (None, None, 0)
         devices = tuple(sorted(sampler.usage.devices)) if sampler is not None else ()
+        timelines = sampler.timelines.of(devices) if sampler is not None else ()
     oom_after = oom_kill_count()
     killed_by = -returncode if returncode < 0 else None
     return ProcessOutcome(
@@ -107,7 +113,24 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpu_total_bytes=total,
         gpus_used=gpus,
         gpu_devices=devices,
+        gpu_timelines=timelines,
+        cpu_share=_cpu_share(_children_cpu() - cpu_before, duration),
     )
+
+
+def _children_cpu() -> float:
+    """CPU seconds of our waited-for descendants (a DataLoader's workers count once their parent reaped them)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_share(seconds: float, duration: float) -> float | None:
+    """SECONDS of CPU over DURATION × the cores this process may run on (what the input-pipeline hint needs)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return seconds / (duration * cores) if duration > 0 else None
 
 
 def _spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None, terminal: bool,

@@ -27,6 +27,7 @@ from devagent.core.markdown import (
 )
 from devagent.core.notebook import SEPARATOR, SaveRecord, entry, heading, render_edits_since
 from devagent.core.runs.exits import ExitInfo
+from devagent.core.runs.gpu_timeline import IDLE_UTIL, SUMMARY_HEADER, DeviceTimeline, hints, summary_rows
 from devagent.core.runs.hparams import ArgDefault, effective_batch
 from devagent.core.runs.metrics import (
     MAX_NAME_LENGTH,
@@ -72,6 +73,9 @@ class RunReport:
     notebook_name: str = "lab-notebook.md"  # the notebook relative to the workspace, for `devagent reproduce`
     started_by: str | None = None  # who started it, by the key of their ssh login (None: not in an environment)
     output_lines_estimated: bool = False  # a flood: OUTPUT_LINES counts part of it, the rest is estimated
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each GPU the run used did over time (NVML)
+    gpu_timeline_image: str | None = None  # their picture, relative to the notebook's folder
+    cpu_share: float | None = None  # the run's CPU time over its duration × the cores it could use
 
 
 MEMORY_EXPLANATION = (
@@ -124,6 +128,7 @@ def render_run(report: RunReport) -> str:
         _code(report),
         _metrics(report),
         _gpu_memory(report.gpu, explained=report.memory_explained),
+        gpu_activity(report.gpu_timelines, image=report.gpu_timeline_image, cpu_share=report.cpu_share),
         _environment(report.env),
         _output(report.output_tail, report.output_lines, estimated=report.output_lines_estimated),
         # The end of what devagent found, then the folded block that re-creates the run (issue 12).
@@ -555,6 +560,19 @@ def _gpu_memory(gpu: GpuMemory | None, *, explained: bool = False) -> str:
     if known >= 2 and not explained:
         parts.append(details(MEMORY_NOTE, MEMORY_EXPLANATION + " The PyTorch figures are "
                              "`torch.cuda.max_memory_allocated` and `max_memory_reserved`, from `devagent.lab`."))
+    return "\n\n".join(parts)
+
+
+def gpu_activity(timelines: Sequence[DeviceTimeline], *, image: str | None, cpu_share: float | None) -> str:
+    """What each GPU did over the run: a summary row per GPU, a hint where the figures point at a cause, the
+    picture. ``""`` for a CPU run (the facts say ``none (CPU run)``; there is no empty picture)."""
+    if not timelines:
+        return ""
+    parts = ["### GPU activity", table(SUMMARY_HEADER, summary_rows(timelines)),
+             f"Sampled through NVML every 0.5 s; idle is under {IDLE_UTIL} % utilisation."]
+    parts += [f"**Hint:** {hint}" for hint in hints(timelines, cpu_share=cpu_share)]
+    if image:
+        parts.append(f"![GPU utilisation and memory over the run]({link_target(image)})")
     return "\n\n".join(parts)
 
 
