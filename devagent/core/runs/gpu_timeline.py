@@ -180,7 +180,7 @@ share of the work (`LOCAL_RANK` → `torch.cuda.set_device`, the sampler's shard
 
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
-_W, _LEFT, _RIGHT, _PANEL, _GAP, _TOP = 560, 44, 10, 90, 34, 22
+_W, _LEFT, _RIGHT, _PANEL, _GAP, _TOP = 560, 44, 10, 90, 40, 40
 
 
 def timeline_svg(timelines: Sequence[DeviceTimeline], *, duration_s: float, title: str) -> str:
@@ -188,18 +188,18 @@ def timeline_svg(timelines: Sequence[DeviceTimeline], *, duration_s: float, titl
     560 px wide (readable in a 600 px preview). Only numbers and fixed words go in: nothing from outside."""
     end = max(duration_s, max((b.end for t in timelines for b in t.buckets), default=0.0), 1e-9)
     plot_w = _W - _LEFT - _RIGHT
-    height = _TOP + 2 * _PANEL + _GAP + 30
+    height = _TOP + 2 * _PANEL + _GAP + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
            f'viewBox="0 0 {_W} {height}" font-family="sans-serif" font-size="11">',
            f'<rect width="{_W}" height="{height}" fill="white"/>',
-           f'<text x="{_LEFT}" y="14" font-size="12">{_xml(title)}</text>']
+           f'<text x="{_LEFT}" y="16" font-size="13">{_xml(title)}</text>']
     for panel, label in ((0, "utilisation %"), (1, "memory % of total")):
         top = _TOP + panel * (_PANEL + _GAP)
         out.append(f'<rect x="{_LEFT}" y="{top}" width="{plot_w}" height="{_PANEL}" fill="none" stroke="#999"/>')
         for pct in (0, 50, 100):
             y = top + _PANEL * (1 - pct / 100)
             out.append(f'<text x="{_LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">{pct}</text>')
-        out.append(f'<text x="{_LEFT + 4}" y="{top + 12}" fill="#555">{label}</text>')
+        out.append(f'<text x="{_LEFT}" y="{top - 6}" fill="#555">{label}</text>')
         for n, t in enumerate(timelines):
             points = []
             for b in t.buckets:
@@ -215,7 +215,8 @@ def timeline_svg(timelines: Sequence[DeviceTimeline], *, duration_s: float, titl
     axis_y = _TOP + 2 * _PANEL + _GAP + 12
     for i in range(5):
         x = _LEFT + plot_w * i / 4
-        out.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="middle">{format_span(end * i / 4)}</text>')
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"  # the ends stay inside the picture
+        out.append(f'<text x="{x:.1f}" y="{axis_y}" text-anchor="{anchor}">{format_span(end * i / 4)}</text>')
     legend_x = _LEFT
     for n, t in enumerate(timelines[:8]):
         colour = _COLOURS[n % len(_COLOURS)]
