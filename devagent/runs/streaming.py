@@ -21,7 +21,6 @@ import fcntl
 import logging
 import os
 import pty
-import resource
 import select
 import signal
 import struct
@@ -36,6 +35,7 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from devagent.core.runs.gpu_timeline import DeviceTimeline
+from devagent.runs.cpu_share import children_cpu, cpu_share
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
 
@@ -81,7 +81,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
             stream.flush()
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
-    cpu_before = _children_cpu()
+    cpu_before = children_cpu()
     sampler = GpuSampler.open(interval=sample_interval)
     try:
         with _SignalRelay(winch=terminal) as relay:
@@ -114,23 +114,8 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpus_used=gpus,
         gpu_devices=devices,
         gpu_timelines=timelines,
-        cpu_share=_cpu_share(_children_cpu() - cpu_before, duration),
+        cpu_share=cpu_share(children_cpu() - cpu_before, duration),
     )
-
-
-def _children_cpu() -> float:
-    """CPU seconds of our waited-for descendants (a DataLoader's workers count once their parent reaped them)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _cpu_share(seconds: float, duration: float) -> float | None:
-    """SECONDS of CPU over DURATION × the cores this process may run on (what the input-pipeline hint needs)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return seconds / (duration * cores) if duration > 0 else None
 
 
 def _spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None, terminal: bool,
