@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO
 
+from devagent.core.runs.gpu_timeline import DeviceTimeline
+from devagent.runs.cpu_share import children_cpu, cpu_share
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
 
@@ -60,6 +62,8 @@ class ProcessOutcome:
     gpu_total_bytes: int | None  # total memory of the GPUs the tree used; None when it used none
     gpus_used: int  # distinct GPUs the tree appeared on
     gpu_devices: tuple[int, ...] = ()  # their NVML indices
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each of them did over time
+    cpu_share: float | None = None  # the tree's CPU time over duration × the cores it could use
 
 
 def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], env: Mapping[str, str] | None = None,
@@ -78,6 +82,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
             stream.flush()
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
+    cpu_before = children_cpu()
     sampler = GpuSampler.open(interval=sample_interval)
     try:
         with _SignalRelay(winch=terminal) as relay:
@@ -96,6 +101,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
     finally:
         peak, total, gpus = sampler.stop() if sampler is not None else (None, None, 0)
         devices = tuple(sorted(sampler.usage.devices)) if sampler is not None else ()
+        timelines = sampler.timelines.of(devices) if sampler is not None else ()
     oom_after = oom_kill_count()
     killed_by = -returncode if returncode < 0 else None
     return ProcessOutcome(
@@ -108,6 +114,8 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpu_total_bytes=total,
         gpus_used=gpus,
         gpu_devices=devices,
+        gpu_timelines=timelines,
+        cpu_share=cpu_share(children_cpu() - cpu_before, duration),
     )
 
 
