@@ -41,6 +41,7 @@ MODULES = {
                        "O_NOFOLLOW | O_APPEND of the run's own lab.jsonl",
     "devagent/runs/observer.py": "/proc files of processes",
     "devagent/runs/oom.py": "/proc and cgroup files",
+    "devagent/runs/cpu_share.py": "the cgroup's cpu.max",
     "devagent/runs/proctree.py": "/proc files of processes",
     "devagent/runtime/environment.py": "the agent's record, GPU check and launch context in devagent's folders "
                                        "in the container, written by devagent",

@@ -15,6 +15,7 @@ import click
 from devagent import __version__
 from devagent.core.markdown import printable
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.interrupts import acting_on_stop_signals
 
 JSON_VERSION = 1
 
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     the program name [default: sys.argv[1:]]."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
+        # Ctrl-C and SIGTERM act also when the command was started with them ignored (a script's background job).
+        with acting_on_stop_signals():
+            result = cli.main(args=args, prog_name="devagent", standalone_mode=False, obj=Invocation(tuple(args)))
     except DevagentError as exc:
         echo_step(f"Error: {exc}")
         return int(exc.status)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("devagent.agent")
 
 SSHD = "/usr/sbin/sshd"
+STOP_POLL_S = 0.5  # the longest the main thread waits before it looks for a stop signal again
 
 
 def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Supported:
@@ -150,7 +151,10 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     idle = _start_idle_watcher(config, notebook, stopping)
 
     log.info("agent ready: workspace %s, notebook %s", config.workspace, config.notebook_path)
-    stopping.wait()
+    # Short waits: a handler runs only once the main thread's blocking call returns, and a SIGTERM that lands
+    # just before an endless wait began would wait for ever (docker stop would SIGKILL us, unflushed).
+    while not stopping.wait(STOP_POLL_S):
+        pass
     log.info("stopping")
     if watcher is not None:
         watcher.stop()

@@ -165,9 +165,6 @@ def serve(kind_name: str, *, port: int | None, logdir: str | None, workspace: Pa
     if token:
         env["JUPYTER_TOKEN"] = token
     chosen = choose_port(port or kind.default_port)
-    # Its own process group, so that stop() reaches what it starts; its output is the user's, on stderr.
-    process = subprocess.Popen(server_argv(kind_name, program, chosen, logdir=logdir), cwd=workspace, env=env,
-                               stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
     closed = threading.Event()
 
     def watch_stdin() -> None:
@@ -179,8 +176,13 @@ def serve(kind_name: str, *, port: int | None, logdir: str | None, workspace: Pa
     def on_signal(signum: int, frame: object) -> None:
         closed.set()
 
+    # Before the server starts: a signal from then on stops it (none can end us and leave it running), and the
+    # server starts with these signals' default actions, not with whatever we inherited ignored.
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, on_signal)
+    # Its own process group, so that stop() reaches what it starts; its output is the user's, on stderr.
+    process = subprocess.Popen(server_argv(kind_name, program, chosen, logdir=logdir), cwd=workspace, env=env,
+                               stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
     threading.Thread(target=watch_stdin, daemon=True, name="stdin").start()
     try:
         return _supervise(process, Path(program).name, chosen, closed=closed, stdout=stdout)

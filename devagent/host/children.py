@@ -27,10 +27,15 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with(parent: int) -> Callable[[], None]:
-    """A preexec_fn: the child gets SIGTERM when PARENT's thread that started it ends (Linux). Set up in the child
-    between fork and exec; a parent already gone by then ends the child at once."""
+    """A preexec_fn: the child starts with the stop signals' default actions, and gets SIGTERM when PARENT's thread
+    that started it ends (Linux). Set up in the child between fork and exec; a parent already gone by then ends
+    the child at once."""
 
     def preexec() -> None:
+        # An ignored signal stays ignored across exec, and ssh keeps ignoring the ones it inherited ignored: then
+        # neither close()'s SIGTERM nor the death signal would end it when devagent came with them ignored.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
         if _libc is not None:
             _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent:
@@ -42,7 +47,7 @@ def _die_with(parent: int) -> Callable[[], None]:
 def child_kwargs() -> dict[str, object]:
     """subprocess.Popen's keyword arguments for an ssh child that must end with devagent. PR_SET_PDEATHSIG follows
     the thread that starts the child: start it from the thread that lives as long as it should."""
-    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid()) if _libc is not None else None}
+    return {"start_new_session": True, "preexec_fn": _die_with(os.getpid())}
 
 
 def start_ssh(argv: Sequence[str], **popen: Any) -> subprocess.Popen[str]:

@@ -28,7 +28,7 @@ from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import managed_config
 from devagent.host.children import start_ssh
-from devagent.host.interrupts import Stopped, StopSignals, exit_status
+from devagent.host.interrupts import Stopped, StopSignals, exit_status, wait_for_exit
 from devagent.host.paths import Paths
 
 TAIL_LINES = 30  # what an error shows of ssh's own messages
@@ -155,7 +155,7 @@ class SshForward:
     def wait(self) -> int:
         """Block until ssh ends; its exit status."""
         assert self.process is not None, "start() first"
-        return self.process.wait()
+        return wait_for_exit(self.process)  # in short waits: a stop signal is acted on at once
 
     def close(self, *, timeout: float = 5.0) -> None:
         """End ssh and reap it: SIGTERM, then SIGKILL after TIMEOUT. Safe to call twice, or before start."""

@@ -18,6 +18,7 @@ that was ignored at start (`nohup devagent up …`) stays ignored: the user aske
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from typing import Any
 from devagent.errors import ExitStatus
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The longest a blocking wait of a command that promises Ctrl-C may last before it looks for a signal again.
+POLL_S = 0.2
 _DESCRIPTIONS: dict[int, str] = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated (SIGTERM)",
                                  signal.SIGHUP: "hung up (SIGHUP: the terminal or ssh session closed)"}
 _EXIT_STATUSES: dict[int, ExitStatus] = {signal.SIGINT: ExitStatus.INTERRUPTED, signal.SIGTERM: ExitStatus.TERMINATED,
@@ -45,6 +48,38 @@ def describe(signum: int) -> str:
 def exit_status(signum: int) -> ExitStatus:
     """The shell's convention, 128 + the signal's number: 130, 143, 129 (docs/reference/exit-codes.md)."""
     return _EXIT_STATUSES.get(signum, ExitStatus.INTERRUPTED)
+
+
+@contextmanager
+def acting_on_stop_signals() -> Iterator[None]:
+    """Inside, SIGINT raises KeyboardInterrupt and SIGTERM ends the process, also when they were ignored at start:
+    a shell script's background job and a CI runner start commands with SIGINT ignored, and Python then installs
+    no KeyboardInterrupt handler, so a Ctrl-C or `kill -INT` was lost. SIGHUP ignored at start stays ignored
+    (`nohup` asked for that). Outside the block, the dispositions are as they came. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {signum: signal.getsignal(signum) for signum in wanted}
+    for signum, handler in wanted.items():
+        if previous[signum] == signal.SIG_IGN:
+            signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            if handler == signal.SIG_IGN:
+                signal.signal(signum, handler)
+
+
+def wait_for_exit(process: subprocess.Popen[Any]) -> int:
+    """PROCESS's exit status, once it ends; a signal's handler runs within POLL_S meanwhile. A plain
+    `process.wait()` blocks in waitpid(), and a signal that lands just before it would wait for the process."""
+    while True:
+        try:
+            return process.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 class Stopped(KeyboardInterrupt):

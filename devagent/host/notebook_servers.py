@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import queue
 import secrets
 import shlex
 import subprocess
@@ -31,7 +32,7 @@ from devagent.core import forward as f
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.children import start_ssh
 from devagent.host.forward import SshForward, check_alias, choose_local, open_forward
-from devagent.host.interrupts import Stopped, StopSignals, exit_status
+from devagent.host.interrupts import POLL_S, Stopped, StopSignals, exit_status, wait_for_exit
 from devagent.host.paths import Paths
 
 TAIL_LINES = 40
@@ -56,12 +57,17 @@ class RemoteServer:
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._err = err
         self._reader: threading.Thread | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()  # its stdout; None once it ended
 
     def start(self) -> None:
         self.process = start_ssh(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, args=(self.process.stderr,), daemon=True,
                                         name=f"ssh-{self.kind}")
         self._reader.start()
+        # Its stdout is read by a thread too: the main thread waits for a line in short waits, so that a stop
+        # signal that lands just before a wait is acted on at once, not when the server next says something.
+        threading.Thread(target=self._read_stdout, args=(self.process.stdout,), daemon=True,
+                         name=f"ssh-{self.kind}-stdout").start()
         assert self.process.stdin is not None
         try:  # the token travels on stdin: never on a command line, here or inside
             self.process.stdin.write(self.token + "\n")
@@ -76,9 +82,22 @@ class RemoteServer:
             with contextlib.suppress(OSError, ValueError):
                 print(line, file=self._err or sys.stderr, flush=True)
 
+    def _read_stdout(self, stream: IO[str]) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in stream:
+                self._lines.put(line)
+        self._lines.put(None)
+
     def _messages(self) -> Iterator[dict[str, Any]]:
-        assert self.process is not None and self.process.stdout is not None, "start() first"
-        for line in self.process.stdout:
+        assert self.process is not None, "start() first"
+        while True:
+            try:
+                line = self._lines.get(timeout=POLL_S)
+            except queue.Empty:
+                continue  # a stop signal's handler runs here
+            if line is None:
+                self._lines.put(None)  # ended: so for whoever asks next, too
+                return
             try:
                 message = json.loads(line)
             except ValueError:
@@ -102,7 +121,7 @@ class RemoteServer:
             if "error" in message:
                 raise self._refused(message)
         assert self.process is not None
-        code = self.process.wait()
+        code = wait_for_exit(self.process)
         if self._reader:
             self._reader.join(timeout=2)
         details = "\n".join(self.tail) or None

@@ -24,6 +24,7 @@ from devagent.core import layout
 from devagent.core.notebook import LaunchContext, SaveRecord
 from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import classify_exit
+from devagent.core.runs.gpu_timeline import DeviceTimeline, timeline_svg
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
 from devagent.core.runs.metrics import (
     MetricSeries,
@@ -89,6 +90,8 @@ class Finished:
     gpu_total: int | None = None
     gpus_used: int = 0
     gpu_devices: tuple[int, ...] = ()  # NVML indices of the GPUs the run's processes were seen on
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each of those GPUs did over time
+    cpu_share: float | None = None  # the run's CPU time over its duration × the cores it could use
     git: GitState | None = None
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
@@ -137,12 +140,14 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         metric_sources=sources, curve_name=curve[0] if curve else None, curve_image=curve_image,
         curve_sparkline=sparkline(curve[1]) if curve else None, curve_range=_finite_range(curve[1]) if curve else None,
         gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
+        output_lines_estimated=run.output.line_count_estimated if run.output else False,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
         started_by=run.started_by,
         # only a GPU run can need the note: a CPU run does not read the notebook for it
         memory_explained=gpu.gpus > 0 and notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
         reproduce=_reproduce_facts(place, record, run, allowed_env(run.environ)),
         notebook_name=place.relative(place.notebook),
+        gpu_timelines=run.gpu_timelines, gpu_timeline_image=_timeline_picture(place, run), cpu_share=run.cpu_share,
     )
     _append(place, runs, render_run(report), run.number)
     runs.record(record)
@@ -321,6 +326,22 @@ def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str
                           exact_mode=True, make_parents=True)
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("no plot for run %d: %s", run.number, exc)
+        return None
+    return out.relative_to(place.notebook.parent).as_posix()
+
+
+def _timeline_picture(place: RunPlace, run: Finished) -> str | None:
+    """The GPU timeline as an SVG beside the notebook (drawn by devagent itself: no matplotlib needed); None for a
+    CPU run, or when it cannot be written (logged)."""
+    if not run.gpu_timelines:
+        return None
+    out = place.assets / f"run-{run.number}-gpus.svg"
+    svg = timeline_svg(run.gpu_timelines, duration_s=run.duration_s or 0.0, title=f"run {run.number}: GPU activity")
+    try:
+        write_beneath(place.workspace, out, svg.encode(), mode=asset_mode(place.notebook), exact_mode=True,
+                      make_parents=True)
+    except OSError as exc:
+        log.info("no GPU timeline picture for run %d: %s", run.number, exc)
         return None
     return out.relative_to(place.notebook.parent).as_posix()
 

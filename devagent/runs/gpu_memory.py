@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devagent.runs.gpu_timeline import GpuTimelines
 from devagent.runs.proctree import process_tree
 from devagent.runtime import nvml as nvml_guard
 
@@ -51,6 +52,7 @@ class GpuSampler:
         self._proc = proc
         self._baseline: dict[int, int] = {}
         self.usage = GpuUsage()
+        self.timelines = GpuTimelines(nvml)  # what each GPU did over time (the section's GPU activity)
         for index, handle in handles.items():
             memory = self._field(nvml.nvmlDeviceGetMemoryInfo, handle)
             if memory is not None:
@@ -115,6 +117,7 @@ class GpuSampler:
                 self.usage.devices.add(index)
                 total += used
         self.usage.peak_bytes = max(self.usage.peak_bytes, total)
+        self.timelines.record(self._handles)
         return total
 
     def _device_bytes(self, index: int, handle: Any, tree: set[int]) -> int | None:

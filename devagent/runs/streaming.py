@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO
 
+from devagent.core.runs.gpu_timeline import DeviceTimeline
+from devagent.runs.cpu_share import children_cpu, cpu_share
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
 
@@ -44,6 +46,7 @@ PIPE_BYTES = 1 << 20  # the output pipe's size (Linux's default is 64 KiB; unpri
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 DRAIN_S = 2.0  # after the command exits, how long a descendant that still holds the output open is waited for
 FORWARDED = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+WAIT_S = 0.5  # the longest the main thread waits for the command before it looks for a signal again
 
 
 @dataclass
@@ -59,6 +62,8 @@ class ProcessOutcome:
     gpu_total_bytes: int | None  # total memory of the GPUs the tree used; None when it used none
     gpus_used: int  # distinct GPUs the tree appeared on
     gpu_devices: tuple[int, ...] = ()  # their NVML indices
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each of them did over time
+    cpu_share: float | None = None  # the tree's CPU time over duration × the cores it could use
 
 
 def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], env: Mapping[str, str] | None = None,
@@ -77,6 +82,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
             stream.flush()
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
+    cpu_before = children_cpu()
     sampler = GpuSampler.open(interval=sample_interval)
     try:
         with _SignalRelay(winch=terminal) as relay:
@@ -89,12 +95,13 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
                 _pump(reader, process, sink)
             finally:
                 os.close(reader)
-                returncode = process.wait()
+                returncode = _wait(process)
                 duration = time.monotonic() - started
                 relay.detach()
     finally:
         peak, total, gpus = sampler.stop() if sampler is not None else (None, None, 0)
         devices = tuple(sorted(sampler.usage.devices)) if sampler is not None else ()
+        timelines = sampler.timelines.of(devices) if sampler is not None else ()
     oom_after = oom_kill_count()
     killed_by = -returncode if returncode < 0 else None
     return ProcessOutcome(
@@ -107,7 +114,20 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
         gpu_total_bytes=total,
         gpus_used=gpus,
         gpu_devices=devices,
+        gpu_timelines=timelines,
+        cpu_share=cpu_share(children_cpu() - cpu_before, duration),
     )
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    """Its exit status, in short waits: a handler runs only once the main thread's blocking call returns, and a
+    SIGTERM that landed just before a plain wait() would reach the command (which closed its output and runs on)
+    only once it ended by itself."""
+    while True:
+        try:
+            return process.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _spawn(argv: Sequence[str], *, env: Mapping[str, str] | None, cwd: str | None, terminal: bool,

@@ -138,7 +138,7 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
         number=number or 0, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
         gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
-        gpu_devices=outcome.gpu_devices,
+        gpu_devices=outcome.gpu_devices, gpu_timelines=outcome.gpu_timelines, cpu_share=outcome.cpu_share,
         python=_interpreter(argv, environ), environ=environ, started_by=who,
     )
     return finished

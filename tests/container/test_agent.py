@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from devagent.container import agent
 from devagent.core.sshd import Supported
 from devagent.runtime import environment
+from tests.signals import signal_off_the_main_thread
 
 
 def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -97,3 +100,34 @@ def test_the_image_build_learns_sshds_version_from_sshd_itself(tmp_path: Path, s
                                                                 version: tuple[int, int] | None) -> None:
     ssh, sshd = fake_openssh(tmp_path / "bin", sshd_says=says, sshd_status=status)
     assert agent.supported_algorithms(ssh, sshd) == Supported(KEX, CIPHERS, MACS, version)
+
+
+def test_a_sigterm_that_lands_just_before_the_agent_waits_still_stops_it(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """`docker stop`'s SIGTERM, landing after the agent's last look and before its wait blocked: the wait used to
+    have no end, so only docker's SIGKILL 10 s later ended the agent (with its notebook work unflushed)."""
+    sshd = tmp_path / "sshd"
+    sshd.write_text("#!/bin/sh\nexec sleep 120\n")
+    sshd.chmod(0o755)
+    monkeypatch.setattr(agent, "SSHD", str(sshd))
+    monkeypatch.setattr(agent.os, "getuid", lambda: 1000)  # the agent refuses root; the test may run as root
+    for part in ("record_agent", "_start_heartbeat", "_notebook_work", "_observe_runs"):
+        monkeypatch.setattr(agent, part, lambda *args, **kwargs: None)
+    monkeypatch.setattr(agent, "_start_watcher", lambda config: None)
+    monkeypatch.setattr(agent, "open_notebook", lambda *args, **kwargs: SimpleNamespace(pending=False))
+    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent", launch_context=tmp_path / "none")
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = threading.Event()
+    backstop = threading.Timer(30, stop.set)  # the old agent's wait ended only here
+    backstop.start()
+    try:
+        # Sent once the agent's handler is in place (until then SIGTERM would end pytest itself).
+        signal_off_the_main_thread(signal.SIGTERM, after=0.5,
+                                   when=lambda: signal.getsignal(signal.SIGTERM) not in (before[signal.SIGTERM],))
+        started = time.monotonic()
+        assert agent.run(config, stop=stop) == 0
+        assert time.monotonic() - started < 20
+    finally:
+        backstop.cancel()
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,17 +16,19 @@ from pathlib import Path
 import pytest
 
 from devagent.container.serve import KINDS, find_program, search_path
+from tests.signals import starting_with
 
 # Listens where it is told (--port N, or --port=N), records its argv and JUPYTER_TOKEN, serves until stopped.
 STAND_IN = textwrap.dedent("""\
     #!{python}
-    import http.server, json, os, sys
+    import http.server, json, os, signal, sys
     args = sys.argv[1:]
     port = int(next(a.split("=", 1)[1] for a in args if a.startswith("--port=")) if any(
         a.startswith("--port=") for a in args) else args[args.index("--port") + 1])
     with open(os.environ["RECORD"], "w") as f:
         json.dump({{"argv": args, "token": os.environ.get("JUPYTER_TOKEN"), "pid": os.getpid(),
-                   "cwd": os.getcwd()}}, f)
+                   "cwd": os.getcwd(), "ignored": [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+                                                   if signal.getsignal(s) == signal.SIG_IGN]}}, f)
     if os.environ.get("EXIT_AT_ONCE"):
         sys.exit(3)
     http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
@@ -45,11 +48,14 @@ def install_stand_in(workspace: Path, program: str) -> None:
     path.chmod(0o755)
 
 
-def serve(workspace: Path, tmp_path: Path, kind: str, *args: str, **env: str) -> subprocess.Popen[str]:
+def serve(workspace: Path, tmp_path: Path, kind: str, *args: str, ignored: tuple[int, ...] = (),
+          **env: str) -> subprocess.Popen[str]:
+    """`devagent serve KIND ARGS…`, started with the stop signals' default actions except IGNORED."""
     environ = {**os.environ, "RECORD": str(tmp_path / "record.json"), "DEVAGENT_WORKSPACE": str(workspace),
                "PATH": "/usr/bin:/bin", **env}
-    return subprocess.Popen([sys.executable, "-m", "devagent", "serve", kind, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    return subprocess.Popen([*starting_with(ignored=ignored), sys.executable, "-m", "devagent", "serve", kind,
+                             *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=environ)
 
 
 def test_the_workspace_venv_comes_first_then_path_then_user_scripts(tmp_path: Path) -> None:
@@ -106,3 +112,22 @@ def test_a_server_that_exits_before_it_listens_is_reported_with_its_status(works
     assert proc.wait(timeout=30) == 7
     assert message["status"] == 7
     assert message["error"].startswith("tensorboard exited with 3 before it listened on 127.0.0.1:")
+
+
+def test_the_server_starts_with_the_stop_signals_default_and_a_sigterm_stops_both(workspace: Path,
+                                                                                  tmp_path: Path) -> None:
+    """serve inherited SIGINT, SIGTERM and SIGHUP ignored (sshd's session may hand them down so): the server it
+    starts must not inherit that (its handlers are set before the server starts), and SIGTERM stops both."""
+    install_stand_in(workspace, "jupyter-lab")
+    proc = serve(workspace, tmp_path, "jupyter", "--port", "8897",
+                 ignored=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("tok\n")
+    proc.stdin.flush()
+    assert "ready" in json.loads(proc.stdout.readline())
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["ignored"] == []
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(record["pid"], 0)

@@ -11,13 +11,17 @@ import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from devagent.cli import main
 from devagent.errors import ExitStatus
+from devagent.host.forward import SshForward
+from devagent.host.interrupts import Stopped, StopSignals
 from devagent.host.notebook_servers import RemoteServer
+from tests.signals import signal_off_the_main_thread
 
 
 def alias_to(port: int, name: str = "env1") -> None:
@@ -99,6 +103,42 @@ def test_a_stop_signal_before_the_forward_is_up_ends_ssh_and_exits_128_plus_n(
         finally:
             timer.cancel()
     assert capsys.readouterr().err == "forward closed\n"
+
+
+def test_a_stop_signal_that_lands_just_before_the_wait_for_ssh_ends_the_forward_at_once(tmp_path: Path) -> None:
+    # Its handler ran only once the main thread's wait returned: with a plain waitpid, when ssh ended by itself.
+    ssh = tmp_path / "ssh"
+    ssh.write_text("#!/bin/sh\nexec sleep 60\n")
+    ssh.chmod(0o755)
+    forward = SshForward(tmp_path / "config", "env1", local=8888, remote=8888, ssh=str(ssh))
+    started = time.monotonic()
+    try:
+        with StopSignals(), pytest.raises(Stopped):
+            forward.start()
+            signal_off_the_main_thread(signal.SIGTERM)
+            forward.wait()
+    finally:
+        forward.close()
+    assert time.monotonic() - started < 30
+    assert forward.process is not None and forward.process.poll() is not None
+
+
+def test_a_stop_signal_that_lands_while_waiting_for_the_server_inside_ends_the_wait_at_once(
+        tmp_path: Path) -> None:
+    # The wait read ssh's stdout in the main thread: the handler ran only once the server said something.
+    ssh = tmp_path / "ssh"
+    ssh.write_text("#!/bin/sh\nexec sleep 60\n")  # a server inside that takes its time to start
+    ssh.chmod(0o755)
+    server = RemoteServer(tmp_path / "config", "env1", "jupyter", token="t", ssh=str(ssh))  # noqa: S106
+    started = time.monotonic()
+    try:
+        with StopSignals(), pytest.raises(Stopped):
+            server.start()
+            signal_off_the_main_thread(signal.SIGTERM)
+            server.wait_ready()
+    finally:
+        server.stop(timeout=5)
+    assert time.monotonic() - started < 30
 
 
 def test_the_token_goes_to_the_server_on_stdin_never_into_an_argument() -> None:

@@ -11,7 +11,10 @@ import contextlib
 import errno
 import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,20 @@ from devagent.cli import main
 from devagent.core.spec import EnvSpec
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host.atomic import FileLock
-from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
+from devagent.host.children import start_ssh
+from devagent.host.interrupts import (
+    AGAIN,
+    Stopped,
+    StopSignals,
+    acting_on_stop_signals,
+    describe,
+    exit_status,
+    wait_for_exit,
+)
 from devagent.host.paths import Paths
 from devagent.host.provision import Provisioner
 from devagent.host.transaction import Transaction
+from tests.signals import signal_off_the_main_thread
 
 
 @pytest.fixture(autouse=True)
@@ -109,6 +122,87 @@ def test_outside_the_main_thread_nothing_changes() -> None:
     thread.start()
     thread.join()
     assert seen == [before, None]
+
+
+# -- every command: inherited dispositions, and waits a signal must end ----------------------------------------
+
+
+def test_a_command_acts_on_sigint_and_sigterm_it_inherited_ignored_and_gives_them_back() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a script's background job, under nohup
+        signal.signal(s, signal.SIG_IGN)
+    with acting_on_stop_signals():
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # nohup asked for that
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)] == [signal.SIG_IGN] * 2
+
+
+def test_handlers_the_command_did_not_inherit_ignored_stay_as_they_are() -> None:
+    def mine(signum: int, frame: object) -> None: ...
+
+    signal.signal(signal.SIGTERM, mine)
+    with acting_on_stop_signals():
+        assert signal.getsignal(signal.SIGTERM) is mine
+    assert signal.getsignal(signal.SIGTERM) is mine
+
+
+def test_a_stop_signal_that_lands_just_before_the_wait_for_a_child_ends_it_at_once() -> None:
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        started = time.monotonic()
+        with StopSignals(), pytest.raises(Stopped):
+            signal_off_the_main_thread(signal.SIGTERM)
+            wait_for_exit(child)  # a plain child.wait() returned, and the handler ran, only after 60 s
+        assert time.monotonic() - started < 30
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_ssh_children_start_with_the_stop_signals_default_whatever_devagent_inherited() -> None:
+    # ssh keeps ignoring what it inherited ignored: close()'s SIGTERM and the death signal would not end it.
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+    child = start_ssh(["sh", "-c", "grep '^SigIgn' /proc/self/status"], stdin=subprocess.DEVNULL,
+                      stdout=subprocess.PIPE)
+    out, _ = child.communicate(timeout=30)
+    ignored = int(out.split()[1], 16)
+    assert [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if ignored & (1 << (s - 1))] == []
+
+
+def test_ctrl_c_stops_a_command_started_as_a_background_job_during_its_login(tmp_path: Path) -> None:
+    """`devagent gpus --host srv &` from a script: SIGINT came ignored, and the login to the server (an ssh that
+    never logs in here) waited its whole 30 s for it. Now Ctrl-C ends it at once, and leaves no ssh, no folder."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text('#!/bin/sh\necho $$ > "$SSH_PID_FILE.tmp" && mv "$SSH_PID_FILE.tmp" "$SSH_PID_FILE"\n'
+                              "exec sleep 120\n")
+    (fake / "ssh").chmod(0o755)
+    runtime, pid_file = tmp_path / "run", tmp_path / "ssh.pid"
+    runtime.mkdir(mode=0o700)
+    environ = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "XDG_RUNTIME_DIR": str(runtime),
+               "SSH_PID_FILE": str(pid_file), "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    # As a shell script's background job starts it (and a CI runner): SIGINT ignored.
+    proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m", "devagent",
+                             "gpus", "--host", "srv"], env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pid_file.exists(), proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)  # the login would wait 30 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (130, "", "\nError: interrupted\n  hint: run the command again\n")
+    ssh_pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(ssh_pid, 0)
+    assert list(runtime.iterdir()) == []
 
 
 # -- the transaction ------------------------------------------------------------------------------------------

@@ -11,16 +11,19 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import Env
+from tests.signals import starting_with
 
 
 class Forward:
     """`python -m devagent COMMAND …` running in the background (forward, jupyter, tensorboard), its output read
     line by line."""
 
-    def __init__(self, env: Env, *args: str, command: str = "forward") -> None:
+    def __init__(self, env: Env, *args: str, command: str = "forward", ignored: tuple[int, ...] = ()) -> None:
+        """IGNORED: the stop signals it starts with ignored (none: as in a terminal session, whatever pytest got)."""
         self.command = command
-        self.process = subprocess.Popen([sys.executable, "-m", "devagent", command, *args], env=env.environ,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([*starting_with(ignored=ignored), sys.executable, "-m", "devagent",
+                                         command, *args], env=env.environ, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._lines: queue.Queue[str] = queue.Queue()

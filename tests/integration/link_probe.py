@@ -4,7 +4,9 @@
 
 MODE facts: open a link, print one JSON line with the facts, an engine ping and a run(); close it.
 MODE connect PORT: print the first bytes of a stream to the server's 127.0.0.1:PORT (or the ConnectionError).
-MODE hold: open a link and the engine, print one JSON line (folder, master pid), then wait to be signalled.
+MODE hold: open a link and the engine, print one JSON line (folder, master pid), then wait to be signalled (as a
+devagent command does: Ctrl-C acts also when SIGINT came ignored; short sleeps, so a signal that lands just before
+one is acted on within a fraction of a second).
 A DevagentError prints {"error", "status", "details"} and exits with its status, as the CLI would.
 Options come from the environment: PROBE_SOCKET (docker_socket), PROBE_CONNECT_TIMEOUT, PROBE_RESOLVE (paths for
 the probe to resolve, separated by '|').
@@ -20,6 +22,7 @@ from typing import Any
 
 from devagent.errors import DevagentError
 from devagent.host import server_link
+from devagent.host.interrupts import acting_on_stop_signals
 from devagent.host.paths import Paths
 from devagent.host.server_link import ServerLink, resolve_server
 
@@ -62,7 +65,7 @@ def main(argv: list[str]) -> int:
                 assert master is not None
                 _say({"folder": str(link.folder), "master_pid": master.pid})
                 while True:
-                    time.sleep(60)
+                    time.sleep(0.1)
     except DevagentError as exc:
         _say({"error": exc.message, "status": int(exc.status), "details": exc.details or "", "hint": exc.hint})
         return int(exc.status)
@@ -70,4 +73,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    with acting_on_stop_signals():  # as cli/app.py's main
+        status = main(sys.argv[1:])
+    sys.exit(status)

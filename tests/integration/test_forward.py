@@ -104,10 +104,15 @@ def get(url: str, forward: Forward | None = None) -> str:
                              f"listeners {listeners(port)}, stderr {forward.stderr}") from exc
 
 
-@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+# Started as in a terminal session, and as a shell script's background job or a CI runner starts it (SIGINT and
+# SIGQUIT ignored): Ctrl-C must end it either way.
+@pytest.mark.parametrize(("sig", "status", "ignored"), [
+    (signal.SIGINT, 130, ()), (signal.SIGTERM, 143, ()), (signal.SIGHUP, 129, ()),
+    (signal.SIGINT, 130, (signal.SIGINT, signal.SIGQUIT)),
+], ids=["SIGINT", "SIGTERM", "SIGHUP", "SIGINT-background-job"])
 def test_a_server_inside_is_reached_through_the_forward_on_127_0_0_1_only_and_a_stop_signal_leaves_no_ssh(
-        environment: Environment, forwards: list[Forward], sig: int, status: int) -> None:
-    forward = Forward(environment.env, environment.name, f"{INSIDE_PORT}:0")
+        environment: Environment, forwards: list[Forward], sig: int, status: int, ignored: tuple[int, ...]) -> None:
+    forward = Forward(environment.env, environment.name, f"{INSIDE_PORT}:0", ignored=ignored)
     forwards.append(forward)
     url = forward.url()
     local = int(url.rsplit(":", 1)[1].rstrip("/"))

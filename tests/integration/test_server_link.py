@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import wait_for
 from tests.integration.topology import Laptop, Topology, descendants, running
+from tests.signals import starting_with
 
 pytestmark = pytest.mark.docker
 
@@ -203,8 +204,10 @@ def test_no_engine_socket_where_the_user_said(topology: Topology) -> None:
 # -- nothing left behind -------------------------------------------------------------------------------------------
 
 
-def _hold(laptop: Laptop) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    proc = laptop.popen([sys.executable, "-m", "tests.integration.link_probe", "hold", "gpu-server"],
+def _hold(laptop: Laptop, *, ignored: tuple[int, ...] = ()) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """A link held open in the laptop, started with the stop signals' default actions except IGNORED."""
+    proc = laptop.popen([*starting_with(ignored=ignored), sys.executable, "-m", "tests.integration.link_probe",
+                         "hold", "gpu-server"],
                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -212,8 +215,10 @@ def _hold(laptop: Laptop) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     return proc, json.loads(line)
 
 
-def test_ctrl_c_in_the_middle_closes_the_link(topology: Topology) -> None:
-    proc, held = _hold(topology.laptop)
+# As in a terminal session, and as a shell script's background job or a CI runner starts it (SIGINT ignored).
+@pytest.mark.parametrize("ignored", [(), (signal.SIGINT, signal.SIGQUIT)], ids=["terminal", "background-job"])
+def test_ctrl_c_in_the_middle_closes_the_link(topology: Topology, ignored: tuple[int, ...]) -> None:
+    proc, held = _hold(topology.laptop, ignored=ignored)
     assert Path(held["folder"], "docker.sock").exists() and running(held["master_pid"])
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import BASE_IMAGE, Env, assert_nothing_left, container_names, wait_for
+from tests.signals import starting_with
 
 pytestmark = pytest.mark.docker
 
@@ -108,10 +109,10 @@ def test_ctrl_c_in_the_middle_of_up_rolls_everything_back(
 ) -> None:
     command = [sys.executable, "-m", "devagent", "up", name, "--base-image", BASE_IMAGE,
                "--workspace", str(env.workspace(name)), "--memory", "2g"]
-    if sigint == "ignored":
-        # As a shell script's background job (`devagent up … &`, a CI runner) starts it: Python then installs no
-        # KeyboardInterrupt handler of its own, and this Ctrl-C used to be lost — up went on and finished.
-        command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+    # "ignored": as a shell script's background job (`devagent up … &`, a CI runner) starts it: Python then installs
+    # no KeyboardInterrupt handler of its own, and this Ctrl-C used to be lost — up went on and finished.
+    # "default": as in a terminal session, whatever the shell that ran pytest left it.
+    command = [*starting_with(ignored=(signal.SIGINT, signal.SIGQUIT) if sigint == "ignored" else ()), *command]
     proc = subprocess.Popen(command, env=env.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Interrupt once the container exists (under its temporary name): the middle of the transaction.

@@ -24,6 +24,7 @@ import pytest
 from devagent.runs.streaming import CHUNK, run_streaming
 from devagent.runtime import nvml
 from tests.runs.support import nvml_gpus
+from tests.signals import signal_off_the_main_thread
 
 TIMEOUT = 60
 
@@ -221,6 +222,18 @@ def test_a_command_that_dies_of_the_forwarded_sigterm_is_143(helper: Path, tmp_p
     wrapper.communicate(timeout=TIMEOUT)
     outcome = json.loads(result.read_text())
     assert (outcome["returncode"], outcome["signal"]) == (143, signal.SIGTERM)
+
+
+def test_a_sigterm_that_lands_while_the_wrapper_waits_reaches_a_command_that_closed_its_output() -> None:
+    # Once the output ends, the wrapper waits for the command: a plain wait() ran the handler (which passes SIGTERM
+    # on) only when the command ended by itself, 60 s later here.
+    before = signal.getsignal(signal.SIGTERM)
+    # Sent once the wrapper's handler is in place (until then SIGTERM would end pytest itself).
+    signal_off_the_main_thread(signal.SIGTERM, after=1.0, when=lambda: signal.getsignal(signal.SIGTERM) is not before)
+    outcome = run_streaming(["sh", "-c", "exec >/dev/null 2>&1; exec sleep 60"], on_output=lambda _: None)
+    assert (outcome.returncode, outcome.signal) == (143, signal.SIGTERM)
+    assert outcome.duration_s < 30
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # -- output, byte for byte --------------------------------------------------------------------------------------

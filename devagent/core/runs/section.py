@@ -27,6 +27,7 @@ from devagent.core.markdown import (
 )
 from devagent.core.notebook import SEPARATOR, SaveRecord, entry, heading, render_edits_since
 from devagent.core.runs.exits import ExitInfo
+from devagent.core.runs.gpu_timeline import IDLE_UTIL, SUMMARY_HEADER, DeviceTimeline, hints, summary_rows
 from devagent.core.runs.hparams import ArgDefault, effective_batch
 from devagent.core.runs.metrics import (
     MAX_NAME_LENGTH,
@@ -71,6 +72,10 @@ class RunReport:
     reproduce: ReproduceFacts | None = None  # what re-creates the run: the block at the section's end
     notebook_name: str = "lab-notebook.md"  # the notebook relative to the workspace, for `devagent reproduce`
     started_by: str | None = None  # who started it, by the key of their ssh login (None: not in an environment)
+    output_lines_estimated: bool = False  # a flood: OUTPUT_LINES counts part of it, the rest is estimated
+    gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each GPU the run used did over time (NVML)
+    gpu_timeline_image: str | None = None  # their picture, relative to the notebook's folder
+    cpu_share: float | None = None  # the run's CPU time over its duration × the cores it could use
 
 
 MEMORY_EXPLANATION = (
@@ -123,8 +128,9 @@ def render_run(report: RunReport) -> str:
         _code(report),
         _metrics(report),
         _gpu_memory(report.gpu, explained=report.memory_explained),
+        gpu_activity(report.gpu_timelines, image=report.gpu_timeline_image, cpu_share=report.cpu_share),
         _environment(report.env),
-        _output(report.output_tail, report.output_lines),
+        _output(report.output_tail, report.output_lines, estimated=report.output_lines_estimated),
         # The end of what devagent found, then the folded block that re-creates the run (issue 12).
         render_reproduce(report.reproduce, notebook=report.notebook_name) if report.reproduce else "",
         "**Observations:** \n\n**Next:** ",
@@ -557,14 +563,33 @@ def _gpu_memory(gpu: GpuMemory | None, *, explained: bool = False) -> str:
     return "\n\n".join(parts)
 
 
+def gpu_activity(timelines: Sequence[DeviceTimeline], *, image: str | None, cpu_share: float | None) -> str:
+    """What each GPU did over the run: a summary row per GPU, a hint where the figures point at a cause, the
+    picture. ``""`` for a CPU run (the facts say ``none (CPU run)``; there is no empty picture)."""
+    if not timelines:
+        return ""
+    parts = ["### GPU activity", table(SUMMARY_HEADER, summary_rows(timelines)),
+             f"Sampled through NVML every 0.5 s; idle is under {IDLE_UTIL} % utilisation."]
+    parts += [f"**Hint:** {hint}" for hint in hints(timelines, cpu_share=cpu_share)]
+    if image:
+        parts.append(f"![GPU utilisation and memory over the run]({link_target(image)})")
+    return "\n\n".join(parts)
+
+
 def _environment(env: Mapping[str, str]) -> str:
     if not env:
         return ""
     return "### Environment\n\n" + " ".join(code(f"{name}={value}") for name, value in env.items())
 
 
-def _output(tail: Sequence[str], total: int) -> str:
+def _output(tail: Sequence[str], total: int, *, estimated: bool = False) -> str:
+    """The output's tail, folded; an ESTIMATED total (a flood, counted in part) is said to be one.
+
+    >>> print(_output(["done"], 2_400_000, estimated=True).splitlines()[0])
+    <details><summary>output (last 1 of about 2,400,000 lines)</summary>
+    """
     if not tail:
         return ""
     lines = [" ".join(split_lines(line)) for line in tail]  # a tail from elsewhere may hold a line break
-    return details(f"output (last {len(lines)} of {max(total, len(lines))} lines)", fence(lines))
+    of = f"about {max(total, len(lines)):,}" if estimated else f"{max(total, len(lines))}"
+    return details(f"output (last {len(lines)} of {of} lines)", fence(lines))
