@@ -172,7 +172,7 @@ def _start_idle_watcher(config: AgentConfig, notebook: NotebookWriter, stopping:
     """The GPU usage sampler, and the idle limit's keeper: once `up` has committed (a release writes the
     notebook, which a failed `up` must not)."""
     watcher = IdleWatcher(limit=config.idle_release, name=os.environ.get("DEVAGENT_NAME", "NAME"),
-                          on_release=notebook.append)
+                          on_release=lambda entry: notebook.append(entry))  # noqa: PLW0108 - looked up late
 
     def work() -> None:
         while not ready_flag().exists():
