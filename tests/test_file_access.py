@@ -47,6 +47,8 @@ MODULES = {
                                        "in the container, written by devagent",
     "devagent/runtime/gpu_inventory.py": "/proc files of processes",
     "devagent/container/health.py": "the heartbeat file devagent writes, and /proc/net",
+    "devagent/container/idle.py": "the GPU usage record in the agent's home, written by the agent, and "
+                                  "/proc/PID/cmdline",
 }
 # Single functions in modules that otherwise go through devagent/nofollow.
 FUNCTIONS = {

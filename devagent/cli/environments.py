@@ -55,6 +55,10 @@ from devagent.errors import DevagentError, ExitStatus
 @click.option("--vscode", is_flag=True, default=None,
               help="Put devagent's snippets and tasks into the workspace's .vscode/ (a tasks.json of yours is "
               "merged by label, never overwritten).")
+@click.option("--idle-release", default=None, metavar="DURATION",
+              help="Give the GPUs back once they were idle this long with no ssh session open and no `devagent "
+              "run` running (e.g. 2h; 5m at least): the container stops, workspace and home stay, and `up` again "
+              "takes GPUs anew [default: never].")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
@@ -92,6 +96,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
+        idle_minimum=_idle_minimum(),
     )
     if request.host is not None and request.host_from_file:
         servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
@@ -343,3 +348,14 @@ def down(name: str) -> None:
         removed = provisioner.down(name)
     for item in removed:
         click.echo(f"✔ removed {item}")
+
+
+def _idle_minimum() -> float:
+    """The shortest --idle-release taken: 5 minutes, or what the test-only DEVAGENT_TEST_MIN_IDLE_RELEASE says
+    (seconds; tests release environments within seconds)."""
+    from devagent.core.gpu_idle import MIN_IDLE_RELEASE, MINIMUM_STAND_IN
+
+    try:
+        return float(os.environ[MINIMUM_STAND_IN])
+    except (KeyError, ValueError):
+        return MIN_IDLE_RELEASE

@@ -20,7 +20,8 @@ from devagent.cli.app import JSON_VERSION, cli
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
 def gpus_command(server: str | None, as_json: bool) -> None:
     """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
-    environments (name, owner, since when), other containers that asked for it, processes outside containers."""
+    environments (name, owner, since when, and their GPUs' mean utilisation over the last hour and how long
+    they have been idle), other containers that asked for it, processes outside containers."""
     from devagent.core import gpu_ledger as g
     from devagent.host.gpu_ledger import GpuLedger
     from devagent.host.paths import Paths
@@ -39,10 +40,12 @@ def gpus_command(server: str | None, as_json: bool) -> None:
             link = stack.enter_context(ServerLink(resolve_server(server, environ=os.environ), paths=paths,
                                                   docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None))
             engine, inventory = link.engine, lambda: nvidia_smi_inventory(link.run)
-        state = GpuLedger(engine, inventory=inventory, cache=paths.gpu_cache).state()
+        ledger = GpuLedger(engine, inventory=inventory, cache=paths.gpu_cache)
+        state = ledger.state()
+        usage = ledger.usage(state)
     if as_json:
-        click.echo(json.dumps(g.envelope(state.inventory, state.holders, JSON_VERSION), indent=2))
+        click.echo(json.dumps(g.envelope(state.inventory, state.holders, JSON_VERSION, usage), indent=2))
         return
     for line in g.render_table(state.inventory, state.holders,
-                               others=() if state.inventory.gpus else state.containers):
+                               others=() if state.inventory.gpus else state.containers, usage=usage):
         click.echo(line)

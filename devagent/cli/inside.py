@@ -22,8 +22,10 @@ from devagent.errors import DevagentError, ExitStatus
               help=f"[default: <workspace>/{layout.NOTEBOOK}]")
 @click.option("--watch", multiple=True, metavar="GLOB", help="Training scripts to watch [default: **/*.py].")
 @click.option("--polling", is_flag=True, default=None, help="Poll for saves (network mounts without inotify).")
+@click.option("--idle-release", type=float, default=None, metavar="SECONDS",
+              help="Give the GPUs back (stop, exit 75) once they were idle this long with nobody logged in.")
 def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch: tuple[str, ...],
-          polling: bool | None) -> int:
+          polling: bool | None, idle_release: float | None) -> int:
     """(Inside the container) the main process: sshd, the save watcher, the notebook."""
     import logging
 
@@ -34,7 +36,8 @@ def agent(sshd_config: str, workspace: Path | None, notebook: Path | None, watch
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     ws = workspace or default_workspace()
     return run(AgentConfig(workspace=ws.resolve(), sshd_config=sshd_config, notebook=notebook,
-                           polling=polling or None, watch=watch))
+                           polling=polling or None, watch=watch,
+                           idle_release=idle_release if idle_release and idle_release > 0 else None))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

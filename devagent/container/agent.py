@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devagent.container.gpucheck import run_gpu_check
+from devagent.container.idle import IdleWatcher
 from devagent.core import layout, sshd
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
+from devagent.core.gpu_idle import RELEASED_EXIT
 from devagent.core.spec import SSHD_PORT
 from devagent.runtime.environment import open_notebook, ready_flag, record_agent, save_gpu_check
 from devagent.runtime.notebook_writer import NotebookWriter
@@ -113,6 +115,7 @@ class AgentConfig:
     polling: bool | None = None
     python: str | None = None
     watch: tuple[str, ...] = ()  # globs; empty: the watcher's default (**/*.py)
+    idle_release: float | None = None  # seconds: give the GPUs back after so long idle (container/idle.py)
 
     @property
     def notebook_path(self) -> Path:
@@ -145,6 +148,7 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     observer = threading.Thread(target=_observe_runs, args=(config, watcher, stopping), name="observer",
                                 daemon=True)
     observer.start()
+    idle = _start_idle_watcher(config, notebook, stopping)
 
     log.info("agent ready: workspace %s, notebook %s", config.workspace, config.notebook_path)
     # Short waits: a handler runs only once the main thread's blocking call returns, and a SIGTERM that lands
@@ -157,8 +161,27 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     sshd_proc.stop()
     if notebook.pending:
         notebook.flush_pending()
+    if idle.released:  # the exit status the GPU ledger reads: this stopped environment holds no GPU
+        log.info("stopped: the GPUs are given back (`devagent up` takes them anew)")
+        return RELEASED_EXIT
     log.info("stopped")
     return 0
+
+
+def _start_idle_watcher(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> IdleWatcher:
+    """The GPU usage sampler, and the idle limit's keeper: once `up` has committed (a release writes the
+    notebook, which a failed `up` must not)."""
+    watcher = IdleWatcher(limit=config.idle_release, name=os.environ.get("DEVAGENT_NAME", "NAME"),
+                          on_release=lambda entry: notebook.append(entry))  # noqa: PLW0108 - looked up late
+
+    def work() -> None:
+        while not ready_flag().exists():
+            if stopping.wait(0.2):
+                return
+        watcher.run(stopping)
+
+    threading.Thread(target=work, name="idle", daemon=True).start()
+    return watcher
 
 
 def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threading.Event) -> None:

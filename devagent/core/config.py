@@ -52,6 +52,7 @@ class UpConfig:
     pids: str | None = None
     sshd_profile: str | None = None
     vscode: bool | None = None
+    idle_release: str | None = None  # a duration ("2h"); `up` checks it against the shortest limit
     # [agent]
     notebook: str | None = None
     watch: tuple[str, ...] | None = None
@@ -154,6 +155,15 @@ def _shm_size(value: object) -> str:
     return text
 
 
+def _idle_release(value: object) -> str:
+    if not isinstance(value, str):
+        raise DevagentError(f"{_toml(value)} is not a duration", hint='e.g. "2h"', status=ExitStatus.USAGE)
+    from devagent.core.gpu_idle import parse_duration
+
+    parse_duration(value, option="idle_release", minimum=0.0)
+    return value
+
+
 def _cpus(value: object) -> str:
     text = str(_number(value))
     spec.parse_cpus(text)
@@ -207,6 +217,7 @@ _TOP_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
     "pids": (_pids, "4096"),
     "sshd_profile": (_sshd_profile, '"strict"'),
     "vscode": (_boolean, "true"),
+    "idle_release": (_idle_release, '"2h"'),
 }
 AGENT_TABLE = "agent"
 _AGENT_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
@@ -232,13 +243,13 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
     >>> parse_config('cpus = 8\\npids = 8192\\n')
     UpConfig(name=None, host=None, base_image=None, image=None, user=None, gpus=None, memory=None, cpus='8', \
 shm_size=None, \
-pids='8192', sshd_profile=None, vscode=None, notebook=None, watch=None, poll_saves=None)
+pids='8192', sshd_profile=None, vscode=None, idle_release=None, notebook=None, watch=None, poll_saves=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
     ...
     devagent.errors.DevagentError: devagent.toml line 1: unknown key "memroy"
       hint: did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, \
-shm_size, pids, sshd_profile, vscode, and the [agent] table
+shm_size, pids, sshd_profile, vscode, idle_release, and the [agent] table
     """
     try:
         data = tomllib.loads(text)
@@ -463,6 +474,10 @@ INIT_TEMPLATE = f"""\
 
 # Put devagent's VS Code snippets and tasks in the workspace's .vscode/ (as `devagent up --vscode` does).
 #vscode = true
+
+# Give the GPUs back once they were idle this long with no ssh session open and no `devagent run` running (at
+# least 5m): the container stops, the workspace and its home stay, and `devagent up` again takes GPUs anew.
+#idle_release = "2h"
 
 # Not settings, on purpose: --identity (your own key) and --recreate stay on the command line, and the workspace
 # is the folder this file is in.

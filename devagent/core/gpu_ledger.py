@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from devagent.core.gpu_idle import GpuUsage, describe_usage
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -366,9 +367,11 @@ def _gib(n: int | None) -> str:
 
 
 def render_table(inventory: Inventory, holders: Mapping[str, Sequence[Holder]],
-                 others: Sequence[ContainerGpus] = ()) -> list[str]:
+                 others: Sequence[ContainerGpus] = (), usage: Mapping[str, HolderUsage] | None = None
+                 ) -> list[str]:
     """`devagent gpus`: one row per GPU, then one line per further holder of it; OTHERS: containers that ask for
-    GPUs this inventory cannot place (when it could not be read).
+    GPUs this inventory cannot place (when it could not be read). USAGE: by GPU UUID, what the environment
+    holding it recorded of its last hour, said after that holder (core/gpu_idle.py).
 
     >>> inv = Inventory((Gpu(0, "GPU-a", "NVIDIA H200", 1 * GIB, 140 * GIB, 3),))
     >>> print("\\n".join(render_table(inv, {"GPU-a": [Holder("environment", "exp", "alice@gpu1, since 12:00")]})))
@@ -386,7 +389,8 @@ def render_table(inventory: Inventory, holders: Mapping[str, Sequence[Holder]],
         for g in inventory.gpus:
             memory = f"{_gib(g.memory_used)} / {_gib(g.memory_total)}"
             util = "?" if g.utilization is None else f"{g.utilization}%"
-            held = [h.describe() for h in holders.get(g.uuid, ())] or ["free"]
+            held = [h.describe() + _usage_text(h, (usage or {}).get(g.uuid)) for h in holders.get(g.uuid, ())
+                    ] or ["free"]
             lines.append(f"{g.index:<4} {g.uuid:{uuid_width}}  {g.name:{name_width}}  {memory:12}  {util:>4}  "
                          f"{held[0]}")
             pad = 4 + 1 + uuid_width + 2 + name_width + 2 + 12 + 2 + 4 + 2
@@ -395,6 +399,26 @@ def render_table(inventory: Inventory, holders: Mapping[str, Sequence[Holder]],
         lines.append(f"container {c.name} ({c.state}) asks for {'all GPUs' if c.all_gpus else ', '.join(c.ids)}: "
                      f"{c.how}")
     return lines
+
+
+@dataclass(frozen=True)
+class HolderUsage:
+    """What the environment ENVIRONMENT recorded of one GPU it holds (core/gpu_idle.GpuUsage)."""
+
+    environment: str
+    usage: GpuUsage
+
+
+def _usage_text(holder: Holder, found: HolderUsage | None) -> str:
+    """ · last hour 2%, idle 45m — after the environment that recorded it.
+
+    >>> _usage_text(Holder("environment", "exp"), HolderUsage("exp", GpuUsage(2.4, 2700.0, "t")))
+    ' · last hour 2%, idle 45m'
+    """
+    if found is None or holder.kind != "environment" or holder.name != found.environment:
+        return ""
+    mean, idle = describe_usage(found.usage)
+    return f" · last hour {mean}, idle {idle}"
 
 
 def describe_choice(request: GpuRequest, uuids: Sequence[str], gpus: Sequence[Gpu], *, shared: bool) -> str:
@@ -425,8 +449,10 @@ def stand_in_inventory(text: str) -> Inventory:
     return parse_nvidia_smi(str(data.get("gpus", "")), str(data.get("processes", "")))
 
 
-def envelope(inventory: Inventory, holders: Mapping[str, Sequence[Holder]], version: int) -> dict[str, object]:
-    """`devagent gpus --json`."""
+def envelope(inventory: Inventory, holders: Mapping[str, Sequence[Holder]], version: int,
+             usage: Mapping[str, HolderUsage] | None = None) -> dict[str, object]:
+    """`devagent gpus --json`. USAGE: as render_table's; each GPU's "usage" is null where none was recorded."""
+    usage = usage or {}
     return {
         "version": version,
         "error": inventory.error,
@@ -435,5 +461,13 @@ def envelope(inventory: Inventory, holders: Mapping[str, Sequence[Holder]], vers
             "memory_total_bytes": g.memory_total, "utilization_percent": g.utilization,
             "holders": [{"kind": h.kind, "name": h.name, "detail": h.detail, "shared": h.shared}
                         for h in holders.get(g.uuid, ())],
+            "usage": _usage_json(usage.get(g.uuid)),
         } for g in inventory.gpus],
     }
+
+
+def _usage_json(found: HolderUsage | None) -> dict[str, object] | None:
+    if found is None:
+        return None
+    return {"environment": found.environment, "mean_utilization_percent_last_hour": found.usage.mean_utilization,
+            "idle_seconds": found.usage.idle_seconds, "recorded_at": found.usage.time}

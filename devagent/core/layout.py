@@ -119,6 +119,7 @@ AGENT_HOME = ".cache/devagent"  # the agent's home, relative to the login user's
 AGENT_RECORD = f"{AGENT_HOME}/agent.json"  # {"workspace": ..., "notebook": ...} of the running agent
 READY_FLAG = f"{AGENT_HOME}/ready"  # made by up's last login through the alias: up has committed
 GPU_CHECK = f"{AGENT_HOME}/gpu-check.json"  # the last GPU check, for people and tools to read
+GPU_USAGE = f"{AGENT_HOME}/gpu-usage.json"  # the last hour of its GPUs' utilisation (core/gpu_idle.py)
 HEARTBEAT = f"{AGENT_HOME}/health"  # the agent's heartbeat, read by Docker's health check (core/health.py)
 
 
@@ -149,6 +150,10 @@ def ready_flag(home: Path) -> Path:
 
 def gpu_check_file(home: Path) -> Path:
     return home / GPU_CHECK
+
+
+def gpu_usage_file(home: Path) -> Path:
+    return home / GPU_USAGE
 
 
 # -- /etc/devagent: what the image build and `up` put into the container --------------------------------------------

@@ -12,6 +12,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
+from devagent.core.gpu_idle import format_duration
 from devagent.core.spec import LABEL_PREFIX, EnvSpec, format_size
 
 OPTIONS_LABEL = f"{LABEL_PREFIX}options"
@@ -23,7 +24,8 @@ def _options(spec: EnvSpec) -> dict[str, str]:
     return {"--memory": format_size(limits.memory), "--cpus": "all" if limits.cpus is None else f"{limits.cpus:g}",
             "--shm-size": format_size(limits.shm_size), "--pids": str(limits.pids),
             "--notebook": agent.notebook or "(default)", "--watch": " ".join(agent.watch) or "(default)",
-            "--poll-saves": "yes" if agent.polling else "no"}
+            "--poll-saves": "yes" if agent.polling else "no",
+            "--idle-release": "none" if spec.idle_release is None else format_duration(spec.idle_release)}
 
 
 def option_labels(spec: EnvSpec) -> dict[str, str]:

@@ -298,6 +298,15 @@ class EnvSpec:
     share_gpus: bool = False  # take GPUs others hold too, knowingly (the notebook header says so)
     agent: AgentOptions = field(default_factory=AgentOptions)
     image: str | None = None  # a derived image from a registry (`up --image`): started as it is, never built
+    idle_release: float | None = None  # seconds: the GPUs go back after so long idle (core/gpu_idle.py)
+
+    def idle_release_args(self) -> list[str]:
+        """The agent's option for the idle limit (appended to its command).
+
+        >>> EnvSpec("exp", "debian:12", "/w", idle_release=1800.0).idle_release_args()
+        ['--idle-release', '1800']
+        """
+        return [] if self.idle_release is None else ["--idle-release", f"{self.idle_release:g}"]
 
     def up_args(self) -> tuple[str, ...]:
         """The options of `devagent up` that give an environment these GPUs, limits and login user.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
 from devagent.core.globs import check_globs
+from devagent.core.gpu_idle import MIN_IDLE_RELEASE, parse_duration
 from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
 from devagent.errors import DevagentError, ExitStatus
@@ -52,7 +53,8 @@ class UpRequest:
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
                workspace: str, uid: int, client_profile: str, argv: Sequence[str],
-               env_host: str | None = None, server_workspace: str | None = None, local: bool = False) -> UpRequest:
+               env_host: str | None = None, server_workspace: str | None = None, local: bool = False,
+               idle_minimum: float = MIN_IDLE_RELEASE) -> UpRequest:
     """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
     over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
     in messages) and the defaults.
@@ -64,7 +66,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     The server: ``given["host"]`` (--host), else ENV_HOST (DEVAGENT_HOST), else the file's ``host``; none of them,
     or LOCAL (--local) whatever they say: this machine's engine. With a server, the workspace is SERVER_WORKSPACE
     (--workspace as typed: a folder on the server, absolute or relative to the server user's home) or
-    ``~/devagent/NAME``, resolved on the server later.
+    ``~/devagent/NAME``, resolved on the server later. IDLE_MINIMUM: the shortest idle limit taken.
     """
     config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
     merged = merge(config, {**given, "name": name})
@@ -112,9 +114,18 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                              watch=_watch(watch, typed=bool(given.get("watch"))),
                              polling=bool(pick("poll_saves"))),
         image=str(parse_image_ref(str(image))) if image is not None else None,
+        idle_release=_idle_release(merged.get("idle_release"), typed=given.get("idle_release") is not None,
+                                   config_path=config_path, minimum=idle_minimum),
     )
     return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
                      vscode=bool(pick("vscode")), host=host, host_from_file=host is not None and not typed_host)
+
+
+def _idle_release(value: object, *, typed: bool, config_path: str, minimum: float) -> float | None:
+    if value is None:
+        return None
+    return parse_duration(str(value), option="--idle-release" if typed else f"idle_release in {config_path}",
+                          minimum=minimum)
 
 
 def _host(typed: object, env_host: str | None, in_file: str | None) -> str | None:

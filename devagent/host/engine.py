@@ -5,11 +5,14 @@ Errors from the SDK become DevagentErrors that say what to do; nothing else in d
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import io
 import os
+import re
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +87,30 @@ class ContainerRow:
     name: str
     state: str
     labels: Mapping[str, str]
+    exit_code: int | None = None  # an exited one's, from the list's status text ("Exited (75) 2 minutes ago")
+
+
+def _listed_exit_code(status: object) -> int | None:
+    """The exit code in a list row's status text.
+
+    >>> _listed_exit_code("Exited (75) 2 minutes ago"), _listed_exit_code("Up 3 hours")
+    (75, None)
+    """
+    m = re.match(r"Exited \((-?\d+)\)", str(status or ""))
+    return int(m.group(1)) if m else None
+
+
+def _engine_ns(text: object) -> int:
+    """Nanoseconds since the epoch of one of the engine's RFC 3339 times (Created, State.FinishedAt); 0 for none.
+
+    >>> _engine_ns("1970-01-01T00:00:01.5Z"), _engine_ns("0001-01-01T00:00:00Z") < 0, _engine_ns("")
+    (1500000000, True, 0)
+    """
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z", str(text or ""))
+    if not m:
+        return 0
+    seconds = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
 
 
 # The GPU ledger (devagent/host/gpu_ledger.py): one created-never-started container per leased GPU, named for the
@@ -410,8 +437,34 @@ class Engine:
     def container_rows(self) -> list[ContainerRow]:
         """Every container, from one list call."""
         return [ContainerRow(id=str(row["Id"]), name=str((row.get("Names") or ["/"])[0]).lstrip("/"),
-                             state=str(row.get("State", "")), labels=row.get("Labels") or {})
+                             state=str(row.get("State", "")), labels=row.get("Labels") or {},
+                             exit_code=_listed_exit_code(row.get("Status")))
                 for row in self._client.api.containers(all=True)]
+
+    def lifetime(self, container_id: str) -> tuple[int, int] | None:
+        """When the container was made and when it last finished (0 or less: never), in nanoseconds of the
+        engine's own clock (so two containers' times compare whoever asks); None when it is gone."""
+        try:
+            inspect = self._client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return None
+        return _engine_ns(inspect.get("Created")), _engine_ns((inspect.get("State") or {}).get("FinishedAt"))
+
+    def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
+        """The regular file PATH in a container (running or not), at most LIMIT bytes; None when it is not there
+        (or is not a regular file, or the container is gone). One get_archive call."""
+        try:
+            stream, _ = self._client.api.get_archive(container_id, path)
+            data = b"".join(stream)
+        except docker.errors.APIError:
+            return None
+        with contextlib.suppress(tarfile.TarError), tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            if member is None or not member.isfile() or member.size > limit:
+                return None
+            extracted = tar.extractfile(member)
+            return extracted.read(limit) if extracted else None
+        return None
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
         """What the container asked for in GPUs (its inspect); None when it is gone."""

@@ -31,11 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from devagent.core import layout
+from devagent.core.gpu_idle import RELEASED_EXIT, parse_usage
 from devagent.core.gpu_ledger import (
     NVIDIA_SMI_GPUS,
     NVIDIA_SMI_PROCESSES,
     ContainerGpus,
     Holder,
+    HolderUsage,
     Inventory,
     Lease,
     busy_error,
@@ -55,6 +58,11 @@ from devagent.host.engine import (
     lease_of,
 )
 
+# The GPUs an environment got, by UUID (its device request holds the same), for `ls`, `--recreate` and `up` of an
+# environment that gave them back (host/provision.py writes it).
+GPU_UUIDS_LABEL = "devagent.gpu-uuids"
+USAGE_LIMIT = 256 << 10  # an agent's usage record is a few KiB; a bigger file is not one
+
 Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
 
 
@@ -66,6 +74,8 @@ class LedgerEngine(Protocol):
     def leases(self) -> list[Lease]: ...
     def create_lease(self, name: str, labels: dict[str, str]) -> Lease | None: ...
     def remove(self, container_id: str) -> None: ...
+    def lifetime(self, container_id: str) -> tuple[int, int] | None: ...
+    def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None: ...
 
 
 def nvidia_smi_inventory(run: Run) -> Inventory:
@@ -87,7 +97,8 @@ class LedgerState:
     holders: dict[str, list[Holder]]  # by GPU UUID
     containers: list[ContainerGpus]  # every container that asks for GPUs (leases aside)
     leases: list[Lease]  # live ones
-    stale: list[Lease]  # those whose environment is gone
+    stale: list[Lease]  # those whose environment is gone, or gave its GPUs back
+    environments: tuple[ContainerGpus, ...] = ()  # every devagent environment's container
 
 
 class GpuLedger:
@@ -107,12 +118,14 @@ class GpuLedger:
         inventory = self.inventory()
         rows = self.engine.container_rows()
         containers = self._containers(rows)
-        environments = {r.labels.get("devagent.name") for r in rows if r.labels.get("devagent.managed") == "true"}
         leases = [lease_of(r.id, r.labels) for r in rows if LEASE_LABEL in r.labels]  # the same one list call
-        live = [lease for lease in leases if lease.environment in environments]
-        stale = [lease for lease in leases if lease.environment not in environments]
+        # Without inspects (this is `devagent gpus`): a lease of an environment that gave its GPUs back counts as
+        # free even in the moment an `up` starting it again has just taken it; `take` looks closer, and refuses.
+        live = [lease for lease in leases if self._holds(lease, rows, closely=False)]
+        stale = [lease for lease in leases if lease not in live]
         holders = holders_by_gpu(inventory, containers, live, ignore_environment=ignore_environment)
-        return LedgerState(inventory, holders, [c for c in containers if c.asks], live, stale)
+        return LedgerState(inventory, holders, [c for c in containers if c.asks], live, stale,
+                           tuple(c for c in containers if c.labels.get("devagent.managed") == "true"))
 
     def _containers(self, rows: list[ContainerRow]) -> list[ContainerGpus]:
         cached = self._load_cache()
@@ -151,6 +164,29 @@ class GpuLedger:
             ensure_private_dir(self.cache.parent)
             atomic_write(self.cache, json.dumps(data, sort_keys=True).encode(), mode=0o600)
 
+    def usage(self, state: LedgerState) -> dict[str, HolderUsage]:
+        """By GPU UUID: what the running environment that leases it recorded of its last hour (its agent's
+        usage file, core/gpu_idle.py), read with one get_archive per such environment. Environments whose
+        agent records none (made by an older devagent, no NVML inside) are left out."""
+        leased = {lease.gpu_uuid: lease.environment for lease in state.leases}
+        wanted = set(leased.values())
+        holders = [c for c in state.environments if c.state == "running" and c.name in wanted
+                   and c.labels.get("devagent.name") == c.name]
+
+        def read(c: ContainerGpus) -> bytes | None:
+            home = Path(layout.login_home(c.labels.get("devagent.user", "dev")))
+            return self.engine.read_file(c.id, str(layout.gpu_usage_file(home)), limit=USAGE_LIMIT)
+
+        # One after another: side by side measured no faster here (dockerd does the work; 4 reads took 123 ms
+        # either way on 2 loaded cores).
+        records = [read(c) for c in holders]
+        found: dict[str, HolderUsage] = {}
+        for c, data in zip(holders, records, strict=True):
+            for uuid, usage in parse_usage(data.decode(errors="replace") if data else "").items():
+                if leased.get(uuid) == c.name:
+                    found[uuid] = HolderUsage(c.name, usage)
+        return found
+
     # -- changing ----------------------------------------------------------------------------------------------
 
     def take(self, uuids: Sequence[str], *, environment: str, container_id: str, owner: str, up_id: str,
@@ -175,7 +211,7 @@ class GpuLedger:
                     continue  # released meanwhile: try again
                 if holder.environment == environment and replacing:
                     break  # ours already, held by the container being replaced
-                if not self._environment_exists(holder.environment, besides=container_id):
+                if not self._holds(holder, self.engine.container_rows(), besides=container_id):
                     self.engine.remove(holder.id)  # by id: a fresh lease someone makes meanwhile is not touched
                     continue
                 if shared:
@@ -186,11 +222,24 @@ class GpuLedger:
                 raise busy_error((index or {}).get(uuid, "?"), uuid, Holder("environment", "?", "taken meanwhile"))
         return made
 
-    def _environment_exists(self, environment: str, *, besides: str) -> bool:
-        """Whether a container of ENVIRONMENT exists, under any name, other than BESIDES (the caller's own new
-        one: a lease of the same name is not kept alive by the up that meets it)."""
-        return any(r.labels.get("devagent.name") == environment and r.labels.get("devagent.managed") == "true"
-                   and r.id != besides for r in self.engine.container_rows())
+    def _holds(self, lease: Lease, rows: Sequence[ContainerRow], *, besides: str = "", closely: bool = True
+               ) -> bool:
+        """Whether LEASE is live: a container of its environment exists (under any name, other than BESIDES, the
+        caller's own: a lease of the same name is not kept alive by the up that meets it) and has not given its
+        GPUs back (core/gpu_idle.py: exited with RELEASED_EXIT) — unless the lease was made after it did (the
+        `up` that starts it again took it: compared on the engine's own clock, by inspecting both, unless not
+        CLOSELY)."""
+        mine = [r for r in rows if r.labels.get("devagent.name") == lease.environment
+                and r.labels.get("devagent.managed") == "true" and r.id != besides]
+        if not mine:
+            return False
+        if not all(released(r) for r in mine):
+            return True
+        if not closely:
+            return False
+        made = self.engine.lifetime(lease.id)
+        finished = [self.engine.lifetime(r.id) for r in mine]
+        return made is not None and all(f is None or made[0] > f[1] for f in finished)
 
     def release_up(self, up_id: str) -> None:
         """Remove the leases the `up` UP_ID made (its rollback)."""
@@ -202,15 +251,35 @@ class GpuLedger:
         """Remove ENVIRONMENT's leases but those of the GPUs in KEEP (`down`, and `up --recreate` with fewer GPUs);
         also every stale lease met on the way. Returns the environment's leases removed."""
         rows = self.engine.container_rows()
-        environments = {r.labels.get("devagent.name") for r in rows if r.labels.get("devagent.managed") == "true"}
-        released = []
+        removed = []
         for lease in self.engine.leases():
             if lease.environment == environment and lease.gpu_uuid not in keep:
                 self.engine.remove(lease.id)
-                released.append(lease)
-            elif lease.environment not in environments and lease.environment != environment:
+                removed.append(lease)
+            elif lease.environment != environment and not self._holds(lease, rows):
                 self.engine.remove(lease.id)
-        return released
+        return removed
+
+    def retake(self, container: ContainerRow, *, owner: str, up_id: str) -> list[Lease]:
+        """For `up NAME` of an environment that gave its GPUs back (its CONTAINER exited with RELEASED_EXIT): lease
+        the GPUs it was made with again, before it starts (its device request names them, by UUID). GPU_BUSY when
+        someone took one meanwhile (`up --recreate` then makes it anew with free GPUs); the caller undoes a later
+        failure with ``release_up(up_id)``. [] for any other container."""
+        if not released(container):
+            return []
+        uuids = [u for u in container.labels.get(GPU_UUIDS_LABEL, "").split(",") if u]
+        try:
+            return self.take(uuids, environment=container.labels.get("devagent.name", container.name),
+                             container_id=container.id, owner=owner, up_id=up_id,
+                             shared=container.labels.get("devagent.share-gpus") == "true")
+        except BaseException:
+            self.release_up(up_id)
+            raise
+
+
+def released(row: ContainerRow) -> bool:
+    """Whether the environment container ROW gave its GPUs back: its agent stopped it for its idle limit."""
+    return row.state == "exited" and row.exit_code == RELEASED_EXIT
 
 
 def owner_name() -> str:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import devagent
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
+from devagent.core.gpu_idle import idle_test_seam
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
 from devagent.core.people import who
@@ -41,8 +42,8 @@ from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys, sharing
 from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
-from devagent.host.engine import ArchiveFile, ContainerInfo, Engine
-from devagent.host.gpu_ledger import GpuLedger, nvidia_smi_inventory, owner_name
+from devagent.host.engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
+from devagent.host.gpu_ledger import GPU_UUIDS_LABEL, GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.host.image import build_image, local_pinned, team_image
 from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
@@ -70,8 +71,6 @@ HOME_ID_LABEL = "devagent.home-id"
 # are in, sshd answered, the login was proven): a container named NAME is never half-made, and one labelled with
 # NAME under another name is a leftover. The steps, in order, for Provisioner.on_step (a test seam).
 UP_STEPS = ("workspace", "created", "leased", "started", "alias", "renamed", "proven", "replacing")
-# The GPUs an environment got, by UUID (its device request holds the same), for `ls` and `--recreate`.
-GPU_UUIDS_LABEL = "devagent.gpu-uuids"
 
 
 @dataclass(frozen=True)
@@ -111,6 +110,8 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
                             spec.sshd_profile, dataclasses.astuple(spec.agent), user_public.split()[:2]]
     if spec.image:  # only then: environments made before --image existed keep their hash
         parts.append(spec.image)
+    if spec.idle_release is not None:  # the same: those made before --idle-release keep theirs
+        parts.append(["idle-release", spec.idle_release])
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -380,7 +381,7 @@ class Provisioner:
             workspace, created_workspace = self._made_workspace(tx, spec, name_taken)
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
-                                         inside_workspace=spec.inside_workspace)
+                                         inside_workspace=spec.inside_workspace) + spec.idle_release_args()
             stop_old = self._old_container_yields_its_port(tx, spec, replacing)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
@@ -416,7 +417,8 @@ class Provisioner:
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name},
+                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name,
+                                                                               **idle_test_seam(os.environ)},
                     )
                 nonlocal leased
                 if not leased:  # once: a container made again on another port keeps this up's leases
@@ -677,10 +679,16 @@ class Provisioner:
         """`up` on an environment that exists with the same options: start it if stopped, re-verify."""
         info = existing
         if existing.status != "running":
+            up_id = secrets.token_hex(8)  # one that gave its GPUs back takes them anew, before it starts
+            self.gpus.retake(ContainerRow(existing.id, existing.name, existing.status, existing.labels,
+                                          existing.exit_code), owner=owner_name(), up_id=up_id)
             self.report(f"starting stopped container {spec.name}")
             try:
                 info = self.engine.start(existing.id)
-            except DevagentError as exc:
+            except BaseException as exc:
+                self.gpus.release_up(up_id)
+                if not isinstance(exc, DevagentError):
+                    raise
                 if exc.status != ExitStatus.PORT_TAKEN or existing.fixed_port is None:
                     raise
                 port = existing.fixed_port

@@ -75,17 +75,17 @@ class TestErrorsNameTheLine:
         ('name = "x"\n\nmemroy = "32g"\n', 'devagent.toml line 3: unknown key "memroy"',
          'did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] table"),
         ("shm-size = 1\n", 'devagent.toml line 1: unknown key "shm-size"',
          'did you mean "shm_size"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] table"),
         ('cpus = 8\n[agent]\nnotbook = "nb.md"\n', 'devagent.toml line 3: unknown key "notbook" in [agent]',
          'did you mean "notebook"? The [agent] keys are: notebook, watch, poll_saves'),
         ("[agnet]\n", 'devagent.toml line 1: unknown key "agnet"',
          'did you mean "agent"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] table"),
         ("[agent]\nwatch = []\nvscode = true\n", 'devagent.toml line 3: unknown key "vscode" in [agent]',
          '"vscode" is not an [agent] setting: move it above the [agent] line (every key after a [table] line '
          "belongs to that table)"),
@@ -300,8 +300,8 @@ class TestInitTemplate:
         assert parse_config(SETTING_LINE.sub("", INIT_TEMPLATE)) == UpConfig(
             name="pytorch-dev", host="gpu-server", base_image=DEFAULT_BASE_IMAGE,
             image="lab.example:5000/pytorch-cuda:v2.8-cu121", user="dev", gpus="none", memory="16g", cpus="8",
-            shm_size="2g", pids="4096", sshd_profile="strict", vscode=True, notebook="lab-notebook.md",
-            watch=("**/*.py",), poll_saves=False)
+            shm_size="2g", pids="4096", sshd_profile="strict", vscode=True, idle_release="2h",
+            notebook="lab-notebook.md", watch=("**/*.py",), poll_saves=False)
 
     @given(st.sets(st.sampled_from([f.name for f in fields(UpConfig)])))
     def test_any_selection_of_settings_uncommented_parses(self, chosen: set[str]) -> None:

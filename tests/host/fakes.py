@@ -38,6 +38,7 @@ class FakeContainer:
     files: dict[str, ArchiveFile] = field(default_factory=dict)  # by path inside the container
     logs: str = ""
     health: str | None = None  # Docker's health status, as a test sets it
+    finished: int = 0  # when it last stopped, on the engine's clock (the id counter); 0: never
 
     def info(self) -> ContainerInfo:
         return ContainerInfo(id=self.id, name=self.name, status=self.status, labels=dict(self.labels),
@@ -72,6 +73,10 @@ class FakeEngine:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self._failures: dict[str, tuple[BaseException, bool]] = {}
         self._ids = itertools.count(1)
+
+    def exit(self, c: FakeContainer, code: int) -> None:
+        """C's main process exits with CODE (the agent giving its GPUs back: 75)."""
+        c.status, c.host_port, c.exit_code, c.finished = "exited", None, code, next(self._ids)
 
     # -- test controls --------------------------------------------------------------------------------------------
 
@@ -210,7 +215,7 @@ class FakeEngine:
         self._call("stop", container_id)()
         c = self._find(container_id)
         if c is not None and c.status == "running":
-            c.status, c.host_port, c.exit_code = "exited", None, 143
+            c.status, c.host_port, c.exit_code, c.finished = "exited", None, 143, next(self._ids)
 
     def logs(self, container_id: str, tail: int = 20) -> str:
         self._call("logs", container_id)()
@@ -234,7 +239,8 @@ class FakeEngine:
 
     def container_rows(self) -> list[ContainerRow]:
         self._call("container_rows")()
-        return [*(ContainerRow(c.id, c.name, c.status, dict(c.labels)) for c in self.containers.values()),
+        return [*(ContainerRow(c.id, c.name, c.status, dict(c.labels), c.exit_code)
+                  for c in self.containers.values()),
                 *(ContainerRow(lease.id, name, "created", labels) for name, lease, labels in self.gpu_leases.values())]
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
@@ -245,6 +251,20 @@ class FakeEngine:
         gpus: GpuRequest = c.options.get("gpus", GpuRequest("none"))
         return ContainerGpus(c.id, c.name, c.status, all_gpus=gpus.mode == "all", ids=gpus.devices,
                              how=f"--gpus {gpus.describe()}", labels=dict(c.labels))
+
+    def lifetime(self, container_id: str) -> tuple[int, int] | None:
+        """(made, finished) on the engine's clock: ids are numbered in the order things happen."""
+        self._call("lifetime", container_id)()
+        if container_id in self.gpu_leases:
+            return int(container_id[1:]), 0
+        c = self.containers.get(container_id)
+        return None if c is None else (int(c.id[1:]), c.finished)
+
+    def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
+        self._call("read_file", container_id, path)()
+        c = self.containers.get(container_id)
+        found = c.files.get(path) if c else None
+        return found.data[:limit] if found is not None and len(found.data) <= limit else None
 
     def leases(self) -> list[Lease]:
         self._call("leases")()

@@ -228,6 +228,7 @@ HOW_TO_NOT_RUN = {
     "$ devagent up pytorch-dev --gpus": "needs GPUs",
     "$ devagent up exp-ana --gpus": "needs GPUs",
     "$ devagent up debug-bob --gpus": "needs GPUs",
+    "$ devagent up exp --gpus any:2 --idle-release": "needs GPUs (test_idle_release.py: a stand-in NVML)",
     "$ devagent up pytorch-dev --base-image my-team/": "needs a team's image this machine does not have",
     "$ devagent image build --base-image my-team/": "needs a team's image this machine does not have",
     "$ devagent up exp --workspace ./code --watch": "the page shows no output",
