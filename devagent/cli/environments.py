@@ -12,8 +12,9 @@ from typing import Any
 import click
 
 from devagent.cli import servers
-from devagent.cli.app import JSON_VERSION, Invocation, cli
+from devagent.cli.app import JSON_VERSION, Invocation, cli, echo_step
 from devagent.core import layout
+from devagent.core.up_request import DevcontainerLayer
 from devagent.errors import DevagentError, ExitStatus
 
 
@@ -55,17 +56,23 @@ from devagent.errors import DevagentError, ExitStatus
 @click.option("--vscode", is_flag=True, default=None,
               help="Put devagent's snippets and tasks into the workspace's .vscode/ (a tasks.json of yours is "
               "merged by label, never overwritten).")
+@click.option("--devcontainer", "devcontainer_choice", default=None, metavar="NAME",
+              help="Which devcontainer.json when the workspace has several (.devcontainer/NAME/devcontainer.json, "
+              "or a path) [default: .devcontainer/devcontainer.json, then .devcontainer.json, then the only one].")
+@click.option("--no-devcontainer", is_flag=True, help="Leave the workspace's devcontainer.json unread.")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
 @click.pass_context
 def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool, local: bool,
-       **options: Any) -> None:
+       devcontainer_choice: str | None, no_devcontainer: bool, **options: Any) -> None:
     """Provision environment NAME and the ssh alias NAME, and prove the login.
 
     Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults.
     With --host (or DEVAGENT_HOST) the environment is made on that server and the alias NAME, on this machine,
-    jumps through it; devagent.toml is then read from the current folder."""
+    jumps through it; devagent.toml is then read from the current folder. A devcontainer.json there gives what
+    devagent.toml does not (flags > devagent.toml > devcontainer.json > defaults); what would weaken the
+    container is refused by name."""
     from click.core import ParameterSource
 
     from devagent.core.config import CONFIG_FILE
@@ -82,9 +89,11 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
     config_file = folder / CONFIG_FILE
     config_text = config_file.read_text(encoding="utf-8") if config_file.is_file() else None
+    found = None if no_devcontainer else _devcontainer(ctx, folder, devcontainer_choice, config_text=config_text,
+                                                       config_path=str(config_file))
     request = up_request(
         name=name,
-        # An option left at its default yields to the file; one the user typed wins over it.
+        # An option left at its default yields to the files; one the user typed wins over them.
         given={key: value for key, value in options.items()
                if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
         config_text=config_text,
@@ -92,12 +101,14 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         client_profile=profile_for_client(client_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
+        devcontainer=found,
     )
+    _say(request.devcontainer)  # before anything is made: what of the devcontainer.json is used, what is not
     if request.host is not None and request.host_from_file:
         servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
-    as_made = _nothing_typed(ctx) and config_text is None
+    as_made = _nothing_typed(ctx) and config_text is None and found is None
     if request.host is None:
         result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
                                           as_made=as_made)
@@ -129,18 +140,52 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
             raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written on {request.host}",
                                 status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
     elif request.vscode:
-        from devagent.host.vscode_files import place_vscode_files
+        _place_vscode_files(env.name, folder)
 
-        try:
-            for line in place_vscode_files(folder):
-                click.echo(f"  {line}")
-        except OSError as exc:  # the environment is up; only the convenience files are missing
-            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
-                                status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
-                                ) from None
-        except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
-            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
-                                status=exc.status, hint=exc.hint) from None
+
+def _place_vscode_files(name: str, folder: Path) -> None:
+    """devagent's snippets and tasks into FOLDER's .vscode/, for the environment NAME that is up."""
+    from devagent.host.vscode_files import place_vscode_files
+
+    try:
+        for line in place_vscode_files(folder):
+            click.echo(f"  {line}")
+    except OSError as exc:  # the environment is up; only the convenience files are missing
+        raise DevagentError(f"environment {name!r} is up, but .vscode/ could not be written: {exc}",
+                            status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
+                            ) from None
+    except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
+        raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: {exc.message}",
+                            status=exc.status, hint=exc.hint) from None
+
+
+def _say(lines: tuple[str, ...]) -> None:
+    for line in lines:
+        echo_step(line)
+
+
+def _devcontainer(ctx: click.Context, folder: Path, choice: str | None, *, config_text: str | None,
+                  config_path: str) -> DevcontainerLayer | None:
+    """The workspace's devcontainer.json as `up`'s layer under devagent.toml; None when there is none.
+
+    ``${containerWorkspaceFolder}`` is the workspace's place in the container, which depends on the login user:
+    --user, else devagent.toml's, else the file's own remoteUser, else the default."""
+    from click.core import ParameterSource
+
+    from devagent.core.config import parse_config
+    from devagent.core.spec import inside_workspace
+    from devagent.core.up_request import DEFAULTS
+    from devagent.host.devcontainer_file import find_devcontainer
+
+    typed_user = ctx.params["user"] if ctx.get_parameter_source("user") is not ParameterSource.DEFAULT else None
+    config_user = parse_config(config_text, source=config_path).user if config_text is not None else None
+    user = typed_user or config_user or DEFAULTS["user"]
+    found = find_devcontainer(folder, choice=choice, env=os.environ, container_workspace=inside_workspace(str(user)))
+    if found is not None and not typed_user and not config_user and found.plan.options.get("user", user) != user:
+        user = found.plan.options["user"]
+        found = find_devcontainer(folder, choice=choice, env=os.environ,
+                                  container_workspace=inside_workspace(str(user)))
+    return None if found is None else DevcontainerLayer(found.path, found.sha256, found.plan)
 
 
 def _nothing_typed(ctx: click.Context) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
+from devagent.core.devcontainer import Plan
 from devagent.core.globs import check_globs
 from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
@@ -48,11 +49,29 @@ class UpRequest:
     vscode: bool
     host: str | None = None  # the server (as the user named it); None: this machine's engine
     host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
+    devcontainer: tuple[str, ...] = ()  # what `up` says of the devcontainer.json: what was used, what was not
+
+
+@dataclass(frozen=True)
+class DevcontainerLayer:
+    """The workspace's devcontainer.json as `up` lays it under devagent.toml: its path (relative to the
+    workspace), the SHA-256 of its content, and what it maps to (core/devcontainer.py)."""
+
+    path: str
+    sha256: str
+    plan: Plan
+
+
+# What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
+NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "onCreateCommand", "updateContentCommand", "postCreateCommand",
+                   "postStartCommand", "postAttachCommand", "forwardPorts", "customizations.vscode.extensions",
+                   "customizations.vscode.settings", "features")
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
                workspace: str, uid: int, client_profile: str, argv: Sequence[str],
-               env_host: str | None = None, server_workspace: str | None = None, local: bool = False) -> UpRequest:
+               env_host: str | None = None, server_workspace: str | None = None, local: bool = False,
+               devcontainer: DevcontainerLayer | None = None) -> UpRequest:
     """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
     over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
     in messages) and the defaults.
@@ -65,9 +84,13 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     or LOCAL (--local) whatever they say: this machine's engine. With a server, the workspace is SERVER_WORKSPACE
     (--workspace as typed: a folder on the server, absolute or relative to the server user's home) or
     ``~/devagent/NAME``, resolved on the server later.
+
+    DEVCONTAINER, the workspace's devcontainer.json, lies under the file: flags > devagent.toml >
+    devcontainer.json > defaults; ``devcontainer`` in the result says what of it was used and what was not.
     """
     config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
     merged = merge(config, {**given, "name": name})
+    said = _lay_devcontainer(devcontainer, merged, given) if devcontainer is not None else ()
 
     def pick(key: str) -> object:
         value = merged.get(key)
@@ -113,8 +136,60 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                              polling=bool(pick("poll_saves"))),
         image=str(parse_image_ref(str(image))) if image is not None else None,
     )
-    return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
-                     vscode=bool(pick("vscode")), host=host, host_from_file=host is not None and not typed_host)
+    launched = launch_command(env.name, argv, with_config=config_text is not None)
+    if devcontainer is not None:  # the notebook's header records the file the environment came from
+        launched += f"  # with {devcontainer.path} (sha256 {devcontainer.sha256[:16]})"
+    return UpRequest(spec=env, launch_command=launched, vscode=bool(pick("vscode")), host=host,
+                     host_from_file=host is not None and not typed_host, devcontainer=said)
+
+
+def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
+                      given: Mapping[str, object]) -> tuple[str, ...]:
+    """Fill what neither the command line nor devagent.toml set in MERGED from LAYER's plan; the lines that say
+    what of the file was used, what was set elsewhere, what is not applied yet and what has no meaning here.
+
+    >>> from devagent.core.devcontainer import Plan
+    >>> merged = {"memory": "64g", "gpus": None, "image": None, "base_image": None}
+    >>> layer = DevcontainerLayer(".devcontainer/devcontainer.json", "ab" * 32,
+    ...                           Plan(options={"memory": "9g", "gpus": "all"}, image="img", used=("image",)))
+    >>> for line in _lay_devcontainer(layer, merged, {"memory": "64g"}): print(line)
+    devcontainer .devcontainer/devcontainer.json (sha256 abababababababab): used gpus all, base image img
+      not used: memory 9g (--memory is typed)
+    >>> merged["gpus"], merged["base_image"]
+    ('all', 'img')
+    """
+    plan = layer.plan
+    if plan.build is not None:
+        raise DevagentError(f"{layer.path}: build (a Dockerfile) is not built by devagent yet",
+                            status=ExitStatus.USAGE,
+                            hint=f"build the image yourself (docker build -f {plan.build.dockerfile} ...) and "
+                            "pass it as --base-image, or set base_image in devagent.toml")
+    offered = dict(plan.options)
+    if plan.image is not None and merged.get("image") is None:
+        offered["base_image"] = plan.image
+    taken, elsewhere = [], []
+    for key, value in offered.items():
+        shown = f"{key.replace('_', ' ')} {value}"
+        if merged.get(key) is None:
+            merged[key] = value
+            taken.append(shown)
+        else:
+            by = f"--{key.replace('_', '-')} is typed" if given.get(key) is not None else f"{CONFIG_FILE} sets it"
+            elsewhere.append(f"{shown} ({by})")
+    fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in ("image", "runArgs", "hostRequirements",
+                                                                              "remoteUser", "containerUser")]
+    lines = [f"devcontainer {layer.path} (sha256 {layer.sha256[:16]}): used " + (", ".join([*fields, *taken])
+                                                                                  or "nothing")]
+    if elsewhere:
+        lines.append("  not used: " + ", ".join(elsewhere))
+    later = [f for f in plan.used if f in NOT_APPLIED_YET]
+    if later:
+        lines.append("  read, not applied yet: " + ", ".join(later))
+    if plan.gpu_optional:
+        lines.append("  read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)")
+    if plan.ignored:
+        lines.append("  ignored (no devagent meaning): " + ", ".join(plan.ignored))
+    return tuple(lines)
 
 
 def _host(typed: object, env_host: str | None, in_file: str | None) -> str | None:
