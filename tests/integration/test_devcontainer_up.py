@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BASE_IMAGE, Env, container_names
+from tests.integration.conftest import BASE_IMAGE, Env, Result, container_names
+from tests.integration.topology import Topology
 
 pytestmark = pytest.mark.docker
 
@@ -63,3 +68,47 @@ def test_what_weakens_the_container_is_refused_by_name_and_nothing_is_made(
     assert result.stderr.startswith(f"Error: .devcontainer/devcontainer.json: {message}"), result.stderr
     assert container_names(docker_client, name) == []
     assert not env.home.exists() or not (env.home / "ssh_config").exists()
+
+
+class TestThroughAServer:
+    """The same from a laptop with `--host`: the file is read from the checkout on the laptop (the current
+    folder), the environment is made on the server (tests/integration/topology.py)."""
+
+    @pytest.fixture
+    def server_workspace(self, name: str) -> Iterator[Path]:
+        path = Path("/home/devagent-srv") / "devagent" / name
+        yield path
+        shutil.rmtree(path, ignore_errors=True)
+
+    def test_up_through_the_server_uses_the_file_and_refuses_by_name(
+            self, topology: Topology, name: str, server_workspace: Path, docker_client) -> None:
+        laptop = topology.laptop
+        checkout = laptop.root / f"checkout-{name}"
+        (checkout / ".devcontainer").mkdir(parents=True)
+        config = checkout / ".devcontainer" / "devcontainer.json"
+
+        def up() -> Result:  # in the checkout (nsenter starts in /): the file is read from the current folder
+            return laptop.run(["sh", "-c", f'cd "{checkout}" && exec "$0" -m devagent up {name} --host gpu-server '
+                               '--memory 2g', sys.executable], timeout=900)
+
+        usable = json.dumps({"image": BASE_IMAGE, "remoteUser": "alice", "runArgs": ["--shm-size=1g"]})
+        config.write_text(usable[:-1] + ', // a comment\n "privileged": true,}\n')
+        refused = up()
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("Error: .devcontainer/devcontainer.json: privileged is refused: a "
+                                         "privileged container can reach every device"), refused.stderr
+        assert container_names(docker_client, name) == []
+        assert not (laptop.devagent_home / "environments" / f"{name}.json").exists()
+        assert not server_workspace.exists()
+
+        config.write_text(usable)
+        try:
+            made = up()
+            assert made.returncode == 0, made.output
+            assert f"used shm size 1g, user alice, base image {BASE_IMAGE}\n" in made.stderr
+            assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
+            assert laptop.ssh(name, "id", "-un").stdout == "alice\n"
+            assert docker_client.api.inspect_container(name)["HostConfig"]["ShmSize"] == 1024**3
+        finally:
+            laptop.devagent("down", name, timeout=300)
+        assert container_names(docker_client, name) == []
