@@ -7,15 +7,18 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from devagent.cli import servers
 from devagent.cli.app import JSON_VERSION, Invocation, cli, echo_step
 from devagent.core import layout
-from devagent.core.up_request import DevcontainerLayer
+from devagent.core.up_request import DevcontainerLayer, UpRequest
 from devagent.errors import DevagentError, ExitStatus
+
+if TYPE_CHECKING:
+    from devagent.host.provision import Provisioner, UpResult
 
 
 @cli.command()
@@ -110,12 +113,10 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
     if request.host is None:
-        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
-                                          as_made=as_made)
+        result = _provision(servers.provisioner(), request, identity=key, recreate=recreate, as_made=as_made)
     else:
         with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
-            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
-                                    as_made=as_made)
+            result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted
                 # in it leads to the container's files, never to the server user's.
@@ -157,6 +158,32 @@ def _place_vscode_files(name: str, folder: Path) -> None:
     except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
         raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: {exc.message}",
                             status=exc.status, hint=exc.hint) from None
+
+
+def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> UpResult:
+    """`up` itself, then the devcontainer.json's lifecycle commands in the environment as its login user: those
+    of a new container once, postAttachCommand every time. A failing one fails `up`, and a container this `up`
+    made is removed again (the workspace, its log and the notebook's entry stay)."""
+    from devagent.core.devcontainer import LIFECYCLE_LOGS, ON_CREATE, lifecycle_argv
+
+    env = request.spec
+    result = provisioner.up(env, launch_command=request.launch_command, **options)
+    fresh = result.created or result.recreated
+    for command in request.commands:
+        if command.hook in ON_CREATE and not fresh:
+            continue
+        named = command.hook if command.label is None else f"{command.hook} ({command.label})"
+        echo_step(f"devcontainer {named}: running as {env.user}")
+        code, said = provisioner.engine.exec_as(result.name, env.user, lifecycle_argv(command, env.inside_workspace))
+        if code != 0:
+            if fresh:
+                provisioner.down(env.name)
+            gone = f"; environment {env.name!r} was removed again" if fresh else ""
+            raise DevagentError(f"devcontainer.json's {named} failed (exit {code}){gone}",
+                                status=ExitStatus.CONTAINER_FAILED, details=said.strip()[-4000:] or None,
+                                hint=f"fix the command (its output is in the workspace's {LIFECYCLE_LOGS}/"
+                                f"{command.hook}.log and the notebook), then run up again")
+    return result
 
 
 def _say(lines: tuple[str, ...]) -> None:

@@ -27,10 +27,14 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from devagent.core import spec as s
+from devagent.core.markdown import code_span, escape_heading, fence, split_lines
+from devagent.core.notebook import entry, heading
 from devagent.errors import DevagentError, ExitStatus
 
 # Where the specification looks, in its order; a folder one level below .devcontainer/ holds one more each.
@@ -465,3 +469,44 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     known = {*_IGNORED, *_WEAKENING, *_USED, "dockerfile", "customizations"}
     ignored.extend(key for key in config if key not in known)
     return Plan(options=options, used=used, ignored=tuple(sorted(set(ignored))), **plan)  # type: ignore[arg-type]
+
+
+# -- lifecycle commands --------------------------------------------------------------------------------------------
+
+# When each runs: the first three once, when `up` creates (or replaces) the container, postStartCommand then too
+# (devagent starts a container as it creates it), postAttachCommand on every `up`.
+ON_CREATE = ("onCreateCommand", "updateContentCommand", "postCreateCommand", "postStartCommand")
+LIFECYCLE_LOGS = ".devagent/lifecycle"  # in the workspace: one log per hook, appended to
+
+
+def lifecycle_argv(command: Command, workspace: str) -> list[str]:
+    """The in-container command (`devagent lifecycle`) that runs COMMAND in WORKSPACE as the login user, logs its
+    output and writes its notebook entry.
+
+    >>> lifecycle_argv(Command("postCreateCommand", "build", line="make"), "/ws")[3:]
+    ['/ws', '--hook', 'postCreateCommand', '--label', 'build', '--', 'sh', '-c', 'make']
+    """
+    argv = ["devagent", "lifecycle", "--workspace", workspace, "--hook", command.hook]
+    if command.label is not None:
+        argv += ["--label", command.label]
+    return [*argv, "--", *(["sh", "-c", command.line] if command.line is not None else command.argv or ())]
+
+
+def render_lifecycle_entry(hook: str, label: str | None, argv: Sequence[str], code: int, log: str,
+                           tail: str, when: datetime) -> str:
+    """The notebook entry of one lifecycle command: what ran, how it ended, where its output is.
+
+    >>> print(render_lifecycle_entry("postCreateCommand", None, ["sh", "-c", "make"], 0,
+    ...                              ".devagent/lifecycle/postCreateCommand.log", "ok\\n",
+    ...                              datetime(2026, 12, 7, 17, 0)), end="")
+    <BLANKLINE>
+    ## 2026-12-07 17:00 · devcontainer · postCreateCommand · ✅ exit 0
+    `sh -c make` · output: `.devagent/lifecycle/postCreateCommand.log`
+    """
+    shown = shlex.join(argv)
+    body = f"{code_span(shown)} · output: {code_span(log)}"
+    if code != 0 and tail.strip():
+        body += "\n\n" + fence(split_lines(tail)[-20:])
+    mark = "✅ exit 0" if code == 0 else f"❌ exit {code}"
+    return entry(heading(when, "devcontainer", escape_heading(hook if label is None else f"{hook} {label}"), mark),
+                 body)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
-from devagent.core.devcontainer import Plan
+from devagent.core.devcontainer import LIFECYCLE, Command, Plan
 from devagent.core.globs import check_globs
 from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
@@ -50,6 +50,7 @@ class UpRequest:
     host: str | None = None  # the server (as the user named it); None: this machine's engine
     host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
     devcontainer: tuple[str, ...] = ()  # what `up` says of the devcontainer.json: what was used, what was not
+    commands: tuple[Command, ...] = ()  # its lifecycle commands, run in the environment as the login user
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,7 @@ class DevcontainerLayer:
 
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
-NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "onCreateCommand", "updateContentCommand", "postCreateCommand",
-                   "postStartCommand", "postAttachCommand", "forwardPorts", "customizations.vscode.extensions",
+NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "customizations.vscode.extensions",
                    "customizations.vscode.settings", "features")
 
 
@@ -140,7 +140,8 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     if devcontainer is not None:  # the notebook's header records the file the environment came from
         launched += f"  # with {devcontainer.path} (sha256 {devcontainer.sha256[:16]})"
     return UpRequest(spec=env, launch_command=launched, vscode=bool(pick("vscode")), host=host,
-                     host_from_file=host is not None and not typed_host, devcontainer=said)
+                     host_from_file=host is not None and not typed_host, devcontainer=said,
+                     commands=devcontainer.plan.commands if devcontainer is not None else ())
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
@@ -148,7 +149,7 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     """Fill what neither the command line nor devagent.toml set in MERGED from LAYER's plan; the lines that say
     what of the file was used, what was set elsewhere, what is not applied yet and what has no meaning here.
 
-    >>> from devagent.core.devcontainer import Plan
+    >>> from devagent.core.devcontainer import LIFECYCLE, Command, Plan
     >>> merged = {"memory": "64g", "gpus": None, "image": None, "base_image": None}
     >>> layer = DevcontainerLayer(".devcontainer/devcontainer.json", "ab" * 32,
     ...                           Plan(options={"memory": "9g", "gpus": "all"}, image="img", used=("image",)))
@@ -176,8 +177,8 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
         else:
             by = f"--{key.replace('_', '-')} is typed" if given.get(key) is not None else f"{CONFIG_FILE} sets it"
             elsewhere.append(f"{shown} ({by})")
-    fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in ("image", "runArgs", "hostRequirements",
-                                                                              "remoteUser", "containerUser")]
+    fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in LIFECYCLE
+              and f not in ("image", "runArgs", "hostRequirements", "remoteUser", "containerUser")]
     lines = [f"devcontainer {layer.path} (sha256 {layer.sha256[:16]}): used " + (", ".join([*fields, *taken])
                                                                                   or "nothing")]
     if elsewhere:
@@ -185,6 +186,9 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     later = [f for f in plan.used if f in NOT_APPLIED_YET]
     if later:
         lines.append("  read, not applied yet: " + ", ".join(later))
+    hooks = [f for f in plan.used if f in LIFECYCLE]
+    if hooks:
+        lines.append("  run in the environment as the login user: " + ", ".join(hooks))
     if plan.gpu_optional:
         lines.append("  read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)")
     if plan.ignored:

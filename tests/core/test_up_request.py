@@ -366,9 +366,11 @@ class TestDevcontainerLayer:
         assert made.devcontainer == (
             "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used gpus all, shm size 4g, "
             "cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
-            "  read, not applied yet: containerEnv, postCreateCommand",
+            "  read, not applied yet: containerEnv",
+            "  run in the environment as the login user: postCreateCommand",
             "  ignored (no devagent meaning): name",
         )
+        assert [c.line for c in made.commands] == ["make"]
         assert made.launch_command == ("devagent up exp  # with .devcontainer/devcontainer.json "
                                        "(sha256 0123456789abcdef)")
 

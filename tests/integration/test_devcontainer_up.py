@@ -33,13 +33,15 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
     ws = _checkout(env, name, {
         "name": "Team env", "image": BASE_IMAGE, "remoteUser": "alice",
         "runArgs": ["--shm-size", "1g", "--memory=3g"], "hostRequirements": {"gpu": "optional", "memory": "9gb"},
-        "containerEnv": {"WHO": "${localEnv:DA_TEST_WHO:nobody}"}, "postCreateCommand": "touch made",
+        "containerEnv": {"WHO": "${localEnv:DA_TEST_WHO:nobody}"},
+        "postCreateCommand": "id -un > made-by && echo created", "postAttachCommand": ["sh", "-c", "echo attached"],
     })
     try:
         result = env.devagent("up", name, "--workspace", str(ws), "--pids", "1024", check=True)
         assert "devcontainer .devcontainer/devcontainer.json (sha256 " in result.stderr
         assert ("used shm size 1g, memory 3g, user alice, base image "
-                f"{BASE_IMAGE}\n  read, not applied yet: containerEnv, postCreateCommand\n") in result.stderr
+                f"{BASE_IMAGE}\n  read, not applied yet: containerEnv\n"
+                "  run in the environment as the login user: postCreateCommand, postAttachCommand\n") in result.stderr
         assert "read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)" in result.stderr
         assert "ignored (no devagent meaning): name" in result.stderr
         assert "✔ login verified as alice" in result.stdout
@@ -50,8 +52,33 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         assert not info["HostConfig"]["Privileged"]
         login = env.ssh(name, "id -un; echo $HOME")
         assert login.stdout.split() == ["alice", "/home/alice"]
+        # postCreateCommand ran once, as the login user, in the workspace; its output is in a log and the notebook.
+        assert "devcontainer postCreateCommand: running as alice\n" in result.stderr
+        assert (ws / "made-by").read_text() == "alice\n"
+        assert (ws / ".devagent" / "lifecycle" / "postCreateCommand.log").read_text() == "created\n"
+        notebook = (ws / "lab-notebook.md").read_text()
+        assert "· devcontainer · postCreateCommand · ✅ exit 0\n`sh -c 'id -un > made-by && echo created'` · " \
+               "output: `.devagent/lifecycle/postCreateCommand.log`\n" in notebook
+        assert "(sha256 " in notebook.split("\n## ", 1)[0]  # the header's launch line names the file
+        again = env.devagent("up", name, "--workspace", str(ws), "--pids", "1024", check=True)
+        assert "postCreateCommand" not in again.stderr.split("\n", 4)[-1]  # once only
+        assert "devcontainer postAttachCommand: running as alice\n" in again.stderr
+        assert (ws / ".devagent" / "lifecycle" / "postAttachCommand.log").read_text() == "attached\nattached\n"
     finally:
         env.devagent("down", name)
+
+
+def test_a_failing_post_create_command_fails_up_and_removes_the_container(env: Env, name: str, built_image: str,
+                                                                           docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "postCreateCommand": "echo about to fail; exit 3"})
+    result = env.devagent("up", name, "--workspace", str(ws))
+    assert result.returncode == 7, result.output
+    assert (f"Error: devcontainer.json's postCreateCommand failed (exit 3); environment {name!r} was removed "
+            "again\n") in result.stderr
+    assert "about to fail" in result.stderr
+    assert container_names(docker_client, name) == []
+    assert (ws / ".devagent" / "lifecycle" / "postCreateCommand.log").read_text() == "about to fail\n"
+    assert "· devcontainer · postCreateCommand · ❌ exit 3" in (ws / "lab-notebook.md").read_text()
 
 
 @pytest.mark.parametrize(("config", "message"), [
