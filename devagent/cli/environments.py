@@ -183,7 +183,34 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
                                 status=ExitStatus.CONTAINER_FAILED, details=said.strip()[-4000:] or None,
                                 hint=f"fix the command (its output is in the workspace's {LIFECYCLE_LOGS}/"
                                 f"{command.hook}.log and the notebook), then run up again")
+    if request.extensions or request.settings:
+        _place_editor_files(provisioner, request, result.name)
     return result
+
+
+def _place_editor_files(provisioner: Provisioner, request: UpRequest, name: str) -> None:
+    """The devcontainer.json's VS Code extensions and settings into the workspace's .vscode/: by this machine
+    in a local workspace, in the environment as its login user on a server (as `--vscode` does)."""
+    env = request.spec
+    if request.host is None:
+        from devagent.host.vscode_files import place_editor_files
+
+        try:
+            said = list(place_editor_files(Path(env.workspace), request.extensions, request.settings))
+        except (OSError, DevagentError) as exc:
+            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: "
+                                f"{getattr(exc, 'message', exc)}", status=ExitStatus.USAGE,
+                                hint="make .vscode/ a writable folder of the workspace, then run up again") from None
+    else:
+        argv = ["devagent", "editor-files", env.inside_workspace, "--settings", json.dumps(dict(request.settings))]
+        code, text = provisioner.engine.exec_as(name, env.user, [*argv, *(f"--recommend={e}"
+                                                                          for e in request.extensions)])
+        said = text.splitlines()
+        if code != 0:
+            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written on {request.host}",
+                                status=ExitStatus.USAGE, details=text.strip() or None,
+                                hint="fix what the details say, then run up again")
+    _say(tuple(f"  {line}" for line in said))
 
 
 def _say(lines: tuple[str, ...]) -> None:

@@ -177,6 +177,25 @@ def vscode_files_command(workspace: Path) -> None:
                             hint="make the workspace writable") from None
 
 
+@cli.command(name="editor-files", hidden=True)
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--recommend", multiple=True)
+@click.option("--settings", default="{}")
+def editor_files_command(workspace: Path, recommend: tuple[str, ...], settings: str) -> None:
+    """(Inside the container, for `up --host` with a devcontainer.json) its VS Code extensions and settings into
+    WORKSPACE/.vscode."""
+    import json
+
+    from devagent.host.vscode_files import place_editor_files
+
+    try:
+        for line in place_editor_files(workspace, recommend, json.loads(settings)):
+            click.echo(line)
+    except OSError as exc:
+        raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,
+                            hint="make the workspace writable") from None
+
+
 @cli.command(name="sshd-config")
 @click.option("--profile", type=click.Choice(["strict", "compat"]), required=True)
 @click.option("--user", "login_user", required=True)

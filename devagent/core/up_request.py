@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
@@ -51,6 +51,8 @@ class UpRequest:
     host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
     devcontainer: tuple[str, ...] = ()  # what `up` says of the devcontainer.json: what was used, what was not
     commands: tuple[Command, ...] = ()  # its lifecycle commands, run in the environment as the login user
+    extensions: tuple[str, ...] = ()  # its customizations.vscode: into the workspace's .vscode/
+    settings: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,7 @@ class DevcontainerLayer:
 
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
-NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "customizations.vscode.extensions",
-                   "customizations.vscode.settings", "features")
+NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "features")
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
@@ -141,7 +142,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         launched += f"  # with {devcontainer.path} (sha256 {devcontainer.sha256[:16]})"
     return UpRequest(spec=env, launch_command=launched, vscode=bool(pick("vscode")), host=host,
                      host_from_file=host is not None and not typed_host, devcontainer=said,
-                     commands=devcontainer.plan.commands if devcontainer is not None else ())
+                     commands=devcontainer.plan.commands if devcontainer is not None else (),
+                     extensions=devcontainer.plan.extensions if devcontainer is not None else (),
+                     settings=devcontainer.plan.settings if devcontainer is not None else {})
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
@@ -178,7 +181,8 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
             by = f"--{key.replace('_', '-')} is typed" if given.get(key) is not None else f"{CONFIG_FILE} sets it"
             elsewhere.append(f"{shown} ({by})")
     fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in LIFECYCLE
-              and f not in ("image", "runArgs", "hostRequirements", "remoteUser", "containerUser")]
+              and f not in ("image", "runArgs", "hostRequirements", "remoteUser", "containerUser")
+              and not f.startswith("customizations.vscode.")]
     lines = [f"devcontainer {layer.path} (sha256 {layer.sha256[:16]}): used " + (", ".join([*fields, *taken])
                                                                                   or "nothing")]
     if elsewhere:
@@ -189,6 +193,9 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     hooks = [f for f in plan.used if f in LIFECYCLE]
     if hooks:
         lines.append("  run in the environment as the login user: " + ", ".join(hooks))
+    editor = [f.rsplit(".", 1)[-1] for f in plan.used if f.startswith("customizations.vscode.")]
+    if editor:
+        lines.append("  VS Code " + " and ".join(editor) + ": into the workspace's .vscode/")
     if plan.gpu_optional:
         lines.append("  read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)")
     if plan.ignored:

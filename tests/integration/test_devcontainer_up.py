@@ -35,7 +35,10 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         "runArgs": ["--shm-size", "1g", "--memory=3g"], "hostRequirements": {"gpu": "optional", "memory": "9gb"},
         "containerEnv": {"WHO": "${localEnv:DA_TEST_WHO:nobody}"},
         "postCreateCommand": "id -un > made-by && echo created", "postAttachCommand": ["sh", "-c", "echo attached"],
+        "customizations": {"vscode": {"extensions": ["ms-python.python"], "settings": {"editor.rulers": [100]}}},
     })
+    (ws / ".vscode").mkdir()
+    (ws / ".vscode" / "settings.json").write_text('{"editor.rulers": [80]}')  # the user's own value stays
     try:
         result = env.devagent("up", name, "--workspace", str(ws), "--pids", "1024", check=True)
         assert "devcontainer .devcontainer/devcontainer.json (sha256 " in result.stderr
@@ -44,6 +47,10 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
                 "  run in the environment as the login user: postCreateCommand, postAttachCommand\n") in result.stderr
         assert "read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)" in result.stderr
         assert "ignored (no devagent meaning): name" in result.stderr
+        assert "  VS Code extensions and settings: into the workspace's .vscode/\n" in result.stderr
+        assert json.loads((ws / ".vscode" / "extensions.json").read_text()) == {"recommendations": ["ms-python.python"]}
+        assert json.loads((ws / ".vscode" / "settings.json").read_text()) == {"editor.rulers": [80]}
+        assert "  .vscode/settings.json: settings already in place\n" in result.stderr
         assert "✔ login verified as alice" in result.stdout
         info = docker_client.api.inspect_container(name)
         assert info["HostConfig"]["Memory"] == 3 * 1024**3  # runArgs beats hostRequirements
@@ -118,7 +125,8 @@ class TestThroughAServer:
             return laptop.run(["sh", "-c", f'cd "{checkout}" && exec "$0" -m devagent up {name} --host gpu-server '
                                '--memory 2g', sys.executable], timeout=900)
 
-        usable = json.dumps({"image": BASE_IMAGE, "remoteUser": "alice", "runArgs": ["--shm-size=1g"]})
+        usable = json.dumps({"image": BASE_IMAGE, "remoteUser": "alice", "runArgs": ["--shm-size=1g"],
+                             "customizations": {"vscode": {"extensions": ["ms-python.python"]}}})
         config.write_text(usable[:-1] + ', // a comment\n "privileged": true,}\n')
         refused = up()
         assert refused.returncode == 2
@@ -136,6 +144,9 @@ class TestThroughAServer:
             assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
             assert laptop.ssh(name, "id", "-un").stdout == "alice\n"
             assert docker_client.api.inspect_container(name)["HostConfig"]["ShmSize"] == 1024**3
+            recommended = server_workspace / ".vscode" / "extensions.json"  # written on the server, as alice there
+            assert json.loads(recommended.read_text()) == {"recommendations": ["ms-python.python"]}
+            assert recommended.stat().st_uid == server_workspace.stat().st_uid
         finally:
             laptop.devagent("down", name, timeout=300)
         assert container_names(docker_client, name) == []
