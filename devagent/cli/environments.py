@@ -167,6 +167,15 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
     from devagent.core.devcontainer import LIFECYCLE_LOGS, ON_CREATE, lifecycle_argv
 
     env = request.spec
+    if request.build is not None and request.devcontainer_file is not None:  # the file's Dockerfile: the base
+        import dataclasses
+
+        from devagent.host.devcontainer_file import build_base
+
+        layer = request.devcontainer_file
+        base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
+                          echo_step)
+        env = dataclasses.replace(env, base_image=base)
     result = provisioner.up(env, launch_command=request.launch_command, **options)
     fresh = result.created or result.recreated
     for command in request.commands:
@@ -239,7 +248,7 @@ def _devcontainer(ctx: click.Context, folder: Path, choice: str | None, *, confi
         user = found.plan.options["user"]
         found = find_devcontainer(folder, choice=choice, env=os.environ,
                                   container_workspace=inside_workspace(str(user)))
-    return None if found is None else DevcontainerLayer(found.path, found.sha256, found.plan)
+    return None if found is None else DevcontainerLayer(found.path, found.sha256, found.plan, str(folder))
 
 
 def _nothing_typed(ctx: click.Context) -> bool:

@@ -25,7 +25,9 @@ file or ``os.environ``. Three steps, each usable alone:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -510,3 +512,43 @@ def render_lifecycle_entry(hook: str, label: str | None, argv: Sequence[str], co
     mark = "✅ exit 0" if code == 0 else f"❌ exit {code}"
     return entry(heading(when, "devcontainer", escape_heading(hook if label is None else f"{hook} {label}"), mark),
                  body)
+
+
+# -- the base image a build makes ----------------------------------------------------------------------------------
+
+BASE_REPOSITORY = "devagent/devcontainer-base"
+
+
+def build_paths(config_path: str, build: Build) -> tuple[str, str]:
+    """(context, Dockerfile), both relative to the workspace, of BUILD in the devcontainer.json at CONFIG_PATH
+    (relative to the workspace): the specification takes both relative to the file's folder. A path that leaves
+    the workspace is refused: a cloned repository does not choose what on this machine is sent to an engine.
+
+    >>> build_paths(".devcontainer/cpu/devcontainer.json", Build("../Dockerfile", "../.."))
+    ('.', '.devcontainer/Dockerfile')
+    """
+    folder = posixpath.dirname(config_path)
+    paths = []
+    for what, value in (("build.context", build.context), ("build.dockerfile", build.dockerfile)):
+        joined = posixpath.normpath(posixpath.join(folder, value))
+        if value.startswith("/") or joined == ".." or joined.startswith("../"):
+            raise _usage(f"{config_path}: {what} {value!r} is outside the workspace",
+                         f"keep {what} inside the repository")
+        paths.append(joined)
+    if paths[1] == ".":
+        raise _usage(f"{config_path}: build.dockerfile {build.dockerfile!r} is not a file", "name the Dockerfile")
+    return paths[0], paths[1]
+
+
+def base_tag(config_sha256: str, dockerfile: bytes, build: Build) -> str:
+    """The tag of the base image BUILD makes: a hash of the devcontainer.json, the Dockerfile, the args and the
+    target, so an unchanged file and Dockerfile reuse it (the rest of the context is not hashed: a change there
+    is picked up by `up --recreate` after `docker image rm`).
+
+    >>> base_tag("ab", b"FROM x", Build("Dockerfile")).startswith(BASE_REPOSITORY + ":")
+    True
+    """
+    digest = hashlib.sha256()
+    for part in (config_sha256.encode(), dockerfile, json.dumps([build.context, build.args, build.target]).encode()):
+        digest.update(hashlib.sha256(part).digest())
+    return f"{BASE_REPOSITORY}:{digest.hexdigest()[:16]}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
-from devagent.core.devcontainer import LIFECYCLE, Command, Plan
+from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
 from devagent.core.globs import check_globs
 from devagent.core.image import parse_image_ref
 from devagent.core.server import parse_server
@@ -53,6 +53,8 @@ class UpRequest:
     commands: tuple[Command, ...] = ()  # its lifecycle commands, run in the environment as the login user
     extensions: tuple[str, ...] = ()  # its customizations.vscode: into the workspace's .vscode/
     settings: Mapping[str, object] = field(default_factory=dict)
+    build: Build | None = None  # its Dockerfile build: the base image, built on the environment's engine
+    devcontainer_file: DevcontainerLayer | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,11 @@ class DevcontainerLayer:
     path: str
     sha256: str
     plan: Plan
+    workspace: str = ""  # the local folder the file is in (the build's context is read from it)
 
+
+# The base image while a devcontainer.json's build is still to be made (the CLI builds it, then puts its tag here).
+BUILD_PLACEHOLDER = "devagent/devcontainer-base:to-build"
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
 NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "features")
@@ -144,7 +150,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                      host_from_file=host is not None and not typed_host, devcontainer=said,
                      commands=devcontainer.plan.commands if devcontainer is not None else (),
                      extensions=devcontainer.plan.extensions if devcontainer is not None else (),
-                     settings=devcontainer.plan.settings if devcontainer is not None else {})
+                     settings=devcontainer.plan.settings if devcontainer is not None else {},
+                     build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
+                     devcontainer_file=devcontainer)
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
@@ -152,7 +160,7 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     """Fill what neither the command line nor devagent.toml set in MERGED from LAYER's plan; the lines that say
     what of the file was used, what was set elsewhere, what is not applied yet and what has no meaning here.
 
-    >>> from devagent.core.devcontainer import LIFECYCLE, Command, Plan
+    >>> from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
     >>> merged = {"memory": "64g", "gpus": None, "image": None, "base_image": None}
     >>> layer = DevcontainerLayer(".devcontainer/devcontainer.json", "ab" * 32,
     ...                           Plan(options={"memory": "9g", "gpus": "all"}, image="img", used=("image",)))
@@ -163,17 +171,14 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     ('all', 'img')
     """
     plan = layer.plan
-    if plan.build is not None:
-        raise DevagentError(f"{layer.path}: build (a Dockerfile) is not built by devagent yet",
-                            status=ExitStatus.USAGE,
-                            hint=f"build the image yourself (docker build -f {plan.build.dockerfile} ...) and "
-                            "pass it as --base-image, or set base_image in devagent.toml")
     offered = dict(plan.options)
     if plan.image is not None and merged.get("image") is None:
         offered["base_image"] = plan.image
+    if plan.build is not None and merged.get("image") is None:
+        offered["base_image"] = BUILD_PLACEHOLDER
     taken, elsewhere = [], []
     for key, value in offered.items():
-        shown = f"{key.replace('_', ' ')} {value}"
+        shown = f"{key.replace('_', ' ')} {value}" if value != BUILD_PLACEHOLDER else "build (the base image)"
         if merged.get(key) is None:
             merged[key] = value
             taken.append(shown)
@@ -181,7 +186,8 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
             by = f"--{key.replace('_', '-')} is typed" if given.get(key) is not None else f"{CONFIG_FILE} sets it"
             elsewhere.append(f"{shown} ({by})")
     fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in LIFECYCLE
-              and f not in ("image", "runArgs", "hostRequirements", "remoteUser", "containerUser")
+              and f not in ("image", "build", "dockerFile", "context", "runArgs", "hostRequirements", "remoteUser",
+                            "containerUser")
               and not f.startswith("customizations.vscode.")]
     lines = [f"devcontainer {layer.path} (sha256 {layer.sha256[:16]}): used " + (", ".join([*fields, *taken])
                                                                                   or "nothing")]

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+import posixpath
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devagent.core.devcontainer import CANDIDATES, Plan, choose_config, map_config, read_configuration
+from devagent.core.devcontainer import (
+    CANDIDATES,
+    Build,
+    Plan,
+    base_tag,
+    build_paths,
+    choose_config,
+    map_config,
+    read_configuration,
+)
 from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import Engine
 from devagent.nofollow.walk import PathRefused, open_below, open_folder_below, read_limited
 
 _LIMIT = 1 << 20  # a devcontainer.json larger than this is not one: not read
@@ -68,3 +79,32 @@ def find_devcontainer(workspace: Path, *, choice: str | None, container_workspac
     config = read_configuration(text, source=rel, local_workspace=str(workspace),
                                 container_workspace=container_workspace, env=env)
     return DevcontainerFile(path=rel, sha256=hashlib.sha256(data).hexdigest(), plan=map_config(config, source=rel))
+
+
+def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256: str, build: Build,
+               report: Callable[[str], None]) -> str:
+    """The base image BUILD (of the devcontainer.json at CONFIG_PATH) describes, built on ENGINE from the
+    workspace when this engine does not have it yet; its tag. The Dockerfile is read without following a link;
+    the context is sent as Docker sends one (a link in it is sent as a link, never followed)."""
+    context, dockerfile = build_paths(config_path, build)
+    try:
+        fd = open_below(workspace, dockerfile)
+        try:
+            content = read_limited(fd, _LIMIT, dockerfile)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise DevagentError(f"{config_path}: build.dockerfile {dockerfile} does not exist", status=ExitStatus.USAGE,
+                            hint="fix build.dockerfile: it is relative to the devcontainer.json's folder") from None
+    except (PathRefused, IsADirectoryError) as exc:
+        raise DevagentError(f"{dockerfile}: {exc.strerror}; devagent did not read it", status=ExitStatus.USAGE,
+                            hint="make it a regular file in the workspace") from None
+    tag = base_tag(config_sha256, content, build)
+    if engine.image_id(tag) is not None:
+        report(f"base image {tag} (cached, from {config_path})")
+        return tag
+    report(f"building base image {tag} from {dockerfile} ({config_path})")
+    engine.build(workspace / context, tag, {"devagent.devcontainer": config_path},
+                 on_line=lambda line: report(f"  {line}"),
+                 dockerfile=posixpath.relpath(dockerfile, context), buildargs=dict(build.args), target=build.target)
+    return tag

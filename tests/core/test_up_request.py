@@ -388,8 +388,25 @@ class TestDevcontainerLayer:
         assert made.spec.image == "registry.example/team/env:1"
         assert made.spec.base_image == s.DEFAULT_BASE_IMAGE
 
-    def test_a_dockerfile_build_is_refused_until_devagent_builds_it(self) -> None:
+    def test_a_dockerfile_build_is_the_base_image_unless_one_is_typed(self) -> None:
+        from devagent.core.devcontainer import Build
+        from devagent.core.up_request import BUILD_PLACEHOLDER
+
+        made = self.made('{"build": {"dockerfile": "Dockerfile", "args": {"V": "1"}}}')
+        assert made.build == Build("Dockerfile", ".", (("V", "1"),))
+        assert made.spec.base_image == BUILD_PLACEHOLDER  # the CLI builds it, then puts the tag in its place
+        assert made.devcontainer[0].endswith("used build (the base image)")
+        typed = self.made('{"build": {"dockerfile": "Dockerfile"}}', given={"base_image": "img:3"})
+        assert (typed.build, typed.spec.base_image) == (None, "img:3")
+        assert typed.devcontainer[1] == "  not used: build (the base image) (--base-image is typed)"
+
+    def test_a_build_that_leaves_the_workspace_is_refused(self) -> None:
+        from devagent.core.devcontainer import Build, build_paths
+
         with pytest.raises(DevagentError) as err:
-            self.made('{"build": {"dockerfile": "Dockerfile", "args": {"V": "1"}}}')
-        assert err.value.message == ".devcontainer/devcontainer.json: build (a Dockerfile) is not built by devagent yet"
-        assert err.value.status == ExitStatus.USAGE
+            build_paths(".devcontainer/devcontainer.json", Build("../../etc/passwd"))
+        assert err.value.message == (".devcontainer/devcontainer.json: build.dockerfile '../../etc/passwd' is "
+                                     "outside the workspace")
+        with pytest.raises(DevagentError) as err:
+            build_paths(".devcontainer.json", Build("Dockerfile", "/"))
+        assert err.value.message == ".devcontainer.json: build.context '/' is outside the workspace"

@@ -4,6 +4,7 @@ registry, are refused by name with nothing made."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -73,6 +74,39 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         assert (ws / ".devagent" / "lifecycle" / "postAttachCommand.log").read_text() == "attached\nattached\n"
     finally:
         env.devagent("down", name)
+
+
+def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, name: str, built_image: str,
+                                                                     docker_client) -> None:
+    ws = _checkout(env, name, {
+        "build": {"dockerfile": "Dockerfile", "context": "..", "args": {"GREETING": "hello-from-arg"}},
+        "remoteUser": "alice", "hostRequirements": {"gpu": "optional"},
+        "containerEnv": {"WHO": "me"}, "postCreateCommand": "cat /etc/greeting > greeting-seen",
+        "customizations": {"vscode": {"extensions": ["ms-python.python"]}},
+    })
+    (ws / ".devcontainer" / "Dockerfile").write_text(
+        f"FROM {BASE_IMAGE}\nARG GREETING=unset\nRUN echo \"$GREETING {name}\" > /etc/greeting\n")
+    tag = None
+    try:
+        result = env.devagent("up", name, "--workspace", str(ws), check=True)
+        assert "used user alice, build (the base image)\n" in result.stderr, result.stderr
+        built = [line for line in result.stderr.splitlines() if line.startswith("building base image ")]
+        assert built and built[0].endswith(" from .devcontainer/Dockerfile (.devcontainer/devcontainer.json)")
+        tag = built[0].split()[3]
+        assert env.ssh(name, "cat /etc/greeting; id -un").stdout == f"hello-from-arg {name}\nalice\n"
+        assert (ws / "greeting-seen").read_text() == f"hello-from-arg {name}\n"
+        assert json.loads((ws / ".vscode" / "extensions.json").read_text()) == {"recommendations": ["ms-python.python"]}
+        assert docker_client.api.inspect_container(name)["HostConfig"].get("DeviceRequests") in (None, [])
+
+        again = env.devagent("up", name, "--workspace", str(ws), "--recreate", check=True)
+        assert f"base image {tag} (cached, from .devcontainer/devcontainer.json)\n" in again.stderr
+    finally:
+        env.devagent("down", name)
+        if tag is not None:  # the base image this test built, and the derived images made from it
+            for image in docker_client.images.list(filters={"label": f"devagent.base-image={tag}"}):
+                with contextlib.suppress(Exception):
+                    docker_client.api.remove_image(image.id, force=True)
+            docker_client.api.remove_image(tag)
 
 
 def test_a_failing_post_create_command_fails_up_and_removes_the_container(env: Env, name: str, built_image: str,
