@@ -176,6 +176,17 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
         base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
                           echo_step)
         env = dataclasses.replace(env, base_image=base)
+    if request.gpu_optional:  # through the ledger: a GPU another holds does not count
+        import dataclasses
+
+        from devagent.core.devcontainer import optional_gpus
+        from devagent.core.spec import parse_gpus
+
+        state = provisioner.gpus.state()
+        free = sum(1 for gpu in state.inventory.gpus if not state.holders.get(gpu.uuid))
+        env = dataclasses.replace(env, gpus=parse_gpus(optional_gpus(free)))
+        echo_step(f"hostRequirements.gpu \"optional\": {free} free GPU(s) on this engine, "
+                  + ("taking one" if free else "none taken"))
     result = provisioner.up(env, launch_command=request.launch_command, **options)
     fresh = result.created or result.recreated
     for command in request.commands:

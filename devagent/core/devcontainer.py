@@ -552,3 +552,13 @@ def base_tag(config_sha256: str, dockerfile: bytes, build: Build) -> str:
     for part in (config_sha256.encode(), dockerfile, json.dumps([build.context, build.args, build.target]).encode()):
         digest.update(hashlib.sha256(part).digest())
     return f"{BASE_REPOSITORY}:{digest.hexdigest()[:16]}"
+
+
+def optional_gpus(free: int) -> str:
+    """``hostRequirements.gpu: "optional"`` as `up`'s --gpus, given how many of the engine's GPUs are FREE (no
+    environment, container or process holds them, from the ledger): one when there is one, none otherwise.
+
+    >>> optional_gpus(3), optional_gpus(0)
+    ('any:1', 'none')
+    """
+    return "any:1" if free > 0 else "none"

@@ -55,6 +55,7 @@ class UpRequest:
     settings: Mapping[str, object] = field(default_factory=dict)
     build: Build | None = None  # its Dockerfile build: the base image, built on the environment's engine
     devcontainer_file: DevcontainerLayer | None = None
+    gpu_optional: bool = False  # hostRequirements.gpu "optional" and nothing else set --gpus: one if one is free
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                      extensions=devcontainer.plan.extensions if devcontainer is not None else (),
                      settings=devcontainer.plan.settings if devcontainer is not None else {},
                      build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
-                     devcontainer_file=devcontainer)
+                     devcontainer_file=devcontainer,
+                     gpu_optional=devcontainer is not None and devcontainer.plan.gpu_optional
+                     and merged.get("gpus") is None)
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
@@ -203,7 +206,9 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     if editor:
         lines.append("  VS Code " + " and ".join(editor) + ": into the workspace's .vscode/")
     if plan.gpu_optional:
-        lines.append("  read, not applied yet: hostRequirements.gpu \"optional\" (no GPU unless --gpus asks)")
+        lines.append("  hostRequirements.gpu \"optional\": "
+                     + ("one GPU if the engine has a free one, else none" if merged.get("gpus") is None
+                        else "not used (--gpus or devagent.toml sets the GPUs)"))
     if plan.ignored:
         lines.append("  ignored (no devagent meaning): " + ", ".join(plan.ignored))
     return tuple(lines)

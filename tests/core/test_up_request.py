@@ -383,6 +383,15 @@ class TestDevcontainerLayer:
         assert made.devcontainer[1] == ("  not used: gpus all (devagent.toml sets it), memory 24g (--memory is "
                                         "typed), base image devagent-base:bookworm (devagent.toml sets it)")
 
+    def test_an_optional_gpu_is_asked_of_the_ledger_only_when_nothing_sets_the_gpus(self) -> None:
+        optional = '{"image": "i", "hostRequirements": {"gpu": "optional"}}'
+        assert self.made(optional).gpu_optional
+        typed = self.made(optional, given={"gpus": "0"})
+        assert not typed.gpu_optional
+        assert typed.devcontainer[-1] == ('  hostRequirements.gpu "optional": not used (--gpus or devagent.toml '
+                                          "sets the GPUs)")
+        assert not self.made(optional, config_text='gpus = "none"\n').gpu_optional
+
     def test_a_team_image_beats_the_file_s_image(self) -> None:
         made = self.made('{"image": "devagent-base:bookworm"}', given={"image": "registry.example/team/env:1"})
         assert made.spec.image == "registry.example/team/env:1"
