@@ -29,6 +29,14 @@ def _checkout(env: Env, name: str, config: dict[str, object]):  # type: ignore[n
     return ws
 
 
+def _remove_base(docker_client, tag: str) -> None:  # type: ignore[no-untyped-def]
+    """The base image a test built, and the derived images made from it."""
+    for image in docker_client.images.list(filters={"label": f"devagent.base-image={tag}"}):
+        with contextlib.suppress(Exception):
+            docker_client.api.remove_image(image.id, force=True)
+    docker_client.api.remove_image(tag)
+
+
 def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name: str, built_image: str,
                                                                   docker_client) -> None:
     ws = _checkout(env, name, {
@@ -105,11 +113,8 @@ def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, n
         assert f"base image {tag} (cached, from .devcontainer/devcontainer.json)\n" in again.stderr
     finally:
         env.devagent("down", name)
-        if tag is not None:  # the base image this test built, and the derived images made from it
-            for image in docker_client.images.list(filters={"label": f"devagent.base-image={tag}"}):
-                with contextlib.suppress(Exception):
-                    docker_client.api.remove_image(image.id, force=True)
-            docker_client.api.remove_image(tag)
+        if tag is not None:
+            _remove_base(docker_client, tag)
 
 
 def test_a_failing_post_create_command_fails_up_and_removes_the_container(env: Env, name: str, built_image: str,
@@ -186,4 +191,45 @@ class TestThroughAServer:
             assert recommended.stat().st_uid == server_workspace.stat().st_uid
         finally:
             laptop.devagent("down", name, timeout=300)
+        assert container_names(docker_client, name) == []
+
+    def test_a_dockerfile_build_through_the_server_and_a_registry_feature_refused(
+            self, topology: Topology, name: str, server_workspace: Path, docker_client) -> None:
+        laptop = topology.laptop
+        checkout = laptop.root / f"checkout-{name}"
+        (checkout / ".devcontainer").mkdir(parents=True)
+        (checkout / ".devcontainer" / "Dockerfile").write_text(
+            f"FROM {BASE_IMAGE}\nARG MARK=unset\nRUN echo \"$MARK\" > /etc/mark\n")
+        config = checkout / ".devcontainer" / "devcontainer.json"
+        build = {"build": {"dockerfile": "Dockerfile", "args": {"MARK": f"built-{name}"}},
+                 "postCreateCommand": "cat /etc/mark > mark-seen"}
+
+        def up() -> Result:
+            return laptop.run(["sh", "-c", f'cd "{checkout}" && exec "$0" -m devagent up {name} --host gpu-server '
+                               '--memory 2g', sys.executable], timeout=900)
+
+        config.write_text(json.dumps({**build, "features": {"ghcr.io/devcontainers/features/rust:1": {}}}))
+        images_before = {i.id for i in docker_client.images.list(filters={"label": "devagent.devcontainer"})}
+        refused = up()
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("Error: .devcontainer/devcontainer.json: feature "
+                                         "'ghcr.io/devcontainers/features/rust:1' is refused"), refused.stderr
+        assert container_names(docker_client, name) == []
+        assert not server_workspace.exists()
+        assert {i.id for i in docker_client.images.list(filters={"label": "devagent.devcontainer"})} == images_before
+
+        config.write_text(json.dumps(build))
+        tag = None
+        try:
+            made = up()
+            assert made.returncode == 0, made.output
+            built = [line for line in made.stderr.splitlines() if line.startswith("building base image ")]
+            assert built, made.stderr
+            tag = built[0].split()[3]
+            assert laptop.ssh(name, "cat", "/etc/mark").stdout == f"built-{name}\n"
+            assert (server_workspace / "mark-seen").read_text() == f"built-{name}\n"  # postCreateCommand, there
+        finally:
+            laptop.devagent("down", name, timeout=300)
+            if tag is not None:
+                _remove_base(docker_client, tag)
         assert container_names(docker_client, name) == []
