@@ -63,6 +63,9 @@ if TYPE_CHECKING:
               help="Which devcontainer.json when the workspace has several (.devcontainer/NAME/devcontainer.json, "
               "or a path) [default: .devcontainer/devcontainer.json, then .devcontainer.json, then the only one].")
 @click.option("--no-devcontainer", is_flag=True, help="Leave the workspace's devcontainer.json unread.")
+@click.option("--keep-going", is_flag=True, default=None,
+              help="A devcontainer.json lifecycle command that fails is reported and `up` goes on (default: `up` "
+              "fails and removes the container it made).")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
@@ -195,7 +198,9 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
         named = command.hook if command.label is None else f"{command.hook} ({command.label})"
         echo_step(f"devcontainer {named}: running as {env.user}")
         code, said = provisioner.engine.exec_as(result.name, env.user, lifecycle_argv(command, env.inside_workspace))
-        if code != 0:
+        if code != 0 and request.keep_going:
+            echo_step(f"devcontainer {named} failed (exit {code}); going on (--keep-going): {said.strip()[-2000:]}")
+        elif code != 0:
             if fresh:
                 provisioner.down(env.name)
             gone = f"; environment {env.name!r} was removed again" if fresh else ""

@@ -56,6 +56,7 @@ class UpRequest:
     build: Build | None = None  # its Dockerfile build: the base image, built on the environment's engine
     devcontainer_file: DevcontainerLayer | None = None
     gpu_optional: bool = False  # hostRequirements.gpu "optional" and nothing else set --gpus: one if one is free
+    keep_going: bool = False  # --keep-going: a failing lifecycle command is reported, up goes on
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                      build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
                      devcontainer_file=devcontainer,
                      gpu_optional=devcontainer is not None and devcontainer.plan.gpu_optional
-                     and merged.get("gpus") is None)
+                     and merged.get("gpus") is None, keep_going=bool(given.get("keep_going")))
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],

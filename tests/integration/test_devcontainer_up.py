@@ -129,6 +129,13 @@ def test_a_failing_post_create_command_fails_up_and_removes_the_container(env: E
     assert (ws / ".devagent" / "lifecycle" / "postCreateCommand.log").read_text() == "about to fail\n"
     assert "· devcontainer · postCreateCommand · ❌ exit 3" in (ws / "lab-notebook.md").read_text()
 
+    try:  # --keep-going: reported, and the environment stays
+        kept = env.devagent("up", name, "--workspace", str(ws), "--keep-going", check=True)
+        assert "devcontainer postCreateCommand failed (exit 3); going on (--keep-going): about to fail\n" in kept.stderr
+        assert container_names(docker_client, name) == [name]
+    finally:
+        env.devagent("down", name)
+
 
 @pytest.mark.parametrize(("config", "message"), [
     ({"runArgs": ["--privileged"]}, "runArgs '--privileged' is refused: a privileged container can reach every "
