@@ -16,6 +16,9 @@ command -v unshare >/dev/null || need+=(util-linux)
 # The registry tests: the Distribution registry, started by the tests on 127.0.0.1 (never as a service).
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# The devcontainer.json oracle test: the reference `devcontainer` CLI (npm @devcontainers/cli) runs on Node.js.
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -29,4 +32,11 @@ if [ ${#need[@]} -gt 0 ]; then
   trap '[ -n "$made_policy" ] && rm -f "$policy"' EXIT
   apt-get update -q >/dev/null
   apt-get install -y -q "${need[@]}" >/dev/null
+fi
+# The reference Dev Containers CLI, pinned: tests/core/test_devcontainer_oracle.py compares devagent's reading of
+# real devcontainer.json files with its `devcontainer read-configuration`.
+DEVCONTAINERS_CLI=0.89.0
+if [ "$(devcontainer --version 2>/dev/null)" != "$DEVCONTAINERS_CLI" ]; then
+  echo "install-deps: npm install -g @devcontainers/cli@$DEVCONTAINERS_CLI" >&2
+  npm install -g --no-fund --no-audit "@devcontainers/cli@$DEVCONTAINERS_CLI" >/dev/null
 fi

@@ -157,3 +157,33 @@ def test_an_error_s_message_details_and_hint_reach_the_terminal_with_control_cha
     assert main(["down", "exp"]) == ExitStatus.CONFLICT
     in_details = SHOWN.replace("␍", "\n  | ")  # a CR ends a line of details, as splitlines() reads it
     assert capsys.readouterr().err == f"Error: m{SHOWN}\n  | d{in_details}\n  hint: h{SHOWN}\n"
+
+
+def test_a_devcontainer_json_that_weakens_the_container_is_refused_by_name_before_docker_is_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = tmp_path / "ws"
+    (workspace / ".devcontainer").mkdir(parents=True)
+    (workspace / ".devcontainer" / "devcontainer.json").write_text(
+        '// a team\'s file\n{"image": "devagent-base:bookworm", "runArgs": ["--privileged"],}\n')
+    monkeypatch.setenv("DEVAGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # never reached
+    assert main(["up", "x", "--workspace", str(workspace)]) == ExitStatus.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("Error: .devcontainer/devcontainer.json: runArgs '--privileged' is refused: a privileged "
+                          "container can reach every device and undo every other restriction "
+                          "(docs/explanation/security-model.md)\n  hint: remove '--privileged' from runArgs\n")
+    assert not (tmp_path / "home").exists()  # nothing made
+
+
+def test_a_devcontainer_json_through_a_link_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tmp_path / "elsewhere.json").write_text('{"image": "x"}')
+    (workspace / ".devcontainer.json").symlink_to(tmp_path / "elsewhere.json")
+    monkeypatch.setenv("DEVAGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # never reached
+    assert main(["up", "x", "--workspace", str(workspace)]) == ExitStatus.USAGE
+    assert capsys.readouterr().err == ("Error: .devcontainer.json: a symbolic link, not followed; devagent did not "
+                                       "read it\n  hint: make it a regular file in the workspace (a link may lead "
+                                       "anywhere on the machine)\n")

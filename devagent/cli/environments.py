@@ -7,14 +7,18 @@ import json
 import os
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from devagent.cli import servers
-from devagent.cli.app import JSON_VERSION, Invocation, cli
+from devagent.cli.app import JSON_VERSION, Invocation, cli, echo_step
 from devagent.core import layout
+from devagent.core.up_request import DevcontainerLayer, UpRequest
 from devagent.errors import DevagentError, ExitStatus
+
+if TYPE_CHECKING:
+    from devagent.host.provision import Provisioner, UpResult
 
 
 @cli.command()
@@ -59,17 +63,26 @@ from devagent.errors import DevagentError, ExitStatus
               help="Give the GPUs back once they were idle this long with no ssh session open and no `devagent "
               "run` running (e.g. 2h; 5m at least): the container stops, workspace and home stay, and `up` again "
               "takes GPUs anew [default: never].")
+@click.option("--devcontainer", "devcontainer_choice", default=None, metavar="NAME",
+              help="Which devcontainer.json when the workspace has several (.devcontainer/NAME/devcontainer.json, "
+              "or a path) [default: .devcontainer/devcontainer.json, then .devcontainer.json, then the only one].")
+@click.option("--no-devcontainer", is_flag=True, help="Leave the workspace's devcontainer.json unread.")
+@click.option("--keep-going", is_flag=True, default=None,
+              help="A devcontainer.json lifecycle command that fails is reported and `up` goes on (default: `up` "
+              "fails and removes the container it made).")
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
 @click.pass_context
 def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool, local: bool,
-       **options: Any) -> None:
+       devcontainer_choice: str | None, no_devcontainer: bool, **options: Any) -> None:
     """Provision environment NAME and the ssh alias NAME, and prove the login.
 
     Options not given are taken from the workspace's devagent.toml (see `devagent init`), then the defaults.
     With --host (or DEVAGENT_HOST) the environment is made on that server and the alias NAME, on this machine,
-    jumps through it; devagent.toml is then read from the current folder."""
+    jumps through it; devagent.toml is then read from the current folder. A devcontainer.json there gives what
+    devagent.toml does not (flags > devagent.toml > devcontainer.json > defaults); what would weaken the
+    container is refused by name."""
     from click.core import ParameterSource
 
     from devagent.core.config import CONFIG_FILE
@@ -86,9 +99,11 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
     config_file = folder / CONFIG_FILE
     config_text = config_file.read_text(encoding="utf-8") if config_file.is_file() else None
+    found = None if no_devcontainer else _devcontainer(ctx, folder, devcontainer_choice, config_text=config_text,
+                                                       config_path=str(config_file))
     request = up_request(
         name=name,
-        # An option left at its default yields to the file; one the user typed wins over it.
+        # An option left at its default yields to the files; one the user typed wins over them.
         given={key: value for key, value in options.items()
                if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
         config_text=config_text,
@@ -97,19 +112,19 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
         idle_minimum=_idle_minimum(),
+        devcontainer=found,
     )
+    _say(request.devcontainer)  # before anything is made: what of the devcontainer.json is used, what is not
     if request.host is not None and request.host_from_file:
         servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
-    as_made = _nothing_typed(ctx) and config_text is None
+    as_made = _nothing_typed(ctx) and config_text is None and found is None
     if request.host is None:
-        result = servers.provisioner().up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
-                                          as_made=as_made)
+        result = _provision(servers.provisioner(), request, identity=key, recreate=recreate, as_made=as_made)
     else:
         with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
-            result = provisioner.up(env, identity=key, recreate=recreate, launch_command=request.launch_command,
-                                    as_made=as_made)
+            result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted
                 # in it leads to the container's files, never to the server user's.
@@ -134,18 +149,127 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
             raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written on {request.host}",
                                 status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
     elif request.vscode:
-        from devagent.host.vscode_files import place_vscode_files
+        _place_vscode_files(env.name, folder)
+
+
+def _place_vscode_files(name: str, folder: Path) -> None:
+    """devagent's snippets and tasks into FOLDER's .vscode/, for the environment NAME that is up."""
+    from devagent.host.vscode_files import place_vscode_files
+
+    try:
+        for line in place_vscode_files(folder):
+            click.echo(f"  {line}")
+    except OSError as exc:  # the environment is up; only the convenience files are missing
+        raise DevagentError(f"environment {name!r} is up, but .vscode/ could not be written: {exc}",
+                            status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
+                            ) from None
+    except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
+        raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: {exc.message}",
+                            status=exc.status, hint=exc.hint) from None
+
+
+def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> UpResult:
+    """`up` itself, then the devcontainer.json's lifecycle commands in the environment as its login user: those
+    of a new container once, postAttachCommand every time. A failing one fails `up`, and a container this `up`
+    made is removed again (the workspace, its log and the notebook's entry stay)."""
+    from devagent.core.devcontainer import LIFECYCLE_LOGS, ON_CREATE, lifecycle_argv
+
+    env = request.spec
+    if request.build is not None and request.devcontainer_file is not None:  # the file's Dockerfile: the base
+        import dataclasses
+
+        from devagent.host.devcontainer_file import build_base
+
+        layer = request.devcontainer_file
+        base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
+                          echo_step)
+        env = dataclasses.replace(env, base_image=base)
+    if request.gpu_optional:  # through the ledger: a GPU another holds does not count
+        import dataclasses
+
+        from devagent.core.devcontainer import optional_gpus
+        from devagent.core.spec import parse_gpus
+
+        state = provisioner.gpus.state()
+        free = sum(1 for gpu in state.inventory.gpus if not state.holders.get(gpu.uuid))
+        env = dataclasses.replace(env, gpus=parse_gpus(optional_gpus(free)))
+        echo_step(f"hostRequirements.gpu \"optional\": {free} free GPU(s) on this engine, "
+                  + ("taking one" if free else "none taken"))
+    result = provisioner.up(env, launch_command=request.launch_command, **options)
+    fresh = result.created or result.recreated
+    for command in request.commands:
+        if command.hook in ON_CREATE and not fresh:
+            continue
+        named = command.hook if command.label is None else f"{command.hook} ({command.label})"
+        echo_step(f"devcontainer {named}: running as {env.user}")
+        code, said = provisioner.engine.exec_as(result.name, env.user, lifecycle_argv(command, env.inside_workspace))
+        if code != 0 and request.keep_going:
+            echo_step(f"devcontainer {named} failed (exit {code}); going on (--keep-going): {said.strip()[-2000:]}")
+        elif code != 0:
+            if fresh:
+                provisioner.down(env.name)
+            gone = f"; environment {env.name!r} was removed again" if fresh else ""
+            raise DevagentError(f"devcontainer.json's {named} failed (exit {code}){gone}",
+                                status=ExitStatus.CONTAINER_FAILED, details=said.strip()[-4000:] or None,
+                                hint=f"fix the command (its output is in the workspace's {LIFECYCLE_LOGS}/"
+                                f"{command.hook}.log and the notebook), then run up again")
+    if request.extensions or request.settings:
+        _place_editor_files(provisioner, request, result.name)
+    return result
+
+
+def _place_editor_files(provisioner: Provisioner, request: UpRequest, name: str) -> None:
+    """The devcontainer.json's VS Code extensions and settings into the workspace's .vscode/: by this machine
+    in a local workspace, in the environment as its login user on a server (as `--vscode` does)."""
+    env = request.spec
+    if request.host is None:
+        from devagent.host.vscode_files import place_editor_files
 
         try:
-            for line in place_vscode_files(folder):
-                click.echo(f"  {line}")
-        except OSError as exc:  # the environment is up; only the convenience files are missing
-            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
-                                status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
-                                ) from None
-        except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
-            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
-                                status=exc.status, hint=exc.hint) from None
+            said = list(place_editor_files(Path(env.workspace), request.extensions, request.settings))
+        except (OSError, DevagentError) as exc:
+            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: "
+                                f"{getattr(exc, 'message', exc)}", status=ExitStatus.USAGE,
+                                hint="make .vscode/ a writable folder of the workspace, then run up again") from None
+    else:
+        argv = ["devagent", "editor-files", env.inside_workspace, "--settings", json.dumps(dict(request.settings))]
+        code, text = provisioner.engine.exec_as(name, env.user, [*argv, *(f"--recommend={e}"
+                                                                          for e in request.extensions)])
+        said = text.splitlines()
+        if code != 0:
+            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written on {request.host}",
+                                status=ExitStatus.USAGE, details=text.strip() or None,
+                                hint="fix what the details say, then run up again")
+    _say(tuple(f"  {line}" for line in said))
+
+
+def _say(lines: tuple[str, ...]) -> None:
+    for line in lines:
+        echo_step(line)
+
+
+def _devcontainer(ctx: click.Context, folder: Path, choice: str | None, *, config_text: str | None,
+                  config_path: str) -> DevcontainerLayer | None:
+    """The workspace's devcontainer.json as `up`'s layer under devagent.toml; None when there is none.
+
+    ``${containerWorkspaceFolder}`` is the workspace's place in the container, which depends on the login user:
+    --user, else devagent.toml's, else the file's own remoteUser, else the default."""
+    from click.core import ParameterSource
+
+    from devagent.core.config import parse_config
+    from devagent.core.spec import inside_workspace
+    from devagent.core.up_request import DEFAULTS
+    from devagent.host.devcontainer_file import find_devcontainer
+
+    typed_user = ctx.params["user"] if ctx.get_parameter_source("user") is not ParameterSource.DEFAULT else None
+    config_user = parse_config(config_text, source=config_path).user if config_text is not None else None
+    user = typed_user or config_user or DEFAULTS["user"]
+    found = find_devcontainer(folder, choice=choice, env=os.environ, container_workspace=inside_workspace(str(user)))
+    if found is not None and not typed_user and not config_user and found.plan.options.get("user", user) != user:
+        user = found.plan.options["user"]
+        found = find_devcontainer(folder, choice=choice, env=os.environ,
+                                  container_workspace=inside_workspace(str(user)))
+    return None if found is None else DevcontainerLayer(found.path, found.sha256, found.plan, str(folder))
 
 
 def _nothing_typed(ctx: click.Context) -> bool:

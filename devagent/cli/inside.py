@@ -1,5 +1,5 @@
 """The commands that run inside the container: the agent, run, gpu-check, and the helpers the host side
-calls there (serve, end-sessions, people-entry, vscode-files, sshd-config)."""
+calls there (serve, end-sessions, people-entry, lifecycle, vscode-files, sshd-config)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,50 @@ def people_entry(change: str) -> None:
                             hint="free disk space or make the workspace writable")
 
 
+@cli.command(name="lifecycle", hidden=True,
+             context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--workspace", type=click.Path(path_type=Path), required=True)
+@click.option("--hook", required=True)
+@click.option("--label", default=None)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def lifecycle_command(workspace: Path, hook: str, label: str | None, command: tuple[str, ...]) -> None:
+    """(Inside the container, for `up` with a devcontainer.json) run one lifecycle COMMAND in WORKSPACE as the
+    login user: its output appended to .devagent/lifecycle/HOOK.log in the workspace, an entry in the notebook,
+    the end of its output on stdout, its exit status as this command's."""
+    import subprocess
+    from datetime import datetime, timezone
+
+    from devagent.core.devcontainer import LIFECYCLE_LOGS, render_lifecycle_entry
+    from devagent.nofollow.walk import open_beneath
+    from devagent.runtime.environment import open_notebook, running_notebook
+
+    log = f"{LIFECYCLE_LOGS}/{hook}.log"
+    fd = open_beneath(workspace, workspace / log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644, make_parents=True)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            code = subprocess.run(list(command), cwd=workspace, stdin=subprocess.DEVNULL, stdout=fd,
+                                  stderr=subprocess.STDOUT, check=False).returncode
+        except OSError as exc:  # no such program: said as a shell would, in the log too
+            os.write(fd, f"{command[0]}: {exc.strerror}\n".encode())
+            code = 127
+        end = os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+    fd = open_beneath(workspace, workspace / log, os.O_RDONLY)
+    try:
+        first = max(start, end - 8192)  # this run's output only, its last 8 KiB
+        tail = os.pread(fd, end - first, first).decode(errors="replace")
+    finally:
+        os.close(fd)
+    click.echo(tail, nl=False)
+    path = running_notebook()
+    writer = open_notebook(path)
+    writer.append(render_lifecycle_entry(hook, label, command, code, log, tail,
+                                         datetime.now(timezone.utc).astimezone()))
+    sys.exit(code)
+
+
 @cli.command(name="vscode-files", hidden=True)
 @click.argument("workspace", type=click.Path(path_type=Path))
 def vscode_files_command(workspace: Path) -> None:
@@ -130,6 +174,25 @@ def vscode_files_command(workspace: Path) -> None:
 
     try:
         for line in place_vscode_files(workspace):
+            click.echo(line)
+    except OSError as exc:
+        raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,
+                            hint="make the workspace writable") from None
+
+
+@cli.command(name="editor-files", hidden=True)
+@click.argument("workspace", type=click.Path(path_type=Path))
+@click.option("--recommend", multiple=True)
+@click.option("--settings", default="{}")
+def editor_files_command(workspace: Path, recommend: tuple[str, ...], settings: str) -> None:
+    """(Inside the container, for `up --host` with a devcontainer.json) its VS Code extensions and settings into
+    WORKSPACE/.vscode."""
+    import json
+
+    from devagent.host.vscode_files import place_editor_files
+
+    try:
+        for line in place_editor_files(workspace, recommend, json.loads(settings)):
             click.echo(line)
     except OSError as exc:
         raise DevagentError(f".vscode/ could not be written: {exc}", status=ExitStatus.USAGE,

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
+from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
 from devagent.core.globs import check_globs
 from devagent.core.gpu_idle import MIN_IDLE_RELEASE, parse_duration
 from devagent.core.image import parse_image_ref
@@ -49,12 +50,39 @@ class UpRequest:
     vscode: bool
     host: str | None = None  # the server (as the user named it); None: this machine's engine
     host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
+    devcontainer: tuple[str, ...] = ()  # what `up` says of the devcontainer.json: what was used, what was not
+    commands: tuple[Command, ...] = ()  # its lifecycle commands, run in the environment as the login user
+    extensions: tuple[str, ...] = ()  # its customizations.vscode: into the workspace's .vscode/
+    settings: Mapping[str, object] = field(default_factory=dict)
+    build: Build | None = None  # its Dockerfile build: the base image, built on the environment's engine
+    devcontainer_file: DevcontainerLayer | None = None
+    gpu_optional: bool = False  # hostRequirements.gpu "optional" and nothing else set --gpus: one if one is free
+    keep_going: bool = False  # --keep-going: a failing lifecycle command is reported, up goes on
+
+
+@dataclass(frozen=True)
+class DevcontainerLayer:
+    """The workspace's devcontainer.json as `up` lays it under devagent.toml: its path (relative to the
+    workspace), the SHA-256 of its content, and what it maps to (core/devcontainer.py)."""
+
+    path: str
+    sha256: str
+    plan: Plan
+    workspace: str = ""  # the local folder the file is in (the build's context is read from it)
+
+
+# The base image while a devcontainer.json's build is still to be made (the CLI builds it, then puts its tag here).
+BUILD_PLACEHOLDER = "devagent/devcontainer-base:to-build"
+
+# What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
+NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "features")
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
                workspace: str, uid: int, client_profile: str, argv: Sequence[str],
                env_host: str | None = None, server_workspace: str | None = None, local: bool = False,
-               idle_minimum: float = MIN_IDLE_RELEASE) -> UpRequest:
+               idle_minimum: float = MIN_IDLE_RELEASE,
+               devcontainer: DevcontainerLayer | None = None) -> UpRequest:
     """Merge the options GIVEN on the command line (keyed by UpConfig's field names; only those the user typed)
     over CONFIG_TEXT (the text of the workspace's devagent.toml, ``None`` when there is none; CONFIG_PATH names it
     in messages) and the defaults.
@@ -67,9 +95,13 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     or LOCAL (--local) whatever they say: this machine's engine. With a server, the workspace is SERVER_WORKSPACE
     (--workspace as typed: a folder on the server, absolute or relative to the server user's home) or
     ``~/devagent/NAME``, resolved on the server later. IDLE_MINIMUM: the shortest idle limit taken.
+
+    DEVCONTAINER, the workspace's devcontainer.json, lies under the file: flags > devagent.toml >
+    devcontainer.json > defaults; ``devcontainer`` in the result says what of it was used and what was not.
     """
     config = parse_config(config_text, source=config_path) if config_text is not None else UpConfig()
     merged = merge(config, {**given, "name": name})
+    said = _lay_devcontainer(devcontainer, merged, given) if devcontainer is not None else ()
 
     def pick(key: str) -> object:
         value = merged.get(key)
@@ -117,8 +149,74 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         idle_release=_idle_release(merged.get("idle_release"), typed=given.get("idle_release") is not None,
                                    config_path=config_path, minimum=idle_minimum),
     )
-    return UpRequest(spec=env, launch_command=launch_command(env.name, argv, with_config=config_text is not None),
-                     vscode=bool(pick("vscode")), host=host, host_from_file=host is not None and not typed_host)
+    launched = launch_command(env.name, argv, with_config=config_text is not None)
+    if devcontainer is not None:  # the notebook's header records the file the environment came from
+        launched += f"  # with {devcontainer.path} (sha256 {devcontainer.sha256[:16]})"
+    return UpRequest(spec=env, launch_command=launched, vscode=bool(pick("vscode")), host=host,
+                     host_from_file=host is not None and not typed_host, devcontainer=said,
+                     commands=devcontainer.plan.commands if devcontainer is not None else (),
+                     extensions=devcontainer.plan.extensions if devcontainer is not None else (),
+                     settings=devcontainer.plan.settings if devcontainer is not None else {},
+                     build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
+                     devcontainer_file=devcontainer,
+                     gpu_optional=devcontainer is not None and devcontainer.plan.gpu_optional
+                     and merged.get("gpus") is None, keep_going=bool(given.get("keep_going")))
+
+
+def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
+                      given: Mapping[str, object]) -> tuple[str, ...]:
+    """Fill what neither the command line nor devagent.toml set in MERGED from LAYER's plan; the lines that say
+    what of the file was used, what was set elsewhere, what is not applied yet and what has no meaning here.
+
+    >>> from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
+    >>> merged = {"memory": "64g", "gpus": None, "image": None, "base_image": None}
+    >>> layer = DevcontainerLayer(".devcontainer/devcontainer.json", "ab" * 32,
+    ...                           Plan(options={"memory": "9g", "gpus": "all"}, image="img", used=("image",)))
+    >>> for line in _lay_devcontainer(layer, merged, {"memory": "64g"}): print(line)
+    devcontainer .devcontainer/devcontainer.json (sha256 abababababababab): used gpus all, base image img
+      not used: memory 9g (--memory is typed)
+    >>> merged["gpus"], merged["base_image"]
+    ('all', 'img')
+    """
+    plan = layer.plan
+    offered = dict(plan.options)
+    if plan.image is not None and merged.get("image") is None:
+        offered["base_image"] = plan.image
+    if plan.build is not None and merged.get("image") is None:
+        offered["base_image"] = BUILD_PLACEHOLDER
+    taken, elsewhere = [], []
+    for key, value in offered.items():
+        shown = f"{key.replace('_', ' ')} {value}" if value != BUILD_PLACEHOLDER else "build (the base image)"
+        if merged.get(key) is None:
+            merged[key] = value
+            taken.append(shown)
+        else:
+            by = f"--{key.replace('_', '-')} is typed" if given.get(key) is not None else f"{CONFIG_FILE} sets it"
+            elsewhere.append(f"{shown} ({by})")
+    fields = [f for f in plan.used if f not in NOT_APPLIED_YET and f not in LIFECYCLE
+              and f not in ("image", "build", "dockerFile", "context", "runArgs", "hostRequirements", "remoteUser",
+                            "containerUser")
+              and not f.startswith("customizations.vscode.")]
+    lines = [f"devcontainer {layer.path} (sha256 {layer.sha256[:16]}): used " + (", ".join([*fields, *taken])
+                                                                                  or "nothing")]
+    if elsewhere:
+        lines.append("  not used: " + ", ".join(elsewhere))
+    later = [f for f in plan.used if f in NOT_APPLIED_YET]
+    if later:
+        lines.append("  read, not applied yet: " + ", ".join(later))
+    hooks = [f for f in plan.used if f in LIFECYCLE]
+    if hooks:
+        lines.append("  run in the environment as the login user: " + ", ".join(hooks))
+    editor = [f.rsplit(".", 1)[-1] for f in plan.used if f.startswith("customizations.vscode.")]
+    if editor:
+        lines.append("  VS Code " + " and ".join(editor) + ": into the workspace's .vscode/")
+    if plan.gpu_optional:
+        lines.append("  hostRequirements.gpu \"optional\": "
+                     + ("one GPU if the engine has a free one, else none" if merged.get("gpus") is None
+                        else "not used (--gpus or devagent.toml sets the GPUs)"))
+    if plan.ignored:
+        lines.append("  ignored (no devagent meaning): " + ", ".join(plan.ignored))
+    return tuple(lines)
 
 
 def _idle_release(value: object, *, typed: bool, config_path: str, minimum: float) -> float | None:

@@ -132,6 +132,52 @@ def merge_tasks(existing: str | None, tasks: list[dict[str, Any]]) -> MergeResul
                        kept=kept)
 
 
+def merge_keys(existing: str | None, path: str, wanted: Mapping[str, Any], *, list_key: str | None = None
+               ) -> MergeResult:
+    """Add a devcontainer.json's editor customizations to a workspace file at PATH, keeping what the user has.
+
+    Without LIST_KEY (settings.json): each key of WANTED the file lacks is added; a key the file has keeps the
+    user's value (in ``kept``). With LIST_KEY (extensions.json, ``recommendations``): the values of WANTED are
+    added to that list when missing. A file with comments is not rewritten (``reason`` says what to add by hand).
+
+    >>> merge_keys('{"a": 1}', ".vscode/settings.json", {"a": 2, "b": 3}).text
+    '{\\n  "a": 1,\\n  "b": 3\\n}\\n'
+    >>> merge_keys(None, ".vscode/extensions.json", {"x.y": "x.y"}, list_key="recommendations").added
+    ['x.y']
+    """
+    doc: Any = {}
+    bom = ""
+    indent: int | str = 2
+    if existing is not None and existing.strip():
+        bom = "\ufeff" if existing.startswith("\ufeff") else ""
+        text = existing[len(bom):]
+        doc, obstacle, problem = _read_jsonc(text)
+        if problem is None and not isinstance(doc, dict):
+            problem = "is not a JSON object; left as is"
+        if problem is not None:
+            return MergeResult(None, reason=f"{path} {problem}")
+        indent = _indent_of(text)
+    else:
+        obstacle = None
+    if list_key is not None:
+        present = doc.get(list_key, [])
+        if not isinstance(present, list):
+            return MergeResult(None, reason=f'{path} "{list_key}" is not a list; left as is')
+        missing = [v for v in wanted.values() if v not in present]
+        kept = [str(v) for v in wanted.values() if v in present]
+        update = {list_key: [*present, *missing]}
+    else:
+        missing = [k for k in wanted if k not in doc]
+        kept = [k for k in wanted if k in doc]
+        update = {k: copy.deepcopy(wanted[k]) for k in missing}
+    if not missing:
+        return MergeResult(None, kept=kept)
+    if obstacle is not None:
+        return MergeResult(None, kept=kept, reason=f"{path} {obstacle}; add by hand: "
+                           f"{json.dumps(update, ensure_ascii=False)}")
+    return MergeResult(bom + _dump({**doc, **update}, indent=indent), added=[str(m) for m in missing], kept=kept)
+
+
 def merge_snippets(existing: str | None, new: str) -> MergeResult:
     """Decide what to do with ``.vscode/devagent.code-snippets``, given its text (or None) and ours (``new``).
 

@@ -314,12 +314,16 @@ class Engine:
             return None, str(getattr(exc, "explanation", None) or exc)
         return self.image_id(ref), last
 
-    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
-        """Build CONTEXT into TAG, streaming progress lines to ON_LINE."""
+    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None], *,
+              dockerfile: str | None = None, buildargs: Mapping[str, str] | None = None,
+              target: str | None = None) -> None:
+        """Build CONTEXT into TAG, streaming progress lines to ON_LINE. DOCKERFILE (relative to CONTEXT),
+        BUILDARGS and TARGET as `docker build` takes them (a devcontainer.json's build)."""
         log: list[str] = []
         try:
             for chunk in self._client.api.build(
-                path=str(context), tag=tag, labels=dict(labels), rm=True, forcerm=True, decode=True, pull=False
+                path=str(context), tag=tag, labels=dict(labels), rm=True, forcerm=True, decode=True, pull=False,
+                dockerfile=dockerfile, buildargs=dict(buildargs or {}) or None, target=target,
             ):
                 if "stream" in chunk:
                     for line in str(chunk["stream"]).splitlines():

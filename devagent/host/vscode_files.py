@@ -7,7 +7,7 @@ or left alone with the reason said (core/vscode.py decides; this module only rea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import devagent
@@ -17,6 +17,7 @@ from devagent.core.vscode import (
     SNIPPETS_PATH,
     TASKS_PATH,
     MergeResult,
+    merge_keys,
     merge_snippets,
     merge_tasks,
     project_snippets,
@@ -44,6 +45,31 @@ def place_vscode_files(workspace: Path) -> Iterator[str]:
             owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
             yield _apply(root, SNIPPETS_PATH, lambda old: merge_snippets(old, snippets), "snippets", owner)
             yield _apply(root, TASKS_PATH, lambda old: merge_tasks(old, DEVAGENT_TASKS), "tasks", owner)
+    except PathRefused as exc:
+        raise exc.as_error() from None
+
+
+EXTENSIONS_PATH = ".vscode/extensions.json"
+SETTINGS_PATH = ".vscode/settings.json"
+
+
+def place_editor_files(workspace: Path, extensions: Sequence[str], settings: Mapping[str, object]
+                       ) -> Iterator[str]:
+    """A devcontainer.json's customizations.vscode into WORKSPACE/.vscode: EXTENSIONS as extensions.json
+    recommendations (Remote-SSH offers to install them), SETTINGS as settings.json keys; what the user's files
+    already say is kept. One line per file, as ``place_vscode_files``; the same no-link rules."""
+    try:
+        with Folder.open(workspace) as root:
+            st = root.stat()
+            owner = (st.st_uid, st.st_gid) if os.geteuid() == 0 else None
+            if extensions:
+                wanted = {e: e for e in extensions}
+                yield _apply(root, EXTENSIONS_PATH, lambda old: merge_keys(old, EXTENSIONS_PATH, wanted,
+                                                                           list_key="recommendations"),
+                             "recommendations", owner)
+            if settings:
+                yield _apply(root, SETTINGS_PATH, lambda old: merge_keys(old, SETTINGS_PATH, settings),
+                             "settings", owner)
     except PathRefused as exc:
         raise exc.as_error() from None
 

@@ -332,3 +332,90 @@ def test_the_image_line_says_built_or_cached_for_a_new_container(
     monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
     assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(line)
+
+
+class TestDevcontainerLayer:
+    """The workspace's devcontainer.json lies under devagent.toml: flags > devagent.toml > devcontainer.json >
+    defaults, and `up` says what of the file was used and what was not."""
+
+    @staticmethod
+    def layer(text: str) -> Any:
+        from devagent.core.devcontainer import map_config, read_configuration
+        from devagent.core.up_request import DevcontainerLayer
+
+        config = read_configuration(text, source=".devcontainer/devcontainer.json", local_workspace="/w",
+                                    container_workspace="/home/dev/workspace", env={})
+        return DevcontainerLayer(".devcontainer/devcontainer.json", "0123456789abcdef" * 4,
+                                 map_config(config, source=".devcontainer/devcontainer.json"))
+
+    def made(self, text: str, given: Mapping[str, object] | None = None, config_text: str | None = None
+             ) -> UpRequest:
+        return up_request(name="exp", given=given or {}, config_text=config_text, config_path=CONFIG,
+                          workspace="/w", uid=1000, client_profile="strict", argv=["up", "exp"],
+                          devcontainer=self.layer(text))
+
+    FILE = ('{"image": "devagent-base:bookworm", "remoteUser": "alice", "runArgs": ["--gpus", "all", "--shm-size",'
+            ' "4g"], "hostRequirements": {"memory": "24gb", "cpus": 4}, "containerEnv": {"A": "1"},'
+            ' "postCreateCommand": "make", "name": "x"}')
+
+    def test_the_file_fills_what_nothing_else_sets(self) -> None:
+        made = self.made(self.FILE)
+        spec = made.spec
+        assert (spec.base_image, spec.user, spec.gpus.mode) == ("devagent-base:bookworm", "alice", "all")
+        assert (spec.limits.memory, spec.limits.shm_size, spec.limits.cpus) == (24 * 1024**3, 4 * 1024**3, 4.0)
+        assert made.devcontainer == (
+            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used gpus all, shm size 4g, "
+            "cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
+            "  read, not applied yet: containerEnv",
+            "  run in the environment as the login user: postCreateCommand",
+            "  ignored (no devagent meaning): name",
+        )
+        assert [c.line for c in made.commands] == ["make"]
+        assert made.launch_command == ("devagent up exp  # with .devcontainer/devcontainer.json "
+                                       "(sha256 0123456789abcdef)")
+
+    def test_flags_and_devagent_toml_win_and_up_says_so(self) -> None:
+        made = self.made(self.FILE, given={"memory": "64g"}, config_text='gpus = "none"\nbase_image = "img:2"\n')
+        assert made.spec.limits.memory == 64 * 1024**3
+        assert made.spec.gpus.mode == "none"
+        assert made.spec.base_image == "img:2"
+        assert made.spec.limits.shm_size == 4 * 1024**3
+        assert made.devcontainer[1] == ("  not used: gpus all (devagent.toml sets it), memory 24g (--memory is "
+                                        "typed), base image devagent-base:bookworm (devagent.toml sets it)")
+
+    def test_an_optional_gpu_is_asked_of_the_ledger_only_when_nothing_sets_the_gpus(self) -> None:
+        optional = '{"image": "i", "hostRequirements": {"gpu": "optional"}}'
+        assert self.made(optional).gpu_optional
+        typed = self.made(optional, given={"gpus": "0"})
+        assert not typed.gpu_optional
+        assert typed.devcontainer[-1] == ('  hostRequirements.gpu "optional": not used (--gpus or devagent.toml '
+                                          "sets the GPUs)")
+        assert not self.made(optional, config_text='gpus = "none"\n').gpu_optional
+
+    def test_a_team_image_beats_the_file_s_image(self) -> None:
+        made = self.made('{"image": "devagent-base:bookworm"}', given={"image": "registry.example/team/env:1"})
+        assert made.spec.image == "registry.example/team/env:1"
+        assert made.spec.base_image == s.DEFAULT_BASE_IMAGE
+
+    def test_a_dockerfile_build_is_the_base_image_unless_one_is_typed(self) -> None:
+        from devagent.core.devcontainer import Build
+        from devagent.core.up_request import BUILD_PLACEHOLDER
+
+        made = self.made('{"build": {"dockerfile": "Dockerfile", "args": {"V": "1"}}}')
+        assert made.build == Build("Dockerfile", ".", (("V", "1"),))
+        assert made.spec.base_image == BUILD_PLACEHOLDER  # the CLI builds it, then puts the tag in its place
+        assert made.devcontainer[0].endswith("used build (the base image)")
+        typed = self.made('{"build": {"dockerfile": "Dockerfile"}}', given={"base_image": "img:3"})
+        assert (typed.build, typed.spec.base_image) == (None, "img:3")
+        assert typed.devcontainer[1] == "  not used: build (the base image) (--base-image is typed)"
+
+    def test_a_build_that_leaves_the_workspace_is_refused(self) -> None:
+        from devagent.core.devcontainer import Build, build_paths
+
+        with pytest.raises(DevagentError) as err:
+            build_paths(".devcontainer/devcontainer.json", Build("../../etc/passwd"))
+        assert err.value.message == (".devcontainer/devcontainer.json: build.dockerfile '../../etc/passwd' is "
+                                     "outside the workspace")
+        with pytest.raises(DevagentError) as err:
+            build_paths(".devcontainer.json", Build("Dockerfile", "/"))
+        assert err.value.message == ".devcontainer.json: build.context '/' is outside the workspace"

@@ -382,3 +382,21 @@ class TestOpening:
             remote_uri(name, "/w")
         with pytest.raises(DevagentError, match="invalid environment name"):
             code_command(name, "/w")
+
+
+def test_a_devcontainer_json_s_customizations_merge_into_the_user_s_files() -> None:
+    from devagent.core.vscode import merge_keys
+
+    settings = merge_keys('{\n    "a": 1\n}\n', ".vscode/settings.json", {"a": 2, "b": [1]})
+    assert (settings.text, settings.added, settings.kept) == ('{\n    "a": 1,\n    "b": [\n        1\n    ]\n}\n',
+                                                              ["b"], ["a"])
+    recommended = merge_keys('{"recommendations": ["x.y"]}', ".vscode/extensions.json", {"x.y": "x.y", "p.q": "p.q"},
+                             list_key="recommendations")
+    assert recommended.text == '{\n  "recommendations": [\n    "x.y",\n    "p.q"\n  ]\n}\n'
+    commented = merge_keys('{"a": 1, // mine\n}', ".vscode/settings.json", {"b": 2})
+    assert commented.text is None
+    assert commented.reason == ('.vscode/settings.json has comments (devagent does not rewrite it: they would be '
+                                'lost); add by hand: {"b": 2}')
+    assert merge_keys("[1]", ".vscode/settings.json", {"b": 2}).reason == (
+        ".vscode/settings.json is not a JSON object; left as is")
+    assert merge_keys('{"b": 2}', ".vscode/settings.json", {"b": 2}).text is None

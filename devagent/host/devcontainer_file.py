@@ -1,0 +1,110 @@
+"""The workspace's devcontainer.json, found and read as `up` needs it.
+
+The checkout is the user's (a cloned repository may hold anything): the candidates are looked at and the file is
+read through devagent/nofollow, never through a link, never waiting on a FIFO, at a bounded cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from devagent.core.devcontainer import (
+    CANDIDATES,
+    Build,
+    Plan,
+    base_tag,
+    build_paths,
+    choose_config,
+    map_config,
+    read_configuration,
+)
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import Engine
+from devagent.nofollow.walk import PathRefused, open_below, open_folder_below, read_limited
+
+_LIMIT = 1 << 20  # a devcontainer.json larger than this is not one: not read
+
+
+@dataclass(frozen=True)
+class DevcontainerFile:
+    """The file `up` uses: its path relative to the workspace, the SHA-256 of its content, what it maps to."""
+
+    path: str
+    sha256: str
+    plan: Plan
+
+
+def _present(workspace: Path) -> list[str]:
+    """Which of the specification's candidates exist below WORKSPACE (a link counts as present, and is refused
+    when read)."""
+    found = [c for c in CANDIDATES if os.path.lexists(workspace / c)]
+    try:
+        fd = open_folder_below(workspace, ".devcontainer")
+    except (FileNotFoundError, NotADirectoryError, PathRefused):
+        return found
+    try:
+        for name in sorted(os.listdir(fd)):
+            rel = f".devcontainer/{name}/devcontainer.json"
+            if name != "devcontainer.json" and os.path.lexists(workspace / rel):
+                found.append(rel)
+    finally:
+        os.close(fd)
+    return found
+
+
+def find_devcontainer(workspace: Path, *, choice: str | None, container_workspace: str,
+                      env: Mapping[str, str]) -> DevcontainerFile | None:
+    """The devcontainer.json of WORKSPACE (CHOICE: --devcontainer), read, substituted and mapped; None when the
+    workspace has none. CONTAINER_WORKSPACE is the workspace's place in the container, ENV the caller's
+    environment (``${localEnv:…}``)."""
+    rel = choose_config(_present(workspace), choice)
+    if rel is None:
+        return None
+    try:
+        fd = open_below(workspace, rel)
+        try:
+            data = read_limited(fd, _LIMIT, rel)
+        finally:
+            os.close(fd)
+    except (PathRefused, IsADirectoryError) as exc:  # a link, a FIFO, a folder, too large: not read
+        raise DevagentError(f"{rel}: {exc.strerror}; devagent did not read it", status=ExitStatus.USAGE,
+                            hint="make it a regular file in the workspace (a link may lead anywhere on the "
+                            "machine)") from None
+    text = data.decode("utf-8", errors="replace")
+    config = read_configuration(text, source=rel, local_workspace=str(workspace),
+                                container_workspace=container_workspace, env=env)
+    return DevcontainerFile(path=rel, sha256=hashlib.sha256(data).hexdigest(), plan=map_config(config, source=rel))
+
+
+def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256: str, build: Build,
+               report: Callable[[str], None]) -> str:
+    """The base image BUILD (of the devcontainer.json at CONFIG_PATH) describes, built on ENGINE from the
+    workspace when this engine does not have it yet; its tag. The Dockerfile is read without following a link;
+    the context is sent as Docker sends one (a link in it is sent as a link, never followed)."""
+    context, dockerfile = build_paths(config_path, build)
+    try:
+        fd = open_below(workspace, dockerfile)
+        try:
+            content = read_limited(fd, _LIMIT, dockerfile)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise DevagentError(f"{config_path}: build.dockerfile {dockerfile} does not exist", status=ExitStatus.USAGE,
+                            hint="fix build.dockerfile: it is relative to the devcontainer.json's folder") from None
+    except (PathRefused, IsADirectoryError) as exc:
+        raise DevagentError(f"{dockerfile}: {exc.strerror}; devagent did not read it", status=ExitStatus.USAGE,
+                            hint="make it a regular file in the workspace") from None
+    tag = base_tag(config_sha256, content, build)
+    if engine.image_id(tag) is not None:
+        report(f"base image {tag} (cached, from {config_path})")
+        return tag
+    report(f"building base image {tag} from {dockerfile} ({config_path})")
+    engine.build(workspace / context, tag, {"devagent.devcontainer": config_path},
+                 on_line=lambda line: report(f"  {line}"),
+                 dockerfile=posixpath.relpath(dockerfile, context), buildargs=dict(build.args), target=build.target)
+    return tag
