@@ -15,10 +15,12 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
+from devagent.container.watcher import SaveHandler
 from devagent.core.runs.distributed import (
     effective_batch,
     merge_rank_lines,
@@ -26,7 +28,9 @@ from devagent.core.runs.distributed import (
     torchrun_failure,
 )
 from devagent.core.runs.exits import ExitInfo, distributed_exit
+from devagent.runs.observer import RunObserver
 from devagent.runs.output_watch import OutputWatch
+from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
 from devagent.runs.wrapped import rank_tagging
 
@@ -224,7 +228,7 @@ def _devagent_run(workspace: Path, *command: str, timeout: float = 240) -> subpr
 
 def _section(notebook: Path, number: int) -> str:
     text = notebook.read_text(encoding="utf-8")
-    start = text.index(f"· run {number} ·")
+    start = re.search(rf"· run {number}(?: \(observed\))? ·", text).start()  # type: ignore[union-attr]
     end = text.find("\n## ", start)
     return text[start:] if end < 0 else text[start:end]
 
@@ -314,3 +318,36 @@ def test_two_nodes_are_one_run_each_linked_by_rendezvous(tmp_path: Path) -> None
                f"(node {1 - node}) |" in section, section
         assert "world size 2" in section
         assert "| effective batch | 32 per process × 2 processes × 1 accumulation step = 64 |" in section
+
+
+@needs_torch
+@pytest.mark.slow
+def test_an_observed_torchrun_is_one_run_with_rank_0s_metrics(tmp_path: Path) -> None:
+    """torchrun typed in a terminal, nobody wrapping it: the agent's observer follows torchrun, not its ranks."""
+    (tmp_path / "train_ddp.py").write_text(DDP.replace(
+        '    print(f"step={step}', '    lab.log(step=step, loss=loss.item())\n    print(f"step={step}').replace(
+        "import torch\n", "import torch\nfrom devagent import lab\n", 1))
+    RunLog(tmp_path).make_run_dir(0)  # the workspace's .devagent/, where the helper writes unwrapped runs' lines
+    place = RunPlace(tmp_path, tmp_path / "lab-notebook.md")
+    observer = RunObserver(place, is_watched=SaveHandler(None, root=tmp_path).is_watched)  # type: ignore[arg-type]
+    env = {k: v for k, v in os.environ.items() if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    assert torchrun is not None
+    launch = subprocess.Popen([torchrun, "--nproc-per-node=2", "--master-port", str(_free_port()), "train_ddp.py",
+                               "--batch-size", "16"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished: list[int] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        finished += observer.scan()
+        if launch.poll() is not None and not observer.following:
+            break
+        time.sleep(0.2)
+    assert launch.wait(timeout=10) == 0
+    assert finished == [1]
+    section = _section(place.notebook, 1)
+    assert section.startswith("· run 1 (observed) · train_ddp.py ·"), section
+    assert "| distributed | torchrun · 2 processes per node × 1 node = world size 2 · backend gloo |" in section
+    assert "| effective batch | 16 per process × 2 processes × 1 accumulation step = 32 |" in section
+    assert "`loss` " in section and "— 4 points ·" in section, section  # rank 0's lab lines, found by its pid
