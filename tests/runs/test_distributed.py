@@ -351,3 +351,12 @@ def test_an_observed_torchrun_is_one_run_with_rank_0s_metrics(tmp_path: Path) ->
     assert "| distributed | torchrun · 2 processes per node × 1 node = world size 2 · backend gloo |" in section
     assert "| effective batch | 16 per process × 2 processes × 1 accumulation step = 32 |" in section
     assert "`loss` " in section and "— 4 points ·" in section, section  # rank 0's lab lines, found by its pid
+
+
+def test_step_n_loss_x_lines_are_metrics_from_rank_0() -> None:
+    """The issue's DDP script prints ``step N loss X`` on every rank: today no metrics at all."""
+    watch = OutputWatch(ranks=True)
+    watch.feed(b"".join(b"[rank%d]:step %d loss %.2f\n" % (rank, step, 1 / (step + 1))
+                        for step in range(3) for rank in (0, 1)))
+    watch.close()
+    assert watch.series.points["loss"] == [(0, 1.0), (1, 0.5), (2, 0.33)]
