@@ -191,6 +191,8 @@ needs_torch = pytest.mark.skipif(
 
 DDP = textwrap.dedent("""\
     import argparse
+    import os
+    import sys
     import torch
     import torch.distributed as dist
 
@@ -214,8 +216,12 @@ DDP = textwrap.dedent("""\
         if step == 2 and rank == args.fail_rank:
             raise ValueError(f"rank {rank} broke at step {step}")
         print(f"step={step} loss={loss.item():.4f}", flush=True)
-    dist.barrier()  # both ranks done before either tears gloo down (else one may abort at exit)
+    dist.barrier()
     dist.destroy_process_group()
+    # torch 2.13's CPU gloo aborts about one exit in six here ("terminate called without an active exception",
+    # SIGABRT), with or without devagent: leave without the C++ teardown, as the run itself is done.
+    sys.stdout.flush()
+    os._exit(0)
 """)
 
 
