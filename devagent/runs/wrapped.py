@@ -58,6 +58,12 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     runs = RunLog(place.workspace)
     started = _now()
     launch = parse_launch(argv, environ)
+    if launch is not None and launch.launcher == "environment" and launch.rank not in (None, 0):
+        # `srun devagent run -- python train.py`: every rank runs the wrapper; rank 0's section is the run's.
+        print(f"devagent: rank {launch.rank} of {launch.world_size}: not recorded (rank 0 records the run)",
+              file=sys.stderr, flush=True)
+        return run_streaming(list(argv), on_output=lambda _: None, env={**environ, "DEVAGENT_RUN": ""},
+                             cwd=str(cwd)).returncode
     node = (launch.rendezvous, launch.node_rank) if launch is not None and launch.rendezvous else None
     number, lab_file = _reserve(runs, started, node=node)
     # The code as it was run, read beside the command's start rather than before it (git status in a big

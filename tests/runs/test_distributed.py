@@ -366,3 +366,26 @@ def test_step_n_loss_x_lines_are_metrics_from_rank_0() -> None:
                         for step in range(3) for rank in (0, 1)))
     watch.close()
     assert watch.series.points["loss"] == [(0, 1.0), (1, 0.5), (2, 0.33)]
+
+
+def test_ranks_launched_by_their_environment_are_recorded_once(tmp_path: Path) -> None:
+    """`srun devagent run -- python train.py`: each rank runs the wrapper with WORLD_SIZE and RANK set."""
+    (tmp_path / "t.py").write_text("import argparse, os\np = argparse.ArgumentParser()\n"
+                                   "p.add_argument('--batch-size', type=int, default=8)\np.parse_args()\n"
+                                   "print('loss=0.5 rank', os.environ['RANK'])\nraise SystemExit(3)\n")
+    results = []
+    for rank in ("1", "0"):
+        env = {k: v for k, v in os.environ.items() if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN")}
+        results.append(subprocess.run(
+            [sys.executable, "-m", "devagent", "run", "--", sys.executable, "t.py", "--batch-size", "4"],
+            cwd=tmp_path, env={**env, "WORLD_SIZE": "2", "RANK": rank}, capture_output=True, text=True,
+            timeout=120, check=False))
+    assert [r.returncode for r in results] == [3, 3]
+    assert "devagent: rank 1 of 2: not recorded (rank 0 records the run)" in results[0].stderr
+    assert "loss=0.5 rank 1" in results[0].stdout
+    assert [r.number for r in RunLog(tmp_path).records()] == [1]
+    section = _section(tmp_path / "lab-notebook.md", 1)
+    assert r"| distributed | WORLD\_SIZE 2 in its environment · this is rank 0 · backend not named in the " \
+           "command or script |" in section, section
+    assert "| effective batch | 4 per process × 2 processes = 8 (no gradient accumulation argument: 1 step " \
+           "assumed) |" in section

@@ -264,15 +264,17 @@ def distributed_facts(report: RunReport) -> list[tuple[str, str]]:
     launch = report.launch
     if launch is None:
         return []
-    shape = [launch.launcher]
+    shape = [launch.launcher] if launch.launcher != "environment" else []
     nodes = launch.nnodes or 1
-    if launch.nproc_per_node is not None and launch.world is None:
+    if launch.launcher == "environment":
+        shape.append(f"WORLD_SIZE {launch.world_size} in its environment")
+        if launch.rank is not None:
+            shape.append(f"this is rank {launch.rank}")
+    elif launch.nproc_per_node is not None and launch.world is None:
         shape.append(f"{launch.nproc_per_node} process{'es' if launch.nproc_per_node != 1 else ''} per node × "
                      f"{nodes} node{'s' if nodes != 1 else ''} = world size {launch.world_size}")
     elif launch.world_size is not None:
         shape.append(f"world size {launch.world_size}" + (f" on {nodes} nodes" if nodes > 1 else ""))
-        if launch.rank is not None:
-            shape.append(f"this is rank {launch.rank}")
     else:
         shape.append("world size not known (processes per node chosen on the node)")
     shape.append(f"backend {launch.backend}" if launch.backend else "backend not named in the command or script")
