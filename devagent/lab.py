@@ -14,7 +14,9 @@ Each call appends one JSON line to the file ``devagent run`` names in ``DEVAGENT
     {"_t": 1764252121.1, "step": 0, "loss": 2.302, "acc": 0.11}
     {"_t": 1764252190.9, "_torch": {"max_memory_allocated": 1234, "max_memory_reserved": 2048, "devices": 1}}
 
-The last line is written at exit when the script used CUDA through torch. Without ``devagent run`` the lines go to
+The last line is written at exit when the script used CUDA through torch. In a distributed run only rank 0
+(``RANK``) records, unless ``DEVAGENT_LAB_ALL_RANKS=1`` (each line then carries ``"_rank"``).
+Without ``devagent run`` the lines go to
 ``.devagent/lab/<pid>.jsonl`` in the nearest folder above the current directory that holds a ``.devagent/`` of
 this user's own (a workspace the agent watches; never a shared one such as someone else's ``/tmp/.devagent``),
 and nowhere when there is none: every function is then a no-op. No file is opened through a symbolic link. Any
@@ -45,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["flush", "hparams", "log"]
 
 ENV_FILE = "DEVAGENT_LAB_FILE"
+# In a distributed run (torchrun sets RANK), only rank 0 records: every rank logs the same loss, and the curve
+# must not count it N times. ALL_RANKS=1 records every rank, each line with its "_rank".
+ALL_RANKS = "DEVAGENT_LAB_ALL_RANKS"
 
 
 class _Recorder:
@@ -59,6 +64,11 @@ class _Recorder:
     def write(self, record: dict[str, object]) -> None:
         if self.disabled:
             return
+        rank = os.environ.get("RANK", "0").strip() or "0"
+        if rank != "0":
+            if os.environ.get(ALL_RANKS) != "1":
+                return
+            record["_rank"] = int(rank) if rank.isdigit() else rank
         line = (json.dumps(record, allow_nan=False) + "\n").encode()
         with self.lock:
             if not self.resolved:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.notebook import LaunchContext, SaveRecord
+from devagent.core.runs.distributed import effective_batch, parse_launch
 from devagent.core.runs.environment import allowed_env
-from devagent.core.runs.exits import classify_exit
+from devagent.core.runs.exits import classify_exit, distributed_exit
 from devagent.core.runs.gpu_timeline import DeviceTimeline, timeline_svg
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
 from devagent.core.runs.metrics import (
@@ -41,7 +42,7 @@ from devagent.core.runs.section import MEMORY_NOTE, RunReport, render_run
 from devagent.nofollow.bounded import Lines, read_content
 from devagent.nofollow.walk import open_regular, write_beneath
 from devagent.runs.gitstate import GitSkipped, git_state
-from devagent.runs.output_watch import OutputWatch
+from devagent.runs.output_watch import RANK_LINES, OutputWatch
 from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
@@ -120,6 +121,11 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     nan_seen = (run.output.nan_seen if run.output else False) or any(
         not math.isfinite(v) for name, values in series.points.items() if "loss" in name for _, v in values)
     exit_info = classify_exit(run.exit_code, tail=tail, oom_killed=run.oom_killed, nan_seen=nan_seen)
+    launch = parse_launch(run.argv, run.environ, script_args=script_args, script_source=script_text)
+    if launch is not None and run.output is not None:  # which rank failed first, from torchrun's report
+        exit_info = distributed_exit(exit_info, [scrub(line, secrets) for line in run.output.last_lines(RANK_LINES)])
+    nodes = {n: r for n, r in runs.nodes(launch.rendezvous).items() if n != run.number} \
+        if launch is not None and launch.rendezvous else {}
     summaries = summarize_metrics(series)
     curve = curve_values(series)
     curve_image = _plot(place, run, curve) if curve else None
@@ -129,6 +135,7 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         cwd=str(run.cwd),
         started=run.started.isoformat(timespec="seconds"), duration_s=run.duration_s, exit_code=run.exit_code,
         exit_kind=exit_info.kind, hparams=hparams, metrics={m.name: m.final for m in summaries},
+        distributed=launch.to_json() if launch is not None else None,
     )
     gpu = GpuMemory(nvml_peak=run.gpu_peak, nvml_total=run.gpu_total,
                     torch_allocated=torch_memory.get("max_memory_allocated"),
@@ -142,7 +149,8 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
         gpu=gpu, output_tail=tail, output_lines=run.output.line_count if run.output else 0,
         output_lines_estimated=run.output.line_count_estimated if run.output else False,
         metrics_left_out=series.left_out, metric_files_cut=files_cut, output_finals=output_finals,
-        started_by=run.started_by,
+        started_by=run.started_by, launch=launch, other_nodes=nodes,
+        batch=effective_batch(hparams, launch.world_size) if launch is not None else None,
         # only a GPU run can need the note: a CPU run does not read the notebook for it
         memory_explained=gpu.gpus > 0 and notebook_holds(place.notebook, f"<summary>{MEMORY_NOTE}</summary>"),
         reproduce=_reproduce_facts(place, record, run, allowed_env(run.environ)),

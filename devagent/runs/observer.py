@@ -48,6 +48,7 @@ class Observed:
     number: int | None = None
     started_by: str | None = None
     first_seen: float = field(default_factory=time.monotonic)
+    workers: set[int] = field(default_factory=set)  # its children that are Python too: a launcher's ranks
 
 
 class RunObserver:
@@ -86,7 +87,8 @@ class RunObserver:
         for pid, (ticks, ppid) in sorted(alive.items()):
             if pid in self.following or (pid, ticks) in self._ignored:
                 continue
-            if ppid in self.following:  # a DataLoader worker forked from a run we follow: part of that run
+            if ppid in self.following:  # a DataLoader worker, or a launcher's rank: part of the run we follow
+                self.following[ppid].workers.add(pid)
                 continue
             found = self._candidate(pid, ticks)
             if found is None:
@@ -119,6 +121,10 @@ class RunObserver:
         if found is None:
             return None
         argv, environ, cwd = found
+        if environ.get("LOCAL_RANK", "0") != "0" and environ.get("WORLD_SIZE", "1") != "1":
+            # One rank of a distributed run whose launcher we do not follow (not Python, or started before we
+            # looked): its local rank 0 stands for the node, the others are not runs of their own.
+            return None
         script, _ = find_script(argv, cwd)
         if script is None or not self.is_watched(os.path.abspath(cwd / script)):
             return None
@@ -138,7 +144,10 @@ class RunObserver:
             peak, total, gpus = run.sampler.stop()
             devices = tuple(sorted(run.sampler.usage.devices))
         number = self.runs.reserve(run.started.isoformat(timespec="seconds"))
-        lab_file = layout.observed_lab_file(self.place.workspace, run.pid)
+        # A launcher's (torchrun's) own pid writes nothing: its rank 0 does, under the rank's pid.
+        lab_file = next((f for f in (layout.observed_lab_file(self.place.workspace, pid)
+                                     for pid in (run.pid, *sorted(run.workers))) if f.is_file()),
+                        layout.observed_lab_file(self.place.workspace, run.pid))
         finished = Finished(
             number=number, argv=run.argv, cwd=run.cwd, started=run.started,
             duration_s=max(0.0, (ended - run.started).total_seconds()), exit_code=None, observed=True,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from devagent.core.runs.distributed import REPORT_LINE_RE, merge_rank_lines, split_rank
 from devagent.core.runs.exits import NAN_RE
 from devagent.core.runs.metrics import MetricSeries, parse_metric_line
 from devagent.core.runs.output import LineCollector
@@ -27,6 +28,8 @@ PARSE_BUDGET = 0.05
 PARSE_FREE_S = 0.02
 PARSE_SLICE = 64 * 1024  # bytes parsed between two looks at the clock: a 1 MiB read of short lines is ~70 ms
 RAW_TAIL_BYTES = 256 * 1024  # the output's last bytes, raw: the tail is cleaned from these at the end
+TAIL_LINES = 40
+RANK_LINES = 400  # a distributed run's last lines merged into its tail: every rank prints the same ones
 
 
 @dataclass
@@ -43,6 +46,10 @@ class OutputWatch:
     newlines: int = 0  # in the bytes counted
     counted_bytes: int = 0  # bytes whose newlines were counted (all, unless the budget ran out)
     lines: LineCollector = field(default_factory=LineCollector)
+    # A distributed run: lines carry their rank (``[rank1]:``); metrics come from rank 0 only, the launcher's own
+    # lines (its error report: ``rank : 1 (local_rank: 1)``) are never metrics, the tail shows each line once.
+    ranks: bool = False
+    rank_seen: bool = False
     _raw: bytearray = field(default_factory=bytearray)
     _spent: float = 0.0
     _started: float | None = None
@@ -107,11 +114,18 @@ class OutputWatch:
 
     @property
     def tail(self) -> list[str]:
-        """The cleaned last lines, from the raw last bytes (complete even when metrics skipped a part)."""
+        """The cleaned last lines, from the raw last bytes (complete even when metrics skipped a part); for a
+        distributed run, with each line every rank printed alike once (core.runs.distributed.merge_rank_lines)."""
+        if self.ranks:
+            return merge_rank_lines(self.last_lines(RANK_LINES))[-TAIL_LINES:]
+        return self.last_lines(TAIL_LINES)
+
+    def last_lines(self, count: int) -> list[str]:
+        """The last COUNT cleaned lines, as printed (rank prefixes kept)."""
         raw = bytes(self._raw)
         if self.total_bytes > len(raw):  # the first line kept is cut: leave it out
             raw = raw[raw.find(b"\n") + 1:] if b"\n" in raw else raw
-        collector = LineCollector()
+        collector = LineCollector(tail_lines=count)
         collector.feed(raw)
         collector.close()
         return collector.tail
@@ -134,7 +148,15 @@ class OutputWatch:
         return 1.0 if not self.total_bytes else min(1.0, self.parsed_bytes / self.total_bytes)
 
     def _take(self, lines: list[str]) -> None:
-        for line in lines:
+        for printed in lines:
+            line = printed
+            if self.ranks:
+                rank, line = split_rank(printed)
+                self.rank_seen = self.rank_seen or rank is not None
+                if NAN_RE.search(line):
+                    self.nan_seen = True
+                if rank not in (0, None) or (rank is None and self.rank_seen) or REPORT_LINE_RE.match(line):
+                    continue  # another rank's, or the launcher's own
             values = parse_metric_line(line)
             if values:
                 self.series.add(values)

@@ -43,11 +43,15 @@ class RunLog:
         self.workspace = Path(os.path.abspath(workspace))
         self.path = layout.runs_journal(self.workspace)
 
-    def reserve(self, started: str) -> int:
-        """The next run number, taken for good (a run that dies before its record still used it)."""
+    def reserve(self, started: str, *, node: tuple[str, int | None] | None = None) -> int:
+        """The next run number, taken for good (a run that dies before its record still used it). NODE, for one
+        node of a multi-node run: its rendezvous and node rank, so that the other nodes' runs can name it."""
         def reservation(lines: list[str]) -> tuple[int, str]:
             number = 1 + max((_number(line) for line in lines), default=0)
-            return number, json.dumps({"reserve": number, "started": started})
+            data: dict[str, object] = {"reserve": number, "started": started}
+            if node is not None:
+                data["rendezvous"], data["node_rank"] = node
+            return number, json.dumps(data)
 
         return self._append_locked(reservation)
 
@@ -85,6 +89,32 @@ class RunLog:
             except ValueError as exc:
                 log.warning("runs journal %s: skipping line %d (%s)", self.path, index + 1, exc)
         return out
+
+    def nodes(self, rendezvous: str) -> dict[int, int | None]:
+        """Runs of the multi-node job RENDEZVOUS, started or finished: run number → node rank."""
+        if state_folder_problem(self.workspace) is not None:
+            return {}
+        try:
+            text = read_beneath(self.workspace, self.path).decode("utf-8", errors="replace")
+        except OSError:
+            return {}
+        found: dict[int, int | None] = {}
+        for line in text.split("\n"):
+            if rendezvous not in line:
+                continue  # cheap: most lines are other runs
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(data, dict):
+                continue
+            number = data.get("reserve", data.get("number"))
+            shape = data.get("distributed")
+            distributed: dict[str, object] = shape if isinstance(shape, dict) else data
+            if isinstance(number, int) and distributed.get("rendezvous") == rendezvous:
+                rank = distributed.get("node_rank")
+                found[number] = rank if isinstance(rank, int) else None
+        return found
 
     def make_run_dir(self, number: int) -> Path:
         """RUNS/NUMBER, created (no link followed on the way): the run's own files go there."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from devagent.core.runs.distributed import launcher_args
+
 # Python's own options that take a value (python -W error -X dev script.py): the value is not the script.
 _PYTHON_OPTIONS_WITH_VALUE = frozenset({"-W", "-X", "--check-hash-based-pycs"})
 
@@ -26,10 +28,12 @@ def find_script(argv: Sequence[str], cwd: Path) -> tuple[Path | None, list[str]]
     (None, [])
     >>> find_script(["torchrun", "--nproc-per-node", "2", "devagent/lab.py", "--lr", "1"], Path("."))
     (PosixPath('devagent/lab.py'), ['--lr', '1'])
+    >>> find_script(["python", "-m", "torch.distributed.run", "devagent/lab.py", "--lr", "1"], Path("."))
+    (PosixPath('devagent/lab.py'), ['--lr', '1'])
     >>> find_script(["make", "train"], Path("."))
     (None, [])
     """
-    if argv and Path(argv[0]).name.startswith("python"):
+    if argv and Path(argv[0]).name.startswith("python") and launcher_args(argv) is None:
         return _python_target(list(argv[1:]), cwd)
     for i, arg in enumerate(argv):
         if arg.endswith(".py") and (cwd / arg).is_file():

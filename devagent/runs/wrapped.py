@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from devagent.core import layout
+from devagent.core.runs.distributed import RANK_TEMPLATE, launcher_args, parse_launch
 from devagent.errors import DevagentError, ExitStatus
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
@@ -56,7 +57,15 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     check_place(place)
     runs = RunLog(place.workspace)
     started = _now()
-    number, lab_file = _reserve(runs, started)
+    launch = parse_launch(argv, environ)
+    if launch is not None and launch.launcher == "environment" and launch.rank not in (None, 0):
+        # `srun devagent run -- python train.py`: every rank runs the wrapper; rank 0's section is the run's.
+        print(f"devagent: rank {launch.rank} of {launch.world_size}: not recorded (rank 0 records the run)",
+              file=sys.stderr, flush=True)
+        return run_streaming(list(argv), on_output=lambda _: None, env={**environ, "DEVAGENT_RUN": ""},
+                             cwd=str(cwd)).returncode
+    node = (launch.rendezvous, launch.node_rank) if launch is not None and launch.rendezvous else None
+    number, lab_file = _reserve(runs, started, node=node)
     # The code as it was run, read beside the command's start rather than before it (git status in a big
     # repository takes a while, and the command should not wait for the notebook's sake).
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -67,7 +76,7 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
     assert finished.exit_code is not None
     try:
         if number is None:  # not numbered at the start: the disk may have come back
-            number = _reserve_number(runs, started, retry=True, notebook=place.notebook)
+            number = _reserve_number(runs, started, retry=True, notebook=place.notebook, node=node)
             if number is None:
                 return finished.exit_code
             finished.number = number
@@ -85,10 +94,11 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
 _TEMPORARY_LAB = "devagent-lab-"
 
 
-def _reserve(runs: RunLog, started: datetime) -> tuple[int | None, Path | None]:
+def _reserve(runs: RunLog, started: datetime, *, node: tuple[str, int | None] | None = None,
+             ) -> tuple[int | None, Path | None]:
     """The run's number (None when the runs journal cannot be written: said on stderr) and the file the lab
     helper writes: in the run's folder, else a temporary file read at the end (None when there is none)."""
-    number = _reserve_number(runs, started, retry=False, notebook=None)
+    number = _reserve_number(runs, started, retry=False, notebook=None, node=node)
     if number is not None:
         try:
             runs.make_run_dir(number)
@@ -103,9 +113,10 @@ def _reserve(runs: RunLog, started: datetime) -> tuple[int | None, Path | None]:
     return number, Path(name)
 
 
-def _reserve_number(runs: RunLog, started: datetime, *, retry: bool, notebook: Path | None) -> int | None:
+def _reserve_number(runs: RunLog, started: datetime, *, retry: bool, notebook: Path | None,
+                    node: tuple[str, int | None] | None = None) -> int | None:
     try:
-        return runs.reserve(started.isoformat(timespec="seconds"))
+        return runs.reserve(started.isoformat(timespec="seconds"), node=node)
     except OSError as exc:
         if retry:
             print(f"devagent: run not recorded: {_reason(exc)}; {notebook} has no section for it",
@@ -128,7 +139,10 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
     child_env = {**environ, "DEVAGENT_RUN": "" if number is None else str(number)}
     if lab_file is not None:
         child_env["DEVAGENT_LAB_FILE"] = str(lab_file)
-    output = OutputWatch()
+    distributed = parse_launch(argv, environ) is not None  # the shape itself is read again when it ends
+    if distributed:
+        child_env.update(rank_tagging(argv, environ))
+    output = OutputWatch(ranks=distributed)
     who = started_by(os.getpid())  # by the ssh login above this process, never by its environment
     if number is not None:
         print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
@@ -142,6 +156,24 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
         python=_interpreter(argv, environ), environ=environ, started_by=who,
     )
     return finished
+
+
+def rank_tagging(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """What makes torchrun write each worker's lines whole and tagged with its rank (``[rank1]:step 3``):
+    ``--tee 3`` through its environment (PET_TEE), with a rank prefix. Workers writing to one shared pipe can
+    run two lines together; under tee, torchrun reads each worker's own file and writes whole lines. Nothing
+    when the command chose its own --tee, --redirects or rank filter: its choice stands."""
+    found = launcher_args(argv)
+    if found is None or found[0] != "torchrun":
+        return {}
+    own = {"--tee", "-t", "--redirects", "-r", "--local-ranks-filter", "--local_ranks_filter"}
+    options = [word for word in found[1][:next((i for i, w in enumerate(found[1]) if w.endswith(".py")),
+                                                 len(found[1]))]]
+    if any(word.split("=")[0] in own for word in options) or "PET_TEE" in environ or "PET_REDIRECTS" in environ:
+        return {}
+    return {"PET_TEE": "3",
+            "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": environ.get("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE",
+                                                                 RANK_TEMPLATE)}
 
 
 def _interpreter(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from devagent.core.runs.distributed import RankFailure, split_rank, torchrun_failure
 from devagent.core.runs.output import shorten
 
 EXIT_KINDS = ("success", "failure", "interrupted", "killed", "cuda-oom", "nan", "unknown")
@@ -23,6 +24,9 @@ _EXCEPTION_RE = re.compile(r"^\w[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*")
 _USAGE_ERROR_RE = re.compile(r"^[\w./-]+: error: .+")  # argparse: "train.py: error: unrecognized arguments"
 _RANK_PREFIX_RE = re.compile(r"^\[(?:rank|default)\d*\]:\s?")  # torchrun prefixes each worker's lines
 _LABEL_DETAIL = 100
+# A rank's error that says another rank went away first (gloo, NCCL): a consequence, not the cause.
+_COLLATERAL_RE = re.compile(r"Connection (?:closed|reset) by peer|remote worker crash|remote process exited"
+                            r"|communicator was aborted|DistNetworkError|Broken pipe")
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,43 @@ def last_exception(tail: Sequence[str]) -> str | None:
             if line and not line[0].isspace() and not line.startswith("Traceback"):
                 return line
     return next((line for line in reversed(lines) if _EXCEPTION_RE.match(line)), None)
+
+
+def distributed_exit(info: ExitInfo, lines: Sequence[str]) -> ExitInfo:
+    """INFO for a distributed run whose output's last LINES hold torchrun's error report: which rank failed
+    first and with what (its own exception, not torchrun's ``ChildFailedError``), the others as stopped by the
+    launcher. INFO as it is when there is no report (a run that succeeded, or another launcher)."""
+
+    failure = torchrun_failure(lines) if info.kind in ("failure", "killed") else None
+    if failure is None:
+        return info
+    by_rank: dict[int, list[str]] = {}
+    for rank, text in map(split_rank, lines):
+        if rank is not None:
+            by_rank.setdefault(rank, []).append(text)
+    exception = last_exception(by_rank.get(failure.rank, []))
+    if exception is not None and _COLLATERAL_RE.search(exception):
+        # torchrun's "first observed" is whichever exit it saw first; a rank that only lost its peer can be
+        # seen before the one that broke. Name the rank that failed on its own, where one did.
+        for rank, code in failure.others:
+            own = last_exception(by_rank.get(rank, []))
+            if code is not None and code > 0 and own is not None and not _COLLATERAL_RE.search(own):
+                others = ((failure.rank, failure.exitcode),
+                          *((r, c) for r, c in failure.others if r != rank))
+                failure = RankFailure(rank, code, others)
+                exception = own
+                break
+    what = f"rank {failure.rank} failed first"
+    if failure.exitcode is not None:
+        first = failure.exitcode
+        what += f" (exit {first})" if first >= 0 else f" ({signal_name(-first) or f'signal {-first}'})"
+    detail = what + (f": {exception}" if exception else "")
+    stopped = [str(rank) for rank, other in failure.others if other is None or other < 0]
+    if stopped:
+        detail += f"; rank{'s' if len(stopped) > 1 else ''} {', '.join(stopped)} stopped by the launcher"
+    for rank, other in failure.others:
+        if other is not None and other >= 0:
+            detail += f"; rank {rank} exited too (exit {other})"
+    label = f"❌ exit {info.code} · rank {failure.rank}" + (": " + shorten(exception, _LABEL_DETAIL)
+                                                          if exception else " failed")
+    return ExitInfo("failure", info.code, label, detail)

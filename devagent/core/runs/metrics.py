@@ -29,6 +29,12 @@ _STRING_VALUE_RE = re.compile(rf"(?<![\w./-])['\"]?{_KEY}['\"]?\s*[=:]\s*['\"]")
 _KEYWORD_CALL_RE = re.compile(r"\b[A-Za-z_]\w*\([^()]*?\b[A-Za-z_]\w*=")
 _LOG_LEVELS = frozenset({"debug", "info", "warn", "warning", "error", "critical", "fatal", "trace", "note"})
 STEP_KEYS = ("step", "global_step", "iter", "iteration")
+# "step 3 loss 0.42 acc 0.9": name–number pairs without = or :, read only when the line is nothing else and
+# starts with a step or epoch (the form torch's own DDP examples print); "epoch 3 of 10" is not one.
+_PAIR = rf"(?:{_KEY})[ \t]+{_NUMBER}"
+_BARE_PAIRS_RE = re.compile(rf"\s*(?:{'|'.join(STEP_KEYS)}|epoch)[ \t]+\d+(?:[ \t]*[,|]?[ \t]*{_PAIR})+\s*")
+_BARE_PAIR_RE = re.compile(rf"(?P<key>{_KEY})[ \t]+(?P<value>{_NUMBER})")
+_NOT_NAMES = frozenset({"of", "in", "at", "to", "for", "and", "per", "from", "after", "took", "is"})
 
 
 def parse_metric_line(line: str) -> dict[str, float]:
@@ -46,9 +52,15 @@ def parse_metric_line(line: str) -> dict[str, float]:
     {'loss': 0.69, 'learning_rate': 5e-05, 'epoch': 0.1}
     >>> parse_metric_line("INFO: 3 workers at http://localhost:8080 12:30:01")
     {}
+    >>> parse_metric_line("step 3 loss 0.42 acc 0.9"), parse_metric_line("epoch 3 of 10")
+    ({'step': 3.0, 'loss': 0.42, 'acc': 0.9}, {})
     """
     if (("(" in line or "{" in line) and _STRING_VALUE_RE.search(line)) or _KEYWORD_CALL_RE.search(line):
         return {}
+    if _BARE_PAIRS_RE.fullmatch(line):
+        pairs = {m.group("key"): float(m.group("value")) for m in _BARE_PAIR_RE.finditer(line)}
+        if not _NOT_NAMES.intersection(name.lower() for name in pairs):
+            return pairs
     values: dict[str, float] = {}
     for match in _METRIC_RE.finditer(line):
         key = match.group("qkey") or match.group("key")

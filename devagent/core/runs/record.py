@@ -61,6 +61,8 @@ class RunRecord:
     exit_kind: str
     hparams: dict[str, str]
     metrics: dict[str, float]
+    # A distributed run's shape (core.runs.distributed.Launch.to_json); absent from older records.
+    distributed: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         """One line of JSON, no newline; ``RunRecord.from_json(r.to_json()) == r`` (NaN aside, NaN != NaN)."""
@@ -68,6 +70,8 @@ class RunRecord:
         data["argv"] = list(self.argv)
         data["duration_s"] = _float_out(self.duration_s) if self.duration_s is not None else None
         data["metrics"] = {name: _float_out(value) for name, value in self.metrics.items()}
+        if self.distributed is None:
+            del data["distributed"]  # a run's line stays as it was before distributed runs were recorded
         return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
     @classmethod
@@ -76,7 +80,7 @@ class RunRecord:
         data = json.loads(text)
         if not isinstance(data, dict):
             raise ValueError("run record: expected a JSON object")
-        missing = [f.name for f in fields(cls) if f.name not in data]
+        missing = [f.name for f in fields(cls) if f.name not in data and f.name != "distributed"]
         if missing:
             raise ValueError(f"run record: missing {', '.join(missing)}")
         argv, hparams, metrics = data["argv"], data["hparams"], data["metrics"]
@@ -98,6 +102,7 @@ class RunRecord:
             exit_kind=_typed(data, "exit_kind", str),
             hparams=dict(hparams),
             metrics={str(name): _float_in(value, f"metrics.{name}") for name, value in metrics.items()},
+            distributed=data.get("distributed") if isinstance(data.get("distributed"), dict) else None,
         )
 
 

@@ -26,6 +26,7 @@ from devagent.core.markdown import (
     table,
 )
 from devagent.core.notebook import SEPARATOR, SaveRecord, entry, heading, render_edits_since
+from devagent.core.runs.distributed import EffectiveBatch, Launch
 from devagent.core.runs.exits import ExitInfo
 from devagent.core.runs.gpu_timeline import IDLE_UTIL, SUMMARY_HEADER, DeviceTimeline, hints, summary_rows
 from devagent.core.runs.hparams import ArgDefault, effective_batch
@@ -76,6 +77,9 @@ class RunReport:
     gpu_timelines: tuple[DeviceTimeline, ...] = ()  # what each GPU the run used did over time (NVML)
     gpu_timeline_image: str | None = None  # their picture, relative to the notebook's folder
     cpu_share: float | None = None  # the run's CPU time over its duration × the cores it could use
+    launch: Launch | None = None  # a distributed run's shape (None: one process, as far as devagent can tell)
+    batch: EffectiveBatch | None = None  # its effective batch, or what is missing to compute it
+    other_nodes: Mapping[int, int | None] = field(default_factory=dict)  # other nodes' runs: number → node rank
 
 
 MEMORY_EXPLANATION = (
@@ -238,6 +242,8 @@ def _facts(report: RunReport) -> str:
     gpus = gpu_fact(report.gpu)
     if gpus:
         facts.append(("GPUs", gpus, escape(gpus)))
+    for name, value in distributed_facts(report):
+        facts.append((name, value, escape(value)))
     label = shorten(exit_info.label, _HEADING_EXIT)
     if exit_info.detail and (exit_info.detail not in label or label != exit_info.label):
         name = "NaN in" if exit_info.kind == "nan" else "error"
@@ -247,6 +253,50 @@ def _facts(report: RunReport) -> str:
              for label, plain, _ in facts if _longest_word(plain) > MAX_CELL_WORD]
     blocks = [table(rows[0], rows[1:])] if rows else []
     return "\n\n".join(blocks + below)
+
+
+def distributed_facts(report: RunReport) -> list[tuple[str, str]]:
+    """A distributed run's rows: its shape, its node in a multi-node job, its effective batch.
+
+    >>> launch = Launch("torchrun", nproc_per_node=2, nnodes=2, node_rank=1, rdzv_id="j7",
+    ...                 rdzv_endpoint="127.0.0.1:29400", backend="gloo")
+    >>> record = RunRecord(6, False, "t.py", (), "/w", "", 1.0, 0, "success", {}, {})
+    >>> for row in distributed_facts(RunReport(record, datetime(2026, 12, 7), ExitInfo("success", 0, "", None),
+    ...         {}, None, None, None, {}, [], (), None, None, None, None, [], 0, launch=launch, other_nodes={5: 0})):
+    ...     print(row)
+    ('distributed', 'torchrun · 2 processes per node × 2 nodes = world size 4 · backend gloo')
+    ('node', 'node rank 1 of 2 · rendezvous j7@127.0.0.1:29400 · other nodes: run 5 (node 0)')
+    """
+    launch = report.launch
+    if launch is None:
+        return []
+    shape = [launch.launcher] if launch.launcher != "environment" else []
+    nodes = launch.nnodes or 1
+    if launch.launcher == "environment":
+        shape.append(f"WORLD_SIZE {launch.world_size} in its environment")
+        if launch.rank is not None:
+            shape.append(f"this is rank {launch.rank}")
+    elif launch.nproc_per_node is not None and launch.world is None:
+        shape.append(f"{launch.nproc_per_node} process{'es' if launch.nproc_per_node != 1 else ''} per node × "
+                     f"{nodes} node{'s' if nodes != 1 else ''} = world size {launch.world_size}")
+    elif launch.world_size is not None:
+        shape.append(f"world size {launch.world_size}" + (f" on {nodes} nodes" if nodes > 1 else ""))
+    else:
+        shape.append("world size not known (processes per node chosen on the node)")
+    shape.append(f"backend {launch.backend}" if launch.backend else "backend not named in the command or script")
+    rows = [("distributed", SEPARATOR.join(shape))]
+    if launch.multi_node:
+        node = [f"node rank {launch.node_rank if launch.node_rank is not None else '?'} of {nodes}"]
+        if launch.rendezvous:
+            node.append(f"rendezvous {launch.rendezvous}")
+        if report.other_nodes:
+            node.append("other nodes: " + ", ".join(
+                f"run {number} (node {rank if rank is not None else '?'})"
+                for number, rank in sorted(report.other_nodes.items())))
+        rows.append(("node", SEPARATOR.join(node)))
+    if report.batch is not None:
+        rows.append(("effective batch", report.batch.describe()))
+    return rows
 
 
 def gpu_fact(gpu: GpuMemory | None) -> str:
@@ -355,7 +405,7 @@ def _hyperparameters(report: RunReport) -> str:
         if args:
             parts.append(f"argv: {code(shell_join(args))}")
     gpus = report.gpu.gpus if report.gpu is not None else 0
-    batch = effective_batch(record.hparams, gpus) if gpus > 1 else None
+    batch = effective_batch(record.hparams, gpus) if gpus > 1 and report.launch is None else None
     if batch is not None:
         size, count, total = batch
         parts.append(f"batch size {size} × {count} GPUs = effective batch {total} "
