@@ -21,6 +21,7 @@ NAN_RE: re.Pattern[str] = re.compile(
 )
 _CUDA_OOM_RE = re.compile(r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory")
 _EXCEPTION_RE = re.compile(r"^\w[\w.]*(?:Error|Exception|Interrupt|Exit)\b.*")
+_RAISED_RE = re.compile(r"^[A-Za-z_][\w.]*(?::(?:\s.*)?)?$")  # a traceback's last line: `pkg.Boom: it broke`
 _USAGE_ERROR_RE = re.compile(r"^[\w./-]+: error: .+")  # argparse: "train.py: error: unrecognized arguments"
 _RANK_PREFIX_RE = re.compile(r"^\[(?:rank|default)\d*\]:\s?")  # torchrun prefixes each worker's lines
 _LABEL_DETAIL = 100
@@ -104,12 +105,17 @@ def last_exception(tail: Sequence[str]) -> str | None:
     'mypkg.Boom: it broke'
     >>> last_exception(["loss=0.3", "RuntimeError: shape mismatch", "exiting"])
     'RuntimeError: shape mismatch'
+    >>> last_exception(["Traceback (most recent call last):", "step=0 loss=0.32", '  File "t.py", line 9',
+    ...                 "ValueError: rank 1 broke"])
+    'ValueError: rank 1 broke'
     """
     lines = [_RANK_PREFIX_RE.sub("", line) for line in tail]
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
     if starts:
         for line in lines[starts[-1] + 1:]:
-            if line and not line[0].isspace() and not line.startswith("Traceback"):
+            # Shaped as `name.Error: message`: another stream's lines (a rank's stdout beside its stderr) can land
+            # between a traceback's frames.
+            if line and not line[0].isspace() and not line.startswith("Traceback") and _RAISED_RE.match(line):
                 return line
     return next((line for line in reversed(lines) if _EXCEPTION_RE.match(line)), None)
 
@@ -132,10 +138,12 @@ def distributed_exit(info: ExitInfo, lines: Sequence[str]) -> ExitInfo:
         # seen before the one that broke. Name the rank that failed on its own, where one did.
         for rank, code in failure.others:
             own = last_exception(by_rank.get(rank, []))
-            if code is not None and code > 0 and own is not None and not _COLLATERAL_RE.search(own):
+            # Its own exception is what counts: torchrun may have stopped it (SIGTERM) while it was still
+            # on its way out after raising, so its exit code can be the launcher's signal.
+            if own is not None and not _COLLATERAL_RE.search(own):
                 others = ((failure.rank, failure.exitcode),
                           *((r, c) for r, c in failure.others if r != rank))
-                failure = RankFailure(rank, code, others)
+                failure = RankFailure(rank, code if code is not None and code >= 0 else None, others)
                 exception = own
                 break
     what = f"rank {failure.rank} failed first"
