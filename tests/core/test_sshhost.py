@@ -38,6 +38,12 @@ class TestHostEntry:
             "hostkeyalias": "box", "userknownhostsfile": "/h/known_hosts", "stricthostkeychecking": "true",
         }
 
+    def test_the_highest_port_and_a_proxy_jump_are_kept(self) -> None:
+        entry = HostEntry("box", 65535, "dev", "/h/id", "/h/kh", proxy_jump="alice@[::1]:2222")
+        assert dict(entry.options())["Port"] == "65535"
+        assert entry.options()[2] == ("ProxyJump", "alice@[::1]:2222")
+        assert entry.expected_effective()["proxyjump"] == "alice@[::1]:2222"
+
     @pytest.mark.parametrize(("field", "value", "message"), [
         ("name", "bad name", "invalid ssh alias 'bad name'"),
         ("name", "*", "invalid ssh alias '*'"),
@@ -45,6 +51,8 @@ class TestHostEntry:
         ("name", "box\n", "invalid ssh alias 'box\\n'"),  # `$` alone would accept the trailing newline
         ("port", 0, "invalid ssh port 0"),
         ("port", 70000, "invalid ssh port 70000"),
+        ("port", 65536, "invalid ssh port 65536"),  # one past the last TCP port
+        ("port", True, "invalid ssh port True"),  # a bool is an int to Python, never a port
         ("user", "dev#x", "invalid ssh user 'dev#x'"),
         ("user", " dev", "invalid ssh user ' dev'"),
         ("user", "dev\n", "invalid ssh user 'dev\\n'"),
@@ -61,6 +69,13 @@ class TestHostEntry:
         ("known_hosts_file", "/h/${HOME}/kh",
          "UserKnownHostsFile path '/h/${HOME}/kh' contains '$' (OpenSSH expands ${VAR} in paths)"),
         ("known_hosts_file", "/h/k\th", "UserKnownHostsFile path '/h/k\\th' contains a tab"),
+        # Control characters with no entry of their own in the table of forbidden ones: ESC, NUL, DEL.
+        ("identity_file", "/h/\x1b[2Jid", "IdentityFile path '/h/\\x1b[2Jid' contains a control character"),
+        ("identity_file", "/h/id\x00", "IdentityFile path '/h/id\\x00' contains a control character"),
+        ("known_hosts_file", "/h/k\x7fh", "UserKnownHostsFile path '/h/k\\x7fh' contains a control character"),
+        ("proxy_jump", "gpu\n  ProxyCommand sh", "invalid ProxyJump 'gpu\\n  ProxyCommand sh'"),
+        ("proxy_jump", "gpu,evil", "invalid ProxyJump 'gpu,evil'"),  # a second hop
+        ("proxy_jump", "-oProxyCommand=sh", "invalid ProxyJump '-oProxyCommand=sh'"),
     ])
     def test_values_the_config_would_not_keep_intact_are_refused_as_usage_errors(
             self, field: str, value: object, message: str) -> None:
