@@ -91,6 +91,18 @@ class TestWhoHoldsEachGpu:
         assert holders_by_gpu(INVENTORY, [env], [])[B] == [Holder("environment", "exp",
                                                                    "container exp-new-1a2b3c, created")]
 
+    def test_an_environment_using_a_gpu_leased_by_another_environment_is_a_second_holder(self) -> None:
+        # The double booking the ledger exists to prevent: exp leased A, but bob's environment asked Docker for
+        # A too (made before the ledger, or by hand). Both hold A; hiding bob's container would let a third
+        # environment believe A is exp's alone.
+        lease = Lease("l1", A, "exp", "alice@gpu1", "now")
+        bob = ContainerGpus("c4", "bob", "running", ids=("0",), labels={"devagent.managed": "true",
+                                                                       "devagent.name": "bob"})
+        held = holders_by_gpu(INVENTORY, [bob], [lease])
+        assert held[A] == [Holder("environment", "exp", "alice@gpu1, since now"),
+                           Holder("environment", "bob", "container bob, running")]
+        assert held[B] == held[C] == []
+
 
 class TestChoosing:
     free: ClassVar[dict[str, list[Holder]]] = {A: [], B: [], C: []}
@@ -102,6 +114,12 @@ class TestChoosing:
         held = {**self.free, C: [Holder("container", "x")]}
         assert choose(GpuRequest("any", count=1), INVENTORY, held, share=False) == (B,)
         assert choose(GpuRequest("any", count=1), INVENTORY, self.free, share=False, keep=(A,)) == (A,)
+
+    def test_any_n_takes_exactly_the_n_free_gpus_when_no_more_are_free(self) -> None:
+        held = {**self.free, A: [Holder("environment", "exp", "alice@gpu1")]}
+        assert choose(GpuRequest("any", count=2), INVENTORY, held, share=False) == (C, B)
+        assert choose(GpuRequest("any", count=3), INVENTORY, self.free, share=False) == (C, B, A)
+        assert choose(GpuRequest("any", count=2), INVENTORY, held, share=False, keep=(A,)) == (A, C)
 
     def test_any_n_with_too_few_free_is_busy_and_names_the_holders(self) -> None:
         held = {A: [Holder("environment", "exp", "alice@gpu1")], B: [Holder("process", "42", "python")], C: []}
