@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def public_line(key: object, comment: str = "alice@laptop") -> str:
 
 
 ED25519 = public_line(ed25519.Ed25519PrivateKey.generate())
+
+
+def wire(key_type: str, *fields: bytes) -> str:
+    """A key line whose blob is KEY_TYPE then FIELDS in SSH wire format (uint32 length, then the bytes)."""
+    blob = b"".join(len(f).to_bytes(4, "big") + f for f in (key_type.encode(), *fields))
+    return f"{key_type} {base64.b64encode(blob).decode()} alice@laptop"
 
 
 def refusal(text: str) -> DevagentError:
@@ -104,6 +111,37 @@ class TestKeysThatAreRefused:
 
     def test_a_truncated_key(self) -> None:
         assert "truncated" in refusal(f"ssh-ed25519 {ED25519.split()[1][:40]}").message
+
+    def test_a_line_with_only_a_key_type(self) -> None:
+        # Refused by name, not with the IndexError that reading the missing key data would raise.
+        for line in ("ssh-ed25519", "  ssh-ed25519\t", "ssh-rsa\n"):
+            assert refusal(line).message == "alice.pub has a key type but no key data", line
+
+    def test_a_nul_byte(self) -> None:
+        assert refusal(f"{ED25519}\0").message == "alice.pub holds a NUL byte: it is not a public key file"
+
+    @pytest.mark.parametrize("fields", [
+        (b"nistp384", b"\x04" + b"\x01" * 64),  # another curve than the type names
+        (b"nistp256",),  # no point
+        (b"nistp256", b""),  # an empty point
+        (b"nistp256", b"\x04" + b"\x01" * 64, b"extra"),  # one field too many
+    ])
+    def test_a_malformed_ecdsa_key(self, fields: tuple[bytes, ...]) -> None:
+        assert refusal(wire("ecdsa-sha2-nistp256", *fields)).message == (
+            "alice.pub is not a valid ECDSA public key: the ECDSA curve or point is missing or wrong")
+
+    @pytest.mark.parametrize("fields", [(b"\x01" * 31,), (b"\x01" * 33,), (b"\x01" * 32, b"extra")])
+    def test_an_ed25519_key_of_the_wrong_length(self, fields: tuple[bytes, ...]) -> None:
+        assert refusal(wire("ssh-ed25519", *fields)).message == (
+            "alice.pub is not a valid ED25519 public key: an ed25519 key is 32 bytes")
+
+    def test_a_security_key_ed25519_key_is_accepted_whole_and_refused_malformed(self) -> None:
+        sk = "sk-ssh-ed25519@openssh.com"
+        assert check_public_key(wire(sk, b"\x01" * 32, b"ssh:")).kind == "ED25519-SK"
+        for fields in ((b"\x01" * 31, b"ssh:"), (b"\x01" * 32,), (b"\x01" * 32, b"ssh:", b"extra")):
+            assert refusal(wire(sk, *fields)).message == (
+                "alice.pub is not a valid ED25519-SK public key: a security-key ed25519 key is 32 bytes and an "
+                "application"), fields
 
     def test_dsa_keys(self) -> None:
         assert refusal("ssh-dss AAAAB3NzaC1kc3MAAACBAP").message.startswith(
