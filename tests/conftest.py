@@ -8,6 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# `make mutation` (scripts/mutation.py) runs the same test functions many times in one process, once per mutant:
+# the same examples every time (a mutant is killed or survives for a reason, not by luck), no example database
+# shared between mutants, and no complaint that the test classes are new instances each time.
+settings.register_profile("mutation", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.differing_executors])
 
 
 @pytest.fixture(autouse=True)

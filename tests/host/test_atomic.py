@@ -61,8 +61,9 @@ class TestFileLock:
     def test_the_lock_is_free_again_after_the_block(self, tmp_path: Path) -> None:
         with FileLock(tmp_path / ".lock"):
             pass
-        with FileLock(tmp_path / ".lock", timeout=0.1):
-            pass
+        # Must not raise: a lock still held would make this one give up after 0.1 s with a DevagentError.
+        with FileLock(tmp_path / ".lock", timeout=0.1) as again:
+            assert again is not None
 
     def test_the_status_and_the_wait_notice_are_the_callers(self, tmp_path: Path) -> None:
         waits: list[str] = []
