@@ -33,6 +33,7 @@ def without_time(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.torch
 def test_lines_go_to_the_file_devagent_run_names(tmp_path: Path) -> None:
     lab_file = tmp_path / "runs" / "7" / "lab.jsonl"
     done = run_script("""
@@ -220,6 +221,7 @@ def test_importing_the_helper_imports_neither_torch_nor_numpy(tmp_path: Path) ->
                      "atexit", "contextlib"}
 
 
+@pytest.mark.torch
 def test_at_exit_torch_cuda_memory_is_recorded_only_when_the_script_used_cuda(tmp_path: Path) -> None:
     lab_file = tmp_path / "lab.jsonl"
     done = run_script("""
