@@ -62,6 +62,7 @@ class TestHostEntry:
                               "for Include")
         assert check_path("IdentityFile", path) == path
         assert check_path("Include", "/h/devagent/config", glob=True) == "/h/devagent/config"
+        assert check_path("Include", "/h/X/config", glob=True) == "/h/X/config"  # only * ? [ are glob characters
 
     def test_the_highest_port_and_a_proxy_jump_are_kept(self) -> None:
         entry = HostEntry("box", 65535, "dev", "/h/id", "/h/kh", proxy_jump="alice@[::1]:2222")
