@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 
 .PHONY: help deps venv docker base-image test-images notebook-wheels test-users test test-fast lint demo demo-clean \
-	bench preview-check clean
+	bench preview-check mutation clean
 
 help:
 	@echo "make demo        provision the 'demo' environment, log in through its alias, show the notebook"
@@ -18,6 +18,7 @@ help:
 	@echo "make base-image  build the offline base image devagent-base:bookworm (test-images: also :trixie)"
 	@echo "make lint        ruff, mypy and the import contracts"
 	@echo "make bench       run the benchmarks"
+	@echo "make mutation    mutation testing of the pure core (slow; MODULES=devagent/core/x.py for some)"
 	@echo "make preview-check  render the notebook as VS Code's preview in Chromium at 600/1200 px (needs node, npm)"
 
 deps:
@@ -80,6 +81,12 @@ bench: venv base-image
 # Not part of `test`: it needs node, npm (markdown-it) and chromium.
 preview-check: venv
 	PYTHON=$(CURDIR)/$(PY) bash scripts/preview-check.sh
+
+# Not part of `test`: mutmut over devagent/core/, module by module against each module's own test files, niced
+# (scripts/mutation.py). Prints the score per module and every surviving mutant; results are cached in build/.
+mutation: venv
+	$(PY) -m pip install -q -e '.[mutation]'
+	nice -n 10 $(PY) scripts/mutation.py $(MODULES)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

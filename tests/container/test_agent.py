@@ -34,8 +34,11 @@ def test_the_supervisor_restarts_a_child_that_exits_and_stops_it_on_request(tmp_
     child.stop()
     assert child.restarts >= 2
     count = len(starts.read_text())
-    time.sleep(0.3)
-    assert len(starts.read_text()) == count  # stopped means no more restarts
+    # Stopped means no more restarts: the supervising thread has ended (it alone starts children) and the last
+    # child has exited, so nothing can write to STARTS again. Proven here, not hoped for after a sleep.
+    assert not child._thread.is_alive()
+    assert not child.running
+    assert len(starts.read_text()) == count
 
 
 def test_the_supervisor_terminates_a_long_running_child(tmp_path: Path) -> None:
@@ -53,15 +56,29 @@ def test_the_agent_refuses_to_run_as_root(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert agent.run(agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent")) == 1
 
 
+class WaitCounting(threading.Event):
+    """An Event that counts the waits on it: the worker's progress, seen from outside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
 def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
     config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
                                launch_context=tmp_path / "no-launch.json")
     notebook = environment.open_notebook(config.notebook_path, config.launch_context)
-    stopping = threading.Event()
+    stopping = WaitCounting()
     worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
     worker.start()
-    time.sleep(0.5)
+    # The worker waits on STOPPING only in its loop that looks for up's commit: twice round it means it has
+    # looked, found none and not written (a fixed sleep proves nothing on a slow machine).
+    wait_until(lambda: stopping.waits >= 2)
     assert not config.notebook_path.exists()
     environment.ready_flag().parent.mkdir(parents=True, exist_ok=True)
     environment.ready_flag().touch()

@@ -474,6 +474,7 @@ class TestProbeNvml:
 
 
 class TestProbeTorch:
+    @pytest.mark.torch
     def test_the_cpu_wheel_here_reports_its_version_and_no_cuda(self) -> None:
         report = probe_torch(python=sys.executable)
         assert report.ok, report.error
@@ -539,6 +540,7 @@ class TestProbeNvidiaSmi:
         assert probe_nvidia_smi(timeout=0.3) == "nvidia-smi timed out after 0.3 s"
 
 
+@pytest.mark.torch
 @pytest.mark.skipif(nvml_library_present(), reason="this machine has an NVIDIA driver")
 def test_the_whole_check_here_renders_a_no_gpu_entry_with_torch_2_13() -> None:
     ticks = iter([100.0, 102.5])

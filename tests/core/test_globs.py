@@ -62,10 +62,18 @@ class TestMatching:
         ("a**/b", "ab", True),
         ("[ab].py", "[ab].py", True),  # no character classes: brackets are themselves
         ("[ab].py", "a.py", False),
+        # Each kind of wildcard twice in one glob: every one of them counts, not only the last.
+        ("m??.py", "m12.py", True),
+        ("*/*.py", "src/x.py", True),
+        ("a**b**c", "a1/b2/c", True),
+        ("**/a/**/b.py", "x/a/y/z/b.py", True),
     ])
     def test_a_glob_means_what_it_always_meant(self, glob: str, path: str, expected: bool) -> None:
         assert compile_glob(glob).match(path) is expected
         assert bool(old_regex(glob).match(path)) is expected
+
+    def test_a_compiled_glob_shows_its_pattern(self) -> None:
+        assert repr(compile_glob("src/**/*.py")) == "Glob('src/**/*.py')"
 
     @settings(max_examples=600, deadline=None)
     @given(glob=st.text(alphabet="ab.*?/", max_size=10), path=st.text(alphabet="ab./", max_size=12))
@@ -159,6 +167,10 @@ class TestChecks:
          "inside the workspace, without '.' or '..'",
          "write the path from the workspace's top folder, e.g. 'src/*.py'"),
         ("a\0.py", "the glob 'a\\x00.py' contains a NUL character, which no file name has", "remove it"),
+        ("", "a glob is empty", "e.g. --watch '**/*.py'"),
+        (" \t", "a glob is empty", "e.g. --watch '**/*.py'"),
+        ("/X.py", "the glob '/X.py' starts with '/' and can never match",
+         "globs are relative to the workspace: write 'X.py'"),  # only the slashes go, not a leading letter
     ])
     def test_an_absurd_glob_is_refused_with_the_reason(self, glob: str, message: str, hint: str) -> None:
         with pytest.raises(DevagentError) as err:
@@ -172,6 +184,12 @@ class TestChecks:
             check_globs([f"d{i}/*.py" for i in range(65)])
         assert str(err.value) == ("--watch: 65 globs; at most 64 are allowed\n"
                                   "  hint: use '**' to cover several folders with one glob")
+        assert err.value.status == ExitStatus.USAGE
+
+    def test_the_option_named_is_the_one_the_globs_came_from(self) -> None:
+        with pytest.raises(DevagentError) as err:
+            check_globs(["src/*.py", "/a.py"], option="devagent.toml watch")
+        assert err.value.message == "devagent.toml watch: the glob '/a.py' starts with '/' and can never match"
 
     def test_devagent_toml_names_the_line_of_an_absurd_glob(self) -> None:
         with pytest.raises(DevagentError) as err:

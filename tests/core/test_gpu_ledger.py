@@ -21,6 +21,8 @@ from devagent.core.gpu_ledger import (
     Lease,
     choose,
     container_gpus,
+    describe_choice,
+    envelope,
     holders_by_gpu,
     lease_name,
     parse_nvidia_smi,
@@ -91,6 +93,18 @@ class TestWhoHoldsEachGpu:
         assert holders_by_gpu(INVENTORY, [env], [])[B] == [Holder("environment", "exp",
                                                                    "container exp-new-1a2b3c, created")]
 
+    def test_an_environment_using_a_gpu_leased_by_another_environment_is_a_second_holder(self) -> None:
+        # The double booking the ledger exists to prevent: exp leased A, but bob's environment asked Docker for
+        # A too (made before the ledger, or by hand). Both hold A; hiding bob's container would let a third
+        # environment believe A is exp's alone.
+        lease = Lease("l1", A, "exp", "alice@gpu1", "now")
+        bob = ContainerGpus("c4", "bob", "running", ids=("0",), labels={"devagent.managed": "true",
+                                                                       "devagent.name": "bob"})
+        held = holders_by_gpu(INVENTORY, [bob], [lease])
+        assert held[A] == [Holder("environment", "exp", "alice@gpu1, since now"),
+                           Holder("environment", "bob", "container bob, running")]
+        assert held[B] == held[C] == []
+
 
 class TestChoosing:
     free: ClassVar[dict[str, list[Holder]]] = {A: [], B: [], C: []}
@@ -102,6 +116,12 @@ class TestChoosing:
         held = {**self.free, C: [Holder("container", "x")]}
         assert choose(GpuRequest("any", count=1), INVENTORY, held, share=False) == (B,)
         assert choose(GpuRequest("any", count=1), INVENTORY, self.free, share=False, keep=(A,)) == (A,)
+
+    def test_any_n_takes_exactly_the_n_free_gpus_when_no_more_are_free(self) -> None:
+        held = {**self.free, A: [Holder("environment", "exp", "alice@gpu1")]}
+        assert choose(GpuRequest("any", count=2), INVENTORY, held, share=False) == (C, B)
+        assert choose(GpuRequest("any", count=3), INVENTORY, self.free, share=False) == (C, B, A)
+        assert choose(GpuRequest("any", count=2), INVENTORY, held, share=False, keep=(A,)) == (A, C)
 
     def test_any_n_with_too_few_free_is_busy_and_names_the_holders(self) -> None:
         held = {A: [Holder("environment", "exp", "alice@gpu1")], B: [Holder("process", "42", "python")], C: []}
@@ -196,3 +216,43 @@ class TestDevagentToml:
             parse_config("share_gpus = true\n")
         assert err.value.status == ExitStatus.USAGE
         assert "pass --share-gpus on the command line" in str(err.value)
+
+
+class TestShowing:
+    """`devagent gpus` (table and --json) and the notebook's GPU line, word for word."""
+
+    INVENTORY = Inventory((Gpu(0, A, "H200", 70 * GIB, 80 * GIB, 90), Gpu(1, B, "NVIDIA H200 NVL")))
+    HELD: ClassVar[dict[str, list[Holder]]] = {
+        A: [Holder("environment", "exp", "alice@gpu1, since now", shared=True), Holder("process", "42", "python")],
+        B: []}
+    OTHERS = (ContainerGpus("c9", "odd", "created", ids=("7",), how="--gpus device=7"),
+              ContainerGpus("c8", "all", "running", all_gpus=True, how="privileged"))
+
+    def test_the_table_pads_columns_to_the_longest_value_and_lists_what_it_cannot_place(self) -> None:
+        assert render_table(self.INVENTORY, self.HELD, self.OTHERS) == [
+            "GPU  UUID               NAME             MEMORY (GiB)  UTIL  HELD BY",
+            "0    GPU-aaaaaaaa-0000  H200             70.0 / 80.0    90%  environment exp (alice@gpu1, since now)",
+            "                                                             pid 42 (python)",
+            "1    GPU-bbbbbbbb-1111  NVIDIA H200 NVL  ? / ?            ?  free",
+            "container odd (created) asks for 7: --gpus device=7",
+            "container all (running) asks for all GPUs: privileged",
+        ]
+        assert render_table(Inventory(error="no NVML"), {}, self.OTHERS[:1]) == [
+            "no GPU inventory: no NVML", "container odd (created) asks for 7: --gpus device=7"]
+
+    def test_the_json_envelope_has_every_figure_in_bytes_and_every_holder(self) -> None:
+        assert envelope(self.INVENTORY, self.HELD, 1) == {"version": 1, "error": None, "gpus": [
+            {"index": 0, "uuid": A, "name": "H200", "memory_used_bytes": 70 * GIB, "memory_total_bytes": 80 * GIB,
+             "utilization_percent": 90, "holders": [
+                 {"kind": "environment", "name": "exp", "detail": "alice@gpu1, since now", "shared": True},
+                 {"kind": "process", "name": "42", "detail": "python", "shared": False}]},
+            {"index": 1, "uuid": B, "name": "NVIDIA H200 NVL", "memory_used_bytes": None,
+             "memory_total_bytes": None, "utilization_percent": None, "holders": []}]}
+        assert envelope(Inventory(error="no NVML"), {}, 2) == {"version": 2, "error": "no NVML", "gpus": []}
+
+    def test_the_notebook_line_says_what_was_asked_and_what_was_got(self) -> None:
+        gpus = self.INVENTORY.gpus
+        assert describe_choice(parse_gpus("0,1"), [A, B], gpus, shared=True) == (
+            f"0,1 → GPU 0 {A}, GPU 1 {B} · shared knowingly (--share-gpus)")
+        assert describe_choice(parse_gpus("all"), [A, "GPU-zz"], gpus, shared=False) == f"all → GPU 0 {A}, GPU ? GPU-zz"
+        assert describe_choice(GpuRequest("none"), [], gpus, shared=False) == "none"

@@ -92,6 +92,9 @@ class TestCodeSpans:
     def test_a_value_with_a_space_at_each_end_is_padded_so_commonmark_keeps_them(self) -> None:
         assert code_span(" x ") == "`  x  `"
         assert code_span("   ") == "`   `"  # all spaces: CommonMark strips nothing
+        # Only spaces count as "all spaces": a tab between them, or an X, is content, so both get padded.
+        assert code_span(" \t ") == "`  \t  `"
+        assert code_span(" X ") == "`  X  `"
 
     def test_an_empty_value_is_no_span_at_all(self) -> None:
         assert code_span("") == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def public_line(key: object, comment: str = "alice@laptop") -> str:
 
 
 ED25519 = public_line(ed25519.Ed25519PrivateKey.generate())
+
+
+def wire(key_type: str, *fields: bytes) -> str:
+    """A key line whose blob is KEY_TYPE then FIELDS in SSH wire format (uint32 length, then the bytes)."""
+    blob = b"".join(len(f).to_bytes(4, "big") + f for f in (key_type.encode(), *fields))
+    return f"{key_type} {base64.b64encode(blob).decode()} alice@laptop"
 
 
 def refusal(text: str) -> DevagentError:
@@ -65,8 +72,65 @@ class TestKeysThatAreAccepted:
     def test_a_file_with_windows_line_endings_and_blank_lines_around_the_key(self) -> None:
         assert check_public_key(f"\r\n{ED25519}\r\n\r\n").line == " ".join(ED25519.split()[:2])
 
+    def test_a_tab_between_the_fields_is_whitespace_not_a_control_character(self) -> None:
+        key_type, blob, _ = ED25519.split()
+        assert check_public_key(f"{key_type}\t{blob}\talice").line == f"{key_type} {blob}"
+
+    def test_a_comment_of_several_words_is_kept_whole(self) -> None:
+        key_type, blob, _ = ED25519.split()
+        key = check_public_key(f"{key_type} {blob} alice on her laptop")
+        assert (key.line, key.comment) == (f"{key_type} {blob}", "alice on her laptop")
+
     def test_a_key_without_a_comment(self) -> None:
         assert check_public_key(" ".join(ED25519.split()[:2])).comment == ""
+
+
+GENERATE = "make one with `ssh-keygen -t ed25519` and pass its .pub file"
+BARE = "pass the plain public key line (TYPE BASE64 [comment]), as ssh-keygen wrote it"
+NOT_ACCEPTED = "key, which is not accepted: use ed25519, ecdsa, or rsa of at least 3072 bits"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class TestEachRefusalSaysWhyAndNamesTheFix:
+    @pytest.mark.parametrize(("text", "message", "hint"), [
+        ("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n",
+         "alice.pub is a private key: never copy a private key",
+         "pass her public key, the .pub file beside it (ssh-keygen -y -f KEY prints it)"),
+        ("ssh-ed25519 AAAA a\nssh-ed25519 AAAA b\n", "alice.pub holds 2 lines: exactly one public key line is expected",
+         "invite one key at a time (each person gets their own --as name)"),
+        ("ssh-ed25519 AAAA\rx", "alice.pub holds a control character (a carriage return?): one plain line is expected",
+         "pass the public key line as ssh-keygen wrote it"),
+        ("ssh-ed25519 AAAA\x7fx", "alice.pub holds a control character (a carriage return?): one plain line is "
+         "expected", "pass the public key line as ssh-keygen wrote it"),
+        ('command="/bin/sh" ssh-ed25519 AAAA', "alice.pub has options before the key (command=...): devagent accepts "
+         "a bare key and adds no options", BARE),
+        ("no-port-forwarding-and-more ssh-ed25519 AAAA", "alice.pub has options before the key "
+         "(no-port-forwarding-a=...): devagent accepts a bare key and adds no options", BARE),
+        ("ssh-dss AAAA", f"alice.pub is a ssh-dss {NOT_ACCEPTED}", GENERATE),
+        ("sk-ecdsa-sha2-nistp256@openssh.com AAAA", f"alice.pub is a sk-ecdsa-sha2-nistp256@openssh.com {NOT_ACCEPTED}",
+         GENERATE),
+        ("ssh-foo AAAA", f"alice.pub is a ssh-foo {NOT_ACCEPTED}", GENERATE),
+        ("x" * 50, f"alice.pub is not an OpenSSH public key line (it starts with {'x' * 40!r})", GENERATE),
+        ("ssh-ed25519 AAAA!!", "alice.pub is not a valid ED25519 public key: Only base64 data is allowed", GENERATE),
+        ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0"),
+         "alice.pub is not a valid ED25519 public key: truncated length", GENERATE),
+        ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0\0\x20abc"),
+         "alice.pub is not a valid ED25519 public key: truncated field", GENERATE),
+        (wire("ssh-rsa", b"\x01\x00\x01"),
+         "alice.pub is not a valid RSA public key: an RSA key has an exponent and a modulus", GENERATE),
+        (f"ecdsa-sha2-nistp256 {ED25519.split()[1]}",
+         "alice.pub is not a valid ECDSA public key: the key's data names another key type than its line", GENERATE),
+    ])
+    def test_the_exact_words(self, text: str, message: str, hint: str) -> None:
+        error = refusal(text)
+        assert (error.message, error.hint) == (message, hint)
+
+    def test_an_rsa_key_of_2048_bits_names_a_stronger_one(self) -> None:
+        weak = public_line(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        assert refusal(weak).hint == "make a new one: ssh-keygen -t ed25519 (or ssh-keygen -t rsa -b 4096)"
 
 
 class TestKeysThatAreRefused:
@@ -104,6 +168,37 @@ class TestKeysThatAreRefused:
 
     def test_a_truncated_key(self) -> None:
         assert "truncated" in refusal(f"ssh-ed25519 {ED25519.split()[1][:40]}").message
+
+    def test_a_line_with_only_a_key_type(self) -> None:
+        # Refused by name, not with the IndexError that reading the missing key data would raise.
+        for line in ("ssh-ed25519", "  ssh-ed25519\t", "ssh-rsa\n"):
+            assert refusal(line).message == "alice.pub has a key type but no key data", line
+
+    def test_a_nul_byte(self) -> None:
+        assert refusal(f"{ED25519}\0").message == "alice.pub holds a NUL byte: it is not a public key file"
+
+    @pytest.mark.parametrize("fields", [
+        (b"nistp384", b"\x04" + b"\x01" * 64),  # another curve than the type names
+        (b"nistp256",),  # no point
+        (b"nistp256", b""),  # an empty point
+        (b"nistp256", b"\x04" + b"\x01" * 64, b"extra"),  # one field too many
+    ])
+    def test_a_malformed_ecdsa_key(self, fields: tuple[bytes, ...]) -> None:
+        assert refusal(wire("ecdsa-sha2-nistp256", *fields)).message == (
+            "alice.pub is not a valid ECDSA public key: the ECDSA curve or point is missing or wrong")
+
+    @pytest.mark.parametrize("fields", [(b"\x01" * 31,), (b"\x01" * 33,), (b"\x01" * 32, b"extra")])
+    def test_an_ed25519_key_of_the_wrong_length(self, fields: tuple[bytes, ...]) -> None:
+        assert refusal(wire("ssh-ed25519", *fields)).message == (
+            "alice.pub is not a valid ED25519 public key: an ed25519 key is 32 bytes")
+
+    def test_a_security_key_ed25519_key_is_accepted_whole_and_refused_malformed(self) -> None:
+        sk = "sk-ssh-ed25519@openssh.com"
+        assert check_public_key(wire(sk, b"\x01" * 32, b"ssh:")).kind == "ED25519-SK"
+        for fields in ((b"\x01" * 31, b"ssh:"), (b"\x01" * 32,), (b"\x01" * 32, b"ssh:", b"extra")):
+            assert refusal(wire(sk, *fields)).message == (
+                "alice.pub is not a valid ED25519-SK public key: a security-key ed25519 key is 32 bytes and an "
+                "application"), fields
 
     def test_dsa_keys(self) -> None:
         assert refusal("ssh-dss AAAAB3NzaC1kc3MAAACBAP").message.startswith(

@@ -45,6 +45,15 @@ class TestPrecedence:
     def test_a_flag_wins_even_when_it_repeats_a_default(self) -> None:
         assert request({"gpus": "none"}, 'gpus = "all"\n').spec.gpus == s.GpuRequest("none")
 
+    def test_share_gpus_is_taken_from_the_flag_and_is_off_without_it(self) -> None:
+        assert request({"share_gpus": True}).spec.share_gpus is True
+        assert request().spec.share_gpus is False
+
+    def test_a_typed_watch_glob_is_checked_here(self) -> None:
+        # devagent.toml's globs were checked as it was read; --watch's are checked by up_request itself.
+        assert usage_error({"watch": ("src/*.py", "/a.py")}).message == (
+            "--watch: the glob '/a.py' starts with '/' and can never match")
+
     def test_the_file_wins_over_the_defaults(self) -> None:
         made = request({}, 'base_image = "img:1"\nuser = "alice"\ngpus = [0, 1]\nmemory = "32g"\ncpus = 4\n'
                        'shm_size = "8g"\npids = 8192\nsshd_profile = "compat"\nvscode = true\n'
@@ -236,6 +245,16 @@ class TestTheServer:
             self.remote({"host": "gpu"}, server_workspace="a\nb")
         assert (err.value.message, err.value.status) == ("workspace 'a\\nb' is not a usable path on the server",
                                                          ExitStatus.USAGE)
+        assert err.value.hint == "pass --workspace a folder on the server: absolute, or relative to your home there"
+
+    @pytest.mark.parametrize("typed", ["a\x1fb", "a\x7fb", "  "])
+    def test_a_workspace_path_with_a_control_character_or_only_spaces_is_refused(self, typed: str) -> None:
+        with pytest.raises(DevagentError) as err:
+            self.remote({"host": "gpu"}, server_workspace=typed)
+        assert err.value.message == f"workspace {typed!r} is not a usable path on the server"
+
+    def test_a_workspace_path_with_a_space_or_the_last_ascii_character_is_kept(self) -> None:
+        assert self.remote({"host": "gpu"}, server_workspace="my code/~x").spec.workspace == "my code/~x"
 
 
 class TestTeamImage:
@@ -256,6 +275,8 @@ class TestTeamImage:
         err = usage_error({"image": self.REF, "base_image": "debian:12"})
         assert err.message == ("both an image and a base image are set on the command line: a team image is "
                                "started as it is, not derived from a base")
+        assert err.hint == ("keep one: --image (image =) for a pushed devagent image, --base-image (base_image =) "
+                            "to build from a base")
         err = usage_error(config_text=f'image = "{self.REF}"\nbase_image = "debian:12"\n')
         assert err.message.startswith(f"both an image and a base image are set in {CONFIG}")
 

@@ -91,7 +91,8 @@ class TestSnippetFiles:
 
     @pytest.mark.parametrize("prefix", ["da-gpucheck", "da-lab", "da-train"])
     def test_python_snippets_compile_with_their_defaults(self, prefix: str) -> None:
-        compile(expand(by_prefix(prefix)["body"]), prefix, "exec")
+        # compile() raises SyntaxError on a snippet that does not compile; a code object means it does.
+        assert compile(expand(by_prefix(prefix)["body"]), prefix, "exec").co_filename == prefix
 
     def test_the_gpu_check_warns_plainly_on_the_cpu(self, tmp_path: Path) -> None:
         script = tmp_path / "gpucheck.py"

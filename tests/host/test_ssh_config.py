@@ -193,13 +193,13 @@ class TestKnownHosts:
 class TestCheckUserConfig:
     def test_a_missing_user_config_is_fine(self, sshconfig: SshConfig, paths: Paths) -> None:
         paths.user_ssh_config.unlink(missing_ok=True)
-        sshconfig.check_user_config(NAME)
+        assert sshconfig.check_user_config(NAME) is None  # it raises to refuse
 
     @pytest.mark.parametrize("fixture", [f for f in PARSEABLE if f != "conflict_defines_name.conf"])
     def test_every_parseable_fixture_passes(self, sshconfig: SshConfig, paths: Paths, isolated_home: Path,
                                             fixture: str) -> None:
         use_fixture(paths, isolated_home, fixture)
-        sshconfig.check_user_config(NAME)
+        assert sshconfig.check_user_config(NAME) is None  # it raises to refuse
 
     def test_a_config_with_a_bad_port_is_refused_with_ssh_s_own_words(
             self, sshconfig: SshConfig, paths: Paths, isolated_home: Path) -> None:
@@ -274,7 +274,7 @@ class TestCheckUserConfig:
     def test_patterns_comments_and_other_keywords_do_not_count_as_defining_the_name(
             self, sshconfig: SshConfig, paths: Paths, text: str) -> None:
         paths.user_ssh_config.write_text(text)
-        sshconfig.check_user_config(NAME)
+        assert sshconfig.check_user_config(NAME) is None  # it raises to refuse
 
 
 class TestANameYourConfigSendsElsewhere:
@@ -320,7 +320,7 @@ class TestANameYourConfigSendsElsewhere:
     def test_a_catch_all_to_one_host_or_a_hostname_that_is_the_name_is_fine(self, sshconfig: SshConfig,
                                                                               paths: Paths, text: str) -> None:
         paths.user_ssh_config.write_text(text)
-        sshconfig.check_user_config("gpu-server")
+        assert sshconfig.check_user_config("gpu-server") is None  # it raises to refuse
 
     def test_devagents_own_alias_is_not_taken_for_the_users(self, sshconfig: SshConfig, paths: Paths) -> None:
         sshconfig.install(entry_for(paths, name="gpu-server"), HOST_KEY)
@@ -621,7 +621,7 @@ class TestVerifyEffective:
         use_fixture(paths, isolated_home, "host_star_first.conf")
         entry = entry_for(paths)
         sshconfig.install(entry, HOST_KEY)
-        sshconfig.verify_effective(entry)
+        assert sshconfig.verify_effective(entry) is None  # it raises when ssh -G prints another value
 
 
 # -- concurrency ---------------------------------------------------------------------------------------------

@@ -88,8 +88,9 @@ class TestAWorkspaceMustNotExposeKeys:
             workspaces.check_workspace(isolated_home.parent, Paths.from_environ())
 
     def test_a_project_folder_beside_them_is_fine(self, isolated_home: Path) -> None:
-        workspaces.check_workspace(isolated_home / "code" / "project", Paths.from_environ())
-        workspaces.check_workspace(isolated_home / ".sshd-notes", Paths.from_environ())  # a prefix is not a folder
+        # check_workspace raises to refuse and returns None to accept.
+        assert workspaces.check_workspace(isolated_home / "code" / "project", Paths.from_environ()) is None
+        assert workspaces.check_workspace(isolated_home / ".sshd-notes", Paths.from_environ()) is None  # a prefix
 
     def test_provision_refuses_it_too(self, isolated_home: Path) -> None:
         engine = NoEngine()

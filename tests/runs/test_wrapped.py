@@ -78,6 +78,7 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.mark.torch
 def test_a_successful_run_appends_one_section_with_its_facts(workspace: Path) -> None:
     result = run(workspace, sys.executable, "train.py", "--lr", "0.01", "--epochs", "4")
     assert result.returncode == 0, result.stderr.decode()
@@ -100,6 +101,7 @@ def test_a_successful_run_appends_one_section_with_its_facts(workspace: Path) ->
     assert record.metrics["loss"] > 0
 
 
+@pytest.mark.torch
 def test_a_second_run_is_compared_with_the_previous_run_of_the_same_script(workspace: Path) -> None:
     assert run(workspace, sys.executable, "train.py", "--epochs", "2").returncode == 0
     assert run(workspace, sys.executable, "train.py", "--epochs", "2", "--lr", "0.05").returncode == 0
@@ -203,6 +205,7 @@ def test_a_script_that_prints_nothing_gets_a_section_without_metrics(workspace: 
     assert "### Metrics" not in section
 
 
+@pytest.mark.torch
 def test_dataloader_workers_run_and_their_metrics_count(workspace: Path) -> None:
     (workspace / "loader.py").write_text(textwrap.dedent("""\
         import torch
@@ -222,6 +225,7 @@ def test_dataloader_workers_run_and_their_metrics_count(workspace: Path) -> None
     assert row(section, "loss")[0] == "`loss`"
 
 
+@pytest.mark.torch
 def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None:
     (workspace / "helped.py").write_text(textwrap.dedent("""\
         import torch
@@ -240,6 +244,7 @@ def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None
     assert "the output's own last line printed `loss` 99." in metrics  # ... which the section names
 
 
+@pytest.mark.torch
 def test_git_state_and_the_uncommitted_diff_are_recorded(workspace: Path) -> None:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=workspace, check=True)
@@ -389,6 +394,7 @@ def test_secrets_never_reach_the_notebook_its_assets_or_the_state_folder(workspa
     assert (record.hparams["token"], record.argv[2]) == ("‹redacted›", "--token=‹redacted›")
 
 
+@pytest.mark.torch
 def test_run_assets_are_private_unless_the_notebook_is_shared(workspace: Path) -> None:
     git_init(workspace, "train.py")
     (workspace / "train.py").write_text(TRAIN.replace("default=3)", "default=2)"))
@@ -403,6 +409,7 @@ def test_run_assets_are_private_unless_the_notebook_is_shared(workspace: Path) -
     assert second == {"run-2.patch": 0o640, "run-2-loss.png": 0o640}
 
 
+@pytest.mark.torch
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another uid")
 def test_a_git_folder_planted_above_the_workspace_is_not_read_and_the_section_says_why(tmp_path: Path) -> None:
     shared = tmp_path / "tmp"
