@@ -8,8 +8,8 @@
 # code (scripts/preview/recorded_gpu_run.py); and a distributed 2-GPU run with the per-GPU timeline of the
 # synthetic trace (scripts/preview/distributed_gpu_run.py; screenshots OUT_DIR/dist-600.png, dist-1200.png).
 # Each is rendered with markdown-it, as VS Code renders its preview (scripts/preview/render.js, installed from
-# npm into OUT_DIR on first use), opened in headless Chromium at 600 and 1200 px, and measured: the page must not be wider than the window, and no entry heading may take more
-# than two lines at 600 px. A screenshot of the GPU run section (600 px) is written to OUT_DIR/gpu-run.png;
+# npm into OUT_DIR on first use), opened in headless Chromium at 600 and 1200 px, and measured: the page must
+# not be wider than the window, and no entry heading may take more than two lines at 600 px. A screenshot of the GPU run section (600 px) is written to OUT_DIR/gpu-run.png;
 # docs/assets/notebook-gpu-run-600px.png is that file, kept.
 #
 # Needs python3 with torch (the CPU run), node with npm, and chromium. Not part of `make test`.
