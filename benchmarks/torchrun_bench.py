@@ -109,10 +109,10 @@ def main() -> int:
               f" = {t / b:.3f}× bare")
         print(f"devagent run:     median {w * 1000:.0f} ms (min {min(wrapped) * 1000:.0f}, "
               f"max {max(wrapped) * 1000:.0f})")
-        print(f"ratio {w / b:.3f}× (+{(w - b) * 1000:.0f} ms per run; "
+        print(f"ratio {w / b:.3f}× ({(w - b) * 1000:+.0f} ms per run; "
               f"min against min {min(wrapped) / min(bare):.3f}×), "
               f"{args.rounds} rounds alternating, {args.steps} steps [target ≤ 1.05×]")
-        print(f"devagent's own part: {w / t:.3f}× torchrun with the same tagging (+{(w - t) * 1000:.0f} ms)")
+        print(f"devagent's own part: {w / t:.3f}× torchrun with the same tagging ({(w - t) * 1000:+.0f} ms)")
         sections = (ws / "lab-notebook.md").read_text().count("\n## ")
         print(f"sections appended: {sections} (expected {args.rounds})")
         print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + " at the end")
