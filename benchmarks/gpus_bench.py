@@ -1,6 +1,6 @@
 """What `devagent gpus` costs on an engine with 50 containers, against one `docker ps` and one GPU inventory query.
 
-    .venv/bin/python benchmarks/gpus_bench.py [--containers 50] [--rounds 15]
+    .venv/bin/python benchmarks/gpus_bench.py [--containers 50] [--rounds 15] [--holders 8]
 
 It creates CONTAINERS containers (never started; every fifth asks for a GPU, as `docker create --gpus device=N`
 does), then times, median of ROUNDS, in one process over one SDK client:
@@ -9,8 +9,10 @@ does), then times, median of ROUNDS, in one process over one SDK client:
 - `devagent gpus` warm: the ledger's state (one list call, no inspect: what each container asked for is cached by
   container id in DEVAGENT_HOME) and the table;
 - `devagent gpus` cold: the same with an empty cache (one inspect per container, the first time only);
-- what each running environment that holds GPUs adds: one get_archive of its agent's GPU usage record (none of
-  the containers made here runs, so the warm figure holds none of them);
+- what each running environment that holds GPUs adds, over HOLDERS running containers whose health check prints
+  a usage record as core/health.py's does: one inspect of its last check's output (what `devagent gpus` reads
+  since 2026-12-07), against one get_archive of its record's file (what it read before, and still reads where
+  the output has none); the holders together, against the floor;
 - informational: the `devagent gpus` process against a `docker ps -a` process (Python start-up and imports
   against a Go binary).
 
@@ -26,6 +28,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import statistics
 import subprocess
 import sys
@@ -39,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 import docker  # noqa: E402
 
+from devagent.core import health  # noqa: E402
 from devagent.core.gpu_ledger import Inventory, render_table, stand_in_inventory  # noqa: E402
 from devagent.host.engine import Engine  # noqa: E402
 from devagent.host.gpu_ledger import GpuLedger  # noqa: E402
@@ -70,7 +74,34 @@ def make_inventory(work: Path) -> tuple[Callable[[], Inventory], Path, str]:
             f"stand-in inventory (8 GPUs; no NVML here: {nvml.error})")
 
 
-def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, rounds: int) -> dict[str, float]:
+INSIDE = "/tmp/gpu-usage.json"  # noqa: S108 - inside the bench's own throwaway containers
+RECORD = json.dumps({"version": 1, "time": "2026-12-07T17:00:00+00:00", "interval_seconds": 15.0,
+                     "idle_release_seconds": None, "quiet_seconds": 60.0,
+                     "gpus": {f"GPU-bench{i:03d}-0000-4000-8000-000000000000": {
+                         "mean_utilization_percent": 12.5, "idle_seconds": 600.0, "samples": 240} for i in range(2)}})
+
+
+def start_holders(names: list[str]) -> list[str]:
+    """Running containers whose health check prints a usage record and whose home holds its file; their ids,
+    once each has a check's output."""
+    check = f"echo {shlex.quote(health.USAGE_MARK + RECORD)}; echo ok"
+    ids = []
+    for name in names:
+        done = subprocess.run(["docker", "run", "-d", "--name", name, "--health-cmd", check,
+                               "--health-interval", "1s", "--health-start-period", "0s", BASE_IMAGE,
+                               "sh", "-c", f"echo {shlex.quote(RECORD)} > {INSIDE}; exec sleep 3600"],
+                              check=True, capture_output=True, text=True)
+        ids.append(done.stdout.strip())
+    client = docker.from_env()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not all(
+            (client.api.inspect_container(i)["State"].get("Health") or {}).get("Log") for i in ids):
+        time.sleep(0.5)
+    return ids
+
+
+def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, rounds: int,
+            holders: list[str]) -> dict[str, float]:
     client = docker.from_env()  # the floor: the list call `docker ps -a` makes
     cache = work / "home" / "cache" / "container-gpus.json"
     ledger = GpuLedger(Engine(), inventory=inventory, cache=cache)
@@ -101,6 +132,10 @@ def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, roun
         # What each running environment that holds GPUs adds: one get_archive of its agent's usage record (a few
         # KiB; a small file of a made container stands in, the call is the same).
         "read": median_seconds(lambda: engine.read_file(some, "/etc/hostname"), rounds),
+        "holders_archive": median_seconds(lambda: [engine.read_file(h, INSIDE) for h in holders],
+                                          rounds),
+        "holders_inspect": median_seconds(lambda: [engine.health_usage(h) for h in holders], rounds),
+        "holders_found": sum(engine.health_usage(h) == RECORD for h in holders),
         "cli": median_seconds(lambda: subprocess.run([sys.executable, "-m", "devagent", "gpus"], env=env,
                                                      capture_output=True, check=True), 5),
         "ps": median_seconds(lambda: subprocess.run(["docker", "ps", "-a"], capture_output=True, check=True), 5),
@@ -111,9 +146,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--containers", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--holders", type=int, default=8)
     args = parser.parse_args()
+    print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
 
     names = [f"gpusbench-{secrets.token_hex(3)}-{i}" for i in range(args.containers)]
+    holder_names = [f"gpusbench-{secrets.token_hex(3)}-holder{i}" for i in range(args.holders)]
     work = Path(tempfile.mkdtemp(prefix="gpus-bench-"))
     inventory, stand_in, source = make_inventory(work)
     try:
@@ -121,9 +159,10 @@ def main() -> int:
             gpus = ["--gpus", f"device={i % 8}"] if i % 5 == 0 else []
             subprocess.run(["docker", "create", "--name", name, *gpus, BASE_IMAGE, "true"], check=True,
                            capture_output=True)
-        m = measure(inventory, stand_in, work, args.rounds)
+        holders = start_holders(holder_names)
+        m = measure(inventory, stand_in, work, args.rounds, holders)
     finally:
-        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False)
+        subprocess.run(["docker", "rm", "-f", *names, *holder_names], capture_output=True, check=False)
 
     print(f"engine: {m['containers']:.0f} containers ({args.containers} made here); inventory: {source}")
     print(f"{'figure':58} {'median':>9}  ratio")
@@ -136,6 +175,12 @@ def main() -> int:
           f"{m['cold'] / m['floor']:.2f}x")
     print(f"{'each running holder adds: one get_archive of its record':58} {m['read'] * 1000:7.1f}ms  "
           f"{m['read'] / m['floor']:.2f}x of the floor")
+    n = args.holders
+    for key, what in (("holders_archive", "get_archive each (before)"), ("holders_inspect", "inspect each (now)")):
+        total = m["warm"] + m[key]
+        print(f"{f'{n} running holders, {what}':58} {m[key] * 1000:7.1f}ms  "
+              f"warm + these = {total / m['floor']:.2f}x the floor")
+    print(f"records read whole from the health check's output: {m['holders_found']:.0f} of {n}")
     print(f"{'process: devagent gpus':58} {m['cli'] * 1000:7.1f}ms")
     print(f"{'process: docker ps -a':58} {m['ps'] * 1000:7.1f}ms")
     return 0

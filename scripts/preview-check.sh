@@ -3,12 +3,13 @@
 #
 #   scripts/preview-check.sh [OUT_DIR]          (default build/preview)
 #
-# Two notebooks: a real CPU run of examples/train_simplenet.py through `devagent run`, twice (the second with
-# another learning rate), in a fresh git workspace; and the H100 runs recorded on 2026-11-27, rendered by today's
-# code (scripts/preview/recorded_gpu_run.py). Each is rendered with markdown-it, as VS Code renders its preview
-# (scripts/preview/render.js, installed from npm into OUT_DIR on first use), opened in headless Chromium at 600
-# and 1200 px, and measured: the page must not be wider than the window, and no entry heading may take more
-# than two lines at 600 px. A screenshot of the GPU run section (600 px) is written to OUT_DIR/gpu-run.png;
+# Three notebooks: a real CPU run of examples/train_simplenet.py through `devagent run`, twice (the second with
+# another learning rate), in a fresh git workspace; the H100 runs recorded on 2026-11-27, rendered by today's
+# code (scripts/preview/recorded_gpu_run.py); and a distributed 2-GPU run with the per-GPU timeline of the
+# synthetic trace (scripts/preview/distributed_gpu_run.py; screenshots OUT_DIR/dist-600.png, dist-1200.png).
+# Each is rendered with markdown-it, as VS Code renders its preview (scripts/preview/render.js, installed from
+# npm into OUT_DIR on first use), opened in headless Chromium at 600 and 1200 px, and measured: the page must
+# not be wider than the window, and no entry heading may take more than two lines at 600 px. A screenshot of the GPU run section (600 px) is written to OUT_DIR/gpu-run.png;
 # docs/assets/notebook-gpu-run-600px.png is that file, kept.
 #
 # Needs python3 with torch (the CPU run), node with npm, and chromium. Not part of `make test`.
@@ -40,6 +41,8 @@ cp "$WS/lab-notebook.md" "$OUT/cpu.md"
 mkdir -p "$OUT/lab-notebook.assets" && cp -r "$WS"/lab-notebook.assets/. "$OUT/lab-notebook.assets/" 2>/dev/null || true
 
 "$PYTHON" "$ROOT/scripts/preview/recorded_gpu_run.py" "$OUT/gpu.md"
+# A distributed run with the per-GPU timeline (the synthetic trace): its rows, the GPU activity table, the picture.
+"$PYTHON" "$ROOT/scripts/preview/distributed_gpu_run.py" "$OUT/dist.md"
 cp "$ROOT/docs/assets/h100-simplenet-run-2-loss.png" "$OUT/"
 "$PYTHON" "$ROOT/scripts/preview/recorded_gpu_run.py" --only-run-2 --image h100-simplenet-run-2-loss.png \
   "$OUT/gpu-run.md"
@@ -51,7 +54,7 @@ chrome() {  # chrome WIDTH HEIGHT ARGS...: headless Chromium at that window size
 }
 
 status=0
-for name in cpu gpu gpu-run; do
+for name in cpu gpu gpu-run dist; do
   node "$ROOT/scripts/preview/render.js" "$OUT/$name.md" "$OUT/$name.html"
   for width in 600 1200; do
     chrome "$width" 900 --dump-dom "file://$OUT/$name.html" > "$OUT/$name-$width.dom.html"
@@ -82,4 +85,9 @@ done
 height=$("$PYTHON" -c 'import html, json, re, sys; d = open(sys.argv[1]).read(); print(json.loads(html.unescape(re.search(r"<pre id=\"preview-measure\"[^>]*>(.*?)</pre>", d, re.S).group(1)))["height"])' "$OUT/gpu-run-600.dom.html")
 chrome 600 "$height" --screenshot="$OUT/gpu-run.png" "file://$OUT/gpu-run.html" >/dev/null
 echo "screenshot: $OUT/gpu-run.png (600 × $height px)"
+for width in 600 1200; do
+  height=$("$PYTHON" -c 'import html, json, re, sys; d = open(sys.argv[1]).read(); print(json.loads(html.unescape(re.search(r"<pre id=\"preview-measure\"[^>]*>(.*?)</pre>", d, re.S).group(1)))["height"])' "$OUT/dist-$width.dom.html")
+  chrome "$width" "$height" --screenshot="$OUT/dist-$width.png" "file://$OUT/dist.html" >/dev/null
+  echo "screenshot: $OUT/dist-$width.png ($width × $height px)"
+done
 exit $status

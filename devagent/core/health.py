@@ -2,8 +2,11 @@
 
 Every HEARTBEAT_SECONDS the agent writes one line to ``~/HEALTH_FILE``: the host's boot-clock seconds and ``ok``,
 or what is wrong (sshd not running, or not listening on its port). Docker runs HEALTH_TEST every
-INTERVAL_SECONDS; it is ``sh`` builtins only (``read``, arithmetic), so a check starts no process besides the shell
-Docker starts for it — no Python, nothing to import. A heartbeat older than STALE_SECONDS means the agent is stuck.
+INTERVAL_SECONDS; it also prints the agent's GPU usage record (core/gpu_idle.py, one JSON line)
+when there is one, so that `devagent gpus` reads it with one inspect (State.Health.Log keeps the last
+outputs, each cut at 4,096 bytes) instead of one get_archive per environment. The test is ``sh``
+builtins only (``read``, arithmetic), so a check starts no process besides the shell Docker starts for it — no
+Python, nothing to import. A heartbeat older than STALE_SECONDS means the agent is stuck.
 
 Pure: the agent (container/health.py) does the reading and writing, the engine adapter hands the test to Docker.
 """
@@ -15,6 +18,12 @@ from collections.abc import Iterable
 from devagent.core import layout
 
 HEALTH_FILE = layout.HEARTBEAT  # under the login user's home, beside the agent's other state
+USAGE_FILE = layout.GPU_USAGE
+# The usage record's line in the check's output; Docker keeps at most this much of an output (maxOutputLen).
+USAGE_MARK = "gpu-usage: "
+DOCKER_OUTPUT_LIMIT = 4096
+# A longer record (many GPUs) is left out of the output, so the status line is never cut off with it.
+USAGE_LINE_LIMIT = 3500
 HEARTBEAT_SECONDS = 10
 STALE_SECONDS = 60
 # Docker's schedule: the first check INTERVAL after the start, unhealthy after RETRIES failures in a row (failures
@@ -36,9 +45,34 @@ age=$(( ${{up%.*}} - beat ))
 if [ "$age" -lt 0 ] || [ "$age" -gt {STALE_SECONDS} ]; then
   echo "the agent's last report is $age s old: it is stuck or gone"; exit 1
 fi
+rec=
+IFS= read -r rec 2>/dev/null < "$HOME/{USAGE_FILE}"
+[ -n "$rec" ] && [ ${{#rec}} -le {USAGE_LINE_LIMIT} ] && echo "{USAGE_MARK}$rec"
 echo "$status"
 [ "$status" = ok ]
 """
+
+
+def split_output(output: str) -> tuple[str, str | None]:
+    """A check's output as (the status for people, the usage record's text or None).
+
+    The record is only taken whole: Docker cuts an output at DOCKER_OUTPUT_LIMIT bytes, and a cut record (it
+    would end the output, before the status line) is no record; the reader then reads the file instead.
+
+    >>> split_output('gpu-usage: {"version": 1}\\nok\\n')
+    ('ok', '{"version": 1}')
+    >>> split_output("the agent has not reported yet\\n")
+    ('the agent has not reported yet', None)
+    >>> split_output('gpu-usage: {"version": 1, "gp')  # cut by Docker: no status line after it
+    ('', None)
+    """
+    lines = output.splitlines()
+    record = None
+    if lines and lines[0].startswith(USAGE_MARK):
+        if len(lines) > 1:
+            record = lines[0].removeprefix(USAGE_MARK)
+        lines = lines[1:]
+    return "\n".join(lines).strip(), record
 
 
 def heartbeat_line(boot_seconds: float, problems: Iterable[str]) -> str:

@@ -361,7 +361,8 @@ class Engine:
             id=c.id, name=c.name, status=c.status, labels=c.labels or {}, host_port=host_port,
             image=(c.attrs.get("Config") or {}).get("Image", ""), created=c.attrs.get("Created", ""),
             exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
-            health=checks.get("Status") or None, health_output=str(last.get("Output") or "").strip(),
+            health=checks.get("Status") or None,
+            health_output=health.split_output(str(last.get("Output") or ""))[0],
             fixed_port=fixed[0] if fixed else None,
         )
 
@@ -469,6 +470,16 @@ class Engine:
             extracted = tar.extractfile(member)
             return extracted.read(limit) if extracted else None
         return None
+
+    def health_usage(self, container_id: str) -> str | None:
+        """The GPU usage record the container's last health check printed (core/health.py), or None (no check
+        yet, an older devagent's check, a record too long for the output, the container gone). One inspect."""
+        try:
+            state = self._client.api.inspect_container(container_id).get("State") or {}
+        except docker.errors.APIError:
+            return None
+        last = ((state.get("Health") or {}).get("Log") or [{}])[-1]
+        return health.split_output(str(last.get("Output") or ""))[1]
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
         """What the container asked for in GPUs (its inspect); None when it is gone."""

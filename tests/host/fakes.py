@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devagent.core import health
 from devagent.core.gpu_ledger import ContainerGpus, Lease
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
@@ -38,6 +39,7 @@ class FakeContainer:
     files: dict[str, ArchiveFile] = field(default_factory=dict)  # by path inside the container
     logs: str = ""
     health: str | None = None  # Docker's health status, as a test sets it
+    health_log: str = ""  # what its last health check printed, as a test sets it (core/health.py's form)
     finished: int = 0  # when it last stopped, on the engine's clock (the id counter); 0: never
 
     def info(self) -> ContainerInfo:
@@ -259,6 +261,11 @@ class FakeEngine:
             return int(container_id[1:]), 0
         c = self.containers.get(container_id)
         return None if c is None else (int(c.id[1:]), c.finished)
+
+    def health_usage(self, container_id: str) -> str | None:
+        self._call("health_usage", container_id)()
+        c = self.containers.get(container_id)
+        return health.split_output(c.health_log)[1] if c else None
 
     def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
         self._call("read_file", container_id, path)()

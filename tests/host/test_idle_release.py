@@ -166,3 +166,53 @@ def test_several_holders_records_are_each_read_and_each_keeps_its_own() -> None:
     gpus = ledger(engine)
     assert gpus.usage(gpus.state()) == {u: HolderUsage(f"env-{i}", GpuUsage(float(i), 0.0, "t"))
                                         for i, u in enumerate(uuids)}
+
+
+def test_the_record_the_health_check_printed_costs_no_archive_read() -> None:
+    """Issue 22: one get_archive (~35 ms) per running holder broke `devagent gpus`'s ≤ 1.2× target; the record
+    in the last health check's output comes with one inspect. A cut or missing one falls back to the file."""
+    engine = FakeEngine()
+    printed = env_container(engine, "printed", (A,))
+    lease_for(engine, A, "printed")
+    cut = env_container(engine, "cut", (B,))
+    lease_for(engine, B, "cut")
+    record = {"version": 1, "time": "t", "gpus": {A: {"mean_utilization_percent": 7.0, "idle_seconds": 60.0}}}
+    printed.health_log = f"gpu-usage: {json.dumps(record)}\nok\n"
+    whole = json.dumps({"version": 1, "time": "t2", "gpus": {B: {"mean_utilization_percent": 1.0,
+                                                                 "idle_seconds": 5.0}}})
+    cut.health_log = "gpu-usage: " + whole[:20]  # Docker cut the output: no status line after it
+    path = str(layout.gpu_usage_file(Path("/home/dev")))
+    cut.files[path] = ArchiveFile(path, whole.encode())
+    gpus = ledger(engine)
+    assert gpus.usage(gpus.state()) == {A: HolderUsage("printed", GpuUsage(7.0, 60.0, "t")),
+                                        B: HolderUsage("cut", GpuUsage(1.0, 5.0, "t2"))}
+    assert [args[0] for args in engine.called("read_file")] == [cut.id]
+    assert printed.info().health_output == ""  # the fake's status; the engine's split is tested below
+
+
+def test_the_health_check_prints_the_record_then_the_status(tmp_path: Path) -> None:
+    """The real shell test (Docker runs it with `sh -c`): the record first, the status line last, and the
+    status alone where the record is missing or too long for Docker's 4,096-byte output."""
+    import subprocess
+
+    from devagent.core import health
+
+    beat = tmp_path / health.HEALTH_FILE
+    beat.parent.mkdir(parents=True)
+    uptime = int(float(Path("/proc/uptime").read_text().split()[0]))
+    beat.write_text(f"{uptime} ok\n")
+
+    def check() -> tuple[int, str]:
+        done = subprocess.run(["sh", "-c", health.HEALTH_TEST], check=False, capture_output=True, text=True,
+                              env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}, timeout=60)
+        return done.returncode, done.stdout + done.stderr
+
+    assert check() == (0, "ok\n")  # no record yet: the status only, no error from the missing file
+    usage = tmp_path / health.USAGE_FILE
+    record = '{"version": 1, "time": "t", "gpus": {}}'
+    usage.write_text(record)  # as the agent writes it: one line, no newline at its end
+    code, out = check()
+    assert (code, out) == (0, f"gpu-usage: {record}\nok\n")
+    assert health.split_output(out) == ("ok", record)
+    usage.write_text("{" + "x" * health.USAGE_LINE_LIMIT + "}")
+    assert check() == (0, "ok\n")

@@ -104,6 +104,15 @@ def test_an_idle_environment_gives_its_gpus_back_only_once_nobody_is_logged_in_o
         envelope = json.loads(stand.devagent("gpus", "--json").stdout)
         assert envelope["gpus"][0]["usage"]["environment"] == name
         assert envelope["gpus"][0]["usage"]["idle_seconds"] > 3 * LIMIT
+        # Docker's own health check, run in the real image, prints the agent's record: `gpus` reads it with one
+        # inspect instead of a get_archive (a check every 30 s: wait for one).
+        from devagent.core.gpu_idle import parse_usage
+
+        container = docker_client.containers.get(name).id
+        wait_for(lambda: Engine().health_usage(container) is not None, timeout=120,
+                 message="a health check that prints the usage record")
+        printed = parse_usage(Engine().health_usage(container) or "")
+        assert set(printed) == {stand.uuid} and printed[stand.uuid].idle_seconds > 0
 
         # A `devagent run` (started outside any ssh session) holds it as well, after the session ends.
         run = subprocess.Popen(["docker", "exec", name, "devagent", "run", "--", "sleep", "40"],
