@@ -385,13 +385,13 @@ class TestDevcontainerLayer:
         assert (spec.base_image, spec.user, spec.gpus.mode) == ("devagent-base:bookworm", "alice", "all")
         assert (spec.limits.memory, spec.limits.shm_size, spec.limits.cpus) == (24 * 1024**3, 4 * 1024**3, 4.0)
         assert made.devcontainer == (
-            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used gpus all, shm size 4g, "
-            "cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
-            "  read, not applied yet: containerEnv",
+            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used containerEnv, gpus all, "
+            "shm size 4g, cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
             "  run in the environment as the login user: postCreateCommand",
             "  ignored (no devagent meaning): name",
         )
         assert [c.line for c in made.commands] == ["make"]
+        assert (spec.container_env, spec.remote_env) == ((("A", "1"),), ())
         assert made.launch_command == ("devagent up exp  # with .devcontainer/devcontainer.json "
                                        "(sha256 0123456789abcdef)")
 

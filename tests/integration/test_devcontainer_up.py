@@ -43,6 +43,7 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         "name": "Team env", "image": BASE_IMAGE, "remoteUser": "alice",
         "runArgs": ["--shm-size", "1g", "--memory=3g"], "hostRequirements": {"gpu": "optional", "memory": "9gb"},
         "containerEnv": {"WHO": "${localEnv:DA_TEST_WHO:nobody}"},
+        "remoteEnv": {"GREET": 'say "hi" \\ there', "PATH": "/opt/extra:${containerEnv:PATH}", "LANG": None},
         "postCreateCommand": "id -un > made-by && echo created", "postAttachCommand": ["sh", "-c", "echo attached"],
         "customizations": {"vscode": {"extensions": ["ms-python.python"], "settings": {"editor.rulers": [100]}}},
     })
@@ -51,8 +52,8 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
     try:
         result = env.devagent("up", name, "--workspace", str(ws), "--pids", "1024", check=True)
         assert "devcontainer .devcontainer/devcontainer.json (sha256 " in result.stderr
-        assert ("used shm size 1g, memory 3g, user alice, base image "
-                f"{BASE_IMAGE}\n  read, not applied yet: containerEnv\n"
+        assert ("used containerEnv, remoteEnv, shm size 1g, memory 3g, user alice, base image "
+                f"{BASE_IMAGE}\n"
                 "  run in the environment as the login user: postCreateCommand, postAttachCommand\n") in result.stderr
         assert ('  hostRequirements.gpu "optional": one GPU if the engine has a free one, else none\n'
                 in result.stderr)
@@ -71,6 +72,14 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         assert not info["HostConfig"]["Privileged"]
         login = env.ssh(name, "id -un; echo $HOME")
         assert login.stdout.split() == ["alice", "/home/alice"]
+        # containerEnv: the container's environment and every ssh session's; remoteEnv: the sessions' only, with
+        # ${containerEnv:PATH} read in the container; null unsets.
+        assert "WHO=nobody" in info["Config"]["Env"]
+        assert not any(e.startswith("GREET=") for e in info["Config"]["Env"])
+        assert env.ssh(name, "printenv WHO GREET").stdout == 'nobody\nsay "hi" \\ there\n'
+        image_path = next(e for e in info["Config"]["Env"] if e.startswith("PATH=")).split("=", 1)[1]
+        assert env.ssh(name, "printenv PATH").stdout == f"/opt/extra:{image_path}\n"
+        assert env.ssh(name, "printenv LANG").stdout == ""
         # postCreateCommand ran once, as the login user, in the workspace; its output is in a log and the notebook.
         assert "devcontainer postCreateCommand: running as alice\n" in result.stderr
         assert (ws / "made-by").read_text() == "alice\n"
@@ -100,7 +109,7 @@ def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, n
     tag = None
     try:
         result = env.devagent("up", name, "--workspace", str(ws), check=True)
-        assert "used user alice, build (the base image)\n" in result.stderr, result.stderr
+        assert "used containerEnv, user alice, build (the base image)\n" in result.stderr, result.stderr
         built = [line for line in result.stderr.splitlines() if line.startswith("building base image ")]
         assert built and built[0].endswith(" from .devcontainer/Dockerfile (.devcontainer/devcontainer.json)")
         tag = built[0].split()[3]
