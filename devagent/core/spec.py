@@ -303,6 +303,7 @@ class EnvSpec:
     # sessions' only; None unsets): checked by core/devcontainer.py, applied by the agent (core/sshd.py).
     container_env: tuple[tuple[str, str], ...] = ()
     remote_env: tuple[tuple[str, str | None], ...] = ()
+    forward_ports: tuple[int, ...] = ()  # a devcontainer.json's forwardPorts: what `devagent forward NAME` takes
 
     def idle_release_args(self) -> list[str]:
         """The agent's option for the idle limit (appended to its command).

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import devagent
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
+from devagent.core.forward import ports_label
 from devagent.core.gpu_idle import idle_test_seam
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
@@ -115,6 +116,8 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
         parts.append(["idle-release", spec.idle_release])
     if spec.container_env or spec.remote_env:  # the same: those made without a devcontainer.json keep theirs
         parts.append(["env", spec.container_env, spec.remote_env])
+    if spec.forward_ports:  # recorded in a label: a change makes a new container
+        parts.append(["forward-ports", spec.forward_ports])
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -416,7 +419,7 @@ class Provisioner:
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
                                 HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
-                                **sharing.owner_labels(user_public)},
+                                **sharing.owner_labels(user_public), **ports_label(spec.forward_ports)},
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,

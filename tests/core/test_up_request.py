@@ -379,6 +379,16 @@ class TestDevcontainerLayer:
             ' "4g"], "hostRequirements": {"memory": "24gb", "cpus": 4}, "containerEnv": {"A": "1"},'
             ' "postCreateCommand": "make", "name": "x"}')
 
+    def test_forward_ports_go_into_the_spec_and_are_named(self) -> None:
+        made = self.made('{"image": "i:1", "forwardPorts": [8888, "db:5432", 6006]}')
+        assert made.spec.forward_ports == (8888, 6006)
+        assert made.devcontainer == (
+            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used forwardPorts, "
+            "base image i:1",
+            "  forwardPorts 8888, 6006: `devagent forward NAME` with no port forwards them",
+            "  ignored (no devagent meaning): forwardPorts 'db:5432'",
+        )
+
     def test_the_file_fills_what_nothing_else_sets(self) -> None:
         made = self.made(self.FILE)
         spec = made.spec

@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from devagent.host.forward import any_free_port
 from tests.integration.conftest import BASE_IMAGE, Env, Result, container_names
+from tests.integration.forwarding import Forward
+from tests.integration.test_forward import get, start_http_server
 from tests.integration.topology import Topology
 
 pytestmark = pytest.mark.docker
+
+FILE_PORT = any_free_port()  # the file's forwardPorts: free here, so the forward can take the same number
 
 
 def _checkout(env: Env, name: str, config: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -92,6 +97,33 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         assert "postCreateCommand" not in again.stderr.split("\n", 4)[-1]  # once only
         assert "devcontainer postAttachCommand: running as alice\n" in again.stderr
         assert (ws / ".devagent" / "lifecycle" / "postAttachCommand.log").read_text() == "attached\nattached\n"
+    finally:
+        env.devagent("down", name)
+
+
+def test_forward_with_no_port_takes_the_files_forward_ports(env: Env, name: str, built_image: str,
+                                                            docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "forwardPorts": [FILE_PORT, 6006]})
+    try:
+        result = env.devagent("up", name, "--workspace", str(ws), check=True)
+        assert f"used forwardPorts, base image {BASE_IMAGE}\n" in result.stderr
+        assert (f"  forwardPorts {FILE_PORT}, 6006: `devagent forward NAME` with no port forwards them\n"
+                in result.stderr)
+        # Recorded on the container: forward needs no workspace.
+        labels = docker_client.api.inspect_container(name)["Config"]["Labels"]
+        assert labels["devagent.forward-ports"] == f"{FILE_PORT},6006"
+        start_http_server(env, name, FILE_PORT)
+        (ws / "page.txt").write_text("through the file's port\n")
+        forward = Forward(env, name)
+        try:
+            assert forward.url() == f"http://127.0.0.1:{FILE_PORT}/"
+            assert get(f"http://127.0.0.1:{FILE_PORT}/page.txt", forward) == "through the file's port\n"
+            code, said = forward.stop()
+            assert code == 130
+            assert (f"forwardPorts of {name}'s devcontainer.json: {FILE_PORT}, 6006; forwarding {FILE_PORT} "
+                    f"(`devagent forward {name} PORT` in another terminal for each other one)\n") in said
+        finally:
+            forward.kill()
     finally:
         env.devagent("down", name)
 
