@@ -216,6 +216,7 @@ class TestThroughAServer:
                                '--memory 2g', sys.executable], timeout=900)
 
         usable = json.dumps({"image": BASE_IMAGE, "remoteUser": "alice", "runArgs": ["--shm-size=1g"],
+                             "containerEnv": {"WHO": "on-the-server"}, "remoteEnv": {"VIA": "${containerEnv:WHO}"},
                              "customizations": {"vscode": {"extensions": ["ms-python.python"]}}})
         config.write_text(usable[:-1] + ', // a comment\n "privileged": true,}\n')
         refused = up()
@@ -230,9 +231,17 @@ class TestThroughAServer:
         try:
             made = up()
             assert made.returncode == 0, made.output
-            assert f"used shm size 1g, user alice, base image {BASE_IMAGE}\n" in made.stderr
+            assert (f"used containerEnv, remoteEnv, shm size 1g, user alice, base image {BASE_IMAGE}\n"
+                    in made.stderr)
             assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
             assert laptop.ssh(name, "id", "-un").stdout == "alice\n"
+            assert laptop.ssh(name, "printenv", "WHO", "VIA").stdout == "on-the-server\non-the-server\n"
+            # forward with no port asks the server's engine for the file's ports: this file names none.
+            none = laptop.devagent("forward", name, timeout=120)
+            assert (none.returncode, none.stderr) == (2, (
+                f"ssh gpu-server\nError: environment {name!r} names no port to forward (no forwardPorts in a "
+                f"devcontainer.json it was made from)\n"
+                f"  hint: give the port: devagent forward {name} PORT[:LOCAL]\n")), none.output
             assert docker_client.api.inspect_container(name)["HostConfig"]["ShmSize"] == 1024**3
             recommended = server_workspace / ".vscode" / "extensions.json"  # written on the server, as alice there
             assert json.loads(recommended.read_text()) == {"recommendations": ["ms-python.python"]}
