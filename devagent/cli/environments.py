@@ -184,6 +184,16 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
         base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
                           echo_step)
         env = dataclasses.replace(env, base_image=base)
+    features_of = request.devcontainer_file
+    if features_of is not None and features_of.plan.local_features and env.image is None and (
+            request.build is not None or env.base_image == features_of.plan.image):  # the file's base: its Features
+        import dataclasses
+
+        from devagent.host.devcontainer_file import apply_features
+
+        base = apply_features(provisioner.engine, Path(features_of.workspace), features_of.path, env.base_image,
+                              features_of.plan.local_features, echo_step)
+        env = dataclasses.replace(env, base_image=base)
     if request.gpu_optional:  # through the ledger: a GPU another holds does not count
         import dataclasses
 

@@ -75,7 +75,7 @@ class DevcontainerLayer:
 BUILD_PLACEHOLDER = "devagent/devcontainer-base:to-build"
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
-NOT_APPLIED_YET = ("features",)
+NOT_APPLIED_YET: tuple[str, ...] = ()
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,

@@ -128,6 +128,43 @@ def test_forward_with_no_port_takes_the_files_forward_ports(env: Env, name: str,
         env.devagent("down", name)
 
 
+def test_a_local_feature_runs_its_install_script_as_root_at_build_with_its_options(
+        env: Env, name: str, built_image: str, docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "features": {"./hello": {"greeting": "bonjour"}}})
+    feature = ws / ".devcontainer" / "hello"
+    feature.mkdir()
+    (feature / "devcontainer-feature.json").write_text(
+        '{"id": "hello", // a comment\n "options": {"greeting": {"type": "string", "default": "hi"},'
+        ' "target": {"type": "string", "default": "/etc/hello-feature"}}}')
+    (feature / "install.sh").write_text('#!/bin/sh\nset -e\necho "$GREETING from $(id -un)" > "$TARGET"\n')
+    tag = None
+    try:
+        result = env.devagent("up", name, "--workspace", str(ws), check=True)
+        assert f"used features, base image {BASE_IMAGE}\n" in result.stderr, result.stderr
+        built = [line for line in result.stderr.splitlines() if line.startswith("building base image ")]
+        assert built and built[0].endswith(f": {BASE_IMAGE} with the Features of .devcontainer/devcontainer.json")
+        tag = built[0].split()[3].rstrip(":")
+        assert env.ssh(name, "cat /etc/hello-feature; test -e /tmp/devagent-features/0 || echo gone").stdout == (
+            "bonjour from root\ngone\n")  # the copied folder is removed by the same RUN
+        again = env.devagent("up", name, "--workspace", str(ws), "--recreate", check=True)
+        assert f"base image {tag} (cached, {BASE_IMAGE} with the Features of .devcontainer/devcontainer.json)\n" \
+            in again.stderr
+    finally:
+        env.devagent("down", name)
+        if tag is not None:
+            _remove_base(docker_client, tag)
+
+
+def test_a_local_feature_outside_the_files_folder_is_refused(env: Env, name: str, docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "features": {"./../elsewhere": {}}})
+    result = env.devagent("up", name, "--workspace", str(ws))
+    assert result.returncode == 2, result.output
+    assert result.stderr.endswith(
+        "Error: .devcontainer/devcontainer.json: feature './../elsewhere' is not a folder inside .devcontainer/\n"
+        "  hint: keep a local Feature in the devcontainer.json's folder and name it \"./FOLDER\"\n")
+    assert container_names(docker_client, name) == []
+
+
 def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, name: str, built_image: str,
                                                                      docker_client) -> None:
     ws = _checkout(env, name, {
