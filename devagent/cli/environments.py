@@ -306,15 +306,28 @@ def _expand_home(folder: str) -> Path:
 @cli.command()
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write devagent.toml into.")
-def init(workspace: Path) -> None:
+@click.option("--devcontainer", "devcontainer_choice", default=None, metavar="NAME",
+              help="Which .devcontainer/NAME/devcontainer.json to leave out of it, when there are several.")
+def init(workspace: Path, devcontainer_choice: str | None) -> None:
     """Write a commented devagent.toml into the workspace: commit it, and `devagent up` gives everyone the same
-    environment."""
-    from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
+    environment. What the workspace's devcontainer.json says is left to it (named, not repeated)."""
+    from devagent.core.config import CONFIG_FILE, init_text
+    from devagent.core.spec import inside_workspace
+    from devagent.core.up_request import DEFAULTS
+    from devagent.host.devcontainer_file import find_devcontainer
 
-    path = _expand_home(str(workspace)).resolve() / CONFIG_FILE
+    folder = _expand_home(str(workspace)).resolve()
+    path = folder / CONFIG_FILE
+    found = find_devcontainer(folder, choice=devcontainer_choice, env=os.environ,
+                              container_workspace=inside_workspace(DEFAULTS["user"]))
+    covered: list[str] = []
+    if found is not None:
+        plan = found.plan
+        covered = [*plan.options, *(["base_image"] if plan.image or plan.build else []),
+                   *(["gpus"] if plan.gpu_optional else [])]
     try:
         with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
-            f.write(INIT_TEMPLATE)
+            f.write(init_text(covered, found.path if found is not None else ""))
     except FileExistsError:
         raise DevagentError(f"{path} exists; left as is", status=ExitStatus.CONFLICT,
                             hint="edit it, or move it away and run init again") from None
@@ -322,6 +335,8 @@ def init(workspace: Path) -> None:
         raise DevagentError(f"cannot write {path}: {exc.strerror or exc}", status=ExitStatus.USAGE,
                             hint="pass --workspace a folder you can write") from None
     click.echo(f"✔ wrote {path}: uncomment what this code needs, then commit it")
+    if covered:
+        click.echo(f"  left to {found.path if found else ''}: {', '.join(covered)}")
 
 
 @cli.command()
