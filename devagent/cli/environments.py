@@ -318,8 +318,12 @@ def init(workspace: Path, devcontainer_choice: str | None) -> None:
 
     folder = _expand_home(str(workspace)).resolve()
     path = folder / CONFIG_FILE
-    found = find_devcontainer(folder, choice=devcontainer_choice, env=os.environ,
-                              container_workspace=inside_workspace(DEFAULTS["user"]))
+    try:
+        found = find_devcontainer(folder, choice=devcontainer_choice, env=os.environ,
+                                  container_workspace=inside_workspace(DEFAULTS["user"]))
+    except DevagentError as exc:  # the template is still worth having; `up` will refuse the file the same way
+        echo_step(f"devcontainer.json not taken into account: {exc.message}")
+        found = None
     covered: list[str] = []
     if found is not None:
         plan = found.plan

@@ -94,3 +94,14 @@ def test_init_leaves_what_the_devcontainer_json_says_to_it(env: Env, tmp_path) -
         assert f"\n# {key}: set by .devcontainer/devcontainer.json (a value here overrides it)\n" in text
         assert f"\n#{key} =" not in text
     assert "\n#cpus = " in text and "\n#user = " in text  # what the file does not say is offered as before
+
+
+def test_init_beside_a_refused_devcontainer_json_writes_the_whole_template(  # type: ignore[no-untyped-def]
+        env: Env, tmp_path) -> None:
+    ws = tmp_path / "proj"
+    (ws / ".devcontainer").mkdir(parents=True)
+    (ws / ".devcontainer" / "devcontainer.json").write_text('{"image": "x:1", "privileged": true}')
+    made = env.devagent("init", "--workspace", str(ws), check=True)
+    assert made.stderr.startswith("devcontainer.json not taken into account: .devcontainer/devcontainer.json: "
+                                  "privileged is refused"), made.stderr
+    assert "\n#memory = " in (ws / "devagent.toml").read_text()
