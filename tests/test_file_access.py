@@ -59,6 +59,8 @@ FUNCTIONS = {
     "devagent/cli/reproduce.py:_reproduction_up": "Files.read_text: LocalFiles reads through nofollow",
     "devagent/cli/servers.py:gpu_inventory": "the stand-in inventory file a test names in the environment",
     "devagent/container/agent.py:_start_heartbeat": "the sshd config devagent wrote into the image",
+    "devagent/container/agent.py:_session_env_option": "the sshd config devagent wrote into the image and the "
+    "session environment `up` put into /etc/devagent (root's, read-only to the login user)",
     "devagent/host/provision.py:make": "the environment's host key in devagent's home",
     "devagent/host/reproduce.py:load_facts": "Files.read_text: LocalFiles reads through nofollow",
     "devagent/host/reproduce.py:git": "a throw-away git config in a temporary folder devagent made",

@@ -184,6 +184,16 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
         base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
                           echo_step)
         env = dataclasses.replace(env, base_image=base)
+    features_of = request.devcontainer_file
+    if features_of is not None and features_of.plan.local_features and env.image is None and (
+            request.build is not None or env.base_image == features_of.plan.image):  # the file's base: its Features
+        import dataclasses
+
+        from devagent.host.devcontainer_file import apply_features
+
+        base = apply_features(provisioner.engine, Path(features_of.workspace), features_of.path, env.base_image,
+                              features_of.plan.local_features, echo_step)
+        env = dataclasses.replace(env, base_image=base)
     if request.gpu_optional:  # through the ledger: a GPU another holds does not count
         import dataclasses
 
@@ -296,15 +306,32 @@ def _expand_home(folder: str) -> Path:
 @cli.command()
 @click.option("--workspace", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="The folder to write devagent.toml into.")
-def init(workspace: Path) -> None:
+@click.option("--devcontainer", "devcontainer_choice", default=None, metavar="NAME",
+              help="Which .devcontainer/NAME/devcontainer.json to leave out of it, when there are several.")
+def init(workspace: Path, devcontainer_choice: str | None) -> None:
     """Write a commented devagent.toml into the workspace: commit it, and `devagent up` gives everyone the same
-    environment."""
-    from devagent.core.config import CONFIG_FILE, INIT_TEMPLATE
+    environment. What the workspace's devcontainer.json says is left to it (named, not repeated)."""
+    from devagent.core.config import CONFIG_FILE, init_text
+    from devagent.core.spec import inside_workspace
+    from devagent.core.up_request import DEFAULTS
+    from devagent.host.devcontainer_file import find_devcontainer
 
-    path = _expand_home(str(workspace)).resolve() / CONFIG_FILE
+    folder = _expand_home(str(workspace)).resolve()
+    path = folder / CONFIG_FILE
+    try:
+        found = find_devcontainer(folder, choice=devcontainer_choice, env=os.environ,
+                                  container_workspace=inside_workspace(DEFAULTS["user"]))
+    except DevagentError as exc:  # the template is still worth having; `up` will refuse the file the same way
+        echo_step(f"devcontainer.json not taken into account: {exc.message}")
+        found = None
+    covered: list[str] = []
+    if found is not None:
+        plan = found.plan
+        covered = [*plan.options, *(["base_image"] if plan.image or plan.build else []),
+                   *(["gpus"] if plan.gpu_optional else [])]
     try:
         with open(path, "x", encoding="utf-8") as f:  # never over a file that is there
-            f.write(INIT_TEMPLATE)
+            f.write(init_text(covered, found.path if found is not None else ""))
     except FileExistsError:
         raise DevagentError(f"{path} exists; left as is", status=ExitStatus.CONFLICT,
                             hint="edit it, or move it away and run init again") from None
@@ -312,6 +339,8 @@ def init(workspace: Path) -> None:
         raise DevagentError(f"cannot write {path}: {exc.strerror or exc}", status=ExitStatus.USAGE,
                             hint="pass --workspace a folder you can write") from None
     click.echo(f"✔ wrote {path}: uncomment what this code needs, then commit it")
+    if covered:
+        click.echo(f"  left to {found.path if found else ''}: {', '.join(covered)}")
 
 
 @cli.command()

@@ -9,21 +9,49 @@ from devagent.cli.app import cli, echo_result, echo_step
 
 @cli.command()
 @click.argument("name")
-@click.argument("ports", metavar="PORT[:LOCAL]")
-def forward(name: str, ports: str) -> int:
+@click.argument("ports", metavar="[PORT[:LOCAL]]", required=False)
+def forward(name: str, ports: str | None) -> int:
     """Forward environment NAME's 127.0.0.1:PORT to 127.0.0.1:LOCAL here, through the alias, until Ctrl-C.
 
     LOCAL defaults to PORT (an error when it is taken: exit 18); 0 picks any free port. Both ends are 127.0.0.1:
     nothing is published on another address. Runs the real OpenSSH client: `ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:PORT
-    NAME`."""
-    from devagent.core.forward import parse_ports
+    NAME`. Without PORT: the first of the forwardPorts of the devcontainer.json NAME was made from."""
+    from devagent.core.forward import PortPair, parse_ports
     from devagent.core.spec import validate_name
     from devagent.host.forward import run_forward
     from devagent.host.paths import Paths
 
-    status = run_forward(Paths.from_environ(), validate_name(name), parse_ports(ports), show=echo_result)
+    name = validate_name(name)
+    if ports is None:
+        recorded = _file_ports(name)
+        pair = PortPair(recorded[0], None)
+        if recorded[1:]:
+            echo_step(f"forwardPorts of {name}'s devcontainer.json: {', '.join(map(str, recorded))}; forwarding "
+                      f"{recorded[0]} (`devagent forward {name} PORT` in another terminal for each other one)")
+    else:
+        pair = parse_ports(ports)
+    status = run_forward(Paths.from_environ(), name, pair, show=echo_result)
     echo_step("forward closed")
     return int(status)
+
+
+def _file_ports(name: str) -> tuple[int, ...]:
+    """The forwardPorts `up` recorded on NAME's container (its engine: this machine's or its server's)."""
+    from devagent.cli import servers
+    from devagent.core.forward import FORWARD_PORTS_LABEL, recorded_ports
+    from devagent.errors import DevagentError, ExitStatus
+
+    with servers.where(name) as provisioner:
+        info = provisioner.engine.get(name)
+    if info is None:
+        raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
+                            hint=f"list them with `devagent ls`, or make it first: devagent up {name}")
+    found = recorded_ports(info.labels.get(FORWARD_PORTS_LABEL))
+    if not found:
+        raise DevagentError(f"environment {name!r} names no port to forward (no forwardPorts in a "
+                            "devcontainer.json it was made from)", status=ExitStatus.USAGE,
+                            hint=f"give the port: devagent forward {name} PORT[:LOCAL]")
+    return found
 
 
 @cli.command()

@@ -116,6 +116,7 @@ class AgentConfig:
     python: str | None = None
     watch: tuple[str, ...] = ()  # globs; empty: the watcher's default (**/*.py)
     idle_release: float | None = None  # seconds: give the GPUs back after so long idle (container/idle.py)
+    session_env: str = layout.SESSION_ENV_PATH  # put there by `up` from a devcontainer.json, or absent
 
     @property
     def notebook_path(self) -> Path:
@@ -137,7 +138,7 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
             signal.signal(sig, lambda signum, frame: stopping.set())
 
     record_agent(config.workspace, config.notebook_path)
-    sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config])
+    sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config, *_session_env_option(config)])
     sshd_proc.start()
     _start_heartbeat(config, sshd_proc, stopping)
     watcher = _start_watcher(config)
@@ -166,6 +167,20 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
         return RELEASED_EXIT
     log.info("stopped")
     return 0
+
+
+def _session_env_option(config: AgentConfig) -> list[str]:
+    """sshd's `-o SetEnv ...` for a devcontainer.json's containerEnv/remoteEnv (core/sshd.py), or nothing."""
+    try:
+        text = Path(config.session_env).read_text()
+    except FileNotFoundError:
+        return []
+    try:
+        base = sshd.parse_setenv(Path(config.sshd_config).read_text())
+    except OSError:
+        base = {}
+    option = sshd.session_setenv(base, text, os.environ)
+    return ["-o", option] if option else []
 
 
 def _start_idle_watcher(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> IdleWatcher:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
@@ -494,3 +494,19 @@ INIT_TEMPLATE = f"""\
 # Detect saves by polling, for workspaces on network mounts where inotify does not fire.
 #poll_saves = false
 """
+
+
+def init_text(covered: Sequence[str] = (), source: str = "") -> str:
+    """INIT_TEMPLATE, less what a devcontainer.json (SOURCE) already says: each of COVERED (devagent.toml's keys)
+    keeps its explanation, and its commented default becomes a line naming the file, so devagent.toml only adds
+    what the JSON does not say (and a value put there still wins over it).
+
+    >>> text = init_text(["memory"], ".devcontainer/devcontainer.json")
+    >>> "#memory =" in text, "# memory: set by .devcontainer/devcontainer.json (a value here overrides it)" in text
+    (False, True)
+    """
+    lines = []
+    for line in INIT_TEMPLATE.splitlines(keepends=True):
+        key = line[1:].split(" =", 1)[0] if line.startswith("#") and " = " in line else None
+        lines.append(f"# {key}: set by {source} (a value here overrides it)\n" if key in covered else line)
+    return "".join(lines)

@@ -37,6 +37,7 @@ from datetime import datetime
 from devagent.core import spec as s
 from devagent.core.markdown import code_span, escape_heading, fence, split_lines
 from devagent.core.notebook import entry, heading
+from devagent.core.sshd import check_env
 from devagent.errors import DevagentError, ExitStatus
 
 # Where the specification looks, in its order; a folder one level below .devcontainer/ holds one more each.
@@ -446,8 +447,13 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     plan = _image_build(config, source)
     for key, name in (("containerEnv", "container_env"), ("remoteEnv", "remote_env")):
         if key in config:
-            plan[name] = tuple((k, None if v is None and key == "remoteEnv" else str(v))
-                               for k, v in _mapping(config[key], key, source).items())
+            pairs = tuple((k, None if v is None and key == "remoteEnv" else str(v))
+                          for k, v in _mapping(config[key], key, source).items())
+            plan[name] = pairs
+            for k, v in pairs:
+                problem = check_env(key, k, v)
+                if problem is not None:
+                    raise _usage(f"{source}: {problem}", f"fix {key} in the file")
     options, plan["gpu_optional"] = _limits(config, source)
     user = _user(config, source)
     if user is not None:

@@ -117,3 +117,30 @@ def url(local: int, *, path: str = "/", token: str | None = None) -> str:
     'http://127.0.0.1:8888/?token=abc'
     """
     return f"http://{LOOPBACK}:{local}{path}" + (f"?token={token}" if token else "")
+
+
+# A devcontainer.json's forwardPorts, recorded on the container at `up` so that `devagent forward NAME` needs no
+# workspace (and works from anywhere the environment's engine is reached).
+FORWARD_PORTS_LABEL = "devagent.forward-ports"
+
+
+def ports_label(ports: tuple[int, ...]) -> dict[str, str]:
+    """The container label for PORTS (none without ports, so other environments' labels stay as they were).
+
+    >>> ports_label((8888, 6006)), ports_label(())
+    ({'devagent.forward-ports': '8888,6006'}, {})
+    """
+    return {FORWARD_PORTS_LABEL: ",".join(str(p) for p in ports)} if ports else {}
+
+
+def recorded_ports(label: str | None) -> tuple[int, ...]:
+    """The ports a container's label records; anything that is not a port (a label set by hand) is left out.
+
+    >>> recorded_ports("8888,6006"), recorded_ports(None), recorded_ports("80,x,70000,\\n9")
+    ((8888, 6006), (), (80,))
+    """
+    found = []
+    for item in (label or "").split(","):
+        if re.fullmatch(r"[0-9]{1,5}", item) and 0 < int(item) < 65536:
+            found.append(int(item))
+    return tuple(found)

@@ -299,6 +299,11 @@ class EnvSpec:
     agent: AgentOptions = field(default_factory=AgentOptions)
     image: str | None = None  # a derived image from a registry (`up --image`): started as it is, never built
     idle_release: float | None = None  # seconds: the GPUs go back after so long idle (core/gpu_idle.py)
+    # A devcontainer.json's containerEnv (the container's environment and its ssh sessions') and remoteEnv (the
+    # sessions' only; None unsets): checked by core/devcontainer.py, applied by the agent (core/sshd.py).
+    container_env: tuple[tuple[str, str], ...] = ()
+    remote_env: tuple[tuple[str, str | None], ...] = ()
+    forward_ports: tuple[int, ...] = ()  # a devcontainer.json's forwardPorts: what `devagent forward NAME` takes
 
     def idle_release_args(self) -> list[str]:
         """The agent's option for the idle limit (appended to its command).

@@ -13,6 +13,7 @@ pre-auth limits are sized so that another local user cannot lock the owner out (
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -186,3 +187,82 @@ def profile_for_client(client_version: tuple[int, int] | None) -> str:
     if client_version is None:
         return "compat"
     return "strict" if client_version >= (8, 5) else "compat"
+
+
+# -- a devcontainer.json's containerEnv and remoteEnv in the sessions ------------------------------------------------
+# sshd gives a session a fresh environment, so what Docker sets (containerEnv) never reaches `ssh NAME cmd`. The agent
+# starts sshd with one `-o SetEnv ...` (OpenSSH >= 8.7; the first SetEnv sshd reads wins, so it carries the image's
+# SetEnv values too): no ~/.ssh/environment (PermitUserEnvironment stays no), no profile script a non-login
+# `ssh NAME cmd` would not read.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CONTAINER_ENV_VAR = re.compile(r"\$\{containerEnv:([^}:]*)(?::([^}]*))?\}")
+_SETENV_PAIR = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def session_env_file(container_env: tuple[tuple[str, str], ...],
+                     remote_env: tuple[tuple[str, str | None], ...]) -> bytes:
+    """The file `up` puts into the container for the agent (layout.SESSION_ENV_PATH).
+
+    >>> session_env_file((("A", "1"),), (("B", None),))
+    b'{"containerEnv": [["A", "1"]], "remoteEnv": [["B", null]]}'
+    """
+    return json.dumps({"containerEnv": [list(p) for p in container_env],
+                       "remoteEnv": [list(p) for p in remote_env]}).encode()
+
+
+def parse_setenv(config_text: str) -> dict[str, str]:
+    """The variables of the first SetEnv line of an sshd_config (render_sshd_config's quoting).
+
+    >>> parse_setenv('Port 2222\\nSetEnv PATH="/usr/bin" LANG="C.UTF-8"\\n')
+    {'PATH': '/usr/bin', 'LANG': 'C.UTF-8'}
+    """
+    for line in config_text.splitlines():
+        if line.strip().lower().startswith("setenv "):
+            return {k: re.sub(r"\\(.)", r"\1", v) for k, v in _SETENV_PAIR.findall(line)}
+    return {}
+
+
+def session_setenv(base: Mapping[str, str], file_text: str, environ: Mapping[str, str]) -> str | None:
+    """The `SetEnv` option the agent gives sshd: BASE (the image's SetEnv), then containerEnv, then remoteEnv
+    (``${containerEnv:VAR[:default]}`` read from ENVIRON, the container's environment; ``null`` unsets) from
+    FILE_TEXT (session_env_file's). None when nothing is left to set. A value is quoted as sshd unquotes it.
+
+    >>> session_setenv({"PATH": "/bin"}, session_env_file((("A", 'x"y'),),
+    ...                (("PATH", "/opt:${containerEnv:PATH}"), ("NO", None))), {"PATH": "/usr/bin"})
+    'SetEnv PATH="/opt:/usr/bin" A="x\\\\"y"'
+    """
+    data = json.loads(file_text)
+    env = dict(base)
+    env.update((str(k), str(v)) for k, v in data.get("containerEnv", []))
+    for key, value in data.get("remoteEnv", []):
+        if value is None:
+            env.pop(str(key), None)
+        else:
+            env[str(key)] = _CONTAINER_ENV_VAR.sub(
+                lambda m: environ.get(m.group(1), m.group(2) or ""), str(value))
+    pairs = [(k, v) for k, v in env.items() if ENV_NAME.fullmatch(k) and not _BAD_ENV_VALUE.search(v)]
+    if not pairs:
+        return None
+    return "SetEnv " + " ".join(f'{k}="{_quote(v)}"' for k, v in pairs)
+
+
+_BAD_ENV_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is fine; a line break or NUL never
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def check_env(key: str, name: str, value: str | None) -> str | None:
+    """Why NAME=VALUE of KEY (containerEnv/remoteEnv) cannot be set, or None. The value is never quoted back.
+
+    >>> check_env("containerEnv", "A-B", "1")
+    'containerEnv: A-B is not a variable name (letters, digits, _; not starting with a digit)'
+    >>> check_env("remoteEnv", "A", "x\\ny")
+    'remoteEnv: the value of A holds a line break or control character'
+    """
+    if not ENV_NAME.fullmatch(name):
+        return f"{key}: {name} is not a variable name (letters, digits, _; not starting with a digit)"
+    if value is not None and _BAD_ENV_VALUE.search(value):
+        return f"{key}: the value of {name} holds a line break or control character"
+    return None

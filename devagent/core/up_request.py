@@ -75,7 +75,7 @@ class DevcontainerLayer:
 BUILD_PLACEHOLDER = "devagent/devcontainer-base:to-build"
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
-NOT_APPLIED_YET = ("containerEnv", "remoteEnv", "forwardPorts", "features")
+NOT_APPLIED_YET: tuple[str, ...] = ()
 
 
 def up_request(*, name: str | None, given: Mapping[str, object], config_text: str | None, config_path: str,
@@ -148,6 +148,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         image=str(parse_image_ref(str(image))) if image is not None else None,
         idle_release=_idle_release(merged.get("idle_release"), typed=given.get("idle_release") is not None,
                                    config_path=config_path, minimum=idle_minimum),
+        container_env=devcontainer.plan.container_env if devcontainer is not None else (),
+        remote_env=devcontainer.plan.remote_env if devcontainer is not None else (),
+        forward_ports=devcontainer.plan.forward_ports if devcontainer is not None else (),
     )
     launched = launch_command(env.name, argv, with_config=config_text is not None)
     if devcontainer is not None:  # the notebook's header records the file the environment came from
@@ -207,6 +210,9 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     hooks = [f for f in plan.used if f in LIFECYCLE]
     if hooks:
         lines.append("  run in the environment as the login user: " + ", ".join(hooks))
+    if plan.forward_ports:
+        lines.append("  forwardPorts " + ", ".join(map(str, plan.forward_ports))
+                     + ": `devagent forward NAME` with no port forwards them")
     editor = [f.rsplit(".", 1)[-1] for f in plan.used if f.startswith("customizations.vscode.")]
     if editor:
         lines.append("  VS Code " + " and ".join(editor) + ": into the workspace's .vscode/")

@@ -108,3 +108,59 @@ def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256:
                  on_line=lambda line: report(f"  {line}"),
                  dockerfile=posixpath.relpath(dockerfile, context), buildargs=dict(build.args), target=build.target)
     return tag
+
+
+def _read_below(workspace: Path, rel: str, what: str) -> bytes:
+    try:
+        fd = open_below(workspace, rel)
+        try:
+            return read_limited(fd, _LIMIT, rel)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        raise DevagentError(f"{rel} does not exist", status=ExitStatus.USAGE,
+                            hint=f"a local Feature's folder holds {what}") from None
+    except (PathRefused, IsADirectoryError) as exc:
+        raise DevagentError(f"{rel}: {exc.strerror}; devagent did not read it", status=ExitStatus.USAGE,
+                            hint="make it a regular file in the workspace") from None
+
+
+def apply_features(engine: Engine, workspace: Path, config_path: str, base: str,
+                   features: tuple[tuple[str, Mapping[str, object]], ...], report: Callable[[str], None]) -> str:
+    """BASE with the devcontainer.json's local FEATURES applied (each install.sh run as root at build), built on
+    ENGINE when it does not have it yet; its tag. The folders are sent as Docker sends a context (a link as a
+    link, never followed); devcontainer-feature.json and install.sh are read without following a link."""
+    import tempfile
+
+    from devagent.core.features import (
+        feature_env,
+        feature_folder,
+        features_dockerfile,
+        features_tag,
+        read_feature,
+    )
+
+    folder = posixpath.dirname(config_path)
+    steps, parts = [], []
+    for ref, given in features:
+        rel = feature_folder(config_path, ref)
+        metadata = _read_below(workspace, f"{rel}/devcontainer-feature.json", "devcontainer-feature.json")
+        script = _read_below(workspace, f"{rel}/install.sh", "install.sh")
+        env = feature_env(read_feature(metadata, source=f"{rel}/devcontainer-feature.json"), given, source=ref)
+        steps.append((posixpath.relpath(rel, folder or "."), env))
+        parts += [rel.encode(), repr(env).encode(), metadata, script]
+    tag = features_tag(base, engine.image_id(base) or "", parts)
+    if engine.image_id(tag) is not None:
+        report(f"base image {tag} (cached, {base} with the Features of {config_path})")
+        return tag
+    report(f"building base image {tag}: {base} with the Features of {config_path}")
+    fd, dockerfile = tempfile.mkstemp(prefix="devagent-features-", suffix=".Dockerfile")
+    try:
+        os.write(fd, features_dockerfile(base, steps).encode())
+        os.close(fd)
+        # A Dockerfile outside the context: the Docker SDK sends it inside the context's archive.
+        engine.build(workspace / (folder or "."), tag, {"devagent.devcontainer": config_path},
+                     on_line=lambda line: report(f"  {line}"), dockerfile=dockerfile)
+    finally:
+        os.unlink(dockerfile)
+    return tag

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING
 import devagent
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
+from devagent.core.forward import ports_label
 from devagent.core.gpu_idle import idle_test_seam
 from devagent.core.gpu_ledger import Inventory, choose, describe_choice
 from devagent.core.notebook import LaunchContext
 from devagent.core.people import who
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
+from devagent.core.sshd import session_env_file
 from devagent.core.sshhost import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 from devagent.host import keys, sharing
@@ -112,6 +114,10 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
         parts.append(spec.image)
     if spec.idle_release is not None:  # the same: those made before --idle-release keep theirs
         parts.append(["idle-release", spec.idle_release])
+    if spec.container_env or spec.remote_env:  # the same: those made without a devcontainer.json keep theirs
+        parts.append(["env", spec.container_env, spec.remote_env])
+    if spec.forward_ports:  # recorded in a label: a change makes a new container
+        parts.append(["forward-ports", spec.forward_ports])
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -413,12 +419,13 @@ class Provisioner:
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
                                 HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
-                                **sharing.owner_labels(user_public)},
+                                **sharing.owner_labels(user_public), **ports_label(spec.forward_ports)},
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,
-                        pids=spec.limits.pids, gpus=gpus.request, environment={"DEVAGENT_NAME": spec.name,
-                                                                               **idle_test_seam(os.environ)},
+                        pids=spec.limits.pids, gpus=gpus.request,
+                        environment={**dict(spec.container_env), "DEVAGENT_NAME": spec.name,
+                                     **idle_test_seam(os.environ)},
                     )
                 nonlocal leased
                 if not leased:  # once: a container made again on another port keeps this up's leases
@@ -439,6 +446,8 @@ class Provisioner:
                     ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
                     *sharing.container_files(owner, invited),  # who may log in
                     ArchiveFile(layout.LAUNCH_CONTEXT, context.to_json().encode(), 0o644),
+                    *([ArchiveFile(layout.SESSION_ENV, session_env_file(spec.container_env, spec.remote_env),
+                                   0o644)] if spec.container_env or spec.remote_env else []),
                 ])
                 return cid
 

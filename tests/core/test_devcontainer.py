@@ -180,3 +180,15 @@ def test_every_corpus_file_is_used_or_refused_by_name() -> None:
     assert outcomes["airflow"] == "dockerComposeFile"
     assert outcomes["grafana"] == "runArgs '--cap-add=SYS_PTRACE'"
     assert sum(v == "used" for v in outcomes.values()) >= 8
+
+
+def test_environment_variables_that_sshd_or_a_shell_would_misread_are_refused_without_their_value() -> None:
+    error = refusal('{"containerEnv": {"TOKEN": "s3cret\\nEVIL=1"}}')
+    assert (error.message, error.hint, error.status) == (
+        "d.json: containerEnv: the value of TOKEN holds a line break or control character",
+        "fix containerEnv in the file", ExitStatus.USAGE)
+    assert "s3cret" not in str(error)
+    assert refusal('{"remoteEnv": {"A B": "1"}}').message == (
+        "d.json: remoteEnv: A B is not a variable name (letters, digits, _; not starting with a digit)")
+    assert refusal('{"remoteEnv": {"X": "\\u0000"}}').message == (
+        "d.json: remoteEnv: the value of X holds a line break or control character")

@@ -379,19 +379,29 @@ class TestDevcontainerLayer:
             ' "4g"], "hostRequirements": {"memory": "24gb", "cpus": 4}, "containerEnv": {"A": "1"},'
             ' "postCreateCommand": "make", "name": "x"}')
 
+    def test_forward_ports_go_into_the_spec_and_are_named(self) -> None:
+        made = self.made('{"image": "i:1", "forwardPorts": [8888, "db:5432", 6006]}')
+        assert made.spec.forward_ports == (8888, 6006)
+        assert made.devcontainer == (
+            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used forwardPorts, "
+            "base image i:1",
+            "  forwardPorts 8888, 6006: `devagent forward NAME` with no port forwards them",
+            "  ignored (no devagent meaning): forwardPorts 'db:5432'",
+        )
+
     def test_the_file_fills_what_nothing_else_sets(self) -> None:
         made = self.made(self.FILE)
         spec = made.spec
         assert (spec.base_image, spec.user, spec.gpus.mode) == ("devagent-base:bookworm", "alice", "all")
         assert (spec.limits.memory, spec.limits.shm_size, spec.limits.cpus) == (24 * 1024**3, 4 * 1024**3, 4.0)
         assert made.devcontainer == (
-            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used gpus all, shm size 4g, "
-            "cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
-            "  read, not applied yet: containerEnv",
+            "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used containerEnv, gpus all, "
+            "shm size 4g, cpus 4, memory 24g, user alice, base image devagent-base:bookworm",
             "  run in the environment as the login user: postCreateCommand",
             "  ignored (no devagent meaning): name",
         )
         assert [c.line for c in made.commands] == ["make"]
+        assert (spec.container_env, spec.remote_env) == ((("A", "1"),), ())
         assert made.launch_command == ("devagent up exp  # with .devcontainer/devcontainer.json "
                                        "(sha256 0123456789abcdef)")
 

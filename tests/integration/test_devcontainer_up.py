@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from devagent.host.forward import any_free_port
 from tests.integration.conftest import BASE_IMAGE, Env, Result, container_names
+from tests.integration.forwarding import Forward
+from tests.integration.test_forward import get, start_http_server
 from tests.integration.topology import Topology
 
 pytestmark = pytest.mark.docker
+
+FILE_PORT = any_free_port()  # the file's forwardPorts: free here, so the forward can take the same number
 
 
 def _checkout(env: Env, name: str, config: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -43,6 +48,7 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         "name": "Team env", "image": BASE_IMAGE, "remoteUser": "alice",
         "runArgs": ["--shm-size", "1g", "--memory=3g"], "hostRequirements": {"gpu": "optional", "memory": "9gb"},
         "containerEnv": {"WHO": "${localEnv:DA_TEST_WHO:nobody}"},
+        "remoteEnv": {"GREET": 'say "hi" \\ there', "PATH": "/opt/extra:${containerEnv:PATH}", "LANG": None},
         "postCreateCommand": "id -un > made-by && echo created", "postAttachCommand": ["sh", "-c", "echo attached"],
         "customizations": {"vscode": {"extensions": ["ms-python.python"], "settings": {"editor.rulers": [100]}}},
     })
@@ -51,8 +57,8 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
     try:
         result = env.devagent("up", name, "--workspace", str(ws), "--pids", "1024", check=True)
         assert "devcontainer .devcontainer/devcontainer.json (sha256 " in result.stderr
-        assert ("used shm size 1g, memory 3g, user alice, base image "
-                f"{BASE_IMAGE}\n  read, not applied yet: containerEnv\n"
+        assert ("used containerEnv, remoteEnv, shm size 1g, memory 3g, user alice, base image "
+                f"{BASE_IMAGE}\n"
                 "  run in the environment as the login user: postCreateCommand, postAttachCommand\n") in result.stderr
         assert ('  hostRequirements.gpu "optional": one GPU if the engine has a free one, else none\n'
                 in result.stderr)
@@ -71,6 +77,14 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         assert not info["HostConfig"]["Privileged"]
         login = env.ssh(name, "id -un; echo $HOME")
         assert login.stdout.split() == ["alice", "/home/alice"]
+        # containerEnv: the container's environment and every ssh session's; remoteEnv: the sessions' only, with
+        # ${containerEnv:PATH} read in the container; null unsets.
+        assert "WHO=nobody" in info["Config"]["Env"]
+        assert not any(e.startswith("GREET=") for e in info["Config"]["Env"])
+        assert env.ssh(name, "printenv WHO GREET").stdout == 'nobody\nsay "hi" \\ there\n'
+        image_path = next(e for e in info["Config"]["Env"] if e.startswith("PATH=")).split("=", 1)[1]
+        assert env.ssh(name, "printenv PATH").stdout == f"/opt/extra:{image_path}\n"
+        assert env.ssh(name, "printenv LANG").stdout == ""
         # postCreateCommand ran once, as the login user, in the workspace; its output is in a log and the notebook.
         assert "devcontainer postCreateCommand: running as alice\n" in result.stderr
         assert (ws / "made-by").read_text() == "alice\n"
@@ -87,6 +101,70 @@ def test_up_makes_the_environment_the_devcontainer_json_describes(env: Env, name
         env.devagent("down", name)
 
 
+def test_forward_with_no_port_takes_the_files_forward_ports(env: Env, name: str, built_image: str,
+                                                            docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "forwardPorts": [FILE_PORT, 6006]})
+    try:
+        result = env.devagent("up", name, "--workspace", str(ws), check=True)
+        assert f"used forwardPorts, base image {BASE_IMAGE}\n" in result.stderr
+        assert (f"  forwardPorts {FILE_PORT}, 6006: `devagent forward NAME` with no port forwards them\n"
+                in result.stderr)
+        # Recorded on the container: forward needs no workspace.
+        labels = docker_client.api.inspect_container(name)["Config"]["Labels"]
+        assert labels["devagent.forward-ports"] == f"{FILE_PORT},6006"
+        start_http_server(env, name, FILE_PORT)
+        (ws / "page.txt").write_text("through the file's port\n")
+        forward = Forward(env, name)
+        try:
+            assert forward.url() == f"http://127.0.0.1:{FILE_PORT}/"
+            assert get(f"http://127.0.0.1:{FILE_PORT}/page.txt", forward) == "through the file's port\n"
+            code, said = forward.stop()
+            assert code == 130
+            assert (f"forwardPorts of {name}'s devcontainer.json: {FILE_PORT}, 6006; forwarding {FILE_PORT} "
+                    f"(`devagent forward {name} PORT` in another terminal for each other one)\n") in said
+        finally:
+            forward.kill()
+    finally:
+        env.devagent("down", name)
+
+
+def test_a_local_feature_runs_its_install_script_as_root_at_build_with_its_options(
+        env: Env, name: str, built_image: str, docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "features": {"./hello": {"greeting": "bonjour"}}})
+    feature = ws / ".devcontainer" / "hello"
+    feature.mkdir()
+    (feature / "devcontainer-feature.json").write_text(
+        '{"id": "hello", // a comment\n "options": {"greeting": {"type": "string", "default": "hi"},'
+        ' "target": {"type": "string", "default": "/etc/hello-feature"}}}')
+    (feature / "install.sh").write_text('#!/bin/sh\nset -e\necho "$GREETING from $(id -un)" > "$TARGET"\n')
+    tag = None
+    try:
+        result = env.devagent("up", name, "--workspace", str(ws), check=True)
+        assert f"used features, base image {BASE_IMAGE}\n" in result.stderr, result.stderr
+        built = [line for line in result.stderr.splitlines() if line.startswith("building base image ")]
+        assert built and built[0].endswith(f": {BASE_IMAGE} with the Features of .devcontainer/devcontainer.json")
+        tag = built[0].split()[3].rstrip(":")
+        assert env.ssh(name, "cat /etc/hello-feature; test -e /tmp/devagent-features/0 || echo gone").stdout == (
+            "bonjour from root\ngone\n")  # the copied folder is removed by the same RUN
+        again = env.devagent("up", name, "--workspace", str(ws), "--recreate", check=True)
+        assert f"base image {tag} (cached, {BASE_IMAGE} with the Features of .devcontainer/devcontainer.json)\n" \
+            in again.stderr
+    finally:
+        env.devagent("down", name)
+        if tag is not None:
+            _remove_base(docker_client, tag)
+
+
+def test_a_local_feature_outside_the_files_folder_is_refused(env: Env, name: str, docker_client) -> None:
+    ws = _checkout(env, name, {"image": BASE_IMAGE, "features": {"./../elsewhere": {}}})
+    result = env.devagent("up", name, "--workspace", str(ws))
+    assert result.returncode == 2, result.output
+    assert result.stderr.endswith(
+        "Error: .devcontainer/devcontainer.json: feature './../elsewhere' is not a folder inside .devcontainer/\n"
+        "  hint: keep a local Feature in the devcontainer.json's folder and name it \"./FOLDER\"\n")
+    assert container_names(docker_client, name) == []
+
+
 def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, name: str, built_image: str,
                                                                      docker_client) -> None:
     ws = _checkout(env, name, {
@@ -100,7 +178,7 @@ def test_a_dockerfile_build_with_an_arg_is_the_base_image_built_once(env: Env, n
     tag = None
     try:
         result = env.devagent("up", name, "--workspace", str(ws), check=True)
-        assert "used user alice, build (the base image)\n" in result.stderr, result.stderr
+        assert "used containerEnv, user alice, build (the base image)\n" in result.stderr, result.stderr
         built = [line for line in result.stderr.splitlines() if line.startswith("building base image ")]
         assert built and built[0].endswith(" from .devcontainer/Dockerfile (.devcontainer/devcontainer.json)")
         tag = built[0].split()[3]
@@ -175,6 +253,7 @@ class TestThroughAServer:
                                '--memory 2g', sys.executable], timeout=900)
 
         usable = json.dumps({"image": BASE_IMAGE, "remoteUser": "alice", "runArgs": ["--shm-size=1g"],
+                             "containerEnv": {"WHO": "on-the-server"}, "remoteEnv": {"VIA": "${containerEnv:WHO}"},
                              "customizations": {"vscode": {"extensions": ["ms-python.python"]}}})
         config.write_text(usable[:-1] + ', // a comment\n "privileged": true,}\n')
         refused = up()
@@ -189,9 +268,17 @@ class TestThroughAServer:
         try:
             made = up()
             assert made.returncode == 0, made.output
-            assert f"used shm size 1g, user alice, base image {BASE_IMAGE}\n" in made.stderr
+            assert (f"used containerEnv, remoteEnv, shm size 1g, user alice, base image {BASE_IMAGE}\n"
+                    in made.stderr)
             assert f"✔ ssh alias {name} via gpu-server (host key pinned)\n" in made.stdout
             assert laptop.ssh(name, "id", "-un").stdout == "alice\n"
+            assert laptop.ssh(name, "printenv", "WHO", "VIA").stdout == "on-the-server\non-the-server\n"
+            # forward with no port asks the server's engine for the file's ports: this file names none.
+            none = laptop.devagent("forward", name, timeout=120)
+            assert (none.returncode, none.stderr) == (2, (
+                f"ssh gpu-server\nError: environment {name!r} names no port to forward (no forwardPorts in a "
+                f"devcontainer.json it was made from)\n"
+                f"  hint: give the port: devagent forward {name} PORT[:LOCAL]\n")), none.output
             assert docker_client.api.inspect_container(name)["HostConfig"]["ShmSize"] == 1024**3
             recommended = server_workspace / ".vscode" / "extensions.json"  # written on the server, as alice there
             assert json.loads(recommended.read_text()) == {"recommendations": ["ms-python.python"]}

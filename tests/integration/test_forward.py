@@ -161,6 +161,15 @@ def test_local_defaults_to_the_same_port_number(environment: Environment, forwar
     assert forward.stop()[0] == 130
 
 
+def test_no_port_and_no_forward_ports_from_a_devcontainer_json_is_refused(environment: Environment) -> None:
+    result = environment.env.devagent("forward", environment.name, timeout=60)
+    assert (result.returncode, result.stdout) == (2, ""), result.output
+    assert result.stderr == (
+        f"Error: environment {environment.name!r} names no port to forward (no forwardPorts in a devcontainer.json "
+        "it was made from)\n"
+        f"  hint: give the port: devagent forward {environment.name} PORT[:LOCAL]\n")
+
+
 def test_a_local_port_in_use_is_refused_naming_it_and_starts_no_ssh(environment: Environment) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

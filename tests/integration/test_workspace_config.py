@@ -78,3 +78,30 @@ def test_init_writes_a_commented_file_once(env: Env, tmp_path) -> None:  # type:
     assert second.returncode == 12
     assert "exists; left as is" in second.stderr
     assert (ws / "devagent.toml").read_text() == text
+
+
+def test_init_leaves_what_the_devcontainer_json_says_to_it(env: Env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ws = tmp_path / "proj"
+    (ws / ".devcontainer").mkdir(parents=True)
+    (ws / ".devcontainer" / "devcontainer.json").write_text(
+        '{"image": "team/base:1", // the team\'s\n "runArgs": ["--memory=8g"],\n'
+        ' "hostRequirements": {"gpu": "optional"},}')
+    made = env.devagent("init", "--workspace", str(ws), check=True)
+    assert made.stdout == (f"✔ wrote {ws / 'devagent.toml'}: uncomment what this code needs, then commit it\n"
+                           "  left to .devcontainer/devcontainer.json: memory, base_image, gpus\n")
+    text = (ws / "devagent.toml").read_text()
+    for key in ("memory", "base_image", "gpus"):
+        assert f"\n# {key}: set by .devcontainer/devcontainer.json (a value here overrides it)\n" in text
+        assert f"\n#{key} =" not in text
+    assert "\n#cpus = " in text and "\n#user = " in text  # what the file does not say is offered as before
+
+
+def test_init_beside_a_refused_devcontainer_json_writes_the_whole_template(  # type: ignore[no-untyped-def]
+        env: Env, tmp_path) -> None:
+    ws = tmp_path / "proj"
+    (ws / ".devcontainer").mkdir(parents=True)
+    (ws / ".devcontainer" / "devcontainer.json").write_text('{"image": "x:1", "privileged": true}')
+    made = env.devagent("init", "--workspace", str(ws), check=True)
+    assert made.stderr.startswith("devcontainer.json not taken into account: .devcontainer/devcontainer.json: "
+                                  "privileged is refused"), made.stderr
+    assert "\n#memory = " in (ws / "devagent.toml").read_text()
