@@ -245,9 +245,9 @@ class TestShowing:
             {"index": 0, "uuid": A, "name": "H200", "memory_used_bytes": 70 * GIB, "memory_total_bytes": 80 * GIB,
              "utilization_percent": 90, "holders": [
                  {"kind": "environment", "name": "exp", "detail": "alice@gpu1, since now", "shared": True},
-                 {"kind": "process", "name": "42", "detail": "python", "shared": False}]},
+                 {"kind": "process", "name": "42", "detail": "python", "shared": False}], "usage": None},
             {"index": 1, "uuid": B, "name": "NVIDIA H200 NVL", "memory_used_bytes": None,
-             "memory_total_bytes": None, "utilization_percent": None, "holders": []}]}
+             "memory_total_bytes": None, "utilization_percent": None, "holders": [], "usage": None}]}
         assert envelope(Inventory(error="no NVML"), {}, 2) == {"version": 2, "error": "no NVML", "gpus": []}
 
     def test_the_notebook_line_says_what_was_asked_and_what_was_got(self) -> None:
