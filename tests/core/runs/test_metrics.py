@@ -14,6 +14,7 @@ from devagent.core.runs.metrics import (
     MetricSeries,
     MetricSummary,
     curve_values,
+    format_number,
     lower_is_better,
     parse_metric_line,
     read_lightning_csv,
@@ -243,3 +244,27 @@ class TestWhereValuesWereLogged:
                                                  (math.nan, "NaN")])
     def test_the_summary_line_shows_three_significant_digits(self, value: float, text: str) -> None:
         assert short_number(value) == text
+
+
+class TestNumbers:
+    @pytest.mark.parametrize(("value", "text"), [
+        (0.42133712, "0.421337"), (3e-4, "0.0003"), (12.0, "12"), (-12.0, "-12"), (0.0, "0"),
+        (123456789.5, "1.23457e+08"), (1e15, "1e+15"), (999_999_999_999_999.0, "999999999999999"),
+        (-1e15, "-1e+15"), (math.nan, "NaN"), (math.inf, "inf"), (-math.inf, "-inf"),
+    ])
+    def test_a_table_cell_shows_six_significant_digits_and_whole_numbers_without_a_point(
+            self, value: float, text: str) -> None:
+        assert format_number(value) == text
+
+    @pytest.mark.parametrize(("value", "text"), [
+        (-1234.56, "-1235"), (150.4, "150"), (99.5, "99.5"), (-0.37306, "-0.373"), (1e15, "1000000000000000"),
+        (math.inf, "inf"), (-math.inf, "-inf"),
+    ])
+    def test_a_summary_line_shows_whole_numbers_from_a_hundred_on(self, value: float, text: str) -> None:
+        assert short_number(value) == text
+
+
+def test_the_names_left_out_are_told_apart_up_to_a_bound() -> None:
+    series = MetricSeries(max_names=0)
+    series.add({f"m{i}": 1.0 for i in range(100_005)})
+    assert (series.points, series.left_out) == ({}, 100_000)
