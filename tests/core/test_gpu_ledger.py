@@ -21,12 +21,14 @@ from devagent.core.gpu_ledger import (
     Lease,
     choose,
     container_gpus,
+    container_id_from_cgroup,
     describe_choice,
     envelope,
     holders_by_gpu,
     lease_name,
     parse_nvidia_smi,
     render_table,
+    stand_in_inventory,
 )
 from devagent.core.spec import GpuRequest, parse_gpus
 from devagent.errors import DevagentError, ExitStatus
@@ -256,3 +258,56 @@ class TestShowing:
             f"0,1 → GPU 0 {A}, GPU 1 {B} · shared knowingly (--share-gpus)")
         assert describe_choice(parse_gpus("all"), [A, "GPU-zz"], gpus, shared=False) == f"all → GPU 0 {A}, GPU ? GPU-zz"
         assert describe_choice(GpuRequest("none"), [], gpus, shared=False) == "none"
+
+
+class TestOddShapesAndWhereProcessesRun:
+    def test_every_source_of_one_inspect_adds_its_gpus_once_and_says_how(self) -> None:
+        c = container_gpus({
+            "Id": "c1", "Name": "/t", "State": {"Status": "running"},
+            "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES= 0, 1 ,", "X=a=b"], "Labels": {"team": 1}},
+            "HostConfig": {"Runtime": "nvidia", "DeviceRequests": [
+                {"Driver": "nvidia", "DeviceIDs": [1, "GPU-x"]},  # the driver alone says GPU
+                {"Count": "2", "Capabilities": [["gpu"]]}],  # a count that is no number asks for none
+                "Devices": [{"PathOnHost": "/dev/nvidia1"}, {"PathOnHost": "/dev/nvidia12x"}]}})
+        assert c == ContainerGpus(
+            "c1", "t", "running", ids=("1", "GPU-x", "0"),
+            how="--gpus device=1,GPU-x, nvidia runtime, NVIDIA_VISIBLE_DEVICES=0, 1 ,, /dev/nvidia1",
+            labels={"team": "1"})
+
+    @pytest.mark.parametrize("visible", ["none", "void", ""])
+    def test_the_nvidia_runtime_with_no_visible_devices_asks_for_none(self, visible: str) -> None:
+        c = container_gpus({"HostConfig": {"Runtime": "nvidia"},
+                            "Config": {"Env": [f"NVIDIA_VISIBLE_DEVICES={visible}"]}})
+        assert c == ContainerGpus("", "", "")
+
+    def test_a_huge_count_names_at_most_1024_gpus(self) -> None:
+        c = container_gpus({"HostConfig": {"DeviceRequests": [{"Count": 5000, "Capabilities": [["compute", "gpu"]]}]}})
+        assert (len(c.ids), c.ids[-1], c.how) == (1024, "1023", "--gpus 5000 (GPUs 0..4999)")
+
+    def test_a_process_says_where_it_runs_and_how_much_memory_it_uses(self) -> None:
+        inventory = Inventory((Gpu(0, "GPU-a", "H"),), (
+            GpuProcess("GPU-a", 1, "", None, None),  # a remote nvidia-smi cannot tell
+            GpuProcess("GPU-a", 2, "py", 1536 * MIB, "0123456789abcdef"),  # a container not listed
+            GpuProcess("GPU-z", 3)))  # a GPU not in the inventory
+        assert [h.describe() for h in holders_by_gpu(inventory, [], [])["GPU-a"]] == [
+            "pid 1 (?, host pid)", "pid 2 (py, in container 0123456789ab, 1.5 GiB)"]
+
+    @pytest.mark.parametrize(("cgroup", "container"), [
+        ("12:devices:/docker/" + "0f" * 32 + "\n", "0f" * 32),  # cgroup v1
+        ("0::/system.slice/docker-" + "0f" * 32 + ".scope\n", "0f" * 32),  # v2, systemd driver
+        ("0::/docker-" + "0f" * 31 + "0.scope", ""),  # 63 digits
+        ("0::/docker-" + "AB" * 32, ""),
+        ("0::/kubepods/" + "ab" * 32, ""),
+    ])
+    def test_the_container_of_a_process_is_read_from_its_cgroup(self, cgroup: str, container: str) -> None:
+        assert container_id_from_cgroup(cgroup) == container
+
+    def test_the_stand_in_inventory_reads_both_csvs(self) -> None:
+        assert stand_in_inventory('{"gpus": "0, GPU-a, G, 1, 2, 3", "processes": "GPU-a, 9, py, 4"}') == Inventory(
+            (Gpu(0, "GPU-a", "G", MIB, 2 * MIB, 3),), (GpuProcess("GPU-a", 9, "py", 4 * MIB),))
+        assert stand_in_inventory("{}") == Inventory()
+
+    def test_nvidia_smi_rows_too_short_or_without_a_number_are_skipped(self) -> None:
+        inventory = parse_nvidia_smi("x, GPU-a, G, 1, 2, 3\n0, GPU-a, G, 1, 2\n 1 , GPU-b , G , 1.5 , 2 , 3\n",
+                                     "GPU-a, x, py, 1\nGPU-a, 3, py\nGPU-a, 4 , py , [N/A]\n")
+        assert inventory == Inventory((Gpu(1, "GPU-b", "G", MIB, 2 * MIB, 3),), (GpuProcess("GPU-a", 4, "py"),))
