@@ -123,6 +123,15 @@ class TestEachRefusalSaysWhyAndNamesTheFix:
          "alice.pub is not a valid ED25519 public key: truncated length", GENERATE),
         ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0\0\x20abc"),
          "alice.pub is not a valid ED25519 public key: truncated field", GENERATE),
+        ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + b"k" * 28),  # 4 bytes short
+         "alice.pub is not a valid ED25519 public key: truncated field", GENERATE),
+        (wire("ssh-ed25519", b"k" * 32).replace(" AAAAC3NzaC1lZDI1NTE5", " AAAAC/9zaC1lZDI1NTE5"),  # \xff in the type
+         "alice.pub is not a valid ED25519 public key: the key's data names another key type than its line",
+         GENERATE),
+        (wire("ecdsa-sha2-nistp256", b"nistp\xff56", b"\x04" + b"k" * 64),
+         "alice.pub is not a valid ECDSA public key: the ECDSA curve or point is missing or wrong", GENERATE),
+        ("tunnel=1", "alice.pub has options before the key (tunnel=...): devagent accepts a bare key and adds no "
+         "options", "pass the plain public key line (TYPE BASE64 [comment]), as ssh-keygen wrote it"),
         (wire("ssh-rsa", b"\x01\x00\x01"),
          "alice.pub is not a valid RSA public key: an RSA key has an exponent and a modulus", GENERATE),
         (f"ecdsa-sha2-nistp256 {ED25519.split()[1]}",
@@ -213,14 +222,20 @@ class TestNames:
     def test_a_teammate_name_follows_the_rule(self) -> None:
         assert validate_person("alice.w") == "alice.w"
         for bad in ("", "Alice", "1alice", "al ice", "alice\n", "a" * 33, "-alice"):
-            with pytest.raises(DevagentError, match="invalid name"):
+            with pytest.raises(DevagentError) as caught:
                 validate_person(bad)
+            assert (caught.value.message, caught.value.hint, caught.value.status) == (
+                f"invalid name {bad!r} for a teammate",
+                "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter",
+                ExitStatus.USAGE)
 
     def test_the_name_comes_from_the_key_file_unless_it_is_a_default_key_name(self) -> None:
         assert person_from_key_file("/tmp/keys/alice.pub") == "alice"
         for unclear in ("id_ed25519.pub", "Alice Key.pub"):
-            with pytest.raises(DevagentError, match="cannot tell whose key"):
+            with pytest.raises(DevagentError) as caught:
                 person_from_key_file(unclear)
+            assert (caught.value.message, caught.value.hint, caught.value.status) == (
+                f"cannot tell whose key {unclear} is from its name", "name her: --as alice", ExitStatus.USAGE)
 
 
 class TestWhatTheContainerAndAliceGet:
@@ -352,6 +367,8 @@ class TestWordForWord:
         ({"host_key": "ssh-ed25519"}, "host key 'ssh-ed25519'"),
         ({"host_key": "ssh-dss AAAA"}, "host key 'ssh-dss AAAA'"),
         ({"host_key": "ssh-ed25519 AAAA==="}, "host key 'ssh-ed25519 AAAA==='"),
+        ({"host_key": None}, "host key None"),
+        ({"person": Person("alice", "ssh-ed25519\tAAAA")}, "teammate key 'ssh-ed25519\\tAAAA'"),
     ])
     def test_every_value_of_the_export_is_checked(self, change: dict[str, object], what: str) -> None:
         values: dict[str, object] = {"name": "exp", "person": Person("alice", "ssh-ed25519 AAAA"), "port": 1,
@@ -363,3 +380,9 @@ class TestWordForWord:
             f"refusing to print a Host block with the {what}: a teammate's ssh config would read it as more than "
             "one value", "recreate the environment (devagent up NAME --recreate) so that devagent writes its "
             "labels again", ExitStatus.CONFLICT)
+
+
+def test_a_key_refused_without_a_source_name_is_called_the_key() -> None:
+    with pytest.raises(DevagentError) as caught:
+        check_public_key("")
+    assert caught.value.message == "the key holds no public key"
