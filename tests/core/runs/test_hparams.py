@@ -114,6 +114,7 @@ def test_effective_batch() -> None:
     assert effective_batch({"batch_size": "64"}, 0) is None
     assert effective_batch({"lr": "1"}, 2) is None
     assert effective_batch({"batch_size": "0"}, 2) is None
+    assert effective_batch({"batch_size": "1"}, 1) == (1, 1, 1)
 
 
 class TestHowManyWordsAnOptionTakes:
@@ -167,3 +168,18 @@ class TestHowManyWordsAnOptionTakes:
 
     def test_unknown_flags_spell_their_names_with_underscores(self) -> None:
         assert overlay_argv({}, ["-x-y", "---", "--", "--a"]) == {"x_y": "True", "---": "True", "argv[3]": "--a"}
+
+
+def test_values_with_equals_signs_const_without_a_const_extend_and_odd_flag_names() -> None:
+    defaults = argparse_defaults("p.add_argument('--name')\n"
+                                 "p.add_argument('--half', dest='dtype', action='store_const')\n"
+                                 "p.add_argument('--ext', action='extend', nargs='+')\n"
+                                 "p.add_argument('-v', action='count')")
+    assert overlay_argv(defaults, ["--name=a=b", "--half", "--ext", "a", "b", "--ext", "c", "--Xla", "-vx-y"]) == {
+        "name": "a=b", "dtype": "None", "ext": "a b, c", "v": "1", "Xla": "True", "x_y": "True"}
+
+
+def test_a_positional_of_two_words_then_an_optional_one_that_leaves_its_word_to_the_last() -> None:
+    defaults = argparse_defaults("p.add_argument('pair', nargs=2)\np.add_argument('src', nargs='?', default='s')\n"
+                                 "p.add_argument('dst')")
+    assert overlay_argv(defaults, ["a", "b", "c"]) == {"pair": "a b", "src": "s", "dst": "c"}
