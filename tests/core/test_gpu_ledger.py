@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devagent.core.config import parse_config
+from devagent.core.gpu_idle import GpuUsage
 from devagent.core.gpu_ledger import (
     GIB,
     MIB,
@@ -17,6 +18,7 @@ from devagent.core.gpu_ledger import (
     Gpu,
     GpuProcess,
     Holder,
+    HolderUsage,
     Inventory,
     Lease,
     choose,
@@ -311,3 +313,62 @@ class TestOddShapesAndWhereProcessesRun:
         inventory = parse_nvidia_smi("x, GPU-a, G, 1, 2, 3\n0, GPU-a, G, 1, 2\n 1 , GPU-b , G , 1.5 , 2 , 3\n",
                                      "GPU-a, x, py, 1\nGPU-a, 3, py\nGPU-a, 4 , py , [N/A]\n")
         assert inventory == Inventory((Gpu(1, "GPU-b", "G", MIB, 2 * MIB, 3),), (GpuProcess("GPU-a", 4, "py"),))
+
+
+class TestRefusalsWordForWord:
+    UNKNOWN_MEMORY = Inventory((Gpu(0, "GPU-a", "H"), Gpu(1, "GPU-b", "H", 80, 80), Gpu(2, "GPU-c", "H")))
+
+    @pytest.mark.parametrize(("request_text", "inventory", "message", "hint", "status"), [
+        ("all", Inventory(), "GPUs were requested but this server has none devagent can see",
+         "check the NVIDIA driver (nvidia-smi, `devagent gpus`), or run without GPUs: --gpus none",
+         ExitStatus.GPU_UNAVAILABLE),
+        ("all", Inventory(error="no NVML"), "GPUs were requested but this server has none devagent can see (no NVML)",
+         "check the NVIDIA driver (nvidia-smi, `devagent gpus`), or run without GPUs: --gpus none",
+         ExitStatus.GPU_UNAVAILABLE),
+        ("0,7,9", UNKNOWN_MEMORY, "--gpus 0,7,9: this server has no GPU 7, 9",
+         "`devagent gpus` lists its GPUs by index and UUID", ExitStatus.GPU_UNAVAILABLE),
+        ("any:4", UNKNOWN_MEMORY, "--gpus any:4: only 3 of 3 GPUs are free",
+         "see who holds what with `devagent gpus`; ask for fewer, or wait for a GPU to be released",
+         ExitStatus.GPU_BUSY),
+    ])
+    def test_each_refusal(self, request_text: str, inventory: Inventory, message: str, hint: str,
+                          status: ExitStatus) -> None:
+        with pytest.raises(DevagentError) as caught:
+            choose(parse_gpus(request_text), inventory, {}, share=False)
+        assert (caught.value.message, caught.value.hint, caught.value.status) == (message, hint, status)
+
+    def test_no_gpus_asked_needs_no_inventory(self) -> None:
+        assert choose(GpuRequest("none"), Inventory(), {}, share=False) == ()
+
+    def test_gpus_of_unknown_memory_come_after_those_with_some_free(self) -> None:
+        assert choose(parse_gpus("any:2"), self.UNKNOWN_MEMORY, {}, share=False) == ("GPU-b", "GPU-a")
+
+
+def test_holders_that_share_knowingly_say_so() -> None:
+    lease = Lease("l1", A, "exp", "alice@gpu1", "now", shared=True)
+    sharing = {"devagent.share-gpus": "true"}
+    containers = [ContainerGpus("c1", "bob-train", "running", ids=("1",), how="--gpus device=1", labels=sharing),
+                  ContainerGpus("c2", "bob", "created", ids=("2",),
+                                labels={"devagent.managed": "true", "devagent.name": "bob", **sharing})]
+    held = holders_by_gpu(INVENTORY, containers, [lease])
+    assert [held[A], held[B], held[C]] == [
+        [Holder("environment", "exp", "alice@gpu1, since now, shared", shared=True)],
+        [Holder("container", "bob-train", "running, --gpus device=1", shared=True)],
+        [Holder("environment", "bob", "container bob, created", shared=True)]]
+
+
+def test_the_last_hour_is_said_after_the_environment_that_recorded_it_and_in_the_json() -> None:
+    inventory = Inventory((Gpu(0, "GPU-a", "H200", GIB, 2 * GIB, 3),))
+    usage = {"GPU-a": HolderUsage("exp", GpuUsage(2.4, 2700.0, "2026-12-01T10:00:00+00:00"))}
+    held = {"GPU-a": [Holder("environment", "exp", "alice"), Holder("environment", "old", "bob"),
+                      Holder("container", "exp")]}
+    assert render_table(inventory, held, usage=usage) == [
+        "GPU  UUID      NAME  MEMORY (GiB)  UTIL  HELD BY",
+        "0    GPU-a     H200  1.0 / 2.0       3%  environment exp (alice) · last hour 2%, idle 45m",
+        "                                         environment old (bob)",
+        "                                         container exp"]
+    assert envelope(inventory, {}, 1, usage=usage)["gpus"] == [{
+        "index": 0, "uuid": "GPU-a", "name": "H200", "memory_used_bytes": GIB, "memory_total_bytes": 2 * GIB,
+        "utilization_percent": 3, "holders": [], "usage": {
+            "environment": "exp", "mean_utilization_percent_last_hour": 2.4, "idle_seconds": 2700.0,
+            "recorded_at": "2026-12-01T10:00:00+00:00"}}]
