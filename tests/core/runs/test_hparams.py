@@ -183,3 +183,12 @@ def test_a_positional_of_two_words_then_an_optional_one_that_leaves_its_word_to_
     defaults = argparse_defaults("p.add_argument('pair', nargs=2)\np.add_argument('src', nargs='?', default='s')\n"
                                  "p.add_argument('dst')")
     assert overlay_argv(defaults, ["a", "b", "c"]) == {"pair": "a b", "src": "s", "dst": "c"}
+
+
+def test_a_dest_a_count_from_a_default_that_is_no_number_a_const_as_written_and_an_unknown_short_flag() -> None:
+    defaults = argparse_defaults("p.add_argument('--Xdim', default=1)\n"
+                                 "p.add_argument('-v', action='count', default='X3')\n"
+                                 "p.add_argument('--half', action='store_const', const=1.50)")
+    assert list(defaults) == ["Xdim", "v", "half"]
+    assert defaults["half"].const == "1.50"
+    assert overlay_argv(defaults, ["-v", "--half", "-x", "5"]) == {"Xdim": "1", "v": "1", "half": "1.50", "x": "5"}
