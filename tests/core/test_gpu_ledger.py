@@ -372,3 +372,21 @@ def test_the_last_hour_is_said_after_the_environment_that_recorded_it_and_in_the
         "utilization_percent": 3, "holders": [], "usage": {
             "environment": "exp", "mean_utilization_percent_last_hour": 2.4, "idle_seconds": 2700.0,
             "recorded_at": "2026-12-01T10:00:00+00:00"}}]
+
+
+def test_every_gpu_request_of_an_inspect_adds_to_the_others() -> None:
+    c = container_gpus(inspect({"DeviceRequests": [
+        {"Count": 1, "Capabilities": [["tpu"]]}, {"DeviceIDs": ["3"], "Capabilities": [["gpu"]]},
+        {"Count": 1, "Capabilities": [["gpu"]]}, {"DeviceIDs": ["5"], "Capabilities": [["gpu"]]}]}))
+    assert (c.ids, c.how) == (("3", "0", "5"), "--gpus device=3, --gpus 1 (GPUs 0..0), --gpus device=5")
+
+
+def test_the_replaced_environment_an_exited_container_and_an_unmanaged_label_each_in_their_place() -> None:
+    leases = [Lease("l0", B, "old", "alice@gpu1", "then"), Lease("l1", A, "exp", "alice@gpu1", "now")]
+    containers = [ContainerGpus("c0", "gone", "exited", all_gpus=True),
+                  ContainerGpus("c9", "old", "running", ids=("1",),
+                                labels={"devagent.managed": "true", "devagent.name": "old"}),
+                  ContainerGpus("c1", "unmanaged", "running", ids=("2",), how="h", labels={"devagent.name": "x"})]
+    held = holders_by_gpu(INVENTORY, containers, leases, ignore_environment="old")
+    assert [held[A], held[B], held[C]] == [[Holder("environment", "exp", "alice@gpu1, since now")], [],
+                                           [Holder("container", "unmanaged", "running, h")]]
