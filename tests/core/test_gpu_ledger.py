@@ -57,6 +57,7 @@ class TestWhatAContainerAskedFor:
         ({"Runtime": "nvidia"}, ["NVIDIA_VISIBLE_DEVICES=GPU-bbbbbbbb-1111"], False, (B,),
          f"nvidia runtime, NVIDIA_VISIBLE_DEVICES={B}"),
         ({"Runtime": "runc"}, ["NVIDIA_VISIBLE_DEVICES=all"], False, (), ""),  # without the runtime: nothing
+        ({"Runtime": "nvidia"}, [], False, (), ""),  # the runtime without the variable: nothing either
         ({"Devices": [{"PathOnHost": "/dev/nvidia2"}, {"PathOnHost": "/dev/nvidiactl"}]}, [], False, ("2",),
          "/dev/nvidia2"),
         ({"Privileged": True}, [], True, (), "privileged"),
