@@ -50,6 +50,8 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-profile=mutation"
 timeout_constant = 0.5
 timeout_multiplier = 3.0
 use_git_change_detection = false
+# Tests that read the project's own scripts (test_doctor reads scripts/build-base-image.sh) find them beside tests/.
+also_copy = ["scripts"]
 """
 
 
@@ -73,7 +75,7 @@ def tests_of(module: str) -> list[str]:
 def prepare(module: str, tests: list[str]) -> Path:
     work = BUILD / dotted(module)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("devagent", "tests"):
+    for name in ("devagent", "tests", "scripts"):
         link = work / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name)
