@@ -11,8 +11,9 @@ equivalent, not as survivors.
     python scripts/mutation.py devagent/core/globs.py  # one module
     python scripts/mutation.py --report                # print the last results without running
 
-Score = (killed + timed out) / (mutants - equivalent). Doctests are not part of the run (mutmut's copies of each
-function would multiply them); only the unit test files count.
+Score = (killed + timed out) / (mutants - equivalent). The tests counted are the unit test files and the module's
+own doctests (its examples are a spec too); mutmut keeps a copy of each function, docstring included, per mutant,
+and those copies' doctests (the same examples again) are deselected by name.
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ CONFIG = """
 source_paths = ["devagent"]
 only_mutate = [{module}]
 pytest_add_cli_args_test_selection = [{tests}]
-# The same examples for every mutant (tests/conftest.py's profile), no pytest cache; doctests are collected
-# only from the modules named, and none is.
+# The same examples for every mutant (tests/conftest.py's profile), no pytest cache. Doctests are collected
+# from the module named (addopts has --doctest-modules); its mutants' copies (x_name__mutmut_3, each with the
+# original's docstring) would repeat them once per mutant: "not mutmut" keeps only the original's.
 pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-profile=mutation",
-                       "-m", "not docker"]
+                       "-m", "not docker", "-k", "not mutmut"]
 # A mutant that loops forever is stopped after this much CPU time: (tests' time + 0.5 s) x 3 x 2.
 timeout_constant = 0.5
 timeout_multiplier = 3.0
 use_git_change_detection = false
+# Tests that read the project's own scripts (test_doctor reads scripts/build-base-image.sh) find them beside tests/.
+also_copy = ["scripts"]
 """
 
 
@@ -71,12 +75,12 @@ def tests_of(module: str) -> list[str]:
 def prepare(module: str, tests: list[str]) -> Path:
     work = BUILD / dotted(module)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("devagent", "tests"):
+    for name in ("devagent", "tests", "scripts"):
         link = work / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name)
     pyproject = (ROOT / "pyproject.toml").read_text()
-    config = CONFIG.format(module=json.dumps(module), tests=", ".join(json.dumps(t) for t in tests))
+    config = CONFIG.format(module=json.dumps(module), tests=", ".join(json.dumps(t) for t in [*tests, module]))
     (work / "pyproject.toml").write_text(pyproject + config)
     return work
 

@@ -154,7 +154,7 @@ key and adds no options
             raise _usage(f"{source} has options before the key ({key_type.split('=')[0][:20]}=...): devagent "
                          "accepts a bare key and adds no options",
                          "pass the plain public key line (TYPE BASE64 [comment]), as ssh-keygen wrote it")
-        if key_type in ("ssh-dss", "sk-ecdsa-sha2-nistp256@openssh.com") or key_type.startswith("ssh-"):
+        if key_type == "sk-ecdsa-sha2-nistp256@openssh.com" or key_type.startswith("ssh-"):  # ssh-dss too
             raise _usage(f"{source} is a {key_type} key, which is not accepted: use ed25519, ecdsa, or rsa of at "
                          f"least {MIN_RSA_BITS} bits")
         raise _usage(f"{source} is not an OpenSSH public key line (it starts with {key_type[:40]!r})")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devagent.core.config import parse_config
+from devagent.core.gpu_idle import GpuUsage
 from devagent.core.gpu_ledger import (
     GIB,
     MIB,
@@ -17,16 +18,19 @@ from devagent.core.gpu_ledger import (
     Gpu,
     GpuProcess,
     Holder,
+    HolderUsage,
     Inventory,
     Lease,
     choose,
     container_gpus,
+    container_id_from_cgroup,
     describe_choice,
     envelope,
     holders_by_gpu,
     lease_name,
     parse_nvidia_smi,
     render_table,
+    stand_in_inventory,
 )
 from devagent.core.spec import GpuRequest, parse_gpus
 from devagent.errors import DevagentError, ExitStatus
@@ -53,6 +57,7 @@ class TestWhatAContainerAskedFor:
         ({"Runtime": "nvidia"}, ["NVIDIA_VISIBLE_DEVICES=GPU-bbbbbbbb-1111"], False, (B,),
          f"nvidia runtime, NVIDIA_VISIBLE_DEVICES={B}"),
         ({"Runtime": "runc"}, ["NVIDIA_VISIBLE_DEVICES=all"], False, (), ""),  # without the runtime: nothing
+        ({"Runtime": "nvidia"}, [], False, (), ""),  # the runtime without the variable: nothing either
         ({"Devices": [{"PathOnHost": "/dev/nvidia2"}, {"PathOnHost": "/dev/nvidiactl"}]}, [], False, ("2",),
          "/dev/nvidia2"),
         ({"Privileged": True}, [], True, (), "privileged"),
@@ -256,3 +261,133 @@ class TestShowing:
             f"0,1 → GPU 0 {A}, GPU 1 {B} · shared knowingly (--share-gpus)")
         assert describe_choice(parse_gpus("all"), [A, "GPU-zz"], gpus, shared=False) == f"all → GPU 0 {A}, GPU ? GPU-zz"
         assert describe_choice(GpuRequest("none"), [], gpus, shared=False) == "none"
+
+
+class TestOddShapesAndWhereProcessesRun:
+    def test_every_source_of_one_inspect_adds_its_gpus_once_and_says_how(self) -> None:
+        c = container_gpus({
+            "Id": "c1", "Name": "/t", "State": {"Status": "running"},
+            "Config": {"Env": ["NVIDIA_VISIBLE_DEVICES= 0, 1 ,", "X=a=b"], "Labels": {"team": 1}},
+            "HostConfig": {"Runtime": "nvidia", "DeviceRequests": [
+                {"Driver": "nvidia", "DeviceIDs": [1, "GPU-x"]},  # the driver alone says GPU
+                {"Count": "2", "Capabilities": [["gpu"]]}],  # a count that is no number asks for none
+                "Devices": [{"PathOnHost": "/dev/nvidia1"}, {"PathOnHost": "/dev/nvidia12x"}]}})
+        assert c == ContainerGpus(
+            "c1", "t", "running", ids=("1", "GPU-x", "0"),
+            how="--gpus device=1,GPU-x, nvidia runtime, NVIDIA_VISIBLE_DEVICES=0, 1 ,, /dev/nvidia1",
+            labels={"team": "1"})
+
+    @pytest.mark.parametrize("visible", ["none", "void", ""])
+    def test_the_nvidia_runtime_with_no_visible_devices_asks_for_none(self, visible: str) -> None:
+        c = container_gpus({"HostConfig": {"Runtime": "nvidia"},
+                            "Config": {"Env": [f"NVIDIA_VISIBLE_DEVICES={visible}"]}})
+        assert c == ContainerGpus("", "", "")
+
+    def test_a_huge_count_names_at_most_1024_gpus(self) -> None:
+        c = container_gpus({"HostConfig": {"DeviceRequests": [{"Count": 5000, "Capabilities": [["compute", "gpu"]]}]}})
+        assert (len(c.ids), c.ids[-1], c.how) == (1024, "1023", "--gpus 5000 (GPUs 0..4999)")
+
+    def test_a_process_says_where_it_runs_and_how_much_memory_it_uses(self) -> None:
+        inventory = Inventory((Gpu(0, "GPU-a", "H"),), (
+            GpuProcess("GPU-a", 1, "", None, None),  # a remote nvidia-smi cannot tell
+            GpuProcess("GPU-a", 2, "py", 1536 * MIB, "0123456789abcdef"),  # a container not listed
+            GpuProcess("GPU-z", 3)))  # a GPU not in the inventory
+        assert [h.describe() for h in holders_by_gpu(inventory, [], [])["GPU-a"]] == [
+            "pid 1 (?, host pid)", "pid 2 (py, in container 0123456789ab, 1.5 GiB)"]
+
+    @pytest.mark.parametrize(("cgroup", "container"), [
+        ("12:devices:/docker/" + "0f" * 32 + "\n", "0f" * 32),  # cgroup v1
+        ("0::/system.slice/docker-" + "0f" * 32 + ".scope\n", "0f" * 32),  # v2, systemd driver
+        ("0::/docker-" + "0f" * 31 + "0.scope", ""),  # 63 digits
+        ("0::/docker-" + "AB" * 32, ""),
+        ("0::/kubepods/" + "ab" * 32, ""),
+    ])
+    def test_the_container_of_a_process_is_read_from_its_cgroup(self, cgroup: str, container: str) -> None:
+        assert container_id_from_cgroup(cgroup) == container
+
+    def test_the_stand_in_inventory_reads_both_csvs(self) -> None:
+        assert stand_in_inventory('{"gpus": "0, GPU-a, G, 1, 2, 3", "processes": "GPU-a, 9, py, 4"}') == Inventory(
+            (Gpu(0, "GPU-a", "G", MIB, 2 * MIB, 3),), (GpuProcess("GPU-a", 9, "py", 4 * MIB),))
+        assert stand_in_inventory("{}") == Inventory()
+
+    def test_nvidia_smi_rows_too_short_or_without_a_number_are_skipped(self) -> None:
+        inventory = parse_nvidia_smi("x, GPU-a, G, 1, 2, 3\n0, GPU-a, G, 1, 2\n 1 , GPU-b , G , 1.5 , 2 , 3\n",
+                                     "GPU-a, x, py, 1\nGPU-a, 3, py\nGPU-a, 4 , py , [N/A]\n")
+        assert inventory == Inventory((Gpu(1, "GPU-b", "G", MIB, 2 * MIB, 3),), (GpuProcess("GPU-a", 4, "py"),))
+
+
+class TestRefusalsWordForWord:
+    UNKNOWN_MEMORY = Inventory((Gpu(0, "GPU-a", "H"), Gpu(1, "GPU-b", "H", 80, 80), Gpu(2, "GPU-c", "H")))
+
+    @pytest.mark.parametrize(("request_text", "inventory", "message", "hint", "status"), [
+        ("all", Inventory(), "GPUs were requested but this server has none devagent can see",
+         "check the NVIDIA driver (nvidia-smi, `devagent gpus`), or run without GPUs: --gpus none",
+         ExitStatus.GPU_UNAVAILABLE),
+        ("all", Inventory(error="no NVML"), "GPUs were requested but this server has none devagent can see (no NVML)",
+         "check the NVIDIA driver (nvidia-smi, `devagent gpus`), or run without GPUs: --gpus none",
+         ExitStatus.GPU_UNAVAILABLE),
+        ("0,7,9", UNKNOWN_MEMORY, "--gpus 0,7,9: this server has no GPU 7, 9",
+         "`devagent gpus` lists its GPUs by index and UUID", ExitStatus.GPU_UNAVAILABLE),
+        ("any:4", UNKNOWN_MEMORY, "--gpus any:4: only 3 of 3 GPUs are free",
+         "see who holds what with `devagent gpus`; ask for fewer, or wait for a GPU to be released",
+         ExitStatus.GPU_BUSY),
+    ])
+    def test_each_refusal(self, request_text: str, inventory: Inventory, message: str, hint: str,
+                          status: ExitStatus) -> None:
+        with pytest.raises(DevagentError) as caught:
+            choose(parse_gpus(request_text), inventory, {}, share=False)
+        assert (caught.value.message, caught.value.hint, caught.value.status) == (message, hint, status)
+
+    def test_no_gpus_asked_needs_no_inventory(self) -> None:
+        assert choose(GpuRequest("none"), Inventory(), {}, share=False) == ()
+
+    def test_gpus_of_unknown_memory_come_after_those_with_some_free(self) -> None:
+        assert choose(parse_gpus("any:2"), self.UNKNOWN_MEMORY, {}, share=False) == ("GPU-b", "GPU-a")
+
+
+def test_holders_that_share_knowingly_say_so() -> None:
+    lease = Lease("l1", A, "exp", "alice@gpu1", "now", shared=True)
+    sharing = {"devagent.share-gpus": "true"}
+    containers = [ContainerGpus("c1", "bob-train", "running", ids=("1",), how="--gpus device=1", labels=sharing),
+                  ContainerGpus("c2", "bob", "created", ids=("2",),
+                                labels={"devagent.managed": "true", "devagent.name": "bob", **sharing})]
+    held = holders_by_gpu(INVENTORY, containers, [lease])
+    assert [held[A], held[B], held[C]] == [
+        [Holder("environment", "exp", "alice@gpu1, since now, shared", shared=True)],
+        [Holder("container", "bob-train", "running, --gpus device=1", shared=True)],
+        [Holder("environment", "bob", "container bob, created", shared=True)]]
+
+
+def test_the_last_hour_is_said_after_the_environment_that_recorded_it_and_in_the_json() -> None:
+    inventory = Inventory((Gpu(0, "GPU-a", "H200", GIB, 2 * GIB, 3),))
+    usage = {"GPU-a": HolderUsage("exp", GpuUsage(2.4, 2700.0, "2026-12-01T10:00:00+00:00"))}
+    held = {"GPU-a": [Holder("environment", "exp", "alice"), Holder("environment", "old", "bob"),
+                      Holder("container", "exp")]}
+    assert render_table(inventory, held, usage=usage) == [
+        "GPU  UUID      NAME  MEMORY (GiB)  UTIL  HELD BY",
+        "0    GPU-a     H200  1.0 / 2.0       3%  environment exp (alice) · last hour 2%, idle 45m",
+        "                                         environment old (bob)",
+        "                                         container exp"]
+    assert envelope(inventory, {}, 1, usage=usage)["gpus"] == [{
+        "index": 0, "uuid": "GPU-a", "name": "H200", "memory_used_bytes": GIB, "memory_total_bytes": 2 * GIB,
+        "utilization_percent": 3, "holders": [], "usage": {
+            "environment": "exp", "mean_utilization_percent_last_hour": 2.4, "idle_seconds": 2700.0,
+            "recorded_at": "2026-12-01T10:00:00+00:00"}}]
+
+
+def test_every_gpu_request_of_an_inspect_adds_to_the_others() -> None:
+    c = container_gpus(inspect({"DeviceRequests": [
+        {"Count": 1, "Capabilities": [["tpu"]]}, {"DeviceIDs": ["3"], "Capabilities": [["gpu"]]},
+        {"Count": 1, "Capabilities": [["gpu"]]}, {"DeviceIDs": ["5"], "Capabilities": [["gpu"]]}]}))
+    assert (c.ids, c.how) == (("3", "0", "5"), "--gpus device=3, --gpus 1 (GPUs 0..0), --gpus device=5")
+
+
+def test_the_replaced_environment_an_exited_container_and_an_unmanaged_label_each_in_their_place() -> None:
+    leases = [Lease("l0", B, "old", "alice@gpu1", "then"), Lease("l1", A, "exp", "alice@gpu1", "now")]
+    containers = [ContainerGpus("c0", "gone", "exited", all_gpus=True),
+                  ContainerGpus("c9", "old", "running", ids=("1",),
+                                labels={"devagent.managed": "true", "devagent.name": "old"}),
+                  ContainerGpus("c1", "unmanaged", "running", ids=("2",), how="h", labels={"devagent.name": "x"})]
+    held = holders_by_gpu(INVENTORY, containers, leases, ignore_environment="old")
+    assert [held[A], held[B], held[C]] == [[Holder("environment", "exp", "alice@gpu1, since now")], [],
+                                           [Holder("container", "unmanaged", "running, h")]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,14 @@ from hypothesis import strategies as st
 from devagent.core.people import (
     Person,
     check_public_key,
+    identity_hint,
+    name_for,
     parse_people,
     person_from_key_file,
     render_authorized_keys,
     render_export,
     render_people,
+    render_people_entry,
     validate_person,
     who,
 )
@@ -119,6 +123,15 @@ class TestEachRefusalSaysWhyAndNamesTheFix:
          "alice.pub is not a valid ED25519 public key: truncated length", GENERATE),
         ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0\0\x20abc"),
          "alice.pub is not a valid ED25519 public key: truncated field", GENERATE),
+        ("ssh-ed25519 " + b64(b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + b"k" * 28),  # 4 bytes short
+         "alice.pub is not a valid ED25519 public key: truncated field", GENERATE),
+        (wire("ssh-ed25519", b"k" * 32).replace(" AAAAC3NzaC1lZDI1NTE5", " AAAAC/9zaC1lZDI1NTE5"),  # \xff in the type
+         "alice.pub is not a valid ED25519 public key: the key's data names another key type than its line",
+         GENERATE),
+        (wire("ecdsa-sha2-nistp256", b"nistp\xff56", b"\x04" + b"k" * 64),
+         "alice.pub is not a valid ECDSA public key: the ECDSA curve or point is missing or wrong", GENERATE),
+        ("tunnel=1", "alice.pub has options before the key (tunnel=...): devagent accepts a bare key and adds no "
+         "options", "pass the plain public key line (TYPE BASE64 [comment]), as ssh-keygen wrote it"),
         (wire("ssh-rsa", b"\x01\x00\x01"),
          "alice.pub is not a valid RSA public key: an RSA key has an exponent and a modulus", GENERATE),
         (f"ecdsa-sha2-nistp256 {ED25519.split()[1]}",
@@ -209,14 +222,20 @@ class TestNames:
     def test_a_teammate_name_follows_the_rule(self) -> None:
         assert validate_person("alice.w") == "alice.w"
         for bad in ("", "Alice", "1alice", "al ice", "alice\n", "a" * 33, "-alice"):
-            with pytest.raises(DevagentError, match="invalid name"):
+            with pytest.raises(DevagentError) as caught:
                 validate_person(bad)
+            assert (caught.value.message, caught.value.hint, caught.value.status) == (
+                f"invalid name {bad!r} for a teammate",
+                "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter",
+                ExitStatus.USAGE)
 
     def test_the_name_comes_from_the_key_file_unless_it_is_a_default_key_name(self) -> None:
         assert person_from_key_file("/tmp/keys/alice.pub") == "alice"
         for unclear in ("id_ed25519.pub", "Alice Key.pub"):
-            with pytest.raises(DevagentError, match="cannot tell whose key"):
+            with pytest.raises(DevagentError) as caught:
                 person_from_key_file(unclear)
+            assert (caught.value.message, caught.value.hint, caught.value.status) == (
+                f"cannot tell whose key {unclear} is from its name", "name her: --as alice", ExitStatus.USAGE)
 
 
 class TestWhatTheContainerAndAliceGet:
@@ -275,3 +294,95 @@ def test_an_export_with_a_value_that_would_be_two_options_is_refused(user: str, 
                       host_key="ssh-ed25519 HOSTKEY", proxy_jump=jump)
     assert caught.value.message == message + ": a teammate's ssh config would read it as more than one value"
     assert caught.value.status == ExitStatus.CONFLICT
+
+
+OWNER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINtE8P7IS4aFJJDAgjlU2gASYIfHnmv1qeCGk8044ylU"
+OWNER_FINGERPRINT = "SHA256:yBREWhwkPQcU6OD/RZ0us3d8uoII9UWAbvi6MrF6fPo"
+
+
+class TestWordForWord:
+    """What the container, the notebook and Alice get, every character."""
+
+    def test_people_json(self) -> None:
+        text = render_people([Person("me", OWNER_KEY, owner=True), Person("al", OWNER_KEY)])
+        assert text == (
+            '{\n "version": 1,\n "people": [\n'
+            f'  {{\n   "name": "me",\n   "key": "{OWNER_KEY}",\n   "fingerprint": "{OWNER_FINGERPRINT}",\n'
+            '   "role": "owner"\n  },\n'
+            f'  {{\n   "name": "al",\n   "key": "{OWNER_KEY}",\n   "fingerprint": "{OWNER_FINGERPRINT}",\n'
+            '   "role": "invited"\n  }\n ]\n}\n')
+        assert name_for(parse_people(text), OWNER_FINGERPRINT) == "me"
+        assert name_for(parse_people(text), "SHA256:other") is None
+
+    @pytest.mark.parametrize(("text", "message"), [
+        ("[]", 'people.json: expected {"people": [...]}'),
+        ('{"people": {}}', 'people.json: expected {"people": [...]}'),
+        ('{"people": [1]}', "people.json: each person has a name and a key"),
+        ('{"people": [{"name": "a"}]}', "people.json: each person has a name and a key"),
+        ('{"people": [{"name": 1, "key": "k"}]}', "people.json: each person has a name and a key"),
+    ])
+    def test_people_json_of_another_shape_is_refused(self, text: str, message: str) -> None:
+        with pytest.raises(ValueError) as caught:
+            parse_people(text)
+        assert str(caught.value) == message
+
+    def test_only_the_owner_role_makes_an_owner(self) -> None:
+        assert parse_people('{"people": [{"name": "a", "key": "k", "role": "admin"}]}') == [Person("a", "k")]
+
+    def test_the_notebook_entry_escapes_the_change_and_the_names(self) -> None:
+        people = [Person("me", "ssh-ed25519 AAAA", owner=True), Person("a_b", "ecdsa-sha2-nistp256 AAAA"),
+                  Person("x", "odd AAAA")]
+        fingerprint = "`SHA256:cJ6AyISHokEeHuTfufIqhhSS0gxHZRUMDHlKvXD4FHw`"
+        assert render_people_entry(people, "alice | added #1", datetime(2026, 12, 1, 9, 30)) == (
+            "\n## 2026-12-01 09:30 · people · alice | added \\#1\n"
+            "| who may log in | key |\n|---|---|\n"
+            f"| me (owner) | ED25519 {fingerprint} |\n| a\\_b | ECDSA {fingerprint} |\n| x | ? {fingerprint} |\n")
+
+    def test_the_identity_file_ssh_looks_for_by_key_type(self) -> None:
+        assert [identity_hint(t) for t in ("ssh-rsa", "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
+                                           "ssh-ed25519")] == [
+            "~/.ssh/id_rsa", "~/.ssh/id_ecdsa", "~/.ssh/id_ed25519_sk", "~/.ssh/id_ed25519"]
+
+    def test_the_export_of_a_remote_environment(self) -> None:
+        text = render_export(name="exp", person=Person("alice", "sk-ssh-ed25519@openssh.com AAAA"), port=65535,
+                             user="dev", host_key="ecdsa-sha2-nistp384 AAAA== host", proxy_jump="gpu-server")
+        assert text == (
+            "# devagent environment exp, for alice: append to ~/.ssh/config\n"
+            "Host exp\n  HostName 127.0.0.1\n  Port 65535\n  User dev\n  HostKeyAlias exp\n"
+            "  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  ProxyJump gpu-server\n"
+            "  # IdentityFile ~/.ssh/id_ed25519_sk    (the private key of the public key you sent; uncomment if "
+            "elsewhere)\n\n"
+            "# and append this line to ~/.ssh/known_hosts (it pins the environment's host key):\n"
+            "exp ecdsa-sha2-nistp384 AAAA==\n")
+
+    @pytest.mark.parametrize(("change", "what"), [
+        ({"name": "Exp!"}, "environment name 'Exp!'"),
+        ({"person": Person("Alice", "ssh-ed25519 AAAA")}, "teammate name 'Alice'"),
+        ({"person": Person("alice", "ssh-dss AAAA")}, "teammate key 'ssh-dss AAAA'"),
+        ({"port": 0}, "port 0"),
+        ({"port": 65536}, "port 65536"),
+        ({"port": True}, "port True"),
+        ({"port": "22"}, "port '22'"),
+        ({"user": "Dev"}, "login user 'Dev'"),
+        ({"host_key": "ssh-ed25519"}, "host key 'ssh-ed25519'"),
+        ({"host_key": "ssh-dss AAAA"}, "host key 'ssh-dss AAAA'"),
+        ({"host_key": "ssh-ed25519 AAAA==="}, "host key 'ssh-ed25519 AAAA==='"),
+        ({"host_key": None}, "host key None"),
+        ({"person": Person("alice", "ssh-ed25519\tAAAA")}, "teammate key 'ssh-ed25519\\tAAAA'"),
+    ])
+    def test_every_value_of_the_export_is_checked(self, change: dict[str, object], what: str) -> None:
+        values: dict[str, object] = {"name": "exp", "person": Person("alice", "ssh-ed25519 AAAA"), "port": 1,
+                                     "user": "dev", "host_key": "ssh-rsa AAAA="}
+        assert "Port 1\n" in render_export(**values)  # type: ignore[arg-type]
+        with pytest.raises(DevagentError) as caught:
+            render_export(**{**values, **change})  # type: ignore[arg-type]
+        assert (caught.value.message, caught.value.hint, caught.value.status) == (
+            f"refusing to print a Host block with the {what}: a teammate's ssh config would read it as more than "
+            "one value", "recreate the environment (devagent up NAME --recreate) so that devagent writes its "
+            "labels again", ExitStatus.CONFLICT)
+
+
+def test_a_key_refused_without_a_source_name_is_called_the_key() -> None:
+    with pytest.raises(DevagentError) as caught:
+        check_public_key("")
+    assert caught.value.message == "the key holds no public key"

@@ -213,7 +213,7 @@ class _ArgvReader:
         elif action in ("store_const", "append_const"):
             self._values[arg.dest] = arg.const if arg.const is not None else "None"
         elif action == "count":
-            previous = self._values.get(arg.dest, "0")
+            previous = self._values[arg.dest]  # every known argument has a value from the start
             self._values[arg.dest] = str((int(previous) if previous.lstrip("-").isdigit() else 0) + 1)
         else:
             value = inline if inline is not None else self._take_values(arg)

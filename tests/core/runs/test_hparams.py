@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, effective_batch, overlay_argv
@@ -112,3 +114,81 @@ def test_effective_batch() -> None:
     assert effective_batch({"batch_size": "64"}, 0) is None
     assert effective_batch({"lr": "1"}, 2) is None
     assert effective_batch({"batch_size": "0"}, 2) is None
+    assert effective_batch({"batch_size": "1"}, 1) == (1, 1, 1)
+
+
+class TestHowManyWordsAnOptionTakes:
+    """`nargs`, counts and clusters, each read the way argparse reads it."""
+
+    SOURCE = ("p.add_argument('--opt', nargs='?', const='c', default='d')\n"
+              "p.add_argument('--maybe', nargs='?')\n"
+              "p.add_argument('--pair', nargs=2, default=[0, 0])\n"
+              "p.add_argument('--files', nargs='*', default=[])\n"
+              "p.add_argument('-v', action='count')\n"
+              "p.add_argument('-b', '--batch', type=int, default=8)\n"
+              "p.add_argument('--flag', action='append_const', const='x')\n")
+    DEFAULTS: ClassVar[dict[str, str]] = {"opt": "d", "maybe": "None", "pair": "[0, 0]", "files": "[]",
+                                          "v": "None", "batch": "8", "flag": "None"}
+
+    @pytest.mark.parametrize(("argv", "changed"), [
+        (["--opt"], {"opt": "c"}),
+        (["--opt", "v"], {"opt": "v"}),
+        (["--opt", "--maybe"], {"opt": "c"}),
+        (["--maybe", "-3"], {"maybe": "-3"}),
+        (["--pair", "1", "2"], {"pair": "1 2"}),
+        (["--pair", "1"], {"argv[1]": "1"}),
+        (["--files", "a", "-1", "b", "--opt", "z"], {"files": "a -1 b", "opt": "z"}),
+        (["--files"], {"files": ""}),
+        (["-vb32"], {"v": "1", "batch": "32"}),
+        (["-vvx"], {"v": "2", "x": "True"}),
+        (["-v", "-v", "-v"], {"v": "3"}),
+        (["--flag"], {"flag": "x"}),
+        (["-b", "-5"], {"batch": "-5"}),
+        (["-"], {"argv[0]": "-"}),
+    ])
+    def test_each_option_takes_its_words(self, argv: list[str], changed: dict[str, str]) -> None:
+        assert overlay_argv(argparse_defaults(self.SOURCE), argv) == {**self.DEFAULTS, **changed}
+
+    def test_a_count_starts_from_its_default(self) -> None:
+        assert overlay_argv(argparse_defaults("p.add_argument('-v', action='count', default=-1)"), ["-v"]) == {
+            "v": "0"}
+        assert overlay_argv(argparse_defaults("p.add_argument('-v', action='count', default=x)"), ["-vv"]) == {
+            "v": "2"}
+
+    def test_an_ambiguous_prefix_is_an_unknown_flag(self) -> None:
+        defaults = argparse_defaults("p.add_argument('--bad', default=1)\np.add_argument('--batch', default=2)")
+        assert overlay_argv(defaults, ["--ba", "3"]) == {"bad": "1", "batch": "2", "ba": "3"}
+
+    def test_optional_and_greedy_positionals_leave_one_word_to_each_later_one(self) -> None:
+        defaults = argparse_defaults("p.add_argument('src', nargs='?', default='s')\np.add_argument('dst')\n"
+                                     "p.add_argument('rest', nargs='+')\np.add_argument('last')")
+        assert overlay_argv(defaults, ["a", "b"]) == {"src": "s", "dst": "a", "rest": "None", "last": "b"}
+        assert overlay_argv(defaults, ["a", "b", "c", "d", "e"]) == {
+            "src": "a", "dst": "b", "rest": "c d", "last": "e"}
+
+    def test_unknown_flags_spell_their_names_with_underscores(self) -> None:
+        assert overlay_argv({}, ["-x-y", "---", "--", "--a"]) == {"x_y": "True", "---": "True", "argv[3]": "--a"}
+
+
+def test_values_with_equals_signs_const_without_a_const_extend_and_odd_flag_names() -> None:
+    defaults = argparse_defaults("p.add_argument('--name')\n"
+                                 "p.add_argument('--half', dest='dtype', action='store_const')\n"
+                                 "p.add_argument('--ext', action='extend', nargs='+')\n"
+                                 "p.add_argument('-v', action='count')")
+    assert overlay_argv(defaults, ["--name=a=b", "--half", "--ext", "a", "b", "--ext", "c", "--Xla", "-vx-y"]) == {
+        "name": "a=b", "dtype": "None", "ext": "a b, c", "v": "1", "Xla": "True", "x_y": "True"}
+
+
+def test_a_positional_of_two_words_then_an_optional_one_that_leaves_its_word_to_the_last() -> None:
+    defaults = argparse_defaults("p.add_argument('pair', nargs=2)\np.add_argument('src', nargs='?', default='s')\n"
+                                 "p.add_argument('dst')")
+    assert overlay_argv(defaults, ["a", "b", "c"]) == {"pair": "a b", "src": "s", "dst": "c"}
+
+
+def test_a_dest_a_count_from_a_default_that_is_no_number_a_const_as_written_and_an_unknown_short_flag() -> None:
+    defaults = argparse_defaults("p.add_argument('--Xdim', default=1)\n"
+                                 "p.add_argument('-v', action='count', default='X3')\n"
+                                 "p.add_argument('--half', action='store_const', const=1.50)")
+    assert list(defaults) == ["Xdim", "v", "half"]
+    assert defaults["half"].const == "1.50"
+    assert overlay_argv(defaults, ["-v", "--half", "-x", "5"]) == {"Xdim": "1", "v": "1", "half": "1.50", "x": "5"}

@@ -14,6 +14,7 @@ from devagent.core.runs.metrics import (
     MetricSeries,
     MetricSummary,
     curve_values,
+    format_number,
     lower_is_better,
     parse_metric_line,
     read_lightning_csv,
@@ -35,6 +36,7 @@ class TestMetricLines:
         ('{"loss":0.5,"acc":1}', {"loss": 0.5, "acc": 1.0}),
         ("Epoch 1/10 - loss: 0.4213 - accuracy: 0.8750", {"loss": 0.4213, "accuracy": 0.875}),
         ("loss=1 loss=2", {"loss": 2.0}),
+        ("INFO: 3 | loss=0.5", {"loss": 0.5}),  # a log level is skipped, what follows it is read
     ])
     def test_metrics_are_read_from_a_line(self, line: str, expected: dict[str, float]) -> None:
         assert parse_metric_line(line) == expected
@@ -54,6 +56,7 @@ class TestMetricLines:
         "INFO: 3 workers",
         "WARNING: 2",
         "{'optimizer': 'adam', 'lr': 0.001}",
+        "(mode: 'train', loss: 0.5 )",
         'config {"model": "resnet50", "epochs": 90}',
         "Namespace(data='data/', lr=0.001, batch_size=64)",
         "Namespace(lr=0.001, batch_size=64, epochs=10)",
@@ -125,7 +128,7 @@ class TestMetricSummaries:
         ("loss", True), ("val_loss", True), ("train/loss", True), ("top1_err", True), ("error_rate", True),
         ("ppl", True), ("val.perplexity", True), ("rmse", True), ("nll", True), ("epoch_time", True),
         ("latency_ms", True), ("wer", True), ("acc", False), ("val_f1", False), ("auc", False), ("bleu", False),
-        ("lr", False), ("MONKEY_score", False),
+        ("lr", False), ("MONKEY_score", False), ("trainloss", True),
     ])
     def test_lower_is_better_for_losses_errors_and_times(self, name: str, lower: bool) -> None:
         assert lower_is_better(name) is lower
@@ -243,3 +246,94 @@ class TestWhereValuesWereLogged:
                                                  (math.nan, "NaN")])
     def test_the_summary_line_shows_three_significant_digits(self, value: float, text: str) -> None:
         assert short_number(value) == text
+
+
+class TestNumbers:
+    @pytest.mark.parametrize(("value", "text"), [
+        (0.42133712, "0.421337"), (3e-4, "0.0003"), (12.0, "12"), (-12.0, "-12"), (0.0, "0"),
+        (123456789.5, "1.23457e+08"), (1e15, "1e+15"), (999_999_999_999_999.0, "999999999999999"),
+        (-1e15, "-1e+15"), (math.nan, "NaN"), (math.inf, "inf"), (-math.inf, "-inf"),
+    ])
+    def test_a_table_cell_shows_six_significant_digits_and_whole_numbers_without_a_point(
+            self, value: float, text: str) -> None:
+        assert format_number(value) == text
+
+    @pytest.mark.parametrize(("value", "text"), [
+        (-1234.56, "-1235"), (150.4, "150"), (99.5, "99.5"), (-0.37306, "-0.373"), (1e15, "1000000000000000"),
+        (math.inf, "inf"), (-math.inf, "-inf"),
+    ])
+    def test_a_summary_line_shows_whole_numbers_from_a_hundred_on(self, value: float, text: str) -> None:
+        assert short_number(value) == text
+
+
+def test_the_names_left_out_are_told_apart_up_to_a_bound() -> None:
+    series = MetricSeries(max_names=0)
+    series.add({f"m{i}": 1.0 for i in range(100_005)})
+    assert (series.points, series.left_out) == ({}, 100_000)
+
+
+class TestSeriesEdges:
+    def test_a_series_is_thinned_only_past_its_limit_and_keeps_the_best_of_a_higher_is_better_metric(self) -> None:
+        series = MetricSeries(max_points=4)
+        for step, value in enumerate([0.1, 0.9, 0.2, 0.3], start=1):
+            series.add({"acc": value}, step=step)
+        assert series.points == {"acc": [(1, 0.1), (2, 0.9), (3, 0.2), (4, 0.3)]}
+        series.add({"acc": 0.4}, step=5)
+        assert series.points == {"acc": [(1, 0.1), (2, 0.9), (3, 0.2), (5, 0.4)]}
+
+    def test_a_step_that_is_not_finite_is_no_step(self) -> None:
+        series = MetricSeries()
+        series.add({"step": math.nan, "loss": 1.0})
+        assert series.points == {"loss": [(None, 1.0)]}
+
+    def test_merging_keeps_the_other_series_true_counts(self) -> None:
+        thinned = MetricSeries({"loss": [(1, 1.0)]}, counts={"loss": 5})
+        merged = MetricSeries({"loss": [(0, 2.0)]})
+        merged.merge(thinned)
+        assert (merged.points, merged.count("loss")) == ({"loss": [(0, 2.0), (1, 1.0)]}, 6)
+        fresh = MetricSeries()
+        assert fresh.merge_missing(thinned) is True
+        assert fresh.count("loss") == 5
+        assert fresh.merge_missing(thinned) is False
+
+    def test_a_name_of_exactly_the_longest_length_is_kept(self) -> None:
+        series = MetricSeries()
+        series.add({"x" * MAX_NAME_LENGTH: 1.0})
+        assert (list(series.points), series.left_out) == (["x" * MAX_NAME_LENGTH], 0)
+
+    def test_names_left_out_and_merged_in_stay_within_the_bound(self) -> None:
+        other = MetricSeries(max_names=0)
+        other.add({f"m{i}": 1.0 for i in range(100_000)})
+        merged = MetricSeries(max_names=0)
+        merged.add({"x": 1.0})
+        merged.merge(other)
+        assert merged.left_out == 100_000
+
+    def test_readers_take_the_lines_one_by_one_too(self) -> None:
+        assert read_metrics_jsonl(['{"loss": 1}']).points == {"loss": [(None, 1.0)]}
+        assert read_lightning_csv(["a", "1"]).points == {"a": [(None, 1.0)]}
+
+    def test_a_csv_row_shorter_than_its_header_and_a_column_without_a_name(self) -> None:
+        assert read_lightning_csv("a,,b\n1,2,3\n4\n").points == {"a": [(None, 1.0), (None, 4.0)], "b": [(None, 3.0)]}
+
+
+class TestSummaryEdges:
+    def test_the_first_of_equal_best_values_is_the_best_and_empty_metrics_are_skipped(self) -> None:
+        summaries = summarize_metrics(MetricSeries({"e": [], "loss": [(1, 1.0), (2, 1.0)], "ab": [(1, 1.0)],
+                                                    "a_x": [(1, 1.0)]}))
+        assert [(m.name, m.best_step) for m in summaries] == [("loss", 1), ("a_x", 1), ("ab", 1)]
+
+    def test_the_curve_prefers_train_loss_over_other_losses(self) -> None:
+        assert curve_values(MetricSeries({"val_loss": [(1, 3.0), (2, 2.0)], "train_loss": [(1, 1.0), (2, 0.5)]
+                                          })) == ("train_loss", [1.0, 0.5])
+
+    def test_the_sparkline_width_defaults_to_40_and_may_be_1(self) -> None:
+        assert len(sparkline([float(i) for i in range(41)])) == 40
+        assert sparkline([1.0, 2.0], width=1) == "▄"
+        with pytest.raises(ValueError) as caught:
+            sparkline([1.0], width=0)
+        assert str(caught.value) == "width must be at least 1"
+
+    def test_buckets_are_averaged_and_one_holding_both_infinities_is_a_dot(self) -> None:
+        assert sparkline([1.0] * 5, width=2) == "▄▄"  # buckets of 2 and 3 values, both averaging 1
+        assert sparkline([math.inf, -math.inf, 1.0, 2.0], width=2) == "·▄"
