@@ -59,7 +59,10 @@ def test_torchrun_in_an_environment_is_one_run_per_node(env: Env, name: str, bui
 
         two = runs[2]
         assert "rank 1: ValueError: rank 1 broke at step 2" in two.splitlines()[0], two.splitlines()[0]
-        assert re.search(r"\| error \| `rank 1 failed first \(exit 1\): ValueError: rank 1 broke at step 2; "
+        # Torch 2.13's CPU gloo aborts now and then on the way out of a raising rank (SIGABRT), and torchrun may
+        # stop rank 1 while it exits: the exception named is rank 1's own either way.
+        assert re.search(r"\| error \| `rank 1 failed first( \((exit 1|SIGABRT)\))?: "
+                         r"ValueError: rank 1 broke at step 2; "
                          r"rank 0 (stopped by the launcher|exited too \(exit 1\))` \|", two), two
 
         journal = [json.loads(line) for line in (workspace / ".devagent" / "runs.jsonl").read_text().splitlines()]
