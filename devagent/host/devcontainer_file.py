@@ -66,11 +66,7 @@ def find_devcontainer(workspace: Path, *, choice: str | None, container_workspac
     if rel is None:
         return None
     try:
-        fd = open_below(workspace, rel)
-        try:
-            data = read_limited(fd, _LIMIT, rel)
-        finally:
-            os.close(fd)
+        data = _read(workspace, rel)
     except (PathRefused, IsADirectoryError) as exc:  # a link, a FIFO, a folder, too large: not read
         raise DevagentError(f"{rel}: {exc.strerror}; devagent did not read it", status=ExitStatus.USAGE,
                             hint="make it a regular file in the workspace (a link may lead anywhere on the "
@@ -88,11 +84,7 @@ def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256:
     the context is sent as Docker sends one (a link in it is sent as a link, never followed)."""
     context, dockerfile = build_paths(config_path, build)
     try:
-        fd = open_below(workspace, dockerfile)
-        try:
-            content = read_limited(fd, _LIMIT, dockerfile)
-        finally:
-            os.close(fd)
+        content = _read(workspace, dockerfile)
     except FileNotFoundError:
         raise DevagentError(f"{config_path}: build.dockerfile {dockerfile} does not exist", status=ExitStatus.USAGE,
                             hint="fix build.dockerfile: it is relative to the devcontainer.json's folder") from None
@@ -112,11 +104,7 @@ def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256:
 
 def _read_below(workspace: Path, rel: str, what: str) -> bytes:
     try:
-        fd = open_below(workspace, rel)
-        try:
-            return read_limited(fd, _LIMIT, rel)
-        finally:
-            os.close(fd)
+        return _read(workspace, rel)
     except FileNotFoundError:
         raise DevagentError(f"{rel} does not exist", status=ExitStatus.USAGE,
                             hint=f"a local Feature's folder holds {what}") from None
@@ -164,3 +152,12 @@ def apply_features(engine: Engine, workspace: Path, config_path: str, base: str,
     finally:
         os.unlink(dockerfile)
     return tag
+
+
+def _read(workspace: Path, rel: str) -> bytes:
+    """REL below WORKSPACE, at most _LIMIT bytes, opened without following a link (PathRefused otherwise)."""
+    fd = open_below(workspace, rel)
+    try:
+        return read_limited(fd, _LIMIT, rel)
+    finally:
+        os.close(fd)

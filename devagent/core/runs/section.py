@@ -28,7 +28,14 @@ from devagent.core.markdown import (
 from devagent.core.notebook import SEPARATOR, SaveRecord, entry, heading, render_edits_since
 from devagent.core.runs.distributed import EffectiveBatch, Launch
 from devagent.core.runs.exits import ExitInfo
-from devagent.core.runs.gpu_timeline import IDLE_UTIL, SUMMARY_HEADER, DeviceTimeline, hints, summary_rows
+from devagent.core.runs.gpu_timeline import (
+    IDLE_UTIL,
+    SUMMARY_HEADER,
+    DeviceTimeline,
+    format_span,
+    hints,
+    summary_rows,
+)
 from devagent.core.runs.hparams import ArgDefault, effective_batch
 from devagent.core.runs.metrics import (
     MAX_NAME_LENGTH,
@@ -108,14 +115,7 @@ def format_duration(seconds: float) -> str:
     >>> format_duration(0.84), format_duration(42.4), format_duration(252), format_duration(3720)
     ('0.8 s', '42 s', '4 min 12 s', '1 h 02 min')
     """
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    total = round(seconds)
-    if total < 60:
-        return f"{total} s"
-    if total < 3600:
-        return f"{total // 60} min {total % 60:02d} s"
-    return f"{total // 3600} h {total % 3600 // 60:02d} min"
+    return f"{seconds:.1f} s" if seconds < 10 else format_span(seconds)
 
 
 def render_run(report: RunReport) -> str:
