@@ -33,8 +33,8 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q "${need[@]}" >/dev/null
 fi
-# The reference Dev Containers CLI, pinned: tests/core/test_devcontainer_oracle.py compares devagent's reading of
-# real devcontainer.json files with its `devcontainer read-configuration`.
+# The reference Dev Containers CLI, pinned: tests/core/devcontainer/test_config_file_oracle.py compares devagent's
+# reading of real devcontainer.json files with its `devcontainer read-configuration`.
 DEVCONTAINERS_CLI=0.89.0
 if [ "$(devcontainer --version 2>/dev/null)" != "$DEVCONTAINERS_CLI" ]; then
   echo "install-deps: npm install -g @devcontainers/cli@$DEVCONTAINERS_CLI" >&2

@@ -147,13 +147,13 @@ def test_what_a_server_says_reaches_the_terminal_with_its_control_characters_vis
 
 def test_an_error_s_message_details_and_hint_reach_the_terminal_with_control_characters_visible(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from devagent.cli import servers
+    from devagent.cli import site_options
 
     def hostile() -> None:
         raise DevagentError(f"m{HOSTILE_WORDS}", details=f"d{HOSTILE_WORDS}", hint=f"h{HOSTILE_WORDS}",
                             status=ExitStatus.CONFLICT)
 
-    monkeypatch.setattr(servers, "provisioner", hostile)
+    monkeypatch.setattr(site_options, "provisioner", hostile)
     assert main(["down", "exp"]) == ExitStatus.CONFLICT
     in_details = SHOWN.replace("␍", "\n  | ")  # a CR ends a line of details, as splitlines() reads it
     assert capsys.readouterr().err == f"Error: m{SHOWN}\n  | d{in_details}\n  hint: h{SHOWN}\n"

@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 from devagent import __version__
+from devagent.control.lifecycle.interrupts import acting_on_stop_signals
 from devagent.core.markdown import printable
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.interrupts import acting_on_stop_signals
 
 JSON_VERSION = 1
 

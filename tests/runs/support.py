@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devagent.runtime import nvml
+from devagent.inside import nvml
 
 
 def fake_proc(tmp_path: Path, parents: dict[int, int], comms: dict[int, str] | None = None) -> Path:

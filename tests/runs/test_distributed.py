@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.container.watcher import SaveHandler
+from devagent.agent.watcher import SaveHandler
 from devagent.core.runs.distributed import (
     effective_batch,
     merge_rank_lines,
