@@ -47,7 +47,8 @@ node="${{SLURMD_NODENAME:-$(hostname -s)}}"
 ended() {{
   trap '' TERM INT HUP USR1 USR2
   signal=$1
-  [ -z "${{sleeper:-}}" ] || kill "$sleeper" 2>/dev/null
+  # The waiting sleep too (Slurm's proctrack kills it anyway; a signal just after its fork finds it unwaited).
+  kill $(jobs -p) 2>/dev/null
   # The container first: its GPUs must go back before Slurm hands them to the next job (SIGKILL follows
   # after KillWait).
   docker rm -f "$name" >/dev/null 2>&1
@@ -65,6 +66,11 @@ ended() {{
     RUNNING:*|:) why="Slurm sent SIG$signal (the time limit is near, or the job is being ended)" ;;
     *) why="the job ended ($state, $reason)" ;;
   esac
+  # Say so when the container is still there (no engine, no docker group): its GPUs were not given back.
+  still=$({{ docker ps -aq --filter "name=^/$name\$"; docker ps -aq --filter "label=$label"; }} 2>&1)
+  if [ -n "$still" ]; then
+    why="$why; the container could NOT be removed, remove it: docker rm -f $name"
+  fi
   printf '%s job %s on %s: environment %s ended: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
     "$SLURM_JOB_ID" "$node" "$name" "$why" >>"$ended_log"
   exit 0
@@ -83,8 +89,7 @@ echo "{tag} job=$SLURM_JOB_ID node=$node gpus=${{gpus:-none}} started=$(date -u 
 # A signal interrupts `wait` (not a foreground sleep), so the trap runs at once.
 while :; do
   sleep 3600 &
-  sleeper=$!
-  wait "$sleeper"
+  wait $!
 done
 """
 

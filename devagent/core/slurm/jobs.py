@@ -228,6 +228,7 @@ PENDING_REASONS: Mapping[str, Pending] = {
     "QOSMaxGRESPerJob": Pending("more GPUs than your QOS allows a job", hopeless=True),
     "AssocMaxWallDurationPerJobLimit": Pending("the time asked is over your account's limit", hopeless=True),
     "launch failed requeued held": Pending("Slurm could not launch it on the node", hopeless=True),
+    "launch_failed_requeued_held": Pending("Slurm could not launch it on the node", hopeless=True),  # scontrol's
 }
 
 # How a job ended, in devagent's words: the notebook line and `ls` say this.

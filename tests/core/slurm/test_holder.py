@@ -21,10 +21,17 @@ def stub(folder: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def start(tmp_path: Path, scontrol_state: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
+# A Docker CLI stand-in: one container of the job's label (abc123) until `docker rm -f abc123` removes it.
+DOCKER = """if [ "$1" = ps ] && [[ "$*" == *label=* ]] && [ ! -e "$(dirname "$0")/removed" ]; then echo abc123; fi
+if [ "$1" = rm ] && [ "$3" = abc123 ]; then touch "$(dirname "$0")/removed"; fi"""
+NO_DOCKER = """echo 'permission denied while trying to connect to the Docker daemon socket' >&2; exit 1"""
+
+
+def start(tmp_path: Path, scontrol_state: str, docker: str = DOCKER,
+          **env: str) -> tuple[subprocess.Popen[str], Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    stub(bin_dir, "docker", 'if [ "$1" = ps ]; then echo abc123; fi')
+    stub(bin_dir, "docker", docker)
     stub(bin_dir, "scontrol", f'echo "   JobState={scontrol_state} Dependency=(null)"\n'
                               f'echo "     Nodes=n1 CPU_IDs=0 Mem=0 GRES=gpu:2(IDX:2-3)"')
     ended = tmp_path / "ended.log"
@@ -33,6 +40,20 @@ def start(tmp_path: Path, scontrol_state: str, **env: str) -> tuple[subprocess.P
     environ = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "12", "SLURMD_NODENAME": "n1", **env}
     process = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, text=True, env=environ)
     return process, ended
+
+
+def left_behind(tmp_path: Path) -> list[int]:
+    """Processes still running with this test's PATH (the holder's waiting sleep, say)."""
+    marker = f"PATH={tmp_path}/bin:".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
 
 
 def first_line(process: subprocess.Popen[str]) -> str:
@@ -59,9 +80,21 @@ def test_on_sigterm_the_container_goes_first_then_the_line_says_why(tmp_path: Pa
     assert calls[:3] == ["docker rm -f exp-1", "docker ps -aq --filter label=devagent.slurm-job=12",
                          "docker rm -f abc123"]
     assert calls[3].startswith("scontrol show job 12")
+    assert calls[4:] == ["docker ps -aq --filter name=^/exp-1$", "docker ps -aq --filter label=devagent.slurm-job=12"]
     text = ended.read_text()
     assert text.endswith(f" job 12 on n1: environment exp-1 ended: {why}\n")
     assert text.count("\n") == 1
+    assert left_behind(tmp_path) == []
+
+
+def test_a_container_that_could_not_be_removed_is_said_so(tmp_path: Path) -> None:
+    process, ended = start(tmp_path, "COMPLETING Reason=None", docker=NO_DOCKER)
+    first_line(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert ended.read_text().endswith(
+        " job 12 on n1: environment exp-1 ended: the job was cancelled (devagent down or scancel); the container "
+        "could NOT be removed, remove it: docker rm -f exp-1\n")
 
 
 def test_gpus_from_cuda_visible_devices_then_from_scontrol(tmp_path: Path) -> None:
@@ -75,6 +108,7 @@ def test_gpus_from_cuda_visible_devices_then_from_scontrol(tmp_path: Path) -> No
     assert "gpus=2-3 " in first_line(process)
     os.kill(process.pid, signal.SIGHUP)
     assert process.wait(timeout=30) == 0
+    assert left_behind(tmp_path / "a") == left_behind(tmp_path / "b") == []
 
 
 def test_the_script_waits_until_signalled(tmp_path: Path) -> None:
