@@ -61,6 +61,27 @@ def parse_scontrol_nodes(text: str) -> list[Node]:
     return nodes
 
 
+# `sinfo -N -h -p PARTITION -O SINFO_FORMAT`: one line per node of the partition, fields ended by '|'.
+SINFO_FORMAT = "NodeList:|,Gres:|,GresUsed:|,StateLong:|"
+
+
+def parse_sinfo_nodes(text: str, partition: str) -> list[Node]:
+    """The nodes in `sinfo -N -h -p PARTITION -O SINFO_FORMAT` (all of them in PARTITION; no CPU count).
+
+    >>> [(n.name, n.gpus, n.gpus_used, n.state) for n in parse_sinfo_nodes("n1|gpu:2|gpu:1|mixed|\\n", "gpu")]
+    [('n1', 2, 1, 'MIXED')]
+    """
+    nodes = []
+    for line in text.splitlines():
+        fields = [field.strip() for field in line.split("|")]
+        if len(fields) < 4 or not fields[0]:
+            continue
+        name, gres, used, state = fields[:4]
+        nodes.append(Node(name=name, state=state.upper(), gpus=gpu_count(gres), gpus_used=gpu_count(used),
+                          partitions=(partition,)))
+    return nodes
+
+
 @dataclass(frozen=True)
 class GpuRow:
     """One GPU of a partition's node and who holds it."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from devagent.core.slurm.jobs import parse_squeue_json
-from devagent.core.slurm.nodes import Node, gpu_count, parse_scontrol_nodes, partition_gpus, queued
+from devagent.core.slurm.nodes import (
+    Node,
+    gpu_count,
+    parse_scontrol_nodes,
+    parse_sinfo_nodes,
+    partition_gpus,
+    queued,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -39,3 +46,13 @@ def test_who_holds_each_gpu_of_the_partition() -> None:
         ("n1", 0, "4", "exp"), ("n1", 1, "4", "exp"), ("n2", 0, "5", "b"), ("n2", 1, "8", "e")]
     assert partition_gpus(nodes, jobs, "nope") == []
     assert [job.job_id for job in queued(jobs, "gpu")] == ["9", "10", "6"]
+
+
+def test_sinfo_agrees_with_scontrol() -> None:
+    """fixtures/sinfo-O.txt: `sinfo -N -h -p gpu -O SINFO_FORMAT`, taken a moment after scontrol-node.txt."""
+    nodes = parse_sinfo_nodes((FIXTURES / "sinfo-O.txt").read_text(), "gpu")
+    assert [(n.name, n.gpus, n.gpus_used, n.state, n.partitions) for n in nodes] == [
+        ("n1", 2, 2, "MIXED", ("gpu",)), ("n2", 2, 2, "ALLOCATED", ("gpu",))]
+    by_scontrol = parse_scontrol_nodes((FIXTURES / "scontrol-node.txt").read_text())
+    assert [(n.name, n.gpus, n.gpus_used) for n in nodes] == [(n.name, n.gpus, n.gpus_used) for n in by_scontrol]
+    assert parse_sinfo_nodes("\n|||\n", "gpu") == []
