@@ -139,3 +139,9 @@ def test_hostile_ended_log_paths_are_refused(path: str) -> None:
 def test_no_holder_line_yet() -> None:
     assert parse_holder_line("") is None
     assert parse_holder_line("slurmstepd: error: *** JOB 2 ON n1 CANCELLED AT 2026-12-07T19:05:43 ***\n") is None
+
+
+def test_the_holder_line_as_a_real_job_wrote_it() -> None:
+    """fixtures/holder-8.out: the output of job 8 on the test cluster (one GPU, index 1 of node n2)."""
+    text = (Path(__file__).parent / "fixtures" / "holder-8.out").read_text()
+    assert parse_holder_line(text) == {"job": "8", "node": "n2", "gpus": "1", "started": "2026-12-07T19:06:12Z"}
