@@ -171,6 +171,7 @@ def test_ssh_children_start_with_the_stop_signals_default_whatever_devagent_inhe
     assert [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if ignored & (1 << (s - 1))] == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_command_started_as_a_background_job_during_its_login(tmp_path: Path) -> None:
     """`devagent gpus --host srv &` from a script: SIGINT came ignored, and the login to the server (an ssh that
     never logs in here) waited its whole 30 s for it. Now Ctrl-C ends it at once, and leaves no ssh, no folder."""
