@@ -1,0 +1,60 @@
+"""The environment's home volume on its engine (this machine's or a server's): what `up`, `down` and `doctor` do
+with it. What it is and why: devagent/core/home.py."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from devagent.core import home
+from devagent.errors import DevagentError, ExitStatus
+from devagent.host.engine import ContainerInfo, Engine
+
+
+def remove_made(engine: Engine, name: str, up_id: str) -> None:
+    """A failed `up`'s undo: remove NAME's home volume if this up (UP_ID) made it, after its container went.
+    One that a concurrent up of NAME mounts by now stays (the engine refuses to remove a volume in use)."""
+    labels = engine.volume_labels(home.home_volume(name))
+    if home.is_ours(labels, name) and labels is not None and labels.get(home.HOME_UP_LABEL) == up_id:
+        with contextlib.suppress(DevagentError):
+            engine.remove_volume(home.home_volume(name))
+
+
+def not_yours(name: str, user: str, image: str, logs: str) -> DevagentError:
+    """The error for a container whose login user does not own the home volume it mounts (the container's first
+    words, in LOGS, name both uids): another --user, or a team image built for another uid."""
+    volume = home.home_volume(name)
+    return DevagentError(
+        f"the home of {name!r} (the volume {volume}) belongs to another user than the login user {user!r} of "
+        f"{image}", status=ExitStatus.CONFLICT, details=logs.strip() or None,
+        hint=f"run `devagent up {name}` with the options it was made with (`devagent ls` shows its user); or "
+        f"give the home to that user: docker run --rm --user 0 -v {volume}:/h --entrypoint chown {image} "
+        f"-R {user}: /h — or remove it: `devagent down {name}` (removes the home too), then up again")
+
+
+def check_exit(engine: Engine, info: ContainerInfo | None, name: str) -> None:
+    """Raise not_yours() when INFO, a container of NAME, exited because its login user does not own its home."""
+    if info is not None and info.status in ("exited", "dead") and info.exit_code == home.HOME_NOT_YOURS_EXIT:
+        raise not_yours(name, info.labels.get("devagent.user", "?"), info.image, engine.logs(info.id, tail=5))
+
+
+def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], None]) -> list[str]:
+    """`down`'s last step: NAME's home volume removed, with its size (what down removed, for its report), or kept
+    (KEEP: `down --keep-home`, said through REPORT). A volume so named that devagent did not make is left alone."""
+    volume = home.home_volume(name)
+    if not home.is_ours(engine.volume_labels(volume), name):
+        return []
+    size = home.describe_size(engine.volume_size(volume))
+    if keep:
+        report(f"kept the home volume {volume} ({size}): `devagent up {name}` mounts it again, "
+               f"`devagent down {name}` removes it")
+        return []
+    return [f"home volume {volume} ({size})"] if engine.remove_volume(volume) else []
+
+
+def size_line(engine: Engine, name: str) -> str | None:
+    """For `doctor`: NAME's home volume and its size; None when NAME has none (made before devagent kept homes)."""
+    volume = home.home_volume(name)
+    if not home.is_ours(engine.volume_labels(volume), name):
+        return None
+    return f"{volume}, {home.describe_size(engine.volume_size(volume))}; kept by --recreate, removed by down"
