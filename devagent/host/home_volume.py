@@ -49,7 +49,13 @@ def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], Non
         report(f"kept the home volume {volume} ({size}): `devagent up {name}` mounts it again, "
                f"`devagent down {name}` removes it")
         return []
-    return [f"home volume {volume} ({size})"] if engine.remove_volume(volume) else []
+    try:
+        removed = engine.remove_volume(volume)
+    except DevagentError as exc:  # another person's container of NAME, which down left alone, mounts it
+        report(f"kept the home volume {volume} ({size}): a container down leaves alone still uses it "
+               f"({exc.message}); the `devagent down {name}` that removes that container removes it too")
+        return []
+    return [f"home volume {volume} ({size})"] if removed else []
 
 
 def size_line(engine: Engine, name: str) -> str | None:
