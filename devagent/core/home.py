@@ -49,6 +49,10 @@ HOME_CHECK = (
     '[ -O "$HOME" ] && [ -w "$HOME" ] || { echo "devagent: the home $HOME belongs to uid '
     '$(stat -c %u "$HOME"), not to $(id -un) (uid $(id -u))" >&2; exit ' + str(HOME_NOT_YOURS_EXIT) + "; }; "
     f'rm -f "$HOME/{layout.READY_FLAG}"; exec "$@"')
+# The home's size as the login user sees it, without what is mounted below it (the workspace): the engine's own
+# figure (`docker system df -v`) walks every volume on the engine, which on a server full of datasets takes long.
+DU_HOME = ('set -- $(awk -v h="$HOME/" \'index($5, h) == 1 {print "--exclude=" $5}\' /proc/self/mountinfo); '
+           'du -sk "$@" "$HOME"')
 # Paths inside the container, on a volume of their own each (not this machine's temporary folders).
 TEMP_FOLDERS = ("/tmp", "/var/tmp")  # noqa: S108
 
@@ -120,3 +124,13 @@ def describe_size(size: int | None) -> str:
             break
         value /= 1024
     return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def du_bytes(output: str) -> int | None:
+    """The bytes in DU_HOME's output (`du -sk`: KiB, then the path); None when it printed no number.
+
+    >>> du_bytes("1204 /home/dev"), du_bytes("du: cannot read")
+    (1232896, None)
+    """
+    first = output.split(maxsplit=1)[0] if output.strip() else ""
+    return int(first) * 1024 if first.isdigit() else None

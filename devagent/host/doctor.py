@@ -83,20 +83,20 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     if name is not None:
         checks += environment_checks(paths, name=name, containers=rows, version=version, ssh=ssh, server=server)
         if rows is not None:
-            checks.append(home_check(adapter, name))
+            checks.append(home_check(adapter, name, next((c for c in rows if c.name == name), None)))
     return checks
 
 
-def home_check(engine: object, name: str) -> Check:
-    """NAME's home volume and its size (information: it never fails). ENGINE is the real adapter; a test's stand-in
-    without volumes skips it."""
+def home_check(engine: object, name: str, info: ContainerInfo | None) -> Check:
+    """NAME's home volume and its size (information: it never fails), measured in INFO, its container, when it
+    runs. ENGINE is the real adapter; a test's stand-in without volumes skips it."""
     from devagent.host.engine import Engine
     from devagent.host.home_volume import size_line
 
     if not isinstance(engine, Engine):
         return skipped(d.HOME, "this engine adapter does not report volumes")
     try:
-        line = size_line(engine, name)
+        line = size_line(engine, name, info)
     except DevagentError as exc:
         return skipped(d.HOME, exc.message)
     return Check(d.HOME, True, line) if line else skipped(

@@ -38,29 +38,43 @@ def check_exit(engine: Engine, info: ContainerInfo | None, name: str) -> None:
         raise not_yours(name, info.labels.get("devagent.user", "?"), info.image, engine.logs(info.id, tail=5))
 
 
-def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], None]) -> list[str]:
-    """`down`'s last step: NAME's home volume removed, with its size (what down removed, for its report), or kept
-    (KEEP: `down --keep-home`, said through REPORT). A volume so named that devagent did not make is left alone."""
+def measure(engine: Engine, info: ContainerInfo | None) -> int | None:
+    """The bytes in the home of INFO, NAME's container, measured in it while it runs (home.DU_HOME); None when it
+    does not run or could not say (then the engine is asked: `volume_size`)."""
+    if info is None or info.status != "running":
+        return None
+    code, output = engine.exec_as(info.id, info.labels.get("devagent.user") or "dev", ["sh", "-c", home.DU_HOME])
+    return home.du_bytes(output) if code == 0 else None
+
+
+def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], None],
+           size: int | None = None) -> list[str]:
+    """`down`'s last step: NAME's home volume removed, with its SIZE (measured while its container ran; else the
+    engine's figure) for down's report, or kept (KEEP: `down --keep-home`, said through REPORT). A volume so named
+    that devagent did not make is left alone."""
     volume = home.home_volume(name)
     if not home.is_ours(engine.volume_labels(volume), name):
         return []
-    size = home.describe_size(engine.volume_size(volume))
+    size_text = home.describe_size(size if size is not None else engine.volume_size(volume))
     if keep:
-        report(f"kept the home volume {volume} ({size}): `devagent up {name}` mounts it again, "
+        report(f"kept the home volume {volume} ({size_text}): `devagent up {name}` mounts it again, "
                f"`devagent down {name}` removes it")
         return []
     try:
         removed = engine.remove_volume(volume)
     except DevagentError as exc:  # another person's container of NAME, which down left alone, mounts it
-        report(f"kept the home volume {volume} ({size}): a container down leaves alone still uses it "
+        report(f"kept the home volume {volume} ({size_text}): a container down leaves alone still uses it "
                f"({exc.message}); the `devagent down {name}` that removes that container removes it too")
         return []
-    return [f"home volume {volume} ({size})"] if removed else []
+    return [f"home volume {volume} ({size_text})"] if removed else []
 
 
-def size_line(engine: Engine, name: str) -> str | None:
-    """For `doctor`: NAME's home volume and its size; None when NAME has none (made before devagent kept homes)."""
+def size_line(engine: Engine, name: str, info: ContainerInfo | None) -> str | None:
+    """For `doctor`: NAME's home volume and its size (measured in INFO, its container, when it runs); None when
+    NAME has none (made before devagent kept homes)."""
     volume = home.home_volume(name)
     if not home.is_ours(engine.volume_labels(volume), name):
         return None
-    return f"{volume}, {home.describe_size(engine.volume_size(volume))}; kept by --recreate, removed by down"
+    size = measure(engine, info)
+    size = size if size is not None else engine.volume_size(volume)
+    return f"{volume}, {home.describe_size(size)}; kept by --recreate, removed by down"

@@ -781,6 +781,7 @@ class Provisioner:
 
     def _down(self, name: str, *, keep_home: bool = False) -> list[str]:
         removed: list[str] = []
+        home_size = None
         info = self.engine.get(name)
         if info is not None:
             if info.labels.get("devagent.managed") != "true":
@@ -791,6 +792,7 @@ class Provisioner:
                 # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
                 mine = "\n".join(f"removed your {item}" for item in self._forget(name))
                 raise sharing.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
+            home_size = home_volume.measure(self.engine, info)  # while the container can still say
             self.engine.remove(info.id)
             removed.append(f"container {name}")
         for leftover in self._leftovers(name, ours_only=False):
@@ -801,7 +803,7 @@ class Provisioner:
         for lease in self.gpus.release(name):
             removed.append(f"GPU lease {lease.gpu_uuid}")
         removed += self._forget(name)
-        removed += home_volume.remove(self.engine, name, keep=keep_home, report=self.report)
+        removed += home_volume.remove(self.engine, name, keep=keep_home, report=self.report, size=home_size)
         if not removed:
             raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                                 hint="`devagent ls` lists the environments")

@@ -101,9 +101,10 @@ def test_the_home_outlives_recreate_down_removes_it_and_keep_home_keeps_it(
     env.up(name)  # a later up mounts the kept home again
     _home_is_there(env, name)
 
+    (env.workspace(name) / "data.bin").write_bytes(b"\0" * (3 << 20))  # mounted below the home, not in it
     down = env.devagent("down", name)
     assert down.returncode == 0, down.output
-    assert f"✔ removed home volume {volume} (" in down.stdout and "KiB)\n" in down.stdout, down.stdout
+    assert f"✔ removed home volume {volume} (" in down.stdout and " KiB)\n" in down.stdout, down.stdout
     assert_nothing_left(env, name, docker_client, workspace_kept=True)
 
 
