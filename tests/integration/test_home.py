@@ -145,6 +145,13 @@ def test_the_root_file_system_is_read_only_and_the_writable_places_are_disk_volu
         # /tmp allows executing (VS Code, Triton and torch.compile run what they put there).
         run_tmp = env.ssh(name, "printf '#!/bin/sh\\necho ran\\n' > /tmp/x.sh && chmod +x /tmp/x.sh && /tmp/x.sh")
         assert run_tmp.stdout == "ran\n", run_tmp.output
+        # torch.compile's cache (Inductor's, in /tmp): the image has no C compiler to compile with, so the test
+        # checks that the cache folder torch picks can be made and written, which is what the read-only root
+        # could have broken.
+        cache = env.ssh(name, "python3 -c 'import os; from torch._inductor.runtime.cache_dir_utils import "
+                              "cache_dir; d = cache_dir(); os.makedirs(d, exist_ok=True); "
+                              "open(os.path.join(d, \"probe\"), \"w\").close(); print(d)'", timeout=120)
+        assert cache.stdout == "/tmp/torchinductor_dev\n", cache.output
         key = env.ssh(name, "stat -c '%U %a' /etc/devagent/ssh_host_ed25519_key; stat -c '%U %a' /etc/devagent")
         assert key.stdout.split("\n")[:2] == ["dev 600", "root 755"], key.output
     finally:
