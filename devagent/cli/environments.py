@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 @click.option("--keep-going", is_flag=True, default=None,
               help="A devcontainer.json lifecycle command that fails is reported and `up` goes on (default: `up` "
               "fails and removes the container it made).")
-@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
+@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key, home and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
 @click.pass_context
