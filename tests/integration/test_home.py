@@ -162,21 +162,22 @@ def test_a_home_that_belongs_to_another_uid_is_an_error_that_names_the_fix(
         env: Env, name: str, built_image: str, docker_client: Any) -> None:
     volume = f"devagent-home-{name}"
     env.up(name)
+    image = docker_client.api.inspect_container(name)["Config"]["Image"]  # the one the next up uses too
     assert env.devagent("down", name, "--keep-home").returncode == 0
     # As a home made for another user (a teammate's image built for another uid) would be.
-    docker_client.containers.run(built_image, ["4242", "/h"], entrypoint="chown", user="0", remove=True,
+    docker_client.containers.run(image, ["4242", "/h"], entrypoint="chown", user="0", remove=True,
                                  volumes={volume: {"bind": "/h", "mode": "rw"}})
     refused = env.up(name, check=False)
     assert refused.returncode == ExitStatus.CONFLICT, refused.output
     assert (f"Error: the home of {name!r} (the volume {volume}) belongs to another user than the login user 'dev' "
-            f"of {built_image}\n") in refused.stderr, refused.stderr
+            f"of {image}\n") in refused.stderr, refused.stderr
     assert "belongs to uid 4242, not to dev (uid 1000)" in refused.stderr
-    hint = f"docker run --rm --user 0 -v {volume}:/h --entrypoint chown {built_image} -R dev: /h"
+    hint = f"docker run --rm --user 0 -v {volume}:/h --entrypoint chown {image} -R dev: /h"
     assert hint in refused.stderr
     assert home_volumes(docker_client, name) == [volume]  # the failed up leaves the home it did not make
     assert_nothing_left_but_the_home(env, name, docker_client)
 
-    docker_client.containers.run(built_image, ["-R", "dev:", "/h"], entrypoint="chown", user="0", remove=True,
+    docker_client.containers.run(image, ["-R", "dev:", "/h"], entrypoint="chown", user="0", remove=True,
                                  volumes={volume: {"bind": "/h", "mode": "rw"}})  # the hint's fix
     env.up(name)
     assert env.devagent("down", name).returncode == 0
