@@ -21,6 +21,7 @@ from typing import Any
 from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease
+from devagent.core.mounts.home import Mount
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -71,6 +72,7 @@ class FakeEngine:
         self.on_start = on_start
         self.taken: set[int] = set()
         self.containers: dict[str, FakeContainer] = {}  # by id
+        self.volumes: dict[str, dict[str, str]] = {}  # named volumes, by name: their labels
         self.gpu_leases: dict[str, tuple[str, Lease, dict[str, str]]] = {}  # by id: (container name, lease, labels)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self._failures: dict[str, tuple[BaseException, bool]] = {}
@@ -172,19 +174,36 @@ class FakeEngine:
 
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,
-               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str],
+               volumes: Iterable[Mount] = (), read_only: bool = False) -> str:
         done = self._call("create", name, host_port)
         if self._find(name) is not None:
             raise DevagentError(f"a container named {name!r} already exists",
                                 hint=f"choose another name, or remove it: docker rm -f {name}",
                                 status=ExitStatus.CONFLICT)
+        volumes = list(volumes)
         c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={
             "command": command, "user": user, "container_port": container_port, "mounts": list(mounts),
             "memory": memory, "cpus": cpus, "shm_size": shm_size, "pids": pids, "gpus": gpus,
-            "environment": dict(environment)}, fixed_port=host_port)
+            "environment": dict(environment), "volumes": volumes, "read_only": read_only}, fixed_port=host_port)
         self.containers[c.id] = c
+        for v in volumes:  # the engine makes a named volume on first use, with the mount's labels
+            if v.volume is not None:
+                self.volumes.setdefault(v.volume, dict(v.labels))
         done()
         return c.id
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        self._call("volume_labels", name)()
+        return dict(self.volumes[name]) if name in self.volumes else None
+
+    def volume_size(self, name: str) -> int | None:
+        self._call("volume_size", name)()
+        return 4096 if name in self.volumes else None
+
+    def remove_volume(self, name: str) -> bool:
+        self._call("remove_volume", name)()
+        return self.volumes.pop(name, None) is not None
 
     def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
         done = self._call("put_files", container_id, dest)

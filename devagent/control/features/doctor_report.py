@@ -63,8 +63,10 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     has made environments on servers, so an engine of its own is not needed (a laptop)."""
     rows: list[ContainerInfo] | None = None
     engine = f"Docker Engine on {server}" if server else "Docker Engine"
+    adapter: EngineLike | None = None
     try:
-        rows = engine_factory().list_managed()
+        adapter = engine_factory()
+        rows = adapter.list_managed()
         # On a shared engine, others' environments are counted apart (those without a recorded owner as yours).
         others = sum(callers_own(c, paths) is False for c in rows)
         count = len(rows) - others
@@ -80,7 +82,26 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     checks += client_checks(paths, environ=environ, version=version)
     if name is not None:
         checks += environment_checks(paths, name=name, containers=rows, version=version, ssh=ssh, server=server)
+        if rows is not None:
+            checks.append(home_check(adapter, name, next((c for c in rows if c.name == name), None)))
     return checks
+
+
+def home_check(engine: object, name: str, info: ContainerInfo | None) -> Check:
+    """NAME's home volume and its size (information: it never fails), measured in INFO, its container, when it
+    runs. ENGINE is the real adapter; a test's stand-in without volumes skips it."""
+    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.home_volume import size_line
+
+    if not isinstance(engine, Engine):
+        return skipped(d.HOME, "this engine adapter does not report volumes")
+    try:
+        line = size_line(engine, name, info)
+    except DevagentError as exc:
+        return skipped(d.HOME, exc.message)
+    return Check(d.HOME, True, line) if line else skipped(
+        d.HOME, f"{name} has no home volume (made before devagent kept homes: `devagent up {name} --recreate` "
+        "gives it one)")
 
 
 # -- client side ------------------------------------------------------------------------------------------------
