@@ -42,6 +42,7 @@ from devagent.core import layout
 from devagent.core.runs.record import RunRecord
 from devagent.core.runs.reproduce_block import ReproduceFacts, find_run_section, read_facts
 from devagent.core.spec import validate_new_name
+from devagent.core.ssh.command_line import ssh_argv
 from devagent.errors import DevagentError, ExitStatus
 from devagent.nofollow.folder import copy_tree, give_tree
 from devagent.nofollow.walk import PathRefused, open_below, open_regular, read_limited, read_tail
@@ -426,7 +427,7 @@ class ServerFiles:
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
     """The run's command in the new environment, through its alias, its output passed through."""
-    return subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", name, facts.command_line()],
+    return subprocess.run(ssh_argv(ssh_config, name, facts.command_line()),
                           check=False).returncode
 
 
