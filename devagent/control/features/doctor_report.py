@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.features.teammates import callers_own
 from devagent.control.paths import Paths
 from devagent.control.ssh import managed_config
@@ -46,18 +46,14 @@ SESSION_WAITS = "DEVAGENT_DOCTOR_SESSION_WAITS"  # the probe is done; the login 
 VSCODE_FLAVOURS = (("VS Code", "Code"), ("VS Code Insiders", "Code - Insiders"), ("VSCodium", "VSCodium"))
 
 
-class EngineLike(Protocol):
-    def list_managed(self) -> list[ContainerInfo]: ...
-
-
-def _default_engine() -> EngineLike:
+def _default_engine() -> EngineApi:
     from devagent.control.engine.docker_engine import Engine
 
     return Engine()
 
 
 def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
-               engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh",
+               engine_factory: Callable[[], EngineApi] = _default_engine, ssh: str = "ssh",
                server: str | None = None, servers_used: bool = False) -> list[Check]:
     """Every check, in the order they are shown: the client side, then NAME's environment when given.
     SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh). SERVERS_USED: this machine

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Protocol
 
-from devagent.control.engine.docker_engine import Engine
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.sites.server_workspace import WALK, absolute, run_script
 from devagent.control.sites.site import ServerSite
 from devagent.core import layout
@@ -125,7 +125,7 @@ def load_facts(files: Files, notebook: PurePath, number: int) -> ReproduceFacts:
     return facts
 
 
-def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: Engine, files: Files,
+def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: EngineApi, files: Files,
             report: Report) -> Reproduction:
     """Check that run TARGET can be reproduced and make its new workspace (INTO, else beside the original's).
     Refuses with NOT_REPRODUCIBLE (naming every gap) unless ANYWAY; a refusal leaves nothing behind."""
