@@ -383,11 +383,13 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
     """Log in to NAME with the real OpenSSH client through the alias (`devagent ssh NAME -- CMD`)."""
     from devagent.control.paths import Paths
     from devagent.core.spec import validate_name
+    from devagent.core.ssh.command_line import ssh_argv
 
     validate_name(name)
-    argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
+    # No BatchMode: ssh owns the terminal, and may ask for a passphrase or a host key's confirmation.
+    argv = ssh_argv(Paths.from_environ().user_ssh_config, name, *command, batch=False)
     try:
-        os.execvp("ssh", argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
+        os.execvp(argv[0], argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
     except FileNotFoundError:
         raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
                             hint="install it: apt-get install openssh-client") from None

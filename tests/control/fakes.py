@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease
 from devagent.core.mounts.home import Mount
@@ -50,7 +51,7 @@ class FakeContainer:
 
 
 class FakeEngine:
-    """An in-memory Docker Engine with `Engine`'s methods.
+    """An in-memory Docker Engine with `Engine`'s methods: it satisfies control/engine/engine_api.py's `EngineApi`.
 
     IMAGES maps a reference to an image id; every image `up` asks about is there when ALL_IMAGES is true (so no
     build runs). A started container publishes its fixed port, or START_PORT when it was made without one. A fixed
@@ -150,9 +151,26 @@ class FakeEngine:
         self._call("pull", ref)()
         return None, "no registry in a fake"
 
-    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None], *,
+              dockerfile: str | None = None, buildargs: Mapping[str, str] | None = None,
+              target: str | None = None) -> None:
         self._call("build", tag)()
         self.images[tag] = f"sha256:built-{tag}"
+
+    def tag_image(self, image: str, repository: str, tag: str) -> None:
+        self._call("tag_image", image, repository, tag)()
+        self.images[f"{repository}:{tag}"] = self.images.get(image, image)
+
+    def remove_image(self, ref: str) -> None:
+        self._call("remove_image", ref)()
+        self.images.pop(ref, None)
+
+    def push(self, repository: str, tag: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
+        self._call("push", repository, tag)()
+        return None, "no registry in a fake"
+
+    def close(self) -> None:
+        self._call("close")()
 
     # -- containers -----------------------------------------------------------------------------------------------
 
@@ -319,6 +337,10 @@ class FakeEngine:
     def user_uid(self, container_id: str, user: str) -> int | None:
         self._call("user_uid", container_id, user)()
         return self.uid
+
+
+def _fake_engine_is_one(engine: FakeEngine) -> EngineApi:  # mypy proves FakeEngine satisfies the Protocol
+    return engine
 
 
 class BannerServer:

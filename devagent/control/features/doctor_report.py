@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.features.teammates import callers_own
 from devagent.control.paths import Paths
 from devagent.control.ssh import managed_config
@@ -32,6 +32,7 @@ from devagent.control.ssh.user_config import SshConfig, parse_line
 from devagent.core import doctor_rules as d
 from devagent.core.doctor_rules import Check, skipped
 from devagent.core.spec import LABEL_PREFIX, SSHD_PORT
+from devagent.core.ssh.command_line import ssh_argv
 from devagent.core.ssh.host_entry import HostEntry
 from devagent.core.ssh.sshd import profile_for_client
 from devagent.errors import DevagentError
@@ -45,18 +46,14 @@ SESSION_WAITS = "DEVAGENT_DOCTOR_SESSION_WAITS"  # the probe is done; the login 
 VSCODE_FLAVOURS = (("VS Code", "Code"), ("VS Code Insiders", "Code - Insiders"), ("VSCodium", "VSCodium"))
 
 
-class EngineLike(Protocol):
-    def list_managed(self) -> list[ContainerInfo]: ...
-
-
-def _default_engine() -> EngineLike:
+def _default_engine() -> EngineApi:
     from devagent.control.engine.docker_engine import Engine
 
     return Engine()
 
 
 def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
-               engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh",
+               engine_factory: Callable[[], EngineApi] = _default_engine, ssh: str = "ssh",
                server: str | None = None, servers_used: bool = False) -> list[Check]:
     """Every check, in the order they are shown: the client side, then NAME's environment when given.
     SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh). SERVERS_USED: this machine
@@ -382,10 +379,6 @@ def _with_details(exc: DevagentError) -> str:
     return exc.message + (f" ({'; '.join(lines)})" if lines else "")
 
 
-def _ssh_base(paths: Paths, ssh: str) -> list[str]:
-    return [ssh, "-F", str(paths.user_ssh_config), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
-
-
 def container_side_checks(paths: Paths, *, name: str, host_workspace: str | None, ssh: str = "ssh") -> list[Check]:
     """ONE login through the alias with the real client, as VS Code connects: the probe on stdin, and a real local
     forward (`-L`) of that same login, tried while the session waits once the probe is done. On a server each
@@ -398,8 +391,8 @@ def container_side_checks(paths: Paths, *, name: str, host_workspace: str | None
     script = f"(\n{d.PROBE_SCRIPT}\n)\necho {SESSION_WAITS}\ncat >/dev/null\n"
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [*_ssh_base(paths, ssh), "-o", "ExitOnForwardFailure=yes",
-             "-L", f"127.0.0.1:{port}:127.0.0.1:{SSHD_PORT}", name, "sh", "-s"],
+            ssh_argv(paths.user_ssh_config, name, "sh", "-s", ssh=ssh, forward=(port, SSHD_PORT),
+                     options={"ConnectTimeout": CONNECT_TIMEOUT, "ExitOnForwardFailure": "yes"}),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
         assert proc.stdin is not None and proc.stdout is not None
         lines: list[str] = []

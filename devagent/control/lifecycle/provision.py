@@ -33,7 +33,8 @@ import devagent
 from devagent.control.atomic import FileLock
 from devagent.control.engine import home_volume
 from devagent.control.engine.derived_image import build_image, local_pinned, team_image
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
+from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.control.features import teammates
 from devagent.control.lifecycle.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
@@ -148,7 +149,7 @@ class Provisioner:
     devagent's record of which server NAME lives on is written before anything is made there.
     """
 
-    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
+    def __init__(self, *, engine: EngineApi, paths: Paths, report: Report = lambda _: None,
                  gpu_inventory: Callable[[], Inventory] | None = None,
                  ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None,
                  relink: Callable[[], ServerSite] | None = None) -> None:
