@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from devagent.control.engine.docker_engine import ContainerInfo, Engine
+from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.core.mounts import home
 from devagent.errors import DevagentError, ExitStatus
 
 
-def remove_made(engine: Engine, name: str, up_id: str) -> None:
+def remove_made(engine: EngineApi, name: str, up_id: str) -> None:
     """A failed `up`'s undo: remove NAME's home volume if this up (UP_ID) made it, after its container went.
     One that a concurrent up of NAME mounts by now stays (the engine refuses to remove a volume in use)."""
     labels = engine.volume_labels(home.home_volume(name))
@@ -32,13 +33,13 @@ def not_yours(name: str, user: str, image: str, logs: str) -> DevagentError:
         f"-R {user}: /h — or remove it: `devagent down {name}` (removes the home too), then up again")
 
 
-def check_exit(engine: Engine, info: ContainerInfo | None, name: str) -> None:
+def check_exit(engine: EngineApi, info: ContainerInfo | None, name: str) -> None:
     """Raise not_yours() when INFO, a container of NAME, exited because its login user does not own its home."""
     if info is not None and info.status in ("exited", "dead") and info.exit_code == home.HOME_NOT_YOURS_EXIT:
         raise not_yours(name, info.labels.get("devagent.user", "?"), info.image, engine.logs(info.id, tail=5))
 
 
-def measure(engine: Engine, info: ContainerInfo | None) -> int | None:
+def measure(engine: EngineApi, info: ContainerInfo | None) -> int | None:
     """The bytes in the home of INFO, NAME's container, measured in it while it runs (home.DU_HOME); None when it
     does not run or could not say (then the engine is asked: `volume_size`)."""
     if info is None or info.status != "running":
@@ -47,7 +48,7 @@ def measure(engine: Engine, info: ContainerInfo | None) -> int | None:
     return home.du_bytes(output) if code == 0 else None
 
 
-def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], None],
+def remove(engine: EngineApi, name: str, *, keep: bool, report: Callable[[str], None],
            size: int | None = None) -> list[str]:
     """`down`'s last step: NAME's home volume removed, with its SIZE (measured while its container ran; else the
     engine's figure) for down's report, or kept (KEEP: `down --keep-home`, said through REPORT). A volume so named
@@ -69,7 +70,7 @@ def remove(engine: Engine, name: str, *, keep: bool, report: Callable[[str], Non
     return [f"home volume {volume} ({size_text})"] if removed else []
 
 
-def size_line(engine: Engine, name: str, info: ContainerInfo | None) -> str | None:
+def size_line(engine: EngineApi, name: str, info: ContainerInfo | None) -> str | None:
     """For `doctor`: NAME's home volume and its size (measured in INFO, its container, when it runs); None when
     NAME has none (made before devagent kept homes)."""
     volume = home.home_volume(name)

@@ -60,7 +60,7 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     has made environments on servers, so an engine of its own is not needed (a laptop)."""
     rows: list[ContainerInfo] | None = None
     engine = f"Docker Engine on {server}" if server else "Docker Engine"
-    adapter: EngineLike | None = None
+    adapter: EngineApi | None = None
     try:
         adapter = engine_factory()
         rows = adapter.list_managed()
