@@ -34,6 +34,7 @@ from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, Co
 from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, owner_name
 from devagent.control.features import teammates
 from devagent.control.features.listing import Row
+from devagent.control.lifecycle import down as teardown
 from devagent.control.lifecycle.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
@@ -622,69 +623,13 @@ class Provisioner:
         for p in (self.paths.host_key(name), self.paths.host_key(name).with_name(f"{name}_ed25519.pub")):
             p.unlink(missing_ok=True)
 
-    # -- down / ls --------------------------------------------------------------------------------------------
+    # -- down / ls: control/lifecycle/down.py --------------------------------------------------------------
 
     def down(self, name: str) -> list[str]:
         """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
 
         Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
-        with self._env_lock(name) as lock:
-            lock.discard()
-            return self._down(name)
-
-    def _down(self, name: str) -> list[str]:
-        removed: list[str] = []
-        info = self.engine.get(name)
-        if info is not None:
-            if info.labels.get("devagent.managed") != "true":
-                raise DevagentError(f"the container {name!r} was not made by devagent; leaving it alone",
-                                    status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
-            if not teammates.owned_by(info, teammates.caller_keys(self.paths, name)):
-                # A stale name: ours is gone, someone else's bears it. Their container, leftovers and leases stay;
-                # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
-                mine = "\n".join(f"removed your {item}" for item in self._forget(name))
-                raise teammates.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
-            self.engine.remove(info.id)
-            removed.append(f"container {name}")
-        for leftover in self._leftovers(name, ours_only=False):
-            if not teammates.owned_by(leftover, teammates.caller_keys(self.paths, name)):
-                continue  # another person's up of that name, perhaps running now
-            self.engine.remove(leftover.id)
-            removed.append(f"container {leftover.name}, left behind by an interrupted up")
-        for lease in self.gpus.release(name):
-            removed.append(f"GPU lease {lease.gpu_uuid}")
-        removed += self._forget(name)
-        if not removed:
-            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
-                                hint="`devagent ls` lists the environments")
-        return removed
-
-    def _forget(self, name: str) -> list[str]:
-        """What this DEVAGENT_HOME keeps of NAME, removed: its alias, keys, record and invitations."""
-        removed: list[str] = []
-        if self.ssh_config.remove(name):
-            removed.append(f"ssh alias {name} and its pinned host key")
-        if self.paths.host_key(name).exists():
-            self._forget_host_key(name)
-            removed.append("host key")
-        if self.records.remove(name):
-            removed.append(f"devagent's record of {name} on {self.host}")
-        if teammates.forget(self.paths, name):
-            removed.append("invitations")
-        return removed
+        return teardown.down(self, name)
 
     def ls(self) -> list[Row]:
-        aliases = set(self.ssh_config.names())
-        rows: list[Row] = []
-        for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
-            name = c.labels.get("devagent.name", c.name)
-            if c.name != name:  # half-made, left by an interrupted up: not an environment (down NAME removes it)
-                continue
-            rows.append(Row(
-                name=name, state=c.status, health=c.health, port=c.host_port or c.fixed_port,
-                user=c.labels.get("devagent.user"), image=c.image, gpus=c.labels.get("devagent.gpus"),
-                workspace=c.labels.get("devagent.workspace"), ssh_alias=name if name in aliases else None,
-                created=c.created, invited=tuple(teammates.invited_names(self.paths, name)),
-                owner=c.labels.get(teammates.OWNER_NAME_LABEL), mine=teammates.callers_own(c, self.paths),
-                host=self.host))
-        return rows
+        return teardown.ls(self)
