@@ -119,7 +119,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     env = request.spec
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
-    with site_options.open_site(host=request.host, local=request.host is None,
+    with site_options.open_site(host=request.host, chosen=True,  # typed, DEVAGENT_HOST, devagent.toml or none
                                 config_file=config_file if request.host_from_file else None,
                                 resolve=(env.workspace,)) as site:
         provisioner = site_options.provisioner(site)
@@ -354,8 +354,8 @@ def code(name: str) -> None:
     from devagent.core.vscode import code_command, remote_uri
 
     validate_name(name)
-    record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
-    user = record.user if record is not None else next(
+    # On a server devagent's record knows the login user: no need to ask the server, the alias goes there.
+    user = Records(Paths.from_environ()).user_of(name) or next(
         (r.user for r in site_options.provisioner(site_options.local_site()).ls() if r.name == name), None)
     if user is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
