@@ -507,9 +507,9 @@ def down(name: str) -> None:
 def _idle_minimum() -> float:
     """The shortest --idle-release taken: 5 minutes, or what the test-only DEVAGENT_TEST_MIN_IDLE_RELEASE says
     (seconds; tests release environments within seconds)."""
-    from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, MINIMUM_STAND_IN
+    from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE
 
     try:
-        return float(os.environ[MINIMUM_STAND_IN])
-    except (KeyError, ValueError):
+        return float(site_options.settings().min_idle_release or "")
+    except ValueError:
         return MIN_IDLE_RELEASE
