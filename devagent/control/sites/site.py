@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Protocol
 
@@ -65,6 +66,23 @@ class Link(Protocol):
             timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]: ...
 
     def connect(self, port: int, *, timeout: float) -> socket.socket: ...
+
+
+@dataclass(frozen=True)
+class SiteName:
+    """A site as messages name it, known before it is opened (from devagent's record of an environment, say):
+    SERVER as the user or the record named it, None for this machine. The open sites say the same (`on`,
+    `loopback`)."""
+
+    server: str | None = None
+
+    @property
+    def on(self) -> str:
+        return f" on {self.server}" if self.server is not None else ""
+
+    @property
+    def loopback(self) -> str:
+        return f"{self.server}'s 127.0.0.1" if self.server is not None else "127.0.0.1"
 
 
 class Workspaces(Protocol):
