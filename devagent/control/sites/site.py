@@ -134,6 +134,10 @@ class Site(Protocol):
         """The user's uid on the site's machine."""
 
     @property
+    def up_flags(self) -> tuple[str, ...]:
+        """What `devagent up` is given to make an environment on this site: ("--host", SERVER), or nothing."""
+
+    @property
     def engine(self) -> Engine: ...
 
     @property

@@ -213,3 +213,4 @@ def test_a_site_is_named_in_messages_as_the_open_sites_name_themselves(tmp_path:
     assert (SiteName("gpu").on, SiteName("gpu").loopback) == (there.on, there.loopback) == (" on gpu",
                                                                                           "gpu's 127.0.0.1")
     assert (SiteName(None).on, SiteName(None).loopback) == (here.on, here.loopback) == ("", "127.0.0.1")
+    assert (here.up_flags, there.up_flags) == ((), ("--host", "gpu"))  # what `reproduce` hands its `up`
