@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -15,6 +13,7 @@ from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
     from devagent.control.features.rerun import Files
+    from devagent.control.sites.site import Site
 
 
 @cli.command()
@@ -43,31 +42,13 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
     from devagent.core.runs.reproduce_block import compare_metrics, reproduction_entries
 
-    server = host or os.environ.get("DEVAGENT_HOST") or None
-    with contextlib.ExitStack() as stack:
-        if server is None:
-            from devagent.control.features.rerun import LocalFiles
-            from devagent.inside.append import locked_append
-
-            provisioner: Any = site_options.provisioner()
-            files: Files = LocalFiles()
-
-            def append(notebook: Any, text: str, root: Any) -> None:
-                locked_append(Path(notebook), text.encode(), root=Path(root))
-        else:
-            from devagent.control.features.rerun import ServerFiles, append_on_server
-
-            provisioner = stack.enter_context(site_options.on_server(server))
-            files = ServerFiles(provisioner.link)
-
-            # Over the ssh login, as the server user, only the appended bytes: never in a container of the image
-            # the notebook names, which must not get the original workspace (control/features/rerun.py's docstring).
-            def append(notebook: Any, text: str, root: Any) -> None:
-                append_on_server(provisioner.link, workspace=root, notebook=notebook, text=text)
+    with site_options.open_site(host=host) as site:
+        provisioner = site_options.provisioner(site)
+        files: Files = site.files()
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
-                                        server=server)
+                                        site=site)
         facts = plan.facts
-        on = f" on {server}" if server else ""
+        on = site.on
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
         echo_result(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
         echo_result(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
@@ -83,7 +64,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
         for notebook, text, root in ((plan.new_notebook, new_entry, plan.new_workspace),
                                      (plan.notebook, old_entry, plan.workspace)):
             try:
-                append(notebook, text, root)
+                site.append(notebook, text, root)
             except OSError as exc:
                 echo_step(f"⚠ the comparison is not in {notebook}{files.where}: {exc.strerror or exc}")
     for line in lines:
@@ -98,7 +79,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
 
 def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
-                     anyway: bool, server: str | None) -> tuple[Any, Any]:
+                     anyway: bool, site: Site) -> tuple[Any, Any]:
     """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
     from devagent.control.features.rerun import prepare
     from devagent.control.ssh.openssh import client_version
@@ -114,15 +95,13 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
     facts = plan.facts
     image_args = ["--image", plan.image] if plan.image else (
         ["--base-image", plan.base_image] if plan.base_image else [])
-    host_args = ["--host", server] if server else []
     config_file = plan.new_workspace / CONFIG_FILE
     try:
         # The notebook's options pass the same checks as typed ones, and only those devagent records get through.
         given: dict[str, object] = dict(up_option_values(facts.up_args, notebook=str(plan.notebook),
                                                          run=facts.number))
         given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
-        if server:
-            given["host"] = server
+        given["host"] = site.given  # None on this machine: not given
         try:
             config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
         except OSError as exc:
@@ -131,8 +110,9 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
         request = up_request(
             name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
             workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
-            argv=["up", plan.name, *host_args, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
-            server_workspace=str(plan.new_workspace) if server else None, local=server is None)
+            argv=["up", plan.name, *site.up_flags, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
+            # The new workspace's devagent.toml does not move the run elsewhere: this site's up, or none.
+            server_workspace=str(plan.new_workspace), local=site.given is None)
         result = provisioner.up(request.spec, launch_command=request.launch_command)
     except BaseException:
         plan.discard()  # no environment mounts it
