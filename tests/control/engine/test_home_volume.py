@@ -33,7 +33,7 @@ def test_up_mounts_the_named_home_on_a_read_only_root_and_a_failed_first_up_remo
     seen: list[FakeContainer] = []
     engine = FakeEngine(publishes=False, on_start=seen.append)  # the up fails once the container has started
     with pytest.raises(DevagentError):
-        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))
     [container] = seen
     assert container.options["read_only"] is True
     assert [(m.target, m.volume) for m in container.options["volumes"]] == [
@@ -47,7 +47,7 @@ def test_a_failed_recreate_leaves_the_home_it_found(paths: Paths, tmp_path: Path
     engine = FakeEngine(publishes=False)
     engine.volumes[VOLUME] = home.home_labels(NAME, up_id="earlier")
     with pytest.raises(DevagentError):
-        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))
     assert engine.volumes == {VOLUME: home.home_labels(NAME, up_id="earlier")}
 
 
@@ -60,7 +60,7 @@ def test_a_container_that_finds_a_home_of_another_uid_is_a_conflict_that_names_t
     engine = FakeEngine(on_start=refuse)
     engine.volumes[VOLUME] = home.home_labels(NAME, up_id="earlier")
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))
     assert err.value.status == ExitStatus.CONFLICT
     assert err.value.message.startswith(f"the home of {NAME!r} (the volume {VOLUME}) belongs to another user than "
                                         "the login user 'dev' of ")
@@ -72,7 +72,7 @@ def test_a_container_that_finds_a_home_of_another_uid_is_a_conflict_that_names_t
 def test_down_removes_the_home_and_says_its_size_and_keep_home_keeps_it(paths: Paths) -> None:
     engine = FakeEngine()
     reports: list[str] = []
-    provisioner = Provisioner(engine=engine, paths=paths, report=reports.append)  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=engine, paths=paths, report=reports.append)
     engine.volumes[VOLUME] = home.home_labels(NAME, up_id="u")
     with pytest.raises(DevagentError) as err:  # nothing else of NAME: the kept home alone is not an environment
         provisioner.down(NAME, keep_home=True)
@@ -87,6 +87,6 @@ def test_down_leaves_a_volume_of_that_name_devagent_did_not_make(paths: Paths) -
     engine = FakeEngine()
     engine.volumes[VOLUME] = {"owner": "someone"}
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths).down(NAME)  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).down(NAME)
     assert err.value.status == ExitStatus.NOT_FOUND
     assert VOLUME in engine.volumes
