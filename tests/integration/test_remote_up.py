@@ -174,8 +174,11 @@ class TestFromTheLaptop:
         assert row.split()[0] == name and row.split()[-2:] == ["gpu-server", str(workspace)]
 
         gone = laptop.devagent("down", name, check=True)
-        assert gone.stdout == (f"✔ removed container {name}\n✔ removed ssh alias {name} and its pinned host key\n"
-                               f"✔ removed host key\n✔ removed devagent's record of {name} on gpu-server\n")
+        assert gone.stdout.startswith(
+            f"✔ removed container {name}\n✔ removed ssh alias {name} and its pinned host key\n"
+            f"✔ removed host key\n✔ removed devagent's record of {name} on gpu-server\n"
+            f"✔ removed home volume devagent-home-{name} ("), gone.output  # the home's size follows, then ")"
+        assert gone.stdout.endswith(")\n") and gone.stdout.count("\n") == 5, gone.output
         assert container_names(docker_client, name) == []
         nothing_on_the_laptop(laptop, name)
         assert notebook.exists()  # down keeps the workspace, as locally
