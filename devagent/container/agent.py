@@ -19,9 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devagent.container.gpucheck import run_gpu_check
-from devagent.container.idle import IdleWatcher
-from devagent.core import layout, sshd
+from devagent.core import layout
 from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
 from devagent.core.gpu_idle import RELEASED_EXIT
 from devagent.core.spec import SSHD_PORT
@@ -29,7 +27,9 @@ from devagent.runtime.environment import open_notebook, ready_flag, record_agent
 from devagent.runtime.notebook_writer import NotebookWriter
 
 if TYPE_CHECKING:
+    from devagent.container.idle import IdleWatcher
     from devagent.container.watcher import Watcher
+    from devagent.core import sshd
 
 log = logging.getLogger("devagent.agent")
 
@@ -40,6 +40,7 @@ STOP_POLL_S = 0.5  # the longest the main thread waits before it looks for a sto
 def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Supported:
     """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd), and
     sshd's own version from `sshd -V` (an sshd without -V names its version in the usage it prints instead)."""
+    from devagent.core import sshd
 
     def query(what: str) -> tuple[str, ...]:
         out = subprocess.run([ssh, "-Q", what], capture_output=True, text=True, check=True)
@@ -175,6 +176,7 @@ def _session_env_option(config: AgentConfig) -> list[str]:
         text = Path(config.session_env).read_text()
     except FileNotFoundError:
         return []
+    from devagent.core import sshd  # only here: its imports would delay every container's sshd by ~10 ms
     try:
         base = sshd.parse_setenv(Path(config.sshd_config).read_text())
     except OSError:
@@ -186,6 +188,8 @@ def _session_env_option(config: AgentConfig) -> list[str]:
 def _start_idle_watcher(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> IdleWatcher:
     """The GPU usage sampler, and the idle limit's keeper: once `up` has committed (a release writes the
     notebook, which a failed `up` must not)."""
+    from devagent.container.idle import IdleWatcher  # NVML's bindings: imported once sshd runs
+
     watcher = IdleWatcher(limit=config.idle_release, name=os.environ.get("DEVAGENT_NAME", "NAME"),
                           on_release=lambda entry: notebook.append(entry))  # noqa: PLW0108 - looked up late
 
@@ -265,6 +269,9 @@ def _start_watcher(config: AgentConfig) -> Watcher | None:
 
 
 def _gpu_check(config: AgentConfig) -> GpuCheck | None:
+    # Imported once sshd runs: NVML's bindings and the probe cost ~17 ms that a login would otherwise wait for.
+    from devagent.container.gpucheck import run_gpu_check
+
     try:
         check = run_gpu_check(python=config.python)
     except Exception:  # a failed probe must not take sshd down with it
