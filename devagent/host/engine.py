@@ -35,6 +35,7 @@ try:
     import docker
     import docker.errors
     import docker.types
+    from docker.models.containers import _create_container_args
 finally:
     for _name in _WITHOUT:
         if sys.modules.get(_name, False) is None:
@@ -218,21 +219,22 @@ class Engine:
         self.server = server
         if client is None:
             try:
+                # No ping: the client asks the engine for its API version (/version) as it is made, which fails
+                # the same way when no engine answers; a ping after it was one request more on every command.
                 client = docker.from_env()
-                client.ping()
             except docker.errors.DockerException as exc:
                 raise _explain_connection_error(exc) from None
         self._client = client
 
     @classmethod
     def at(cls, base_url: str, *, server: str | None = None, timeout: float = 60.0) -> Engine:
-        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering a ping.
+        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering its API
+        version (/version: the client asks as it is made, so no ping is needed).
 
         SERVER names the machine it runs on when that is not this one (a socket forwarded by ssh): the errors then
         name it, and say what to do there."""
         try:
             client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
-            client.ping()
         except docker.errors.DockerException as exc:
             raise _explain_connection_error(exc, server) from None
         return cls(client, server=server)
@@ -373,9 +375,13 @@ class Engine:
             return None
         return self._info(c)
 
-    def list_managed(self) -> list[ContainerInfo]:
+    def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
+        """devagent's containers (NAME: only those labelled as environment NAME's, whatever they are called).
+
+        Each one listed costs an inspect: the engine filters by NAME, so that `up` does not inspect everyone's."""
+        labels = [MANAGED] if name is None else [MANAGED, f"{LABEL_PREFIX}name={name}"]
         # A container removed between the SDK's list and its inspect of each one is left out, not an error.
-        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED},
+        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": labels},
                                                                     ignore_removed=True)]
 
     def bound_ports(self) -> set[int]:
@@ -405,7 +411,10 @@ class Engine:
         temporary name and renames it once it is complete, and a hostname stays what it was made with."""
         network = self.environment_network()
         try:
-            c = self._client.containers.create(
+            # The SDK's own translation of containers.create's arguments, sent with the low-level call: the
+            # same request, without the inspect that containers.create makes of the container afterwards.
+            c = self._client.api.create_container(**_create_container_args(dict(
+                version=self._client.api._version,  # as containers.create passes it
                 image=image, name=name, command=command, user=user, labels=dict(labels),
                 hostname=labels.get(f"{LABEL_PREFIX}name", name), init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
@@ -424,7 +433,7 @@ class Engine:
                     test=["CMD-SHELL", health.HEALTH_TEST], interval=_ns(health.INTERVAL_SECONDS),
                     timeout=_ns(health.TIMEOUT_SECONDS), retries=health.RETRIES,
                     start_period=_ns(health.START_PERIOD_SECONDS)),
-            )
+            )))
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 raise DevagentError(f"a container named {name!r} already exists",
@@ -435,7 +444,7 @@ class Engine:
                                     hint="adjust the option it names (e.g. --cpus, --memory, --shm-size)",
                                     status=ExitStatus.USAGE) from None
             raise
-        return str(c.id)
+        return str(c["Id"])
 
     # -- the GPU ledger -------------------------------------------------------------------------------------------
 

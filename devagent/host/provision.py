@@ -283,7 +283,7 @@ class Provisioner:
     def _leftovers(self, name: str, *, ours_only: bool) -> list[ContainerInfo]:
         """Containers an interrupted or killed `up` of NAME left under a temporary name (see UP_STEPS).
         OURS_ONLY: only those of this DEVAGENT_HOME (another one's may belong to an up running now)."""
-        return [c for c in self.engine.list_managed()
+        return [c for c in self.engine.list_managed(name=name)
                 if c.labels.get("devagent.name") == name and c.name != name
                 and (not ours_only or c.labels.get(HOME_ID_LABEL) == self._home_id())]
 

@@ -159,9 +159,10 @@ class FakeEngine:
         c = self._find(name)
         return c.info() if c else None
 
-    def list_managed(self) -> list[ContainerInfo]:
+    def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
         self._call("list_managed")()
-        return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"]
+        return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"
+                and (name is None or c.labels.get("devagent.name") == name)]
 
     def environment_network(self) -> str:
         return "devagent-network-id"
