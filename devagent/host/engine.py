@@ -81,6 +81,20 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
+class ImageFacts:
+    """An image as one inspect gives it."""
+
+    id: str
+    repo_digests: tuple[str, ...]  # REPOSITORY@sha256:… for each registry it was pushed to or pulled from
+    labels: Mapping[str, str]
+
+    @property
+    def digest(self) -> str:
+        """Its repo digest when it was pulled or pushed, else its content id (as image_digest)."""
+        return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else self.id
+
+
+@dataclass(frozen=True)
 class ContainerRow:
     """A container as one list call gives it (no inspect): enough to know who it is and whether it holds GPUs."""
 
@@ -259,6 +273,26 @@ class Engine:
         image = self._client.images.get(ref)
         digests = image.attrs.get("RepoDigests") or []
         return str(digests[0].split("@", 1)[1]) if digests else str(image.id)
+
+    def image_facts(self, ref: str) -> ImageFacts | None:
+        """REF's id, repo digests and labels from one request; None when the engine has no such image."""
+        try:
+            attrs = self._client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        return ImageFacts(id=str(attrs["Id"]), repo_digests=tuple(str(d) for d in attrs.get("RepoDigests") or []),
+                          labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
+
+    def image_user_uid(self, image: str, user: str) -> int | None:
+        """The uid of USER in IMAGE's /etc/passwd, from a container made of it for that (never started, then
+        removed)."""
+        made = self._client.api.create_container(
+            image, command=["true"], network_disabled=True, labels={f"{LABEL_PREFIX}image-probe": "true"},
+            host_config=self._client.api.create_host_config(network_mode="none"))
+        try:
+            return self.user_uid(str(made["Id"]), user)
+        finally:
+            self.remove(str(made["Id"]))
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         """REF's labels (empty when it has none); None when the engine has no such image."""

@@ -46,7 +46,7 @@ from devagent.host import workspace as workspaces
 from devagent.host.atomic import FileLock
 from devagent.host.engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
 from devagent.host.gpu_ledger import GPU_UUIDS_LABEL, GpuLedger, nvidia_smi_inventory, owner_name
-from devagent.host.image import build_image, local_pinned, team_image
+from devagent.host.image import derived_image, team_image
 from devagent.host.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.host.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.host.paths import Paths
@@ -324,15 +324,18 @@ class Provisioner:
                 self.report(f"image {spec.image} (present)")
             image_tag, built, pinned = team.run_ref, False, team.pinned
             spec, base_digest = dataclasses.replace(spec, base_image=team.base_image), team.base_digest
+            login_uid = None  # read from the container: whoever built a team image, its /etc/passwd says
         else:
-            image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
-                                           report=self.report)
+            made = derived_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
+                                 report=self.report)
+            image_tag, built, pinned, base_digest = made.tag, made.built, made.pinned, made.base_digest
+            login_uid = made.login_uid
             if not built:
                 self.report(f"image {image_tag} (cached)")
-            pinned, base_digest = local_pinned(self.engine, image_tag), self.engine.image_digest(spec.base_image)
         result = self._create(spec, image_tag=image_tag, base_digest=base_digest, pinned=pinned,
                               identity=identity_path, user_public=user_public, replacing=existing,
-                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus)
+                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus,
+                              login_uid=login_uid)
         if spec.image:
             result.image = spec.image
         result.image_built = built
@@ -375,7 +378,8 @@ class Provisioner:
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str | None, pinned: str | None,
                 identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
-                signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS) -> UpResult:
+                signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS,
+                login_uid: int | None = None) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
         with Transaction(self.report, signals) as tx:
             host_key_path = self.paths.host_key(spec.name)
@@ -431,8 +435,7 @@ class Provisioner:
                 if not leased:  # once: a container made again on another port keeps this up's leases
                     self._lease(tx, spec, gpus, up_id, cid, replacing=replacing is not None)
                     leased = True
-                # The base image may already have had the user, with another uid: ask the container.
-                uid = self.engine.user_uid(cid, spec.user) or spec.uid
+                uid = self._login_uid(cid, spec, labelled=login_uid)
                 if self._server_ws is not None:
                     # One this up made belongs to the server user's uid (spec.uid): the login user can write it
                     # unless a team image brought another uid (whoever built it) — then it is judged like any other.
@@ -477,6 +480,14 @@ class Provisioner:
             self._update_record(spec, port)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _login_uid(self, cid: str, spec: EnvSpec, *, labelled: int | None) -> int:
+        """The login user's uid in the created container CID: the one the derived image's label records
+        (LOGIN_UID_LABEL), else the one its /etc/passwd gives (the base image may already have had the user, with
+        another uid: an archive request to the engine)."""
+        if labelled is not None:
+            return labelled
+        return self.engine.user_uid(cid, spec.user) or spec.uid
 
     def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str, cid: str, *,
                replacing: bool) -> None:

@@ -22,7 +22,7 @@ from devagent.core import health
 from devagent.core.gpu_ledger import ContainerGpus, Lease
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
+from devagent.host.engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow, ImageFacts
 
 
 @dataclass
@@ -65,6 +65,7 @@ class FakeEngine:
         self.server: str | None = None  # a local engine (Engine.server)
         self.all_images = all_images
         self.images: dict[str, str] = {}
+        self.labels_of: dict[str, dict[str, str]] = {}  # an image's labels, by reference
         self.start_port = start_port
         self.publishes = publishes
         self.uid = uid
@@ -142,7 +143,21 @@ class FakeEngine:
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         self._call("image_labels", ref)()
-        return {} if ref in self.images else None
+        return dict(self.labels_of.get(ref, {})) if ref in self.images else None
+
+    def image_facts(self, ref: str) -> ImageFacts | None:
+        """One inspect of the real engine; here the id, digest and labels calls it stands for (so that a test can
+        fail any of them)."""
+        image_id = self.image_id(ref)
+        if image_id is None:
+            return None
+        self.image_digest(ref)
+        return ImageFacts(id=image_id, repo_digests=tuple(self.repo_digests(ref)),
+                          labels=dict(self.labels_of.get(ref, {})))
+
+    def image_user_uid(self, image: str, user: str) -> int | None:
+        self._call("image_user_uid", image, user)()
+        return self.uid
 
     def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
         self._call("pull", ref)()
@@ -151,6 +166,7 @@ class FakeEngine:
     def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
         self._call("build", tag)()
         self.images[tag] = f"sha256:built-{tag}"
+        self.labels_of[tag] = {**self.labels_of.get(tag, {}), **labels}
 
     # -- containers -----------------------------------------------------------------------------------------------
 
