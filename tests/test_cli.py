@@ -207,7 +207,8 @@ def test_the_container_agent_reaches_sshd_without_up_s_modules_or_nvml() -> None
     code = ("import sys; from devagent.cli import main; from devagent.cli.app import cli; import click; "
             "cli.get_command(click.Context(cli), 'agent'); import devagent.container.agent; "
             "print(sorted(m for m in ('devagent.cli.environments', 'devagent.core.up_request', 'devagent.core.sshd', "
-            "'devagent.container.gpucheck', 'pynvml', 'docker') if m in sys.modules))")
+            "'devagent.container.gpucheck', 'pynvml', 'docker', 'devagent.runtime.notebook_writer', "
+            "'devagent.core.gpu') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

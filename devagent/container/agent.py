@@ -20,16 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devagent.core import layout
-from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line
-from devagent.core.gpu_idle import RELEASED_EXIT
-from devagent.core.spec import SSHD_PORT
 from devagent.runtime.environment import open_notebook, ready_flag, record_agent, save_gpu_check
-from devagent.runtime.notebook_writer import NotebookWriter
 
+# What sshd's start waits for is imported here; the rest (the notebook, the GPU check and NVML, the idle watcher)
+# where it is used, once sshd runs: every `up` waits for sshd's banner.
 if TYPE_CHECKING:
     from devagent.container.idle import IdleWatcher
     from devagent.container.watcher import Watcher
     from devagent.core import sshd
+    from devagent.core.gpu import GpuCheck
+    from devagent.runtime.notebook_writer import NotebookWriter
 
 log = logging.getLogger("devagent.agent")
 
@@ -164,6 +164,8 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     if notebook.pending:
         notebook.flush_pending()
     if idle.released:  # the exit status the GPU ledger reads: this stopped environment holds no GPU
+        from devagent.core.gpu_idle import RELEASED_EXIT
+
         log.info("stopped: the GPUs are given back (`devagent up` takes them anew)")
         return RELEASED_EXIT
     log.info("stopped")
@@ -207,6 +209,7 @@ def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threa
     """Docker's health check reads what this thread writes (core/health.py)."""
     from devagent.container import health as beat
     from devagent.core.health import sshd_problems
+    from devagent.core.spec import SSHD_PORT
 
     try:
         port = beat.sshd_port(Path(config.sshd_config).read_text(), SSHD_PORT)
@@ -224,6 +227,8 @@ def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threa
 
 def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> None:
     """GPU check at start, then the notebook, once `up` has committed; then retry kept-back entries."""
+    from devagent.core.gpu import render_gpu_check
+
     check = _gpu_check(config)  # runs while up is still proving the login
     # The notebook is the user's: a failed `up` must not write to it, so wait for up's commit.
     while not ready_flag().exists():
@@ -271,6 +276,7 @@ def _start_watcher(config: AgentConfig) -> Watcher | None:
 def _gpu_check(config: AgentConfig) -> GpuCheck | None:
     # Imported once sshd runs: NVML's bindings and the probe cost ~17 ms that a login would otherwise wait for.
     from devagent.container.gpucheck import run_gpu_check
+    from devagent.core.gpu import summary_line
 
     try:
         check = run_gpu_check(python=config.python)
