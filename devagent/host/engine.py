@@ -284,8 +284,7 @@ class Engine:
                           labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
 
     def image_user_uid(self, image: str, user: str) -> int | None:
-        """The uid of USER in IMAGE's /etc/passwd, from a container made of it for that (never started, then
-        removed)."""
+        """The uid of USER in IMAGE's /etc/passwd, read from a container of it that never starts."""
         made = self._client.api.create_container(
             image, command=["true"], network_disabled=True, labels={f"{LABEL_PREFIX}image-probe": "true"},
             host_config=self._client.api.create_host_config(network_mode="none"))
@@ -426,6 +425,8 @@ class Engine:
             if row.get("State") == "running":
                 ports.update(int(p["PublicPort"]) for p in row.get("Ports") or [] if p.get("PublicPort"))
                 continue
+            if (row.get("HostConfig") or {}).get("NetworkMode") == "none":
+                continue  # publishes nothing (the engine refuses ports there): a GPU lease, one inspect less each
             try:  # the list shows no ports for a container that is not running: its bindings are in inspect
                 host_config = self._client.api.inspect_container(row["Id"]).get("HostConfig") or {}
             except docker.errors.NotFound:  # removed meanwhile
@@ -445,8 +446,8 @@ class Engine:
         temporary name and renames it once it is complete, and a hostname stays what it was made with."""
         network = self.environment_network()
         try:
-            # The SDK's own translation of containers.create's arguments, sent with the low-level call: the
-            # same request, without the inspect that containers.create makes of the container afterwards.
+            # The SDK's own translation of containers.create's arguments: the same request, without the inspect
+            # that containers.create makes afterwards.
             c = self._client.api.create_container(**_create_container_args(dict(
                 version=self._client.api._version,  # as containers.create passes it
                 image=image, name=name, command=command, user=user, labels=dict(labels),
