@@ -81,9 +81,7 @@ class ContainerInfo:
 
 
 @dataclass(frozen=True)
-class ImageFacts:
-    """An image as one inspect gives it."""
-
+class ImageFacts:  # an image as one inspect gives it
     id: str
     repo_digests: tuple[str, ...]  # REPOSITORY@sha256:… for each registry it was pushed to or pulled from
     labels: Mapping[str, str]
@@ -284,10 +282,13 @@ class Engine:
                           labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
 
     def image_user_uid(self, image: str, user: str) -> int | None:
-        """The uid of USER in IMAGE's /etc/passwd, read from a container of it that never starts."""
-        made = self._client.api.create_container(
-            image, command=["true"], network_disabled=True, labels={f"{LABEL_PREFIX}image-probe": "true"},
-            host_config=self._client.api.create_host_config(network_mode="none"))
+        """USER's uid in IMAGE's /etc/passwd, from a container of it that never starts (None: refused)."""
+        try:
+            made = self._client.api.create_container(
+                image, command=["true"], network_disabled=True, labels={f"{LABEL_PREFIX}image-probe": "true"},
+                host_config=self._client.api.create_host_config(network_mode="none"))
+        except docker.errors.APIError:
+            return None
         try:
             return self.user_uid(str(made["Id"]), user)
         finally:
@@ -409,9 +410,8 @@ class Engine:
         return self._info(c)
 
     def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
-        """devagent's containers (NAME: only those labelled as environment NAME's, whatever they are called).
-
-        Each one listed costs an inspect: the engine filters by NAME, so that `up` does not inspect everyone's."""
+        """devagent's containers (NAME: those labelled as environment NAME's, whatever their name). Each one
+        listed costs an inspect: the engine filters by NAME, so that `up` does not inspect everyone's."""
         labels = [MANAGED] if name is None else [MANAGED, f"{LABEL_PREFIX}name={name}"]
         # A container removed between the SDK's list and its inspect of each one is left out, not an error.
         return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": labels},

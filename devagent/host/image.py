@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,10 +93,12 @@ def _build(engine: Engine, spec: ImageSpec, *, base_digest: str, report: Callabl
         report(f"building image {spec.tag} from {spec.base_image}")
         engine.build(context, spec.tag, spec.labels(devagent.__version__, base_digest=base_digest),
                      on_line=lambda line: report(f"  {line}"))
+    # Without the label (the engine refused either step) the image is complete all the same: `up` then reads the
+    # uid from each new container, as it did before the label existed.
     uid = engine.image_user_uid(spec.tag, spec.user)
-    if uid is None:  # cannot be (the Dockerfile makes the user): `up` reads it from the container, as before
+    if uid is None:
         return
-    with tempfile.TemporaryDirectory(prefix="devagent-label-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="devagent-label-") as tmp, contextlib.suppress(DevagentError):
         (Path(tmp) / "Dockerfile").write_text(f"FROM {spec.tag}\n")
         engine.build(Path(tmp), spec.tag, {LOGIN_UID_LABEL: str(uid)}, on_line=lambda _: None)
 
