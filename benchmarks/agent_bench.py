@@ -37,8 +37,8 @@ sys.path.insert(0, str(REPO))
 from watchdog.events import FileClosedEvent, FileSystemEvent, FileSystemEventHandler  # noqa: E402
 from watchdog.observers.inotify import InotifyObserver  # noqa: E402
 
-from devagent.container.journal import Journal  # noqa: E402
-from devagent.container.watcher import start_watcher  # noqa: E402
+from devagent.agent.journal import Journal  # noqa: E402
+from devagent.agent.watcher import start_watcher  # noqa: E402
 from devagent.core.notebook import SaveRecord  # noqa: E402
 
 DEBOUNCE = 0.2
@@ -159,8 +159,8 @@ CHILD_WATCHER = """
 import json, resource, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
-from devagent.container.journal import Journal
-from devagent.container.watcher import start_watcher
+from devagent.agent.journal import Journal
+from devagent.agent.watcher import start_watcher
 ws = Path({ws!r})
 w = start_watcher(ws, Journal(ws))
 w.baseline_done.wait(120)

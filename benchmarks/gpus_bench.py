@@ -17,7 +17,7 @@ does), then times, median of ROUNDS, in one process over one SDK client:
   against a Go binary).
 
 Where no GPU is present (this build machine) the inventory query is the test-only stand-in
-(DEVAGENT_TEST_GPU_INVENTORY's reader, parsing nvidia-smi's CSV); with NVML it is runtime/gpu_inventory.py's
+(DEVAGENT_TEST_GPU_INVENTORY's reader, parsing nvidia-smi's CSV); with NVML it is inside/gpu_inventory.py's
 read_inventory, which costs microseconds per GPU. It reports, it does not gate: the exit status is always 0, and
 it removes every container it made.
 """
@@ -42,11 +42,11 @@ sys.path.insert(0, str(REPO))
 
 import docker  # noqa: E402
 
+from devagent.control.engine.docker_engine import Engine  # noqa: E402
+from devagent.control.engine.gpu_leases import GpuLedger  # noqa: E402
 from devagent.core import health  # noqa: E402
-from devagent.core.gpu_ledger import Inventory, render_table, stand_in_inventory  # noqa: E402
-from devagent.host.engine import Engine  # noqa: E402
-from devagent.host.gpu_ledger import GpuLedger  # noqa: E402
-from devagent.runtime.gpu_inventory import read_inventory  # noqa: E402
+from devagent.core.gpu.ledger import Inventory, render_table, stand_in_inventory  # noqa: E402
+from devagent.inside.gpu_inventory import read_inventory  # noqa: E402
 
 BASE_IMAGE = "devagent-base:bookworm"
 TARGET = 1.2

@@ -29,9 +29,9 @@ def inner(transport: str, requests: int) -> dict[str, object]:
     """Runs inside the laptop: one transport, timed."""
     start = time.perf_counter()
     if transport == "link":
-        from devagent.core.server import parse_server
-        from devagent.host.paths import Paths
-        from devagent.host.server_link import ServerLink
+        from devagent.control.link.link import ServerLink
+        from devagent.control.paths import Paths
+        from devagent.core.ssh.destination import parse_server
 
         link = ServerLink(parse_server("gpu-server"), paths=Paths.from_environ()).__enter__()
         logged_in = time.perf_counter()

@@ -172,7 +172,7 @@ def _open(path: str | None) -> int | None:
 
 def _own_folder(path: str, *, private: bool = True) -> bool:
     """Whether PATH is a real folder (not a link) of this user's and, when PRIVATE, one nobody else may write to:
-    the only kind of state folder the helper writes into (devagent/runtime/workspace_state.py's rule)."""
+    the only kind of state folder the helper writes into (devagent/inside/workspace_state.py's rule)."""
     try:
         info = os.lstat(path)
     except OSError:

@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # devagent is not installed on the device machine: use this checkout
 
-from devagent.container.gpucheck import probe_nvml, run_gpu_check  # noqa: E402
-from devagent.core.gpu import GpuCheck, render_gpu_check, summary_line  # noqa: E402
-from devagent.runtime.interpreter import find_user_python  # noqa: E402
+from devagent.agent.gpucheck import probe_nvml, run_gpu_check  # noqa: E402
+from devagent.core.gpu.check_report import GpuCheck, render_gpu_check, summary_line  # noqa: E402
+from devagent.inside.interpreter import find_user_python  # noqa: E402
 
 # In a subprocess, like the probe itself: this process never imports torch, as the agent never does.
 MATMUL = """\

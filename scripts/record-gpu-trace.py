@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))  # devagent is not installed on the device machine
 
 from devagent.core.runs.gpu_timeline import DeviceTimeline, hints, timeline_svg  # noqa: E402
 from devagent.core.runs.section import gpu_activity  # noqa: E402
-from devagent.runtime import nvml  # noqa: E402
-from devagent.runtime.gpu_readings import read_gpu  # noqa: E402
+from devagent.inside import nvml  # noqa: E402
+from devagent.inside.gpu_readings import read_gpu  # noqa: E402
 
 # A third of the time a matmul loop on GPU 0, a third asleep (the idle hint's case), a third the loop again.
 LOAD = """

@@ -147,13 +147,13 @@ def test_what_a_server_says_reaches_the_terminal_with_its_control_characters_vis
 
 def test_an_error_s_message_details_and_hint_reach_the_terminal_with_control_characters_visible(
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from devagent.cli import servers
+    from devagent.cli import site_options
 
     def hostile() -> None:
         raise DevagentError(f"m{HOSTILE_WORDS}", details=f"d{HOSTILE_WORDS}", hint=f"h{HOSTILE_WORDS}",
                             status=ExitStatus.CONFLICT)
 
-    monkeypatch.setattr(servers, "provisioner", hostile)
+    monkeypatch.setattr(site_options, "provisioner", hostile)
     assert main(["down", "exp"]) == ExitStatus.CONFLICT
     in_details = SHOWN.replace("␍", "\n  | ")  # a CR ends a line of details, as splitlines() reads it
     assert capsys.readouterr().err == f"Error: m{SHOWN}\n  | d{in_details}\n  hint: h{SHOWN}\n"
@@ -205,10 +205,10 @@ def test_the_container_agent_reaches_sshd_without_up_s_modules_or_nvml() -> None
     # `devagent agent` is every container's main process: what it imports before starting sshd, a login waits for
     # (issue 19: ~90 ms from the container's start to sshd listening, ~40 ms of it `up`'s modules and NVML's).
     code = ("import sys; from devagent.cli import main; from devagent.cli.app import cli; import click; "
-            "cli.get_command(click.Context(cli), 'agent'); import devagent.container.agent; "
-            "print(sorted(m for m in ('devagent.cli.environments', 'devagent.core.up_request', 'devagent.core.sshd', "
-            "'devagent.container.gpucheck', 'pynvml', 'docker', 'devagent.runtime.notebook_writer', "
-            "'devagent.core.gpu') if m in sys.modules))")
+            "cli.get_command(click.Context(cli), 'agent'); import devagent.agent.agent; "
+            "print(sorted(m for m in ('devagent.cli.environments', 'devagent.core.up_request', "
+            "'devagent.core.ssh.sshd', 'devagent.agent.gpucheck', 'pynvml', 'docker', "
+            "'devagent.inside.notebook_writer', 'devagent.core.gpu.check_report') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

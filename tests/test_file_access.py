@@ -24,52 +24,54 @@ NOT_PATHS = {"cls", "tarfile"}  # receivers of .open( that are no path: a class'
 
 # Whole modules that touch only devagent's own files (or the kernel's).
 MODULES = {
-    "devagent/host/consent.py": "the servers the user agreed to, in devagent's home",
-    "devagent/host/atomic.py": "atomic_write and FileLock: devagent's home and the ssh config it manages",
-    "devagent/host/gpu_ledger.py": "the GPU ledger's cache in devagent's home",
-    "devagent/host/image.py": "the Dockerfile in a build context devagent made in a temporary folder",
-    "devagent/host/keys.py": "devagent's keys in its home (DEVAGENT_HOME, 0700)",
-    "devagent/host/known_hosts.py": "devagent's known_hosts in its home",
-    "devagent/host/managed_config.py": "devagent's managed ssh config in its home",
-    "devagent/host/records.py": "environment records in devagent's home",
-    "devagent/host/server_link.py": "the link holder's own run folder and log, and /proc",
-    "devagent/host/sharing.py": "invitations in devagent's home",
-    "devagent/host/ssh_config.py": "the user's own ssh config and the files it Includes, in their home",
-    "devagent/host/wheels.py": "devagent's own installed package, repacked into a wheel",
-    "devagent/host/doctor.py": "doctor reads the user's own ssh config and VS Code settings, read-only",
+    "devagent/control/sites/consent.py": "the servers the user agreed to, in devagent's home",
+    "devagent/control/atomic.py": "atomic_write and FileLock: devagent's home and the ssh config it manages",
+    "devagent/control/engine/gpu_leases.py": "the GPU ledger's cache in devagent's home",
+    "devagent/control/engine/derived_image.py": "the Dockerfile in a build context devagent made in a temporary folder",
+    "devagent/control/ssh/keys.py": "devagent's keys in its home (DEVAGENT_HOME, 0700)",
+    "devagent/control/ssh/known_hosts.py": "devagent's known_hosts in its home",
+    "devagent/control/ssh/managed_config.py": "devagent's managed ssh config in its home",
+    "devagent/control/sites/records.py": "environment records in devagent's home",
+    "devagent/control/link/link.py": "the link holder's own run folder and log",
+    "devagent/control/link/stale_links.py": "the owner file in each of the user's own link folders, and /proc",
+    "devagent/control/features/teammates.py": "invitations in devagent's home",
+    "devagent/control/ssh/user_config.py": "the user's own ssh config and the files it Includes, in their home",
+    "devagent/control/engine/wheels.py": "devagent's own installed package, repacked into a wheel",
+    "devagent/control/features/doctor_report.py":
+        "doctor reads the user's own ssh config and VS Code settings, read-only",
     "devagent/lab.py": "runs in the user's interpreter (imports only core/layout); its one open is "
                        "O_NOFOLLOW | O_APPEND of the run's own lab.jsonl",
     "devagent/runs/observer.py": "/proc files of processes",
     "devagent/runs/oom.py": "/proc and cgroup files",
     "devagent/runs/cpu_share.py": "the cgroup's cpu.max",
     "devagent/runs/proctree.py": "/proc files of processes",
-    "devagent/runtime/environment.py": "the agent's record, GPU check and launch context in devagent's folders "
-                                       "in the container, written by devagent",
-    "devagent/runtime/gpu_inventory.py": "/proc files of processes",
-    "devagent/container/health.py": "the heartbeat file devagent writes, and /proc/net",
-    "devagent/container/idle.py": "the GPU usage record in the agent's home, written by the agent, and "
-                                  "/proc/PID/cmdline",
+    "devagent/inside/locations.py": "the agent's record, GPU check and launch context in devagent's folders "
+                                    "in the container, written by devagent",
+    "devagent/inside/gpu_inventory.py": "/proc files of processes",
+    "devagent/agent/heartbeat.py": "the heartbeat file devagent writes, and /proc/net",
+    "devagent/agent/idle.py": "the GPU usage record in the agent's home, written by the agent, and "
+                              "/proc/PID/cmdline",
 }
 # Single functions in modules that otherwise go through devagent/nofollow.
 FUNCTIONS = {
     "devagent/cli/environments.py:init": "open(path, 'x'): O_CREAT | O_EXCL, which never follows a link",
     "devagent/cli/environments.py:up": "devagent.toml, read only when is_file() says a regular file; to move to "
                                        "nofollow with row 9's change to this function (another helper's)",
-    "devagent/cli/inside.py:people_entry": "/etc/devagent/people.json, which devagent puts into the container",
+    "devagent/cli/in_environment.py:people_entry": "/etc/devagent/people.json, which devagent puts into the container",
     "devagent/cli/reproduce.py:_reproduction_up": "Files.read_text: LocalFiles reads through nofollow",
-    "devagent/cli/servers.py:gpu_inventory": "the stand-in inventory file a test names in the environment",
-    "devagent/container/agent.py:_start_heartbeat": "the sshd config devagent wrote into the image",
-    "devagent/container/agent.py:_session_env_option": "the sshd config devagent wrote into the image and the "
+    "devagent/cli/site_options.py:gpu_inventory": "the stand-in inventory file a test names in the environment",
+    "devagent/agent/agent.py:_start_heartbeat": "the sshd config devagent wrote into the image",
+    "devagent/agent/agent.py:_session_env_option": "the sshd config devagent wrote into the image and the "
     "session environment `up` put into /etc/devagent (root's, read-only to the login user)",
-    "devagent/host/provision.py:make": "the environment's host key in devagent's home",
-    "devagent/host/reproduce.py:load_facts": "Files.read_text: LocalFiles reads through nofollow",
-    "devagent/host/reproduce.py:git": "a throw-away git config in a temporary folder devagent made",
-    "devagent/host/vscode_files.py:place_vscode_files": "devagent's own snippets, from its package",
+    "devagent/control/lifecycle/provision.py:make": "the environment's host key in devagent's home",
+    "devagent/control/features/rerun.py:load_facts": "Files.read_text: LocalFiles reads through nofollow",
+    "devagent/control/features/rerun.py:git": "a throw-away git config in a temporary folder devagent made",
+    "devagent/control/lifecycle/vscode_files.py:place_vscode_files": "devagent's own snippets, from its package",
     "devagent/runs/finish.py:_launch_context": "the launch context devagent put into the container",
     "devagent/runs/finish.py:_plot": "the SVG devagent drew into its own temporary folder",
-    "devagent/runtime/sessions.py:_proc": "/proc files of processes",
-    "devagent/runtime/sessions.py:_is_sshd": "/proc files of processes",
-    "devagent/runtime/sessions.py:started_by": "/etc/devagent/people.json, which devagent puts into the container",
+    "devagent/inside/sessions.py:_proc": "/proc files of processes",
+    "devagent/inside/sessions.py:_is_sshd": "/proc files of processes",
+    "devagent/inside/sessions.py:started_by": "/etc/devagent/people.json, which devagent puts into the container",
 }
 
 
@@ -139,11 +141,11 @@ def test_every_listed_place_still_exists_and_still_needs_its_entry() -> None:
 
 def test_the_rule_fails_on_a_planted_call(tmp_path: Path) -> None:
     package = tmp_path / "devagent"
-    (package / "host").mkdir(parents=True)
+    (package / "control").mkdir(parents=True)
     (package / "nofollow").mkdir()
     (package / "nofollow" / "walk.py").write_text("import os\nfd = os.open('x', 0)\n")
-    (package / "host" / "notebook.py").write_text("def read(ws):\n    return (ws / 'lab-notebook.md').read_text()\n")
-    assert violations(package) == ["devagent/host/notebook.py:2: read_text( in read"]
+    (package / "control" / "notebook.py").write_text("def read(ws):\n    return (ws / 'lab-notebook.md').read_text()\n")
+    assert violations(package) == ["devagent/control/notebook.py:2: read_text( in read"]
 
 
 def test_the_primitive_imports_the_standard_library_and_devagent_errors_only() -> None:

@@ -14,9 +14,9 @@ from typing import Any
 import click
 
 from devagent import __version__
+from devagent.control.lifecycle.interrupts import acting_on_stop_signals
 from devagent.core.markdown import printable
 from devagent.errors import DevagentError, ExitStatus
-from devagent.host.interrupts import acting_on_stop_signals
 
 JSON_VERSION = 1
 
@@ -75,8 +75,8 @@ COMMAND_MODULES = {
     "forwards": ("forward", "jupyter", "tensorboard"),
     "gpus": ("gpus",),
     "images": ("image",),
-    "inside": ("agent", "run", "gpu-check", "serve", "end-sessions", "people-entry", "lifecycle", "vscode-files",
-               "editor-files", "sshd-config"),
+    "in_environment": ("agent", "run", "gpu-check", "serve", "end-sessions", "people-entry", "lifecycle",
+                       "vscode-files", "editor-files", "sshd-config"),
     "reproduce": ("reproduce",),
     "sharing": ("share", "unshare"),
 }

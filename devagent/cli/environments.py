@@ -11,21 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from devagent.cli import servers
+from devagent.cli import site_options
 from devagent.cli.app import JSON_VERSION, Invocation, cli, echo_step
 from devagent.core import layout
 from devagent.core.up_request import DevcontainerLayer, UpRequest
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
-    from devagent.host.provision import Provisioner, UpResult
+    from devagent.control.lifecycle.provision import Provisioner, UpResult
 
 
 @cli.command()
 @click.argument("name", required=False)
 @click.option("--base-image", default=None, metavar="IMAGE",
               help="Debian/Ubuntu-based image with python3 [default: the official PyTorch CUDA runtime image].")
-@click.option("--host", default=None, metavar="SERVER", help=servers.HOST_HELP)
+@click.option("--host", default=None, metavar="SERVER", help=site_options.HOST_HELP)
 @click.option("--image", default=None, metavar="REF",
               help="Start from a team image pushed by `devagent image build --tag REF --push` instead of building: "
               "REGISTRY/REPO:VERSION, or @sha256:… for exactly that image. Pulled when missing, never rebuilt.")
@@ -85,10 +85,10 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     container is refused by name."""
     from click.core import ParameterSource
 
+    from devagent.control.ssh.openssh import client_version
     from devagent.core.config import CONFIG_FILE
-    from devagent.core.sshd import profile_for_client
+    from devagent.core.ssh.sshd import profile_for_client
     from devagent.core.up_request import up_request
-    from devagent.host.openssh import client_version
 
     if local and options.get("host"):
         raise DevagentError("--local and --host name two different engines", status=ExitStatus.USAGE,
@@ -116,14 +116,14 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     )
     _say(request.devcontainer)  # before anything is made: what of the devcontainer.json is used, what is not
     if request.host is not None and request.host_from_file:
-        servers.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
+        site_options.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
     if request.host is None:
-        result = _provision(servers.provisioner(), request, identity=key, recreate=recreate, as_made=as_made)
+        result = _provision(site_options.provisioner(), request, identity=key, recreate=recreate, as_made=as_made)
     else:
-        with servers.on_server(request.host, resolve=(env.workspace,)) as provisioner:
+        with site_options.on_server(request.host, resolve=(env.workspace,)) as provisioner:
             result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
             if request.vscode:
                 # In the environment, as its login user: the workspace on the server is theirs, and a link planted
@@ -154,7 +154,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
 
 def _place_vscode_files(name: str, folder: Path) -> None:
     """devagent's snippets and tasks into FOLDER's .vscode/, for the environment NAME that is up."""
-    from devagent.host.vscode_files import place_vscode_files
+    from devagent.control.lifecycle.vscode_files import place_vscode_files
 
     try:
         for line in place_vscode_files(folder):
@@ -172,13 +172,13 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
     """`up` itself, then the devcontainer.json's lifecycle commands in the environment as its login user: those
     of a new container once, postAttachCommand every time. A failing one fails `up`, and a container this `up`
     made is removed again (the workspace, its log and the notebook's entry stay)."""
-    from devagent.core.devcontainer import LIFECYCLE_LOGS, ON_CREATE, lifecycle_argv
+    from devagent.core.devcontainer.config_file import LIFECYCLE_LOGS, ON_CREATE, lifecycle_argv
 
     env = request.spec
     if request.build is not None and request.devcontainer_file is not None:  # the file's Dockerfile: the base
         import dataclasses
 
-        from devagent.host.devcontainer_file import build_base
+        from devagent.control.lifecycle.devcontainer_file import build_base
 
         layer = request.devcontainer_file
         base = build_base(provisioner.engine, Path(layer.workspace), layer.path, layer.sha256, request.build,
@@ -189,7 +189,7 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
             request.build is not None or env.base_image == features_of.plan.image):  # the file's base: its Features
         import dataclasses
 
-        from devagent.host.devcontainer_file import apply_features
+        from devagent.control.lifecycle.devcontainer_file import apply_features
 
         base = apply_features(provisioner.engine, Path(features_of.workspace), features_of.path, env.base_image,
                               features_of.plan.local_features, echo_step)
@@ -197,7 +197,7 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
     if request.gpu_optional:  # through the ledger: a GPU another holds does not count
         import dataclasses
 
-        from devagent.core.devcontainer import optional_gpus
+        from devagent.core.devcontainer.config_file import optional_gpus
         from devagent.core.spec import parse_gpus
 
         state = provisioner.gpus.state()
@@ -233,7 +233,7 @@ def _place_editor_files(provisioner: Provisioner, request: UpRequest, name: str)
     in a local workspace, in the environment as its login user on a server (as `--vscode` does)."""
     env = request.spec
     if request.host is None:
-        from devagent.host.vscode_files import place_editor_files
+        from devagent.control.lifecycle.vscode_files import place_editor_files
 
         try:
             said = list(place_editor_files(Path(env.workspace), request.extensions, request.settings))
@@ -266,10 +266,10 @@ def _devcontainer(ctx: click.Context, folder: Path, choice: str | None, *, confi
     --user, else devagent.toml's, else the file's own remoteUser, else the default."""
     from click.core import ParameterSource
 
+    from devagent.control.lifecycle.devcontainer_file import find_devcontainer
     from devagent.core.config import parse_config
     from devagent.core.spec import inside_workspace
     from devagent.core.up_request import DEFAULTS
-    from devagent.host.devcontainer_file import find_devcontainer
 
     typed_user = ctx.params["user"] if ctx.get_parameter_source("user") is not ParameterSource.DEFAULT else None
     config_user = parse_config(config_text, source=config_path).user if config_text is not None else None
@@ -311,10 +311,10 @@ def _expand_home(folder: str) -> Path:
 def init(workspace: Path, devcontainer_choice: str | None) -> None:
     """Write a commented devagent.toml into the workspace: commit it, and `devagent up` gives everyone the same
     environment. What the workspace's devcontainer.json says is left to it (named, not repeated)."""
+    from devagent.control.lifecycle.devcontainer_file import find_devcontainer
     from devagent.core.config import CONFIG_FILE, init_text
     from devagent.core.spec import inside_workspace
     from devagent.core.up_request import DEFAULTS
-    from devagent.host.devcontainer_file import find_devcontainer
 
     folder = _expand_home(str(workspace)).resolve()
     path = folder / CONFIG_FILE
@@ -350,15 +350,15 @@ def code(name: str) -> None:
     import shutil
     import subprocess
 
+    from devagent.control.paths import Paths
+    from devagent.control.sites.records import Records
     from devagent.core.spec import inside_workspace, validate_name
     from devagent.core.vscode import code_command, remote_uri
-    from devagent.host.paths import Paths
-    from devagent.host.records import Records
 
     validate_name(name)
     record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
     row = ({"user": record.user} if record is not None
-           else next((r for r in servers.provisioner().ls() if r["name"] == name), None))
+           else next((r for r in site_options.provisioner().ls() if r["name"] == name), None))
     if row is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint=f"make it first: devagent up {name}")
@@ -381,8 +381,8 @@ def code(name: str) -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(name: str, command: tuple[str, ...]) -> None:
     """Log in to NAME with the real OpenSSH client through the alias (`devagent ssh NAME -- CMD`)."""
+    from devagent.control.paths import Paths
     from devagent.core.spec import validate_name
-    from devagent.host.paths import Paths
 
     validate_name(name)
     argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
@@ -403,11 +403,11 @@ def doctor(name: str | None, as_json: bool) -> None:
     remote.SSH.configFile. With NAME also: the container, `ssh -G NAME`, and, logged in through the alias, what
     Remote-SSH needs inside. Exits 0 only when every check passes or is skipped, else 14.
     """
-    from devagent.core import doctor as d
+    from devagent.control.features.doctor_report import run_checks
+    from devagent.control.paths import Paths
+    from devagent.control.sites.records import Records
+    from devagent.core import doctor_rules as d
     from devagent.core.spec import validate_name
-    from devagent.host.doctor import run_checks
-    from devagent.host.paths import Paths
-    from devagent.host.records import Records
 
     paths = Paths.from_environ()
     record = Records(paths).get(validate_name(name)) if name is not None else None
@@ -416,7 +416,7 @@ def doctor(name: str | None, as_json: bool) -> None:
             checks = run_checks(paths, name=name, environ=os.environ, servers_used=Records(paths).used())
         else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
             def server_engine() -> Any:
-                return stack.enter_context(servers.server_link(record.server)).engine
+                return stack.enter_context(site_options.server_link(record.server)).engine
 
             checks = run_checks(paths, name=name, environ=os.environ, engine_factory=server_engine,
                                 server=record.server)
@@ -441,22 +441,22 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
     answer is shown as unreachable, its environments listed from the records). Docker's labels are the source of
     truth; yours were made with your devagent key (or by a devagent too old to record an owner)."""
-    from devagent.core.server import parse_server
-    from devagent.host.inventory import list_all
-    from devagent.host.paths import Paths
-    from devagent.host.records import Records
+    from devagent.control.features.listing import list_all
+    from devagent.control.paths import Paths
+    from devagent.control.sites.records import Records
+    from devagent.core.ssh.destination import parse_server
 
     if host is not None:
         server = parse_server(host)  # refused before anything runs
-        from devagent.host.server_link import resolve_server
+        from devagent.control.link.link import resolve_server
 
         host = resolve_server(server.text, environ=os.environ).text
     store = Records(Paths.from_environ())
     records = store.all()
     # A machine that has used servers (its records folder exists) lists them all; one that never has, as before.
     hosts = bool(records or host or store.used())
-    rows = list_all(records, host=host, local=servers.provisioner, open_server=servers.on_server_quietly,
-                    used_servers=hosts) if hosts else servers.provisioner().ls()
+    rows = list_all(records, host=host, local=site_options.provisioner, open_server=site_options.on_server_quietly,
+                    used_servers=hosts) if hosts else site_options.provisioner().ls()
     # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
     hidden = 0 if everyone else sum(r.get("mine") is False for r in rows)
     rows = [r for r in rows if everyone or r.get("mine") is not False]
@@ -497,7 +497,7 @@ def down(name: str) -> None:
     An environment on a server is removed there: devagent's records say which server."""
     from devagent.core.spec import validate_name
 
-    with servers.where(validate_name(name)) as provisioner:
+    with site_options.where(validate_name(name)) as provisioner:
         removed = provisioner.down(name)
     for item in removed:
         click.echo(f"✔ removed {item}")
@@ -506,7 +506,7 @@ def down(name: str) -> None:
 def _idle_minimum() -> float:
     """The shortest --idle-release taken: 5 minutes, or what the test-only DEVAGENT_TEST_MIN_IDLE_RELEASE says
     (seconds; tests release environments within seconds)."""
-    from devagent.core.gpu_idle import MIN_IDLE_RELEASE, MINIMUM_STAND_IN
+    from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, MINIMUM_STAND_IN
 
     try:
         return float(os.environ[MINIMUM_STAND_IN])

@@ -16,10 +16,10 @@ def forward(name: str, ports: str | None) -> int:
     LOCAL defaults to PORT (an error when it is taken: exit 18); 0 picks any free port. Both ends are 127.0.0.1:
     nothing is published on another address. Runs the real OpenSSH client: `ssh -N -L 127.0.0.1:LOCAL:127.0.0.1:PORT
     NAME`. Without PORT: the first of the forwardPorts of the devcontainer.json NAME was made from."""
-    from devagent.core.forward import PortPair, parse_ports
+    from devagent.control.paths import Paths
+    from devagent.control.tunnels.port_forward import run_forward
     from devagent.core.spec import validate_name
-    from devagent.host.forward import run_forward
-    from devagent.host.paths import Paths
+    from devagent.core.ssh.forward_plan import PortPair, parse_ports
 
     name = validate_name(name)
     if ports is None:
@@ -37,11 +37,11 @@ def forward(name: str, ports: str | None) -> int:
 
 def _file_ports(name: str) -> tuple[int, ...]:
     """The forwardPorts `up` recorded on NAME's container (its engine: this machine's or its server's)."""
-    from devagent.cli import servers
-    from devagent.core.forward import FORWARD_PORTS_LABEL, recorded_ports
+    from devagent.cli import site_options
+    from devagent.core.ssh.forward_plan import FORWARD_PORTS_LABEL, recorded_ports
     from devagent.errors import DevagentError, ExitStatus
 
-    with servers.where(name) as provisioner:
+    with site_options.where(name) as provisioner:
         info = provisioner.engine.get(name)
     if info is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
@@ -63,9 +63,9 @@ def jupyter(name: str, port: int | None) -> int:
 
     Ctrl-C stops the forward and the server. Jupyter comes from the environment: its workspace's .venv, its PATH or
     ~/.local/bin (JupyterLab, else Notebook, else Jupyter Server)."""
+    from devagent.control.paths import Paths
+    from devagent.control.tunnels.notebook_servers import run_server
     from devagent.core.spec import validate_name
-    from devagent.host.notebook_servers import run_server
-    from devagent.host.paths import Paths
 
     status = run_server(Paths.from_environ(), validate_name(name), "jupyter", local=port, logdir=None,
                         show=echo_result)
@@ -84,9 +84,9 @@ def tensorboard(name: str, logdir: str | None, port: int | None) -> int:
 
     TensorBoard has no login: it listens on the environment's 127.0.0.1 only and is reached through the forward.
     Ctrl-C stops the forward and the server."""
+    from devagent.control.paths import Paths
+    from devagent.control.tunnels.notebook_servers import run_server
     from devagent.core.spec import validate_name
-    from devagent.host.notebook_servers import run_server
-    from devagent.host.paths import Paths
 
     status = run_server(Paths.from_environ(), validate_name(name), "tensorboard", local=port, logdir=logdir,
                         show=echo_result)

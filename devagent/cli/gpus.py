@@ -8,7 +8,7 @@ import os
 
 import click
 
-from devagent.cli import servers
+from devagent.cli import site_options
 from devagent.cli.app import JSON_VERSION, cli
 
 
@@ -22,20 +22,20 @@ def gpus_command(server: str | None, as_json: bool) -> None:
     """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
     environments (name, owner, since when, and their GPUs' mean utilisation over the last hour and how long
     they have been idle), other containers that asked for it, processes outside containers."""
-    from devagent.core import gpu_ledger as g
-    from devagent.host.gpu_ledger import GpuLedger
-    from devagent.host.paths import Paths
+    from devagent.control.engine.gpu_leases import GpuLedger
+    from devagent.control.paths import Paths
+    from devagent.core.gpu import ledger as g
 
     paths = Paths.from_environ()
     server = server or os.environ.get("DEVAGENT_HOST") or None
     with contextlib.ExitStack() as stack:
         if server is None:
-            from devagent.host.engine import Engine
+            from devagent.control.engine.docker_engine import Engine
 
-            engine, inventory = Engine(), servers.gpu_inventory
+            engine, inventory = Engine(), site_options.gpu_inventory
         else:
-            from devagent.host.gpu_ledger import nvidia_smi_inventory
-            from devagent.host.server_link import ServerLink, resolve_server
+            from devagent.control.engine.gpu_leases import nvidia_smi_inventory
+            from devagent.control.link.link import ServerLink, resolve_server
 
             link = stack.enter_context(ServerLink(resolve_server(server, environ=os.environ), paths=paths,
                                                   docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None))

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from devagent.cli import servers
+from devagent.cli import site_options
 from devagent.cli.app import cli, echo_step
 from devagent.errors import DevagentError, ExitStatus
 
@@ -33,8 +33,8 @@ def image_build(base_image: str | None, login_user: str, target: str | None, pus
         --tag lab.example:5000/pytorch-cuda:v2.8-cu128 --push
     """
     from devagent.core import spec as s
-    from devagent.core.image import parse_image_ref
-    from devagent.core.server import parse_server
+    from devagent.core.dockerfile import parse_image_ref
+    from devagent.core.ssh.destination import parse_server
 
     if push and not target:
         raise DevagentError("--push needs --tag", status=ExitStatus.USAGE,
@@ -46,17 +46,17 @@ def image_build(base_image: str | None, login_user: str, target: str | None, pus
     base, user = base_image or s.DEFAULT_BASE_IMAGE, s.validate_user(login_user)
     host = host or os.environ.get("DEVAGENT_HOST") or None
     if host is None:
-        from devagent.host.engine import Engine
+        from devagent.control.engine.docker_engine import Engine
 
         _build_tag_push(Engine(), base=base, user=user, uid=os.getuid() or 1000, ref=ref, push=push, where="")
     else:
-        with servers.server_link(parse_server(host).text) as link:  # the image's user gets the server user's uid
+        with site_options.server_link(parse_server(host).text) as link:  # the image's user gets the server user's uid
             _build_tag_push(link.engine, base=base, user=user, uid=link.facts.uid or 1000, ref=ref, push=push,
                             where=f" on {host}")
 
 
 def _build_tag_push(engine: Any, *, base: str, user: str, uid: int, ref: Any, push: bool, where: str) -> None:
-    from devagent.host.image import build_image, push_image
+    from devagent.control.engine.derived_image import build_image, push_image
 
     tag, built = build_image(engine, base_image=base, user=user, uid=uid, report=echo_step)
     click.echo(f"✔ image {tag}{' (built)' if built else ' (cached)'}{where}")

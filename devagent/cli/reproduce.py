@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from devagent.cli import servers
+from devagent.cli import site_options
 from devagent.cli.app import cli, echo_result, echo_step
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
-    from devagent.host.reproduce import Files
+    from devagent.control.features.rerun import Files
 
 
 @cli.command()
@@ -41,27 +41,27 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
     (unless --anyway), or when it ran but its metrics differ or it failed."""
     from datetime import datetime, timezone
 
-    from devagent.core.runs.reproduce import compare_metrics, reproduction_entries
+    from devagent.core.runs.reproduce_block import compare_metrics, reproduction_entries
 
     server = host or os.environ.get("DEVAGENT_HOST") or None
     with contextlib.ExitStack() as stack:
         if server is None:
-            from devagent.host.reproduce import LocalFiles
-            from devagent.runtime.append import locked_append
+            from devagent.control.features.rerun import LocalFiles
+            from devagent.inside.append import locked_append
 
-            provisioner: Any = servers.provisioner()
+            provisioner: Any = site_options.provisioner()
             files: Files = LocalFiles()
 
             def append(notebook: Any, text: str, root: Any) -> None:
                 locked_append(Path(notebook), text.encode(), root=Path(root))
         else:
-            from devagent.host.reproduce import ServerFiles, append_on_server
+            from devagent.control.features.rerun import ServerFiles, append_on_server
 
-            provisioner = stack.enter_context(servers.on_server(server))
+            provisioner = stack.enter_context(site_options.on_server(server))
             files = ServerFiles(provisioner.link)
 
             # Over the ssh login, as the server user, only the appended bytes: never in a container of the image
-            # the notebook names, which must not get the original workspace (host/reproduce.py's docstring).
+            # the notebook names, which must not get the original workspace (control/features/rerun.py's docstring).
             def append(notebook: Any, text: str, root: Any) -> None:
                 append_on_server(provisioner.link, workspace=root, notebook=notebook, text=text)
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
@@ -71,7 +71,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
         echo_result(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
         echo_result(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
-        from devagent.host.reproduce import last_run, run_through_alias
+        from devagent.control.features.rerun import last_run, run_through_alias
 
         exit_code = run_through_alias(provisioner.paths.user_ssh_config, facts, plan.name)
         new_run = last_run(files, plan.new_workspace)
@@ -100,12 +100,12 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
                      anyway: bool, server: str | None) -> tuple[Any, Any]:
     """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
+    from devagent.control.features.rerun import prepare
+    from devagent.control.ssh.openssh import client_version
     from devagent.core.config import CONFIG_FILE
-    from devagent.core.runs.reproduce import up_option_values
-    from devagent.core.sshd import profile_for_client
+    from devagent.core.runs.reproduce_block import up_option_values
+    from devagent.core.ssh.sshd import profile_for_client
     from devagent.core.up_request import up_request
-    from devagent.host.openssh import client_version
-    from devagent.host.reproduce import prepare
 
     plan = prepare(target, name=name, into=into, anyway=anyway, engine=provisioner.engine, files=files,
                    report=echo_step)

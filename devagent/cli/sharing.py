@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from devagent.cli import servers
+from devagent.cli import site_options
 from devagent.cli.app import cli, echo_step
 from devagent.errors import DevagentError, ExitStatus
 
@@ -19,10 +19,10 @@ from devagent.errors import DevagentError, ExitStatus
 def _sharing(name: str) -> Iterator[Any]:
     """Sharing for environment NAME: over its server's engine when devagent's records name one (and a teammate's
     entry then jumps through that server), else this machine's."""
+    from devagent.control.features.teammates import Sharing
     from devagent.core.spec import validate_name
-    from devagent.host.sharing import Sharing
 
-    with servers.where(validate_name(name)) as provisioner:
+    with site_options.where(validate_name(name)) as provisioner:
         link = provisioner.link
         yield Sharing(engine=provisioner.engine, paths=provisioner.paths,
                       jump=link.server.proxy_jump if link is not None else None)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time
 
 from devagent.core import globs, layout, spec
-from devagent.core.image import parse_image_ref
-from devagent.core.server import parse_server
-from devagent.core.sshd import PROFILES
+from devagent.core.dockerfile import parse_image_ref
+from devagent.core.ssh.destination import parse_server
+from devagent.core.ssh.sshd import PROFILES
 from devagent.errors import DevagentError, ExitStatus
 
 if sys.version_info >= (3, 11):
@@ -158,7 +158,7 @@ def _shm_size(value: object) -> str:
 def _idle_release(value: object) -> str:
     if not isinstance(value, str):
         raise DevagentError(f"{_toml(value)} is not a duration", hint='e.g. "2h"', status=ExitStatus.USAGE)
-    from devagent.core.gpu_idle import parse_duration
+    from devagent.core.gpu.idle_rule import parse_duration
 
     parse_duration(value, option="idle_release", minimum=0.0)
     return value

@@ -2,13 +2,13 @@
 
 Every HEARTBEAT_SECONDS the agent writes one line to ``~/HEALTH_FILE``: the host's boot-clock seconds and ``ok``,
 or what is wrong (sshd not running, or not listening on its port). Docker runs HEALTH_TEST every
-INTERVAL_SECONDS; it also prints the agent's GPU usage record (core/gpu_idle.py, one JSON line)
+INTERVAL_SECONDS; it also prints the agent's GPU usage record (core/gpu/idle_rule.py, one JSON line)
 when there is one, so that `devagent gpus` reads it with one inspect (State.Health.Log keeps the last
 outputs, each cut at 4,096 bytes) instead of one get_archive per environment. The test is ``sh``
 builtins only (``read``, arithmetic), so a check starts no process besides the shell Docker starts for it — no
 Python, nothing to import. A heartbeat older than STALE_SECONDS means the agent is stuck.
 
-Pure: the agent (container/health.py) does the reading and writing, the engine adapter hands the test to Docker.
+Pure: the agent (agent/heartbeat.py) does the reading and writing, the engine adapter hands the test to Docker.
 """
 
 from __future__ import annotations

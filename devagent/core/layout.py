@@ -119,7 +119,7 @@ AGENT_HOME = ".cache/devagent"  # the agent's home, relative to the login user's
 AGENT_RECORD = f"{AGENT_HOME}/agent.json"  # {"workspace": ..., "notebook": ...} of the running agent
 READY_FLAG = f"{AGENT_HOME}/ready"  # made by up's last login through the alias: up has committed
 GPU_CHECK = f"{AGENT_HOME}/gpu-check.json"  # the last GPU check, for people and tools to read
-GPU_USAGE = f"{AGENT_HOME}/gpu-usage.json"  # the last hour of its GPUs' utilisation (core/gpu_idle.py)
+GPU_USAGE = f"{AGENT_HOME}/gpu-usage.json"  # the last hour of its GPUs' utilisation (core/gpu/idle_rule.py)
 HEARTBEAT = f"{AGENT_HOME}/health"  # the agent's heartbeat, read by Docker's health check (core/health.py)
 
 
@@ -162,7 +162,8 @@ CONFIG_DIR = "/etc/devagent"
 HOST_KEY = "ssh_host_ed25519_key"  # names inside CONFIG_DIR
 AUTHORIZED_KEYS = "authorized_keys"
 LAUNCH_CONTEXT = "launch.json"
-SESSION_ENV = "session-env.json"  # a devcontainer.json's containerEnv/remoteEnv, for the agent's sshd (core/sshd.py)
+# a devcontainer.json's containerEnv/remoteEnv, for the agent's sshd (core/ssh/sshd.py)
+SESSION_ENV = "session-env.json"
 SESSION_ENV_PATH = f"{CONFIG_DIR}/{SESSION_ENV}"
 PEOPLE = "people.json"  # who may log in: the owner and invited teammates, by key fingerprint (core/people.py)
 HOST_KEY_PATH = f"{CONFIG_DIR}/{HOST_KEY}"

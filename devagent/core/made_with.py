@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Mapping
 
-from devagent.core.gpu_idle import format_duration
+from devagent.core.gpu.idle_rule import format_duration
 from devagent.core.spec import LABEL_PREFIX, EnvSpec, format_size
 
 OPTIONS_LABEL = f"{LABEL_PREFIX}options"

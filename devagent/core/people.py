@@ -5,7 +5,7 @@ exactly one bare key line (no `command=`, `from=` or any other authorized_keys o
 sshd accepts, with a key blob that parses and an RSA modulus of at least 3072 bits. Every rejection is a
 DevagentError(USAGE) that says why and names the fix.
 
-What the container gets, written by `up` and by `share`/`unshare` (devagent/host/sharing.py):
+What the container gets, written by `up` and by `share`/`unshare` (devagent/control/features/teammates.py):
 ``/etc/devagent/authorized_keys`` — one bare key per person, devagent's own name for them as the comment — and
 ``/etc/devagent/people.json``, which maps each key's fingerprint to that name, for the notebook's "started by".
 
@@ -28,7 +28,7 @@ from datetime import datetime
 from devagent.core.markdown import code, escape, escape_heading, table
 from devagent.core.notebook import entry, heading
 from devagent.core.spec import NAME_RE, USER_RE
-from devagent.core.sshhost import valid_proxy_jump
+from devagent.core.ssh.host_entry import valid_proxy_jump
 from devagent.errors import DevagentError, ExitStatus
 
 MIN_RSA_BITS = 3072

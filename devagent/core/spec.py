@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
 
-# The one definition of a valid environment name and login user (core/sshhost.py checks ssh entries with them).
+# The one definition of a valid environment name and login user (core/ssh/host_entry.py checks ssh entries with them).
 # Always used with fullmatch: `$` would also accept a trailing newline, which would start a new ssh config line.
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 NAME_RULE = "use 1-63 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit"
@@ -298,9 +298,10 @@ class EnvSpec:
     share_gpus: bool = False  # take GPUs others hold too, knowingly (the notebook header says so)
     agent: AgentOptions = field(default_factory=AgentOptions)
     image: str | None = None  # a derived image from a registry (`up --image`): started as it is, never built
-    idle_release: float | None = None  # seconds: the GPUs go back after so long idle (core/gpu_idle.py)
+    idle_release: float | None = None  # seconds: the GPUs go back after so long idle (core/gpu/idle_rule.py)
     # A devcontainer.json's containerEnv (the container's environment and its ssh sessions') and remoteEnv (the
-    # sessions' only; None unsets): checked by core/devcontainer.py, applied by the agent (core/sshd.py).
+    # sessions' only; None unsets): checked by core/devcontainer/config_file.py, applied by the agent
+    # (core/ssh/sshd.py).
     container_env: tuple[tuple[str, str], ...] = ()
     remote_env: tuple[tuple[str, str | None], ...] = ()
     forward_ports: tuple[int, ...] = ()  # a devcontainer.json's forwardPorts: what `devagent forward NAME` takes

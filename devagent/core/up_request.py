@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
-from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
+from devagent.core.devcontainer.config_file import LIFECYCLE, Build, Command, Plan
+from devagent.core.dockerfile import parse_image_ref
 from devagent.core.globs import check_globs
-from devagent.core.gpu_idle import MIN_IDLE_RELEASE, parse_duration
-from devagent.core.image import parse_image_ref
-from devagent.core.server import parse_server
+from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, parse_duration
+from devagent.core.ssh.destination import parse_server
 from devagent.errors import DevagentError, ExitStatus
 
 _LIMITS = s.Limits()
@@ -49,7 +49,7 @@ class UpRequest:
     launch_command: str
     vscode: bool
     host: str | None = None  # the server (as the user named it); None: this machine's engine
-    host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/servers.py)
+    host_from_file: bool = False  # only devagent.toml names the server: the user must agree to it (cli/site_options.py)
     devcontainer: tuple[str, ...] = ()  # what `up` says of the devcontainer.json: what was used, what was not
     commands: tuple[Command, ...] = ()  # its lifecycle commands, run in the environment as the login user
     extensions: tuple[str, ...] = ()  # its customizations.vscode: into the workspace's .vscode/
@@ -63,7 +63,7 @@ class UpRequest:
 @dataclass(frozen=True)
 class DevcontainerLayer:
     """The workspace's devcontainer.json as `up` lays it under devagent.toml: its path (relative to the
-    workspace), the SHA-256 of its content, and what it maps to (core/devcontainer.py)."""
+    workspace), the SHA-256 of its content, and what it maps to (core/devcontainer/config_file.py)."""
 
     path: str
     sha256: str
@@ -171,7 +171,7 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     """Fill what neither the command line nor devagent.toml set in MERGED from LAYER's plan; the lines that say
     what of the file was used, what was set elsewhere, what is not applied yet and what has no meaning here.
 
-    >>> from devagent.core.devcontainer import LIFECYCLE, Build, Command, Plan
+    >>> from devagent.core.devcontainer.config_file import LIFECYCLE, Build, Command, Plan
     >>> merged = {"memory": "64g", "gpus": None, "image": None, "base_image": None}
     >>> layer = DevcontainerLayer(".devcontainer/devcontainer.json", "ab" * 32,
     ...                           Plan(options={"memory": "9g", "gpus": "all"}, image="img", used=("image",)))

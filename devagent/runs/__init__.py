@@ -2,5 +2,5 @@
 notebook.
 
 They work on any machine with a folder, inside an environment or not, and never import the agent
-(devagent.container): only devagent.runtime, devagent.core and the standard library (nvidia-ml-py when present).
+(devagent.agent): only devagent.inside, devagent.core and the standard library (nvidia-ml-py when present).
 """

@@ -23,7 +23,6 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.notebook import LaunchContext, SaveRecord
 from devagent.core.runs.distributed import effective_batch, parse_launch
-from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import classify_exit, distributed_exit
 from devagent.core.runs.gpu_timeline import DeviceTimeline, timeline_svg
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
@@ -36,9 +35,13 @@ from devagent.core.runs.metrics import (
     summarize_metrics,
 )
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
-from devagent.core.runs.reproduce import ReproduceFacts
+from devagent.core.runs.reproduce_block import ReproduceFacts
+from devagent.core.runs.run_environment import allowed_env
 from devagent.core.runs.secrets import REDACTED, looks_secret, redact_argv, redact_mapping, scrub, secrets_in
 from devagent.core.runs.section import MEMORY_NOTE, RunReport, render_run
+from devagent.inside import locations
+from devagent.inside.interpreter import find_user_python
+from devagent.inside.workspace_state import SaveLog
 from devagent.nofollow.bounded import Lines, read_content
 from devagent.nofollow.walk import open_regular, write_beneath
 from devagent.runs.gitstate import GitSkipped, git_state
@@ -46,9 +49,6 @@ from devagent.runs.output_watch import RANK_LINES, OutputWatch
 from devagent.runs.place import RunPlace
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
-from devagent.runtime import environment
-from devagent.runtime.interpreter import find_user_python
-from devagent.runtime.workspace_state import SaveLog
 
 log = logging.getLogger("devagent.run")
 
@@ -96,7 +96,7 @@ class Finished:
     git: GitState | None = None
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
-    started_by: str | None = None  # who, by the key of the ssh login above it (runtime/sessions.py)
+    started_by: str | None = None  # who, by the key of the ssh login above it (inside/sessions.py)
 
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
@@ -397,7 +397,7 @@ def _edits_since(place: RunPlace, previous: RunRecord | None, started: datetime)
 
 
 def _append(place: RunPlace, runs: RunLog, section: str, number: int) -> None:
-    writer = environment.open_notebook(place.notebook, outside_ok=True, workspace=place.workspace)
+    writer = locations.open_notebook(place.notebook, outside_ok=True, workspace=place.workspace)
     try:
         writer.append(section)
     except OSError as exc:  # the writer keeps the entry; we are about to exit, so keep it on disk instead

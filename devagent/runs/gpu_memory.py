@@ -1,6 +1,6 @@
 """The GPU memory a run's process tree uses, sampled through NVML while it runs (the peak goes into the section).
 
-Without nvidia-ml-py, a driver or a GPU there is no sampler at all (devagent/runtime/nvml.py guards NVML).
+Without nvidia-ml-py, a driver or a GPU there is no sampler at all (devagent/inside/nvml.py guards NVML).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devagent.runs.gpu_timeline import GpuTimelines
+from devagent.inside import nvml as nvml_guard
+from devagent.runs.gpu_timeline_recorder import GpuTimelines
 from devagent.runs.proctree import process_tree
-from devagent.runtime import nvml as nvml_guard
 
 log = logging.getLogger("devagent.process")
 

@@ -23,13 +23,13 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.runs.record import GitState
 from devagent.core.runs.secrets import redact_argv
+from devagent.inside.sessions import started_by
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.place import RunPlace
 from devagent.runs.proctree import proc_stat
 from devagent.runs.runlog import RunLog
 from devagent.runs.script import find_script
-from devagent.runtime.sessions import started_by
 
 log = logging.getLogger("devagent.observer")
 
@@ -129,7 +129,7 @@ class RunObserver:
         if script is None or not self.is_watched(os.path.abspath(cwd / script)):
             return None
         started = datetime.fromtimestamp(self._boot + ticks / os.sysconf("SC_CLK_TCK"), timezone.utc).astimezone()
-        # Who, while the ssh session that started it is still there to be read (runtime/sessions.py).
+        # Who, while the ssh session that started it is still there to be read (inside/sessions.py).
         observed = Observed(pid=pid, argv=argv, cwd=cwd, started=started, environ=environ,
                             git=code_state(self.place, cwd, number=None), started_by=started_by(pid, proc=self.proc))
         observed.sampler = GpuSampler.start(pid)

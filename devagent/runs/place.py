@@ -3,7 +3,7 @@
 Inside an environment that is the notebook the agent writes, wherever the command starts; elsewhere the nearest
 folder above that already holds a notebook or a workspace state folder of this user's own (devagent/core/layout.py
 names both). A folder someone else could have prepared — another user's ``.devagent``, or one anybody may write
-to, as in ``/tmp`` — is passed by (devagent/runtime/workspace_state.py says when a state folder is devagent's).
+to, as in ``/tmp`` — is passed by (devagent/inside/workspace_state.py says when a state folder is devagent's).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.errors import DevagentError, ExitStatus
+from devagent.inside import locations
+from devagent.inside.notebook_writer import notebook_target
+from devagent.inside.workspace_state import state_folder_problem
 from devagent.nofollow.walk import PathRefused
-from devagent.runtime import environment
-from devagent.runtime.notebook_writer import notebook_target
-from devagent.runtime.workspace_state import state_folder_problem
 
 log = logging.getLogger("devagent.run")
 
@@ -65,7 +65,7 @@ def locate(cwd: Path, notebook: Path | None = None, *, agent_notebook: Path | No
 
 def check_place(place: RunPlace) -> None:
     """Refuse, before the command starts, a place devagent would not write to: a notebook that is a link out of
-    the workspace, or a state folder that is not this user's (devagent/runtime/workspace_state.py)."""
+    the workspace, or a state folder that is not this user's (devagent/inside/workspace_state.py)."""
     try:
         notebook_target(place.notebook, place.workspace)
         problem = state_folder_problem(place.workspace)
@@ -93,6 +93,6 @@ def _adoptable(folder: Path) -> bool:
 
 
 def _agent_notebook() -> Path | None:
-    if not environment.agent_record().is_file():
+    if not locations.agent_record().is_file():
         return None
-    return environment.running_notebook()
+    return locations.running_notebook()

@@ -7,7 +7,7 @@ Layout, inside the workspace::
     .devagent/runs/N/        the run's own files: the helper's lab.jsonl, the section kept back when the notebook
                              could not be written
 
-The reservation reads the journal and appends to it under one lock (devagent/runtime/append.py), so the number
+The reservation reads the journal and appends to it under one lock (devagent/inside/append.py), so the number
 is the next one whoever else reserves at the same moment. A line that does not parse (a crash, a full disk and a
 failed truncate left half of one) is skipped with a warning, and the next append starts on a line of its own, so
 a torn line never takes the next record with it. Nothing here follows a symbolic link
@@ -29,9 +29,9 @@ from pathlib import Path
 
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
+from devagent.inside.append import locked_append
+from devagent.inside.workspace_state import prepare_workspace_state, state_folder_problem
 from devagent.nofollow.walk import make_dirs_beneath, read_beneath
-from devagent.runtime.append import locked_append
-from devagent.runtime.workspace_state import prepare_workspace_state, state_folder_problem
 
 log = logging.getLogger("devagent.run")
 

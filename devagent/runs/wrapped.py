@@ -25,12 +25,12 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.runs.distributed import RANK_TEMPLATE, launcher_args, parse_launch
 from devagent.errors import DevagentError, ExitStatus
+from devagent.inside.sessions import started_by
 from devagent.runs.finish import Finished, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace, check_place, locate
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
-from devagent.runtime.sessions import started_by
 
 
 def check_command(argv: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> None:

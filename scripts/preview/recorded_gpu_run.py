@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from devagent.core.gpu import GpuCheck, NvmlGpu, NvmlReport, TorchDevice, TorchReport, render_gpu_check
+from devagent.core.gpu.check_report import GpuCheck, NvmlGpu, NvmlReport, TorchDevice, TorchReport, render_gpu_check
 from devagent.core.notebook import LaunchContext, render_header
 from devagent.core.runs.exits import classify_exit
 from devagent.core.runs.hparams import argparse_defaults, overlay_argv

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from devagent.core.gpu import GpuCheck, GpuProcess, NvmlGpu, NvmlReport, TorchDevice, TorchReport, render_gpu_check
+from devagent.core.gpu.check_report import (
+    GpuCheck,
+    GpuProcess,
+    NvmlGpu,
+    NvmlReport,
+    TorchDevice,
+    TorchReport,
+    render_gpu_check,
+)
 from devagent.core.markdown import printable
 from devagent.core.notebook import LaunchContext, SaveRecord, render_header
 from devagent.core.runs.exits import ExitInfo

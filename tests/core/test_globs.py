@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devagent.agent.watcher import SaveHandler
 from devagent.cli import main
-from devagent.container.watcher import SaveHandler
 from devagent.core.config import parse_config
 from devagent.core.globs import Glob, check_glob, check_globs, compile_glob
 from devagent.errors import DevagentError, ExitStatus

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devagent.core.image import IMAGE_FORMAT, check_devagent_image, parse_image_ref, registry_error
+from devagent.core.dockerfile import IMAGE_FORMAT, check_devagent_image, parse_image_ref, registry_error
 from devagent.errors import DevagentError, ExitStatus
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -22,7 +22,7 @@ from devagent.core.spec import (
     validate_new_name,
     validate_user,
 )
-from devagent.core.sshhost import HostEntry
+from devagent.core.ssh.host_entry import HostEntry
 from devagent.errors import DevagentError, ExitStatus
 
 

@@ -146,14 +146,14 @@ class TestTheLaunchLine:
 
 
 class RecordingProvisioner:
-    """Stands in for host/provision.py's Provisioner: records what `up` asked for, makes nothing."""
+    """Stands in for control/lifecycle/provision.py's Provisioner: records what `up` asked for, makes nothing."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[s.EnvSpec, str]] = []
 
     def up(self, spec: s.EnvSpec, *, identity: Path | None, recreate: bool, launch_command: str,
            as_made: bool = False) -> object:
-        from devagent.host.provision import UpResult
+        from devagent.control.lifecycle.provision import UpResult
 
         self.calls.append((spec, launch_command))
         return UpResult(name=spec.name, image="img", image_built=False, port=40000, user=spec.user, uid=1000,
@@ -163,7 +163,7 @@ class RecordingProvisioner:
 def test_the_cli_records_the_arguments_main_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
     monkeypatch.setattr("sys.argv", ["pytest", "something", "else"])  # never read: main's argv is
     (tmp_path / "devagent.toml").write_text('memory = "32g"\npids = 512\n')
     argv = ["up", "exp", "--workspace", str(tmp_path), "--pids", "1024"]
@@ -325,7 +325,7 @@ class TestSizes:
 def test_the_cli_refuses_a_unitless_memory_in_the_file_before_anything_is_made(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
     (tmp_path / "devagent.toml").write_text('name = "exp"\nmemory = 2\n')
     assert cli.main(["up", "--workspace", str(tmp_path)]) == ExitStatus.USAGE
     assert capsys.readouterr().err == (
@@ -350,7 +350,7 @@ def test_the_image_line_says_built_or_cached_for_a_new_container(
         return dataclasses.replace(made(spec, **kwargs), created=created, image_built=built)  # type: ignore[type-var]
 
     monkeypatch.setattr(fake, "up", up)
-    monkeypatch.setattr(cli.servers, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
     assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(line)
 
@@ -361,7 +361,7 @@ class TestDevcontainerLayer:
 
     @staticmethod
     def layer(text: str) -> Any:
-        from devagent.core.devcontainer import map_config, read_configuration
+        from devagent.core.devcontainer.config_file import map_config, read_configuration
         from devagent.core.up_request import DevcontainerLayer
 
         config = read_configuration(text, source=".devcontainer/devcontainer.json", local_workspace="/w",
@@ -429,7 +429,7 @@ class TestDevcontainerLayer:
         assert made.spec.base_image == s.DEFAULT_BASE_IMAGE
 
     def test_a_dockerfile_build_is_the_base_image_unless_one_is_typed(self) -> None:
-        from devagent.core.devcontainer import Build
+        from devagent.core.devcontainer.config_file import Build
         from devagent.core.up_request import BUILD_PLACEHOLDER
 
         made = self.made('{"build": {"dockerfile": "Dockerfile", "args": {"V": "1"}}}')
@@ -441,7 +441,7 @@ class TestDevcontainerLayer:
         assert typed.devcontainer[1] == "  not used: build (the base image) (--base-image is typed)"
 
     def test_a_build_that_leaves_the_workspace_is_refused(self) -> None:
-        from devagent.core.devcontainer import Build, build_paths
+        from devagent.core.devcontainer.config_file import Build, build_paths
 
         with pytest.raises(DevagentError) as err:
             build_paths(".devcontainer/devcontainer.json", Build("../../etc/passwd"))

@@ -20,11 +20,11 @@ import sys
 import time
 from typing import Any
 
+from devagent.control.lifecycle.interrupts import acting_on_stop_signals
+from devagent.control.link import link as server_link
+from devagent.control.link.link import ServerLink, resolve_server
+from devagent.control.paths import Paths
 from devagent.errors import DevagentError
-from devagent.host import server_link
-from devagent.host.interrupts import acting_on_stop_signals
-from devagent.host.paths import Paths
-from devagent.host.server_link import ServerLink, resolve_server
 
 
 def _say(data: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from devagent.cli import main
-from devagent.host.provision import UP_STEPS, Provisioner
+from devagent.control.lifecycle.provision import UP_STEPS, Provisioner
 
 
 def pause(self: Provisioner, step: str) -> None:

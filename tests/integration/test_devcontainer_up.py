@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.host.forward import any_free_port
+from devagent.control.tunnels.port_forward import any_free_port
 from tests.integration.conftest import BASE_IMAGE, Env, Result, container_names
 from tests.integration.forwarding import Forward
 from tests.integration.test_forward import get, start_http_server

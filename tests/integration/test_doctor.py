@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from devagent.core.doctor import CONTAINER_SIDE
+from devagent.core.doctor_rules import CONTAINER_SIDE
 from tests.integration.conftest import Env, Result
 
 pytestmark = pytest.mark.docker

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from devagent.core import doctor as d
+from devagent.core import doctor_rules as d
 from tests.integration.conftest import BASE_IMAGE, RUN_PREFIX
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.host.forward import SshForward, any_free_port
+from devagent.control.tunnels.port_forward import SshForward, any_free_port
 from tests.integration.conftest import RUN_PREFIX, Env, wait_for
 from tests.integration.forwarding import Forward, is_running
 

@@ -3,7 +3,7 @@ started), `devagent gpus` naming them, `up` refusing a held GPU, two users racin
 released by `down` and a stale one reclaimed.
 
 This machine has no GPU: its inventory is the test-only stand-in DEVAGENT_TEST_GPU_INVENTORY (a JSON file in
-nvidia-smi's columns, see core/gpu_ledger.py's stand_in_inventory); everything else is real. Its engine has no NVIDIA
+nvidia-smi's columns, see core/gpu/ledger.py's stand_in_inventory); everything else is real. Its engine has no NVIDIA
 runtime, so an `up` that gets past the ledger fails at start (GPU_UNAVAILABLE, 8) and rolls its lease back: the race
 is observed with `up` paused (tests/integration/paused_devagent.py) right after it took its lease.
 """

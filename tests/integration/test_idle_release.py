@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.core.gpu_ledger import lease_name
+from devagent.core.gpu.ledger import lease_name
 from tests.integration.conftest import BASE_IMAGE, Env, wait_for
 
 pytestmark = pytest.mark.docker
@@ -81,7 +81,7 @@ def stand(env: Env, name: str, tmp_path: Path, docker_client):  # type: ignore[n
 def test_an_idle_environment_gives_its_gpus_back_only_once_nobody_is_logged_in_or_running(
         stand: Stand, env: Env, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
     assert (result := stand.up()).returncode == 0, result.stderr
-    from devagent.host.engine import LEASE_LABEL, Engine  # the lease `up --gpus` would have made
+    from devagent.control.engine.docker_engine import LEASE_LABEL, Engine  # the lease `up --gpus` would have made
 
     assert Engine().create_lease(lease_name(stand.uuid), {
         LEASE_LABEL: stand.uuid, "devagent.lease-env": name, "devagent.lease-owner": "test@here",
@@ -106,7 +106,7 @@ def test_an_idle_environment_gives_its_gpus_back_only_once_nobody_is_logged_in_o
         assert envelope["gpus"][0]["usage"]["idle_seconds"] > 3 * LIMIT
         # Docker's own health check, run in the real image, prints the agent's record: `gpus` reads it with one
         # inspect instead of a get_archive (a check every 30 s: wait for one).
-        from devagent.core.gpu_idle import parse_usage
+        from devagent.core.gpu.idle_rule import parse_usage
 
         container = docker_client.containers.get(name).id
         wait_for(lambda: Engine().health_usage(container) is not None, timeout=120,

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from devagent.host.doctor import free_port
+from devagent.control.features.doctor_report import free_port
 from tests.integration.conftest import Env, wait_for
 
 pytestmark = pytest.mark.docker

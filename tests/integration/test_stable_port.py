@@ -1,7 +1,8 @@
 """The environment's port is fixed on the engine's 127.0.0.1 for its whole life, against the real engine and OpenSSH:
 the alias written by the first `up` keeps working, unchanged, after `docker restart`, after `docker stop` + `up NAME`,
 and after `up --recreate`. A port taken while the environment is stopped is exit 18 with the fix; a port taken
-before `up` is skipped. (The retries a real engine cannot be made to produce on demand: tests/host/test_up_port.py.)
+before `up` is skipped. (The retries a real engine cannot be made to produce on demand:
+tests/control/lifecycle/test_up_port.py.)
 """
 
 from __future__ import annotations

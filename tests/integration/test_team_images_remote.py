@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from devagent.control.paths import Paths
+from devagent.control.sites.consent import TrustedServers
 from devagent.errors import ExitStatus
-from devagent.host.consent import TrustedServers
-from devagent.host.paths import Paths
 from tests.integration.conftest import BASE_IMAGE, container_names, wait_for
 from tests.integration.registry import Registry, free_port, push_plain_image, running_registry
 from tests.integration.topology import Laptop, Topology, open_topology

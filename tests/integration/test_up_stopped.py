@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.host.interrupts import describe
+from devagent.control.lifecycle.interrupts import describe
 from tests.integration.conftest import BASE_IMAGE, Env, Result, assert_nothing_left, container_names, wait_for
 
 pytestmark = pytest.mark.docker

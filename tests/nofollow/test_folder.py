@@ -1,5 +1,5 @@
 """copy_tree and give_tree, as any user runs them (the attack by another uid on root is in
-tests/host/test_reproduce_files.py): links stay links, no set-id bit survives, nothing half-made is left."""
+tests/control/features/test_rerun_files.py): links stay links, no set-id bit survives, nothing half-made is left."""
 
 from __future__ import annotations
 

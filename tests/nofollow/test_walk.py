@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from devagent.errors import ExitStatus
+from devagent.inside.append import locked_append
 from devagent.nofollow.walk import (
     READS,
     WRITES,
@@ -21,7 +22,6 @@ from devagent.nofollow.walk import (
     walk,
     write_beneath,
 )
-from devagent.runtime.append import locked_append
 
 KEY = b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 

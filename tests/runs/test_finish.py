@@ -144,7 +144,7 @@ def test_a_5_gb_script_is_not_read_for_its_defaults(ws: Path) -> None:
 def test_the_section_ends_with_a_reproduce_block_from_the_launch_record_and_the_run(
         ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from devagent.core.notebook import LaunchContext
-    from devagent.core.runs.reproduce import find_run_section, read_facts
+    from devagent.core.runs.reproduce_block import find_run_section, read_facts
 
     pinned = "reg.local:5000/team/env:v1@sha256:" + "cd" * 32
     launch = tmp_path / "launch.json"

@@ -19,12 +19,12 @@ from devagent.core.runs.record import GpuMemory, RunRecord
 from devagent.core.runs.section import RunReport, gpu_activity, render_run
 from devagent.runs.finish import Finished, finish_run
 from devagent.runs.gpu_memory import GpuSampler
-from devagent.runs.gpu_timeline import GpuTimelines
+from devagent.runs.gpu_timeline_recorder import GpuTimelines
 from devagent.runs.place import RunPlace
 from devagent.runs.proctree import process_tree
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
-from tests.runs.trace_nvml import TraceNvml
+from tests.runs.support.trace_nvml import TraceNvml
 
 
 class StepClock:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.container.watcher import SaveHandler
+from devagent.agent.watcher import SaveHandler
 from devagent.runs.observer import RunObserver
 from devagent.runs.place import RunPlace
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from devagent.inside import nvml
 from devagent.runs.streaming import CHUNK, run_streaming
-from devagent.runtime import nvml
 from tests.runs.support import nvml_gpus
 from tests.signals import signal_off_the_main_thread
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from devagent.core.gpu import gib
+from devagent.core.gpu.check_report import gib
 
 BUCKETS = 512  # per GPU: ~40 bytes each, whatever the run's length
 IDLE_UTIL = 5  # percent: below this a GPU counts as idle (NVML's utilisation of a GPU that waits is 0-2 %)

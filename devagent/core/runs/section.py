@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from devagent.core.gpu import gib
+from devagent.core.gpu.check_report import gib
 from devagent.core.markdown import (
     code,
     details,
@@ -47,7 +47,7 @@ from devagent.core.runs.metrics import (
 )
 from devagent.core.runs.output import shorten
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
-from devagent.core.runs.reproduce import ReproduceFacts, render_reproduce
+from devagent.core.runs.reproduce_block import ReproduceFacts, render_reproduce
 from devagent.core.runs.secrets import REDACTED
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devagent.core.runs.environment import allowed_env
+from devagent.core.runs.run_environment import allowed_env
 from devagent.core.runs.secrets import (
     looks_secret,
     redact_argv,

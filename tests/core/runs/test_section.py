@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devagent.core.notebook import SaveRecord, is_entry
-from devagent.core.runs.environment import allowed_env
 from devagent.core.runs.exits import ExitInfo, classify_exit
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
 from devagent.core.runs.metrics import MetricSeries, MetricSummary, curve_values, sparkline, summarize_metrics
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.run_environment import allowed_env
 from devagent.core.runs.section import (
     MEMORY_EXPLANATION,
     MEMORY_NOTE,

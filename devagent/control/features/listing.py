@@ -1,0 +1,84 @@
+"""`devagent ls` across the local engine and every server in devagent's records, queried in parallel.
+
+A server that does not answer fails none of the others: its environments are listed from the records, marked
+unreachable, with what ssh said. Without any record the local engine is asked alone, exactly as before `--host`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
+
+from devagent.control.sites.records import Record
+from devagent.errors import DevagentError, ExitStatus
+
+Row = dict[str, object]
+
+
+class Lister(Protocol):
+    def ls(self) -> list[Row]: ...
+
+
+OpenServer = Callable[[str], contextlib.AbstractContextManager[Lister]]
+
+
+def unreachable_rows(records: list[Record], error: DevagentError) -> list[Row]:
+    """The rows of a server that did not answer, from devagent's records."""
+    return [{"name": r.name, "state": "unreachable", "health": None, "port": r.port, "user": r.user,
+             "image": None, "gpus": None, "workspace": r.workspace, "ssh_alias": r.name, "created": None,
+             "host": r.server, "error": error.message} for r in records]
+
+
+def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lister] | None,
+             open_server: OpenServer, used_servers: bool = False) -> list[Row]:
+    """Rows of every environment: the local engine's (unless HOST filters to one server; LOCAL None: skip it) and
+    each recorded server's, by name. Servers are asked at once, one ssh login each. USED_SERVERS: this machine
+    has made environments on servers (a laptop then often has no engine of its own, and that is no error)."""
+    by_server: dict[str, list[Record]] = {}
+    for record in records:
+        if host is None or record.server == host:
+            by_server.setdefault(record.server, []).append(record)
+    if host is not None and host not in by_server:
+        by_server[host] = []  # `ls --host X` asks X even when no record names it
+
+    def ask_server(server: str) -> list[Row]:
+        mine = by_server[server]
+        try:
+            with open_server(server) as lister:
+                names = {r.name for r in mine}
+                # The server's engine also lists its other users' environments: show the ones this laptop made.
+                return [row for row in lister.ls() if row["name"] in names]
+        except DevagentError as exc:
+            if exc.status not in (ExitStatus.SERVER_UNREACHABLE, ExitStatus.SERVER_AUTH,
+                                  ExitStatus.SERVER_REFUSED, ExitStatus.DOCKER_UNAVAILABLE,
+                                  ExitStatus.DOCKER_PERMISSION):
+                raise
+            if not mine:
+                raise
+            return unreachable_rows(mine, exc)
+
+    def ask_local() -> list[Row]:
+        assert local is not None
+        remote_names = {r.name for r in records}
+        try:
+            return [{**row, "host": None} for row in local().ls() if row["name"] not in remote_names]
+        except DevagentError as exc:
+            # A laptop often has no engine of its own: with servers to show, that is no error.
+            no_engine = exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION)
+            if (records or used_servers) and no_engine:
+                return []
+            raise
+
+    jobs: list[Callable[[], list[Row]]] = []
+    if host is None and local is not None:
+        jobs.append(ask_local)
+    jobs += [lambda server=server: ask_server(server) for server in sorted(by_server)]  # type: ignore[misc]
+    if len(jobs) == 1:
+        rows = jobs[0]()
+    else:
+        with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
+            rows = [row for part in pool.map(lambda job: job(), jobs) for row in part]
+    return sorted(rows, key=lambda row: str(row["name"]))
+

@@ -1,0 +1,150 @@
+"""The agent's parts that need no container: the supervisor and the commit gate."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from devagent.agent import agent
+from devagent.core.ssh.sshd import Supported
+from devagent.inside import locations
+from tests.signals import signal_off_the_main_thread
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_supervisor_restarts_a_child_that_exits_and_stops_it_on_request(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    child = agent.Supervised("child", [sys.executable, "-c",
+                                       f"open({str(starts)!r}, 'a').write('x'); import time; time.sleep(0.05)"],
+                             max_backoff=0.1)
+    child.start()
+    wait_until(lambda: starts.exists() and len(starts.read_text()) >= 3)
+    child.stop()
+    assert child.restarts >= 2
+    count = len(starts.read_text())
+    # Stopped means no more restarts: the supervising thread has ended (it alone starts children) and the last
+    # child has exited, so nothing can write to STARTS again. Proven here, not hoped for after a sleep.
+    assert not child._thread.is_alive()
+    assert not child.running
+    assert len(starts.read_text()) == count
+
+
+def test_the_supervisor_terminates_a_long_running_child(tmp_path: Path) -> None:
+    child = agent.Supervised("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"])
+    child.start()
+    wait_until(lambda: child.pid is not None)
+    started = time.monotonic()
+    child.stop()
+    assert time.monotonic() - started < 5
+    assert child.restarts == 0
+
+
+def test_the_agent_refuses_to_run_as_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(agent.os, "getuid", lambda: 0)
+    assert agent.run(agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent")) == 1
+
+
+class WaitCounting(threading.Event):
+    """An Event that counts the waits on it: the worker's progress, seen from outside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
+    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
+                               launch_context=tmp_path / "no-launch.json")
+    notebook = locations.open_notebook(config.notebook_path, config.launch_context)
+    stopping = WaitCounting()
+    worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
+    worker.start()
+    # The worker waits on STOPPING only in its loop that looks for up's commit: twice round it means it has
+    # looked, found none and not written (a fixed sleep proves nothing on a slow machine).
+    wait_until(lambda: stopping.waits >= 2)
+    assert not config.notebook_path.exists()
+    locations.ready_flag().parent.mkdir(parents=True, exist_ok=True)
+    locations.ready_flag().touch()
+    wait_until(config.notebook_path.exists)
+    stopping.set()
+    worker.join(5)
+    assert config.notebook_path.read_text() == "# Lab notebook\n"
+
+
+KEX = ("curve25519-sha256", "sntrup761x25519-sha512@openssh.com")
+CIPHERS = ("aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+MACS = ("hmac-sha2-256-etm@openssh.com",)
+
+
+def fake_openssh(folder: Path, *, sshd_says: str, sshd_status: int) -> tuple[str, str]:
+    """An `ssh` that answers -Q with KEX, CIPHERS and MACS and an `sshd` that prints SSHD_SAYS for -V: their paths."""
+    folder.mkdir()
+    ssh, sshd = folder / "ssh", folder / "sshd"
+    answers = {"kex": KEX, "cipher": CIPHERS, "mac": MACS}
+    cases = "".join(f"  {what}) echo '{chr(10).join(names)}' ;;\n" for what, names in answers.items())
+    ssh.write_text(f'#!/bin/sh\ncase "$2" in\n{cases}esac\n')
+    sshd.write_text(f"#!/bin/sh\necho '{sshd_says}' >&2\nexit {sshd_status}\n")
+    ssh.chmod(0o755)
+    sshd.chmod(0o755)
+    return str(ssh), str(sshd)
+
+
+@pytest.mark.parametrize(("says", "status", "version"), [
+    ("OpenSSH_10.0p2 Debian-7, OpenSSL 3.5.1 1 Jul 2025", 0, (10, 0)),
+    # an sshd without -V: the version comes from the usage text it prints instead
+    ("unknown option -- V\nOpenSSH_8.2p1 Ubuntu-4ubuntu0.5, OpenSSL 1.1.1f  31 Mar 2020\nusage: sshd [-46DdeiqTt]", 1,
+     (8, 2)),
+    ("something else entirely", 1, None),
+])
+def test_the_image_build_learns_sshds_version_from_sshd_itself(tmp_path: Path, says: str, status: int,
+                                                                version: tuple[int, int] | None) -> None:
+    ssh, sshd = fake_openssh(tmp_path / "bin", sshd_says=says, sshd_status=status)
+    assert agent.supported_algorithms(ssh, sshd) == Supported(KEX, CIPHERS, MACS, version)
+
+
+def test_a_sigterm_that_lands_just_before_the_agent_waits_still_stops_it(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """`docker stop`'s SIGTERM, landing after the agent's last look and before its wait blocked: the wait used to
+    have no end, so only docker's SIGKILL 10 s later ended the agent (with its notebook work unflushed)."""
+    sshd = tmp_path / "sshd"
+    sshd.write_text("#!/bin/sh\nexec sleep 120\n")
+    sshd.chmod(0o755)
+    monkeypatch.setattr(agent, "SSHD", str(sshd))
+    monkeypatch.setattr(agent.os, "getuid", lambda: 1000)  # the agent refuses root; the test may run as root
+    for part in ("record_agent", "_start_heartbeat", "_notebook_work", "_observe_runs"):
+        monkeypatch.setattr(agent, part, lambda *args, **kwargs: None)
+    monkeypatch.setattr(agent, "_start_watcher", lambda config: None)
+    monkeypatch.setattr(agent, "open_notebook", lambda *args, **kwargs: SimpleNamespace(pending=False))
+    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent", launch_context=tmp_path / "none")
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = threading.Event()
+    backstop = threading.Timer(30, stop.set)  # the old agent's wait ended only here
+    backstop.start()
+    try:
+        # Sent once the agent's handler is in place (until then SIGTERM would end pytest itself).
+        signal_off_the_main_thread(signal.SIGTERM, after=0.5,
+                                   when=lambda: signal.getsignal(signal.SIGTERM) not in (before[signal.SIGTERM],))
+        started = time.monotonic()
+        assert agent.run(config, stop=stop) == 0
+        assert time.monotonic() - started < 20
+    finally:
+        backstop.cancel()
+        for s, handler in before.items():
+            signal.signal(s, handler)

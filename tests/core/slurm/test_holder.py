@@ -1,0 +1,147 @@
+"""The holder job's batch script, run by bash with stand-ins for `docker` and `scontrol` on PATH (the real
+Slurm and Docker Engine run it in tests/integration/test_slurm_cluster.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from devagent.core.slurm.holder import holder_script, parse_holder_line
+from devagent.errors import DevagentError, ExitStatus
+
+
+def stub(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f"#!/bin/bash\necho \"{name} $*\" >>{folder}/calls\n{body}\n")
+    path.chmod(0o755)
+
+
+# A Docker CLI stand-in: one container of the job's label (abc123) until `docker rm -f abc123` removes it.
+DOCKER = """if [ "$1" = ps ] && [[ "$*" == *label=* ]] && [ ! -e "$(dirname "$0")/removed" ]; then echo abc123; fi
+if [ "$1" = rm ] && [ "$3" = abc123 ]; then touch "$(dirname "$0")/removed"; fi"""
+NO_DOCKER = """echo 'permission denied while trying to connect to the Docker daemon socket' >&2; exit 1"""
+
+
+def start(tmp_path: Path, scontrol_state: str, docker: str = DOCKER,
+          **env: str) -> tuple[subprocess.Popen[str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub(bin_dir, "docker", docker)
+    stub(bin_dir, "scontrol", f'echo "   JobState={scontrol_state} Dependency=(null)"\n'
+                              f'echo "     Nodes=n1 CPU_IDs=0 Mem=0 GRES=gpu:2(IDX:2-3)"')
+    ended = tmp_path / "ended.log"
+    script = tmp_path / "holder.sh"
+    script.write_text(holder_script(name="exp-1", ended_log=str(ended)))
+    environ = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "12", "SLURMD_NODENAME": "n1", **env}
+    process = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, text=True, env=environ)
+    return process, ended
+
+
+def left_behind(tmp_path: Path) -> list[int]:
+    """Processes still running with this test's PATH (the holder's waiting sleep, say)."""
+    marker = f"PATH={tmp_path}/bin:".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if any(v.startswith(marker) for v in (entry / "environ").read_bytes().split(b"\0")):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def first_line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    return process.stdout.readline()
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ("COMPLETING Reason=None", "the job was cancelled (devagent down or scancel)"),
+    ("COMPLETING Reason=TimeLimit", "the job reached its time limit"),
+    ("PREEMPTED Reason=None", "the job was preempted by a job of higher priority"),
+    ("RUNNING Reason=None", "Slurm sent SIGTERM (the time limit is near, or the job is being ended)"),
+    ("FAILED Reason=NonZeroExitCode", "the job ended (FAILED, NonZeroExitCode)"),
+])
+def test_on_sigterm_the_container_goes_first_then_the_line_says_why(tmp_path: Path, state: str,
+                                                                    why: str) -> None:
+    process, ended = start(tmp_path, state, SLURM_JOB_GPUS="0,1")
+    line = first_line(process)
+    started = line.rsplit("=", 1)[1].strip()
+    assert parse_holder_line(line) == {"job": "12", "node": "n1", "gpus": "0,1", "started": started}
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    calls = (tmp_path / "bin" / "calls").read_text().splitlines()
+    assert calls[:3] == ["docker rm -f exp-1", "docker ps -aq --filter label=devagent.slurm-job=12",
+                         "docker rm -f abc123"]
+    assert calls[3].startswith("scontrol show job 12")
+    assert calls[4:] == ["docker ps -aq --filter name=^/exp-1$", "docker ps -aq --filter label=devagent.slurm-job=12"]
+    text = ended.read_text()
+    assert text.endswith(f" job 12 on n1: environment exp-1 ended: {why}\n")
+    assert text.count("\n") == 1
+    assert left_behind(tmp_path) == []
+
+
+def test_a_container_that_could_not_be_removed_is_said_so(tmp_path: Path) -> None:
+    process, ended = start(tmp_path, "COMPLETING Reason=None", docker=NO_DOCKER)
+    first_line(process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert ended.read_text().endswith(
+        " job 12 on n1: environment exp-1 ended: the job was cancelled (devagent down or scancel); the container "
+        "could NOT be removed, remove it: docker rm -f exp-1\n")
+
+
+def test_gpus_from_cuda_visible_devices_then_from_scontrol(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    process, _ = start(tmp_path / "a", "RUNNING Reason=None", CUDA_VISIBLE_DEVICES="1")
+    assert "gpus=1 " in first_line(process)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    (tmp_path / "b").mkdir()
+    process, _ = start(tmp_path / "b", "RUNNING Reason=None")
+    assert "gpus=2-3 " in first_line(process)
+    os.kill(process.pid, signal.SIGHUP)
+    assert process.wait(timeout=30) == 0
+    assert left_behind(tmp_path / "a") == left_behind(tmp_path / "b") == []
+
+
+def test_the_script_waits_until_signalled(tmp_path: Path) -> None:
+    process, ended = start(tmp_path, "COMPLETING Reason=None")
+    first_line(process)
+    time.sleep(0.5)
+    assert process.poll() is None
+    assert not ended.exists()
+    process.send_signal(signal.SIGUSR1)
+    assert process.wait(timeout=30) == 0
+    assert ended.exists()
+
+
+@pytest.mark.parametrize("name", ["-rf", "a b", "a;id", "a\nb", "$(id)", "", "ü"])
+def test_hostile_container_names_are_refused(name: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        holder_script(name=name, ended_log="/tmp/x.log")
+    assert caught.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize("path", ["relative.log", "/a b", "/a\n", "/a;id", "/a/../etc/passwd", "/$(id)", "/a'b"])
+def test_hostile_ended_log_paths_are_refused(path: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        holder_script(name="exp", ended_log=path)
+    assert caught.value.status == ExitStatus.USAGE
+
+
+def test_no_holder_line_yet() -> None:
+    assert parse_holder_line("") is None
+    assert parse_holder_line("slurmstepd: error: *** JOB 2 ON n1 CANCELLED AT 2026-12-07T19:05:43 ***\n") is None
+
+
+def test_the_holder_line_as_a_real_job_wrote_it() -> None:
+    """fixtures/holder-8.out: the output of job 8 on the test cluster (one GPU, index 1 of node n2)."""
+    text = (Path(__file__).parent / "fixtures" / "holder-8.out").read_text()
+    assert parse_holder_line(text) == {"job": "8", "node": "n2", "gpus": "1", "started": "2026-12-07T19:06:12Z"}

@@ -1,0 +1,149 @@
+"""Reading Slurm's jobs from the real outputs of Slurm 22.05 (fixtures/, captured from
+tests/integration/slurm_cluster.py with jobs running, pending, held, cancelled and timed out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devagent.core.slurm.jobs import (
+    ENDED_STATES,
+    SQUEUE_FORMAT,
+    Job,
+    describe,
+    find_job,
+    gres_indexes,
+    hopeless,
+    parse_duration,
+    parse_scontrol_job,
+    parse_squeue_json,
+    parse_squeue_lines,
+    queue_position,
+)
+from devagent.errors import DevagentError, ExitStatus
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def squeue() -> list[Job]:
+    return parse_squeue_json((FIXTURES / "squeue.json").read_text())
+
+
+def test_squeue_json_states_reasons_nodes_and_gpu_indexes() -> None:
+    jobs = {job.job_id: job for job in squeue()}
+    assert {k: (j.state, j.reason, j.node, j.gpus) for k, j in jobs.items()} == {
+        "1": ("CANCELLED", "None", "n1", ()),
+        "2": ("TIMEOUT", "TimeLimit", "n1", ()),
+        "3": ("CANCELLED", "None", "n1", ()),
+        "4": ("RUNNING", "None", "n1", (0, 1)),
+        "5": ("RUNNING", "None", "n2", (0,)),
+        "6": ("PENDING", "JobHeldUser", "", ()),
+        "7": ("CANCELLED", "Priority", "", ()),
+        "8": ("RUNNING", "None", "n2", (1,)),
+        "9": ("PENDING", "Resources", "", ()),
+        "10": ("PENDING", "Priority", "", ()),
+    }
+    exp = jobs["4"]
+    assert (exp.name, exp.user, exp.partition, exp.time_limit_s) == ("devagent-exp", "devagent-srv", "gpu", 1800)
+    assert exp.end is not None and exp.start is not None and exp.end - exp.start == 1800
+    assert exp.time_left_s(exp.start + 60) == 1740
+    assert exp.time_left_s(exp.end + 5) == 0
+    assert jobs["9"].time_left_s(exp.start) is None
+    assert (jobs["9"].pending, jobs["4"].running, jobs["2"].ended, jobs["4"].ended) == (True, True, True, False)
+
+
+def test_squeue_json_that_is_not_slurms_is_a_clear_error() -> None:
+    with pytest.raises(DevagentError) as caught:
+        parse_squeue_json("slurm_load_jobs error: Unable to contact slurm controller")
+    assert caught.value.message == "squeue --json answered something devagent cannot read"
+    assert caught.value.status == ExitStatus.SERVER_REFUSED
+
+
+def test_squeue_lines_agree_with_the_json() -> None:
+    assert SQUEUE_FORMAT.startswith("%i|%T|%r|%N|%L|%b|%u|%P|%Q")  # the fixture's format, plus the job name
+    lines = parse_squeue_lines((FIXTURES / "squeue-o.txt").read_text())
+    from_json = {j.job_id: (j.state, j.reason, j.node, j.user, j.partition, j.priority) for j in squeue()}
+    assert {j.job_id: (j.state, j.reason, j.node, j.user, j.partition, j.priority) for j in lines} == from_json
+
+
+@pytest.mark.parametrize(("job_id", "state", "reason", "node", "gpus", "limit"), [
+    ("4", "RUNNING", "None", "n1", (0, 1), 1800),
+    ("8", "RUNNING", "None", "n2", (1,), 600),
+    ("9", "PENDING", "Resources", "", (), 600),
+    ("6", "PENDING", "JobHeldUser", "", (), 600),
+    ("2", "TIMEOUT", "TimeLimit", "n1", (), 60),
+    ("3", "CANCELLED", "None", "n1", (), 300),
+])
+def test_scontrol_show_job_d(job_id: str, state: str, reason: str, node: str, gpus: tuple[int, ...],
+                             limit: int) -> None:
+    job = parse_scontrol_job((FIXTURES / f"scontrol-job-{job_id}.txt").read_text())
+    assert (job.job_id, job.state, job.reason, job.node, job.gpus, job.time_limit_s) == (
+        job_id, state, reason, node, gpus, limit)
+    assert job.partition == "gpu"
+    assert job.user.startswith("devagent-srv")
+
+
+def test_scontrol_without_a_job() -> None:
+    with pytest.raises(DevagentError) as caught:
+        parse_scontrol_job("slurm_load_jobs error: Invalid job id specified\n")
+    assert caught.value.status == ExitStatus.NOT_FOUND
+
+
+@pytest.mark.parametrize(("text", "indexes"), [
+    ("GRES=gpu:2(IDX:0-1)", (0, 1)), ("gpu:1(IDX:1)", (1,)), ("gpu:a100:3(IDX:0,2-3)", (0, 2, 3)),
+    ("gpu:a100:1(IDX:5),gpu:v100:1(IDX:7)", (5, 7)), ("gpu:1(IDX:N/A)", ()), ("gpu:2", ()), ("", ()),
+    ("Nodes=n1 CPU_IDs=0 Mem=0 GRES=", ()), ("gpu:2(IDX:x-1)", ()),
+])
+def test_gres_indexes(text: str, indexes: tuple[int, ...]) -> None:
+    assert gres_indexes(text) == indexes
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("00:10:00", 600), ("1-02:00:00", 93600), ("05:00", 300), ("UNLIMITED", None), ("N/A", None), ("", None),
+    ("INVALID", None), ("x-01:00:00", None),
+])
+def test_durations_as_scontrol_prints_them(text: str, seconds: int | None) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_queue_position_counts_the_pending_jobs_ahead_and_not_held_ones() -> None:
+    jobs = squeue()
+    assert queue_position(jobs, "9") == 0  # 6 is held (priority 0): not ahead
+    assert queue_position(jobs, "10") == 1  # 9 is ahead
+    assert queue_position(jobs, "4") is None  # running
+    assert queue_position(jobs, "404") is None
+    assert find_job(jobs, "404") is None
+
+
+def test_descriptions_in_devagents_words() -> None:
+    jobs = {job.job_id: job for job in squeue()}
+    assert describe(jobs["10"], position=1) == (
+        "job 10 pending on partition gpu: jobs of higher priority are ahead in the queue (1 ahead)")
+    assert describe(jobs["9"], position=0) == (
+        "job 9 pending on partition gpu: waiting for the GPUs, CPUs or memory asked for: other jobs hold them")
+    assert describe(jobs["6"]) == (
+        "job 6 pending on partition gpu: held by its owner (scontrol release JOBID lets it go)")
+    exp = jobs["4"]
+    assert exp.start is not None
+    assert describe(exp, now=exp.start + 60) == "job 4 running on node n1: GPUs 0,1 · 29 min left"
+    assert describe(jobs["2"]) == "job 2 ended on n1: the job reached its time limit"
+    assert describe(jobs["1"]) == "job 1 ended on n1: the job was cancelled (devagent down or scancel)"
+    assert describe(Job("5", "PENDING", "QOSMaxGRESPerUser", partition="gpu")) == (
+        "job 5 pending on partition gpu: your QOS caps the GPUs you may hold at once: it starts when one of your "
+        "jobs ends")
+    assert describe(Job("5", "PENDING", "SomethingNew", partition="gpu")) == (
+        "job 5 pending on partition gpu: Slurm's reason: SomethingNew")
+    assert describe(Job("5", "NODE_FAIL", "NodeDown", node="n2")) == "job 5 ended on n2: the node failed"
+    assert describe(Job("5", "PREEMPTED", "None", node="n2")) == (
+        "job 5 ended on n2: the job was preempted by a job of higher priority")
+    assert describe(Job("5", "COMPLETING", "None")) == "job 5 completing"
+    assert set(ENDED_STATES) >= {"CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL"}
+
+
+def test_hopeless_reasons_are_the_ones_that_never_start() -> None:
+    assert hopeless(Job("5", "PENDING", "PartitionTimeLimit")) == "the time asked is over the partition's limit"
+    assert hopeless(Job("5", "PENDING", "PartitionConfig")) is not None
+    assert hopeless(Job("5", "PENDING", "Resources")) is None
+    assert hopeless(Job("5", "PENDING", "Priority")) is None
+    assert hopeless(Job("5", "RUNNING", "PartitionTimeLimit")) is None
