@@ -216,3 +216,16 @@ def test_the_container_agent_reaches_sshd_without_up_s_modules_or_nvml() -> None
 def test_an_unknown_command_is_refused_as_before(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["nosuchcommand"]) == ExitStatus.USAGE
     assert "No such command 'nosuchcommand'." in capsys.readouterr().err
+
+
+def test_ssh_hands_the_terminal_to_the_real_client_through_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def execvp(file: str, argv: list[str]) -> None:
+        calls.append((file, argv))
+        raise SystemExit(0)  # exec does not return
+
+    monkeypatch.setattr(os, "execvp", execvp)
+    with pytest.raises(SystemExit):
+        main(["ssh", "env1", "--", "ls", "-la"])
+    assert calls == [("ssh", ["ssh", "-F", os.environ["DEVAGENT_SSH_CONFIG"], "env1", "ls", "-la"])]

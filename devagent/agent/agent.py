@@ -41,9 +41,10 @@ def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Suppor
     """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd), and
     sshd's own version from `sshd -V` (an sshd without -V names its version in the usage it prints instead)."""
     from devagent.core.ssh import sshd
+    from devagent.core.ssh.command_line import client_argv
 
     def query(what: str) -> tuple[str, ...]:
-        out = subprocess.run([ssh, "-Q", what], capture_output=True, text=True, check=True)
+        out = subprocess.run(client_argv("-Q", what, ssh=ssh), capture_output=True, text=True, check=True)
         return tuple(out.stdout.split())
 
     try:

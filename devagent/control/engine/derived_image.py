@@ -7,9 +7,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import devagent
-from devagent.control.engine.docker_engine import Engine, ImageFacts
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.engine.wheels import build_wheelhouse, payload_fingerprint
 from devagent.core.dockerfile import (
     BASE_DIGEST_LABEL,
@@ -25,13 +26,16 @@ from devagent.core.dockerfile import (
 from devagent.core.spec import OFFLINE_BASE_IMAGE, SSHD_PORT
 from devagent.errors import DevagentError, ExitStatus
 
+if TYPE_CHECKING:
+    from devagent.control.engine.docker_engine import ImageFacts
 
-def base_image_id(engine: Engine, ref: str, report: Callable[[str], None]) -> str:
+
+def base_image_id(engine: EngineApi, ref: str, report: Callable[[str], None]) -> str:
     """The base image's id; pulled when missing and a registry answers."""
     return _base_image(engine, ref, report).id
 
 
-def _base_image(engine: Engine, ref: str, report: Callable[[str], None]) -> ImageFacts:
+def _base_image(engine: EngineApi, ref: str, report: Callable[[str], None]) -> ImageFacts:
     found = engine.image_facts(ref)
     if found:
         return found
@@ -60,14 +64,14 @@ class DerivedImage:
     login_uid: int | None  # the login user's uid (LOGIN_UID_LABEL); None for an image built before the label
 
 
-def build_image(engine: Engine, *, base_image: str, user: str, uid: int,
+def build_image(engine: EngineApi, *, base_image: str, user: str, uid: int,
                 report: Callable[[str], None]) -> tuple[str, bool]:
     """Return (tag, built): the content-hash tag, and whether this call had to build it."""
     made = derived_image(engine, base_image=base_image, user=user, uid=uid, report=report)
     return made.tag, made.built
 
 
-def derived_image(engine: Engine, *, base_image: str, user: str, uid: int,
+def derived_image(engine: EngineApi, *, base_image: str, user: str, uid: int,
                   report: Callable[[str], None]) -> DerivedImage:
     """The derived image of BASE_IMAGE for USER (UID), built when missing."""
     base = _base_image(engine, base_image, report)
@@ -83,7 +87,7 @@ def derived_image(engine: Engine, *, base_image: str, user: str, uid: int,
                         base_digest=base.digest, login_uid=login_uid(found.labels))
 
 
-def _build(engine: Engine, spec: ImageSpec, *, base_digest: str, report: Callable[[str], None]) -> None:
+def _build(engine: EngineApi, spec: ImageSpec, *, base_digest: str, report: Callable[[str], None]) -> None:
     """Build SPEC into its tag, then label it with the login user's uid as the build left it (a second build of
     one LABEL on top: no layer, the same files; its steps are not shown)."""
     with tempfile.TemporaryDirectory(prefix="devagent-build-") as tmp:
@@ -103,7 +107,7 @@ def _build(engine: Engine, spec: ImageSpec, *, base_digest: str, report: Callabl
         engine.build(Path(tmp), spec.tag, {LOGIN_UID_LABEL: str(uid)}, on_line=lambda _: None)
 
 
-def push_image(engine: Engine, image: str, target: str, report: Callable[[str], None]) -> str:
+def push_image(engine: EngineApi, image: str, target: str, report: Callable[[str], None]) -> str:
     """Tag IMAGE (the content-hash tag) as TARGET (REGISTRY/REPOSITORY:VERSION) and push it. Returns TARGET pinned
     to the registry's digest. A failed push takes the tag this call made away again."""
     ref = parse_image_ref(target, option="--tag")
@@ -135,7 +139,7 @@ class TeamImage:
     pulled: bool
 
 
-def team_image(engine: Engine, text: str, report: Callable[[str], None]) -> TeamImage:
+def team_image(engine: EngineApi, text: str, report: Callable[[str], None]) -> TeamImage:
     """The derived image TEXT names, pulled with progress when missing and checked to be devagent's; never built.
     An image pulled here that is not devagent's is removed again."""
     ref = parse_image_ref(text)
@@ -158,7 +162,7 @@ def team_image(engine: Engine, text: str, report: Callable[[str], None]) -> Team
                      base_digest=labels.get(BASE_DIGEST_LABEL), pinned=pinned_digest(engine, ref), pulled=pulled)
 
 
-def pinned_digest(engine: Engine, ref: ImageRef) -> str | None:
+def pinned_digest(engine: EngineApi, ref: ImageRef) -> str | None:
     """REF pinned to its registry digest: the one it names, else the one the engine recorded for its repository;
     None when the image never came from (or went to) a registry."""
     if ref.digest:

@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING
 
 import devagent
 from devagent.control.atomic import FileLock
+from devagent.control.engine import home_volume
 from devagent.control.engine.derived_image import derived_image, team_image
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
+from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, nvidia_smi_inventory, owner_name
 from devagent.control.features import teammates
 from devagent.control.lifecycle.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
@@ -48,6 +50,7 @@ from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
 from devagent.core.gpu.idle_rule import idle_test_seam
 from devagent.core.gpu.ledger import Inventory, choose, describe_choice
+from devagent.core.mounts import home
 from devagent.core.notebook import LaunchContext
 from devagent.core.people import who
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
@@ -146,7 +149,7 @@ class Provisioner:
     devagent's record of which server NAME lives on is written before anything is made there.
     """
 
-    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
+    def __init__(self, *, engine: EngineApi, paths: Paths, report: Report = lambda _: None,
                  gpu_inventory: Callable[[], Inventory] | None = None,
                  ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None,
                  relink: Callable[[], ServerSite] | None = None) -> None:
@@ -399,7 +402,7 @@ class Provisioner:
             # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
-            tx.on_failure(self._on_server(lambda: self._remove_made(up_id, temp_name, spec.name)))
+            tx.on_failure(self._on_server(lambda: self._remove_made_and_home(up_id, spec.name, temp_name)))
             owner, invited = teammates.who_may_log_in(self.paths, spec.name, user_public)  # survives --recreate
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
@@ -419,7 +422,7 @@ class Provisioner:
                 # remove and the container appear after it.
                 with tx.whole_step():
                     cid = self.engine.create(
-                        name=temp_name, image=image_tag, command=command, user=spec.user,
+                        name=temp_name, image=image_tag, command=home.container_command(command), user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
@@ -431,6 +434,8 @@ class Provisioner:
                         pids=spec.limits.pids, gpus=gpus.request,
                         environment={**dict(spec.container_env), "DEVAGENT_NAME": spec.name,
                                      **idle_test_seam(os.environ)},
+                        volumes=home.mount_plan(spec.name, home=layout.login_home(spec.user), up_id=up_id),
+                        read_only=True,
                     )
                 nonlocal leased
                 if not leased:  # once: a container made again on another port keeps this up's leases
@@ -552,6 +557,7 @@ class Provisioner:
                 self.engine.remove(cid)
                 continue
             if published != port:
+                home_volume.check_exit(self.engine, self.engine.get(cid), name)  # exited before it published
                 raise DevagentError("Docker published no port for sshd" if published is None else
                                     f"Docker published sshd on port {published}, not on {port} as asked",
                                     status=ExitStatus.CONTAINER_FAILED)
@@ -758,6 +764,7 @@ class Provisioner:
 
     def _still_starting(self, cid: str, spec: EnvSpec) -> None:
         info = self.engine.get(cid)
+        home_volume.check_exit(self.engine, info, spec.name)
         if info is None or info.status in ("exited", "dead"):
             code = info.exit_code if info else None
             raise DevagentError(
@@ -767,22 +774,29 @@ class Provisioner:
                 "of memory (raise --memory)",
             )
 
+    def _remove_made_and_home(self, up_id: str, name: str, temp_name: str) -> None:
+        """The undo of a container this up made: the container, then the home volume if this up made it."""
+        self._remove_made(up_id, temp_name, name)
+        home_volume.remove_made(self.engine, name, up_id)
+
     def _forget_host_key(self, name: str) -> None:
         for p in (self.paths.host_key(name), self.paths.host_key(name).with_name(f"{name}_ed25519.pub")):
             p.unlink(missing_ok=True)
 
     # -- down / ls --------------------------------------------------------------------------------------------
 
-    def down(self, name: str) -> list[str]:
-        """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
+    def down(self, name: str, *, keep_home: bool = False) -> list[str]:
+        """Remove the container, the ssh alias, the pinned key, the host key and the home volume (KEEP_HOME: not
+        the home). Workspace files stay.
 
         Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
         with self._env_lock(name) as lock:
             lock.discard()
-            return self._down(name)
+            return self._down(name, keep_home=keep_home)
 
-    def _down(self, name: str) -> list[str]:
+    def _down(self, name: str, *, keep_home: bool = False) -> list[str]:
         removed: list[str] = []
+        home_size = None
         info = self.engine.get(name)
         if info is not None:
             if info.labels.get("devagent.managed") != "true":
@@ -793,6 +807,7 @@ class Provisioner:
                 # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
                 mine = "\n".join(f"removed your {item}" for item in self._forget(name))
                 raise teammates.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
+            home_size = home_volume.measure(self.engine, info)  # while the container can still say
             self.engine.remove(info.id)
             removed.append(f"container {name}")
         for leftover in self._leftovers(name, ours_only=False):
@@ -803,6 +818,7 @@ class Provisioner:
         for lease in self.gpus.release(name):
             removed.append(f"GPU lease {lease.gpu_uuid}")
         removed += self._forget(name)
+        removed += home_volume.remove(self.engine, name, keep=keep_home, report=self.report, size=home_size)
         if not removed:
             raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                                 hint="`devagent ls` lists the environments")

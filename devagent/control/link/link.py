@@ -63,6 +63,7 @@ from devagent.control.link.ssh_failures import explain_ssh_failure, refused
 from devagent.control.link.stale_links import FOLDER_PREFIX, link_base, start_time, sweep_stale
 from devagent.control.paths import Paths
 from devagent.control.ssh.children import child_kwargs
+from devagent.core.ssh.command_line import KEEPALIVE, ssh_argv
 from devagent.core.ssh.destination import Server, parse_server
 from devagent.errors import DevagentError, ExitStatus
 
@@ -153,9 +154,10 @@ class ServerLink:
     def _log(self) -> Path:
         return self.folder / "ssh.log"
 
-    def _options(self) -> list[str]:
-        return [self._ssh, "-F", str(self._paths.user_ssh_config), "-S", str(self.control_path),
-                "-o", "BatchMode=yes"]
+    def _argv(self, *command: str, flags: Sequence[str] = (), options: Mapping[str, str | int]) -> list[str]:
+        """ssh to the server through the master's control socket (-S), with BatchMode, then OPTIONS."""
+        return ssh_argv(self._paths.user_ssh_config, self.server, *command, ssh=self._ssh, flags=flags,
+                        options=options, control=self.control_path)
 
     def _popen_kwargs(self) -> dict[str, object]:
         # Its own session: a Ctrl-C in the terminal reaches devagent, which still needs the link to roll back. No
@@ -183,15 +185,13 @@ class ServerLink:
 
     def _start_master(self) -> None:
         self._report(f"ssh {self.server}")
-        argv = [*self._options(), "-M", "-N", "-T",
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes",
-                "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
-                "-o", "ServerAliveCountMax=4",
-                # Only what devagent asks for travels over its link: no forwards from the user's config (a
-                # LocalForward there would collide with their own session), no agent, no X11.
-                "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
-                "-o", "PermitLocalCommand=no", "-o", "StreamLocalBindMask=0177", "-o", "StreamLocalBindUnlink=yes",
-                *self._destination()]
+        argv = self._argv(flags=["-M", "-N", "-T"], options={
+            "ControlMaster": "yes", "ControlPersist": "no", "ExitOnForwardFailure": "yes",
+            "ConnectTimeout": CONNECT_TIMEOUT, **KEEPALIVE,
+            # Only what devagent asks for travels over its link: no forwards from the user's config (a
+            # LocalForward there would collide with their own session), no agent, no X11.
+            "ClearAllForwardings": "yes", "ForwardAgent": "no", "ForwardX11": "no",
+            "PermitLocalCommand": "no", "StreamLocalBindMask": "0177", "StreamLocalBindUnlink": "yes"})
         with open(self._log, "wb") as log:
             self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                             **self._popen_kwargs())  # type: ignore[call-overload]
@@ -209,11 +209,6 @@ class ServerLink:
                                     hint=f"check that `ssh {self.server}` works from here")
             time.sleep(delay)  # the master has no other way to say it is logged in than its socket appearing
             delay = min(delay * 1.5, 0.05)
-
-    def _destination(self) -> list[str]:
-        # ssh reads options after the destination too (and then the command's words as options): '--' ends them.
-        dest = self.server.ssh_destination()
-        return [*dest[:-1], "--", dest[-1]]
 
     def _log_text(self) -> str:
         try:
@@ -284,10 +279,10 @@ class ServerLink:
         command = " ".join(shlex.quote(word) for word in argv)
         # ControlMaster=no and no way to reach the server but the master: if its socket were gone, a client would
         # otherwise log in on its own, a second login that could prompt or reach another machine.
-        cmd = [*self._options(), "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-o", "RemoteCommand=none",
-               "-o", "RequestTTY=no", "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no",
-               "-o", "ForwardX11=no", "-o", "PermitLocalCommand=no", "-o", "LogLevel=ERROR",
-               *self._destination(), command]
+        cmd = self._argv(command, options={
+            "ControlMaster": "no", "ProxyCommand": "false", "RemoteCommand": "none", "RequestTTY": "no",
+            "ClearAllForwardings": "yes", "ForwardAgent": "no", "ForwardX11": "no", "PermitLocalCommand": "no",
+            "LogLevel": "ERROR"})
         try:
             result = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
                                     capture_output=True, timeout=timeout, check=False,

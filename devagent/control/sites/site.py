@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
 
 
 class ServerName(Protocol):
@@ -46,7 +46,7 @@ class ServerSite(Protocol):
     def facts(self) -> Facts: ...
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> EngineApi: ...
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]: ...

@@ -99,7 +99,7 @@ def spec(workspace: str = "~/devagent/exp") -> EnvSpec:
 
 def up(link: FakeLink, paths: Paths, env: EnvSpec) -> DevagentError:
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=link.engine, paths=paths, link=link).up(env)  # type: ignore[arg-type]
+        Provisioner(engine=link.engine, paths=paths, link=link).up(env)
     return err.value
 
 
@@ -131,7 +131,7 @@ class TestTheAliasJumpsThroughTheServer:
                     seen["mounts"] = next(iter(link.engine.containers.values())).options["mounts"]
 
         with pytest.raises(DevagentError) as err:
-            Watching(engine=link.engine, paths=paths, link=link,  # type: ignore[arg-type]
+            Watching(engine=link.engine, paths=paths, link=link,
                      ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.LOGIN_FAILED
         block = seen["block"]
@@ -161,7 +161,7 @@ class TestTheAliasJumpsThroughTheServer:
                     seen["owner"] = (server_home / "devagent" / NAME).stat().st_uid
 
         with pytest.raises(DevagentError):
-            Watching(engine=engine, paths=paths, link=link).up(spec())  # type: ignore[arg-type]
+            Watching(engine=engine, paths=paths, link=link).up(spec())
         wanted = ImageSpec(base_image="base:1", base_id=engine.images["base:1"], user="dev", uid=login_uid,
                            sshd_port=SSHD_PORT, payload=payload_fingerprint()).tag
         assert ("image_id", (wanted,)) in engine.calls  # the derived image's user has the server user's uid
@@ -271,7 +271,7 @@ class TestNamesAreUniqueAcrossServers:
         paths = Paths.from_environ()
         Records(paths).put(Record(name=NAME, server="gpu-server", user="dev", workspace="/w"))
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=FakeEngine(), paths=paths).up(  # type: ignore[arg-type]
+            Provisioner(engine=FakeEngine(), paths=paths).up(
                 EnvSpec(name=NAME, base_image="base:1", workspace=str(tmp_path / "w")))
         assert (err.value.message, err.value.status) == (
             f"environment {NAME!r} exists on gpu-server; names are unique across servers", ExitStatus.CONFLICT)
@@ -286,7 +286,7 @@ class TestTheLinkDropping:
         again = FakeLink(engine, home=server_home)
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, link=link, relink=lambda: again,  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, link=link, relink=lambda: again,
                         report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.SERVER_UNREACHABLE
         assert "the ssh connection to gpu-server dropped; connecting again to undo" in reports
@@ -304,7 +304,7 @@ class TestTheLinkDropping:
 
         reports: list[str] = []
         with pytest.raises(DevagentError):
-            Provisioner(engine=engine, paths=paths, link=link, relink=unreachable,  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, link=link, relink=unreachable,
                         report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         record = Records(paths).get(NAME)
         assert record is not None and record.server == "gpu-server"
