@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow, ImageFacts
-from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi, ImageFacts
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease
 from devagent.core.mounts.home import Mount

@@ -7,10 +7,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import devagent
-from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_api import EngineApi, ImageFacts
 from devagent.control.engine.wheels import build_wheelhouse, payload_fingerprint
 from devagent.core.dockerfile import (
     BASE_DIGEST_LABEL,
@@ -25,9 +24,6 @@ from devagent.core.dockerfile import (
 )
 from devagent.core.spec import OFFLINE_BASE_IMAGE, SSHD_PORT
 from devagent.errors import DevagentError, ExitStatus
-
-if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import ImageFacts
 
 
 def base_image_id(engine: EngineApi, ref: str, report: Callable[[str], None]) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devagent.control.engine.engine_api import ImageFacts
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease, container_gpus
 from devagent.core.mounts.home import Mount
@@ -79,18 +80,6 @@ class ContainerInfo:
     # The host port it was made with (HostPort in its port bindings), kept across restarts; None when Docker
     # picks one at every start (environments made before devagent fixed the port).
     fixed_port: int | None = None
-
-
-@dataclass(frozen=True)
-class ImageFacts:  # an image as one inspect gives it
-    id: str
-    repo_digests: tuple[str, ...]  # REPOSITORY@sha256:… for each registry it was pushed to or pulled from
-    labels: Mapping[str, str]
-
-    @property
-    def digest(self) -> str:
-        """Its repo digest when it was pulled or pushed, else its content id (as image_digest)."""
-        return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else self.id
 
 
 @dataclass(frozen=True)
@@ -240,8 +229,7 @@ class Engine:
         self.server = server
         if client is None:
             try:
-                # No ping: the client asks the engine for its API version (/version) as it is made, which fails
-                # the same way when no engine answers; a ping after it was one request more on every command.
+                # No ping: making the client asks the engine's /version, which fails as a ping would.
                 client = docker.from_env()
             except docker.errors.DockerException as exc:
                 raise _explain_connection_error(exc) from None
@@ -249,8 +237,7 @@ class Engine:
 
     @classmethod
     def at(cls, base_url: str, *, server: str | None = None, timeout: float = 60.0) -> Engine:
-        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering its API
-        version (/version: the client asks as it is made, so no ping is needed).
+        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering /version.
 
         SERVER names the machine it runs on when that is not this one (a socket forwarded by ssh): the errors then
         name it, and say what to do there."""
@@ -419,8 +406,7 @@ class Engine:
         return self._info(c)
 
     def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
-        """devagent's containers (NAME: those labelled as environment NAME's, whatever their name). Each one
-        listed costs an inspect: the engine filters by NAME, so that `up` does not inspect everyone's."""
+        """devagent's containers; NAME: only environment NAME's (each one listed costs an inspect)."""
         labels = [MANAGED] if name is None else [MANAGED, f"{LABEL_PREFIX}name={name}"]
         # A container removed between the SDK's list and its inspect of each one is left out, not an error.
         return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": labels},
@@ -456,8 +442,7 @@ class Engine:
         temporary name and renames it once it is complete, and a hostname stays what it was made with."""
         network = self.environment_network()
         try:
-            # The SDK's own translation of containers.create's arguments: the same request, without the inspect
-            # that containers.create makes afterwards.
+            # containers.create's own request (its argument translation), without the inspect it makes after.
             c = self._client.api.create_container(**_create_container_args(dict(
                 version=self._client.api._version,  # as containers.create passes it
                 image=image, name=name, command=command, user=user, labels=dict(labels),

@@ -9,14 +9,29 @@ from docker_engine.py only for the type checker.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow, ImageFacts
+    from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
     from devagent.core.gpu.ledger import ContainerGpus, Lease
     from devagent.core.mounts.home import Mount
     from devagent.core.spec import GpuRequest
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """An image as one inspect gives it (EngineApi.image_facts)."""
+
+    id: str
+    repo_digests: tuple[str, ...]  # REPOSITORY@sha256:… for each registry it was pushed to or pulled from
+    labels: Mapping[str, str]
+
+    @property
+    def digest(self) -> str:
+        """Its repo digest when it was pulled or pushed, else its content id (as image_digest)."""
+        return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else self.id
 
 
 class EngineApi(Protocol):
