@@ -14,6 +14,9 @@ Logins: the test sshd's "Accepted publickey" lines during each command (target: 
 the proving login through the alias for `up`). `ls` across 3 servers, one environment on each: target <= 1.3x the
 slowest `ls --host` of one. It reports; it does not gate. Rounds alternate floor and devagent.
 
+devagent runs as installed, with its bytecode cached (filled by the unmeasured first round): the laptop's commands
+otherwise run with PYTHONDONTWRITEBYTECODE=1 and compile devagent's source every time (--no-bytecode).
+
 Also the CPU time (user + sys) the laptop spends on each: the command and every process it waited for (its ssh
 clients, the ProxyCommand relays), from getrusage(RUSAGE_CHILDREN). Under load, on a shared 2-core machine, the
 wall-clock ratio swings by ±0.3x between runs; the CPU time moves far less, so it shows what a change saves.
@@ -49,10 +52,13 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def timed(laptop: Laptop, *args: str) -> tuple[float, float]:
-    """(wall seconds, laptop CPU seconds) of `devagent ARGS` in the laptop."""
+BYTECODE: dict[str, str] = {}  # the environment of devagent's runs in the laptop: where its bytecode is cached
+
+
+def timed(laptop: Laptop, *args: str, tree: Path = REPO) -> tuple[float, float]:
+    """(wall seconds, laptop CPU seconds) of `devagent ARGS` of the checkout TREE in the laptop."""
     start, cpu = time.perf_counter(), children_cpu()
-    laptop.devagent(*args, check=True, timeout=900)
+    laptop.devagent(*args, env={**BYTECODE, "PYTHONPATH": str(tree)}, check=True, timeout=900)
     return time.perf_counter() - start, children_cpu() - cpu
 
 
@@ -100,25 +106,31 @@ class Bench:
         self.laptop, self.base_image, self.prefix = laptop, base_image, prefix
         self.made: list[str] = []
 
-    def up(self, name: str, host: str) -> tuple[float, float]:
+    def up(self, name: str, host: str, tree: Path = REPO) -> tuple[float, float]:
         self.made.append(name)
-        return timed(self.laptop, "up", name, "--host", host, "--base-image", self.base_image, "--memory", "2g")
+        return timed(self.laptop, "up", name, "--host", host, "--base-image", self.base_image, "--memory", "2g",
+                     tree=tree)
 
     def down(self, name: str) -> None:
         self.laptop.devagent("down", name, check=True)
         self.made.remove(name)
 
-    def rounds(self, image: str, keydir: Path, rounds: int) -> tuple[list[tuple[float, float]],
-                                                                     list[tuple[float, float]]]:
-        # One unmeasured round each: the page cache, Docker's layer cache, the known_hosts of the floor.
+    def rounds(self, image: str, keydir: Path, rounds: int, trees: list[Path]
+               ) -> tuple[list[tuple[float, float]], list[list[tuple[float, float]]]]:
+        """Floors, and each checkout's ups (TREES: this one, then a baseline's), alternating in one series."""
+        # One unmeasured round each: the page cache, Docker's layer cache, the known_hosts of the floor (and
+        # each checkout's image, built by its first up).
         floor_once(self.laptop, image, keydir, f"{self.prefix}-warm")
-        self.up(f"{self.prefix}-warm", "gpu-server")
-        self.down(f"{self.prefix}-warm")
-        floors, ups = [], []
+        for t, tree in enumerate(trees):
+            self.up(f"{self.prefix}-warm{t}", "gpu-server", tree)
+            self.down(f"{self.prefix}-warm{t}")
+        floors: list[tuple[float, float]] = []
+        ups: list[list[tuple[float, float]]] = [[] for _ in trees]
         for i in range(rounds):
             floors.append(floor_once(self.laptop, image, keydir, f"{self.prefix}-floor{i}"))
-            ups.append(self.up(f"{self.prefix}-up{i}", "gpu-server"))
-            self.down(f"{self.prefix}-up{i}")
+            for t in range(len(trees)) if i % 2 == 0 else reversed(range(len(trees))):  # neither always first
+                ups[t].append(self.up(f"{self.prefix}-up{i}-{t}", "gpu-server", trees[t]))
+                self.down(f"{self.prefix}-up{i}-{t}")
         return floors, ups
 
     def logins(self, sshd: Sshd) -> dict[str, int]:
@@ -150,10 +162,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base-image", default="devagent-base:bookworm")
+    parser.add_argument("--no-bytecode", action="store_true", help="compile devagent's source on every run")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="another devagent checkout (e.g. `git archive main | tar -x -C DIR`, readable by "
+                        "the laptop): its up --host runs in the same rounds, against the same floors")
     args = parser.parse_args()
     Topology.sweep_leftovers()
     root = Path(tempfile.mkdtemp(prefix=f"devagent-topology-{os.getpid()}-", dir="/tmp"))
     root.chmod(0o755)
+    if not args.no_bytecode:
+        BYTECODE.update(PYTHONDONTWRITEBYTECODE="", PYTHONPYCACHEPREFIX=str(root / "pycache"))
     with Topology(root) as topology:
         laptop = topology.laptop
         laptop.add_alias("gpu-server3", topology.start_sshd(), user=SERVER_USER)
@@ -161,7 +179,9 @@ def main() -> int:
         try:
             image = laptop.devagent("image", "build", "--host", "gpu-server", "--base-image", args.base_image,
                                     check=True, timeout=900).stdout.split()[2]
-            floors, ups = bench.rounds(image, floor_keys(laptop, root), args.rounds)
+            trees = [REPO, *([args.baseline.resolve()] if args.baseline else [])]
+            floors, every_up = bench.rounds(image, floor_keys(laptop, root), args.rounds, trees)
+            ups = every_up[0]
             counts = bench.logins(topology.sshds[0])
             everywhere, singles = bench.ls(["gpu-server", "gpu-server2", "gpu-server3"])
         finally:
@@ -175,11 +195,18 @@ def main() -> int:
     print(f"{'figure':52} {'median':>9} {'floor':>9} {'ratio':>7}  target")
     print(f"{'devagent up --host (built image) → proven login':52} {u:8.2f}s {f:8.2f}s {u / f:6.2f}x  <= 1.5x")
     print(f"{'  laptop CPU (user+sys) of the same':52} {uc:8.2f}s {fc:8.2f}s {uc / fc:6.2f}x")
+    if args.baseline:
+        b, bc = statistics.median(w for w, _ in every_up[1]), statistics.median(c for _, c in every_up[1])
+        print(f"{'  the same, of the baseline checkout':52} {b:8.2f}s {f:8.2f}s {b / f:6.2f}x")
+        print(f"{'  laptop CPU of its up':52} {bc:8.2f}s {fc:8.2f}s {bc / fc:6.2f}x")
     print(f"{'ls across 3 servers vs the slowest ls --host':52} {everywhere:8.2f}s {slowest:8.2f}s "
           f"{everywhere / slowest:6.2f}x  <= 1.3x")
     print("ssh logins to the server per command: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"bytecode: {'compiled on every run' if args.no_bytecode else 'cached'}")
     print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{w:.2f}' for w, _ in floors)}; "
-          f"up runs: {', '.join(f'{w:.2f}' for w, _ in ups)}; ls --host: "
+          f"up runs: {', '.join(f'{w:.2f}' for w, _ in ups)}; "
+          + (f"baseline up runs: {', '.join(f'{w:.2f}' for w, _ in every_up[1])}; " if args.baseline else "")
+          + "ls --host: "
           + ", ".join(f"{h} {t:.2f}s" for h, t in singles.items()))
     return 0
 

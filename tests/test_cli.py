@@ -189,6 +189,35 @@ def test_a_devcontainer_json_through_a_link_is_refused(tmp_path: Path, capsys: p
                                        "anywhere on the machine)\n")
 
 
+def test_every_command_is_registered_by_the_module_the_group_loads_it_from() -> None:
+    from devagent.cli.app import COMMAND_MODULES, cli, load_commands
+
+    load_commands()
+    registered: dict[str, list[str]] = {}
+    for name, command in cli.commands.items():
+        assert command.callback is not None
+        registered.setdefault(command.callback.__module__.rsplit(".", 1)[-1], []).append(name)
+    assert {module: sorted(names) for module, names in registered.items()} == {
+        module: sorted(names) for module, names in COMMAND_MODULES.items()}
+
+
+def test_the_container_agent_reaches_sshd_without_up_s_modules_or_nvml() -> None:
+    # `devagent agent` is every container's main process: what it imports before starting sshd, a login waits for
+    # (issue 19: ~90 ms from the container's start to sshd listening, ~40 ms of it `up`'s modules and NVML's).
+    code = ("import sys; from devagent.cli import main; from devagent.cli.app import cli; import click; "
+            "cli.get_command(click.Context(cli), 'agent'); import devagent.agent.agent; "
+            "print(sorted(m for m in ('devagent.cli.environments', 'devagent.core.up_request', "
+            "'devagent.core.ssh.sshd', 'devagent.agent.gpucheck', 'pynvml', 'docker', "
+            "'devagent.inside.notebook_writer', 'devagent.core.gpu.check_report') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unknown_command_is_refused_as_before(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["nosuchcommand"]) == ExitStatus.USAGE
+    assert "No such command 'nosuchcommand'." in capsys.readouterr().err
+
+
 def test_ssh_hands_the_terminal_to_the_real_client_through_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, list[str]]] = []
 

@@ -15,8 +15,10 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from devagent.cli import cli
+from devagent.cli import cli, load_commands
 from devagent.errors import ExitStatus
+
+load_commands()  # the group registers its commands as they are asked for: walk_commands reads them all
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -19,19 +19,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devagent.agent.gpucheck import run_gpu_check
-from devagent.agent.idle import IdleWatcher
 from devagent.core import layout
-from devagent.core.gpu.check_report import GpuCheck, render_gpu_check, summary_line
-from devagent.core.gpu.idle_rule import RELEASED_EXIT
-from devagent.core.spec import SSHD_PORT
-from devagent.core.ssh import sshd
-from devagent.core.ssh.command_line import client_argv
 from devagent.inside.locations import open_notebook, ready_flag, record_agent, save_gpu_check
-from devagent.inside.notebook_writer import NotebookWriter
 
+# What sshd's start waits for is imported here; the rest (the notebook, the GPU check and NVML, the idle watcher)
+# where it is used, once sshd runs: every `up` waits for sshd's banner.
 if TYPE_CHECKING:
+    from devagent.agent.idle import IdleWatcher
     from devagent.agent.watcher import Watcher
+    from devagent.core.gpu.check_report import GpuCheck
+    from devagent.core.ssh import sshd
+    from devagent.inside.notebook_writer import NotebookWriter
 
 log = logging.getLogger("devagent.agent")
 
@@ -42,6 +40,8 @@ STOP_POLL_S = 0.5  # the longest the main thread waits before it looks for a sto
 def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Supported:
     """What this image's OpenSSH supports, from `ssh -Q` (the client is built from the same source as sshd), and
     sshd's own version from `sshd -V` (an sshd without -V names its version in the usage it prints instead)."""
+    from devagent.core.ssh import sshd
+    from devagent.core.ssh.command_line import client_argv
 
     def query(what: str) -> tuple[str, ...]:
         out = subprocess.run(client_argv("-Q", what, ssh=ssh), capture_output=True, text=True, check=True)
@@ -165,6 +165,8 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
     if notebook.pending:
         notebook.flush_pending()
     if idle.released:  # the exit status the GPU ledger reads: this stopped environment holds no GPU
+        from devagent.core.gpu.idle_rule import RELEASED_EXIT
+
         log.info("stopped: the GPUs are given back (`devagent up` takes them anew)")
         return RELEASED_EXIT
     log.info("stopped")
@@ -177,6 +179,7 @@ def _session_env_option(config: AgentConfig) -> list[str]:
         text = Path(config.session_env).read_text()
     except FileNotFoundError:
         return []
+    from devagent.core.ssh import sshd  # only here: its imports would delay every container's sshd by ~10 ms
     try:
         base = sshd.parse_setenv(Path(config.sshd_config).read_text())
     except OSError:
@@ -188,6 +191,8 @@ def _session_env_option(config: AgentConfig) -> list[str]:
 def _start_idle_watcher(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> IdleWatcher:
     """The GPU usage sampler, and the idle limit's keeper: once `up` has committed (a release writes the
     notebook, which a failed `up` must not)."""
+    from devagent.agent.idle import IdleWatcher  # NVML's bindings: imported once sshd runs
+
     watcher = IdleWatcher(limit=config.idle_release, name=os.environ.get("DEVAGENT_NAME", "NAME"),
                           on_release=lambda entry: notebook.append(entry))  # noqa: PLW0108 - looked up late
 
@@ -205,6 +210,7 @@ def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threa
     """Docker's health check reads what this thread writes (core/health.py)."""
     from devagent.agent import heartbeat as beat
     from devagent.core.health import sshd_problems
+    from devagent.core.spec import SSHD_PORT
 
     try:
         port = beat.sshd_port(Path(config.sshd_config).read_text(), SSHD_PORT)
@@ -222,6 +228,8 @@ def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threa
 
 def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> None:
     """GPU check at start, then the notebook, once `up` has committed; then retry kept-back entries."""
+    from devagent.core.gpu.check_report import render_gpu_check
+
     check = _gpu_check(config)  # runs while up is still proving the login
     # The notebook is the user's: a failed `up` must not write to it, so wait for up's commit.
     while not ready_flag().exists():
@@ -267,6 +275,10 @@ def _start_watcher(config: AgentConfig) -> Watcher | None:
 
 
 def _gpu_check(config: AgentConfig) -> GpuCheck | None:
+    # Imported once sshd runs: NVML's bindings and the probe cost ~17 ms that a login would otherwise wait for.
+    from devagent.agent.gpucheck import run_gpu_check
+    from devagent.core.gpu.check_report import summary_line
+
     try:
         check = run_gpu_check(python=config.python)
     except Exception:  # a failed probe must not take sshd down with it

@@ -24,6 +24,20 @@ WHEELS_DIR = "wheels"  # inside the build context
 IMAGE_FORMAT = "1"
 FORMAT_LABEL = "devagent.image-format"
 BASE_DIGEST_LABEL = "devagent.base-digest"
+# The login user's uid, as the build left it (the base image may have had the user, or the uid, already): `up`
+# needs it before the container starts (the host key's owner, the workspace's), and reading it from a container's
+# /etc/passwd costs an archive request to the engine on every up. Images built before it existed lack it.
+LOGIN_UID_LABEL = "devagent.login-uid"
+
+
+def login_uid(labels: Mapping[str, str]) -> int | None:
+    """The uid LOGIN_UID_LABEL records; None when it is missing or not a uid.
+
+    >>> login_uid({LOGIN_UID_LABEL: "1000"}), login_uid({}), login_uid({LOGIN_UID_LABEL: "-1"})
+    (1000, None, None)
+    """
+    text = labels.get(LOGIN_UID_LABEL, "")
+    return int(text) if text.isdigit() else None
 
 
 @dataclass(frozen=True)

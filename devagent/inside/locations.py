@@ -13,11 +13,15 @@ import logging
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devagent.core import layout
-from devagent.core.gpu.check_report import GpuCheck, summary_line
-from devagent.core.notebook import LaunchContext, render_header
-from devagent.inside.notebook_writer import NotebookWriter
+
+# The agent records itself here before it starts sshd, and every `up` waits for sshd: what only the notebook and
+# the GPU check need is imported where they are used.
+if TYPE_CHECKING:
+    from devagent.core.gpu.check_report import GpuCheck
+    from devagent.inside.notebook_writer import NotebookWriter
 
 log = logging.getLogger("devagent.agent")
 
@@ -60,6 +64,8 @@ def ready_flag() -> Path:
 def save_gpu_check(check: GpuCheck, now: datetime) -> None:
     """Keep CHECK, taken at NOW, as JSON in the agent's home, for people and tools (nothing in devagent reads it
     back: run summaries do not probe GPUs, they sample GPU memory while the run runs)."""
+    from devagent.core.gpu.check_report import summary_line
+
     path = layout.gpu_check_file(Path.home())
     data = {"time": now.isoformat(timespec="seconds"), "summary": summary_line(check),
             "check": dataclasses.asdict(check)}
@@ -74,6 +80,9 @@ def open_notebook(path: Path, launch_context: Path = Path(layout.LAUNCH_CONTEXT_
     """The notebook writer, with the header rendered from the launch context `up` put into the container.
     OUTSIDE_OK: no launch context is expected (`devagent run` on a machine that is not an environment).
     WORKSPACE: where a link at PATH may lead (default: PATH's folder)."""
+    from devagent.core.notebook import LaunchContext, render_header
+    from devagent.inside.notebook_writer import NotebookWriter
+
     try:
         header = render_header(LaunchContext.from_json(launch_context.read_text()))
     except FileNotFoundError:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
-from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_api import EngineApi, ImageFacts
+from devagent.control.engine.engine_data import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease
 from devagent.core.mounts.home import Mount
@@ -67,6 +67,7 @@ class FakeEngine:
         self.server: str | None = None  # a local engine (Engine.server)
         self.all_images = all_images
         self.images: dict[str, str] = {}
+        self.labels_of: dict[str, dict[str, str]] = {}  # an image's labels, by reference
         self.start_port = start_port
         self.publishes = publishes
         self.uid = uid
@@ -145,7 +146,21 @@ class FakeEngine:
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         self._call("image_labels", ref)()
-        return {} if ref in self.images else None
+        return dict(self.labels_of.get(ref, {})) if ref in self.images else None
+
+    def image_facts(self, ref: str) -> ImageFacts | None:
+        """One inspect of the real engine; here the id, digest and labels calls it stands for (so that a test can
+        fail any of them)."""
+        image_id = self.image_id(ref)
+        if image_id is None:
+            return None
+        self.image_digest(ref)
+        return ImageFacts(id=image_id, repo_digests=tuple(self.repo_digests(ref)),
+                          labels=dict(self.labels_of.get(ref, {})))
+
+    def image_user_uid(self, image: str, user: str) -> int | None:
+        self._call("image_user_uid", image, user)()
+        return self.uid
 
     def pull(self, ref: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
         self._call("pull", ref)()
@@ -156,6 +171,7 @@ class FakeEngine:
               target: str | None = None) -> None:
         self._call("build", tag)()
         self.images[tag] = f"sha256:built-{tag}"
+        self.labels_of[tag] = {**self.labels_of.get(tag, {}), **labels}
 
     def tag_image(self, image: str, repository: str, tag: str) -> None:
         self._call("tag_image", image, repository, tag)()
@@ -179,9 +195,10 @@ class FakeEngine:
         c = self._find(name)
         return c.info() if c else None
 
-    def list_managed(self) -> list[ContainerInfo]:
+    def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
         self._call("list_managed")()
-        return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"]
+        return [c.info() for c in self.containers.values() if c.labels.get("devagent.managed") == "true"
+                and (name is None or c.labels.get("devagent.name") == name)]
 
     def environment_network(self) -> str:
         return "devagent-network-id"

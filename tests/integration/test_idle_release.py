@@ -81,7 +81,8 @@ def stand(env: Env, name: str, tmp_path: Path, docker_client):  # type: ignore[n
 def test_an_idle_environment_gives_its_gpus_back_only_once_nobody_is_logged_in_or_running(
         stand: Stand, env: Env, name: str, built_image: str, docker_client) -> None:  # type: ignore[no-untyped-def]
     assert (result := stand.up()).returncode == 0, result.stderr
-    from devagent.control.engine.docker_engine import LEASE_LABEL, Engine  # the lease `up --gpus` would have made
+    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_data import LEASE_LABEL  # the lease `up --gpus` would have made
 
     assert Engine().create_lease(lease_name(stand.uuid), {
         LEASE_LABEL: stand.uuid, "devagent.lease-env": name, "devagent.lease-owner": "test@here",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integration.conftest import Env, container_names, wait_for
+from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -212,5 +214,44 @@ def test_up_starts_a_stopped_environment_and_the_agent_checks_the_gpus_again(
         assert env.ssh(name, "true").returncode == 0
         wait_for(lambda: notebook.read_text().count("· GPU check ·") == 2, message="the GPU check after restart")
         assert notebook.read_text().count("# Lab notebook") == 1
+    finally:
+        env.devagent("down", name)
+
+
+# Records every request the docker SDK sends to the engine during one devagent command (the wrapper's stderr, last).
+RECORDING = """
+import sys, requests.sessions
+sent = []
+send = requests.sessions.Session.send
+def recording(self, request, **kwargs):
+    sent.append(f"{request.method} {request.path_url}")
+    return send(self, request, **kwargs)
+requests.sessions.Session.send = recording
+from devagent.cli import main
+code = main(sys.argv[1:])
+print("\\n".join(["REQUESTS", *sent]), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_up_asks_the_engine_only_what_the_floor_does_not_know(env: Env, name: str, built_image: str) -> None:
+    """Issue 19: `up` made 22 engine requests where a bare `docker run` makes a few. Gone: the ping after the
+    client's own /version, the inspect the SDK makes after create, an inspect of every managed container on the
+    engine for leftovers, the archive request for the login user's uid (the image's label has it), and two of
+    the four image inspects."""
+    result = subprocess.run([sys.executable, "-c", RECORDING, "up", name, "--base-image", BASE_IMAGE,
+                             "--workspace", str(env.workspace(name)), "--memory", "2g"],
+                            capture_output=True, text=True, env=env.environ, timeout=300, check=False)
+    try:
+        assert result.returncode == 0, result.stderr
+        sent = [urllib.parse.unquote(line) for line in result.stderr.split("REQUESTS\n", 1)[1].splitlines()]
+        paths = [line.split("?", 1)[0] for line in sent]
+        assert not any(p.endswith("/_ping") for p in paths)
+        created = next(i for i, p in enumerate(paths) if p.endswith("/containers/create"))
+        assert paths[created + 1].startswith("PUT ") and paths[created + 1].endswith("/archive")  # keys, at once
+        assert not any(p.startswith("GET ") and p.endswith("/archive") for p in paths)  # no /etc/passwd read
+        assert len([p for p in paths if "/images/" in p]) == 2  # the base image and the derived one, once each
+        managed = [line for line in sent if "/containers/json" in line and "devagent.managed" in line]
+        assert managed and all(f"devagent.name={name}" in line for line in managed)
     finally:
         env.devagent("down", name)

@@ -5,19 +5,30 @@ Errors from the SDK become DevagentErrors that say what to do; nothing else in d
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import io
 import os
-import re
 import sys
 import tarfile
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devagent.control.engine.engine_api import ImageFacts
+from devagent.control.engine.engine_data import (
+    LEASE_ENV_LABEL,
+    LEASE_IMAGE,
+    LEASE_LABEL,
+    LEASE_OWNER_LABEL,
+    LEASE_SHARED_LABEL,
+    LEASE_SINCE_LABEL,
+    LEASE_UP_LABEL,
+    ArchiveFile,
+    ContainerInfo,
+    ContainerRow,
+    engine_ns,
+    listed_exit_code,
+)
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease, container_gpus
 from devagent.core.mounts.home import Mount
@@ -36,6 +47,7 @@ try:
     import docker
     import docker.errors
     import docker.types
+    from docker.models.containers import _create_container_args
 finally:
     for _name in _WITHOUT:
         if sys.modules.get(_name, False) is None:
@@ -61,77 +73,6 @@ LOG_CONFIG = {"max-size": "10m", "max-file": "3"}
 # workers, which pass tensors as file descriptors. No nproc: it counts the uid's processes on the whole host, so it
 # would couple environments to each other; --pids bounds each container's processes instead.
 NOFILE = 16384
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    id: str
-    name: str
-    status: str  # created | running | exited | ...
-    labels: Mapping[str, str]
-    host_port: int | None
-    image: str
-    created: str
-    exit_code: int | None
-    health: str | None = None  # Docker's health status: starting | healthy | unhealthy; None without a check
-    health_output: str = ""  # what the last check printed
-    # The host port it was made with (HostPort in its port bindings), kept across restarts; None when Docker
-    # picks one at every start (environments made before devagent fixed the port).
-    fixed_port: int | None = None
-
-
-@dataclass(frozen=True)
-class ContainerRow:
-    """A container as one list call gives it (no inspect): enough to know who it is and whether it holds GPUs."""
-
-    id: str
-    name: str
-    state: str
-    labels: Mapping[str, str]
-    exit_code: int | None = None  # an exited one's, from the list's status text ("Exited (75) 2 minutes ago")
-
-
-def _listed_exit_code(status: object) -> int | None:
-    """The exit code in a list row's status text.
-
-    >>> _listed_exit_code("Exited (75) 2 minutes ago"), _listed_exit_code("Up 3 hours")
-    (75, None)
-    """
-    m = re.match(r"Exited \((-?\d+)\)", str(status or ""))
-    return int(m.group(1)) if m else None
-
-
-def _engine_ns(text: object) -> int:
-    """Nanoseconds since the epoch of one of the engine's RFC 3339 times (Created, State.FinishedAt); 0 for none.
-
-    >>> _engine_ns("1970-01-01T00:00:01.5Z"), _engine_ns("0001-01-01T00:00:00Z") < 0, _engine_ns("")
-    (1500000000, True, 0)
-    """
-    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z", str(text or ""))
-    if not m:
-        return 0
-    seconds = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
-
-
-# The GPU ledger (devagent/control/engine/gpu_leases.py): one created-never-started container per leased GPU, named
-# for the GPU (core/gpu/ledger.py's lease_name), from a tiny image of no files that devagent imports on first use.
-LEASE_IMAGE = "devagent/gpu-lease:1"
-LEASE_LABEL = f"{LABEL_PREFIX}gpu-lease"  # its value: the GPU's UUID
-LEASE_ENV_LABEL = f"{LABEL_PREFIX}lease-env"
-LEASE_OWNER_LABEL = f"{LABEL_PREFIX}lease-owner"
-LEASE_SINCE_LABEL = f"{LABEL_PREFIX}lease-since"
-LEASE_SHARED_LABEL = f"{LABEL_PREFIX}lease-shared"
-LEASE_UP_LABEL = f"{LABEL_PREFIX}lease-up-id"
-
-
-@dataclass(frozen=True)
-class ArchiveFile:
-    path: str  # relative to the archive's destination folder
-    data: bytes
-    mode: int = 0o644
-    uid: int = 0
-    gid: int = 0
 
 
 def _explain_connection_error(exc: Exception, server: str | None = None) -> DevagentError:
@@ -227,21 +168,20 @@ class Engine:
         self.server = server
         if client is None:
             try:
+                # No ping: making the client asks the engine's /version, which fails as a ping would.
                 client = docker.from_env()
-                client.ping()
             except docker.errors.DockerException as exc:
                 raise _explain_connection_error(exc) from None
         self._client = client
 
     @classmethod
     def at(cls, base_url: str, *, server: str | None = None, timeout: float = 60.0) -> Engine:
-        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering a ping.
+        """The engine at BASE_URL (e.g. unix:///run/user/1000/devagent-link-x/docker.sock), answering /version.
 
         SERVER names the machine it runs on when that is not this one (a socket forwarded by ssh): the errors then
         name it, and say what to do there."""
         try:
             client = docker.DockerClient(base_url=base_url, timeout=int(timeout))
-            client.ping()
         except docker.errors.DockerException as exc:
             raise _explain_connection_error(exc, server) from None
         return cls(client, server=server)
@@ -266,6 +206,28 @@ class Engine:
         image = self._client.images.get(ref)
         digests = image.attrs.get("RepoDigests") or []
         return str(digests[0].split("@", 1)[1]) if digests else str(image.id)
+
+    def image_facts(self, ref: str) -> ImageFacts | None:
+        """REF's id, repo digests and labels from one request; None when the engine has no such image."""
+        try:
+            attrs = self._client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        return ImageFacts(id=str(attrs["Id"]), repo_digests=tuple(str(d) for d in attrs.get("RepoDigests") or []),
+                          labels=dict((attrs.get("Config") or {}).get("Labels") or {}))
+
+    def image_user_uid(self, image: str, user: str) -> int | None:
+        """USER's uid in IMAGE's /etc/passwd, from a container of it that never starts (None: refused)."""
+        try:
+            made = self._client.api.create_container(
+                image, command=["true"], network_disabled=True, labels={f"{LABEL_PREFIX}image-probe": "true"},
+                host_config=self._client.api.create_host_config(network_mode="none"))
+        except docker.errors.APIError:
+            return None
+        try:
+            return self.user_uid(str(made["Id"]), user)
+        finally:
+            self.remove(str(made["Id"]))
 
     def image_labels(self, ref: str) -> dict[str, str] | None:
         """REF's labels (empty when it has none); None when the engine has no such image."""
@@ -382,9 +344,11 @@ class Engine:
             return None
         return self._info(c)
 
-    def list_managed(self) -> list[ContainerInfo]:
+    def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]:
+        """devagent's containers; NAME: only environment NAME's (each one listed costs an inspect)."""
+        labels = [MANAGED] if name is None else [MANAGED, f"{LABEL_PREFIX}name={name}"]
         # A container removed between the SDK's list and its inspect of each one is left out, not an error.
-        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": MANAGED},
+        return [self._info(c) for c in self._client.containers.list(all=True, filters={"label": labels},
                                                                     ignore_removed=True)]
 
     def bound_ports(self) -> set[int]:
@@ -395,6 +359,8 @@ class Engine:
             if row.get("State") == "running":
                 ports.update(int(p["PublicPort"]) for p in row.get("Ports") or [] if p.get("PublicPort"))
                 continue
+            if (row.get("HostConfig") or {}).get("NetworkMode") == "none":
+                continue  # publishes nothing (the engine refuses ports there): a GPU lease, one inspect less each
             try:  # the list shows no ports for a container that is not running: its bindings are in inspect
                 host_config = self._client.api.inspect_container(row["Id"]).get("HostConfig") or {}
             except docker.errors.NotFound:  # removed meanwhile
@@ -415,7 +381,9 @@ class Engine:
         temporary name and renames it once it is complete, and a hostname stays what it was made with."""
         network = self.environment_network()
         try:
-            c = self._client.containers.create(
+            # containers.create's own request (its argument translation), without the inspect it makes after.
+            c = self._client.api.create_container(**_create_container_args(dict(
+                version=self._client.api._version,  # as containers.create passes it
                 image=image, name=name, command=command, user=user, labels=dict(labels),
                 hostname=labels.get(f"{LABEL_PREFIX}name", name), init=True, detach=True,
                 cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
@@ -434,7 +402,7 @@ class Engine:
                     test=["CMD-SHELL", health.HEALTH_TEST], interval=_ns(health.INTERVAL_SECONDS),
                     timeout=_ns(health.TIMEOUT_SECONDS), retries=health.RETRIES,
                     start_period=_ns(health.START_PERIOD_SECONDS)),
-            )
+            )))
         except docker.errors.APIError as exc:
             if exc.status_code == 409:
                 raise DevagentError(f"a container named {name!r} already exists",
@@ -445,7 +413,7 @@ class Engine:
                                     hint="adjust the option it names (e.g. --cpus, --memory, --shm-size)",
                                     status=ExitStatus.USAGE) from None
             raise
-        return str(c.id)
+        return str(c["Id"])
 
     # -- the GPU ledger -------------------------------------------------------------------------------------------
 
@@ -453,7 +421,7 @@ class Engine:
         """Every container, from one list call."""
         return [ContainerRow(id=str(row["Id"]), name=str((row.get("Names") or ["/"])[0]).lstrip("/"),
                              state=str(row.get("State", "")), labels=row.get("Labels") or {},
-                             exit_code=_listed_exit_code(row.get("Status")))
+                             exit_code=listed_exit_code(row.get("Status")))
                 for row in self._client.api.containers(all=True)]
 
     def lifetime(self, container_id: str) -> tuple[int, int] | None:
@@ -463,7 +431,7 @@ class Engine:
             inspect = self._client.api.inspect_container(container_id)
         except docker.errors.NotFound:
             return None
-        return _engine_ns(inspect.get("Created")), _engine_ns((inspect.get("State") or {}).get("FinishedAt"))
+        return engine_ns(inspect.get("Created")), engine_ns((inspect.get("State") or {}).get("FinishedAt"))
 
     def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
         """The regular file PATH in a container (running or not), at most LIMIT bytes; None when it is not there

@@ -9,14 +9,29 @@ from docker_engine.py only for the type checker.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
+    from devagent.control.engine.engine_data import ArchiveFile, ContainerInfo, ContainerRow
     from devagent.core.gpu.ledger import ContainerGpus, Lease
     from devagent.core.mounts.home import Mount
     from devagent.core.spec import GpuRequest
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """An image as one inspect gives it (EngineApi.image_facts)."""
+
+    id: str
+    repo_digests: tuple[str, ...]  # REPOSITORY@sha256:… for each registry it was pushed to or pulled from
+    labels: Mapping[str, str]
+
+    @property
+    def digest(self) -> str:
+        """Its repo digest when it was pulled or pushed, else its content id (as image_digest)."""
+        return self.repo_digests[0].split("@", 1)[1] if self.repo_digests else self.id
 
 
 class EngineApi(Protocol):
@@ -33,6 +48,8 @@ class EngineApi(Protocol):
     def image_id(self, ref: str) -> str | None: ...
     def image_digest(self, ref: str) -> str: ...
     def image_labels(self, ref: str) -> dict[str, str] | None: ...
+    def image_facts(self, ref: str) -> ImageFacts | None: ...
+    def image_user_uid(self, image: str, user: str) -> int | None: ...
     def repo_digests(self, ref: str) -> list[str]: ...
     def tag_image(self, image: str, repository: str, tag: str) -> None: ...
     def remove_image(self, ref: str) -> None: ...
@@ -44,7 +61,7 @@ class EngineApi(Protocol):
 
     # -- containers
     def get(self, name: str) -> ContainerInfo | None: ...
-    def list_managed(self) -> list[ContainerInfo]: ...
+    def list_managed(self, *, name: str | None = None) -> list[ContainerInfo]: ...
     def bound_ports(self) -> set[int]: ...
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,

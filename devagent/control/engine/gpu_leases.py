@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from devagent.control.atomic import atomic_write, ensure_private_dir
-from devagent.control.engine.docker_engine import (
+from devagent.control.engine.docker_engine import lease_of
+from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import (
     LEASE_ENV_LABEL,
     LEASE_LABEL,
     LEASE_OWNER_LABEL,
@@ -40,9 +42,7 @@ from devagent.control.engine.docker_engine import (
     LEASE_SINCE_LABEL,
     LEASE_UP_LABEL,
     ContainerRow,
-    lease_of,
 )
-from devagent.control.engine.engine_api import EngineApi
 from devagent.core import layout
 from devagent.core.gpu.idle_rule import RELEASED_EXIT, parse_usage
 from devagent.core.gpu.ledger import (

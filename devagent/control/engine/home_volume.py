@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
-from devagent.control.engine.docker_engine import ContainerInfo
 from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import ContainerInfo
 from devagent.core.mounts import home
 from devagent.errors import DevagentError, ExitStatus
 

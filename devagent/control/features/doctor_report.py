@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from devagent.control.engine.docker_engine import ContainerInfo
 from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import ContainerInfo
 from devagent.control.features.teammates import callers_own
 from devagent.control.paths import Paths
 from devagent.control.sites.site import SiteName

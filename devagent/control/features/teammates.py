@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devagent.control.atomic import FileLock, atomic_write, ensure_private_dir
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo
 from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import ArchiveFile, ContainerInfo
 from devagent.control.paths import Paths
 from devagent.control.sites.site import SiteName
 from devagent.control.ssh import keys, known_hosts, managed_config

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING
 import devagent
 from devagent.control.atomic import FileLock
 from devagent.control.engine import home_volume
-from devagent.control.engine.derived_image import build_image, local_pinned, team_image
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.derived_image import derived_image, team_image
 from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import ArchiveFile, ContainerInfo, ContainerRow
 from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, owner_name
 from devagent.control.features import teammates
 from devagent.control.features.listing import Row
@@ -214,7 +214,7 @@ class Provisioner:
     def _leftovers(self, name: str, *, ours_only: bool) -> list[ContainerInfo]:
         """Containers an interrupted or killed `up` of NAME left under a temporary name (see UP_STEPS).
         OURS_ONLY: only those of this DEVAGENT_HOME (another one's may belong to an up running now)."""
-        return [c for c in self.engine.list_managed()
+        return [c for c in self.engine.list_managed(name=name)
                 if c.labels.get("devagent.name") == name and c.name != name
                 and (not ours_only or c.labels.get(HOME_ID_LABEL) == self._home_id())]
 
@@ -255,15 +255,18 @@ class Provisioner:
                 self.report(f"image {spec.image} (present)")
             image_tag, built, pinned = team.run_ref, False, team.pinned
             spec, base_digest = dataclasses.replace(spec, base_image=team.base_image), team.base_digest
+            login_uid = None  # read from the container: whoever built a team image, its /etc/passwd says
         else:
-            image_tag, built = build_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
-                                           report=self.report)
+            made = derived_image(self.engine, base_image=spec.base_image, user=spec.user, uid=spec.uid,
+                                 report=self.report)
+            image_tag, built, pinned, base_digest = made.tag, made.built, made.pinned, made.base_digest
+            login_uid = made.login_uid
             if not built:
                 self.report(f"image {image_tag} (cached)")
-            pinned, base_digest = local_pinned(self.engine, image_tag), self.engine.image_digest(spec.base_image)
         result = self._create(spec, image_tag=image_tag, base_digest=base_digest, pinned=pinned,
                               identity=identity_path, user_public=user_public, replacing=existing,
-                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus)
+                              wanted_hash=wanted_hash, launch_command=launch_command, signals=signals, gpus=gpus,
+                              labelled_uid=login_uid)
         if spec.image:
             result.image = spec.image
         result.image_built = built
@@ -306,7 +309,8 @@ class Provisioner:
     def _create(self, spec: EnvSpec, *, image_tag: str, base_digest: str | None, pinned: str | None,
                 identity: Path, user_public: str,
                 replacing: ContainerInfo | None, wanted_hash: str, launch_command: str,
-                signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS) -> UpResult:
+                signals: StopSignals | None = None, gpus: GpuChoice = NO_GPUS,
+                labelled_uid: int | None = None) -> UpResult:
         temp_name = f"{spec.name}-new-{secrets.token_hex(3)}"
         with Transaction(self.report, signals) as tx:
             host_key_path = self.paths.host_key(spec.name)
@@ -364,8 +368,7 @@ class Provisioner:
                 if not leased:  # once: a container made again on another port keeps this up's leases
                     self._lease(tx, spec, gpus, up_id, cid, replacing=replacing is not None)
                     leased = True
-                # The base image may already have had the user, with another uid: ask the container.
-                uid = self.engine.user_uid(cid, spec.user) or spec.uid
+                uid = self._login_uid(cid, spec, labelled=labelled_uid)
                 self.site.workspaces.hand_over(spec, created_workspace, uid)
                 self.engine.put_files(cid, layout.CONFIG_DIR, [
                     ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
@@ -403,6 +406,14 @@ class Provisioner:
             self.site.renote(spec, port)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
+
+    def _login_uid(self, cid: str, spec: EnvSpec, *, labelled: int | None) -> int:
+        """The login user's uid in the created container CID: the one the derived image's label records
+        (LOGIN_UID_LABEL), else the one its /etc/passwd gives (the base image may already have had the user, with
+        another uid: an archive request to the engine)."""
+        if labelled is not None:
+            return labelled
+        return self.engine.user_uid(cid, spec.user) or spec.uid
 
     def _lease(self, tx: Transaction, spec: EnvSpec, gpus: GpuChoice, up_id: str, cid: str, *,
                replacing: bool) -> None:

@@ -6,22 +6,42 @@ made here on the client, put into the container before it starts, and pinned in 
 
 from __future__ import annotations
 
+import base64
+import os
+import struct
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from devagent.control.atomic import FileLock, atomic_write, ensure_private_dir
 from devagent.errors import DevagentError, ExitStatus
 
+_ED25519 = b"ssh-ed25519"
+
 
 def _generate(comment: str) -> tuple[bytes, str]:
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private, f"{public.decode()} {comment}"
+    private, public = key.private_bytes_raw(), key.public_key().public_bytes_raw()
+    blob = _sshstr(_ED25519) + _sshstr(public)
+    return _openssh_private(private, public), f"{_ED25519.decode()} {base64.b64encode(blob).decode()} {comment}"
+
+
+def _sshstr(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _openssh_private(private: bytes, public: bytes) -> bytes:
+    """An ed25519 key in OpenSSH's private key format, unencrypted, with no comment: byte for byte what
+    `cryptography`'s serialization writes (tests/host/test_keys.py compares them), without importing it — its SSH
+    module and ciphers cost ~20 ms of every `up` that makes an environment's host key."""
+    check = os.urandom(4)
+    secret = check + check + _sshstr(_ED25519) + _sshstr(public) + _sshstr(private + public) + _sshstr(b"")
+    secret += bytes(range(1, 9 - len(secret) % 8))  # padded to the block size, 8
+    body = (b"openssh-key-v1\0" + _sshstr(b"none") + _sshstr(b"none") + _sshstr(b"") + struct.pack(">I", 1)
+            + _sshstr(_sshstr(_ED25519) + _sshstr(public)) + _sshstr(secret))
+    text = base64.b64encode(body)
+    lines = [text[i:i + 64] for i in range(0, len(text), 64)]
+    return b"\n".join([b"-----BEGIN OPENSSH PRIVATE KEY-----", *lines, b"-----END OPENSSH PRIVATE KEY-----", b""])
 
 
 def ensure_keypair(path: Path, comment: str) -> str:
@@ -47,6 +67,8 @@ def ensure_keypair(path: Path, comment: str) -> str:
 
 def public_line(private_key: Path) -> str:
     """The public key line of an existing OpenSSH private key; refuses keys that are not ed25519."""
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_ssh_private_key(private_key.read_bytes(), password=None)
     except FileNotFoundError:
@@ -67,6 +89,9 @@ def check_loadable(public_line: str, *, source: str) -> None:
     """Refuse (USAGE) a public key that core/people.py's checks let through but `cryptography` cannot load: an
     ECDSA point off its curve, an RSA key with a bad exponent. Security-key (sk-) keys are not loadable there and
     pass as checked."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     if public_line.startswith("sk-"):
         return
     try:

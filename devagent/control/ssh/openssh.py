@@ -57,6 +57,10 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
 
 
 Connect = Callable[[int, float], socket.socket]
+POLL_S = 0.01  # between tries for sshd's banner, in its first FAST_POLL_FOR_S
+FAST_POLL_FOR_S = 3.0
+SLOW_POLL_S = 0.1  # a container slower than that to boot is not sped up by trying more often
+CHECK_EVERY_S = 0.2  # how often the container is asked whether it still runs (an engine request)
 
 
 def connect_local(port: int, timeout: float) -> socket.socket:
@@ -69,11 +73,11 @@ def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], N
     """Return sshd's banner ('SSH-2.0-OpenSSH_9.2') once it answers on 127.0.0.1:PORT — this machine's, or
     through CONNECT a server's (ServerLink.connect: a channel of the one ssh login to that server).
 
-    STILL_STARTING is called between tries; it raises when the container has exited.
+    STILL_STARTING is called between tries, at most every CHECK_EVERY_S (it asks the engine); it raises when
+    the container has exited.
     """
-    deadline = time.monotonic() + timeout
-    # Loopback connects are cheap, and every 50 ms of sleep shows in up's time.
-    delay = 0.02
+    start = time.monotonic()
+    deadline, next_check = start + timeout, start
     last_error = "no answer"
     while True:
         try:
@@ -85,10 +89,14 @@ def wait_for_banner(port: int, *, timeout: float, still_starting: Callable[[], N
                 last_error = "connection closed before the banner" if not data else f"unexpected {data[:20]!r}"
         except OSError as exc:
             last_error = str(exc)
-        still_starting()
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= next_check or now >= deadline:
+            still_starting()
+            next_check = now + CHECK_EVERY_S
+        if now >= deadline:
             raise DevagentError(f"sshd did not answer on 127.0.0.1:{port} within {timeout:.0f} s ({last_error})",
                                 status=ExitStatus.CONTAINER_FAILED,
                                 hint="the container's log (docker logs NAME) shows what the agent and sshd said")
-        time.sleep(delay)
-        delay = min(delay * 1.2, 0.2)
+        # sshd answers within a few tens of ms of the start: a try costs a loopback connect (or one round trip
+        # through the link), and every ms between its first answer and our try shows in up's time.
+        time.sleep(POLL_S if now - start < FAST_POLL_FOR_S else SLOW_POLL_S)

@@ -27,6 +27,7 @@ class FakeApi:
         self.refuse = refuse
         self.created: list[dict[str, Any]] = []
         self.listed: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None]] = {}
+        self.inspected: list[str] = []
 
     def networks(self, names: list[str]) -> list[dict[str, Any]]:
         # Docker's name filter matches substrings, as the real engine does
@@ -50,6 +51,7 @@ class FakeApi:
         return [{"Id": cid, "State": state, "Ports": ports} for cid, (state, ports, _) in self.listed.items()]
 
     def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self.inspected.append(container_id)
         if container_id not in self.listed:
             raise docker.errors.NotFound(f"No such container: {container_id}")
         return {"HostConfig": {"PortBindings": self.listed[container_id][2]}}
@@ -191,6 +193,18 @@ def test_bound_ports_are_running_containers_ports_and_every_other_containers_fix
 
     api.containers = containers  # type: ignore[method-assign]
     assert Engine(client=FakeClient(api)).bound_ports() == {24000, 24001, 8080}
+
+
+def test_bound_ports_inspects_no_container_without_a_network_such_as_a_gpu_lease() -> None:
+    # Issue 19: every `up` inspected each GPU lease container (created, never started) on the engine.
+    api = FakeApi()
+    api.listed = {"stopped": ("exited", [], {"2222/tcp": [{"HostIp": "127.0.0.1", "HostPort": "24001"}]})}
+    api.containers = lambda all: [  # type: ignore[method-assign]
+        {"Id": "stopped", "State": "exited", "Ports": [], "HostConfig": {"NetworkMode": "devagent"}},
+        *({"Id": f"lease{i}", "State": "created", "Ports": [], "HostConfig": {"NetworkMode": "none"}}
+          for i in range(8))]
+    assert Engine(client=FakeClient(api)).bound_ports() == {24001}
+    assert api.inspected == ["stopped"]
 
 
 @pytest.mark.parametrize(("docker_host", "expected"), [

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devagent.control.engine.docker_engine import LEASE_LABEL
+from devagent.control.engine.engine_data import LEASE_LABEL
 from devagent.control.engine.gpu_leases import nvidia_smi_inventory
 from devagent.control.lifecycle.provision import GPU_UUIDS_LABEL, Provisioner
 from devagent.control.paths import Paths

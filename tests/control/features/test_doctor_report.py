@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from devagent.cli import main
-from devagent.control.engine.docker_engine import ContainerInfo
 from devagent.control.engine.engine_api import EngineApi
+from devagent.control.engine.engine_data import ContainerInfo
 from devagent.control.features import doctor_report as hd
 from devagent.control.paths import Paths
 from devagent.control.ssh import managed_config

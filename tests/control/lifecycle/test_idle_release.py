@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerRow
+from devagent.control.engine.engine_data import ArchiveFile, ContainerRow
 from devagent.control.engine.gpu_leases import GpuLedger
 from devagent.control.lifecycle.provision import GPU_UUIDS_LABEL, Provisioner
 from devagent.control.paths import Paths

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.control.engine.docker_engine import ArchiveFile
+from devagent.control.engine.engine_data import ArchiveFile
 from devagent.control.lifecycle.provision import Provisioner, spec_hash
 from devagent.control.paths import Paths
 from devagent.control.ssh import keys

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from devagent.control.atomic import FileLock
-from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_data import ContainerInfo
 from devagent.control.lifecycle.provision import Provisioner, spec_hash
 from devagent.control.paths import Paths
 from devagent.control.ssh import keys

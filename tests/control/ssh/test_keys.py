@@ -56,3 +56,31 @@ def test_an_identity_that_is_not_ed25519_is_refused_with_the_fix(tmp_path: Path)
 def test_a_missing_identity_names_the_fix(tmp_path: Path) -> None:
     with pytest.raises(DevagentError, match="does not exist"):
         keys.public_line(tmp_path / "nope")
+
+
+def test_a_made_key_is_byte_for_byte_what_cryptography_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # keys.py frames the key itself (cryptography's serialization costs ~20 ms to import on every up).
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    monkeypatch.setattr("os.urandom", lambda n: b"\x01\x02\x03\x04"[:n])
+    for seed in (bytes(32), bytes(range(32)), b"\xff" * 32):
+        key = Ed25519PrivateKey.from_private_bytes(seed)
+        theirs = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                   serialization.NoEncryption())
+        ours = keys._openssh_private(seed, key.public_key().public_bytes_raw())
+        assert ours == theirs
+    made, line = keys._generate("devagent-host-x")
+    loaded = serialization.load_ssh_private_key(made, password=None)
+    assert line == loaded.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                                    serialization.PublicFormat.OpenSSH).decode() + " devagent-host-x"
+
+
+def test_making_a_key_does_not_import_cryptography_s_serialization() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, pathlib, tempfile; from devagent.control.ssh import keys; "
+            "keys.ensure_keypair(pathlib.Path(tempfile.mkdtemp()) / 'k', comment='c'); "
+            "print('cryptography.hazmat.primitives.serialization' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
