@@ -65,7 +65,10 @@ TAGGING = {"PET_TEE": "3", "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank
 
 
 def timed(argv: list[str], cwd: Path, extra: dict[str, str] | None = None) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN")}
+    # PYTHONDONTWRITEBYTECODE (set on the build machine) would make every wrapped run compile devagent from
+    # source (~0.2 s); an installed devagent has its bytecode, like torch's in site-packages.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN", "PYTHONDONTWRITEBYTECODE")}
     env["PYTHONPATH"] = str(REPO)
     env["PATH"] = os.path.dirname(PYTHON) + os.pathsep + env.get("PATH", "")
     env.update(extra or {})
@@ -93,6 +96,7 @@ def main() -> int:
                     str(args.steps)]
 
         timed(command(), ws)  # warm the page cache for torch's import, for both sides alike
+        timed([PYTHON, "-m", "devagent", "run", "--", *command()], ws)  # and devagent's (and its bytecode)
         times: dict[str, list[float]] = {"bare": [], "tee": [], "wrapped": []}
         for i in range(args.rounds):
             # Rotate which goes first, so none always follows another's cache effects.
@@ -114,7 +118,7 @@ def main() -> int:
               f"{args.rounds} rounds alternating, {args.steps} steps [target ≤ 1.05×]")
         print(f"devagent's own part: {w / t:.3f}× torchrun with the same tagging ({(w - t) * 1000:+.0f} ms)")
         sections = (ws / "lab-notebook.md").read_text().count("\n## ")
-        print(f"sections appended: {sections} (expected {args.rounds})")
+        print(f"sections appended: {sections} (expected {args.rounds + 1}: one warming up)")
         print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + " at the end")
     return 0
 
