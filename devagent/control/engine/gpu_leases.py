@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -151,12 +152,26 @@ class GpuLedger:
         self._save(self.cache, data)
 
     @staticmethod
-    def _save(path: Path | None, data: dict[str, dict[str, Any]]) -> None:
+    def _save(path: Path | None, data: dict[str, dict[str, Any]], *, durable: bool = True) -> None:
+        """Write a cache: a read-only home only costs the inspects next time. Not DURABLE: no fsync (the
+        holders' records are written about once a check interval, by the call that pays their inspects; one lost
+        to a power cut is read again), yet replaced whole."""
         if path is None:
             return
-        with contextlib.suppress(OSError):  # a cache: a read-only home only costs the inspects next time
+        text = json.dumps(data, sort_keys=True).encode()
+        with contextlib.suppress(OSError):
             ensure_private_dir(path.parent)
-            atomic_write(path, json.dumps(data, sort_keys=True).encode(), mode=0o600)
+            if durable:
+                atomic_write(path, text, mode=0o600)
+                return
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def usage(self, state: LedgerState) -> dict[str, HolderUsage]:
         """By GPU UUID: what the running environment that leases it recorded of its last hour (its agent's
@@ -195,7 +210,7 @@ class GpuLedger:
         # either way on 2 loaded cores).
         records = [read(c) for c in holders]
         if fresh != kept:
-            self._save(self._printed_cache(), fresh)
+            self._save(self._printed_cache(), fresh, durable=False)
         found: dict[str, HolderUsage] = {}
         for c, text in zip(holders, records, strict=True):
             for uuid, usage in parse_usage(text).items():

@@ -248,6 +248,7 @@ def test_a_record_still_the_last_check_output_is_not_asked_for_again(tmp_path: P
     assert engine.called("read_file") == []
     # Once the next check may have run, the engine is asked again.
     cache = tmp_path / "cache" / "gpu-usage-printed.json"
+    assert cache.stat().st_mode & 0o777 == 0o600 and list(cache.parent.glob(".*")) == []
     cache.write_text(json.dumps({kept.id: {"record": "{}", "until": time.time() - 1}}))
     assert gpus.usage(gpus.state())[A] == HolderUsage("kept", GpuUsage(9.0, 6.0, "t"))
     assert [args[0] for args in engine.called("health_usage")].count(kept.id) == 2
