@@ -13,7 +13,11 @@ Pure: the agent (agent/heartbeat.py) does the reading and writing, the engine ad
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from devagent.core import layout
 
@@ -73,6 +77,60 @@ def split_output(output: str) -> tuple[str, str | None]:
             record = lines[0].removeprefix(USAGE_MARK)
         lines = lines[1:]
     return "\n".join(lines).strip(), record
+
+
+@dataclass(frozen=True)
+class Printed:
+    """The usage record a container's last check printed (None: none, or cut), and UNTIL: this machine's
+    ``time.time()`` before which Docker cannot hold a newer check's output (0: not known)."""
+
+    record: str | None
+    until: float = 0.0
+
+
+def printed(inspect: Mapping[str, Any], *, now: float, local: bool) -> Printed:
+    """What a container's inspect says of its last check (see split_output), and how long that stays the last.
+
+    Docker starts the next check one interval after it has stored the last one's result (its start interval
+    instead while a container within its start period is still "starting"), so until the last check's end plus
+    that interval nothing newer can be asked for: `devagent gpus` keeps the record until then and shows the
+    same thing without asking again. Only for an engine on this machine (LOCAL), whose clock is ours; never
+    longer than one interval from NOW, whatever the clocks say.
+
+    >>> inspect = {"Config": {"Healthcheck": {"Interval": 30_000_000_000}}, "State": {"Health": {
+    ...     "Status": "healthy", "Log": [{"End": "1970-01-01T00:01:40.5+00:00", "Output": "gpu-usage: {}\\nok\\n"}]}}}
+    >>> printed(inspect, now=110.0, local=True)
+    Printed(record='{}', until=130.5)
+    >>> printed(inspect, now=110.0, local=False), printed(inspect, now=131.0, local=True).until
+    (Printed(record='{}', until=0.0), 0.0)
+    >>> printed({}, now=1.0, local=True)
+    Printed(record=None, until=0.0)
+    """
+    state = inspect.get("State") or {}
+    last = ((state.get("Health") or {}).get("Log") or [{}])[-1]
+    record = split_output(str(last.get("Output") or ""))[1]
+    check = (inspect.get("Config") or {}).get("Healthcheck") or {}
+    interval = int(check.get("Interval") or 0) or 30_000_000_000  # Docker's default
+    if (state.get("Health") or {}).get("Status") == "starting" and int(check.get("StartInterval") or 0) > 0:
+        interval = min(interval, int(check["StartInterval"]))
+    end = _seconds(last.get("End"))
+    if record is None or not local or end is None:
+        return Printed(record)
+    until = min(end, now) + interval / 1e9
+    return Printed(record, until if until > now else 0.0)
+
+
+def _seconds(text: object) -> float | None:
+    """Seconds since the epoch of a time in Docker's RFC 3339 form (nanoseconds, Z or an offset).
+
+    >>> _seconds("1970-01-01T01:00:01.123456789+01:00"), _seconds("1970-01-01T00:00:02Z"), _seconds("")
+    (1.123456, 2.0, None)
+    """
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", str(text or ""))
+    if not m:
+        return None
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(m.group(1) + zone).timestamp() + int((m.group(2) or "0")[:6].ljust(6, "0")) / 1e6
 
 
 def heartbeat_line(boot_seconds: float, problems: Iterable[str]) -> str:

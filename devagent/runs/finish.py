@@ -8,10 +8,12 @@ nobody wrapped (observer.py) both end here: ``finish_run`` takes what is known.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,6 +99,7 @@ class Finished:
     python: str | None = None
     environ: Mapping[str, str] = field(default_factory=dict)
     started_by: str | None = None  # who, by the key of the ssh login above it (inside/sessions.py)
+    plotter: Plotter | None = None  # started with the run (`devagent run`); else one is started to draw
 
 
 def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
@@ -129,6 +132,8 @@ def finish_run(place: RunPlace, runs: RunLog, run: Finished) -> RunRecord:
     summaries = summarize_metrics(series)
     curve = curve_values(series)
     curve_image = _plot(place, run, curve) if curve else None
+    if run.plotter is not None:  # no curve: it is not needed
+        run.plotter.close()
 
     record = RunRecord(
         number=run.number, observed=run.observed, script=script_rel, argv=tuple(redact_argv(run.argv)),
@@ -312,26 +317,60 @@ def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | Non
     return best[1] if best else None
 
 
+class Plotter:
+    """The user's interpreter drawing a run's loss curve. `devagent run` starts it with the command, so that its
+    matplotlib import (0.3-1 s) happens while the command runs instead of after it; it then waits on its stdin
+    for the values. In a session of its own: a Ctrl-C at the terminal, meant for the command, does not reach it.
+    Should devagent die, its stdin closes and it exits. It draws into a private folder of its own."""
+
+    def __init__(self, python: str) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="devagent-plot-"))
+        self._process: subprocess.Popen[str] | None = None
+        try:
+            self._process = subprocess.Popen([python, "-c", _PLOT_SCRIPT], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                             start_new_session=True)
+        except OSError:
+            self.close()
+            raise
+
+    def draw(self, payload: Mapping[str, object]) -> tuple[int, str]:
+        """Hand PAYLOAD over (the script's JSON); its exit status and stderr once it is done. ``close`` after
+        reading what it drew."""
+        if self._process is None:
+            raise OSError("the plotting interpreter was closed")
+        _, err = self._process.communicate(json.dumps(payload), timeout=_PLOT_TIMEOUT)
+        return self._process.returncode, err
+
+    def close(self) -> None:
+        """End it, drawn or not (a run with no curve), and remove its folder."""
+        if self._process is not None and self._process.returncode is None:
+            if self._process.poll() is None:
+                self._process.kill()
+            with contextlib.suppress(OSError, ValueError, subprocess.TimeoutExpired):
+                self._process.communicate(timeout=_PLOT_TIMEOUT)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _plot(place: RunPlace, run: Finished, curve: tuple[str, list[float]]) -> str | None:
-    """A PNG of the curve made by the user's interpreter when it has matplotlib; None otherwise (the section
-    then shows a sparkline). matplotlib draws into a private folder; devagent copies the picture into the assets
-    folder itself, so that nothing writes there through a link."""
+    """A PNG of the curve made by the user's interpreter when it has matplotlib (RUN's plotter, started with
+    the run, else one started now); None otherwise (the section then shows a sparkline). devagent copies the
+    picture into the assets folder itself, so that nothing writes there through a link."""
     name, values = curve
     out = place.assets / f"run-{run.number}-{_slug(name)}.png"
     try:
-        with tempfile.TemporaryDirectory(prefix="devagent-plot-") as private:
-            drawn = Path(private) / out.name
-            result = subprocess.run(
-                [run.python or find_user_python(), "-c", _PLOT_SCRIPT],
-                input=json.dumps({"values": [v if math.isfinite(v) else None for v in values],
-                                  "name": name, "title": f"run {run.number}", "out": str(drawn)}),
-                capture_output=True, text=True, timeout=_PLOT_TIMEOUT, check=False,
-            )
-            if result.returncode != 0 or not drawn.is_file():
-                log.info("no plot for run %d (matplotlib missing?): %s", run.number, result.stderr.strip()[-200:])
+        plotter = run.plotter or Plotter(run.python or find_user_python())
+        try:
+            drawn = plotter.folder / out.name
+            code, err = plotter.draw({"values": [v if math.isfinite(v) else None for v in values],
+                                      "name": name, "title": f"run {run.number}", "out": str(drawn)})
+            if code != 0 or not drawn.is_file():
+                log.info("no plot for run %d (matplotlib missing?): %s", run.number, err.strip()[-200:])
                 return None
             write_beneath(place.workspace, out, drawn.read_bytes(), mode=asset_mode(place.notebook),
                           exact_mode=True, make_parents=True)
+        finally:
+            plotter.close()
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.info("no plot for run %d: %s", run.number, exc)
         return None

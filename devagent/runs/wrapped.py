@@ -25,8 +25,9 @@ from pathlib import Path
 from devagent.core import layout
 from devagent.core.runs.distributed import RANK_TEMPLATE, launcher_args, parse_launch
 from devagent.errors import DevagentError, ExitStatus
+from devagent.inside.interpreter import find_user_python
 from devagent.inside.sessions import started_by
-from devagent.runs.finish import Finished, code_state, finish_run
+from devagent.runs.finish import Finished, Plotter, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace, check_place, locate
 from devagent.runs.runlog import RunLog
@@ -85,6 +86,8 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
         except OSError as exc:  # the section is appended, kept or reported by finish_run: this is the journal
             print(f"devagent: run {number} is not in the runs journal: {_reason(exc)}", file=sys.stderr)
     finally:
+        if finished.plotter is not None:  # not used when the run was not recorded
+            finished.plotter.close()
         if lab_file is not None and lab_file.name.startswith(_TEMPORARY_LAB):
             with contextlib.suppress(OSError):
                 lab_file.unlink()
@@ -146,14 +149,24 @@ def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: 
     who = started_by(os.getpid())  # by the ssh login above this process, never by its environment
     if number is not None:
         print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
-    outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd))
+    python = _interpreter(argv, environ)
+    try:  # while the command runs, the interpreter that draws its loss curve imports matplotlib
+        plotter: Plotter | None = Plotter(python or find_user_python())
+    except OSError:
+        plotter = None  # the section says why, as without it
+    try:
+        outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd))
+    except BaseException:
+        if plotter is not None:
+            plotter.close()
+        raise
     output.close()
     finished = Finished(
         number=number or 0, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
         gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
         gpu_devices=outcome.gpu_devices, gpu_timelines=outcome.gpu_timelines, cpu_share=outcome.cpu_share,
-        python=_interpreter(argv, environ), environ=environ, started_by=who,
+        python=python, environ=environ, started_by=who, plotter=plotter,
     )
     return finished
 

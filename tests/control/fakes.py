@@ -42,6 +42,7 @@ class FakeContainer:
     logs: str = ""
     health: str | None = None  # Docker's health status, as a test sets it
     health_log: str = ""  # what its last health check printed, as a test sets it (core/health.py's form)
+    health_until: float = 0.0  # this machine's time.time() until which that stays the last check's output
     finished: int = 0  # when it last stopped, on the engine's clock (the id counter); 0: never
 
     def info(self) -> ContainerInfo:
@@ -316,10 +317,10 @@ class FakeEngine:
         c = self.containers.get(container_id)
         return None if c is None else (int(c.id[1:]), c.finished)
 
-    def health_usage(self, container_id: str) -> str | None:
+    def health_usage(self, container_id: str) -> health.Printed:
         self._call("health_usage", container_id)()
         c = self.containers.get(container_id)
-        return health.split_output(c.health_log)[1] if c else None
+        return health.Printed(health.split_output(c.health_log)[1], c.health_until) if c else health.Printed(None)
 
     def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
         self._call("read_file", container_id, path)()

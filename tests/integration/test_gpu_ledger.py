@@ -246,3 +246,26 @@ def test_devagent_gpus_host_reads_the_servers_engine_and_nvidia_smi_over_ssh(
     assert result.stdout.startswith("no GPU inventory: nvidia-smi exited with 127")
     assert f"container {name}-bob (created) asks for {server.uuids[0]}: --gpus device={server.uuids[0]}" \
         in result.stdout
+
+
+def test_the_engine_says_until_when_a_checks_printed_record_stays_the_last(
+        server: Server, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 22: `devagent gpus` keeps a holder's printed record until Docker's next check can have run (its
+    last check's end plus the interval, on this machine's clock), instead of one inspect per call."""
+    import time
+
+    from devagent.control.engine.docker_engine import Engine
+    from devagent.core import health
+
+    record = '{"version": 1, "gpus": {}}'
+    server.made.append(f"{name}-checked")
+    subprocess.run(["docker", "run", "-d", "--name", f"{name}-checked", "--health-cmd",
+                    f"echo '{health.USAGE_MARK}{record}'; echo ok", "--health-interval", "2s", BASE_IMAGE,
+                    "sleep", "600"], check=True, capture_output=True)
+    engine = Engine()
+    # Read between two checks (under load one may be running right now: its result not stored yet).
+    printed = wait_for(lambda: (p := engine.health_usage(f"{name}-checked")).until > 0 and p, timeout=60,
+                       message="a first health check")
+    assert isinstance(printed, health.Printed) and printed.record == record
+    assert printed.until <= time.time() + 2
+    assert Engine(server="elsewhere").health_usage(f"{name}-checked") == health.Printed(record)

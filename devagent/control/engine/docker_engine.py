@@ -10,6 +10,7 @@ import io
 import os
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -449,15 +450,15 @@ class Engine:
             return extracted.read(limit) if extracted else None
         return None
 
-    def health_usage(self, container_id: str) -> str | None:
-        """The GPU usage record the container's last health check printed (core/health.py), or None (no check
-        yet, an older devagent's check, a record too long for the output, the container gone). One inspect."""
+    def health_usage(self, container_id: str) -> health.Printed:
+        """The GPU usage record the container's last health check printed and until when it stays the last
+        (core/health.py's printed); its record is None with no check yet, an older devagent's check, a record
+        too long for the output, the container gone. One inspect."""
         try:
-            state = self._client.api.inspect_container(container_id).get("State") or {}
+            inspect = self._client.api.inspect_container(container_id)
         except docker.errors.APIError:
-            return None
-        last = ((state.get("Health") or {}).get("Log") or [{}])[-1]
-        return health.split_output(str(last.get("Output") or ""))[1]
+            return health.Printed(None)
+        return health.printed(inspect, now=time.time(), local=self.server is None)
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
         """What the container asked for in GPUs (its inspect); None when it is gone."""

@@ -216,3 +216,39 @@ def test_the_health_check_prints_the_record_then_the_status(tmp_path: Path) -> N
     assert health.split_output(out) == ("ok", record)
     usage.write_text("{" + "x" * health.USAGE_LINE_LIMIT + "}")
     assert check() == (0, "ok\n")
+
+
+def test_a_record_still_the_last_check_output_is_not_asked_for_again(tmp_path: Path) -> None:
+    """Issue 22: one inspect per running holder made `devagent gpus` 3.1× its floor with 8 holders. Docker runs
+    no check before the last one's end plus the interval, so until then the record read before is the answer
+    an inspect would give: kept beside the ledger's cache, shown the same, asked for again once it may be old."""
+    import time
+
+    engine = FakeEngine()
+    kept = env_container(engine, "kept", (A,))
+    lease_for(engine, A, "kept")
+    unknown = env_container(engine, "unknown", (B,))  # an engine elsewhere: until when is not known
+    lease_for(engine, B, "unknown")
+    def printed(uuid: str, percent: float) -> str:
+        record = {"version": 1, "time": "t", "gpus": {uuid: {"mean_utilization_percent": percent,
+                                                           "idle_seconds": 6}}}
+        return f"gpu-usage: {json.dumps(record)}\nok\n"
+
+    kept.health_log, unknown.health_log = printed(A, 7.0), printed(B, 7.0)
+    kept.health_until = time.time() + 3600
+    gpus = GpuLedger(engine, inventory=lambda: INVENTORY, cache=tmp_path / "cache" / "container-gpus.json")
+    first = gpus.usage(gpus.state())
+    assert first == {A: HolderUsage("kept", GpuUsage(7.0, 6.0, "t")),
+                     B: HolderUsage("unknown", GpuUsage(7.0, 6.0, "t"))}
+    assert [args[0] for args in engine.called("health_usage")] == [kept.id, unknown.id]
+    kept.health_log = printed(A, 9.0)  # cannot happen before `until`: shows that the engine is not asked
+    again = GpuLedger(engine, inventory=lambda: INVENTORY, cache=tmp_path / "cache" / "container-gpus.json")
+    assert again.usage(again.state()) == first
+    assert [args[0] for args in engine.called("health_usage")] == [kept.id, unknown.id, unknown.id]
+    assert engine.called("read_file") == []
+    # Once the next check may have run, the engine is asked again.
+    cache = tmp_path / "cache" / "gpu-usage-printed.json"
+    assert cache.stat().st_mode & 0o777 == 0o600 and list(cache.parent.glob(".*")) == []
+    cache.write_text(json.dumps({kept.id: {"record": "{}", "until": time.time() - 1}}))
+    assert gpus.usage(gpus.state())[A] == HolderUsage("kept", GpuUsage(9.0, 6.0, "t"))
+    assert [args[0] for args in engine.called("health_usage")].count(kept.id) == 2
