@@ -191,9 +191,11 @@ def probe_script(docker_socket: str | None) -> str:
     ])
 
 
-def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = ()) -> ServerFacts:
+def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = (),
+               engine: bool = True) -> ServerFacts:
     """The probe's OUTPUT as ServerFacts (RESOLVE: the paths it was given, in order), or the DevagentError that says
-    why the engine cannot be used.
+    why the engine cannot be used. ENGINE=False: a server that needs none (a Slurm login node, asked only to run
+    Slurm's commands); its docker_socket is then '' where none is usable.
 
     >>> read_facts(Server("gpu"), "user=al\\nuid=1000\\ngid=1000\\nhome=/home/al\\nmissing=/var/run/docker.sock\\n"
     ...            "usable=/run/user/1000/docker.sock\\n", named=None).docker_socket
@@ -217,6 +219,8 @@ def read_facts(server: Server, output: str, *, named: str | None, resolve: Seque
     usable = [path for kind, path in found if kind == "usable"]
     denied = [path for kind, path in found if kind == "denied"]
     user = values["user"]
+    if not engine and not usable:
+        usable = [""]
     if not usable and denied:
         raise DevagentError(
             f"{user} on {server} may not use the Docker Engine's socket {denied[0]} (permission denied)",
@@ -386,8 +390,9 @@ class ServerLink:
 
     def __init__(self, server: Server, *, paths: Paths, report: Callable[[str], None] = lambda _: None,
                  docker_socket: str | None = None, environ: Mapping[str, str] | None = None,
-                 ssh: str = "ssh", resolve: Sequence[str] = ()) -> None:
+                 ssh: str = "ssh", resolve: Sequence[str] = (), engine: bool = True) -> None:
         self.server = server
+        self._needs_engine = engine  # False: a Slurm login node, where only Slurm's commands run
         self._resolve = tuple(resolve)  # paths the probe resolves too (facts.resolved): no command of their own
         self._paths = paths
         self._report = report
@@ -537,7 +542,7 @@ class ServerLink:
                                 details=(out.stderr or out.stdout).decode(errors="replace") or None,
                                 hint=f"check that `ssh {self.server} sh -c id` works")
         return read_facts(self.server, out.stdout.decode(errors="replace"), named=self._named_socket,
-                          resolve=self._resolve)
+                          resolve=self._resolve, engine=self._needs_engine)
 
     # -- commands ---------------------------------------------------------------------------------------------------
 
