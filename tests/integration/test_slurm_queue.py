@@ -108,3 +108,20 @@ def test_gpus_slurm_from_the_laptop_through_the_login_node(cluster: SlurmCluster
     nope = topology.laptop.devagent("gpus", "--host", "hpc-login", "--slurm", "nope")
     assert (nope.returncode, nope.stderr.splitlines()[0]) == (
         2, "Error: Slurm has no partition 'nope' on hpc-login (or it has no nodes)")
+
+
+def test_a_link_reaches_a_node_through_the_login_node(cluster: SlurmCluster, topology: Topology) -> None:
+    """`ssh -J login node`: one login through the jump; the node's commands and engine over it."""
+    from tests.integration.slurm_topology import LOGIN, slurm_sites
+
+    sites = slurm_sites(topology, cluster, user=USER)
+    script = (
+        "from devagent.control.link.link import ServerLink\n"
+        "from devagent.control.paths import Paths\n"
+        "from devagent.core.ssh.destination import Server\n"
+        f"with ServerLink(Server('n2'), jump=Server({LOGIN!r}), paths=Paths.from_environ()) as link:\n"
+        "    print(link.run(['id', '-un']).stdout.decode().strip(), link.engine.cpu_count() > 0)\n")
+    result = topology.laptop.python("-c", script)
+    assert (result.returncode, result.stdout.split()) == (0, [USER, "True"]), result.output
+    assert "Accepted publickey" in sites.nodes["n2"].log and "Accepted publickey" in sites.login.log
+    assert "Accepted publickey" not in sites.nodes["n1"].log

@@ -390,8 +390,10 @@ class ServerLink:
 
     def __init__(self, server: Server, *, paths: Paths, report: Callable[[str], None] = lambda _: None,
                  docker_socket: str | None = None, environ: Mapping[str, str] | None = None,
-                 ssh: str = "ssh", resolve: Sequence[str] = (), engine: bool = True) -> None:
+                 ssh: str = "ssh", resolve: Sequence[str] = (), engine: bool = True,
+                 jump: Server | None = None) -> None:
         self.server = server
+        self.jump = jump  # `ssh -J`: a Slurm login node, SERVER its node (only the master logs in)
         self._needs_engine = engine  # False: a Slurm login node, where only Slurm's commands run
         self._resolve = tuple(resolve)  # paths the probe resolves too (facts.resolved): no command of their own
         self._paths = paths
@@ -462,7 +464,7 @@ class ServerLink:
                 # LocalForward there would collide with their own session), no agent, no X11.
                 "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
                 "-o", "PermitLocalCommand=no", "-o", "StreamLocalBindMask=0177", "-o", "StreamLocalBindUnlink=yes",
-                *self._destination()]
+                *(["-J", self.jump.proxy_jump] if self.jump is not None else []), *self._destination()]
         with open(self._log, "wb") as log:
             self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                             **self._popen_kwargs())  # type: ignore[call-overload]
