@@ -125,3 +125,36 @@ def test_a_link_reaches_a_node_through_the_login_node(cluster: SlurmCluster, top
     assert (result.returncode, result.stdout.split()) == (0, [USER, "True"]), result.output
     assert "Accepted publickey" in sites.nodes["n2"].log and "Accepted publickey" in sites.login.log
     assert "Accepted publickey" not in sites.nodes["n1"].log
+
+
+def test_an_allocation_asked_without_waiting_is_picked_up_later_and_released(
+        cluster: SlurmCluster, name: str, docker_client: object, tmp_path: object) -> None:
+    """--no-wait returns the pending job; the next `up` finds it (no second job) and waits; releasing it ends the
+    job, and its holder removes the container and says why."""
+    from devagent.control.slurm.allocation import allocate, ended_lines, release, still_running
+    from tests.integration.test_slurm_cluster import container_exists, start_environment
+
+    home = str(cluster.shared / name)
+    mine = SlurmQueue(as_user(cluster, USER), cluster="login")
+    blockers = [hold(cluster, mine, f"{name}-{i}", GPUS_PER_NODE) for i in range(len(NODES))]
+    request = slurm_request(partition="gpu", gpus=1, time="10")
+    lines: list[str] = []
+    pending = allocate(mine, request, environment=name, user=USER, home=home, report=lines.append,
+                       timeout_s=None, wait=False)
+    assert not pending.running and lines == [f"job {pending.job_id} submitted to partition gpu on login"]
+    release(mine, blockers[0])
+    lines.clear()
+    allocation = allocate(mine, request, environment=name, user=USER, home=home, report=lines.append,
+                          timeout_s=120)
+    assert lines[0].startswith(f"job {pending.job_id} of {name} is already ")  # pending or running by now
+    assert lines[0].endswith(" on login: using it")
+    assert (allocation.job_id, allocation.gpus, allocation.time_limit_s) == (pending.job_id, (0,), 600)
+    assert allocation.node in NODES and still_running(mine, allocation)
+    start_environment(cluster, allocation.job_id, name)
+    ended = release(mine, allocation.job_id)
+    assert ended is not None and ended.state == "CANCELLED"
+    assert not container_exists(docker_client, name)
+    assert not still_running(mine, allocation)
+    wait_for(lambda: ended_lines(mine, allocation), timeout=30, message="the end line")
+    assert ended_lines(mine, allocation)[0].endswith(
+        f"environment {name} ended: the job was cancelled (devagent down or scancel)")

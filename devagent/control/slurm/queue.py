@@ -45,7 +45,7 @@ class SlurmQueue:
         self._run = run
         self.cluster = cluster
 
-    def _call(self, argv: Sequence[str], *, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def call(self, argv: Sequence[str], *, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         result = self._run(list(argv), input=input, timeout=COMMAND_TIMEOUT_S)
         if result.returncode == _NOT_FOUND:
             raise DevagentError(f"no Slurm on {self.cluster}: `{argv[0]}` was not found there",
@@ -67,7 +67,7 @@ class SlurmQueue:
         DevagentError in devagent's words (core/slurm/request.py)."""
         argv = sbatch_argv(request, job_name=job_name(environment), output=output)
         script = holder_script(name=environment, ended_log=ended_log)
-        result = self._call(argv, input=script.encode())
+        result = self.call(argv, input=script.encode())
         if result.returncode != 0:
             raise sbatch_error(request, _text(result.stderr))
         return parse_job_id(_text(result.stdout))
@@ -75,7 +75,7 @@ class SlurmQueue:
     def job(self, job_id: str) -> Job | None:
         """JOB_ID as `scontrol -d show job` says (its node and GPU indexes); None once Slurm has forgotten it."""
         argv = ["scontrol", "-d", "show", "job", _checked_id(job_id)]
-        result = self._call(argv)
+        result = self.call(argv)
         if result.returncode != 0:
             if "Invalid job id" in _text(result.stderr):
                 return None
@@ -85,13 +85,13 @@ class SlurmQueue:
     def holder_line(self, output: str) -> dict[str, str] | None:
         """The holder's line in the job's OUTPUT file (on the shared home): it is there once the job's traps are
         set, so the container may be made. None before."""
-        result = self._call(["cat", "--", output])
+        result = self.call(["cat", "--", output])
         return parse_holder_line(_text(result.stdout)) if result.returncode == 0 else None
 
     def cancel(self, job_id: str) -> None:
         """`scancel JOB_ID` (the holder then removes the container). A job Slurm has already ended is no error."""
         argv = ["scancel", _checked_id(job_id)]
-        result = self._call(argv)
+        result = self.call(argv)
         if result.returncode != 0 and "Invalid job id" not in _text(result.stderr) \
                 and "already completing or completed" not in _text(result.stderr):
             raise self._failed(argv, result)
@@ -101,7 +101,7 @@ class SlurmQueue:
     def jobs(self) -> list[Job]:
         """Every job Slurm knows (22.05's `squeue --json` ignores -u/-p: callers filter the rows)."""
         argv = ["squeue", "--json"]
-        result = self._call(argv)
+        result = self.call(argv)
         if result.returncode != 0:
             raise self._failed(argv, result)
         return parse_squeue_json(_text(result.stdout))
@@ -115,7 +115,7 @@ class SlurmQueue:
     def nodes(self, partition: str) -> list[Node]:
         """PARTITION's nodes, with their GPUs; a DevagentError when Slurm has no such partition."""
         argv = ["scontrol", "-o", "-d", "show", "node"]
-        result = self._call(argv)
+        result = self.call(argv)
         if result.returncode != 0:
             raise self._failed(argv, result)
         nodes = [node for node in parse_scontrol_nodes(_text(result.stdout)) if partition in node.partitions]
