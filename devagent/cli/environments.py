@@ -73,6 +73,21 @@ if TYPE_CHECKING:
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
+@click.option("--slurm", default=None, metavar="PARTITION",
+              help="Run the environment in a Slurm job of yours on PARTITION of the cluster whose login node --host "
+              "names: Slurm picks the node and the GPUs (--gpus N: how many), the environment lives as long as the "
+              "job (--time), `down` cancels it. See docs/how-to/use-a-slurm-cluster.md.")
+@click.option("--time", default=None, metavar="TIME",
+              help="With --slurm: the job's time limit (Slurm's form: 8:00:00, 1-00:00:00, or minutes).")
+@click.option("--account", default=None, metavar="ACCOUNT", help="With --slurm: the account the job is charged to.")
+@click.option("--qos", default=None, metavar="QOS", help="With --slurm: the job's quality of service.")
+@click.option("--constraint", default=None, metavar="FEATURES",
+              help="With --slurm: node features the job needs (a100, or a100&nvlink).")
+@click.option("--wait-timeout", default=None, metavar="DURATION",
+              help="With --slurm: cancel the request when the job has not started after this long (e.g. 30m) "
+              "[default: wait until it starts; Ctrl-C cancels].")
+@click.option("--no-wait", is_flag=True, default=None,
+              help="With --slurm: submit the job and return; `devagent up NAME` again picks it up.")
 @click.pass_context
 def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool, local: bool,
        devcontainer_choice: str | None, no_devcontainer: bool, **options: Any) -> None:
