@@ -149,7 +149,7 @@ def test_an_error_s_message_details_and_hint_reach_the_terminal_with_control_cha
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from devagent.cli import site_options
 
-    def hostile() -> None:
+    def hostile(_site: object = None) -> None:
         raise DevagentError(f"m{HOSTILE_WORDS}", details=f"d{HOSTILE_WORDS}", hint=f"h{HOSTILE_WORDS}",
                             status=ExitStatus.CONFLICT)
 

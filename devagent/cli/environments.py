@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     if local and options.get("host"):
         raise DevagentError("--local and --host name two different engines", status=ExitStatus.USAGE,
                             hint="keep one: --host SERVER for a server's engine, --local for this machine's")
-    env_host = None if local else os.environ.get("DEVAGENT_HOST") or None
+    env_host = None if local else site_options.settings().host
     typed_workspace = ctx.get_parameter_source("workspace") is not ParameterSource.DEFAULT
     # With a server named before the file is read, --workspace is a folder there: the file is the local one here.
     folder = Path.cwd() if options.get("host") or env_host else _expand_home(workspace).resolve()
@@ -130,24 +131,21 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
         devcontainer=found,
     )
     _say(request.devcontainer)  # before anything is made: what of the devcontainer.json is used, what is not
-    if request.host is not None and request.host_from_file:
-        site_options.agree_to_file_host(request.host, config_file=config_file)  # a cloned file may name any server
     env = request.spec
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
-    if request.host is None:
-        result = _provision(site_options.provisioner(), request, identity=key, recreate=recreate, as_made=as_made)
-    else:
-        with site_options.on_server(request.host, resolve=(env.workspace,)) as provisioner:
-            result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
-            if request.vscode:
-                # In the environment, as its login user: the workspace on the server is theirs, and a link planted
-                # in it leads to the container's files, never to the server user's.
-                placed = provisioner.engine.exec_as(result.name, env.user,
-                                                    ["devagent", "vscode-files", env.inside_workspace])
+    with site_options.open_site(host=request.host, local=request.host is None,
+                                config_file=config_file if request.host_from_file else None,
+                                resolve=(env.workspace,)) as site:
+        provisioner = site_options.provisioner(site)
+        result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
+        if request.vscode and request.host:
+            # In the environment, as its login user: the workspace on the server is theirs, and a link planted
+            # in it leads to the container's files, never to the server user's.
+            placed = provisioner.engine.exec_as(result.name, env.user,
+                                                ["devagent", "vscode-files", env.inside_workspace])
     verb = "replaced" if result.recreated else ("created" if result.created else "verified")
-    on, via = (f" on {request.host}", f" via {request.host}") if request.host else ("", "")
-    where = f"{request.host}'s 127.0.0.1" if request.host else "127.0.0.1"
+    on, via, where = site.on, site.via, site.loopback
     # A derived image this up made a container from: built now, or found (as `devagent image build` says it).
     made_from = " (cached)" if (result.created or result.recreated) and not env.image else ""
     click.echo(f"✔ image {result.image}{' (built)' if result.image_built else made_from}{on}")
@@ -372,12 +370,12 @@ def code(name: str) -> None:
 
     validate_name(name)
     record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
-    row = ({"user": record.user} if record is not None
-           else next((r for r in site_options.provisioner().ls() if r["name"] == name), None))
-    if row is None:
+    user = record.user if record is not None else next(
+        (r.user for r in site_options.provisioner(site_options.local_site()).ls() if r.name == name), None)
+    if user is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint=f"make it first: devagent up {name}")
-    path = inside_workspace(str(row["user"]))
+    path = inside_workspace(str(user))
     command = code_command(name, path)
     if shutil.which("code") is None:
         click.echo("VS Code's `code` command is not on the PATH. Open the environment with:")
@@ -425,16 +423,13 @@ def doctor(name: str | None, as_json: bool) -> None:
     from devagent.core.spec import validate_name
 
     paths = Paths.from_environ()
-    record = Records(paths).get(validate_name(name)) if name is not None else None
     with contextlib.ExitStack() as stack:
-        if record is None:
-            checks = run_checks(paths, name=name, environ=os.environ, servers_used=Records(paths).used())
-        else:  # NAME lives on a server: its engine is asked over one ssh login; a failed login fails that check
-            def server_engine() -> Any:
-                return stack.enter_context(site_options.server_link(record.server)).engine
-
-            checks = run_checks(paths, name=name, environ=os.environ, engine_factory=server_engine,
-                                server=record.server)
+        # NAME's site: on a server its engine is asked over one ssh login, and a failed login fails that check.
+        records = Records(paths)
+        checks = run_checks(paths, name=name, environ=os.environ, engine_factory=lambda: stack.enter_context(
+            site_options.open_site(name=name, local=True)).engine,
+            server=records.server_of(validate_name(name)) if name is not None else None,
+            servers_used=records.used())
     if as_json:
         click.echo(json.dumps(d.envelope(checks), indent=2))
     else:
@@ -462,21 +457,28 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     from devagent.core.ssh.destination import parse_server
 
     if host is not None:
-        server = parse_server(host)  # refused before anything runs
-        from devagent.control.link.link import resolve_server
-
-        host = resolve_server(server.text, environ=os.environ).text
+        host = site_options.server_name(parse_server(host).text)  # refused before anything runs
     store = Records(Paths.from_environ())
     records = store.all()
     # A machine that has used servers (its records folder exists) lists them all; one that never has, as before.
     hosts = bool(records or host or store.used())
-    rows = list_all(records, host=host, local=site_options.provisioner, open_server=site_options.on_server_quietly,
-                    used_servers=hosts) if hosts else site_options.provisioner().ls()
+
+    def local() -> Provisioner:
+        return site_options.provisioner(site_options.local_site())
+
+    @contextlib.contextmanager
+    def on_server(server: str) -> Iterator[Provisioner]:
+        with site_options.open_site(host=server, quiet=True) as site:
+            yield site_options.provisioner(site)
+
+    rows = list_all(records, host=host, local=local, open_server=on_server, used_servers=hosts) if hosts \
+        else local().ls()
     # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
-    hidden = 0 if everyone else sum(r.get("mine") is False for r in rows)
-    rows = [r for r in rows if everyone or r.get("mine") is not False]
+    hidden = 0 if everyone else sum(r.mine is False for r in rows)
+    rows = [r for r in rows if everyone or r.mine is not False]
     if as_json:
-        click.echo(json.dumps({"version": JSON_VERSION, "environments": rows}, indent=2))
+        click.echo(json.dumps({"version": JSON_VERSION, "environments": [r.to_json(with_host=hosts) for r in rows]},
+                              indent=2))
         return
     others = f"{hidden} environment{'s' * (hidden != 1)} of other people: devagent ls --all"
     if not rows:
@@ -488,20 +490,19 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     click.echo(f"{'NAME':20} {'STATE':{state}} {'HEALTH':10} {'PORT':>6}  {'USER':8} {'GPUS':8} {'INVITED':12} "
                + (f"{'OWNER':12} " if everyone else "") + (f"{'HOST':16} " if hosts else "") + "WORKSPACE")
     for r in rows:
-        people = r.get("invited")
-        invited = ",".join(map(str, people)) if isinstance(people, list) and people else "-"
+        invited = ",".join(r.invited) if r.invited else "-"
         # A container that is not running has no health to speak of (Docker keeps saying its last: unhealthy).
-        shown_state = "stopped" if r["state"] == "exited" else r["state"]
-        health = r["health"] if r["state"] == "running" else None
-        click.echo(f"{r['name']!s:20} {shown_state!s:{state}} {health or '-'!s:10} {r['port'] or '-'!s:>6}  "
-                   f"{r['user']!s:8} {'-' if r.get('error') else r['gpus']!s:8} {invited:12} "
-                   + (f"{r.get('owner') or '-'!s:12} " if everyone else "")
-                   + (f"{r.get('host') or 'local'!s:16} " if hosts else "") + f"{r['workspace']}")
+        shown_state = "stopped" if r.state == "exited" else r.state
+        health = r.health if r.state == "running" else None
+        click.echo(f"{r.name!s:20} {shown_state!s:{state}} {health or '-'!s:10} {r.port or '-'!s:>6}  "
+                   f"{r.user!s:8} {'-' if r.error else r.gpus!s:8} {invited:12} "
+                   + (f"{r.owner or '-'!s:12} " if everyone else "")
+                   + (f"{r.host or 'local'!s:16} " if hosts else "") + f"{r.workspace}")
     if hidden:
         click.echo(f"({others})")
     for r in rows:
-        if r.get("error"):
-            click.echo(f"{r['host']}: unreachable: {r['error']}", err=True)
+        if r.error:
+            click.echo(f"{r.host}: unreachable: {r.error}", err=True)
 
 
 @cli.command()
@@ -512,8 +513,8 @@ def down(name: str) -> None:
     An environment on a server is removed there: devagent's records say which server."""
     from devagent.core.spec import validate_name
 
-    with site_options.where(validate_name(name)) as provisioner:
-        removed = provisioner.down(name)
+    with site_options.open_site(name=validate_name(name)) as site:
+        removed = site_options.provisioner(site).down(name)
     for item in removed:
         click.echo(f"✔ removed {item}")
 

@@ -41,8 +41,8 @@ def _file_ports(name: str) -> tuple[int, ...]:
     from devagent.core.ssh.forward_plan import FORWARD_PORTS_LABEL, recorded_ports
     from devagent.errors import DevagentError, ExitStatus
 
-    with site_options.where(name) as provisioner:
-        info = provisioner.engine.get(name)
+    with site_options.open_site(name=name) as site:
+        info = site.engine.get(name)
     if info is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint=f"list them with `devagent ls`, or make it first: devagent up {name}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 
 import click
 
@@ -35,20 +33,8 @@ def gpus_command(server: str | None, partition: str | None, as_json: bool) -> No
     from devagent.core.gpu import ledger as g
 
     paths = Paths.from_environ()
-    server = server or os.environ.get("DEVAGENT_HOST") or None
-    with contextlib.ExitStack() as stack:
-        if server is None:
-            from devagent.control.engine.docker_engine import Engine
-
-            engine, inventory = Engine(), site_options.gpu_inventory
-        else:
-            from devagent.control.engine.gpu_leases import nvidia_smi_inventory
-            from devagent.control.link.link import ServerLink, resolve_server
-
-            link = stack.enter_context(ServerLink(resolve_server(server, environ=os.environ), paths=paths,
-                                                  docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None))
-            engine, inventory = link.engine, lambda: nvidia_smi_inventory(link.run)
-        ledger = GpuLedger(engine, inventory=inventory, cache=paths.gpu_cache)
+    with site_options.open_site(host=server, quiet=True) as site:
+        ledger = GpuLedger(site.engine, inventory=site.gpu_inventory, cache=paths.gpu_cache)
         state = ledger.state()
         usage = ledger.usage(state)
     if as_json:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -44,15 +43,10 @@ def image_build(base_image: str | None, login_user: str, target: str | None, pus
         raise DevagentError(f"--tag: {target!r} needs a version tag and no digest", status=ExitStatus.USAGE,
                             hint="e.g. --tag lab.example:5000/pytorch-cuda:v2.8-cu121; the registry gives the digest")
     base, user = base_image or s.DEFAULT_BASE_IMAGE, s.validate_user(login_user)
-    host = host or os.environ.get("DEVAGENT_HOST") or None
-    if host is None:
-        from devagent.control.engine.docker_engine import Engine
-
-        _build_tag_push(Engine(), base=base, user=user, uid=os.getuid() or 1000, ref=ref, push=push, where="")
-    else:
-        with site_options.server_link(parse_server(host).text) as link:  # the image's user gets the server user's uid
-            _build_tag_push(link.engine, base=base, user=user, uid=link.facts.uid or 1000, ref=ref, push=push,
-                            where=f" on {host}")
+    # The image's login user gets the uid of the user on the engine's machine (root's 0 becomes 1000).
+    with site_options.open_site(host=parse_server(host).text if host else None) as site:
+        _build_tag_push(site.engine, base=base, user=user, uid=site.user_uid or 1000, ref=ref, push=push,
+                        where=site.on)
 
 
 def _build_tag_push(engine: Any, *, base: str, user: str, uid: int, ref: Any, push: bool, where: str) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,31 +41,13 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
     from devagent.core.runs.reproduce_block import compare_metrics, reproduction_entries
 
-    server = host or os.environ.get("DEVAGENT_HOST") or None
-    with contextlib.ExitStack() as stack:
-        if server is None:
-            from devagent.control.features.rerun import LocalFiles
-            from devagent.inside.append import locked_append
-
-            provisioner: Any = site_options.provisioner()
-            files: Files = LocalFiles()
-
-            def append(notebook: Any, text: str, root: Any) -> None:
-                locked_append(Path(notebook), text.encode(), root=Path(root))
-        else:
-            from devagent.control.features.rerun import ServerFiles, append_on_server
-
-            provisioner = stack.enter_context(site_options.on_server(server))
-            files = ServerFiles(provisioner.link)
-
-            # Over the ssh login, as the server user, only the appended bytes: never in a container of the image
-            # the notebook names, which must not get the original workspace (control/features/rerun.py's docstring).
-            def append(notebook: Any, text: str, root: Any) -> None:
-                append_on_server(provisioner.link, workspace=root, notebook=notebook, text=text)
+    with site_options.open_site(host=host) as site:
+        provisioner = site_options.provisioner(site)
+        files: Files = site.files()
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
-                                        server=server)
+                                        server=site.given)
         facts = plan.facts
-        on = f" on {server}" if server else ""
+        on = site.on
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
         echo_result(f"✔ environment {result.name} from {result.image}{on}, workspace {plan.new_workspace}")
         echo_result(f"  running run {facts.number}'s command: ssh {plan.name} {facts.command_line()}")
@@ -83,7 +63,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
         for notebook, text, root in ((plan.new_notebook, new_entry, plan.new_workspace),
                                      (plan.notebook, old_entry, plan.workspace)):
             try:
-                append(notebook, text, root)
+                site.append(notebook, text, root)
             except OSError as exc:
                 echo_step(f"⚠ the comparison is not in {notebook}{files.where}: {exc.strerror or exc}")
     for line in lines:

@@ -20,12 +20,11 @@ def _sharing(name: str) -> Iterator[Any]:
     """Sharing for environment NAME: over its server's engine when devagent's records name one (and a teammate's
     entry then jumps through that server), else this machine's."""
     from devagent.control.features.teammates import Sharing
+    from devagent.control.paths import Paths
     from devagent.core.spec import validate_name
 
-    with site_options.where(validate_name(name)) as provisioner:
-        link = provisioner.link
-        yield Sharing(engine=provisioner.engine, paths=provisioner.paths,
-                      jump=link.server.proxy_jump if link is not None else None)
+    with site_options.open_site(name=validate_name(name)) as site:
+        yield Sharing(engine=site.engine, paths=Paths.from_environ(), jump=site.proxy_jump)
 
 
 @cli.command()

@@ -1,28 +1,32 @@
-"""Where a command's engine is: this machine's, or a server's over one ssh login (`--host`, DEVAGENT_HOST, or the
-server devagent's records name for an environment)."""
+"""Where a command's environment lives: this machine's engine, or a server's over one ssh login. `open_site` is the
+one place that decides, from `--host`, `--local`, DEVAGENT_HOST (read once, by control/settings.py), devagent.toml's
+host (after the user agreed to it) or devagent's record of where an environment lives."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from devagent.cli.app import echo_step
 
 if TYPE_CHECKING:
+    from devagent.control.lifecycle.provision import Provisioner
+    from devagent.control.settings import Settings
+    from devagent.control.sites.site import Site
     from devagent.core.gpu.ledger import Inventory
 
 
-# TEST SEAM, never set by the product: a JSON file standing in for this machine's GPUs (core/gpu/ledger.py's
-# stand_in_inventory), for tests on machines without a GPU. Documented as test-only.
-GPU_INVENTORY_STAND_IN = "DEVAGENT_TEST_GPU_INVENTORY"
+def settings() -> Settings:
+    from devagent.control.settings import Settings
+
+    return Settings.from_environ()
 
 
 def gpu_inventory() -> Inventory:
-    """This machine's GPUs, from NVML (the host side may not import the runtime, so the CLI reads it)."""
-    stand_in = os.environ.get(GPU_INVENTORY_STAND_IN)
+    """This machine's GPUs, from NVML (the control side may not import the environment's side, so the CLI reads
+    it), or the test-only stand-in file DEVAGENT_TEST_GPU_INVENTORY names."""
+    stand_in = settings().gpu_inventory_stand_in
     if stand_in:
         from devagent.core.gpu.ledger import stand_in_inventory
 
@@ -32,17 +36,51 @@ def gpu_inventory() -> Inventory:
     return read_inventory()
 
 
-def provisioner() -> Any:
-    """A Provisioner for this machine's engine, with the ports of DEVAGENT_PORTS and this machine's GPUs."""
+def _append(notebook: Path, data: bytes, workspace: Path) -> None:
+    from devagent.inside.append import locked_append
+
+    locked_append(notebook, data, root=workspace)
+
+
+def local_site() -> Site:
+    """This machine's engine (asked when first used), with the ports of DEVAGENT_PORTS and this machine's GPUs."""
     from devagent.control.engine.docker_engine import Engine
+    from devagent.control.paths import Paths
+    from devagent.control.sites.local_site import LocalSite
+    from devagent.core.ports import DEFAULT_PORTS, parse_ports
+
+    ports = settings().ports
+    return LocalSite(Engine, paths=Paths.from_environ(), inventory=gpu_inventory, append=_append,
+                     ports=lambda: parse_ports(ports) if ports else DEFAULT_PORTS)
+
+
+def open_site(*, host: str | None = None, local: bool = False, name: str | None = None,
+              config_file: Path | None = None, quiet: bool = False,
+              resolve: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Site]:
+    """The site of this command (control/sites/opening.py decides): NAME's own, else --host, else DEVAGENT_HOST
+    unless --local, else this machine's; CONFIG_FILE: the host is devagent.toml's, which the user must agree to."""
+    from devagent.control.paths import Paths
+    from devagent.control.sites.opening import open_site as opened
+
+    return opened(settings=settings(), paths=Paths.from_environ(), local_site=local_site, report=echo_step,
+                  host=host, local=local, name=name, config_file=config_file,
+                  agree=lambda server, file: agree_to_file_host(server, config_file=file), quiet=quiet,
+                  resolve=resolve)
+
+
+def provisioner(site: Site) -> Provisioner:
+    """The Provisioner of `up`, `down` and `ls` on SITE."""
     from devagent.control.lifecycle.provision import Provisioner
     from devagent.control.paths import Paths
-    from devagent.core.ports import DEFAULT_PORTS, PORTS_VARIABLE, parse_ports
 
-    # Where a new environment's port comes from; checked before the engine is asked anything.
-    ports = parse_ports(os.environ[PORTS_VARIABLE]) if os.environ.get(PORTS_VARIABLE) else DEFAULT_PORTS
-    return Provisioner(engine=Engine(), paths=Paths.from_environ(), report=echo_step, ports=ports,
-                       gpu_inventory=gpu_inventory)
+    return Provisioner(site=site, paths=Paths.from_environ(), report=echo_step)
+
+
+def server_name(text: str) -> str:
+    """The server TEXT names, as devagent's records write it (a Docker context's endpoint, say)."""
+    from devagent.control.sites.server_site import resolve_name
+
+    return resolve_name(text, settings())
 
 
 HOST_HELP = ("The GPU server, as you reach it with ssh: an alias from your ssh config, user@host[:port], "
@@ -82,49 +120,3 @@ def agree_to_file_host(server: str, *, config_file: Path) -> None:
         raise DevagentError(f"not using the server {server!r} that {config_file} names; nothing was made",
                             status=ExitStatus.USAGE, hint=ways)
     trusted.add(server)
-
-
-@contextlib.contextmanager
-def server_link(text: str, *, quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Any]:
-    """The one ssh login to the server TEXT for this command (a ServerLink), closed when the command ends. RESOLVE:
-    paths on the server its probe resolves too (`up`'s workspace), with no command of their own."""
-    from devagent.control.link.link import ServerLink, resolve_server
-    from devagent.control.paths import Paths
-
-    server = resolve_server(text, environ=os.environ)
-    with ServerLink(server, paths=Paths.from_environ(), report=(lambda _: None) if quiet else echo_step,
-                    docker_socket=os.environ.get("DEVAGENT_DOCKER_SOCKET") or None, resolve=resolve) as link:
-        yield link
-
-
-@contextlib.contextmanager
-def on_server(text: str, *, quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Any]:
-    """A Provisioner for the server TEXT, over one ssh login (and a second one only if that one drops during
-    `up`, for the rollback)."""
-    from devagent.control.paths import Paths
-
-    with contextlib.ExitStack() as stack:
-        # The link imports the docker SDK while ssh logs in (one thread: no import racing a fork).
-        link = stack.enter_context(server_link(text, quiet=quiet, resolve=resolve))
-        from devagent.control.lifecycle.provision import Provisioner
-
-        yield Provisioner(engine=link.engine, paths=Paths.from_environ(), report=echo_step, link=link,
-                          relink=lambda: stack.enter_context(server_link(text)))
-
-
-def on_server_quietly(text: str) -> contextlib.AbstractContextManager[Any]:
-    return on_server(text, quiet=True)
-
-
-@contextlib.contextmanager
-def where(name: str) -> Iterator[Any]:
-    """The Provisioner for environment NAME: on its server when devagent's records name one, else local."""
-    from devagent.control.paths import Paths
-    from devagent.control.sites.records import Records
-
-    record = Records(Paths.from_environ()).get(name)
-    if record is None:
-        yield provisioner()
-        return
-    with on_server(record.server) as there:
-        yield there

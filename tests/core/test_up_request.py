@@ -163,7 +163,7 @@ class RecordingProvisioner:
 def test_the_cli_records_the_arguments_main_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
     monkeypatch.setattr("sys.argv", ["pytest", "something", "else"])  # never read: main's argv is
     (tmp_path / "devagent.toml").write_text('memory = "32g"\npids = 512\n')
     argv = ["up", "exp", "--workspace", str(tmp_path), "--pids", "1024"]
@@ -325,7 +325,7 @@ class TestSizes:
 def test_the_cli_refuses_a_unitless_memory_in_the_file_before_anything_is_made(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
     (tmp_path / "devagent.toml").write_text('name = "exp"\nmemory = 2\n')
     assert cli.main(["up", "--workspace", str(tmp_path)]) == ExitStatus.USAGE
     assert capsys.readouterr().err == (
@@ -350,7 +350,7 @@ def test_the_image_line_says_built_or_cached_for_a_new_container(
         return dataclasses.replace(made(spec, **kwargs), created=created, image_built=built)  # type: ignore[type-var]
 
     monkeypatch.setattr(fake, "up", up)
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda: fake)
+    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
     assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(line)
 

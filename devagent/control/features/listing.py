@@ -7,14 +7,49 @@ unreachable, with what ssh said. Without any record the local engine is asked al
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 from devagent.control.sites.records import Record
 from devagent.errors import DevagentError, ExitStatus
 
-Row = dict[str, object]
+
+@dataclass(frozen=True)
+class Row:
+    """One environment as `ls` shows it. A server that did not answer gives rows from devagent's records: state
+    "unreachable", ERROR what ssh said, and no owner or invitations (INVITED None)."""
+
+    name: str
+    state: str
+    health: str | None
+    port: int | None
+    user: str | None
+    image: str | None
+    gpus: str | None
+    workspace: str | None
+    ssh_alias: str | None
+    created: str | None
+    invited: tuple[str, ...] | None = None
+    owner: str | None = None
+    mine: bool | None = None
+    host: str | None = None  # the server, as the user named it; None: this machine's engine
+    error: str | None = None
+
+    def to_json(self, *, with_host: bool) -> dict[str, object]:
+        """The row of `ls --json`, key for key as it has always been: HOST only once this machine has used a
+        server (WITH_HOST), no owner fields for an unreachable server's row, ERROR only there."""
+        data = dataclasses.asdict(self)
+        if self.error is not None:
+            for key in ("invited", "owner", "mine"):
+                del data[key]
+        else:
+            del data["error"]
+        if not with_host:
+            del data["host"]
+        return data
 
 
 class Lister(Protocol):
@@ -26,9 +61,9 @@ OpenServer = Callable[[str], contextlib.AbstractContextManager[Lister]]
 
 def unreachable_rows(records: list[Record], error: DevagentError) -> list[Row]:
     """The rows of a server that did not answer, from devagent's records."""
-    return [{"name": r.name, "state": "unreachable", "health": None, "port": r.port, "user": r.user,
-             "image": None, "gpus": None, "workspace": r.workspace, "ssh_alias": r.name, "created": None,
-             "host": r.server, "error": error.message} for r in records]
+    return [Row(name=r.name, state="unreachable", health=None, port=r.port, user=r.user, image=None, gpus=None,
+                workspace=r.workspace, ssh_alias=r.name, created=None, host=r.server, error=error.message)
+            for r in records]
 
 
 def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lister] | None,
@@ -49,7 +84,7 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
             with open_server(server) as lister:
                 names = {r.name for r in mine}
                 # The server's engine also lists its other users' environments: show the ones this laptop made.
-                return [row for row in lister.ls() if row["name"] in names]
+                return [row for row in lister.ls() if row.name in names]
         except DevagentError as exc:
             if exc.status not in (ExitStatus.SERVER_UNREACHABLE, ExitStatus.SERVER_AUTH,
                                   ExitStatus.SERVER_REFUSED, ExitStatus.DOCKER_UNAVAILABLE,
@@ -63,7 +98,7 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
         assert local is not None
         remote_names = {r.name for r in records}
         try:
-            return [{**row, "host": None} for row in local().ls() if row["name"] not in remote_names]
+            return [row for row in local().ls() if row.name not in remote_names]
         except DevagentError as exc:
             # A laptop often has no engine of its own: with servers to show, that is no error.
             no_engine = exc.status in (ExitStatus.DOCKER_UNAVAILABLE, ExitStatus.DOCKER_PERMISSION)
@@ -80,5 +115,5 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
     else:
         with ThreadPoolExecutor(max_workers=min(len(jobs), 16)) as pool:
             rows = [row for part in pool.map(lambda job: job(), jobs) for row in part]
-    return sorted(rows, key=lambda row: str(row["name"]))
+    return sorted(rows, key=lambda row: row.name)
 

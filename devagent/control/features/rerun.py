@@ -37,7 +37,7 @@ from typing import Protocol
 
 from devagent.control.engine.docker_engine import Engine
 from devagent.control.sites.server_workspace import WALK, absolute, run_script
-from devagent.control.sites.site import ServerSite
+from devagent.control.sites.site import Link
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
 from devagent.core.runs.reproduce_block import ReproduceFacts, find_run_section, read_facts
@@ -349,7 +349,7 @@ class ServerFiles:
     """The run and its reproduction on the server of `--host`: each step is a command over the command's one ssh
     login (SITE.run), as the server user. Paths are the server's; relative ones are below the server user's home."""
 
-    def __init__(self, site: ServerSite) -> None:
+    def __init__(self, site: Link) -> None:
         self.site = site
         self.where = f" on {site.server}"
 
@@ -452,7 +452,7 @@ def last_run(files: Files, workspace: PurePath) -> RunRecord | None:
     return None
 
 
-def append_on_server(site: ServerSite, *, workspace: PurePath, notebook: PurePath, text: str) -> None:
+def append_on_server(site: Link, *, workspace: PurePath, notebook: PurePath, text: str) -> None:
     """Append TEXT to NOTEBOOK (inside WORKSPACE, on the server) as the server user, in one write, then fsync;
     raises OSError when it could not (see the module's docstring for why no image does it).
 

@@ -20,9 +20,7 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import socket
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,16 +31,16 @@ import devagent
 from devagent.control.atomic import FileLock
 from devagent.control.engine.derived_image import build_image, local_pinned, team_image
 from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
-from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, nvidia_smi_inventory, owner_name
+from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, owner_name
 from devagent.control.features import teammates
+from devagent.control.features.listing import Row
+from devagent.control.lifecycle import down as teardown
 from devagent.control.lifecycle.interrupts import AGAIN, Stopped, StopSignals, describe, exit_status
 from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
-from devagent.control.sites import local_workspace as workspaces
-from devagent.control.sites.records import Record, Records
-from devagent.control.sites.server_workspace import ServerWorkspace
+from devagent.control.sites.local_site import LocalSite
 from devagent.control.ssh import keys
-from devagent.control.ssh.openssh import connect_local, login_through_alias, openssh_at_least, wait_for_banner
+from devagent.control.ssh.openssh import login_through_alias, openssh_at_least, wait_for_banner
 from devagent.control.ssh.user_config import SshConfig
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
@@ -57,7 +55,7 @@ from devagent.core.ssh.sshd import session_env_file
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
-    from devagent.control.sites.site import ServerSite
+    from devagent.control.sites.site import Site
 
 Report = Callable[[str], None]
 READY_TIMEOUT = 60.0
@@ -123,106 +121,42 @@ def spec_hash(spec: EnvSpec, user_public: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _prepare_workspace(path: Path, uid: int, *, created: workspaces.NewWorkspace | None) -> None:
-    """Give a workspace this up created to the login user; refuse an existing one that user could not write."""
-    if created:
-        workspaces.give_to(created, uid)  # through a descriptor of the folder made, never through a link
-        return
-    st = path.stat()
-    writable = (st.st_uid == uid and st.st_mode & stat.S_IWUSR) or st.st_mode & stat.S_IWOTH
-    if not writable:
-        raise DevagentError(
-            f"workspace {path} is not writable by uid {uid}, the login user inside the container",
-            status=ExitStatus.USAGE,
-            hint=f"give it to that user (chown -R {uid} {path}) or pass --workspace a folder you own",
-        )
-
-
 class Provisioner:
-    """Host-side operations over one engine, one set of paths and the user's ssh config.
+    """Host-side operations on one site (control/sites/: this machine's engine, or a server's over the one ssh
+    login), with one set of paths and the user's ssh config. The site says where the workspace is made, how sshd
+    is reached and how the alias reaches it, and what is recorded of where the environment lives.
 
-    With LINK (`--host`: a ServerLink, the one ssh login to the server), the engine is the server's, the workspace
-    is made on the server, sshd is reached through the link, and the alias jumps through the server (ProxyJump);
-    devagent's record of which server NAME lives on is written before anything is made there.
+    ENGINE (with GPU_INVENTORY and PORTS) is shorthand for this machine's site over that engine.
     """
 
-    def __init__(self, *, engine: Engine, paths: Paths, report: Report = lambda _: None,
-                 gpu_inventory: Callable[[], Inventory] | None = None,
-                 ports: range = port_choice.DEFAULT_PORTS, link: ServerSite | None = None,
-                 relink: Callable[[], ServerSite] | None = None) -> None:
-        self.engine, self.paths, self.report = engine, paths, report
-        self.ports = ports  # where a new environment's host port comes from (DEVAGENT_PORTS)
+    def __init__(self, *, paths: Paths, site: Site | None = None, engine: Engine | None = None,
+                 report: Report = lambda _: None, gpu_inventory: Callable[[], Inventory] | None = None,
+                 ports: range | None = None) -> None:
+        if site is None:
+            assert engine is not None, "a Provisioner needs a site or an engine"
+            site = LocalSite(engine, paths=paths, inventory=gpu_inventory,
+                             ports=port_choice.DEFAULT_PORTS if ports is None else ports)
+        self.site, self.paths, self.report = site, paths, report
+        self.ports = site.ports if ports is None else ports  # where a new environment's host port comes from
         self.ssh_config = SshConfig(paths)
-        self.gpus = GpuLedger(engine, inventory=gpu_inventory or (lambda: Inventory(error="no GPU inventory")),
-                              cache=paths.gpu_cache)
-        self.records = Records(paths)
-        self.link: ServerSite | None = None
-        self._server_ws: ServerWorkspace | None = None
-        self._relink = relink  # opens the link again when it dropped, so that a rollback still reaches the server
-        self._server_undo_failed = False
-        self._dropped = False  # the link dropped during this up (and was opened again for the rollback)
-        if link is not None:
-            self._use(link)
+        self.gpus = GpuLedger(site.engine, inventory=site.gpu_inventory, cache=paths.gpu_cache)
+        self.records = site.records
 
-    def _use(self, link: ServerSite) -> None:
-        """Work on the server through LINK: its engine, its GPUs (its nvidia-smi), its folders."""
-        self.link, self.engine = link, link.engine
-        self.gpus.engine = link.engine
-        self.gpus.inventory = lambda: nvidia_smi_inventory(link.run)
-        self._server_ws = ServerWorkspace(link, server=link.server.text, home=link.facts.home,
-                                          resolved=link.facts.resolved)
-
-    def _link_alive(self) -> bool:
-        if self.link is None:
-            return True
-        try:
-            self.link.run(["true"], timeout=15.0)
-        except DevagentError:
-            return False
-        return True
-
-    def _on_server(self, undo: Callable[[], object]) -> Callable[[], None]:
-        """An undo step on the server: through the link, opened again first if it dropped. When it still fails,
-        devagent's record of the environment is kept, so that `down NAME` can finish the job later."""
-        def step() -> None:
-            try:
-                if self.link is not None and self._relink is not None and not self._link_alive():
-                    self.report(f"the ssh connection to {self.host} dropped; connecting again to undo")
-                    self._dropped = True
-                    self._use(self._relink())
-                undo()
-            except BaseException:
-                self._server_undo_failed = True
-                raise
-        return step
+    @property
+    def engine(self) -> Engine:
+        return self.site.engine
 
     @property
     def host(self) -> str | None:
         """The server this provisioner works on (as the user named it); None: the local engine."""
-        return self.link.server.text if self.link is not None else None
+        return self.site.server
 
-    def _connect(self, port: int, timeout: float) -> socket.socket:
-        """A stream to sshd's published port: this machine's 127.0.0.1, or the server's through the link."""
-        if self.link is not None:
-            return self.link.connect(port, timeout=timeout)
-        return connect_local(port, timeout)
-
-    def _proxy_jump(self) -> str | None:
-        return self.link.server.proxy_jump if self.link is not None else None
-
-    def _check_where(self, name: str) -> None:
-        """Names are unique across the local engine and every server: refuse NAME when it lives elsewhere."""
-        record = self.records.get(name)
-        if record is not None and record.server != self.host:
-            here = f"on {self.host}" if self.host else "on this machine's engine"
-            raise DevagentError(f"environment {name!r} exists on {record.server}; names are unique across servers",
-                                status=ExitStatus.CONFLICT,
-                                hint=f"pick another name to make one {here}, or remove that one first: "
-                                f"devagent down {name}")
-        if record is None and self.host is not None and name in self.ssh_config.names():
-            raise DevagentError(f"environment {name!r} exists on this machine's Docker Engine; names are unique "
-                                "across servers", status=ExitStatus.CONFLICT,
-                                hint=f"pick another name, or remove that one first: devagent down {name}")
+    def _on_site(self, undo: Callable[[], object]) -> Callable[[], None]:
+        """An undo step that reaches the site (opened again first if it dropped); the GPU ledger follows."""
+        def synced() -> None:
+            self.gpus.engine = self.site.engine
+            undo()
+        return self.site.undo_step(synced)
 
     # -- up -------------------------------------------------------------------------------------------------
 
@@ -239,13 +173,7 @@ class Provisioner:
            launch_command: str = "", as_made: bool = False) -> UpResult:
         """AS_MADE: no option was given (`up NAME`): an environment NAME of the caller's that exists is started as
         it was made, whatever the defaults would make now."""
-        if self.link is not None and self._server_ws is not None:
-            # The workspace is a server folder (links resolved there); the login user inside gets the server
-            # user's uid (root's 0 becomes 1000, as locally).
-            spec = dataclasses.replace(spec, workspace=self._server_ws.resolve(spec.workspace),
-                                       uid=self.link.facts.uid or 1000)
-        elif not (as_made and self.engine.get(spec.name)):  # one that exists keeps the workspace it was made with
-            workspaces.check_workspace(Path(spec.workspace), self.paths)  # not ~, not ~/.ssh: before anything
+        spec = self.site.workspaces.place(spec, exists=lambda: as_made and self.engine.get(spec.name) is not None)
         # DEVAGENT_HOME's paths go into the alias and the Include line: one OpenSSH would misread ('#', '%') is
         # refused now, not once the container runs (and the home folder holds a new key).
         HostEntry(name=spec.name, port=1, user=spec.user, identity_file=str(identity or self.paths.identity),
@@ -260,15 +188,10 @@ class Provisioner:
                             return self._up(spec, identity=identity, recreate=recreate,
                                             launch_command=launch_command, signals=signals, as_made=as_made)
                         except Exception as exc:
-                            # A dropped link shows as whatever the engine's client or ssh raised: say what it is.
-                            if self.link is None or isinstance(exc, DevagentError) or (
-                                    not self._dropped and self._link_alive()):
+                            said = self.site.explain_drop(exc)  # the site went away meanwhile: say so
+                            if said is None:
                                 raise
-                            raise DevagentError(f"the ssh connection to {self.host} dropped during `up`; what it "
-                                                "had made is removed again", status=ExitStatus.SERVER_UNREACHABLE,
-                                                details=str(exc) or None,
-                                                hint=f"check that `ssh {self.host}` works, then run up again"
-                                                ) from exc
+                            raise said from exc
                     except BaseException:
                         with contextlib.suppress(Exception):  # the first error is the one the user sees
                             if self.engine.get(spec.name) is None:  # nothing is left for the lock to guard
@@ -277,6 +200,10 @@ class Provisioner:
             except Stopped as exc:  # outside the transaction (it turns its own into a DevagentError)
                 raise DevagentError(f"{describe(exc.signum)}; `up` had made nothing that needed undoing",
                                     status=exit_status(exc.signum), hint=AGAIN) from None
+
+    def _connect(self, port: int, timeout: float) -> socket.socket:
+        """A stream to sshd's published port on the site's 127.0.0.1."""
+        return self.site.connect(port, timeout=timeout)
 
     def _home_id(self) -> str:
         return hashlib.sha256(f"{os.uname().nodename}\0{self.paths.home}".encode()).hexdigest()[:12]
@@ -294,7 +221,7 @@ class Provisioner:
             spec = dataclasses.replace(spec, limits=dataclasses.replace(
                 spec.limits, cpus=float(min(DEFAULT_CPUS, self.engine.cpu_count()))))
         self.ssh_config.check_user_config(spec.name)
-        self._check_where(spec.name)
+        self.site.claim(spec.name, self.ssh_config.names)
         existing = self.engine.get(spec.name)
         if existing is not None and existing.labels.get("devagent.managed") != "true":
             raise DevagentError(f"a container named {spec.name!r} exists and devagent did not make it",
@@ -383,9 +310,9 @@ class Provisioner:
             if not host_key_path.exists():
                 tx.on_failure(lambda: self._forget_host_key(spec.name))
             host_public = keys.ensure_keypair(host_key_path, comment=f"devagent-host-{spec.name}")
-            self._write_record(tx, spec, port=replacing.host_port if replacing else None)
+            self.site.note(tx, spec, port=replacing.host_port if replacing else None)
             name_taken = [False]  # by a concurrent up elsewhere, which may be mounting this very workspace
-            workspace, created_workspace = self._made_workspace(tx, spec, name_taken)
+            created_workspace = self._made_workspace(tx, spec, name_taken)
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace) + spec.idle_release_args()
@@ -395,7 +322,7 @@ class Provisioner:
             # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
-            tx.on_failure(self._on_server(lambda: self._remove_made(up_id, temp_name, spec.name)))
+            tx.on_failure(self._on_site(lambda: self._remove_made(up_id, temp_name, spec.name)))
             owner, invited = teammates.who_may_log_in(self.paths, spec.name, user_public)  # survives --recreate
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
@@ -434,14 +361,7 @@ class Provisioner:
                     leased = True
                 # The base image may already have had the user, with another uid: ask the container.
                 uid = self.engine.user_uid(cid, spec.user) or spec.uid
-                if self._server_ws is not None:
-                    # One this up made belongs to the server user's uid (spec.uid): the login user can write it
-                    # unless a team image brought another uid (whoever built it) — then it is judged like any other.
-                    if not created_workspace or uid != spec.uid:
-                        self._check_server_workspace(spec, workspace, uid)
-                else:
-                    _prepare_workspace(Path(workspace), uid, created=created_workspace
-                                       if isinstance(created_workspace, workspaces.NewWorkspace) else None)
+                self.site.workspaces.hand_over(spec, created_workspace, uid)
                 self.engine.put_files(cid, layout.CONFIG_DIR, [
                     ArchiveFile(layout.HOST_KEY, host_key_path.read_bytes(), 0o600, uid, uid),
                     ArchiveFile(f"{layout.HOST_KEY}.pub", (host_public + "\n").encode(), 0o644, uid, uid),
@@ -475,7 +395,7 @@ class Provisioner:
             login_uid = self._prove_alias(spec.name)
             if replacing:
                 self._swap(tx, cid, replacing, spec.name)
-            self._update_record(spec, port)
+            self.site.renote(spec, port)
         return UpResult(name=spec.name, image=image_tag, image_built=False, port=port, user=spec.user, uid=login_uid,
                         created=True, recreated=replacing is not None, workspace=spec.workspace)
 
@@ -577,87 +497,30 @@ class Provisioner:
             self.on_step("replacing")
             self.engine.rename(cid, name)
 
-    def _check_server_workspace(self, spec: EnvSpec, workspace: str, uid: int) -> None:
-        """Refuse a server workspace the login user (UID inside the container) could not write; for a team image
-        built for another uid than the server user's, say that this is why."""
-        assert self._server_ws is not None
-        try:
-            self._server_ws.check_writable(workspace, uid)
-        except DevagentError as exc:
-            if not spec.image or uid == spec.uid:
-                raise
-            raise DevagentError(
-                f"workspace {workspace} on {self.host} is not writable by uid {uid}, the login user of the team "
-                f"image {spec.image} (your user there is uid {spec.uid})", status=ExitStatus.USAGE,
-                hint=f"pass --workspace a folder on {self.host} that uid {uid} may write, or start a team image "
-                f"built for uid {spec.uid} (`devagent image build --host {self.host} --tag … --push` as that user)"
-            ) from exc
-
     def _remove_made(self, up_id: str, *names: str) -> None:
         """Remove the container the up UP_ID made, under whichever of NAMES it has. By a label query, not by
         list_managed(), which inspects every container it lists and can meet one that is being removed."""
         for name in names:
             self.engine.remove_if_labelled(name, UP_ID_LABEL, up_id)
 
-    def _made_workspace(self, tx: Transaction, spec: EnvSpec,
-                        name_taken: list[bool]) -> tuple[str, workspaces.NewWorkspace | bool | None]:
-        """The workspace, made when missing; the rollback removes one this up made unless NAME_TAKEN[0] (another
-        up won the name and may mount it)."""
-        workspace, created = self._workspace(spec)
-        if isinstance(created, workspaces.NewWorkspace):  # the login user's at once, so that a killed up leaves
-            _prepare_workspace(Path(workspace), spec.uid, created=created)  # none that the next one refuses
+    def _made_workspace(self, tx: Transaction, spec: EnvSpec, name_taken: list[bool]) -> object:
+        """The workspace, made when missing (what the site's `make` returns: truthy when this up made it); the
+        rollback removes one this up made unless NAME_TAKEN[0] (another up won the name and may mount it)."""
+        workspace, created = spec.workspace, self.site.workspaces.make(spec)
 
         def undo_workspace() -> None:
             if created and not name_taken[0]:
                 self._remove_created_workspace(workspace)
 
-        tx.on_failure(self._on_server(undo_workspace))
-        return workspace, created
-
-    def _workspace(self, spec: EnvSpec) -> tuple[str, workspaces.NewWorkspace | bool | None]:
-        """The workspace folder, made when missing (locally without following a link swapped in meanwhile).
-        Returns (path, what this up made: a NewWorkspace locally, True on a server; None or False when the folder
-        was there or another devagent made it meanwhile)."""
-        if self._server_ws is not None and self.link is not None:
-            return spec.workspace, self._server_ws.make(spec.workspace, uid=spec.uid, root=self.link.facts.uid == 0)
-        return spec.workspace, workspaces.create(Path(spec.workspace))
+        tx.on_failure(self._on_site(undo_workspace))
+        return created
 
     def _remove_created_workspace(self, workspace: str) -> None:
         """Undo a workspace this up created, unless another environment mounts it (one that won a race for the
         name, say) or someone put their own files there meanwhile."""
         if any(c.labels.get("devagent.workspace") == workspace for c in self.engine.list_managed()):
             return
-        if self._server_ws is not None:
-            self._server_ws.remove_if_untouched(workspace)
-            return
-        path = Path(workspace)
-        if path.is_dir() and set(os.listdir(path)) <= layout.WORKSPACE_FILES:
-            shutil.rmtree(path, ignore_errors=True)
-
-    def _write_record(self, tx: Transaction, spec: EnvSpec, *, port: int | None) -> None:
-        """On a server: note where NAME lives before anything is made there, so that `down NAME` finds it even
-        after this up is killed; the rollback removes the note again (or restores the one `--recreate` found)."""
-        if self.host is None:
-            return
-        before = self.records.get(spec.name)
-
-        def undo() -> None:
-            if self._server_undo_failed:  # something is left on the server: `down NAME` must still find it
-                self.report(f"devagent keeps its record of {spec.name} on {self.host}: `devagent down {spec.name}` "
-                            "removes what is left there once the server answers")
-            elif before:
-                self.records.put(before)
-            else:
-                self.records.remove(spec.name)
-
-        tx.on_failure(undo)
-        self.records.put(Record(name=spec.name, server=self.host, user=spec.user, workspace=spec.workspace,
-                                port=port))
-
-    def _update_record(self, spec: EnvSpec, port: int) -> None:
-        if self.host is not None:
-            self.records.put(Record(name=spec.name, server=self.host, user=spec.user, workspace=spec.workspace,
-                                    port=port))
+        self.site.workspaces.remove_if_untouched(workspace)
 
     def _write_alias(self, tx: Transaction, spec: EnvSpec, *, port: int, identity: Path, host_public: str,
                      replacing: ContainerInfo | None) -> None:
@@ -666,7 +529,7 @@ class Provisioner:
         An alias that already says all this (a --recreate that kept the port) is left as it is, byte for byte."""
         def entry(port: int) -> HostEntry:
             return HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
-                             known_hosts_file=str(self.paths.known_hosts), proxy_jump=self._proxy_jump())
+                             known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump)
 
         if self.ssh_config.needs_update(entry(port), host_public):
             old_port = replacing and (replacing.host_port or replacing.fixed_port)
@@ -717,9 +580,9 @@ class Provisioner:
         banner = wait_for_banner(info.host_port, timeout=READY_TIMEOUT, connect=self._connect,
                                  still_starting=lambda: self._still_starting(existing.id, spec))
         self._prove(spec, banner=banner, port=info.host_port, identity=identity, host_public=host_public)
-        self._update_record(spec, info.host_port)
+        self.site.renote(spec, info.host_port)
         entry = HostEntry(name=spec.name, port=info.host_port, user=spec.user, identity_file=str(identity),
-                          known_hosts_file=str(self.paths.known_hosts), proxy_jump=self._proxy_jump())
+                          known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump)
         if self.ssh_config.needs_update(entry, host_public):
             self.ssh_config.install(entry, host_public)
         self.ssh_config.verify_effective(entry)
@@ -738,7 +601,7 @@ class Provisioner:
             return
         from devagent.control.ssh.key_login import prove_login  # paramiko costs 150 ms to import: only when used
 
-        sock = self._connect(port, 15.0) if self.link is not None else None
+        sock = self.site.key_login_socket(port, timeout=15.0)
         uid = prove_login(port=port, user=spec.user, identity=identity, host_public_key=host_public, sock=sock)
         if uid is None:
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
@@ -760,71 +623,13 @@ class Provisioner:
         for p in (self.paths.host_key(name), self.paths.host_key(name).with_name(f"{name}_ed25519.pub")):
             p.unlink(missing_ok=True)
 
-    # -- down / ls --------------------------------------------------------------------------------------------
+    # -- down / ls: control/lifecycle/down.py --------------------------------------------------------------
 
     def down(self, name: str) -> list[str]:
         """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
 
         Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
-        with self._env_lock(name) as lock:
-            lock.discard()
-            return self._down(name)
+        return teardown.down(self, name)
 
-    def _down(self, name: str) -> list[str]:
-        removed: list[str] = []
-        info = self.engine.get(name)
-        if info is not None:
-            if info.labels.get("devagent.managed") != "true":
-                raise DevagentError(f"the container {name!r} was not made by devagent; leaving it alone",
-                                    status=ExitStatus.CONFLICT, hint=f"remove it yourself: docker rm -f {name}")
-            if not teammates.owned_by(info, teammates.caller_keys(self.paths, name)):
-                # A stale name: ours is gone, someone else's bears it. Their container, leftovers and leases stay;
-                # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
-                mine = "\n".join(f"removed your {item}" for item in self._forget(name))
-                raise teammates.not_owned(info, command=f"down {name}", server=self.host, details=mine or None)
-            self.engine.remove(info.id)
-            removed.append(f"container {name}")
-        for leftover in self._leftovers(name, ours_only=False):
-            if not teammates.owned_by(leftover, teammates.caller_keys(self.paths, name)):
-                continue  # another person's up of that name, perhaps running now
-            self.engine.remove(leftover.id)
-            removed.append(f"container {leftover.name}, left behind by an interrupted up")
-        for lease in self.gpus.release(name):
-            removed.append(f"GPU lease {lease.gpu_uuid}")
-        removed += self._forget(name)
-        if not removed:
-            raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
-                                hint="`devagent ls` lists the environments")
-        return removed
-
-    def _forget(self, name: str) -> list[str]:
-        """What this DEVAGENT_HOME keeps of NAME, removed: its alias, keys, record and invitations."""
-        removed: list[str] = []
-        if self.ssh_config.remove(name):
-            removed.append(f"ssh alias {name} and its pinned host key")
-        if self.paths.host_key(name).exists():
-            self._forget_host_key(name)
-            removed.append("host key")
-        if self.records.remove(name):
-            removed.append(f"devagent's record of {name} on {self.host}")
-        if teammates.forget(self.paths, name):
-            removed.append("invitations")
-        return removed
-
-    def ls(self) -> list[dict[str, object]]:
-        aliases = set(self.ssh_config.names())
-        rows: list[dict[str, object]] = []
-        for c in sorted(self.engine.list_managed(), key=lambda c: c.name):
-            name = c.labels.get("devagent.name", c.name)
-            if c.name != name:  # half-made, left by an interrupted up: not an environment (down NAME removes it)
-                continue
-            rows.append({
-                "name": name, "state": c.status, "health": c.health, "port": c.host_port or c.fixed_port,
-                "user": c.labels.get("devagent.user"),
-                "image": c.image, "gpus": c.labels.get("devagent.gpus"),
-                "workspace": c.labels.get("devagent.workspace"), "ssh_alias": name if name in aliases else None,
-                "created": c.created, "invited": teammates.invited_names(self.paths, name),
-                "owner": c.labels.get(teammates.OWNER_NAME_LABEL), "mine": teammates.callers_own(c, self.paths),
-                **({"host": self.host} if self.host is not None else {}),
-            })
-        return rows
+    def ls(self) -> list[Row]:
+        return teardown.ls(self)

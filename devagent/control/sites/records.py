@@ -21,6 +21,7 @@ from pathlib import Path
 from devagent.control.atomic import atomic_write, ensure_private_dir
 from devagent.control.paths import Paths
 from devagent.core.spec import NAME_RE
+from devagent.errors import DevagentError, ExitStatus
 
 VERSION = 1
 
@@ -55,6 +56,11 @@ class Records:
             # meets the unreadable home where it would have before --host existed.
             return None
         return _record(data)
+
+    def server_of(self, name: str) -> str | None:
+        """The server NAME lives on, as the user named it; None: this machine's engine (no record)."""
+        record = self.get(name)
+        return record.server if record is not None else None
 
     def put(self, record: Record) -> None:
         ensure_private_dir(self.folder)
@@ -98,3 +104,10 @@ def _record(data: dict[str, object]) -> Record:
              if isinstance(data.get(key), str)}
     return Record(name=str(data["name"]), server=str(data["server"]), user=str(data["user"]),
                   workspace=str(data["workspace"]), port=int(port) if isinstance(port, int) else None, **slurm)
+
+
+def refuse_elsewhere(name: str, server: str, *, here: str) -> DevagentError:
+    """Names are unique across the local engine and every server: NAME lives on SERVER, not HERE."""
+    return DevagentError(f"environment {name!r} exists on {server}; names are unique across servers",
+                         status=ExitStatus.CONFLICT,
+                         hint=f"pick another name to make one {here}, or remove that one first: devagent down {name}")

@@ -365,7 +365,7 @@ def test_ctrl_c_in_any_other_command_ends_with_an_error_and_a_hint(monkeypatch: 
     """It printed a bare "Interrupted.": exit-codes.md promises an `Error:` and a `hint:` line for every failure."""
     from devagent.cli import main
 
-    def interrupted() -> None:
+    def interrupted(_site: object = None) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("devagent.cli.site_options.provisioner", interrupted)

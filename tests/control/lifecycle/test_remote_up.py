@@ -23,6 +23,7 @@ from devagent.control.engine.wheels import payload_fingerprint
 from devagent.control.lifecycle.provision import Provisioner
 from devagent.control.paths import Paths
 from devagent.control.sites.records import Record, Records
+from devagent.control.sites.server_site import ServerSite
 from devagent.control.sites.server_workspace import WALK
 from devagent.control.ssh import managed_config
 from devagent.core.dockerfile import FORMAT_LABEL, IMAGE_FORMAT, ImageSpec
@@ -99,7 +100,7 @@ def spec(workspace: str = "~/devagent/exp") -> EnvSpec:
 
 def up(link: FakeLink, paths: Paths, env: EnvSpec) -> DevagentError:
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=link.engine, paths=paths, link=link).up(env)  # type: ignore[arg-type]
+        Provisioner(site=ServerSite(link, paths=paths), paths=paths).up(env)  # type: ignore[arg-type]
     return err.value
 
 
@@ -131,7 +132,7 @@ class TestTheAliasJumpsThroughTheServer:
                     seen["mounts"] = next(iter(link.engine.containers.values())).options["mounts"]
 
         with pytest.raises(DevagentError) as err:
-            Watching(engine=link.engine, paths=paths, link=link,  # type: ignore[arg-type]
+            Watching(site=ServerSite(link, paths=paths), paths=paths,  # type: ignore[arg-type]
                      ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.LOGIN_FAILED
         block = seen["block"]
@@ -161,7 +162,7 @@ class TestTheAliasJumpsThroughTheServer:
                     seen["owner"] = (server_home / "devagent" / NAME).stat().st_uid
 
         with pytest.raises(DevagentError):
-            Watching(engine=engine, paths=paths, link=link).up(spec())  # type: ignore[arg-type]
+            Watching(site=ServerSite(link, paths=paths), paths=paths).up(spec())  # type: ignore[arg-type]
         wanted = ImageSpec(base_image="base:1", base_id=engine.images["base:1"], user="dev", uid=login_uid,
                            sshd_port=SSHD_PORT, payload=payload_fingerprint()).tag
         assert ("image_id", (wanted,)) in engine.calls  # the derived image's user has the server user's uid
@@ -286,8 +287,9 @@ class TestTheLinkDropping:
         again = FakeLink(engine, home=server_home)
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, link=link, relink=lambda: again,  # type: ignore[arg-type]
-                        report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
+            Provisioner(site=ServerSite(link, paths=paths, report=reports.append,  # type: ignore[arg-type]
+                                        relink=lambda: again),  # type: ignore[arg-type,return-value]
+                        paths=paths, report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         assert err.value.status == ExitStatus.SERVER_UNREACHABLE
         assert "the ssh connection to gpu-server dropped; connecting again to undo" in reports
         assert again.commands  # the workspace was removed through the new link
@@ -304,8 +306,9 @@ class TestTheLinkDropping:
 
         reports: list[str] = []
         with pytest.raises(DevagentError):
-            Provisioner(engine=engine, paths=paths, link=link, relink=unreachable,  # type: ignore[arg-type]
-                        report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
+            Provisioner(site=ServerSite(link, paths=paths, report=reports.append,  # type: ignore[arg-type]
+                                        relink=unreachable),  # type: ignore[arg-type]
+                        paths=paths, report=reports.append, ports=range(sshd.port, sshd.port + 1)).up(spec())
         record = Records(paths).get(NAME)
         assert record is not None and record.server == "gpu-server"
         assert f"devagent keeps its record of {NAME} on gpu-server: `devagent down {NAME}` removes what is left " \

@@ -51,7 +51,7 @@ def provisioner(monkeypatch: pytest.MonkeyPatch) -> Starts:
     engine.cpus = 8
     provisioner = Starts(engine=engine, paths=Paths.from_environ())  # type: ignore[arg-type]
     provisioner.started = []
-    monkeypatch.setattr("devagent.cli.site_options.provisioner", lambda: provisioner)
+    monkeypatch.setattr("devagent.cli.site_options.provisioner", lambda _site: provisioner)
     return provisioner
 
 

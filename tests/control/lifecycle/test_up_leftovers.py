@@ -86,4 +86,4 @@ def test_ls_lists_environments_not_leftovers(paths: Paths) -> None:
     engine.add(NAME, labels={**spec(Path("/srv/code")).labels(version="0.1.0", image="devagent/env:x")})
     leftover(engine, "aaaaaa", home_id="0123456789ab")
     rows = Provisioner(engine=engine, paths=paths).ls()  # type: ignore[arg-type]
-    assert [r["name"] for r in rows] == [NAME]
+    assert [r.name for r in rows] == [NAME]

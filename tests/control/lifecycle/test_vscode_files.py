@@ -56,6 +56,9 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, int, bytes]]:
 class FakeProvisioner:
     """`up` as if the environment had come up: the test is about what happens after."""
 
+    def __init__(self, site: Any = None) -> None:
+        self.site = site
+
     def up(self, spec: Any, **_: Any) -> UpResult:
         return UpResult(name=spec.name, image="devagent/x:1", image_built=False, port=2222, user="dev", uid=1000,
                         created=True, recreated=False, workspace=spec.workspace)

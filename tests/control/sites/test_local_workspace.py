@@ -36,7 +36,7 @@ class NoEngine:
 def up(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, NoEngine]:
     engine = NoEngine()
     monkeypatch.setattr("devagent.cli.site_options.provisioner",
-                        lambda: Provisioner(engine=engine, paths=Paths.from_environ()))  # type: ignore[arg-type]
+                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))  # type: ignore[arg-type]
     return main(["up", "x", "--workspace", str(workspace), "--sshd-profile", "compat"]), engine
 
 

@@ -1,0 +1,46 @@
+"""The one place that decides where a command's environment lives, and opens that site for the command.
+
+From, in order: the environment's own record (a command on environment NAME: its server when devagent's records
+name one, else this machine's), `--host`, DEVAGENT_HOST (control/settings.py reads it) unless `--local`, and
+devagent.toml's host, which `up` passes in as HOST with CONFIG_FILE once control/sites/consent.py's check agreed.
+Nothing else on the control side or in the CLI asks whether a site is local or remote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from devagent.control.paths import Paths
+from devagent.control.settings import Settings
+from devagent.control.sites.records import Records
+from devagent.control.sites.site import Site
+
+Report = Callable[[str], None]
+
+
+@contextlib.contextmanager
+def open_site(*, settings: Settings, paths: Paths, local_site: Callable[[], Site], report: Report,
+              host: str | None = None, local: bool = False, name: str | None = None,
+              config_file: Path | None = None, agree: Callable[[str, Path], None] | None = None,
+              quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Site]:
+    """The site of this command, open until it ends. NAME: the environment's own site; else HOST (--host), else
+    DEVAGENT_HOST unless LOCAL, else this machine's (LOCAL_SITE). CONFIG_FILE: HOST comes from that file only, and
+    AGREE(HOST, CONFIG_FILE) must pass first. QUIET: no progress lines from the ssh login; RESOLVE: server paths its
+    probe resolves too (`up`'s workspace)."""
+    if name is not None:
+        record = Records(paths).get(name)
+        host = record.server if record is not None else None
+    elif not local:
+        host = host or settings.host
+    if host is None:
+        yield local_site()
+        return
+    if config_file is not None and agree is not None:
+        agree(host, config_file)  # a cloned file may name any server
+    from devagent.control.sites import server_site
+
+    with server_site.opened(host, paths=paths, settings=settings, report=report, quiet=quiet,
+                            resolve=resolve) as site:
+        yield site

@@ -1,0 +1,203 @@
+"""Where an environment lives: `open_site` decides (the environment's record, --host, DEVAGENT_HOST unless
+--local, devagent.toml's host once agreed to), and `LocalSite`/`ServerSite` answer the same questions, so that no
+command asks which kind it has. The server side runs over the recording stand-in for the one ssh login
+(tests/control/lifecycle/test_remote_up.py's FakeLink), the adapter boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devagent.control.features.listing import Row
+from devagent.control.lifecycle.transaction import Transaction
+from devagent.control.paths import Paths
+from devagent.control.settings import Settings
+from devagent.control.sites import opening, server_site
+from devagent.control.sites.local_site import LocalSite
+from devagent.control.sites.records import Record, Records
+from devagent.control.sites.server_site import ServerSite
+from devagent.control.sites.site import Site
+from devagent.core.spec import EnvSpec
+from devagent.errors import DevagentError, ExitStatus
+from tests.control.fakes import FakeEngine
+from tests.control.lifecycle.test_remote_up import FakeLink
+
+
+class Opened:
+    """What open_site did: which server it opened (through server_site.opened), or this machine's site."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.servers: list[str] = []
+        self.local = LocalSite(FakeEngine(), paths=Paths.from_environ())  # type: ignore[arg-type]
+
+        @contextlib.contextmanager
+        def opened(text: str, **_: Any) -> Iterator[Any]:
+            self.servers.append(text)
+            yield text
+
+        monkeypatch.setattr(server_site, "opened", opened)
+
+    def open(self, settings: Settings | None = None, **given: Any) -> object:
+        with opening.open_site(settings=settings or Settings(), paths=Paths.from_environ(),
+                               local_site=lambda: self.local, report=lambda _: None, **given) as site:
+            return site
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> Opened:
+    return Opened(monkeypatch)
+
+
+class TestOpenSiteDecides:
+    def test_nothing_named_is_this_machines_site(self, opened: Opened) -> None:
+        assert opened.open() is opened.local
+        assert opened.servers == []
+
+    def test_devagent_host_is_used_unless_host_is_typed_or_local_is_asked_for(self, opened: Opened) -> None:
+        env = Settings(host="env-server")
+        assert opened.open(env) == "env-server"
+        assert opened.open(env, host="typed-server") == "typed-server"
+        assert opened.open(env, local=True) is opened.local
+        assert opened.servers == ["env-server", "typed-server"]
+
+    def test_an_environment_is_on_the_server_its_record_names_else_here_whatever_devagent_host_says(
+            self, opened: Opened) -> None:
+        Records(Paths.from_environ()).put(Record(name="exp", server="gpu-server", user="dev", workspace="/w"))
+        env = Settings(host="env-server")
+        assert opened.open(env, name="exp") == "gpu-server"
+        assert opened.open(env, name="other") is opened.local
+        assert opened.servers == ["gpu-server"]
+
+    def test_a_host_only_a_file_names_is_opened_once_agreed_to_and_not_when_refused(
+            self, opened: Opened, tmp_path: Path) -> None:
+        asked: list[tuple[str, Path]] = []
+        assert opened.open(host="file-server", config_file=tmp_path / "devagent.toml",
+                           agree=lambda server, file: asked.append((server, file))) == "file-server"
+        assert asked == [("file-server", tmp_path / "devagent.toml")]
+
+        def refuse(server: str, file: Path) -> None:
+            raise DevagentError("not agreed", status=ExitStatus.USAGE)
+
+        with pytest.raises(DevagentError):
+            opened.open(host="other-server", config_file=tmp_path / "devagent.toml", agree=refuse)
+        assert opened.servers == ["file-server"]
+
+
+def test_settings_are_read_once_and_an_empty_variable_counts_as_unset() -> None:
+    settings = Settings.from_environ({"DEVAGENT_HOST": "", "DEVAGENT_DOCKER_SOCKET": "/run/d.sock",
+                                      "DEVAGENT_PORTS": "24000-24009", "DEVAGENT_TEST_GPU_INVENTORY": "/g.json"})
+    assert (settings.host, settings.docker_socket, settings.ports, settings.gpu_inventory_stand_in) == (
+        None, "/run/d.sock", "24000-24009", "/g.json")
+    assert Settings.from_environ({"DEVAGENT_HOST": "gpu"}).host == "gpu"
+
+
+def spec(workspace: str) -> EnvSpec:
+    return EnvSpec(name="exp", base_image="base:1", workspace=workspace, user="dev", uid=4242)
+
+
+class TestTheSameQuestionsOnBothSites:
+    def sites(self, tmp_path: Path) -> tuple[Site, Site, FakeLink]:
+        paths = Paths.from_environ()
+        link = FakeLink(FakeEngine(), home=tmp_path / "server-home", server="alice@gpu:2222")
+        return (LocalSite(FakeEngine(), paths=paths),  # type: ignore[arg-type]
+                ServerSite(link, paths=paths, given="gpu"), link)  # type: ignore[arg-type]
+
+    def test_the_words_for_messages_and_how_the_alias_reaches_the_port(self, tmp_path: Path) -> None:
+        here, there, _ = self.sites(tmp_path)
+        assert (here.server, here.given, here.on, here.via, here.loopback, here.proxy_jump) == (
+            None, None, "", "", "127.0.0.1", None)
+        assert (there.server, there.given, there.on, there.via, there.loopback, there.proxy_jump) == (
+            "alice@gpu:2222", "gpu", " on gpu", " via gpu", "gpu's 127.0.0.1", "alice@gpu:2222")
+
+    def test_sshd_is_dialled_here_or_through_the_link(self, tmp_path: Path) -> None:
+        here, there, link = self.sites(tmp_path)
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            here.connect(port, timeout=5).close()
+            assert here.key_login_socket(port, timeout=5) is None  # paramiko dials 127.0.0.1 itself
+            there.connect(port, timeout=5).close()
+            sock = there.key_login_socket(port, timeout=5)
+            assert sock is not None
+            sock.close()
+        assert link.connects == 2
+
+    def test_a_command_runs_on_the_sites_machine(self, tmp_path: Path) -> None:
+        here, there, link = self.sites(tmp_path)
+        assert here.run(["echo", "hi"]).stdout == b"hi\n"
+        assert there.run(["echo", "hi"]).stdout == b"hi\n"
+        assert link.commands == [["echo", "hi"]]
+
+    def test_only_a_server_site_notes_where_the_environment_lives_and_a_rollback_removes_the_note(
+            self, tmp_path: Path) -> None:
+        here, there, _ = self.sites(tmp_path)
+        records = Records(Paths.from_environ())
+        with pytest.raises(RuntimeError), Transaction(lambda _: None) as tx:
+            here.note(tx, spec("/w"), port=None)
+            assert records.all() == []
+            there.note(tx, spec("/w"), port=None)
+            assert records.get("exp") == Record(name="exp", server="alice@gpu:2222", user="dev", workspace="/w")
+            raise RuntimeError("fail the up")
+        assert records.all() == []
+
+    def test_names_are_unique_across_sites(self, tmp_path: Path) -> None:
+        here, there, _ = self.sites(tmp_path)
+        Records(Paths.from_environ()).put(Record(name="exp", server="other", user="dev", workspace="/w"))
+        for site, where in ((here, "on this machine's engine"), (there, "on alice@gpu:2222")):
+            with pytest.raises(DevagentError) as err:
+                site.claim("exp", lambda: [])
+            assert (err.value.message, err.value.status, err.value.hint) == (
+                "environment 'exp' exists on other; names are unique across servers", ExitStatus.CONFLICT,
+                f"pick another name to make one {where}, or remove that one first: devagent down exp")
+        with pytest.raises(DevagentError) as err:
+            there.claim("mine", lambda: ["mine"])
+        assert err.value.message == ("environment 'mine' exists on this machine's Docker Engine; names are unique "
+                                     "across servers")
+        here.claim("mine", lambda: ["mine"])  # a local up of a local name: its own
+
+    def test_a_server_undo_opens_the_link_again_when_it_dropped(self, tmp_path: Path) -> None:
+        paths = Paths.from_environ()
+        link = FakeLink(FakeEngine(), home=tmp_path, drop_after=-1)  # every call fails
+        again = FakeLink(FakeEngine(), home=tmp_path)
+        said: list[str] = []
+        site = ServerSite(link, paths=paths, report=said.append, relink=lambda: again)  # type: ignore[arg-type]
+        done: list[object] = []
+        site.undo_step(lambda: done.append(site.engine))()
+        assert done == [again.engine]
+        assert said == ["the ssh connection to gpu-server dropped; connecting again to undo"]
+        dropped = site.explain_drop(OSError("broken pipe"))
+        assert dropped is not None and (dropped.message, dropped.status) == (
+            "the ssh connection to gpu-server dropped during `up`; what it had made is removed again",
+            ExitStatus.SERVER_UNREACHABLE)
+
+    def test_this_machines_engine_and_ports_are_asked_for_once_when_first_used(self) -> None:
+        asked: list[str] = []
+        engine = FakeEngine()
+
+        def make_engine() -> Any:
+            asked.append("engine")
+            return engine
+
+        def ports() -> range:
+            asked.append("ports")
+            return range(24000, 24010)
+
+        site = LocalSite(make_engine, paths=Paths.from_environ(), ports=ports)
+        assert asked == []
+        assert (site.ports, site.engine, site.ports, site.engine) == (range(24000, 24010), engine,
+                                                                      range(24000, 24010), engine)
+        assert asked == ["ports", "engine"]
+
+
+def test_ls_rows_are_frozen_and_their_json_keeps_its_keys() -> None:
+    row = Row(name="exp", state="running", health=None, port=40000, user="dev", image="img", gpus="none",
+              workspace="/w", ssh_alias="exp", created="2026", invited=("alice",), owner="ana", mine=True)
+    with pytest.raises(AttributeError):
+        row.name = "other"  # type: ignore[misc]
+    assert list(row.to_json(with_host=False)) == ["name", "state", "health", "port", "user", "image", "gpus",
+                                                  "workspace", "ssh_alias", "created", "invited", "owner", "mine"]
+    assert list(row.to_json(with_host=True))[-1] == "host"
