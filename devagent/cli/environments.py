@@ -134,9 +134,12 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     env = request.spec
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
+    if request.slurm is not None and not request.slurm.wait:
+        _submit_only(request)
+        return
     with site_options.open_site(host=request.host, local=request.host is None,
                                 config_file=config_file if request.host_from_file else None,
-                                resolve=(env.workspace,)) as site:
+                                resolve=(env.workspace,), slurm=request.slurm, environment=env.name) as site:
         provisioner = site_options.provisioner(site)
         result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
         if request.vscode and request.host:
@@ -517,6 +520,19 @@ def down(name: str) -> None:
         removed = site_options.provisioner(site).down(name)
     for item in removed:
         click.echo(f"✔ removed {item}")
+
+
+def _submit_only(request: UpRequest) -> None:
+    """`up --slurm --no-wait`: the job asked for, and what to do next."""
+    from devagent.control.paths import Paths
+    from devagent.control.sites.slurm_site import submit_only
+
+    assert request.slurm is not None and request.host is not None
+    name = request.spec.name
+    allocation = submit_only(request.host, request.slurm, environment=name, paths=Paths.from_environ(),
+                             settings=site_options.settings(), report=echo_step)
+    click.echo(f"✔ Slurm job {allocation.job_id} asked for on {request.host}, partition {allocation.partition}: "
+               f"`devagent up {name}` with the same options picks it up")
 
 
 def _idle_minimum() -> float:

@@ -4,30 +4,29 @@ own commands on the cluster's login node (`--host`). Slurm is the ledger: devage
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import click
 
+from devagent.cli import site_options
 from devagent.cli.app import JSON_VERSION
 
 
 def show_partition(server: str | None, partition: str, *, as_json: bool) -> None:
-    from devagent.control.link.link import ServerLink, resolve_server
     from devagent.control.paths import Paths
-    from devagent.control.slurm.queue import SlurmQueue
+    from devagent.control.sites.slurm_site import login
     from devagent.core.slurm.nodes import partition_gpus, queued, render_partition
     from devagent.core.slurm.request import check_name
     from devagent.errors import DevagentError, ExitStatus
 
     check_name(partition, what="partition", option="--slurm")  # before anything runs
-    server = server or os.environ.get("DEVAGENT_HOST") or None
+    settings = site_options.settings()
+    server = server or settings.host
     if server is None:
         raise DevagentError("--slurm needs the cluster's login node", status=ExitStatus.USAGE,
                             hint=f"name it with --host: devagent gpus --host LOGIN --slurm {partition}")
     # A login node needs no Docker Engine: only Slurm's commands run there.
-    with ServerLink(resolve_server(server, environ=os.environ), paths=Paths.from_environ(), engine=False) as link:
-        queue = SlurmQueue(link.run, cluster=server)
+    with login(server, paths=Paths.from_environ(), settings=settings, report=lambda _: None) as (_, queue):
         nodes = queue.nodes(partition)
         jobs = queue.jobs()
     now = time.time()

@@ -23,7 +23,7 @@ def down(provisioner: Provisioner, name: str) -> list[str]:
 
 
 def _down(provisioner: Provisioner, name: str) -> list[str]:
-    removed: list[str] = []
+    removed: list[str] = provisioner.site.release(name)  # a Slurm job first: its holder removes the container
     info = provisioner.engine.get(name)
     if info is not None:
         if info.labels.get("devagent.managed") != "true":

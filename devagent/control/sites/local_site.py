@@ -10,7 +10,7 @@ import shutil
 import socket
 import stat
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
@@ -86,6 +86,8 @@ class LocalSite:
     via = ""
     loopback = "127.0.0.1"
     proxy_jump: str | None = None
+    container_labels: Mapping[str, str] = {}
+    launch_note = ""
 
     def __init__(self, engine: Engine | Callable[[], Engine], *, paths: Paths,
                  inventory: Callable[[], Inventory] | None = None,
@@ -151,3 +153,6 @@ class LocalSite:
 
     def renote(self, spec: EnvSpec, port: int) -> None:
         return
+
+    def release(self, name: str) -> list[str]:
+        return []

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import socket
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
@@ -234,3 +234,14 @@ class ServerSite:
     def renote(self, spec: EnvSpec, port: int | None) -> None:
         self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
                                 port=port))
+
+    @property
+    def container_labels(self) -> Mapping[str, str]:
+        return {}
+
+    @property
+    def launch_note(self) -> str:
+        return ""
+
+    def release(self, name: str) -> list[str]:
+        return []

@@ -1,0 +1,273 @@
+"""A node of a Slurm allocation as a `Site` (control/sites/site.py): the third kind, beside this machine's engine
+and a server's.
+
+Slurm, not devagent, picks the node and the GPUs. `opened` logs in to the cluster's login node (a link that needs
+no engine there), asks for the allocation and waits for it (control/slurm/allocation.py), then logs in to the node
+the job runs on THROUGH the login node (`ssh -J login node`: the node is reached from the login node, as the
+cluster allows) and uses that node's Docker Engine. From there it is a server site (control/sites/server_site.py)
+with four differences:
+
+- the alias reaches the environment with `ProxyJump login,node` (pinned host key as everywhere);
+- the container is labelled with the job (`devagent.slurm-job=<id>`: what the job's holder removes when it ends),
+  and the notebook header records cluster, job, partition, node, GPUs and time limit (`allocation`);
+- devagent's record of the environment names the cluster (its login node), the job and the node, and `renote`,
+  which `up` calls once the environment is made, first checks that the job still runs: a job that ended while
+  `up` was provisioning left a container nobody removes, so `up` rolls back;
+- `release` (what `down` calls first) cancels the job and waits until it has ended: its holder has removed the
+  container by then. A failed `up` releases the allocation too.
+
+An environment whose job has ended is opened without its node (`node_gone`): nothing of it is left there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, cast
+
+from devagent.control.paths import Paths
+from devagent.control.settings import Settings
+from devagent.control.sites.records import Record
+from devagent.control.sites.server_site import ServerSite, ServerWorkspaces
+from devagent.control.slurm.allocation import Allocation, allocate, release, still_running
+from devagent.control.slurm.queue import SlurmQueue
+from devagent.core.slurm.holder import JOB_LABEL
+from devagent.core.slurm.jobs import ENDED_STATES, format_left
+from devagent.errors import DevagentError, ExitStatus
+
+if TYPE_CHECKING:
+    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.link.link import ServerLink
+    from devagent.core.spec import EnvSpec
+    from devagent.core.up_request import SlurmUp
+
+Report = Callable[[str], None]
+
+
+class NodeName:
+    """The node as the alias and the records name it: the cluster's login node (TEXT, what `ls` and the records
+    show), and the two-hop ProxyJump that reaches the node."""
+
+    def __init__(self, login: str, login_jump: str, node_jump: str) -> None:
+        self.text = login
+        self.proxy_jump = f"{login_jump},{node_jump}"
+
+
+class NodeLink:
+    """The link to the node (`ssh -J login node`), naming its server as the cluster (NodeName)."""
+
+    def __init__(self, link: ServerLink, name: NodeName) -> None:
+        self._link, self.server = link, name
+
+    @property
+    def facts(self):  # type: ignore[no-untyped-def]  # ServerFacts
+        return self._link.facts
+
+    @property
+    def engine(self) -> Engine:
+        return self._link.engine
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+        return self._link.run(argv, input=input, timeout=timeout)
+
+    def connect(self, port: int, *, timeout: float) -> socket.socket:
+        return self._link.connect(port, timeout=timeout)
+
+
+def describe(allocation: Allocation) -> str:
+    """The notebook header's Slurm row.
+
+    >>> describe(Allocation("hpc-login", "4812", "gpu", "gpu07", (2, 3), 28800, "/o", "/e"))
+    'cluster hpc-login · job 4812 · partition gpu · node gpu07 · GPUs 2,3 · time limit 8 h'
+    """
+    gpus = ",".join(map(str, allocation.gpus)) or "none"
+    limit = format_left(allocation.time_limit_s) if allocation.time_limit_s else "the partition's"
+    return (f"cluster {allocation.cluster} · job {allocation.job_id} · partition {allocation.partition} · "
+            f"node {allocation.node} · GPUs {gpus} · time limit {limit}")
+
+
+class SlurmWorkspaces(ServerWorkspaces):
+    """The workspace on the cluster's shared home (as on a server); and the environment's GPUs are the job's."""
+
+    site: SlurmSite
+
+    def place(self, spec: EnvSpec, *, exists: Callable[[], bool]) -> EnvSpec:
+        from devagent.core.spec import parse_gpus
+
+        gpus = ",".join(map(str, self.site.allocation.gpus)) or "none"  # indexes on the node: resolved there
+        return dataclasses.replace(super().place(spec, exists=exists), gpus=parse_gpus(gpus))
+
+
+class SlurmSite(ServerSite):
+    """The node of ALLOCATION (through LINK, a NodeLink), on the cluster QUEUE speaks to."""
+
+    def __init__(self, link: NodeLink | _GoneLink, *, queue: SlurmQueue, allocation: Allocation, paths: Paths,
+                 report: Report = lambda _: None) -> None:
+        super().__init__(link, paths=paths, report=report, given=link.server.text)
+        self.queue, self.allocation = queue, allocation
+        self.workspaces = SlurmWorkspaces(self)
+
+    @property
+    def on(self) -> str:
+        return f" on node {self.allocation.node} of {self.allocation.cluster} (job {self.allocation.job_id})"
+
+    @property
+    def via(self) -> str:
+        return f" via {self.allocation.cluster} and node {self.allocation.node}"
+
+    @property
+    def loopback(self) -> str:
+        return f"{self.allocation.node}'s 127.0.0.1"
+
+    @property
+    def container_labels(self) -> dict[str, str]:
+        return {JOB_LABEL: self.allocation.job_id}
+
+    @property
+    def launch_note(self) -> str:
+        return describe(self.allocation)
+
+    def renote(self, spec: EnvSpec, port: int | None) -> None:
+        if not still_running(self.queue, self.allocation):
+            job = self.queue.job(self.allocation.job_id)
+            how = ENDED_STATES.get(job.state, job.state.lower()) if job is not None else "Slurm forgot it"
+            raise DevagentError(f"job {self.allocation.job_id} ended while `up` was making the environment: {how}",
+                                status=ExitStatus.CONTAINER_FAILED,
+                                hint="run `up` again for a new job; what this up made is removed")
+        self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
+                                port=port, slurm_job=self.allocation.job_id, slurm_node=self.allocation.node,
+                                slurm_partition=self.allocation.partition))
+
+    def release(self, name: str) -> list[str]:
+        ended = release(self.queue, self.allocation.job_id)
+        how = ENDED_STATES.get(ended.state, ended.state.lower()) if ended is not None else "ended"
+        return [f"Slurm job {self.allocation.job_id} on {self.allocation.node} ({how}; its container went with it)"]
+
+
+@contextlib.contextmanager
+def login(text: str, *, paths: Paths, settings: Settings, report: Report,
+          quiet: bool = False) -> Iterator[tuple[ServerLink, SlurmQueue]]:
+    """The login node TEXT (no engine needed there) and Slurm through it."""
+    from devagent.control.link.link import ServerLink, resolve_server
+
+    server = resolve_server(text, environ=settings.environ or {})
+    with ServerLink(server, paths=paths, report=(lambda _: None) if quiet else report, engine=False) as link:
+        yield link, SlurmQueue(link.run, cluster=text)
+
+
+@contextlib.contextmanager
+def node_site(login_link: ServerLink, queue: SlurmQueue, allocation: Allocation, *, paths: Paths,
+              settings: Settings, report: Report, resolve: tuple[str, ...] = ()) -> Iterator[SlurmSite]:
+    """The site on ALLOCATION's node, through LOGIN_LINK's login node."""
+    from devagent.control.link.link import ServerLink
+    from devagent.core.ssh.destination import parse_server
+
+    node = parse_server(allocation.node)  # Slurm's name for it, checked as any ssh destination
+    with ServerLink(node, paths=paths, report=report, jump=login_link.server,
+                    docker_socket=settings.docker_socket, resolve=resolve) as link:
+        name = NodeName(allocation.cluster, login_link.server.proxy_jump, node.proxy_jump)
+        yield SlurmSite(NodeLink(link, name), queue=queue, allocation=allocation, paths=paths, report=report)
+
+
+@contextlib.contextmanager
+def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, settings: Settings, report: Report,
+           resolve: tuple[str, ...] = ()) -> Iterator[SlurmSite]:
+    """`up --slurm`: a new allocation (or the user's live job of ENVIRONMENT, made with --no-wait) on the cluster
+    whose login node is TEXT, waited for, and the site on its node. A failure here or in the caller's `up`
+    cancels the job (its holder removes whatever container was made)."""
+    with login(text, paths=paths, settings=settings, report=report) as (login_link, queue):
+        allocation = allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
+                              home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s)
+        gpus = f": GPUs {','.join(map(str, allocation.gpus))}" if allocation.gpus else ""
+        limit = f" · {format_left(allocation.time_limit_s)}" if allocation.time_limit_s else ""
+        report(f"job {allocation.job_id} running on node {allocation.node}{gpus}{limit}")
+        try:
+            with node_site(login_link, queue, allocation, paths=paths, settings=settings, report=report,
+                           resolve=resolve) as site:
+                yield site
+        except BaseException:
+            report(f"cancelling Slurm job {allocation.job_id}")
+            release(queue, allocation.job_id)
+            raise
+
+
+@contextlib.contextmanager
+def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report,
+             quiet: bool = False) -> Iterator[SlurmSite]:
+    """The site of an environment devagent's RECORD places in a Slurm job. A job that has ended has no node to
+    reach: a NodeGone site then says so, and `down` just forgets what this machine keeps."""
+    assert record.slurm_job is not None
+    with login(record.server, paths=paths, settings=settings, report=report, quiet=quiet) as (login_link, queue):
+        job = queue.job(record.slurm_job)
+        allocation = Allocation(cluster=record.server, job_id=record.slurm_job,
+                                partition=record.slurm_partition or "", node=record.slurm_node or "",
+                                gpus=job.gpus if job is not None else (),
+                                time_limit_s=job.time_limit_s if job is not None else None, output="", ended_log="")
+        if job is None or not job.running:
+            how = ENDED_STATES.get(job.state, job.state.lower()) if job is not None else "Slurm forgot it"
+            gone = DevagentError(f"environment {record.name}'s Slurm job {record.slurm_job} has ended: {how}",
+                                 status=ExitStatus.NOT_FOUND,
+                                 hint=f"`devagent up {record.name} --slurm …` again asks for a new job (the "
+                                 "workspace stays)")
+            name = NodeName(record.server, login_link.server.proxy_jump, record.slurm_node or "")
+            yield SlurmSite(_GoneLink(login_link, name, gone), queue=queue, allocation=allocation, paths=paths,
+                            report=report)
+            return
+        with node_site(login_link, queue, allocation, paths=paths, settings=settings, report=report) as site:
+            yield site
+
+
+class _NothingLeft:
+    """The node's engine as far as an environment whose job has ended is concerned: its holder removed the
+    container, so there is nothing of it (`down` then only forgets what this machine keeps). Anything else
+    says the job ended."""
+
+    def __init__(self, gone: DevagentError) -> None:
+        self._gone = gone
+
+    def get(self, name: str) -> None:
+        return None
+
+    def list_managed(self) -> list[object]:
+        return []
+
+    def container_rows(self) -> list[object]:
+        return []
+
+    def leases(self) -> list[object]:
+        return []
+
+    def __getattr__(self, name: str) -> object:
+        raise self._gone
+
+
+class _GoneLink:
+    """The link of an environment whose job has ended: the login node's facts (the home is shared), no node."""
+
+    def __init__(self, login_link: ServerLink, name: NodeName, gone: DevagentError) -> None:
+        self.server, self._login, self._gone = name, login_link, gone
+        self.engine = cast("Engine", _NothingLeft(gone))
+
+    @property
+    def facts(self):  # type: ignore[no-untyped-def]  # ServerFacts
+        return self._login.facts
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None,
+            timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]:
+        raise self._gone
+
+    def connect(self, port: int, *, timeout: float) -> socket.socket:
+        raise self._gone
+
+
+def submit_only(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, settings: Settings,
+                report: Report) -> Allocation:
+    """`up --slurm --no-wait`: ask for the job (or find the user's live one of ENVIRONMENT) and return at once; a
+    later `up` picks it up."""
+    with login(text, paths=paths, settings=settings, report=report) as (login_link, queue):
+        return allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
+                        home=login_link.facts.home, report=report, timeout_s=None, wait=False)
