@@ -454,9 +454,9 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
     answer is shown as unreachable, its environments listed from the records). Docker's labels are the source of
     truth; yours were made with your devagent key (or by a devagent too old to record an owner)."""
-    from devagent.control.features.listing import list_all
+    from devagent.control.features.listing import Row, list_all
     from devagent.control.paths import Paths
-    from devagent.control.sites.records import Records
+    from devagent.control.sites.records import Record, Records
     from devagent.core.ssh.destination import parse_server
 
     if host is not None:
@@ -474,8 +474,13 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
         with site_options.open_site(host=server, quiet=True) as site:
             yield site_options.provisioner(site)
 
-    rows = list_all(records, host=host, local=local, open_server=on_server, used_servers=hosts) if hosts \
-        else local().ls()
+    def in_job(record: Record) -> list[Row]:
+        from devagent.control.sites.slurm_site import listed
+
+        return listed(record, paths=Paths.from_environ(), settings=site_options.settings())
+
+    rows = list_all(records, host=host, local=local, open_server=on_server, used_servers=hosts,
+                    slurm_rows=in_job) if hosts else local().ls()
     # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
     hidden = 0 if everyone else sum(r.mine is False for r in rows)
     rows = [r for r in rows if everyone or r.mine is not False]
@@ -503,6 +508,9 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
                    + (f"{r.host or 'local'!s:16} " if hosts else "") + f"{r.workspace}")
     if hidden:
         click.echo(f"({others})")
+    for r in rows:
+        if r.slurm:
+            click.echo(f"{r.name}: {r.slurm}")
     for r in rows:
         if r.error:
             click.echo(f"{r.host}: unreachable: {r.error}", err=True)

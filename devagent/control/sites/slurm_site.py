@@ -40,6 +40,7 @@ from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
     from devagent.control.engine.docker_engine import Engine
+    from devagent.control.features.listing import Row
     from devagent.control.link.link import ServerLink
     from devagent.core.spec import EnvSpec
     from devagent.core.up_request import SlurmUp
@@ -271,3 +272,35 @@ def submit_only(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, se
     with login(text, paths=paths, settings=settings, report=report) as (login_link, queue):
         return allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
                         home=login_link.facts.home, report=report, timeout_s=None, wait=False)
+
+
+def listed(record: Record, *, paths: Paths, settings: Settings) -> list[Row]:
+    """`ls`'s row of the environment RECORD places in a Slurm job, from Slurm (the job, its node, its state and
+    the time left): the login node is asked, never the node (an ended job's node may not let the user in)."""
+    import time
+
+    from devagent.control.features.listing import Row, unreachable_rows
+
+    assert record.slurm_job is not None
+    try:
+        with login(record.server, paths=paths, settings=settings, report=lambda _: None, quiet=True) as (_, queue):
+            job = queue.find(record.slurm_job) or queue.job(record.slurm_job)
+    except DevagentError as exc:
+        if exc.status not in (ExitStatus.SERVER_UNREACHABLE, ExitStatus.SERVER_AUTH, ExitStatus.SERVER_REFUSED):
+            raise
+        return unreachable_rows([record], exc)
+    where = f"Slurm job {record.slurm_job} on {record.slurm_node}, partition {record.slurm_partition}"
+    if job is not None and job.running:
+        left = job.time_left_s(time.time())
+        state, note = "running", f"{where}: running" + (f", {format_left(left)} left" if left is not None else "")
+    elif job is not None and job.pending:
+        state, note = "pending", f"{where}: pending ({job.reason})"
+    elif job is not None and not job.ended:  # COMPLETING: the holder's trap is removing the container
+        state, note = "ending", f"{where}: ending ({job.state.lower()}: its holder removes the container)"
+    else:
+        how = ENDED_STATES.get(job.state, job.state.lower()) if job is not None else "Slurm no longer knows it"
+        state, note = "ended", f"{where}: ended: {how}"
+    gpus = ",".join(map(str, job.gpus)) if job is not None and job.running and job.gpus else "none"
+    return [Row(name=record.name, state=state, health=None, port=record.port, user=record.user, image=None,
+                gpus=gpus, workspace=record.workspace, ssh_alias=record.name, created=None, host=record.server,
+                slurm=note)]
