@@ -27,15 +27,18 @@ class SlurmSites:
     nodes: dict[str, Sshd]
 
 
-def slurm_sites(topology: Topology, cluster: SlurmCluster, *, user: str) -> SlurmSites:
+def slurm_sites(topology: Topology, cluster: SlurmCluster, *, user: str,
+                node_path: dict[str, str] | None = None) -> SlurmSites:
     """The login node's sshd (sessions get SLURM_CONF, as a cluster's profile would), one sshd per node, and the
-    laptop's aliases for them, all logging in as USER."""
+    laptop's aliases for them, all logging in as USER. NODE_PATH: a node's sessions' PATH (a stand-in
+    nvidia-smi first)."""
     login = topology.start_sshd(extra=[f"SetEnv SLURM_CONF={cluster.conf}"])
     topology.laptop.add_alias(LOGIN, login, user=user)
     nodes = {}
     laptop = topology.laptop
     for node in NODES:
-        sshd = topology.start_sshd(extra=[f"SetEnv SLURM_CONF={cluster.conf}"])
+        path = (node_path or {}).get(node)
+        sshd = topology.start_sshd(extra=[f"SetEnv SLURM_CONF={cluster.conf}" + (f" PATH={path}" if path else "")])
         lines = [f"Host {node}", f"  User {user}", "  HostName 127.0.0.1", f"  Port {sshd.port}",
                  f"  IdentityFile {laptop.key}", "  IdentitiesOnly yes", f"  HostKeyAlias {sshd.host_key_alias}",
                  f"  UserKnownHostsFile {laptop.known_hosts}", "  StrictHostKeyChecking yes", ""]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from devagent.core.slurm.holder import JOB_LABEL
+from devagent.core.slurm.jobs import parse_scontrol_job
 from devagent.errors import ExitStatus
 from tests.integration.conftest import BASE_IMAGE, Result, wait_for
 from tests.integration.slurm_cluster import GPUS_PER_NODE, NODES, SlurmCluster
@@ -153,3 +154,69 @@ def test_hostile_values_are_refused_before_anything_runs(cluster: SlurmCluster, 
         assert (result.returncode, result.stderr.splitlines()[0]) == (2, f"Error: {message}"), result.output
     assert "Accepted publickey" not in sites.login.log
     assert cluster.job_ids() == []
+
+
+FAKE_NVIDIA_SMI = """#!/bin/sh
+# TEST STAND-IN for a node's nvidia-smi (this machine has no GPU): the two queries devagent asks.
+case "$*" in
+  *--query-gpu=*) printf '%s\\n' {gpus} ;;
+  *--query-compute-apps=*) ;;
+  *) exit 6 ;;
+esac
+"""
+
+
+def test_the_container_asks_for_exactly_the_jobs_gpus_on_its_node(cluster: SlurmCluster, topology: Topology,
+                                                                   name: str, docker_client: object) -> None:
+    """Each node's `nvidia-smi` is a stand-in with GPUs of this test's own UUIDs; another user's jobs hold one GPU
+    of each node, so Slurm gives this job the other GPU of one of them. `up` is paused once it has leased the GPUs
+    (paused_devagent.py): the container it created asks for that GPU by UUID, and the node's lease names it.
+    The engine has no NVIDIA runtime, so the start then fails (exit 8) and `up` rolls back, the job too."""
+    import secrets
+    import sys
+
+    tag = secrets.token_hex(3)
+    uuids = {node: [f"GPU-{tag}-{node}-4000-8000-00000000000{i}" for i in range(GPUS_PER_NODE)] for node in NODES}
+    paths = {}
+    for node in NODES:
+        fakebin = Path(topology.root) / f"fakebin-{node}"
+        fakebin.mkdir(mode=0o755)
+        rows = " ".join(f"'{i}, {u}, Stand-in GPU, 0, 81920, 0'" for i, u in enumerate(uuids[node]))
+        (fakebin / "nvidia-smi").write_text(FAKE_NVIDIA_SMI.format(gpus=rows))
+        (fakebin / "nvidia-smi").chmod(0o755)
+        paths[node] = f"{fakebin}:/usr/local/bin:/usr/bin:/bin"
+    slurm_sites(topology, cluster, user=USER, node_path=paths)
+    for _ in NODES:
+        held = cluster.run("sbatch", "-p", "gpu", "--gres=gpu:1", "-t", "10", "--output=/dev/null", "--chdir=/tmp",
+                           "--wrap", "sleep 600", user="devagent-srv2")
+        assert held.returncode == 0, held.output
+    wait_for(lambda: len(cluster.run("squeue", "-h", "-t", "R", "-o", "%i").stdout.split()) == len(NODES),
+             timeout=60, message="the other user's jobs to run")
+    laptop = topology.laptop
+    marker = Path(topology.root) / "laptop" / "tmp" / f"paused-{name}"
+    harness = Path(__file__).with_name("paused_devagent.py")
+    process = laptop.popen([sys.executable, str(harness), "up", name, "--host", LOGIN, "--slurm", "gpu", "--gpus",
+                            "1", "--time", "10", "--base-image", BASE_IMAGE, "--memory", "2g"],
+                           env={"DEVAGENT_TEST_PAUSE_AT": "leased", "DEVAGENT_TEST_PAUSED_FILE": str(marker)},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: marker.exists() or process.poll() is not None, timeout=300, interval=0.1,
+                 message="up to lease the job's GPU")
+        assert marker.exists(), process.communicate()
+        made = [c for c in docker_client.api.containers(all=True, filters={"label": f"devagent.name={name}"})]
+        assert len(made) == 1
+        labels = made[0]["Labels"]
+        job = labels[JOB_LABEL]
+        granted = parse_scontrol_job(cluster.run("scontrol", "-d", "show", "job", job).stdout)
+        assert granted.node in NODES and len(granted.gpus) == 1
+        uuid = uuids[granted.node][granted.gpus[0]]  # Slurm's index on that node, as the node's nvidia-smi names it
+        inspect = docker_client.api.inspect_container(made[0]["Id"])
+        assert inspect["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == [uuid]
+        assert labels["devagent.gpu-uuids"] == uuid
+    finally:
+        marker.unlink(missing_ok=True)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == ExitStatus.GPU_UNAVAILABLE, err
+    assert f"cancelling Slurm job {job}" in err.decode()
+    assert jobs_of(cluster, name) == [] and record(laptop, name) is None
+    assert not docker_client.api.containers(all=True, filters={"label": f"devagent.name={name}"})
