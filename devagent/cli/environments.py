@@ -137,51 +137,23 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     if request.slurm is not None and not request.slurm.wait:
         _submit_only(request)
         return
-    with site_options.open_site(host=request.host, local=request.host is None,
+    with site_options.open_site(host=request.host, chosen=True,  # typed, DEVAGENT_HOST, devagent.toml or none
                                 config_file=config_file if request.host_from_file else None,
                                 resolve=(env.workspace,), slurm=request.slurm, environment=env.name) as site:
-        provisioner = site_options.provisioner(site)
-        result = _provision(provisioner, request, identity=key, recreate=recreate, as_made=as_made)
-        if request.vscode and request.host:
-            # In the environment, as its login user: the workspace on the server is theirs, and a link planted
-            # in it leads to the container's files, never to the server user's.
-            placed = provisioner.engine.exec_as(result.name, env.user,
-                                                ["devagent", "vscode-files", env.inside_workspace])
-    verb = "replaced" if result.recreated else ("created" if result.created else "verified")
-    on, via, where = site.on, site.via, site.loopback
-    # A derived image this up made a container from: built now, or found (as `devagent image build` says it).
-    made_from = " (cached)" if (result.created or result.recreated) and not env.image else ""
-    click.echo(f"✔ image {result.image}{' (built)' if result.image_built else made_from}{on}")
-    click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
-    click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
-    click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
-    click.echo(f"  workspace {result.workspace}{on} → {env.inside_workspace}")
-    click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
-    if request.vscode and request.host:
-        code, said = placed
-        for line in said.splitlines():
-            click.echo(f"  {line}")
-        if code != 0:
-            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written on {request.host}",
-                                status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
-    elif request.vscode:
-        _place_vscode_files(env.name, folder)
-
-
-def _place_vscode_files(name: str, folder: Path) -> None:
-    """devagent's snippets and tasks into FOLDER's .vscode/, for the environment NAME that is up."""
-    from devagent.control.lifecycle.vscode_files import place_vscode_files
-
-    try:
-        for line in place_vscode_files(folder):
-            click.echo(f"  {line}")
-    except OSError as exc:  # the environment is up; only the convenience files are missing
-        raise DevagentError(f"environment {name!r} is up, but .vscode/ could not be written: {exc}",
-                            status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
-                            ) from None
-    except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
-        raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: {exc.message}",
-                            status=exc.status, hint=exc.hint) from None
+        result = _provision(site_options.provisioner(site), request, identity=key, recreate=recreate,
+                            as_made=as_made)
+        verb = "replaced" if result.recreated else ("created" if result.created else "verified")
+        on, via, where = site.on, site.via, site.loopback
+        # A derived image this up made a container from: built now, or found (as `devagent image build` says it).
+        made_from = " (cached)" if (result.created or result.recreated) and not env.image else ""
+        click.echo(f"✔ image {result.image}{' (built)' if result.image_built else made_from}{on}")
+        click.echo(f"✔ container {result.name} {verb}{on}, sshd on {where}:{result.port}")
+        click.echo(f"✔ ssh alias {result.name}{via} (host key pinned)")
+        click.echo(f"✔ login verified as {result.user} (uid {result.uid})")
+        click.echo(f"  workspace {result.workspace}{on} → {env.inside_workspace}")
+        click.echo(f"  VS Code: Remote-SSH → Connect to Host → {result.name}    or: ssh {result.name}")
+        if request.vscode:
+            site.place_vscode_files(env, show=lambda line: click.echo(f"  {line}"))
 
 
 def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> UpResult:
@@ -239,34 +211,10 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
                                 status=ExitStatus.CONTAINER_FAILED, details=said.strip()[-4000:] or None,
                                 hint=f"fix the command (its output is in the workspace's {LIFECYCLE_LOGS}/"
                                 f"{command.hook}.log and the notebook), then run up again")
-    if request.extensions or request.settings:
-        _place_editor_files(provisioner, request, result.name)
+    if request.extensions or request.settings:  # by the site: this machine here, the login user on a server
+        placed = provisioner.site.place_editor_files(env, request.extensions, request.settings)
+        _say(tuple(f"  {line}" for line in placed))
     return result
-
-
-def _place_editor_files(provisioner: Provisioner, request: UpRequest, name: str) -> None:
-    """The devcontainer.json's VS Code extensions and settings into the workspace's .vscode/: by this machine
-    in a local workspace, in the environment as its login user on a server (as `--vscode` does)."""
-    env = request.spec
-    if request.host is None:
-        from devagent.control.lifecycle.vscode_files import place_editor_files
-
-        try:
-            said = list(place_editor_files(Path(env.workspace), request.extensions, request.settings))
-        except (OSError, DevagentError) as exc:
-            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written: "
-                                f"{getattr(exc, 'message', exc)}", status=ExitStatus.USAGE,
-                                hint="make .vscode/ a writable folder of the workspace, then run up again") from None
-    else:
-        argv = ["devagent", "editor-files", env.inside_workspace, "--settings", json.dumps(dict(request.settings))]
-        code, text = provisioner.engine.exec_as(name, env.user, [*argv, *(f"--recommend={e}"
-                                                                          for e in request.extensions)])
-        said = text.splitlines()
-        if code != 0:
-            raise DevagentError(f"environment {name!r} is up, but .vscode/ was not written on {request.host}",
-                                status=ExitStatus.USAGE, details=text.strip() or None,
-                                hint="fix what the details say, then run up again")
-    _say(tuple(f"  {line}" for line in said))
 
 
 def _say(lines: tuple[str, ...]) -> None:
@@ -372,8 +320,8 @@ def code(name: str) -> None:
     from devagent.core.vscode import code_command, remote_uri
 
     validate_name(name)
-    record = Records(Paths.from_environ()).get(name)  # on a server: no need to ask it, the alias goes there
-    user = record.user if record is not None else next(
+    # On a server devagent's record knows the login user: no need to ask the server, the alias goes there.
+    user = Records(Paths.from_environ()).user_of(name) or next(
         (r.user for r in site_options.provisioner(site_options.local_site()).ls() if r.name == name), None)
     if user is None:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
@@ -546,9 +494,9 @@ def _submit_only(request: UpRequest) -> None:
 def _idle_minimum() -> float:
     """The shortest --idle-release taken: 5 minutes, or what the test-only DEVAGENT_TEST_MIN_IDLE_RELEASE says
     (seconds; tests release environments within seconds)."""
-    from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, MINIMUM_STAND_IN
+    from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE
 
     try:
-        return float(os.environ[MINIMUM_STAND_IN])
-    except (KeyError, ValueError):
+        return float(site_options.settings().min_idle_release or "")
+    except ValueError:
         return MIN_IDLE_RELEASE

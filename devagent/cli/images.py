@@ -33,7 +33,6 @@ def image_build(base_image: str | None, login_user: str, target: str | None, pus
     """
     from devagent.core import spec as s
     from devagent.core.dockerfile import parse_image_ref
-    from devagent.core.ssh.destination import parse_server
 
     if push and not target:
         raise DevagentError("--push needs --tag", status=ExitStatus.USAGE,
@@ -44,7 +43,7 @@ def image_build(base_image: str | None, login_user: str, target: str | None, pus
                             hint="e.g. --tag lab.example:5000/pytorch-cuda:v2.8-cu121; the registry gives the digest")
     base, user = base_image or s.DEFAULT_BASE_IMAGE, s.validate_user(login_user)
     # The image's login user gets the uid of the user on the engine's machine (root's 0 becomes 1000).
-    with site_options.open_site(host=parse_server(host).text if host else None) as site:
+    with site_options.open_site(host=host) as site:  # a hostile --host is refused before ssh runs
         _build_tag_push(site.engine, base=base, user=user, uid=site.user_uid or 1000, ref=ref, push=push,
                         where=site.on)
 

@@ -55,7 +55,7 @@ def local_site() -> Site:
                      ports=lambda: parse_ports(ports) if ports else DEFAULT_PORTS)
 
 
-def open_site(*, host: str | None = None, local: bool = False, name: str | None = None,
+def open_site(*, host: str | None = None, local: bool = False, chosen: bool = False, name: str | None = None,
               config_file: Path | None = None, quiet: bool = False, resolve: tuple[str, ...] = (),
               slurm: SlurmUp | None = None, environment: str | None = None
               ) -> contextlib.AbstractContextManager[Site]:
@@ -65,7 +65,7 @@ def open_site(*, host: str | None = None, local: bool = False, name: str | None 
     from devagent.control.sites.opening import open_site as opened
 
     return opened(settings=settings(), paths=Paths.from_environ(), local_site=local_site, report=echo_step,
-                  host=host, local=local, name=name, config_file=config_file,
+                  host=host, local=local, chosen=chosen, name=name, config_file=config_file,
                   agree=lambda server, file: agree_to_file_host(server, config_file=file), quiet=quiet,
                   resolve=resolve, slurm=slurm, environment=environment)
 

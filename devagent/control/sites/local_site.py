@@ -135,6 +135,34 @@ class LocalSite:
             raise OSError("no notebook append on this machine's site")
         self._append(Path(notebook), text.encode(), Path(workspace))
 
+    def place_vscode_files(self, env: EnvSpec, show: Callable[[str], None]) -> None:
+        """devagent's snippets and tasks into the workspace's .vscode/, by this machine, for ENV that is up."""
+        from devagent.control.lifecycle.vscode_files import place_vscode_files
+
+        try:
+            for line in place_vscode_files(Path(env.workspace)):
+                show(line)
+        except OSError as exc:  # the environment is up; only the convenience files are missing
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ could not be written: {exc}",
+                                status=ExitStatus.USAGE, hint="make the workspace writable, then run up again"
+                                ) from None
+        except DevagentError as exc:  # a link, or not a regular file, where a file would be written: refused
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: {exc.message}",
+                                status=exc.status, hint=exc.hint) from None
+
+    def place_editor_files(self, env: EnvSpec, extensions: Sequence[str],
+                           settings: Mapping[str, object]) -> list[str]:
+        """A devcontainer.json's VS Code extensions and settings into the workspace's .vscode/, by this machine;
+        the lines that say what was done."""
+        from devagent.control.lifecycle.vscode_files import place_editor_files
+
+        try:
+            return list(place_editor_files(Path(env.workspace), extensions, settings))
+        except (OSError, DevagentError) as exc:
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written: "
+                                f"{getattr(exc, 'message', exc)}", status=ExitStatus.USAGE,
+                                hint="make .vscode/ a writable folder of the workspace, then run up again") from None
+
     def undo_step(self, undo: Callable[[], object]) -> Callable[[], None]:
         def step() -> None:
             undo()

@@ -26,15 +26,17 @@ Report = Callable[[str], None]
 
 @contextlib.contextmanager
 def open_site(*, settings: Settings, paths: Paths, local_site: Callable[[], Site], report: Report,
-              host: str | None = None, local: bool = False, name: str | None = None,
+              host: str | None = None, local: bool = False, chosen: bool = False, name: str | None = None,
               config_file: Path | None = None, agree: Callable[[str, Path], None] | None = None,
               quiet: bool = False, resolve: tuple[str, ...] = (), slurm: SlurmUp | None = None,
               environment: str | None = None) -> Iterator[Site]:
     """The site of this command, open until it ends. NAME: the environment's own site; else HOST (--host), else
-    DEVAGENT_HOST unless LOCAL, else this machine's (LOCAL_SITE). CONFIG_FILE: HOST comes from that file only, and
-    AGREE(HOST, CONFIG_FILE) must pass first. QUIET: no progress lines from the ssh login; RESOLVE: server paths its
-    probe resolves too (`up`'s workspace). SLURM (`up --slurm`): ENVIRONMENT lives in a Slurm job on the cluster
-    whose login node HOST is; a record naming a Slurm job opens that job's node (control/sites/slurm_site.py)."""
+    DEVAGENT_HOST unless LOCAL, else this machine's (LOCAL_SITE). CHOSEN: HOST (None: this machine's) is the
+    choice already made from all of these (`up`'s, which weighs devagent.toml's host too). CONFIG_FILE: HOST
+    comes from that file only, and AGREE(HOST, CONFIG_FILE) must pass first. QUIET: no progress lines from the
+    ssh login; RESOLVE: server paths its probe resolves too (`up`'s workspace). SLURM (`up --slurm`): ENVIRONMENT
+    lives in a Slurm job on the cluster whose login node HOST is; a record naming a Slurm job opens that job's node
+    (control/sites/slurm_site.py)."""
     if name is not None:
         record = Records(paths).get(name)
         if record is not None and record.slurm_job is not None:  # in a Slurm job: its node, through the login
@@ -44,7 +46,7 @@ def open_site(*, settings: Settings, paths: Paths, local_site: Callable[[], Site
                 yield site
             return
         host = record.server if record is not None else None
-    elif not local:
+    elif not (local or chosen):
         host = host or settings.host
     if host is None:
         yield local_site()

@@ -62,6 +62,11 @@ class Records:
         record = self.get(name)
         return record.server if record is not None else None
 
+    def user_of(self, name: str) -> str | None:
+        """The login user of NAME on its server; None: no record (this machine's engine knows)."""
+        record = self.get(name)
+        return record.user if record is not None else None
+
     def put(self, record: Record) -> None:
         ensure_private_dir(self.folder)
         data = {"version": VERSION, **asdict(record)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -174,6 +175,29 @@ class ServerSite:
         from devagent.control.features.rerun import append_on_server
 
         append_on_server(self.link, workspace=workspace, notebook=notebook, text=text)
+
+    def place_vscode_files(self, env: EnvSpec, show: Callable[[str], None]) -> None:
+        """devagent's snippets and tasks into the workspace's .vscode/, in the environment as its login user: the
+        workspace on the server is theirs, and a link planted in it leads to the container's files, never to the
+        server user's."""
+        code, said = self.engine.exec_as(env.name, env.user, ["devagent", "vscode-files", env.inside_workspace])
+        for line in said.splitlines():
+            show(line)
+        if code != 0:
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written{self.on}",
+                                status=ExitStatus.USAGE, hint="the line above says why; fix it, then run up again")
+
+    def place_editor_files(self, env: EnvSpec, extensions: Sequence[str],
+                           settings: Mapping[str, object]) -> list[str]:
+        """A devcontainer.json's VS Code extensions and settings into the workspace's .vscode/, in the environment
+        as its login user (as `place_vscode_files`); the lines that say what was done."""
+        argv = ["devagent", "editor-files", env.inside_workspace, "--settings", json.dumps(dict(settings))]
+        code, text = self.engine.exec_as(env.name, env.user, [*argv, *(f"--recommend={e}" for e in extensions)])
+        if code != 0:
+            raise DevagentError(f"environment {env.name!r} is up, but .vscode/ was not written{self.on}",
+                                status=ExitStatus.USAGE, details=text.strip() or None,
+                                hint="fix what the details say, then run up again")
+        return text.splitlines()
 
     def _alive(self) -> bool:
         try:

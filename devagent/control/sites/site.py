@@ -152,6 +152,15 @@ class Site(Protocol):
         """Append TEXT to NOTEBOOK inside WORKSPACE, as the user of the site's machine (OSError when it could
         not)."""
 
+    def place_vscode_files(self, env: EnvSpec, show: Callable[[str], None]) -> None:
+        """devagent's snippets and tasks into ENV's workspace's .vscode/ (`up --vscode`), each line said with
+        SHOW: by this machine in a local workspace, in the environment as its login user on a server."""
+
+    def place_editor_files(self, env: EnvSpec, extensions: Sequence[str],
+                           settings: Mapping[str, object]) -> list[str]:
+        """A devcontainer.json's VS Code EXTENSIONS and SETTINGS into ENV's workspace's .vscode/, written as
+        `place_vscode_files` writes; the lines that say what was done."""
+
     def undo_step(self, undo: Callable[[], object]) -> Callable[[], None]:
         """UNDO as a rollback step that reaches the site: opened again first if it dropped."""
 

@@ -63,7 +63,10 @@ class TestOpenSiteDecides:
         assert opened.open(env) == "env-server"
         assert opened.open(env, host="typed-server") == "typed-server"
         assert opened.open(env, local=True) is opened.local
-        assert opened.servers == ["env-server", "typed-server"]
+        # `up` chose already (flag, DEVAGENT_HOST, devagent.toml): its None is this machine, not DEVAGENT_HOST.
+        assert opened.open(env, chosen=True) is opened.local
+        assert opened.open(env, host="file-server", chosen=True) == "file-server"
+        assert opened.servers == ["env-server", "typed-server", "file-server"]
 
     def test_an_environment_is_on_the_server_its_record_names_else_here_whatever_devagent_host_says(
             self, opened: Opened) -> None:
