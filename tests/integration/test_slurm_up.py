@@ -220,3 +220,15 @@ def test_the_container_asks_for_exactly_the_jobs_gpus_on_its_node(cluster: Slurm
     assert f"cancelling Slurm job {job}" in err.decode()
     assert jobs_of(cluster, name) == [] and record(laptop, name) is None
     assert not docker_client.api.containers(all=True, filters={"label": f"devagent.name={name}"})
+
+
+def test_a_node_whose_engine_the_user_may_not_use_cancels_the_job_and_says_so(
+        cluster: SlurmCluster, topology: Topology, name: str, docker_client: object) -> None:
+    slurm_sites(topology, cluster, user="devagent-nodock")  # not in the docker group on the nodes
+    laptop = topology.laptop
+    result = up(laptop, name, "--gpus", "0", check=False)
+    assert result.returncode == ExitStatus.DOCKER_PERMISSION, result.output
+    assert "devagent-nodock on n" in result.stderr and "may not use the Docker Engine's socket" in result.stderr
+    assert "cancelling Slurm job " in result.stderr
+    assert jobs_of(cluster, name) == [] and record(laptop, name) is None
+    assert container(docker_client, name) is None
