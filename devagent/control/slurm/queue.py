@@ -109,7 +109,8 @@ class SlurmQueue:
     def live_job(self, environment: str, user: str) -> Job | None:
         """USER's pending or running holder job of ENVIRONMENT (a `--no-wait` request a later `up` picks up)."""
         name = job_name(environment)
-        live = [job for job in self.jobs() if job.name == name and job.user == user and not job.ended]
+        # Pending or running only: a job that is COMPLETING is ending (scancel'd), its holder removing what it had.
+        live = [job for job in self.jobs() if job.name == name and job.user == user and (job.pending or job.running)]
         return max(live, key=lambda job: int(job.job_id)) if live else None
 
     def nodes(self, partition: str) -> list[Node]:

@@ -23,7 +23,7 @@ from devagent.core.slurm.jobs import ENDED_STATES, PENDING_REASONS, Job, format_
 from devagent.core.slurm.request import SlurmRequest
 from devagent.errors import DevagentError, ExitStatus
 
-FIRST_POLL_S = 0.5
+FIRST_POLL_S = 0.2
 MAX_POLL_S = 5.0
 
 

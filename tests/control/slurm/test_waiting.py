@@ -160,3 +160,22 @@ def test_a_hostile_job_id_never_reaches_slurm() -> None:
         SlurmQueue(slurm, cluster="hpc-login").cancel("12;rm -rf ~")
     assert caught.value.status == ExitStatus.USAGE
     assert slurm.calls == []
+
+
+def test_a_later_up_picks_up_a_pending_or_running_job_of_the_environment_never_an_ending_one() -> None:
+    import json
+
+    def row(job_id: int, state: str, name: str = "devagent-exp", user: str = "ada") -> dict[str, object]:
+        return {"job_id": job_id, "job_state": state, "state_reason": "None", "name": name, "user_name": user,
+                "partition": "gpu"}
+
+    def queue(*rows: dict[str, object]) -> SlurmQueue:
+        def run(argv: Sequence[str], *, input: bytes | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.CompletedProcess(list(argv), 0, json.dumps({"jobs": list(rows)}).encode(), b"")
+        return SlurmQueue(run, cluster="hpc-login")
+
+    assert queue(row(7, "COMPLETING"), row(8, "CANCELLED")).live_job("exp", "ada") is None
+    found = queue(row(7, "COMPLETING"), row(9, "PENDING"), row(10, "RUNNING", user="bo"),
+                  row(11, "RUNNING", name="devagent-other")).live_job("exp", "ada")
+    assert found is not None and found.job_id == "9"
