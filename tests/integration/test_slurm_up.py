@@ -7,6 +7,7 @@ path runs with a CPU job (--gpus 0), as the issue says. No timed asserts: waits 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -78,6 +79,8 @@ def test_up_on_a_node_login_through_the_alias_down_and_up_again(cluster: SlurmCl
            "container went with it)" in gone.stdout
     assert container(docker_client, name) is None and jobs_of(cluster, name) == []
     assert record(laptop, name) is None and workspace.is_dir()
+    assert f" UTC · environment ended\njob {job} on {node}: environment {name} ended: the job was cancelled " \
+           "(devagent down or scancel)\n" in notebook.read_text()  # the holder's end line, taken in
     # up again: a new job, the same alias name and workspace.
     again = up(laptop, name, "--gpus", "0")
     second = record(laptop, name)
@@ -102,7 +105,16 @@ def test_scancel_from_outside_removes_the_container_and_ls_shows_the_job_ended(
     said = f"{name}: Slurm job {job} on {noted['slurm_node']}, partition gpu: ended: the job was cancelled " \
            "(devagent down or scancel)"
     wait_for(lambda: said in laptop.devagent("ls").stdout, timeout=60, interval=1, message="ls to say it ended")
+    # up again: the notebook first takes in when and why the last job ended, then a new job.
+    notebook = HOME / "devagent" / name / "lab-notebook.md"
+    notebook.write_text("# Lab notebook\n")  # stands in for the one the agent writes at the first run
+    shutil.chown(notebook, USER, USER)
+    up(laptop, name, "--gpus", "0")
+    assert f"job {job} on {noted['slurm_node']}: environment {name} ended: the job was cancelled (devagent down " \
+           "or scancel)\n" in notebook.read_text()
     # down of an ended environment forgets what the laptop keeps.
+    assert cluster.run("scancel", str(record(laptop, name)["slurm_job"])).returncode == 0  # type: ignore[index]
+    wait_for(lambda: container(docker_client, name) is None, timeout=60, message="the container removed")
     gone = laptop.devagent("down", name)
     assert gone.returncode == 0, gone.output
     assert record(laptop, name) is None

@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, cast
 
 from devagent.control.paths import Paths
 from devagent.control.settings import Settings
-from devagent.control.sites.records import Record
+from devagent.control.sites.records import Record, Records
 from devagent.control.sites.server_site import ServerSite, ServerWorkspaces
-from devagent.control.slurm.allocation import Allocation, allocate, release, still_running
+from devagent.control.slurm.allocation import Allocation, allocate, ended_lines, files, release, still_running
 from devagent.control.slurm.queue import SlurmQueue
 from devagent.core.slurm.holder import JOB_LABEL
 from devagent.core.slurm.jobs import ENDED_STATES, format_left
@@ -107,9 +107,10 @@ class SlurmSite(ServerSite):
     """The node of ALLOCATION (through LINK, a NodeLink), on the cluster QUEUE speaks to."""
 
     def __init__(self, link: NodeLink | _GoneLink, *, queue: SlurmQueue, allocation: Allocation, paths: Paths,
-                 report: Report = lambda _: None) -> None:
+                 report: Report = lambda _: None, login: ServerLink | None = None) -> None:
         super().__init__(link, paths=paths, report=report, given=link.server.text)
         self.queue, self.allocation = queue, allocation
+        self.login: ServerLink | None = login  # where the job's end line is read and the notebook appended to
         self.workspaces = SlurmWorkspaces(self)
 
     @property
@@ -146,7 +147,36 @@ class SlurmSite(ServerSite):
     def release(self, name: str) -> list[str]:
         ended = release(self.queue, self.allocation.job_id)
         how = ENDED_STATES.get(ended.state, ended.state.lower()) if ended is not None else "ended"
+        record = self.records.get(name)
+        if record is not None and self.login is not None:
+            take_in_end(self.login, self.queue, record, report=self.report)
         return [f"Slurm job {self.allocation.job_id} on {self.allocation.node} ({how}; its container went with it)"]
+
+
+def take_in_end(login_link: ServerLink, queue: SlurmQueue, record: Record, *, report: Report) -> bool:
+    """Append to the environment's notebook (on the shared home) the line the job's holder wrote when the job
+    ended: when and why. The default notebook only (the record does not keep another's path); a notebook not
+    written yet, or one devagent may not append to, is left alone. Whether a line was taken in."""
+    from pathlib import PurePosixPath
+
+    from devagent.control.features.rerun import append_on_server
+    from devagent.core import layout
+    from devagent.core.notebook import entry
+
+    assert record.slurm_job is not None
+    output, ended_log = files(login_link.facts.home, record.name)
+    lines = ended_lines(queue, Allocation(record.server, record.slurm_job, "", "", (), None, output, ended_log))
+    if not lines:
+        return False
+    stamp, _, said = lines[-1].partition(" ")
+    workspace = PurePosixPath(record.workspace)
+    try:
+        append_on_server(login_link, workspace=workspace, notebook=workspace / layout.NOTEBOOK,
+                         text=entry(f"{stamp.replace('T', ' ').rstrip('Z')} UTC · environment ended", said))
+    except (OSError, DevagentError) as exc:
+        report(f"the notebook did not take in the job's end ({exc})")
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -171,7 +201,8 @@ def node_site(login_link: ServerLink, queue: SlurmQueue, allocation: Allocation,
     with ServerLink(node, paths=paths, report=report, jump=login_link.server,
                     docker_socket=settings.docker_socket, resolve=resolve) as link:
         name = NodeName(allocation.cluster, login_link.server.proxy_jump, node.proxy_jump)
-        yield SlurmSite(NodeLink(link, name), queue=queue, allocation=allocation, paths=paths, report=report)
+        yield SlurmSite(NodeLink(link, name), queue=queue, allocation=allocation, paths=paths, report=report,
+                        login=login_link)
 
 
 @contextlib.contextmanager
@@ -181,6 +212,12 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
     whose login node is TEXT, waited for, and the site on its node. A failure here or in the caller's `up`
     cancels the job (its holder removes whatever container was made)."""
     with login(text, paths=paths, settings=settings, report=report) as (login_link, queue):
+        before = Records(paths).get(environment)
+        if before is not None and before.slurm_job is not None and before.server == text:
+            # `up` again after the job ended on its own (scancel, time limit): the notebook says so first.
+            job = queue.job(before.slurm_job)
+            if job is None or job.ended:
+                take_in_end(login_link, queue, before, report=report)
         allocation = allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
                               home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s)
         gpus = f": GPUs {','.join(map(str, allocation.gpus))}" if allocation.gpus else ""
@@ -216,7 +253,7 @@ def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report
                                  "workspace stays)")
             name = NodeName(record.server, login_link.server.proxy_jump, record.slurm_node or "")
             yield SlurmSite(_GoneLink(login_link, name, gone), queue=queue, allocation=allocation, paths=paths,
-                            report=report)
+                            report=report, login=login_link)
             return
         with node_site(login_link, queue, allocation, paths=paths, settings=settings, report=report) as site:
             yield site
