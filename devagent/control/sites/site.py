@@ -92,7 +92,8 @@ class Site(Protocol):
 
     @property
     def server(self) -> str | None:
-        """The server as the user named it (what devagent's records and `ls` say); None: this machine."""
+        """The server as devagent's records and `ls` write it (a Docker context's name resolved to its ssh
+        endpoint); None: this machine."""
 
     @property
     def given(self) -> str | None:
