@@ -72,6 +72,11 @@ def test_up_on_a_node_login_through_the_alias_down_and_up_again(cluster: SlurmCl
              message="the run's section in the notebook")
     assert f"| Slurm | cluster {LOGIN} · job {job} · partition gpu · node {node} · GPUs none · time limit 10 min |" \
         in notebook.read_text()
+    # up again while the job runs, with other options: refused, and the running job and container are left be.
+    differs = up(laptop, name, "--gpus", "0", "--memory", "3g", check=False)
+    assert differs.returncode == ExitStatus.CONFLICT, differs.output
+    assert f"Slurm job {job} keeps running (it was running before this up)" in differs.stderr
+    assert jobs_of(cluster, name) == [job] and container(docker_client, name) is not None
     # down cancels the job; the job's holder takes the container with it; the workspace stays.
     gone = laptop.devagent("down", name)
     assert gone.returncode == 0, gone.output

@@ -218,6 +218,9 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
             job = queue.job(before.slurm_job)
             if job is None or job.ended:
                 take_in_end(login_link, queue, before, report=report)
+        # A job already running (an `up` again of a running environment): a failure of this up leaves it be.
+        running = queue.live_job(environment, login_link.facts.user)
+        kept = running.job_id if running is not None and running.running else None
         allocation = allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
                               home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s)
         gpus = f": GPUs {','.join(map(str, allocation.gpus))}" if allocation.gpus else ""
@@ -228,8 +231,11 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
                            resolve=resolve) as site:
                 yield site
         except BaseException:
-            report(f"cancelling Slurm job {allocation.job_id}")
-            release(queue, allocation.job_id)
+            if allocation.job_id == kept:
+                report(f"Slurm job {allocation.job_id} keeps running (it was running before this up)")
+            else:
+                report(f"cancelling Slurm job {allocation.job_id}")
+                release(queue, allocation.job_id)
             raise
 
 
