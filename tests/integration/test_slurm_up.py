@@ -72,6 +72,8 @@ def test_up_on_a_node_login_through_the_alias_down_and_up_again(cluster: SlurmCl
              message="the run's section in the notebook")
     assert f"| Slurm | cluster {LOGIN} · job {job} · partition gpu · node {node} · GPUs none · time limit 10 min |" \
         in notebook.read_text()
+    section = notebook.read_text().split("· run 1 ·", 1)[1]
+    assert f"SLURM_JOB_ID={job}" in section and f"SLURMD_NODENAME={node}" in section, section
     # up again while the job runs, with other options: refused, and the running job and container are left be.
     differs = up(laptop, name, "--gpus", "0", "--memory", "3g", check=False)
     assert differs.returncode == ExitStatus.CONFLICT, differs.output

@@ -100,7 +100,13 @@ class SlurmWorkspaces(ServerWorkspaces):
         from devagent.core.spec import parse_gpus
 
         gpus = ",".join(map(str, self.site.allocation.gpus)) or "none"  # indexes on the node: resolved there
-        return dataclasses.replace(super().place(spec, exists=exists), gpus=parse_gpus(gpus))
+        allocation = self.site.allocation
+        # Slurm's own names, so that the user's code and every run section (core/runs/run_environment.py) see
+        # which job and node they ran in, as in any Slurm job.
+        job = (("SLURM_JOB_ID", allocation.job_id), ("SLURMD_NODENAME", allocation.node),
+               ("SLURM_JOB_PARTITION", allocation.partition))
+        placed = super().place(spec, exists=exists)
+        return dataclasses.replace(placed, gpus=parse_gpus(gpus), container_env=(*placed.container_env, *job))
 
 
 class SlurmSite(ServerSite):
