@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, cast
 
 from devagent.control.paths import Paths
 from devagent.control.settings import Settings
-from devagent.control.sites.records import Record, Records
+from devagent.control.sites.records import Record, Records, refuse_elsewhere
 from devagent.control.sites.server_site import ServerSite, ServerWorkspaces
 from devagent.control.slurm.allocation import Allocation, allocate, ended_lines, files, release, still_running
 from devagent.control.slurm.queue import SlurmQueue
@@ -138,6 +138,14 @@ class SlurmSite(ServerSite):
     @property
     def launch_note(self) -> str:
         return describe(self.allocation)
+
+    def claim(self, name: str, aliases: Callable[[], list[str]]) -> None:
+        """As a server's, but NAME may be recorded in a job on this cluster (an earlier job of it)."""
+        record = self.records.get(name)
+        if record is not None and record.server != self.server:
+            raise refuse_elsewhere(name, record.server, here=f"on {self.server}")
+        if record is None and name in aliases():
+            super().claim(name, aliases)  # this machine's: refused there, in its words
 
     def renote(self, spec: EnvSpec, port: int | None) -> None:
         if not still_running(self.queue, self.allocation):
