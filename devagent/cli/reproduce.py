@@ -13,6 +13,7 @@ from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
     from devagent.control.features.rerun import Files
+    from devagent.control.sites.site import Site
 
 
 @cli.command()
@@ -45,7 +46,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
         provisioner = site_options.provisioner(site)
         files: Files = site.files()
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
-                                        server=site.given)
+                                        site=site)
         facts = plan.facts
         on = site.on
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
@@ -78,7 +79,7 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
 
 def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
-                     anyway: bool, server: str | None) -> tuple[Any, Any]:
+                     anyway: bool, site: Site) -> tuple[Any, Any]:
     """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
     from devagent.control.features.rerun import prepare
     from devagent.control.ssh.openssh import client_version
@@ -94,15 +95,13 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
     facts = plan.facts
     image_args = ["--image", plan.image] if plan.image else (
         ["--base-image", plan.base_image] if plan.base_image else [])
-    host_args = ["--host", server] if server else []
     config_file = plan.new_workspace / CONFIG_FILE
     try:
         # The notebook's options pass the same checks as typed ones, and only those devagent records get through.
         given: dict[str, object] = dict(up_option_values(facts.up_args, notebook=str(plan.notebook),
                                                          run=facts.number))
         given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
-        if server:
-            given["host"] = server
+        given["host"] = site.given  # None on this machine: not given
         try:
             config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
         except OSError as exc:
@@ -111,8 +110,9 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
         request = up_request(
             name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
             workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
-            argv=["up", plan.name, *host_args, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
-            server_workspace=str(plan.new_workspace) if server else None, local=server is None)
+            argv=["up", plan.name, *site.up_flags, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
+            # The new workspace's devagent.toml does not move the run elsewhere: this site's up, or none.
+            server_workspace=str(plan.new_workspace), local=site.given is None)
         result = provisioner.up(request.spec, launch_command=request.launch_command)
     except BaseException:
         plan.discard()  # no environment mounts it

@@ -26,6 +26,7 @@ from typing import Protocol
 from devagent.control.engine.docker_engine import ContainerInfo
 from devagent.control.features.teammates import callers_own
 from devagent.control.paths import Paths
+from devagent.control.sites.site import SiteName
 from devagent.control.ssh import managed_config
 from devagent.control.ssh.openssh import client_version
 from devagent.control.ssh.user_config import SshConfig, parse_line
@@ -62,7 +63,7 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh). SERVERS_USED: this machine
     has made environments on servers, so an engine of its own is not needed (a laptop)."""
     rows: list[ContainerInfo] | None = None
-    engine = f"Docker Engine on {server}" if server else "Docker Engine"
+    engine = f"Docker Engine{SiteName(server or None).on}"
     try:
         rows = engine_factory().list_managed()
         # On a shared engine, others' environments are counted apart (those without a recorded owner as yours).
@@ -71,7 +72,7 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
         checks = [Check(engine, True, f"answers; {count} devagent environment{'s' * (count != 1)}"
                         + (f" of yours, {others} of other people" if others else ""))]
     except DevagentError as exc:  # the engine's adapter names the fix (start it; join the docker group)
-        if servers_used and server is None and name is None:
+        if servers_used and name is None:  # doctor without NAME checks this machine's engine
             checks = [skipped(engine, f"{exc.message}; this machine's environments are on servers (`devagent "
                               "doctor NAME` checks one there)")]
         else:
@@ -282,7 +283,7 @@ def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInf
     info: ContainerInfo | None = None
     up = f"devagent up {name}"
     if containers is None:
-        engine = f"the Docker Engine on {server}" if server else "the Docker Engine"
+        engine = f"the Docker Engine{SiteName(server or None).on}"
         checks.append(skipped("container running", f"{engine} does not answer (see above)"))
         why_not = f"{engine} does not answer"
     else:
@@ -299,7 +300,7 @@ def environment_checks(paths: Paths, *, name: str, containers: list[ContainerInf
                                 fix=f"`{up}` starts it again (`docker logs {name}` shows why it stopped)"))
             why_not = "the container is not running"
         else:
-            where = f"{server}'s 127.0.0.1" if server else "127.0.0.1"
+            where = SiteName(server or None).loopback
             checks.append(Check("container running", True,
                                 f"{name} is running, sshd published on {where}:{info.host_port}"))
             why_not = ""

@@ -29,6 +29,7 @@ from pathlib import Path
 from devagent.control.atomic import FileLock, atomic_write, ensure_private_dir
 from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, Engine
 from devagent.control.paths import Paths
+from devagent.control.sites.site import SiteName
 from devagent.control.ssh import keys, known_hosts, managed_config
 from devagent.core import layout
 from devagent.core.people import (
@@ -330,7 +331,7 @@ def not_owned(info: ContainerInfo, *, command: str, server: str | None = None,
         fingerprint = f"key {Person(who, key).fingerprint}"
     except (IndexError, ValueError):
         fingerprint = "a key that is not yours"
-    on = f" on {server}" if server else ""
+    on = SiteName(server or None).on
     return DevagentError(
         f"environment {info.name!r}{on} belongs to {who} ({fingerprint}), not to you: `devagent {command}` "
         "leaves it alone", status=ExitStatus.CONFLICT, details=details,

@@ -85,6 +85,7 @@ class LocalSite:
     on = ""  # for messages
     via = ""
     loopback = "127.0.0.1"
+    up_flags: tuple[str, ...] = ()
     proxy_jump: str | None = None
     container_labels: Mapping[str, str] = {}
     launch_note = ""

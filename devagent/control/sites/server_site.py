@@ -138,6 +138,10 @@ class ServerSite:
         return f"{self.given or self.server}'s 127.0.0.1"
 
     @property
+    def up_flags(self) -> tuple[str, ...]:
+        return ("--host", self.given or self.server)
+
+    @property
     def user_uid(self) -> int:
         return self.link.facts.uid
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Protocol
 
@@ -67,6 +68,23 @@ class Link(Protocol):
     def connect(self, port: int, *, timeout: float) -> socket.socket: ...
 
 
+@dataclass(frozen=True)
+class SiteName:
+    """A site as messages name it, known before it is opened (from devagent's record of an environment, say):
+    SERVER as the user or the record named it, None for this machine. The open sites say the same (`on`,
+    `loopback`)."""
+
+    server: str | None = None
+
+    @property
+    def on(self) -> str:
+        return f" on {self.server}" if self.server is not None else ""
+
+    @property
+    def loopback(self) -> str:
+        return f"{self.server}'s 127.0.0.1" if self.server is not None else "127.0.0.1"
+
+
 class Workspaces(Protocol):
     """The site's workspace folders: made when missing, handed to the login user, removed again by a rollback."""
 
@@ -114,6 +132,10 @@ class Site(Protocol):
     @property
     def user_uid(self) -> int:
         """The user's uid on the site's machine."""
+
+    @property
+    def up_flags(self) -> tuple[str, ...]:
+        """What `devagent up` is given to make an environment on this site: ("--host", SERVER), or nothing."""
 
     @property
     def engine(self) -> Engine: ...

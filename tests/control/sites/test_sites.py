@@ -21,7 +21,7 @@ from devagent.control.sites import opening, server_site
 from devagent.control.sites.local_site import LocalSite
 from devagent.control.sites.records import Record, Records
 from devagent.control.sites.server_site import ServerSite
-from devagent.control.sites.site import Site
+from devagent.control.sites.site import Site, SiteName
 from devagent.core.spec import EnvSpec
 from devagent.errors import DevagentError, ExitStatus
 from tests.control.fakes import FakeEngine
@@ -214,3 +214,13 @@ def test_ls_rows_are_frozen_and_their_json_keeps_its_keys() -> None:
     assert list(row.to_json(with_host=False)) == ["name", "state", "health", "port", "user", "image", "gpus",
                                                   "workspace", "ssh_alias", "created", "invited", "owner", "mine"]
     assert list(row.to_json(with_host=True))[-1] == "host"
+
+
+def test_a_site_is_named_in_messages_as_the_open_sites_name_themselves(tmp_path: Path) -> None:
+    link = FakeLink(FakeEngine(), home=tmp_path, server="gpu")
+    there = ServerSite(link, paths=Paths.from_environ())  # type: ignore[arg-type]
+    here = LocalSite(FakeEngine(), paths=Paths.from_environ())  # type: ignore[arg-type]
+    assert (SiteName("gpu").on, SiteName("gpu").loopback) == (there.on, there.loopback) == (" on gpu",
+                                                                                          "gpu's 127.0.0.1")
+    assert (SiteName(None).on, SiteName(None).loopback) == (here.on, here.loopback) == ("", "127.0.0.1")
+    assert (here.up_flags, there.up_flags) == ((), ("--host", "gpu"))  # what `reproduce` hands its `up`
