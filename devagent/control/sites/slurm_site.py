@@ -132,6 +132,15 @@ class SlurmSite(ServerSite):
         return f"{self.allocation.node}'s 127.0.0.1"
 
     @property
+    def up_flags(self) -> tuple[str, ...]:
+        """`up`'s options that place an environment like this one: a job of the same partition and time limit."""
+        from devagent.core.slurm.request import format_time
+
+        limit = self.allocation.time_limit_s
+        return ("--host", self.allocation.cluster, "--slurm", self.allocation.partition,
+                *(("--time", format_time(limit)) if limit else ()))
+
+    @property
     def container_labels(self) -> dict[str, str]:
         return {JOB_LABEL: self.allocation.job_id}
 
