@@ -24,7 +24,7 @@ def gpus_command(server: str | None, partition: str | None, as_json: bool) -> No
     environments (name, owner, since when, and their GPUs' mean utilisation over the last hour and how long
     they have been idle), other containers that asked for it, processes outside containers."""
     if partition is not None:
-        from devagent.cli.slurm import show_partition
+        from devagent.cli.partition_gpus import show_partition
 
         show_partition(server, partition, as_json=as_json)
         return

@@ -5,7 +5,7 @@ Slurm, not devagent, picks the node and the GPUs. `opened` logs in to the cluste
 no engine there), asks for the allocation and waits for it (control/slurm/allocation.py), then logs in to the node
 the job runs on THROUGH the login node (`ssh -J login node`: the node is reached from the login node, as the
 cluster allows) and uses that node's Docker Engine. From there it is a server site (control/sites/server_site.py)
-with four differences:
+with these differences:
 
 - the alias reaches the environment with `ProxyJump login,node` (pinned host key as everywhere);
 - the container is labelled with the job (`devagent.slurm-job=<id>`: what the job's holder removes when it ends),
@@ -14,9 +14,12 @@ with four differences:
   which `up` calls once the environment is made, first checks that the job still runs: a job that ended while
   `up` was provisioning left a container nobody removes, so `up` rolls back;
 - `release` (what `down` calls first) cancels the job and waits until it has ended: its holder has removed the
-  container by then. A failed `up` releases the allocation too.
+  container by then; the holder's end line goes into the notebook (`take_in_end`). A failed `up` cancels the job
+  too, unless it was running before that `up`;
+- the environment gets the job's GPUs (`SlurmWorkspaces.place`) and Slurm's SLURM_JOB_ID, SLURMD_NODENAME and
+  SLURM_JOB_PARTITION in its environment.
 
-An environment whose job has ended is opened without its node (`node_gone`): nothing of it is left there.
+An environment whose job has ended is opened without its node (`_GoneLink`): nothing of it is left there.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from devagent.errors import DevagentError, ExitStatus
 if TYPE_CHECKING:
     from devagent.control.engine.docker_engine import Engine
     from devagent.control.features.listing import Row
-    from devagent.control.link.link import ServerLink
+    from devagent.control.link.link import ServerFacts, ServerLink
     from devagent.core.spec import EnvSpec
     from devagent.core.up_request import SlurmUp
 
@@ -64,7 +67,7 @@ class NodeLink:
         self._link, self.server = link, name
 
     @property
-    def facts(self):  # type: ignore[no-untyped-def]  # ServerFacts
+    def facts(self) -> ServerFacts:
         return self._link.facts
 
     @property
@@ -266,7 +269,8 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
 def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report,
              quiet: bool = False) -> Iterator[SlurmSite]:
     """The site of an environment devagent's RECORD places in a Slurm job. A job that has ended has no node to
-    reach: a NodeGone site then says so, and `down` just forgets what this machine keeps."""
+    reach: its site then has no node (`_GoneLink`, `_NothingLeft`), and `down` just forgets what this machine
+    keeps."""
     assert record.slurm_job is not None
     with login(record.server, paths=paths, settings=settings, report=report, quiet=quiet) as (login_link, queue):
         job = queue.job(record.slurm_job)
@@ -320,7 +324,7 @@ class _GoneLink:
         self.engine = cast("Engine", _NothingLeft(gone))
 
     @property
-    def facts(self):  # type: ignore[no-untyped-def]  # ServerFacts
+    def facts(self) -> ServerFacts:
         return self._login.facts
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
