@@ -61,7 +61,7 @@ test-fast: venv
 lint: venv
 	$(PY) -m pip install -q -e '.[lint]'
 	$(VENV)/bin/ruff check devagent tests benchmarks scripts
-	$(VENV)/bin/mypy devagent
+	$(VENV)/bin/mypy devagent tests/control/fakes.py  # the fake engine must satisfy the engine Protocol
 	$(VENV)/bin/lint-imports --no-cache
 
 demo: venv base-image

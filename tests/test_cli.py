@@ -187,3 +187,16 @@ def test_a_devcontainer_json_through_a_link_is_refused(tmp_path: Path, capsys: p
     assert capsys.readouterr().err == ("Error: .devcontainer.json: a symbolic link, not followed; devagent did not "
                                        "read it\n  hint: make it a regular file in the workspace (a link may lead "
                                        "anywhere on the machine)\n")
+
+
+def test_ssh_hands_the_terminal_to_the_real_client_through_the_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def execvp(file: str, argv: list[str]) -> None:
+        calls.append((file, argv))
+        raise SystemExit(0)  # exec does not return
+
+    monkeypatch.setattr(os, "execvp", execvp)
+    with pytest.raises(SystemExit):
+        main(["ssh", "env1", "--", "ls", "-la"])
+    assert calls == [("ssh", ["ssh", "-F", os.environ["DEVAGENT_SSH_CONFIG"], "env1", "ls", "-la"])]

@@ -32,7 +32,8 @@ MODULES = {
     "devagent/control/ssh/known_hosts.py": "devagent's known_hosts in its home",
     "devagent/control/ssh/managed_config.py": "devagent's managed ssh config in its home",
     "devagent/control/sites/records.py": "environment records in devagent's home",
-    "devagent/control/link/link.py": "the link holder's own run folder and log, and /proc",
+    "devagent/control/link/link.py": "the link holder's own run folder and log",
+    "devagent/control/link/stale_links.py": "the owner file in each of the user's own link folders, and /proc",
     "devagent/control/features/teammates.py": "invitations in devagent's home",
     "devagent/control/ssh/user_config.py": "the user's own ssh config and the files it Includes, in their home",
     "devagent/control/engine/wheels.py": "devagent's own installed package, repacked into a wheel",
@@ -45,11 +46,11 @@ MODULES = {
     "devagent/runs/cpu_share.py": "the cgroup's cpu.max",
     "devagent/runs/proctree.py": "/proc files of processes",
     "devagent/inside/locations.py": "the agent's record, GPU check and launch context in devagent's folders "
-                                       "in the container, written by devagent",
+                                    "in the container, written by devagent",
     "devagent/inside/gpu_inventory.py": "/proc files of processes",
     "devagent/agent/heartbeat.py": "the heartbeat file devagent writes, and /proc/net",
     "devagent/agent/idle.py": "the GPU usage record in the agent's home, written by the agent, and "
-                                  "/proc/PID/cmdline",
+                              "/proc/PID/cmdline",
 }
 # Single functions in modules that otherwise go through devagent/nofollow.
 FUNCTIONS = {

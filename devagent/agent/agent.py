@@ -26,6 +26,7 @@ from devagent.core.gpu.check_report import GpuCheck, render_gpu_check, summary_l
 from devagent.core.gpu.idle_rule import RELEASED_EXIT
 from devagent.core.spec import SSHD_PORT
 from devagent.core.ssh import sshd
+from devagent.core.ssh.command_line import client_argv
 from devagent.inside.locations import open_notebook, ready_flag, record_agent, save_gpu_check
 from devagent.inside.notebook_writer import NotebookWriter
 
@@ -43,7 +44,7 @@ def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Suppor
     sshd's own version from `sshd -V` (an sshd without -V names its version in the usage it prints instead)."""
 
     def query(what: str) -> tuple[str, ...]:
-        out = subprocess.run([ssh, "-Q", what], capture_output=True, text=True, check=True)
+        out = subprocess.run(client_argv("-Q", what, ssh=ssh), capture_output=True, text=True, check=True)
         return tuple(out.stdout.split())
 
     try:

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
 @click.option("--keep-going", is_flag=True, default=None,
               help="A devcontainer.json lifecycle command that fails is reported and `up` goes on (default: `up` "
               "fails and removes the container it made).")
-@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key and files.")
+@click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key, home and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
 @click.option("--slurm", default=None, metavar="PARTITION",
@@ -204,8 +204,8 @@ def _provision(provisioner: Provisioner, request: UpRequest, **options: Any) -> 
         if code != 0 and request.keep_going:
             echo_step(f"devcontainer {named} failed (exit {code}); going on (--keep-going): {said.strip()[-2000:]}")
         elif code != 0:
-            if fresh:
-                provisioner.down(env.name)
+            if fresh:  # a recreated one keeps the home it had before
+                provisioner.down(env.name, keep_home=result.recreated)
             gone = f"; environment {env.name!r} was removed again" if fresh else ""
             raise DevagentError(f"devcontainer.json's {named} failed (exit {code}){gone}",
                                 status=ExitStatus.CONTAINER_FAILED, details=said.strip()[-4000:] or None,
@@ -347,11 +347,13 @@ def ssh(name: str, command: tuple[str, ...]) -> None:
     """Log in to NAME with the real OpenSSH client through the alias (`devagent ssh NAME -- CMD`)."""
     from devagent.control.paths import Paths
     from devagent.core.spec import validate_name
+    from devagent.core.ssh.command_line import ssh_argv
 
     validate_name(name)
-    argv = ["ssh", "-F", str(Paths.from_environ().user_ssh_config), name, *command]
+    # No BatchMode: ssh owns the terminal, and may ask for a passphrase or a host key's confirmation.
+    argv = ssh_argv(Paths.from_environ().user_ssh_config, name, *command, batch=False)
     try:
-        os.execvp("ssh", argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
+        os.execvp(argv[0], argv)  # noqa: S606 - replace this process: ssh owns the terminal from here
     except FileNotFoundError:
         raise DevagentError("the OpenSSH client (ssh) is not installed", status=ExitStatus.USAGE,
                             hint="install it: apt-get install openssh-client") from None
@@ -466,14 +468,17 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
 
 @cli.command()
 @click.argument("name")
-def down(name: str) -> None:
-    """Remove environment NAME: container, ssh alias, pinned and host keys. Workspace files are kept.
+@click.option("--keep-home", is_flag=True, help="Keep the home volume (VS Code's server, pip --user packages, "
+              "caches): the next `up NAME` mounts it again.")
+def down(name: str, keep_home: bool) -> None:
+    """Remove environment NAME: container, ssh alias, pinned and host keys, and its home volume (its size is
+    shown). Workspace files are kept.
 
     An environment on a server is removed there: devagent's records say which server."""
     from devagent.core.spec import validate_name
 
     with site_options.open_site(name=validate_name(name)) as site:
-        removed = site_options.provisioner(site).down(name)
+        removed = site_options.provisioner(site).down(name, keep_home=keep_home)
     for item in removed:
         click.echo(f"✔ removed {item}")
 

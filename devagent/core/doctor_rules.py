@@ -425,6 +425,7 @@ def container_checks(values: Mapping[str, str], env: Environment) -> list[Check]
 
 
 HEALTH = "container health"
+HOME = "home volume"  # the environment's home volume and its size (information)
 
 
 def health_check(status: str | None, output: str, *, name: str) -> Check:

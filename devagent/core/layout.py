@@ -6,7 +6,8 @@ Four places hold devagent's files:
 - **the workspace**, your folder, mounted at ``HOME/workspace`` in the container (``down`` keeps it; every
   container that mounts it shares it): the lab notebook, its assets folder beside it, and the workspace state
   folder ``.devagent/`` — the save journal and snapshots the agent keeps, the runs journal and each run's files;
-- **the agent's home**, ``HOME/.cache/devagent`` in the container (it survives restarts, not ``--recreate``):
+- **the agent's home**, ``HOME/.cache/devagent`` in the container (in the home volume: it survives restarts and
+  ``--recreate``; the container's command takes the ready flag away at every start, core/mounts/home.py):
   what the running agent tells commands started over ssh — which notebook it writes (``agent.json``), that
   ``up`` has committed (``ready``), the last GPU check (``gpu-check.json``);
 - **/etc/devagent**, what the image build and ``up`` put into the container: the sshd configurations, the host

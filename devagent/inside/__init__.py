@@ -3,8 +3,8 @@
 One locked append on a workspace file (``append``, opened through devagent/nofollow, as every file a
 workspace holds), the notebook writer built on that (``notebook_writer``), the workspace state folder and the
 save journal read back (``workspace_state``), where things are in the environment this process runs in
-(``environment``), the one guard around NVML (``nvml``) and the user's own interpreter (``interpreter``).
+(``locations``), the one guard around NVML (``nvml``) and the user's own interpreter (``interpreter``).
 
 Imports the standard library, nvidia-ml-py, devagent.nofollow and devagent.core only: never the agent
-(devagent.agent), run summaries (devagent.runs) or the host side.
+(devagent.agent), run summaries (devagent.runs) or devagent.control.
 """

@@ -22,8 +22,8 @@ from devagent.runs.finish import Finished, finish_run  # noqa: E402
 from devagent.runs.output_watch import OutputWatch  # noqa: E402
 from devagent.runs.place import RunPlace  # noqa: E402
 from devagent.runs.runlog import RunLog  # noqa: E402
+from tests.runs.support.trace_nvml import TraceNvml  # noqa: E402
 from tests.runs.test_gpu_timeline import replay  # noqa: E402
-from tests.runs.trace_nvml import TraceNvml  # noqa: E402
 
 SCRIPT = """\
 import argparse

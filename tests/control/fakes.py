@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from devagent.control.engine.docker_engine import LEASE_LABEL, ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease
+from devagent.core.mounts.home import Mount
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -49,7 +51,7 @@ class FakeContainer:
 
 
 class FakeEngine:
-    """An in-memory Docker Engine with `Engine`'s methods.
+    """An in-memory Docker Engine with `Engine`'s methods: it satisfies control/engine/engine_api.py's `EngineApi`.
 
     IMAGES maps a reference to an image id; every image `up` asks about is there when ALL_IMAGES is true (so no
     build runs). A started container publishes its fixed port, or START_PORT when it was made without one. A fixed
@@ -71,6 +73,7 @@ class FakeEngine:
         self.on_start = on_start
         self.taken: set[int] = set()
         self.containers: dict[str, FakeContainer] = {}  # by id
+        self.volumes: dict[str, dict[str, str]] = {}  # named volumes, by name: their labels
         self.gpu_leases: dict[str, tuple[str, Lease, dict[str, str]]] = {}  # by id: (container name, lease, labels)
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self._failures: dict[str, tuple[BaseException, bool]] = {}
@@ -148,9 +151,26 @@ class FakeEngine:
         self._call("pull", ref)()
         return None, "no registry in a fake"
 
-    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None]) -> None:
+    def build(self, context: Path, tag: str, labels: Mapping[str, str], on_line: Callable[[str], None], *,
+              dockerfile: str | None = None, buildargs: Mapping[str, str] | None = None,
+              target: str | None = None) -> None:
         self._call("build", tag)()
         self.images[tag] = f"sha256:built-{tag}"
+
+    def tag_image(self, image: str, repository: str, tag: str) -> None:
+        self._call("tag_image", image, repository, tag)()
+        self.images[f"{repository}:{tag}"] = self.images.get(image, image)
+
+    def remove_image(self, ref: str) -> None:
+        self._call("remove_image", ref)()
+        self.images.pop(ref, None)
+
+    def push(self, repository: str, tag: str, on_line: Callable[[str], None]) -> tuple[str | None, str]:
+        self._call("push", repository, tag)()
+        return None, "no registry in a fake"
+
+    def close(self) -> None:
+        self._call("close")()
 
     # -- containers -----------------------------------------------------------------------------------------------
 
@@ -172,19 +192,36 @@ class FakeEngine:
 
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,
-               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str],
+               volumes: Iterable[Mount] = (), read_only: bool = False) -> str:
         done = self._call("create", name, host_port)
         if self._find(name) is not None:
             raise DevagentError(f"a container named {name!r} already exists",
                                 hint=f"choose another name, or remove it: docker rm -f {name}",
                                 status=ExitStatus.CONFLICT)
+        volumes = list(volumes)
         c = FakeContainer(id=f"c{next(self._ids):04d}", name=name, image=image, labels=dict(labels), options={
             "command": command, "user": user, "container_port": container_port, "mounts": list(mounts),
             "memory": memory, "cpus": cpus, "shm_size": shm_size, "pids": pids, "gpus": gpus,
-            "environment": dict(environment)}, fixed_port=host_port)
+            "environment": dict(environment), "volumes": volumes, "read_only": read_only}, fixed_port=host_port)
         self.containers[c.id] = c
+        for v in volumes:  # the engine makes a named volume on first use, with the mount's labels
+            if v.volume is not None:
+                self.volumes.setdefault(v.volume, dict(v.labels))
         done()
         return c.id
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        self._call("volume_labels", name)()
+        return dict(self.volumes[name]) if name in self.volumes else None
+
+    def volume_size(self, name: str) -> int | None:
+        self._call("volume_size", name)()
+        return 4096 if name in self.volumes else None
+
+    def remove_volume(self, name: str) -> bool:
+        self._call("remove_volume", name)()
+        return self.volumes.pop(name, None) is not None
 
     def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
         done = self._call("put_files", container_id, dest)
@@ -300,6 +337,10 @@ class FakeEngine:
     def user_uid(self, container_id: str, user: str) -> int | None:
         self._call("user_uid", container_id, user)()
         return self.uid
+
+
+def _fake_engine_is_one(engine: FakeEngine) -> EngineApi:  # mypy proves FakeEngine satisfies the Protocol
+    return engine
 
 
 class BannerServer:

@@ -94,6 +94,7 @@ class TestSnippetFiles:
         # compile() raises SyntaxError on a snippet that does not compile; a code object means it does.
         assert compile(expand(by_prefix(prefix)["body"]), prefix, "exec").co_filename == prefix
 
+    @pytest.mark.torch
     def test_the_gpu_check_warns_plainly_on_the_cpu(self, tmp_path: Path) -> None:
         script = tmp_path / "gpucheck.py"
         script.write_text(expand(by_prefix("da-gpucheck")["body"]), encoding="utf-8")
@@ -103,6 +104,8 @@ class TestSnippetFiles:
         assert run.stdout == ("CUDA available: False\nGPU count: 0\n"
                               "WARNING: no GPU visible — training will run on the CPU\n")
 
+    @pytest.mark.slow
+    @pytest.mark.torch
     def test_the_training_loop_trains_one_epoch_on_the_cpu_and_logs_to_the_lab_notebook(self, tmp_path: Path) -> None:
         script, lab_file = tmp_path / "train.py", tmp_path / "lab.jsonl"
         script.write_text(expand(by_prefix("da-train")["body"]), encoding="utf-8")

@@ -47,7 +47,15 @@ def docker_client() -> Iterator[object]:
         _unavailable(f"the offline base image {BASE_IMAGE} is missing: run `make base-image`")
     yield client
     for name in container_names(client, RUN_PREFIX):
-        client.api.remove_container(name, force=True)
+        client.api.remove_container(name, force=True, v=True)
+    for volume in home_volumes(client, RUN_PREFIX):  # the homes of environments a failed test left behind
+        client.api.remove_volume(volume, force=True)
+
+
+def home_volumes(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Names of the home volumes of environments whose names start with PREFIX."""
+    rows = client.api.volumes(filters={"name": f"devagent-home-{prefix}"}).get("Volumes") or []
+    return sorted(v["Name"] for v in rows if v["Name"].startswith(f"devagent-home-{prefix}"))
 
 
 def container_names(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -161,9 +169,11 @@ def wait_for(condition: Callable[[], object], *, timeout: float = 30, interval: 
 
 
 def assert_nothing_left(env: Env, name: str, docker_client, *, workspace_kept: bool = False) -> None:  # type: ignore[no-untyped-def]
-    """No container of NAME (also none under a temporary name), no ssh entry, no pinned key, no host key, no lock;
+    """No container of NAME (also none under a temporary name), no home volume, no ssh entry, no pinned key, no
+    host key, no lock;
     and no workspace folder, unless WORKSPACE_KEPT (`down` keeps it, files and all)."""
     assert container_names(docker_client, name) == []
+    assert home_volumes(docker_client, name) == []
     if env.ssh_config.exists():
         assert "devagent" not in env.ssh_config.read_text()
     managed = env.home / "ssh_config"

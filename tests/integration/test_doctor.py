@@ -52,8 +52,10 @@ def test_a_fresh_environment_passes_every_check_in_text_and_json(env: Env, name:
     report = items(result)
     expected = ["Docker Engine", "OpenSSH client", "Include line", "file permissions",
                 "VS Code remote.SSH.configFile", "container running", "container health", "sshd profile",
-                f"ssh -G {name}", *CONTAINER_SIDE]
+                f"ssh -G {name}", *CONTAINER_SIDE, "home volume"]
     assert list(report) == expected, result.stdout
+    assert re.fullmatch(rf"✔ home volume — devagent-home-{name}, \d+\.\d KiB; kept by --recreate, removed by down",
+                        report["home volume"]), report["home volume"]
     skipped = {n: line for n, line in report.items() if line.startswith("– ")}
     assert "skipped: no VS Code settings.json under" in skipped["VS Code remote.SSH.configFile"]
     # Docker's first health check runs 30 s after the start: a doctor right after `up` usually comes before it.

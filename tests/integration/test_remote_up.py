@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from devagent.errors import ExitStatus
-from tests.integration.conftest import BASE_IMAGE, Result, container_names, wait_for
+from tests.integration.conftest import BASE_IMAGE, Result, container_names, home_volumes, wait_for
 from tests.integration.topology import Laptop, Topology, descendants
 
 pytestmark = pytest.mark.docker
@@ -174,8 +174,11 @@ class TestFromTheLaptop:
         assert row.split()[0] == name and row.split()[-2:] == ["gpu-server", str(workspace)]
 
         gone = laptop.devagent("down", name, check=True)
-        assert gone.stdout == (f"✔ removed container {name}\n✔ removed ssh alias {name} and its pinned host key\n"
-                               f"✔ removed host key\n✔ removed devagent's record of {name} on gpu-server\n")
+        assert gone.stdout.startswith(
+            f"✔ removed container {name}\n✔ removed ssh alias {name} and its pinned host key\n"
+            f"✔ removed host key\n✔ removed devagent's record of {name} on gpu-server\n"
+            f"✔ removed home volume devagent-home-{name} ("), gone.output  # the home's size follows, then ")"
+        assert gone.stdout.endswith(")\n") and gone.stdout.count("\n") == 5, gone.output
         assert container_names(docker_client, name) == []
         nothing_on_the_laptop(laptop, name)
         assert notebook.exists()  # down keeps the workspace, as locally
@@ -194,6 +197,20 @@ class TestFromTheLaptop:
         assert (laptop.devagent_home / "ssh_config").read_bytes() == alias  # the port stayed: nothing rewritten
         laptop.devagent("down", name, check=True)
 
+
+    def test_the_home_on_the_servers_engine_outlives_recreate_and_down_removes_it(
+            self, topology: Topology, name: str, workspaces: list[Path], docker_client) -> None:  # type: ignore[no-untyped-def]
+        laptop = topology.laptop
+        up(laptop, name, "gpu-server")
+        written = laptop.ssh(name, "mkdir -p ~/.vscode-server/bin/c && echo kept > ~/.vscode-server/bin/c/node")
+        assert written.returncode == 0, written.output
+        recreated = up(laptop, name, "gpu-server", "--recreate", "--cpus", "1")
+        assert "✔ login verified" in recreated.stdout, recreated.output
+        assert laptop.ssh(name, "stat -c %U ~/.vscode-server/bin/c/node; cat ~/.vscode-server/bin/c/node"
+                          ).stdout == "dev\nkept\n"
+        down = laptop.devagent("down", name, check=True)
+        assert f"✔ removed home volume devagent-home-{name} (" in down.stdout, down.output
+        assert home_volumes(docker_client, name) == []  # gone from the server's engine
 
     def test_a_teammate_invited_to_an_environment_on_a_server_jumps_through_that_server(
             self, topology: Topology, name: str, workspaces: list[Path]) -> None:

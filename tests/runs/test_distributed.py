@@ -267,6 +267,7 @@ def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple
     return workspace, results
 
 
+@pytest.mark.torch
 @needs_torch
 @pytest.mark.slow
 def test_torchrun_is_one_run_with_its_shape_and_rank_0_metrics(ddp_runs: tuple[Path, list[tuple[int, bytes]]],
@@ -289,6 +290,7 @@ def test_torchrun_is_one_run_with_its_shape_and_rank_0_metrics(ddp_runs: tuple[P
     assert set(records[0].metrics) == {"loss"}
 
 
+@pytest.mark.torch
 @needs_torch
 @pytest.mark.slow
 def test_torchrun_names_the_rank_that_failed_first(ddp_runs: tuple[Path, list[tuple[int, bytes]]]) -> None:
@@ -306,6 +308,7 @@ def test_torchrun_names_the_rank_that_failed_first(ddp_runs: tuple[Path, list[tu
     assert "local_rank" not in section.split("<summary>output")[0]  # the report is no metric
 
 
+@pytest.mark.torch
 @needs_torch
 @pytest.mark.slow
 def test_two_nodes_are_one_run_each_linked_by_rendezvous(tmp_path: Path) -> None:
@@ -334,6 +337,7 @@ def test_two_nodes_are_one_run_each_linked_by_rendezvous(tmp_path: Path) -> None
         assert "| effective batch | 32 per process × 2 processes × 1 accumulation step = 64 |" in section
 
 
+@pytest.mark.torch
 @needs_torch
 @pytest.mark.slow
 def test_an_observed_torchrun_is_one_run_with_rank_0s_metrics(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from devagent.runs.place import RunPlace
 from devagent.runs.proctree import process_tree
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
-from tests.runs.trace_nvml import TraceNvml
+from tests.runs.support.trace_nvml import TraceNvml
 
 
 class StepClock:

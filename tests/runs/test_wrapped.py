@@ -78,6 +78,7 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_a_successful_run_appends_one_section_with_its_facts(workspace: Path) -> None:
     result = run(workspace, sys.executable, "train.py", "--lr", "0.01", "--epochs", "4")
@@ -101,6 +102,7 @@ def test_a_successful_run_appends_one_section_with_its_facts(workspace: Path) ->
     assert record.metrics["loss"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_a_second_run_is_compared_with_the_previous_run_of_the_same_script(workspace: Path) -> None:
     assert run(workspace, sys.executable, "train.py", "--epochs", "2").returncode == 0
@@ -225,6 +227,7 @@ def test_dataloader_workers_run_and_their_metrics_count(workspace: Path) -> None
     assert row(section, "loss")[0] == "`loss`"
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None:
     (workspace / "helped.py").write_text(textwrap.dedent("""\
@@ -244,6 +247,7 @@ def test_the_lab_helper_is_the_preferred_metrics_source(workspace: Path) -> None
     assert "the output's own last line printed `loss` 99." in metrics  # ... which the section names
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_git_state_and_the_uncommitted_diff_are_recorded(workspace: Path) -> None:
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
@@ -394,6 +398,7 @@ def test_secrets_never_reach_the_notebook_its_assets_or_the_state_folder(workspa
     assert (record.hparams["token"], record.argv[2]) == ("‹redacted›", "--token=‹redacted›")
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_run_assets_are_private_unless_the_notebook_is_shared(workspace: Path) -> None:
     git_init(workspace, "train.py")
@@ -409,6 +414,7 @@ def test_run_assets_are_private_unless_the_notebook_is_shared(workspace: Path) -
     assert second == {"run-2.patch": 0o640, "run-2-loss.png": 0o640}
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another uid")
 def test_a_git_folder_planted_above_the_workspace_is_not_read_and_the_section_says_why(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import devagent
-from devagent.control.engine.docker_engine import Engine
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.engine.wheels import build_wheelhouse, payload_fingerprint
 from devagent.core.dockerfile import (
     BASE_DIGEST_LABEL,
@@ -23,7 +23,7 @@ from devagent.core.spec import OFFLINE_BASE_IMAGE, SSHD_PORT
 from devagent.errors import DevagentError, ExitStatus
 
 
-def base_image_id(engine: Engine, ref: str, report: Callable[[str], None]) -> str:
+def base_image_id(engine: EngineApi, ref: str, report: Callable[[str], None]) -> str:
     """The base image's id; pulled when missing and a registry answers."""
     found = engine.image_id(ref)
     if found:
@@ -41,7 +41,7 @@ def base_image_id(engine: Engine, ref: str, report: Callable[[str], None]) -> st
                         f"base: `make base-image`, then --base-image {OFFLINE_BASE_IMAGE}")
 
 
-def build_image(engine: Engine, *, base_image: str, user: str, uid: int,
+def build_image(engine: EngineApi, *, base_image: str, user: str, uid: int,
                 report: Callable[[str], None]) -> tuple[str, bool]:
     """Return (tag, built): the content-hash tag, and whether this call had to build it."""
     base_id = base_image_id(engine, base_image, report)
@@ -59,7 +59,7 @@ def build_image(engine: Engine, *, base_image: str, user: str, uid: int,
     return spec.tag, True
 
 
-def push_image(engine: Engine, image: str, target: str, report: Callable[[str], None]) -> str:
+def push_image(engine: EngineApi, image: str, target: str, report: Callable[[str], None]) -> str:
     """Tag IMAGE (the content-hash tag) as TARGET (REGISTRY/REPOSITORY:VERSION) and push it. Returns TARGET pinned
     to the registry's digest. A failed push takes the tag this call made away again."""
     ref = parse_image_ref(target, option="--tag")
@@ -91,7 +91,7 @@ class TeamImage:
     pulled: bool
 
 
-def team_image(engine: Engine, text: str, report: Callable[[str], None]) -> TeamImage:
+def team_image(engine: EngineApi, text: str, report: Callable[[str], None]) -> TeamImage:
     """The derived image TEXT names, pulled with progress when missing and checked to be devagent's; never built.
     An image pulled here that is not devagent's is removed again."""
     ref = parse_image_ref(text)
@@ -114,7 +114,7 @@ def team_image(engine: Engine, text: str, report: Callable[[str], None]) -> Team
                      base_digest=labels.get(BASE_DIGEST_LABEL), pinned=pinned_digest(engine, ref), pulled=pulled)
 
 
-def pinned_digest(engine: Engine, ref: ImageRef) -> str | None:
+def pinned_digest(engine: EngineApi, ref: ImageRef) -> str | None:
     """REF pinned to its registry digest: the one it names, else the one the engine recorded for its repository;
     None when the image never came from (or went to) a registry."""
     if ref.digest:
@@ -126,7 +126,7 @@ def pinned_digest(engine: Engine, ref: ImageRef) -> str | None:
     return None
 
 
-def local_pinned(engine: Engine, tag: str) -> str | None:
+def local_pinned(engine: EngineApi, tag: str) -> str | None:
     """A locally built image's registry reference, when it was pushed (`image build --tag … --push`)."""
     digests = engine.repo_digests(tag)
     return digests[0] if digests else None

@@ -20,6 +20,7 @@ from typing import Any
 
 from devagent.core import health
 from devagent.core.gpu.ledger import ContainerGpus, Lease, container_gpus
+from devagent.core.mounts.home import Mount
 from devagent.core.spec import LABEL_PREFIX, GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -202,6 +203,14 @@ def _bound_ports(bindings: Mapping[str, Any] | None) -> list[tuple[str, int]]:
     """(host address, host port) of every binding that names its host port."""
     return [(str(b.get("HostIp") or ""), int(b["HostPort"]))
             for rows in (bindings or {}).values() for b in rows or [] if str(b.get("HostPort") or "").isdigit()]
+
+
+def _mount(m: Mount) -> docker.types.Mount:
+    """A volume of core/mounts/home.py's plan (named, anonymous, or a tmpfs), made by the engine on first use."""
+    if m.tmpfs_bytes:
+        return docker.types.Mount(target=m.target, source=None, type="tmpfs", tmpfs_size=m.tmpfs_bytes,
+                                  tmpfs_mode=0o1777)
+    return docker.types.Mount(target=m.target, source=m.volume, type="volume", labels=dict(m.labels) or None)
 
 
 def _ns(seconds: float) -> int:
@@ -395,7 +404,8 @@ class Engine:
 
     def create(self, *, name: str, image: str, command: list[str], user: str, labels: Mapping[str, str],
                container_port: int, host_port: int | None, mounts: Iterable[tuple[str, str, str]], memory: int,
-               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str]) -> str:
+               cpus: float, shm_size: int, pids: int, gpus: GpuRequest, environment: Mapping[str, str],
+               volumes: Iterable[Mount] = (), read_only: bool = False) -> str:
         """Create (not start) a hardened container on the environments' network (made on first use). Returns its id.
 
         CONTAINER_PORT is published on the engine's 127.0.0.1:HOST_PORT at every start (None: a port Docker picks
@@ -412,7 +422,7 @@ class Engine:
                 network=network, ports={f"{container_port}/tcp": ("127.0.0.1", host_port)},
                 # Mount objects, not "host:inside:mode" strings: a ':' or ',' in a path stays a path.
                 mounts=[docker.types.Mount(target=inside, source=host, type="bind", read_only=mode == "ro")
-                        for host, inside, mode in mounts],
+                        for host, inside, mode in mounts] + [_mount(v) for v in volumes], read_only=read_only,
                 mem_limit=memory, memswap_limit=memory, nano_cpus=int(cpus * 1e9),
                 shm_size=shm_size, pids_limit=pids,
                 device_requests=gpu_device_requests(gpus),
@@ -613,14 +623,44 @@ class Engine:
                 self.remove(row["Id"])
 
     def remove(self, container_id: str) -> None:
-        """Force-remove a container; a missing one is fine."""
+        """Force-remove a container and its anonymous volumes (/tmp, /var/tmp: core/mounts/home.py; a named one, such as
+        the home, stays); a missing one is fine."""
         try:
-            self._client.api.remove_container(container_id, force=True, v=False)
+            self._client.api.remove_container(container_id, force=True, v=True)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             if "is already in progress" not in str(exc):
                 raise
+
+    def volume_labels(self, name: str) -> dict[str, str] | None:
+        """The named volume NAME's labels; None when the engine has no such volume."""
+        try:
+            return dict(self._client.api.inspect_volume(name).get("Labels") or {})
+        except docker.errors.NotFound:
+            return None
+
+    def volume_size(self, name: str) -> int | None:
+        """The bytes volume NAME holds, as `docker system df -v` reports them; None when unknown or missing."""
+        for row in self._client.api.df().get("Volumes") or []:
+            if row.get("Name") == name:
+                size = (row.get("UsageData") or {}).get("Size")
+                return int(size) if isinstance(size, int) and size >= 0 else None
+        return None
+
+    def remove_volume(self, name: str) -> bool:
+        """Remove the named volume NAME; False when it is missing. A volume a container still mounts is an error
+        that names that container."""
+        try:
+            self._client.api.remove_volume(name)
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.APIError as exc:
+            raise DevagentError(f"the Docker Engine did not remove the volume {name}: {exc.explanation or exc}",
+                                status=ExitStatus.CONFLICT,
+                                hint="remove the container that uses it first (docker ps -a --filter "
+                                f"volume={name})") from None
+        return True
 
     def rename(self, container_id: str, name: str) -> None:
         try:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from devagent.control.atomic import atomic_write, ensure_private_dir
 from devagent.control.engine.docker_engine import (
@@ -42,6 +42,7 @@ from devagent.control.engine.docker_engine import (
     ContainerRow,
     lease_of,
 )
+from devagent.control.engine.engine_api import EngineApi
 from devagent.core import layout
 from devagent.core.gpu.idle_rule import RELEASED_EXIT, parse_usage
 from devagent.core.gpu.ledger import (
@@ -64,20 +65,6 @@ GPU_UUIDS_LABEL = "devagent.gpu-uuids"
 USAGE_LIMIT = 256 << 10  # an agent's usage record is a few KiB; a bigger file is not one
 
 Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[bytes]"]
-
-
-class LedgerEngine(Protocol):
-    """What the ledger needs of control/engine/docker_engine.py's Engine (and of tests' FakeEngine)."""
-
-    def container_rows(self) -> list[ContainerRow]: ...
-    def container_gpus(self, container_id: str) -> ContainerGpus | None: ...
-    def leases(self) -> list[Lease]: ...
-    def create_lease(self, name: str, labels: dict[str, str]) -> Lease | None: ...
-    def remove(self, container_id: str) -> None: ...
-    def lifetime(self, container_id: str) -> tuple[int, int] | None: ...
-    def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None: ...
-
-    def health_usage(self, container_id: str) -> str | None: ...
 
 
 def nvidia_smi_inventory(run: Run) -> Inventory:
@@ -108,7 +95,7 @@ class GpuLedger:
     keeps what each container asked for by container id — fixed when a container is made, so one list call plus
     an inspect of only the containers not seen before answers `devagent gpus`."""
 
-    def __init__(self, engine: LedgerEngine, *, inventory: Callable[[], Inventory], cache: Path | None = None
+    def __init__(self, engine: EngineApi, *, inventory: Callable[[], Inventory], cache: Path | None = None
                  ) -> None:
         self.engine = engine
         self.inventory = inventory

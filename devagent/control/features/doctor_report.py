@@ -21,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.features.teammates import callers_own
 from devagent.control.paths import Paths
 from devagent.control.sites.site import SiteName
@@ -33,6 +33,7 @@ from devagent.control.ssh.user_config import SshConfig, parse_line
 from devagent.core import doctor_rules as d
 from devagent.core.doctor_rules import Check, skipped
 from devagent.core.spec import LABEL_PREFIX, SSHD_PORT
+from devagent.core.ssh.command_line import ssh_argv
 from devagent.core.ssh.host_entry import HostEntry
 from devagent.core.ssh.sshd import profile_for_client
 from devagent.errors import DevagentError
@@ -46,26 +47,24 @@ SESSION_WAITS = "DEVAGENT_DOCTOR_SESSION_WAITS"  # the probe is done; the login 
 VSCODE_FLAVOURS = (("VS Code", "Code"), ("VS Code Insiders", "Code - Insiders"), ("VSCodium", "VSCodium"))
 
 
-class EngineLike(Protocol):
-    def list_managed(self) -> list[ContainerInfo]: ...
-
-
-def _default_engine() -> EngineLike:
+def _default_engine() -> EngineApi:
     from devagent.control.engine.docker_engine import Engine
 
     return Engine()
 
 
 def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
-               engine_factory: Callable[[], EngineLike] = _default_engine, ssh: str = "ssh",
+               engine_factory: Callable[[], EngineApi] = _default_engine, ssh: str = "ssh",
                server: str | None = None, servers_used: bool = False) -> list[Check]:
     """Every check, in the order they are shown: the client side, then NAME's environment when given.
     SERVER: the server NAME lives on (ENGINE_FACTORY then reaches its engine over ssh). SERVERS_USED: this machine
     has made environments on servers, so an engine of its own is not needed (a laptop)."""
     rows: list[ContainerInfo] | None = None
     engine = f"Docker Engine{SiteName(server or None).on}"
+    adapter: EngineApi | None = None
     try:
-        rows = engine_factory().list_managed()
+        adapter = engine_factory()
+        rows = adapter.list_managed()
         # On a shared engine, others' environments are counted apart (those without a recorded owner as yours).
         others = sum(callers_own(c, paths) is False for c in rows)
         count = len(rows) - others
@@ -81,7 +80,26 @@ def run_checks(paths: Paths, *, name: str | None, environ: Mapping[str, str],
     checks += client_checks(paths, environ=environ, version=version)
     if name is not None:
         checks += environment_checks(paths, name=name, containers=rows, version=version, ssh=ssh, server=server)
+        if rows is not None:
+            checks.append(home_check(adapter, name, next((c for c in rows if c.name == name), None)))
     return checks
+
+
+def home_check(engine: object, name: str, info: ContainerInfo | None) -> Check:
+    """NAME's home volume and its size (information: it never fails), measured in INFO, its container, when it
+    runs. ENGINE is the real adapter; a test's stand-in without volumes skips it."""
+    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.home_volume import size_line
+
+    if not isinstance(engine, Engine):
+        return skipped(d.HOME, "this engine adapter does not report volumes")
+    try:
+        line = size_line(engine, name, info)
+    except DevagentError as exc:
+        return skipped(d.HOME, exc.message)
+    return Check(d.HOME, True, line) if line else skipped(
+        d.HOME, f"{name} has no home volume (made before devagent kept homes: `devagent up {name} --recreate` "
+        "gives it one)")
 
 
 # -- client side ------------------------------------------------------------------------------------------------
@@ -362,10 +380,6 @@ def _with_details(exc: DevagentError) -> str:
     return exc.message + (f" ({'; '.join(lines)})" if lines else "")
 
 
-def _ssh_base(paths: Paths, ssh: str) -> list[str]:
-    return [ssh, "-F", str(paths.user_ssh_config), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}"]
-
-
 def container_side_checks(paths: Paths, *, name: str, host_workspace: str | None, ssh: str = "ssh") -> list[Check]:
     """ONE login through the alias with the real client, as VS Code connects: the probe on stdin, and a real local
     forward (`-L`) of that same login, tried while the session waits once the probe is done. On a server each
@@ -378,8 +392,8 @@ def container_side_checks(paths: Paths, *, name: str, host_workspace: str | None
     script = f"(\n{d.PROBE_SCRIPT}\n)\necho {SESSION_WAITS}\ncat >/dev/null\n"
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(
-            [*_ssh_base(paths, ssh), "-o", "ExitOnForwardFailure=yes",
-             "-L", f"127.0.0.1:{port}:127.0.0.1:{SSHD_PORT}", name, "sh", "-s"],
+            ssh_argv(paths.user_ssh_config, name, "sh", "-s", ssh=ssh, forward=(port, SSHD_PORT),
+                     options={"ConnectTimeout": CONNECT_TIMEOUT, "ExitOnForwardFailure": "yes"}),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
         assert proc.stdin is not None and proc.stdout is not None
         lines: list[str] = []

@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Protocol
 
-from devagent.control.engine.docker_engine import Engine
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.sites.server_workspace import WALK, absolute, run_script
 from devagent.control.sites.site import Link
 from devagent.core import layout
 from devagent.core.runs.record import RunRecord
 from devagent.core.runs.reproduce_block import ReproduceFacts, find_run_section, read_facts
 from devagent.core.spec import validate_new_name
+from devagent.core.ssh.command_line import ssh_argv
 from devagent.errors import DevagentError, ExitStatus
 from devagent.nofollow.folder import copy_tree, give_tree
 from devagent.nofollow.walk import PathRefused, open_below, open_regular, read_limited, read_tail
@@ -124,7 +125,7 @@ def load_facts(files: Files, notebook: PurePath, number: int) -> ReproduceFacts:
     return facts
 
 
-def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: Engine, files: Files,
+def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: EngineApi, files: Files,
             report: Report) -> Reproduction:
     """Check that run TARGET can be reproduced and make its new workspace (INTO, else beside the original's).
     Refuses with NOT_REPRODUCIBLE (naming every gap) unless ANYWAY; a refusal leaves nothing behind."""
@@ -426,7 +427,7 @@ class ServerFiles:
 
 def run_through_alias(ssh_config: Path, facts: ReproduceFacts, name: str) -> int:
     """The run's command in the new environment, through its alias, its output passed through."""
-    return subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", name, facts.command_line()],
+    return subprocess.run(ssh_argv(ssh_config, name, facts.command_line()),
                           check=False).returncode
 
 

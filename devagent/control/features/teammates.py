@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devagent.control.atomic import FileLock, atomic_write, ensure_private_dir
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, Engine
+from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.paths import Paths
 from devagent.control.sites.site import SiteName
 from devagent.control.ssh import keys, known_hosts, managed_config
@@ -112,7 +113,7 @@ class Shared:
 class Sharing:
     """Invitations to the environments of one engine and one DEVAGENT_HOME."""
 
-    def __init__(self, *, engine: Engine, paths: Paths, jump: str | None = None) -> None:
+    def __init__(self, *, engine: EngineApi, paths: Paths, jump: str | None = None) -> None:
         """JUMP: the ProxyJump a teammate's entry needs, for an environment on a server (devagent's record names
         it); None for one on this machine's engine."""
         self.engine, self.paths, self.jump = engine, paths, jump

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from devagent.control.engine.docker_engine import Engine
+from devagent.control.engine.engine_api import EngineApi
 from devagent.core.devcontainer.config_file import (
     CANDIDATES,
     Build,
@@ -77,7 +77,7 @@ def find_devcontainer(workspace: Path, *, choice: str | None, container_workspac
     return DevcontainerFile(path=rel, sha256=hashlib.sha256(data).hexdigest(), plan=map_config(config, source=rel))
 
 
-def build_base(engine: Engine, workspace: Path, config_path: str, config_sha256: str, build: Build,
+def build_base(engine: EngineApi, workspace: Path, config_path: str, config_sha256: str, build: Build,
                report: Callable[[str], None]) -> str:
     """The base image BUILD (of the devcontainer.json at CONFIG_PATH) describes, built on ENGINE from the
     workspace when this engine does not have it yet; its tag. The Dockerfile is read without following a link;
@@ -113,7 +113,7 @@ def _read_below(workspace: Path, rel: str, what: str) -> bytes:
                             hint="make it a regular file in the workspace") from None
 
 
-def apply_features(engine: Engine, workspace: Path, config_path: str, base: str,
+def apply_features(engine: EngineApi, workspace: Path, config_path: str, base: str,
                    features: tuple[tuple[str, Mapping[str, object]], ...], report: Callable[[str], None]) -> str:
     """BASE with the devcontainer.json's local FEATURES applied (each install.sh run as root at build), built on
     ENGINE when it does not have it yet; its tag. The folders are sent as Docker sends a context (a link as a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from devagent.control.engine import home_volume
 from devagent.control.features import teammates
 from devagent.control.features.listing import Row
 from devagent.errors import DevagentError, ExitStatus
@@ -13,17 +14,19 @@ if TYPE_CHECKING:
     from devagent.control.lifecycle.provision import Provisioner
 
 
-def down(provisioner: Provisioner, name: str) -> list[str]:
-    """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
+def down(provisioner: Provisioner, name: str, *, keep_home: bool = False) -> list[str]:
+    """Remove the container, the ssh alias, the pinned key, the host key and the home volume (KEEP_HOME: not the
+    home). Workspace files stay.
 
     Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
     with provisioner._env_lock(name) as lock:
         lock.discard()
-        return _down(provisioner, name)
+        return _down(provisioner, name, keep_home=keep_home)
 
 
-def _down(provisioner: Provisioner, name: str) -> list[str]:
-    removed: list[str] = provisioner.site.release(name)  # a Slurm job first: its holder removes the container
+def _down(provisioner: Provisioner, name: str, *, keep_home: bool) -> list[str]:
+    removed: list[str] = []
+    home_size = None
     info = provisioner.engine.get(name)
     if info is not None:
         if info.labels.get("devagent.managed") != "true":
@@ -34,6 +37,7 @@ def _down(provisioner: Provisioner, name: str) -> list[str]:
             # our own alias, keys, record and invitations of that name point at nothing of ours: they go.
             mine = "\n".join(f"removed your {item}" for item in _forget(provisioner, name))
             raise teammates.not_owned(info, command=f"down {name}", server=provisioner.host, details=mine or None)
+        home_size = home_volume.measure(provisioner.engine, info)  # while the container can still say
         provisioner.engine.remove(info.id)
         removed.append(f"container {name}")
     for leftover in provisioner._leftovers(name, ours_only=False):
@@ -43,7 +47,12 @@ def _down(provisioner: Provisioner, name: str) -> list[str]:
         removed.append(f"container {leftover.name}, left behind by an interrupted up")
     for lease in provisioner.gpus.release(name):
         removed.append(f"GPU lease {lease.gpu_uuid}")
+    home = home_volume.remove(provisioner.engine, name, keep=keep_home, report=provisioner.report, size=home_size)
+    # What the site holds beyond the engine (a Slurm job: cancelled and waited for), after the engine's part: a
+    # node may end the ssh sessions of a job that ended (pam_slurm_adopt); before the record goes.
+    removed += provisioner.site.release(name)
     removed += _forget(provisioner, name)
+    removed += home
     if not removed:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint="`devagent ls` lists the environments")

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING
 
 import devagent
 from devagent.control.atomic import FileLock
+from devagent.control.engine import home_volume
 from devagent.control.engine.derived_image import build_image, local_pinned, team_image
-from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow, Engine
+from devagent.control.engine.docker_engine import ArchiveFile, ContainerInfo, ContainerRow
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.engine.gpu_leases import GPU_UUIDS_LABEL, GpuLedger, owner_name
 from devagent.control.features import teammates
 from devagent.control.features.listing import Row
@@ -46,6 +48,7 @@ from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
 from devagent.core.gpu.idle_rule import idle_test_seam
 from devagent.core.gpu.ledger import Inventory, choose, describe_choice
+from devagent.core.mounts import home
 from devagent.core.notebook import LaunchContext
 from devagent.core.people import who
 from devagent.core.spec import DEFAULT_CPUS, SSHD_PORT, EnvSpec, GpuRequest
@@ -129,7 +132,7 @@ class Provisioner:
     ENGINE (with GPU_INVENTORY and PORTS) is shorthand for this machine's site over that engine.
     """
 
-    def __init__(self, *, paths: Paths, site: Site | None = None, engine: Engine | None = None,
+    def __init__(self, *, paths: Paths, site: Site | None = None, engine: EngineApi | None = None,
                  report: Report = lambda _: None, gpu_inventory: Callable[[], Inventory] | None = None,
                  ports: range | None = None) -> None:
         if site is None:
@@ -143,7 +146,7 @@ class Provisioner:
         self.records = site.records
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EngineApi:
         return self.site.engine
 
     @property
@@ -322,7 +325,7 @@ class Provisioner:
             # it; by this up's own id label, so a concurrent up that won the name keeps its container; under
             # whichever of its two names it has by then. Every try at a port makes its container under TEMP_NAME.
             up_id = secrets.token_hex(8)
-            tx.on_failure(self._on_site(lambda: self._remove_made(up_id, temp_name, spec.name)))
+            tx.on_failure(self._on_site(lambda: self._remove_made_and_home(up_id, spec.name, temp_name)))
             owner, invited = teammates.who_may_log_in(self.paths, spec.name, user_public)  # survives --recreate
             context = LaunchContext(
                 name=spec.name, user=spec.user, image=spec.image or image_tag, base_image=spec.base_image,
@@ -343,7 +346,7 @@ class Provisioner:
                 # remove and the container appear after it.
                 with tx.whole_step():
                     cid = self.engine.create(
-                        name=temp_name, image=image_tag, command=command, user=spec.user,
+                        name=temp_name, image=image_tag, command=home.container_command(command), user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
@@ -356,6 +359,8 @@ class Provisioner:
                         pids=spec.limits.pids, gpus=gpus.request,
                         environment={**dict(spec.container_env), "DEVAGENT_NAME": spec.name,
                                      **idle_test_seam(os.environ)},
+                        volumes=home.mount_plan(spec.name, home=layout.login_home(spec.user), up_id=up_id),
+                        read_only=True,
                     )
                 nonlocal leased
                 if not leased:  # once: a container made again on another port keeps this up's leases
@@ -463,6 +468,7 @@ class Provisioner:
                 self.engine.remove(cid)
                 continue
             if published != port:
+                home_volume.check_exit(self.engine, self.engine.get(cid), name)  # exited before it published
                 raise DevagentError("Docker published no port for sshd" if published is None else
                                     f"Docker published sshd on port {published}, not on {port} as asked",
                                     status=ExitStatus.CONTAINER_FAILED)
@@ -612,6 +618,7 @@ class Provisioner:
 
     def _still_starting(self, cid: str, spec: EnvSpec) -> None:
         info = self.engine.get(cid)
+        home_volume.check_exit(self.engine, info, spec.name)
         if info is None or info.status in ("exited", "dead"):
             code = info.exit_code if info else None
             raise DevagentError(
@@ -621,17 +628,23 @@ class Provisioner:
                 "of memory (raise --memory)",
             )
 
+    def _remove_made_and_home(self, up_id: str, name: str, temp_name: str) -> None:
+        """The undo of a container this up made: the container, then the home volume if this up made it."""
+        self._remove_made(up_id, temp_name, name)
+        home_volume.remove_made(self.engine, name, up_id)
+
     def _forget_host_key(self, name: str) -> None:
         for p in (self.paths.host_key(name), self.paths.host_key(name).with_name(f"{name}_ed25519.pub")):
             p.unlink(missing_ok=True)
 
     # -- down / ls: control/lifecycle/down.py --------------------------------------------------------------
 
-    def down(self, name: str) -> list[str]:
-        """Remove the container, the ssh alias, the pinned key and the host key. Workspace files stay.
+    def down(self, name: str, *, keep_home: bool = False) -> list[str]:
+        """Remove the container, the ssh alias, the pinned key, the host key and the home volume (KEEP_HOME: not
+        the home). Workspace files stay.
 
         Also every container an interrupted or killed `up` of NAME left under a temporary name, whoever's."""
-        return teardown.down(self, name)
+        return teardown.down(self, name, keep_home=keep_home)
 
     def ls(self) -> list[Row]:
         return teardown.ls(self)

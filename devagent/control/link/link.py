@@ -24,6 +24,7 @@ children run in their own session, so a Ctrl-C in the terminal reaches devagent 
 link) and not the link itself.
 """
 
+
 from __future__ import annotations
 
 import contextlib
@@ -37,13 +38,32 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from devagent.control.link.mux import (
+    MUX_C_NEW_STDIO_FWD,
+    MUX_C_OPEN_FWD,
+    MUX_C_TERMINATE,
+    MUX_FWD_LOCAL,
+    MUX_S_OK,
+    MUX_S_SESSION_OPENED,
+    PORT_STREAMLOCAL,
+    MuxError,
+    Stream,
+    expect_ok,
+    mux_packet,
+    mux_session,
+    mux_string,
+    read_packet,
+)
+from devagent.control.link.probe import ServerFacts, probe_script, read_facts
+from devagent.control.link.ssh_failures import explain_ssh_failure, refused
+from devagent.control.link.stale_links import FOLDER_PREFIX, link_base, start_time, sweep_stale
 from devagent.control.paths import Paths
 from devagent.control.ssh.children import child_kwargs
+from devagent.core.ssh.command_line import KEEPALIVE, ssh_argv
 from devagent.core.ssh.destination import Server, parse_server
 from devagent.errors import DevagentError, ExitStatus
 
@@ -52,296 +72,7 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = 15  # seconds for the TCP connect and the login (ssh's ConnectTimeout)
 LOGIN_TIMEOUT = 30.0  # the whole login, ProxyJump hops included
-FOLDER_PREFIX = "devagent-link-"
-_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS; leave room for the names inside
-DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
-# -- the multiplexing protocol (OpenSSH PROTOCOL.mux) --------------------------------------------------------------
-_MUX_VERSION = 4
-MUX_MSG_HELLO = 0x00000001
-MUX_C_TERMINATE = 0x10000005
-MUX_C_OPEN_FWD = 0x10000006
-MUX_C_NEW_STDIO_FWD = 0x10000008
-MUX_S_OK = 0x80000001
-MUX_S_PERMISSION_DENIED = 0x80000002
-MUX_S_FAILURE = 0x80000003
-MUX_S_SESSION_OPENED = 0x80000006
-MUX_FWD_LOCAL = 1
-_PORT_STREAMLOCAL = 0xFFFFFFFE  # (u_int)-2: the "host" is a Unix socket path
-
-
-class MuxError(ConnectionError):
-    """The master answered a request with a failure (or not at all)."""
-
-
-def _string(value: str) -> bytes:
-    data = value.encode()
-    return struct.pack(">I", len(data)) + data
-
-
-def _packet(kind: int, body: bytes) -> bytes:
-    payload = struct.pack(">I", kind) + body
-    return struct.pack(">I", len(payload)) + payload
-
-
-def _read_exact(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise MuxError("the ssh master closed the control connection")
-        data += chunk
-    return data
-
-
-def _read_packet(sock: socket.socket) -> tuple[int, bytes]:
-    (length,) = struct.unpack(">I", _read_exact(sock, 4))
-    payload = _read_exact(sock, length)
-    (kind,) = struct.unpack(">I", payload[:4])
-    return kind, payload[4:]
-
-
-def _mux_session(control_path: Path, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(control_path))
-        sock.sendall(_packet(MUX_MSG_HELLO, struct.pack(">I", _MUX_VERSION)))
-        kind, body = _read_packet(sock)
-        if kind != MUX_MSG_HELLO or struct.unpack(">I", body[:4])[0] != _MUX_VERSION:
-            raise MuxError(f"the ssh master speaks another multiplexing protocol ({kind:#x} {body[:4].hex()})")
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _expect_ok(sock: socket.socket, request_id: int, ok: int) -> None:
-    kind, body = _read_packet(sock)
-    if kind == ok and struct.unpack(">I", body[:4])[0] == request_id:
-        return
-    reason = ""
-    if kind in (MUX_S_FAILURE, MUX_S_PERMISSION_DENIED) and len(body) >= 8:
-        (size,) = struct.unpack(">I", body[4:8])
-        reason = body[8:8 + size].decode(errors="replace")
-    raise MuxError(reason or f"unexpected answer {kind:#x} from the ssh master")
-
-
-class _Stream(socket.socket):
-    """A stream through the master: one end of a socket pair whose other end the master holds. The control
-    connection that asked for it must stay open while it is used (the master ends the stream when it closes)."""
-
-    _control: socket.socket | None = None
-
-    def _real_close(self, *args: object, **kwargs: object) -> None:
-        super()._real_close(*args, **kwargs)  # type: ignore[misc]
-        if self._control is not None:
-            self._control.close()
-            self._control = None
-
-
-# -- the server's facts ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ServerFacts:
-    """Who devagent is on the server, and the engine socket it uses there."""
-
-    user: str
-    uid: int
-    gid: int
-    home: str
-    docker_socket: str
-    # Each path the link was asked to resolve (as typed: `~/x`, relative to the home, or absolute) → as the server
-    # sees it: absolute, `..` and links resolved (links in the part that exists); '' where it could not be.
-    resolved: Mapping[str, str] = field(default_factory=dict)
-
-
-def probe_script(docker_socket: str | None) -> str:
-    """The POSIX sh script (run as `sh -s -- PATH…`, whatever the login shell) that prints the server user's facts,
-    for each candidate engine socket that exists whether that user may use it, and each PATH resolved."""
-    if docker_socket is not None:
-        candidates = shlex.quote(docker_socket)
-    else:
-        # DOCKER_HOST (when the server's environment sets one), the rootful engine, then rootless Docker's.
-        candidates = " ".join([
-            '"${DOCKER_HOST#unix://}"', *DEFAULT_SOCKETS,
-            '"${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/docker.sock"', '"/run/user/$(id -u)/docker.sock"'])
-    return "\n".join([
-        "printf 'user=%s\\n' \"$(id -un)\"",
-        "printf 'uid=%s\\n' \"$(id -u)\"",
-        "printf 'gid=%s\\n' \"$(id -g)\"",
-        "printf 'home=%s\\n' \"$HOME\"",
-        'case "${DOCKER_HOST:-}" in unix://*) ;; *) DOCKER_HOST= ;; esac',
-        f"for s in {candidates}; do",
-        '  [ -n "$s" ] || continue',
-        '  if [ -S "$s" ]; then',
-        "    if [ -r \"$s\" ] && [ -w \"$s\" ]; then printf 'usable=%s\\n' \"$s\"; "
-        "else printf 'denied=%s\\n' \"$s\"; fi",
-        "  else printf 'missing=%s\\n' \"$s\"; fi",
-        "done",
-        # The paths to resolve: one line each, in order; one that resolves to a name with a newline is not usable.
-        "nl=$(printf '\\nx'); nl=${nl%x}",
-        'for w in "$@"; do',
-        '  case $w in "~") a=$HOME ;; "~/"*) a=$HOME/${w#"~/"} ;; /*) a=$w ;; *) a=$HOME/$w ;; esac',
-        '  r=$(realpath -m -- "$a" 2>/dev/null) || r=',
-        '  case $r in *"$nl"*) r= ;; esac',
-        "  printf 'resolved=%s\\n' \"$r\"",
-        "done",
-        "",
-    ])
-
-
-def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = (),
-               engine: bool = True) -> ServerFacts:
-    """The probe's OUTPUT as ServerFacts (RESOLVE: the paths it was given, in order), or the DevagentError that says
-    why the engine cannot be used. ENGINE=False: a server that needs none (a Slurm login node, asked only to run
-    Slurm's commands); its docker_socket is then '' where none is usable.
-
-    >>> read_facts(Server("gpu"), "user=al\\nuid=1000\\ngid=1000\\nhome=/home/al\\nmissing=/var/run/docker.sock\\n"
-    ...            "usable=/run/user/1000/docker.sock\\n", named=None).docker_socket
-    '/run/user/1000/docker.sock'
-    """
-    values: dict[str, str] = {}
-    found: list[tuple[str, str]] = []
-    resolved: list[str] = []
-    for line in output.splitlines():
-        key, _, value = line.partition("=")
-        if key == "resolved":
-            resolved.append(value)
-        elif key in ("usable", "denied", "missing"):
-            found.append((key, value))
-        elif key in ("user", "uid", "gid", "home"):
-            values.setdefault(key, value)
-    if not (values.get("uid", "").isdigit() and values.get("gid", "").isdigit() and values.get("user")):
-        raise DevagentError(f"devagent could not find out who it is on {server} (`id` printed nothing usable)",
-                            hint=f"check that `ssh {server} id` works and prints a uid",
-                            status=ExitStatus.SERVER_UNREACHABLE, details=output)
-    usable = [path for kind, path in found if kind == "usable"]
-    denied = [path for kind, path in found if kind == "denied"]
-    user = values["user"]
-    if not engine and not usable:
-        usable = [""]
-    if not usable and denied:
-        raise DevagentError(
-            f"{user} on {server} may not use the Docker Engine's socket {denied[0]} (permission denied)",
-            hint=f"on {server}, add them to the docker group (sudo usermod -aG docker {user}, then log in again); "
-            "that group is root-equivalent on that server",
-            status=ExitStatus.DOCKER_PERMISSION)
-    if not usable:
-        looked = ", ".join(dict.fromkeys(path for _, path in found)) or "(nothing)"
-        raise DevagentError(
-            f"no Docker Engine socket on {server}" + (f" at {named}" if named else ""),
-            hint=f"start Docker there (sudo systemctl start docker, or rootless: systemctl --user start docker); "
-            f"looked at {looked}; if its socket is elsewhere, name it: DEVAGENT_DOCKER_SOCKET",
-            status=ExitStatus.DOCKER_UNAVAILABLE)
-    return ServerFacts(user=user, uid=int(values["uid"]), gid=int(values["gid"]), home=values.get("home", ""),
-                       docker_socket=usable[0],
-                       resolved=dict(zip(resolve, resolved, strict=True)) if len(resolved) == len(resolve) else {})
-
-
-# -- what ssh said ---------------------------------------------------------------------------------------------------
-
-def explain_ssh_failure(server: Server, stderr: str, *, ssh_config: Path) -> DevagentError:
-    """What the master's exit means, as a DevagentError carrying ssh's own words.
-
-    >>> explain_ssh_failure(Server("gpu"), "devagent-srv@127.0.0.1: Permission denied (publickey).",
-    ...                     ssh_config=Path("/c")).status.name
-    'SERVER_AUTH'
-    """
-    words = stderr.strip()
-    details = words or "(ssh printed nothing)"
-    if "Bad configuration option" in words or "bad configuration option" in words or (
-            "line " in words and "terminating" in words):
-        return DevagentError(f"ssh cannot read your ssh config {ssh_config}", status=ExitStatus.SSH_CONFIG,
-                             details=details, hint="fix the line ssh names (ssh -G NAME checks it)")
-    if "Host key verification failed" in words or "REMOTE HOST IDENTIFICATION HAS CHANGED" in words:
-        return DevagentError(f"ssh could not verify {server}'s host key", status=ExitStatus.SERVER_AUTH,
-                             details=details,
-                             hint=f"connect once by hand (ssh {server}) to check and accept the server's key")
-    if "Permission denied" in words or "Too many authentication failures" in words or (
-            "no mutual signature" in words) or "Authentication failed" in words:
-        return DevagentError(f"ssh could not log in to {server} (authentication failed; devagent never prompts)",
-                             status=ExitStatus.SERVER_AUTH, details=details,
-                             hint=f"make `ssh -o BatchMode=yes {server} true` work: a key in your ssh config or "
-                             "agent (ssh-add) that the server accepts")
-    if "Could not resolve hostname" in words or "Name or service not known" in words:
-        return DevagentError(f"ssh does not know the server {server}", status=ExitStatus.SERVER_UNREACHABLE,
-                             details=details,
-                             hint=f"check the name: a Host in your ssh config ({ssh_config}) or a DNS name; "
-                             f"`ssh {server}` must work from here")
-    return DevagentError(f"ssh could not reach {server}", status=ExitStatus.SERVER_UNREACHABLE, details=details,
-                         hint=f"check that `ssh {server}` works from here (the server is up, its sshd answers, "
-                         "and any ProxyJump on the way)")
-
-
-def _refused(server: Server, what: str, setting: str, log: str) -> DevagentError:
-    return DevagentError(
-        f"the sshd on {server} refuses {what}",
-        hint=f"devagent needs it: set {setting} in the server's sshd_config (and no DisableForwarding yes), "
-        "then reload sshd",
-        status=ExitStatus.SERVER_REFUSED, details=log or None)
-
-
-# -- process hygiene ---------------------------------------------------------------------------------------------------
-
-def _start_time(pid: int) -> str:
-    """The process's start time (clock ticks since boot) from /proc, so a reused pid is not taken for the owner;
-    '' where /proc has none."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[-1].split()[19]
-
-
-def _alive(pid: int, started: str) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not started or _start_time(pid) in ("", started)
-
-
-def link_base(environ: Mapping[str, str]) -> Path:
-    """Where link folders go: $XDG_RUNTIME_DIR when it is ours and short enough, else the temp folder."""
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and len(runtime) < _SOCKET_PATH_MAX - 40:
-        with contextlib.suppress(OSError):
-            st = os.stat(runtime)
-            if st.st_uid == os.getuid() and st.st_mode & 0o777 == 0o700:
-                return Path(runtime)
-    base = Path(tempfile.gettempdir())
-    # A long TMPDIR would leave no room for the socket names: the system's own temp folder then.
-    return base if len(str(base)) < _SOCKET_PATH_MAX - 40 else Path("/tmp")  # noqa: S108 (a mkdtemp inside)
-
-
-def sweep_stale(base: Path) -> list[Path]:
-    """Remove link folders under BASE whose devagent is gone (killed before it could clean up). Returns them."""
-    removed = []
-    for folder in base.glob(f"{FOLDER_PREFIX}*"):
-        try:
-            st = folder.lstat()
-            if not folder.is_dir() or folder.is_symlink() or st.st_uid != os.getuid():
-                continue
-            owner = (folder / "owner").read_text().split()
-        except FileNotFoundError:
-            # Between mkdtemp and writing its owner, a folder has none for a moment; an old one never will.
-            with contextlib.suppress(OSError):
-                if time.time() - folder.lstat().st_mtime > 60:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(folder)
-            continue
-        except OSError:
-            continue
-        if len(owner) == 2 and owner[0].isdigit() and not _alive(int(owner[0]), owner[1]):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
-
-
-# -- the link ----------------------------------------------------------------------------------------------------------
 
 def resolve_server(text: str, *, environ: Mapping[str, str]) -> Server:
     """TEXT as a Server: a Docker context of that name whose endpoint is ssh://…, else what the user types after
@@ -393,8 +124,8 @@ class ServerLink:
                  ssh: str = "ssh", resolve: Sequence[str] = (), engine: bool = True,
                  jump: Server | None = None) -> None:
         self.server = server
-        self.jump = jump  # `ssh -J`: a Slurm login node, SERVER its node (only the master logs in)
         self._needs_engine = engine  # False: a Slurm login node, where only Slurm's commands run
+        self.jump = jump  # ProxyJump: a Slurm login node, SERVER its node (only the master logs in)
         self._resolve = tuple(resolve)  # paths the probe resolves too (facts.resolved): no command of their own
         self._paths = paths
         self._report = report
@@ -426,9 +157,10 @@ class ServerLink:
     def _log(self) -> Path:
         return self.folder / "ssh.log"
 
-    def _options(self) -> list[str]:
-        return [self._ssh, "-F", str(self._paths.user_ssh_config), "-S", str(self.control_path),
-                "-o", "BatchMode=yes"]
+    def _argv(self, *command: str, flags: Sequence[str] = (), options: Mapping[str, str | int]) -> list[str]:
+        """ssh to the server through the master's control socket (-S), with BatchMode, then OPTIONS."""
+        return ssh_argv(self._paths.user_ssh_config, self.server, *command, ssh=self._ssh, flags=flags,
+                        options=options, control=self.control_path)
 
     def _popen_kwargs(self) -> dict[str, object]:
         # Its own session: a Ctrl-C in the terminal reaches devagent, which still needs the link to roll back. No
@@ -442,7 +174,7 @@ class ServerLink:
         sweep_stale(base)
         self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=base))
         try:
-            (self.folder / "owner").write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")
+            (self.folder / "owner").write_text(f"{os.getpid()} {start_time(os.getpid())}\n")
             self._start_master()
             self.facts = self._probe()
         except BaseException:
@@ -456,15 +188,14 @@ class ServerLink:
 
     def _start_master(self) -> None:
         self._report(f"ssh {self.server}")
-        argv = [*self._options(), "-M", "-N", "-T",
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=no", "-o", "ExitOnForwardFailure=yes",
-                "-o", f"ConnectTimeout={CONNECT_TIMEOUT}", "-o", "ServerAliveInterval=15",
-                "-o", "ServerAliveCountMax=4",
-                # Only what devagent asks for travels over its link: no forwards from the user's config (a
-                # LocalForward there would collide with their own session), no agent, no X11.
-                "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no", "-o", "ForwardX11=no",
-                "-o", "PermitLocalCommand=no", "-o", "StreamLocalBindMask=0177", "-o", "StreamLocalBindUnlink=yes",
-                *(["-J", self.jump.proxy_jump] if self.jump is not None else []), *self._destination()]
+        argv = self._argv(flags=["-M", "-N", "-T"], options={
+            "ControlMaster": "yes", "ControlPersist": "no", "ExitOnForwardFailure": "yes",
+            "ConnectTimeout": CONNECT_TIMEOUT, **KEEPALIVE,
+            # Only what devagent asks for travels over its link: no forwards from the user's config (a
+            # LocalForward there would collide with their own session), no agent, no X11.
+            "ClearAllForwardings": "yes", "ForwardAgent": "no", "ForwardX11": "no",
+            "PermitLocalCommand": "no", "StreamLocalBindMask": "0177", "StreamLocalBindUnlink": "yes",
+            **({"ProxyJump": self.jump.proxy_jump} if self.jump is not None else {})})
         with open(self._log, "wb") as log:
             self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                             **self._popen_kwargs())  # type: ignore[call-overload]
@@ -482,11 +213,6 @@ class ServerLink:
                                     hint=f"check that `ssh {self.server}` works from here")
             time.sleep(delay)  # the master has no other way to say it is logged in than its socket appearing
             delay = min(delay * 1.5, 0.05)
-
-    def _destination(self) -> list[str]:
-        # ssh reads options after the destination too (and then the command's words as options): '--' ends them.
-        dest = self.server.ssh_destination()
-        return [*dest[:-1], "--", dest[-1]]
 
     def _log_text(self) -> str:
         try:
@@ -506,11 +232,11 @@ class ServerLink:
         if master is not None:
             if master.poll() is None and self._folder is not None:
                 with contextlib.suppress(OSError, MuxError):
-                    sock = _mux_session(self.control_path, 2.0)
+                    sock = mux_session(self.control_path, 2.0)
                     with sock:
-                        sock.sendall(_packet(MUX_C_TERMINATE, struct.pack(">I", self._next_id())))
+                        sock.sendall(mux_packet(MUX_C_TERMINATE, struct.pack(">I", self._next_id())))
                         with contextlib.suppress(OSError, MuxError):
-                            _read_packet(sock)
+                            read_packet(sock)
             try:
                 master.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -557,10 +283,10 @@ class ServerLink:
         command = " ".join(shlex.quote(word) for word in argv)
         # ControlMaster=no and no way to reach the server but the master: if its socket were gone, a client would
         # otherwise log in on its own, a second login that could prompt or reach another machine.
-        cmd = [*self._options(), "-o", "ControlMaster=no", "-o", "ProxyCommand=false", "-o", "RemoteCommand=none",
-               "-o", "RequestTTY=no", "-o", "ClearAllForwardings=yes", "-o", "ForwardAgent=no",
-               "-o", "ForwardX11=no", "-o", "PermitLocalCommand=no", "-o", "LogLevel=ERROR",
-               *self._destination(), command]
+        cmd = self._argv(command, options={
+            "ControlMaster": "no", "ProxyCommand": "false", "RemoteCommand": "none", "RequestTTY": "no",
+            "ClearAllForwardings": "yes", "ForwardAgent": "no", "ForwardX11": "no", "PermitLocalCommand": "no",
+            "LogLevel": "ERROR"})
         try:
             result = subprocess.run(cmd, input=input, stdin=None if input is not None else subprocess.DEVNULL,
                                     capture_output=True, timeout=timeout, check=False,
@@ -589,12 +315,12 @@ class ServerLink:
         self._check_master()
         offset = self._log_size()
         request_id = self._next_id()
-        with _mux_session(self.control_path, LOGIN_TIMEOUT) as sock:
-            sock.sendall(_packet(MUX_C_OPEN_FWD, struct.pack(">II", request_id, MUX_FWD_LOCAL)
-                                 + _string(str(self.engine_socket)) + struct.pack(">I", _PORT_STREAMLOCAL)
-                                 + _string(self.facts.docker_socket) + struct.pack(">I", _PORT_STREAMLOCAL)))
+        with mux_session(self.control_path, LOGIN_TIMEOUT) as sock:
+            sock.sendall(mux_packet(MUX_C_OPEN_FWD, struct.pack(">II", request_id, MUX_FWD_LOCAL)
+                                 + mux_string(str(self.engine_socket)) + struct.pack(">I", PORT_STREAMLOCAL)
+                                 + mux_string(self.facts.docker_socket) + struct.pack(">I", PORT_STREAMLOCAL)))
             try:
-                _expect_ok(sock, request_id, MUX_S_OK)
+                expect_ok(sock, request_id, MUX_S_OK)
             except MuxError as exc:
                 raise DevagentError(f"ssh could not forward {self.server}'s Docker Engine socket: {exc}",
                                     status=ExitStatus.SERVER_REFUSED, details=self._log_text() or None,
@@ -620,12 +346,12 @@ class ServerLink:
         engine answers the docker CLI on the server."""
         tcp_refusal = self._tcp_refusal()
         if tcp_refusal is not None:
-            return _refused(self.server, "forwarding (TCP and Unix sockets)", "AllowTcpForwarding yes (or local)",
+            return refused(self.server, "forwarding (TCP and Unix sockets)", "AllowTcpForwarding yes (or local)",
                             tcp_refusal)
         sock = self.facts.docker_socket
         cli = self.run(["docker", "-H", f"unix://{sock}", "version", "--format", "{{.Server.Version}}"])
         if cli.returncode == 0:
-            return _refused(self.server, "to forward the Docker Engine's Unix socket",
+            return refused(self.server, "to forward the Docker Engine's Unix socket",
                             "AllowStreamLocalForwarding yes (or local)", log)
         words = (cli.stderr or cli.stdout).decode(errors="replace").strip()
         if cli.returncode == 127:  # no docker CLI there: either is possible
@@ -687,20 +413,20 @@ class ServerLink:
         self._check_master()
         offset = self._log_size()
         request_id = self._next_id()
-        control = _mux_session(self.control_path, timeout)
+        control = mux_session(self.control_path, timeout)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            control.sendall(_packet(MUX_C_NEW_STDIO_FWD, struct.pack(">I", request_id) + _string("")
-                                    + _string("127.0.0.1") + struct.pack(">I", port)))
+            control.sendall(mux_packet(MUX_C_NEW_STDIO_FWD, struct.pack(">I", request_id) + mux_string("")
+                                    + mux_string("127.0.0.1") + struct.pack(">I", port)))
             for _ in range(2):  # its "stdin" and "stdout": both ends are the same socket
                 socket.send_fds(control, [b"\0"], [theirs.fileno()])
             theirs.close()
             try:
-                _expect_ok(control, request_id, MUX_S_SESSION_OPENED)
+                expect_ok(control, request_id, MUX_S_SESSION_OPENED)
             except MuxError:
                 log = self._new_log(offset)
                 if "administratively prohibited" in log:
-                    raise _refused(self.server, "TCP forwarding to its own 127.0.0.1",
+                    raise refused(self.server, "TCP forwarding to its own 127.0.0.1",
                                    "AllowTcpForwarding yes (or local; and PermitOpen any)", log) from None
                 reason = log.splitlines()[-1] if log else "the ssh master refused the stream"
                 raise ConnectionError(f"{self.server}'s 127.0.0.1:{port}: {reason}") from None
@@ -710,7 +436,7 @@ class ServerLink:
             control.close()
             raise
         control.settimeout(None)
-        stream = _Stream(fileno=mine.detach())
+        stream = Stream(fileno=mine.detach())
         stream._control = control
         stream.settimeout(timeout)
         return stream

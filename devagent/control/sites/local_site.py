@@ -24,7 +24,7 @@ from devagent.core.gpu.ledger import Inventory
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.rerun import Files
     from devagent.control.lifecycle.transaction import Transaction
     from devagent.core.spec import EnvSpec
@@ -90,7 +90,7 @@ class LocalSite:
     container_labels: Mapping[str, str] = {}
     launch_note = ""
 
-    def __init__(self, engine: Engine | Callable[[], Engine], *, paths: Paths,
+    def __init__(self, engine: EngineApi | Callable[[], EngineApi], *, paths: Paths,
                  inventory: Callable[[], Inventory] | None = None,
                  ports: range | Callable[[], range] = port_choice.DEFAULT_PORTS, append: Append | None = None) -> None:
         """ENGINE and PORTS may be given as functions: asked once, when first used (the engine answers a ping,
@@ -102,7 +102,7 @@ class LocalSite:
         self.records = Records(paths)
 
     @functools.cached_property
-    def engine(self) -> Engine:
+    def engine(self) -> EngineApi:
         return self._engine() if callable(self._engine) else self._engine
 
     @functools.cached_property

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devagent.control.paths import Paths
-from devagent.core.system_folders import system_folder
+from devagent.core.mounts.system_folders import system_folder
 from devagent.errors import DevagentError, ExitStatus
 from devagent.nofollow.folder import Folder
 from devagent.nofollow.walk import READS, PathRefused, walk
@@ -24,7 +24,8 @@ from devagent.nofollow.walk import READS, PathRefused, walk
 
 def check_workspace(workspace: Path, paths: Paths) -> None:
     """Refuse WORKSPACE when it is, holds or lies inside devagent's home or the user's ssh folder, or holds the
-    user's ssh config, and when it is a system folder or a user's home folder itself (see core/system_folders.py).
+    user's ssh config, and when it is a system folder or a user's home folder itself
+    (see core/mounts/system_folders.py).
     Links are resolved on both sides: a workspace that reaches ``~`` through a link is ``~``."""
     ws = Path(os.path.realpath(workspace))
     _refuse_system_folder(ws, system_folder(str(ws)))

@@ -26,7 +26,7 @@ from devagent.core import ports as port_choice
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.rerun import Files
     from devagent.control.lifecycle.transaction import Transaction
     from devagent.control.sites.site import Link
@@ -146,7 +146,7 @@ class ServerSite:
         return self.link.facts.uid
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> EngineApi:
         return self.link.engine
 
     @property

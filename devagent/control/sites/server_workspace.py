@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from devagent.core import layout
-from devagent.core.system_folders import system_folder
+from devagent.core.mounts.system_folders import system_folder
 from devagent.core.up_request import SERVER_WORKSPACES
 from devagent.errors import DevagentError, ExitStatus
 

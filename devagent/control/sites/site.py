@@ -21,7 +21,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.rerun import Files
     from devagent.control.lifecycle.transaction import Transaction
     from devagent.control.sites.records import Records
@@ -60,7 +60,7 @@ class Link(Protocol):
     def facts(self) -> Facts: ...
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> EngineApi: ...
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float = 60.0) -> subprocess.CompletedProcess[bytes]: ...
@@ -138,7 +138,7 @@ class Site(Protocol):
         """What `devagent up` is given to make an environment on this site: ("--host", SERVER), or nothing."""
 
     @property
-    def engine(self) -> Engine: ...
+    def engine(self) -> EngineApi: ...
 
     @property
     def ports(self) -> range:

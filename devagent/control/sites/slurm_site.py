@@ -44,7 +44,8 @@ from devagent.errors import DevagentError, ExitStatus
 if TYPE_CHECKING:
     from devagent.control.engine.docker_engine import Engine
     from devagent.control.features.listing import Row
-    from devagent.control.link.link import ServerFacts, ServerLink
+    from devagent.control.link.link import ServerLink
+    from devagent.control.link.probe import ServerFacts
     from devagent.core.spec import EnvSpec
     from devagent.core.up_request import SlurmUp
 
@@ -311,6 +312,9 @@ class _NothingLeft:
 
     def leases(self) -> list[object]:
         return []
+
+    def volume_labels(self, name: str) -> None:  # no home volume of it is reachable: the node is not
+        return None
 
     def __getattr__(self, name: str) -> object:
         raise self._gone

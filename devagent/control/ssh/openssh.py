@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from devagent.core.ssh.command_line import client_argv, ssh_argv
 from devagent.core.ssh.sshd import openssh_version
 from devagent.errors import DevagentError, ExitStatus
 
@@ -23,7 +24,7 @@ def client_version(ssh: str = "ssh") -> tuple[int, int] | None:
     """
     if shutil.which(ssh) is None:
         return None
-    out = subprocess.run([ssh, "-V"], capture_output=True, text=True, check=False)
+    out = subprocess.run(client_argv("-V", ssh=ssh), capture_output=True, text=True, check=False)
     return openssh_version(out.stderr + out.stdout)
 
 
@@ -40,8 +41,7 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),
                         timeout: float = 20.0, ssh: str = "ssh") -> int:
     """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it."""
-    cmd = [ssh, "-F", str(config), "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(timeout)}", name,
-           *remote_command]
+    cmd = ssh_argv(config, name, *remote_command, ssh=ssh, options={"ConnectTimeout": int(timeout)})
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
     except subprocess.TimeoutExpired:

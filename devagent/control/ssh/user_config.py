@@ -26,6 +26,7 @@ from devagent.control.atomic import FileLock, atomic_write, ensure_private_dir
 from devagent.control.paths import Paths
 from devagent.control.ssh import known_hosts, managed_config
 from devagent.core.spec import NAME_RE, host_name_kind
+from devagent.core.ssh.command_line import ssh_argv
 from devagent.core.ssh.host_entry import HostEntry, check_path, quote
 from devagent.errors import DevagentError, ExitStatus
 
@@ -394,7 +395,7 @@ class SshConfig:
     def _ssh_g(self, name: str) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run(
-                [self.ssh_binary, "-G", "-F", str(self.paths.user_ssh_config), name],
+                ssh_argv(self.paths.user_ssh_config, name, ssh=self.ssh_binary, flags=["-G"], batch=False),
                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False,
             )
         except FileNotFoundError as exc:

@@ -33,6 +33,7 @@ from devagent.control.paths import Paths
 from devagent.control.ssh.children import start_ssh
 from devagent.control.tunnels.port_forward import SshForward, check_alias, choose_local, open_forward
 from devagent.core.ssh import forward_plan as f
+from devagent.core.ssh.command_line import KEEPALIVE, LOOPBACK, NO_SHARED_MASTER, ssh_argv
 from devagent.errors import DevagentError, ExitStatus
 
 TAIL_LINES = 40
@@ -49,9 +50,8 @@ class RemoteServer:
                   *(["--logdir", logdir] if logdir is not None else [])]
         # ssh hands the remote command to the login shell as one string: quote each word. No ControlMaster: the
         # server lives as long as this ssh, not as long as a master connection of the user's config.
-        self.argv = [ssh, "-F", str(config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
-                     "-o", "ControlMaster=no", "-o", "ControlPath=none",
-                     "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", name, shlex.join(remote)]
+        self.argv = ssh_argv(config, name, shlex.join(remote), ssh=ssh,
+                             options={"ConnectTimeout": 20, **NO_SHARED_MASTER, **KEEPALIVE})
         self.name, self.kind, self.token = name, kind, token
         self.process: subprocess.Popen[str] | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
@@ -180,7 +180,7 @@ def run_server(paths: Paths, name: str, kind: str, *, local: int | None, logdir:
                 server.start()
             remote = server.wait_ready()
             forward = open_forward(paths.user_ssh_config, name, wanted=wanted, remote=remote, signals=signals)
-            show(f"✔ {NAMES[kind]} in {name} on its {f.LOOPBACK}:{remote}, forwarded to {f.LOOPBACK}:{forward.local} "
+            show(f"✔ {NAMES[kind]} in {name} on its {LOOPBACK}:{remote}, forwarded to {LOOPBACK}:{forward.local} "
                  "on this machine")
             if kind == "tensorboard":
                 show("  TensorBoard has no login: anyone who can reach this machine's 127.0.0.1 can read it "

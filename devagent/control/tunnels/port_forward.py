@@ -29,6 +29,7 @@ from devagent.control.paths import Paths
 from devagent.control.ssh import managed_config
 from devagent.control.ssh.children import start_ssh
 from devagent.core.ssh import forward_plan as f
+from devagent.core.ssh.command_line import LOOPBACK
 from devagent.errors import DevagentError, ExitStatus
 
 TAIL_LINES = 30  # what an error shows of ssh's own messages
@@ -53,7 +54,7 @@ def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((f.LOOPBACK, port))
+            s.bind((LOOPBACK, port))
         except PermissionError:
             raise DevagentError(f"port {port} needs root to listen on", status=ExitStatus.USAGE,
                                 hint="pick a local port of 1024 or above, or 0 for any free one") from None
@@ -67,7 +68,7 @@ def port_free(port: int) -> bool:
 def any_free_port() -> int:
     """A port the kernel says is free on 127.0.0.1 now (ssh binds it a moment later; `run` retries if it lost)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((f.LOOPBACK, 0))
+        s.bind((LOOPBACK, 0))
         return int(s.getsockname()[1])
 
 
@@ -211,7 +212,7 @@ def run_forward(paths: Paths, name: str, ports: f.PortPair, *, show: Callable[[s
         try:
             forward = open_forward(paths.user_ssh_config, name, wanted=f.local_port(ports.local, ports.remote),
                                    remote=ports.remote, signals=signals)
-            show(f"✔ forwarding {name}'s {f.LOOPBACK}:{ports.remote} to {f.LOOPBACK}:{forward.local} on this machine")
+            show(f"✔ forwarding {name}'s {LOOPBACK}:{ports.remote} to {LOOPBACK}:{forward.local} on this machine")
             show(f"  open {f.url(forward.local)}    (Ctrl-C ends the forward)")
             forward.wait()
             raise forward.failure()

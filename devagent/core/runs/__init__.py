@@ -8,7 +8,7 @@ the user's command, reads files and the environment, and hands the values to the
 - ``metrics``: metric lines, series and their readers, summaries, the sparkline;
 - ``hparams``: argparse defaults read from the script's source, overlaid with the command line;
 - ``secrets``: what looks like a secret — names, values, command lines, files, output — and its redaction;
-- ``environment``: the allow-listed environment, secrets redacted;
+- ``run_environment``: the allow-listed environment, secrets redacted;
 - ``record``: the run record the runs journal keeps, and the facts gathered about a run;
 - ``section``: the report of one run and its rendering as a notebook entry.
 

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from devagent.core.ssh.command_line import KEEPALIVE, LOOPBACK, NO_SHARED_MASTER, ssh_argv
 from devagent.errors import DevagentError, ExitStatus
 
-LOOPBACK = "127.0.0.1"
 ANY_FREE_PORT = 0  # LOCAL given as 0: any free port on this machine
 
 
@@ -63,12 +63,9 @@ def forward_argv(config: Path, name: str, *, local: int, remote: int, ssh: str =
     it; BatchMode: never prompt (there is no terminal to prompt on); -v: ssh's log says when the forward listens
     (`forward_listening`), and its other debug lines are kept out of the user's sight; no ControlMaster: a
     master connection of the user's would hold the forward on after this ssh ended."""
-    return [ssh, "-F", str(config), "-N", "-v", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
-            "-o", "ControlMaster=no", "-o", "ControlPath=none",
-            "-o", "ConnectTimeout=20",
-            # a dead link (the laptop slept, the server rebooted) ends ssh within a minute, and the command says so
-            "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",
-            "-L", f"{LOOPBACK}:{local}:{LOOPBACK}:{remote}", name]
+    return ssh_argv(config, name, ssh=ssh, flags=["-N", "-v"],
+                    options={"ExitOnForwardFailure": "yes", **NO_SHARED_MASTER, "ConnectTimeout": 20, **KEEPALIVE},
+                    forward=(local, remote))
 
 
 def forward_listening(line: str) -> bool:

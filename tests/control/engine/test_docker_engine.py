@@ -70,7 +70,7 @@ def api_error(status: int, text: str) -> docker.errors.APIError:
         status_code = status
         reason = text
 
-    return docker.errors.APIError(text, response=Response(), explanation=text)  # type: ignore[arg-type]
+    return docker.errors.APIError(text, response=Response(), explanation=text)
 
 
 def test_the_first_environment_makes_the_network_with_inter_container_traffic_off() -> None:

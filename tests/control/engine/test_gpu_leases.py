@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ class Harness:
     def __init__(self, engine: FakeEngine) -> None:
         self.engine = engine
         self.seen: dict[str, list[Lease]] = {}
-        self.provisioner = Provisioner(engine=engine, paths=Paths.from_environ(),  # type: ignore[arg-type]
+        self.provisioner = Provisioner(engine=engine, paths=Paths.from_environ(),
                                        gpu_inventory=lambda: INVENTORY)
         self.provisioner.on_step = self.on_step  # type: ignore[method-assign]
         self.hooks: dict[str, object] = {}
@@ -63,9 +64,9 @@ class Harness:
         if callable(hook):
             hook()
 
-    def up(self, env: EnvSpec, **kwargs: object) -> DevagentError:
+    def up(self, env: EnvSpec, **kwargs: Any) -> DevagentError:
         with pytest.raises(DevagentError) as err:
-            self.provisioner.up(env, **kwargs)  # type: ignore[arg-type]
+            self.provisioner.up(env, **kwargs)
         return err.value
 
 
@@ -155,7 +156,7 @@ def test_down_releases_the_environments_leases_and_reclaims_stale_ones(tmp_path:
     lease_for(engine, A, "exp")
     bobs = lease_for(engine, B, "bob-env")
     lease_for(engine, "GPU-cccccccc-2222", "gone")
-    removed = Provisioner(engine=engine, paths=Paths.from_environ()).down("exp")  # type: ignore[arg-type]
+    removed = Provisioner(engine=engine, paths=Paths.from_environ()).down("exp")
     assert removed == ["container exp", f"GPU lease {A}"]
     assert engine.leases() == [bobs]
 

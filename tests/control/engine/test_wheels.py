@@ -47,6 +47,7 @@ def test_the_payload_fingerprint_changes_with_the_source_and_names_every_carried
     assert payload_fingerprint()[0] == seen[-1]
 
 
+@pytest.mark.slow  # builds the wheelhouse twice and installs it into a new venv
 def test_the_wheelhouse_is_reproducible_and_installs_offline_without_host_dependencies(tmp_path: Path) -> None:
     first = build_wheelhouse(tmp_path / "a")
     second = build_wheelhouse(tmp_path / "b")

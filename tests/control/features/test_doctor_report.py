@@ -16,6 +16,7 @@ import pytest
 
 from devagent.cli import main
 from devagent.control.engine.docker_engine import ContainerInfo
+from devagent.control.engine.engine_api import EngineApi
 from devagent.control.features import doctor_report as hd
 from devagent.control.paths import Paths
 from devagent.control.ssh import managed_config
@@ -24,6 +25,7 @@ from devagent.core import doctor_rules as d
 from devagent.core.doctor_rules import Check
 from devagent.core.ssh.host_entry import HostEntry
 from devagent.errors import DevagentError, ExitStatus
+from tests.control.fakes import FakeEngine
 
 NAME = "pytorch-dev"
 PORT = 49153
@@ -206,7 +208,7 @@ def test_the_openssh_client_check_names_the_profile_it_allows(version: tuple[int
 
 
 def test_docker_permission_denied_fails_with_the_docker_group_fix(paths: Paths) -> None:
-    def denied() -> hd.EngineLike:
+    def denied() -> EngineApi:
         raise DevagentError("you may not use the Docker Engine's socket (permission denied)",
                             status=ExitStatus.DOCKER_PERMISSION,
                             hint="add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)")
@@ -218,7 +220,7 @@ def test_docker_permission_denied_fails_with_the_docker_group_fix(paths: Paths) 
 
 
 def test_a_laptop_whose_environments_are_on_servers_needs_no_engine_of_its_own(paths: Paths) -> None:
-    def absent() -> hd.EngineLike:
+    def absent() -> EngineApi:
         raise DevagentError("no Docker Engine answers", status=ExitStatus.DOCKER_UNAVAILABLE, hint="start it")
 
     checks = hd.run_checks(paths, name=None, environ=os.environ, engine_factory=absent, servers_used=True)
@@ -227,7 +229,7 @@ def test_a_laptop_whose_environments_are_on_servers_needs_no_engine_of_its_own(p
 
 
 def test_an_environment_on_a_server_names_that_servers_engine(paths: Paths) -> None:
-    def unreachable() -> hd.EngineLike:
+    def unreachable() -> EngineApi:
         raise DevagentError("ssh could not reach gpu-server", status=ExitStatus.SERVER_UNREACHABLE,
                             hint="check that `ssh gpu-server` works from here")
 
@@ -242,12 +244,15 @@ def test_an_environment_on_a_server_names_that_servers_engine(paths: Paths) -> N
 # -- an environment, without talking to it ----------------------------------------------------------------------
 
 
-class FakeEngine:
+class Listing(FakeEngine):
+    """An engine whose `ls` gives CONTAINERS as they are."""
+
     def __init__(self, *containers: ContainerInfo) -> None:
-        self.containers = list(containers)
+        super().__init__()
+        self.listed = list(containers)
 
     def list_managed(self) -> list[ContainerInfo]:
-        return self.containers
+        return self.listed
 
 
 def container(status: str = "running", port: int | None = PORT, profile: str = "strict", health: str | None = None,
@@ -262,7 +267,7 @@ def container(status: str = "running", port: int | None = PORT, profile: str = "
 def test_a_stopped_container_fails_with_up_as_the_fix_and_the_container_side_is_skipped(paths: Paths) -> None:
     _install(paths)
     checks = hd.run_checks(paths, name=NAME, environ=os.environ,
-                           engine_factory=lambda: FakeEngine(container("exited")))
+                           engine_factory=lambda: Listing(container("exited")))
     named = by_name(checks)
     assert named["container running"] == Check("container running", False, f"{NAME} is exited (exit code 137)",
                                                fix=f"`devagent up {NAME}` starts it again (`docker logs {NAME}` "

@@ -78,7 +78,7 @@ def test_before_any_key_nothing_with_an_owner_is_yours(monkeypatch: pytest.Monke
     engine = FakeEngine()
     engine.add("bob-exp", labels=labels("bob-exp", ("bob", BOB)), host_port=40003)
     monkeypatch.setattr("devagent.cli.site_options.provisioner",
-                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))  # type: ignore[arg-type]
+                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))
     assert main(["ls"]) == 0
     assert capsys.readouterr().out == ("no environments; create one with: devagent up NAME "
                                        "(1 environment of other people: devagent ls --all)\n")

@@ -41,7 +41,7 @@ def test_down_of_a_stale_name_leaves_the_new_owners_container_and_forgets_only_t
     alice.invitations("exp").parent.mkdir(parents=True)
     alice.invitations("exp").write_text('{"version": 1, "people": []}')
     with pytest.raises(DevagentError) as caught:
-        Provisioner(engine=engine, paths=alice).down("exp")  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=alice).down("exp")
     assert str(caught.value) == (
         f"environment 'exp' belongs to bob ({BOBS}), not to you: `devagent down exp` leaves it alone\n"
         "  | removed your invitations\n"
@@ -55,7 +55,7 @@ def test_down_of_a_stale_name_leaves_the_new_owners_container_and_forgets_only_t
 
 def test_up_never_replaces_a_container_someone_else_owns(engine: FakeEngine, alice: Paths, tmp_path: Path) -> None:
     with pytest.raises(DevagentError) as caught:
-        Provisioner(engine=engine, paths=alice).up(  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=alice).up(
             EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path / "code")), recreate=True)
     assert caught.value.message == (
         f"environment 'exp' belongs to bob ({BOBS}), not to you: `devagent up exp` leaves it alone")

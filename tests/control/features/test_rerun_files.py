@@ -19,6 +19,7 @@ from devagent.control.features.rerun import LocalFiles, last_run, load_facts
 from devagent.core.runs.record import RunRecord
 from devagent.errors import DevagentError, ExitStatus
 from devagent.nofollow import walk as nofollow_walk
+from tests.control.fakes import FakeEngine
 
 ATTACKER = 1000  # the workspace's owner, and the login user the copy is given to
 SECRET = b"root:$y$j9T$only-root-reads-this:19000:0:99999:7:::\n"
@@ -77,11 +78,6 @@ def workspace(tmp_path: Path, secret: Path) -> Path:
     os.chmod(ws / "grouptool", 0o2755)  # noqa: S103
     os.chmod(ws / "pkg", 0o2775)  # noqa: S103
     return ws
-
-
-class Images:
-    def image_id(self, ref: str) -> str | None:
-        return "sha256:1"
 
 
 def entries(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
@@ -207,7 +203,7 @@ class TestTheCopyOfAWorkspaceAnotherUserControls:
         monkeypatch.setattr(rerun, "copy_tree", theirs_first)
         with pytest.raises(DevagentError, match=f"^{into} exists"):
             rerun.prepare(f"{workspace}/lab-notebook.md#run-1", name=None, into=None, anyway=True,
-                              engine=Images(), files=LocalFiles(), report=lambda _: None)
+                              engine=FakeEngine(), files=LocalFiles(), report=lambda _: None)
         assert (into / "theirs.txt").read_text() == "keep\n"
 
 

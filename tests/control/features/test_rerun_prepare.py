@@ -13,17 +13,18 @@ import pytest
 from devagent.control.features.rerun import LocalFiles, parse_target, prepare
 from devagent.core.runs.reproduce_block import ReproduceFacts, render_reproduce
 from devagent.errors import DevagentError, ExitStatus
+from tests.control.fakes import FakeEngine
 
 LOCAL = "devagent/env:3f2a9c1d0e4b"
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
 
 
-class Images:
-    def __init__(self, *present: str) -> None:
-        self.present = set(present)
+class Images(FakeEngine):
+    """An engine that holds the images PRESENT and no other."""
 
-    def image_id(self, ref: str) -> str | None:
-        return "sha256:1" if ref in self.present else None
+    def __init__(self, *present: str) -> None:
+        super().__init__(all_images=False)
+        self.images.update(dict.fromkeys(present, "sha256:1"))
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def env_container(engine: FakeEngine, name: str, gpus: tuple[str, ...], *, statu
 
 
 def ledger(engine: FakeEngine) -> GpuLedger:
-    return GpuLedger(engine, inventory=lambda: INVENTORY)  # type: ignore[arg-type]
+    return GpuLedger(engine, inventory=lambda: INVENTORY)
 
 
 def row(c: FakeContainer) -> ContainerRow:
@@ -107,7 +107,7 @@ def test_up_of_a_released_environment_leases_its_gpus_before_it_starts_and_a_fai
     engine = FakeEngine(on_start=on_start)
     idle = env_container(engine, "exp", (B,))
     engine.exit(idle, RELEASED_EXIT)
-    provisioner = Provisioner(engine=engine, paths=Paths.from_environ(),  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=engine, paths=Paths.from_environ(),
                               gpu_inventory=lambda: INVENTORY)
     spec = EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path), gpus=parse_gpus("1"))
     with pytest.raises(DevagentError) as err:

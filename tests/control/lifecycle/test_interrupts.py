@@ -38,6 +38,7 @@ from devagent.control.paths import Paths
 from devagent.control.ssh.children import start_ssh
 from devagent.core.spec import EnvSpec
 from devagent.errors import DevagentError, ExitStatus
+from tests.control.fakes import FakeEngine
 from tests.signals import signal_off_the_main_thread
 
 
@@ -171,6 +172,7 @@ def test_ssh_children_start_with_the_stop_signals_default_whatever_devagent_inhe
     assert [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if ignored & (1 << (s - 1))] == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_command_started_as_a_background_job_during_its_login(tmp_path: Path) -> None:
     """`devagent gpus --host srv &` from a script: SIGINT came ignored, and the login to the server (an ssh that
     never logs in here) waited its whole 30 s for it. Now Ctrl-C ends it at once, and leaves no ssh, no folder."""
@@ -312,20 +314,17 @@ def test_a_failed_undo_step_is_reported_even_when_the_terminal_is_gone() -> None
 # -- before the transaction, and the entry point -----------------------------------------------------------------
 
 
-class SignalledEngine:
-    """An engine that is asked one thing (the CPU count) and meanwhile SIGTERM comes."""
+class SignalledEngine(FakeEngine):
+    """An empty engine, and SIGTERM comes while it is asked for the CPU count."""
 
     def cpu_count(self) -> int:
         signal.raise_signal(signal.SIGTERM)
         return 1
 
-    def get(self, name: str) -> None:
-        return None
-
 
 def test_sigterm_before_up_made_anything_exits_143_and_leaves_no_lock(tmp_path: Path) -> None:
     paths = Paths(home=tmp_path / "home", user_ssh_config=tmp_path / "config")
-    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)
     with pytest.raises(DevagentError) as raised:
         provisioner.up(EnvSpec(name="box", base_image="base", workspace=str(tmp_path / "ws")))
     assert raised.value.status == ExitStatus.TERMINATED
@@ -338,7 +337,7 @@ def test_sigterm_before_up_made_anything_exits_143_and_leaves_no_lock(tmp_path: 
 
 def test_sigterm_while_waiting_for_another_devagent_exits_143(tmp_path: Path) -> None:
     paths = Paths(home=tmp_path / "home", user_ssh_config=tmp_path / "config")
-    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=SignalledEngine(), paths=paths)
     with FileLock(paths.env_lock("box"), purpose="environment 'box'"):  # another devagent's up of box
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
         with pytest.raises(DevagentError) as raised:

@@ -272,7 +272,7 @@ class TestNamesAreUniqueAcrossServers:
         paths = Paths.from_environ()
         Records(paths).put(Record(name=NAME, server="gpu-server", user="dev", workspace="/w"))
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=FakeEngine(), paths=paths).up(  # type: ignore[arg-type]
+            Provisioner(engine=FakeEngine(), paths=paths).up(
                 EnvSpec(name=NAME, base_image="base:1", workspace=str(tmp_path / "w")))
         assert (err.value.message, err.value.status) == (
             f"environment {NAME!r} exists on gpu-server; names are unique across servers", ExitStatus.CONFLICT)

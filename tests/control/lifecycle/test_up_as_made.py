@@ -26,6 +26,7 @@ BOB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJ3bW1wd6MXH1rXkAplDG1Q3Jy4Q0zOtmrDB
 class Starts(Provisioner):
     """Records the spec `up` would start the existing container with, instead of starting it."""
 
+    engine: FakeEngine  # the fixture's: tests read what it holds
     started: list[EnvSpec]
 
     def _reuse(self, spec: EnvSpec, existing: Any, identity: Path) -> UpResult:
@@ -49,7 +50,7 @@ def made(engine: FakeEngine, paths: Paths, workspace: Path, *, owner: str | None
 def provisioner(monkeypatch: pytest.MonkeyPatch) -> Starts:
     engine = FakeEngine()
     engine.cpus = 8
-    provisioner = Starts(engine=engine, paths=Paths.from_environ())  # type: ignore[arg-type]
+    provisioner = Starts(engine=engine, paths=Paths.from_environ())
     provisioner.started = []
     monkeypatch.setattr("devagent.cli.site_options.provisioner", lambda _site: provisioner)
     return provisioner
@@ -57,7 +58,7 @@ def provisioner(monkeypatch: pytest.MonkeyPatch) -> Starts:
 
 def test_up_name_alone_starts_it_as_it_was_made_from_any_folder(
         provisioner: Starts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code")  # type: ignore[arg-type]
+    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -68,7 +69,7 @@ def test_up_name_alone_starts_it_as_it_was_made_from_any_folder(
 
 def test_up_with_an_option_that_differs_names_it(provisioner: Starts, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code")  # type: ignore[arg-type]
+    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code")
     rc = main(["up", "exp", "--workspace", spec.workspace, "--user", "ana", "--sshd-profile", "compat",
                "--pids", "4096"])
     assert rc == ExitStatus.CONFLICT
@@ -81,7 +82,7 @@ def test_up_with_an_option_that_differs_names_it(provisioner: Starts, tmp_path: 
 
 
 def test_someone_elses_environment_is_not_started_by_up_name(provisioner: Starts, tmp_path: Path) -> None:
-    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code", owner=BOB)  # type: ignore[arg-type]
+    spec = made(provisioner.engine, provisioner.paths, tmp_path / "code", owner=BOB)
     with pytest.raises(DevagentError) as err:
         provisioner.up(dataclasses.replace(spec, user="dev"), as_made=True)
     # control/features/teammates.py

@@ -40,7 +40,7 @@ def paths() -> Paths:
 def test_up_removes_what_an_up_of_its_own_left_and_leaves_another_devagents(paths: Paths, tmp_path: Path) -> None:
     engine = FakeEngine(publishes=False)  # this up fails after the leftovers are dealt with
     reports: list[str] = []
-    provisioner = Provisioner(engine=engine, paths=paths, report=reports.append)  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=engine, paths=paths, report=reports.append)
     ours = leftover(engine, "aaaaaa", home_id=provisioner._home_id())
     theirs = leftover(engine, "bbbbbb", home_id="0123456789ab")  # its up may be running now
     with pytest.raises(DevagentError) as err:
@@ -53,7 +53,7 @@ def test_up_removes_what_an_up_of_its_own_left_and_leaves_another_devagents(path
 def test_a_container_is_named_only_once_it_is_complete(paths: Paths, tmp_path: Path) -> None:
     engine = FakeEngine(publishes=False)
     with pytest.raises(DevagentError):
-        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).up(spec(tmp_path / "code"))
     [(created_as, _)] = engine.called("create")
     assert created_as.startswith(f"{NAME}-new-")
     assert engine.called("rename") == []  # it never got that far
@@ -65,7 +65,7 @@ def test_down_removes_every_container_an_interrupted_up_of_name_left_whoevers(pa
     ours = leftover(engine, "aaaaaa", home_id="0123456789ab")
     theirs = leftover(engine, "bbbbbb", home_id="ba9876543210", status="running")
     unrelated = engine.add("exp2-new-cccccc", labels={"devagent.managed": "true", "devagent.name": "exp2"})
-    removed = Provisioner(engine=engine, paths=paths).down(NAME)  # type: ignore[arg-type]
+    removed = Provisioner(engine=engine, paths=paths).down(NAME)
     assert removed == [f"container {NAME}", f"container {ours}, left behind by an interrupted up",
                        f"container {theirs}, left behind by an interrupted up"]
     assert engine.names() == [unrelated.name]
@@ -74,10 +74,10 @@ def test_down_removes_every_container_an_interrupted_up_of_name_left_whoevers(pa
 def test_down_of_only_leftovers_succeeds(paths: Paths) -> None:
     engine = FakeEngine()
     left = leftover(engine, "aaaaaa", home_id="0123456789ab")
-    assert Provisioner(engine=engine, paths=paths).down(NAME) == [  # type: ignore[arg-type]
+    assert Provisioner(engine=engine, paths=paths).down(NAME) == [
         f"container {left}, left behind by an interrupted up"]
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths).down(NAME)  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).down(NAME)
     assert err.value.status == ExitStatus.NOT_FOUND
 
 
@@ -85,5 +85,5 @@ def test_ls_lists_environments_not_leftovers(paths: Paths) -> None:
     engine = FakeEngine()
     engine.add(NAME, labels={**spec(Path("/srv/code")).labels(version="0.1.0", image="devagent/env:x")})
     leftover(engine, "aaaaaa", home_id="0123456789ab")
-    rows = Provisioner(engine=engine, paths=paths).ls()  # type: ignore[arg-type]
+    rows = Provisioner(engine=engine, paths=paths).ls()
     assert [r.name for r in rows] == [NAME]

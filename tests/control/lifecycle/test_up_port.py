@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
 
+from devagent.control.engine.docker_engine import ArchiveFile
 from devagent.control.lifecycle.provision import Provisioner, spec_hash
 from devagent.control.paths import Paths
 from devagent.control.ssh import keys
@@ -77,7 +78,7 @@ def other_environment(engine: FakeEngine, name: str, port: int, *, status: str =
 def stopped_once_started(engine: FakeEngine, paths: Paths, workspace: Path) -> list[str]:
     reports: list[str] = []
     with pytest.raises(DevagentError) as err:
-        StopsOnceStarted(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+        StopsOnceStarted(engine=engine, paths=paths, report=reports.append,
                          ports=PORTS).up(spec(workspace))
     assert err.value.message == STOPPED_AT_STARTED
     return reports
@@ -119,8 +120,8 @@ class TestANewEnvironmentsPort:
         class RacedEngine(FakeEngine):
             """Another devagent's up starts its container on the same port between our list and our start."""
 
-            def put_files(self, container_id: str, dest: str, files: object) -> None:
-                super().put_files(container_id, dest, files)  # type: ignore[arg-type]
+            def put_files(self, container_id: str, dest: str, files: Iterable[ArchiveFile]) -> None:
+                super().put_files(container_id, dest, files)
                 if len(self.called("put_files")) == 1:
                     other_environment(self, "other", self.containers[container_id].fixed_port or 0)
 
@@ -137,7 +138,7 @@ class TestANewEnvironmentsPort:
         before = snapshot(paths, workspace)
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, report=reports.append,
                         ports=PORTS).up(spec(workspace))
         taken = ", ".join(str(p) for p in range(24000, 24000 + ATTEMPTS))
         assert (err.value.message, err.value.status) == (
@@ -154,7 +155,7 @@ class TestANewEnvironmentsPort:
         other_environment(engine, "b", 24001)
         before = snapshot(paths, workspace)
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, ports=range(24000, 24002)).up(  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, ports=range(24000, 24002)).up(
                 spec(workspace))
         assert (err.value.message, err.value.status) == (
             f"no free port for {NAME!r}: every port of 24000-24001 is bound by a container or was taken",
@@ -203,7 +204,7 @@ class TestAStoppedEnvironment:
         before = snapshot(paths, workspace)
         containers_before = set(engine.containers)
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, ports=PORTS).up(spec(workspace))  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, ports=PORTS).up(spec(workspace))
         assert (err.value.message, err.value.status) == (
             f"environment {NAME!r} cannot start: its port 24005 on 127.0.0.1 is taken by another {holder}",
             ExitStatus.PORT_TAKEN)
@@ -237,7 +238,7 @@ class TestRecreate:
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
             # Everything else is bound by someone: the port can only be the old one.
-            Provisioner(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, report=reports.append,
                         ports=range(1, 1)).up(spec(workspace), recreate=True)
         # The stand-in sshd on the kept port answers the new container's banner, then fails the login.
         assert err.value.status == ExitStatus.LOGIN_FAILED
@@ -260,7 +261,7 @@ class TestRecreate:
         before = snapshot(paths, workspace)
         reports: list[str] = []
         with pytest.raises(DevagentError) as err:
-            Provisioner(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths, report=reports.append,
                         ports=range(sshd.port, sshd.port + 1)).up(spec(workspace), recreate=True)
         assert err.value.status == ExitStatus.LOGIN_FAILED  # at the stand-in sshd, on the new port
         assert tried_ports(engine) == [24005, sshd.port]

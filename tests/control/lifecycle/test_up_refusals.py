@@ -23,7 +23,7 @@ def test_a_name_the_users_ssh_config_sends_to_a_real_host_is_refused_before_anyt
     engine = FakeEngine()
     workspace = tmp_path / "code"
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths).up(  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths).up(
             EnvSpec(name="gpu-server", base_image="base:1", workspace=str(workspace)))
     assert str(err.value) == (
         f"your ssh config sends gpu-server to 10.1.2.3: {paths.user_ssh_config}:2:     HostName 10.1.2.3\n"
@@ -46,7 +46,7 @@ def test_a_devagent_home_openssh_would_misread_is_refused_before_anything_is_mad
     engine = FakeEngine()
     workspace = tmp_path / "code"
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=Paths.from_environ()).up(  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=Paths.from_environ()).up(
             EnvSpec(name="exp", base_image="base:1", workspace=str(workspace)))
     assert str(err.value) == (
         f"IdentityFile path '{home}/id_ed25519' contains '#' (sshconf cuts the value there)\n"
@@ -62,7 +62,7 @@ def test_down_of_a_name_that_does_not_exist_removes_a_lock_file_left_by_an_older
     paths.env_lock("nope").parent.mkdir(parents=True)
     paths.env_lock("nope").touch()  # what `share nope` left behind before
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=FakeEngine(), paths=paths).down("nope")  # type: ignore[arg-type]
+        Provisioner(engine=FakeEngine(), paths=paths).down("nope")
     assert (err.value.message, err.value.status) == ("no environment named 'nope'", ExitStatus.NOT_FOUND)
     assert not paths.env_lock("nope").exists()
 
@@ -71,7 +71,7 @@ def test_up_says_when_the_login_is_proven_with_openssh_alone(tmp_path: Path) -> 
     """The tutorial and the security model show this line; with bookworm's OpenSSH 9.2 (no key exchange paramiko
     speaks) and the strict profile `up` returned before saying it."""
     lines: list[str] = []
-    provisioner = Provisioner(engine=FakeEngine(), paths=Paths.from_environ(),  # type: ignore[arg-type]
+    provisioner = Provisioner(engine=FakeEngine(), paths=Paths.from_environ(),
                               report=lines.append)
     spec = EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path), sshd_profile="strict")
     provisioner._prove(spec, banner="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u10", port=1, identity=tmp_path / "id",

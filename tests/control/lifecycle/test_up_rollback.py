@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,10 +84,10 @@ def only(port: int) -> range:
 
 
 def failed_up(engine: FakeEngine, paths: Paths, env: EnvSpec, *, ports: range = DEFAULT_PORTS,
-              **kwargs: object) -> tuple[DevagentError, list[str]]:
+              **kwargs: Any) -> tuple[DevagentError, list[str]]:
     reports: list[str] = []
     with pytest.raises(DevagentError) as err:
-        Provisioner(engine=engine, paths=paths, report=reports.append,  # type: ignore[arg-type]
+        Provisioner(engine=engine, paths=paths, report=reports.append,
                     ports=ports).up(env, **kwargs)
     return err.value, reports
 
@@ -147,7 +148,7 @@ class TestEachStepIsUndone:
         engine.fail("put_files", ConnectionResetError("the engine went away"))
         before = snapshot(paths, workspace)
         with pytest.raises(ConnectionResetError, match="the engine went away"):
-            Provisioner(engine=engine, paths=paths).up(spec(workspace))  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths).up(spec(workspace))
         assert_undone(engine, paths, workspace, before)
 
     def test_a_start_failure_removes_the_container_docker_left_created(self, paths: Paths, workspace: Path) -> None:
@@ -252,7 +253,7 @@ class TestCtrlC:
         engine.fail("image_digest", KeyboardInterrupt())
         before = snapshot(paths, workspace)
         with pytest.raises(KeyboardInterrupt):
-            Provisioner(engine=engine, paths=paths).up(spec(workspace))  # type: ignore[arg-type]
+            Provisioner(engine=engine, paths=paths).up(spec(workspace))
         assert engine.called("create") == []
         assert snapshot(paths, workspace) == before
         assert_released(paths)

@@ -36,7 +36,7 @@ class NoEngine:
 def up(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, NoEngine]:
     engine = NoEngine()
     monkeypatch.setattr("devagent.cli.site_options.provisioner",
-                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))  # type: ignore[arg-type]
+                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))
     return main(["up", "x", "--workspace", str(workspace), "--sshd-profile", "compat"]), engine
 
 
@@ -94,7 +94,7 @@ class TestAWorkspaceMustNotExposeKeys:
 
     def test_provision_refuses_it_too(self, isolated_home: Path) -> None:
         engine = NoEngine()
-        provisioner = Provisioner(engine=engine, paths=Paths.from_environ())  # type: ignore[arg-type]
+        provisioner = Provisioner(engine=engine, paths=Paths.from_environ())
         with pytest.raises(DevagentError, match=r" holds devagent's keys"):
             provisioner.up(EnvSpec(name="x", base_image="b", workspace=str(isolated_home)))
         assert engine.asked == []

@@ -33,7 +33,7 @@ class Opened:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.servers: list[str] = []
-        self.local = LocalSite(FakeEngine(), paths=Paths.from_environ())  # type: ignore[arg-type]
+        self.local = LocalSite(FakeEngine(), paths=Paths.from_environ())
 
         @contextlib.contextmanager
         def opened(text: str, **_: Any) -> Iterator[Any]:
@@ -107,8 +107,8 @@ class TestTheSameQuestionsOnBothSites:
     def sites(self, tmp_path: Path) -> tuple[Site, Site, FakeLink]:
         paths = Paths.from_environ()
         link = FakeLink(FakeEngine(), home=tmp_path / "server-home", server="alice@gpu:2222")
-        return (LocalSite(FakeEngine(), paths=paths),  # type: ignore[arg-type]
-                ServerSite(link, paths=paths, given="gpu"), link)  # type: ignore[arg-type]
+        return (LocalSite(FakeEngine(), paths=paths),
+                ServerSite(link, paths=paths, given="gpu"), link)
 
     def test_the_words_for_messages_and_how_the_alias_reaches_the_port(self, tmp_path: Path) -> None:
         here, there, _ = self.sites(tmp_path)
@@ -177,7 +177,7 @@ class TestTheSameQuestionsOnBothSites:
         link = FakeLink(FakeEngine(), home=tmp_path, drop_after=-1)  # every call fails
         again = FakeLink(FakeEngine(), home=tmp_path)
         said: list[str] = []
-        site = ServerSite(link, paths=paths, report=said.append, relink=lambda: again)  # type: ignore[arg-type]
+        site = ServerSite(link, paths=paths, report=said.append, relink=lambda: again)
         done: list[object] = []
         site.undo_step(lambda: done.append(site.engine))()
         assert done == [again.engine]
@@ -218,8 +218,8 @@ def test_ls_rows_are_frozen_and_their_json_keeps_its_keys() -> None:
 
 def test_a_site_is_named_in_messages_as_the_open_sites_name_themselves(tmp_path: Path) -> None:
     link = FakeLink(FakeEngine(), home=tmp_path, server="gpu")
-    there = ServerSite(link, paths=Paths.from_environ())  # type: ignore[arg-type]
-    here = LocalSite(FakeEngine(), paths=Paths.from_environ())  # type: ignore[arg-type]
+    there = ServerSite(link, paths=Paths.from_environ())
+    here = LocalSite(FakeEngine(), paths=Paths.from_environ())
     assert (SiteName("gpu").on, SiteName("gpu").loopback) == (there.on, there.loopback) == (" on gpu",
                                                                                           "gpu's 127.0.0.1")
     assert (SiteName(None).on, SiteName(None).loopback) == (here.on, here.loopback) == ("", "127.0.0.1")

@@ -123,6 +123,7 @@ def test_a_stop_signal_that_lands_just_before_the_wait_for_ssh_ends_the_forward_
     assert forward.process is not None and forward.process.poll() is not None
 
 
+@pytest.mark.slow
 def test_a_stop_signal_that_lands_while_waiting_for_the_server_inside_ends_the_wait_at_once(
         tmp_path: Path) -> None:
     # The wait read ssh's stdout in the main thread: the handler ran only once the server said something.

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-SYNTHETIC_TRACE = Path(__file__).parent / "fixtures" / "gpu-trace-synthetic.json"
+SYNTHETIC_TRACE = Path(__file__).parents[1] / "fixtures" / "gpu-trace-synthetic.json"
 
 
 class TraceNvml:

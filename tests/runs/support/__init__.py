@@ -1,4 +1,5 @@
-"""Helpers the run-summary tests share: a hand-made /proc, and how many GPUs the real NVML sees here."""
+"""Helpers the run-summary tests share: a hand-made /proc, and how many GPUs the real NVML sees here (a stand-in
+NVML that replays a GPU trace is trace_nvml.py)."""
 
 from __future__ import annotations
 
