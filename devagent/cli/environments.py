@@ -74,6 +74,21 @@ if TYPE_CHECKING:
 @click.option("--recreate", is_flag=True, help="Replace the container; keep the alias, host key, home and files.")
 @click.option("--local", is_flag=True,
               help="This machine's Docker Engine, even when DEVAGENT_HOST or devagent.toml's host names a server.")
+@click.option("--slurm", default=None, metavar="PARTITION",
+              help="Run the environment in a Slurm job of yours on PARTITION of the cluster whose login node --host "
+              "names: Slurm picks the node and the GPUs (--gpus N: how many), the environment lives as long as the "
+              "job (--time), `down` cancels it. See docs/how-to/use-a-slurm-cluster.md.")
+@click.option("--time", default=None, metavar="TIME",
+              help="With --slurm: the job's time limit (Slurm's form: 8:00:00, 1-00:00:00, or minutes).")
+@click.option("--account", default=None, metavar="ACCOUNT", help="With --slurm: the account the job is charged to.")
+@click.option("--qos", default=None, metavar="QOS", help="With --slurm: the job's quality of service.")
+@click.option("--constraint", default=None, metavar="FEATURES",
+              help="With --slurm: node features the job needs (a100, or a100&nvlink).")
+@click.option("--wait-timeout", default=None, metavar="DURATION",
+              help="With --slurm: cancel the request when the job has not started after this long (e.g. 30m) "
+              "[default: wait until it starts; Ctrl-C cancels].")
+@click.option("--no-wait", is_flag=True, default=None,
+              help="With --slurm: submit the job and return; `devagent up NAME` again picks it up.")
 @click.pass_context
 def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path | None, recreate: bool, local: bool,
        devcontainer_choice: str | None, no_devcontainer: bool, **options: Any) -> None:
@@ -119,9 +134,12 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     env = request.spec
     key = identity.resolve() if identity else None
     as_made = _nothing_typed(ctx) and config_text is None and found is None
+    if request.slurm is not None and not request.slurm.wait:
+        _submit_only(request)
+        return
     with site_options.open_site(host=request.host, chosen=True,  # typed, DEVAGENT_HOST, devagent.toml or none
                                 config_file=config_file if request.host_from_file else None,
-                                resolve=(env.workspace,)) as site:
+                                resolve=(env.workspace,), slurm=request.slurm, environment=env.name) as site:
         result = _provision(site_options.provisioner(site), request, identity=key, recreate=recreate,
                             as_made=as_made)
         verb = "replaced" if result.recreated else ("created" if result.created else "verified")
@@ -386,9 +404,9 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     This machine's, and those on every server devagent's records name, asked in parallel (a server that does not
     answer is shown as unreachable, its environments listed from the records). Docker's labels are the source of
     truth; yours were made with your devagent key (or by a devagent too old to record an owner)."""
-    from devagent.control.features.listing import list_all
+    from devagent.control.features.listing import Row, list_all
     from devagent.control.paths import Paths
-    from devagent.control.sites.records import Records
+    from devagent.control.sites.records import Record, Records
     from devagent.core.ssh.destination import parse_server
 
     if host is not None:
@@ -406,8 +424,13 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
         with site_options.open_site(host=server, quiet=True) as site:
             yield site_options.provisioner(site)
 
-    rows = list_all(records, host=host, local=local, open_server=on_server, used_servers=hosts) if hosts \
-        else local().ls()
+    def in_job(record: Record) -> list[Row]:
+        from devagent.control.sites.slurm_site import listed
+
+        return listed(record, paths=Paths.from_environ(), settings=site_options.settings())
+
+    rows = list_all(records, host=host, local=local, open_server=on_server, used_servers=hosts,
+                    slurm_rows=in_job) if hosts else local().ls()
     # On a shared engine, others' environments are theirs to see; `mine` is None where no owner was recorded.
     hidden = 0 if everyone else sum(r.mine is False for r in rows)
     rows = [r for r in rows if everyone or r.mine is not False]
@@ -436,6 +459,9 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     if hidden:
         click.echo(f"({others})")
     for r in rows:
+        if r.slurm:
+            click.echo(f"{r.name}: {r.slurm}")
+    for r in rows:
         if r.error:
             click.echo(f"{r.host}: unreachable: {r.error}", err=True)
 
@@ -455,6 +481,19 @@ def down(name: str, keep_home: bool) -> None:
         removed = site_options.provisioner(site).down(name, keep_home=keep_home)
     for item in removed:
         click.echo(f"✔ removed {item}")
+
+
+def _submit_only(request: UpRequest) -> None:
+    """`up --slurm --no-wait`: the job asked for, and what to do next."""
+    from devagent.control.paths import Paths
+    from devagent.control.sites.slurm_site import submit_only
+
+    assert request.slurm is not None and request.host is not None
+    name = request.spec.name
+    allocation = submit_only(request.host, request.slurm, environment=name, paths=Paths.from_environ(),
+                             settings=site_options.settings(), report=echo_step)
+    click.echo(f"✔ Slurm job {allocation.job_id} asked for on {request.host}, partition {allocation.partition}: "
+               f"`devagent up {name}` with the same options picks it up")
 
 
 def _idle_minimum() -> float:

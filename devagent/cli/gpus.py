@@ -15,11 +15,19 @@ from devagent.cli.app import JSON_VERSION, cli
               help="The GPU server, as you reach it with ssh (an alias from your ssh config, user@host[:port], "
               "ssh://user@host:port, or a Docker context whose endpoint is ssh://…): its engine and its "
               "nvidia-smi, over one ssh login [default: $DEVAGENT_HOST, else this machine's engine and NVML].")
+@click.option("--slurm", "partition", default=None, metavar="PARTITION",
+              help="A Slurm partition: its nodes' GPUs, the job holding each (user, devagent environment or "
+              "not, time left) and the queue, from Slurm's own commands on the login node that --host names.")
 @click.option("--json", "as_json", is_flag=True, help="Print a versioned JSON envelope.")
-def gpus_command(server: str | None, as_json: bool) -> None:
+def gpus_command(server: str | None, partition: str | None, as_json: bool) -> None:
     """Show the server's GPUs (index, UUID, name, memory, utilisation) and who holds each one: devagent
     environments (name, owner, since when, and their GPUs' mean utilisation over the last hour and how long
     they have been idle), other containers that asked for it, processes outside containers."""
+    if partition is not None:
+        from devagent.cli.partition_gpus import show_partition
+
+        show_partition(server, partition, as_json=as_json)
+        return
     from devagent.control.engine.gpu_leases import GpuLedger
     from devagent.control.paths import Paths
     from devagent.core.gpu import ledger as g

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from devagent.control.settings import Settings
     from devagent.control.sites.site import Site
     from devagent.core.gpu.ledger import Inventory
+    from devagent.core.up_request import SlurmUp
 
 
 def settings() -> Settings:
@@ -55,8 +56,9 @@ def local_site() -> Site:
 
 
 def open_site(*, host: str | None = None, local: bool = False, chosen: bool = False, name: str | None = None,
-              config_file: Path | None = None, quiet: bool = False,
-              resolve: tuple[str, ...] = ()) -> contextlib.AbstractContextManager[Site]:
+              config_file: Path | None = None, quiet: bool = False, resolve: tuple[str, ...] = (),
+              slurm: SlurmUp | None = None, environment: str | None = None
+              ) -> contextlib.AbstractContextManager[Site]:
     """The site of this command (control/sites/opening.py decides): NAME's own, else --host, else DEVAGENT_HOST
     unless --local, else this machine's; CONFIG_FILE: the host is devagent.toml's, which the user must agree to."""
     from devagent.control.paths import Paths
@@ -65,7 +67,7 @@ def open_site(*, host: str | None = None, local: bool = False, chosen: bool = Fa
     return opened(settings=settings(), paths=Paths.from_environ(), local_site=local_site, report=echo_step,
                   host=host, local=local, chosen=chosen, name=name, config_file=config_file,
                   agree=lambda server, file: agree_to_file_host(server, config_file=file), quiet=quiet,
-                  resolve=resolve)
+                  resolve=resolve, slurm=slurm, environment=environment)
 
 
 def provisioner(site: Site) -> Provisioner:

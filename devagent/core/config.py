@@ -36,6 +36,20 @@ CONFIG_FILE = "devagent.toml"
 
 
 @dataclass(frozen=True)
+class SlurmSettings:
+    """devagent.toml's [slurm] table: the allocation a bare `devagent up` asks the cluster for (the login node is
+    `host`). Values as `up`'s options take them, already validated; None: not set."""
+
+    partition: str | None = None
+    gpus: int | None = None
+    time: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    wait_timeout: str | None = None  # a duration ("30m"): how long `up` waits for the job to start
+
+
+@dataclass(frozen=True)
 class UpConfig:
     """What a devagent.toml sets; ``None``: not set. Values are in the form `up`'s options take them
     (``memory="32g"``, ``cpus="8"``, ``gpus="0,1"``), already validated."""
@@ -57,6 +71,8 @@ class UpConfig:
     notebook: str | None = None
     watch: tuple[str, ...] | None = None
     poll_saves: bool | None = None
+    # [slurm]
+    slurm: SlurmSettings | None = None  # [slurm]: the environment lives in a Slurm job on the host's cluster
 
 
 # -- the keys ------------------------------------------------------------------------------------------------------
@@ -197,6 +213,48 @@ def _watch(value: object) -> tuple[str, ...]:
     return globs.check_globs(value)  # the same check as --watch: too long, too many **, never matching
 
 
+def _slurm_name(what: str, option: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        from devagent.core.slurm.request import check_name
+
+        return check_name(_string(value), what=what, option=option)
+    return check
+
+
+def _slurm_gpus(value: object) -> int:
+    from devagent.core.slurm.request import MAX_GPUS
+
+    count = _integer(value)
+    if not 0 <= count <= MAX_GPUS:
+        raise DevagentError(f"--gpus: {count} is not a GPU count from 0 to {MAX_GPUS}", hint="e.g. --gpus 2",
+                            status=ExitStatus.USAGE)
+    return count
+
+
+def _slurm_time(value: object) -> str:
+    from devagent.core.slurm.request import parse_time
+
+    parse_time(_string(value))
+    return str(value)
+
+
+def _slurm_constraint(value: object) -> str:
+    from devagent.core.slurm.request import CONSTRAINT_RE
+
+    text = _string(value)
+    if not CONSTRAINT_RE.fullmatch(text):
+        raise DevagentError(f"--constraint: invalid Slurm constraint {text!r}", hint="e.g. --constraint a100",
+                            status=ExitStatus.USAGE)
+    return text
+
+
+def _wait_timeout(value: object) -> str:
+    from devagent.core.gpu.idle_rule import parse_duration
+
+    parse_duration(_string(value), option="wait_timeout", minimum=0.0)
+    return str(value)
+
+
 def _each(items: list[object], ok: Callable[[object], bool], what: str, *, example: str) -> None:
     for item in items:
         if not ok(item):
@@ -225,6 +283,16 @@ _AGENT_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
     "watch": (_watch, '["**/*.py"]'),
     "poll_saves": (_boolean, "false"),
 }
+SLURM_TABLE = "slurm"
+_SLURM_KEYS: dict[str, tuple[Callable[[object], object], str]] = {
+    "partition": (_slurm_name("partition", "--slurm"), '"gpu"'),
+    "gpus": (_slurm_gpus, "2"),
+    "time": (_slurm_time, '"8:00:00"'),
+    "account": (_slurm_name("account", "--account"), '"lab"'),
+    "qos": (_slurm_name("QOS", "--qos"), '"normal"'),
+    "constraint": (_slurm_constraint, '"a100"'),
+    "wait_timeout": (_wait_timeout, '"30m"'),
+}
 # `up` options that are deliberately not settings: they belong to one person or one invocation, not the team.
 _NOT_SETTINGS = {
     "identity": "your key is yours, not the team's: pass --identity on the command line",
@@ -243,13 +311,14 @@ def parse_config(text: str, *, source: str = CONFIG_FILE) -> UpConfig:
     >>> parse_config('cpus = 8\\npids = 8192\\n')
     UpConfig(name=None, host=None, base_image=None, image=None, user=None, gpus=None, memory=None, cpus='8', \
 shm_size=None, \
-pids='8192', sshd_profile=None, vscode=None, idle_release=None, notebook=None, watch=None, poll_saves=None)
+pids='8192', sshd_profile=None, vscode=None, idle_release=None, notebook=None, watch=None, poll_saves=None, \
+slurm=None)
     >>> parse_config('memroy = "32g"\\n')
     Traceback (most recent call last):
     ...
     devagent.errors.DevagentError: devagent.toml line 1: unknown key "memroy"
       hint: did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, \
-shm_size, pids, sshd_profile, vscode, idle_release, and the [agent] table
+shm_size, pids, sshd_profile, vscode, idle_release, and the [agent] and [slurm] tables
     """
     try:
         data = tomllib.loads(text)
@@ -265,6 +334,15 @@ shm_size, pids, sshd_profile, vscode, idle_release, and the [agent] table
                              hint="write it as a table: a line [agent] followed by its keys")
             for agent_key, agent_value in value.items():
                 values[agent_key] = _convert(source, lines, (AGENT_TABLE, agent_key), agent_value)
+        elif key == SLURM_TABLE:
+            if not isinstance(value, dict):
+                raise _error(source, lines, (key,), f"{key} = {_toml(value)}: expected a table",
+                             hint='write it as a table: slurm = { partition = "gpu", gpus = 2, time = "8:00:00" }')
+            slurm = {k: _convert(source, lines, (SLURM_TABLE, k), v) for k, v in value.items()}
+            if slurm and "partition" not in slurm:
+                raise _error(source, lines, (key,), "the [slurm] table names no partition",
+                             hint='name the partition the environment runs on: partition = "gpu"')
+            values[key] = SlurmSettings(**slurm) if slurm else None  # type: ignore[arg-type]
         else:
             values[key] = _convert(source, lines, (key,), value)
     return UpConfig(**values)  # type: ignore[arg-type]  # each converter returns its field's type
@@ -293,8 +371,11 @@ def merge(config: UpConfig, flags: Mapping[str, object | None]) -> dict[str, obj
 def _convert(source: str, lines: Mapping[tuple[str, ...], int], path: tuple[str, ...], value: object) -> object:
     """Check one key and its value; the value in its UpConfig form."""
     key = path[-1]
-    keys = _AGENT_KEYS if len(path) > 1 else _TOP_KEYS
+    keys = (_SLURM_KEYS if path[0] == SLURM_TABLE else _AGENT_KEYS) if len(path) > 1 else _TOP_KEYS
     if key not in keys:
+        if len(path) > 1 and path[0] == SLURM_TABLE:
+            raise _error(source, lines, path, f'unknown key "{key}" in [{SLURM_TABLE}]',
+                         hint=f"The [{SLURM_TABLE}] keys are: {', '.join(_SLURM_KEYS)}")
         where = f' in [{AGENT_TABLE}]' if len(path) > 1 else ""
         raise _error(source, lines, path, f'unknown key "{key}"{where}', hint=_unknown_key_hint(path))
     converter, example = keys[key]
@@ -337,8 +418,8 @@ def _unknown_key_hint(path: tuple[str, ...]) -> str:
         known = list(_AGENT_KEYS)
         listing = f"The [{AGENT_TABLE}] keys are: {', '.join(known)}"
     else:
-        known = [*_TOP_KEYS, AGENT_TABLE]
-        listing = f"The keys are: {', '.join(_TOP_KEYS)}, and the [{AGENT_TABLE}] table"
+        known = [*_TOP_KEYS, AGENT_TABLE, SLURM_TABLE]
+        listing = f"The keys are: {', '.join(_TOP_KEYS)}, and the [{AGENT_TABLE}] and [{SLURM_TABLE}] tables"
     close = difflib.get_close_matches(key.replace("-", "_").lower(), known, n=1)
     return f'did you mean "{close[0]}"? {listing}' if close else listing
 
@@ -478,6 +559,11 @@ INIT_TEMPLATE = f"""\
 # Give the GPUs back once they were idle this long with no ssh session open and no `devagent run` running (at
 # least 5m): the container stops, the workspace and its home stay, and `devagent up` again takes GPUs anew.
 #idle_release = "2h"
+
+# On a Slurm cluster (host is then its login node): the environment lives in a job of yours on the partition,
+# with that many GPUs (Slurm picks the node and which GPUs) for that time; account, qos and constraint as the
+# cluster requires; wait_timeout: how long `up` waits for the job to start before it cancels it. Unset: no Slurm.
+#slurm = {{ partition = "gpu", gpus = 2, time = "8:00:00" }}
 
 # Not settings, on purpose: --identity (your own key) and --recreate stay on the command line, and the workspace
 # is the folder this file is in.

@@ -51,6 +51,8 @@ class LaunchContext:
     pinned_image: str | None = None
     up_args: tuple[str, ...] = ()
     people: str = ""  # who may log in when the environment was made: "me (owner), alice" (core/people.py who)
+    # On a Slurm cluster: "cluster hpc-login · job 4812 · partition gpu · node gpu07 · GPUs 2,3 · time limit 8 h"
+    slurm: str = ""
 
     def to_json(self) -> str:
         """One line of JSON; ``LaunchContext.from_json(ctx.to_json()) == ctx``."""
@@ -144,6 +146,7 @@ def render_header(ctx: LaunchContext) -> str:
         ["GPUs", escape(ctx.gpus)],
         ["login", f"{code('ssh ' + ctx.ssh_alias)} as {escape(ctx.user)}"],
         *([["people", escape(ctx.people)]] if ctx.people else []),
+        *([["Slurm", escape(ctx.slurm)]] if ctx.slurm else []),
         ["devagent", escape(ctx.devagent_version)],
         ["created", escape(ctx.created)],
     ]

@@ -24,6 +24,7 @@ from devagent.core.devcontainer.config_file import LIFECYCLE, Build, Command, Pl
 from devagent.core.dockerfile import parse_image_ref
 from devagent.core.globs import check_globs
 from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, parse_duration
+from devagent.core.slurm.request import SlurmRequest, slurm_request
 from devagent.core.ssh.destination import parse_server
 from devagent.errors import DevagentError, ExitStatus
 
@@ -58,6 +59,16 @@ class UpRequest:
     devcontainer_file: DevcontainerLayer | None = None
     gpu_optional: bool = False  # hostRequirements.gpu "optional" and nothing else set --gpus: one if one is free
     keep_going: bool = False  # --keep-going: a failing lifecycle command is reported, up goes on
+    slurm: SlurmUp | None = None  # --slurm (or devagent.toml's [slurm]): the environment lives in a Slurm job
+
+
+@dataclass(frozen=True)
+class SlurmUp:
+    """The Slurm job `up` asks the cluster (the host, its login node) for, and how long it waits for it."""
+
+    request: SlurmRequest
+    wait_timeout_s: float | None = None  # None: wait until the job starts (Ctrl-C cancels it)
+    wait: bool = True  # --no-wait: submit and return; a later `up` picks the job up
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,9 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     typed_host = any(isinstance(v, str) and v for v in (given.get("host"), env_host))
     if host is not None:
         workspace = _server_workspace(server_workspace, str(merged["name"]))
+    slurm = _slurm(given, config, host=host, config_path=config_path)
+    if slurm is not None:
+        merged["gpus"] = None  # a count for Slurm, not GPUs of an engine: the job's own GPUs, once it runs
     cpus = pick("cpus")
     notebook = pick("notebook")
     watch = pick("watch")
@@ -163,7 +177,59 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                      build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
                      devcontainer_file=devcontainer,
                      gpu_optional=devcontainer is not None and devcontainer.plan.gpu_optional
-                     and merged.get("gpus") is None, keep_going=bool(given.get("keep_going")))
+                     and merged.get("gpus") is None, keep_going=bool(given.get("keep_going")), slurm=slurm)
+
+
+def _slurm(given: Mapping[str, object], config: UpConfig, *, host: str | None, config_path: str) -> SlurmUp | None:
+    """The Slurm job asked for: --slurm PARTITION and its options over devagent.toml's [slurm] table; None when
+    neither names a partition. Every value is checked here, before anything runs."""
+    file = config.slurm
+    typed = given.get("slurm")
+    partition = typed if isinstance(typed, str) and typed else file.partition if file is not None else None
+    slurm_options = ("time", "account", "qos", "constraint", "wait_timeout", "no_wait")
+    if partition is None:
+        stray = [key for key in slurm_options if given.get(key)]
+        if stray:
+            option = "--" + stray[0].replace("_", "-")
+            raise DevagentError(f"{option} is an option of a Slurm job: it needs --slurm PARTITION",
+                                status=ExitStatus.USAGE, hint=f"add --slurm PARTITION (and --host LOGIN), or drop "
+                                f"{option}")
+        return None
+    if host is None:
+        raise DevagentError(f"--slurm {partition} needs the cluster's login node", status=ExitStatus.USAGE,
+                            hint="name it with --host LOGIN (as you reach it with ssh), DEVAGENT_HOST, or "
+                            f"host = \"...\" in {config_path}")
+
+    def value(key: str) -> object:
+        typed_value = given.get(key)
+        if typed_value is not None and typed_value is not False:
+            return typed_value
+        return getattr(file, key, None) if file is not None else None
+
+    gpus: object = 0
+    if given.get("gpus") is not None:
+        text = str(given["gpus"]).strip()
+        if text != "none" and not (text.isascii() and text.isdigit()):
+            raise DevagentError(f"--gpus {text} with --slurm: Slurm picks which GPUs, so give how many",
+                                status=ExitStatus.USAGE, hint="e.g. --gpus 2 (0 or none: a job without GPUs)")
+        gpus = 0 if text == "none" else text
+    elif file is not None and file.gpus is not None:
+        gpus = file.gpus
+    time = value("time")
+    if time is None:
+        raise DevagentError(f"--slurm {partition} needs the job's time limit: the environment lives as long as "
+                            "the job", status=ExitStatus.USAGE,
+                            hint=f"e.g. --time 8:00:00 (or time = \"8:00:00\" in {config_path}'s [slurm] table)")
+    request = slurm_request(partition=str(partition), gpus=gpus if isinstance(gpus, int) else str(gpus),
+                            time=str(time), account=_opt(value("account")), qos=_opt(value("qos")),
+                            constraint=_opt(value("constraint")))
+    timeout = value("wait_timeout")
+    wait_timeout_s = parse_duration(str(timeout), option="--wait-timeout", minimum=1.0) if timeout else None
+    return SlurmUp(request=request, wait_timeout_s=wait_timeout_s, wait=not given.get("no_wait"))
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devagent.core.config import INIT_TEMPLATE, UpConfig, merge, parse_config
+from devagent.core.config import INIT_TEMPLATE, SlurmSettings, UpConfig, merge, parse_config
 from devagent.core.spec import DEFAULT_BASE_IMAGE
 from devagent.errors import DevagentError, ExitStatus
 
@@ -75,17 +75,17 @@ class TestErrorsNameTheLine:
         ('name = "x"\n\nmemroy = "32g"\n', 'devagent.toml line 3: unknown key "memroy"',
          'did you mean "memory"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, idle_release, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] and [slurm] tables"),
         ("shm-size = 1\n", 'devagent.toml line 1: unknown key "shm-size"',
          'did you mean "shm_size"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, idle_release, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] and [slurm] tables"),
         ('cpus = 8\n[agent]\nnotbook = "nb.md"\n', 'devagent.toml line 3: unknown key "notbook" in [agent]',
          'did you mean "notebook"? The [agent] keys are: notebook, watch, poll_saves'),
         ("[agnet]\n", 'devagent.toml line 1: unknown key "agnet"',
          'did you mean "agent"? The keys are: name, host, base_image, image, user, gpus, memory, cpus, '
          'shm_size, pids, '
-         "sshd_profile, vscode, idle_release, and the [agent] table"),
+         "sshd_profile, vscode, idle_release, and the [agent] and [slurm] tables"),
         ("[agent]\nwatch = []\nvscode = true\n", 'devagent.toml line 3: unknown key "vscode" in [agent]',
          '"vscode" is not an [agent] setting: move it above the [agent] line (every key after a [table] line '
          "belongs to that table)"),
@@ -301,7 +301,8 @@ class TestInitTemplate:
             name="pytorch-dev", host="gpu-server", base_image=DEFAULT_BASE_IMAGE,
             image="lab.example:5000/pytorch-cuda:v2.8-cu121", user="dev", gpus="none", memory="16g", cpus="8",
             shm_size="2g", pids="4096", sshd_profile="strict", vscode=True, idle_release="2h",
-            notebook="lab-notebook.md", watch=("**/*.py",), poll_saves=False)
+            notebook="lab-notebook.md", watch=("**/*.py",), poll_saves=False,
+            slurm=SlurmSettings(partition="gpu", gpus=2, time="8:00:00"))
 
     @given(st.sets(st.sampled_from([f.name for f in fields(UpConfig)])))
     def test_any_selection_of_settings_uncommented_parses(self, chosen: set[str]) -> None:
@@ -309,3 +310,32 @@ class TestInitTemplate:
                       flags=re.MULTILINE)
         config = parse_config(text)
         assert {f.name for f in fields(config) if getattr(config, f.name) is not None} == chosen
+
+
+# -- [slurm] ------------------------------------------------------------------------------------------------------
+
+
+class TestSlurmTable:
+    def test_a_table_of_the_allocation_a_bare_up_asks_for(self) -> None:
+        config = parse_config('host = "hpc-login"\n[slurm]\npartition = "gpu"\ngpus = 2\ntime = "8:00:00"\n'
+                              'account = "lab"\nqos = "normal"\nconstraint = "a100&nvlink"\nwait_timeout = "30m"\n')
+        assert config.slurm == SlurmSettings(partition="gpu", gpus=2, time="8:00:00", account="lab", qos="normal",
+                                             constraint="a100&nvlink", wait_timeout="30m")
+        assert config.host == "hpc-login"
+
+    @pytest.mark.parametrize(("text", "message"), [
+        ('[slurm]\ngpus = 2\n', "devagent.toml line 1: the [slurm] table names no partition"),
+        ('[slurm]\npartition = "gpu;id"\n',
+         "devagent.toml line 2: partition = \"gpu;id\": invalid Slurm partition 'gpu;id'"),
+        ('[slurm]\npartition = "-p"\n',
+         "devagent.toml line 2: partition = \"-p\": invalid Slurm partition '-p': it must not start with '-'"),
+        ('[slurm]\npartition = "gpu"\ntime = "0"\n',
+         "devagent.toml line 3: time = \"0\": invalid Slurm time '0': the environment needs a time limit above "
+         "zero"),
+        ('[slurm]\npartition = "gpu"\ngpus = 65\n', "devagent.toml line 3: gpus = 65: 65 is not a GPU count from 0 "
+         "to 64"),
+        ('[slurm]\npartition = "gpu"\nnodes = 2\n', 'devagent.toml line 3: unknown key "nodes" in [slurm]'),
+        ('slurm = "gpu"\n', 'devagent.toml line 1: slurm = "gpu": expected a table'),
+    ])
+    def test_hostile_or_wrong_values_are_refused_with_their_line(self, text: str, message: str) -> None:
+        assert usage_error(text).message == message

@@ -207,3 +207,11 @@ def test_a_launch_record_from_before_team_images_still_reads() -> None:
     data = json.loads(make_context().to_json())
     del data["pinned_image"], data["up_args"]
     assert LaunchContext.from_json(json.dumps(data)) == make_context()
+
+
+def test_the_header_of_an_environment_on_a_slurm_cluster_records_its_allocation() -> None:
+    slurm = "cluster hpc-login · job 4812 · partition gpu · node gpu07 · GPUs 2,3 · time limit 8 h"
+    header = render_header(make_context(slurm=slurm))
+    assert f"| Slurm | {slurm} |" in header
+    assert "| Slurm |" not in render_header(make_context())
+    assert LaunchContext.from_json(make_context(slurm=slurm).to_json()) == make_context(slurm=slurm)

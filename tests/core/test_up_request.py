@@ -450,3 +450,46 @@ class TestDevcontainerLayer:
         with pytest.raises(DevagentError) as err:
             build_paths(".devcontainer.json", Build("Dockerfile", "/"))
         assert err.value.message == ".devcontainer.json: build.context '/' is outside the workspace"
+
+
+class TestSlurm:
+    def test_slurm_options_become_the_job_request_and_the_environment_asks_no_engine_gpus(self) -> None:
+        made = request({"host": "hpc-login", "slurm": "gpu", "gpus": "2", "time": "8:00:00", "account": "lab",
+                        "wait_timeout": "30m"})
+        assert made.slurm is not None
+        assert (made.slurm.request.partition, made.slurm.request.gpus, made.slurm.request.time_s,
+                made.slurm.request.account, made.slurm.wait_timeout_s, made.slurm.wait) == (
+            "gpu", 2, 8 * 3600, "lab", 1800.0, True)
+        assert made.spec.gpus == s.parse_gpus("none") and made.host == "hpc-login"
+        assert request({"host": "l", "slurm": "gpu", "time": "10", "no_wait": True}).slurm.wait is False  # type: ignore[union-attr]
+
+    def test_a_bare_up_asks_for_what_the_files_slurm_table_says_and_a_flag_wins(self) -> None:
+        text = 'host = "hpc-login"\n[slurm]\npartition = "gpu"\ngpus = 2\ntime = "1:00:00"\nqos = "normal"\n'
+        made = request({}, text)
+        assert made.slurm is not None and (made.slurm.request.partition, made.slurm.request.gpus,
+                                           made.slurm.request.qos) == ("gpu", 2, "normal")
+        again = request({"gpus": "1", "slurm": "debug"}, text)
+        assert again.slurm is not None and (again.slurm.request.partition, again.slurm.request.gpus) == ("debug", 1)
+        assert request({}).slurm is None
+
+    @pytest.mark.parametrize(("given", "message"), [
+        ({"slurm": "gpu", "time": "10"}, "--slurm gpu needs the cluster's login node"),
+        ({"host": "l", "slurm": "gpu"}, "--slurm gpu needs the job's time limit: the environment lives as long as "
+         "the job"),
+        ({"host": "l", "slurm": "gpu", "time": "10", "gpus": "0,1"},
+         "--gpus 0,1 with --slurm: Slurm picks which GPUs, so give how many"),
+        ({"host": "l", "slurm": "gpu;id", "time": "10"}, "invalid Slurm partition 'gpu;id'"),
+        ({"host": "l", "slurm": "--uid=0", "time": "10"},
+         "invalid Slurm partition '--uid=0': it must not start with '-'"),
+        ({"host": "l", "slurm": "gpu", "time": "10\nid"}, "invalid Slurm time '10\\nid'"),
+        ({"host": "l", "slurm": "gpu", "time": "10", "account": "lab$(id)"}, "invalid Slurm account 'lab$(id)'"),
+        ({"host": "l", "slurm": "gpu", "time": "10", "qos": "-x"}, "invalid Slurm QOS '-x': it must not start "
+         "with '-'"),
+        ({"host": "l", "slurm": "gpu", "time": "10", "constraint": "a100 b"}, "invalid Slurm constraint 'a100 b'"),
+        ({"host": "l", "time": "10"}, "--time is an option of a Slurm job: it needs --slurm PARTITION"),
+        ({"host": "l", "no_wait": True}, "--no-wait is an option of a Slurm job: it needs --slurm PARTITION"),
+    ])
+    def test_bad_or_hostile_values_are_refused_before_anything_runs(self, given: dict[str, object],
+                                                                     message: str) -> None:
+        err = usage_error(given)
+        assert err.message == message

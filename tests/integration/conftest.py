@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +192,19 @@ def topology(docker_client: object) -> Iterator[object]:
     from tests.integration.topology import open_topology
 
     yield from open_topology()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[object]:
+    """One real two-node Slurm for the session's Slurm tests (tests/integration/slurm_cluster.py)."""
+    from tests.integration.slurm_cluster import open_cluster
+
+    yield from open_cluster()
+
+
+@pytest.fixture
+def cluster(slurm_cluster: Any, docker_client: object) -> Iterator[Any]:
+    """The session's Slurm cluster, with no job left by the test before or after (also when it fails)."""
+    slurm_cluster.cancel_all()
+    yield slurm_cluster
+    slurm_cluster.cancel_all()

@@ -18,7 +18,7 @@ are stopped by pid: jobs are cancelled first (slurmd ignores SIGTERM while jobs 
 Each run records its pids in its folder and in /tmp/devagent-slurm-<pytest pid>/pids; the next run stops (by pid,
 checking the start time) what a killed run left behind.
 
-Use: the session fixture `slurm_cluster` (tests/integration/test_slurm_cluster.py imports it), or
+Use: the session fixture `slurm_cluster` and the per-test `cluster` (tests/integration/conftest.py), or
 `python -m tests.integration.slurm_cluster` to start one by hand until Ctrl-C.
 """
 

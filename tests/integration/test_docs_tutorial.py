@@ -225,6 +225,10 @@ HOW_TO_NOT_RUN = {
     "$ devagent gpus": "needs GPUs",
     "dev@pytorch-dev:~/workspace$ devagent gpu-check": "needs GPUs",
     "laptop$ devagent up pytorch-dev --host": "needs a server",
+    "laptop$ devagent up exp --host hpc-login --slurm": "needs a Slurm cluster with GPUs (tests/integration/"
+    "test_slurm_up.py runs up --slurm on the test cluster and checks what it prints)",
+    "laptop$ devagent gpus --host hpc-login --slurm": "needs a Slurm cluster with GPUs (tests/integration/"
+    "test_slurm_queue.py checks what it prints on the test cluster)",
     "$ devagent up pytorch-dev --gpus": "needs GPUs",
     "$ devagent up exp-ana --gpus": "needs GPUs",
     "$ devagent up debug-bob --gpus": "needs GPUs",

@@ -9,7 +9,6 @@ No timed asserts: "gone within 30 s" (benchmarks/slurm_cancel_bench.py measures 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,25 +32,12 @@ from devagent.core.slurm.request import (
 )
 from devagent.errors import ExitStatus
 from tests.integration.conftest import BASE_IMAGE, RUN_PREFIX, wait_for
-from tests.integration.slurm_cluster import GPUS_PER_NODE, NODES, SlurmCluster, open_cluster
+from tests.integration.slurm_cluster import GPUS_PER_NODE, NODES, SlurmCluster
 
 pytestmark = [pytest.mark.docker, pytest.mark.slurm]
 
 USER = "devagent-srv"
 OTHER_USER = "devagent-srv2"
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster() -> Iterator[SlurmCluster]:
-    yield from open_cluster()
-
-
-@pytest.fixture
-def cluster(slurm_cluster: SlurmCluster, docker_client: object) -> Iterator[SlurmCluster]:
-    """The session's cluster, with no job left by the test before or after (also when it fails)."""
-    slurm_cluster.cancel_all()
-    yield slurm_cluster
-    slurm_cluster.cancel_all()
 
 
 def submit(cluster: SlurmCluster, request: SlurmRequest, name: str, *, user: str = USER) -> str:

@@ -37,6 +37,7 @@ class Row:
     mine: bool | None = None
     host: str | None = None  # the server, as the user named it; None: this machine's engine
     error: str | None = None
+    slurm: str | None = None  # in a Slurm job: "Slurm job 12 on n1, partition gpu: running, 9 min left"
 
     def to_json(self, *, with_host: bool) -> dict[str, object]:
         """The row of `ls --json`, key for key as it has always been: HOST only once this machine has used a
@@ -47,6 +48,8 @@ class Row:
                 del data[key]
         else:
             del data["error"]
+        if self.slurm is None:
+            del data["slurm"]
         if not with_host:
             del data["host"]
         return data
@@ -67,12 +70,18 @@ def unreachable_rows(records: list[Record], error: DevagentError) -> list[Row]:
 
 
 def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lister] | None,
-             open_server: OpenServer, used_servers: bool = False) -> list[Row]:
+             open_server: OpenServer, used_servers: bool = False,
+             slurm_rows: Callable[[Record], list[Row]] | None = None) -> list[Row]:
     """Rows of every environment: the local engine's (unless HOST filters to one server; LOCAL None: skip it) and
     each recorded server's, by name. Servers are asked at once, one ssh login each. USED_SERVERS: this machine
-    has made environments on servers (a laptop then often has no engine of its own, and that is no error)."""
+    has made environments on servers (a laptop then often has no engine of its own, and that is no error).
+    SLURM_ROWS: the rows of an environment its record places in a Slurm job (Slurm says where and how it is)."""
     by_server: dict[str, list[Record]] = {}
+    in_jobs = [r for r in records if r.slurm_job is not None and slurm_rows is not None
+               and (host is None or r.server == host)]
     for record in records:
+        if record in in_jobs:
+            continue
         if host is None or record.server == host:
             by_server.setdefault(record.server, []).append(record)
     if host is not None and host not in by_server:
@@ -110,6 +119,8 @@ def list_all(records: list[Record], *, host: str | None, local: Callable[[], Lis
     if host is None and local is not None:
         jobs.append(ask_local)
     jobs += [lambda server=server: ask_server(server) for server in sorted(by_server)]  # type: ignore[misc]
+    assert slurm_rows is not None or not in_jobs
+    jobs += [lambda record=record: slurm_rows(record) for record in in_jobs]  # type: ignore[misc]
     if len(jobs) == 1:
         rows = jobs[0]()
     else:

@@ -47,8 +47,12 @@ def _down(provisioner: Provisioner, name: str, *, keep_home: bool) -> list[str]:
         removed.append(f"container {leftover.name}, left behind by an interrupted up")
     for lease in provisioner.gpus.release(name):
         removed.append(f"GPU lease {lease.gpu_uuid}")
+    home = home_volume.remove(provisioner.engine, name, keep=keep_home, report=provisioner.report, size=home_size)
+    # What the site holds beyond the engine (a Slurm job: cancelled and waited for), after the engine's part: a
+    # node may end the ssh sessions of a job that ended (pam_slurm_adopt); before the record goes.
+    removed += provisioner.site.release(name)
     removed += _forget(provisioner, name)
-    removed += home_volume.remove(provisioner.engine, name, keep=keep_home, report=provisioner.report, size=home_size)
+    removed += home
     if not removed:
         raise DevagentError(f"no environment named {name!r}", status=ExitStatus.NOT_FOUND,
                             hint="`devagent ls` lists the environments")

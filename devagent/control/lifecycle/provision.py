@@ -337,6 +337,7 @@ class Provisioner:
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"), people=who([owner, *invited]),
+                slurm=self.site.launch_note,
             )
 
             leased = False
@@ -354,7 +355,8 @@ class Provisioner:
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
                                 HOME_ID_LABEL: self._home_id(), GPU_UUIDS_LABEL: ",".join(gpus.uuids),
-                                **teammates.owner_labels(user_public), **ports_label(spec.forward_ports)},
+                                **teammates.owner_labels(user_public), **ports_label(spec.forward_ports),
+                                **self.site.container_labels},
                         container_port=SSHD_PORT, host_port=port,
                         mounts=[(spec.workspace, spec.inside_workspace, "rw")],
                         memory=spec.limits.memory, cpus=spec.limits.cpus or 1.0, shm_size=spec.limits.shm_size,

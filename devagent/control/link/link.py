@@ -121,8 +121,11 @@ class ServerLink:
 
     def __init__(self, server: Server, *, paths: Paths, report: Callable[[str], None] = lambda _: None,
                  docker_socket: str | None = None, environ: Mapping[str, str] | None = None,
-                 ssh: str = "ssh", resolve: Sequence[str] = ()) -> None:
+                 ssh: str = "ssh", resolve: Sequence[str] = (), engine: bool = True,
+                 jump: Server | None = None) -> None:
         self.server = server
+        self._needs_engine = engine  # False: a Slurm login node, where only Slurm's commands run
+        self.jump = jump  # ProxyJump: a Slurm login node, SERVER its node (only the master logs in)
         self._resolve = tuple(resolve)  # paths the probe resolves too (facts.resolved): no command of their own
         self._paths = paths
         self._report = report
@@ -191,7 +194,8 @@ class ServerLink:
             # Only what devagent asks for travels over its link: no forwards from the user's config (a
             # LocalForward there would collide with their own session), no agent, no X11.
             "ClearAllForwardings": "yes", "ForwardAgent": "no", "ForwardX11": "no",
-            "PermitLocalCommand": "no", "StreamLocalBindMask": "0177", "StreamLocalBindUnlink": "yes"})
+            "PermitLocalCommand": "no", "StreamLocalBindMask": "0177", "StreamLocalBindUnlink": "yes",
+            **({"ProxyJump": self.jump.proxy_jump} if self.jump is not None else {})})
         with open(self._log, "wb") as log:
             self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                             **self._popen_kwargs())  # type: ignore[call-overload]
@@ -266,7 +270,7 @@ class ServerLink:
                                 details=(out.stderr or out.stdout).decode(errors="replace") or None,
                                 hint=f"check that `ssh {self.server} sh -c id` works")
         return read_facts(self.server, out.stdout.decode(errors="replace"), named=self._named_socket,
-                          resolve=self._resolve)
+                          resolve=self._resolve, engine=self._needs_engine)
 
     # -- commands ---------------------------------------------------------------------------------------------------
 

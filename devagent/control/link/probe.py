@@ -63,9 +63,11 @@ def probe_script(docker_socket: str | None) -> str:
     ])
 
 
-def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = ()) -> ServerFacts:
+def read_facts(server: Server, output: str, *, named: str | None, resolve: Sequence[str] = (),
+               engine: bool = True) -> ServerFacts:
     """The probe's OUTPUT as ServerFacts (RESOLVE: the paths it was given, in order), or the DevagentError that says
-    why the engine cannot be used.
+    why the engine cannot be used. ENGINE=False: a server that needs none (a Slurm login node, asked only to run
+    Slurm's commands); its docker_socket is then '' where none is usable.
 
     >>> read_facts(Server("gpu"), "user=al\\nuid=1000\\ngid=1000\\nhome=/home/al\\nmissing=/var/run/docker.sock\\n"
     ...            "usable=/run/user/1000/docker.sock\\n", named=None).docker_socket
@@ -89,6 +91,8 @@ def read_facts(server: Server, output: str, *, named: str | None, resolve: Seque
     usable = [path for kind, path in found if kind == "usable"]
     denied = [path for kind, path in found if kind == "denied"]
     user = values["user"]
+    if not engine and not usable:
+        usable = [""]
     if not usable and denied:
         raise DevagentError(
             f"{user} on {server} may not use the Docker Engine's socket {denied[0]} (permission denied)",

@@ -87,6 +87,8 @@ class LocalSite:
     loopback = "127.0.0.1"
     up_flags: tuple[str, ...] = ()
     proxy_jump: str | None = None
+    container_labels: Mapping[str, str] = {}
+    launch_note = ""
 
     def __init__(self, engine: EngineApi | Callable[[], EngineApi], *, paths: Paths,
                  inventory: Callable[[], Inventory] | None = None,
@@ -180,3 +182,6 @@ class LocalSite:
 
     def renote(self, spec: EnvSpec, port: int) -> None:
         return
+
+    def release(self, name: str) -> list[str]:
+        return []

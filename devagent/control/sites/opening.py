@@ -11,11 +11,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devagent.control.paths import Paths
 from devagent.control.settings import Settings
 from devagent.control.sites.records import Records
 from devagent.control.sites.site import Site
+
+if TYPE_CHECKING:
+    from devagent.core.up_request import SlurmUp
 
 Report = Callable[[str], None]
 
@@ -24,14 +28,24 @@ Report = Callable[[str], None]
 def open_site(*, settings: Settings, paths: Paths, local_site: Callable[[], Site], report: Report,
               host: str | None = None, local: bool = False, chosen: bool = False, name: str | None = None,
               config_file: Path | None = None, agree: Callable[[str, Path], None] | None = None,
-              quiet: bool = False, resolve: tuple[str, ...] = ()) -> Iterator[Site]:
+              quiet: bool = False, resolve: tuple[str, ...] = (), slurm: SlurmUp | None = None,
+              environment: str | None = None) -> Iterator[Site]:
     """The site of this command, open until it ends. NAME: the environment's own site; else HOST (--host), else
     DEVAGENT_HOST unless LOCAL, else this machine's (LOCAL_SITE). CHOSEN: HOST (None: this machine's) is the
     choice already made from all of these (`up`'s, which weighs devagent.toml's host too). CONFIG_FILE: HOST
     comes from that file only, and AGREE(HOST, CONFIG_FILE) must pass first. QUIET: no progress lines from the
-    ssh login; RESOLVE: server paths its probe resolves too (`up`'s workspace)."""
+    ssh login; RESOLVE: server paths its probe resolves too (`up`'s workspace). SLURM (`up --slurm`): ENVIRONMENT
+    lives in a Slurm job on the cluster whose login node HOST is; a record naming a Slurm job opens that job's node
+    (control/sites/slurm_site.py)."""
     if name is not None:
-        host = Records(paths).server_of(name)
+        record = Records(paths).get(name)
+        if record is not None and record.slurm_job is not None:  # in a Slurm job: its node, through the login
+            from devagent.control.sites import slurm_site
+
+            with slurm_site.recorded(record, paths=paths, settings=settings, report=report, quiet=quiet) as site:
+                yield site
+            return
+        host = record.server if record is not None else None
     elif not (local or chosen):
         host = host or settings.host
     if host is None:
@@ -39,6 +53,13 @@ def open_site(*, settings: Settings, paths: Paths, local_site: Callable[[], Site
         return
     if config_file is not None and agree is not None:
         agree(host, config_file)  # a cloned file may name any server
+    if slurm is not None and environment is not None:  # `up --slurm`: a job on the cluster HOST logs in to
+        from devagent.control.sites import slurm_site
+
+        with slurm_site.opened(host, slurm, environment=environment, paths=paths, settings=settings,
+                               report=report, resolve=resolve) as site:
+            yield site
+        return
     from devagent.control.sites import server_site
 
     with server_site.opened(host, paths=paths, settings=settings, report=report, quiet=quiet,

@@ -33,6 +33,10 @@ class Record:
     user: str
     workspace: str  # absolute, on the server
     port: int | None = None  # once known; ls shows it for a server that does not answer
+    # On a Slurm cluster (SERVER is its login node): the job that holds the allocation and the node it runs on.
+    slurm_job: str | None = None
+    slurm_node: str | None = None
+    slurm_partition: str | None = None
 
 
 class Records:
@@ -101,8 +105,10 @@ class Records:
 
 def _record(data: dict[str, object]) -> Record:
     port = data.get("port")
+    slurm = {key: str(data[key]) for key in ("slurm_job", "slurm_node", "slurm_partition")
+             if isinstance(data.get(key), str)}
     return Record(name=str(data["name"]), server=str(data["server"]), user=str(data["user"]),
-                  workspace=str(data["workspace"]), port=int(port) if isinstance(port, int) else None)
+                  workspace=str(data["workspace"]), port=int(port) if isinstance(port, int) else None, **slurm)
 
 
 def refuse_elsewhere(name: str, server: str, *, here: str) -> DevagentError:

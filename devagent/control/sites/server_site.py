@@ -237,6 +237,11 @@ class ServerSite:
         record = self.records.get(name)
         if record is not None and record.server != self.server:
             raise refuse_elsewhere(name, record.server, here=f"on {self.server}")
+        if record is not None and record.slurm_job is not None:  # (SlurmSite's claim takes those)
+            raise DevagentError(f"environment {name!r} lives in Slurm job {record.slurm_job} on {record.server}, "
+                                f"not on {record.server}'s own engine", status=ExitStatus.CONFLICT,
+                                hint=f"ask for its job again with --slurm PARTITION (and --time), or remove it "
+                                f"first: devagent down {name}")
         if record is None and name in aliases():
             raise DevagentError(f"environment {name!r} exists on this machine's Docker Engine; names are unique "
                                 "across servers", status=ExitStatus.CONFLICT,
@@ -262,3 +267,14 @@ class ServerSite:
     def renote(self, spec: EnvSpec, port: int | None) -> None:
         self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
                                 port=port))
+
+    @property
+    def container_labels(self) -> Mapping[str, str]:
+        return {}
+
+    @property
+    def launch_note(self) -> str:
+        return ""
+
+    def release(self, name: str) -> list[str]:
+        return []

@@ -200,3 +200,15 @@ class Site(Protocol):
 
     def renote(self, spec: EnvSpec, port: int) -> None:
         """Record SPEC's port once known."""
+
+    @property
+    def container_labels(self) -> Mapping[str, str]:
+        """Labels the site puts on the environment's container (a Slurm job's id, which its holder removes)."""
+
+    @property
+    def launch_note(self) -> str:
+        """What the notebook header records of the site beyond the engine ("" for most: a Slurm allocation)."""
+
+    def release(self, name: str) -> list[str]:
+        """`down` NAME, first: give back what the site holds for it beyond the engine (a Slurm job: cancelled and
+        waited for); what was given back, for `down` to say."""

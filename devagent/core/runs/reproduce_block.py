@@ -30,7 +30,9 @@ DATA_SUFFIX = " -->"
 _DATA_RE = re.compile(re.escape(DATA_PREFIX) + r"(?P<json>\{.*?\})" + re.escape(DATA_SUFFIX))
 # Variables a container's runtime sets on its own: repeating them before the command changes nothing.
 _TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d"  # an entry heading's time (core/notebook.py: format_timestamp)
-_SET_BY_THE_RUNTIME = frozenset({"NVIDIA_VISIBLE_DEVICES"})
+_SET_BY_THE_RUNTIME = frozenset({"NVIDIA_VISIBLE_DEVICES",
+                                  # where the run ran (a Slurm job's environment), not what it ran with
+                                  "SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION"})
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ ENV_ALLOW: tuple[str, ...] = (
     "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR",
     "MASTER_PORT",
     "WANDB_MODE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
+    "SLURM_JOB_ID", "SLURMD_NODENAME", "SLURM_JOB_PARTITION",  # an environment in a Slurm job: which, where
 )
 """Names a run section may show; ``*`` matches any run of characters (``NCCL_*``, ``*_SEED``)."""
 

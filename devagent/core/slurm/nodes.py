@@ -109,3 +109,51 @@ def queued(jobs: Sequence[Job], partition: str) -> list[Job]:
     """PARTITION's pending jobs, highest priority first."""
     return sorted((job for job in jobs if job.pending and job.partition == partition),
                   key=lambda job: (-job.priority, int(job.job_id) if job.job_id.isdigit() else 0))
+
+
+def render_partition(nodes: Sequence[Node], jobs: Sequence[Job], partition: str, *, now: float) -> list[str]:
+    """`devagent gpus --slurm PARTITION`'s lines: every GPU of the partition and its holder (job, user, devagent
+    environment or not, time left), then the queue.
+
+    >>> nodes = [Node("n1", "MIXED", 2, 1, ("gpu",))]
+    >>> jobs = [Job("7", "RUNNING", "None", name="devagent-exp", user="ada", partition="gpu", node="n1", gpus=(1,),
+    ...             end=1000), Job("8", "PENDING", "Resources", name="train", user="bo", partition="gpu")]
+    >>> print("\\n".join(render_partition(nodes, jobs, "gpu", now=400)))
+    partition gpu: 1 node, 2 GPUs, 1 held, 1 job queued
+    NODE  GPU  HOLDER
+    n1    0    free
+    n1    1    job 7 of ada: devagent environment exp, 10 min left
+    queued (highest priority first):
+      job 8 of bo (train): waiting for the GPUs, CPUs or memory asked for: other jobs hold them
+    """
+    from devagent.core.slurm.jobs import PENDING_REASONS, format_left
+
+    rows = partition_gpus(nodes, jobs, partition)
+    waiting = queued(jobs, partition)
+    held = sum(1 for row in rows if row.job is not None)
+    ours = [node for node in nodes if partition in node.partitions]
+    lines = [f"partition {partition}: {len(ours)} node{'s' if len(ours) != 1 else ''}, {len(rows)} GPU"
+             f"{'s' if len(rows) != 1 else ''}, {held} held, {len(waiting)} job{'s' if len(waiting) != 1 else ''}"
+             " queued"]
+    width = max([4, *(len(node.name) for node in ours)])
+    lines.append(f"{'NODE':{width}}  GPU  HOLDER")
+    for row in rows:
+        if row.job is None:
+            holder = "free"
+        else:
+            what = (f"devagent environment {row.environment}" if row.environment is not None
+                    else f"not devagent ({row.job.name})" if row.job.name else "not devagent")
+            left = row.job.time_left_s(now)
+            holder = f"job {row.job.job_id} of {row.job.user}: {what}" + (
+                f", {format_left(left)} left" if left is not None else "")
+        lines.append(f"{row.node:{width}}  {row.index:<3}  {holder}")
+    for node in ours:
+        if not node.usable:
+            lines.append(f"{node.name}: {node.state.lower()} (Slurm starts no job there)")
+    if waiting:
+        lines.append("queued (highest priority first):")
+        for job in waiting:
+            reason = PENDING_REASONS[job.reason].words if job.reason in PENDING_REASONS else job.reason
+            name = f" ({job.name})" if job.name else ""
+            lines.append(f"  job {job.job_id} of {job.user}{name}: {reason}")
+    return lines

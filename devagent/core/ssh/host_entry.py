@@ -19,6 +19,7 @@ HOSTNAME = "127.0.0.1"  # a literal: `localhost` may resolve to ::1 first, where
 # OpenSSH.
 _PROXY_JUMP_RE = re.compile(r"[A-Za-z0-9_.@:\[\]-]+")
 SERVER_ALIVE_INTERVAL = 30
+MAX_HOPS = 2  # a server; or a Slurm cluster's login node, then its node
 
 # Characters that no path devagent writes may hold, and why (the hint names the fix).
 _FORBIDDEN_IN_PATH = {
@@ -85,7 +86,8 @@ class HostEntry:
     user: str
     identity_file: str
     known_hosts_file: str
-    # For an environment on a server: the ProxyJump value that reaches the server (as the user's own ssh does).
+    # For an environment on a server: the ProxyJump value that reaches the server (as the user's own ssh does);
+    # on a Slurm cluster, the login node and then the node (`login,gpu07`).
     proxy_jump: str | None = None
 
     def __post_init__(self) -> None:
@@ -128,14 +130,19 @@ class HostEntry:
         }
 
 
-def valid_proxy_jump(value: object) -> bool:
-    """Whether VALUE may be written as a ProxyJump value: one hop, as core/ssh/destination.py's Server.proxy_jump
-    writes it.
+def valid_proxy_jump(value: object, *, hops: int = 1) -> bool:
+    """Whether VALUE may be written as a ProxyJump value: one hop as core/ssh/destination.py's Server.proxy_jump
+    writes it, or up to HOPS of them joined by commas (an environment on a Slurm cluster: `login,node`).
 
     >>> valid_proxy_jump("alice@gpu:2222"), valid_proxy_jump("gpu\\n  ProxyCommand sh"), valid_proxy_jump("-oX")
     (True, False, False)
+    >>> valid_proxy_jump("login,gpu07"), valid_proxy_jump("login,gpu07", hops=2), valid_proxy_jump("a,-oX", hops=2)
+    (False, True, False)
     """
-    return isinstance(value, str) and not value.startswith("-") and bool(_PROXY_JUMP_RE.fullmatch(value))
+    if not isinstance(value, str):
+        return False
+    each = value.split(",")
+    return len(each) <= hops and all(not hop.startswith("-") and _PROXY_JUMP_RE.fullmatch(hop) for hop in each)
 
 
 def validate(entry: HostEntry) -> None:
@@ -148,7 +155,7 @@ def validate(entry: HostEntry) -> None:
         raise _usage(f"invalid ssh user {entry.user!r}", "use a lowercase POSIX user name, e.g. dev")
     check_path("IdentityFile", entry.identity_file)
     check_path("UserKnownHostsFile", entry.known_hosts_file)
-    if entry.proxy_jump is not None and not valid_proxy_jump(entry.proxy_jump):
+    if entry.proxy_jump is not None and not valid_proxy_jump(entry.proxy_jump, hops=MAX_HOPS):
         # parse_server refused anything else before; this guards the file against what reaches it some other way
         raise _usage(f"invalid ProxyJump {entry.proxy_jump!r}",
                      "name the server as you reach it with ssh: an alias, user@host[:port] or ssh://user@host:port")

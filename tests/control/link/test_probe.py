@@ -40,6 +40,14 @@ def test_a_usable_rootless_socket_wins_over_a_denied_rootful_one() -> None:
     assert facts.docker_socket == "/run/user/1000/docker.sock"
 
 
+def test_a_login_node_needs_no_engine() -> None:
+    """A Slurm login node runs only Slurm's commands: no engine there is no error (engine=False)."""
+    for output in ("missing=/var/run/docker.sock\n", "denied=/var/run/docker.sock\n"):
+        assert read_facts(GPU, FACTS + output, named=None, engine=False).docker_socket == ""
+    facts = read_facts(GPU, FACTS + "usable=/run/docker.sock\n", named=None, engine=False)
+    assert facts.docker_socket == "/run/docker.sock"
+
+
 def test_no_socket_anywhere_says_where_it_looked() -> None:
     with pytest.raises(DevagentError) as caught:
         read_facts(GPU, FACTS + "missing=/var/run/docker.sock\nmissing=/run/docker.sock\n"

@@ -162,6 +162,16 @@ class TestTheSameQuestionsOnBothSites:
                                      "across servers")
         here.claim("mine", lambda: ["mine"])  # a local up of a local name: its own
 
+    def test_an_environment_in_a_slurm_job_is_not_made_again_on_the_login_nodes_engine(self, tmp_path: Path) -> None:
+        _, there, _ = self.sites(tmp_path)
+        Records(Paths.from_environ()).put(Record(name="exp", server="alice@gpu:2222", user="dev", workspace="/w",
+                                                 slurm_job="4812", slurm_node="n1", slurm_partition="gpu"))
+        with pytest.raises(DevagentError) as err:
+            there.claim("exp", lambda: [])
+        assert (err.value.message, err.value.status) == (
+            "environment 'exp' lives in Slurm job 4812 on alice@gpu:2222, not on alice@gpu:2222's own engine",
+            ExitStatus.CONFLICT)
+
     def test_a_server_undo_opens_the_link_again_when_it_dropped(self, tmp_path: Path) -> None:
         paths = Paths.from_environ()
         link = FakeLink(FakeEngine(), home=tmp_path, drop_after=-1)  # every call fails

@@ -113,3 +113,12 @@ def test_the_comparison_shows_a_notebooks_metric_names_and_warnings_literally() 
     assert old.splitlines()[1] == f"## 2026-11-27 15:00 · run 3 reproduced · ✅ {shown} 0.5 vs 0.5 ✓"
     assert new.splitlines()[4:] == [f"- {shown} 0.5 vs 0.5 ✓", f"- ⚠️ the image {shown} exists only on this engine"]
     assert not any(c in new + old for c in "\x1b\x07\r")
+
+
+def test_the_slurm_job_a_run_ran_in_is_recorded_but_not_set_again_by_its_reproduction() -> None:
+    from devagent.core.runs.reproduce_block import ReproduceFacts
+
+    facts = ReproduceFacts(3, "dev", None, None, None, (), None, None, ("python", "t.py"), "/w",
+                           {"SEED": "1", "SLURM_JOB_ID": "4812", "SLURMD_NODENAME": "gpu07",
+                            "SLURM_JOB_PARTITION": "gpu"})
+    assert facts.command_line() == "cd /w && SEED=1 devagent run -- python t.py"

@@ -100,7 +100,8 @@ class TestHostEntry:
         ("identity_file", "/h/id\x00", "IdentityFile path '/h/id\\x00' contains a control character"),
         ("known_hosts_file", "/h/k\x7fh", "UserKnownHostsFile path '/h/k\\x7fh' contains a control character"),
         ("proxy_jump", "gpu\n  ProxyCommand sh", "invalid ProxyJump 'gpu\\n  ProxyCommand sh'"),
-        ("proxy_jump", "gpu,evil", "invalid ProxyJump 'gpu,evil'"),  # a second hop
+        ("proxy_jump", "login,node,evil", "invalid ProxyJump 'login,node,evil'"),  # a third hop (two: Slurm)
+        ("proxy_jump", "gpu,-oProxyCommand=sh", "invalid ProxyJump 'gpu,-oProxyCommand=sh'"),
         ("proxy_jump", "-oProxyCommand=sh", "invalid ProxyJump '-oProxyCommand=sh'"),
         ("proxy_jump", "-gpu", "invalid ProxyJump '-gpu'"),  # every character allowed, but read as an option
     ])

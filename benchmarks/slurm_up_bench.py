@@ -1,0 +1,136 @@
+"""Time `devagent up --slurm` on an idle cluster to the proven login, against the floor a script would do by hand.
+
+The cluster is the test one (tests/integration/slurm_cluster.py: a real Slurm 22.05, munged, slurmctld, two
+slurmd) behind the test topology (tests/integration/topology.py, slurm_topology.py): the laptop is a network
+namespace that reaches only the login node's sshd, each node's sshd through it (ProxyJump); every node's engine is
+this machine's. Needs root, Slurm, sshd, socat and the test users (`make deps test-users`), like the Slurm tests.
+
+    .venv/bin/python benchmarks/slurm_up_bench.py [--rounds 3] [--base-image devagent-base:bookworm]
+
+Floor, from the laptop, one plain ssh per step: `ssh LOGIN sbatch …` (devagent's own sbatch line and holder
+script, a CPU job), `ssh LOGIN scontrol show job` until it runs, `ssh -J LOGIN NODE 'docker run -d … sshd …;
+docker port …'` (the image devagent built, sshd with a mounted host key and authorized key), then the first OpenSSH
+login through `ProxyJump LOGIN,NODE` that succeeds; `scancel` after. devagent: `devagent up NAME --host LOGIN
+--slurm gpu --gpus 0 --time 10` on the built image, to its proven login through the alias; `down` after. Target:
+<= 1.5x the floor. One unmeasured round each first; rounds alternate. It reports; it does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from devagent.core.slurm.holder import holder_script  # noqa: E402 (the repo root first)
+from devagent.core.slurm.jobs import parse_scontrol_job  # noqa: E402
+from devagent.core.slurm.request import parse_job_id, sbatch_argv, slurm_request  # noqa: E402
+from tests.integration.slurm_cluster import open_cluster  # noqa: E402
+from tests.integration.slurm_topology import LOGIN, slurm_sites  # noqa: E402
+from tests.integration.topology import Laptop, Topology  # noqa: E402
+
+USER = "devagent-srv"
+HOME = Path("/home/devagent-srv")
+
+
+def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> float:
+    start = time.perf_counter()
+    request = slurm_request(partition="gpu", gpus=0, time="10")
+    argv = sbatch_argv(request, job_name=f"devagent-{name}", output=f"{HOME}/.devagent/slurm/{name}.out")
+    submitted = laptop.run(["ssh", "-F", str(laptop.ssh_config), "-o", "BatchMode=yes", LOGIN, *argv],
+                           input=holder_script(name=name, ended_log=f"{HOME}/.devagent/slurm/{name}.ended"))
+    if submitted.returncode != 0:
+        raise RuntimeError(f"the floor's sbatch failed: {submitted.output}")
+    job_id = parse_job_id(submitted.stdout)
+    try:
+        while not (job := parse_scontrol_job(laptop.ssh(LOGIN, "scontrol", "-d", "show", "job", job_id).stdout)
+                   ).running:
+            time.sleep(0.05)
+        started = laptop.ssh("-J", LOGIN, job.node, f"cid=$(docker run -d --name {name} --user dev "
+                             f"-p 127.0.0.1::2222 -v {keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro "
+                             f"-v {keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro {image} "
+                             "/usr/sbin/sshd -D -e -f /etc/devagent/sshd_config.strict) && docker port $cid 2222/tcp")
+        if started.returncode != 0:
+            raise RuntimeError(f"the floor's docker run failed: {started.output}")
+        port = started.stdout.split(":")[-1].strip()
+        while True:
+            login = laptop.run(["ssh", "-F", str(laptop.ssh_config), "-J", f"{LOGIN},{job.node}", "-o",
+                                "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
+                                "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", str(keydir / "user"),
+                                "-p", port, "dev@127.0.0.1", "true"])
+            if login.returncode == 0:
+                return time.perf_counter() - start
+            if time.perf_counter() - start > 120:
+                raise RuntimeError(f"the floor's login never succeeded: {login.stderr}")
+            time.sleep(0.02)
+    finally:
+        laptop.ssh(LOGIN, "scancel", job_id)  # the holder removes the container
+
+
+def floor_keys(laptop: Laptop, root: Path) -> Path:
+    keydir = root / "keys"
+    keydir.mkdir()
+    keydir.chmod(0o755)
+    for key in ("host", "user"):
+        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
+    uid = int(laptop.ssh(LOGIN, "id", "-u").stdout)
+    os.chown(keydir / "host", uid, uid)
+    (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
+    (keydir / "authorized_keys").chmod(0o644)
+    return keydir
+
+
+def up_once(laptop: Laptop, base_image: str, name: str) -> float:
+    start = time.perf_counter()
+    laptop.devagent("up", name, "--host", LOGIN, "--slurm", "gpu", "--gpus", "0", "--time", "10", "--base-image",
+                    base_image, "--memory", "2g", check=True, timeout=900)
+    took = time.perf_counter() - start
+    laptop.devagent("down", name, check=True)
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base-image", default="devagent-base:bookworm")
+    args = parser.parse_args()
+    prefix = f"sbench-{secrets.token_hex(2)}"
+    Topology.sweep_leftovers()
+    root = Path(tempfile.mkdtemp(prefix=f"devagent-topology-{os.getpid()}-", dir="/tmp"))
+    root.chmod(0o755)
+    for cluster in open_cluster():
+        with Topology(root) as topology:
+            laptop = topology.laptop
+            slurm_sites(topology, cluster, user=USER)
+            try:
+                image = laptop.devagent("image", "build", "--host", LOGIN, "--base-image", args.base_image,
+                                        check=True, timeout=900).stdout.split()[2]
+                keydir = floor_keys(laptop, root)
+                floor_once(laptop, image, keydir, f"{prefix}-warm")
+                up_once(laptop, args.base_image, f"{prefix}-warm")
+                cluster.cancel_all()
+                floors, ups = [], []
+                for i in range(args.rounds):
+                    floors.append(floor_once(laptop, image, keydir, f"{prefix}-floor{i}"))
+                    cluster.cancel_all()
+                    ups.append(up_once(laptop, args.base_image, f"{prefix}-up{i}"))
+                    cluster.cancel_all()
+            finally:
+                laptop.ssh(LOGIN, f"rm -rf ~/devagent/{prefix}-* ~/.devagent/slurm/{prefix}-*")
+    f, u = statistics.median(floors), statistics.median(ups)
+    print(f"{'figure':52} {'median':>9} {'floor':>9} {'ratio':>7}  target")
+    print(f"{'devagent up --slurm (built image) → proven login':52} {u:8.2f}s {f:8.2f}s {u / f:6.2f}x  <= 1.5x")
+    print(f"rounds: {args.rounds}; floor runs: {', '.join(f'{t:.2f}' for t in floors)}; "
+          f"up runs: {', '.join(f'{t:.2f}' for t in ups)}; cluster start {cluster.started_s:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
