@@ -304,7 +304,7 @@ class _NothingLeft:
     def get(self, name: str) -> None:
         return None
 
-    def list_managed(self) -> list[object]:
+    def list_managed(self, *, name: str | None = None) -> list[object]:
         return []
 
     def container_rows(self) -> list[object]:
