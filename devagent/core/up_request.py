@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from devagent.core import spec as s
 from devagent.core.config import CONFIG_FILE, UpConfig, merge, parse_config
@@ -24,7 +24,7 @@ from devagent.core.devcontainer.config_file import LIFECYCLE, Build, Command, Pl
 from devagent.core.dockerfile import parse_image_ref
 from devagent.core.globs import check_globs
 from devagent.core.gpu.idle_rule import MIN_IDLE_RELEASE, parse_duration
-from devagent.core.slurm.request import SlurmRequest, slurm_request
+from devagent.core.slurm.request import SlurmRequest, slurm_cpus, slurm_memory, slurm_request
 from devagent.core.ssh.destination import parse_server
 from devagent.errors import DevagentError, ExitStatus
 
@@ -166,6 +166,14 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
         remote_env=devcontainer.plan.remote_env if devcontainer is not None else (),
         forward_ports=devcontainer.plan.forward_ports if devcontainer is not None else (),
     )
+    if slurm is not None:
+        # The job holds what the container may use: its memory limit (typed, the file's or the default) as --mem,
+        # its CPU limit, when one is set, as --cpus-per-task (none: the partition's default). The container keeps
+        # its own limits as on any engine: Slurm's cgroup does not reach a container the node's engine starts.
+        cpus_limit = env.limits.cpus
+        slurm = replace(slurm, request=replace(
+            slurm.request, memory=slurm_memory(env.limits.memory),
+            cpus=slurm_cpus(cpus_limit) if cpus_limit is not None else None))
     launched = launch_command(env.name, argv, with_config=config_text is not None)
     if devcontainer is not None:  # the notebook's header records the file the environment came from
         launched += f"  # with {devcontainer.path} (sha256 {devcontainer.sha256[:16]})"

@@ -463,6 +463,20 @@ class TestSlurm:
         assert made.spec.gpus == s.parse_gpus("none") and made.host == "hpc-login"
         assert request({"host": "l", "slurm": "gpu", "time": "10", "no_wait": True}).slurm.wait is False  # type: ignore[union-attr]
 
+    def test_the_job_holds_the_containers_memory_and_cpus_from_flags_file_or_default(self) -> None:
+        def asked(given: dict[str, object], text: str | None = None) -> tuple[str | None, int | None]:
+            made = request({"host": "l", "slurm": "gpu", "time": "10", **given}, text)
+            assert made.slurm is not None
+            return made.slurm.request.memory, made.slurm.request.cpus
+
+        assert asked({}) == ("16G", None)  # devagent's default memory; no CPU limit: the partition's default
+        assert asked({"memory": "1536m", "cpus": "0.5"}) == ("1536M", 1)
+        assert asked({}, 'memory = "32g"\ncpus = 8\n') == ("32G", 8)
+        assert asked({"memory": "64g"}, 'memory = "32g"\ncpus = 2.5\n') == ("64G", 3)
+        kept = request({"host": "l", "slurm": "gpu", "time": "10", "memory": "2g", "cpus": "0.5"})
+        assert (kept.spec.limits.memory, kept.spec.limits.cpus) == (2 * 1024**3, 0.5)  # the container's own
+        assert request({"memory": "2g", "cpus": "3"}).slurm is None
+
     def test_a_bare_up_asks_for_what_the_files_slurm_table_says_and_a_flag_wins(self) -> None:
         text = 'host = "hpc-login"\n[slurm]\npartition = "gpu"\ngpus = 2\ntime = "1:00:00"\nqos = "normal"\n'
         made = request({}, text)

@@ -71,7 +71,7 @@ def _wait_for(condition: object, *, timeout: float, message: str) -> None:
 
 def slurm_conf(folder: Path, *, host: str, ports: dict[str, int]) -> str:
     nodes = "\n".join(
-        f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={ports[node]} CPUs=2 RealMemory=1000 "
+        f"NodeName={node} NodeHostname={host} NodeAddr=127.0.0.1 Port={ports[node]} CPUs=2 RealMemory=32000 "
         f"Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN" for node in NODES)
     return f"""\
 ClusterName=devagenttest
@@ -89,6 +89,8 @@ SlurmdPidFile={folder}/slurmd-%n.pid
 SlurmctldLogFile={folder}/slurmctld.log
 SlurmdLogFile={folder}/slurmd-%n.log
 PlugStackConfig={folder}/plugstack.conf
+# The nodes' RealMemory is slurm.conf's, whatever this machine has (a job's --mem is checked against it).
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres

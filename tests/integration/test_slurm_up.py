@@ -127,6 +127,25 @@ def test_scancel_from_outside_removes_the_container_and_ls_shows_the_job_ended(
     assert record(laptop, name) is None
 
 
+def test_the_job_holds_the_environments_cpus_and_memory_and_more_than_a_node_has_is_refused(
+        cluster: SlurmCluster, topology: Topology, name: str) -> None:
+    slurm_sites(topology, cluster, user=USER)
+    laptop = topology.laptop
+    up(laptop, name, "--gpus", "0", "--cpus", "1.5", "--no-wait")  # --memory 2g (up's); 1.5 CPUs: 2 whole ones
+    jobs = jobs_of(cluster, name)
+    assert len(jobs) == 1
+    shown = cluster.run("scontrol", "show", "job", jobs[0]).stdout
+    assert "CPUs/Task=2" in shown.split() and "MinMemoryNode=2G" in shown.split(), shown
+    assert cluster.run("scancel", jobs[0]).returncode == 0
+    # The nodes have 32000 MB (slurm_cluster.py): 64g can never start, and Slurm says so at once.
+    refused = up(laptop, f"{name}-big", "--gpus", "0", "--memory", "64g", check=False)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error: ")]
+    assert (refused.returncode, errors) == (
+        ExitStatus.GPU_UNAVAILABLE, ["Error: no node of partition 'gpu' can ever give 64G of memory: the request "
+        "can never start"]), refused.output
+    assert jobs_of(cluster, f"{name}-big") == []
+
+
 def test_a_pending_request_shows_why_and_ctrl_c_cancels_it_leaving_nothing(
         cluster: SlurmCluster, topology: Topology, name: str, docker_client: object) -> None:
     slurm_sites(topology, cluster, user=USER)

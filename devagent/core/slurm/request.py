@@ -161,6 +161,30 @@ def slurm_request(*, partition: str, gpus: int | str, time: str, cpus: int | str
                         gpus_option=gpus_option, warning_s=warning_s)
 
 
+def slurm_memory(size: int) -> str:
+    """A container's memory limit (bytes) as sbatch's --mem: the largest of Slurm's binary units that holds it
+    whole, rounded up to a whole MiB (Slurm's smallest unit that every site accepts).
+
+    >>> slurm_memory(16 * 1024**3), slurm_memory(1536 * 1024**2), slurm_memory(100 * 1024**2 + 1)
+    ('16G', '1536M', '101M')
+    """
+    mib = -(-size // 1024**2)
+    for unit, per in (("T", 1024**2), ("G", 1024)):
+        if mib % per == 0:
+            return f"{mib // per}{unit}"
+    return f"{mib}M"
+
+
+def slurm_cpus(cpus: float) -> int:
+    """A container's CPU limit (Docker's --cpus, fractions allowed) as sbatch's --cpus-per-task: whole CPUs,
+    rounded up, so the job holds at least what the container may use.
+
+    >>> slurm_cpus(0.5), slurm_cpus(8.0), slurm_cpus(2.25)
+    (1, 8, 3)
+    """
+    return max(1, -int(-cpus // 1))
+
+
 def _count(value: int | str, *, what: str, option: str, low: int, high: int) -> int:
     text = str(value).strip()
     if not text.isascii() or not text.isdigit() or not low <= int(text) <= high:
