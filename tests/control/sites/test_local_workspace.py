@@ -149,17 +149,7 @@ class TestANewWorkspace:
 
     def test_a_link_swapped_in_right_after_mkdir_is_refused(self, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-        etc = tmp_path / "etc"
-        etc.mkdir()
-        mkdir = os.mkdir
-
-        def mkdir_then_swap(name: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
-            mkdir(name, mode, dir_fd=dir_fd)
-            if name == "ws":
-                os.rmdir(name, dir_fd=dir_fd)
-                os.symlink(etc, name, dir_fd=dir_fd)
-
-        monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+        etc = _link_after_mkdir(monkeypatch, tmp_path, "ws")
         with pytest.raises(DevagentError, match=r"^workspace .*/ws was replaced while devagent made it \(it is now a "
                                                 r"link or not a folder\)"):
             workspaces.create(tmp_path / "parent" / "ws")
@@ -167,17 +157,7 @@ class TestANewWorkspace:
 
     def test_a_parent_swapped_for_a_link_is_not_followed(self, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-        etc = tmp_path / "etc"
-        etc.mkdir()
-        mkdir = os.mkdir
-
-        def mkdir_then_swap(name: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
-            mkdir(name, mode, dir_fd=dir_fd)
-            if name == "a":
-                os.rmdir(name, dir_fd=dir_fd)
-                os.symlink(etc, name, dir_fd=dir_fd)
-
-        monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+        etc = _link_after_mkdir(monkeypatch, tmp_path, "a")
         with pytest.raises(DevagentError, match=r"^workspace .*/a was replaced"):
             workspaces.create(tmp_path / "a" / "ws")
         assert os.listdir(etc) == []  # `ws` was not made in the link's target
@@ -251,3 +231,20 @@ class TestATildeIsTheHomeFolder:
             "Error: --workspace ~no-such-user-here/code: no such user, so ~no-such-user-here means no home folder\n"
             "  hint: write the folder's path without the ~, e.g. --workspace ./code\n")
         assert not (tmp_path / "~no-such-user-here").exists()
+
+
+def _link_after_mkdir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, swapped: str) -> Path:
+    """Make os.mkdir of a folder named SWAPPED put a link to a new folder TMP_PATH/etc in its place, right after
+    the mkdir (a racing attacker); returns that folder, which must stay empty."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    mkdir = os.mkdir
+
+    def mkdir_then_swap(name: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        mkdir(name, mode, dir_fd=dir_fd)
+        if name == swapped:
+            os.rmdir(name, dir_fd=dir_fd)
+            os.symlink(etc, name, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    return etc
