@@ -265,11 +265,11 @@ def test_the_engine_says_until_when_a_checks_printed_record_stays_the_last(
                     "sleep", "600"], check=True, capture_output=True)
     engine = Engine()
     # Read between two checks (under load one may be running right now: its result not stored yet).
-    printed = wait_for(lambda: (p := engine.health_usage(f"{name}-checked")).until > 0 and p, timeout=60,
-                       message="a first health check")
+    printed = wait_for(lambda: (p := engine.health_usage(f"{name}-checked", clock_is_ours=True)).until > 0 and p,
+                       timeout=60, message="a first health check")
     assert isinstance(printed, health.Printed) and printed.record == record
     assert printed.until <= time.time() + 2
-    assert Engine(server="elsewhere").health_usage(f"{name}-checked") == health.Printed(record)
+    assert engine.health_usage(f"{name}-checked", clock_is_ours=False) == health.Printed(record)  # a server's
 
 
 def test_ls_all_and_gpus_show_the_labels_anyone_wrote_escaped(

@@ -233,7 +233,7 @@ def test_devagent_gpus_shows_labels_others_wrote_escaped_one_row_each(monkeypatc
     environment(engine, "exp\n1    GPU-x  H200  free")  # its environment is there: the lease is live
     hostile = Inventory((Gpu(0, A, "H200\x9b2J", 10 * GIB, 80 * GIB, 5),),
                         (GpuProcess(A, 7, "py\x1b[2J", 1 * GIB, container=""),))
-    site = SimpleNamespace(engine=engine, gpu_inventory=lambda: hostile)
+    site = SimpleNamespace(engine=engine, gpu_inventory=lambda: hostile, engine_clock_is_ours=True)
     monkeypatch.setattr("devagent.cli.site_options.open_site", lambda **_: contextlib.nullcontext(site))
     assert main(["gpus"]) == 0
     assert capsys.readouterr().out.splitlines() == [
