@@ -101,8 +101,8 @@ def start_holders(names: list[str]) -> list[str]:
                                "sh", "-c", f"echo {shlex.quote(record(uuid))} > {INSIDE}; exec sleep 3600"],
                               check=True, capture_output=True, text=True)
         ids.append(done.stdout.strip())
-        GpuLedger(Engine(), inventory=Inventory).take([uuid], environment=name, container_id=ids[-1],
-                                                      owner="bench@here", up_id=TAG, shared=False)
+        GpuLedger(Engine(), inventory=Inventory, clock_is_ours=True).take(
+            [uuid], environment=name, container_id=ids[-1], owner="bench@here", up_id=TAG, shared=False)
     client = docker.from_env()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not all(
@@ -115,7 +115,7 @@ def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, roun
             holders: list[str]) -> dict[str, float]:
     client = docker.from_env()  # the floor: the list call `docker ps -a` makes
     cache = work / "home" / "cache" / "container-gpus.json"
-    ledger = GpuLedger(Engine(), inventory=inventory, cache=cache)
+    ledger = GpuLedger(Engine(), inventory=inventory, clock_is_ours=True, cache=cache)  # this machine's engine
 
     def floor() -> None:
         client.api.containers(all=True)
@@ -156,8 +156,9 @@ def measure(inventory: Callable[[], Inventory], stand_in: Path, work: Path, roun
         "read": median_seconds(lambda: engine.read_file(some, "/etc/hostname"), rounds),
         "holders_archive": median_seconds(lambda: [engine.read_file(h, INSIDE) for h in holders],
                                           rounds),
-        "holders_inspect": median_seconds(lambda: [engine.health_usage(h) for h in holders], rounds),
-        "holders_found": sum(engine.health_usage(h).record == record(u)
+        "holders_inspect": median_seconds(lambda: [engine.health_usage(h, clock_is_ours=True) for h in holders],
+                                          rounds),
+        "holders_found": sum(engine.health_usage(h, clock_is_ours=True).record == record(u)
                              for h, u in zip(holders, UUIDS, strict=False)),
         "cli": median_seconds(lambda: subprocess.run([sys.executable, "-m", "devagent", "gpus"], env=env,
                                                      capture_output=True, check=True), 5),

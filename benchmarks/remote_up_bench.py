@@ -37,6 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.up_floor import docker_run, first_login, floor_keys, on_server, published_port  # noqa: E402
 from tests.integration.topology import Laptop, Sshd, Topology  # noqa: E402 (the repo root first)
 
 SERVER_USER = "devagent-srv"
@@ -65,40 +66,15 @@ def timed(laptop: Laptop, *args: str, tree: Path = REPO) -> tuple[float, float]:
 def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> tuple[float, float]:
     """ssh SERVER docker run … + the first login through ProxyJump: (wall seconds, laptop CPU seconds)."""
     start, cpu = time.perf_counter(), children_cpu()
-    started = laptop.ssh("gpu-server", f"cid=$(docker run -d --name {name} --user dev -p 127.0.0.1::2222 "
-                         f"-v {keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro "
-                         f"-v {keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro {image} "
-                         "/usr/sbin/sshd -D -e -f /etc/devagent/sshd_config.strict) && docker port $cid 2222/tcp")
-    if started.returncode != 0:
-        raise RuntimeError(f"the floor's docker run failed: {started.output}")
-    port = started.stdout.split(":")[-1].strip()
     try:
-        while True:
-            login = laptop.run(["ssh", "-F", str(laptop.ssh_config), "-J", "gpu-server", "-o", "BatchMode=yes",
-                                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                                "-o", "LogLevel=ERROR", "-i", str(keydir / "user"), "-p", port, "dev@127.0.0.1",
-                                "true"])
-            if login.returncode == 0:
-                return time.perf_counter() - start, children_cpu() - cpu
-            if time.perf_counter() - start > 60:
-                raise RuntimeError(f"the floor's login never succeeded: {login.stderr}")
-            time.sleep(0.02)
+        started = laptop.ssh("gpu-server", on_server(docker_run(image, keydir, name)))
+        if started.returncode != 0:
+            raise RuntimeError(f"the floor's docker run failed: {started.output}")
+        took = first_login(laptop.run, keydir, published_port(started.stdout), since=start,
+                           hops=("-F", str(laptop.ssh_config), "-J", "gpu-server"))
+        return took, children_cpu() - cpu
     finally:
         laptop.ssh("gpu-server", f"docker rm -f {name}")
-
-
-def floor_keys(laptop: Laptop, root: Path) -> Path:
-    """A host key (the server user's, as the image's login user has that uid) and a user key for the floor."""
-    keydir = root / "keys"
-    keydir.mkdir()
-    keydir.chmod(0o755)
-    for key in ("host", "user"):
-        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
-    uid = int(laptop.ssh("gpu-server", "id", "-u").stdout)
-    os.chown(keydir / "host", uid, uid)
-    (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
-    (keydir / "authorized_keys").chmod(0o644)
-    return keydir
 
 
 class Bench:
@@ -180,7 +156,8 @@ def main() -> int:
             image = laptop.devagent("image", "build", "--host", "gpu-server", "--base-image", args.base_image,
                                     check=True, timeout=900).stdout.split()[2]
             trees = [REPO, *([args.baseline.resolve()] if args.baseline else [])]
-            floors, every_up = bench.rounds(image, floor_keys(laptop, root), args.rounds, trees)
+            keydir = floor_keys(root, uid=int(laptop.ssh("gpu-server", "id", "-u").stdout), run=laptop.run)
+            floors, every_up = bench.rounds(image, keydir, args.rounds, trees)
             ups = every_up[0]
             counts = bench.logins(topology.sshds[0])
             everywhere, singles = bench.ls(["gpu-server", "gpu-server2", "gpu-server3"])

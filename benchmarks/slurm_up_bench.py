@@ -29,6 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.up_floor import docker_run, first_login, floor_keys, on_server, published_port  # noqa: E402
 from devagent.core.slurm.holder import holder_script  # noqa: E402 (the repo root first)
 from devagent.core.slurm.jobs import parse_scontrol_job  # noqa: E402
 from devagent.core.slurm.request import parse_job_id, sbatch_argv, slurm_request  # noqa: E402
@@ -53,38 +54,13 @@ def floor_once(laptop: Laptop, image: str, keydir: Path, name: str) -> float:
         while not (job := parse_scontrol_job(laptop.ssh(LOGIN, "scontrol", "-d", "show", "job", job_id).stdout)
                    ).running:
             time.sleep(0.05)
-        started = laptop.ssh("-J", LOGIN, job.node, f"cid=$(docker run -d --name {name} --user dev "
-                             f"-p 127.0.0.1::2222 -v {keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro "
-                             f"-v {keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro {image} "
-                             "/usr/sbin/sshd -D -e -f /etc/devagent/sshd_config.strict) && docker port $cid 2222/tcp")
+        started = laptop.ssh("-J", LOGIN, job.node, on_server(docker_run(image, keydir, name)))
         if started.returncode != 0:
             raise RuntimeError(f"the floor's docker run failed: {started.output}")
-        port = started.stdout.split(":")[-1].strip()
-        while True:
-            login = laptop.run(["ssh", "-F", str(laptop.ssh_config), "-J", f"{LOGIN},{job.node}", "-o",
-                                "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o",
-                                "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", str(keydir / "user"),
-                                "-p", port, "dev@127.0.0.1", "true"])
-            if login.returncode == 0:
-                return time.perf_counter() - start
-            if time.perf_counter() - start > 120:
-                raise RuntimeError(f"the floor's login never succeeded: {login.stderr}")
-            time.sleep(0.02)
+        return first_login(laptop.run, keydir, published_port(started.stdout), since=start, limit=120,
+                           hops=("-F", str(laptop.ssh_config), "-J", f"{LOGIN},{job.node}"))
     finally:
         laptop.ssh(LOGIN, "scancel", job_id)  # the holder removes the container
-
-
-def floor_keys(laptop: Laptop, root: Path) -> Path:
-    keydir = root / "keys"
-    keydir.mkdir()
-    keydir.chmod(0o755)
-    for key in ("host", "user"):
-        laptop.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
-    uid = int(laptop.ssh(LOGIN, "id", "-u").stdout)
-    os.chown(keydir / "host", uid, uid)
-    (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
-    (keydir / "authorized_keys").chmod(0o644)
-    return keydir
 
 
 def up_once(laptop: Laptop, base_image: str, name: str) -> float:
@@ -112,7 +88,7 @@ def main() -> int:
             try:
                 image = laptop.devagent("image", "build", "--host", LOGIN, "--base-image", args.base_image,
                                         check=True, timeout=900).stdout.split()[2]
-                keydir = floor_keys(laptop, root)
+                keydir = floor_keys(root, uid=int(laptop.ssh(LOGIN, "id", "-u").stdout), run=laptop.run)
                 floor_once(laptop, image, keydir, f"{prefix}-warm")
                 up_once(laptop, args.base_image, f"{prefix}-warm")
                 cluster.cancel_all()

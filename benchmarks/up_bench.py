@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 DEVAGENT = [sys.executable, "-m", "devagent"]
+
+from benchmarks.up_floor import PORT, docker_run, first_login, floor_keys, published_port  # noqa: E402
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True,
@@ -39,23 +42,12 @@ def run(cmd: list[str], env: dict[str, str] | None = None, check: bool = True,
 def floor_once(image: str, keydir: Path, name: str) -> float:
     """docker run + the first successful OpenSSH login, in seconds."""
     start = time.perf_counter()
-    cid = run(["docker", "run", "-d", "--name", name, "--user", "dev", "-p", "127.0.0.1::2222",
-               "-v", f"{keydir / 'host'}:/etc/devagent/ssh_host_ed25519_key:ro",
-               "-v", f"{keydir / 'authorized_keys'}:/etc/devagent/authorized_keys:ro",
-               image, "/usr/sbin/sshd", "-D", "-e", "-f", "/etc/devagent/sshd_config.strict"]).stdout.strip()
     try:
-        port = run(["docker", "port", cid, "2222/tcp"]).stdout.split(":")[-1].strip()
-        while True:
-            login = run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-                         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-i", str(keydir / "user"),
-                         "-p", port, "dev@127.0.0.1", "true"], check=False)
-            if login.returncode == 0:
-                return time.perf_counter() - start
-            if time.perf_counter() - start > 60:
-                raise RuntimeError(f"floor login never succeeded: {login.stderr}")
-            time.sleep(0.02)
+        cid = run(docker_run(image, keydir, name)).stdout.strip()
+        port = published_port(run(["docker", "port", cid, PORT]).stdout)
+        return first_login(lambda argv: run(argv, check=False), keydir, port, since=start)
     finally:
-        run(["docker", "rm", "-f", cid], check=False)
+        run(["docker", "rm", "-f", name], check=False)
 
 
 def children_cpu() -> float:
@@ -108,12 +100,7 @@ def main() -> int:
         if not args.no_bytecode:
             env.update(PYTHONDONTWRITEBYTECODE="", PYTHONPYCACHEPREFIX=str(root / "pycache"))
         image = run([*DEVAGENT, "image", "build", "--base-image", args.base_image], env=env).stdout.split()[2]
-        keydir = root / "keys"
-        keydir.mkdir()
-        for key in ("host", "user"):
-            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keydir / key)])
-        os.chown(keydir / "host", 1000, 1000)
-        (keydir / "authorized_keys").write_text((keydir / "user.pub").read_text())
+        keydir = floor_keys(root, uid=1000, run=run)  # the base image's login user
         prefix = f"bench-{secrets.token_hex(2)}"
         trees = [REPO, *([args.baseline.resolve()] if args.baseline else [])]
         # One unmeasured round each: warm the page cache and Docker's layer cache (and build each tree's image).

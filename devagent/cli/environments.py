@@ -407,6 +407,7 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
     from devagent.control.features.listing import Row, list_all
     from devagent.control.paths import Paths
     from devagent.control.sites.records import Record, Records
+    from devagent.core.markdown import cell, printable
     from devagent.core.ssh.destination import parse_server
 
     if host is not None:
@@ -452,18 +453,20 @@ def ls_command(as_json: bool, host: str | None, everyone: bool) -> None:
         # A container that is not running has no health to speak of (Docker keeps saying its last: unhealthy).
         shown_state = "stopped" if r.state == "exited" else r.state
         health = r.health if r.state == "running" else None
-        click.echo(f"{r.name!s:20} {shown_state!s:{state}} {health or '-'!s:10} {r.port or '-'!s:>6}  "
-                   f"{r.user!s:8} {'-' if r.error else r.gpus!s:8} {invited:12} "
-                   + (f"{r.owner or '-'!s:12} " if everyone else "")
-                   + (f"{r.host or 'local'!s:16} " if hosts else "") + f"{r.workspace}")
+        # Each field as `cell` shows it: the labels are whatever anyone on the engine wrote (owner, user,
+        # workspace), and a field must neither drive the terminal nor start a row of its own.
+        click.echo(f"{cell(r.name):20} {cell(shown_state):{state}} {cell(health or '-'):10} "
+                   f"{r.port or '-'!s:>6}  {cell(str(r.user)):8} {'-' if r.error else cell(str(r.gpus)):8} "
+                   f"{cell(invited):12} " + (f"{cell(r.owner or '-'):12} " if everyone else "")
+                   + (f"{cell(r.host or 'local'):16} " if hosts else "") + cell(str(r.workspace)))
     if hidden:
         click.echo(f"({others})")
     for r in rows:
         if r.slurm:
-            click.echo(f"{r.name}: {r.slurm}")
+            click.echo(f"{cell(r.name)}: {cell(r.slurm)}")
     for r in rows:
         if r.error:
-            click.echo(f"{r.host}: unreachable: {r.error}", err=True)
+            click.echo(printable(f"{r.host}: unreachable: {r.error}"), err=True)
 
 
 @cli.command()

@@ -34,7 +34,8 @@ def gpus_command(server: str | None, partition: str | None, as_json: bool) -> No
 
     paths = Paths.from_environ()
     with site_options.open_site(host=server, quiet=True) as site:
-        ledger = GpuLedger(site.engine, inventory=site.gpu_inventory, cache=paths.gpu_cache)
+        ledger = GpuLedger(site.engine, inventory=site.gpu_inventory, clock_is_ours=site.engine_clock_is_ours,
+                           cache=paths.gpu_cache)
         state = ledger.state()
         usage = ledger.usage(state)
     if as_json:

@@ -51,6 +51,17 @@ def printable(text: str) -> str:
     return _CONTROL_RE.sub(_visible, text)
 
 
+def cell(text: str) -> str:
+    r"""TEXT for one field of a table devagent prints on the terminal (`ls`, `gpus`): ``printable``, and tab and
+    line breaks made visible too (as ␉ and ␊), so a value another user wrote (a container's label) can neither
+    drive the terminal nor start a row of its own.
+
+    >>> cell("bob\n0    GPU-x  free\t\x1b[2J\r")
+    'bob␊0    GPU-x  free␉␛[2J␍'
+    """
+    return printable(text).replace("\t", "\u2409").replace("\n", "\u240a")
+
+
 def one_line(text: str) -> str:
     r"""TEXT with each line break made a space (other whitespace kept as it is).
 

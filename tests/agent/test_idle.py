@@ -9,49 +9,17 @@ import json
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 from devagent.agent.idle import IdleWatcher, devagent_runs
 from devagent.core.gpu.idle_rule import History, parse_usage
+from tests.fake_nvml import FakeNvml
 
 A, B = "GPU-aaaa-idle", "GPU-bbbb-idle"
 
 
-class NVMLError(Exception):
-    pass
-
-
-class FakeNvml:
-    """Two GPUs whose utilisation a test sets (None: NVML says "Not Supported")."""
-
-    NVMLError = NVMLError
-
-    def __init__(self, *, init_error: str | None = None) -> None:
-        self.util: dict[int, int | None] = {0: 0, 1: 0}
-        self.init_error = init_error
-        self.shut = False
-
-    def nvmlInit(self) -> None:
-        if self.init_error:
-            raise NVMLError(self.init_error)
-
-    def nvmlShutdown(self) -> None:
-        self.shut = True
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.util)
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetUUID(self, handle: int) -> bytes:
-        return (A if handle == 0 else B).encode()
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
-        value = self.util[handle]
-        if value is None:
-            raise NVMLError("Not Supported")
-        return SimpleNamespace(gpu=value, memory=0)
+def two_gpus(*, init_error: str | None = None) -> FakeNvml:
+    """A and B, idle; their UUIDs as bytes, as older pynvml gives them."""
+    return FakeNvml(uuids=(A.encode(), B.encode()), init_error=init_error)
 
 
 class Clock:
@@ -86,7 +54,7 @@ def run_for(w: IdleWatcher, clock: Clock, seconds: float) -> bool:
 
 def test_idle_gpus_with_nobody_busy_are_given_back_after_the_limit_and_the_notebook_says_so(
         tmp_path: Path) -> None:
-    lib, clock = FakeNvml(), Clock()
+    lib, clock = two_gpus(), Clock()
     w, entries = watcher(tmp_path, lib, clock)
     assert not run_for(w, clock, 50)
     assert run_for(w, clock, 20)
@@ -98,7 +66,7 @@ def test_idle_gpus_with_nobody_busy_are_given_back_after_the_limit_and_the_noteb
 
 
 def test_an_open_ssh_session_or_a_devagent_run_holds_the_gpus_however_long_they_idle(tmp_path: Path) -> None:
-    lib, clock = FakeNvml(), Clock()
+    lib, clock = two_gpus(), Clock()
     busy = [True]
     w, _ = watcher(tmp_path, lib, clock, busy=busy)
     assert not run_for(w, clock, 3600)
@@ -108,7 +76,7 @@ def test_an_open_ssh_session_or_a_devagent_run_holds_the_gpus_however_long_they_
 
 
 def test_a_working_gpu_or_one_nvml_cannot_read_holds_them(tmp_path: Path) -> None:
-    lib, clock = FakeNvml(), Clock()
+    lib, clock = two_gpus(), Clock()
     w, _ = watcher(tmp_path, lib, clock)
     lib.util[1] = 80
     assert not run_for(w, clock, 600)
@@ -120,7 +88,7 @@ def test_a_working_gpu_or_one_nvml_cannot_read_holds_them(tmp_path: Path) -> Non
 
 
 def test_without_a_limit_it_only_records(tmp_path: Path) -> None:
-    lib, clock = FakeNvml(), Clock()
+    lib, clock = two_gpus(), Clock()
     w, entries = watcher(tmp_path, lib, clock, limit=None)
     lib.util[0] = 40
     assert not run_for(w, clock, 7200)
@@ -133,7 +101,7 @@ def test_without_a_limit_it_only_records(tmp_path: Path) -> None:
 
 
 def test_no_nvml_means_nothing_sampled_and_nothing_given_back(tmp_path: Path) -> None:
-    lib = FakeNvml(init_error="Driver Not Loaded")
+    lib = two_gpus(init_error="Driver Not Loaded")
     w, entries = watcher(tmp_path, lib, Clock())
     stopping = threading.Event()
     w.run(stopping)  # returns at once
@@ -141,7 +109,7 @@ def test_no_nvml_means_nothing_sampled_and_nothing_given_back(tmp_path: Path) ->
 
 
 def test_run_stops_the_agent_when_it_releases(tmp_path: Path) -> None:
-    lib = FakeNvml()
+    lib = two_gpus()
     w = IdleWatcher(limit=0.3, name="exp", on_release=lambda _: None, lib=lib, usage_file=tmp_path / "u.json",
                     busy=lambda: False)
     stopping = threading.Event()

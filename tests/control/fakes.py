@@ -317,10 +317,13 @@ class FakeEngine:
         c = self.containers.get(container_id)
         return None if c is None else (int(c.id[1:]), c.finished)
 
-    def health_usage(self, container_id: str) -> health.Printed:
-        self._call("health_usage", container_id)()
+    def health_usage(self, container_id: str, *, clock_is_ours: bool) -> health.Printed:
+        """As the real one: HEALTH_UNTIL only where the site says the engine's clock is ours."""
+        self._call("health_usage", container_id, clock_is_ours)()
         c = self.containers.get(container_id)
-        return health.Printed(health.split_output(c.health_log)[1], c.health_until) if c else health.Printed(None)
+        if c is None:
+            return health.Printed(None)
+        return health.Printed(health.split_output(c.health_log)[1], c.health_until if clock_is_ours else 0.0)
 
     def read_file(self, container_id: str, path: str, *, limit: int = 1 << 20) -> bytes | None:
         self._call("read_file", container_id, path)()

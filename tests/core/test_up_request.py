@@ -11,6 +11,7 @@ import click
 import pytest
 
 from devagent import cli
+from devagent.cli import environments, site_options  # imported here: the package imports no command module
 from devagent.core import spec as s
 from devagent.core.config import UpConfig
 from devagent.core.up_request import DEFAULTS, UpRequest, up_request
@@ -81,7 +82,7 @@ class TestPrecedence:
         assert request(uid=1234).spec.uid == 1234
 
     def test_the_defaults_are_the_ones_up_shows_in_its_help(self) -> None:
-        options = {p.name: p.default for p in cli.environments.up.params if isinstance(p, click.Option)}
+        options = {p.name: p.default for p in environments.up.params if isinstance(p, click.Option)}
         settings = {f for f in UpConfig.__dataclass_fields__ if f != "name"}
         assert {key: options[key] for key in settings if isinstance(options[key], str)} == DEFAULTS
 
@@ -163,7 +164,7 @@ class RecordingProvisioner:
 def test_the_cli_records_the_arguments_main_was_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
+    monkeypatch.setattr(site_options, "provisioner", lambda _site: fake)
     monkeypatch.setattr("sys.argv", ["pytest", "something", "else"])  # never read: main's argv is
     (tmp_path / "devagent.toml").write_text('memory = "32g"\npids = 512\n')
     argv = ["up", "exp", "--workspace", str(tmp_path), "--pids", "1024"]
@@ -325,7 +326,7 @@ class TestSizes:
 def test_the_cli_refuses_a_unitless_memory_in_the_file_before_anything_is_made(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     fake = RecordingProvisioner()
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
+    monkeypatch.setattr(site_options, "provisioner", lambda _site: fake)
     (tmp_path / "devagent.toml").write_text('name = "exp"\nmemory = 2\n')
     assert cli.main(["up", "--workspace", str(tmp_path)]) == ExitStatus.USAGE
     assert capsys.readouterr().err == (
@@ -350,7 +351,7 @@ def test_the_image_line_says_built_or_cached_for_a_new_container(
         return dataclasses.replace(made(spec, **kwargs), created=created, image_built=built)  # type: ignore[type-var]
 
     monkeypatch.setattr(fake, "up", up)
-    monkeypatch.setattr(cli.site_options, "provisioner", lambda _site: fake)
+    monkeypatch.setattr(site_options, "provisioner", lambda _site: fake)
     assert cli.main(["up", "exp", "--workspace", str(tmp_path)]) == 0
     assert capsys.readouterr().out.startswith(line)
 

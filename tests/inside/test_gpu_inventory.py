@@ -4,61 +4,22 @@ processes placed in their containers by /proc/PID/cgroup, and no exception for a
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 from devagent.core.gpu.ledger import GIB, Gpu, GpuProcess, Inventory
 from devagent.inside.gpu_inventory import read_inventory
+from tests.fake_nvml import FakeNvml
 
 CONTAINER = "ab" * 32
 
 
-class NVMLError(Exception):
-    pass
-
-
-class FakeNvml:
-    NVMLError = NVMLError
-
-    def __init__(self, *, init_error: str | None = None) -> None:
-        self.init_error = init_error
-        self.shut = False
-
-    def nvmlInit(self) -> None:
-        if self.init_error:
-            raise NVMLError(self.init_error)
-
-    def nvmlShutdown(self) -> None:
-        self.shut = True
-
-    def nvmlDeviceGetCount(self) -> int:
-        return 2
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetUUID(self, handle: int) -> str:
-        return f"GPU-{handle}{handle}{handle}{handle}-test"
-
-    def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return b"NVIDIA H200"
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(used=handle * GIB, total=141 * GIB)
-
-    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
-        if handle == 1:
-            raise NVMLError("Not Supported")
-        return SimpleNamespace(gpu=42)
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=100 + handle, usedGpuMemory=GIB)] if handle == 0 else []
-
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=100, usedGpuMemory=None), SimpleNamespace(pid=7, usedGpuMemory=None)] \
-            if handle == 0 else []
-
-    def nvmlSystemGetProcessName(self, pid: int) -> bytes:
-        return b"/usr/bin/python3"
+def two_h200s(*, init_error: str | None = None) -> FakeNvml:
+    """GPU 0 at 42 % with a compute process that is also a graphics one, and another graphics process; GPU 1,
+    1 GiB used, its utilisation not supported."""
+    lib = FakeNvml(2, total=141 * GIB, init_error=init_error)
+    lib.util, lib.used = {0: 42, 1: None}, {0: 0, 1: GIB}
+    lib.running[0] = [(100, GIB)]
+    lib.graphics[0] = [(100, None), (7, None)]
+    return lib
 
 
 def test_every_gpu_its_figures_and_its_processes_with_their_containers(tmp_path: Path) -> None:
@@ -66,7 +27,7 @@ def test_every_gpu_its_figures_and_its_processes_with_their_containers(tmp_path:
     (tmp_path / "100" / "cgroup").write_text(f"0::/system.slice/docker-{CONTAINER}.scope\n")
     (tmp_path / "7").mkdir()
     (tmp_path / "7" / "cgroup").write_text("0::/user.slice/user-1000.slice/session-2.scope\n")
-    lib = FakeNvml()
+    lib = two_h200s()
     inventory = read_inventory(lib, proc=tmp_path)
     assert inventory == Inventory(
         gpus=(Gpu(0, "GPU-0000-test", "NVIDIA H200", 0, 141 * GIB, 42),
@@ -77,4 +38,4 @@ def test_every_gpu_its_figures_and_its_processes_with_their_containers(tmp_path:
 
 
 def test_no_driver_is_an_inventory_that_says_why() -> None:
-    assert read_inventory(FakeNvml(init_error="Driver Not Loaded")) == Inventory(error="NVML: Driver Not Loaded")
+    assert read_inventory(two_h200s(init_error="Driver Not Loaded")) == Inventory(error="NVML: Driver Not Loaded")

@@ -26,6 +26,7 @@ from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_fo
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).with_name("paused_devagent.py")
+EVE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHJ3bW1wd6MXH1rXkAplDG1Q3Jy4Q0zOtmrDBD5WxQUv"  # a key of someone else's
 
 
 class Server:
@@ -264,8 +265,44 @@ def test_the_engine_says_until_when_a_checks_printed_record_stays_the_last(
                     "sleep", "600"], check=True, capture_output=True)
     engine = Engine()
     # Read between two checks (under load one may be running right now: its result not stored yet).
-    printed = wait_for(lambda: (p := engine.health_usage(f"{name}-checked")).until > 0 and p, timeout=60,
-                       message="a first health check")
+    printed = wait_for(lambda: (p := engine.health_usage(f"{name}-checked", clock_is_ours=True)).until > 0 and p,
+                       timeout=60, message="a first health check")
     assert isinstance(printed, health.Printed) and printed.record == record
     assert printed.until <= time.time() + 2
-    assert Engine(server="elsewhere").health_usage(f"{name}-checked") == health.Printed(record)
+    assert engine.health_usage(f"{name}-checked", clock_is_ours=False) == health.Printed(record)  # a server's
+
+
+def test_ls_all_and_gpus_show_the_labels_anyone_wrote_escaped(
+        server: Server, env: Env, name: str, docker_client) -> None:  # type: ignore[no-untyped-def]
+    """Anyone on the engine can label a container: its owner, workspace and lease labels reach `ls --all` and
+    `devagent gpus` shown as Control Pictures, one row each, never as ESC sequences or line breaks."""
+    osc52 = "\x1b]52;c;ZXZpbA==\x07"
+    forged = f"\n{name}-forged         running    healthy     40001  dev"
+    uuid = server.uuids[0]
+    server.holder(name, "--label", "devagent.managed=true", "--label", f"devagent.name={name}",
+                  "--label", f"devagent.owner-name=eve{osc52}", "--label", f"devagent.workspace=/w{forged}",
+                  "--label", f"devagent.owner-key={EVE}",
+                  "--label", "devagent.user=dev\t\x9b2J")
+    server.holder(f"devagent-gpu-{uuid}", "--label", f"devagent.gpu-lease={uuid}", "--label",
+                  f"devagent.lease-env={name}", "--label", f"devagent.lease-owner=eve{osc52}{forged}", "--label",
+                  "devagent.lease-since=now", "--label", "devagent.lease-shared=false", "--label",
+                  "devagent.lease-up-id=x")
+    listed = devagent(server, env, "ls", "--all")
+    assert listed.returncode == 0, listed.stderr
+    assert_inert(listed.stdout)
+    (row,) = [line for line in listed.stdout.splitlines() if line.startswith(name)]
+    assert row == (f"{name:20} created    -               -  dev␉\\x9b2J None     -            eve␛]52;c;ZXZpbA==␇ "
+                   f"/w␊{name}-forged         running    healthy     40001  dev")
+    held = devagent(server, env, "gpus")
+    assert held.returncode == 0, held.stderr
+    assert_inert(held.stdout)
+    assert held.stdout.splitlines()[1].endswith(
+        f"environment {name} (eve␛]52;c;ZXZpbA==␇␊{name}-forged         running    healthy     40001  dev, "
+        "since now)")
+    envelope = json.loads(devagent(server, env, "gpus", "--json").stdout)  # JSON escapes them itself
+    assert envelope["gpus"][0]["holders"][0]["detail"] == f"eve{osc52}{forged}, since now"
+
+
+def assert_inert(text: str) -> None:
+    """TEXT holds no character a terminal acts on but the line breaks between rows."""
+    assert [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7F <= ord(c) <= 0x9F] == [], text

@@ -110,9 +110,9 @@ def test_an_idle_environment_gives_its_gpus_back_only_once_nobody_is_logged_in_o
         from devagent.core.gpu.idle_rule import parse_usage
 
         container = docker_client.containers.get(name).id
-        wait_for(lambda: Engine().health_usage(container).record is not None, timeout=120,
+        wait_for(lambda: Engine().health_usage(container, clock_is_ours=True).record is not None, timeout=120,
                  message="a health check that prints the usage record")
-        printed = parse_usage(Engine().health_usage(container).record or "")
+        printed = parse_usage(Engine().health_usage(container, clock_is_ours=True).record or "")
         assert set(printed) == {stand.uuid} and printed[stand.uuid].idle_seconds > 0
 
         # A `devagent run` (started outside any ssh session) holds it as well, after the session ends.

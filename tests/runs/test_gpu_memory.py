@@ -5,56 +5,17 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 
+from devagent.core.gpu.ledger import GIB
 from devagent.runs.gpu_memory import GpuSampler
+from tests.fake_nvml import FakeNvml
 from tests.runs.support import fake_proc, nvml_gpus
-
-GIB = 1024**3
-
-
-class FakeNvml:
-    """The few pynvml calls the sampler makes, over hand-made devices. The test changes `running`/`used`."""
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, devices: int, *, init_error: bool = False) -> None:
-        self.running: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
-        self.graphics: dict[int, list[tuple[int, int | None]]] = {i: [] for i in range(devices)}
-        self.used = dict.fromkeys(range(devices), GIB)
-        self.devices = devices
-        self.init_error = init_error
-        self.shutdowns = 0
-
-    def nvmlInit(self) -> None:
-        if self.init_error:
-            raise self.NVMLError("Driver Not Loaded")
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetCount(self) -> int:
-        return self.devices
-
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
-        return index
-
-    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
-        return SimpleNamespace(total=80 * GIB, used=self.used[handle], free=80 * GIB - self.used[handle])
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.running[handle]]
-
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: int) -> list[SimpleNamespace]:
-        if handle == 2:
-            raise self.NVMLError("Not Supported")
-        return [SimpleNamespace(pid=pid, usedGpuMemory=m) for pid, m in self.graphics[handle]]
 
 
 def test_the_sampler_sums_the_memory_of_the_whole_tree_and_keeps_the_peak(tmp_path: Path) -> None:
     proc = fake_proc(tmp_path, {1: 0, 100: 1, 101: 100, 102: 100, 200: 1})
     nvml = FakeNvml(3)
+    nvml.graphics[2] = None  # a GPU that cannot list its graphics processes
     sampler = GpuSampler.open(interval=60, nvml=nvml, proc=proc)
     assert sampler is not None
     nvml.running[0] = [(100, 3 * GIB), (200, 9 * GIB)]  # 200 is another process of this machine
@@ -94,7 +55,7 @@ def test_a_tree_that_never_touches_a_gpu_uses_none(tmp_path: Path) -> None:
 
 def test_there_is_no_sampler_without_nvml_without_a_driver_or_without_a_gpu(tmp_path: Path) -> None:
     assert GpuSampler.open(interval=1, nvml=None) is None
-    assert GpuSampler.open(interval=1, nvml=FakeNvml(1, init_error=True)) is None
+    assert GpuSampler.open(interval=1, nvml=FakeNvml(1, init_error="Driver Not Loaded")) is None
     no_gpu = FakeNvml(0)
     assert GpuSampler.open(interval=1, nvml=no_gpu) is None
     assert no_gpu.shutdowns == 1

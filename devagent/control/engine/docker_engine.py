@@ -450,15 +450,15 @@ class Engine:
             return extracted.read(limit) if extracted else None
         return None
 
-    def health_usage(self, container_id: str) -> health.Printed:
+    def health_usage(self, container_id: str, *, clock_is_ours: bool) -> health.Printed:
         """The GPU usage record the container's last health check printed and until when it stays the last
-        (core/health.py's printed); its record is None with no check yet, an older devagent's check, a record
-        too long for the output, the container gone. One inspect."""
+        (core/health.py's printed: only where CLOCK_IS_OURS, the site's word); its record is None with no check
+        yet, an older devagent's check, a record too long for the output, the container gone. One inspect."""
         try:
             inspect = self._client.api.inspect_container(container_id)
         except docker.errors.APIError:
             return health.Printed(None)
-        return health.printed(inspect, now=time.time(), local=self.server is None)
+        return health.printed(inspect, now=time.time(), local=clock_is_ours)
 
     def container_gpus(self, container_id: str) -> ContainerGpus | None:
         """What the container asked for in GPUs (its inspect); None when it is gone."""

@@ -14,7 +14,8 @@ left is stale — its `up` failed after a SIGKILL, or the container was removed 
 
 Usage::
 
-    ledger = GpuLedger(engine, inventory=read_inventory, cache=paths.home / "cache" / "container-gpus.json")
+    ledger = GpuLedger(site.engine, inventory=site.gpu_inventory, clock_is_ours=site.engine_clock_is_ours,
+                       cache=paths.home / "cache" / "container-gpus.json")
     state = ledger.state()                                  # inventory, holders by GPU
     taken = ledger.take(uuids, environment="exp", owner="alice@gpu1", up_id="3f2a", shared=False)
 """
@@ -95,12 +96,14 @@ class LedgerState:
 class GpuLedger:
     """The ledger over one engine. INVENTORY reads the server's GPUs; CACHE (a file in DEVAGENT_HOME, optional)
     keeps what each container asked for by container id — fixed when a container is made, so one list call plus
-    an inspect of only the containers not seen before answers `devagent gpus`."""
+    an inspect of only the containers not seen before answers `devagent gpus`. CLOCK_IS_OURS: the site's word
+    (Site.engine_clock_is_ours) whether a holder's record may be kept until the engine's next check."""
 
-    def __init__(self, engine: EngineApi, *, inventory: Callable[[], Inventory], cache: Path | None = None
-                 ) -> None:
+    def __init__(self, engine: EngineApi, *, inventory: Callable[[], Inventory], clock_is_ours: bool,
+                 cache: Path | None = None) -> None:
         self.engine = engine
         self.inventory = inventory
+        self.clock_is_ours = clock_is_ours
         self.cache = cache
 
     # -- reading -----------------------------------------------------------------------------------------------
@@ -195,7 +198,7 @@ class GpuLedger:
             if old and isinstance(old.get("record"), str) and now < float(old.get("until") or 0):
                 fresh[c.id] = old
                 return str(old["record"])
-            printed = self.engine.health_usage(c.id)
+            printed = self.engine.health_usage(c.id, clock_is_ours=self.clock_is_ours)
             if printed.record is not None and parse_usage(printed.record):
                 if printed.until > now:
                     fresh[c.id] = {"record": printed.record, "until": printed.until}

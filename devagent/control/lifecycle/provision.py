@@ -142,7 +142,8 @@ class Provisioner:
         self.site, self.paths, self.report = site, paths, report
         self.ports = site.ports if ports is None else ports  # where a new environment's host port comes from
         self.ssh_config = SshConfig(paths)
-        self.gpus = GpuLedger(site.engine, inventory=site.gpu_inventory, cache=paths.gpu_cache)
+        self.gpus = GpuLedger(site.engine, inventory=site.gpu_inventory, clock_is_ours=site.engine_clock_is_ours,
+                              cache=paths.gpu_cache)
         self.records = site.records
 
     @property

@@ -89,6 +89,7 @@ class LocalSite:
     proxy_jump: str | None = None
     container_labels: Mapping[str, str] = {}
     launch_note = ""
+    engine_clock_is_ours = True  # the engine runs on this machine
 
     def __init__(self, engine: EngineApi | Callable[[], EngineApi], *, paths: Paths,
                  inventory: Callable[[], Inventory] | None = None,

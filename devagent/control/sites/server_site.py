@@ -104,6 +104,7 @@ class ServerSite:
     """The server of LINK. RELINK opens the link again when it dropped (None: it is not opened again)."""
 
     ports = port_choice.DEFAULT_PORTS
+    engine_clock_is_ours = False  # the server's: another machine's clock, however well kept
 
     def __init__(self, link: Link, *, paths: Paths, report: Report = lambda _: None,
                  relink: Callable[[], Link] | None = None, given: str | None = None) -> None:

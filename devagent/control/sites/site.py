@@ -141,6 +141,11 @@ class Site(Protocol):
     def engine(self) -> EngineApi: ...
 
     @property
+    def engine_clock_is_ours(self) -> bool:
+        """Whether the engine's clock is this machine's: then a time the engine gives (until when a container's
+        last health check stays the last, core/health.py's printed) may be kept and compared with ours."""
+
+    @property
     def ports(self) -> range:
         """Where a new environment's host port comes from."""
 

@@ -116,6 +116,8 @@ class SlurmWorkspaces(ServerWorkspaces):
 class SlurmSite(ServerSite):
     """The node of ALLOCATION (through LINK, a NodeLink), on the cluster QUEUE speaks to."""
 
+    engine_clock_is_ours = False  # the node's, as on any server
+
     def __init__(self, link: NodeLink | _GoneLink, *, queue: SlurmQueue, allocation: Allocation, paths: Paths,
                  report: Report = lambda _: None, login: ServerLink | None = None) -> None:
         super().__init__(link, paths=paths, report=report, given=link.server.text)

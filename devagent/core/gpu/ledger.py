@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devagent.core.gpu.idle_rule import GpuUsage, describe_usage
+from devagent.core.markdown import cell
 from devagent.core.spec import GpuRequest
 from devagent.errors import DevagentError, ExitStatus
 
@@ -378,26 +379,30 @@ def render_table(inventory: Inventory, holders: Mapping[str, Sequence[Holder]],
     GPU  UUID      NAME         MEMORY (GiB)  UTIL  HELD BY
     0    GPU-a     NVIDIA H200  1.0 / 140.0     3%  environment exp (alice@gpu1, since 12:00)
     """
+    # Every field through `cell`: holders' names and details come from labels anyone on the engine can write
+    # (a lease's environment and owner), a container's device request, or a process's own name.
     lines = []
     if inventory.error:
-        lines.append(f"no GPU inventory: {inventory.error}")
+        lines.append(f"no GPU inventory: {cell(inventory.error)}")
     if inventory.gpus:
-        uuid_width = max(8, *(len(g.uuid) for g in inventory.gpus))
-        name_width = max(4, *(len(g.name) for g in inventory.gpus))
+        uuids = {g.uuid: cell(g.uuid) for g in inventory.gpus}
+        names = {g.uuid: cell(g.name) for g in inventory.gpus}
+        uuid_width = max(8, *(len(u) for u in uuids.values()))
+        name_width = max(4, *(len(n) for n in names.values()))
         lines.append(f"{'GPU':4} {'UUID':{uuid_width}}  {'NAME':{name_width}}  {'MEMORY (GiB)':12}  {'UTIL':>4}  "
                      "HELD BY")
         for g in inventory.gpus:
             memory = f"{_gib(g.memory_used)} / {_gib(g.memory_total)}"
             util = "?" if g.utilization is None else f"{g.utilization}%"
-            held = [h.describe() + _usage_text(h, (usage or {}).get(g.uuid)) for h in holders.get(g.uuid, ())
-                    ] or ["free"]
-            lines.append(f"{g.index:<4} {g.uuid:{uuid_width}}  {g.name:{name_width}}  {memory:12}  {util:>4}  "
-                         f"{held[0]}")
+            held = [cell(h.describe() + _usage_text(h, (usage or {}).get(g.uuid)))
+                    for h in holders.get(g.uuid, ())] or ["free"]
+            lines.append(f"{g.index:<4} {uuids[g.uuid]:{uuid_width}}  {names[g.uuid]:{name_width}}  {memory:12}  "
+                         f"{util:>4}  {held[0]}")
             pad = 4 + 1 + uuid_width + 2 + name_width + 2 + 12 + 2 + 4 + 2
             lines += [" " * pad + h for h in held[1:]]
     for c in others:
-        lines.append(f"container {c.name} ({c.state}) asks for {'all GPUs' if c.all_gpus else ', '.join(c.ids)}: "
-                     f"{c.how}")
+        asked = "all GPUs" if c.all_gpus else ", ".join(c.ids)
+        lines.append(cell(f"container {c.name} ({c.state}) asks for {asked}: {c.how}"))
     return lines
 
 

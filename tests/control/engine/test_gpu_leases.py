@@ -5,20 +5,23 @@ The same against the real engine, two users racing included: tests/integration/t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from devagent.cli import main
 from devagent.control.engine.engine_data import LEASE_LABEL
 from devagent.control.engine.gpu_leases import nvidia_smi_inventory
 from devagent.control.lifecycle.provision import GPU_UUIDS_LABEL, Provisioner
 from devagent.control.paths import Paths
 from devagent.core import layout
-from devagent.core.gpu.ledger import GIB, Gpu, Inventory, Lease, lease_name
+from devagent.core.gpu.ledger import GIB, Gpu, GpuProcess, Inventory, Lease, lease_name
 from devagent.core.spec import EnvSpec, GpuRequest, parse_gpus
 from devagent.errors import DevagentError, ExitStatus
 from tests.control.fakes import FakeContainer, FakeEngine
@@ -215,3 +218,43 @@ def test_a_lease_a_killed_up_of_the_same_environment_left_is_reclaimed_not_adopt
     [lease] = h.seen["leased"]
     assert (lease.environment, lease.id != left.id, lease.up_id != "bob-up") == ("exp", True, True)
     assert engine.leases() == []  # this up's own lease, given back by its rollback
+
+
+def test_devagent_gpus_shows_labels_others_wrote_escaped_one_row_each(monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # Anyone on the engine can make a lease container and label it, and name a process as they like: an owner
+    # that writes the clipboard (OSC 52), an environment whose line break forges a row, a process with a CSI.
+    engine = FakeEngine()
+    lease = engine.create_lease(lease_name(A), {
+        LEASE_LABEL: A, "devagent.lease-env": "exp\n1    GPU-x  H200  free", "devagent.lease-since": "now\t",
+        "devagent.lease-owner": "bob\x1b]52;c;ZXZpbA==\x07", "devagent.lease-shared": "false",
+        "devagent.lease-up-id": "u"})
+    assert lease is not None
+    environment(engine, "exp\n1    GPU-x  H200  free")  # its environment is there: the lease is live
+    hostile = Inventory((Gpu(0, A, "H200\x9b2J", 10 * GIB, 80 * GIB, 5),),
+                        (GpuProcess(A, 7, "py\x1b[2J", 1 * GIB, container=""),))
+    site = SimpleNamespace(engine=engine, gpu_inventory=lambda: hostile, engine_clock_is_ours=True)
+    monkeypatch.setattr("devagent.cli.site_options.open_site", lambda **_: contextlib.nullcontext(site))
+    assert main(["gpus"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "GPU  UUID               NAME        MEMORY (GiB)  UTIL  HELD BY",
+        "0    GPU-aaaaaaaa-0000  H200\\x9b2J  10.0 / 80.0     5%  "
+        "environment exp␊1    GPU-x  H200  free (bob␛]52;c;ZXZpbA==␇, since now␉)",
+        "                                                        pid 7 (py␛[2J, outside containers, 1.0 GiB)"]
+    assert main(["gpus", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out  # JSON escapes them itself
+    holders = json.loads(out)["gpus"][0]["holders"]
+    assert [(h["name"], h["detail"]) for h in holders] == [
+        ("exp\n1    GPU-x  H200  free", "bob\x1b]52;c;ZXZpbA==\x07, since now\t"),
+        ("7", "py\x1b[2J, outside containers, 1.0 GiB")]
+
+    # Without an inventory the containers that ask for GPUs are listed on their own: their device ids too.
+    broken = Inventory(error="nvidia-smi exited with 9: \x1b[31mno driver")
+    site.gpu_inventory = lambda: broken
+    other = engine.add("train", labels={})
+    other.options["gpus"] = GpuRequest("list", ("1\n0    GPU-y",))
+    assert main(["gpus"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "no GPU inventory: nvidia-smi exited with 9: ␛[31mno driver",
+        "container train (running) asks for 1␊0    GPU-y: --gpus 1␊0    GPU-y"]

@@ -88,3 +88,27 @@ def test_doctor_counts_the_callers_environments_apart_from_others(engine: FakeEn
     checks = hd.run_checks(Paths.from_environ(), name=None, environ={}, engine_factory=lambda: engine)
     assert (checks[0].name, checks[0].ok, checks[0].detail) == (
         "Docker Engine", True, "answers; 3 devagent environments of yours, 1 of other people")
+
+
+def test_ls_all_shows_the_labels_of_others_escaped_one_row_each(monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Anyone on the engine can label a container: an owner that writes the clipboard (OSC 52), a workspace whose
+    # line break forges a row of its own, a user with a tab and an 8-bit CSI.
+    engine = FakeEngine()
+    hostile = labels("bob-exp", ("bob\x1b]52;c;ZXZpbA==\x07", BOB)) | {
+        "devagent.user": "dev\t\x9b2J", "devagent.gpus": "0\r",
+        "devagent.workspace": "/w/b\nana-exp              running    healthy     40001  dev"}
+    engine.add("bob-exp", labels=hostile, host_port=40003).health = "healthy"
+    monkeypatch.setattr("devagent.cli.site_options.provisioner",
+                        lambda _site: Provisioner(engine=engine, paths=Paths.from_environ()))
+    assert main(["ls", "--all"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{HEADER}OWNER        WORKSPACE",
+        "bob-exp              running    healthy     40003  dev␉\\x9b2J 0␍       -            bob␛]52;c;ZXZpbA==␇ "
+        "/w/b␊ana-exp              running    healthy     40001  dev"]
+    assert main(["ls", "--all", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\\u001b]52" in out  # JSON escapes them itself
+    (row,) = json.loads(out)["environments"]
+    assert (row["owner"], row["user"], row["gpus"], row["workspace"]) == (
+        "bob\x1b]52;c;ZXZpbA==\x07", hostile["devagent.user"], "0\r", hostile["devagent.workspace"])

@@ -33,7 +33,7 @@ def env_container(engine: FakeEngine, name: str, gpus: tuple[str, ...], *, statu
 
 
 def ledger(engine: FakeEngine) -> GpuLedger:
-    return GpuLedger(engine, inventory=lambda: INVENTORY)
+    return GpuLedger(engine, inventory=lambda: INVENTORY, clock_is_ours=True)
 
 
 def row(c: FakeContainer) -> ContainerRow:
@@ -236,13 +236,15 @@ def test_a_record_still_the_last_check_output_is_not_asked_for_again(tmp_path: P
 
     kept.health_log, unknown.health_log = printed(A, 7.0), printed(B, 7.0)
     kept.health_until = time.time() + 3600
-    gpus = GpuLedger(engine, inventory=lambda: INVENTORY, cache=tmp_path / "cache" / "container-gpus.json")
+    gpus = GpuLedger(engine, inventory=lambda: INVENTORY, clock_is_ours=True,
+                     cache=tmp_path / "cache" / "container-gpus.json")
     first = gpus.usage(gpus.state())
     assert first == {A: HolderUsage("kept", GpuUsage(7.0, 6.0, "t")),
                      B: HolderUsage("unknown", GpuUsage(7.0, 6.0, "t"))}
     assert [args[0] for args in engine.called("health_usage")] == [kept.id, unknown.id]
     kept.health_log = printed(A, 9.0)  # cannot happen before `until`: shows that the engine is not asked
-    again = GpuLedger(engine, inventory=lambda: INVENTORY, cache=tmp_path / "cache" / "container-gpus.json")
+    again = GpuLedger(engine, inventory=lambda: INVENTORY, clock_is_ours=True,
+                     cache=tmp_path / "cache" / "container-gpus.json")
     assert again.usage(again.state()) == first
     assert [args[0] for args in engine.called("health_usage")] == [kept.id, unknown.id, unknown.id]
     assert engine.called("read_file") == []

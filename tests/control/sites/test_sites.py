@@ -6,6 +6,7 @@ command asks which kind it has. The server side runs over the recording stand-in
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -224,3 +225,37 @@ def test_a_site_is_named_in_messages_as_the_open_sites_name_themselves(tmp_path:
                                                                                           "gpu's 127.0.0.1")
     assert (SiteName(None).on, SiteName(None).loopback) == (here.on, here.loopback) == ("", "127.0.0.1")
     assert (here.up_flags, there.up_flags) == ((), ("--host", "gpu"))  # what `reproduce` hands its `up`
+
+
+def test_each_site_says_whether_its_engines_clock_is_ours(tmp_path: Path) -> None:
+    """Issue 22's kept health record (until the engine's next check, compared with this machine's clock) is for
+    this machine's engine only: a server's or a Slurm node's clock is another machine's. The site decides."""
+    import time
+
+    from devagent.control.engine.gpu_leases import GpuLedger
+    from devagent.control.lifecycle.provision import Provisioner
+    from devagent.control.sites.slurm_site import NodeLink, NodeName, SlurmSite
+    from devagent.control.slurm.allocation import Allocation
+    from devagent.control.slurm.queue import SlurmQueue
+    from tests.control.engine.test_gpu_leases import INVENTORY, A, environment, lease_for
+
+    engine = FakeEngine()
+    environment(engine, "exp", gpus=(A,))
+    lease_for(engine, A, "exp")
+    (held,) = engine.containers.values()
+    record = {"version": 1, "time": "t", "gpus": {A: {"mean_utilization_percent": 7.0, "idle_seconds": 6}}}
+    held.health_log = f"gpu-usage: {json.dumps(record)}\nok\n"
+    held.health_until = time.time() + 3600
+    paths = Paths.from_environ()
+    link = FakeLink(engine, home=tmp_path, server="login")
+    node = NodeLink(link, NodeName("login", "login", "n1"))  # type: ignore[arg-type]
+    slurm = SlurmSite(node, queue=SlurmQueue(link.run, cluster="login"), paths=paths,
+                      allocation=Allocation("login", "7", "gpu", "n1", (0,), None, "/o", "/e"))
+    state = GpuLedger(engine, inventory=lambda: INVENTORY, clock_is_ours=True).state()
+    kept = paths.gpu_cache.with_name("gpu-usage-printed.json")
+    for site in (ServerSite(link, paths=paths), slurm):
+        Provisioner(site=site, paths=paths).gpus.usage(state)  # type: ignore[arg-type]
+        assert not kept.exists()
+    Provisioner(site=LocalSite(engine, paths=paths), paths=paths).gpus.usage(state)
+    assert list(json.loads(kept.read_text())) == [held.id]
+    assert engine.called("health_usage") == [(held.id, False), (held.id, False), (held.id, True)]
