@@ -382,3 +382,180 @@ def test_an_entry_is_one_heading_and_whole_rows_whatever_the_reports_contain(che
     for table_line in (line for line in outside if line.startswith("| ")):
         columns = len(re.findall(r"(?<!\\)\|", table_line)) - 1
         assert columns in (2, 6), table_line
+
+
+# --- each part of the entry, edge by edge -------------------------------------------------------------------
+
+
+class TestTheSummaryLine:
+    def test_versions_nvml_could_not_give_are_left_out(self) -> None:
+        unavailable = NvmlReport(available=False, error="cannot count GPUs: Insufficient Permissions",
+                                 driver_version="550.54.15", cuda_driver_version="12.8")
+        assert summary_line(GpuCheck(nvml=unavailable, torch=TORCH_CPU)) == (
+            "GPU check · ⚠️ no GPU — training will run on the CPU · torch 2.13.0+cpu · 0.0 s")
+        no_cuda = NvmlReport(available=True, driver_version="550.54.15")
+        assert summary_line(GpuCheck(nvml=no_cuda, torch=TORCH_CPU)) == (
+            "GPU check · ⚠️ no GPU — training will run on the CPU · driver 550.54.15 · torch 2.13.0+cpu · 0.0 s")
+        no_driver = NvmlReport(available=True, cuda_driver_version="12.8")
+        assert summary_line(GpuCheck(nvml=no_driver, torch=TORCH_CPU)) == (
+            "GPU check · ⚠️ no GPU — training will run on the CPU · CUDA 12.8 · torch 2.13.0+cpu · 0.0 s")
+
+    def test_a_failed_torch_check_has_no_version_and_an_unknown_one_is_a_question_mark(self) -> None:
+        failed = TorchReport(ok=False, python="/usr/bin/python3", version="2.8.0", error="no torch")
+        assert summary_line(GpuCheck(nvml=nvml_with(a100(0), cuda="12.2\n"), torch=failed, elapsed_s=0.04)) == (
+            "GPU check · ⚠️ 1 × NVIDIA A100-SXM4-80GB · driver 550.54.15 · CUDA 12.2 · torch check failed · 0.0 s")
+        unnamed = TorchReport(ok=True, python="/usr/bin/python3")
+        assert summary_line(GpuCheck(nvml=NVML_MISSING, torch=unnamed)).endswith(" · torch ? · 0.0 s")
+
+
+class TestTheHeadingsGpus:
+    def test_one_gpu_torch_cannot_use_is_the_gpu(self) -> None:
+        assert heading(render_gpu_check(GpuCheck(nvml=nvml_with(a100(0)), torch=TORCH_CPU), now=NOW)) == (
+            "## 2026-11-27 14:02 · GPU check · ⚠️ torch cannot use the GPU — it runs on the CPU")
+
+    def test_a_failed_torch_check_leaves_less_room_for_the_gpus(self) -> None:
+        failed = TorchReport(ok=False, python="/usr/bin/python3", error="no torch")
+        l4 = a100(1, name=L4, memory_total=L4_MEMORY)
+        assert heading(render_gpu_check(GpuCheck(nvml=nvml_with(a100(0), l4), torch=failed), now=NOW)) == (
+            "## 2026-11-27 14:02 · GPU check · ⚠️ 1 × A100-SXM4-80GB, 1 × L4 · torch check failed")
+
+    @pytest.mark.parametrize(("names", "shown"), [
+        # with the memory and the vendor (48 characters just fit); without the vendor; without the memory; neither
+        (["NVIDIA A100"] * 2, "2 × NVIDIA A100 (79.2 GiB)"),
+        (["NVIDIA " + "X" * 26] * 2, "2 × NVIDIA " + "X" * 26 + " (79.2 GiB)"),
+        (["NVIDIA A100", "NVIDIA L4"], "1 × A100 (79.2 GiB), 1 × L4 (79.2 GiB)"),
+        (["NVIDIA H100 80GB HBM3", "NVIDIA L40S"], "1 × NVIDIA H100 80GB HBM3, 1 × NVIDIA L40S"),
+        (["NVIDIA RTX 6000 Ada Generation", "NVIDIA L4"], "1 × RTX 6000 Ada Generation, 1 × L4"),
+        (["NVIDIA GeForce RTX 4090 Laptop GPU", "NVIDIA A100 80GB PCIe"], "2 GPUs of 2 kinds"),
+        (["NVIDIA " + "X" * 60] * 3, "3 × " + "X" * 43 + "…"),  # one kind: its name cut
+        ([None, "NVIDIA A100"], "1 × unknown GPU (79.2 GiB), 1 × A100 (79.2 GiB)"),
+    ])
+    def test_the_gpus_fit_in_48_characters(self, names: list[str | None], shown: str) -> None:
+        gpus = [a100(i, name=name) for i, name in enumerate(names)]
+        check = GpuCheck(nvml=nvml_with(*gpus), torch=torch_cuda(*[TorchDevice(A100, A100_MEMORY)] * len(gpus)))
+        assert heading(render_gpu_check(check, now=NOW)) == f"## 2026-11-27 14:02 · GPU check · ✅ {shown}"
+        assert len(shown) <= 48
+
+    def test_a_gpu_whose_memory_is_unknown_shows_its_name_alone(self) -> None:
+        gpus = (a100(0, name="NVIDIA A100", memory_total=None), a100(1, name="NVIDIA A100"))
+        check = GpuCheck(nvml=nvml_with(*gpus), torch=torch_cuda(*[TorchDevice(A100, A100_MEMORY)] * 2))
+        assert heading(render_gpu_check(check, now=NOW)).endswith("✅ 1 × NVIDIA A100, 1 × NVIDIA A100 (79.2 GiB)")
+
+
+class TestMoreWarnings:
+    def test_a_cpu_build_beside_a_driver_that_names_no_cuda_version_and_a_torch_without_one(self) -> None:
+        torch = TorchReport(ok=True, python="/usr/bin/python3", version=None, cuda_build=None)
+        entry = render_gpu_check(GpuCheck(nvml=NvmlReport(available=True, gpus=(a100(0),)), torch=torch), now=NOW)
+        assert blocks(entry)[1].endswith("This torch (?) is a CPU-only build: install a CUDA build.")
+        assert blocks(entry)[3] == "**NVML:** driver ? · CUDA ? · 1 GPU"
+        assert "| version | ? |" in entry.splitlines()
+
+    def test_torch_that_says_cuda_is_available_but_counts_no_device_uses_no_gpu(self) -> None:
+        torch = TorchReport(ok=True, python="/p", version="2.8.0", cuda_build="12.8", is_available=True)
+        entry = render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=torch), now=NOW)
+        assert heading(entry) == "## 2026-11-27 14:02 · GPU check · ⚠️ no GPU — training will run on the CPU"
+        assert blocks(entry)[1] == NO_GPU_WARNING
+
+    @pytest.mark.parametrize("build", ["12.2", "12.1", "12.x", "twelve"])  # as new, older, unreadable
+    def test_a_torch_built_for_the_drivers_cuda_or_older_points_at_cuda_visible_devices(self, build: str) -> None:
+        torch = TorchReport(ok=True, python="/p", version="2.8.0", cuda_build=build, is_available=False)
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(a100(0), cuda="12.2"), torch=torch), now=NOW)
+        assert blocks(entry)[1].endswith(": training will run on the CPU. Check `CUDA_VISIBLE_DEVICES` and the error "
+                                         "from `python -c \"import torch; torch.cuda.init()\"`.")
+
+    @pytest.mark.parametrize(("build", "driver"), [("13.0", "12.8"), ("12.10", "12.9"), ("12.8.1", "12.8")])
+    def test_versions_compare_number_by_number(self, build: str, driver: str) -> None:
+        torch = TorchReport(ok=True, python="/p", version="2.8.0", cuda_build=build, is_available=False)
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(a100(0), cuda=driver), torch=torch), now=NOW)
+        assert f"This torch is built for CUDA {build}, newer than the driver supports (CUDA {driver})" in entry
+
+    def test_a_torch_build_without_a_driver_cuda_version_is_no_mismatch_of_versions(self) -> None:
+        torch = TorchReport(ok=True, python="/p", version="2.8.0", cuda_build="12.8", is_available=False)
+        entry = render_gpu_check(GpuCheck(nvml=NvmlReport(available=True, gpus=(a100(0),)), torch=torch), now=NOW)
+        assert "Check `CUDA_VISIBLE_DEVICES` and the error" in blocks(entry)[1]
+
+    @pytest.mark.parametrize("count", [2, 3])
+    def test_torch_seeing_as_many_gpus_as_nvml_or_more_is_no_warning(self, count: int) -> None:
+        check = GpuCheck(nvml=nvml_with(a100(0), a100(1)), torch=torch_cuda(*[TorchDevice(A100, A100_MEMORY)] * count))
+        assert blocks(render_gpu_check(check, now=NOW))[1] == "_Checked in 0.0 s._"
+
+    @pytest.mark.parametrize(("error", "quoted"), [
+        (None, "> **torch check failed.** no report"),
+        ("   ", "> **torch check failed.**"),
+        ("it broke\n  \n\n", "> **torch check failed.** it broke"),  # blank further lines: no fence
+        ("it broke\r\nline 2\rline 3", "> **torch check failed.** it broke\n>\n> ```text\n> line 2\n> line 3\n> ```"),
+        # blank lines before the rest go; the rest's own indentation and last character stay
+        ('exit 1:\n\n  File "t.py"\nValueError: X', '> **torch check failed.** exit 1:\n>\n> ```text\n>   File "t.py"\n'
+                                                   "> ValueError: X\n> ```"),
+    ])
+    def test_a_failed_torch_checks_error_is_quoted_line_by_line(self, error: str | None, quoted: str) -> None:
+        torch = TorchReport(ok=False, python="/usr/bin/python3", error=error)
+        assert blocks(render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=torch), now=NOW))[2] == (
+            f"{quoted}\n>\n> If this is not the interpreter you train with, set `DEVAGENT_PYTHON` to it.")
+
+    def test_an_error_of_a_working_torch_gets_no_hint(self) -> None:
+        torch = TorchReport(ok=True, python="/p", error="RuntimeError: boom\ndetail", is_available=False)
+        assert blocks(render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=torch), now=NOW))[2] == (
+            "> **torch reported an error.** RuntimeError: boom\n>\n> ```text\n> detail\n> ```")
+
+
+class TestMoreOfTheBody:
+    def test_nvml_without_gpus_says_what_it_knows_and_its_error(self) -> None:
+        nvml = NvmlReport(available=True, error="cannot list\nprocesses", driver_version="550.54.15")
+        entry = render_gpu_check(GpuCheck(nvml=nvml, torch=TORCH_CPU), now=NOW)
+        assert blocks(entry)[3] == "**NVML:** driver 550.54.15 · CUDA ? · 0 GPUs — cannot list processes"
+        assert blocks(entry)[4] == "**torch** in `/usr/bin/python3`:"
+
+    def test_an_unavailable_nvml_without_an_error_says_unknown_error(self) -> None:
+        entry = render_gpu_check(GpuCheck(nvml=NvmlReport(available=False), torch=TORCH_CPU), now=NOW)
+        assert blocks(entry)[3] == "**NVML:** not available — unknown error"
+
+    def test_one_gpu_is_one_gpu(self) -> None:
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(a100(0)), torch=torch_cuda(TorchDevice(A100, 1))), now=NOW)
+        assert blocks(entry)[2] == "**NVML:** driver 550.54.15 · CUDA 12.8 · 1 GPU"
+
+    @pytest.mark.parametrize(("used", "total", "cell"), [
+        (None, A100_MEMORY, "? / 79.2 GiB"), (GIB, None, "1.0 / ? GiB"), (0, 0, "0.0 / 0.0 GiB")])
+    def test_memory_nvml_gave_in_part(self, used: int | None, total: int | None, cell: str) -> None:
+        gpu = a100(0, memory_used=used, memory_total=total, utilization_gpu=0)
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(gpu), torch=torch_cuda(TorchDevice(A100, 1))), now=NOW)
+        assert f"| 0 | NVIDIA A100-SXM4-80GB | GPU-00000000… | {cell} | 0 % | — |" in entry.splitlines()
+
+    def test_processes_show_what_nvml_knows_of_them(self) -> None:
+        processes = (GpuProcess(1, GIB // 2, None), GpuProcess(2, None, "python"), GpuProcess(3, 0, ""))
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(a100(0, processes=processes)),
+                                          torch=torch_cuda(TorchDevice(A100, 1))), now=NOW)
+        row = "| 0 | NVIDIA A100-SXM4-80GB | GPU-00000000… | 1.5 / 79.2 GiB | 7 % | "
+        assert f"{row}1 (0.5 GiB), 2 python, 3 (0.0 GiB) |" in entry.splitlines()
+
+    @pytest.mark.parametrize(("uuid", "cell"), [
+        ("GPU-5a7c3b1e", "GPU-5a7c3b1e"), ("GPU-5a7c3b1e-", "GPU-5a7c3b1e-"), ("GPU-5a7c3b1e-0", "GPU-5a7c3b1e…")])
+    def test_a_uuid_longer_than_13_characters_is_cut_in_the_table_and_listed_whole(self, uuid: str,
+                                                                                  cell: str) -> None:
+        gpus = (a100(0, uuid=uuid), a100(1, uuid=None))
+        entry = render_gpu_check(GpuCheck(nvml=nvml_with(*gpus), torch=torch_cuda(TorchDevice(A100, 1))), now=NOW)
+        assert f"| 0 | NVIDIA A100-SXM4-80GB | {cell} | 1.5 / 79.2 GiB | 7 % | — |" in entry.splitlines()
+        assert "| 1 | NVIDIA A100-SXM4-80GB | ? | 1.5 / 79.2 GiB | 7 % | — |" in entry.splitlines()
+        listed = "<details><summary>GPU UUIDs</summary>\n\n```text\n0: GPU-5a7c3b1e-0\n```\n\n</details>"
+        assert entry.endswith(listed + "\n") is (cell != uuid)
+        assert ("<details>" in entry) is (cell != uuid)
+
+    def test_the_uuids_listed_are_those_of_nvml_when_it_works(self) -> None:
+        unavailable = NvmlReport(available=False, gpus=(a100(0),))  # gpus a failed NVML still held
+        entry = render_gpu_check(GpuCheck(nvml=unavailable, torch=TORCH_CPU), now=NOW)
+        assert "<details>" not in entry and "GPU-00000000" not in entry
+
+    def test_an_unnamed_interpreter_is_said_so(self) -> None:
+        torch = TorchReport(ok=True, python="", version="2.8.0")
+        entry = render_gpu_check(GpuCheck(nvml=NVML_MISSING, torch=torch), now=NOW)
+        assert "**torch** in an unnamed interpreter:" in blocks(entry)
+
+    def test_nvidia_smis_output_loses_its_outer_blank_lines_and_a_carriage_return_ends_a_line(self) -> None:
+        check = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, nvidia_smi="\r\n\nline 1\rline 2\r\n\n")
+        assert render_gpu_check(check, now=NOW).endswith(
+            "<details><summary>nvidia-smi</summary>\n\n```text\nline 1\nline 2\n```\n\n</details>\n")
+        for output in ("  GPU 0: NVIDIA A100 (UUID: GPU-5a7c3b1e)\n", "XID 79 on GPU 0: X\n"):  # spaces, X kept
+            check = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, nvidia_smi=output)
+            assert render_gpu_check(check, now=NOW).endswith(f"```text\n{output}```\n\n</details>\n")
+        empty = GpuCheck(nvml=NVML_MISSING, torch=TORCH_CPU, nvidia_smi="")
+        assert "<details><summary>nvidia-smi</summary>" in render_gpu_check(empty, now=NOW)
