@@ -274,7 +274,7 @@ def _quote_error(title: str, error: str, hint: str | None = None) -> str:
     """A blockquote: TITLE, the error's first line, any further lines in a fenced block, then HINT."""
     first, *rest = split_lines(error.strip())
     lines = [f"{title} {squeeze(first)}".rstrip()]
-    if "".join(rest).strip():
+    if rest:  # the error was stripped: its last line holds more than spaces
         # a bare \r left in would end the blockquote early: the fence holds the lines split_lines gave
         lines += ["", *fence(split_lines("\n".join(rest).strip("\n"))).split("\n")]
     if hint:

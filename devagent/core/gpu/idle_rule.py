@@ -78,7 +78,7 @@ def parse_duration(text: str, *, option: str = "--idle-release", minimum: float 
     """
     raw = str(text).strip().lower()
     parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", raw)
-    if not raw or not parts or "".join(n + u for n, u in parts) != raw:
+    if not raw or "".join(n + u for n, u in parts) != raw:  # every character a part of a duration
         raise DevagentError(f"{option} {text!r} is not a duration", status=ExitStatus.USAGE,
                             hint=f"e.g. {option} 30m (units: s, m, h, d; 1h30m)")
     seconds = sum(float(n) * _UNITS[u] for n, u in parts)
@@ -101,8 +101,8 @@ def format_duration(seconds: float) -> str:
     days, rest = divmod(s, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
-    out = (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
-    return out if days or hours or minutes else f"{s}s"
+    # s >= 60: a day, an hour or a minute at least
+    return (f"{days}d" if days else "") + (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
 
 
 @dataclass

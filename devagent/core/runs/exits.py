@@ -113,9 +113,9 @@ def last_exception(tail: Sequence[str]) -> str | None:
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
     if starts:
         for line in lines[starts[-1] + 1:]:
-            # Shaped as `name.Error: message`: another stream's lines (a rank's stdout beside its stderr) can land
-            # between a traceback's frames.
-            if line and not line[0].isspace() and not line.startswith("Traceback") and _RAISED_RE.match(line):
+            # Shaped as `name.Error: message` (so unindented: no frame): another stream's lines (a rank's stdout
+            # beside its stderr) can land between a traceback's frames.
+            if not line.startswith("Traceback") and _RAISED_RE.match(line):
                 return line
     return next((line for line in reversed(lines) if _EXCEPTION_RE.match(line)), None)
 
