@@ -339,3 +339,12 @@ class TestSlurmTable:
     ])
     def test_hostile_or_wrong_values_are_refused_with_their_line(self, text: str, message: str) -> None:
         assert usage_error(text).message == message
+
+
+NAME_RULE = "1-64 letters, digits, '_', '.', '-' (no spaces, quotes or shell characters)"
+
+
+def test_a_hint_that_describes_an_option_is_not_turned_into_a_setting() -> None:
+    # "--account takes …" is a sentence, not an example: it once became 'account = "takes" 1-64 letters…'.
+    error = usage_error('slurm = { partition = "gpu", account = "a;b" }')
+    assert error.hint == f"--account takes {NAME_RULE}"
