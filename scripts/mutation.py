@@ -34,6 +34,7 @@ EQUIVALENT = ROOT / "scripts" / "mutation-equivalent.txt"
 MODULES = [*sorted(str(p.relative_to(ROOT)) for p in (ROOT / "devagent" / "core").rglob("*.py")
                   if p.name != "__init__.py")]
 
+ALSO_COPY = ["scripts", "vscode-snippets"]  # beside devagent/ and tests/ in each module's folder and mutmut's copy
 KILLED = {1, 3}
 TIMEOUT = {-24, 24, 152, 255, 36}
 CONFIG = """
@@ -50,8 +51,10 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "--hypothesis-profile=mutation"
 timeout_constant = 0.5
 timeout_multiplier = 3.0
 use_git_change_detection = false
-# Tests that read the project's own scripts (test_doctor reads scripts/build-base-image.sh) find them beside tests/.
-also_copy = ["scripts"]
+# Tests that read the project's own files find them beside tests/: test_doctor reads scripts/build-base-image.sh,
+# test_vscode the snippet files in vscode-snippets/ (mutmut's copy of devagent/ has no snippets/: it walks the
+# package without following links, and snippets/ is a link to vscode-snippets/).
+also_copy = {copied}
 """
 
 
@@ -75,12 +78,13 @@ def tests_of(module: str) -> list[str]:
 def prepare(module: str, tests: list[str]) -> Path:
     work = BUILD / dotted(module)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("devagent", "tests", "scripts"):
+    for name in ("devagent", "tests", *ALSO_COPY):
         link = work / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name)
     pyproject = (ROOT / "pyproject.toml").read_text()
-    config = CONFIG.format(module=json.dumps(module), tests=", ".join(json.dumps(t) for t in [*tests, module]))
+    config = CONFIG.format(module=json.dumps(module), copied=json.dumps(ALSO_COPY),
+                           tests=", ".join(json.dumps(t) for t in [*tests, module]))
     (work / "pyproject.toml").write_text(pyproject + config)
     return work
 

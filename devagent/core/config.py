@@ -394,7 +394,8 @@ def _convert(source: str, lines: Mapping[tuple[str, ...], int], path: tuple[str,
 
 
 _OPTION_PREFIX = re.compile(r"^--[a-z-]+:?\s+")
-_OPTION_EXAMPLE = re.compile(r"--([a-z-]+) ([^\s,;]+)")
+# "--memory 8g" is an example; "--account takes 1-64 letters" (a sentence about the option) is not.
+_OPTION_EXAMPLE = re.compile(r"--([a-z-]+) (?!takes )([^\s,;]+)")
 
 
 def _as_setting(m: re.Match[str], key: str, *, quoted: bool) -> str:

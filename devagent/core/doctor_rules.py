@@ -255,7 +255,7 @@ def parse_probe(output: str) -> dict[str, str]:
     if PROBE_MARKER not in lines:
         return values
     for line in lines[lines.index(PROBE_MARKER) + 1:]:
-        m = _KEY_LINE.match(line.rstrip("\r"))
+        m = _KEY_LINE.match(line)  # splitlines() has taken a "\r\n" (and a lone "\r") away
         if m and m.group(1) in PROBE_KEYS and m.group(1) not in values:
             values[m.group(1)] = m.group(2)
     return values

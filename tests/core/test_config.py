@@ -339,3 +339,105 @@ class TestSlurmTable:
     ])
     def test_hostile_or_wrong_values_are_refused_with_their_line(self, text: str, message: str) -> None:
         assert usage_error(text).message == message
+
+
+# -- every refusal word for word, and the edges of the line scan -------------------------------------------------
+
+KEYS = ("The keys are: name, host, base_image, image, user, gpus, memory, cpus, shm_size, pids, sshd_profile, vscode, "
+        "idle_release, and the [agent] and [slurm] tables")
+NAME_RULE = "1-64 letters, digits, '_', '.', '-' (no spaces, quotes or shell characters)"
+
+
+@pytest.mark.parametrize(("text", "message", "hint"), [
+    ("idle_release = 5", 'idle_release = 5: 5 is not a duration', 'e.g. "2h"'),
+    ('idle_release = "soon"', "idle_release = \"soon\": idle_release 'soon' is not a duration",
+     "e.g. idle_release 30m (units: s, m, h, d; 1h30m)"),
+    ('slurm = { partition = "gpu", wait_timeout = "soon" }', "wait_timeout = \"soon\": wait_timeout 'soon' is not a "
+     "duration", "e.g. wait_timeout 30m (units: s, m, h, d; 1h30m)"),
+    ('slurm = { partition = "gpu", gpus = -1 }', "gpus = -1: -1 is not a GPU count from 0 to 64", "e.g. gpus = 2"),
+    ('slurm = { partition = "gpu", gpus = 65 }', "gpus = 65: 65 is not a GPU count from 0 to 64", "e.g. gpus = 2"),
+    ('slurm = { partition = "gpu", constraint = "a100;rm" }', "constraint = \"a100;rm\": invalid Slurm constraint "
+     "'a100;rm'", 'e.g. constraint = "a100"'),
+    ('slurm = { partition = "g pu" }', "partition = \"g pu\": invalid Slurm partition 'g pu'",
+     f"--slurm takes {NAME_RULE}"),
+    ('slurm = { partition = "gpu", account = "a b" }', "account = \"a b\": invalid Slurm account 'a b'",
+     f"--account takes {NAME_RULE}"),
+    ('slurm = { partition = "gpu", qos = "q b" }', "qos = \"q b\": invalid Slurm QOS 'q b'",
+     f"--qos takes {NAME_RULE}"),
+    ('slurm = { partition = "gpu", nodes = 2 }', 'unknown key "nodes" in [slurm]',
+     "The [slurm] keys are: partition, gpus, time, account, qos, constraint, wait_timeout"),
+    ("slurm = 1", "slurm = 1: expected a table",
+     'write it as a table: slurm = { partition = "gpu", gpus = 2, time = "8:00:00" }'),
+    ("slurm = { gpus = 2 }", "the [slurm] table names no partition",
+     'name the partition the environment runs on: partition = "gpu"'),
+    ('Xmemory = "32g"', 'unknown key "Xmemory"', f'did you mean "memory"? {KEYS}'),
+    ("zzz = 1", 'unknown key "zzz"', KEYS),
+    ("memory = false", 'memory = false: expected a size such as "8g", not a boolean', 'e.g. memory = "32g"'),
+    ("memory = 1979-05-27T07:32:00Z", 'memory = 1979-05-27T07:32:00+00:00: expected a size such as "8g", not a '
+     "date-time", 'e.g. memory = "32g"'),
+    ('user = "a\\\\b\\"c\\nd\\te"', "user = \"a\\\\b\\\"c\\nd\\te\": invalid login user 'a\\\\b\"c\\nd\\te'",
+     'use a lowercase POSIX user name other than root, e.g. user = "dev"'),
+])
+def test_a_refusal_names_the_line_the_value_and_a_fix_in_the_files_terms(text: str, message: str, hint: str) -> None:
+    error = usage_error(text)
+    assert (error.message, error.hint) == (f"devagent.toml line 1: {message}", hint)
+
+
+def test_a_hint_that_describes_an_option_is_not_turned_into_a_setting() -> None:
+    # "--account takes …" is a sentence, not an example: it once became 'account = "takes" 1-64 letters…'.
+    error = usage_error('slurm = { partition = "gpu", account = "a;b" }')
+    assert error.hint == f"--account takes {NAME_RULE}"
+
+
+def test_the_slurm_gpus_and_durations_are_kept_as_written() -> None:
+    config = parse_config('idle_release = "0s"\nslurm = { partition = "gpu", gpus = 64, wait_timeout = "0s" }\n')
+    assert (config.idle_release, config.slurm) == ("0s", SlurmSettings(partition="gpu", gpus=64, wait_timeout="0s"))
+    assert parse_config("slurm = { partition = \"gpu\", gpus = 0 }").slurm == SlurmSettings(partition="gpu", gpus=0)
+
+
+def test_an_empty_slurm_table_sets_no_slurm() -> None:
+    assert parse_config("[slurm]\n").slurm is None
+
+
+def test_lines_inside_a_multiline_literal_string_are_not_taken_for_keys() -> None:
+    error = usage_error("base_image = '''\nmemroy = 1\n'''\nmemroy = 2\n")
+    assert error.message == 'devagent.toml line 4: unknown key "memroy"'
+
+
+def test_a_key_whose_line_the_scan_cannot_find_is_named_without_a_line() -> None:
+    # The scan's known limit: a '''string''' holding one """ leaves it thinking a """ string is open.
+    error = usage_error("base_image = '''x\"\"\"'''\nmemroy = 1\n")
+    assert error.message == 'devagent.toml: unknown key "memroy"'
+
+
+def test_init_text_replaces_each_covered_setting_and_keeps_the_rest_as_is() -> None:
+    from devagent.core.config import init_text
+
+    assert init_text() == INIT_TEMPLATE
+    text = init_text(["slurm", "memory"], "devcontainer.json")
+    assert text.count("set by devcontainer.json") == 2
+    assert "# slurm: set by devcontainer.json (a value here overrides it)\n" in text
+    assert "#slurm = " not in text and "#memory = " not in text
+    assert text.replace("# slurm: set by devcontainer.json (a value here overrides it)\n", "").replace(
+        "# memory: set by devcontainer.json (a value here overrides it)\n", "") == "".join(
+        line for line in INIT_TEMPLATE.splitlines(keepends=True)
+        if not line.startswith(("#slurm = ", "#memory = ")))
+    assert "# memory: set by  (a value here overrides it)\n" in init_text(["memory"])
+
+
+@pytest.mark.parametrize(("what", "option", "value", "message", "hint"), [
+    ("account", "--account", "a b", "invalid Slurm account 'a b'", f"--account takes {NAME_RULE}"),
+    ("QOS", "--qos", 'q"', "invalid Slurm QOS 'q\"'", f"--qos takes {NAME_RULE}"),
+])
+def test_a_slurm_name_is_checked_as_its_option_checks_it(what: str, option: str, value: str, message: str,
+                                                         hint: str) -> None:
+    from devagent.core.config import _slurm_name, _WrongType
+
+    # _SLURM_KEYS holds checks made once, at import: made again here, so a change to how they are made shows.
+    check = _slurm_name(what, option)
+    assert check("lab_1.x-y") == "lab_1.x-y"
+    with pytest.raises(DevagentError) as caught:
+        check(value)
+    assert (caught.value.message, caught.value.hint) == (message, hint)
+    with pytest.raises(_WrongType, match=r"^a string$"):
+        check(3)

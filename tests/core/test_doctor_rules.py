@@ -302,3 +302,174 @@ def test_the_offline_base_image_script_installs_curl() -> None:
     script = (Path(__file__).parents[2] / "scripts" / "build-base-image.sh").read_text()
     [include] = [line for line in script.splitlines() if "--include=" in line]
     assert "curl" in include.split("--include=")[1].split()[0].split(",")
+
+
+# -- every container check word for word -----------------------------------------------------------------------
+
+REBASE = "`devagent up pytorch-dev --recreate --base-image IMAGE`"
+AGAIN = ("run `devagent doctor pytorch-dev` again; if it persists, log in with `ssh pytorch-dev` and look for errors "
+         "from its shell")
+DOCKER_DISK = ("free space where Docker keeps its containers (`docker system df` shows what uses it, "
+               "`docker system prune` removes what is unused)")
+
+
+def test_a_healthy_probe_passes_every_container_check_with_what_it_saw() -> None:
+    assert d.container_checks(d.parse_probe(HEALTHY_PROBE), d.Environment(NAME)) == [
+        Check("bash", True, "/usr/bin/bash"),
+        Check("tar", True, "tar (GNU tar) 1.34"),
+        Check("download tool", True, "/usr/bin/curl (Remote-SSH's setup script downloads VS Code's server with it)"),
+        Check("glibc", True, "2.36 (VS Code's server needs ≥ 2.28)"),
+        Check("home writable", True, "/home/dev (VS Code installs its server in ~/.vscode-server)"),
+        Check("/tmp allows executing", True, "a script written to /tmp ran"),
+        Check("free disk in home", True, "76.3 GiB free in /home/dev"),
+        Check("free disk in the workspace", True, "76.3 GiB free in /home/dev/workspace"),
+        Check("agent", True, "running (pid 7), state in ~/.cache/devagent/agent.json"),
+        Check("notebook writable", True, "/home/dev/workspace/lab-notebook.md"),
+    ]
+
+
+def test_a_broken_image_fails_every_container_check_each_with_its_fix() -> None:
+    broken = {"bash": "", "tar": "", "download": "", "glibc": "", "home_writable": "no", "tmp_exec": "unwritable",
+              "home_df": "df: /home/dev: no such file", "workspace_df": "overlay 1 1 1048575 99% /w",
+              "agent_state": "no", "agent_pid": "", "notebook_writable": "no"}
+    assert d.container_checks(broken, d.Environment(NAME)) == [
+        Check("bash", False, "no bash in the image; Remote-SSH runs its server's install script with bash",
+              fix=f"use a base image that has bash (Debian and Ubuntu images do): {REBASE}"),
+        Check("tar", False, "no tar in the image; Remote-SSH unpacks its server with tar",
+              fix=f"use a base image that has tar (devagent does not install it; Debian and Ubuntu images have it): "
+              f"{REBASE}"),
+        d.warning("download tool", "neither curl nor wget in the image: Microsoft's Remote-SSH downloads VS Code's "
+                  "server on your machine and copies it over (that works); VSCodium's open-remote-ssh stops with "
+                  '"no tool to download server binary"', f"for VSCodium, use a base image with curl or wget: {REBASE} "
+                  "(devagent's own base images carry curl once rebuilt)"),
+        Check("glibc", False, "no glibc (nothing reported); VS Code's server needs glibc ≥ 2.28 (musl, as in Alpine, "
+              "does not do)", fix=f"use a Debian- or Ubuntu-based image: {REBASE}"),
+        Check("home writable", False, "cannot create a file in ~; VS Code installs its server there",
+              fix="a fresh container has a fresh home: `devagent up pytorch-dev --recreate` (free disk space first if "
+              "it is full)"),
+        Check("/tmp allows executing", False, "cannot create a file in /tmp",
+              fix=f"make /tmp writable for everyone (chmod 1777 /tmp in the base image), then {REBASE}"),
+        Check("free disk in home", False, "df gave no figure for ~: 'df: /home/dev: no such file'", fix=DOCKER_DISK),
+        Check("free disk in the workspace", False, "only 1.0 GiB free in ~/workspace (warning: under 1 GiB)",
+              fix="free space on the file system of the workspace folder (the host folder mounted at ~/workspace)"),
+        Check("agent", False, "the agent's process is not running; the agent has not written "
+              "~/.cache/devagent/agent.json",
+              fix="`docker logs pytorch-dev` shows why; `devagent up pytorch-dev --recreate` starts a fresh container"),
+        Check("notebook writable", False, "the notebook cannot be written by the login user",
+              fix="on the host, give the workspace to the login user: chown -R UID WORKSPACE"),
+    ]
+
+
+def test_a_key_the_probe_did_not_report_fails_its_own_check() -> None:
+    checks = d.container_checks({}, d.Environment(NAME))
+    assert checks == [Check(name, False, f"the probe did not report {key}", fix=AGAIN) for name, key in [
+        ("bash", "bash"), ("tar", "tar"), ("download tool", "download"), ("glibc", "glibc"),
+        ("home writable", "home_writable"), ("/tmp allows executing", "tmp_exec"), ("free disk in home", "home_df"),
+        ("free disk in the workspace", "workspace_df"), ("agent", "agent_state"),
+        ("notebook writable", "notebook_writable")]]
+    assert d.container_checks({"agent_state": "yes"}, d.Environment(NAME))[8] == Check(
+        "agent", False, "the probe did not report agent_pid", fix=AGAIN)
+
+
+@pytest.mark.parametrize(("line", "check"), [
+    ("o 1 1 1048576 1% /w", Check("free disk in the workspace", True, "1.0 GiB free in /srv/ws/inside")),
+    ("o 1 1 1048575 1% /w", Check("free disk in the workspace", False, "only 1.0 GiB free in /srv/ws/inside (warning: "
+                                  "under 1 GiB)", fix="free space on the file system of /srv/ws (the host folder "
+                                  "mounted at ~/workspace)")),
+])
+def test_one_gib_free_is_enough(line: str, check: Check) -> None:
+    values = {"workspace_df": line, "workspace": "/srv/ws/inside"}
+    assert d.container_checks(values, d.Environment(NAME, "/srv/ws"))[7] == check
+
+
+def test_an_old_glibc_a_noexec_tmp_and_a_notebook_owned_by_another_uid_say_whom_to_fix() -> None:
+    values = {"glibc": "ldd (Ubuntu GLIBC 2.27-3ubuntu1.6) 2.27", "tmp_exec": "no", "notebook_writable": "no",
+              "notebook": "/w/nb.md", "uid": "1001", "user": "ana"}
+    checks = d.container_checks(values, d.Environment(NAME, "/srv/ws"))
+    assert checks[3] == Check("glibc", False, "glibc 2.27; VS Code's server needs ≥ 2.28",
+                              fix=f"use a newer base image (Debian 10+, Ubuntu 20.04+): {REBASE}")
+    assert checks[5] == Check("/tmp allows executing", False, "a script written to /tmp did not run (mounted noexec?); "
+                              "VS Code's server runs helpers from there", fix="give the container a /tmp without "
+                              "noexec (check the base image and the Docker daemon's options), then `devagent up "
+                              "pytorch-dev --recreate`")
+    assert checks[9] == Check("notebook writable", False, "/w/nb.md cannot be written by ana",
+                              fix="on the host, give the workspace to the login user: chown -R 1001 /srv/ws")
+
+
+def test_a_glibc_named_without_a_version_is_no_version() -> None:
+    assert d.glibc_version("glibc (version unknown)") is None
+
+
+LOGIN = "login through the alias"
+
+
+@pytest.mark.parametrize(("values", "check"), [
+    ({"uid": "1000", "user": "ana"}, Check(LOGIN, True, "ssh pytorch-dev logs in as ana (uid 1000)")),
+    ({"uid": "1000"}, Check(LOGIN, True, "ssh pytorch-dev logs in as  (uid 1000)")),
+    ({"uid": "0", "user": "root"}, Check(
+        LOGIN, False, "ssh pytorch-dev landed as root",
+        fix="`devagent up pytorch-dev --recreate` (devagent's sshd never lets root in)")),
+    ({}, Check(LOGIN, False, "the probe did not report uid", fix=AGAIN)),
+    ({"uid": "x"}, Check(LOGIN, False, "the probe did not report uid", fix=AGAIN)),
+])
+def test_the_login_is_judged_from_the_uid(values: dict[str, str], check: Check) -> None:
+    assert d.login_check(values, name=NAME) == check
+
+
+def test_an_unhealthy_container_that_printed_nothing_says_so() -> None:
+    assert health_check("unhealthy", "", name=NAME).detail == "unhealthy: the check printed nothing"
+
+
+def test_the_probes_lines_may_end_in_a_carriage_return_and_keep_their_spaces() -> None:
+    assert d.parse_probe("devagent_probe=1\r\nuser=ana X\r\nhome=/h \r\n") == {"user": "ana X", "home": "/h "}
+
+
+def test_a_warning_or_a_skipped_check_does_not_end_the_report_and_a_passed_check_shows_no_fix() -> None:
+    checks = [d.warning("w", "maybe", "do this"), d.skipped("s", "not here"), Check("p", True, "fine", fix="unused"),
+              Check("f", False, "broken")]
+    assert d.render(checks) == ["! w — maybe", "  fix: do this", "– s — skipped: not here", "✔ p — fine",
+                                "✘ f — broken"]
+
+
+@pytest.mark.parametrize(("warned", "line"), [(1, "all 1 checks passed, 1 warning"),
+                                              (2, "all 1 checks passed, 2 warnings")])
+def test_warnings_are_counted_in_words(warned: int, line: str) -> None:
+    assert d.summary([Check("a", True, ""), *[d.warning(f"w{i}", "", "x") for i in range(warned)]]) == line
+
+
+SET_IT = 'set "remote.SSH.configFile": "/home/me/.devagent/ssh_config" in settings.json'
+
+
+@pytest.mark.parametrize(("settings", "user_config", "check"), [
+    ([], "/home/me/.ssh/config", d.skipped("local remote.SSH.configFile", "settings.json does not hold a JSON object")),
+    ({}, "/home/me/.ssh/config", Check("local remote.SSH.configFile", True, "not set: Remote-SSH reads "
+                                       "/home/me/.ssh/config, which includes devagent's config")),
+    ({"remote.SSH.configFile": ""}, "/home/me/.ssh/config", Check(
+        "local remote.SSH.configFile", True, "not set: Remote-SSH reads /home/me/.ssh/config, which includes "
+        "devagent's config")),
+    ({}, "/home/me/.devagent/ssh_config", Check(
+        "local remote.SSH.configFile", False, "not set, so Remote-SSH reads /home/me/.ssh/config, but devagent's "
+        "Include is in /home/me/.devagent/ssh_config (DEVAGENT_SSH_CONFIG)", fix=SET_IT)),
+    ({"remote.SSH.configFile": 3}, "/home/me/.devagent/ssh_config", Check(
+        "local remote.SSH.configFile", False, "remote.SSH.configFile in settings.json is not a path: 3", fix=SET_IT)),
+    ({"remote.SSH.configFile": "~"}, "/home/me", Check("local remote.SSH.configFile", True,
+                                                       "~, which includes devagent's config")),
+    ({"remote.SSH.configFile": "/../home/me//.devagent/./ssh_config"}, "/home/me/.devagent/ssh_config", Check(
+        "local remote.SSH.configFile", True, "/../home/me//.devagent/./ssh_config, which includes devagent's config")),
+    ({"remote.SSH.configFile": "/etc/ssh/ssh_config"}, "/home/me/.devagent/ssh_config", Check(
+        "local remote.SSH.configFile", False, "/etc/ssh/ssh_config in settings.json, so Remote-SSH does not read "
+        "/home/me/.devagent/ssh_config, where devagent's Include is", fix=SET_IT)),
+    ({"remote.SSH.configFile": "/etc/ssh/ssh_config"}, "/home/me/.ssh/config", Check(
+        "local remote.SSH.configFile", False, "/etc/ssh/ssh_config in settings.json, so Remote-SSH does not read "
+        "/home/me/.ssh/config, where devagent's Include is",
+        fix='set "remote.SSH.configFile": "/home/me/.ssh/config" in settings.json (or delete the setting)')),
+])
+def test_each_remote_ssh_config_file_setting_word_for_word(settings: object, user_config: str, check: Check) -> None:
+    assert d.vscode_config_file_check(label="local", settings_file="settings.json", settings=settings,
+                                      user_config=user_config, default_config="/home/me/.ssh/config",
+                                      home="/home/me") == check
+
+
+@pytest.mark.parametrize(("mode", "problem"), [(0o600, False), (0o700, False), (0o640, True), (0o602, True)])
+def test_a_mode_is_a_problem_when_it_gives_group_or_others_anything(mode: int, problem: bool) -> None:
+    assert d.mode_problem(mode, forbidden=0o077) is problem

@@ -215,3 +215,62 @@ def test_the_header_of_an_environment_on_a_slurm_cluster_records_its_allocation(
     assert f"| Slurm | {slurm} |" in header
     assert "| Slurm |" not in render_header(make_context())
     assert LaunchContext.from_json(make_context(slurm=slurm).to_json()) == make_context(slurm=slurm)
+
+
+# -- the edges: digests, entries, the journal's lines ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("digest", "shown"), [
+    ("sha256:0123456789ab", "sha256:0123456789ab"),  # 12 digits: whole
+    ("sha256:0123456789abc", "sha256:0123456789ab…"),
+    ("0123456789abcdef", "0123456789ab…"),  # no algorithm, none added
+    ("localhost:5000/debian@sha256:0123456789abcdef", "localhost:5000/debian@sha256:0123456789ab…"),
+])
+def test_a_digest_keeps_what_comes_before_its_last_colon_and_12_digits_after(digest: str, shown: str) -> None:
+    assert short_digest(digest) == shown
+
+
+def test_an_environment_without_mounts_says_none() -> None:
+    row = next(r for r in table_rows(render_header(make_context(mounts=()))) if r.startswith("| mounts |"))
+    assert cells(row) == ["mounts", "none"]
+
+
+@pytest.mark.parametrize(("text", "shaped"), [
+    ("\n## a\n", True),
+    ("\n## a\nbody\n", True),
+    ("## a\n", False),
+    ("\n## a", False),
+    ("\n## a\n\n", False),
+    ("x\n", False),
+    ("x", False),
+])
+def test_an_entry_starts_with_its_heading_and_ends_with_one_newline(text: str, shaped: bool) -> None:
+    assert is_entry(text) is shaped
+
+
+def test_only_blank_lines_around_a_body_are_dropped_not_its_indentation_or_letters() -> None:
+    assert entry("h", "\n\nX marks\n  code X  \n\n") == "\n## h\nX marks\n  code X  \n"
+
+
+def test_files_saved_partly_too_large_say_how_many_of_their_saves_were() -> None:
+    saves = [SaveRecord("t1", "data.py", "a", 2, 1), SaveRecord("t2", "data.py", "b", 0, 0, size=1 << 30),
+             SaveRecord("t3", "data.py", "c", 0, 0, size=1 << 30), SaveRecord("t4", "data.py", "d", 1, 0)]
+    assert render_edits_since(saves) == "data.py saved 4× (+3/−1; 2 of them too large to count lines)"
+
+
+def test_a_launch_context_that_is_no_object_is_refused_and_non_ascii_stays_readable() -> None:
+    with pytest.raises(ValueError, match=r"^launch context: expected a JSON object$"):
+        LaunchContext.from_json("[]")
+    assert '"name": "müller-dev"' in make_context(name="müller-dev").to_json()
+
+
+@pytest.mark.parametrize(("record", "line"), [
+    (SaveRecord("t", "src/é.py", "f", 3, 1), '{"time":"t","path":"src/é.py","sha256":"f","lines_added":3,'
+                                            '"lines_removed":1}'),
+    (SaveRecord("t", "big.bin", "f", 0, 0, size=7), '{"time":"t","path":"big.bin","sha256":"f","lines_added":0,'
+                                                   '"lines_removed":0,"size":7}'),
+])
+def test_a_save_is_one_compact_json_line_with_its_size_only_when_set(record: SaveRecord, line: str) -> None:
+    assert record.to_json() == line
+    assert SaveRecord.from_json(line) == record
+    assert SaveRecord.from_json(line.replace('"size":7', '"size":"7"')) == record

@@ -20,6 +20,8 @@ from devagent.core.vscode import (
     SNIPPET_FILES,
     MergeResult,
     code_command,
+    jsonc_to_json,
+    merge_keys,
     merge_snippets,
     merge_tasks,
     project_snippets,
@@ -389,8 +391,6 @@ class TestOpening:
 
 
 def test_a_devcontainer_json_s_customizations_merge_into_the_user_s_files() -> None:
-    from devagent.core.vscode import merge_keys
-
     settings = merge_keys('{\n    "a": 1\n}\n', ".vscode/settings.json", {"a": 2, "b": [1]})
     assert (settings.text, settings.added, settings.kept) == ('{\n    "a": 1,\n    "b": [\n        1\n    ]\n}\n',
                                                               ["b"], ["a"])
@@ -404,3 +404,122 @@ def test_a_devcontainer_json_s_customizations_merge_into_the_user_s_files() -> N
     assert merge_keys("[1]", ".vscode/settings.json", {"b": 2}).reason == (
         ".vscode/settings.json is not a JSON object; left as is")
     assert merge_keys('{"b": 2}', ".vscode/settings.json", {"b": 2}).text is None
+
+
+# -- the edges: JSONC read back, non-ASCII text, indentation, byte order marks -------------------------------------
+
+
+def test_each_task_is_built_the_one_way_key_order_included() -> None:
+    from devagent.core.vscode import _task
+
+    # DEVAGENT_TASKS is built once, at import: built again here, so a change to how a task is built shows.
+    built = [_task(t["label"], t["args"], t.get("group")) for t in DEVAGENT_TASKS]
+    assert json.dumps(built) == json.dumps(DEVAGENT_TASKS)
+    assert list(DEVAGENT_TASKS[0]) == ["label", "type", "command", "args", "options", "problemMatcher", "group",
+                                       "presentation"]
+    assert "group" not in _task("x", [], "")
+
+
+@pytest.mark.parametrize(("jsonc", "json_text"), [
+    ('"a\\"// b" // c', '"a\\"// b"     '),  # an escaped quote does not end the string
+    ('"a\\\\" // c', '"a\\\\"     '),  # an escaped backslash does not escape the quote after it
+    ('{"": 1, // c\n}', '{"": 1      \n}'),  # the empty string
+    ('"a\n// c', '"a\n    '),  # a string ends at the end of its line
+    ('{} // c', "{}     "),  # a line comment at the end of the text
+    ("[1, // a\n2 // b\n]", "[1,     \n2     \n]"),
+    ("1 /*/ x */ 2", "1          2"),  # the end of a block comment is looked for after its start
+    ("/* a */ 1 /* b */", "        1        "),
+    ("[1 /**/]", "[1     ]"),
+    ("[/*x*/1]", "[     1]"),
+    ("/*a\nb*/1", "   \n   1"),  # a block comment's lines stay lines
+    ('/*"*/"a // b"', '     "a // b"'),
+    ('/**/"//"', '    "//"'),
+    ("/**/ 1 // c", "     1     "),
+    ("[1, // x\n /* open", "[1,     \n /* open"),  # unterminated: left for the parser, trailing commas too
+    ('["a",]', '["a" ]'),
+    (",]", " ]"),
+    ('["a,]"]', '["a,]"]'),  # a comma in a string is no trailing comma
+    ("[1,\t\r\n ]", "[1 \t\r\n ]"),
+    ("[1,X]", "[1,X]"),
+])
+def test_comments_and_trailing_commas_are_blanked_and_nothing_else(jsonc: str, json_text: str) -> None:
+    assert jsonc_to_json(jsonc) == json_text
+
+
+def test_a_lone_surrogate_in_the_users_file_stays_escaped_in_its_indentation() -> None:
+    result = merge_tasks('{\n    "version": "2.0.0",\n    "tasks": ["\\ud800", "é"]\n}', DEVAGENT_TASKS[1:])
+    assert result.text == json.dumps({"version": "2.0.0", "tasks": ["\ud800", "é", DEVAGENT_TASKS[1]]}, indent=4) + "\n"
+
+
+@pytest.mark.parametrize(("indent", "kept"), [("        ", 8), ("         ", 2), (" ", 1)])
+def test_an_indentation_of_up_to_eight_spaces_is_kept_a_wider_one_becomes_two(indent: str, kept: int) -> None:
+    result = merge_tasks(f'{{\n{indent}"tasks": []\n}}', DEVAGENT_TASKS[1:])
+    assert result.text == json.dumps({"version": "2.0.0", "tasks": DEVAGENT_TASKS[1:]}, indent=kept) + "\n"
+
+
+def test_tasks_to_paste_keep_their_non_ascii_text_two_spaces_deep() -> None:
+    result = merge_tasks('// c\n{"tasks": []}', [{"label": "é", "args": ["ü"]}, {"label": "b"}])
+    assert result == MergeResult(None, reason=(
+        '.vscode/tasks.json has comments (devagent does not rewrite it: they would be lost); add these tasks by '
+        'hand to its "tasks" list:\n{\n  "label": "é",\n  "args": [\n    "ü"\n  ]\n},\n{\n  "label": "b"\n}'))
+
+
+def test_a_key_twice_is_named_as_written() -> None:
+    reason = merge_tasks('{"tasks": [], "é": 1, "é": 2}', [{"label": "x"}]).reason
+    assert reason is not None
+    assert reason.split("\n")[0] == ('.vscode/tasks.json has the key "é" twice (a rewrite would drop one); add these '
+                                     'tasks by hand to its "tasks" list:')
+
+
+class TestMergeKeys:
+    def test_a_new_file_is_two_spaces_deep_and_keeps_non_ascii_text(self) -> None:
+        assert merge_keys(None, "s.json", {"é": "ü"}) == MergeResult('{\n  "é": "ü"\n}\n', added=["é"])
+
+    def test_a_byte_order_mark_is_kept_and_none_is_added(self) -> None:
+        assert merge_keys("\ufeff{}", "s.json", {"a": 1}).text == '\ufeff{\n  "a": 1\n}\n'
+        assert merge_keys("{}", "s.json", {"a": 1}).text == '{\n  "a": 1\n}\n'
+
+    def test_nothing_missing_keeps_the_file_and_says_what_it_has(self) -> None:
+        assert merge_keys('{"a": 1, "b": 2}', "s.json", {"a": 0, "b": 0}) == MergeResult(None, kept=["a", "b"])
+        assert merge_keys('{"recommendations": ["x.y"]}', "e.json", {"x.y": "x.y"}, list_key="recommendations") == (
+            MergeResult(None, kept=["x.y"]))
+
+    def test_recommendations_add_what_is_missing_and_keep_what_is_there(self) -> None:
+        result = merge_keys('{"recommendations": ["x.y"]}', "e.json", {"x.y": "x.y", "p.q": "p.q"},
+                            list_key="recommendations")
+        assert (result.added, result.kept) == (["p.q"], ["x.y"])
+
+    def test_recommendations_that_are_no_list_are_left_as_is(self) -> None:
+        assert merge_keys('{"recommendations": "x.y"}', ".vscode/extensions.json", {"p.q": "p.q"},
+                          list_key="recommendations") == MergeResult(
+            None, reason='.vscode/extensions.json "recommendations" is not a list; left as is')
+
+    def test_a_commented_file_asks_for_the_missing_keys_by_hand_as_written(self) -> None:
+        assert merge_keys('// c\n{"a": 1}', ".vscode/settings.json", {"a": 0, "é": "ü"}) == MergeResult(
+            None, kept=["a"], reason='.vscode/settings.json has comments (devagent does not rewrite it: they would be '
+            'lost); add by hand: {"é": "ü"}')
+
+
+class TestSnippetEdges:
+    def test_a_snippet_file_that_is_no_object_is_a_bug_named_by_its_file(self) -> None:
+        with pytest.raises(ValueError, match=r"^python\.json: expected a JSON object of snippets$"):
+            project_snippets({"python.json": "[]"})
+
+    def test_a_snippets_own_scope_is_kept_and_a_language_is_the_name_before_json(self) -> None:
+        # Its keys stay in its own order (a scope added by devagent comes first).
+        assert project_snippets({"a.b.json": '{"x": {"body": []}}',
+                                 "markdown.json": '{"y": {"body": [], "scope": "python,markdown"}}'}) == (
+            '{\n  "devagent: y": {\n    "body": [],\n    "scope": "python,markdown"\n  },\n'
+            '  "devagent: x": {\n    "scope": "a.b",\n    "body": []\n  }\n}\n')
+
+    def test_the_same_snippets_behind_a_byte_order_mark_are_left_alone(self) -> None:
+        new = TestMergeSnippets.NEW
+        assert merge_snippets("\ufeff" + json.dumps(json.loads(new)), new) == MergeResult(
+            None, kept=["devagent: GPU check"])
+
+    def test_an_older_devagents_file_is_replaced_and_the_new_names_are_said(self) -> None:
+        new = TestMergeSnippets.NEW
+        assert merge_snippets('{"devagent: gone": {}}', new) == MergeResult(new, added=["devagent: GPU check"])
+
+    def test_the_remote_uri_strips_only_the_leading_slashes(self) -> None:
+        assert remote_uri("a", "/Xy/w") == "vscode://vscode-remote/ssh-remote+a/Xy/w"
