@@ -558,7 +558,8 @@ def _metrics_note(report: RunReport) -> str:
 
 
 def _same_number(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b)) or format_number(a) == format_number(b)
+    """Whether A and B read the same in the table (equal numbers, and two NaNs, always do)."""
+    return format_number(a) == format_number(b)
 
 
 def _sparkline_line(report: RunReport) -> str:
