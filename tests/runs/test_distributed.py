@@ -1,8 +1,9 @@
 """Distributed runs are one run: `devagent run -- torchrun …` gives one section with the run's shape, its
 effective batch, rank 0's metrics, each output line once, and the rank that failed first.
 
-The pure parts (the launcher's command line, the rank prefixes, torchrun's error report) are tested directly; then
-real two-process runs with gloo on the CPU (torch from the venv; they skip, saying so, where torch is missing).
+The launcher's command line and the effective batch alone are tested in tests/core/runs/test_distributed.py;
+here the rank prefixes and torchrun's error report as the run's output reads them, then real two-process runs
+with gloo on the CPU (torch from the venv; they skip, saying so, where torch is missing).
 """
 
 from __future__ import annotations
@@ -21,12 +22,7 @@ from pathlib import Path
 import pytest
 
 from devagent.agent.watcher import SaveHandler
-from devagent.core.runs.distributed import (
-    effective_batch,
-    merge_rank_lines,
-    parse_launch,
-    torchrun_failure,
-)
+from devagent.core.runs.distributed import merge_rank_lines, torchrun_failure
 from devagent.core.runs.exits import ExitInfo, distributed_exit
 from devagent.runs.observer import RunObserver
 from devagent.runs.output_watch import OutputWatch
@@ -35,48 +31,6 @@ from devagent.runs.runlog import RunLog
 from devagent.runs.wrapped import rank_tagging
 
 # --- the launcher's command line --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("argv", "environ", "shape"), [
-    (["torchrun", "--nproc-per-node=2", "t.py"], {}, ("torchrun", 2, 1, 2)),
-    (["torchrun", "--nproc_per_node", "4", "--nnodes", "1:2", "t.py", "--nnodes", "9"], {},
-     ("torchrun", 4, 2, 8)),
-    (["torchrun", "t.py"], {"PET_NPROC_PER_NODE": "3"}, ("torchrun", 3, 1, 3)),
-    (["python3", "-m", "torch.distributed.run", "--nproc-per-node", "2", "t.py"], {}, ("torchrun", 2, 1, 2)),
-    (["/venv/bin/python", "/venv/bin/torchrun", "--nproc-per-node", "2", "t.py"], {}, ("torchrun", 2, 1, 2)),
-    (["accelerate", "launch", "--num_processes", "4", "--num_machines", "2", "t.py"], {},
-     ("accelerate launch", None, 2, 4)),
-    (["deepspeed", "--num_gpus", "2", "t.py"], {}, ("deepspeed", 2, 1, 2)),
-    (["torchrun", "--rdzv-backend", "c10d", "--standalone", "--nproc-per-node", "2", "t.py"], {},
-     ("torchrun", 2, 1, 2)),
-    (["python", "t.py"], {"WORLD_SIZE": "2", "RANK": "0"}, ("environment", None, None, 2)),
-])
-def test_launch_shape(argv: list[str], environ: dict[str, str], shape: tuple[object, ...]) -> None:
-    launch = parse_launch(argv, environ)
-    assert launch is not None
-    assert (launch.launcher, launch.nproc_per_node, launch.nnodes, launch.world_size) == shape
-
-
-def test_not_distributed() -> None:
-    assert parse_launch(["python", "t.py", "--nproc-per-node", "2"], {}) is None
-    assert parse_launch(["python", "t.py"], {"WORLD_SIZE": "1"}) is None
-
-
-def test_backend_from_arguments_or_source() -> None:
-    argv = ["torchrun", "--nproc-per-node=2", "t.py"]
-    assert parse_launch(argv, {}, script_args=["--backend", "nccl"]).backend == "nccl"  # type: ignore[union-attr]
-    source = 'dist.init_process_group(backend="gloo")\n'
-    assert parse_launch(argv, {}, script_source=source).backend == "gloo"  # type: ignore[union-attr]
-    assert parse_launch(argv, {}).backend is None  # type: ignore[union-attr]
-
-
-def test_effective_batch_with_accumulation_and_what_is_missing() -> None:
-    assert effective_batch({"batch_size": "64", "gradient_accumulation_steps": "4"}, 2).describe() == (
-        "64 per process × 2 processes × 4 accumulation steps = 512")
-    assert effective_batch({"per_device_train_batch_size": "8"}, 8).total == 64
-    assert effective_batch({"lr": "0.1"}, None).describe() == (
-        "not known: no batch-size argument in the command (--batch-size, --per-device-train-batch-size, …); "
-        "the launcher does not say how many processes")
 
 
 def test_rank_tagging_leaves_the_users_choice() -> None:

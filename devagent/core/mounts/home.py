@@ -118,7 +118,7 @@ def describe_size(size: int | None) -> str:
     """
     if size is None or size < 0:
         return "size unknown"
-    value, unit = float(size), "B"
+    value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
             break
@@ -132,5 +132,5 @@ def du_bytes(output: str) -> int | None:
     >>> du_bytes("1204 /home/dev"), du_bytes("du: cannot read")
     (1232896, None)
     """
-    first = output.split(maxsplit=1)[0] if output.strip() else ""
-    return int(first) * 1024 if first.isdigit() else None
+    words = output.split()
+    return int(words[0]) * 1024 if words and words[0].isdigit() else None

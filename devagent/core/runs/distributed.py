@@ -151,9 +151,7 @@ def parse_launch(argv: Sequence[str], environ: Mapping[str, str], *, script_args
     if launcher == "torchrun":  # torchrun reads PET_<OPTION> for an option not given
         for option, target in table.items():
             values.setdefault(target, environ.get(f"PET_{option.upper()}"))
-        if values.get("nproc_per_node") in (None, "auto", "gpu", "cpu"):
-            values["nproc_per_node"] = None  # one per GPU or CPU: known only on the node
-    return Launch(
+    return Launch(  # torchrun's --nproc-per-node auto, gpu or cpu (one per GPU or CPU, known only on the node): None
         launcher, nproc_per_node=_int(values.get("nproc_per_node")),
         nnodes=_int((values.get("nnodes") or "").split(":")[-1] or None) or 1,
         node_rank=_int(values.get("node_rank")), world=_int(values.get("world")),

@@ -69,7 +69,7 @@ class ReproduceFacts:
                    patch=data.get("patch"), argv=tuple(str(a) for a in data["argv"]), cwd=str(data["cwd"]),
                    env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
                    metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()
-                            if isinstance(v, (int, float))}, dirty=bool(data.get("dirty", False)))
+                            if isinstance(v, (int, float))}, dirty=bool(data.get("dirty")))
 
     @property
     def redacted(self) -> bool:
@@ -234,11 +234,11 @@ _RECORDED_OPTIONS: Mapping[str, Callable[[str], object]] = {
 }
 
 
-def up_option_values(up_args: Sequence[str], *, notebook: str = "the notebook", run: int = 0) -> dict[str, str]:
+def up_option_values(up_args: Sequence[str], *, notebook: str, run: int) -> dict[str, str]:
     """UP_ARGS (``--memory 16g …``, as run RUN of NOTEBOOK recorded them) as `up`'s option keys, each option one
     of those devagent records, once, with a value `up` accepts for it; DevagentError(USAGE) otherwise.
 
-    >>> up_option_values(["--gpus", "none", "--shm-size", "2g"])
+    >>> up_option_values(["--gpus", "none", "--shm-size", "2g"], notebook="lab-notebook.md", run=3)
     {'gpus': 'none', 'shm_size': '2g'}
     >>> up_option_values(["--share-gpus", "no"], notebook="lab-notebook.md", run=3)
     Traceback (most recent call last):

@@ -558,7 +558,8 @@ def _metrics_note(report: RunReport) -> str:
 
 
 def _same_number(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b)) or format_number(a) == format_number(b)
+    """Whether A and B read the same in the table (equal numbers, and two NaNs, always do)."""
+    return format_number(a) == format_number(b)
 
 
 def _sparkline_line(report: RunReport) -> str:
@@ -585,7 +586,7 @@ def _sparkline_line(report: RunReport) -> str:
     return text + (" — " + SEPARATOR.join(facts) if facts else "")
 
 
-def _gpu_memory(gpu: GpuMemory | None, *, explained: bool = False) -> str:
+def _gpu_memory(gpu: GpuMemory | None, *, explained: bool) -> str:
     """Peak GPU memory as NVML and PyTorch saw it; nothing for a CPU run (the facts say so). What the two figures
     count is explained once per notebook, folded: under the first run that has both, unless EXPLAINED already."""
     if gpu is None or gpu.gpus <= 0:
@@ -632,7 +633,7 @@ def _environment(env: Mapping[str, str]) -> str:
     return "### Environment\n\n" + " ".join(code(f"{name}={value}") for name, value in env.items())
 
 
-def _output(tail: Sequence[str], total: int, *, estimated: bool = False) -> str:
+def _output(tail: Sequence[str], total: int, *, estimated: bool) -> str:
     """The output's tail, folded; an ESTIMATED total (a flood, counted in part) is said to be one.
 
     >>> print(_output(["done"], 2_400_000, estimated=True).splitlines()[0])

@@ -44,6 +44,19 @@ def test_sizes_are_shown_in_the_largest_unit(size: int | None, text: str) -> Non
     assert home.describe_size(size) == text
 
 
+@pytest.mark.parametrize(("output", "size"), [
+    ("1204\t/home/dev\n", 1204 * 1024), ("0\t/home/dev\n", 0), ("7\t/home/my dev\n", 7 * 1024),
+    ("", None), (" \n", None), ("du: cannot read directory '/home/dev/x'\n", None), ("-1\t/home/dev", None)])
+def test_du_gives_kib_then_the_path_and_anything_else_is_no_size(output: str, size: int | None) -> None:
+    assert home.du_bytes(output) == size
+
+
+def test_the_container_command_is_sh_running_the_check_then_the_agent_under_a_name_of_its_own() -> None:
+    # The name is sh's $0: what ps shows and what sh's own errors begin with.
+    assert home.container_command(["devagent", "agent", "--x"]) == [
+        "sh", "-c", home.HOME_CHECK, "devagent-home-check", "devagent", "agent", "--x"]
+
+
 def _check(tmp_path, *, owner_ok: bool) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     """The container command's home check, run by this machine's sh with HOME=TMP_PATH/h."""
     h = tmp_path / "h"

@@ -3,8 +3,11 @@ out, and the facts readable back from the notebook."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime
+
+import pytest
 
 from devagent.core.runs.reproduce_block import (
     ReproduceFacts,
@@ -13,7 +16,9 @@ from devagent.core.runs.reproduce_block import (
     read_facts,
     render_reproduce,
     reproduction_entries,
+    up_option_values,
 )
+from devagent.errors import DevagentError, ExitStatus
 
 DIGEST = "sha256:" + "ab" * 32
 FACTS = ReproduceFacts(
@@ -122,3 +127,192 @@ def test_the_slurm_job_a_run_ran_in_is_recorded_but_not_set_again_by_its_reprodu
                            {"SEED": "1", "SLURM_JOB_ID": "4812", "SLURMD_NODENAME": "gpu07",
                             "SLURM_JOB_PARTITION": "gpu"})
     assert facts.command_line() == "cd /w && SEED=1 devagent run -- python t.py"
+
+
+def block_lines(facts: ReproduceFacts, notebook: str = "nb.md") -> list[str]:
+    return render_reproduce(facts, notebook=notebook).splitlines()
+
+
+UP = "--gpus 0,1 --memory 32g --cpus 8 --shm-size 8g --pids 4096 --user dev --workspace ../pytorch-dev-run3"
+UP_ARGS_JSON = json.dumps(list(FACTS.up_args))
+CLONE = ["# 1. the code: a clone of this repository at the run's commit, as the new workspace",
+         "git clone --no-checkout . ../pytorch-dev-run3 && git -C ../pytorch-dev-run3 checkout --detach 3f2a9c1b0d4e"]
+SSH = "ssh pytorch-dev-run3 'cd /home/dev/workspace && CUBLAS_WORKSPACE_CONFIG=:4096:8 SEED=1 devagent run -- "
+
+
+def test_the_whole_block_of_a_pinned_run_with_its_patch_and_metrics() -> None:
+    facts = replace(FACTS, argv=("python", "t.py", "--note", "a --> b <i> π", ""))
+    assert block_lines(facts, "lab-notebook.md") == [
+        "<details><summary>reproduce this run</summary>", "",
+        "```sh",
+        "# from the workspace (the folder of the notebook), on the machine that has it",
+        *CLONE,
+        'git -C ../pytorch-dev-run3 apply "$PWD"/lab-notebook.assets/run-3.patch  # the uncommitted changes',
+        "# 2. the environment, from the same image",
+        f"devagent up pytorch-dev-run3 --image lab.example:5000/pytorch-cuda:v2.8@{DIGEST} {UP}",
+        "# 3. the command, through the new environment's alias",
+        SSH + "python t.py --note '\"'\"'a --> b <i> π'\"'\"' '\"'\"''\"'\"''",  # the empty word stays a word
+        "```", "",
+        "All at once: `devagent reproduce lab-notebook.md#run-3` (it compares the metrics with this run's)", "",
+        '<!-- devagent-reproduce {"argv": ["python", "t.py", "--note", "a --\\u003e b \\u003ci\\u003e π", ""], '
+        '"base_image": "pytorch/pytorch:2.8.0", "commit": "3f2a9c1b0d4e", "cwd": "/home/dev/workspace", '
+        '"dirty": false, "env": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8", "SEED": "1"}, "env_name": "pytorch-dev", '
+        '"image": "lab.example:5000/pytorch-cuda:v2.8", "metrics": {"loss": 0.2831}, "number": 3, '
+        '"patch": "lab-notebook.assets/run-3.patch", '
+        f'"pinned": "lab.example:5000/pytorch-cuda:v2.8@{DIGEST}", "up_args": {UP_ARGS_JSON}}} -->', "",
+        "</details>"]
+
+
+def test_the_whole_block_of_an_unpinned_run_from_a_dirty_tree_without_metrics() -> None:
+    facts = replace(FACTS, image="devagent/env:3f2a", pinned=None, patch=None, dirty=True, metrics={})
+    assert block_lines(facts)[:17] == [
+        "<details><summary>reproduce this run</summary>", "",
+        "⚠️ The tree had uncommitted changes and no patch was saved (a run devagent observed rather than wrapped): "
+        "the commit alone is not the code this run ran.", "",
+        "⚠️ The image `devagent/env:3f2a` exists only on the engine that built it (no registry digest): these "
+        "commands are exact there and nowhere else. Push it — `devagent image build --tag REGISTRY/REPO:VERSION "
+        "--push` — and start environments from that to make runs reproducible on any server.", "",
+        "```sh",
+        "# from the workspace (the folder of the notebook), on the machine that has it",
+        *CLONE,
+        "# 2. the environment, from the same image (on this engine only)",
+        f"devagent up pytorch-dev-run3 --image devagent/env:3f2a {UP}",
+        "# 3. the command, through the new environment's alias",
+        SSH + "python train.py --lr 3e-4 --seed 1'",
+        "```", "",
+        "All at once: `devagent reproduce nb.md#run-3`"]
+
+
+def test_the_whole_block_of_a_run_with_no_commit_no_launch_record_and_a_secret() -> None:
+    facts = replace(FACTS, env_name="", image=None, pinned=None, commit=None, patch=None, up_args=(),
+                    argv=("python", "t.py", "--auth", "Bearer ‹redacted›"), env={"HF_TOKEN": "‹redacted›"},
+                    metrics={})
+    assert block_lines(facts)[:19] == [
+        "<details><summary>reproduce this run</summary>", "",
+        "⚠️ No git commit was recorded: the code this run ran cannot be recreated exactly.", "",
+        "⚠️ No launch record: this run was not in a devagent environment, so its image is unknown.", "",
+        "‹redacted› marks a secret devagent never recorded: put your own in before you run it.", "",
+        "```sh",
+        "# from the workspace (the folder of the notebook), on the machine that has it",
+        "# 1. the code: no commit was recorded; copy it by hand",
+        "mkdir ../repro-run3",
+        "# 2. an environment (the run's own image is unknown)",
+        "devagent up repro-run3 --workspace ../repro-run3",
+        "# 3. the command, through the new environment's alias",
+        # the placeholder stays bare, the words around it quoted
+        "ssh repro-run3 'cd /home/dev/workspace && HF_TOKEN=‹redacted› devagent run -- python t.py --auth "
+        "'\"'\"'Bearer '\"'\"'‹redacted›'",
+        "```", "",
+        "All at once: `devagent reproduce nb.md#run-3`"]
+
+
+def test_the_new_environments_name_is_the_old_one_cut_to_52_characters_or_repro() -> None:
+    assert replace(FACTS, env_name="e" * 60).new_env_name() == "e" * 52 + "-run3"
+    assert replace(FACTS, env_name="").new_env_name() == "repro-run3"
+
+
+def test_the_facts_are_json_with_sorted_keys_and_text_as_it_is() -> None:
+    facts = replace(FACTS, argv=("python", "π.py"))
+    data = facts.to_json()
+    assert list(json.loads(data)) == sorted(json.loads(data)) and '"π.py"' in data
+    assert ReproduceFacts.from_json(data) == facts
+
+
+def test_facts_of_an_older_notebook_without_the_dirty_field_were_clean() -> None:
+    data = json.loads(FACTS.to_json())
+    del data["dirty"]
+    assert ReproduceFacts.from_json(json.dumps(data)).dirty is False
+
+
+def test_a_section_keeps_its_last_lines_trailing_spaces_and_characters() -> None:
+    notebook = ("## 2026-11-27 14:05 · run 3 · t.py · ✅ exit 0\nline break  \n\n\n"
+                "## 2026-11-27 14:06 · run 4 · t.py · ✅ exit 0\nends in X\n\n")
+    assert find_run_section(notebook, 3) == "## 2026-11-27 14:05 · run 3 · t.py · ✅ exit 0\nline break  \n"
+    assert find_run_section(notebook, 4) == "## 2026-11-27 14:06 · run 4 · t.py · ✅ exit 0\nends in X\n"
+
+
+@pytest.mark.parametrize(("value", "got", "tolerance", "same"), [
+    (2.0, 3.0, 0.5, True),  # exactly the tolerance, relative to the value: still the same
+    (2.0, 3.01, 0.5, False),
+    (0.5, 0.6, 0.1, True),  # near zero the tolerance is absolute
+    (0.5, 0.65, 0.1, False),
+    (-4.0, -3.0, 0.25, True),
+])
+def test_metrics_are_the_same_within_the_tolerance_relative_to_the_value(value: float, got: float,
+                                                                          tolerance: float, same: bool) -> None:
+    assert compare_metrics({"m": value}, {"m": got}, tolerance=tolerance)[0] is same
+
+
+def test_a_metric_not_logged_does_not_stop_the_comparison_of_the_others() -> None:
+    assert compare_metrics({"acc": 0.9, "loss": 0.25}, {"loss": 0.25}, tolerance=0) == (
+        False, ["acc 0.9 vs — ✗ not logged", "loss 0.25 vs 0.25 ✓"])
+
+
+HINT = ("a notebook cannot choose it: fix the run's reproduce block, or pass what you mean to `devagent up` "
+        "yourself")
+
+
+@pytest.mark.parametrize(("up_args", "message"), [
+    (["--vscode", "yes"], "nb.md, run 7: the recorded `up` option '--vscode' is not one devagent records "
+                          "(--gpus, --memory, --cpus, --shm-size, --pids, --user)"),
+    (["--gpus", "0", "--memory"], "nb.md, run 7: the recorded `up` option '--memory' has no value"),
+    (["--gpus", "0", "--gpus", "1"], "nb.md, run 7: the recorded `up` option '--gpus' is recorded twice"),
+    (["--cpus", "2", "--memory", "lots"], "nb.md, run 7: the recorded `up` option --memory 'lots' is refused: "
+                                           "--memory: cannot read size 'lots'"),
+])
+def test_a_recorded_up_option_devagent_would_not_record_is_refused(up_args: list[str], message: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        up_option_values(up_args, notebook="nb.md", run=7)
+    assert (caught.value.message, caught.value.status, caught.value.hint) == (message, ExitStatus.USAGE, HINT)
+
+
+def test_the_recorded_up_options_become_ups_keys() -> None:
+    assert up_option_values(list(FACTS.up_args), notebook="nb.md", run=3) == {
+        "gpus": "0,1", "memory": "32g", "cpus": "8", "shm_size": "8g", "pids": "4096", "user": "dev"}
+    assert up_option_values([], notebook="nb.md", run=3) == {}
+
+
+def entries(facts: ReproduceFacts = FACTS, *, ok: bool = True, lines: tuple[str, ...] = (), exit_code: int = 0,
+            new_run: int | None = 4) -> tuple[str, str]:
+    return reproduction_entries(facts, when=datetime(2026, 11, 27, 15, 0), ok=ok, lines=lines, exit_code=exit_code,
+                                original="/a/lab-notebook.md", new="/b/lab-notebook.md", env_name="pytorch-dev-run3",
+                                new_run=new_run)
+
+
+SAME, DIFFERS, NOT_LOGGED = "loss 0.2831 vs 0.2831 ✓", "loss 0.2831 vs 0.3 ✗ differs", "acc 0.9 vs — ✗ not logged"
+
+
+@pytest.mark.parametrize(("ok", "lines", "exit_code", "verdict"), [
+    (True, (SAME,), 0, f"✅ {SAME}"),
+    (False, (DIFFERS, NOT_LOGGED), 0, f"❌ {DIFFERS}; {NOT_LOGGED}"),
+    (True, (SAME, SAME), 2, f"❌ exit 2 · {SAME}; {SAME}"),  # the metrics matched, the command failed
+    (True, (), 137, "❌ exit 137"),
+    (True, (), 0, "✅ no metrics to compare"),
+    (False, (), 0, "❌ no metrics to compare"),
+])
+def test_the_verdict_heads_the_entry_in_both_notebooks(ok: bool, lines: tuple[str, ...], exit_code: int,
+                                                      verdict: str) -> None:
+    new, old = entries(ok=ok, lines=lines, exit_code=exit_code)
+    assert new.splitlines()[1] == f"## 2026-11-27 15:00 · reproduction of run 3 · {verdict}"
+    assert old.splitlines()[1] == f"## 2026-11-27 15:00 · run 3 reproduced · {verdict}"
+    assert new.splitlines()[3:] == (["", *(f"- {line}" for line in lines)] if lines else [])
+
+
+@pytest.mark.parametrize(("changes", "made_from"), [
+    ({}, f" at `3f2a9c1b0d4e` from `lab.example:5000/pytorch-cuda:v2.8@{DIGEST}`"),
+    ({"pinned": None, "commit": None}, " from `lab.example:5000/pytorch-cuda:v2.8`"),
+    ({"image": None, "pinned": None}, " at `3f2a9c1b0d4e` from `a base image`"),
+])
+def test_the_new_notebook_says_what_the_run_was_made_from(changes: dict[str, object], made_from: str) -> None:
+    new, old = entries(replace(FACTS, **changes), lines=(SAME,))  # type: ignore[arg-type]
+    assert new == (f"\n## 2026-11-27 15:00 · reproduction of run 3 · ✅ {SAME}\n"
+                   f"run 4 re-created run 3 of `/a/lab-notebook.md`{made_from}\n\n- {SAME}\n")
+    assert old == (f"\n## 2026-11-27 15:00 · run 3 reproduced · ✅ {SAME}\n"
+                   "as run 4 in `/b/lab-notebook.md` (environment `pytorch-dev-run3`)\n")
+
+
+def test_a_reproduction_that_left_no_run_record_says_so_in_both_notebooks() -> None:
+    new, old = entries(exit_code=1, new_run=None)
+    assert new.splitlines()[2].startswith("a run that left no record re-created run 3 of `/a/lab-notebook.md` at ")
+    assert old.splitlines()[2] == ("as a run that left no record in `/b/lab-notebook.md` "
+                                   "(environment `pytorch-dev-run3`)")

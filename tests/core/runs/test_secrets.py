@@ -153,3 +153,79 @@ def test_output_is_scrubbed_of_the_secrets_found_and_of_token_shapes() -> None:
     line = "Namespace(password='hunter22', lr=0.1) tok-abc-123 in /home/dev/workspace, " + HF
     assert scrub(line, secrets) == ("Namespace(password='‹redacted›', lr=0.1) ‹redacted› in /home/dev/workspace, "
                                     "‹redacted›")
+
+
+class TestRandomLookingRuns:
+    """A run of 32+ letters and digits: where each rule of the random-looking judgement starts and stops."""
+
+    @pytest.mark.parametrize("value", [
+        "AbCdEfGhIjKlMnOpQrStUvW123456789",  # upper, lower and digits (the letters alone read too few to judge)
+        "ABCDEF0123456789ABCDEF0123456789", "abcdef0123456789abcdef0123456789",  # hex, either case
+        "/data/AbCdEfGhIjKlMnOpQrStUvW123456789",  # a path's piece of exactly 32
+        "model1checkpoint22version333best",  # letters and digits alternate 6 times
+        "bcdfghjklmnpqrstvwxzbcdf12345678",  # 24 letters, no vowel
+        "bcdfagklmepqrsitvwxobcdfagklmeab",  # vowels under 30 %, no long consonant run
+        "abacadabracadabrabcdfghabracadab",  # enough vowels, but 6 consonants in a row
+    ])
+    def test_random_looking(self, value: str) -> None:
+        assert secret_value(value)
+
+    @pytest.mark.parametrize("value", [
+        "/data/AbCdEfGhIjKlMnOpQrStUvW12345678",  # the path's piece is 31 long
+        "modelcheckpoint1version22best333",  # 5 alternations
+        "bcdfghjklmnpqrstvwxzbcd123456789",  # 23 letters: too few to judge by vowels
+        "tnatnatnatnatnatnatnatnatnatnp12",  # vowels exactly 30 %
+        "abacadabracadabrabcdfgabracadabr",  # 5 consonants in a row
+        "aeiouyaeiouyaeiouyaeiouyaeiouy12",  # no consonant at all
+    ])
+    def test_words_run_together(self, value: str) -> None:
+        assert not secret_value(value)
+
+
+class TestFileAssignments:
+    @pytest.mark.parametrize("text", [
+        "API_KEY=${HF_TOKEN}\n", "API_KEY=<your-key>\n", "API_KEY={{api_key}}\n", "API_KEY=%(api_key)s\n",
+        "API_KEY=[REDACTED]\n", "API_KEY=(not-set)\n",  # placeholders
+        "API_KEY=abcabcab\n",  # 3 different characters
+        'token: "abcd1234efgh"\n', 'tokens = "abcd1234efgh"\n', "keys: abcd1234efgh\n",  # a bare token or key
+    ])
+    def test_placeholders_and_bare_ambiguous_names_are_none(self, text: str) -> None:
+        assert not secret_text(text)
+
+    @pytest.mark.parametrize("text", [
+        "API_KEY=abcdabcd\n",  # 4 different characters are enough
+        "api_token: abcd1234efgh\n", "password: s3cr3t-pw\n", "'password': s3cr3t-pw\n",
+        '"password": s3cr3t-pw\n', "PASS=abcd1234\n",  # the name's own letters are never judged as a value
+    ])
+    def test_a_credential_assigned_to_a_secret_name(self, text: str) -> None:
+        assert secret_text(text)
+
+
+class TestCommandLineEdges:
+    def test_the_first_word_is_judged_like_any_other(self) -> None:
+        assert redact_argv(["HF_TOKEN=abc", "python"]) == ["HF_TOKEN=‹redacted›", "python"]
+        assert redact_argv(["--token=abc"]) == ["--token=‹redacted›"]
+
+    def test_a_flag_with_its_value_after_a_secret_flag_is_no_value_of_it(self) -> None:
+        assert redact_argv(["t.py", "--api-key", "--lr=3e-4", "--api-key", "--define=x=1"]) == [
+            "t.py", "--api-key", "--lr=3e-4", "--api-key", "--define=x=1"]
+
+    def test_a_boolean_or_empty_value_of_a_secret_flag_stays(self) -> None:
+        assert redact_argv(["t.py", "--hf-token", "false", "--token", ""]) == [
+            "t.py", "--hf-token", "false", "--token", ""]
+
+    def test_only_the_first_equals_sign_ends_the_name(self) -> None:
+        assert redact_argv(["--token=dGVzdA==", "--lr=3e-4", "FOO=a=b"]) == [
+            "--token=‹redacted›", "--lr=3e-4", "FOO=a=b"]
+        assert secrets_in(["t.py", "--token=dGVzdA==", "--password", "hunter22"], {}) == {
+            "--token=dGVzdA==", "dGVzdA==", "hunter22"}
+
+
+def test_scrub_replaces_the_longest_secret_first_and_none_under_4_characters() -> None:
+    assert scrub("a mytoken b", ["token", "mytoken"]) == "a ‹redacted› b"
+    assert scrub("pw=abcd abc", ["abcd", "abc"]) == "pw=‹redacted› abc"
+
+
+@pytest.mark.parametrize("path", ["a/b/id_deploy", "secrets/", "config/.env/"])
+def test_the_last_part_of_a_path_names_the_file_a_trailing_slash_too(path: str) -> None:
+    assert secret_file(path)

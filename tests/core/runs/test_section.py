@@ -11,19 +11,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devagent.core.notebook import SaveRecord, is_entry
+from devagent.core.runs.distributed import EffectiveBatch, Launch
 from devagent.core.runs.exits import ExitInfo, classify_exit
+from devagent.core.runs.gpu_timeline import DeviceTimeline
 from devagent.core.runs.hparams import ArgDefault, argparse_defaults, overlay_argv
 from devagent.core.runs.metrics import MetricSeries, MetricSummary, curve_values, sparkline, summarize_metrics
 from devagent.core.runs.record import GitState, GpuMemory, RunRecord
+from devagent.core.runs.reproduce_block import ReproduceFacts, render_reproduce
 from devagent.core.runs.run_environment import allowed_env
 from devagent.core.runs.section import (
     MEMORY_EXPLANATION,
     MEMORY_NOTE,
     RunReport,
+    distributed_facts,
     format_duration,
+    format_size,
     gpu_fact,
     hparam_table,
     render_run,
+    shorten_middle,
     summary_line,
 )
 from tests.core.runs.samples import TRACEBACK, TRAIN_SCRIPT
@@ -441,3 +447,275 @@ def test_a_nan_loss_run_names_the_line_where_the_nan_was_seen() -> None:
     text = render_run(with_(h100_report(), exit=exit_info))
     assert text.splitlines()[1].endswith("· ⚠️ NaN loss")
     assert "| NaN in | `step 7 loss=nan` |" in text
+
+
+# --- each part exactly, at its edges (issue 23: mutation score) --------------------------------------------------
+
+
+def minimal_report(**changes: object) -> RunReport:
+    record = RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", 1.0, 0, "success", {}, {})
+    return with_(RunReport(record, datetime(2026, 12, 7, 17, 0), ExitInfo("success", 0, "✅ exit 0", None), {}, None,
+                           None, None, {}, [], (), None, None, None, None, [], 0), **changes)
+
+
+BATCH = EffectiveBatch(8, 4, 1, False, ())
+_NO_BACKEND = "backend not named in the command or script"
+
+
+@pytest.mark.parametrize(("launch", "other_nodes", "rows"), [
+    (None, {}, []),
+    (Launch("environment", world=4, rank=2), {},
+     [("distributed", f"WORLD_SIZE 4 in its environment · this is rank 2 · {_NO_BACKEND}")]),
+    (Launch("environment", world=2, backend="nccl"), {},
+     [("distributed", "WORLD_SIZE 2 in its environment · backend nccl")]),
+    (Launch("torchrun", nproc_per_node=1, backend="gloo"), {},
+     [("distributed", "torchrun · 1 process per node × 1 node = world size 1 · backend gloo")]),
+    (Launch("accelerate launch", world=8, nnodes=2), {7: None, 5: 1},
+     [("distributed", f"accelerate launch · world size 8 on 2 nodes · {_NO_BACKEND}"),
+      ("node", "node rank ? of 2 · other nodes: run 5 (node 1), run 7 (node ?)")]),
+    (Launch("accelerate launch", world=4, nnodes=1), {},
+     [("distributed", f"accelerate launch · world size 4 · {_NO_BACKEND}")]),
+    (Launch("torchrun", nnodes=2, node_rank=0), {},
+     [("distributed", f"torchrun · world size not known (processes per node chosen on the node) · {_NO_BACKEND}"),
+      ("node", "node rank 0 of 2")]),
+])
+def test_a_distributed_runs_rows(launch: Launch | None, other_nodes: dict[int, int | None],
+                                 rows: list[tuple[str, str]]) -> None:
+    assert distributed_facts(minimal_report(launch=launch, other_nodes=other_nodes)) == rows
+    if launch is not None:
+        assert distributed_facts(minimal_report(launch=launch, other_nodes=other_nodes, batch=BATCH))[-1] == (
+            "effective batch", BATCH.describe())
+
+
+def test_a_distributed_run_has_its_rows_in_the_facts_and_no_per_gpu_batch_guess() -> None:
+    launch = Launch("torchrun", nproc_per_node=2, backend="gloo")
+    report = minimal_report(launch=launch, batch=BATCH, gpu=GpuMemory(None, None, None, None, 2, (0, 1)),
+                            record=RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", 1.0, 0, "success",
+                                             {"batch_size": "8"}, {}))
+    text = render_run(report)
+    assert "| distributed | torchrun · 2 processes per node × 1 node = world size 2 · backend gloo |" in text
+    assert f"| effective batch | {BATCH.describe()} |" in text
+    assert "as with DDP" not in text  # the launcher's shape says it better
+
+
+@pytest.mark.parametrize(("gpus", "launch", "line"), [
+    (2, None, "batch size 8 × 2 GPUs = effective batch 16 (if each GPU runs its own batch, as with DDP)"),
+    (1, None, None), (None, None, None), (2, Launch("torchrun", nproc_per_node=2), None),
+])
+def test_the_per_gpu_batch_guess_is_for_several_gpus_without_a_launcher(gpus: int | None, launch: Launch | None,
+                                                                        line: str | None) -> None:
+    record = RunRecord(6, False, "t.py", ("python", "t.py", "--batch-size", "8"), "/w", "", 1.0, 0, "success",
+                       {"batch_size": "8"}, {})
+    gpu = GpuMemory(None, None, None, None, gpus) if gpus is not None else None
+    text = render_run(minimal_report(record=record, gpu=gpu, launch=launch))
+    assert (line in text) if line else ("effective batch 8" not in text and "as with DDP" not in text)
+
+
+@pytest.mark.parametrize(("n", "text"), [(0, "0 bytes"), (1023, "1023 bytes"), (1024, "1 KiB"),
+                                         ((1 << 20) - 1, "1023 KiB"), (1 << 20, "1 MiB"), ((1 << 30) - 1, "1023 MiB"),
+                                         (1 << 30, "1.0 GiB")])
+def test_a_file_size_as_people_say_it(n: int, text: str) -> None:
+    assert format_size(n) == text
+
+
+def gpu_run(**changes: object) -> RunReport:
+    a, b = DeviceTimeline(0), DeviceTimeline(1)
+    for i in range(4):
+        a.add(float(i), util=90, mem_used=1 << 30, mem_total=8 << 30, dt=1.0)
+        b.add(float(i), util=0, mem_used=1 << 29, mem_total=8 << 30, dt=1.0)
+    return minimal_report(gpu=GpuMemory(1 << 30, 8 << 30, None, None, 2, (0, 1)), gpu_timelines=(a, b), **changes)
+
+
+def test_the_gpu_activity_part_has_the_rows_the_hint_and_the_picture() -> None:
+    text = render_run(gpu_run(gpu_timeline_image="lab-notebook.assets/run 6.svg", cpu_share=0.1))
+    part = text[text.index("### GPU activity"):text.index("**Observations:**")]
+    assert part == (
+        "### GPU activity\n\n"
+        "| GPU | mean util. | peak util. | peak memory | idle | peak power | peak temp. |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| GPU 0 | 90 % | 90 % | 1.0 GiB of 8.0 GiB | 0 s (0%) | — | — |\n"
+        "| GPU 1 | 0 % | 0 % | 0.5 GiB of 8.0 GiB | 4 s (100%) | — | — |\n\n"
+        "Sampled through NVML every 0.5 s; idle is under 5 % utilisation.\n\n"
+        "**Hint:** GPU 1 was idle 100% of the run while GPU 0 worked (mean 90 %): does every process get its own "
+        "GPU and its share of the work (`LOCAL_RANK` → `torch.cuda.set_device`, the sampler's shards)?\n\n"
+        "![GPU utilisation and memory over the run](<lab-notebook.assets/run 6.svg>)\n\n")
+
+
+def test_the_cpu_share_reaches_the_hints() -> None:
+    a = DeviceTimeline(0)
+    for i in range(4):
+        a.add(float(i), util=10, mem_used=1, dt=1.0)
+    text = render_run(minimal_report(gpu_timelines=(a,), cpu_share=0.9))
+    assert "**Hint:** Utilisation was low on every GPU (mean at most 10 %) while the CPU was saturated (90% " in text
+    assert "![GPU" not in text  # no picture: none is linked
+
+
+def test_the_reproduce_block_ends_the_section_before_the_observations() -> None:
+    facts = ReproduceFacts(6, "dev", "img", None, None, (), "abc", None, ("python", "t.py"), "/w")
+    text = render_run(minimal_report(reproduce=facts, notebook_name="notes/lab.md"))
+    block = render_reproduce(facts, notebook="notes/lab.md")
+    assert text.endswith(f"\n\n{block}\n\n**Observations:** \n\n**Next:** \n")
+    assert "devagent reproduce notes/lab.md#run-6" in block
+
+
+def test_an_estimated_output_total_says_about() -> None:
+    text = render_run(minimal_report(output_tail=["a\nb"], output_lines=2_400_000, output_lines_estimated=True))
+    assert "<details><summary>output (last 1 of about 2,400,000 lines)</summary>" in text
+    assert "```text\na b\n```" in text  # a tail line with a line break stays one line
+    assert "(last 1 of 2400000 lines)" in render_run(minimal_report(output_tail=["x"], output_lines=2_400_000))
+
+
+def test_a_command_with_no_script_and_no_words_is_an_unknown_command() -> None:
+    record = RunRecord(6, False, None, (), "", "", None, None, "unknown", {}, {})
+    assert render_run(minimal_report(record=record)).splitlines()[1] == (
+        "## 2026-12-07 17:00 · run 6 · unknown command · ✅ exit 0")
+
+
+def code_part(git: GitState, **changes: object) -> str:
+    text = render_run(minimal_report(git=git, **changes))
+    return text[text.index("### Code"):text.index("**Observations:**")]
+
+
+def test_the_code_part_of_a_repository_without_a_commit_or_with_one_file() -> None:
+    assert code_part(GitState(None, "main", False, (), None)) == "### Code\n\ngit (no commit yet) on `main`, clean\n\n"
+    assert code_part(GitState("abc1234ff", None, True, (("a.py", 1, 0),), None)) == (
+        "### Code\n\ngit `abc1234`, dirty: 1 file (+1/−0)\n\n- `a.py` +1/−0\n\n")
+    assert "- `a.py`" not in code_part(GitState("abc1234ff", None, False, (("a.py", 1, 0),), None))  # clean
+
+
+def test_the_code_part_lists_20_files_and_counts_the_rest() -> None:
+    files = tuple((f"f{i}.py", 1, 0) for i in range(20))
+    assert "more" not in code_part(GitState("abc1234", None, True, files, None))
+    assert "- … and 1 more\n" in code_part(GitState("abc1234", None, True, (*files, ("g.py", 1, 0)), None))
+
+
+def test_the_patch_notes_name_10_files_and_count_the_rest() -> None:
+    names = tuple(f"s{i}.env" for i in range(11))
+    part = code_part(GitState("abc1234", None, True, (), None, withheld=names))
+    assert "`s9.env` and 1 more\n" in part
+    assert "and" not in code_part(GitState("abc1234", None, True, (), None, withheld=names[:10]))
+
+
+def test_edits_before_a_first_run() -> None:
+    saves = [SaveRecord("t1", "train.py", "a", 3, 1)]
+    assert code_part(GitState("abc1234", None, False, (), None), edits_since=saves).endswith(
+        "\n\nedits before this run: train.py saved 1× (+3/−1)\n\n")
+
+
+def facts_part(**changes: object) -> str:
+    text = render_run(minimal_report(**changes))
+    return text[text.index("\n", text.index("\n## ") + 1) + 1:text.index("**Observations:**")]
+
+
+def test_an_error_the_heading_shows_whole_is_not_repeated_in_the_facts() -> None:
+    assert "| error |" not in facts_part(exit=ExitInfo("failure", 1, "❌ exit 1 · ValueError: x", "ValueError: x"))
+    assert "| error | `ValueError: y` |" in facts_part(exit=ExitInfo("failure", 1, "❌ exit 1", "ValueError: y"))
+
+
+def test_a_word_of_48_characters_stays_in_the_table_and_no_table_is_left_empty() -> None:
+    folder = "/" + "w" * 47
+    part = facts_part(record=RunRecord(6, False, "t.py", ("python", "t.py"), folder, "", 1.0, 0, "success", {}, {}))
+    assert f"| folder | `{folder}` |" in part and "**folder:**" not in part
+    long = "/" + "w" * 48
+    record = RunRecord(6, False, "t.py", ("python", long), long, "", 1.0, 0, "success", {}, {})
+    assert facts_part(record=record).startswith(f"1.0 s\n\n**command:**\n\n```text\npython {long}\n```\n\n"
+                                                f"**folder:**\n\n```text\n{long}\n```")
+
+
+def test_an_empty_word_of_the_command_stays_a_word() -> None:
+    record = RunRecord(6, False, "t.py", ("python", "t.py", ""), "/w", "", 1.0, 0, "success", {}, {})
+    assert "| command | `python t.py ''` |" in facts_part(record=record)
+
+
+def test_gpu_memory_with_two_figures_explains_them_and_with_none_says_so() -> None:
+    text = render_run(minimal_report(gpu=GpuMemory(2 * GIB, None, GIB, None, 1, (3,))))
+    assert text[text.index("### GPU memory"):text.index("**Observations:**")] == (
+        "### GPU memory\n\n2.0 GiB peak on GPU 3, sampled by NVML over the run's processes. PyTorch: max allocated "
+        f"1.0 GiB.\n\n<details><summary>{MEMORY_NOTE}</summary>\n\n{MEMORY_EXPLANATION} The PyTorch figures are "
+        "`torch.cuda.max_memory_allocated` and `max_memory_reserved`, from `devagent.lab`.\n\n</details>\n\n")
+    assert "### GPU memory\n\n2 GPUs: 0, 1 used; memory not measured.\n\n" in render_run(
+        minimal_report(gpu=GpuMemory(None, None, None, None, 2, (0, 1))))
+
+
+def metrics_part(**changes: object) -> str:
+    text = render_run(minimal_report(**changes))
+    return text[text.index("### Metrics"):text.index("**Observations:**")]
+
+
+LOSS = MetricSummary("loss", 0.35, 0.3, 7, 10, final_step=10)
+
+
+def test_the_metrics_table_has_a_previous_runs_column_only_when_it_logged_one_of_them() -> None:
+    alone = metrics_part(metrics=[LOSS])
+    assert "| metric | final (step) | best (step) |\n|---|---|---|\n| `loss` | 0.35 (step 10) | 0.3 (step 7) |" in alone
+    other = RunRecord(5, False, "t.py", ("python", "t.py"), "/w", "", 1.0, 0, "success", {}, {"acc": 0.9})
+    assert "| metric | final (step) | best (step) |\n|---|---|---|\n| `loss` | 0.35 (step 10) | 0.3 (step 7) |\n" in (
+        metrics_part(metrics=[LOSS], previous=other))
+
+
+def test_the_outputs_own_last_values_are_named_where_they_differ_in_what_the_table_shows() -> None:
+    acc = MetricSummary("acc", 0.9, 0.9, None, 3)
+    note = metrics_part(metrics=[LOSS, acc], output_finals={"loss": 0.36, "acc": 0.91})
+    assert "*final* is the last value logged; the output's own last line printed `loss` 0.36, `acc` 0.91." in note
+    same = metrics_part(metrics=[LOSS, acc], output_finals={"loss": 0.350000001, "acc": float("nan")})
+    assert "*final* is the last value logged; the output's own last line printed `acc` NaN." in same
+
+
+def test_a_curve_without_a_sparkline_or_a_summary() -> None:
+    assert metrics_part(metrics=[LOSS], curve_name="loss").endswith("*final* is the last value logged.\n\n")
+    acc = MetricSummary("acc", 0.9, 0.9, None, 3)
+    assert metrics_part(metrics=[acc], curve_name="loss", curve_sparkline="▁█").endswith("\n\n`loss` ▁█\n\n")
+
+
+def test_the_summary_line_says_a_default_of_none_and_an_empty_value() -> None:
+    defaults = defaults_for("p.add_argument('--seed')")
+    record = RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", None, 0, "success", {"seed": "1"}, {})
+    assert summary_line(minimal_report(record=record, defaults=defaults)) == "seed 1 (default None)"
+    previous = RunRecord(5, False, "t.py", ("python", "t.py"), "/w", "", None, 0, "success", {"name": "x"}, {})
+    record = RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", None, 0, "success", {"name": ""}, {})
+    assert summary_line(minimal_report(record=record, previous=previous)) == 'name "" (was x)'
+
+
+def test_a_script_not_in_its_command_line_shows_the_words_after_the_program() -> None:
+    record = RunRecord(6, False, "x.py", ("runner", "a", "b"), "/w", "", 1.0, 0, "success", {}, {})
+    assert "argv: `a b`" in render_run(minimal_report(record=record))
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("a " + "x" * 24, "`a " + "x" * 24 + "`"),  # 48 / 2 columns: 24 fit
+    ("a " + "y" * 25, "`a " + "y" * 12 + "…" + "y" * 11 + "`"),
+])
+def test_a_value_cell_cuts_only_words_longer_than_its_share(value: str, cell: str) -> None:
+    table = hparam_table({"p": value}, defaults={}, previous=None, previous_run=None)
+    assert table.splitlines()[-1] == f"| `p` | — | **{cell}** |"
+
+
+def test_the_summary_names_only_hyperparameters_that_changed() -> None:
+    defaults = defaults_for("p.add_argument('--lr', default=1e-3)", "p.add_argument('--bs', default=64)")
+    record = RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", None, 0, "success",
+                       {"lr": "0.001", "extra": "1", "bs": "32"}, {})
+    # lr is its default, extra has none: neither is said
+    assert summary_line(minimal_report(record=record, defaults=defaults)) == "bs 32 (default 64)"
+    previous = RunRecord(5, False, "t.py", ("python", "t.py"), "/w", "", None, 0, "success", {"a": "1", "b": "3"}, {})
+    record = RunRecord(6, False, "t.py", ("python", "t.py"), "/w", "", 0.0, 0, "success", {"a": "1", "b": "2"}, {})
+    assert summary_line(minimal_report(record=record, previous=previous)) == "0.0 s · b 2 (was 3)"
+
+
+def test_ten_seconds_read_as_a_span() -> None:
+    assert (format_duration(9.94), format_duration(10)) == ("9.9 s", "10 s")
+
+
+def test_a_previous_run_without_a_number_heads_its_column_as_the_previous_run() -> None:
+    table = hparam_table({"lr": "1"}, defaults={}, previous={"lr": "2"}, previous_run=None)
+    assert table.splitlines()[0] == "| hyperparameter | default | this run | previous run |"
+
+
+def test_a_default_cell_cuts_words_longer_than_its_share_too() -> None:
+    defaults = {"p": ArgDefault("p", ("--p",), "y" * 25, None)}
+    table = hparam_table({"p": "y" * 25}, defaults=defaults, previous=None, previous_run=None)
+    cut = "y" * 12 + "…" + "y" * 11
+    assert table.splitlines()[-1] == f"| `p` | `{cut}` | `{cut}` |"
+
+
+def test_a_text_as_long_as_the_limit_is_not_cut() -> None:
+    assert (shorten_middle("abcde", 5), shorten_middle("abcdef", 5)) == ("abcde", "ab…ef")

@@ -59,6 +59,11 @@ def test_a_keyword_given_twice_is_refused_since_its_first_value_would_win_unseen
         ssh_argv(CONFIG, "env1", options=options, batch=batch)
 
 
+def test_without_batch_mode_the_caller_may_set_batchmode_itself() -> None:
+    assert ssh_argv(CONFIG, "env1", options={"BatchMode": "no"}, batch=False) == [
+        "ssh", "-F", "/home/me/.ssh/config", "-o", "BatchMode=no", "env1"]
+
+
 def test_the_client_asked_about_itself_connects_nowhere() -> None:
     assert client_argv("-V") == ["ssh", "-V"]
     assert client_argv("-Q", "kex", ssh="/opt/ssh") == ["/opt/ssh", "-Q", "kex"]
