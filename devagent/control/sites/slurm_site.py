@@ -31,10 +31,11 @@ import dataclasses
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from devagent.control.paths import Paths
 from devagent.control.settings import Settings
+from devagent.control.sites.ended_job import EndedJobEngine
 from devagent.control.sites.records import Record, Records, refuse_elsewhere
 from devagent.control.sites.server_site import ServerSite, ServerWorkspaces
 from devagent.control.slurm.allocation import Allocation, allocate, ended_lines, files, release, still_running
@@ -46,6 +47,7 @@ from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
     from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.listing import Row
     from devagent.control.link.link import ServerLink
     from devagent.control.link.probe import ServerFacts
@@ -60,7 +62,7 @@ class NodeName:
     show), and the two-hop ProxyJump that reaches the node."""
 
     def __init__(self, login: str, login_jump: str, node_jump: str) -> None:
-        self.text = login
+        self.text, self.node = login, node_jump
         self.proxy_jump = f"{login_jump},{node_jump}"
 
 
@@ -281,8 +283,8 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
 def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report,
              quiet: bool = False) -> Iterator[SlurmSite]:
     """The site of an environment devagent's RECORD places in a Slurm job. A job that has ended has no node to
-    reach: its site then has no node (`_GoneLink`, `_NothingLeft`), and `down` just forgets what this machine
-    keeps."""
+    reach: its site then has no node (`_GoneLink`, control/sites/ended_job.py), and `down` just forgets what
+    this machine keeps."""
     assert record.slurm_job is not None
     with login(record.server, paths=paths, settings=settings, report=report, quiet=quiet) as (login_link, queue):
         job = queue.job(record.slurm_job)
@@ -304,39 +306,12 @@ def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report
             yield site
 
 
-class _NothingLeft:
-    """The node's engine as far as an environment whose job has ended is concerned: its holder removed the
-    container, so there is nothing of it (`down` then only forgets what this machine keeps). Anything else
-    says the job ended."""
-
-    def __init__(self, gone: DevagentError) -> None:
-        self._gone = gone
-
-    def get(self, name: str) -> None:
-        return None
-
-    def list_managed(self, *, name: str | None = None) -> list[object]:
-        return []
-
-    def container_rows(self) -> list[object]:
-        return []
-
-    def leases(self) -> list[object]:
-        return []
-
-    def volume_labels(self, name: str) -> None:  # no home volume of it is reachable: the node is not
-        return None
-
-    def __getattr__(self, name: str) -> object:
-        raise self._gone
-
-
 class _GoneLink:
     """The link of an environment whose job has ended: the login node's facts (the home is shared), no node."""
 
     def __init__(self, login_link: ServerLink, name: NodeName, gone: DevagentError) -> None:
         self.server, self._login, self._gone = name, login_link, gone
-        self.engine = cast("Engine", _NothingLeft(gone))
+        self.engine: EngineApi = EndedJobEngine(name.node, gone)
 
     @property
     def facts(self) -> ServerFacts:
