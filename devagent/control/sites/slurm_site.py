@@ -195,24 +195,25 @@ class SlurmSite(ServerSite):
 
 def take_in_end(login_link: ServerLink, queue: SlurmQueue, record: Record, *, report: Report) -> bool:
     """Append to the environment's notebook (on the shared home) the line the job's holder wrote when the job
-    ended: when and why. The default notebook only (the record does not keep another's path); a notebook not
-    written yet, or one devagent may not append to, is left alone. Whether a line was taken in."""
+    ended: when and why; unless the environment's own devagent already put it there as the job ended (the line
+    then ends in NOTED: core/slurm/holder.py). The default notebook only (the record does not keep another's
+    path); a notebook not written yet, or one devagent may not append to, is left alone. Whether a line was
+    taken in."""
     from pathlib import PurePosixPath
 
     from devagent.control.features.rerun import append_on_server
     from devagent.core import layout
-    from devagent.core.notebook import entry
+    from devagent.core.slurm.holder import NOTED, end_entry
 
     assert record.slurm_job is not None
     output, ended_log = files(login_link.facts.home, record.name)
     lines = ended_lines(queue, Allocation(record.server, record.slurm_job, "", "", (), None, output, ended_log))
-    if not lines:
+    text = end_entry(lines[-1]) if lines else None
+    if text is None or lines[-1].endswith(NOTED):
         return False
-    stamp, _, said = lines[-1].partition(" ")
     workspace = PurePosixPath(record.workspace)
     try:
-        append_on_server(login_link, workspace=workspace, notebook=workspace / layout.NOTEBOOK,
-                         text=entry(f"{stamp.replace('T', ' ').rstrip('Z')} UTC · environment ended", said))
+        append_on_server(login_link, workspace=workspace, notebook=workspace / layout.NOTEBOOK, text=text)
     except (OSError, DevagentError) as exc:
         report(f"the notebook did not take in the job's end ({exc})")
         return False
