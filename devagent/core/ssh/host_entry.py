@@ -179,4 +179,8 @@ def validate(entry: HostEntry) -> None:
             raise _usage(f"invalid Slurm job check for {entry.name!r}: job {check.job_id!r}, partition "
                          f"{check.partition!r}, hops {entry.proxy_jump!r}",
                          "the job id is digits, the partition a Slurm name, the hops the login node and the node")
-        check_path("ssh config", check.config)
+        try:
+            check_path("ssh config", check.config)
+        except DevagentError as exc:  # the inner ssh's -F: the user's ssh config, not a path under DEVAGENT_HOME
+            raise _usage(exc.message, "set DEVAGENT_SSH_CONFIG to a plain absolute path (letters, digits, '/', "
+                         "'.', '_', '-', ' ')") from None

@@ -14,7 +14,8 @@ job id digits, the name an environment name, the hops ProxyJump values, the part
 an absolute path) and quoted for sh, and none may hold `%` (ssh expands %-tokens in a ProxyCommand: the
 script's own `%` are doubled). The inner ssh gets `-F CONFIG` (ProxyJump passes the connecting ssh's `-F` on; a
 ProxyCommand cannot see it, so the user's ssh config devagent includes itself into is named). A ProxyCommand is
-a command line run on the laptop: `share --export` never passes one on (it exports the ProxyJump).
+a command line run on the laptop: `share --export` never passes one on (core/people.py writes a ProxyJump value
+or none).
 """
 
 from __future__ import annotations

@@ -117,3 +117,6 @@ def test_values_that_could_change_the_command_are_refused(check: JobCheck, jump:
     with pytest.raises(DevagentError) as info:
         HostEntry("exp", 40022, "dev", "/h/id", "/h/kh", proxy_jump=jump, job_check=check)
     assert (info.value.message, info.value.status) == (message, ExitStatus.USAGE)
+    if "ssh config path" in message:
+        assert info.value.hint == "set DEVAGENT_SSH_CONFIG to a plain absolute path (letters, digits, '/', '.', '_', " \
+                                  "'-', ' ')"
