@@ -75,8 +75,8 @@ COMMAND_MODULES = {
     "forwards": ("forward", "jupyter", "tensorboard"),
     "gpus": ("gpus",),
     "images": ("image",),
-    "in_environment": ("agent", "run", "gpu-check", "serve", "end-sessions", "people-entry", "lifecycle",
-                       "vscode-files", "editor-files", "sshd-config"),
+    "in_environment": ("agent", "run", "gpu-check", "serve", "end-sessions", "people-entry", "job-ended",
+                       "lifecycle", "vscode-files", "editor-files", "sshd-config"),
     "reproduce": ("reproduce",),
     "sharing": ("share", "unshare"),
 }

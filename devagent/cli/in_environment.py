@@ -1,5 +1,5 @@
 """The commands that run inside the container: the agent, run, gpu-check, and the helpers the host side
-calls there (serve, end-sessions, people-entry, lifecycle, vscode-files, sshd-config)."""
+calls there (serve, end-sessions, people-entry, job-ended, lifecycle, vscode-files, sshd-config)."""
 
 from __future__ import annotations
 
@@ -117,6 +117,27 @@ def people_entry(change: str) -> None:
     path = running_notebook()
     writer = open_notebook(path)
     writer.append(render_people_entry(people, change, datetime.now(timezone.utc).astimezone()))
+    if writer.pending:
+        raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
+                            hint="free disk space or make the workspace writable")
+
+
+@cli.command(name="job-ended", hidden=True)
+@click.argument("line")
+def job_ended(line: str) -> None:
+    """(Inside the container, for its Slurm job's holder as the job ends) append the holder's end LINE ("STAMP job
+    J on NODE: environment NAME ended: WHY") to the notebook the agent writes, through its writer: one bounded
+    line of plain text (anything else is refused), flock, no link followed."""
+    from devagent.core.slurm.holder import end_entry
+    from devagent.inside.locations import open_notebook, running_notebook
+
+    text = end_entry(line)
+    if text is None:
+        raise DevagentError(f"not a Slurm job's end line: {line[:100]!r}", status=ExitStatus.USAGE,
+                            hint="the job's holder writes it: STAMP job J on NODE: environment NAME ended: WHY")
+    path = running_notebook()
+    writer = open_notebook(path)
+    writer.append(text)
     if writer.pending:
         raise DevagentError(f"could not append to {path}", status=ExitStatus.NOTEBOOK,
                             hint="free disk space or make the workspace writable")

@@ -27,6 +27,7 @@ from devagent.core.people import (
     validate_person,
     who,
 )
+from devagent.core.ssh.job_hop import JobCheck, proxy_command
 from devagent.errors import DevagentError, ExitStatus
 
 
@@ -281,11 +282,16 @@ def test_an_export_never_holds_a_line_of_a_label_s_making(user: str, jump: str |
     assert len(lines) == 11 + bool(jump)
 
 
+SLURM_HOP = proxy_command(JobCheck("12", "gpu", "/h/.ssh/config"), name="exp", login="hpc", node="n1", port=40001)
+
+
 @pytest.mark.parametrize(("user", "jump", "message"), [
     ("dev\n  ProxyCommand sh -c 'touch /tmp/pwned'", None,
      "refusing to print a Host block with the login user \"dev\\n  ProxyCommand sh -c 'touch /tmp/pwned'\""),
     ("dev", "gpu\nLocalCommand id", "refusing to print a Host block with the ProxyJump 'gpu\\nLocalCommand id'"),
     ("dev", "gpu,evil", "refusing to print a Host block with the ProxyJump 'gpu,evil'"),
+    # The ProxyCommand of an alias to an environment in a Slurm job (core/ssh/job_hop.py) is never passed on.
+    ("dev", SLURM_HOP, f"refusing to print a Host block with the ProxyJump {SLURM_HOP!r}"),
 ])
 def test_an_export_with_a_value_that_would_be_two_options_is_refused(user: str, jump: str | None,
                                                                      message: str) -> None:

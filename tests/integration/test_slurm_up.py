@@ -63,7 +63,7 @@ def test_up_on_a_node_login_through_the_alias_down_and_up_again(cluster: SlurmCl
     assert info is not None and info["Labels"][JOB_LABEL] == job
     # The alias reaches the environment through the login node and then the node; the header says where.
     alias = (laptop.devagent_home / "ssh_config").read_text()
-    assert f"ProxyJump {LOGIN},{node}" in alias
+    assert f"devagent-slurm-hop {laptop.ssh_config} {LOGIN} {node} {job} {name} " in alias  # asks Slurm first
     ran = laptop.ssh(name, "cd ~/workspace && devagent run -- python3 -c 'print(42)'", timeout=120)
     assert ran.returncode == 0 and "42" in ran.stdout, ran.output
     workspace = HOME / "devagent" / name  # on the cluster's shared home
@@ -107,18 +107,29 @@ def test_scancel_from_outside_removes_the_container_and_ls_shows_the_job_ended(
     listed = laptop.devagent("ls")
     assert listed.returncode == 0, listed.output
     assert f"{name}: Slurm job {job} on {noted['slurm_node']}, partition gpu: running" in listed.output
-    assert cluster.run("scancel", job).returncode == 0  # an admin, the time limit, preemption: the same
-    wait_for(lambda: container(docker_client, name) is None, timeout=60, message="the container removed")
-    said = f"{name}: Slurm job {job} on {noted['slurm_node']}, partition gpu: ended: the job was cancelled " \
-           "(devagent down or scancel)"
-    wait_for(lambda: said in laptop.devagent("ls").stdout, timeout=60, interval=1, message="ls to say it ended")
-    # up again: the notebook first takes in when and why the last job ended, then a new job.
+    assert laptop.ssh(name, "true").returncode == 0  # while the job runs the alias logs in as before
     notebook = HOME / "devagent" / name / "lab-notebook.md"
     notebook.write_text("# Lab notebook\n")  # stands in for the one the agent writes at the first run
     shutil.chown(notebook, USER, USER)
+    assert cluster.run("scancel", job).returncode == 0  # an admin, the time limit, preemption: the same
+    wait_for(lambda: container(docker_client, name) is None, timeout=60, message="the container removed")
+    # The notebook heard it as the job ended (the container's own devagent wrote it before the container went).
+    end_line = f"job {job} on {noted['slurm_node']}: environment {name} ended: the job was cancelled (devagent " \
+               "down or scancel)\n"
+    assert notebook.read_text().count(end_line) == 1, notebook.read_text()
+    # The alias now says the job ended, in devagent's words (its ProxyCommand asked Slurm), not in ssh's.
+    after = laptop.ssh(name, "true")
+    ended = (f"devagent: environment {name}'s Slurm job {job} has ended (it was cancelled); `devagent up {name} "
+             f"--host {LOGIN} --slurm gpu` asks for a new allocation\n")
+    ending = ended.replace("it was cancelled", "it is ending")  # COMPLETING until the holder's trap returns
+    # ssh adds its own two lines after it (kex_exchange_identification: Connection closed …).
+    assert after.returncode == 255 and after.stderr.startswith((ended, ending)), after.output
+    said = f"{name}: Slurm job {job} on {noted['slurm_node']}, partition gpu: ended: the job was cancelled " \
+           "(devagent down or scancel)"
+    wait_for(lambda: said in laptop.devagent("ls").stdout, timeout=60, interval=1, message="ls to say it ended")
+    # up again: a new job; the end line is not taken in a second time (the log says the notebook has it).
     up(laptop, name, "--gpus", "0")
-    assert f"job {job} on {noted['slurm_node']}: environment {name} ended: the job was cancelled (devagent down " \
-           "or scancel)\n" in notebook.read_text()
+    assert notebook.read_text().count(end_line) == 1, notebook.read_text()
     # down of an ended environment forgets what the laptop keeps.
     assert cluster.run("scancel", str(record(laptop, name)["slurm_job"])).returncode == 0  # type: ignore[index]
     wait_for(lambda: container(docker_client, name) is None, timeout=60, message="the container removed")

@@ -33,6 +33,7 @@ from devagent.control.ssh.user_config import SshConfig, parse_line
 from devagent.core import doctor_rules as d
 from devagent.core.doctor_rules import Check, skipped
 from devagent.core.spec import LABEL_PREFIX, SSHD_PORT
+from devagent.core.ssh import job_hop
 from devagent.core.ssh.command_line import ssh_argv
 from devagent.core.ssh.host_entry import HostEntry
 from devagent.core.ssh.sshd import profile_for_client
@@ -354,9 +355,15 @@ def alias_check(paths: Paths, *, name: str, info: ContainerInfo | None, ssh: str
         return Check(label, False, f"devagent's ssh config {paths.managed_ssh_config} has no Host {name}",
                      fix=f"`{up}` writes it again")
     try:
+        jump, check = block.get("proxyjump"), None
+        if "proxycommand" in block:  # an environment in a Slurm job: only the command devagent writes
+            hop = job_hop.parse(block["proxycommand"])
+            if hop is None or hop[:2] != (name, int(block["port"])):
+                raise ValueError("its ProxyCommand is not the one devagent writes")
+            jump, check = hop[2], hop[3]
         entry = HostEntry(name=name, port=int(block["port"]), user=block["user"],
                           identity_file=block["identityfile"].strip('"'), known_hosts_file=str(paths.known_hosts),
-                          proxy_jump=block.get("proxyjump"))
+                          proxy_jump=jump, job_check=check)
     except (KeyError, ValueError, DevagentError) as exc:
         return Check(label, False, f"devagent's Host {name} block in {paths.managed_ssh_config} is incomplete "
                      f"({exc})", fix=f"`{up}` writes it again")
@@ -368,6 +375,8 @@ def alias_check(paths: Paths, *, name: str, info: ContainerInfo | None, ssh: str
     except DevagentError as exc:
         return Check(label, False, _with_details(exc), fix=exc.hint)
     via = f" via {entry.proxy_jump}" if entry.proxy_jump else ""
+    if entry.job_check is not None:
+        via += f" (asking Slurm first whether job {entry.job_check.job_id} still runs)"
     return Check(label, True, f"devagent's values: 127.0.0.1:{entry.port}{via} as {entry.user}, key "
                  f"{entry.identity_file}, host key pinned as {name}")
 

@@ -549,7 +549,8 @@ class Provisioner:
         An alias that already says all this (a --recreate that kept the port) is left as it is, byte for byte."""
         def entry(port: int) -> HostEntry:
             return HostEntry(name=spec.name, port=port, user=spec.user, identity_file=str(identity),
-                             known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump)
+                             known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump,
+                          job_check=self.site.alias_check)
 
         if self.ssh_config.needs_update(entry(port), host_public):
             old_port = replacing and (replacing.host_port or replacing.fixed_port)
@@ -602,7 +603,8 @@ class Provisioner:
         self._prove(spec, banner=banner, port=info.host_port, identity=identity, host_public=host_public)
         self.site.renote(spec, info.host_port)
         entry = HostEntry(name=spec.name, port=info.host_port, user=spec.user, identity_file=str(identity),
-                          known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump)
+                          known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump,
+                          job_check=self.site.alias_check)
         if self.ssh_config.needs_update(entry, host_public):
             self.ssh_config.install(entry, host_public)
         self.ssh_config.verify_effective(entry)

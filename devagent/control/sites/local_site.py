@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from devagent.control.features.rerun import Files
     from devagent.control.lifecycle.transaction import Transaction
     from devagent.core.spec import EnvSpec
+    from devagent.core.ssh.job_hop import JobCheck
 
 
 def prepare_workspace(path: Path, uid: int, *, created: workspaces.NewWorkspace | None) -> None:
@@ -87,6 +88,7 @@ class LocalSite:
     loopback = "127.0.0.1"
     up_flags: tuple[str, ...] = ()
     proxy_jump: str | None = None
+    alias_check: JobCheck | None = None
     container_labels: Mapping[str, str] = {}
     launch_note = ""
     engine_clock_is_ours = True  # the engine runs on this machine

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from devagent.control.sites.site import Link
     from devagent.core.gpu.ledger import Inventory
     from devagent.core.spec import EnvSpec
+    from devagent.core.ssh.job_hop import JobCheck
 
 Report = Callable[[str], None]
 
@@ -153,6 +154,10 @@ class ServerSite:
     @property
     def proxy_jump(self) -> str:
         return self.link.server.proxy_jump
+
+    @property
+    def alias_check(self) -> JobCheck | None:
+        return None
 
     def connect(self, port: int, *, timeout: float) -> socket.socket:
         return self.link.connect(port, timeout=timeout)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from devagent.control.sites.records import Records
     from devagent.core.gpu.ledger import Inventory
     from devagent.core.spec import EnvSpec
+    from devagent.core.ssh.job_hop import JobCheck
     from devagent.errors import DevagentError
 
 
@@ -152,6 +153,10 @@ class Site(Protocol):
     @property
     def proxy_jump(self) -> str | None:
         """How the alias reaches the environment's port: the ProxyJump value, or None (directly)."""
+
+    @property
+    def alias_check(self) -> JobCheck | None:
+        """The Slurm job the alias asks about before each connection (core/ssh/job_hop.py), or None."""
 
     @property
     def workspaces(self) -> Workspaces: ...

@@ -7,7 +7,9 @@ the job runs on THROUGH the login node (`ssh -J login node`: the node is reached
 cluster allows) and uses that node's Docker Engine. From there it is a server site (control/sites/server_site.py)
 with these differences:
 
-- the alias reaches the environment with `ProxyJump login,node` (pinned host key as everywhere);
+- the alias reaches the environment through the login node and the node with a ProxyCommand that first asks
+  Slurm whether the job still runs and says so when it has ended (core/ssh/job_hop.py; pinned host key as
+  everywhere);
 - the container is labelled with the job (`devagent.slurm-job=<id>`: what the job's holder removes when it ends),
   and the notebook header records cluster, job, partition, node, GPUs and time limit (`allocation`);
 - devagent's record of the environment names the cluster (its login node), the job and the node, and `renote`,
@@ -29,20 +31,23 @@ import dataclasses
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from devagent.control.paths import Paths
 from devagent.control.settings import Settings
+from devagent.control.sites.ended_job import EndedJobEngine
 from devagent.control.sites.records import Record, Records, refuse_elsewhere
 from devagent.control.sites.server_site import ServerSite, ServerWorkspaces
 from devagent.control.slurm.allocation import Allocation, allocate, ended_lines, files, release, still_running
 from devagent.control.slurm.queue import SlurmQueue
 from devagent.core.slurm.holder import JOB_LABEL
 from devagent.core.slurm.jobs import ENDED_STATES, format_left
+from devagent.core.ssh.job_hop import JobCheck
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
     from devagent.control.engine.docker_engine import Engine
+    from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.listing import Row
     from devagent.control.link.link import ServerLink
     from devagent.control.link.probe import ServerFacts
@@ -57,7 +62,7 @@ class NodeName:
     show), and the two-hop ProxyJump that reaches the node."""
 
     def __init__(self, login: str, login_jump: str, node_jump: str) -> None:
-        self.text = login
+        self.text, self.node = login, node_jump
         self.proxy_jump = f"{login_jump},{node_jump}"
 
 
@@ -147,6 +152,12 @@ class SlurmSite(ServerSite):
                 *(("--time", format_time(limit)) if limit else ()))
 
     @property
+    def alias_check(self) -> JobCheck:
+        """The alias asks the login node whether the job still runs before each connection, and says so when
+        it has ended (core/ssh/job_hop.py); its inner ssh reads the user's ssh config, as ssh's own would."""
+        return JobCheck(self.allocation.job_id, self.allocation.partition, str(self.paths.user_ssh_config))
+
+    @property
     def container_labels(self) -> dict[str, str]:
         return {JOB_LABEL: self.allocation.job_id}
 
@@ -184,24 +195,25 @@ class SlurmSite(ServerSite):
 
 def take_in_end(login_link: ServerLink, queue: SlurmQueue, record: Record, *, report: Report) -> bool:
     """Append to the environment's notebook (on the shared home) the line the job's holder wrote when the job
-    ended: when and why. The default notebook only (the record does not keep another's path); a notebook not
-    written yet, or one devagent may not append to, is left alone. Whether a line was taken in."""
+    ended: when and why; unless the environment's own devagent already put it there as the job ended (the line
+    then ends in NOTED: core/slurm/holder.py). The default notebook only (the record does not keep another's
+    path); a notebook not written yet, or one devagent may not append to, is left alone. Whether a line was
+    taken in."""
     from pathlib import PurePosixPath
 
     from devagent.control.features.rerun import append_on_server
     from devagent.core import layout
-    from devagent.core.notebook import entry
+    from devagent.core.slurm.holder import NOTED, end_entry
 
     assert record.slurm_job is not None
     output, ended_log = files(login_link.facts.home, record.name)
     lines = ended_lines(queue, Allocation(record.server, record.slurm_job, "", "", (), None, output, ended_log))
-    if not lines:
+    text = end_entry(lines[-1]) if lines else None
+    if text is None or lines[-1].endswith(NOTED):
         return False
-    stamp, _, said = lines[-1].partition(" ")
     workspace = PurePosixPath(record.workspace)
     try:
-        append_on_server(login_link, workspace=workspace, notebook=workspace / layout.NOTEBOOK,
-                         text=entry(f"{stamp.replace('T', ' ').rstrip('Z')} UTC · environment ended", said))
+        append_on_server(login_link, workspace=workspace, notebook=workspace / layout.NOTEBOOK, text=text)
     except (OSError, DevagentError) as exc:
         report(f"the notebook did not take in the job's end ({exc})")
         return False
@@ -272,8 +284,8 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
 def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report,
              quiet: bool = False) -> Iterator[SlurmSite]:
     """The site of an environment devagent's RECORD places in a Slurm job. A job that has ended has no node to
-    reach: its site then has no node (`_GoneLink`, `_NothingLeft`), and `down` just forgets what this machine
-    keeps."""
+    reach: its site then has no node (`_GoneLink`, control/sites/ended_job.py), and `down` just forgets what
+    this machine keeps."""
     assert record.slurm_job is not None
     with login(record.server, paths=paths, settings=settings, report=report, quiet=quiet) as (login_link, queue):
         job = queue.job(record.slurm_job)
@@ -295,39 +307,12 @@ def recorded(record: Record, *, paths: Paths, settings: Settings, report: Report
             yield site
 
 
-class _NothingLeft:
-    """The node's engine as far as an environment whose job has ended is concerned: its holder removed the
-    container, so there is nothing of it (`down` then only forgets what this machine keeps). Anything else
-    says the job ended."""
-
-    def __init__(self, gone: DevagentError) -> None:
-        self._gone = gone
-
-    def get(self, name: str) -> None:
-        return None
-
-    def list_managed(self, *, name: str | None = None) -> list[object]:
-        return []
-
-    def container_rows(self) -> list[object]:
-        return []
-
-    def leases(self) -> list[object]:
-        return []
-
-    def volume_labels(self, name: str) -> None:  # no home volume of it is reachable: the node is not
-        return None
-
-    def __getattr__(self, name: str) -> object:
-        raise self._gone
-
-
 class _GoneLink:
     """The link of an environment whose job has ended: the login node's facts (the home is shared), no node."""
 
     def __init__(self, login_link: ServerLink, name: NodeName, gone: DevagentError) -> None:
         self.server, self._login, self._gone = name, login_link, gone
-        self.engine = cast("Engine", _NothingLeft(gone))
+        self.engine: EngineApi = EndedJobEngine(name.node, gone)
 
     @property
     def facts(self) -> ServerFacts:

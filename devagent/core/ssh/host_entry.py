@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from devagent.core.spec import NAME_RE, NAME_RULE, USER_RE
+from devagent.core.ssh.job_hop import JobCheck, proxy_command
 from devagent.errors import DevagentError, ExitStatus
 
 HOSTNAME = "127.0.0.1"  # a literal: `localhost` may resolve to ::1 first, where Docker published nothing
@@ -89,6 +90,9 @@ class HostEntry:
     # For an environment on a server: the ProxyJump value that reaches the server (as the user's own ssh does);
     # on a Slurm cluster, the login node and then the node (`login,gpu07`).
     proxy_jump: str | None = None
+    # On a Slurm cluster: the job the alias asks about before each connection (core/ssh/job_hop.py). The
+    # block then holds a ProxyCommand that asks the login node and then makes PROXY_JUMP's two hops itself.
+    job_check: JobCheck | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -96,6 +100,8 @@ class HostEntry:
     def options(self) -> list[tuple[str, str]]:
         """The block's options in the order they are written, values as they appear in the file."""
         jump = [("ProxyJump", self.proxy_jump)] if self.proxy_jump else []
+        if self.job_check is not None:
+            jump = [("ProxyCommand", self.proxy_command())]
         return [
             ("HostName", HOSTNAME),
             ("Port", str(self.port)),
@@ -111,6 +117,12 @@ class HostEntry:
             ("ServerAliveInterval", str(SERVER_ALIVE_INTERVAL)),
         ]
 
+    def proxy_command(self) -> str:
+        """The ProxyCommand of an alias with a job check (core/ssh/job_hop.py)."""
+        assert self.job_check is not None and self.proxy_jump is not None
+        login, node = self.proxy_jump.split(",")
+        return proxy_command(self.job_check, name=self.name, login=login, node=node, port=self.port)
+
     def expected_effective(self) -> dict[str, str]:
         """What `ssh -G NAME` must print for the keywords that matter, keyed by its lowercase keyword.
 
@@ -118,6 +130,8 @@ class HostEntry:
         `identityfile` line per IdentityFile that applies (ours must be the first).
         """
         jump = {"proxyjump": self.proxy_jump} if self.proxy_jump else {}
+        if self.job_check is not None:  # ssh -G prints it as written: %% not yet expanded
+            jump = {"proxycommand": self.proxy_command()}
         return {
             **jump,
             "hostname": HOSTNAME,
@@ -159,3 +173,14 @@ def validate(entry: HostEntry) -> None:
         # parse_server refused anything else before; this guards the file against what reaches it some other way
         raise _usage(f"invalid ProxyJump {entry.proxy_jump!r}",
                      "name the server as you reach it with ssh: an alias, user@host[:port] or ssh://user@host:port")
+    if entry.job_check is not None:
+        check = entry.job_check
+        if entry.proxy_jump is None or len(entry.proxy_jump.split(",")) != MAX_HOPS or not check.valid():
+            raise _usage(f"invalid Slurm job check for {entry.name!r}: job {check.job_id!r}, partition "
+                         f"{check.partition!r}, hops {entry.proxy_jump!r}",
+                         "the job id is digits, the partition a Slurm name, the hops the login node and the node")
+        try:
+            check_path("ssh config", check.config)
+        except DevagentError as exc:  # the inner ssh's -F: the user's ssh config, not a path under DEVAGENT_HOME
+            raise _usage(exc.message, "set DEVAGENT_SSH_CONFIG to a plain absolute path (letters, digits, '/', "
+                         "'.', '_', '-', ' ')") from None

@@ -24,6 +24,7 @@ from devagent.control.ssh.user_config import SshConfig
 from devagent.core import doctor_rules as d
 from devagent.core.doctor_rules import Check
 from devagent.core.ssh.host_entry import HostEntry
+from devagent.core.ssh.job_hop import JobCheck
 from devagent.errors import DevagentError, ExitStatus
 from tests.control.fakes import FakeEngine
 
@@ -100,12 +101,14 @@ def test_vscode_settings_are_found_read_as_jsonc_and_unreadable_ones_skipped(pat
 # -- client side on a crafted HOME ------------------------------------------------------------------------------
 
 
-def _install(paths: Paths, *, port: int = PORT) -> HostEntry:
-    """What `up` leaves on the client: a key, devagent's Host block, the pinned key and the Include line."""
+def _install(paths: Paths, *, port: int = PORT, job: JobCheck | None = None) -> HostEntry:
+    """What `up` leaves on the client: a key, devagent's Host block, the pinned key and the Include line. JOB:
+    an environment in a Slurm job (a ProxyCommand through hpc and n1 that asks Slurm first)."""
     from devagent.control.ssh import keys
 
     keys.ensure_keypair(paths.identity, comment="test")
-    entry = HostEntry(NAME, port, "dev", str(paths.identity), str(paths.known_hosts))
+    entry = HostEntry(NAME, port, "dev", str(paths.identity), str(paths.known_hosts),
+                      proxy_jump="hpc,n1" if job else None, job_check=job)
     SshConfig(paths).install(entry, keys.ensure_keypair(paths.home / "hostkey", comment="host"))
     return entry
 
@@ -316,6 +319,21 @@ def test_the_alias_check_catches_a_stale_port_and_a_missing_block(paths: Paths) 
     assert hd.alias_check(paths, name=NAME, info=container()).ok
     gone = hd.alias_check(paths, name="other", info=None)
     assert gone.ok is False and gone.fix == "`devagent up other` writes it again"
+
+
+def test_the_alias_of_an_environment_in_a_slurm_job_is_read_back_from_its_proxycommand(paths: Paths) -> None:
+    _install(paths, job=JobCheck("4812", "gpu", str(paths.user_ssh_config)))
+    check = hd.alias_check(paths, name=NAME, info=container())
+    assert check == Check(f"ssh -G {NAME}", True, f"devagent's values: 127.0.0.1:{PORT} via hpc,n1 (asking Slurm "
+                          f"first whether job 4812 still runs) as dev, key {paths.identity}, host key pinned as "
+                          f"{NAME}")
+    # A ProxyCommand that is not devagent's (edited by hand) is not taken for the alias.
+    block = paths.managed_ssh_config.read_text()
+    paths.managed_ssh_config.write_text(block.replace("exec ssh -F", "exec nc -F"))
+    edited = hd.alias_check(paths, name=NAME, info=container())
+    assert edited.ok is False and edited.detail == (
+        f"devagent's Host {NAME} block in {paths.managed_ssh_config} is incomplete (its ProxyCommand is not the "
+        "one devagent writes)")
 
 
 def test_the_alias_check_names_the_users_line_that_overrides_devagent(paths: Paths) -> None:

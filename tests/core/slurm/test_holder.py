@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devagent.core.slurm.holder import holder_script, parse_holder_line
+from devagent.core.slurm.holder import end_entry, holder_script, parse_holder_line
 from devagent.errors import DevagentError, ExitStatus
 
 
@@ -21,9 +21,16 @@ def stub(folder: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-# A Docker CLI stand-in: one container of the job's label (abc123) until `docker rm -f abc123` removes it.
-DOCKER = """if [ "$1" = ps ] && [[ "$*" == *label=* ]] && [ ! -e "$(dirname "$0")/removed" ]; then echo abc123; fi
-if [ "$1" = rm ] && [ "$3" = abc123 ]; then touch "$(dirname "$0")/removed"; fi"""
+# A Docker CLI stand-in: one container of the job's label (abc123) until `docker rm -f abc123` removes it; the
+# environment's login user is DOCKER_USER (label devagent.user); `docker exec` fails with DOCKER_EXEC_FAILS,
+# hangs with DOCKER_EXEC_HANGS.
+DOCKER = """case "$1" in
+  inspect) echo "${DOCKER_USER-dev}" ;;
+  exec) [ -z "${DOCKER_EXEC_HANGS:-}" ] || exec sleep 60; [ -z "${DOCKER_EXEC_FAILS:-}" ] || exit 1 ;;
+  ps) if [[ "$*" == *label=* ]] && [ ! -e "$(dirname "$0")/removed" ]; then echo abc123; fi ;;
+  rm) if [ "$3" = abc123 ]; then touch "$(dirname "$0")/removed"; fi ;;
+esac"""
+INSPECT = "docker inspect -f {{index .Config.Labels \"devagent.user\"}} exp-1"
 NO_DOCKER = """echo 'permission denied while trying to connect to the Docker daemon socket' >&2; exit 1"""
 
 
@@ -68,8 +75,8 @@ def first_line(process: subprocess.Popen[str]) -> str:
     ("RUNNING Reason=None", "Slurm sent SIGTERM (the time limit is near, or the job is being ended)"),
     ("FAILED Reason=NonZeroExitCode", "the job ended (FAILED, NonZeroExitCode)"),
 ])
-def test_on_sigterm_the_container_goes_first_then_the_line_says_why(tmp_path: Path, state: str,
-                                                                    why: str) -> None:
+def test_on_sigterm_the_notebook_hears_why_then_the_container_goes_then_the_log_says_it(tmp_path: Path, state: str,
+                                                                                     why: str) -> None:
     process, ended = start(tmp_path, state, SLURM_JOB_GPUS="0,1")
     line = first_line(process)
     started = line.rsplit("=", 1)[1].strip()
@@ -77,14 +84,38 @@ def test_on_sigterm_the_container_goes_first_then_the_line_says_why(tmp_path: Pa
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     calls = (tmp_path / "bin" / "calls").read_text().splitlines()
-    assert calls[:3] == ["docker rm -f exp-1", "docker ps -aq --filter label=devagent.slurm-job=12",
-                         "docker rm -f abc123"]
-    assert calls[3].startswith("scontrol show job 12")
-    assert calls[4:] == ["docker ps -aq --filter name=^/exp-1$", "docker ps -aq --filter label=devagent.slurm-job=12"]
-    text = ended.read_text()
-    assert text.endswith(f" job 12 on n1: environment exp-1 ended: {why}\n")
-    assert text.count("\n") == 1
+    assert calls[0].startswith("scontrol show job 12")
+    said = ended.read_text()
+    assert said.endswith(f" job 12 on n1: environment exp-1 ended: {why} [noted]\n") and said.count("\n") == 1
+    # The running container's own devagent appends the same line to the notebook, as the login user.
+    end_line = said.removesuffix(" [noted]\n")
+    assert calls[1:3] == [INSPECT, f"docker exec -u dev exp-1 devagent job-ended {end_line}"]
+    assert calls[3:] == ["docker rm -f exp-1", "docker ps -aq --filter label=devagent.slurm-job=12",
+                         "docker rm -f abc123", "docker ps -aq --filter name=^/exp-1$",
+                         "docker ps -aq --filter label=devagent.slurm-job=12"]
+    assert end_entry(said.strip()) == (f"\n## {said[:10]} {said[11:19]} UTC · environment ended\n"
+                                       f"job 12 on n1: environment exp-1 ended: {why}\n")
     assert left_behind(tmp_path) == []
+
+
+@pytest.mark.parametrize(("env", "execs"), [
+    ({"DOCKER_EXEC_FAILS": "1"}, True),  # no notebook writer answered: down or up takes the line in later
+    ({"DOCKER_EXEC_HANGS": "1"}, True),  # the container does not answer: cut after 2 s, the container still goes
+    ({"DOCKER_USER": "x;id"}, False),  # a user label devagent did not write: nothing runs in the container
+    ({"DOCKER_USER": ""}, False),  # no such container or no label
+])
+def test_a_notebook_that_did_not_hear_it_leaves_the_line_unmarked_and_the_container_still_goes(
+        tmp_path: Path, env: dict[str, str], execs: bool) -> None:
+    process, ended = start(tmp_path, "COMPLETING Reason=None", **env)
+    first_line(process)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - signalled < 10  # bounded: the exec is cut after 2 s (generous for a loaded machine)
+    calls = (tmp_path / "bin" / "calls").read_text().splitlines()
+    assert any(call.startswith("docker exec") for call in calls) is execs
+    assert "docker rm -f exp-1" in calls
+    assert ended.read_text().endswith(" ended: the job was cancelled (devagent down or scancel)\n")
 
 
 def test_a_container_that_could_not_be_removed_is_said_so(tmp_path: Path) -> None:

@@ -1,0 +1,122 @@
+"""What the alias of an environment in a Slurm job costs per connection, and `scancel` → its container gone.
+
+The cluster and topology are the Slurm tests' (see slurm_up_bench.py): the laptop reaches only the login node,
+each node through it. Needs root, Slurm, sshd, socat and the test users (`make deps test-users`).
+
+    .venv/bin/python benchmarks/slurm_alias_bench.py [--rounds 2] [--logins 10]
+
+Each round makes one environment (`devagent up NAME --host LOGIN --slurm gpu --gpus 0`), then times LOGINS
+OpenSSH logins of each kind, alternating, from the laptop (`ssh NAME true`, BatchMode):
+- `ProxyJump LOGIN,NODE` (what the alias held before: `-o ProxyJump=…` on the command line wins over the alias's
+  ProxyCommand) — the floor;
+- the alias as devagent writes it (its ProxyCommand asks the login node `squeue` first, then makes both hops);
+- both again with a ControlMaster for the login node in the laptop's ssh config (ControlPersist): the check and
+  the first hop then reuse one login connection.
+Then `scancel` of the job (as root) and the time until the engine no longer lists the container (polled every
+10 ms): the holder's trap has the environment's own devagent append the end line to the notebook first. It
+prints the medians; it reports, it does not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import docker  # noqa: E402
+
+from tests.integration.slurm_cluster import open_cluster  # noqa: E402
+from tests.integration.slurm_topology import LOGIN, slurm_sites  # noqa: E402
+from tests.integration.topology import Laptop, Topology  # noqa: E402
+
+USER = "devagent-srv"
+HOME = Path("/home/devagent-srv")
+
+
+def login_s(laptop: Laptop, name: str, *options: str) -> float:
+    start = time.perf_counter()
+    done = laptop.ssh(*options, name, "true")
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"ssh {' '.join(options)} {name} failed: {done.output}")
+    return took
+
+
+def until_gone(client: docker.DockerClient, name: str, start: float, timeout: float = 60) -> float:
+    while client.api.containers(all=True, filters={"name": f"^/{name}$"}):
+        if time.perf_counter() - start > timeout:
+            raise RuntimeError(f"{name} still there after {timeout} s")
+        time.sleep(0.01)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--logins", type=int, default=10)
+    parser.add_argument("--base-image", default="devagent-base:bookworm")
+    args = parser.parse_args()
+    prefix = f"abench-{secrets.token_hex(2)}"
+    client = docker.from_env()
+    times: dict[str, list[float]] = {"proxyjump": [], "alias": [], "proxyjump+cm": [], "alias+cm": []}
+    gone: list[float] = []
+    noted = 0
+    Topology.sweep_leftovers()
+    root = Path(tempfile.mkdtemp(prefix=f"devagent-topology-{os.getpid()}-", dir="/tmp"))
+    root.chmod(0o755)
+    for cluster in open_cluster():
+        with Topology(root) as topology:
+            laptop = topology.laptop
+            slurm_sites(topology, cluster, user=USER)
+            master = (f"\nHost {LOGIN}\n  ControlMaster auto\n  ControlPath {root}/cm-%C\n"
+                      "  ControlPersist 60\n")
+            try:
+                for i in range(args.rounds):
+                    name = f"{prefix}-{i}"
+                    laptop.devagent("up", name, "--host", LOGIN, "--slurm", "gpu", "--gpus", "0", "--time", "10",
+                                    "--base-image", args.base_image, "--memory", "2g", check=True, timeout=900)
+                    record = json.loads((laptop.devagent_home / "environments" / f"{name}.json").read_text())
+                    jump = ("-o", f"ProxyJump={LOGIN},{record['slurm_node']}")
+                    plain = laptop.ssh_config.read_text()  # with the Include line up wrote
+                    for config, suffix in ((plain, ""), (plain + master, "+cm")):
+                        laptop.ssh_config.write_text(config)
+                        login_s(laptop, name)  # unmeasured: the ControlMaster starts here
+                        for _ in range(args.logins):
+                            times["proxyjump" + suffix].append(login_s(laptop, name, *jump))
+                            times["alias" + suffix].append(login_s(laptop, name))
+                    laptop.ssh("-O", "exit", LOGIN)
+                    laptop.ssh_config.write_text(plain)
+                    notebook = HOME / "devagent" / name / "lab-notebook.md"
+                    notebook.write_text("# Lab notebook\n")
+                    shutil.chown(notebook, USER, USER)
+                    start = time.perf_counter()
+                    cluster.run("scancel", str(record["slurm_job"]))
+                    gone.append(until_gone(client, name, start))
+                    noted += "environment ended" in notebook.read_text()
+                    laptop.devagent("down", name, check=True)
+            finally:
+                laptop.ssh(LOGIN, f"rm -rf ~/devagent/{prefix}-* ~/.devagent/slurm/{prefix}-*")
+                cluster.cancel_all()
+    print(f"{'figure (median of ' + str(args.rounds * args.logins) + ' logins)':52} {'median':>9} {'extra':>9}")
+    for kind in ("proxyjump", "alias", "proxyjump+cm", "alias+cm"):
+        floor = statistics.median(times["proxyjump" + ("+cm" if kind.endswith("+cm") else "")])
+        m = statistics.median(times[kind])
+        print(f"{'ssh NAME true, ' + kind:52} {m:8.3f}s {m - floor:+8.3f}s")
+    print(f"{'scancel → container gone (end line noted first)':52} {statistics.median(gone):8.3f}s"
+          f"  runs: {', '.join(f'{t:.2f}' for t in gone)}; notebook had the line: {noted}/{len(gone)}; "
+          f"cluster start {cluster.started_s:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

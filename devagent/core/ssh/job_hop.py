@@ -1,0 +1,106 @@
+"""The last hop of an alias to an environment in a Slurm job: a ProxyCommand that asks Slurm first.
+
+`ProxyJump login,node` alone fails, once the job has ended, with ssh's own words (the node refuses, or nothing
+listens). The ProxyCommand below first asks the login node `squeue -h -t all -j JOB -o %T` over the user's own
+ssh (`-n`: its stdin is the connecting ssh's stream, which it must not read; `-t all`: without it squeue 22.05
+prints nothing for a job that has ended, as for one it no longer knows), and when Slurm says the job has ended
+it prints why and what to do on stderr and exits 1 (the connecting ssh then exits 255). Otherwise, and when the
+login node cannot be asked at all (ssh's exit 255: the hop then says why in ssh's words), it `exec`s the hop
+exactly as `ProxyJump login,node` does: `ssh -J login -W 127.0.0.1:PORT node`. The environment's host key is
+still checked by the connecting ssh against the pinned HostKeyAlias: the command only carries bytes.
+
+Pure: text only. The script is fixed; the values go in as sh's positional parameters, each checked first (the
+job id digits, the name an environment name, the hops ProxyJump values, the partition a Slurm name, the config
+an absolute path) and quoted for sh, and none may hold `%` (ssh expands %-tokens in a ProxyCommand: the
+script's own `%` are doubled). The inner ssh gets `-F CONFIG` (ProxyJump passes the connecting ssh's `-F` on; a
+ProxyCommand cannot see it, so the user's ssh config devagent includes itself into is named). A ProxyCommand is
+a command line run on the laptop: `share --export` never passes one on (core/people.py writes a ProxyJump value
+or none).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+ARG0 = "devagent-slurm-hop"
+JOB_RE = re.compile(r"[1-9][0-9]{0,15}")
+PARTITION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # core/slurm/request.py's NAME_RE
+PORT_RE = re.compile(r"[1-9][0-9]{0,4}")
+# squeue's %T for a job that will not run again (COMPLETING: its holder is removing the container).
+_WHY = (
+    ('0:|*"Invalid job id"*', "Slurm no longer knows it"),
+    ("0:COMPLETING", "it is ending"),
+    ("0:CANCELLED*", "it was cancelled"),
+    ("0:TIMEOUT", "it reached its time limit"),
+    ("0:PREEMPTED", "it was preempted"),
+    ("0:NODE_FAIL", "its node failed"),
+    ("0:COMPLETED|0:FAILED|0:BOOT_FAIL|0:DEADLINE|0:OUT_OF_MEMORY", "Slurm says $s"),
+)
+# $1 config, $2 login hop, $3 node hop, $4 job, $5 name, $6 port, $7 partition. `\047` is ', `\140` is `.
+SCRIPT = (
+    's=$(ssh -n -F "$1" -o BatchMode=yes -o ConnectTimeout=15 "ssh://$2" "squeue -h -t all -j $4 -o %%T 2>&1"'
+    ' 2>/dev/null); r=$?; w=; case "$r:$s" in '
+    + " ".join(f'{pattern}) w="{why}";;' for pattern, why in _WHY)
+    + ' esac; if [ -n "$w" ]; then printf "devagent: environment %%s\\047s Slurm job %%s has ended (%%s);'
+    ' \\140devagent up %%s --host %%s --slurm %%s\\140 asks for a new allocation\\n"'
+    ' "$5" "$4" "$w" "$5" "$2" "$7" >&2; exit 1; fi;'
+    ' exec ssh -F "$1" -J "$2" -W "127.0.0.1:$6" "ssh://$3"'
+)
+PREFIX = f"sh -c {shlex.quote(SCRIPT)} {ARG0} "
+
+
+@dataclass(frozen=True)
+class JobCheck:
+    """What the alias of an environment in Slurm job JOB_ID (of PARTITION) asks before each connection; CONFIG:
+    the user's ssh config, which the inner ssh reads (`-F`)."""
+
+    job_id: str
+    partition: str
+    config: str
+
+    def valid(self) -> bool:
+        """Whether every value may go into the command (the config path is checked as any path, by the caller).
+
+        >>> JobCheck("12", "gpu", "/h/.ssh/config").valid(), JobCheck("1;x", "gpu", "/c").valid()
+        (True, False)
+        """
+        return bool(isinstance(self.job_id, str) and JOB_RE.fullmatch(self.job_id)
+                    and isinstance(self.partition, str) and PARTITION_RE.fullmatch(self.partition))
+
+
+def proxy_command(check: JobCheck, *, name: str, login: str, node: str, port: int) -> str:
+    """The ProxyCommand's value as written in the config file (and as `ssh -G` prints it: unexpanded). The
+    caller has checked every value (core/ssh/host_entry.py's validate).
+
+    >>> cmd = proxy_command(JobCheck("12", "gpu", "/h/a b/config"), name="exp", login="hpc", node="n1", port=2222)
+    >>> cmd.startswith("sh -c 's=$(ssh -n -F"), cmd.split("' ", 1)[1]
+    (True, "devagent-slurm-hop '/h/a b/config' hpc n1 12 exp 2222 gpu")
+    """
+    args = (check.config, login, node, check.job_id, name, str(port), check.partition)
+    return PREFIX + " ".join(shlex.quote(arg) for arg in args)
+
+
+def parse(value: str) -> tuple[str, int, str, JobCheck] | None:
+    """What a ProxyCommand devagent wrote holds (name, port, the ProxyJump `login,node`, the check), or None
+    when VALUE is not one of devagent's (the caller then says the block is not devagent's).
+
+    >>> parse(proxy_command(JobCheck("12", "gpu", "/c"), name="exp", login="hpc", node="n1", port=2222))
+    ('exp', 2222, 'hpc,n1', JobCheck(job_id='12', partition='gpu', config='/c'))
+    >>> parse("nc %h %p") is None
+    True
+    """
+    if not value.startswith(PREFIX):
+        return None
+    try:
+        args = shlex.split(value[len(PREFIX):])
+    except ValueError:
+        return None
+    if len(args) != 7 or not PORT_RE.fullmatch(args[5]):
+        return None
+    config, login, node, job, name, port, partition = args
+    check = JobCheck(job, partition, config)
+    if not check.valid() or proxy_command(check, name=name, login=login, node=node, port=int(port)) != value:
+        return None
+    return name, int(port), f"{login},{node}", check
