@@ -61,6 +61,9 @@ class TestLineCollector:
         lines, _ = collect(b"0123456789\n", b"012345\n", max_line=6)
         assert lines == ["01234…", "012345"]
 
+    def test_a_line_that_reaches_max_line_in_one_feed_and_goes_on_in_the_next_is_cut(self) -> None:
+        assert collect(b"012345", b"6\n", b"abcdef", b"\n", max_line=6)[0] == ["01234…", "abcdef"]
+
     def test_five_megabytes_without_a_newline_keep_memory_bounded(self) -> None:
         collector = LineCollector(max_line=2000)
         chunk = b"x" * 65536
