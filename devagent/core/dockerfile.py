@@ -208,7 +208,7 @@ to gpu-server's engine for the push and pull, and never writes them)
     if any(word in text for word in ("manifest unknown", "not found", "does not exist", "name unknown")):
         return DevagentError(f"the registry {where} has no image {ref}", status=ExitStatus.REGISTRY, details=said,
                              hint=f"check the tag (devagent image build --tag {ref} --push makes it)")
-    if any(word in text for word in ("connection refused", "no such host", "timeout", "i/o timeout", "dial tcp",
+    if any(word in text for word in ("connection refused", "no such host", "timeout", "dial tcp",
                                      "no route to host", "server gave http response to https client",
                                      "network is unreachable")):
         if server is not None:  # the server's engine dials it: its own names and its own 127.0.0.1

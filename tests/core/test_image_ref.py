@@ -30,7 +30,8 @@ def test_a_digest_is_what_is_pulled_when_there_is_one() -> None:
     assert parse_image_ref("r.local:5000/env").pull_ref == "r.local:5000/env:latest"
 
 
-@pytest.mark.parametrize("text", ["", "Team/Env", "env:", "env@sha256:abc", "env:v1@", "a//b", "env:-bad"])
+@pytest.mark.parametrize("text", ["", "Team/Env", "Team/env", "reg.local:5000/Team/env", "env:", "env@sha256:abc",
+                                  "env:v1@", "a//b", "env:-bad"])
 def test_malformed_references_are_usage_errors(text: str) -> None:
     with pytest.raises(DevagentError) as err:
         parse_image_ref(text)
@@ -84,3 +85,86 @@ def test_through_a_server_the_login_is_on_this_machine_and_the_registry_is_diall
     assert silent.hint == ("check its address as gpu-server sees it (127.0.0.1 there is gpu-server itself) and that "
                            "it runs; a registry without TLS must be on 127.0.0.0/8 or in that engine's "
                            "insecure-registries")
+
+
+def test_a_reference_without_a_tag_is_pinned_by_digest_alone() -> None:
+    assert parse_image_ref("reg.local:5000/env").pinned(DIGEST) == f"reg.local:5000/env@{DIGEST}"
+    assert parse_image_ref("reg.local:5000/env:v1").pinned(DIGEST) == f"reg.local:5000/env:v1@{DIGEST}"
+
+
+@pytest.mark.parametrize("labels", [{}, {"devagent.managed": "true"}, {"devagent.user": "dev"},
+                                    {"devagent.managed": "yes", "devagent.user": "dev"},
+                                    {"devagent.managed": "true", "devagent.user": ""}])
+def test_an_image_devagent_did_not_derive_is_refused(labels: dict[str, str]) -> None:
+    with pytest.raises(DevagentError) as err:
+        check_devagent_image("python:3.12", labels, version="0.1.0")
+    assert (err.value.status, err.value.message) == (
+        ExitStatus.USAGE, "python:3.12 is not a devagent image (it has no devagent.* labels)")
+    assert err.value.hint == ("--image takes an image made by `devagent image build --tag REF --push`; to start "
+                              "from any other image, pass it as --base-image")
+
+
+def test_an_image_in_another_format_without_its_version_or_base_says_so() -> None:
+    labels = {"devagent.managed": "true", "devagent.user": "dev", "devagent.image-format": "2"}
+    with pytest.raises(DevagentError) as err:
+        check_devagent_image("r/env:v1", labels, version="0.1.0")
+    assert err.value.message == (f"r/env:v1 was made by devagent an unknown version in image format 2; devagent "
+                                 f"0.1.0 starts images of format {IMAGE_FORMAT}")
+    assert err.value.hint == "rebuild and push it with this devagent: devagent image build --base-image BASE " \
+        "--tag REF --push"
+
+
+LOGIN_HINT = ("log in with `docker login {where}` (devagent uses Docker's credentials, from $DOCKER_CONFIG or "
+              "~/.docker/config.json, and never writes them)")
+MISSING_HINT = "check the tag (devagent image build --tag {ref} --push makes it)"
+SILENT_HINT = ("check its address and that it runs; a registry without TLS must be on 127.0.0.0/8 or in the "
+               "engine's insecure-registries")
+OTHER_HINT = "read the registry's answer above; `docker login` if it needs credentials"
+
+
+@pytest.mark.parametrize(("ref", "said", "pushing", "message", "hint"), [
+    ("r.local/env:v1", "unauthorized: authentication required", False,
+     "the registry r.local refused the credentials for r.local/env:v1", LOGIN_HINT),
+    ("r.local/env:v1", "Authentication Required", False,
+     "the registry r.local refused the credentials for r.local/env:v1", LOGIN_HINT),
+    ("r.local/env:v1", "denied: requested access to the resource is denied", True,
+     "the registry r.local refused the credentials for r.local/env:v1", LOGIN_HINT),
+    ("team/env:v1", "Get https://registry-1.docker.io/v2/: incorrect username or password", False,
+     "the registry docker.io refused the credentials for team/env:v1", LOGIN_HINT),
+    # Docker Hub says "denied … does not exist" for a missing repository as often as for a missing login.
+    ("team/env:v1", "pull access denied for team/env, repository does not exist or may require 'docker login'",
+     False, "the registry docker.io has no image team/env:v1", MISSING_HINT),
+    ("team/env:v1", "push access denied, repository does not exist or may require 'docker login'", True,
+     "the registry docker.io refused the credentials for team/env:v1", LOGIN_HINT),
+    ("r.local/env:v1", "Error: image env:v1 Not Found", False, "the registry r.local has no image r.local/env:v1",
+     MISSING_HINT),
+    ("r.local/env:v1", "the repository does not exist", True, "the registry r.local has no image r.local/env:v1",
+     MISSING_HINT),
+    ("r.local/env:v1", "NAME UNKNOWN: repository name not known to registry", False,
+     "the registry r.local has no image r.local/env:v1", MISSING_HINT),
+    *[("r.local/env:v1", said, False, "the registry r.local does not answer", SILENT_HINT) for said in [
+        "Connection Refused", "lookup r.local on 127.0.0.53:53: no such host",
+        "net/http: request canceled (Client.Timeout)", "read tcp 10.0.0.1:5000: I/O timeout", "Dial TCP 10.0.0.1:5000",
+        "connect: No route to host",
+        "http: server gave HTTP response to HTTPS client", "connect: network is unreachable"]],
+    ("r.local/env:v1", "toomanyrequests: slow down", False, "pulling r.local/env:v1 failed", OTHER_HINT),
+    ("r.local/env:v1", "toomanyrequests: slow down", True, "pushing r.local/env:v1 failed", OTHER_HINT),
+])
+def test_each_registry_answer_is_named_with_its_fix(ref: str, said: str, pushing: bool, message: str,
+                                                    hint: str) -> None:
+    parsed = parse_image_ref(ref)
+    err = registry_error(parsed, said, pushing=pushing)
+    where = parsed.registry or "docker.io"
+    assert (err.status, err.message, err.details) == (ExitStatus.REGISTRY, message, said)
+    assert err.hint == hint.format(where=where, ref=ref)
+
+
+def test_a_failure_the_engine_gave_no_words_for_has_no_details() -> None:
+    err = registry_error(parse_image_ref("r.local/env:v1"), "", pushing=False)
+    assert (err.message, err.details, err.hint) == ("pulling r.local/env:v1 failed", None, OTHER_HINT)
+
+
+def test_a_server_that_cannot_reach_the_registry_is_told_with_the_engines_words() -> None:
+    said = "dial tcp 127.0.0.1:5000: connect: connection refused"
+    err = registry_error(parse_image_ref("127.0.0.1:5000/env:v1"), said, pushing=True, server="gpu-server")
+    assert (err.status, err.details) == (ExitStatus.REGISTRY, said)

@@ -65,7 +65,6 @@ class LineCollector:
         self._segment_cut = False  # the segment went over max_line: the rest of it is dropped
         self._held = ""  # raw text that may be the start of an escape sequence
         self._shown = ""  # the last non-blank segment of this line: what a terminal would still show
-        self._pending_cr = False  # the text so far ended with \r: a newline if \n comes next
 
     @property
     def tail(self) -> list[str]:
@@ -84,9 +83,6 @@ class LineCollector:
     def close(self) -> list[str]:
         """Flush: the last line when the output did not end with a newline (and was not blank)."""
         lines = self._take(self._decoder.decode(b"", final=True))
-        if self._pending_cr:
-            self._pending_cr = False
-            self._end_segment()
         self._end_segment()
         if self._shown:
             lines.append(self._end_line())
@@ -97,22 +93,12 @@ class LineCollector:
         lines: list[str] = []
         if not text:
             return lines
-        if self._pending_cr:
-            self._pending_cr = False
-            if text.startswith("\n"):
-                text = text[1:]
-                lines.append(self._end_line())
-            else:
-                self._end_segment()
         start = 0
         for match in _BREAK_RE.finditer(text):
             self._append(text[start:match.start()])
             start = match.end()
             if match.group() == "\r":
-                if start == len(text):  # maybe the first half of \r\n: decide with the next chunk
-                    self._pending_cr = True
-                else:
-                    self._end_segment()
+                self._end_segment()
             else:
                 lines.append(self._end_line())
         self._append(text[start:])

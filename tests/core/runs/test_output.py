@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devagent.core.runs.output import ANSI_RE, LineCollector
+from devagent.core.runs.output import ANSI_RE, LineCollector, shorten
 
 
 def collect(*chunks: bytes, **options: int) -> tuple[list[str], LineCollector]:
@@ -61,6 +61,9 @@ class TestLineCollector:
         lines, _ = collect(b"0123456789\n", b"012345\n", max_line=6)
         assert lines == ["01234…", "012345"]
 
+    def test_a_line_that_reaches_max_line_in_one_feed_and_goes_on_in_the_next_is_cut(self) -> None:
+        assert collect(b"012345", b"6\n", b"abcdef", b"\n", max_line=6)[0] == ["01234…", "abcdef"]
+
     def test_five_megabytes_without_a_newline_keep_memory_bounded(self) -> None:
         collector = LineCollector(max_line=2000)
         chunk = b"x" * 65536
@@ -107,9 +110,41 @@ class TestLineCollector:
     def test_unicode_line_separators_never_survive_into_a_line(self) -> None:
         assert collect("a\u2028b\x85c\n".encode())[0] == ["abc"]
 
-    def test_bad_sizes_are_refused(self) -> None:
-        with pytest.raises(ValueError, match="max_line"):
-            LineCollector(max_line=1)
+    @pytest.mark.parametrize("options", [{"max_line": 1}, {"tail_lines": -1}])
+    def test_bad_sizes_are_refused(self, options: dict[str, int]) -> None:
+        with pytest.raises(ValueError) as err:
+            LineCollector(**options)
+        assert str(err.value) == "tail_lines must be ≥ 0 and max_line ≥ 2"
+
+    def test_the_smallest_sizes_work(self) -> None:
+        lines, collector = collect(b"abc\nd\n", tail_lines=0, max_line=2)
+        assert lines == ["a…", "d"]
+        assert (collector.tail, collector.line_count) == ([], 2)
+
+    def test_by_default_the_tail_holds_40_lines_of_up_to_2000_characters(self) -> None:
+        lines, collector = collect(b"x" * 2000 + b"\n" + b"y" * 2001 + b"\n" + b"".join(b"%d\n" % i for i in range(39)))
+        assert lines[:2] == ["x" * 2000, "y" * 1999 + "…"]
+        assert collector.tail == lines[1:] and len(collector.tail) == 40
+
+    def test_closing_a_collector_that_saw_nothing_gives_no_line(self) -> None:
+        collector = LineCollector()
+        assert (collector.close(), collector.tail, collector.line_count) == ([], [], 0)
+
+    def test_a_utf8_character_cut_off_at_the_end_becomes_a_replacement_character(self) -> None:
+        collector = LineCollector()
+        assert collector.feed("ok é".encode()[:-1]) == []
+        assert collector.close() == ["ok \ufffd"]
+
+    @pytest.mark.parametrize(("length", "line"), [
+        (4096, "before after"),  # held back whole, then stripped with its end
+        (4097, "before ]" + "a" * 4095 + "after"),  # junk: shown as text, its ESC dropped
+    ])
+    def test_an_unfinished_escape_sequence_is_held_back_up_to_4096_characters(self, length: int, line: str) -> None:
+        osc = b"\x1b]" + b"a" * (length - 2)
+        assert collect(b"before " + osc, b"\x07after\n", max_line=10000)[0] == [line]
+
+    def test_an_unfinished_escape_sequence_after_a_long_text_is_still_held_back(self) -> None:
+        assert collect(b"x" * 5000 + b"\x1b[3", b"1mred\n", max_line=10000)[0] == ["x" * 5000 + "red"]
 
     @settings(max_examples=300)
     @given(st.lists(st.binary(max_size=64), max_size=20), st.data())
@@ -131,6 +166,12 @@ class TestLineCollector:
             assert len(line.splitlines()) <= 1
             assert len(line) <= 20
         assert collector.tail == [line for line in lines if line][-40:]
+
+
+@pytest.mark.parametrize(("text", "limit", "short"), [("abcdef", 4, "abc…"), ("abcd", 4, "abcd"), ("abc", 4, "abc"),
+                                                     ("abcde", 4, "abc…"), ("ab", 2, "ab"), ("abc", 2, "a…")])
+def test_shorten_cuts_only_what_is_longer_than_the_limit(text: str, limit: int, short: str) -> None:
+    assert shorten(text, limit) == short
 
 
 def test_ansi_re_matches_colours() -> None:
