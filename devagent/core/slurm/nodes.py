@@ -126,6 +126,7 @@ def render_partition(nodes: Sequence[Node], jobs: Sequence[Job], partition: str,
     queued (highest priority first):
       job 8 of bo (train): waiting for the GPUs, CPUs or memory asked for: other jobs hold them
     """
+    from devagent.core.markdown import cell
     from devagent.core.slurm.jobs import PENDING_REASONS, format_left
 
     rows = partition_gpus(nodes, jobs, partition)
@@ -141,10 +142,11 @@ def render_partition(nodes: Sequence[Node], jobs: Sequence[Job], partition: str,
         if row.job is None:
             holder = "free"
         else:
-            what = (f"devagent environment {row.environment}" if row.environment is not None
-                    else f"not devagent ({row.job.name})" if row.job.name else "not devagent")
+            # A job's name and user are anyone's words (sbatch -J): shown through cell(), never raw.
+            what = (f"devagent environment {cell(row.environment)}" if row.environment is not None
+                    else f"not devagent ({cell(row.job.name)})" if row.job.name else "not devagent")
             left = row.job.time_left_s(now)
-            holder = f"job {row.job.job_id} of {row.job.user}: {what}" + (
+            holder = f"job {cell(row.job.job_id)} of {cell(row.job.user)}: {what}" + (
                 f", {format_left(left)} left" if left is not None else "")
         lines.append(f"{row.node:{width}}  {row.index:<3}  {holder}")
     for node in ours:
@@ -153,7 +155,7 @@ def render_partition(nodes: Sequence[Node], jobs: Sequence[Job], partition: str,
     if waiting:
         lines.append("queued (highest priority first):")
         for job in waiting:
-            reason = PENDING_REASONS[job.reason].words if job.reason in PENDING_REASONS else job.reason
-            name = f" ({job.name})" if job.name else ""
-            lines.append(f"  job {job.job_id} of {job.user}{name}: {reason}")
+            reason = PENDING_REASONS[job.reason].words if job.reason in PENDING_REASONS else cell(job.reason)
+            name = f" ({cell(job.name)})" if job.name else ""
+            lines.append(f"  job {cell(job.job_id)} of {cell(job.user)}{name}: {reason}")
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devagent.core.slurm.jobs import parse_squeue_json
+from devagent.core.slurm.jobs import Job, parse_squeue_json
 from devagent.core.slurm.nodes import (
     Node,
     gpu_count,
@@ -12,6 +12,7 @@ from devagent.core.slurm.nodes import (
     parse_sinfo_nodes,
     partition_gpus,
     queued,
+    render_partition,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -56,3 +57,19 @@ def test_sinfo_agrees_with_scontrol() -> None:
     by_scontrol = parse_scontrol_nodes((FIXTURES / "scontrol-node.txt").read_text())
     assert [(n.name, n.gpus, n.gpus_used) for n in nodes] == [(n.name, n.gpus, n.gpus_used) for n in by_scontrol]
     assert parse_sinfo_nodes("\n|||\n", "gpu") == []
+
+
+def test_gpus_slurm_shows_what_anyone_named_a_job_escaped_one_row_each() -> None:
+    # sbatch -J takes any text: a job name or reason with escapes and line breaks must neither drive the terminal
+    # nor start a row of its own.
+    nodes = [Node("n1", "MIXED", 1, 1, ("gpu",))]
+    jobs = [Job("7", "RUNNING", "None", name="x\x1b[2J\nn1    0    free", user="ada", partition="gpu", node="n1",
+                gpus=(0,)),
+            Job("8", "PENDING", "Odd\x1b]0;t\x07", name="q\tz", user="bo", partition="gpu")]
+    assert render_partition(nodes, jobs, "gpu", now=0) == [
+        "partition gpu: 1 node, 1 GPU, 1 held, 1 job queued",
+        "NODE  GPU  HOLDER",
+        "n1    0    job 7 of ada: not devagent (x␛[2J␊n1    0    free)",
+        "queued (highest priority first):",
+        "  job 8 of bo (q␉z): Odd␛]0;t␇",
+    ]
