@@ -24,6 +24,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,12 @@ from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
 from devagent.control.sites.local_site import LocalSite
 from devagent.control.ssh import keys
-from devagent.control.ssh.openssh import login_through_alias, openssh_at_least, wait_for_banner
+from devagent.control.ssh.openssh import (
+    GATED_BY_STDIN,
+    login_through_alias,
+    openssh_at_least,
+    wait_for_banner,
+)
 from devagent.control.ssh.user_config import SshConfig
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
@@ -323,6 +329,10 @@ class Provisioner:
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace) + spec.idle_release_args()
+            # sshd started before the agent, by the container's shell: only where the agent is this devagent's
+            # (the image derived here); a team image's may be older and would start a second sshd.
+            command = home.container_command(
+                command, sshd_first=None if spec.image else layout.sshd_config_path(spec.sshd_profile))
             stop_old = self._old_container_yields_its_port(tx, spec, replacing)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
@@ -350,7 +360,7 @@ class Provisioner:
                 # remove and the container appear after it.
                 with tx.whole_step():
                     cid = self.engine.create(
-                        name=temp_name, image=image_tag, command=home.container_command(command), user=spec.user,
+                        name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
@@ -383,26 +393,30 @@ class Provisioner:
                 return cid
 
             # --recreate keeps the old container's port (none for one made before devagent fixed ports).
-            cid, port = self._start_on_a_port(spec.name, make, keep_port=replacing.fixed_port if replacing else None,
-                                              stop_old=stop_old)
+            # The ssh config is written while the engine starts the container (it needs only the port; again
+            # for the next port, if that one was taken); the rollback covers it.
+            cid, port = self._start_on_a_port(
+                spec.name, make, keep_port=replacing.fixed_port if replacing else None, stop_old=stop_old, tx=tx,
+                while_starting=lambda port: self._write_alias(tx, spec, port=port, identity=identity,
+                                                              host_public=host_public, replacing=replacing))
             self.on_step("started")
-            # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
-            self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
             self.on_step("alias")
             banner = wait_for_banner(port, timeout=READY_TIMEOUT, connect=self._connect,
                                      still_starting=lambda: self._still_starting(cid, spec))
             self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
-            if not replacing:
-                # Complete: from here a killed up leaves a container the next up can use. Before the alias proof,
-                # whose READY_COMMAND lets the agent write the notebook: an up that loses the name to another
-                # one here fails before its container has written a byte.
+
+            def rename() -> None:
+                # Complete: from here a killed up leaves a container the next up can use. While the alias proof
+                # logs in, but before its READY_COMMAND (gated on it) lets the agent write the notebook: an up
+                # that loses the name to another one here fails before its container has written a byte.
                 try:
                     self.engine.rename(cid, spec.name)
                 except DevagentError as exc:
                     name_taken[0] = exc.status == ExitStatus.CONFLICT  # by another devagent's up, meanwhile
                     raise
                 self.on_step("renamed")
-            login_uid = self._prove_alias(spec.name)
+
+            login_uid = self._prove_alias(spec.name, gate=None if replacing else rename)
             if replacing:
                 self._swap(tx, cid, replacing, spec.name)
             self.site.renote(spec, port)
@@ -457,10 +471,11 @@ class Provisioner:
         return stop
 
     def _start_on_a_port(self, name: str, make: Callable[[int], str], *, keep_port: int | None,
-                         stop_old: Callable[[], None] | None) -> tuple[str, int]:
+                         stop_old: Callable[[], None] | None, tx: Transaction,
+                         while_starting: Callable[[int], None]) -> tuple[str, int]:
         """Make the container with MAKE(port) and start it, on KEEP_PORT first, then on the ports of self.ports
         no container binds: a port the engine says is taken costs that container, and the next one is tried.
-        Returns (container id, port)."""
+        WHILE_STARTING(port) runs meanwhile. Returns (container id, port)."""
         tried: list[int] = []
         while True:
             port = self._next_port(name, keep=keep_port, tried=tried)
@@ -470,7 +485,7 @@ class Provisioner:
                 stop_old = None
             self.report("starting container")
             try:
-                published = self.engine.start(cid).host_port
+                published = tx.alongside(partial(while_starting, port), partial(self.engine.start, cid)).host_port
             except DevagentError as exc:
                 if exc.status != ExitStatus.PORT_TAKEN:
                     raise
@@ -551,6 +566,11 @@ class Provisioner:
                              known_hosts_file=str(self.paths.known_hosts), proxy_jump=self.site.proxy_jump)
 
         if self.ssh_config.needs_update(entry(port), host_public):
+            # Undone last: the files install makes, which its undo only empties (a failure before the alias was
+            # written left them absent, and it is now written while the container starts).
+            for made in (self.paths.known_hosts, self.paths.user_ssh_config):
+                if not made.exists():
+                    tx.on_failure(partial(self._remove_if_empty, made))
             old_port = replacing and (replacing.host_port or replacing.fixed_port)
             if replacing and old_port:
                 old = entry(old_port)
@@ -560,9 +580,16 @@ class Provisioner:
             self.ssh_config.install(entry(port), host_public)
         self.ssh_config.verify_effective(entry(port))
 
-    def _prove_alias(self, name: str) -> int:
-        """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed."""
-        uid = login_through_alias(self.paths.user_ssh_config, name, remote_command=READY_COMMAND)
+    def _remove_if_empty(self, path: Path) -> None:
+        with FileLock(self.paths.lock), contextlib.suppress(FileNotFoundError):  # another up may be writing it
+            if path.stat().st_size == 0:
+                path.unlink()
+
+    def _prove_alias(self, name: str, *, gate: Callable[[], None] | None = None) -> int:
+        """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed. GATE
+        runs while ssh logs in, READY_COMMAND once it succeeded (login_through_alias)."""
+        uid = login_through_alias(self.paths.user_ssh_config, name, gate=gate, remote_command=READY_COMMAND if
+                                  gate is None else (GATED_BY_STDIN + READY_COMMAND[0],))
         if uid == 0:
             raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
         return uid

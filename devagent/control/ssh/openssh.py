@@ -5,6 +5,7 @@ Docker's proxy accepts connections before sshd listens, so a TCP connect proves 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -39,11 +40,18 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),
-                        timeout: float = 20.0, ssh: str = "ssh") -> int:
-    """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it."""
+                        timeout: float = 20.0, ssh: str = "ssh", gate: Callable[[], None] | None = None) -> int:
+    """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it.
+
+    GATE runs while the client logs in; the command gets one line on its stdin once GATE returned, none (EOF) if
+    GATE raised (its error is then raised, once ssh has ended): a REMOTE_COMMAND that starts with GATED_BY_STDIN
+    does nothing before GATE has succeeded."""
     cmd = ssh_argv(config, name, *remote_command, ssh=ssh, options={"ConnectTimeout": int(timeout)})
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+        if gate is None:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+        else:
+            out = _gated_run(cmd, gate, timeout=timeout + 5)
     except subprocess.TimeoutExpired:
         raise DevagentError(f"ssh {name} did not answer within {timeout:.0f} s", status=ExitStatus.LOGIN_FAILED,
                             hint=f"check the container: docker logs {name}") from None
@@ -54,6 +62,29 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
             hint=f"run `ssh -v -F {config} {name}` to see why; `docker logs {name}` shows sshd's side",
         )
     return int(out.stdout.strip())
+
+
+# A remote command's start that waits for login_through_alias's GATE: `read` fails at EOF, and `&&` stops there.
+GATED_BY_STDIN = "read -r _ && "
+
+
+def _gated_run(cmd: list[str], gate: Callable[[], None], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            gate()
+        except BaseException:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=timeout)  # EOF: the command stops before its first step
+            proc.kill()  # nothing, when it has ended
+            raise
+        try:
+            stdout, stderr = proc.communicate("\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 Connect = Callable[[int, float], socket.socket]
