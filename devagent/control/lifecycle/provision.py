@@ -21,7 +21,8 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -329,8 +330,7 @@ class Provisioner:
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace) + spec.idle_release_args()
-            # sshd started before the agent, by the container's shell: only where the agent is this devagent's
-            # (the image derived here); a team image's may be older and would start a second sshd.
+            # sshd started by the container's shell first; not in a team image (an older agent starts its own).
             command = home.container_command(
                 command, sshd_first=None if spec.image else layout.sshd_config_path(spec.sshd_profile))
             stop_old = self._old_container_yields_its_port(tx, spec, replacing)
@@ -392,9 +392,8 @@ class Provisioner:
                 ])
                 return cid
 
-            # --recreate keeps the old container's port (none for one made before devagent fixed ports).
-            # The ssh config is written while the engine starts the container (it needs only the port; again
-            # for the next port, if that one was taken); the rollback covers it.
+            # --recreate keeps the old container's port (none for one made before devagent fixed ports). The ssh
+            # config is written while the engine starts the container (again if that port was taken); rolled back.
             cid, port = self._start_on_a_port(
                 spec.name, make, keep_port=replacing.fixed_port if replacing else None, stop_old=stop_old, tx=tx,
                 while_starting=lambda port: self._write_alias(tx, spec, port=port, identity=identity,
@@ -403,12 +402,12 @@ class Provisioner:
             self.on_step("alias")
             banner = wait_for_banner(port, timeout=READY_TIMEOUT, connect=self._connect,
                                      still_starting=lambda: self._still_starting(cid, spec))
-            self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
+            with self._exit_explains_a_failed_login(cid, spec):
+                self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
 
             def rename() -> None:
-                # Complete: from here a killed up leaves a container the next up can use. While the alias proof
-                # logs in, but before its READY_COMMAND (gated on it) lets the agent write the notebook: an up
-                # that loses the name to another one here fails before its container has written a byte.
+                # Complete: a killed up now leaves a container the next up can use. While the alias proof logs in,
+                # before its READY_COMMAND (gated on it) lets the agent write: an up losing the name wrote nothing.
                 try:
                     self.engine.rename(cid, spec.name)
                 except DevagentError as exc:
@@ -416,7 +415,8 @@ class Provisioner:
                     raise
                 self.on_step("renamed")
 
-            login_uid = self._prove_alias(spec.name, gate=None if replacing else rename)
+            with self._exit_explains_a_failed_login(cid, spec):
+                login_uid = self._prove_alias(spec.name, gate=None if replacing else rename)
             if replacing:
                 self._swap(tx, cid, replacing, spec.name)
             self.site.renote(spec, port)
@@ -637,11 +637,9 @@ class Provisioner:
                         user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace)
 
     def _prove(self, spec: EnvSpec, *, banner: str, port: int, identity: Path, host_public: str) -> None:
-        """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange.
-
-        paramiko has mlkem768x25519 but no sntrup761: the strict profile on OpenSSH < 9.9 (no mlkem) leaves it
-        nothing to speak, and the login is then proven by the OpenSSH client through the alias alone.
-        """
+        """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange: it has
+        mlkem768x25519 but no sntrup761, so under the strict profile on OpenSSH < 9.9 (no mlkem) the OpenSSH client's
+        login through the alias alone proves it."""
         if spec.sshd_profile == "strict" and not openssh_at_least(banner, (9, 9)):
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
             return
@@ -653,6 +651,18 @@ class Provisioner:
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
         elif uid == 0:
             raise DevagentError("the key login landed as root", status=ExitStatus.LOGIN_FAILED)
+
+    @contextlib.contextmanager
+    def _exit_explains_a_failed_login(self, cid: str, spec: EnvSpec) -> Iterator[None]:
+        """A failed login's cause where the container exited meanwhile (sshd, which its shell starts first, answered
+        before the agent was killed for --memory): _still_starting's error, once the engine saw it (1 s at most)."""
+        try:
+            yield
+        except DevagentError as exc:
+            for _ in range(10 if exc.status == ExitStatus.LOGIN_FAILED else 0):
+                self._still_starting(cid, spec)
+                time.sleep(0.1)
+            raise
 
     def _still_starting(self, cid: str, spec: EnvSpec) -> None:
         info = self.engine.get(cid)
