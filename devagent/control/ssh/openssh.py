@@ -23,10 +23,23 @@ def client_version(ssh: str = "ssh") -> tuple[int, int] | None:
 
     `ssh -V` prints e.g. 'OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15' on stderr.
     """
+    return client_version_soon(ssh)()
+
+
+def client_version_soon(ssh: str = "ssh") -> Callable[[], tuple[int, int] | None]:
+    """client_version, its `ssh -V` started now and waited for when the result is asked for: `up` starts it before
+    its own imports, which then run meanwhile (issue 19)."""
     if shutil.which(ssh) is None:
-        return None
-    out = subprocess.run(client_argv("-V", ssh=ssh), capture_output=True, text=True, check=False)
-    return openssh_version(out.stderr + out.stdout)
+        return lambda: None
+    proc = subprocess.Popen(client_argv("-V", ssh=ssh), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found: list[tuple[int, int] | None] = []
+
+    def result() -> tuple[int, int] | None:
+        if not found:
+            out, err = proc.communicate()
+            found.append(openssh_version(err + out))
+        return found[0]
+    return result
 
 
 def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:

@@ -14,7 +14,7 @@ from devagent.control.engine.derived_image import derived_image
 from devagent.control.lifecycle.provision import Provisioner
 from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
-from devagent.control.ssh.openssh import GATED_BY_STDIN, login_through_alias
+from devagent.control.ssh.openssh import GATED_BY_STDIN, client_version, client_version_soon, login_through_alias
 from devagent.core import layout
 from devagent.core.dockerfile import LOGIN_UID_LABEL
 from devagent.core.spec import EnvSpec
@@ -148,3 +148,17 @@ def test_the_alias_login_runs_its_command_only_once_its_gate_succeeded(tmp_path:
     uid = login_through_alias(tmp_path / "cfg", "exp", remote_command=command, ssh=str(ssh),
                               gate=lambda: seen.append(flag.exists()))
     assert (uid, seen, flag.exists()) == (1000, [False], True)  # not before the gate returned
+
+
+def test_the_client_s_version_is_asked_at_once_and_read_when_needed(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    asked = tmp_path / "asked"
+    ssh.write_text(f"#!/bin/sh\ntouch {asked}\necho 'OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15' >&2\n")
+    ssh.chmod(0o755)
+    version = client_version_soon(str(ssh))
+    deadline = time.monotonic() + 30
+    while not asked.exists():  # `ssh -V` runs before anyone asks for its answer (up's imports run meanwhile)
+        assert time.monotonic() < deadline, "ssh -V was not started"
+        time.sleep(0.01)
+    assert version() == version() == (9, 2) == client_version(str(ssh))
+    assert client_version_soon(str(tmp_path / "none"))() is None  # no client: no process
