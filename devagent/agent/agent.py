@@ -8,12 +8,14 @@ watchdog and nvidia-ml-py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("devagent.agent")
 
-SSHD = "/usr/sbin/sshd"
+SSHD = layout.SSHD
 STOP_POLL_S = 0.5  # the longest the main thread waits before it looks for a stop signal again
 
 
@@ -55,13 +57,78 @@ def supported_algorithms(ssh: str = "ssh", sshd_path: str = SSHD) -> sshd.Suppor
     return sshd.Supported(kex=query("kex"), ciphers=query("cipher"), macs=query("mac"), version=version)
 
 
-class Supervised:
-    """A child process kept alive: restarted with a growing back-off when it exits, until stop()."""
+class Adopted:
+    """A child this process did not start itself: sshd, started by the container's shell before it exec'd the agent
+    (core/mounts/home.py SSHD_FIRST). The pid survives the exec, so it is our child all the same: the same calls as
+    the subprocess.Popen it stands for, on os.waitpid."""
 
-    def __init__(self, name: str, argv: list[str], *, max_backoff: float = 30.0) -> None:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def _reap(self, flags: int) -> bool:
+        """False when another thread reaped it first (and is about to set returncode)."""
+        try:
+            pid, status = os.waitpid(self.pid, flags)
+        except ChildProcessError:
+            return False
+        if pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return True
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._reap(os.WNOHANG)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            if deadline is None and self._reap(0):
+                continue
+            if self.poll() is None:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(SSHD, timeout or 0.0)
+                time.sleep(0.02)
+        return self.returncode
+
+    def _signal(self, sig: int) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+
+def adopted_sshd(environ: MutableMapping[str, str] = os.environ) -> Adopted | None:
+    """The sshd the container's shell started (its pid in layout.SSHD_PID_ENV, taken out of ENVIRON so that no process
+    of the agent's inherits it), if it is our child; None: the agent starts sshd itself."""
+    text = environ.pop(layout.SSHD_PID_ENV, "")
+    if not text.isdigit():
+        return None
+    sshd_proc = Adopted(int(text))
+    try:
+        os.waitpid(sshd_proc.pid, os.WNOHANG)  # only to ask whether it is ours: it was started a moment ago
+    except ChildProcessError:
+        log.warning("%s=%s is not a child of the agent: the agent starts sshd itself", layout.SSHD_PID_ENV, text)
+        return None
+    return sshd_proc
+
+
+class Supervised:
+    """A child process kept alive: restarted with a growing back-off when it exits, until stop().
+
+    ADOPT: the first run is that process, already started (adopted_sshd); the restarts run ARGV."""
+
+    def __init__(self, name: str, argv: list[str], *, max_backoff: float = 30.0, adopt: Adopted | None = None) -> None:
         self.name, self.argv, self.max_backoff = name, argv, max_backoff
         self.restarts = 0
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._adopt = adopt
+        self._proc: subprocess.Popen[bytes] | Adopted | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"supervise-{name}", daemon=True)
 
@@ -82,7 +149,10 @@ class Supervised:
         while not self._stopping.is_set():
             started = time.monotonic()
             # The child's stdout/stderr are ours: `docker logs` shows sshd's messages next to the agent's.
-            self._proc = subprocess.Popen(self.argv)
+            if self._adopt is not None:
+                self._proc, self._adopt = self._adopt, None
+            else:
+                self._proc = subprocess.Popen(self.argv)
             log.info("%s started (pid %d)", self.name, self._proc.pid)
             code = self._proc.wait()
             if self._stopping.is_set():
@@ -140,7 +210,9 @@ def run(config: AgentConfig, *, stop: threading.Event | None = None) -> int:
             signal.signal(sig, lambda signum, frame: stopping.set())
 
     record_agent(config.workspace, config.notebook_path)
-    sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config, *_session_env_option(config)])
+    adopt = adopted_sshd()
+    sshd_proc = Supervised("sshd", [SSHD, "-D", "-e", "-f", config.sshd_config, *_session_env_option(config)],
+                           adopt=adopt)
     sshd_proc.start()
     _start_heartbeat(config, sshd_proc, stopping)
     watcher = _start_watcher(config)

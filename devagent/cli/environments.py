@@ -99,9 +99,11 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
     jumps through it; devagent.toml is then read from the current folder. A devcontainer.json there gives what
     devagent.toml does not (flags > devagent.toml > devcontainer.json > defaults); what would weaken the
     container is refused by name."""
+    from devagent.control.ssh.openssh import client_version_soon
+
+    ssh_version = client_version_soon()  # `ssh -V` runs while the imports below do
     from click.core import ParameterSource
 
-    from devagent.control.ssh.openssh import client_version
     from devagent.core.config import CONFIG_FILE
     from devagent.core.ssh.sshd import profile_for_client
     from devagent.core.up_request import up_request
@@ -124,7 +126,7 @@ def up(ctx: click.Context, /, name: str | None, workspace: str, identity: Path |
                if ctx.get_parameter_source(key) is not ParameterSource.DEFAULT},
         config_text=config_text,
         config_path=str(config_file), workspace=str(folder), uid=os.getuid(),
-        client_profile=profile_for_client(client_version()),
+        client_profile=profile_for_client(ssh_version()),
         argv=ctx.obj.argv if isinstance(ctx.obj, Invocation) else (),
         env_host=env_host, server_workspace=workspace if typed_workspace else None, local=local,
         idle_minimum=_idle_minimum(),

@@ -159,6 +159,8 @@ def gpu_usage_file(home: Path) -> Path:
 
 # -- /etc/devagent: what the image build and `up` put into the container --------------------------------------------
 
+SSHD = "/usr/sbin/sshd"  # the image's sshd, which the agent runs (or the container's shell starts first)
+SSHD_PID_ENV = "DEVAGENT_SSHD_PID"  # the pid of an sshd the container's shell started, for the agent
 CONFIG_DIR = "/etc/devagent"
 HOST_KEY = "ssh_host_ed25519_key"  # names inside CONFIG_DIR
 AUTHORIZED_KEYS = "authorized_keys"

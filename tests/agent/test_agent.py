@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -12,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from devagent.agent import agent
+from devagent.core import layout
 from devagent.core.ssh.sshd import Supported
 from devagent.inside import locations
 from tests.signals import signal_off_the_main_thread
@@ -49,6 +52,72 @@ def test_the_supervisor_terminates_a_long_running_child(tmp_path: Path) -> None:
     child.stop()
     assert time.monotonic() - started < 5
     assert child.restarts == 0
+
+
+def _spawned(code: str) -> int:
+    """A child of this process that no subprocess.Popen knows of: as the container's shell leaves sshd to the
+    agent it execs (core/mounts/home.py SSHD_FIRST)."""
+    return os.posix_spawn(sys.executable, [sys.executable, "-c", code], dict(os.environ))
+
+
+def test_the_supervisor_adopts_a_running_child_then_restarts_it_and_stops_it(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    pid = _spawned("import time; time.sleep(60)")
+    child = agent.Supervised("child", [sys.executable, "-c",
+                                       f"open({str(starts)!r}, 'a').write('x'); import time; time.sleep(60)"],
+                             max_backoff=0.1, adopt=agent.Adopted(pid))
+    child.start()
+    wait_until(lambda: child.pid == pid)
+    assert child.running and child.restarts == 0 and not starts.exists()  # adopted, not started anew
+    os.kill(pid, signal.SIGKILL)
+    wait_until(starts.exists)  # the adopted child's death is seen, and its ARGV started instead
+    assert child.restarts == 1 and child.pid != pid
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped: no zombie left behind
+    started = time.monotonic()
+    child.stop()
+    assert time.monotonic() - started < 5
+    assert not child._thread.is_alive() and not child.running
+
+
+def test_stopping_an_adopted_child_terminates_and_reaps_it() -> None:
+    pid = _spawned("import time; time.sleep(60)")
+    child = agent.Supervised("sleeper", ["false"], adopt=agent.Adopted(pid))
+    child.start()
+    wait_until(lambda: child.pid == pid)
+    child.stop()
+    assert not child._thread.is_alive() and child.restarts == 0
+    assert child._proc is not None and child._proc.returncode == -signal.SIGTERM
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_an_adopted_child_that_ignores_terminate_is_killed_after_the_timeout() -> None:
+    pid = _spawned("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); "
+                   "time.sleep(60)")
+    adopted = agent.Adopted(pid)
+    time.sleep(0.5)  # let it install its handler (a SIGTERM before that would end it anyway)
+    adopted.terminate()
+    with pytest.raises(subprocess.TimeoutExpired):
+        adopted.wait(0.3)
+    adopted.kill()
+    assert adopted.wait(10) == -signal.SIGKILL
+
+
+def test_the_sshd_pid_from_the_shell_is_adopted_only_when_it_is_a_child_and_never_passed_on() -> None:
+    pid = _spawned("import time; time.sleep(60)")
+    try:
+        environ = {layout.SSHD_PID_ENV: str(pid), "KEEP": "1"}
+        adopted = agent.adopted_sshd(environ)
+        assert adopted is not None and adopted.pid == pid
+        assert environ == {"KEEP": "1"}  # the agent's own children (sessions, runs) never see it
+        for text in ["1", "", "x12", "-5"]:  # pid 1 is not ours; the rest are no pid
+            environ = {layout.SSHD_PID_ENV: text}
+            assert agent.adopted_sshd(environ) is None and environ == {}
+        assert agent.adopted_sshd({}) is None
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_the_agent_refuses_to_run_as_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

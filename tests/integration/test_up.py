@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from devagent.core.mounts import home
 from tests.integration.conftest import BASE_IMAGE, Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
@@ -46,6 +47,36 @@ class TestAProvisionedEnvironment:
         caps = env.ssh(name, "grep -h CapEff /proc/[0-9]*/status | sort -u")
         assert caps.returncode == 0, caps.output
         assert caps.stdout.split() == ["CapEff:", "0000000000000000"]
+
+    def test_sshd_starts_before_the_agent_which_adopts_and_restarts_it(
+        self, env: Env, name: str, up, docker_client
+    ) -> None:
+        container = docker_client.containers.get(name)
+        # The container's shell starts sshd, then execs the agent: `up` waits on sshd's banner, not on the
+        # agent's Python start (issue 19).
+        assert container.attrs["Config"]["Cmd"][2] == home.SSHD_FIRST
+
+        def processes() -> dict[str, tuple[int, int]]:
+            """(pid, ppid) of the agent and of sshd's listener, as the container numbers them."""
+            out = container.exec_run(["ps", "-eo", "pid=,ppid=,args="]).output.decode()
+            found = {}
+            for pid, ppid, args in (line.split(None, 2) for line in out.splitlines() if line.strip()):
+                if args.startswith("/usr/sbin/sshd -D") or (args.startswith("sshd:") and "listener" in args):
+                    found["sshd"] = (int(pid), int(ppid))
+                elif " agent " in f"{args} ":
+                    found["agent"] = (int(pid), int(ppid))
+            return found
+
+        first = processes()
+        assert first["sshd"][1] == first["agent"][0], first  # the agent's child: it supervises it
+        env_seen = env.ssh(name, "env")
+        assert env_seen.returncode == 0 and "DEVAGENT_SSHD_PID" not in env_seen.stdout  # not passed on
+        assert env.ssh(name, "kill", str(first["sshd"][0])).returncode in (0, 255)
+        wait_for(lambda: processes().get("sshd", first["sshd"]) != first["sshd"], message="sshd started again")
+        again = processes()
+        assert again["sshd"][1] == again["agent"][0] == first["agent"][0], again
+        wait_for(lambda: env.ssh(name, "true").returncode == 0, message="a login to the restarted sshd")
+        assert "sshd exited with status" in container.logs().decode()
 
     def test_the_container_is_hardened_as_promised(self, env: Env, name: str, up, docker_client) -> None:
         attrs = docker_client.containers.get(name).attrs

@@ -46,12 +46,21 @@ def _write_wheel(path: Path, files: dict[str, bytes], dist_info: str) -> None:
 
 
 def _source_files() -> list[tuple[str, bytes]]:
-    """(path relative to the package, bytes) of every file of the running devagent package that ships."""
-    pkg = Path(devagent.__file__).parent
+    """(path relative to the package, bytes) of every file of the running devagent package that ships, in the
+    order of their paths' parts. With strings, not Path objects: every `up` reads them for payload_fingerprint,
+    and pathlib's parsing was two thirds of that (issue 19)."""
+    pkg = os.path.dirname(devagent.__file__)
+    found: list[list[str]] = []
     # Links followed: in a source checkout, snippets/ is a link to the repository's vscode-snippets/.
-    found = [Path(folder, name) for folder, _, names in os.walk(pkg, followlinks=True) for name in names]
-    return [(src.relative_to(pkg).as_posix(), src.read_bytes()) for src in sorted(found)
-            if "__pycache__" not in src.parts and src.suffix in SHIPPED_SUFFIXES]
+    for folder, subfolders, names in os.walk(pkg, followlinks=True):
+        subfolders[:] = [sub for sub in subfolders if sub != "__pycache__"]
+        parts = [] if folder == pkg else os.path.relpath(folder, pkg).split(os.sep)
+        found += [[*parts, name] for name in names if os.path.splitext(name)[1] in SHIPPED_SUFFIXES]
+    shipped = []
+    for parts in sorted(found):
+        with open(os.path.join(pkg, *parts), "rb") as file:
+            shipped.append(("/".join(parts), file.read()))
+    return shipped
 
 
 def build_devagent_wheel(dest: Path) -> Path:
@@ -101,14 +110,23 @@ def repack_installed(name: str, dest: Path) -> Path:
 
 def _requirement_closure(roots: tuple[str, ...]) -> list[str]:
     """Installed names needed by ROOTS, following unconditional Requires-Dist lines."""
-    seen: list[str] = []
+    return [name for name, _, _ in _closure_metadata(roots)]
+
+
+def _closure_metadata(roots: tuple[str, ...]) -> list[tuple[str, md.Distribution, str]]:
+    """(name, distribution, version) of each name _requirement_closure gives: each distribution found and its
+    metadata parsed once (payload_fingerprint runs on every `up`)."""
+    seen: list[tuple[str, md.Distribution, str]] = []
     todo = list(roots)
     while todo:
         name = todo.pop()
-        if _normalize(name) in (_normalize(s) for s in seen):
+        if _normalize(name) in (_normalize(s) for s, _, _ in seen):
             continue
-        seen.append(name)
-        for req in md.requires(name) or []:
+        dist = md.distribution(name)
+        meta = dist.metadata
+        seen.append((name, dist, meta["Version"]))
+        # md.requires(name): the metadata's Requires-Dist, else (an egg-info) its requires.txt.
+        for req in meta.get_all("Requires-Dist") or dist.requires or []:
             if ";" in req:  # markers (extras, other platforms): not needed in a Linux container
                 continue
             todo.append(re.split(r"[\s<>=!~\[(]", req, maxsplit=1)[0])
@@ -133,8 +151,7 @@ def payload_fingerprint() -> tuple[tuple[str, str], ...]:
     for rel, data in _source_files():
         source.update(rel.encode() + b"\0" + data + b"\0")
     pairs = [(f"devagent=={devagent.__version__}", source.hexdigest())]
-    for name in _requirement_closure(CONTAINER_REQUIREMENTS):
-        dist = md.distribution(name)
+    for name, dist, version in _closure_metadata(CONTAINER_REQUIREMENTS):
         record = dist.read_text("RECORD") or ""
-        pairs.append((f"{_normalize(name)}=={dist.version}", hashlib.sha256(record.encode()).hexdigest()))
+        pairs.append((f"{_normalize(name)}=={version}", hashlib.sha256(record.encode()).hexdigest()))
     return tuple(pairs)

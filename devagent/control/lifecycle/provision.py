@@ -21,9 +21,11 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +44,12 @@ from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
 from devagent.control.sites.local_site import LocalSite
 from devagent.control.ssh import keys
-from devagent.control.ssh.openssh import login_through_alias, openssh_at_least, wait_for_banner
+from devagent.control.ssh.openssh import (
+    GATED_BY_STDIN,
+    login_through_alias,
+    openssh_at_least,
+    wait_for_banner,
+)
 from devagent.control.ssh.user_config import SshConfig
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
@@ -324,6 +331,9 @@ class Provisioner:
             self.on_step("workspace")
             command = spec.agent.command(sshd_config=layout.sshd_config_path(spec.sshd_profile),
                                          inside_workspace=spec.inside_workspace) + spec.idle_release_args()
+            # sshd started by the container's shell first; not in a team image (an older agent starts its own).
+            command = home.container_command(
+                command, sshd_first=None if spec.image else layout.sshd_config_path(spec.sshd_profile))
             stop_old = self._old_container_yields_its_port(tx, spec, replacing)
             self.report("creating container")
             # Registered before the call, so a Ctrl-C between Docker creating it and us hearing back still undoes
@@ -351,7 +361,7 @@ class Provisioner:
                 # remove and the container appear after it.
                 with tx.whole_step():
                     cid = self.engine.create(
-                        name=temp_name, image=image_tag, command=home.container_command(command), user=spec.user,
+                        name=temp_name, image=image_tag, command=command, user=spec.user,
                         labels={**spec.labels(version=devagent.__version__, image=image_tag),
                                 **made_with.option_labels(spec),
                                 "devagent.spec-hash": wanted_hash, UP_ID_LABEL: up_id,
@@ -383,27 +393,31 @@ class Provisioner:
                 ])
                 return cid
 
-            # --recreate keeps the old container's port (none for one made before devagent fixed ports).
-            cid, port = self._start_on_a_port(spec.name, make, keep_port=replacing.fixed_port if replacing else None,
-                                              stop_old=stop_old)
+            # --recreate keeps the old container's port (none for one made before devagent fixed ports). The ssh
+            # config is written while the engine starts the container (again if that port was taken); rolled back.
+            cid, port = self._start_on_a_port(
+                spec.name, make, keep_port=replacing.fixed_port if replacing else None, stop_old=stop_old, tx=tx,
+                while_starting=lambda port: self._write_alias(tx, spec, port=port, identity=identity,
+                                                              host_public=host_public, replacing=replacing))
             self.on_step("started")
-            # The ssh config is written while sshd boots (it needs only the port); the rollback covers it.
-            self._write_alias(tx, spec, port=port, identity=identity, host_public=host_public, replacing=replacing)
             self.on_step("alias")
             banner = wait_for_banner(port, timeout=READY_TIMEOUT, connect=self._connect,
                                      still_starting=lambda: self._still_starting(cid, spec))
-            self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
-            if not replacing:
-                # Complete: from here a killed up leaves a container the next up can use. Before the alias proof,
-                # whose READY_COMMAND lets the agent write the notebook: an up that loses the name to another
-                # one here fails before its container has written a byte.
+            with self._exit_explains_a_failed_login(cid, spec):
+                self._prove(spec, banner=banner, port=port, identity=identity, host_public=host_public)
+
+            def rename() -> None:
+                # Complete: a killed up now leaves a container the next up can use. While the alias proof logs in,
+                # before its READY_COMMAND (gated on it) lets the agent write: an up losing the name wrote nothing.
                 try:
                     self.engine.rename(cid, spec.name)
                 except DevagentError as exc:
                     name_taken[0] = exc.status == ExitStatus.CONFLICT  # by another devagent's up, meanwhile
                     raise
                 self.on_step("renamed")
-            login_uid = self._prove_alias(spec.name)
+
+            with self._exit_explains_a_failed_login(cid, spec):
+                login_uid = self._prove_alias(spec.name, gate=None if replacing else rename)
             if replacing:
                 self._swap(tx, cid, replacing, spec.name)
             self.site.renote(spec, port)
@@ -458,10 +472,11 @@ class Provisioner:
         return stop
 
     def _start_on_a_port(self, name: str, make: Callable[[int], str], *, keep_port: int | None,
-                         stop_old: Callable[[], None] | None) -> tuple[str, int]:
+                         stop_old: Callable[[], None] | None, tx: Transaction,
+                         while_starting: Callable[[int], None]) -> tuple[str, int]:
         """Make the container with MAKE(port) and start it, on KEEP_PORT first, then on the ports of self.ports
         no container binds: a port the engine says is taken costs that container, and the next one is tried.
-        Returns (container id, port)."""
+        WHILE_STARTING(port) runs meanwhile. Returns (container id, port)."""
         tried: list[int] = []
         while True:
             port = self._next_port(name, keep=keep_port, tried=tried)
@@ -471,7 +486,7 @@ class Provisioner:
                 stop_old = None
             self.report("starting container")
             try:
-                published = self.engine.start(cid).host_port
+                published = tx.alongside(partial(while_starting, port), partial(self.engine.start, cid)).host_port
             except DevagentError as exc:
                 if exc.status != ExitStatus.PORT_TAKEN:
                     raise
@@ -553,6 +568,11 @@ class Provisioner:
                           job_check=self.site.alias_check)
 
         if self.ssh_config.needs_update(entry(port), host_public):
+            # Undone last: the files install makes, which its undo only empties (a failure before the alias was
+            # written left them absent, and it is now written while the container starts).
+            for made in (self.paths.known_hosts, self.paths.user_ssh_config):
+                if not made.exists():
+                    tx.on_failure(partial(self._remove_if_empty, made))
             old_port = replacing and (replacing.host_port or replacing.fixed_port)
             if replacing and old_port:
                 old = entry(old_port)
@@ -562,9 +582,16 @@ class Provisioner:
             self.ssh_config.install(entry(port), host_public)
         self.ssh_config.verify_effective(entry(port))
 
-    def _prove_alias(self, name: str) -> int:
-        """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed."""
-        uid = login_through_alias(self.paths.user_ssh_config, name, remote_command=READY_COMMAND)
+    def _remove_if_empty(self, path: Path) -> None:
+        with FileLock(self.paths.lock), contextlib.suppress(FileNotFoundError):  # another up may be writing it
+            if path.stat().st_size == 0:
+                path.unlink()
+
+    def _prove_alias(self, name: str, *, gate: Callable[[], None] | None = None) -> int:
+        """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed. GATE
+        runs while ssh logs in, READY_COMMAND once it succeeded (login_through_alias)."""
+        uid = login_through_alias(self.paths.user_ssh_config, name, gate=gate, remote_command=READY_COMMAND if
+                                  gate is None else (GATED_BY_STDIN + READY_COMMAND[0],))
         if uid == 0:
             raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
         return uid
@@ -613,11 +640,9 @@ class Provisioner:
                         user=spec.user, uid=uid, created=False, recreated=False, workspace=spec.workspace)
 
     def _prove(self, spec: EnvSpec, *, banner: str, port: int, identity: Path, host_public: str) -> None:
-        """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange.
-
-        paramiko has mlkem768x25519 but no sntrup761: the strict profile on OpenSSH < 9.9 (no mlkem) leaves it
-        nothing to speak, and the login is then proven by the OpenSSH client through the alias alone.
-        """
+        """The paramiko proof against the pinned key, where paramiko speaks the server's key exchange: it has
+        mlkem768x25519 but no sntrup761, so under the strict profile on OpenSSH < 9.9 (no mlkem) the OpenSSH client's
+        login through the alias alone proves it."""
         if spec.sshd_profile == "strict" and not openssh_at_least(banner, (9, 9)):
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
             return
@@ -629,6 +654,18 @@ class Provisioner:
             self.report("paramiko speaks none of this sshd's key exchanges; the login is proven with OpenSSH")
         elif uid == 0:
             raise DevagentError("the key login landed as root", status=ExitStatus.LOGIN_FAILED)
+
+    @contextlib.contextmanager
+    def _exit_explains_a_failed_login(self, cid: str, spec: EnvSpec) -> Iterator[None]:
+        """A failed login's cause where the container exited meanwhile (sshd, which its shell starts first, answered
+        before the agent was killed for --memory): _still_starting's error, once the engine saw it (1 s at most)."""
+        try:
+            yield
+        except DevagentError as exc:
+            for _ in range(10 if exc.status == ExitStatus.LOGIN_FAILED else 0):
+                self._still_starting(cid, spec)
+                time.sleep(0.1)
+            raise
 
     def _still_starting(self, cid: str, spec: EnvSpec) -> None:
         info = self.engine.get(cid)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from devagent.control.lifecycle.interrupts import AGAIN, StopSignals, describe, exit_status
 from devagent.errors import DevagentError
 
 Report = Callable[[str], None]
+T = TypeVar("T")
 
 
 class Transaction:
@@ -55,6 +58,30 @@ class Transaction:
                 yield
             finally:
                 self._late_signal = before is None and self.signals.received is not None
+
+    def alongside(self, work: Callable[[], object], main: Callable[[], T]) -> T:
+        """MAIN here while WORK (a step that registers its own undo) runs on a thread of its own: `up` writes the
+        ssh alias while the engine starts the container. MAIN's error wins (WORK's is then dropped), but only once
+        WORK has ended, stop signals meanwhile held back, so that a rollback undoes all it did; WORK's error is
+        raised after MAIN succeeded."""
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # handed to the main thread, which raises it
+                errors.append(exc)
+
+        worker = threading.Thread(target=run, name="alongside", daemon=True)
+        worker.start()
+        try:
+            result = main()
+        finally:
+            with self.whole_step():
+                worker.join()
+        if errors:
+            raise errors[0]
+        return result
 
     def __enter__(self) -> Transaction:
         return self

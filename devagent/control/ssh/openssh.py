@@ -5,6 +5,7 @@ Docker's proxy accepts connections before sshd listens, so a TCP connect proves 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -22,10 +23,23 @@ def client_version(ssh: str = "ssh") -> tuple[int, int] | None:
 
     `ssh -V` prints e.g. 'OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15' on stderr.
     """
+    return client_version_soon(ssh)()
+
+
+def client_version_soon(ssh: str = "ssh") -> Callable[[], tuple[int, int] | None]:
+    """client_version, its `ssh -V` started now and waited for when the result is asked for: `up` starts it before
+    its own imports, which then run meanwhile (issue 19)."""
     if shutil.which(ssh) is None:
-        return None
-    out = subprocess.run(client_argv("-V", ssh=ssh), capture_output=True, text=True, check=False)
-    return openssh_version(out.stderr + out.stdout)
+        return lambda: None
+    proc = subprocess.Popen(client_argv("-V", ssh=ssh), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    found: list[tuple[int, int] | None] = []
+
+    def result() -> tuple[int, int] | None:
+        if not found:
+            out, err = proc.communicate()
+            found.append(openssh_version(err + out))
+        return found[0]
+    return result
 
 
 def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
@@ -39,11 +53,18 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),
-                        timeout: float = 20.0, ssh: str = "ssh") -> int:
-    """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it."""
+                        timeout: float = 20.0, ssh: str = "ssh", gate: Callable[[], None] | None = None) -> int:
+    """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it.
+
+    GATE runs while the client logs in; the command gets one line on its stdin once GATE returned, none (EOF) if
+    GATE raised (its error is then raised, once ssh has ended): a REMOTE_COMMAND that starts with GATED_BY_STDIN
+    does nothing before GATE has succeeded."""
     cmd = ssh_argv(config, name, *remote_command, ssh=ssh, options={"ConnectTimeout": int(timeout)})
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+        if gate is None:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+        else:
+            out = _gated_run(cmd, gate, timeout=timeout + 5)
     except subprocess.TimeoutExpired:
         raise DevagentError(f"ssh {name} did not answer within {timeout:.0f} s", status=ExitStatus.LOGIN_FAILED,
                             hint=f"check the container: docker logs {name}") from None
@@ -54,6 +75,29 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
             hint=f"run `ssh -v -F {config} {name}` to see why; `docker logs {name}` shows sshd's side",
         )
     return int(out.stdout.strip())
+
+
+# A remote command's start that waits for login_through_alias's GATE: `read` fails at EOF, and `&&` stops there.
+GATED_BY_STDIN = "read -r _ && "
+
+
+def _gated_run(cmd: list[str], gate: Callable[[], None], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            gate()
+        except BaseException:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=timeout)  # EOF: the command stops before its first step
+            proc.kill()  # nothing, when it has ended
+            raise
+        try:
+            stdout, stderr = proc.communicate("\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 Connect = Callable[[int, float], socket.socket]

@@ -38,8 +38,9 @@ def test_up_mounts_the_named_home_on_a_read_only_root_and_a_failed_first_up_remo
     assert container.options["read_only"] is True
     assert [(m.target, m.volume) for m in container.options["volumes"]] == [
         ("/home/dev", VOLUME), ("/tmp", None), ("/var/tmp", None), ("/etc/devagent", None), ("/run/lock", None)]
-    assert container.options["command"][:2] == ["sh", "-c"] and container.options["command"][4:6] == [
-        "devagent", "agent"]
+    # The home check, sshd started by the shell (a derived image's agent adopts it), then the agent.
+    assert container.options["command"][:3] == ["sh", "-c", home.SSHD_FIRST] and container.options["command"][
+        4:7] == ["/etc/devagent/sshd_config.strict", "devagent", "agent"]
     assert engine.volumes == {}  # made by this up (with its id), removed by its undo after the container
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import devagent
+from devagent.control.engine import wheels
 from devagent.control.engine.wheels import build_wheelhouse, payload_fingerprint
 
 
@@ -45,6 +48,35 @@ def test_the_payload_fingerprint_changes_with_the_source_and_names_every_carried
     (package / "core" / "__pycache__").mkdir(exist_ok=True)
     (package / "core" / "__pycache__" / "x.py").write_text("compiled leftovers")
     assert payload_fingerprint()[0] == seen[-1]
+
+
+def test_the_shipped_files_and_the_closure_are_what_pathlib_and_md_requires_give(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """_source_files and _closure_metadata are written for speed (every `up` runs them): the same files, in the
+    same order, and the same dependencies as the plain pathlib walk and md.requires they stand for, nested folders,
+    links and compiled leftovers included."""
+    package = tmp_path / "devagent"
+    shutil.copytree(Path(devagent.__file__).parent, package, symlinks=True)
+    (package / "core" / "a" / "b").mkdir(parents=True)
+    (package / "core" / "a" / "b" / "deep.json").write_text("{}")
+    (package / "core" / "a-b.py").write_text("")  # sorts between "a" and "a/b" by string, not by parts
+    (package / "core" / "a" / "__pycache__").mkdir()
+    (package / "core" / "a" / "__pycache__" / "c.py").write_text("")
+    os.symlink(package / "core" / "a", package / "linked")
+    monkeypatch.setattr(devagent, "__file__", str(package / "__init__.py"))
+    found = [Path(folder, name) for folder, _, names in os.walk(package, followlinks=True) for name in names]
+    expected = [(src.relative_to(package).as_posix(), src.read_bytes()) for src in sorted(found)
+                if "__pycache__" not in src.parts and src.suffix in wheels.SHIPPED_SUFFIXES]
+    assert wheels._source_files() == expected
+    assert "linked/b/deep.json" in [rel for rel, _ in expected]
+
+    closure = wheels._closure_metadata(wheels.CONTAINER_REQUIREMENTS)
+    names = [name for name, _, _ in closure]
+    assert set(wheels.CONTAINER_REQUIREMENTS) <= set(names)
+    for name, dist, version in closure:
+        assert version == md.version(name) and dist.metadata["Name"] == md.metadata(name)["Name"]
+        needed = [r for r in md.requires(name) or [] if ";" not in r]
+        assert all(any(r.startswith(other) for other in names) for r in needed), (name, needed)
 
 
 @pytest.mark.slow  # builds the wheelhouse twice and installs it into a new venv

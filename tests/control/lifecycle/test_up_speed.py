@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from devagent.control.engine.derived_image import derived_image
 from devagent.control.lifecycle.provision import Provisioner
+from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
+from devagent.control.ssh.openssh import GATED_BY_STDIN, client_version, client_version_soon, login_through_alias
 from devagent.core import layout
 from devagent.core.dockerfile import LOGIN_UID_LABEL
 from devagent.core.spec import EnvSpec
@@ -74,3 +77,88 @@ def test_importing_the_ssh_children_module_starts_no_process() -> None:
             "print(started, c._libc is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] True"
+
+
+def test_the_alias_is_written_while_the_engine_starts_the_container(tmp_path: Path) -> None:
+    paths = Paths.from_environ()
+    written_meanwhile: list[bool] = []
+
+    def on_start(_container: object) -> None:  # the engine's start, in progress: the alias appears meanwhile
+        deadline = time.monotonic() + 30
+        while "Host exp\n" not in (paths.managed_ssh_config.read_text()
+                                   if paths.managed_ssh_config.exists() else ""):
+            if time.monotonic() > deadline:
+                written_meanwhile.append(False)
+                return
+            time.sleep(0.01)
+        written_meanwhile.append(True)
+
+    engine = FakeEngine(on_start=on_start)
+    spec = EnvSpec(name="exp", base_image="base:1", workspace=str(tmp_path / "code"))
+    with pytest.raises(DevagentError, match=STOPPED):
+        StopsOnceStarted(engine=engine, paths=paths).up(spec)  # type: ignore[arg-type]
+    assert written_meanwhile == [True]
+    # Undone with the rest: the stop came after the container started, and the alias was in by then.
+    assert not paths.managed_ssh_config.exists() and not paths.known_hosts.exists()
+    assert not paths.user_ssh_config.exists()  # as before up: the file install made is not left empty
+
+
+def test_a_step_alongside_ends_before_the_main_step_s_error_is_raised_and_its_own_error_comes_after() -> None:
+    tx = Transaction(lambda _: None)
+    done: list[str] = []
+
+    def slow_work() -> None:
+        time.sleep(0.3)
+        done.append("work")
+
+    def failing_main() -> None:
+        raise DevagentError("main failed")
+
+    with pytest.raises(DevagentError, match="main failed"):
+        tx.alongside(slow_work, failing_main)
+    assert done == ["work"]  # ended before the error reached the rollback
+
+    def failing_work() -> None:
+        raise DevagentError("work failed")
+
+    with pytest.raises(DevagentError, match="work failed"):
+        tx.alongside(failing_work, lambda: done.append("main"))
+    assert done == ["work", "main"]
+    assert tx.alongside(lambda: None, lambda: 42) == 42
+
+
+# The last word is the remote command: run here, stdin and all.
+FAKE_SSH = '#!/bin/sh\nfor w; do c=$w; done\nexec sh -c "$c"\n'
+
+
+def test_the_alias_login_runs_its_command_only_once_its_gate_succeeded(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    ssh.write_text(FAKE_SSH)
+    ssh.chmod(0o755)
+    flag = tmp_path / "ready"
+    command = (f"{GATED_BY_STDIN}touch {flag} && echo 1000",)
+
+    def failing_gate() -> None:
+        raise DevagentError("the name was taken meanwhile")
+
+    with pytest.raises(DevagentError, match="the name was taken meanwhile"):
+        login_through_alias(tmp_path / "cfg", "exp", remote_command=command, ssh=str(ssh), gate=failing_gate)
+    assert not flag.exists()  # the gate failed: the command stopped at its first step
+    seen: list[bool] = []
+    uid = login_through_alias(tmp_path / "cfg", "exp", remote_command=command, ssh=str(ssh),
+                              gate=lambda: seen.append(flag.exists()))
+    assert (uid, seen, flag.exists()) == (1000, [False], True)  # not before the gate returned
+
+
+def test_the_client_s_version_is_asked_at_once_and_read_when_needed(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    asked = tmp_path / "asked"
+    ssh.write_text(f"#!/bin/sh\ntouch {asked}\necho 'OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15' >&2\n")
+    ssh.chmod(0o755)
+    version = client_version_soon(str(ssh))
+    deadline = time.monotonic() + 30
+    while not asked.exists():  # `ssh -V` runs before anyone asks for its answer (up's imports run meanwhile)
+        assert time.monotonic() < deadline, "ssh -V was not started"
+        time.sleep(0.01)
+    assert version() == version() == (9, 2) == client_version(str(ssh))
+    assert client_version_soon(str(tmp_path / "none"))() is None  # no client: no process

@@ -81,3 +81,27 @@ def test_a_home_the_login_user_cannot_write_exits_78_and_says_whose_it_is(tmp_pa
     assert done.returncode == home.HOME_NOT_YOURS_EXIT
     assert done.stderr.startswith(f"devagent: the home {tmp_path / 'h'} belongs to uid "), done.stderr
     assert "started" not in done.stdout  # the agent never starts
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the shell would start this machine's sshd")
+def test_with_sshd_first_the_check_and_the_agent_s_arguments_stay_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    h = tmp_path / "h"
+    (h / layout.AGENT_HOME).mkdir(parents=True)
+    (h / layout.READY_FLAG).touch()
+    argv = home.container_command(["sh", "-c", 'echo "$0 $1 ${DEVAGENT_SSHD_PID-none}"', "agent", "--x"],
+                                  sshd_first="/etc/devagent/sshd_config.strict")
+    assert argv[:4] == ["sh", "-c", home.SSHD_FIRST, "devagent-home-check"]
+    done = subprocess.run(argv, env={"HOME": str(h), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    # The configuration is the shell's alone (shifted away); root, which owns /, starts no sshd in the shell (the
+    # agent refuses root): the agent gets no pid to adopt. The start itself is tested in a container
+    # (tests/integration/test_up.py), where the login user is not root.
+    assert done.stdout.split() == ["agent", "--x", "none"]
+    assert not (h / layout.READY_FLAG).exists()
+
+
+def test_sshd_first_keeps_the_home_check_and_leaves_a_session_environment_to_the_agent() -> None:
+    assert home.SSHD_FIRST.startswith(home.HOME_CHECK.removesuffix('exec "$@"'))
+    assert f"[ ! -O / ] && [ ! -e {layout.SESSION_ENV_PATH} ]; then {layout.SSHD} -D -e -f \"$1\" &" \
+        in home.SSHD_FIRST
