@@ -44,12 +44,7 @@ from devagent.control.lifecycle.transaction import Transaction
 from devagent.control.paths import Paths
 from devagent.control.sites.local_site import LocalSite
 from devagent.control.ssh import keys
-from devagent.control.ssh.openssh import (
-    GATED_BY_STDIN,
-    login_through_alias,
-    openssh_at_least,
-    wait_for_banner,
-)
+from devagent.control.ssh.openssh import GATED_BY_STDIN, login_through_alias, openssh_at_least, wait_for_banner
 from devagent.control.ssh.user_config import SshConfig
 from devagent.core import layout, made_with
 from devagent.core import ports as port_choice
