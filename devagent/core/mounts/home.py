@@ -107,7 +107,7 @@ def container_command(argv: list[str], *, sshd_first: str | None = None) -> list
 
     >>> container_command(["devagent", "agent"])[-2:]
     ['devagent', 'agent']
-    >>> container_command(["devagent", "agent"], sshd_first="/c")[2:]
+    >>> container_command(["devagent", "agent"], sshd_first="/c")[3:]
     ['devagent-home-check', '/c', 'devagent', 'agent']
     """
     if sshd_first is None:
