@@ -14,6 +14,7 @@ from devagent.errors import DevagentError, ExitStatus
 if TYPE_CHECKING:
     from devagent.control.features.rerun import Files
     from devagent.control.sites.site import Site
+    from devagent.core.up_request import SlurmUp
 
 
 @cli.command()
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
 @click.option("--host", default=None, metavar="SERVER",
               help="The server the run's notebook and workspace are on, as for `up --host`: NOTEBOOK and "
               "--workspace are paths there (relative ones below your home there), and the new environment is "
-              "made there [default: $DEVAGENT_HOST, else this machine].")
+              "made there; for a run made in a Slurm job, SERVER is the cluster's login node and the new environment "
+              "gets a new job like the run's (its partition, time limit and number of GPUs) [default: "
+              "$DEVAGENT_HOST, else this machine].")
 @click.option("--tolerance", default=1e-6, show_default=True, type=click.FloatRange(min=0),
               help="How far a final metric may be from the original's, relative to it, and still match.")
 @click.option("--anyway", is_flag=True,
@@ -42,11 +45,12 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
     from devagent.core.runs.reproduce_block import compare_metrics, reproduction_entries
 
-    with site_options.open_site(host=host) as site:
+    slurm, environment = _job_of_run(host, target, name)
+    with site_options.open_site(host=host, slurm=slurm, environment=environment) as site:
         provisioner = site_options.provisioner(site)
         files: Files = site.files()
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
-                                        site=site)
+                                        site=site, in_job=slurm is not None)
         facts = plan.facts
         on = site.on
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
@@ -78,13 +82,40 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
     click.echo(f"✔ run {facts.number} reproduced (environment {plan.name}; `devagent down {plan.name}` removes it)")
 
 
+def _job_of_run(host: str | None, target: str, name: str | None) -> tuple[SlurmUp | None, str | None]:
+    """For a run whose environment lived in a Slurm job, on the cluster whose login node is HOST (or
+    DEVAGENT_HOST): a new job like it (core/runs/reproduce_block.py `job_request`) and the new environment's name,
+    as `up --slurm` opens them; (None, None) for any other run. The notebook is read over a login that needs no
+    Docker Engine there (a login node often has none)."""
+    server = host or site_options.settings().host
+    if server is None:
+        return None, None  # the notebook is on this machine: its environment is made here
+    from devagent.control.features.rerun import ServerFiles, load_facts, parse_target
+    from devagent.control.paths import Paths
+    from devagent.control.sites import slurm_site
+    from devagent.core.runs.reproduce_block import job_request
+    from devagent.core.spec import validate_new_name
+    from devagent.core.up_request import SlurmUp
+
+    notebook, number = parse_target(target)
+    with slurm_site.login(server, paths=Paths.from_environ(), settings=site_options.settings(),
+                          report=echo_step, quiet=True) as (link, _):
+        files = ServerFiles(link)
+        path = files.path(notebook)
+        facts = load_facts(files, path, number)
+    request = job_request(facts, notebook=str(path))
+    if request is None:
+        return None, None
+    return SlurmUp(request=request), validate_new_name(name or facts.new_env_name())
+
+
 def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
-                     anyway: bool, site: Site) -> tuple[Any, Any]:
+                     anyway: bool, site: Site, in_job: bool = False) -> tuple[Any, Any]:
     """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
     from devagent.control.features.rerun import prepare
     from devagent.control.ssh.openssh import client_version
     from devagent.core.config import CONFIG_FILE
-    from devagent.core.runs.reproduce_block import up_option_values
+    from devagent.core.runs.reproduce_block import environment_args, up_option_values
     from devagent.core.ssh.sshd import profile_for_client
     from devagent.core.up_request import up_request
 
@@ -102,6 +133,11 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
                                                          run=facts.number))
         given.update({"image": plan.image} if plan.image else {"base_image": plan.base_image})
         given["host"] = site.given  # None on this machine: not given
+        up_args = facts.up_args
+        if in_job:  # a new job like the run's (site.up_flags): the job's GPUs are a count of them there
+            up_args = environment_args(facts)[:len(facts.up_args)]
+            given.update(gpus=dict(zip(up_args[::2], up_args[1::2], strict=False)).get("--gpus", "0"),
+                         **_job_values(site.up_flags))
         try:
             config_text: str | None = files.read_text(config_file) if files.exists(config_file) else None
         except OSError as exc:
@@ -110,7 +146,7 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
         request = up_request(
             name=plan.name, given=given, config_path=str(config_file), config_text=config_text,
             workspace=str(plan.new_workspace), uid=os.getuid(), client_profile=profile_for_client(client_version()),
-            argv=["up", plan.name, *site.up_flags, *image_args, *facts.up_args, "--workspace", str(plan.new_workspace)],
+            argv=["up", plan.name, *site.up_flags, *image_args, *up_args, "--workspace", str(plan.new_workspace)],
             # The new workspace's devagent.toml does not move the run elsewhere: this site's up, or none.
             server_workspace=str(plan.new_workspace), local=site.given is None)
         result = provisioner.up(request.spec, launch_command=request.launch_command)
@@ -118,3 +154,12 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
         plan.discard()  # no environment mounts it
         raise
     return plan, result
+
+
+def _job_values(flags: tuple[str, ...]) -> dict[str, str]:
+    """`up`'s option keys of a Slurm site's up_flags (--host LOGIN --slurm P --time T …), as `up` is given them.
+
+    >>> _job_values(("--host", "hpc", "--slurm", "gpu", "--time", "0-00:10:00"))
+    {'slurm': 'gpu', 'time': '0-00:10:00'}
+    """
+    return {option[2:]: value for option, value in zip(flags[::2], flags[1::2], strict=False) if option != "--host"}

@@ -24,7 +24,9 @@ def _sharing(name: str) -> Iterator[Any]:
     from devagent.core.spec import validate_name
 
     with site_options.open_site(name=validate_name(name)) as site:
-        yield Sharing(engine=site.engine, paths=Paths.from_environ(), jump=site.proxy_jump)
+        check = site.alias_check  # an environment in a Slurm job: its alias asks Slurm first
+        job = (check.job_id, check.partition, site.given or "") if check is not None else None
+        yield Sharing(engine=site.engine, paths=Paths.from_environ(), jump=site.proxy_jump, job=job)
 
 
 @cli.command()

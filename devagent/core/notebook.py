@@ -53,6 +53,8 @@ class LaunchContext:
     people: str = ""  # who may log in when the environment was made: "me (owner), alice" (core/people.py who)
     # On a Slurm cluster: "cluster hpc-login · job 4812 · partition gpu · node gpu07 · GPUs 2,3 · time limit 8 h"
     slurm: str = ""
+    # `up`'s options of that Slurm job (--slurm gpu --time 0-08:00:00 …): what `reproduce` asks Slurm for again
+    slurm_args: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         """One line of JSON; ``LaunchContext.from_json(ctx.to_json()) == ctx``."""
@@ -71,8 +73,9 @@ class LaunchContext:
             raise ValueError(f"launch context: missing {', '.join(missing)}")
         values: dict[str, Any] = {n: data[n] for n in names if n in data}
         values["mounts"] = tuple((str(h), str(c), str(m)) for h, c, m in values["mounts"])
-        if "up_args" in values:
-            values["up_args"] = tuple(str(a) for a in values["up_args"])
+        for key in ("up_args", "slurm_args"):
+            if key in values:
+                values[key] = tuple(str(a) for a in values[key])
         return cls(**values)
 
 

@@ -344,6 +344,28 @@ def _check_export(*, name: str, person: Person, port: int, user: str, host_key: 
                                 "writes its labels again")
 
 
+def job_export_refused(*, name: str, job_id: str, partition: str, login: str, proxy_jump: str) -> DevagentError:
+    """Why `share --export` prints nothing for an environment in a Slurm job (CONFLICT): its alias reaches it
+    through a job check, a ProxyCommand (core/ssh/job_hop.py), and a command line is never passed on (it would run
+    on the teammate's machine, from someone else's file). LOGIN: the login node as the user names it; PROXY_JUMP:
+    the two hops to the node ('LOGIN,NODE').
+
+    >>> print(job_export_refused(name="exp", job_id="4812", partition="gpu", login="hpc",
+    ...                         proxy_jump="hpc,gpu07"))
+    no Host block for a teammate: environment 'exp' runs in Slurm job 4812, and its alias reaches it through a \
+job check (a ProxyCommand that asks Slurm first), which devagent never passes on: it would run on her machine
+      hint: she makes her own environment in her own job (devagent up NAME --host hpc --slurm gpu), or, if she \
+has a login on the cluster and node gpu07 lets her in, writes ProxyJump hpc,gpu07 into her own Host block
+    """
+    node = proxy_jump.rpartition(",")[2]
+    return DevagentError(f"no Host block for a teammate: environment {name!r} runs in Slurm job {job_id}, and its "
+                         "alias reaches it through a job check (a ProxyCommand that asks Slurm first), which "
+                         "devagent never passes on: it would run on her machine", status=ExitStatus.CONFLICT,
+                         hint=f"she makes her own environment in her own job (devagent up NAME --host {login} "
+                         f"--slurm {partition}), or, if she has a login on the cluster and node {node} lets her "
+                         f"in, writes ProxyJump {proxy_jump} into her own Host block")
+
+
 def render_people_entry(people: Sequence[Person], change: str, when: datetime) -> str:
     """The notebook entry `share` and `unshare` append: what changed, and who may log in from now on.
 

@@ -179,7 +179,7 @@ def _reproduce_facts(place: RunPlace, record: RunRecord, run: Finished, env: Map
         patch=place.relative(place.notebook.parent / git.patch_asset) if git and git.patch_asset else None,
         argv=record.argv, cwd=record.cwd, env=dict(env),
         metrics={name: value for name, value in record.metrics.items() if math.isfinite(value)},
-        dirty=bool(git and git.dirty),
+        dirty=bool(git and git.dirty), slurm=launch.slurm_args if launch else (),
     )
 
 

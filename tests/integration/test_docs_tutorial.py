@@ -229,6 +229,8 @@ HOW_TO_NOT_RUN = {
     "test_slurm_up.py runs up --slurm on the test cluster and checks what it prints)",
     "laptop$ devagent gpus --host hpc-login --slurm": "needs a Slurm cluster with GPUs (tests/integration/"
     "test_slurm_queue.py checks what it prints on the test cluster)",
+    "laptop$ devagent reproduce devagent/exp/lab-notebook.md#run-3 --host hpc-login": "needs a run made in a "
+    "Slurm job (tests/integration/test_slurm_reproduce.py reproduces one on the test cluster)",
     "laptop$ ssh exp": "needs an environment whose Slurm job has ended (tests/integration/"
     "test_slurm_up.py checks these words after scancel on the test cluster)",
     "$ devagent up pytorch-dev --gpus": "needs GPUs",

@@ -37,6 +37,7 @@ from devagent.core.people import (
     PERSON_RE,
     Person,
     check_public_key,
+    job_export_refused,
     person_from_key_file,
     render_authorized_keys,
     render_export,
@@ -113,10 +114,12 @@ class Shared:
 class Sharing:
     """Invitations to the environments of one engine and one DEVAGENT_HOME."""
 
-    def __init__(self, *, engine: EngineApi, paths: Paths, jump: str | None = None) -> None:
+    def __init__(self, *, engine: EngineApi, paths: Paths, jump: str | None = None,
+                 job: tuple[str, str, str] | None = None) -> None:
         """JUMP: the ProxyJump a teammate's entry needs, for an environment on a server (devagent's record names
-        it); None for one on this machine's engine."""
-        self.engine, self.paths, self.jump = engine, paths, jump
+        it); None for one on this machine's engine. JOB: (job id, partition, login node) of an environment in a
+        Slurm job, whose alias no teammate's entry can copy (`export` says why)."""
+        self.engine, self.paths, self.jump, self.job = engine, paths, jump, job
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[FileLock]:
@@ -240,6 +243,10 @@ class Sharing:
     def export(self, name: str, person: str) -> str:
         """What PERSON pastes on her machine: a Host block and the line that pins the host key."""
         who = validate_person(person)
+        if self.job is not None and self.jump is not None:  # before the engine: the job may have ended
+            job_id, partition, login = self.job
+            raise job_export_refused(name=name, job_id=job_id, partition=partition, login=login,
+                                     proxy_jump=self.jump)
         info = self._mine(self._container(name), "share --export")
         found = next((p for p in read_invited(self.paths, name) if p.name == who), None)
         if found is None:

@@ -343,7 +343,7 @@ class Provisioner:
                 mounts=((spec.workspace, spec.inside_workspace, "rw"),), limits=spec.limits.describe(),
                 gpus=gpus.text, ssh_alias=spec.name, devagent_version=devagent.__version__,
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"), people=who([owner, *invited]),
-                slurm=self.site.launch_note,
+                slurm=self.site.launch_note, slurm_args=self.site.job_flags,
             )
 
             leased = False

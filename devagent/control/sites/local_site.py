@@ -91,6 +91,7 @@ class LocalSite:
     alias_check: JobCheck | None = None
     container_labels: Mapping[str, str] = {}
     launch_note = ""
+    job_flags: tuple[str, ...] = ()
     engine_clock_is_ours = True  # the engine runs on this machine
 
     def __init__(self, engine: EngineApi | Callable[[], EngineApi], *, paths: Paths,

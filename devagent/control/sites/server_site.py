@@ -282,5 +282,9 @@ class ServerSite:
     def launch_note(self) -> str:
         return ""
 
+    @property
+    def job_flags(self) -> tuple[str, ...]:
+        return ()
+
     def release(self, name: str) -> list[str]:
         return []

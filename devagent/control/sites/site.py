@@ -219,6 +219,11 @@ class Site(Protocol):
     def launch_note(self) -> str:
         """What the notebook header records of the site beyond the engine ("" for most: a Slurm allocation)."""
 
+    @property
+    def job_flags(self) -> tuple[str, ...]:
+        """`up`'s options of the Slurm job an environment here lives in (--slurm, --time, …); () for most. Every
+        run records them, so that `devagent reproduce` asks for a job like it."""
+
     def release(self, name: str) -> list[str]:
         """`down` NAME, first: give back what the site holds for it beyond the engine (a Slurm job: cancelled and
         waited for); what was given back, for `down` to say."""

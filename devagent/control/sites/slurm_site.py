@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from devagent.control.features.listing import Row
     from devagent.control.link.link import ServerLink
     from devagent.control.link.probe import ServerFacts
+    from devagent.core.slurm.request import SlurmRequest
     from devagent.core.spec import EnvSpec
     from devagent.core.up_request import SlurmUp
 
@@ -124,9 +125,11 @@ class SlurmSite(ServerSite):
     engine_clock_is_ours = False  # the node's, as on any server
 
     def __init__(self, link: NodeLink | _GoneLink, *, queue: SlurmQueue, allocation: Allocation, paths: Paths,
-                 report: Report = lambda _: None, login: ServerLink | None = None) -> None:
+                 report: Report = lambda _: None, login: ServerLink | None = None,
+                 request: SlurmRequest | None = None) -> None:
         super().__init__(link, paths=paths, report=report, given=link.server.text)
         self.queue, self.allocation = queue, allocation
+        self.request = request  # what `up` asked for (None: an environment opened from devagent's record)
         self.login: ServerLink | None = login  # where the job's end line is read and the notebook appended to
         self.workspaces = SlurmWorkspaces(self)
 
@@ -144,12 +147,22 @@ class SlurmSite(ServerSite):
 
     @property
     def up_flags(self) -> tuple[str, ...]:
-        """`up`'s options that place an environment like this one: a job of the same partition and time limit."""
+        """`up`'s options that place an environment like this one: a job of the same partition and time limit
+        (and account, QOS and constraint, when `up` asked for them)."""
+        return ("--host", self.allocation.cluster, *self.job_flags)
+
+    @property
+    def job_flags(self) -> tuple[str, ...]:
+        """The job's own options: its partition, its time limit as Slurm granted it, and the account, QOS and
+        constraint `up` asked for (the GPUs are the environment's --gpus: the job's count of them)."""
         from devagent.core.slurm.request import format_time
 
         limit = self.allocation.time_limit_s
-        return ("--host", self.allocation.cluster, "--slurm", self.allocation.partition,
-                *(("--time", format_time(limit)) if limit else ()))
+        request = self.request
+        asked = (("--account", request.account), ("--qos", request.qos), ("--constraint", request.constraint)) \
+            if request is not None else ()
+        return ("--slurm", self.allocation.partition, *(("--time", format_time(limit)) if limit else ()),
+                *(word for option, value in asked if value for word in (option, value)))
 
     @property
     def alias_check(self) -> JobCheck:
@@ -233,7 +246,8 @@ def login(text: str, *, paths: Paths, settings: Settings, report: Report,
 
 @contextlib.contextmanager
 def node_site(login_link: ServerLink, queue: SlurmQueue, allocation: Allocation, *, paths: Paths,
-              settings: Settings, report: Report, resolve: tuple[str, ...] = ()) -> Iterator[SlurmSite]:
+              settings: Settings, report: Report, resolve: tuple[str, ...] = (),
+              request: SlurmRequest | None = None) -> Iterator[SlurmSite]:
     """The site on ALLOCATION's node, through LOGIN_LINK's login node."""
     from devagent.control.link.link import ServerLink
     from devagent.core.ssh.destination import parse_server
@@ -243,7 +257,7 @@ def node_site(login_link: ServerLink, queue: SlurmQueue, allocation: Allocation,
                     docker_socket=settings.docker_socket, resolve=resolve) as link:
         name = NodeName(allocation.cluster, login_link.server.proxy_jump, node.proxy_jump)
         yield SlurmSite(NodeLink(link, name), queue=queue, allocation=allocation, paths=paths, report=report,
-                        login=login_link)
+                        login=login_link, request=request)
 
 
 @contextlib.contextmanager
@@ -269,7 +283,7 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
         report(f"job {allocation.job_id} running on node {allocation.node}{gpus}{limit}")
         try:
             with node_site(login_link, queue, allocation, paths=paths, settings=settings, report=report,
-                           resolve=resolve) as site:
+                           resolve=resolve, request=slurm.request) as site:
                 yield site
         except BaseException:
             if allocation.job_id == kept:

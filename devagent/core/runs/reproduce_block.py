@@ -23,6 +23,7 @@ from devagent.core import spec
 from devagent.core.markdown import code, details, escape_heading, fence, one_line
 from devagent.core.notebook import entry, heading
 from devagent.core.runs.secrets import REDACTED
+from devagent.core.slurm.request import SlurmRequest, slurm_cpus, slurm_memory, slurm_request
 from devagent.errors import DevagentError, ExitStatus
 
 DATA_PREFIX = "<!-- devagent-reproduce "
@@ -56,9 +57,15 @@ class ReproduceFacts:
     env: Mapping[str, str] = field(default_factory=dict)
     metrics: Mapping[str, float] = field(default_factory=dict)
     dirty: bool = False  # the tree had uncommitted changes (an observed run's are not saved as a patch)
+    # The run's environment lived in a Slurm job: `up`'s options of that job (--slurm P --time T [--account A]
+    # [--qos Q] [--constraint C]); () elsewhere. Its --gpus (in UP_ARGS) are then the job's GPUs on its node.
+    slurm: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        data = asdict(self)
+        if not self.slurm:  # a run outside a Slurm job is recorded as before
+            del data["slurm"]
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> ReproduceFacts:
@@ -69,7 +76,8 @@ class ReproduceFacts:
                    patch=data.get("patch"), argv=tuple(str(a) for a in data["argv"]), cwd=str(data["cwd"]),
                    env={str(k): str(v) for k, v in (data.get("env") or {}).items()},
                    metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()
-                            if isinstance(v, (int, float))}, dirty=bool(data.get("dirty")))
+                            if isinstance(v, (int, float))}, dirty=bool(data.get("dirty")),
+                   slurm=tuple(str(a) for a in data.get("slurm") or ()))
 
     @property
     def redacted(self) -> bool:
@@ -139,7 +147,8 @@ def render_reproduce(facts: ReproduceFacts, *, notebook: str) -> str:
     if facts.image:
         image = facts.pinned or facts.image
         lines += ["# 2. the environment, from the same image" + ("" if facts.pinned else " (on this engine only)"),
-                  shlex.join(["devagent", "up", name, "--image", image, *facts.up_args, "--workspace", folder])]
+                  shlex.join(["devagent", "up", name, "--image", image, *environment_args(facts),
+                              "--workspace", folder])]
         if not facts.pinned:
             notes.append(f"⚠️ The image {code(facts.image)} exists only on the engine that built it (no registry "
                          "digest): these commands are exact there and nowhere else. Push it — `devagent image build "
@@ -148,6 +157,9 @@ def render_reproduce(facts: ReproduceFacts, *, notebook: str) -> str:
     else:
         notes.append("⚠️ No launch record: this run was not in a devagent environment, so its image is unknown.")
         lines += ["# 2. an environment (the run's own image is unknown)", f"devagent up {name} --workspace {folder}"]
+    if facts.slurm:
+        lines.insert(-1, "#    in a new Slurm job like the run's (same partition, time limit, GPU count): give "
+                     "--host the cluster's login node")
     lines += ["# 3. the command, through the new environment's alias",
               f"ssh {name} {shlex.quote(facts.command_line())}"]
     if facts.redacted:
@@ -219,6 +231,80 @@ def compare_metrics(original: Mapping[str, float], new: Mapping[str, float], *,
         ok = ok and same
         lines.append(f"{name} {value:.6g} vs {got:.6g} " + ("✓" if same else "✗ differs"))
     return ok, lines
+
+
+def gpu_count(facts: ReproduceFacts) -> int:
+    """How many GPUs the run's Slurm job had: its recorded --gpus are that job's GPUs on its node.
+
+    >>> gpu_count(ReproduceFacts(3, "dev", None, None, None, ("--gpus", "2,3"), None, None, ("python",), "/w"))
+    2
+    """
+    recorded = dict(zip(facts.up_args[::2], facts.up_args[1::2], strict=False)).get("--gpus", "none")
+    gpus = spec.parse_gpus(recorded)
+    if gpus.mode == "all":
+        raise DevagentError(f"run {facts.number} recorded --gpus all: not how many GPUs its Slurm job had",
+                            status=ExitStatus.USAGE, hint="fix the run's reproduce block, or up the environment "
+                            "yourself with --slurm PARTITION --gpus N")
+    return len(gpus.devices) if gpus.mode == "list" else gpus.count
+
+
+def environment_args(facts: ReproduceFacts) -> tuple[str, ...]:
+    """`up`'s options for an environment like the run's: its UP_ARGS; for a run in a Slurm job its job's options
+    too, and the COUNT of its GPUs (Slurm picks which: the job's indexes mean nothing in another job).
+
+    >>> environment_args(ReproduceFacts(3, "dev", None, None, None, ("--gpus", "0,1", "--user", "dev"), None, None,
+    ...                  ("python",), "/w", slurm=("--slurm", "gpu", "--time", "0-01:00:00")))
+    ('--gpus', '2', '--user', 'dev', '--slurm', 'gpu', '--time', '0-01:00:00')
+    """
+    if not facts.slurm:
+        return facts.up_args
+    args = list(facts.up_args)
+    for i in range(0, len(args) - 1, 2):
+        if args[i] == "--gpus":
+            args[i + 1] = str(gpu_count(facts))
+    return (*args, *facts.slurm)
+
+
+_JOB_OPTIONS = ("--slurm", "--time", "--account", "--qos", "--constraint")
+
+
+def job_request(facts: ReproduceFacts, *, notebook: str) -> SlurmRequest | None:
+    """The Slurm job that run FACTS's environment lived in, asked for again: the same partition, time limit,
+    account, QOS and constraint, the same number of GPUs, and the container's memory and CPU limits (as `up
+    --slurm` asks); None for a run outside a Slurm job. Each value passes `up --slurm`'s checks (a notebook is
+    text anyone may have written): DevagentError(USAGE) otherwise.
+
+    >>> job_request(ReproduceFacts(3, "dev", None, None, None, ("--gpus", "2,3", "--memory", "2g"), None, None,
+    ...             ("python",), "/w", slurm=("--slurm", "gpu", "--time", "10")), notebook="nb.md")
+    SlurmRequest(partition='gpu', gpus=2, time_s=600, cpus=None, memory='2G', gpu_type=None, account=None, \
+qos=None, constraint=None, gpus_option=False, warning_s=60)
+    """
+    if not facts.slurm:
+        return None
+    where = f"{notebook}, run {facts.number}"
+    hint = "fix the run's reproduce block, or up the environment yourself with --slurm PARTITION"
+    values: dict[str, str] = {}
+    words = facts.slurm
+    for i in range(0, len(words), 2):
+        option = words[i]
+        if option not in _JOB_OPTIONS or i + 1 >= len(words) or option in values:
+            raise DevagentError(f"{where}: the recorded Slurm option {option!r} is not one devagent records once "
+                                f"with a value ({', '.join(_JOB_OPTIONS)})", status=ExitStatus.USAGE, hint=hint)
+        values[option] = words[i + 1]
+    if "--slurm" not in values or "--time" not in values:
+        raise DevagentError(f"{where}: the recorded Slurm job has no partition or no time limit",
+                            status=ExitStatus.USAGE, hint=hint)
+    recorded = up_option_values(facts.up_args, notebook=notebook, run=facts.number)
+    cpus = recorded.get("cpus")
+    try:
+        return slurm_request(partition=values["--slurm"], gpus=gpu_count(facts), time=values["--time"],
+                             account=values.get("--account"), qos=values.get("--qos"),
+                             constraint=values.get("--constraint"),
+                             memory=slurm_memory(spec.parse_size(recorded.get("memory", "16g"), option="--memory")),
+                             cpus=slurm_cpus(spec.parse_cpus(cpus)) if cpus else None)
+    except DevagentError as exc:
+        raise DevagentError(f"{where}: the recorded Slurm job is refused: {exc.message}", status=ExitStatus.USAGE,
+                            hint=hint) from None
 
 
 # The options a notebook may hand to `up` (EnvSpec.up_args writes exactly these), each with the check the command

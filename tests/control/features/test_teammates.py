@@ -147,6 +147,26 @@ def test_the_export_uses_the_port_the_user_and_the_pinned_host_key(engine: FakeE
         sharing.export("exp", "bob")
 
 
+def test_the_export_of_an_environment_in_a_slurm_job_says_why_it_prints_nothing(engine: FakeEngine,
+                                                                                paths: Paths) -> None:
+    """It was refused with "refusing to print a Host block with the ProxyJump 'hpc,gpu07'", which blamed the
+    container's labels; the alias's job check (a ProxyCommand) is what cannot be passed on."""
+    sharing = Sharing(engine=engine, paths=paths, jump="hpc,gpu07", job=("4812", "gpu", "hpc"))
+    sharing.share("exp", ALICE, source="alice.pub")
+    known_hosts.pin(paths.known_hosts, "exp", HOST_KEY + " devagent-host-exp")
+    calls = len(engine.calls)
+    with pytest.raises(DevagentError) as caught:
+        sharing.export("exp", "alice")
+    assert caught.value.status == ExitStatus.CONFLICT
+    assert str(caught.value) == (
+        "no Host block for a teammate: environment 'exp' runs in Slurm job 4812, and its alias reaches it through "
+        "a job check (a ProxyCommand that asks Slurm first), which devagent never passes on: it would run on her "
+        "machine\n  hint: she makes her own environment in her own job (devagent up NAME --host hpc --slurm gpu), "
+        "or, if she has a login on the cluster and node gpu07 lets her in, writes ProxyJump hpc,gpu07 into her own "
+        "Host block")
+    assert len(engine.calls) == calls  # the engine is not asked: the job may have ended
+
+
 def test_share_needs_exactly_one_of_key_and_export(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["share", "exp"]) == ExitStatus.USAGE
     assert main(["share", "exp", "--key", "a.pub", "--export", "alice"]) == ExitStatus.USAGE

@@ -227,6 +227,33 @@ def test_a_site_is_named_in_messages_as_the_open_sites_name_themselves(tmp_path:
     assert (here.up_flags, there.up_flags) == ((), ("--host", "gpu"))  # what `reproduce` hands its `up`
 
 
+def test_a_slurm_sites_flags_ask_for_a_job_like_its_own_and_every_run_records_them(tmp_path: Path) -> None:
+    """`reproduce` of a run made in a Slurm job asks for a job of the same partition, time limit, account, QOS
+    and constraint: the site names them, and the launch record (each run's reproduce block) keeps them."""
+    from devagent.control.sites.slurm_site import NodeLink, NodeName, SlurmSite
+    from devagent.control.slurm.allocation import Allocation
+    from devagent.control.slurm.queue import SlurmQueue
+    from devagent.core.notebook import LaunchContext
+    from devagent.core.slurm.request import slurm_request
+
+    link = FakeLink(FakeEngine(), home=tmp_path, server="login")
+    node = NodeLink(link, NodeName("login", "login", "n1"))  # type: ignore[arg-type]
+    allocation = Allocation("login", "7", "gpu", "n1", (0, 1), 28800, "/o", "/e")
+    asked = slurm_request(partition="gpu", gpus=2, time="8:00:00", account="lab", constraint="a100")
+    slurm = SlurmSite(node, queue=SlurmQueue(link.run, cluster="login"), paths=Paths.from_environ(),
+                      allocation=allocation, request=asked)
+    assert slurm.job_flags == ("--slurm", "gpu", "--time", "0-08:00:00", "--account", "lab", "--constraint", "a100")
+    assert slurm.up_flags == ("--host", "login", *slurm.job_flags)
+    recorded = SlurmSite(node, queue=SlurmQueue(link.run, cluster="login"), paths=Paths.from_environ(),
+                         allocation=allocation)  # opened from devagent's record: what Slurm says of the job
+    assert recorded.job_flags == ("--slurm", "gpu", "--time", "0-08:00:00")
+    assert ServerSite(link, paths=Paths.from_environ()).job_flags == ()
+    assert LocalSite(FakeEngine(), paths=Paths.from_environ()).job_flags == ()
+    context = LaunchContext("exp", "dev", "img", "base", None, "devagent up exp", (), "16g", "none", "exp", "1",
+                            "t", slurm_args=slurm.job_flags)
+    assert LaunchContext.from_json(context.to_json()) == context
+
+
 def test_each_site_says_whether_its_engines_clock_is_ours(tmp_path: Path) -> None:
     """Issue 22's kept health record (until the engine's next check, compared with this machine's clock) is for
     this machine's engine only: a server's or a Slurm node's clock is another machine's. The site decides."""

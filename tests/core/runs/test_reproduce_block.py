@@ -316,3 +316,45 @@ def test_a_reproduction_that_left_no_run_record_says_so_in_both_notebooks() -> N
     assert new.splitlines()[2].startswith("a run that left no record re-created run 3 of `/a/lab-notebook.md` at ")
     assert old.splitlines()[2] == ("as a run that left no record in `/b/lab-notebook.md` "
                                    "(environment `pytorch-dev-run3`)")
+
+
+JOB = replace(FACTS, slurm=("--slurm", "gpu", "--time", "0-08:00:00", "--account", "lab"))
+
+
+def test_a_run_in_a_slurm_job_asks_for_a_job_like_it_with_the_count_of_its_gpus() -> None:
+    """Its --gpus are its job's GPU indexes on its node ('0,1'), which `up --slurm` refuses: Slurm picks which."""
+    from devagent.core.runs.reproduce_block import environment_args, job_request
+    from devagent.core.slurm.request import slurm_request
+
+    assert job_request(JOB, notebook="nb.md") == slurm_request(
+        partition="gpu", gpus=2, time="8:00:00", account="lab", memory="32G", cpus=8)
+    assert job_request(FACTS, notebook="nb.md") is None  # not in a job
+    assert environment_args(JOB) == ("--gpus", "2", *FACTS.up_args[2:], *JOB.slurm)
+    assert environment_args(FACTS) == FACTS.up_args
+    assert commands(render_reproduce(JOB, notebook="nb.md"))[2] == (
+        f"devagent up pytorch-dev-run3 --image lab.example:5000/pytorch-cuda:v2.8@{DIGEST} --gpus 2 --memory 32g "
+        "--cpus 8 --shm-size 8g --pids 4096 --user dev --slurm gpu --time 0-08:00:00 --account lab --workspace "
+        "../pytorch-dev-run3")
+    assert "#    in a new Slurm job like the run's (same partition, time limit, GPU count): give --host the " \
+           "cluster's login node" in render_reproduce(JOB, notebook="nb.md")
+    assert read_facts(render_reproduce(JOB, notebook="nb.md")) == JOB
+    assert '"slurm"' not in FACTS.to_json()  # a run outside a job is recorded as before
+
+
+@pytest.mark.parametrize(("slurm", "message"), [
+    (("--slurm", "gpu", "--time", "10", "--uid", "0"),
+     "nb.md, run 3: the recorded Slurm option '--uid' is not one devagent records once with a value (--slurm, "
+     "--time, --account, --qos, --constraint)"),
+    (("--slurm", "gpu"), "nb.md, run 3: the recorded Slurm job has no partition or no time limit"),
+    (("--slurm", "gpu;id", "--time", "10"),
+     "nb.md, run 3: the recorded Slurm job is refused: invalid Slurm partition 'gpu;id'"),
+    (("--slurm", "gpu", "--time", "UNLIMITED"),
+     "nb.md, run 3: the recorded Slurm job is refused: invalid Slurm time 'UNLIMITED': devagent asks for a "
+     "finite time limit"),
+])
+def test_a_recorded_slurm_job_passes_ups_checks(slurm: tuple[str, ...], message: str) -> None:
+    from devagent.core.runs.reproduce_block import job_request
+
+    with pytest.raises(DevagentError) as caught:
+        job_request(replace(FACTS, slurm=slurm), notebook="nb.md")
+    assert (caught.value.message, caught.value.status) == (message, ExitStatus.USAGE)
