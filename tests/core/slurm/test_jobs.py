@@ -164,7 +164,8 @@ def test_scontrol_show_job_whole_rows() -> None:
 
 @pytest.mark.parametrize(("nodes", "node"), [
     ("NodeList=n[1-2] BatchHost=n2", "n2"), ("NodeList=n1,n3", ""), ("NodeList=n[1-2]", ""),
-    ("NodeList=(null)", ""), ("NodeList=n3", "n3"), ("BatchHost=n4", "n4"), ("NodeList=n5 BatchHost=n5", "n5"),
+    ("NodeList=(null)", ""), ("NodeList=(null) BatchHost=(null)", ""), ("NodeList=n3", "n3"),
+    ("BatchHost=n4", "n4"), ("NodeList=n5 BatchHost=n5", "n5"),
 ])
 def test_the_node_of_a_job_is_its_batch_host_else_its_only_node(nodes: str, node: str) -> None:
     assert parse_scontrol_job(f"JobId=5 JobState=RUNNING\n   {nodes}\n").node == node
