@@ -468,11 +468,11 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     ignored.extend(other_tools)
     if "features" in config:
         plan["local_features"] = _features(config["features"], source)
-    if "storage" in _mapping(config.get("hostRequirements", {}), "hostRequirements", source):
+    requirements = config.get("hostRequirements", {})  # an object: _limits refused anything else
+    if isinstance(requirements, dict) and "storage" in requirements:
         ignored.append("hostRequirements.storage")
-    vscode = _mapping(_mapping(config.get("customizations", {}), "customizations", source).get("vscode", {}),
-                      "customizations.vscode", source)
-    present = {*config, *(f"customizations.vscode.{k}" for k in vscode)}
+    # _editor checked customizations.vscode; EDITOR holds its extensions and settings when the file has them.
+    present = {*config, *(f"customizations.vscode.{k}" for k in editor)}
     used = tuple(key for key in _USED if key in present)
     known = {*_IGNORED, *_WEAKENING, *_USED, "dockerfile", "customizations"}
     ignored.extend(key for key in config if key not in known)
