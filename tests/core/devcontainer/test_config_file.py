@@ -434,3 +434,30 @@ def test_the_base_tag_changes_with_the_context_args_and_target() -> None:
 
 def test_an_optional_gpu_is_taken_when_one_is_free() -> None:
     assert (optional_gpus(1), optional_gpus(0)) == ("any:1", "none")
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ('{"a": 1} // a comment on the last line, no newline', {"a": 1}),
+    ('{"a": "*/", /* c */ "b": 1}', {"a": "*/", "b": 1}),
+    ('{/**/"a": 1}', {"a": 1}),
+    ('{"a": 1} /* a comment never closed', {"a": 1}),
+    ('{"a": [1 /* c */]}', {"a": [1]}),
+])
+def test_comments_at_their_edges(text: str, value: dict[str, object]) -> None:
+    assert parse_jsonc(text, source="d.json") == value
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (",]", "d.json: line 1, column 2: Expecting value"),  # the comma before ] is blanked, even the first character
+    ("[1,X]", "d.json: line 1, column 4: Expecting value"),  # a comma before anything else stays
+    ('{/*\n*/ "a": }', "d.json: line 2, column 9: Expecting value"),  # a block comment keeps its line breaks
+])
+def test_errors_point_at_the_files_own_lines_and_columns(text: str, message: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        parse_jsonc(text, source="d.json")
+    assert caught.value.message == message
+
+
+def test_weakening_fields_left_empty_are_no_refusal() -> None:
+    plan = plan_of('{"image": "i", "init": "", "privileged": false, "capAdd": [], "mounts": null, "securityOpt": {}}')
+    assert plan.image == "i"
