@@ -272,9 +272,9 @@ _RUN_ARG_FIELDS = {"--privileged": "privileged", "--cap-add": "capAdd", "--secur
 
 
 def _refuse(source: str, what: str, reason: str, fix: str | None = None) -> DevagentError:
-    field_name = what.split(" ", maxsplit=1)[0]
+    """WHAT (a field's name, or a value named by its field) refused; without FIX, the fix is to remove the field."""
     return _usage(f"{source}: {what} is refused: {reason} ({SECURITY_MODEL})",
-                  fix or f"remove {field_name} from the file (other tools may keep their own devcontainer.json)")
+                  fix or f"remove {what} from the file (other tools may keep their own devcontainer.json)")
 
 
 def _strings(value: object, where: str, source: str) -> tuple[str, ...]:
@@ -468,11 +468,11 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     ignored.extend(other_tools)
     if "features" in config:
         plan["local_features"] = _features(config["features"], source)
-    if "storage" in _mapping(config.get("hostRequirements", {}), "hostRequirements", source):
+    requirements = config.get("hostRequirements")  # an object or absent: _limits refused anything else
+    if isinstance(requirements, dict) and "storage" in requirements:
         ignored.append("hostRequirements.storage")
-    vscode = _mapping(_mapping(config.get("customizations", {}), "customizations", source).get("vscode", {}),
-                      "customizations.vscode", source)
-    present = {*config, *(f"customizations.vscode.{k}" for k in vscode)}
+    # _editor checked customizations.vscode; EDITOR holds its extensions and settings when the file has them.
+    present = {*config, *(f"customizations.vscode.{k}" for k in editor)}
     used = tuple(key for key in _USED if key in present)
     known = {*_IGNORED, *_WEAKENING, *_USED, "dockerfile", "customizations"}
     ignored.extend(key for key in config if key not in known)

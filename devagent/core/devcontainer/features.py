@@ -33,7 +33,10 @@ def feature_folder(config_path: str, ref: str) -> str:
     """
     folder = posixpath.dirname(config_path)
     joined = posixpath.normpath(posixpath.join(folder, ref))
-    if not ref.startswith("./") or joined == folder or not joined.startswith(f"{folder}/" if folder else ""):
+    # A file at the workspace's top has the folder "": every relative path starts with "", so there the
+    # workspace itself (".") and what climbs out of it ("..", "../x") are what is refused.
+    outside = joined.split("/")[0] == ".." if not folder else not joined.startswith(f"{folder}/")
+    if not ref.startswith("./") or joined in (folder, ".") or outside:
         raise DevagentError(f"{config_path}: feature {ref!r} is not a folder inside {folder or '.'}/",
                             status=ExitStatus.USAGE, hint="keep a local Feature in the devcontainer.json's folder "
                             "and name it \"./FOLDER\"")

@@ -150,9 +150,10 @@ def parse_scontrol_job(text: str) -> Job:
         raise DevagentError("scontrol show job answered no job", details=text[:500],
                             hint="is the job id right? ended jobs stay visible for MinJobAge seconds only",
                             status=ExitStatus.NOT_FOUND)
+    # The batch host, else the job's only node; several nodes without a batch host, or none yet, are no node.
     node = fields.get("BatchHost", "") or fields.get("NodeList", "")
     if "," in node or "[" in node or node == "(null)":
-        node = fields.get("BatchHost", "")
+        node = ""
     return Job(job_id=fields["JobId"], state=fields.get("JobState", ""), reason=fields.get("Reason", ""),
                name=fields.get("JobName", ""), user=fields.get("UserId", "").split("(", 1)[0],
                partition=fields.get("Partition", ""), node=node, gpus=gres_indexes(text),

@@ -98,9 +98,8 @@ def parse_time(text: str) -> int:
             continue
         parts = dict(zip(units, (int(g) for g in found.groups()), strict=True))
         # Past the first field, each field is bounded by the next larger unit (Slurm accepts 0:90, which hides
-        # a typo; devagent does not).
-        bounded = {"h": 24, "m": 60, "s": 60} if len(units) > 1 else {}
-        for unit, limit in bounded.items():
+        # a typo; devagent does not). The first field (a format's only one too) is bounded by the year alone.
+        for unit, limit in (("h", 24), ("m", 60), ("s", 60)):
             if unit in parts and unit != units[0] and parts[unit] >= limit:
                 raise _usage(f"invalid Slurm time {text!r}: {unit} field {parts[unit]} is over {limit - 1}",
                              _TIME_HINT)

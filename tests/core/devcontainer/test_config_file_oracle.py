@@ -58,19 +58,33 @@ def test_the_corpus_is_real_and_large_enough() -> None:
     assert "| pytorch-cuda.jsonc | pytorch/pytorch | .devcontainer/cuda/devcontainer.json |" in sources
 
 
+# text -> (the workspace the reference read it in, its container workspace, the configuration): the reference
+# reads each text once per process. A mutation run (scripts/mutation.py) runs these tests once, then again in a
+# child forked for each mutant: the children find the answers here instead of starting the CLI (a second or
+# more each, twenty-odd files) once more per mutant. The answer depends on the text alone.
+_ANSWERS: dict[str, tuple[str, str, dict[str, object]]] = {}
+
+
+def reference_of(text: str, tmp_path: Path) -> tuple[str, str, dict[str, object]]:
+    if text not in _ANSWERS:
+        workspace = tmp_path / "proj"
+        (workspace / ".devcontainer").mkdir(parents=True)
+        config = workspace / ".devcontainer" / "devcontainer.json"
+        config.write_text(text)
+        expected = reference(workspace, config)
+        wanted = expected["configuration"]
+        assert isinstance(wanted, dict)
+        wanted.pop("configFilePath")
+        container_workspace = expected["workspace"]["workspaceFolder"]  # type: ignore[index]
+        _ANSWERS[text] = (str(workspace), str(container_workspace), wanted)
+    return _ANSWERS[text]
+
+
 @pytest.mark.parametrize("text_of", [*FILES, "synthetic"], ids=[*(p.stem for p in FILES), "synthetic"])
 def test_devagent_reads_what_the_reference_reads(tmp_path: Path, text_of: Path | str) -> None:
     text = SYNTHETIC if text_of == "synthetic" else Path(text_of).read_text()
-    workspace = tmp_path / "proj"
-    (workspace / ".devcontainer").mkdir(parents=True)
-    config = workspace / ".devcontainer" / "devcontainer.json"
-    config.write_text(text)
-    expected = reference(workspace, config)
-    wanted = expected["configuration"]
-    assert isinstance(wanted, dict)
-    wanted.pop("configFilePath")
-    container_workspace = expected["workspace"]["workspaceFolder"]  # type: ignore[index]
-    got = read_configuration(text, source=str(config), local_workspace=str(workspace),
+    workspace, container_workspace, wanted = reference_of(text, tmp_path)
+    got = read_configuration(text, source=f"{workspace}/.devcontainer/devcontainer.json", local_workspace=workspace,
                              container_workspace=container_workspace, env=ENV)
     assert got == wanted
 

@@ -176,3 +176,29 @@ def test_the_holder_line_as_a_real_job_wrote_it() -> None:
     """fixtures/holder-8.out: the output of job 8 on the test cluster (one GPU, index 1 of node n2)."""
     text = (Path(__file__).parent / "fixtures" / "holder-8.out").read_text()
     assert parse_holder_line(text) == {"job": "8", "node": "n2", "gpus": "1", "started": "2026-12-07T19:06:12Z"}
+
+
+def test_a_refused_name_or_path_says_what_to_give() -> None:
+    with pytest.raises(DevagentError) as caught:
+        holder_script(name="a b", ended_log="/tmp/x.log")
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (
+        "invalid container name for the Slurm job: 'a b'",
+        "use letters, digits, '_', '.', '-', starting with a letter or digit", ExitStatus.USAGE)
+    with pytest.raises(DevagentError) as caught:
+        holder_script(name="exp", ended_log="/a/../b")
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (
+        "invalid path for the Slurm job's ended log: '/a/../b'",
+        "give an absolute path of letters, digits and _.,+@%/~- (no '..')", ExitStatus.USAGE)
+
+
+def test_the_scripts_header_comment_names_the_environment() -> None:
+    """Who reads `scontrol show job`'s script (or the admin's `sacct -B`) sees whose environment it holds."""
+    script = holder_script(name="exp-1", ended_log="/home/ada/.devagent/slurm/exp-1.ended")
+    assert [line for line in script.splitlines() if line.startswith("# ") and "exp-1" in line]
+    assert "name=exp-1\n" in script and "ended_log=/home/ada/.devagent/slurm/exp-1.ended\n" in script
+
+
+def test_a_holder_field_keeps_an_equals_sign_in_its_value_and_words_without_one_are_skipped() -> None:
+    assert parse_holder_line("devagent-holder: job=3 note=a=b stray node=n1\n") == {
+        "job": "3", "note": "a=b", "node": "n1"}
+    assert parse_holder_line("starting\ndevagent-holder: job=4\ndevagent-holder: job=5\n") == {"job": "4"}

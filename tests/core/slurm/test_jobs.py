@@ -3,6 +3,7 @@ tests/integration/slurm_cluster.py with jobs running, pending, held, cancelled a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from devagent.core.slurm.jobs import (
     Job,
     describe,
     find_job,
+    format_left,
     gres_indexes,
     hopeless,
     parse_duration,
@@ -20,6 +22,7 @@ from devagent.core.slurm.jobs import (
     parse_squeue_json,
     parse_squeue_lines,
     queue_position,
+    scontrol_fields,
 )
 from devagent.errors import DevagentError, ExitStatus
 
@@ -147,3 +150,110 @@ def test_hopeless_reasons_are_the_ones_that_never_start() -> None:
     assert hopeless(Job("5", "PENDING", "Resources")) is None
     assert hopeless(Job("5", "PENDING", "Priority")) is None
     assert hopeless(Job("5", "RUNNING", "PartitionTimeLimit")) is None
+
+
+def test_scontrol_show_job_whole_rows() -> None:
+    assert parse_scontrol_job((FIXTURES / "scontrol-job-4.txt").read_text()) == Job(
+        "4", "RUNNING", "None", name="devagent-exp", user="devagent-srv", partition="gpu", node="n1", gpus=(0, 1),
+        time_limit_s=1800, priority=4294901756)
+    assert parse_scontrol_job((FIXTURES / "scontrol-job-9.txt").read_text()) == Job(
+        "9", "PENDING", "Resources", name="devagent-f", user="devagent-srv2", partition="gpu", time_limit_s=600,
+        priority=4294901751)
+    assert parse_scontrol_job("JobId=7\n") == Job("7", "", "")
+
+
+@pytest.mark.parametrize(("nodes", "node"), [
+    ("NodeList=n[1-2] BatchHost=n2", "n2"), ("NodeList=n1,n3", ""), ("NodeList=n[1-2]", ""),
+    ("NodeList=(null)", ""), ("NodeList=(null) BatchHost=(null)", ""), ("NodeList=n3", "n3"),
+    ("BatchHost=n4", "n4"), ("NodeList=n5 BatchHost=n5", "n5"),
+])
+def test_the_node_of_a_job_is_its_batch_host_else_its_only_node(nodes: str, node: str) -> None:
+    assert parse_scontrol_job(f"JobId=5 JobState=RUNNING\n   {nodes}\n").node == node
+
+
+def test_scontrol_without_a_job_says_so_with_what_it_answered() -> None:
+    text = "slurm_load_jobs error: Invalid job id specified" + "." * 600
+    with pytest.raises(DevagentError) as caught:
+        parse_scontrol_job(text)
+    assert (caught.value.message, caught.value.hint, caught.value.details) == (
+        "scontrol show job answered no job",
+        "is the job id right? ended jobs stay visible for MinJobAge seconds only", text[:500])
+
+
+@pytest.mark.parametrize("key", ["Command", "WorkDir", "StdErr", "StdIn", "StdOut", "Comment"])
+def test_paths_and_commands_run_to_the_end_of_their_line(key: str) -> None:
+    text = f"JobId=3 JobName=x\n   {key}=/home/a b/run.sh --lr=0.1 Reason=no\n   Partition=gpu\n"
+    assert scontrol_fields(text) == {"JobId": "3", "JobName": "x", key: "/home/a b/run.sh --lr=0.1 Reason=no",
+                                     "Partition": "gpu"}
+
+
+def test_a_line_that_is_only_a_key_is_no_field_and_the_first_value_wins() -> None:
+    assert scontrol_fields("Command\n JobId=1 JobId=2 Weird Reason=None\n") == {"JobId": "1", "Reason": "None"}
+
+
+def test_squeue_lines_with_the_job_name_node_lists_and_odd_priorities() -> None:
+    text = ("short|line\n"
+            "11|RUNNING|None|n[1-2]|1:00|N/A|ada|gpu|N/A|devagent-exp\n"
+            "12|RUNNING|None|n1,n2|1:00|N/A|ada|gpu|7\n"
+            "13|PENDING|Priority||1:00|N/A|bo|gpu|0|train|more\n")
+    assert parse_squeue_lines(text) == [
+        Job("11", "RUNNING", "None", name="devagent-exp", user="ada", partition="gpu"),
+        Job("12", "RUNNING", "None", user="ada", partition="gpu", priority=7),
+        Job("13", "PENDING", "Priority", name="train", user="bo", partition="gpu")]
+
+
+def test_squeue_json_rows_with_fields_missing_or_zero() -> None:
+    text = json.dumps({"jobs": [
+        {"job_id": 21},
+        {"job_id": 22, "job_state": "PENDING", "time_limit": 0, "start_time": 0, "end_time": -1, "priority": 1,
+         "gres_detail": 5},
+        {"job_id": 23, "time_limit": "60", "start_time": 1, "priority": "9",
+         "gres_detail": ["gpu:1(IDX:0)", "gpu:1(IDX:3)"]},
+    ]})
+    assert parse_squeue_json(text) == [
+        Job("21", "", ""), Job("22", "PENDING", "", priority=1), Job("23", "", "", gpus=(0, 3), start=1)]
+
+
+@pytest.mark.parametrize("text", ['{"no": "jobs"}', "[1, 2]", "{" + "x" * 600])
+def test_squeue_json_that_is_not_slurms_shows_what_it_was(text: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        parse_squeue_json(text)
+    assert (caught.value.message, caught.value.hint, caught.value.details, caught.value.status) == (
+        "squeue --json answered something devagent cannot read",
+        "run `squeue --json` on the login node; devagent reads Slurm 22.05's format", text[:500],
+        ExitStatus.SERVER_REFUSED)
+
+
+def test_gres_indexes_skip_a_bad_range_and_read_on() -> None:
+    assert gres_indexes("gpu:3(IDX:x,1-2,4-y,6)") == (1, 2, 6)
+
+
+def test_durations_of_one_field_and_of_too_many() -> None:
+    assert (parse_duration("5"), parse_duration("1:2:3:4"), parse_duration("2-1:00")) == (5, None, 172860)
+
+
+def test_the_queue_ahead_of_a_job() -> None:
+    jobs = [Job(str(i), "PENDING", "Priority", partition="gpu", priority=p)
+            for i, p in ((11, 5), (12, 5), (13, 5), (14, 0), (15, 0), (16, 1))]
+    jobs.append(Job("10", "PENDING", "Priority", partition="cpu", priority=9))
+    assert [queue_position(jobs, i) for i in ("11", "12", "13", "14", "15", "16")] == [0, 1, 2, 4, 4, 3]
+
+
+@pytest.mark.parametrize(("job", "now", "line"), [
+    (Job("5", "RUNNING", "None", node="n2"), None, "job 5 running on node n2"),
+    (Job("5", "RUNNING", "None", node="n2", gpus=(3,), end=1000), None, "job 5 running on node n2: GPUs 3"),
+    (Job("5", "RUNNING", "None", node="n2", end=1000), 940, "job 5 running on node n2 · 1 min left"),
+    (Job("5", "RUNNING", "None", node="n2"), 940, "job 5 running on node n2"),
+    (Job("5", "FAILED", "NonZeroExitCode"), None, "job 5 ended: the job failed on the node"),
+    (Job("5", "SPECIAL_EXIT", "None", node="n1"), None, "job 5 ended on n1: special_exit"),
+])
+def test_descriptions_of_running_and_ended_jobs(job: Job, now: float | None, line: str) -> None:
+    assert describe(job, now=now) == line
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0 s"), (59, "59 s"), (60, "1 min"), (3599, "59 min"), (3600, "1 h"), (3660, "1 h 1 min"),
+    (86399, "23 h 59 min"), (86400, "1 d"), (90000, "1 d 1 h"), (24 * 3600 + 3599, "1 d"), (25 * 3600, "1 d 1 h"),
+])
+def test_time_left_in_devagents_words(seconds: int, text: str) -> None:
+    assert format_left(seconds) == text

@@ -73,3 +73,53 @@ def test_gpus_slurm_shows_what_anyone_named_a_job_escaped_one_row_each() -> None
         "queued (highest priority first):",
         "  job 8 of bo (q␉z): Odd␛]0;t␇",
     ]
+
+
+def test_a_node_line_with_fields_missing_and_lines_that_are_no_node() -> None:
+    text = ("\nNode n0 not found\nNodeName=n1\n"
+            "NodeName=n2 CPUTot=N/A Gres=(null) GresUsed=(null) State=DOWN+NOT_RESPONDING Partitions=(null)\n"
+            "NodeName=n3 CPUTot=64 Gres=gpu:h100:8(S:0-1) GresUsed=gpu:h100:3(IDX:0-2) State=MIXED "
+            "Partitions=gpu,,debug\n")
+    assert parse_scontrol_nodes(text) == [
+        Node("n1", "", 0, 0, (), 0), Node("n2", "DOWN+NOT_RESPONDING", 0, 0, (), 0),
+        Node("n3", "MIXED", 8, 3, ("gpu", "debug"), 64)]
+
+
+def test_sinfo_lines_need_four_fields_and_a_name() -> None:
+    text = "n0|gpu:2|gpu:1\n|gpu:2|gpu:1|idle|\nn1||(null)|drained|\nn2|gpu:2|gpu:2|allocated\n"
+    assert parse_sinfo_nodes(text, "p") == [Node("n1", "DRAINED", 0, 0, ("p",)),
+                                            Node("n2", "ALLOCATED", 2, 2, ("p",))]
+
+
+def test_the_queue_by_priority_then_by_id_and_other_partitions_left_out() -> None:
+    jobs = [Job("12", "PENDING", "Priority", partition="gpu", priority=5),
+            Job("1", "PENDING", "Priority", partition="gpu", priority=5),
+            Job("40", "PENDING", "Priority", partition="gpu", priority=9),
+            Job("2", "PENDING", "Priority", partition="cpu", priority=99),
+            Job("3", "RUNNING", "None", partition="gpu", priority=99),
+            Job("5_1", "PENDING", "Priority", partition="gpu", priority=5)]
+    # An id that is no number (an array task, as `squeue -o %i` writes it) sorts first among its priority.
+    assert [job.job_id for job in queued(jobs, "gpu")] == ["40", "5_1", "1", "12"]
+
+
+def test_the_partition_view_of_holders_that_are_not_devagent_and_of_a_drained_node() -> None:
+    nodes = [Node("n1", "MIXED", 1, 1, ("gpu", "big")), Node("node-long", "IDLE+DRAIN", 0, 0, ("gpu",)),
+             Node("n3", "IDLE", 4, 0, ("cpu",))]
+    jobs = [Job("7", "RUNNING", "None", name="train", user="bo", partition="gpu", node="n1", gpus=(0,)),
+            Job("9", "PENDING", "SomethingNew", user="cy", partition="gpu"),
+            Job("8", "PENDING", "Priority", name="x", user="di", partition="gpu", priority=5)]
+    assert render_partition(nodes, jobs, "gpu", now=0) == [
+        "partition gpu: 2 nodes, 1 GPU, 1 held, 2 jobs queued",
+        "NODE       GPU  HOLDER",
+        "n1         0    job 7 of bo: not devagent (train)",
+        "node-long: idle+drain (Slurm starts no job there)",
+        "queued (highest priority first):",
+        "  job 8 of di (x): jobs of higher priority are ahead in the queue",
+        "  job 9 of cy: SomethingNew"]
+    unnamed = Job("7", "RUNNING", "None", user="bo", partition="big", node="n1", gpus=(0,), end=100)
+    assert render_partition(nodes, [unnamed], "big", now=0) == [
+        "partition big: 1 node, 1 GPU, 1 held, 0 jobs queued",
+        "NODE  GPU  HOLDER",
+        "n1    0    job 7 of bo: not devagent, 1 min left"]
+    assert render_partition(nodes, [], "none", now=0) == [
+        "partition none: 0 nodes, 0 GPUs, 0 held, 0 jobs queued", "NODE  GPU  HOLDER"]

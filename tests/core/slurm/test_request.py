@@ -183,3 +183,115 @@ def test_refusals_slurm_gives_only_with_slurmdbd_and_unknown_ones() -> None:
     other = sbatch_error(request(), "sbatch: error: Batch job submission failed: Something new\n")
     assert (other.message, other.status) == ("Slurm refused the job", ExitStatus.USAGE)
     assert other.details == "sbatch: error: Batch job submission failed: Something new"
+
+
+NAME_HINT = "takes 1-64 letters, digits, '_', '.', '-' (no spaces, quotes or shell characters)"
+TIME_HINT = ("give a Slurm time: MINUTES, MINUTES:SECONDS, HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES or "
+             "DAYS-HOURS:MINUTES:SECONDS (e.g. 8:00:00 or 1-00:00:00)")
+
+
+@pytest.mark.parametrize(("given", "message", "hint"), [
+    ({"gpus": "65"}, "invalid GPU count for Slurm: '65'", "give --gpus a whole number from 0 to 64"),
+    ({"gpus": -1}, "invalid GPU count for Slurm: -1", "give --gpus a whole number from 0 to 64"),
+    ({"cpus": 0}, "invalid CPU count for Slurm: 0", "give --cpus a whole number from 1 to 4096"),
+    ({"cpus": "4097"}, "invalid CPU count for Slurm: '4097'", "give --cpus a whole number from 1 to 4096"),
+    ({"memory": "32GB"}, "invalid Slurm memory '32GB'",
+     "give a whole number with an optional unit K, M, G or T (e.g. 32G; Slurm's default is M)"),
+    ({"gpu_type": "a 100"}, "invalid Slurm GPU type 'a 100'", f"--gpu-type {NAME_HINT}"),
+    ({"gpu_type": "-a100"}, "invalid Slurm GPU type '-a100': it must not start with '-'",
+     "give --gpu-type the GPU type's name as `sinfo` or `sacctmgr` shows it"),
+    ({"gpus": 0, "gpu_type": "a100"}, "a GPU type (a100) without GPUs", "ask for at least one GPU with --gpus"),
+    ({"qos": "hi gh"}, "invalid Slurm QOS 'hi gh'", f"--qos {NAME_HINT}"),
+    ({"qos": "-high"}, "invalid Slurm QOS '-high': it must not start with '-'",
+     "give --qos the QOS's name as `sinfo` or `sacctmgr` shows it"),
+    ({"account": "-lab"}, "invalid Slurm account '-lab': it must not start with '-'",
+     "give --account the account's name as `sinfo` or `sacctmgr` shows it"),
+    ({"constraint": "a100&"}, "invalid Slurm constraint 'a100&'",
+     "give feature names joined by '&' (all) or '|' (any), e.g. a100&nvlink (no spaces or '-' first)"),
+    ({"warning_s": 0}, "invalid warning time 0", "give 1-65535 seconds"),
+    ({"warning_s": 65536}, "invalid warning time 65536", "give 1-65535 seconds"),
+    ({"time": "INFINITE"}, "invalid Slurm time 'INFINITE': devagent asks for a finite time limit",
+     "the environment lives as long as the job; give the longest time the partition allows"),
+    ({"time": " unlimited "}, "invalid Slurm time ' unlimited ': devagent asks for a finite time limit",
+     "the environment lives as long as the job; give the longest time the partition allows"),
+    ({"time": "5:60"}, "invalid Slurm time '5:60': s field 60 is over 59", TIME_HINT),
+    ({"time": "0:0:60"}, "invalid Slurm time '0:0:60': s field 60 is over 59", TIME_HINT),
+    ({"time": "2-24"}, "invalid Slurm time '2-24': h field 24 is over 23", TIME_HINT),
+    ({"time": "365-00:00:01"}, "invalid Slurm time '365-00:00:01': over a year", TIME_HINT),
+    ({"time": "0:00"}, "invalid Slurm time '0:00': the environment needs a time limit above zero", TIME_HINT),
+])
+def test_each_refusal_says_what_was_wrong_and_what_to_give(given: dict[str, object], message: str,
+                                                           hint: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        request(**given)
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (message, hint, ExitStatus.USAGE)
+
+
+def test_the_edges_of_each_range_are_accepted() -> None:
+    edges = request(gpus=64, cpus=1, time="365-00:00:00", warning_s=1)
+    assert (edges.gpus, edges.cpus, edges.time_s, edges.warning_s) == (64, 1, 365 * 86400, 1)
+    assert request(gpus=0, cpus="4096", time="0:01", warning_s=65535).time_s == 1
+    assert (parse_time("59:59"), parse_time("23:59:59"), parse_time("1-23")) == (3599, 86399, 169200)
+    assert parse_time("90:00:00") == 90 * 3600  # the first field is bounded by nothing but the year
+
+
+def test_job_names_and_outputs_sbatch_would_misread_are_refused_with_the_fix() -> None:
+    with pytest.raises(DevagentError) as caught:
+        sbatch_argv(request(), job_name="devagent-" + "a" * 60, output="/o")
+    assert (caught.value.message, caught.value.hint) == (
+        f"invalid Slurm job name 'devagent-{'a' * 60}'", f"the environment's name {NAME_HINT}")
+    with pytest.raises(DevagentError) as caught:
+        sbatch_argv(request(), job_name="devagent-x", output="slurm/%j.out")
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (
+        "invalid path for the job's output: 'slurm/%j.out'", "give an absolute path on one line", ExitStatus.USAGE)
+
+
+def test_a_typed_gpu_count_with_the_gpus_option() -> None:
+    argv = sbatch_argv(request(gpus=4, gpu_type="a100", gpus_option=True), job_name="devagent-x", output="/o")
+    assert argv[6:8] == ["--gpus=a100:4", "--signal=B:TERM@60"]
+
+
+def test_the_job_id_is_the_first_field_and_an_answer_without_one_is_shown_cut() -> None:
+    assert parse_job_id("17;cluster;extra\n") == "17"
+    with pytest.raises(DevagentError) as caught:
+        parse_job_id("x" * 300 + "\n")
+    assert (caught.value.message, caught.value.hint) == (
+        f"sbatch answered no job id: '{'x' * 200}'", "run the same sbatch on the login node to see what it says")
+
+
+def test_memory_in_the_largest_binary_unit_that_holds_it_whole() -> None:
+    from devagent.core.slurm.request import slurm_memory
+
+    assert [slurm_memory(n) for n in (1024**4, 2 * 1024**4, 1025 * 1024**3, 1023 * 1024**2, 1)] == [
+        "1T", "2T", "1025G", "1023M", "1M"]
+
+
+@pytest.mark.parametrize(("given", "stderr", "message", "hint"), [
+    ({"gpus": 0, "cpus": 8, "memory": "5000"}, "Requested node configuration is not available",
+     "no node of partition 'gpu' can ever give 8 CPUs and 5000 of memory: the request can never start",
+     "ask for fewer GPUs, CPUs or less memory (what a node has: sinfo -p gpu -o '%N %G %c %m')"),
+    ({"gpus": 0}, "Requested node configuration is not available",
+     "no node of partition 'gpu' can ever give this request: the request can never start",
+     "ask for fewer GPUs, CPUs or less memory (what a node has: sinfo -p gpu -o '%N %G %c %m')"),
+    ({}, "Invalid account or account/partition combination specified",
+     "Slurm refused the account '(your default)' for partition 'gpu'",
+     "give the account you may charge with --account (yours: sacctmgr show assoc user=$USER format=account)"),
+    ({}, "Invalid qos specification", "Slurm refused the QOS '(your default)'",
+     "give a QOS you may use with --qos (yours: sacctmgr show assoc user=$USER format=qos)"),
+    ({"gpu_type": "h100"}, "Invalid generic resource (gres) specification",
+     "the cluster has no such GPU resource (gpu:h100)", "check the GPU type's name (sinfo -p gpu -o '%N %G')"),
+    ({}, "Invalid generic resource (gres) specification", "the cluster has no such GPU resource (gpu)",
+     "check the GPU type's name (sinfo -p gpu -o '%N %G')"),
+    ({}, "Something new", "Slurm refused the job",
+     "Slurm's words are above; change the request, or ask the cluster's admins"),
+])
+def test_refusals_with_the_requests_defaults_in_their_words(given: dict[str, object], stderr: str, message: str,
+                                                            hint: str) -> None:
+    error = sbatch_error(request(**given), f"sbatch: error: Batch job submission failed: {stderr}\n")
+    assert (error.message, error.hint) == (message, hint)
+
+
+def test_the_details_are_slurms_last_five_lines() -> None:
+    stderr = "".join(f"  line {i}  \n" for i in range(1, 8))
+    assert sbatch_error(request(), stderr).details == "line 3\nline 4\nline 5\nline 6\nline 7"
+    assert sbatch_error(request(), " \n").details is None
