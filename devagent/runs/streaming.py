@@ -270,7 +270,7 @@ class _SignalRelay:
         self._process, self._pty_master, self._terminal = process, pty_master, terminal
         pending, self._pending = self._pending, []
         for signum in pending:  # arrived between installing the handlers and the start
-            self._forward(signum)
+            self._deliver(signum)
 
     def detach(self) -> None:
         self._process = self._pty_master = self._terminal = None
@@ -278,15 +278,19 @@ class _SignalRelay:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGINT:
             return  # the terminal sent it to the command too; we wait for the command to decide
+        if self._process is None:
+            # The command may already run (and have printed) before attach(): a resize then is kept, not lost.
+            self._pending.append(signum)
+        else:
+            self._deliver(signum)
+
+    def _deliver(self, signum: int) -> None:
         if signum == signal.SIGWINCH:
             if self._pty_master is not None and self._terminal is not None:
                 _copy_window_size(self._terminal, self._pty_master)
                 self._forward(signum)  # the pty is nobody's controlling terminal: the kernel signals no one
             return
-        if self._process is None:
-            self._pending.append(signum)
-        else:
-            self._forward(signum)
+        self._forward(signum)
 
     def _forward(self, signum: int) -> None:
         if self._process is not None:

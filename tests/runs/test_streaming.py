@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from devagent.inside import nvml
-from devagent.runs.streaming import CHUNK, run_streaming
+from devagent.runs.streaming import CHUNK, _SignalRelay, run_streaming
 from tests.runs.support import nvml_gpus
 from tests.signals import signal_off_the_main_thread
 
@@ -351,6 +351,32 @@ def test_in_a_terminal_a_resize_reaches_the_command(helper: Path, tmp_path: Path
     finally:
         os.close(master)
     assert output == b"resized to 132 50\n"
+
+
+def test_a_resize_before_the_wrapper_knows_its_command_is_kept_and_delivered() -> None:
+    # Loaded machines showed it: the command ran and printed before run_streaming attached it to the relay, the
+    # user's resize came in between, and the command never heard of it (the resize test waited out its 60 s).
+    class Command:
+        def __init__(self) -> None:
+            self.sent: list[int] = []
+
+        def send_signal(self, signum: int) -> None:
+            self.sent.append(signum)
+
+    terminal_master, terminal = os.openpty()
+    fcntl.ioctl(terminal_master, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 132, 0, 0))
+    command_master, command_end = os.openpty()
+    relay = _SignalRelay(winch=True)
+    command = Command()
+    with open(terminal, "wb", buffering=0, closefd=False) as out:
+        relay._handle(signal.SIGWINCH, None)
+        assert command.sent == []
+        relay.attach(command, pty_master=command_master, terminal=out)  # type: ignore[arg-type]
+        size = struct.unpack("HHHH", fcntl.ioctl(command_end, termios.TIOCGWINSZ, b"\0" * 8))
+    for fd in (terminal_master, terminal, command_master, command_end):
+        os.close(fd)
+    assert command.sent == [signal.SIGWINCH]
+    assert size[:2] == (50, 132)
 
 
 def test_a_command_that_uses_no_gpu_has_no_gpu_figures_and_leaves_no_sampler_thread(helper: Path,
