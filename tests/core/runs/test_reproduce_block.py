@@ -12,12 +12,16 @@ import pytest
 from devagent.core.runs.reproduce_block import (
     ReproduceFacts,
     compare_metrics,
+    environment_args,
     find_run_section,
+    gpu_count,
+    job_request,
     read_facts,
     render_reproduce,
     reproduction_entries,
     up_option_values,
 )
+from devagent.core.slurm.request import SlurmRequest, slurm_request
 from devagent.errors import DevagentError, ExitStatus
 
 DIGEST = "sha256:" + "ab" * 32
@@ -323,9 +327,6 @@ JOB = replace(FACTS, slurm=("--slurm", "gpu", "--time", "0-08:00:00", "--account
 
 def test_a_run_in_a_slurm_job_asks_for_a_job_like_it_with_the_count_of_its_gpus() -> None:
     """Its --gpus are its job's GPU indexes on its node ('0,1'), which `up --slurm` refuses: Slurm picks which."""
-    from devagent.core.runs.reproduce_block import environment_args, job_request
-    from devagent.core.slurm.request import slurm_request
-
     assert job_request(JOB, notebook="nb.md") == slurm_request(
         partition="gpu", gpus=2, time="8:00:00", account="lab", memory="32G", cpus=8)
     assert job_request(FACTS, notebook="nb.md") is None  # not in a job
@@ -353,8 +354,106 @@ def test_a_run_in_a_slurm_job_asks_for_a_job_like_it_with_the_count_of_its_gpus(
      "finite time limit"),
 ])
 def test_a_recorded_slurm_job_passes_ups_checks(slurm: tuple[str, ...], message: str) -> None:
-    from devagent.core.runs.reproduce_block import job_request
-
     with pytest.raises(DevagentError) as caught:
         job_request(replace(FACTS, slurm=slurm), notebook="nb.md")
     assert (caught.value.message, caught.value.status) == (message, ExitStatus.USAGE)
+
+
+JOB_HINT = "fix the run's reproduce block, or up the environment yourself with --slurm PARTITION"
+
+
+@pytest.mark.parametrize(("up_args", "slurm", "expected"), [
+    # every job option, in any order; no recorded --memory: `up`'s default 16g; no --cpus: the partition's own
+    ((), ("--constraint", "a100&ib", "--qos", "high", "--account", "lab", "--time", "10", "--slurm", "gpu"),
+     SlurmRequest(partition="gpu", gpus=0, time_s=600, memory="16G", account="lab", qos="high",
+                  constraint="a100&ib")),
+    # a fraction of a CPU is a whole CPU of the job; any:N GPUs are N; the memory in Slurm's units
+    (("--user", "dev", "--gpus", "any:3", "--cpus", "0.5", "--memory", "1536m"), ("--slurm", "gpu", "--time", "1:00"),
+     SlurmRequest(partition="gpu", gpus=3, time_s=60, cpus=1, memory="1536M")),
+    (("--gpus", "none", "--cpus", "2.25"), ("--slurm", "cpu", "--time", "0-01:00:00"),
+     SlurmRequest(partition="cpu", gpus=0, time_s=3600, cpus=3, memory="16G")),
+])
+def test_the_job_asked_for_again_has_the_recorded_options_and_the_containers_limits(
+        up_args: tuple[str, ...], slurm: tuple[str, ...], expected: SlurmRequest) -> None:
+    assert job_request(replace(FACTS, up_args=up_args, slurm=slurm), notebook="nb.md") == expected
+
+
+@pytest.mark.parametrize(("up_args", "slurm", "message"), [
+    (FACTS.up_args, ("--slurm", "gpu", "--time"),
+     "nb.md, run 3: the recorded Slurm option '--time' is not one devagent records once with a value (--slurm, "
+     "--time, --account, --qos, --constraint)"),
+    (FACTS.up_args, ("--slurm", "gpu", "--slurm", "cpu", "--time", "10"),
+     "nb.md, run 3: the recorded Slurm option '--slurm' is not one devagent records once with a value (--slurm, "
+     "--time, --account, --qos, --constraint)"),
+    (FACTS.up_args, ("--time", "10"), "nb.md, run 3: the recorded Slurm job has no partition or no time limit"),
+    (FACTS.up_args, ("--slurm", "gpu", "--time", "10", "--account", "lab;id"),
+     "nb.md, run 3: the recorded Slurm job is refused: invalid Slurm account 'lab;id'"),
+    (FACTS.up_args, ("--slurm", "gpu", "--time", "10", "--qos", "-x"),
+     "nb.md, run 3: the recorded Slurm job is refused: invalid Slurm QOS '-x': it must not start with '-'"),
+    (FACTS.up_args, ("--slurm", "gpu", "--time", "10", "--constraint", "a b"),
+     "nb.md, run 3: the recorded Slurm job is refused: invalid Slurm constraint 'a b'"),
+    (("--gpus", "all"), JOB.slurm,
+     "nb.md, run 3: the recorded Slurm job is refused: run 3 recorded --gpus all: not how many GPUs its Slurm "
+     "job had"),
+])
+def test_a_recorded_slurm_job_is_refused_with_the_way_out(up_args: tuple[str, ...], slurm: tuple[str, ...],
+                                                          message: str) -> None:
+    with pytest.raises(DevagentError) as caught:
+        job_request(replace(FACTS, up_args=up_args, slurm=slurm), notebook="nb.md")
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (message, JOB_HINT, ExitStatus.USAGE)
+
+
+def test_the_up_options_of_a_run_in_a_job_pass_ups_checks_too() -> None:
+    with pytest.raises(DevagentError) as caught:
+        job_request(replace(JOB, up_args=("--share-gpus", "yes")), notebook="nb.md")
+    assert (caught.value.message, caught.value.status) == (
+        "nb.md, run 3: the recorded `up` option '--share-gpus' is not one devagent records (--gpus, --memory, "
+        "--cpus, --shm-size, --pids, --user)", ExitStatus.USAGE)
+
+
+@pytest.mark.parametrize(("up_args", "count"), [
+    ((), 0),
+    (("--gpus", "none"), 0),
+    (("--gpus", "1"), 1),
+    (("--user", "dev", "--gpus", "0,2,3"), 3),
+    (("--gpus", "GPU-" + "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--memory", "8g"), 1),
+    (("--gpus", "any:4"), 4),
+    (("--memory", "8g", "--gpus"), 0),  # an option without a value records no GPUs
+    (("--user", "--gpus", "--memory", "2"), 0),  # a value that reads "--gpus" is no option
+])
+def test_the_gpu_count_of_a_job_is_the_number_of_its_recorded_gpus(up_args: tuple[str, ...], count: int) -> None:
+    assert gpu_count(replace(JOB, up_args=up_args)) == count
+
+
+def test_a_run_that_recorded_all_gpus_has_no_gpu_count() -> None:
+    with pytest.raises(DevagentError) as caught:
+        gpu_count(replace(JOB, up_args=("--gpus", "all")))
+    assert (caught.value.message, caught.value.hint, caught.value.status) == (
+        "run 3 recorded --gpus all: not how many GPUs its Slurm job had",
+        "fix the run's reproduce block, or up the environment yourself with --slurm PARTITION --gpus N",
+        ExitStatus.USAGE)
+
+
+@pytest.mark.parametrize(("up_args", "expected"), [
+    (("--user", "dev", "--gpus", "3,5"), ("--user", "dev", "--gpus", "2")),
+    (("--user", "--gpus", "--memory", "2g"), ("--user", "--gpus", "--memory", "2g")),  # a value, not the option
+    (("--user", "dev", "--gpus"), ("--user", "dev", "--gpus")),  # no value: `up` refuses it, as recorded
+    ((), ()),
+])
+def test_a_job_runs_environment_asks_for_the_count_of_its_gpus(up_args: tuple[str, ...],
+                                                              expected: tuple[str, ...]) -> None:
+    assert environment_args(replace(JOB, up_args=up_args)) == (*expected, *JOB.slurm)
+    assert environment_args(replace(FACTS, up_args=up_args)) == up_args  # outside a job: as recorded
+
+
+def test_the_whole_block_of_a_run_in_a_slurm_job() -> None:
+    block = render_reproduce(JOB, notebook="nb.md")
+    fenced = block.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert fenced[4:7] == [
+        "# 2. the environment, from the same image",
+        "#    in a new Slurm job like the run's (same partition, time limit, GPU count): give --host the cluster's "
+        "login node",
+        f"devagent up pytorch-dev-run3 --image lab.example:5000/pytorch-cuda:v2.8@{DIGEST} --gpus 2 --memory 32g "
+        "--cpus 8 --shm-size 8g --pids 4096 --user dev --slurm gpu --time 0-08:00:00 --account lab --workspace "
+        "../pytorch-dev-run3"]
+    assert ', "slurm": ["--slurm", "gpu", "--time", "0-08:00:00", "--account", "lab"], ' in block
