@@ -112,9 +112,13 @@ def adopted_sshd(environ: MutableMapping[str, str] = os.environ) -> Adopted | No
         return None
     sshd_proc = Adopted(int(text))
     try:
-        os.waitpid(sshd_proc.pid, os.WNOHANG)  # only to ask whether it is ours: it was started a moment ago
+        pid, status = os.waitpid(sshd_proc.pid, os.WNOHANG)  # is it ours (and still running)?
     except ChildProcessError:
         log.warning("%s=%s is not a child of the agent: the agent starts sshd itself", layout.SSHD_PID_ENV, text)
+        return None
+    if pid:  # it has already exited, and is reaped now: waiting for it again would never end
+        log.warning("sshd %s exited before the agent started (%s): the agent starts sshd itself", text,
+                    os.waitstatus_to_exitcode(status))
         return None
     return sshd_proc
 

@@ -120,6 +120,15 @@ def test_the_sshd_pid_from_the_shell_is_adopted_only_when_it_is_a_child_and_neve
         os.waitpid(pid, 0)
 
 
+def test_an_sshd_that_exited_before_the_agent_started_is_not_adopted() -> None:
+    # Adopting it would reap it in the check and then wait for it forever: sshd would never be started again.
+    pid = _spawned("pass")
+    wait_until(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z")
+    environ = {layout.SSHD_PID_ENV: str(pid)}
+    assert agent.adopted_sshd(environ) is None and environ == {}
+    assert not Path(f"/proc/{pid}").exists()  # reaped by the check, no zombie left
+
+
 def test_the_agent_refuses_to_run_as_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(agent.os, "getuid", lambda: 0)
     assert agent.run(agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent")) == 1
