@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devagent.core.spec import (
+    GPUS_HINT,
+    AgentOptions,
     EnvSpec,
     GpuRequest,
     Limits,
@@ -67,9 +69,15 @@ def test_a_name_that_already_means_a_host_is_refused_for_a_new_environment(name:
 
 
 @pytest.mark.parametrize("name", ["pytorch-dev", "exp_01.v2", "run.1", "model.a", "a.b_c", "0day", "1.2.3.4.5",
-                                  "v1.2", "localhost-dev", "10-1-2-3"])
+                                  "v1.2", "localhost-dev", "10-1-2-3", "run.ab.1"])
 def test_names_that_mean_no_host_are_free(name: str) -> None:
     assert validate_new_name(name) == name
+
+
+def test_the_suggestion_for_the_longest_host_name_keeps_to_the_name_limit() -> None:
+    name = "0x" + "f" * 61  # 63 characters, the longest valid name, and an IPv4 address to ssh
+    assert suggest_name(name) == "0x" + "f" * 57 + "-dev"
+    assert validate_new_name(suggest_name(name)) == "0x" + "f" * 57 + "-dev"
 
 
 @given(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,62}", fullmatch=True))
@@ -167,3 +175,87 @@ def test_every_label_is_namespaced_and_names_the_environment() -> None:
     labels = spec.labels(version="0.1.0", image="devagent/env:abc")
     assert all(key.startswith("devagent.") for key in labels)
     assert labels["devagent.name"] == "exp" and labels["devagent.managed"] == "true"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("1", "--memory: size '1' has no unit (to Docker, a bare number is bytes)"),
+    ("0.5", "--memory: size '0.5' has no unit (to Docker, a bare number is bytes)"),
+    ("0", "--memory: size must be positive, not '0'"),
+])
+def test_a_size_without_a_unit_is_refused_exactly(text: str, message: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        parse_size(text, option="--memory")
+    assert err.value.message == message
+    assert err.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("", GpuRequest("none")), ("  ", GpuRequest("none")), ("None", GpuRequest("none")),
+    ("ALL", GpuRequest("all")), ("any:1", GpuRequest("any", count=1)), ("any:64", GpuRequest("any", count=64)),
+    ("any: 3", GpuRequest("any", count=3)),
+])
+def test_gpu_keywords_and_any_counts(text: str, expected: GpuRequest) -> None:
+    assert parse_gpus(text) == expected
+
+
+@pytest.mark.parametrize("text", ["any", "any2", "any:0", "any:65", "any:two", "any:X1", "any:-1", "anything"])
+def test_any_takes_a_count_from_1_to_64(text: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        parse_gpus(text)
+    assert err.value.message == f"--gpus: {text!r} is not any:N with N a number of GPUs from 1 to 64"
+    assert err.value.hint == GPUS_HINT
+    assert err.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("0,,1", "--gpus: empty item in '0,,1'"),
+    ("gpu0,1,gpu2", "--gpus: not a GPU index or UUID: gpu0, gpu2"),
+    ("0,GPU-5c3f2a1b-1111", "--gpus: indexes and UUIDs mixed"),
+    ("1, 1", "--gpus: a GPU is listed twice in '1, 1'"),
+])
+def test_bad_gpu_lists_are_refused_exactly(text: str, message: str) -> None:
+    with pytest.raises(DevagentError) as err:
+        parse_gpus(text)
+    assert err.value.message == message
+    assert err.value.hint == GPUS_HINT
+    assert err.value.status == ExitStatus.USAGE
+
+
+@pytest.mark.parametrize(("request_", "described"), [
+    (GpuRequest("none"), "none"), (GpuRequest("all"), "all"), (GpuRequest("any", count=2), "any:2"),
+    (GpuRequest("list", ("0", "3")), "0,3"),
+])
+def test_gpu_requests_describe_themselves_as_gpus_takes_them(request_: GpuRequest, described: str) -> None:
+    assert request_.describe() == described
+    assert parse_gpus(described) == request_
+
+
+def test_limits_without_a_cpu_limit_say_all_cpus() -> None:
+    assert Limits().describe() == "memory 16g · all cpus · shm 2g · pids 4096"
+
+
+def test_the_agent_command_carries_the_notebook_inside_the_workspace() -> None:
+    options = AgentOptions(notebook="notes/nb.md", watch=("a.py", "b/*.py"))
+    assert options.command(sshd_config="/c", inside_workspace="/home/dev/workspace") == [
+        "devagent", "agent", "--sshd-config", "/c", "--notebook", "/home/dev/workspace/notes/nb.md",
+        "--watch", "a.py", "--watch", "b/*.py"]
+    assert AgentOptions().command(sshd_config="/c", inside_workspace="/w") == [
+        "devagent", "agent", "--sshd-config", "/c"]
+
+
+def test_up_args_and_agent_options_leave_out_what_is_not_set() -> None:
+    spec = EnvSpec("exp", "debian:12", "/w", user="ann", gpus=GpuRequest("any", count=2))
+    assert spec.up_args() == ("--gpus", "any:2", "--memory", "16g", "--shm-size", "2g", "--pids", "4096",
+                              "--user", "ann")
+    assert spec.idle_release_args() == []
+
+
+@pytest.mark.parametrize(("share_gpus", "label"), [(False, "false"), (True, "true")])
+def test_the_labels_of_an_environment(share_gpus: bool, label: str) -> None:
+    spec = EnvSpec("exp", "debian:12", "/srv/w", user="ann", gpus=GpuRequest("list", ("1",)),
+                   sshd_profile="compat", share_gpus=share_gpus)
+    assert spec.labels(version="0.9.1", image="devagent/env:abc") == {
+        "devagent.managed": "true", "devagent.name": "exp", "devagent.user": "ann",
+        "devagent.workspace": "/srv/w", "devagent.gpus": "1",
+        "devagent.share-gpus": label, "devagent.base-image": "debian:12",
+        "devagent.image": "devagent/env:abc", "devagent.sshd-profile": "compat", "devagent.version": "0.9.1"}
