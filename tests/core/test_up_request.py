@@ -508,3 +508,128 @@ class TestSlurm:
                                                                      message: str) -> None:
         err = usage_error(given)
         assert err.message == message
+
+
+class TestIdleRelease:
+    def test_a_typed_limit_wins_over_the_files_and_none_means_no_limit(self) -> None:
+        assert request({"idle_release": "2h"}, 'idle_release = "30m"\n').spec.idle_release == 7200.0
+        assert request({}, 'idle_release = "30m"\n').spec.idle_release == 1800.0
+        assert request().spec.idle_release is None
+
+    def test_the_shortest_limit_is_the_callers(self) -> None:
+        made = up_request(name="exp", given={"idle_release": "90s"}, config_text=None, config_path=CONFIG,
+                          workspace="/w", uid=1000, client_profile="strict", argv=(), idle_minimum=60.0)
+        assert made.spec.idle_release == 90.0
+
+    def test_too_short_a_limit_names_the_option_or_the_file(self) -> None:
+        typed = usage_error({"idle_release": "1m"}, 'idle_release = "2h"\n')
+        assert (typed.message, typed.hint) == ("--idle-release 1m is shorter than the shortest limit, 5m",
+                                               "give 5m or more, e.g. --idle-release 30m")
+        in_file = usage_error({}, 'idle_release = "1m"\n')
+        assert in_file.message == "idle_release in /w/devagent.toml 1m is shorter than the shortest limit, 5m"
+
+
+def test_keep_going_is_taken_from_the_flag_and_is_off_without_it() -> None:
+    assert request({"keep_going": True}).keep_going is True
+    assert request().keep_going is False
+
+
+def devcontainer_made(text: str, given: Mapping[str, object] | None = None) -> UpRequest:
+    return TestDevcontainerLayer().made(text, given)
+
+
+class TestDevcontainerSaid:
+    """What `up` says of each part of a devcontainer.json, line by line."""
+
+    HEAD = "devcontainer .devcontainer/devcontainer.json (sha256 0123456789abcdef): used "
+
+    def test_hooks_editor_files_and_remote_env_are_taken_and_named(self) -> None:
+        text = ('{"image": "i", "remoteEnv": {"B": "2"}, "postCreateCommand": "a", "postStartCommand": "b",'
+                ' "customizations": {"vscode": {"extensions": ["ms-python.python"], "settings": {"a": 1}}}}')
+        made = devcontainer_made(text)
+        assert made.devcontainer == (
+            self.HEAD + "remoteEnv, base image i",
+            "  run in the environment as the login user: postCreateCommand, postStartCommand",
+            "  VS Code extensions and settings: into the workspace's .vscode/",
+        )
+        assert (made.extensions, made.settings, made.spec.remote_env) == (("ms-python.python",), {"a": 1},
+                                                                          (("B", "2"),))
+        assert made.devcontainer_file is not None and made.devcontainer_file.path == (
+            ".devcontainer/devcontainer.json")
+        assert made.devcontainer_file.plan.extensions == ("ms-python.python",)
+        plain = request()
+        assert (plain.extensions, plain.settings, plain.devcontainer_file, plain.commands) == ((), {}, None, ())
+
+    def test_a_file_that_sets_nothing_says_so_and_lists_what_it_ignored(self) -> None:
+        made = devcontainer_made('{"name": "x", "shutdownAction": "none"}')
+        assert made.devcontainer == (self.HEAD + "nothing",
+                                     "  ignored (no devagent meaning): name, shutdownAction")
+        assert made.spec.base_image == s.DEFAULT_BASE_IMAGE
+
+    def test_the_build_fields_are_named_as_the_build_and_the_container_user_as_the_user(self) -> None:
+        made = devcontainer_made('{"dockerFile": "Dockerfile", "context": ".", "containerUser": "bob"}')
+        assert made.devcontainer == (self.HEAD + "user bob, build (the base image)",)
+
+    def test_a_typed_team_image_takes_neither_the_files_image_nor_its_build(self) -> None:
+        team = {"image": "registry.example/team/env:1"}
+        image = devcontainer_made('{"image": "devagent-base:bookworm"}', given=team)
+        assert image.devcontainer == (self.HEAD + "nothing",)
+        built = devcontainer_made('{"build": {"dockerfile": "Dockerfile"}}', given=team)
+        assert (built.devcontainer, built.build) == ((self.HEAD + "nothing",), None)
+
+    def test_an_optional_gpu_nothing_else_sets_is_one_if_the_engine_has_a_free_one(self) -> None:
+        made = devcontainer_made('{"image": "i", "hostRequirements": {"gpu": "optional"}}')
+        assert made.devcontainer[-1] == ('  hostRequirements.gpu "optional": one GPU if the engine has a free '
+                                         "one, else none")
+
+    def test_what_is_read_but_not_applied_yet_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from devagent.core import up_request as module
+
+        monkeypatch.setattr(module, "NOT_APPLIED_YET", ("remoteEnv", "containerEnv"))
+        made = devcontainer_made('{"image": "i", "containerEnv": {"A": "1"}, "remoteEnv": {"B": "2"}}')
+        assert made.devcontainer == (self.HEAD + "base image i",
+                                     "  read, not applied yet: containerEnv, remoteEnv")
+
+
+SLURM_JOB: Mapping[str, object] = {"host": "l", "slurm": "gpu", "time": "10"}
+
+
+class TestSlurmDetails:
+    def test_without_gpus_or_extras_the_job_asks_for_none(self) -> None:
+        made = request(SLURM_JOB)
+        assert made.slurm is not None
+        assert (made.slurm.request.gpus, made.slurm.request.account, made.slurm.request.qos,
+                made.slurm.request.constraint, made.slurm.wait_timeout_s) == (0, None, None, None, None)
+        assert request({**SLURM_JOB, "gpus": "none"}).slurm.request.gpus == 0  # type: ignore[union-attr]
+        assert request({**SLURM_JOB, "gpus": "3"}).slurm.request.gpus == 3  # type: ignore[union-attr]
+
+    def test_an_empty_partition_is_no_slurm_job(self) -> None:
+        assert request({"slurm": ""}).slurm is None
+
+    def test_the_wait_timeout_may_be_as_short_as_a_second(self) -> None:
+        assert request({**SLURM_JOB, "wait_timeout": "1s"}).slurm.wait_timeout_s == 1.0  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize(("value", "message", "hint"), [
+        ("soon", "--wait-timeout 'soon' is not a duration", "e.g. --wait-timeout 30m (units: s, m, h, d; 1h30m)"),
+        ("0s", "--wait-timeout 0s is shorter than the shortest limit, 1s", "give 1s or more, e.g. --wait-timeout 30m"),
+    ])
+    def test_a_bad_wait_timeout_names_the_option(self, value: str, message: str, hint: str) -> None:
+        err = usage_error({**SLURM_JOB, "wait_timeout": value})
+        assert (err.message, err.hint) == (message, hint)
+
+    @pytest.mark.parametrize("key", ["time", "account", "qos", "constraint", "wait_timeout", "no_wait"])
+    def test_each_job_option_without_a_partition_is_refused_naming_it(self, key: str) -> None:
+        option = "--" + key.replace("_", "-")
+        err = usage_error({"host": "l", key: True if key == "no_wait" else "x"})
+        assert (err.message, err.hint) == (f"{option} is an option of a Slurm job: it needs --slurm PARTITION",
+                                           f"add --slurm PARTITION (and --host LOGIN), or drop {option}")
+
+    @pytest.mark.parametrize(("given", "hint"), [
+        ({"slurm": "gpu", "time": "10"},
+         'name it with --host LOGIN (as you reach it with ssh), DEVAGENT_HOST, or host = "..." in /w/devagent.toml'),
+        ({"host": "l", "slurm": "gpu"}, "e.g. --time 8:00:00 (or time = \"8:00:00\" in /w/devagent.toml's [slurm] "
+         "table)"),
+        ({"host": "l", "slurm": "gpu", "time": "10", "gpus": "all"}, "e.g. --gpus 2 (0 or none: a job without GPUs)"),
+    ])
+    def test_each_refusal_says_what_to_give(self, given: dict[str, object], hint: str) -> None:
+        assert usage_error(given).hint == hint
