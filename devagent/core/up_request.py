@@ -84,6 +84,8 @@ class DevcontainerLayer:
 
 # The base image while a devcontainer.json's build is still to be made (the CLI builds it, then puts its tag here).
 BUILD_PLACEHOLDER = "devagent/devcontainer-base:to-build"
+GPU_OPTIONAL_LINE = '  hostRequirements.gpu "optional": '
+SLURM_GPU_OPTIONAL = GPU_OPTIONAL_LINE + "not used (in a Slurm job the job's GPUs are the environment's: --gpus N)"
 
 # What a devcontainer.json may say that devagent reads but does not apply yet: named at `up`, never dropped silently.
 NOT_APPLIED_YET: tuple[str, ...] = ()
@@ -139,6 +141,8 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
     slurm = _slurm(given, config, host=host, config_path=config_path)
     if slurm is not None:
         merged["gpus"] = None  # a count for Slurm, not GPUs of an engine: the job's own GPUs, once it runs
+        # Nor does a devcontainer.json's optional GPU take one of the node's engine beside the job's.
+        said = tuple(SLURM_GPU_OPTIONAL if line.startswith(GPU_OPTIONAL_LINE) else line for line in said)
     cpus = pick("cpus")
     notebook = pick("notebook")
     watch = pick("watch")
@@ -185,7 +189,8 @@ def up_request(*, name: str | None, given: Mapping[str, object], config_text: st
                      build=devcontainer.plan.build if env.base_image == BUILD_PLACEHOLDER and devcontainer else None,
                      devcontainer_file=devcontainer,
                      gpu_optional=devcontainer is not None and devcontainer.plan.gpu_optional
-                     and merged.get("gpus") is None, keep_going=bool(given.get("keep_going")), slurm=slurm)
+                     and merged.get("gpus") is None and slurm is None,
+                     keep_going=bool(given.get("keep_going")), slurm=slurm)
 
 
 def _slurm(given: Mapping[str, object], config: UpConfig, *, host: str | None, config_path: str) -> SlurmUp | None:
@@ -291,7 +296,7 @@ def _lay_devcontainer(layer: DevcontainerLayer, merged: dict[str, object],
     if editor:
         lines.append("  VS Code " + " and ".join(editor) + ": into the workspace's .vscode/")
     if plan.gpu_optional:
-        lines.append("  hostRequirements.gpu \"optional\": "
+        lines.append(GPU_OPTIONAL_LINE
                      + ("one GPU if the engine has a free one, else none" if merged.get("gpus") is None
                         else "not used (--gpus or devagent.toml sets the GPUs)"))
     if plan.ignored:

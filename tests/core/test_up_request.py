@@ -424,6 +424,14 @@ class TestDevcontainerLayer:
                                           "sets the GPUs)")
         assert not self.made(optional, config_text='gpus = "none"\n').gpu_optional
 
+    def test_in_a_slurm_job_an_optional_gpu_takes_none_of_the_node_s_engine(self) -> None:
+        # The job's GPUs are the environment's: the ledger of the node's engine is never asked for one more.
+        optional = '{"image": "i", "hostRequirements": {"gpu": "optional"}}'
+        made = self.made(optional, given={"host": "hpc-login", "slurm": "gpu", "time": "10"})
+        assert made.slurm is not None and not made.gpu_optional
+        assert made.devcontainer[-1] == ('  hostRequirements.gpu "optional": not used (in a Slurm job the job\'s '
+                                         "GPUs are the environment's: --gpus N)")
+
     def test_a_team_image_beats_the_file_s_image(self) -> None:
         made = self.made('{"image": "devagent-base:bookworm"}', given={"image": "registry.example/team/env:1"})
         assert made.spec.image == "registry.example/team/env:1"
