@@ -429,6 +429,7 @@ class TestDevcontainerLayer:
         optional = '{"image": "i", "hostRequirements": {"gpu": "optional"}}'
         made = self.made(optional, given={"host": "hpc-login", "slurm": "gpu", "time": "10"})
         assert made.slurm is not None and not made.gpu_optional
+        assert made.devcontainer[:-1] == self.made(optional).devcontainer[:-1]  # only that line differs
         assert made.devcontainer[-1] == ('  hostRequirements.gpu "optional": not used (in a Slurm job the job\'s '
                                          "GPUs are the environment's: --gpus N)")
 
