@@ -159,6 +159,10 @@ class ServerSite:
     def alias_check(self) -> JobCheck | None:
         return None
 
+    @property
+    def proof_env(self) -> Mapping[str, str]:
+        return {}
+
     def connect(self, port: int, *, timeout: float) -> socket.socket:
         return self.link.connect(port, timeout=timeout)
 

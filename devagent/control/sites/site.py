@@ -159,6 +159,11 @@ class Site(Protocol):
         """The Slurm job the alias asks about before each connection (core/ssh/job_hop.py), or None."""
 
     @property
+    def proof_env(self) -> Mapping[str, str]:
+        """What `up`'s login through the alias adds to its ssh's environment (job_hop.py's mux_env: the check
+        and the hop then reuse this command's own ssh masters); empty for every kind but Slurm's."""
+
+    @property
     def workspaces(self) -> Workspaces: ...
 
     @property

@@ -42,10 +42,12 @@ from devagent.control.slurm.allocation import Allocation, allocate, ended_lines,
 from devagent.control.slurm.queue import SlurmQueue
 from devagent.core.slurm.holder import JOB_LABEL
 from devagent.core.slurm.jobs import ENDED_STATES, format_left
-from devagent.core.ssh.job_hop import JobCheck
+from devagent.core.ssh.job_hop import JobCheck, mux_env
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from devagent.control.engine.docker_engine import Engine
     from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.listing import Row
@@ -87,6 +89,10 @@ class NodeLink:
 
     def connect(self, port: int, *, timeout: float) -> socket.socket:
         return self._link.connect(port, timeout=timeout)
+
+    @property
+    def control_path(self) -> Path:
+        return self._link.control_path
 
 
 def describe(allocation: Allocation) -> str:
@@ -169,6 +175,15 @@ class SlurmSite(ServerSite):
         """The alias asks the login node whether the job still runs before each connection, and says so when
         it has ended (core/ssh/job_hop.py); its inner ssh reads the user's ssh config, as ssh's own would."""
         return JobCheck(self.allocation.job_id, self.allocation.partition, str(self.paths.user_ssh_config))
+
+    @property
+    def proof_env(self) -> dict[str, str]:
+        """`up` holds a master to the login node and one to the node (through it): its proof through the alias
+        asks Slurm and makes the hop over them, not with two fresh logins (the alias as written is the same)."""
+        node = self.link
+        if self.login is None or not isinstance(node, NodeLink):
+            return {}
+        return mux_env(str(self.login.control_path), str(node.control_path))
 
     @property
     def container_labels(self) -> dict[str, str]:
