@@ -10,6 +10,7 @@ import json
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,31 @@ pytestmark = [pytest.mark.docker, pytest.mark.slurm]
 
 USER = "devagent-srv"
 HOME = Path("/home/devagent-srv")
+
+
+def remove_workspaces(cluster: SlurmCluster, name: str) -> None:
+    """What a test made on the cluster's shared home for environment NAME (and NAME-…, as reproduce's): its
+    jobs first (a running environment's agent still writes its workspace; the holder removes the container), then
+    its workspace and the jobs' output and end logs; nothing of any other name."""
+    def ours() -> list[str]:
+        listed = cluster.run("squeue", "-h", "-t", "PD,R,CG,S", "-o", "%j %i").stdout.split("\n")
+        return [job for job_name, job in (line.split() for line in listed if line.strip())
+                if job_name == f"devagent-{name}" or job_name.startswith(f"devagent-{name}-")]
+
+    if jobs := ours():
+        cluster.run("scancel", *jobs)
+        wait_for(lambda: not ours(), timeout=60, message=f"the jobs of {name} to end")
+    for made in (*(HOME / "devagent").glob(f"{name}"), *(HOME / "devagent").glob(f"{name}-*")):
+        shutil.rmtree(made)
+    for made in (*(HOME / ".devagent" / "slurm").glob(f"{name}.*"),
+                 *(HOME / ".devagent" / "slurm").glob(f"{name}-*.*")):
+        made.unlink()
+
+
+@pytest.fixture(autouse=True)
+def _remove_workspaces(cluster: SlurmCluster, name: str) -> Iterator[None]:
+    yield
+    remove_workspaces(cluster, name)
 
 
 def up(laptop: Laptop, name: str, *extra: str, check: bool = True) -> Result:
