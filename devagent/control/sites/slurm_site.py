@@ -292,7 +292,8 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
         running = queue.live_job(environment, login_link.facts.user)
         kept = running.job_id if running is not None and running.running else None
         allocation = allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
-                              home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s)
+                              home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s,
+                              live=running)
         gpus = f": GPUs {','.join(map(str, allocation.gpus))}" if allocation.gpus else ""
         limit = f" · {format_left(allocation.time_limit_s)}" if allocation.time_limit_s else ""
         report(f"job {allocation.job_id} running on node {allocation.node}{gpus}{limit}")
