@@ -202,12 +202,18 @@ class SlurmSite(ServerSite):
             super().claim(name, aliases)  # this machine's: refused there, in its words
 
     def renote(self, spec: EnvSpec, port: int | None) -> None:
+        """Once the container runs (`up` calls it last): the job must still run, else `up` rolls back. `note`,
+        before anything is made, does not ask Slurm: the job was seen running a moment before, and a job that
+        ends meanwhile is caught here all the same."""
         if not still_running(self.queue, self.allocation):
             job = self.queue.job(self.allocation.job_id)
             how = ENDED_STATES.get(job.state, job.state.lower()) if job is not None else "Slurm forgot it"
             raise DevagentError(f"job {self.allocation.job_id} ended while `up` was making the environment: {how}",
                                 status=ExitStatus.CONTAINER_FAILED,
                                 hint="run `up` again for a new job; what this up made is removed")
+        self.record(spec, port)
+
+    def record(self, spec: EnvSpec, port: int | None) -> None:
         self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
                                 port=port, slurm_job=self.allocation.job_id, slurm_node=self.allocation.node,
                                 slurm_partition=self.allocation.partition))
