@@ -60,6 +60,7 @@ def baseline_hop(checkout: Path, name: str, node: str, port: int, job: str, conf
     spec = importlib.util.spec_from_file_location("baseline_job_hop", checkout / "devagent/core/ssh/job_hop.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
     spec.loader.exec_module(module)
     return str(module.proxy_command(module.JobCheck(job, "gpu", config), name=name, login=LOGIN, node=node,
                                     port=port))
