@@ -156,7 +156,7 @@ class Site(Protocol):
 
     @property
     def alias_check(self) -> JobCheck | None:
-        """The Slurm job the alias asks about before each connection (core/ssh/job_hop.py), or None."""
+        """The Slurm job the alias asks about with each connection (core/ssh/job_hop.py), or None."""
 
     @property
     def proof_env(self) -> Mapping[str, str]:

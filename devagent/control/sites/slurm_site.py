@@ -7,9 +7,9 @@ the job runs on THROUGH the login node (`ssh -J login node`: the node is reached
 cluster allows) and uses that node's Docker Engine. From there it is a server site (control/sites/server_site.py)
 with these differences:
 
-- the alias reaches the environment through the login node and the node with a ProxyCommand that first asks
-  Slurm whether the job still runs and says so when it has ended (core/ssh/job_hop.py; pinned host key as
-  everywhere);
+- the alias reaches the environment through the login node and the node with a ProxyCommand that asks Slurm,
+  beside the hop, whether the job still runs and says so when it has ended (core/ssh/job_hop.py; pinned host
+  key as everywhere);
 - the container is labelled with the job (`devagent.slurm-job=<id>`: what the job's holder removes when it ends),
   and the notebook header records cluster, job, partition, node, GPUs and time limit (`allocation`);
 - devagent's record of the environment names the cluster (its login node), the job and the node, and `renote`,
@@ -172,7 +172,7 @@ class SlurmSite(ServerSite):
 
     @property
     def alias_check(self) -> JobCheck:
-        """The alias asks the login node whether the job still runs before each connection, and says so when
+        """The alias asks the login node whether the job still runs with each connection, and says so when
         it has ended (core/ssh/job_hop.py); its inner ssh reads the user's ssh config, as ssh's own would."""
         return JobCheck(self.allocation.job_id, self.allocation.partition, str(self.paths.user_ssh_config))
 

@@ -1,13 +1,16 @@
-"""The last hop of an alias to an environment in a Slurm job: a ProxyCommand that asks Slurm first.
+"""The last hop of an alias to an environment in a Slurm job: a ProxyCommand that asks Slurm beside the hop.
 
 `ProxyJump login,node` alone fails, once the job has ended, with ssh's own words (the node refuses, or nothing
-listens). The ProxyCommand below first asks the login node `squeue -h -t all -j JOB -o %T` over the user's own
-ssh (`-n`: its stdin is the connecting ssh's stream, which it must not read; `-t all`: without it squeue 22.05
-prints nothing for a job that has ended, as for one it no longer knows), and when Slurm says the job has ended
-it prints why and what to do on stderr and exits 1 (the connecting ssh then exits 255). Otherwise, and when the
-login node cannot be asked at all (ssh's exit 255: the hop then says why in ssh's words), it `exec`s the hop
-exactly as `ProxyJump login,node` does: `ssh -J login -W 127.0.0.1:PORT node`. The environment's host key is
-still checked by the connecting ssh against the pinned HostKeyAlias: the command only carries bytes.
+listens). The ProxyCommand below starts the hop at once, exactly as `ProxyJump login,node` makes it (`ssh -J
+login -W 127.0.0.1:PORT node`, on the connecting ssh's stream), and beside it asks the login node `squeue -h -t
+all -j JOB -o %T` over the user's own ssh (`-n`: it must not read the connecting ssh's stream; `-t all`: without
+it squeue 22.05 prints nothing for a job that has ended, as for one it no longer knows). When Slurm says the job
+has ended it ends the hop, prints why and what to do on stderr and exits 1 (the connecting ssh then exits 255);
+a hop that failed first still gets that message after its own words. Otherwise, and when the login node cannot
+be asked at all (ssh's exit 255: the hop then says why in ssh's words), it exits with the hop's status. The
+environment's host key is still checked by the connecting ssh against the pinned HostKeyAlias: the command only
+carries bytes. While `up` proves the login, mux_env's variables put the check and the hop on `up`'s own ssh
+masters; the command written is the same.
 
 Pure: text only. The script is fixed; the values go in as sh's positional parameters, each checked first (the
 job id digits, the name an environment name, the hops ProxyJump values, the partition a Slurm name, the config
