@@ -3,13 +3,15 @@
 The cluster and topology are the Slurm tests' (see slurm_up_bench.py): the laptop reaches only the login node,
 each node through it. Needs root, Slurm, sshd, socat and the test users (`make deps test-users`).
 
-    .venv/bin/python benchmarks/slurm_alias_bench.py [--rounds 2] [--logins 10]
+    .venv/bin/python benchmarks/slurm_alias_bench.py [--rounds 2] [--logins 10] [--baseline CHECKOUT]
 
 Each round makes one environment (`devagent up NAME --host LOGIN --slurm gpu --gpus 0`), then times LOGINS
 OpenSSH logins of each kind, alternating, from the laptop (`ssh NAME true`, BatchMode):
 - `ProxyJump LOGIN,NODE` (what the alias held before: `-o ProxyJump=…` on the command line wins over the alias's
   ProxyCommand) — the floor;
-- the alias as devagent writes it (its ProxyCommand asks the login node `squeue` first, then makes both hops);
+- the alias as devagent writes it (its ProxyCommand asks the login node `squeue` beside the two hops);
+- with --baseline: the ProxyCommand that checkout's core/ssh/job_hop.py writes for the same environment
+  (`-o ProxyCommand=…` on the command line, which wins over the alias's own);
 - both again with a ControlMaster for the login node in the laptop's ssh config (ControlPersist): the check and
   the first hop then reuse one login connection.
 Then `scancel` of the job (as root) and the time until the engine no longer lists the container (polled every
@@ -20,6 +22,7 @@ prints the medians; it reports, it does not gate.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import secrets
@@ -52,6 +55,32 @@ def login_s(laptop: Laptop, name: str, *options: str) -> float:
     return took
 
 
+def baseline_hop(checkout: Path, name: str, node: str, port: int, job: str, config: str) -> str:
+    """The ProxyCommand CHECKOUT's core/ssh/job_hop.py writes for this environment."""
+    spec = importlib.util.spec_from_file_location("baseline_job_hop", checkout / "devagent/core/ssh/job_hop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks itself up there
+    spec.loader.exec_module(module)
+    return str(module.proxy_command(module.JobCheck(job, "gpu", config), name=name, login=LOGIN, node=node,
+                                    port=port))
+
+
+def time_logins(laptop: Laptop, name: str, options: dict[str, tuple[str, ...]], times: dict[str, list[float]],
+                *, master: str, logins: int) -> None:
+    """LOGINS of each kind of OPTIONS, alternating, without and then with MASTER in the laptop's ssh config."""
+    kinds = list(options)
+    plain = laptop.ssh_config.read_text()  # with the Include line up wrote
+    for config, suffix in ((plain, ""), (plain + master, "+cm")):
+        laptop.ssh_config.write_text(config)
+        login_s(laptop, name)  # unmeasured: the ControlMaster starts here
+        for n in range(logins):
+            for kind in kinds if n % 2 == 0 else reversed(kinds):  # none always first
+                times[kind + suffix].append(login_s(laptop, name, *options[kind]))
+    laptop.ssh("-O", "exit", LOGIN)
+    laptop.ssh_config.write_text(plain)
+
+
 def until_gone(client: docker.DockerClient, name: str, start: float, timeout: float = 60) -> float:
     while client.api.containers(all=True, filters={"name": f"^/{name}$"}):
         if time.perf_counter() - start > timeout:
@@ -65,10 +94,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--logins", type=int, default=10)
     parser.add_argument("--base-image", default="devagent-base:bookworm")
+    parser.add_argument("--baseline", type=Path, default=None, metavar="CHECKOUT",
+                        help="another devagent checkout: its alias's ProxyCommand is timed in the same rounds")
     args = parser.parse_args()
     prefix = f"abench-{secrets.token_hex(2)}"
     client = docker.from_env()
-    times: dict[str, list[float]] = {"proxyjump": [], "alias": [], "proxyjump+cm": [], "alias+cm": []}
+    kinds = ["proxyjump", "alias", *(["baseline"] if args.baseline else [])]
+    times: dict[str, list[float]] = {kind + suffix: [] for kind in kinds for suffix in ("", "+cm")}
+    loads = [os.getloadavg()[0]]
     gone: list[float] = []
     noted = 0
     Topology.sweep_leftovers()
@@ -87,15 +120,13 @@ def main() -> int:
                                     "--base-image", args.base_image, "--memory", "2g", check=True, timeout=900)
                     record = json.loads((laptop.devagent_home / "environments" / f"{name}.json").read_text())
                     jump = ("-o", f"ProxyJump={LOGIN},{record['slurm_node']}")
-                    plain = laptop.ssh_config.read_text()  # with the Include line up wrote
-                    for config, suffix in ((plain, ""), (plain + master, "+cm")):
-                        laptop.ssh_config.write_text(config)
-                        login_s(laptop, name)  # unmeasured: the ControlMaster starts here
-                        for _ in range(args.logins):
-                            times["proxyjump" + suffix].append(login_s(laptop, name, *jump))
-                            times["alias" + suffix].append(login_s(laptop, name))
-                    laptop.ssh("-O", "exit", LOGIN)
-                    laptop.ssh_config.write_text(plain)
+                    options: dict[str, tuple[str, ...]] = {"proxyjump": jump, "alias": ()}
+                    if args.baseline:
+                        options["baseline"] = ("-o", "ProxyCommand=" + baseline_hop(
+                            args.baseline.resolve(), name, str(record["slurm_node"]), int(record["port"]),
+                            str(record["slurm_job"]), str(laptop.ssh_config)))
+                    time_logins(laptop, name, options, times, master=master, logins=args.logins)
+                    loads.append(os.getloadavg()[0])
                     notebook = HOME / "devagent" / name / "lab-notebook.md"
                     notebook.write_text("# Lab notebook\n")
                     shutil.chown(notebook, USER, USER)
@@ -108,13 +139,14 @@ def main() -> int:
                 laptop.ssh(LOGIN, f"rm -rf ~/devagent/{prefix}-* ~/.devagent/slurm/{prefix}-*")
                 cluster.cancel_all()
     print(f"{'figure (median of ' + str(args.rounds * args.logins) + ' logins)':52} {'median':>9} {'extra':>9}")
-    for kind in ("proxyjump", "alias", "proxyjump+cm", "alias+cm"):
+    for kind in (*kinds, *(kind + "+cm" for kind in kinds)):
         floor = statistics.median(times["proxyjump" + ("+cm" if kind.endswith("+cm") else "")])
         m = statistics.median(times[kind])
         print(f"{'ssh NAME true, ' + kind:52} {m:8.3f}s {m - floor:+8.3f}s")
     print(f"{'scancel → container gone (end line noted first)':52} {statistics.median(gone):8.3f}s"
           f"  runs: {', '.join(f'{t:.2f}' for t in gone)}; notebook had the line: {noted}/{len(gone)}; "
           f"cluster start {cluster.started_s:.2f} s")
+    print(f"load average (1 min) {min(loads):.1f}-{max(loads):.1f}")
     return 0
 
 

@@ -10,16 +10,24 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
 from devagent.errors import ExitStatus
 from tests.integration.slurm_cluster import SlurmCluster
 from tests.integration.slurm_topology import LOGIN, slurm_sites
-from tests.integration.test_slurm_up import HOME, USER, container, jobs_of, record, up
+from tests.integration.test_slurm_up import HOME, USER, container, jobs_of, record, remove_workspaces, up
 from tests.integration.topology import Topology
 
 pytestmark = [pytest.mark.docker, pytest.mark.slurm]
+
+
+@pytest.fixture(autouse=True)
+def _remove_workspaces(cluster: SlurmCluster, name: str) -> Iterator[None]:
+    yield
+    remove_workspaces(cluster, name)  # and its job's output and end log on the shared home
+
 
 COMMAND = "devagent run -- python3 -c 'print(\"step=1 loss=0.25\")'"
 

@@ -586,7 +586,7 @@ class Provisioner:
         """Log in through the alias with OpenSSH; READY_COMMAND also tells the agent that up has committed. GATE
         runs while ssh logs in, READY_COMMAND once it succeeded (login_through_alias)."""
         uid = login_through_alias(self.paths.user_ssh_config, name, gate=gate, remote_command=READY_COMMAND if
-                                  gate is None else (GATED_BY_STDIN + READY_COMMAND[0],))
+                                  gate is None else (GATED_BY_STDIN + READY_COMMAND[0],), env=self.site.proof_env)
         if uid == 0:
             raise DevagentError("the login through the alias landed as root", status=ExitStatus.LOGIN_FAILED)
         return uid

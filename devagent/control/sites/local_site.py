@@ -89,6 +89,7 @@ class LocalSite:
     up_flags: tuple[str, ...] = ()
     proxy_jump: str | None = None
     alias_check: JobCheck | None = None
+    proof_env: Mapping[str, str] = {}
     container_labels: Mapping[str, str] = {}
     launch_note = ""
     job_flags: tuple[str, ...] = ()

@@ -159,6 +159,10 @@ class ServerSite:
     def alias_check(self) -> JobCheck | None:
         return None
 
+    @property
+    def proof_env(self) -> Mapping[str, str]:
+        return {}
+
     def connect(self, port: int, *, timeout: float) -> socket.socket:
         return self.link.connect(port, timeout=timeout)
 
@@ -268,9 +272,13 @@ class ServerSite:
                 self.records.remove(spec.name)
 
         tx.on_failure(undo)
-        self.renote(spec, port)
+        self.record(spec, port)
 
     def renote(self, spec: EnvSpec, port: int | None) -> None:
+        self.record(spec, port)
+
+    def record(self, spec: EnvSpec, port: int | None) -> None:
+        """Write devagent's record of SPEC on this server (note's and renote's)."""
         self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
                                 port=port))
 

@@ -156,7 +156,12 @@ class Site(Protocol):
 
     @property
     def alias_check(self) -> JobCheck | None:
-        """The Slurm job the alias asks about before each connection (core/ssh/job_hop.py), or None."""
+        """The Slurm job the alias asks about with each connection (core/ssh/job_hop.py), or None."""
+
+    @property
+    def proof_env(self) -> Mapping[str, str]:
+        """What `up`'s login through the alias adds to its ssh's environment (job_hop.py's mux_env: the check
+        and the hop then reuse this command's own ssh masters); empty for every kind but Slurm's."""
 
     @property
     def workspaces(self) -> Workspaces: ...

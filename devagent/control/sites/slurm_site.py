@@ -7,9 +7,9 @@ the job runs on THROUGH the login node (`ssh -J login node`: the node is reached
 cluster allows) and uses that node's Docker Engine. From there it is a server site (control/sites/server_site.py)
 with these differences:
 
-- the alias reaches the environment through the login node and the node with a ProxyCommand that first asks
-  Slurm whether the job still runs and says so when it has ended (core/ssh/job_hop.py; pinned host key as
-  everywhere);
+- the alias reaches the environment through the login node and the node with a ProxyCommand that asks Slurm,
+  beside the hop, whether the job still runs and says so when it has ended (core/ssh/job_hop.py; pinned host
+  key as everywhere);
 - the container is labelled with the job (`devagent.slurm-job=<id>`: what the job's holder removes when it ends),
   and the notebook header records cluster, job, partition, node, GPUs and time limit (`allocation`);
 - devagent's record of the environment names the cluster (its login node), the job and the node, and `renote`,
@@ -42,10 +42,12 @@ from devagent.control.slurm.allocation import Allocation, allocate, ended_lines,
 from devagent.control.slurm.queue import SlurmQueue
 from devagent.core.slurm.holder import JOB_LABEL
 from devagent.core.slurm.jobs import ENDED_STATES, format_left
-from devagent.core.ssh.job_hop import JobCheck
+from devagent.core.ssh.job_hop import JobCheck, mux_env
 from devagent.errors import DevagentError, ExitStatus
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from devagent.control.engine.docker_engine import Engine
     from devagent.control.engine.engine_api import EngineApi
     from devagent.control.features.listing import Row
@@ -87,6 +89,10 @@ class NodeLink:
 
     def connect(self, port: int, *, timeout: float) -> socket.socket:
         return self._link.connect(port, timeout=timeout)
+
+    @property
+    def control_path(self) -> Path:
+        return self._link.control_path
 
 
 def describe(allocation: Allocation) -> str:
@@ -166,9 +172,18 @@ class SlurmSite(ServerSite):
 
     @property
     def alias_check(self) -> JobCheck:
-        """The alias asks the login node whether the job still runs before each connection, and says so when
+        """The alias asks the login node whether the job still runs with each connection, and says so when
         it has ended (core/ssh/job_hop.py); its inner ssh reads the user's ssh config, as ssh's own would."""
         return JobCheck(self.allocation.job_id, self.allocation.partition, str(self.paths.user_ssh_config))
+
+    @property
+    def proof_env(self) -> dict[str, str]:
+        """`up` holds a master to the login node and one to the node (through it): its proof through the alias
+        asks Slurm and makes the hop over them, not with two fresh logins (the alias as written is the same)."""
+        node = self.link
+        if self.login is None or not isinstance(node, NodeLink):
+            return {}
+        return mux_env(str(self.login.control_path), str(node.control_path))
 
     @property
     def container_labels(self) -> dict[str, str]:
@@ -187,12 +202,18 @@ class SlurmSite(ServerSite):
             super().claim(name, aliases)  # this machine's: refused there, in its words
 
     def renote(self, spec: EnvSpec, port: int | None) -> None:
+        """Once the container runs (`up` calls it last): the job must still run, else `up` rolls back. `note`,
+        before anything is made, does not ask Slurm: the job was seen running a moment before, and a job that
+        ends meanwhile is caught here all the same."""
         if not still_running(self.queue, self.allocation):
             job = self.queue.job(self.allocation.job_id)
             how = ENDED_STATES.get(job.state, job.state.lower()) if job is not None else "Slurm forgot it"
             raise DevagentError(f"job {self.allocation.job_id} ended while `up` was making the environment: {how}",
                                 status=ExitStatus.CONTAINER_FAILED,
                                 hint="run `up` again for a new job; what this up made is removed")
+        self.record(spec, port)
+
+    def record(self, spec: EnvSpec, port: int | None) -> None:
         self.records.put(Record(name=spec.name, server=self.server, user=spec.user, workspace=spec.workspace,
                                 port=port, slurm_job=self.allocation.job_id, slurm_node=self.allocation.node,
                                 slurm_partition=self.allocation.partition))
@@ -277,7 +298,8 @@ def opened(text: str, slurm: SlurmUp, *, environment: str, paths: Paths, setting
         running = queue.live_job(environment, login_link.facts.user)
         kept = running.job_id if running is not None and running.running else None
         allocation = allocate(queue, slurm.request, environment=environment, user=login_link.facts.user,
-                              home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s)
+                              home=login_link.facts.home, report=report, timeout_s=slurm.wait_timeout_s,
+                              live=running)
         gpus = f": GPUs {','.join(map(str, allocation.gpus))}" if allocation.gpus else ""
         limit = f" · {format_left(allocation.time_limit_s)}" if allocation.time_limit_s else ""
         report(f"job {allocation.job_id} running on node {allocation.node}{gpus}{limit}")

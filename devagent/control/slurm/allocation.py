@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from devagent.control.slurm.queue import SlurmQueue
 from devagent.control.slurm.waiting import wait_until_running
@@ -57,12 +58,13 @@ def files(home: str, environment: str) -> tuple[str, str]:
 
 def allocate(queue: SlurmQueue, request: SlurmRequest, *, environment: str, user: str, home: str,
              report: Callable[[str], None], timeout_s: float | None, wait: bool = True,
-             clock: Callable[[], float] = time.monotonic,
+             live: Job | Literal["ask"] | None = "ask", clock: Callable[[], float] = time.monotonic,
              sleep: Callable[[float], None] = time.sleep) -> Allocation:
     """ENVIRONMENT's allocation: USER's live holder job of it when there is one (a request made with --no-wait),
-    else a new one. WAIT: until it runs (any other end cancels it and raises); else return it pending."""
+    else a new one. WAIT: until it runs (any other end cancels it and raises); else return it pending. LIVE: that
+    job as the caller has just asked Slurm (queue.live_job), so that it is not asked twice."""
     output, ended_log = files(home, environment)
-    job = queue.live_job(environment, user)
+    job = queue.live_job(environment, user) if isinstance(live, str) else live
     if job is None:
         made = queue.call(["mkdir", "-p", "-m", "700", "--", output.rsplit("/", 1)[0]])
         if made.returncode != 0:

@@ -23,6 +23,11 @@ from devagent.core.slurm.jobs import ENDED_STATES, PENDING_REASONS, Job, format_
 from devagent.core.slurm.request import SlurmRequest
 from devagent.errors import DevagentError, ExitStatus
 
+# An idle cluster starts a job within about a second of sbatch (its scheduler's cycle): Slurm is asked every
+# FAST_POLL_S for the first FAST_POLL_FOR_S, as a script would, then from FIRST_POLL_S on, 1.5 times longer each
+# time, up to MAX_POLL_S (a queue that holds the job keeps the controller's load low).
+FAST_POLL_S = 0.05
+FAST_POLL_FOR_S = 2.0
 FIRST_POLL_S = 0.2
 MAX_POLL_S = 5.0
 
@@ -68,7 +73,8 @@ def wait_until_running(queue: SlurmQueue, job_id: str, request: SlurmRequest, *,
 
 def _wait(queue: SlurmQueue, job_id: str, request: SlurmRequest, *, output: str, report: Callable[[str], None],
           timeout_s: float | None, clock: Callable[[], float], sleep: Callable[[float], None]) -> Job:
-    deadline = None if timeout_s is None else clock() + timeout_s
+    began = clock()
+    deadline = None if timeout_s is None else began + timeout_s
     shown: tuple[str, int | None] | None = None
     delay = FIRST_POLL_S
     while True:
@@ -101,5 +107,8 @@ def _wait(queue: SlurmQueue, job_id: str, request: SlurmRequest, *, output: str,
                 f"job {job_id} did not start within {format_left(int(timeout_s or 0))} ({words}): it was cancelled",
                 hint="wait longer (--wait-timeout), ask for fewer GPUs, or see the queue: "
                 f"devagent gpus --host {queue.cluster} --slurm {request.partition}", status=ExitStatus.GPU_BUSY)
+        if clock() - began < FAST_POLL_FOR_S:
+            sleep(FAST_POLL_S)
+            continue
         sleep(delay)
         delay = min(delay * 1.5, MAX_POLL_S)

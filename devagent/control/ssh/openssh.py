@@ -6,11 +6,12 @@ Docker's proxy accepts connections before sshd listens, so a TCP connect proves 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from devagent.core.ssh.command_line import client_argv, ssh_argv
@@ -53,18 +54,21 @@ def openssh_at_least(banner: str, version: tuple[int, int]) -> bool:
 
 
 def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, ...] = ("id", "-u"),
-                        timeout: float = 20.0, ssh: str = "ssh", gate: Callable[[], None] | None = None) -> int:
+                        timeout: float = 20.0, ssh: str = "ssh", gate: Callable[[], None] | None = None,
+                        env: Mapping[str, str] | None = None) -> int:
     """Log in with the real client through the alias NAME, run REMOTE_COMMAND (it prints the uid), return it.
 
     GATE runs while the client logs in; the command gets one line on its stdin once GATE returned, none (EOF) if
     GATE raised (its error is then raised, once ssh has ended): a REMOTE_COMMAND that starts with GATED_BY_STDIN
-    does nothing before GATE has succeeded."""
+    does nothing before GATE has succeeded. ENV: added to ssh's environment (the alias's ProxyCommand sees it)."""
     cmd = ssh_argv(config, name, *remote_command, ssh=ssh, options={"ConnectTimeout": int(timeout)})
+    child_env = {**os.environ, **env} if env else None
     try:
         if gate is None:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False)
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 5, check=False,
+                                 env=child_env)
         else:
-            out = _gated_run(cmd, gate, timeout=timeout + 5)
+            out = _gated_run(cmd, gate, timeout=timeout + 5, env=child_env)
     except subprocess.TimeoutExpired:
         raise DevagentError(f"ssh {name} did not answer within {timeout:.0f} s", status=ExitStatus.LOGIN_FAILED,
                             hint=f"check the container: docker logs {name}") from None
@@ -81,9 +85,10 @@ def login_through_alias(config: Path, name: str, *, remote_command: tuple[str, .
 GATED_BY_STDIN = "read -r _ && "
 
 
-def _gated_run(cmd: list[str], gate: Callable[[], None], *, timeout: float) -> subprocess.CompletedProcess[str]:
+def _gated_run(cmd: list[str], gate: Callable[[], None], *, timeout: float,
+               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     with subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
+                          text=True, env=env) as proc:
         try:
             gate()
         except BaseException:

@@ -90,8 +90,8 @@ class HostEntry:
     # For an environment on a server: the ProxyJump value that reaches the server (as the user's own ssh does);
     # on a Slurm cluster, the login node and then the node (`login,gpu07`).
     proxy_jump: str | None = None
-    # On a Slurm cluster: the job the alias asks about before each connection (core/ssh/job_hop.py). The
-    # block then holds a ProxyCommand that asks the login node and then makes PROXY_JUMP's two hops itself.
+    # On a Slurm cluster: the job the alias asks about with each connection (core/ssh/job_hop.py). The
+    # block then holds a ProxyCommand that makes PROXY_JUMP's two hops itself and asks the login node beside them.
     job_check: JobCheck | None = None
 
     def __post_init__(self) -> None:

@@ -329,7 +329,7 @@ def test_the_alias_of_an_environment_in_a_slurm_job_is_read_back_from_its_proxyc
                           f"{NAME}")
     # A ProxyCommand that is not devagent's (edited by hand) is not taken for the alias.
     block = paths.managed_ssh_config.read_text()
-    paths.managed_ssh_config.write_text(block.replace("exec ssh -F", "exec nc -F"))
+    paths.managed_ssh_config.write_text(block.replace("127.0.0.1:$6", "10.1.1.1:$6"))
     edited = hd.alias_check(paths, name=NAME, info=container())
     assert edited.ok is False and edited.detail == (
         f"devagent's Host {NAME} block in {paths.managed_ssh_config} is incomplete (its ProxyCommand is not the "

@@ -254,6 +254,35 @@ def test_a_slurm_sites_flags_ask_for_a_job_like_its_own_and_every_run_records_th
     assert LaunchContext.from_json(context.to_json()) == context
 
 
+def test_a_slurm_site_notes_without_asking_slurm_and_renote_rolls_up_back_once_the_job_has_ended(
+        tmp_path: Path) -> None:
+    """`note`, before anything is made, writes the record at once (the job was seen running a moment before);
+    `renote`, once the container runs, asks Slurm and refuses when the job has ended meanwhile."""
+    from devagent.control.sites.slurm_site import NodeLink, NodeName, SlurmSite
+    from devagent.control.slurm.allocation import Allocation
+    from devagent.control.slurm.queue import SlurmQueue
+    from tests.control.slurm.test_waiting import ScriptedSlurm, scontrol
+
+    paths = Paths.from_environ()
+    link = FakeLink(FakeEngine(), home=tmp_path, server="login")
+    node = NodeLink(link, NodeName("login", "login", "n1"))  # type: ignore[arg-type]
+    slurm = ScriptedSlurm([scontrol("RUNNING", "None", node="n1"), scontrol("CANCELLED", "None", node="n1")])
+    site = SlurmSite(node, queue=SlurmQueue(slurm, cluster="login"), paths=paths,
+                     allocation=Allocation("login", "12", "gpu", "n1", (), None, "/o", "/e"))
+    env = EnvSpec(name="exp", base_image="base:1", workspace="~/devagent/exp")
+    site.note(Transaction(lambda _: None), env, port=None)
+    assert slurm.calls == []
+    noted = Records(paths).get("exp")
+    assert noted is not None and (noted.slurm_job, noted.slurm_node, noted.port) == ("12", "n1", None)
+    site.renote(env, 40022)  # RUNNING
+    assert Records(paths).get("exp").port == 40022  # type: ignore[union-attr]
+    with pytest.raises(DevagentError) as ended:
+        site.renote(env, 40022)  # CANCELLED
+    assert (ended.value.message, ended.value.status, ended.value.hint) == (
+        "job 12 ended while `up` was making the environment: the job was cancelled (devagent down or scancel)",
+        ExitStatus.CONTAINER_FAILED, "run `up` again for a new job; what this up made is removed")
+
+
 def test_each_site_says_whether_its_engines_clock_is_ours(tmp_path: Path) -> None:
     """Issue 22's kept health record (until the engine's next check, compared with this machine's clock) is for
     this machine's engine only: a server's or a Slurm node's clock is another machine's. The site decides."""

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from devagent.control.slurm.allocation import allocate
 from devagent.control.slurm.queue import SlurmQueue
-from devagent.control.slurm.waiting import wait_until_running
+from devagent.control.slurm.waiting import FAST_POLL_FOR_S, FAST_POLL_S, wait_until_running
 from devagent.core.slurm.request import slurm_request
 from devagent.errors import DevagentError, ExitStatus
 
@@ -86,6 +87,22 @@ def test_the_wait_shows_each_new_reason_once_and_returns_the_running_job_with_it
         "⏳ waiting for 2 GPUs on partition gpu (job 12, reason: Priority) … Ctrl-C cancels the request",
         "⏳ waiting for 2 GPUs on partition gpu (job 12, reason: Resources) … Ctrl-C cancels the request"]
     assert slurm.cancels == []
+
+
+def test_slurm_is_asked_often_in_the_first_seconds_then_less_and_less() -> None:
+    slurm = ScriptedSlurm([scontrol("PENDING", "Resources")] * 60 + [scontrol("RUNNING", "None", node="n1")])
+    clock = Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        clock.sleep(seconds)
+
+    wait_until_running(SlurmQueue(slurm, cluster="hpc-login"), "12", REQUEST, output=OUTPUT, report=lambda _: None,
+                       timeout_s=None, clock=clock, sleep=sleep)
+    fast = round(FAST_POLL_FOR_S / FAST_POLL_S)  # 40 polls 50 ms apart: what a script would do
+    assert slept[:fast] == [FAST_POLL_S] * fast
+    assert slept[fast:fast + 4] == [0.2, 0.3, 0.45, 0.675]
 
 
 def test_running_is_not_started_until_the_holder_has_set_its_traps() -> None:
@@ -179,3 +196,17 @@ def test_a_later_up_picks_up_a_pending_or_running_job_of_the_environment_never_a
     found = queue(row(7, "COMPLETING"), row(9, "PENDING"), row(10, "RUNNING", user="bo"),
                   row(11, "RUNNING", name="devagent-other")).live_job("exp", "ada")
     assert found is not None and found.job_id == "9"
+
+
+@pytest.mark.parametrize(("live", "asked"), [("ask", 1), (None, 0)])
+def test_the_live_job_is_asked_for_once_when_up_has_just_asked(live: str | None, asked: int) -> None:
+    # up's `opened` asks Slurm for the environment's live job itself (to keep it on a failure) and hands it on.
+    slurm = ScriptedSlurm([scontrol("RUNNING", "None", node="n1", gres="gpu:2(IDX:0-1)")])
+    clock = Clock()
+    made = allocate(SlurmQueue(slurm, cluster="hpc-login"), REQUEST, environment="exp", user="ada", home="/home/ada",
+                    report=lambda _: None, timeout_s=None, live=live, clock=clock,  # type: ignore[arg-type]
+                    sleep=clock.sleep)
+    assert (made.job_id, made.node) == ("12", "n1")
+    assert [call[:2] for call in slurm.calls].count(["squeue", "--json"]) == asked
+    assert [call[0] for call in slurm.calls if call[0] != "scontrol"] == (
+        ["squeue"] * asked + ["mkdir", "sbatch", "cat"])

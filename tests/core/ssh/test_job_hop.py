@@ -6,44 +6,63 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from devagent.core.ssh.host_entry import HostEntry
-from devagent.core.ssh.job_hop import JobCheck, parse, proxy_command
+from devagent.core.ssh.job_hop import LOGIN_MUX, NODE_MUX, JobCheck, mux_env, parse, proxy_command
 from devagent.errors import DevagentError, ExitStatus
 
 CHECK = JobCheck("4812", "gpu", "/home/ada/my ssh/config")
 ENDED = ("devagent: environment exp's Slurm job 4812 has ended ({why}); `devagent up exp --host alice@hpc:2222 "
          "--slurm gpu` asks for a new allocation\n")
-# The stand-in: the check (`ssh -n …`) prints what the login node's squeue would and exits as ssh would; the hop
-# (any other ssh) writes its argv, one word a line, and what it read on stdin.
+# The stand-in: the check (`ssh -n …`) prints what the login node's squeue would and exits as ssh would; with
+# FAKE_CHECK_AFTER set it first waits (10 s at most) for that file, and records whether it came. The hop (any
+# other ssh) writes its argv, one word a line, and what it read on stdin; then it says FAKE_HOP_SAYS on stderr,
+# marks hop-ended and exits FAKE_HOP_RC, or with FAKE_HOP_RC=hang stays until it is ended.
 FAKE_SSH = """#!/bin/sh
 if [ "$1" = "-n" ]; then
+  if [ -n "$FAKE_CHECK_AFTER" ]; then
+    i=0; while [ ! -e "$FAKE_DIR/$FAKE_CHECK_AFTER" ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done
+    [ -e "$FAKE_DIR/$FAKE_CHECK_AFTER" ] && echo came > "$FAKE_DIR/waited" || echo never > "$FAKE_DIR/waited"
+  fi
   printf '%s\\n' "$*" > "$FAKE_DIR/check"
   [ -n "$FAKE_STATE" ] && printf '%s\\n' "$FAKE_STATE"
   exit "$FAKE_RC"
 fi
-printf '%s\\n' "$@" > "$FAKE_DIR/hop"
-cat >> "$FAKE_DIR/hop"
+printf '%s\\n' "$@" > "$FAKE_DIR/hop.part"
+cat >> "$FAKE_DIR/hop.part"
+mv "$FAKE_DIR/hop.part" "$FAKE_DIR/hop"
+[ "$FAKE_HOP_RC" = hang ] && exec sleep 120
+[ -n "$FAKE_HOP_SAYS" ] && printf '%s\\n' "$FAKE_HOP_SAYS" >&2
+: > "$FAKE_DIR/hop-ended"
+exit "$FAKE_HOP_RC"
 """
+HOP = "-F\n/home/ada/my ssh/config\n-J\nalice@hpc:2222\n-W\n127.0.0.1:40022\nssh://gpu07\nSSH-2.0-client\n"
+CHECKED = ("-n -F /home/ada/my ssh/config -o BatchMode=yes -o ConnectTimeout=15 ssh://alice@hpc:2222 squeue -h -t "
+           "all -j 4812 -o %T 2>&1\n")
+REFUSED = "channel 0: open failed: connect failed: Connection refused"
 
 
 def command(check: JobCheck = CHECK) -> str:
     return proxy_command(check, name="exp", login="alice@hpc:2222", node="gpu07", port=40022)
 
 
-def run_hop(tmp_path: Path, state: str, rc: int = 0) -> subprocess.CompletedProcess[str]:
+def run_hop(tmp_path: Path, state: str, rc: int = 0, *, hop_rc: str = "0", hop_says: str = "",
+            check_after: str = "", extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     fake = tmp_path / "bin" / "ssh"
     fake.parent.mkdir(exist_ok=True)
     fake.write_text(FAKE_SSH)
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path),
-           "FAKE_STATE": state, "FAKE_RC": str(rc)}
+    env = {key: value for key, value in os.environ.items() if key not in (LOGIN_MUX, NODE_MUX)}
+    env.update({"PATH": f"{fake.parent}:{os.environ['PATH']}", "FAKE_DIR": str(tmp_path), "FAKE_STATE": state,
+                "FAKE_RC": str(rc), "FAKE_HOP_RC": hop_rc, "FAKE_HOP_SAYS": hop_says,
+                "FAKE_CHECK_AFTER": check_after, **(extra or {})})
     expanded = command().replace("%%", "%")  # what ssh hands /bin/sh: no other %-token is in it
     return subprocess.run(["/bin/sh", "-c", expanded], input="SSH-2.0-client\n", capture_output=True, text=True,
-                          env=env, timeout=30, check=False)
+                          env=env, timeout=60, check=False)
 
 
 @pytest.mark.parametrize(("state", "rc", "why"), [
@@ -57,15 +76,16 @@ def run_hop(tmp_path: Path, state: str, rc: int = 0) -> subprocess.CompletedProc
     ("slurm_load_jobs error: Invalid job id specified", 1, "Slurm no longer knows it"),
     ("", 0, "Slurm no longer knows it"),
 ])
-def test_an_ended_job_is_said_in_devagents_words_and_the_hop_is_not_made(tmp_path: Path, state: str, rc: int,
-                                                                         why: str) -> None:
-    ran = run_hop(tmp_path, state, rc)
+def test_an_ended_job_is_said_in_devagents_words_and_the_hop_is_ended(tmp_path: Path, state: str, rc: int,
+                                                                      why: str) -> None:
+    began = time.monotonic()
+    # The hop has started (beside the check) and would stay: the check's answer ends it.
+    ran = run_hop(tmp_path, state, rc, hop_rc="hang", check_after="hop")
     assert (ran.returncode, ran.stderr, ran.stdout) == (1, ENDED.format(why=why), "")
-    assert not (tmp_path / "hop").exists()
+    assert time.monotonic() - began < 30  # not the hop's 120 s
+    assert (tmp_path / "hop").read_text() == HOP
     # The check reads the user's ssh config, never the connecting ssh's stream (-n), and asks only about the job.
-    assert (tmp_path / "check").read_text() == ("-n -F /home/ada/my ssh/config -o BatchMode=yes -o "
-                                                "ConnectTimeout=15 ssh://alice@hpc:2222 squeue -h -t all -j 4812 -o %T "
-                                                "2>&1\n")
+    assert (tmp_path / "check").read_text() == CHECKED
 
 
 @pytest.mark.parametrize(("state", "rc"), [
@@ -78,14 +98,52 @@ def test_a_running_or_unknown_job_makes_the_same_two_hops_as_proxyjump(tmp_path:
                                                                        rc: int) -> None:
     ran = run_hop(tmp_path, state, rc)
     assert (ran.returncode, ran.stderr) == (0, "")
-    assert (tmp_path / "hop").read_text() == ("-F\n/home/ada/my ssh/config\n-J\nalice@hpc:2222\n-W\n"
-                                              "127.0.0.1:40022\nssh://gpu07\nSSH-2.0-client\n")
+    assert (tmp_path / "hop").read_text() == HOP
+    assert (tmp_path / "check").read_text() == CHECKED
+
+
+def test_the_hop_does_not_wait_for_the_check(tmp_path: Path) -> None:
+    # The check answers only once the hop has read the connecting ssh's stream: the two run side by side.
+    ran = run_hop(tmp_path, "RUNNING", check_after="hop")
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert ((tmp_path / "waited").read_text(), (tmp_path / "hop").read_text()) == ("came\n", HOP)
+
+
+def test_a_failed_hop_exits_as_ssh_does_while_the_job_runs(tmp_path: Path) -> None:
+    ran = run_hop(tmp_path, "RUNNING", hop_rc="255", hop_says=REFUSED)
+    assert (ran.returncode, ran.stderr) == (255, REFUSED + "\n")
+
+
+def test_a_hop_that_fails_before_the_check_answers_still_gets_the_ended_jobs_message(tmp_path: Path) -> None:
+    # Nothing listens on the node any more: the hop says so first, then the check says why.
+    ran = run_hop(tmp_path, "CANCELLED", hop_rc="255", hop_says=REFUSED, check_after="hop-ended")
+    assert (tmp_path / "waited").read_text() == "came\n"
+    assert (ran.returncode, ran.stderr) == (1, REFUSED + "\n" + ENDED.format(why="it was cancelled"))
+
+
+def test_ups_own_masters_carry_the_check_and_the_hop_only_when_it_names_them(tmp_path: Path) -> None:
+    env = mux_env("/run/user/1000/devagent-link-a/ctl", "/run/user/1000/devagent-link-b/ctl")
+    ran = run_hop(tmp_path, "RUNNING", extra=env)
+    assert (ran.returncode, ran.stderr) == (0, "")
+    assert (tmp_path / "hop").read_text() == ("-oControlPath=/run/user/1000/devagent-link-b/ctl\n"
+                                              "-oControlMaster=no\n" + HOP)
+    assert (tmp_path / "check").read_text() == CHECKED.replace(
+        "-n ", "-n -oControlPath=/run/user/1000/devagent-link-a/ctl -oControlMaster=no ")
+
+
+@pytest.mark.parametrize(("login", "node"), [
+    ("/tmp/a b/ctl", "/tmp/c/ctl"), ("/tmp/a/ctl", "/tmp/*/ctl"), ("/tmp/a%h/ctl", "/tmp/c/ctl"), ("tmp/a", "/b"),
+    ("/tmp/a", ""), ("/" + "a" * 201, "/b"),
+])
+def test_a_control_path_that_is_not_one_plain_word_is_not_named(login: str, node: str) -> None:
+    assert mux_env(login, node) == {}
+    assert mux_env("/" + "a" * 200, "/b") == {LOGIN_MUX: "/" + "a" * 200, NODE_MUX: "/b"}
 
 
 def test_what_devagent_wrote_is_read_back_and_anything_else_is_not_its() -> None:
     assert parse(command()) == ("exp", 40022, "alice@hpc:2222,gpu07", CHECK)
     assert parse(command() + " ; rm -rf ~") is None  # one word more
-    assert parse(command().replace("exec ssh", "exec nc")) is None
+    assert parse(command().replace("& h=$!", "; h=$!")) is None
     assert parse(command().replace(" 4812 ", " 48;12 ")) is None
     assert parse("ssh -W %h:%p hpc") is None
 
