@@ -303,14 +303,16 @@ def _start_heartbeat(config: AgentConfig, sshd_proc: Supervised, stopping: threa
 
 
 def _notebook_work(config: AgentConfig, notebook: NotebookWriter, stopping: threading.Event) -> None:
-    """GPU check at start, then the notebook, once `up` has committed; then retry kept-back entries."""
+    """GPU check and the notebook, once `up` has committed; then retry kept-back entries. The check waits too:
+    its torch probe is seconds of CPU (torch's import in the user's interpreter), which would compete with `up`'s
+    proof login for the server's cores; nobody reads it before the commit."""
     from devagent.core.gpu.check_report import render_gpu_check
 
-    check = _gpu_check(config)  # runs while up is still proving the login
     # The notebook is the user's: a failed `up` must not write to it, so wait for up's commit.
     while not ready_flag().exists():
         if stopping.wait(0.2):
             return
+    check = _gpu_check(config)
     try:
         notebook.ensure_header()
         if check is not None:

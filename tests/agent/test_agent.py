@@ -166,6 +166,28 @@ def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.Monke
     assert config.notebook_path.read_text() == "# Lab notebook\n"
 
 
+def test_the_gpu_check_waits_for_ups_commit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The check's torch probe costs seconds of CPU; run while `up` proves its login, it slowed the proof on a
+    server with few cores. It runs once the ready flag is there, not before."""
+    checked = threading.Event()
+    monkeypatch.setattr(agent, "_gpu_check", lambda config: checked.set())
+    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
+                               launch_context=tmp_path / "no-launch.json")
+    notebook = locations.open_notebook(config.notebook_path, config.launch_context)
+    stopping = WaitCounting()
+    worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
+    worker.start()
+    try:
+        wait_until(lambda: stopping.waits >= 2)  # round its loop twice: it has looked for the flag, found none
+        assert not checked.is_set()
+        locations.ready_flag().parent.mkdir(parents=True, exist_ok=True)
+        locations.ready_flag().touch()
+        assert checked.wait(10)
+    finally:
+        stopping.set()
+        worker.join(5)
+
+
 KEX = ("curve25519-sha256", "sntrup761x25519-sha512@openssh.com")
 CIPHERS = ("aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
 MACS = ("hmac-sha2-256-etm@openssh.com",)
