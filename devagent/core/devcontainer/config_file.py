@@ -427,8 +427,10 @@ def _ports(value: object, source: str) -> tuple[tuple[int, ...], list[str]]:
     """forwardPorts' port numbers; a "service:port" item (Compose) means nothing here."""
     if not isinstance(value, list):
         raise _usage(f"{source}: forwardPorts is not a list", "fix forwardPorts in the file")
-    ports = tuple(p for p in value if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536)
-    return ports, [f"forwardPorts {p!r}" for p in value if p not in ports]
+    # By type, not by equality: true == 1 and 1.0 == 1, so "not in ports" dropped them silently beside a 1.
+    is_port = [isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in value]
+    return (tuple(p for p, ok in zip(value, is_port, strict=True) if ok),
+            [f"forwardPorts {p!r}" for p, ok in zip(value, is_port, strict=True) if not ok])
 
 
 _USED = ("image", "build", "dockerFile", "context", "containerEnv", "remoteEnv", "remoteUser", "containerUser",

@@ -301,6 +301,12 @@ def test_forward_ports_take_tcp_port_numbers_and_list_the_rest_as_ignored() -> N
     assert plan_of('{"image": "i", "forwardPorts": [1]}').forward_ports == (1,)
 
 
+def test_forward_ports_list_a_boolean_or_a_float_beside_its_equal_port_as_ignored() -> None:
+    plan = plan_of('{"image": "i", "forwardPorts": [1, true, 0, false, 1.0]}')
+    assert plan.forward_ports == (1,)
+    assert plan.ignored == ("forwardPorts 0", "forwardPorts 1.0", "forwardPorts False", "forwardPorts True")
+
+
 def test_empty_commands_run_nothing_and_hooks_keep_the_specifications_order() -> None:
     plan = plan_of('{"image": "i", "postCreateCommand": "  ", "postStartCommand": [], "postAttachCommand": {},'
                    ' "updateContentCommand": "b", "onCreateCommand": ["a"]}')
