@@ -449,8 +449,15 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     plan = _image_build(config, source)
     for key, name in (("containerEnv", "container_env"), ("remoteEnv", "remote_env")):
         if key in config:
-            pairs = tuple((k, None if v is None and key == "remoteEnv" else str(v))
-                          for k, v in _mapping(config[key], key, source).items())
+            values = _mapping(config[key], key, source)
+            # Only remoteEnv gives null a meaning (unset); the schema wants a string in containerEnv, and str()
+            # would set the word "None" (the reference CLI sets "null": JavaScript's text for it, not a meaning).
+            unset = next((k for k, v in values.items() if v is None and key == "containerEnv"), None)
+            if unset is not None:
+                raise _usage(f"{source}: containerEnv: the value of {unset} is null, not a string",
+                             f"give {unset} a string value in containerEnv (\"\" for empty) or remove it; "
+                             "remoteEnv's null unsets a variable in the ssh sessions")
+            pairs = tuple((k, None if v is None else str(v)) for k, v in values.items())
             plan[name] = pairs
             for k, v in pairs:
                 problem = check_env(key, k, v)

@@ -209,6 +209,16 @@ def test_environment_variables_that_sshd_or_a_shell_would_misread_are_refused_wi
         "d.json: remoteEnv: the value of X holds a line break or control character")
 
 
+def test_a_null_in_container_env_is_refused_not_set_to_the_word_none() -> None:
+    error = refusal('{"image": "i", "containerEnv": {"A": "1", "HF_TOKEN": null}, "remoteEnv": {"B": null}}')
+    assert (error.message, error.hint) == (
+        "d.json: containerEnv: the value of HF_TOKEN is null, not a string",
+        'give HF_TOKEN a string value in containerEnv ("" for empty) or remove it; remoteEnv\'s null unsets a '
+        "variable in the ssh sessions")
+    plan = plan_of('{"image": "i", "containerEnv": {"A": ""}, "remoteEnv": {"B": null}}')
+    assert (plan.container_env, plan.remote_env) == ((("A", ""),), (("B", None),))
+
+
 # -- exact refusals, table-driven ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "message", "hint"), [
