@@ -380,10 +380,12 @@ def _image_build(config: Mapping[str, object], source: str) -> dict[str, object]
     plan: dict[str, object] = {}
     if "image" in config:
         plan["image"] = str(config["image"])
-    if config.get("build") is None and "dockerFile" not in config and "dockerfile" not in config:
+    # The specification's keys only, as the reference CLI reads them: a top-level lowercase "dockerfile" is no
+    # key of it (the reference builds nothing from it), so it is listed as ignored like any other unknown field.
+    if config.get("build") is None and "dockerFile" not in config:
         return plan
     spec = _mapping(config.get("build") or {}, "build", source)
-    dockerfile = spec.get("dockerfile") or config.get("dockerFile") or config.get("dockerfile")
+    dockerfile = spec.get("dockerfile") or config.get("dockerFile")
     if not isinstance(dockerfile, str):
         raise _usage(f"{source}: build has no dockerfile",
                      "name the Dockerfile: \"build\": {\"dockerfile\": \"Dockerfile\"}")
@@ -483,7 +485,7 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     # _editor checked customizations.vscode; EDITOR holds its extensions and settings when the file has them.
     present = {*config, *(f"customizations.vscode.{k}" for k in editor)}
     used = tuple(key for key in _USED if key in present)
-    known = {*_IGNORED, *_WEAKENING, *_USED, "dockerfile", "customizations"}
+    known = {*_IGNORED, *_WEAKENING, *_USED, "customizations"}
     ignored.extend(key for key in config if key not in known)
     return Plan(options=options, used=used, ignored=tuple(sorted(set(ignored))), **plan)  # type: ignore[arg-type]
 

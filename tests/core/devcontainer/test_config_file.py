@@ -339,13 +339,20 @@ def test_the_login_user_is_remote_user_else_container_user(users: str, user: str
 
 @pytest.mark.parametrize(("text", "build"), [
     ('{"dockerFile": "Dockerfile", "context": ".."}', Build("Dockerfile", "..")),
-    ('{"dockerfile": "D"}', Build("D")),
     ('{"build": {"dockerfile": "D", "args": {"N": 1}}}', Build("D", ".", (("N", "1"),))),
     ('{"build": {"dockerfile": "D", "context": ""}, "context": "x"}', Build("D", "x")),
 ])
 def test_a_build_from_build_or_the_legacy_fields(text: str, build: Build) -> None:
     plan = plan_of(text)
     assert (plan.build, plan.image, plan.ignored) == (build, None, ())
+
+
+def test_a_top_level_lowercase_dockerfile_is_no_key_of_the_specification_and_is_listed_as_ignored() -> None:
+    plan = plan_of('{"image": "i", "dockerfile": "D"}')
+    assert (plan.image, plan.build, plan.used, plan.ignored) == ("i", None, ("image",), ("dockerfile",))
+    assert plan_of('{"dockerfile": "D"}').build is None
+    assert refusal('{"build": {"context": "."}, "dockerfile": "D"}').message == "d.json: build has no dockerfile"
+    assert plan_of('{"dockerFile": "D", "dockerfile": "E"}').build == Build("D")
 
 
 def test_an_image_with_a_null_build_is_an_image() -> None:
