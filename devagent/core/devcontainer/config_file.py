@@ -429,10 +429,15 @@ def _ports(value: object, source: str) -> tuple[tuple[int, ...], list[str]]:
     """forwardPorts' port numbers; a "service:port" item (Compose) means nothing here."""
     if not isinstance(value, list):
         raise _usage(f"{source}: forwardPorts is not a list", "fix forwardPorts in the file")
-    # By type, not by equality: true == 1 and 1.0 == 1, so "not in ports" dropped them silently beside a 1.
-    is_port = [isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in value]
-    return (tuple(p for p, ok in zip(value, is_port, strict=True) if ok),
-            [f"forwardPorts {p!r}" for p, ok in zip(value, is_port, strict=True) if not ok])
+    ports: list[int] = []
+    others: list[str] = []
+    # Sorted by type, not by equality: true == 1 and 1.0 == 1, which "not in ports" dropped beside a 1.
+    for p in value:
+        if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536:
+            ports.append(p)
+        else:
+            others.append(f"forwardPorts {p!r}")
+    return tuple(ports), others
 
 
 _USED = ("image", "build", "dockerFile", "context", "containerEnv", "remoteEnv", "remoteUser", "containerUser",
