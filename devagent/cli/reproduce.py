@@ -14,6 +14,7 @@ from devagent.errors import DevagentError, ExitStatus
 if TYPE_CHECKING:
     from devagent.control.features.rerun import Files
     from devagent.control.sites.site import Site
+    from devagent.core.runs.reproduce_block import ReproduceFacts
     from devagent.core.up_request import SlurmUp
 
 
@@ -45,12 +46,12 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
 
     from devagent.core.runs.reproduce_block import compare_metrics, reproduction_entries
 
-    slurm, environment = _job_of_run(host, target, name)
+    slurm, environment, facts = _job_of_run(host, target, name)
     with site_options.open_site(host=host, slurm=slurm, environment=environment) as site:
         provisioner = site_options.provisioner(site)
         files: Files = site.files()
         plan, result = _reproduction_up(provisioner, files, target, name=name, into=into, anyway=anyway,
-                                        site=site, in_job=slurm is not None)
+                                        site=site, in_job=slurm is not None, facts=facts)
         facts = plan.facts
         on = site.on
         # The notebook's words (its command, its metric names) are shown with their control characters visible.
@@ -82,14 +83,16 @@ def reproduce(target: str, name: str | None, into: str | None, host: str | None,
     click.echo(f"✔ run {facts.number} reproduced (environment {plan.name}; `devagent down {plan.name}` removes it)")
 
 
-def _job_of_run(host: str | None, target: str, name: str | None) -> tuple[SlurmUp | None, str | None]:
+def _job_of_run(host: str | None, target: str,
+                name: str | None) -> tuple[SlurmUp | None, str | None, ReproduceFacts | None]:
     """For a run whose environment lived in a Slurm job, on the cluster whose login node is HOST (or
     DEVAGENT_HOST): a new job like it (core/runs/reproduce_block.py `job_request`) and the new environment's name,
     as `up --slurm` opens them; (None, None) for any other run. The notebook is read over a login that needs no
-    Docker Engine there (a login node often has none)."""
+    Docker Engine there (a login node often has none); the run's facts come back too, for `prepare`, so the
+    notebook is read once (None when it is on this machine: nothing was read)."""
     server = host or site_options.settings().host
     if server is None:
-        return None, None  # the notebook is on this machine: its environment is made here
+        return None, None, None  # the notebook is on this machine: its environment is made here
     from devagent.control.features.rerun import ServerFiles, load_facts, parse_target
     from devagent.control.paths import Paths
     from devagent.control.sites import slurm_site
@@ -105,13 +108,15 @@ def _job_of_run(host: str | None, target: str, name: str | None) -> tuple[SlurmU
         facts = load_facts(files, path, number)
     request = job_request(facts, notebook=str(path))
     if request is None:
-        return None, None
-    return SlurmUp(request=request), validate_new_name(name or facts.new_env_name())
+        return None, None, facts
+    return SlurmUp(request=request), validate_new_name(name or facts.new_env_name()), facts
 
 
 def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | None, into: str | None,
-                     anyway: bool, site: Site, in_job: bool = False) -> tuple[Any, Any]:
-    """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails."""
+                     anyway: bool, site: Site, in_job: bool = False,
+                     facts: ReproduceFacts | None = None) -> tuple[Any, Any]:
+    """`reproduce`'s checked plan (the new workspace made) and its environment, up; nothing left when it fails.
+    FACTS: the run's, when `_job_of_run` read them already (then the notebook is not read again)."""
     from devagent.control.features.rerun import prepare
     from devagent.control.ssh.openssh import client_version
     from devagent.core.config import CONFIG_FILE
@@ -120,7 +125,7 @@ def _reproduction_up(provisioner: Any, files: Any, target: str, *, name: str | N
     from devagent.core.up_request import up_request
 
     plan = prepare(target, name=name, into=into, anyway=anyway, engine=provisioner.engine, files=files,
-                   report=echo_step)
+                   report=echo_step, facts=facts)
     for warning in plan.warnings:
         echo_step(f"⚠ {warning}")
     facts = plan.facts

@@ -216,7 +216,7 @@ def parse_gpus(text: str) -> GpuRequest:
         return GpuRequest("all")
     hint = GPUS_HINT
     if value.lower().startswith("any"):
-        count = value[3:].lstrip(":").strip()
+        count = value[4:].strip()  # exactly one colon: "any::2" is a typo, not a count
         if value[3:4] != ":" or not count.isdigit() or not 1 <= int(count) <= 64:
             raise DevagentError(f"--gpus: {text!r} is not any:N with N a number of GPUs from 1 to 64",
                                 hint=hint, status=ExitStatus.USAGE)

@@ -198,7 +198,8 @@ def test_gpu_keywords_and_any_counts(text: str, expected: GpuRequest) -> None:
     assert parse_gpus(text) == expected
 
 
-@pytest.mark.parametrize("text", ["any", "any2", "any:0", "any:65", "any:two", "any:X1", "any:-1", "anything"])
+@pytest.mark.parametrize("text", ["any", "any2", "any:0", "any:65", "any:two", "any:X1", "any:-1", "anything",
+                                  "any::2", "any: :2", "any:2:"])
 def test_any_takes_a_count_from_1_to_64(text: str) -> None:
     with pytest.raises(DevagentError) as err:
         parse_gpus(text)

@@ -126,12 +126,14 @@ def load_facts(files: Files, notebook: PurePath, number: int) -> ReproduceFacts:
 
 
 def prepare(target: str, *, name: str | None, into: str | None, anyway: bool, engine: EngineApi, files: Files,
-            report: Report) -> Reproduction:
+            report: Report, facts: ReproduceFacts | None = None) -> Reproduction:
     """Check that run TARGET can be reproduced and make its new workspace (INTO, else beside the original's).
-    Refuses with NOT_REPRODUCIBLE (naming every gap) unless ANYWAY; a refusal leaves nothing behind."""
+    Refuses with NOT_REPRODUCIBLE (naming every gap) unless ANYWAY; a refusal leaves nothing behind. FACTS: the
+    run's, when the caller read them from the notebook already (`reproduce --host`: one read over ssh, not two)."""
     notebook_text, number = parse_target(target)
     notebook = files.path(notebook_text)
-    facts = load_facts(files, notebook, number)
+    if facts is None:
+        facts = load_facts(files, notebook, number)
     workspace = files.find_workspace(notebook)
     new_name = validate_new_name(name or facts.new_env_name())
     new_root = files.path(into) if into else workspace.parent / new_name

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -35,11 +36,18 @@ def client_version_soon(ssh: str = "ssh") -> Callable[[], tuple[int, int] | None
     proc = subprocess.Popen(client_argv("-V", ssh=ssh), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     found: list[tuple[int, int] | None] = []
 
+    def wait() -> None:
+        out, err = proc.communicate()
+        found.append(openssh_version(err + out))
+
+    # A daemon thread reads the answer and reaps the child as soon as it ends: `up` may stop (a refused option,
+    # a file error) before it asks, and a child nobody waited for stays a zombie for the rest of the process.
+    waiter = threading.Thread(target=wait, name="ssh -V", daemon=True)
+    waiter.start()
+
     def result() -> tuple[int, int] | None:
-        if not found:
-            out, err = proc.communicate()
-            found.append(openssh_version(err + out))
-        return found[0]
+        waiter.join()
+        return found[0] if found else None
     return result
 
 

@@ -380,10 +380,12 @@ def _image_build(config: Mapping[str, object], source: str) -> dict[str, object]
     plan: dict[str, object] = {}
     if "image" in config:
         plan["image"] = str(config["image"])
-    if config.get("build") is None and "dockerFile" not in config and "dockerfile" not in config:
+    # The specification's keys only, as the reference CLI reads them: a top-level lowercase "dockerfile" is no
+    # key of it (the reference builds nothing from it), so it is listed as ignored like any other unknown field.
+    if config.get("build") is None and "dockerFile" not in config:
         return plan
     spec = _mapping(config.get("build") or {}, "build", source)
-    dockerfile = spec.get("dockerfile") or config.get("dockerFile") or config.get("dockerfile")
+    dockerfile = spec.get("dockerfile") or config.get("dockerFile")
     if not isinstance(dockerfile, str):
         raise _usage(f"{source}: build has no dockerfile",
                      "name the Dockerfile: \"build\": {\"dockerfile\": \"Dockerfile\"}")
@@ -427,8 +429,15 @@ def _ports(value: object, source: str) -> tuple[tuple[int, ...], list[str]]:
     """forwardPorts' port numbers; a "service:port" item (Compose) means nothing here."""
     if not isinstance(value, list):
         raise _usage(f"{source}: forwardPorts is not a list", "fix forwardPorts in the file")
-    ports = tuple(p for p in value if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536)
-    return ports, [f"forwardPorts {p!r}" for p in value if p not in ports]
+    ports: list[int] = []
+    others: list[str] = []
+    # Sorted by type, not by equality: true == 1 and 1.0 == 1, which "not in ports" dropped beside a 1.
+    for p in value:
+        if isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536:
+            ports.append(p)
+        else:
+            others.append(f"forwardPorts {p!r}")
+    return tuple(ports), others
 
 
 _USED = ("image", "build", "dockerFile", "context", "containerEnv", "remoteEnv", "remoteUser", "containerUser",
@@ -447,8 +456,15 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     plan = _image_build(config, source)
     for key, name in (("containerEnv", "container_env"), ("remoteEnv", "remote_env")):
         if key in config:
-            pairs = tuple((k, None if v is None and key == "remoteEnv" else str(v))
-                          for k, v in _mapping(config[key], key, source).items())
+            values = _mapping(config[key], key, source)
+            # Only remoteEnv gives null a meaning (unset); the schema wants a string in containerEnv, and str()
+            # would set the word "None" (the reference CLI sets "null": JavaScript's text for it, not a meaning).
+            unset = next((k for k, v in values.items() if v is None and key == "containerEnv"), None)
+            if unset is not None:
+                raise _usage(f"{source}: containerEnv: the value of {unset} is null, not a string",
+                             f"give {unset} a string value in containerEnv (\"\" for empty) or remove it; "
+                             "remoteEnv's null unsets a variable in the ssh sessions")
+            pairs = tuple((k, None if v is None else str(v)) for k, v in values.items())
             plan[name] = pairs
             for k, v in pairs:
                 problem = check_env(key, k, v)
@@ -474,7 +490,7 @@ def map_config(config: Mapping[str, object], *, source: str) -> Plan:
     # _editor checked customizations.vscode; EDITOR holds its extensions and settings when the file has them.
     present = {*config, *(f"customizations.vscode.{k}" for k in editor)}
     used = tuple(key for key in _USED if key in present)
-    known = {*_IGNORED, *_WEAKENING, *_USED, "dockerfile", "customizations"}
+    known = {*_IGNORED, *_WEAKENING, *_USED, "customizations"}
     ignored.extend(key for key in config if key not in known)
     return Plan(options=options, used=used, ignored=tuple(sorted(set(ignored))), **plan)  # type: ignore[arg-type]
 

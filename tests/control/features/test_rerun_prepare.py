@@ -186,3 +186,53 @@ def test_a_notebooks_up_options_pass_the_command_lines_checks_and_nothing_else(
         "  hint: a notebook cannot choose it: fix the run's reproduce block, or pass what you mean to `devagent up` "
         "yourself\n")
     assert sorted(p.name for p in workspace.parent.iterdir()) == ["code"]  # the clone is gone again
+
+
+class _StopAtUp(DevagentError):
+    pass
+
+
+def test_reproduce_host_reads_a_slurm_run_s_notebook_once(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_job_of_run` reads the notebook (over a login to the login node) to learn the run's job; `prepare` takes
+    those facts instead of reading it again over the site's link. Stopped at the environment's `up`."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from devagent.cli import reproduce, site_options
+    from devagent.control.features import rerun
+    from devagent.control.sites import slurm_site
+
+    target = write_run(workspace, facts_for(workspace, slurm=("--slurm", "gpu", "--time", "10")))
+    reads: list[Path] = []
+
+    class CountingFiles(LocalFiles):
+        def read_text(self, path: Any) -> str:
+            reads.append(Path(path))
+            return super().read_text(path)
+
+    files = CountingFiles()
+    opened: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def login(text: str, **_: Any) -> Any:
+        yield object(), object()
+
+    @contextlib.contextmanager
+    def open_site(**kwargs: Any) -> Any:
+        opened.append(kwargs)
+        yield SimpleNamespace(files=lambda: files, given="hpc", on=" on hpc",
+                              up_flags=("--host", "hpc", "--slurm", "gpu", "--time", "0-00:10:00"))
+
+    def up(spec: Any, launch_command: Any) -> Any:
+        raise _StopAtUp("stopped by the test at up")
+
+    monkeypatch.setattr(slurm_site, "login", login)
+    monkeypatch.setattr(rerun, "ServerFiles", lambda link: files)
+    monkeypatch.setattr(site_options, "open_site", open_site)
+    monkeypatch.setattr(site_options, "provisioner", lambda site: SimpleNamespace(engine=Images(LOCAL), up=up))
+    with pytest.raises(_StopAtUp):
+        reproduce.reproduce.callback(target, None, None, "hpc", 1e-6, False)  # type: ignore[misc]
+    [kwargs] = opened
+    assert (kwargs["environment"], kwargs["slurm"].request.partition) == ("exp-run1", "gpu")  # a job like the run's
+    assert reads.count(workspace / "lab-notebook.md") == 1
+    assert not (workspace.parent / "exp-run1").exists()  # the failed up left no workspace behind

@@ -162,3 +162,21 @@ def test_the_client_s_version_is_asked_at_once_and_read_when_needed(tmp_path: Pa
         time.sleep(0.01)
     assert version() == version() == (9, 2) == client_version(str(ssh))
     assert client_version_soon(str(tmp_path / "none"))() is None  # no client: no process
+
+
+def test_the_client_s_version_process_is_reaped_when_nobody_asks_for_it(tmp_path: Path) -> None:
+    ssh = tmp_path / "ssh"
+    pid_file = tmp_path / "pid"
+    ssh.write_text(f"#!/bin/sh\necho $$ > {pid_file}.part && mv {pid_file}.part {pid_file}\n"
+                   "echo 'OpenSSH_9.2p1 Debian-2+deb12u3, OpenSSL 3.0.15' >&2\n")
+    ssh.chmod(0o755)
+    version = client_version_soon(str(ssh))  # kept: `up` holds it too, and may end without asking (an error)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists():
+        assert time.monotonic() < deadline, "ssh -V was not started"
+        time.sleep(0.01)
+    proc = Path("/proc", pid_file.read_text().strip())
+    while proc.exists():  # a zombie keeps its /proc entry (state Z) until its parent waits for it
+        assert time.monotonic() < deadline, f"ssh -V is not reaped: {(proc / 'stat').read_text()}"
+        time.sleep(0.05)
+    assert version() == (9, 2)  # the answer is still there for a later ask

@@ -209,6 +209,16 @@ def test_environment_variables_that_sshd_or_a_shell_would_misread_are_refused_wi
         "d.json: remoteEnv: the value of X holds a line break or control character")
 
 
+def test_a_null_in_container_env_is_refused_not_set_to_the_word_none() -> None:
+    error = refusal('{"image": "i", "containerEnv": {"A": "1", "HF_TOKEN": null}, "remoteEnv": {"B": null}}')
+    assert (error.message, error.hint) == (
+        "d.json: containerEnv: the value of HF_TOKEN is null, not a string",
+        'give HF_TOKEN a string value in containerEnv ("" for empty) or remove it; remoteEnv\'s null unsets a '
+        "variable in the ssh sessions")
+    plan = plan_of('{"image": "i", "containerEnv": {"A": ""}, "remoteEnv": {"B": null}}')
+    assert (plan.container_env, plan.remote_env) == ((("A", ""),), (("B", None),))
+
+
 # -- exact refusals, table-driven ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "message", "hint"), [
@@ -301,6 +311,12 @@ def test_forward_ports_take_tcp_port_numbers_and_list_the_rest_as_ignored() -> N
     assert plan_of('{"image": "i", "forwardPorts": [1]}').forward_ports == (1,)
 
 
+def test_forward_ports_list_a_boolean_or_a_float_beside_its_equal_port_as_ignored() -> None:
+    plan = plan_of('{"image": "i", "forwardPorts": [1, true, 0, false, 1.0]}')
+    assert plan.forward_ports == (1,)
+    assert plan.ignored == ("forwardPorts 0", "forwardPorts 1.0", "forwardPorts False", "forwardPorts True")
+
+
 def test_empty_commands_run_nothing_and_hooks_keep_the_specifications_order() -> None:
     plan = plan_of('{"image": "i", "postCreateCommand": "  ", "postStartCommand": [], "postAttachCommand": {},'
                    ' "updateContentCommand": "b", "onCreateCommand": ["a"]}')
@@ -323,13 +339,20 @@ def test_the_login_user_is_remote_user_else_container_user(users: str, user: str
 
 @pytest.mark.parametrize(("text", "build"), [
     ('{"dockerFile": "Dockerfile", "context": ".."}', Build("Dockerfile", "..")),
-    ('{"dockerfile": "D"}', Build("D")),
     ('{"build": {"dockerfile": "D", "args": {"N": 1}}}', Build("D", ".", (("N", "1"),))),
     ('{"build": {"dockerfile": "D", "context": ""}, "context": "x"}', Build("D", "x")),
 ])
 def test_a_build_from_build_or_the_legacy_fields(text: str, build: Build) -> None:
     plan = plan_of(text)
     assert (plan.build, plan.image, plan.ignored) == (build, None, ())
+
+
+def test_a_top_level_lowercase_dockerfile_is_no_key_of_the_specification_and_is_listed_as_ignored() -> None:
+    plan = plan_of('{"image": "i", "dockerfile": "D"}')
+    assert (plan.image, plan.build, plan.used, plan.ignored) == ("i", None, ("image",), ("dockerfile",))
+    assert plan_of('{"dockerfile": "D"}').build is None
+    assert refusal('{"build": {"context": "."}, "dockerfile": "D"}').message == "d.json: build has no dockerfile"
+    assert plan_of('{"dockerFile": "D", "dockerfile": "E"}').build == Build("D")
 
 
 def test_an_image_with_a_null_build_is_an_image() -> None:

@@ -431,7 +431,7 @@ class TestWidthInA600PxPreview:
         assert long in text  # whole, in a code block below the table
 
     def test_a_four_column_table_shares_the_width(self) -> None:
-        report = with_(h100_report(), previous=RunRecord(**{**h100_report().previous.__dict__,  # type: ignore[union-attr]
+        report = with_(h100_report(), previous=RunRecord(**{**h100_report().previous.__dict__,
                                                             "hparams": {"lr": "x" * 60}}))
         rows = [line for line in render_run(report).splitlines() if line.startswith("| `lr` |")]
         assert [len(word) for word in table_words(rows[0])] == [2, 4, 4, 16]
