@@ -94,12 +94,14 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
     cpu_before = children_cpu()
-    sampler = GpuSampler.open(interval=sample_interval)
+    sampler: GpuSampler | None = None
     try:
         with _SignalRelay(winch=terminal) as relay:
             started = time.monotonic()
             process, reader = _spawn(argv, env=env, cwd=cwd, terminal=terminal, out=out)
             relay.attach(process, pty_master=reader if terminal else None, terminal=out if terminal else None)
+            # NVML's start (its library loaded, every GPU opened) while the command starts, not before it
+            sampler = GpuSampler.open(interval=sample_interval)
             if sampler is not None:
                 sampler.follow(process.pid)
             if side is not None:
