@@ -81,12 +81,19 @@ class RankLogs:
             self._poll(final=False)
 
     def _poll(self, *, final: bool) -> None:
+        """Pass on what the files hold now, a read per file at a time (a rank that floods its output is passed on
+        in pieces, not held whole in memory)."""
         self._discover()
-        out = bytearray()
-        for tailed in self._files.values():
-            out += tailed.read(final=final)
-        if out and self._write is not None:
-            self._write(bytes(out))
+        more = True
+        while more:
+            out = bytearray()
+            more = False
+            for tailed in self._files.values():
+                data, exhausted = tailed.read(final=final)
+                out += data
+                more = more or not exhausted
+            if out and self._write is not None:
+                self._write(bytes(out))
 
     def _discover(self) -> None:
         """Open the rank files that appeared since the last look (a restart makes a new attempt's)."""
@@ -127,28 +134,26 @@ class _Tailed:
         self.prefix = prefix
         self.partial = b""
 
-    def read(self, *, final: bool) -> bytes:
-        """The whole lines written since the last read, each tagged; at the end also a last line without one.
-        A ``\\r`` ends a piece too (a progress bar redrawn in place gets its tag back on every redraw)."""
-        chunks = [self.partial]
-        while True:
-            try:
-                data = os.read(self.fd, READ_BYTES)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        data = b"".join(chunks)
+    def read(self, *, final: bool) -> tuple[bytes, bool]:
+        """The whole lines of the next read (at most READ_BYTES), each tagged, and whether the file's end was
+        reached; at the run's end (FINAL) also a last line without an end. A ``\r`` ends a piece too (a progress
+        bar redrawn in place gets its tag back on every redraw)."""
+        try:
+            data = os.read(self.fd, READ_BYTES)
+        except OSError:
+            data = b""
+        exhausted = len(data) < READ_BYTES
+        data = self.partial + data
+        closing = final and exhausted
         held = b""
-        if not final and data.endswith(b"\r"):  # its \n may be next: hold it, not to tag an empty line
+        if not closing and data.endswith(b"\r"):  # its \n may be next: hold it, not to tag an empty line
             data, held = data[:-1], b"\r"
         pieces = _LINE_END.split(data)
         ends = _LINE_END.findall(data)
         rest = pieces.pop()
-        if len(rest) > PARTIAL_BYTES or (final and rest):
+        if len(rest) > PARTIAL_BYTES or (closing and rest):
             pieces.append(rest)
-            ends.append(b"\n" if final else b"")
+            ends.append(b"\n" if closing else b"")
             rest = b""
         self.partial = rest + held
-        return b"".join(self.prefix + piece + end for piece, end in zip(pieces, ends, strict=True))
+        return b"".join(self.prefix + piece + end for piece, end in zip(pieces, ends, strict=True)), exhausted

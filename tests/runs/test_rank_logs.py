@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from devagent.runs.rank_logs import RankLogs
+from devagent.runs.rank_logs import READ_BYTES, RankLogs
 from devagent.runs.streaming import run_streaming
 from devagent.runs.wrapped import rank_tagging, tags_rank_files
 
@@ -108,3 +108,21 @@ def test_devagent_tags_the_files_of_one_node_only() -> None:
         "PET_TEE": "3", "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "<${rank}>"}
     assert rank_tagging(["torchrun", "--redirects", "3", "t.py"], {}, log_dir=Path("/tmp/r")) == {}
     assert not tags_rank_files(["python", "t.py"], {"WORLD_SIZE": "2"})
+
+
+def test_a_flood_is_passed_on_in_pieces_and_whole(tmp_path: Path) -> None:
+    (tmp_path / "ranks").mkdir()
+    logs = RankLogs(tmp_path / "ranks", interval=NEVER)
+    writes: list[int] = []
+    out = _Collected()
+
+    def write(data: bytes) -> None:
+        writes.append(len(data))
+        out.write(data)
+
+    logs.start(write)
+    line = b"x" * 99 + b"\n"
+    _rank_file(logs.root, 0).write_bytes(line * 50_000)  # 5 MB
+    logs.stop()
+    assert len(writes) > 1 and max(writes) < 2 * READ_BYTES  # never the whole flood at once
+    assert out.data == (b"[rank0]:" + line) * 50_000
