@@ -32,12 +32,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from devagent.core.runs.gpu_timeline import DeviceTimeline
 from devagent.runs.cpu_share import children_cpu, cpu_share
-from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
+
+if TYPE_CHECKING:  # the sampler (with NVML's library, ~15 ms of imports) is imported once the command runs
+    from devagent.core.runs.gpu_timeline import DeviceTimeline
+    from devagent.runs.gpu_memory import GpuSampler
 
 log = logging.getLogger("devagent.process")
 
@@ -101,6 +103,7 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
             process, reader = _spawn(argv, env=env, cwd=cwd, terminal=terminal, out=out)
             relay.attach(process, pty_master=reader if terminal else None, terminal=out if terminal else None)
             # NVML's start (its library loaded, every GPU opened) while the command starts, not before it
+            from devagent.runs.gpu_memory import GpuSampler
             sampler = GpuSampler.open(interval=sample_interval)
             if sampler is not None:
                 sampler.follow(process.pid)

@@ -23,6 +23,7 @@ import pytest
 
 from devagent.inside import nvml
 from devagent.runs import streaming
+from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.streaming import CHUNK, _SignalRelay, run_streaming
 from tests.runs.support import nvml_gpus
 from tests.signals import signal_off_the_main_thread
@@ -404,6 +405,6 @@ def test_nvml_starts_once_the_command_has(monkeypatch: pytest.MonkeyPatch) -> No
         order.append("NVML opened")
 
     monkeypatch.setattr(streaming, "_spawn", spawned)
-    monkeypatch.setattr(streaming.GpuSampler, "open", opened)
+    monkeypatch.setattr(GpuSampler, "open", opened)
     assert run_streaming([sys.executable, "-c", "pass"], on_output=lambda _: None).returncode == 0
     assert order == ["command started", "NVML opened"]
