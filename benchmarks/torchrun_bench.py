@@ -8,11 +8,15 @@ alike; each round takes a fresh rendezvous port. Figures (target in brackets):
 
 - the ratio of the medians, wrapped over bare [≤ 1.05×];
 - the difference of the medians, in ms (what one distributed run pays, once: start, rank tagging, the section);
-- a third arm, bare `torchrun` with the rank tagging `devagent run` turns on (``PET_TEE=3`` and a
-  ``[rank${rank}]:`` prefix: torchrun then writes each rank's output to a file and tails it back), which splits
-  the cost into torchrun's own tee and devagent's.
+- each arm's launch part: from the command's start to its first rank's start, plus from its last rank's end to
+  the command's end (every rank writes when it started and ended): what the launcher and the wrapper add, with
+  the ranks' own work — torch's import and the training, the noisiest part on a shared machine — left out;
+- a third arm, bare `torchrun` with the rank tagging `devagent run` turned on until session 18 (``PET_TEE=3``
+  and a ``[rank${rank}]:`` prefix: torchrun then writes each rank's output to a file and tails it back), and a
+  fourth with what it asks of a one-node torchrun since (``PET_REDIRECTS=3``: the files only; devagent tails
+  them), which split the cost into torchrun's part and devagent's.
 
-With ``--baseline DIR`` (another checkout of devagent, e.g. ``git archive main``'s) a fourth arm times that
+With ``--baseline DIR`` (another checkout of devagent, e.g. ``git archive main``'s) a fifth arm times that
 devagent's `devagent run` in the same rounds. With ``--user-python PY`` (an interpreter with matplotlib) the
 wrapped runs draw their loss-curve picture with it (DEVAGENT_PYTHON), as a user's environment with matplotlib
 does; without it the picture's interpreter is the first `python3` on PATH outside this venv.
@@ -34,12 +38,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
 DDP = """\
-import os, sys
+import os, sys, time
+started = time.time()  # before torch's import: the launch's own part ends here
 import torch
 import torch.distributed as dist
 steps = int(sys.argv[1])
@@ -56,6 +62,8 @@ for step in range(steps):
 dist.barrier()
 dist.destroy_process_group()
 sys.stdout.flush()
+with open(os.environ["BENCH_STAMPS"] + os.environ["RANK"], "w") as f:
+    f.write(f"{started} {time.time()}")
 os._exit(0)  # torch 2.13's CPU gloo aborts now and then in its C++ teardown; the run is done
 """
 
@@ -67,19 +75,37 @@ def _free_port() -> int:
 
 
 TAGGING = {"PET_TEE": "3", "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": "[rank${rank}]:"}
+REDIRECTS = {"PET_REDIRECTS": "3"}  # what `devagent run` asks of a one-node torchrun since session 18
 
 
-def timed(argv: list[str], cwd: Path, extra: dict[str, str] | None = None, repo: Path = REPO) -> float:
+class Timing(NamedTuple):
+    total: float
+    before: float  # from the command's start to the first rank's start
+    after: float  # from the last rank's end to the command's end
+
+    @property
+    def launch(self) -> float:
+        """The launch's own part: the ranks' own work (torch's import, training), the noisiest, left out."""
+        return self.before + self.after
+
+
+def timed(argv: list[str], cwd: Path, extra: dict[str, str] | None = None, repo: Path = REPO) -> Timing:
     # PYTHONDONTWRITEBYTECODE (set on the build machine) would make every wrapped run compile devagent from
     # source (~0.2 s); an installed devagent has its bytecode, like torch's in site-packages.
     env = {k: v for k, v in os.environ.items()
            if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN", "PYTHONDONTWRITEBYTECODE")}
     env["PYTHONPATH"] = str(repo)
     env["PATH"] = os.path.dirname(PYTHON) + os.pathsep + env.get("PATH", "")
+    stamps = cwd / "stamps"
+    shutil.rmtree(stamps, ignore_errors=True)
+    stamps.mkdir()
+    env["BENCH_STAMPS"] = str(stamps) + "/rank"
     env.update(extra or {})
-    start = time.perf_counter()
+    start, wall = time.perf_counter(), time.time()
     subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, env=env)
-    return time.perf_counter() - start
+    total, end = time.perf_counter() - start, time.time()
+    ranks = [tuple(map(float, p.read_text().split())) for p in stamps.iterdir()]
+    return Timing(total, min(r[0] for r in ranks) - wall, end - max(r[1] for r in ranks))
 
 
 def main() -> int:
@@ -107,7 +133,7 @@ def main() -> int:
         timed(command(), ws)  # warm the page cache for torch's import, for both sides alike
         for repo in repos.values():  # and devagent's (and its bytecode)
             timed([PYTHON, "-m", "devagent", "run", "--", *command()], ws, wrap, repo)
-        times: dict[str, list[float]] = {"bare": [], "tee": [], **{arm: [] for arm in repos}}
+        times: dict[str, list[Timing]] = {"bare": [], "tee": [], "redirects": [], **{arm: [] for arm in repos}}
         for i in range(args.rounds):
             # Rotate which goes first, so none always follows another's cache effects.
             arms = list(times)
@@ -116,22 +142,24 @@ def main() -> int:
                     times[arm].append(timed([PYTHON, "-m", "devagent", "run", "--", *command()], ws, wrap,
                                             repos[arm]))
                 else:
-                    times[arm].append(timed(command(), ws, TAGGING if arm == "tee" else None))
-        bare, tee, wrapped = times["bare"], times["tee"], times["wrapped"]
-        b, t, w = (statistics.median(x) for x in (bare, tee, wrapped))
-        print(f"bare torchrun:    median {b * 1000:.0f} ms (min {min(bare) * 1000:.0f}, max {max(bare) * 1000:.0f})")
-        print(f"torchrun + tee:   median {t * 1000:.0f} ms (min {min(tee) * 1000:.0f}, max {max(tee) * 1000:.0f})"
-              f" = {t / b:.3f}× bare")
-        print(f"devagent run:     median {w * 1000:.0f} ms (min {min(wrapped) * 1000:.0f}, "
-              f"max {max(wrapped) * 1000:.0f})")
-        print(f"ratio {w / b:.3f}× ({(w - b) * 1000:+.0f} ms per run; "
-              f"min against min {min(wrapped) / min(bare):.3f}×), "
-              f"{args.rounds} rounds alternating, {args.steps} steps [target ≤ 1.05×]")
-        print(f"devagent's own part: {w / t:.3f}× torchrun with the same tagging ({(w - t) * 1000:+.0f} ms)")
-        if "baseline" in times:
-            base = statistics.median(times["baseline"])
-            print(f"baseline devagent run: median {base * 1000:.0f} ms (min {min(times['baseline']) * 1000:.0f}, "
-                  f"max {max(times['baseline']) * 1000:.0f}) = {base / b:.3f}× bare, {base / t:.3f}× tagged")
+                    times[arm].append(timed(command(), ws, {"tee": TAGGING, "redirects": REDIRECTS}.get(arm)))
+        names = {"bare": "bare torchrun", "tee": "torchrun + tee", "redirects": "torchrun + redirects",
+                 "wrapped": "devagent run", "baseline": "baseline devagent run"}
+        total = {arm: statistics.median(t.total for t in runs) for arm, runs in times.items()}
+        launch = {arm: statistics.median(t.launch for t in runs) for arm, runs in times.items()}
+        print(f"{'arm':22} {'median':>9} {'min':>9} {'ratio':>7} {'launch part':>12} {'min':>9} {'+ bare':>8}"
+              f" {'before':>8} {'after':>8} (medians)")
+        for arm, runs in times.items():
+            print(f"{names[arm]:22} {total[arm] * 1000:7.0f}ms {min(t.total for t in runs) * 1000:7.0f}ms "
+                  f"{total[arm] / total['bare']:6.3f}× {launch[arm] * 1000:10.0f}ms "
+                  f"{min(t.launch for t in runs) * 1000:7.0f}ms {(launch[arm] - launch['bare']) * 1000:+6.0f}ms "
+                  f"{statistics.median(t.before for t in runs) * 1000:6.0f}ms "
+                  f"{statistics.median(t.after for t in runs) * 1000:6.0f}ms")
+        b, w = total["bare"], total["wrapped"]
+        print(f"ratio {w / b:.3f}× ({(w - b) * 1000:+.0f} ms per run), {args.rounds} rounds alternating, "
+              f"{args.steps} steps [target ≤ 1.05×]; by the launch parts (the ranks' own work left out): "
+              f"{(launch['wrapped'] - launch['bare']) * 1000:+.0f} ms = "
+              f"{(b + launch['wrapped'] - launch['bare']) / b:.3f}× the bare median")
         sections = (ws / "lab-notebook.md").read_text().count("\n## ")
         pictures = len(list((ws / "lab-notebook.assets").glob("*.png")))
         print(f"sections appended: {sections} (expected {(args.rounds + 1) * len(repos)}: warming up included), "

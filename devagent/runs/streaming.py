@@ -32,12 +32,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-from devagent.core.runs.gpu_timeline import DeviceTimeline
 from devagent.runs.cpu_share import children_cpu, cpu_share
-from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.oom import oom_kill_count
+
+if TYPE_CHECKING:  # the sampler (with NVML's library, ~15 ms of imports) is imported once the command runs
+    from devagent.core.runs.gpu_timeline import DeviceTimeline
+    from devagent.runs.gpu_memory import GpuSampler
 
 log = logging.getLogger("devagent.process")
 
@@ -66,10 +68,21 @@ class ProcessOutcome:
     cpu_share: float | None = None  # the tree's CPU time over duration × the cores it could use
 
 
+class SideOutput(Protocol):
+    """Output the command writes elsewhere than its stdout and stderr (a torchrun's rank files: rank_logs.py),
+    passed on beside them from a thread of its own while the command runs, and drained when it has ended."""
+
+    def start(self, write: Callable[[bytes], None]) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], env: Mapping[str, str] | None = None,
-                  cwd: str | None = None, sample_interval: float = 0.5) -> ProcessOutcome:
+                  cwd: str | None = None, sample_interval: float = 0.5,
+                  side: SideOutput | None = None, on_start: Callable[[], None] | None = None) -> ProcessOutcome:
     """Run ARGV (in CWD, with ENV) in our process group, stream its output to our stdout unchanged and to
-    ON_OUTPUT, and return how it ended.
+    ON_OUTPUT, and return how it ended. SIDE's output, when given, goes the same way. ON_START is called once
+    the command has started (work that need not delay it); its exceptions are logged, never raised.
 
     While it runs, SIGINT is ignored here (Ctrl-C in a terminal reaches the command itself, which shares our
     process group); SIGTERM, SIGHUP and SIGQUIT sent to us are passed on to the command. ON_OUTPUT's exceptions
@@ -83,14 +96,24 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
     sink = _Sink(out, on_output)
     oom_before = oom_kill_count()
     cpu_before = children_cpu()
-    sampler = GpuSampler.open(interval=sample_interval)
+    sampler: GpuSampler | None = None
     try:
         with _SignalRelay(winch=terminal) as relay:
             started = time.monotonic()
             process, reader = _spawn(argv, env=env, cwd=cwd, terminal=terminal, out=out)
             relay.attach(process, pty_master=reader if terminal else None, terminal=out if terminal else None)
+            # NVML's start (its library loaded, every GPU opened) while the command starts, not before it
+            from devagent.runs.gpu_memory import GpuSampler
+            sampler = GpuSampler.open(interval=sample_interval)
             if sampler is not None:
                 sampler.follow(process.pid)
+            if side is not None:
+                side.start(sink.write)
+            if on_start is not None:
+                try:
+                    on_start()
+                except Exception:
+                    log.exception("preparing the run's record beside the command failed")
             try:
                 _pump(reader, process, sink)
             finally:
@@ -99,6 +122,8 @@ def run_streaming(argv: Sequence[str], *, on_output: Callable[[bytes], None], en
                 duration = time.monotonic() - started
                 relay.detach()
     finally:
+        if side is not None:  # after the command's end: what it left is read at once
+            side.stop()
         peak, total, gpus = sampler.stop() if sampler is not None else (None, None, 0)
         devices = tuple(sorted(sampler.usage.devices)) if sampler is not None else ()
         timelines = sampler.timelines.of(devices) if sampler is not None else ()
@@ -209,8 +234,13 @@ class _Sink:
         self._out = out
         self._on_output = on_output
         self._callback_errors = 0
+        self._lock = threading.Lock()  # the pump and a side output's thread write alike
 
     def write(self, data: bytes) -> None:
+        with self._lock:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self._out is not None:
             try:
                 self._out.write(data)

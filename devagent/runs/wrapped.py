@@ -18,20 +18,23 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devagent.core import layout
 from devagent.core.runs.distributed import RANK_TEMPLATE, launcher_args, parse_launch
 from devagent.errors import DevagentError, ExitStatus
-from devagent.inside.interpreter import find_user_python
-from devagent.inside.sessions import started_by
-from devagent.runs.finish import Finished, Plotter, code_state, finish_run
 from devagent.runs.output_watch import OutputWatch
 from devagent.runs.place import RunPlace, check_place, locate
+from devagent.runs.rank_logs import RankLogs
 from devagent.runs.runlog import RunLog
 from devagent.runs.streaming import run_streaming
+
+if TYPE_CHECKING:  # imported once the command runs (_Beside): the command does not wait for them
+    from devagent.core.runs.record import GitState
+    from devagent.runs.finish import Finished, Plotter
 
 
 def check_command(argv: Sequence[str], cwd: Path, environ: Mapping[str, str]) -> None:
@@ -67,14 +70,11 @@ def wrapped_run(argv: Sequence[str], *, cwd: Path, notebook: Path | None = None,
                              cwd=str(cwd)).returncode
     node = (launch.rendezvous, launch.node_rank) if launch is not None and launch.rendezvous else None
     number, lab_file = _reserve(runs, started, node=node)
-    # The code as it was run, read beside the command's start rather than before it (git status in a big
-    # repository takes a while, and the command should not wait for the notebook's sake).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        git = pool.submit(code_state, place, cwd, number=number)
         finished = _run(argv, cwd=cwd, environ=environ, number=number, started=started, lab_file=lab_file,
-                        place=place)
-        finished.git = git.result()
+                        place=place, pool=pool)
     assert finished.exit_code is not None
+    from devagent.runs.finish import finish_run  # after the command, not before it
     try:
         if number is None:  # not numbered at the start: the disk may have come back
             number = _reserve_number(runs, started, retry=True, notebook=place.notebook, node=node)
@@ -137,56 +137,118 @@ def _reason(exc: OSError) -> str:
     return str(exc)
 
 
+class _Beside:
+    """What only the section needs, done once the command has started rather than before (the imports alone are
+    ~60 ms): who started the run, the interpreter that draws its loss curve (importing matplotlib while the
+    command runs), and the code as it was run (git status in a big repository takes a while: in POOL)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, place: RunPlace, cwd: Path, number: int | None,
+                 python: str | None) -> None:
+        self._pool, self._place, self._cwd, self._number, self._python = pool, place, cwd, number, python
+        self.who: str | None = None
+        self.plotter: Plotter | None = None
+        self._git: Future[GitState | None] | None = None
+
+    def __call__(self) -> None:
+        from devagent.inside.interpreter import find_user_python  # see the class
+        from devagent.inside.sessions import started_by
+        from devagent.runs.finish import Plotter, code_state
+
+        self._git = self._pool.submit(code_state, self._place, self._cwd, number=self._number)
+        self.who = started_by(os.getpid())  # by the ssh login above this process, never by its environment
+        try:
+            self.plotter = Plotter(self._python or find_user_python())
+        except OSError:
+            self.plotter = None  # the section says why, as without it
+
+    def git(self) -> GitState | None:
+        if self._git is None:  # it did not run (the command ended first, or it failed): now, then
+            from devagent.runs.finish import code_state
+            return code_state(self._place, self._cwd, number=self._number)
+        return self._git.result()
+
+
 def _run(argv: Sequence[str], *, cwd: Path, environ: Mapping[str, str], number: int | None, started: datetime,
-         lab_file: Path | None, place: RunPlace) -> Finished:
+         lab_file: Path | None, place: RunPlace, pool: ThreadPoolExecutor) -> Finished:
     child_env = {**environ, "DEVAGENT_RUN": "" if number is None else str(number)}
     if lab_file is not None:
         child_env["DEVAGENT_LAB_FILE"] = str(lab_file)
     distributed = parse_launch(argv, environ) is not None  # the shape itself is read again when it ends
+    rank_logs = RankLogs.create() if distributed and tags_rank_files(argv, environ) else None
     if distributed:
-        child_env.update(rank_tagging(argv, environ))
+        child_env.update(rank_tagging(argv, environ, log_dir=rank_logs.root if rank_logs is not None else None))
     output = OutputWatch(ranks=distributed)
-    who = started_by(os.getpid())  # by the ssh login above this process, never by its environment
     if number is not None:
         print(f"devagent: run {number} → {place.notebook}", file=sys.stderr, flush=True)
     python = _interpreter(argv, environ)
-    try:  # while the command runs, the interpreter that draws its loss curve imports matplotlib
-        plotter: Plotter | None = Plotter(python or find_user_python())
-    except OSError:
-        plotter = None  # the section says why, as without it
+    beside = _Beside(pool, place, cwd, number, python)
     try:
-        outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd))
+        outcome = run_streaming(list(argv), on_output=output.feed, env=child_env, cwd=str(cwd), side=rank_logs,
+                                on_start=beside)
     except BaseException:
-        if plotter is not None:
-            plotter.close()
+        if beside.plotter is not None:
+            beside.plotter.close()
         raise
+    finally:
+        if rank_logs is not None:
+            rank_logs.remove()
     output.close()
+    from devagent.runs.finish import Finished  # imported by _Beside already
     finished = Finished(
         number=number or 0, argv=list(argv), cwd=cwd, started=started, duration_s=outcome.duration_s,
         exit_code=outcome.returncode, oom_killed=outcome.oom_killed, output=output, lab_file=lab_file,
         gpu_peak=outcome.gpu_peak_bytes, gpu_total=outcome.gpu_total_bytes, gpus_used=outcome.gpus_used,
         gpu_devices=outcome.gpu_devices, gpu_timelines=outcome.gpu_timelines, cpu_share=outcome.cpu_share,
-        python=python, environ=environ, started_by=who, plotter=plotter,
+        python=python, environ=environ, started_by=beside.who, plotter=beside.plotter,
     )
+    finished.git = beside.git()
     return finished
 
 
-def rank_tagging(argv: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """What makes torchrun write each worker's lines whole and tagged with its rank (``[rank1]:step 3``):
-    ``--tee 3`` through its environment (PET_TEE), with a rank prefix. Workers writing to one shared pipe can
-    run two lines together; under tee, torchrun reads each worker's own file and writes whole lines. Nothing
-    when the command chose its own --tee, --redirects or rank filter: its choice stands."""
-    found = launcher_args(argv)
-    if found is None or found[0] != "torchrun":
+def rank_tagging(argv: Sequence[str], environ: Mapping[str, str], *, log_dir: Path | None = None,
+                 ) -> dict[str, str]:
+    """What makes torchrun's workers' lines reach the output whole and tagged with their rank
+    (``[rank1]:step 3``). Workers writing to one shared pipe can run two lines together, so each writes to files
+    of its own: in LOG_DIR, which devagent tails itself (rank_logs.py; where ``tags_rank_files`` says it can),
+    else through torchrun's own ``--tee 3`` (PET_TEE) with a rank prefix. Nothing when the command chose its own
+    --tee, --redirects or rank filter: its choice stands."""
+    options = _torchrun_options(argv)
+    if options is None:
         return {}
-    own = {"--tee", "-t", "--redirects", "-r", "--local-ranks-filter", "--local_ranks_filter"}
-    options = [word for word in found[1][:next((i for i, w in enumerate(found[1]) if w.endswith(".py")),
-                                                 len(found[1]))]]
-    if any(word.split("=")[0] in own for word in options) or "PET_TEE" in environ or "PET_REDIRECTS" in environ:
+    if any(word.split("=")[0] in _OWN_OUTPUT for word in options) or "PET_TEE" in environ \
+            or "PET_REDIRECTS" in environ:
         return {}
+    if log_dir is not None and tags_rank_files(argv, environ):
+        return {"PET_REDIRECTS": "3", "PET_LOG_DIR": str(log_dir)}
     return {"PET_TEE": "3",
             "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": environ.get("TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE",
                                                                  RANK_TEMPLATE)}
+
+
+_OWN_OUTPUT = {"--tee", "-t", "--redirects", "-r", "--local-ranks-filter", "--local_ranks_filter"}
+_OWN_FILES = {"--log-dir", "--log_dir", "--logs-specs", "--logs_specs"}
+
+
+def tags_rank_files(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether devagent can tag the ranks itself from their files: a one-node torchrun (a rank's file is named
+    by its local rank, its rank only on one node) that chose neither its log folder nor a prefix of its own."""
+    options = _torchrun_options(argv)
+    launch = parse_launch(argv, environ)
+    if options is None or launch is None or launch.multi_node:
+        return False
+    chosen = {word.split("=")[0] for word in options}
+    return not chosen & (_OWN_OUTPUT | _OWN_FILES) and not any(
+        name in environ for name in ("PET_TEE", "PET_REDIRECTS", "PET_LOG_DIR", "PET_LOGS_SPECS",
+                                     "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"))
+
+
+def _torchrun_options(argv: Sequence[str]) -> list[str] | None:
+    """torchrun's own words in ARGV (those before the script), or None when ARGV is not a torchrun."""
+    found = launcher_args(argv)
+    if found is None or found[0] != "torchrun":
+        return None
+    words = found[1]
+    return words[:next((i for i, w in enumerate(words) if w.endswith(".py")), len(words))]
 
 
 def _interpreter(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:

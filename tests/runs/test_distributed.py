@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -185,11 +186,19 @@ DDP = textwrap.dedent("""\
 """)
 
 
-def _devagent_run(workspace: Path, *command: str, timeout: float = 240) -> subprocess.Popen[bytes]:
+def _devagent_run(workspace: Path, *command: str, tmp: Path | None = None,
+                  new_session: bool = False) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in ("DEVAGENT_LAB_FILE", "DEVAGENT_RUN")}
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    if tmp is not None:  # where devagent's and torchrun's temporary folders go, to look for leftovers
+        env["TMPDIR"] = str(tmp)
     return subprocess.Popen([sys.executable, "-m", "devagent", "run", "--", *command], cwd=workspace, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=new_session)
+
+
+def _run_folders(tmp: Path) -> list[str]:
+    """The rank-output folders left in TMP: devagent's own, or torchrun's (its tee makes one and keeps it)."""
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(("devagent-ranks-", "torchelastic_")))
 
 
 def _section(notebook: Path, number: int) -> str:
@@ -208,14 +217,16 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[int, bytes]]]:
     """One workspace, two runs of two ranks each (one succeeds, one where rank 1 fails): torch starts four
-    times on a 2-core machine, so the tests share them."""
+    times on a 2-core machine, so the tests share them. Their temporary folder is the workspace's tmp/."""
     workspace = tmp_path_factory.mktemp("ddp")
     (workspace / "train_ddp.py").write_text(DDP)
+    tmp = workspace / "tmp"
+    tmp.mkdir()
     results = []
     for extra in ((), ("--fail-rank", "1")):
         port = str(_free_port())
         process = _devagent_run(workspace, "torchrun", "--nproc-per-node=2", "--master-port", port,
-                                "train_ddp.py", "--batch-size", "64", "--grad-accum", "2", *extra)
+                                "train_ddp.py", "--batch-size", "64", "--grad-accum", "2", *extra, tmp=tmp)
         out, _ = process.communicate(timeout=240)
         results.append((process.returncode, out))
     return workspace, results
@@ -260,6 +271,45 @@ def test_torchrun_names_the_rank_that_failed_first(ddp_runs: tuple[Path, list[tu
     assert re.search(r"\| error \| `rank 1 failed first( \((exit 1|SIGABRT)\))?: ValueError: rank 1 broke at step 2; "
                      r"rank 0 (stopped by the launcher|exited too \(exit 1\))` \|", section), section
     assert "local_rank" not in section.split("<summary>output")[0]  # the report is no metric
+
+
+@pytest.mark.torch
+@needs_torch
+@pytest.mark.slow
+def test_torchrun_leaves_no_rank_files_and_shows_every_line(ddp_runs: tuple[Path, list[tuple[int, bytes]]],
+                                                           ) -> None:
+    """devagent tags a one-node torchrun's ranks from their files in a folder of its own, and removes it: none
+    is left after a run that succeeded or one where a rank failed (torchrun's own tee would keep its folder)."""
+    workspace, results = ddp_runs
+    assert _run_folders(workspace / "tmp") == []
+    ok, failed = (out.decode(errors="replace").splitlines() for _, out in results)
+    for rank in (0, 1):  # the user's terminal saw every line of every rank, tagged, once
+        steps = [re.match(r"step=(\d+) ", line[len(f"[rank{rank}]:"):]) for line in ok
+                 if line.startswith(f"[rank{rank}]:step=")]
+        assert [m.group(1) for m in steps if m] == ["0", "1", "2", "3"], ok
+    assert any(line.startswith("[rank1]:") and "ValueError: rank 1 broke at step 2" in line for line in failed)
+
+
+@pytest.mark.torch
+@needs_torch
+@pytest.mark.slow
+def test_ctrl_c_on_a_torchrun_leaves_no_rank_files(tmp_path: Path) -> None:
+    (tmp_path / "train_ddp.py").write_text(DDP)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    process = _devagent_run(tmp_path, "torchrun", "--nproc-per-node=2", "--master-port", str(_free_port()),
+                            "train_ddp.py", "--steps", "1000000", tmp=tmp, new_session=True)
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:  # the ranks are training: their lines came through
+        seen.append(line)
+        if line.startswith(b"[rank0]:step="):
+            break
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group
+    out, _ = process.communicate(timeout=240)
+    assert process.returncode != 0, b"".join(seen) + out
+    assert _run_folders(tmp) == []
+    assert "· run 1 ·" in (tmp_path / "lab-notebook.md").read_text(encoding="utf-8")
 
 
 @pytest.mark.torch

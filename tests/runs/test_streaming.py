@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from devagent.inside import nvml
+from devagent.runs import streaming
+from devagent.runs.gpu_memory import GpuSampler
 from devagent.runs.streaming import CHUNK, _SignalRelay, run_streaming
 from tests.runs.support import nvml_gpus
 from tests.signals import signal_off_the_main_thread
@@ -387,3 +389,22 @@ def test_a_command_that_uses_no_gpu_has_no_gpu_figures_and_leaves_no_sampler_thr
     assert figures == ((None, None, 0) if nvml_gpus() == 0 else (0, None, 0))
     assert outcome["threads"] == ["MainThread"]
     assert vars(nvml)["pynvml"] is not None
+
+
+def test_nvml_starts_once_the_command_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML's start (tens of ms on a GPU server: its library, every GPU opened) does not delay the command."""
+    order: list[str] = []
+    spawn = streaming._spawn
+
+    def spawned(*args: Any, **kwargs: Any) -> Any:
+        result = spawn(*args, **kwargs)
+        order.append("command started")
+        return result
+
+    def opened(**kwargs: Any) -> None:
+        order.append("NVML opened")
+
+    monkeypatch.setattr(streaming, "_spawn", spawned)
+    monkeypatch.setattr(GpuSampler, "open", opened)
+    assert run_streaming([sys.executable, "-c", "pass"], on_output=lambda _: None).returncode == 0
+    assert order == ["command started", "NVML opened"]

@@ -34,8 +34,9 @@ _BACKEND_IN_SOURCE = re.compile(r"init_process_group\(\s*(?:backend\s*=\s*)?[\"'
 BATCH_NAMES = ("batch_size", "per_device_train_batch_size", "train_batch_size", "micro_batch_size", "bs")
 ACCUMULATION_NAMES = ("gradient_accumulation_steps", "grad_accum_steps", "grad_accum", "accumulate_grad_batches",
                       "accum_steps", "accumulation_steps")
-# torchrun's per-worker prefix under ``--tee`` (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE, what `devagent run` sets:
-# ``[rank3]:``; torch's own excepthook adds a second one), or its default ``[default3]:`` (role and local rank).
+# A worker's prefix ``[rank3]:``, which devagent writes for a one-node torchrun (runs/rank_logs.py) and has
+# torchrun's ``--tee`` write elsewhere (TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE; torch's own excepthook adds a
+# second one), or torchrun's default ``[default3]:`` (role and local rank).
 RANK_PREFIX_RE = re.compile(r"^\[(rank|default)(\d+)\]:\s?")
 # Lines of torchrun's error report ("rank : 1 (local_rank: 1)", "exitcode : 1 (pid: …)"): never metrics.
 REPORT_LINE_RE = re.compile(r"^\s*(?:time|host|rank|exitcode|error_file|traceback)\s+:\s")
