@@ -63,7 +63,11 @@ METRIC_FILE_WINDOW = 32 << 20  # a lab.jsonl or metrics.csv is read from this ma
 MAX_METRIC_LINE = 64 << 10  # a longer line is skipped
 MAX_SCRIPT_BYTES = 1 << 20  # a larger script is not read for its hyperparameters' defaults
 _PLOT_SCRIPT = r"""
-import json, sys
+import json, os, sys
+try:
+    os.nice(19)  # it imports matplotlib while the run runs: the run's own processes come first
+except OSError:
+    pass
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -320,7 +324,8 @@ def _lightning_csv(cwd: Path, *, since: float, max_depth: int = 4) -> Path | Non
 class Plotter:
     """The user's interpreter drawing a run's loss curve. `devagent run` starts it with the command, so that its
     matplotlib import (0.3-1 s) happens while the command runs instead of after it; it then waits on its stdin
-    for the values. In a session of its own: a Ctrl-C at the terminal, meant for the command, does not reach it.
+    for the values, at the lowest priority (nice 19: the run's own processes come first on a small machine). In a
+    session of its own: a Ctrl-C at the terminal, meant for the command, does not reach it.
     Should devagent die, its stdin closes and it exits. It draws into a private folder of its own."""
 
     def __init__(self, python: str) -> None:
