@@ -45,6 +45,8 @@ MODULES = {
     "devagent/runs/oom.py": "/proc and cgroup files",
     "devagent/runs/cpu_share.py": "the cgroup's cpu.max",
     "devagent/runs/proctree.py": "/proc files of processes",
+    "devagent/runs/rank_logs.py": "torchrun's rank files in a folder devagent made itself (mkdtemp, 0700), "
+                                  "opened O_NOFOLLOW",
     "devagent/inside/locations.py": "the agent's record, GPU check and launch context in devagent's folders "
                                     "in the container, written by devagent",
     "devagent/inside/gpu_inventory.py": "/proc files of processes",
