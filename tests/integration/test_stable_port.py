@@ -8,12 +8,15 @@ tests/control/lifecycle/test_up_port.py.)
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+from devagent.core.ports import DEFAULT_PORTS
 from tests.integration.conftest import Env, container_names, wait_for
 
 pytestmark = pytest.mark.docker
@@ -54,6 +57,25 @@ def listener(port: int) -> socket.socket:
     s.bind(("127.0.0.1", port))
     s.listen()
     return s
+
+
+def free_ports_below_ephemeral(count: int) -> int:
+    """The first of COUNT ports in a row that nothing holds now, below the ephemeral range and outside devagent's
+    default range. Ports next to a listener(0) are ephemeral: the connections the ups themselves open (ssh, the
+    engine's) took two of three such ports as their source ports in a CI run, and `up` rightly saw them taken."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(500):
+        bottom = max(1024, low - 8000)
+        first = bottom + secrets.randbelow(low - count - bottom)
+        if set(range(first, first + count)) & set(DEFAULT_PORTS):
+            continue
+        try:
+            for port in range(first, first + count):
+                listener(port).close()
+        except OSError:
+            continue
+        return first
+    raise AssertionError(f"no {count} free ports in a row below {low}")
 
 
 @pytest.fixture
@@ -168,8 +190,7 @@ def test_a_new_environment_skips_a_port_another_program_holds(
 def test_concurrent_ups_in_a_range_of_as_many_ports_all_succeed_on_different_ports(
         env: Env, name: str, built_image: str, docker_client, monkeypatch: pytest.MonkeyPatch) -> None:
     names = [f"{name}-{i}" for i in range(3)]
-    with listener(0) as probe:  # three ports in a row that nothing listens on now
-        first = probe.getsockname()[1] + 1
+    first = free_ports_below_ephemeral(3)
     monkeypatch.setenv("DEVAGENT_PORTS", f"{first}-{first + 2}")
     try:
         with ThreadPoolExecutor(max_workers=3) as pool:
