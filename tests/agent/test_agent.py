@@ -146,14 +146,20 @@ class WaitCounting(threading.Event):
         return super().wait(timeout)
 
 
-def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
+def started_notebook_work(tmp_path: Path) -> tuple[agent.AgentConfig, WaitCounting, threading.Thread]:
+    """The agent's notebook worker, started on a workspace in TMP_PATH: its config, stop event and thread."""
     config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
                                launch_context=tmp_path / "no-launch.json")
     notebook = locations.open_notebook(config.notebook_path, config.launch_context)
     stopping = WaitCounting()
     worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
     worker.start()
+    return config, stopping, worker
+
+
+def test_the_notebook_stays_untouched_until_up_commits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(agent, "_gpu_check", lambda config: None)
+    config, stopping, worker = started_notebook_work(tmp_path)
     # The worker waits on STOPPING only in its loop that looks for up's commit: twice round it means it has
     # looked, found none and not written (a fixed sleep proves nothing on a slow machine).
     wait_until(lambda: stopping.waits >= 2)
@@ -171,12 +177,7 @@ def test_the_gpu_check_waits_for_ups_commit(monkeypatch: pytest.MonkeyPatch, tmp
     server with few cores. It runs once the ready flag is there, not before."""
     checked = threading.Event()
     monkeypatch.setattr(agent, "_gpu_check", lambda config: checked.set())
-    config = agent.AgentConfig(workspace=tmp_path, sshd_config="/nonexistent",
-                               launch_context=tmp_path / "no-launch.json")
-    notebook = locations.open_notebook(config.notebook_path, config.launch_context)
-    stopping = WaitCounting()
-    worker = threading.Thread(target=agent._notebook_work, args=(config, notebook, stopping))
-    worker.start()
+    _config, stopping, worker = started_notebook_work(tmp_path)
     try:
         wait_until(lambda: stopping.waits >= 2)  # round its loop twice: it has looked for the flag, found none
         assert not checked.is_set()
